@@ -1,0 +1,79 @@
+//! The write-ahead rotation journal: what each step is about to do and what it did.
+//!
+//! Entries hold identifiers and fingerprints only; there is no field that could carry key bytes.
+
+use crate::{Fingerprint, Generation, RotationId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The steps of a rotation, in protocol order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// Generate the key pair and certificate (in memory; proven to match).
+    Generate,
+    /// Write the key as PENDING in the store.
+    Stage,
+    /// Deploy the certificate to the app: the switchover point.
+    Publish,
+    /// Prove Salesforce accepts a token signed by the new key.
+    Verify,
+    /// Make the new key CURRENT; the old one becomes PREVIOUS.
+    Promote,
+    /// Close the rotation.
+    Finalize,
+}
+
+impl Step {
+    /// Every step, in protocol order.
+    pub const ALL: [Step; 6] = [Step::Generate, Step::Stage, Step::Publish, Step::Verify, Step::Promote, Step::Finalize];
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Generate => "generate",
+            Step::Stage => "stage",
+            Step::Publish => "publish",
+            Step::Verify => "verify",
+            Step::Promote => "promote",
+            Step::Finalize => "finalize",
+        })
+    }
+}
+
+/// Whether an entry announces a step or records its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Written before the step acts.
+    Begin,
+    /// Written after the step succeeded.
+    Done,
+    /// Written when the step failed; `detail` says why.
+    Failed,
+}
+
+/// One journal line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// The rotation this entry belongs to.
+    pub rotation_id: RotationId,
+    /// When it was written.
+    pub at: DateTime<Utc>,
+    /// Which step.
+    pub step: Step,
+    /// Begin, done or failed.
+    pub phase: Phase,
+    /// The generation being introduced.
+    pub generation: Generation,
+    /// The generation that was CURRENT when the rotation began, if any.
+    pub previous_generation: Option<Generation>,
+    /// Certificate fingerprint of the new generation, once known.
+    pub new_fingerprint: Option<Fingerprint>,
+    /// Certificate fingerprint the app held when the rotation began, if any.
+    pub old_fingerprint: Option<Fingerprint>,
+    /// Free text: failure reason, deploy id, verification outcome. Never key bytes.
+    pub detail: Option<String>,
+}

@@ -1,0 +1,73 @@
+//! The certificate target contract: an app that trusts exactly one certificate and can be asked
+//! whether it accepts a token signed by a given key.
+
+use crate::{Certificate, KeyMaterial, Result, RotationId};
+use async_trait::async_trait;
+use std::fmt;
+
+/// What [`CertificateTarget::install`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Installed {
+    /// The app already held this certificate; nothing was deployed.
+    AlreadyPresent,
+    /// A deployment replaced the app's certificate.
+    Deployed {
+        /// The relying party's id for the change (a Metadata deploy id).
+        deploy_id: String,
+    },
+}
+
+/// The answer to one token request signed with a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// A token was issued. The token itself is not kept.
+    Accepted {
+        /// The instance URL the token is for.
+        instance_url: String,
+    },
+    /// The relying party refused, with its own error code and text.
+    Rejected {
+        /// e.g. `invalid_grant`.
+        error: String,
+        /// e.g. `invalid assertion`.
+        description: String,
+        /// Whether this refusal can clear by itself (a certificate change still propagating),
+        /// as opposed to a configuration error that waiting will not fix.
+        may_clear: bool,
+    },
+}
+
+/// An app (Salesforce Connected App or External Client App) that trusts one certificate.
+#[async_trait]
+pub trait CertificateTarget: fmt::Display + fmt::Debug + Send + Sync {
+    /// Read-only preflight: the admin connection works and the app exists.
+    ///
+    /// # Behavior
+    /// - Never writes.
+    async fn check(&self) -> Result<()>;
+
+    /// The certificate the app holds now, read from the relying party (not assumed).
+    ///
+    /// # Behavior
+    /// - `Ok(None)` when the app exists but holds no certificate.
+    /// - `NotFound` when the app does not exist.
+    async fn installed(&self) -> Result<Option<Certificate>>;
+
+    /// Makes the app trust `certificate` instead of whatever it trusts now. Every other setting
+    /// of the app is preserved (read-modify-write).
+    ///
+    /// # Behavior
+    /// - Idempotent by fingerprint: if the app already holds `certificate`, returns
+    ///   [`Installed::AlreadyPresent`] and deploys nothing.
+    /// - This is the switchover point: from its success on, consumers holding the old key
+    ///   may be refused.
+    /// - Fails with `Rejected` carrying the relying party's failure text verbatim.
+    async fn install(&self, certificate: &Certificate, rotation_id: &RotationId) -> Result<Installed>;
+
+    /// Requests one token signed with `key` for the configured integration user.
+    ///
+    /// # Behavior
+    /// - Never changes anything on the app. A refusal is `Ok(Probe::Rejected)`, not an error;
+    ///   errors are transport or server failures.
+    async fn probe(&self, key: &KeyMaterial) -> Result<Probe>;
+}
