@@ -1,1 +1,35 @@
-fn main() {}
+//! rekey: rotates the JWT-bearer signing key and certificate of Salesforce Connected Apps and
+//! External Client Apps. `main` parses, runs, and turns the outcome into an exit code.
+
+// `pub` marks what a module offers the rest of the binary; there is no library to reach it from.
+#![allow(unreachable_pub)]
+
+mod cli;
+mod commands;
+mod config;
+mod pki;
+mod render;
+mod rotation;
+mod wiring;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let error = rekey_api::Error::new(
+                rekey_api::ErrorKind::Unexpected,
+                "cannot start the async runtime",
+            )
+            .with_source(e);
+            return render::error(&error, None, cli.json).into();
+        }
+    };
+    runtime.block_on(commands::run(cli)).into()
+}

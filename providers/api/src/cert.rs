@@ -23,7 +23,10 @@ impl Fingerprint {
         let digits: String = text.chars().filter(|c| *c != ':').collect();
         let mut out = [0u8; 32];
         hex::decode_to_slice(&digits, &mut out).map_err(|_| {
-            Error::new(ErrorKind::Config, format!("'{text}' is not a SHA-256 fingerprint (64 hex digits)"))
+            Error::new(
+                ErrorKind::Config,
+                format!("'{text}' is not a SHA-256 fingerprint (64 hex digits)"),
+            )
         })?;
         Ok(Fingerprint(out))
     }
@@ -90,16 +93,29 @@ impl Certificate {
     /// armour; that form is accepted too and re-armoured.
     pub fn from_pem(text: &str) -> Result<Self> {
         let body: String = if text.contains("-----BEGIN CERTIFICATE-----") {
-            let start = text.find("-----BEGIN CERTIFICATE-----").unwrap_or(0) + "-----BEGIN CERTIFICATE-----".len();
-            let end = text[start..].find("-----END CERTIFICATE-----").map(|e| start + e).ok_or_else(|| {
-                Error::new(ErrorKind::InvalidCertificate, "PEM certificate has no '-----END CERTIFICATE-----' line")
-            })?;
-            text[start..end].chars().filter(|c| !c.is_whitespace()).collect()
+            let start = text.find("-----BEGIN CERTIFICATE-----").unwrap_or(0)
+                + "-----BEGIN CERTIFICATE-----".len();
+            let end = text[start..]
+                .find("-----END CERTIFICATE-----")
+                .map(|e| start + e)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidCertificate,
+                        "PEM certificate has no '-----END CERTIFICATE-----' line",
+                    )
+                })?;
+            text[start..end]
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect()
         } else {
             text.chars().filter(|c| !c.is_whitespace()).collect()
         };
         let der = base64_decode(&body).ok_or_else(|| {
-            Error::new(ErrorKind::InvalidCertificate, "certificate is neither PEM nor base64 DER")
+            Error::new(
+                ErrorKind::InvalidCertificate,
+                "certificate is neither PEM nor base64 DER",
+            )
         })?;
         Self::from_der(der)
     }
@@ -107,12 +123,19 @@ impl Certificate {
     /// Parses a DER certificate.
     pub fn from_der(der: Vec<u8>) -> Result<Self> {
         let (_, x509) = X509Certificate::from_der(&der).map_err(|e| {
-            Error::new(ErrorKind::InvalidCertificate, format!("cannot parse X.509 certificate: {e}"))
+            Error::new(
+                ErrorKind::InvalidCertificate,
+                format!("cannot parse X.509 certificate: {e}"),
+            )
         })?;
         let validity = x509.validity();
         let timestamp = |t: i64| {
-            DateTime::<Utc>::from_timestamp(t, 0)
-                .ok_or_else(|| Error::new(ErrorKind::InvalidCertificate, "certificate validity out of range"))
+            DateTime::<Utc>::from_timestamp(t, 0).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidCertificate,
+                    "certificate validity out of range",
+                )
+            })
         };
         let not_before = timestamp(validity.not_before.timestamp())?;
         let not_after = timestamp(validity.not_after.timestamp())?;
@@ -180,7 +203,10 @@ fn base64_encode(data: &[u8]) -> String {
 }
 
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD.decode(text).ok().filter(|d| !d.is_empty())
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()
+        .filter(|d| !d.is_empty())
 }
 
 #[cfg(test)]
@@ -204,7 +230,9 @@ mod tests {
 
     #[test]
     fn garbage_is_an_invalid_certificate() {
-        let err = Certificate::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").unwrap_err();
+        let err =
+            Certificate::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")
+                .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidCertificate);
     }
 }

@@ -70,7 +70,13 @@ pub struct Error {
 impl Error {
     /// A new error. `message` names what failed and on which object; never secret contents.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), hint: None, temporary: false, source: None }
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+            temporary: false,
+            source: None,
+        }
     }
 
     /// What the operator should do next.
@@ -121,7 +127,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
-        let mut source = self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static));
+        let mut source = self
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static));
         while let Some(s) = source {
             write!(f, ": {s}")?;
             source = s.source();
@@ -144,7 +153,9 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -155,11 +166,17 @@ mod tests {
     #[test]
     fn display_includes_the_source_chain_and_keeps_the_hint_apart() {
         let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied by mode 0400");
-        let err = Error::new(ErrorKind::PermissionDenied, "cannot write keys/billing/3.key")
-            .with_source(io)
-            .with_hint("check the directory's owner")
-            .context("file store ./keys");
-        assert_eq!(err.to_string(), "file store ./keys: cannot write keys/billing/3.key: denied by mode 0400");
+        let err = Error::new(
+            ErrorKind::PermissionDenied,
+            "cannot write keys/billing/3.key",
+        )
+        .with_source(io)
+        .with_hint("check the directory's owner")
+        .context("file store ./keys");
+        assert_eq!(
+            err.to_string(),
+            "file store ./keys: cannot write keys/billing/3.key: denied by mode 0400"
+        );
         assert_eq!(err.hint(), Some("check the directory's owner"));
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
         assert!(!err.is_temporary());

@@ -27,7 +27,14 @@ pub enum Step {
 
 impl Step {
     /// Every step, in protocol order.
-    pub const ALL: [Step; 6] = [Step::Generate, Step::Stage, Step::Publish, Step::Verify, Step::Promote, Step::Finalize];
+    pub const ALL: [Step; 6] = [
+        Step::Generate,
+        Step::Stage,
+        Step::Publish,
+        Step::Verify,
+        Step::Promote,
+        Step::Finalize,
+    ];
 }
 
 impl fmt::Display for Step {

@@ -4,7 +4,10 @@ use crate::{Error, ErrorKind, Result};
 use std::fmt;
 use zeroize::Zeroizing;
 
-const PEM_LABELS: [&str; 2] = ["-----BEGIN PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----"];
+const PEM_LABELS: [&str; 2] = [
+    "-----BEGIN PRIVATE KEY-----",
+    "-----BEGIN RSA PRIVATE KEY-----",
+];
 
 /// An RSA private key as PEM (PKCS#8, or PKCS#1 as written by older `openssl genrsa`).
 ///
@@ -46,8 +49,10 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_key_and_bad_armour_is_refused_without_echoing_input() {
-        let key = KeyMaterial::from_pem("-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n-----END PRIVATE KEY-----\n".into())
-            .unwrap();
+        let key = KeyMaterial::from_pem(
+            "-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n-----END PRIVATE KEY-----\n".into(),
+        )
+        .unwrap();
         assert_eq!(format!("{key:?}"), "KeyMaterial([secret key elided])");
         assert!(key.expose_secret_pem().contains("SECRETBYTES"));
 

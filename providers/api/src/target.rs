@@ -62,7 +62,11 @@ pub trait CertificateTarget: fmt::Display + fmt::Debug + Send + Sync {
     /// - This is the switchover point: from its success on, consumers holding the old key
     ///   may be refused.
     /// - Fails with `Rejected` carrying the relying party's failure text verbatim.
-    async fn install(&self, certificate: &Certificate, rotation_id: &RotationId) -> Result<Installed>;
+    async fn install(
+        &self,
+        certificate: &Certificate,
+        rotation_id: &RotationId,
+    ) -> Result<Installed>;
 
     /// Requests one token signed with `key` for the configured integration user.
     ///

@@ -1,0 +1,103 @@
+//! Command-line arguments (clap). Parsing only; no behaviour lives here.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// rekey rotates the JWT-bearer signing key and certificate of Salesforce Connected Apps and
+/// External Client Apps end to end: generate, stage, publish, verify, promote.
+#[derive(Debug, Parser)]
+#[command(name = "rekey", version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "REKEY_CONFIG",
+        default_value = "rekey.toml"
+    )]
+    pub config: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what is inside PEM files: certificates (subject, validity, fingerprints) and private
+    /// keys (algorithm, size, public-key fingerprint; never the key). Given a key and a
+    /// certificate, tell whether they belong together.
+    Inspect {
+        /// PEM files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the steps the next `rotate` of CREDENTIAL would run.
+    Plan {
+        /// Credential name from the config.
+        credential: String,
+    },
+    /// Rotate CREDENTIAL's key and certificate (or finish an interrupted rotation).
+    Rotate {
+        /// Credential name from the config.
+        credential: String,
+    },
+    /// List credentials: generation, fingerprint, expiry, last rotation.
+    Status {
+        /// Only this credential.
+        credential: Option<String>,
+    },
+    /// Compare expiry and key age against each credential's policy. Exit code 0 ok, 1 warning, 2 critical.
+    Check {
+        /// Only this credential.
+        credential: Option<String>,
+    },
+    /// Put an existing key and certificate (already on the app) under rekey's management as CURRENT.
+    Import {
+        /// Credential name from the config.
+        credential: String,
+        /// The private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// Its certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+    },
+    /// Ask Salesforce for a token signed by one of CREDENTIAL's keys. Exit code 0 accepted, 3 refused.
+    Verify {
+        /// Credential name from the config.
+        credential: String,
+        /// Which key to sign with.
+        #[arg(long, value_enum, default_value_t = StageArg::Current)]
+        stage: StageArg,
+    },
+    /// Print CREDENTIAL's rotation journal.
+    Journal {
+        /// Credential name from the config.
+        credential: String,
+    },
+}
+
+/// A stage on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum StageArg {
+    /// The key consumers use.
+    Current,
+    /// A staged key.
+    Pending,
+    /// The key before the last rotation.
+    Previous,
+}
+
+impl From<StageArg> for rekey_api::Stage {
+    fn from(s: StageArg) -> Self {
+        match s {
+            StageArg::Current => rekey_api::Stage::Current,
+            StageArg::Pending => rekey_api::Stage::Pending,
+            StageArg::Previous => rekey_api::Stage::Previous,
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! One function per subcommand: load what it needs, act, hand a report to `render`.
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, Config, CredentialConfig};
+use crate::render::{self, Exit};
+use crate::rotation::{self, Failure, Rotation};
+use crate::{pki, wiring};
+use chrono::{DateTime, Utc};
+use rekey_api::{
+    Certificate, Error, ErrorKind, Generation, KeyMaterial, NewVersion, Probe, Result, RotationId,
+    SecretStore, Stage,
+};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Exit {
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Inspect { files } => inspect(&files, json),
+        Command::Plan { credential } => plan(&cli.config, &credential, json).await,
+        Command::Rotate { credential } => return rotate(&cli.config, &credential, json).await,
+        Command::Status { credential } => status(&cli.config, credential.as_deref(), json).await,
+        Command::Check { credential } => check(&cli.config, credential.as_deref(), json).await,
+        Command::Import {
+            credential,
+            key,
+            cert,
+        } => import(&cli.config, &credential, &key, &cert, json).await,
+        Command::Verify { credential, stage } => {
+            verify(&cli.config, &credential, stage.into(), json).await
+        }
+        Command::Journal { credential } => journal(&cli.config, &credential, json).await,
+    };
+    result.unwrap_or_else(|error| render::error(&error, None, json))
+}
+
+/// What `inspect` reports about one file.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Inspected {
+    /// An X.509 certificate.
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// Subject DN.
+        subject: String,
+        /// Issuer DN.
+        issuer: String,
+        /// Serial (hex).
+        serial: String,
+        /// notBefore.
+        not_before: DateTime<Utc>,
+        /// notAfter.
+        not_after: DateTime<Utc>,
+        /// Days until notAfter.
+        days_left: i64,
+        /// Key algorithm.
+        key_algorithm: String,
+        /// Key size in bits.
+        key_bits: usize,
+        /// SHA-256 of the DER.
+        fingerprint_sha256: String,
+        /// SHA-256 of the public key info.
+        spki_sha256: String,
+    },
+    /// A private key: only its public facts.
+    PrivateKey {
+        /// The file.
+        path: PathBuf,
+        /// Public facts.
+        #[serde(flatten)]
+        facts: pki::KeyFacts,
+    },
+}
+
+/// `inspect`'s whole report.
+#[derive(Serialize)]
+pub struct InspectReport {
+    /// One entry per file.
+    pub files: Vec<Inspected>,
+    /// When exactly one key and one certificate were given: whether the key signs for the cert.
+    pub key_matches_certificate: Option<bool>,
+}
+
+fn inspect(files: &[PathBuf], json: bool) -> Result<Exit> {
+    let now = Utc::now();
+    let mut report = InspectReport {
+        files: Vec::new(),
+        key_matches_certificate: None,
+    };
+    let (mut keys, mut certs) = (Vec::new(), Vec::new());
+    for path in files {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(ErrorKind::Config, format!("cannot read {}", path.display())).with_source(e)
+        })?;
+        if text.contains("PRIVATE KEY-----") {
+            let key = KeyMaterial::from_pem(text).map_err(|e| e.context(path.display()))?;
+            let facts = pki::key_facts(&key).map_err(|e| e.context(path.display()))?;
+            report.files.push(Inspected::PrivateKey {
+                path: path.clone(),
+                facts,
+            });
+            keys.push(key);
+        } else {
+            let cert = Certificate::from_pem(&text).map_err(|e| e.context(path.display()))?;
+            report.files.push(Inspected::Certificate {
+                path: path.clone(),
+                subject: cert.subject.clone(),
+                issuer: cert.issuer.clone(),
+                serial: cert.serial.clone(),
+                not_before: cert.not_before,
+                not_after: cert.not_after,
+                days_left: cert.days_left(now),
+                key_algorithm: cert.key_algorithm.clone(),
+                key_bits: cert.key_bits,
+                fingerprint_sha256: cert.fingerprint.to_hex(),
+                spki_sha256: cert.spki_fingerprint.to_hex(),
+            });
+            certs.push(cert);
+        }
+    }
+    if let ([key], [cert]) = (keys.as_slice(), certs.as_slice()) {
+        report.key_matches_certificate = Some(pki::prove_pair(key, cert).is_ok());
+    }
+    render::inspect(&report, json);
+    Ok(match report.key_matches_certificate {
+        Some(false) => Exit::BadInput,
+        _ => Exit::Ok,
+    })
+}
+
+async fn plan(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let cred = wiring::credential(&config, name)?;
+    let store = wiring::store(&config, cred);
+    let target = wiring::target(&config, cred)?;
+    let plan = rotation::plan(&rotation_of(cred, store.as_ref(), target.as_ref())).await?;
+    render::plan(&plan, json);
+    Ok(Exit::Ok)
+}
+
+fn rotation_of<'a>(
+    cred: &'a CredentialConfig,
+    store: &'a dyn SecretStore,
+    target: &'a dyn rekey_api::CertificateTarget,
+) -> Rotation<'a> {
+    Rotation {
+        credential: &cred.name,
+        store,
+        target,
+        spec: &cred.cert,
+        verify_timeout: cred.verify_timeout,
+    }
+}
+
+async fn rotate(config_path: &Path, name: &str, json: bool) -> Exit {
+    let prepared = (|| {
+        let config = config::load(config_path)?;
+        let cred = wiring::credential(&config, name)?;
+        let store = wiring::store(&config, cred);
+        let target = wiring::target(&config, cred)?;
+        Ok::<_, Error>((store, target, config))
+    })();
+    let (store, target, config) = match prepared {
+        Ok(p) => p,
+        Err(error) => return render::error(&error, None, json),
+    };
+    let cred = &config.credentials[name];
+    let mut progress = render::RotateProgress::new(name, json);
+    let result = rotation::rotate(
+        &rotation_of(cred, store.as_ref(), target.as_ref()),
+        &mut |e| progress.event(e),
+    )
+    .await;
+    match result {
+        Ok(outcome) => progress.finish(&outcome),
+        Err(Failure {
+            error,
+            rotation_id,
+            step,
+            published,
+        }) => {
+            let failure = render::RotationFailure {
+                rotation_id,
+                step,
+                published,
+            };
+            render::error(&error, Some(&failure), json)
+        }
+    }
+}
+
+/// One credential's line in `status`.
+#[derive(Serialize)]
+pub struct StatusRow {
+    /// Credential name.
+    pub credential: String,
+    /// Its app.
+    pub app: String,
+    /// Its store (display form).
+    pub store: String,
+    /// CURRENT generation.
+    pub generation: Option<Generation>,
+    /// CURRENT certificate fingerprint.
+    pub fingerprint: Option<String>,
+    /// CURRENT notAfter.
+    pub not_after: Option<DateTime<Utc>>,
+    /// Days until then.
+    pub days_left: Option<i64>,
+    /// PENDING generation, if a rotation is in flight.
+    pub pending_generation: Option<Generation>,
+    /// PREVIOUS generation.
+    pub previous_generation: Option<Generation>,
+    /// When the last rotation finished.
+    pub last_rotation: Option<DateTime<Utc>>,
+    /// An unfinished rotation.
+    pub open_rotation: Option<RotationId>,
+}
+
+fn selected<'c>(config: &'c Config, only: Option<&str>) -> Result<Vec<&'c CredentialConfig>> {
+    match only {
+        Some(name) => Ok(vec![wiring::credential(config, name)?]),
+        None => Ok(config.credentials.values().collect()),
+    }
+}
+
+async fn status(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    for cred in selected(&config, only)? {
+        let store = wiring::store(&config, cred);
+        let stages = store
+            .stages(&cred.name)
+            .await
+            .map_err(|e| e.context(&cred.name))?;
+        let journal = store
+            .read_journal(&cred.name)
+            .await
+            .map_err(|e| e.context(&cred.name))?;
+        let current = stages.current.as_ref();
+        rows.push(StatusRow {
+            credential: cred.name.clone(),
+            app: cred.app.clone(),
+            store: store.to_string(),
+            generation: current.map(|v| v.generation),
+            fingerprint: current.map(|v| v.certificate.fingerprint.to_hex()),
+            not_after: current.map(|v| v.certificate.not_after),
+            days_left: current.map(|v| v.certificate.days_left(now)),
+            pending_generation: stages.pending.as_ref().map(|v| v.generation),
+            previous_generation: stages.previous.as_ref().map(|v| v.generation),
+            last_rotation: rotation::last_success(&journal),
+            open_rotation: rotation::open_rotation(&journal).map(|o| o.rotation_id),
+        });
+    }
+    render::status(&rows, json);
+    Ok(Exit::Ok)
+}
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Within policy.
+    Ok,
+    /// Past a warning threshold.
+    Warning,
+    /// Past a critical threshold.
+    Critical,
+}
+
+/// One credential's result in `check`.
+#[derive(Serialize)]
+pub struct CheckRow {
+    /// Credential name.
+    pub credential: String,
+    /// Worst severity.
+    pub severity: Severity,
+    /// Days until the CURRENT certificate's notAfter.
+    pub days_left: Option<i64>,
+    /// Days since the CURRENT key was stored.
+    pub key_age_days: Option<i64>,
+    /// What is wrong, in words.
+    pub findings: Vec<String>,
+}
+
+async fn check(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    for cred in selected(&config, only)? {
+        let store = wiring::store(&config, cred);
+        let stages = store
+            .stages(&cred.name)
+            .await
+            .map_err(|e| e.context(&cred.name))?;
+        let policy = cred.policy;
+        let mut row = CheckRow {
+            credential: cred.name.clone(),
+            severity: Severity::Ok,
+            days_left: None,
+            key_age_days: None,
+            findings: Vec::new(),
+        };
+        let find = |row: &mut CheckRow, severity: Severity, text: String| {
+            row.severity = row.severity.max(severity);
+            row.findings.push(text);
+        };
+        match &stages.current {
+            None => find(
+                &mut row,
+                Severity::Critical,
+                format!("no CURRENT key in {store}; run `rekey import` or `rekey rotate`"),
+            ),
+            Some(current) => {
+                let days_left = current.certificate.days_left(now);
+                let age = (now - current.created_at).num_days();
+                row.days_left = Some(days_left);
+                row.key_age_days = Some(age);
+                if days_left <= policy.critical_days {
+                    find(
+                        &mut row,
+                        Severity::Critical,
+                        format!(
+                            "certificate expires in {days_left} days (critical at {})",
+                            policy.critical_days
+                        ),
+                    );
+                } else if days_left <= policy.warn_days {
+                    find(
+                        &mut row,
+                        Severity::Warning,
+                        format!(
+                            "certificate expires in {days_left} days (warning at {})",
+                            policy.warn_days
+                        ),
+                    );
+                }
+                if let Some(max) = policy.max_key_age_days.filter(|max| age > *max) {
+                    find(
+                        &mut row,
+                        Severity::Warning,
+                        format!("key is {age} days old (maximum {max})"),
+                    );
+                }
+            }
+        }
+        rows.push(row);
+    }
+    render::check(&rows, json);
+    Ok(
+        match rows
+            .iter()
+            .map(|r| r.severity)
+            .max()
+            .unwrap_or(Severity::Ok)
+        {
+            Severity::Ok => Exit::Ok,
+            Severity::Warning => Exit::Warning,
+            Severity::Critical => Exit::Critical,
+        },
+    )
+}
+
+/// What `import` did.
+#[derive(Serialize)]
+pub struct ImportReport {
+    /// Credential name.
+    pub credential: String,
+    /// The generation it became.
+    pub generation: Generation,
+    /// Its certificate's fingerprint.
+    pub fingerprint: String,
+    /// Its notAfter.
+    pub not_after: DateTime<Utc>,
+}
+
+async fn import(
+    config_path: &Path,
+    name: &str,
+    key_path: &Path,
+    cert_path: &Path,
+    json: bool,
+) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let cred = wiring::credential(&config, name)?;
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| {
+            Error::new(ErrorKind::Config, format!("cannot read {}", path.display())).with_source(e)
+        })
+    };
+    let key = KeyMaterial::from_pem(read(key_path)?).map_err(|e| e.context(key_path.display()))?;
+    let cert =
+        Certificate::from_pem(&read(cert_path)?).map_err(|e| e.context(cert_path.display()))?;
+    pki::prove_pair(&key, &cert).map_err(|e| {
+        e.context(format!(
+            "{} and {}",
+            key_path.display(),
+            cert_path.display()
+        ))
+    })?;
+    let store = wiring::store(&config, cred);
+    let _lock = store.lock(name, "rekey import").await?;
+    let stages = store.stages(name).await?;
+    if let Some(current) = &stages.current {
+        if current.certificate.fingerprint != cert.fingerprint {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("{store}: credential '{name}' already has CURRENT generation {}", current.generation),
+            )
+            .with_hint("import is for a credential's first key; use `rekey rotate` to replace a managed key"));
+        }
+    } else {
+        let generation = Generation(1);
+        let rotation_id = RotationId(format!(
+            "{name}-import-{}",
+            Utc::now().format("%Y%m%dT%H%M%SZ")
+        ));
+        store
+            .stage(
+                name,
+                &NewVersion {
+                    generation,
+                    key: &key,
+                    certificate: &cert,
+                    rotation_id: &rotation_id,
+                },
+            )
+            .await?;
+        store.promote(name, generation).await?;
+    }
+    let generation = store
+        .stages(name)
+        .await?
+        .current
+        .map_or(Generation(1), |c| c.generation);
+    let report = ImportReport {
+        credential: name.to_string(),
+        generation,
+        fingerprint: cert.fingerprint.to_hex(),
+        not_after: cert.not_after,
+    };
+    render::import(&report, json);
+    Ok(Exit::Ok)
+}
+
+/// What `verify` observed.
+#[derive(Serialize)]
+pub struct VerifyReport {
+    /// Credential name.
+    pub credential: String,
+    /// Which key signed.
+    pub stage: Stage,
+    /// Its generation.
+    pub generation: Generation,
+    /// Its certificate's fingerprint.
+    pub fingerprint: String,
+    /// Whether Salesforce issued a token.
+    pub accepted: bool,
+    /// Salesforce's error code when refused.
+    pub error: Option<String>,
+    /// Salesforce's error text when refused.
+    pub error_description: Option<String>,
+}
+
+async fn verify(config_path: &Path, name: &str, stage: Stage, json: bool) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let cred = wiring::credential(&config, name)?;
+    let store = wiring::store(&config, cred);
+    let stored = store.read_key(name, stage).await?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("{store}: credential '{name}' has no {stage} key"),
+        )
+    })?;
+    let target = wiring::target(&config, cred)?;
+    let probe = target.probe(&stored.key).await?;
+    let mut report = VerifyReport {
+        credential: name.to_string(),
+        stage,
+        generation: stored.info.generation,
+        fingerprint: stored.info.certificate.fingerprint.to_hex(),
+        accepted: false,
+        error: None,
+        error_description: None,
+    };
+    match probe {
+        Probe::Accepted { .. } => report.accepted = true,
+        Probe::Rejected {
+            error, description, ..
+        } => {
+            report.error = Some(error);
+            report.error_description = Some(description);
+        }
+    }
+    render::verify(&report, json);
+    Ok(if report.accepted {
+        Exit::Ok
+    } else {
+        Exit::Refused
+    })
+}
+
+async fn journal(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let cred = wiring::credential(&config, name)?;
+    let entries = wiring::store(&config, cred).read_journal(name).await?;
+    render::journal(&entries, json);
+    Ok(Exit::Ok)
+}

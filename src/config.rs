@@ -1,0 +1,643 @@
+//! `rekey.toml`: parsed, then validated into types the rest of the program can trust.
+//!
+//! Every problem names `file:line:column` and says how to fix it; all problems are collected before
+//! failing, so one run shows every mistake. Nothing here touches the network or a key.
+
+use crate::pki::{CertSpec, KeyAlgorithm, Subject};
+use rekey_api::{Error, ErrorKind, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The Salesforce API version rekey speaks unless an org says otherwise.
+pub const DEFAULT_API_VERSION: &str = "67.0";
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Where it was read from (for messages).
+    pub path: PathBuf,
+    /// Admin connections, by name.
+    pub orgs: BTreeMap<String, OrgConfig>,
+    /// Secret stores, by name.
+    pub stores: BTreeMap<String, StoreConfig>,
+    /// Credentials, by name.
+    pub credentials: BTreeMap<String, CredentialConfig>,
+}
+
+/// How rekey reaches one org as an administrator.
+#[derive(Debug)]
+pub struct OrgConfig {
+    /// Token endpoint base (My Domain, login.salesforce.com, or the emulator).
+    pub login_url: String,
+    /// JWT `aud`; defaults to `login_url`.
+    pub audience: String,
+    /// Salesforce API version, e.g. `67.0`.
+    pub api_version: String,
+    /// The admin connection.
+    pub admin: AdminConfig,
+}
+
+/// rekey's own admin credentials for an org.
+#[derive(Debug)]
+pub enum AdminConfig {
+    /// JWT bearer with rekey's own admin key (never the integration key it rotates).
+    Jwt {
+        /// Consumer key of the admin app.
+        consumer_key: String,
+        /// Admin username.
+        username: String,
+        /// Path of the admin private key.
+        key_file: PathBuf,
+        /// `file:line` of the setting, for errors about the file.
+        origin: String,
+    },
+    /// `SF_ACCESS_TOKEN` and `SF_INSTANCE_URL` from the environment.
+    AccessTokenEnv,
+}
+
+/// A secret store.
+#[derive(Debug)]
+pub enum StoreConfig {
+    /// The embedded local file store.
+    File {
+        /// Its root directory.
+        path: PathBuf,
+    },
+}
+
+/// Connected App or External Client App.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKind {
+    /// `ConnectedApp` metadata.
+    ConnectedApp,
+    /// External Client App (`ExtlClntAppGlobalOauthSettings` holds the certificate).
+    ExternalClientApp,
+}
+
+/// Expiry and age thresholds for `rekey check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Policy {
+    /// Warn when the certificate expires in this many days or fewer.
+    pub warn_days: i64,
+    /// Critical when it expires in this many days or fewer.
+    pub critical_days: i64,
+    /// Warn when the key is older than this many days (Salesforce never enforces expiry, so age
+    /// is the signal that a key has lived too long).
+    pub max_key_age_days: Option<i64>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            warn_days: 28,
+            critical_days: 14,
+            max_key_age_days: None,
+        }
+    }
+}
+
+/// One integration credential: an app's JWT certificate and the key behind it.
+#[derive(Debug)]
+pub struct CredentialConfig {
+    /// Its name in the config.
+    pub name: String,
+    /// The org (key of `orgs`).
+    pub org: String,
+    /// App kind.
+    pub app_kind: AppKind,
+    /// App API name.
+    pub app: String,
+    /// Integration username that mints tokens.
+    pub username: String,
+    /// The app's consumer key, when it should not be read from the app's metadata.
+    pub consumer_key: Option<String>,
+    /// The store (key of `stores`).
+    pub store: String,
+    /// What to generate.
+    pub cert: CertSpec,
+    /// How long to keep asking Salesforce to accept the new key after publishing.
+    pub verify_timeout: Duration,
+    /// How long to wait for a Metadata deploy.
+    pub deploy_timeout: Duration,
+    /// Alert thresholds.
+    pub policy: Policy,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    orgs: BTreeMap<String, Spanned<RawOrg>>,
+    #[serde(default)]
+    stores: BTreeMap<String, Spanned<RawStore>>,
+    #[serde(default)]
+    credentials: BTreeMap<String, Spanned<RawCredential>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrg {
+    login_url: Spanned<String>,
+    audience: Option<Spanned<String>>,
+    api_version: Option<Spanned<String>>,
+    admin: Spanned<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    auth: Spanned<String>,
+    consumer_key: Option<String>,
+    username: Option<String>,
+    key_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    kind: Spanned<String>,
+    path: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    org: Spanned<String>,
+    app_kind: Spanned<String>,
+    app: Spanned<String>,
+    username: Spanned<String>,
+    consumer_key: Option<String>,
+    store: Spanned<String>,
+    key_algorithm: Option<Spanned<String>>,
+    validity_days: Option<Spanned<i64>>,
+    verify_timeout_secs: Option<Spanned<i64>>,
+    deploy_timeout_secs: Option<Spanned<i64>>,
+    subject: Spanned<RawSubject>,
+    #[serde(default)]
+    policy: Option<Spanned<RawPolicy>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubject {
+    cn: Spanned<String>,
+    o: Option<String>,
+    ou: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    warn_days: Option<i64>,
+    critical_days: Option<i64>,
+    max_key_age_days: Option<i64>,
+}
+
+/// Collects problems with their positions while validating.
+struct Problems<'a> {
+    file: String,
+    text: &'a str,
+    found: Vec<String>,
+}
+
+impl Problems<'_> {
+    fn at(&self, span: std::ops::Range<usize>) -> String {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("{}:{line}:{column}", self.file)
+    }
+
+    fn add(&mut self, span: std::ops::Range<usize>, message: impl AsRef<str>) {
+        let at = self.at(span);
+        self.found.push(format!("{at}: {}", message.as_ref()));
+    }
+}
+
+/// Reads and validates `path`.
+pub fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(ErrorKind::Config, format!("cannot read {}", path.display()))
+            .with_source(e)
+            .with_hint("pass --config PATH or set REKEY_CONFIG; see the README's config reference")
+    })?;
+    parse(&text, path)
+}
+
+/// Validates config `text` read from `path` (relative paths resolve against its folder).
+pub fn parse(text: &str, path: &Path) -> Result<Config> {
+    let file = path.display().to_string();
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let mut problems = Problems {
+            file: file.clone(),
+            text,
+            found: Vec::new(),
+        };
+        let message = e.message().to_string();
+        match e.span() {
+            Some(span) => problems.add(span, &message),
+            None => problems.found.push(format!("{file}: {message}")),
+        }
+        config_error(problems.found)
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut problems = Problems {
+        file,
+        text,
+        found: Vec::new(),
+    };
+    let orgs = validate_orgs(&raw, &base, &mut problems);
+    let stores = validate_stores(&raw, &base, &mut problems);
+    let credentials = validate_credentials(&raw, &mut problems);
+    if !problems.found.is_empty() {
+        return Err(config_error(problems.found));
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        orgs,
+        stores,
+        credentials,
+    })
+}
+
+fn config_error(found: Vec<String>) -> Error {
+    Error::new(ErrorKind::Config, found.join("\n"))
+        .with_hint("fix the lines above; the README's config reference lists every key")
+}
+
+fn validate_orgs(raw: &RawConfig, base: &Path, p: &mut Problems) -> BTreeMap<String, OrgConfig> {
+    let mut out = BTreeMap::new();
+    for (name, org) in &raw.orgs {
+        let org = org.get_ref();
+        let login_url = org.login_url.get_ref().trim_end_matches('/').to_string();
+        check_url(&org.login_url, "login_url", p);
+        let audience = match &org.audience {
+            Some(a) => {
+                check_url(a, "audience", p);
+                a.get_ref().trim_end_matches('/').to_string()
+            }
+            None => login_url.clone(),
+        };
+        let api_version = match &org.api_version {
+            Some(v) if !is_api_version(v.get_ref()) => {
+                p.add(
+                    v.span(),
+                    format!("api_version '{}' is not of the form 67.0", v.get_ref()),
+                );
+                String::new()
+            }
+            Some(v) => v.get_ref().clone(),
+            None => DEFAULT_API_VERSION.to_string(),
+        };
+        let admin = org.admin.get_ref();
+        let admin = match admin.auth.get_ref().as_str() {
+            "jwt" => match (&admin.consumer_key, &admin.username, &admin.key_file) {
+                (Some(consumer_key), Some(username), Some(key_file)) => AdminConfig::Jwt {
+                    consumer_key: consumer_key.clone(),
+                    username: username.clone(),
+                    key_file: base.join(key_file.get_ref()),
+                    origin: p.at(key_file.span()),
+                },
+                _ => {
+                    p.add(org.admin.span(), format!("orgs.{name}.admin: auth = \"jwt\" needs consumer_key, username and key_file"));
+                    continue;
+                }
+            },
+            "access_token_env" => AdminConfig::AccessTokenEnv,
+            other => {
+                p.add(
+                    admin.auth.span(),
+                    format!("unknown admin auth '{other}'; use \"jwt\" or \"access_token_env\""),
+                );
+                continue;
+            }
+        };
+        out.insert(
+            name.clone(),
+            OrgConfig {
+                login_url,
+                audience,
+                api_version,
+                admin,
+            },
+        );
+    }
+    out
+}
+
+fn validate_stores(
+    raw: &RawConfig,
+    base: &Path,
+    p: &mut Problems,
+) -> BTreeMap<String, StoreConfig> {
+    let mut out = BTreeMap::new();
+    for (name, store) in &raw.stores {
+        let store = store.get_ref();
+        match store.kind.get_ref().as_str() {
+            "file" => match &store.path {
+                Some(path) => {
+                    out.insert(
+                        name.clone(),
+                        StoreConfig::File {
+                            path: base.join(path.get_ref()),
+                        },
+                    );
+                }
+                None => p.add(
+                    store.kind.span(),
+                    format!("stores.{name}: kind = \"file\" needs path = \"DIR\""),
+                ),
+            },
+            other => p.add(
+                store.kind.span(),
+                format!("unknown store kind '{other}'; this build supports \"file\""),
+            ),
+        }
+    }
+    out
+}
+
+fn validate_credentials(raw: &RawConfig, p: &mut Problems) -> BTreeMap<String, CredentialConfig> {
+    let mut out = BTreeMap::new();
+    for (name, cred) in &raw.credentials {
+        let c = cred.get_ref();
+        let before = p.found.len();
+        if !raw.orgs.contains_key(c.org.get_ref()) {
+            p.add(
+                c.org.span(),
+                format!(
+                    "unknown org '{}'; defined orgs: {}",
+                    c.org.get_ref(),
+                    names(&raw.orgs)
+                ),
+            );
+        }
+        if !raw.stores.contains_key(c.store.get_ref()) {
+            p.add(
+                c.store.span(),
+                format!(
+                    "unknown store '{}'; defined stores: {}",
+                    c.store.get_ref(),
+                    names(&raw.stores)
+                ),
+            );
+        }
+        let app_kind = match c.app_kind.get_ref().as_str() {
+            "connected_app" => AppKind::ConnectedApp,
+            "external_client_app" => AppKind::ExternalClientApp,
+            other => {
+                p.add(c.app_kind.span(), format!("unknown app_kind '{other}'; use \"connected_app\" or \"external_client_app\""));
+                AppKind::ConnectedApp
+            }
+        };
+        for (field, value) in [
+            ("app", &c.app),
+            ("username", &c.username),
+            ("subject.cn", &c.subject.get_ref().cn),
+        ] {
+            if value.get_ref().trim().is_empty() {
+                p.add(value.span(), format!("{field} must not be empty"));
+            }
+        }
+        let algorithm = match &c.key_algorithm {
+            Some(a) => KeyAlgorithm::parse(a.get_ref()).unwrap_or_else(|| {
+                p.add(
+                    a.span(),
+                    format!(
+                        "unknown key_algorithm '{}'; use one of {}",
+                        a.get_ref(),
+                        KeyAlgorithm::NAMES.join(", ")
+                    ),
+                );
+                KeyAlgorithm::Rsa2048
+            }),
+            None => KeyAlgorithm::Rsa2048,
+        };
+        let validity_days = positive(&c.validity_days, 365, 1..=3650, "validity_days", p);
+        let verify_timeout = positive(
+            &c.verify_timeout_secs,
+            900,
+            1..=86_400,
+            "verify_timeout_secs",
+            p,
+        );
+        let deploy_timeout = positive(
+            &c.deploy_timeout_secs,
+            600,
+            1..=86_400,
+            "deploy_timeout_secs",
+            p,
+        );
+        let policy = c.policy.as_ref().map_or_else(Policy::default, |raw| {
+            let defaults = Policy::default();
+            let policy = Policy {
+                warn_days: raw.get_ref().warn_days.unwrap_or(defaults.warn_days),
+                critical_days: raw
+                    .get_ref()
+                    .critical_days
+                    .unwrap_or(defaults.critical_days),
+                max_key_age_days: raw.get_ref().max_key_age_days,
+            };
+            if policy.critical_days < 0 || policy.warn_days < policy.critical_days {
+                p.add(raw.span(), "policy needs 0 <= critical_days <= warn_days");
+            }
+            if policy.max_key_age_days.is_some_and(|d| d < 1) {
+                p.add(raw.span(), "policy.max_key_age_days must be at least 1");
+            }
+            policy
+        });
+        if p.found.len() > before {
+            continue;
+        }
+        let subject = c.subject.get_ref();
+        out.insert(
+            name.clone(),
+            CredentialConfig {
+                name: name.clone(),
+                org: c.org.get_ref().clone(),
+                app_kind,
+                app: c.app.get_ref().clone(),
+                username: c.username.get_ref().clone(),
+                consumer_key: c.consumer_key.clone(),
+                store: c.store.get_ref().clone(),
+                cert: CertSpec {
+                    algorithm,
+                    subject: Subject {
+                        cn: subject.cn.get_ref().clone(),
+                        o: subject.o.clone(),
+                        ou: subject.ou.clone(),
+                    },
+                    validity_days: validity_days as u32,
+                },
+                verify_timeout: Duration::from_secs(verify_timeout as u64),
+                deploy_timeout: Duration::from_secs(deploy_timeout as u64),
+                policy,
+            },
+        );
+    }
+    out
+}
+
+fn positive(
+    value: &Option<Spanned<i64>>,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+    field: &str,
+    p: &mut Problems,
+) -> i64 {
+    match value {
+        Some(v) if !range.contains(v.get_ref()) => {
+            p.add(
+                v.span(),
+                format!(
+                    "{field} = {} is out of range; use {}..={}",
+                    v.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
+            );
+            default
+        }
+        Some(v) => *v.get_ref(),
+        None => default,
+    }
+}
+
+fn check_url(url: &Spanned<String>, field: &str, p: &mut Problems) {
+    let text = url.get_ref();
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|prefix| {
+            text.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+        });
+    if !(text.starts_with("https://") || loopback) {
+        p.add(url.span(), format!("{field} '{text}' must be an https:// URL (plain http is allowed only for 127.0.0.1/localhost)"));
+    }
+}
+
+fn is_api_version(v: &str) -> bool {
+    v.split_once('.').is_some_and(|(major, minor)| {
+        !major.is_empty() && major.bytes().all(|b| b.is_ascii_digit()) && minor == "0"
+    })
+}
+
+fn names<T>(map: &BTreeMap<String, T>) -> String {
+    if map.is_empty() {
+        "none".to_string()
+    } else {
+        map.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[orgs.acme]
+login_url = "https://acme.my.salesforce.com"
+[orgs.acme.admin]
+auth = "jwt"
+consumer_key = "3MVG9admin"
+username = "admin@acme.example"
+key_file = "admin.key"
+
+[stores.local]
+kind = "file"
+path = "keys"
+
+[credentials.billing]
+org = "acme"
+app_kind = "connected_app"
+app = "Billing_Sync"
+username = "integration@acme.example"
+store = "local"
+subject = { cn = "billing-sync", o = "Acme" }
+"#;
+
+    #[test]
+    fn a_minimal_config_gets_the_documented_defaults() {
+        let config = parse(GOOD, Path::new("/etc/rekey/rekey.toml")).unwrap();
+        let cred = &config.credentials["billing"];
+        assert_eq!(cred.cert.algorithm, KeyAlgorithm::Rsa2048);
+        assert_eq!(cred.cert.validity_days, 365);
+        assert_eq!(
+            cred.policy,
+            Policy {
+                warn_days: 28,
+                critical_days: 14,
+                max_key_age_days: None
+            }
+        );
+        let org = &config.orgs["acme"];
+        assert_eq!(org.audience, "https://acme.my.salesforce.com");
+        assert_eq!(org.api_version, DEFAULT_API_VERSION);
+        match &org.admin {
+            AdminConfig::Jwt {
+                key_file, origin, ..
+            } => {
+                assert_eq!(key_file, Path::new("/etc/rekey/admin.key"));
+                assert_eq!(origin, "/etc/rekey/rekey.toml:8:12");
+            }
+            AdminConfig::AccessTokenEnv => panic!("expected jwt"),
+        }
+        assert!(
+            matches!(&config.stores["local"], StoreConfig::File { path } if path == Path::new("/etc/rekey/keys"))
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_names_file_line_and_column() {
+        let text = GOOD.replace("store = \"local\"", "store = \"local\"\nvalidity = 30");
+        let err = parse(&text, Path::new("rekey.toml")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(
+            err.to_string()
+                .starts_with("rekey.toml:20:1: unknown field `validity`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once_with_its_position_and_fix() {
+        let text = GOOD
+            .replace("org = \"acme\"", "org = \"acm\"")
+            .replace(
+                "https://acme.my.salesforce.com",
+                "http://acme.my.salesforce.com",
+            )
+            .replace(
+                "store = \"local\"",
+                "store = \"local\"\nkey_algorithm = \"ec-256\"\nvalidity_days = 0",
+            );
+        let err = parse(&text, Path::new("rekey.toml"))
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "rekey.toml:3:13: login_url 'http://acme.my.salesforce.com' must be an https:// URL (plain http is allowed only for 127.0.0.1/localhost)",
+                "rekey.toml:15:7: unknown org 'acm'; defined orgs: acme",
+                "rekey.toml:20:17: unknown key_algorithm 'ec-256'; use one of rsa-2048, rsa-3072, rsa-4096",
+                "rekey.toml:21:17: validity_days = 0 is out of range; use 1..=3650",
+            ]
+        );
+    }
+
+    #[test]
+    fn loopback_http_is_allowed_for_the_emulator_only() {
+        let text = GOOD.replace("https://acme.my.salesforce.com", "http://127.0.0.1:8080");
+        assert!(parse(&text, Path::new("r.toml")).is_ok());
+        let text = GOOD.replace(
+            "https://acme.my.salesforce.com",
+            "http://127.0.0.1.evil.example",
+        );
+        assert!(parse(&text, Path::new("r.toml")).is_err());
+    }
+}

@@ -1,0 +1,288 @@
+//! Key pairs and self-signed certificates for JWT bearer (RS256), and the proof that a key and a
+//! certificate belong together.
+//!
+//! rcgen generates (its aws-lc-rs backend is the one that can make RSA keys); x509-parser reads
+//! back through `rekey_api::Certificate`; jsonwebtoken signs and verifies the probe exactly the way
+//! a Salesforce token request is signed, so a pair that passes here is a pair Salesforce can use.
+
+use chrono::{DateTime, Duration, Utc};
+use rekey_api::{Certificate, Error, ErrorKind, Fingerprint, KeyMaterial, Result};
+use serde::Serialize;
+use std::fmt;
+
+/// The key algorithms JWT bearer accepts: RSA with SHA-256 signatures (RS256).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum KeyAlgorithm {
+    /// RSA, 2048-bit modulus (the default).
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    /// RSA, 3072-bit modulus.
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    /// RSA, 4096-bit modulus.
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+}
+
+impl KeyAlgorithm {
+    /// The names accepted in `rekey.toml`.
+    pub const NAMES: [&'static str; 3] = ["rsa-2048", "rsa-3072", "rsa-4096"];
+
+    /// Parses a config name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "rsa-2048" => Some(KeyAlgorithm::Rsa2048),
+            "rsa-3072" => Some(KeyAlgorithm::Rsa3072),
+            "rsa-4096" => Some(KeyAlgorithm::Rsa4096),
+            _ => None,
+        }
+    }
+
+    fn rsa_size(self) -> rcgen::RsaKeySize {
+        match self {
+            KeyAlgorithm::Rsa2048 => rcgen::RsaKeySize::_2048,
+            KeyAlgorithm::Rsa3072 => rcgen::RsaKeySize::_3072,
+            KeyAlgorithm::Rsa4096 => rcgen::RsaKeySize::_4096,
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyAlgorithm::Rsa2048 => "rsa-2048",
+            KeyAlgorithm::Rsa3072 => "rsa-3072",
+            KeyAlgorithm::Rsa4096 => "rsa-4096",
+        })
+    }
+}
+
+/// The subject of the self-signed certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Subject {
+    /// Common name.
+    pub cn: String,
+    /// Organization.
+    pub o: Option<String>,
+    /// Organizational unit.
+    pub ou: Option<String>,
+}
+
+/// What to generate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CertSpec {
+    /// Key algorithm and size.
+    pub algorithm: KeyAlgorithm,
+    /// Certificate subject.
+    pub subject: Subject,
+    /// Days from issuance to notAfter.
+    pub validity_days: u32,
+}
+
+/// Generates a key pair and a self-signed certificate for it, valid from `now`, then proves the two
+/// belong together before handing them out.
+pub fn generate(spec: &CertSpec, now: DateTime<Utc>) -> Result<(KeyMaterial, Certificate)> {
+    let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, spec.algorithm.rsa_size())
+        .map_err(|e| pki_error("generate an RSA key", e))?;
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, spec.subject.cn.as_str());
+    if let Some(o) = &spec.subject.o {
+        dn.push(rcgen::DnType::OrganizationName, o.as_str());
+    }
+    if let Some(ou) = &spec.subject.ou {
+        dn.push(rcgen::DnType::OrganizationalUnitName, ou.as_str());
+    }
+    params.distinguished_name = dn;
+    // A random, positive 128-bit serial: the top bit is cleared so DER does not need a sign byte.
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    params.not_before = to_offset(now)?;
+    params.not_after = to_offset(now + Duration::days(i64::from(spec.validity_days)))?;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    // rcgen 0.14 writes no extensions at all (key usage included) unless one of a few others is
+    // set; an explicit CA:FALSE is right for this leaf certificate and makes key usage appear.
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| pki_error("sign the certificate", e))?;
+
+    let material = KeyMaterial::from_pem(key.serialize_pem())?;
+    let certificate = Certificate::from_der(cert.der().to_vec())?;
+    prove_pair(&material, &certificate)?;
+    Ok((material, certificate))
+}
+
+/// Proves that `key` is the private half of `certificate` by signing an RS256 probe with the key
+/// and verifying it with the certificate's public key. Also refuses keys Salesforce would refuse.
+pub fn prove_pair(key: &KeyMaterial, certificate: &Certificate) -> Result<()> {
+    if certificate.key_algorithm != "RSA" || certificate.key_bits < 2048 {
+        return Err(Error::new(
+            ErrorKind::InvalidCertificate,
+            format!(
+                "certificate {} has a {}-bit {} key; JWT bearer needs RSA of at least 2048 bits",
+                certificate.fingerprint, certificate.key_bits, certificate.key_algorithm
+            ),
+        ));
+    }
+    let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(key.expose_secret_pem().as_bytes())
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidCertificate,
+                "the private key is not a usable RSA key",
+            )
+        })?;
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(certificate.pem().as_bytes())
+        .map_err(|e| pki_error("read the certificate's public key", e))?;
+    let claims = serde_json::json!({ "probe": "rekey key/certificate match", "exp": u32::MAX });
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    let token = jsonwebtoken::encode(&header, &claims, &encoding).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidCertificate,
+            "the private key cannot sign with RS256",
+        )
+    })?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidCertificate,
+            format!("the private key does not belong to certificate {}", certificate.fingerprint),
+        )
+        .with_hint("Salesforce would answer 'invalid assertion'; use the key the certificate was issued for")
+    })?;
+    Ok(())
+}
+
+/// Public facts about a private key, for `rekey inspect`; never the key itself.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyFacts {
+    /// `RSA` or another algorithm name.
+    pub algorithm: String,
+    /// Modulus size in bits.
+    pub bits: usize,
+    /// SHA-256 of the public key's SubjectPublicKeyInfo: equal to a certificate's
+    /// `spki_fingerprint` exactly when the certificate was issued for this key.
+    pub spki_fingerprint: Fingerprint,
+}
+
+/// Reads the public half of a PKCS#8 private key.
+pub fn key_facts(key: &KeyMaterial) -> Result<KeyFacts> {
+    use rcgen::PublicKeyData as _;
+    let pair = rcgen::KeyPair::from_pem(key.expose_secret_pem()).map_err(|_| {
+        Error::new(ErrorKind::InvalidCertificate, "not a PKCS#8 private key").with_hint(
+            "convert a PKCS#1 key with: openssl pkcs8 -topk8 -nocrypt -in old.key -out new.key",
+        )
+    })?;
+    let spki_der = pair.subject_public_key_info();
+    let (_, spki) =
+        <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<_>>::from_der(
+            &spki_der,
+        )
+        .map_err(|e| pki_error("parse the public key", e))?;
+    let (algorithm, bits) = match spki.parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => ("RSA".to_string(), rsa.key_size()),
+        Ok(x509_parser::public_key::PublicKey::EC(point)) => ("EC".to_string(), point.key_size()),
+        _ => (spki.algorithm.algorithm.to_id_string(), 0),
+    };
+    Ok(KeyFacts {
+        algorithm,
+        bits,
+        spki_fingerprint: Fingerprint::of(&spki_der),
+    })
+}
+
+fn to_offset(t: DateTime<Utc>) -> Result<::time::OffsetDateTime> {
+    ::time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+        .map_err(|e| pki_error("convert a timestamp", e))
+}
+
+fn pki_error(action: &str, e: impl fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::InvalidCertificate,
+        format!("cannot {action}: {e}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> CertSpec {
+        CertSpec {
+            algorithm: KeyAlgorithm::Rsa2048,
+            subject: Subject {
+                cn: "billing-sync".into(),
+                o: Some("Acme".into()),
+                ou: Some("Integrations".into()),
+            },
+            validity_days: 365,
+        }
+    }
+
+    #[test]
+    fn generated_pairs_carry_the_configured_subject_validity_and_usage() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (key, cert) = generate(&spec(), now).unwrap();
+        assert_eq!(cert.subject, "CN=billing-sync, O=Acme, OU=Integrations");
+        assert_eq!(cert.issuer, cert.subject, "self-signed");
+        assert_eq!(cert.not_before, now);
+        assert_eq!(cert.not_after, now + Duration::days(365));
+        assert_eq!((cert.key_algorithm.as_str(), cert.key_bits), ("RSA", 2048));
+        assert_eq!(
+            key_facts(&key).unwrap().spki_fingerprint,
+            cert.spki_fingerprint
+        );
+        let (_, x509) = x509_parser::parse_x509_certificate(cert.der()).unwrap();
+        let usage = x509.key_usage().unwrap().unwrap().value;
+        assert!(usage.digital_signature() && !usage.key_cert_sign());
+        assert!(!x509.is_ca());
+        assert_eq!(
+            x509.signature_algorithm.algorithm,
+            x509_parser::oid_registry::OID_PKCS1_SHA256WITHRSA
+        );
+    }
+
+    #[test]
+    fn serials_are_random_and_positive() {
+        let now = Utc::now();
+        let (_, a) = generate(&spec(), now).unwrap();
+        let (_, b) = generate(&spec(), now).unwrap();
+        assert_ne!(a.serial, b.serial);
+        let first = u8::from_str_radix(&a.serial[..2], 16).unwrap();
+        assert!(first < 0x80, "serial {} would be negative", a.serial);
+    }
+
+    #[test]
+    fn a_key_from_another_pair_is_refused_by_the_probe() {
+        let (key_a, _) = generate(&spec(), Utc::now()).unwrap();
+        let (_, cert_b) = generate(&spec(), Utc::now()).unwrap();
+        let err = prove_pair(&key_a, &cert_b).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidCertificate);
+        assert!(
+            err.to_string().contains(&cert_b.fingerprint.to_hex()),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn small_or_non_rsa_keys_are_refused() {
+        let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x".into()])
+            .unwrap()
+            .self_signed(&ec)
+            .unwrap();
+        let err = prove_pair(
+            &KeyMaterial::from_pem(ec.serialize_pem()).unwrap(),
+            &Certificate::from_pem(&cert.pem()).unwrap(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("needs RSA of at least 2048 bits"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! Everything rekey prints, and the exit codes. The only module that writes to stdout/stderr.
+//!
+//! Reports handed in here carry fingerprints, names and dates, never key bytes: the types that
+//! reach this module have no field that could hold one.
+
+use crate::commands::{
+    CheckRow, ImportReport, InspectReport, Inspected, Severity, StatusRow, VerifyReport,
+};
+use crate::rotation::{Event, Outcome, Plan};
+use rekey_api::{Error, ErrorKind, JournalEntry, RotationId, Step};
+use serde::Serialize;
+use std::process::ExitCode;
+
+/// Process exit codes (documented in the README).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Success; `check`: everything within policy.
+    Ok = 0,
+    /// `check`: a warning threshold was crossed.
+    Warning = 1,
+    /// `check`: a critical threshold was crossed.
+    Critical = 2,
+    /// `verify`: Salesforce refused the token.
+    Refused = 3,
+    /// `rotate` failed after the new certificate may have reached the app; the journal is open.
+    FailedAfterPublish = 4,
+    /// `rotate` failed before the app was touched.
+    FailedBeforePublish = 5,
+    /// Another process holds the credential's lock, or the state moved under us.
+    Conflict = 6,
+    /// Usage or configuration error.
+    Config = 64,
+    /// Unreadable or mismatched certificate/key input.
+    BadInput = 65,
+    /// A service was unreachable or answered 5xx/maintenance; safe to retry.
+    Unavailable = 69,
+    /// Unexpected internal error.
+    Internal = 70,
+    /// Authentication or permission refused.
+    Denied = 77,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+fn exit_for(kind: ErrorKind) -> Exit {
+    match kind {
+        ErrorKind::Config => Exit::Config,
+        ErrorKind::InvalidCertificate => Exit::BadInput,
+        ErrorKind::Unauthenticated | ErrorKind::PermissionDenied => Exit::Denied,
+        ErrorKind::Conflict => Exit::Conflict,
+        ErrorKind::Unavailable => Exit::Unavailable,
+        // NotFound, Rejected, VerificationFailed outside a rotation, Unexpected, and kinds added later.
+        _ => Exit::Internal,
+    }
+}
+
+fn print_json(value: &impl Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot encode JSON output: {e}"),
+    }
+}
+
+fn opt<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// Where a failed rotation stood.
+pub struct RotationFailure {
+    /// The rotation, if one started.
+    pub rotation_id: Option<RotationId>,
+    /// The step that failed.
+    pub step: Option<Step>,
+    /// Whether the app may already hold the new certificate.
+    pub published: bool,
+}
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    kind: String,
+    message: String,
+    hint: Option<&'a str>,
+    rotation_id: Option<&'a RotationId>,
+    step: Option<Step>,
+    published: Option<bool>,
+}
+
+/// Prints an error (stderr; and stdout as JSON with `--json`) and returns its exit code.
+pub fn error(error: &Error, rotation: Option<&RotationFailure>, json: bool) -> Exit {
+    let exit = match (rotation, error.kind()) {
+        (_, ErrorKind::Config) => Exit::Config,
+        (_, ErrorKind::Conflict) => Exit::Conflict,
+        (Some(r), _) if r.published => Exit::FailedAfterPublish,
+        (Some(r), _) if r.rotation_id.is_some() => Exit::FailedBeforePublish,
+        _ => exit_for(error.kind()),
+    };
+    if json {
+        print_json(&serde_json::json!({ "error": ErrorJson {
+            kind: error.kind().to_string(),
+            message: error.to_string(),
+            hint: error.hint(),
+            rotation_id: rotation.and_then(|r| r.rotation_id.as_ref()),
+            step: rotation.and_then(|r| r.step),
+            published: rotation.map(|r| r.published),
+        }}));
+    }
+    match rotation {
+        Some(RotationFailure {
+            rotation_id: Some(id),
+            step,
+            published,
+        }) => {
+            eprintln!(
+                "error: rotation {id} failed at step {}: {error}",
+                opt(*step)
+            );
+            if *published {
+                eprintln!(
+                    "note: the new certificate may already be on the app; the journal stays open"
+                );
+            } else {
+                eprintln!("note: the app was not changed");
+            }
+        }
+        _ => eprintln!("error: {error}"),
+    }
+    if let Some(hint) = error.hint() {
+        eprintln!("hint: {hint}");
+    }
+    exit
+}
+
+/// `rekey inspect`.
+pub fn inspect(report: &InspectReport, json: bool) {
+    if json {
+        return print_json(report);
+    }
+    for file in &report.files {
+        match file {
+            Inspected::Certificate {
+                path,
+                subject,
+                issuer,
+                serial,
+                not_before,
+                not_after,
+                days_left,
+                key_algorithm,
+                key_bits,
+                fingerprint_sha256,
+                spki_sha256,
+            } => {
+                println!("{}: certificate", path.display());
+                println!("  subject:         {subject}");
+                println!("  issuer:          {issuer}");
+                println!("  serial:          {serial}");
+                println!("  not before:      {not_before}");
+                println!("  not after:       {not_after} ({days_left} days left)");
+                println!("  key:             {key_algorithm} {key_bits} bits");
+                println!("  sha256:          {fingerprint_sha256}");
+                println!("  public key sha256: {spki_sha256}");
+            }
+            Inspected::PrivateKey { path, facts } => {
+                println!("{}: private key (contents not shown)", path.display());
+                println!("  key:             {} {} bits", facts.algorithm, facts.bits);
+                println!("  public key sha256: {}", facts.spki_fingerprint);
+            }
+        }
+    }
+    match report.key_matches_certificate {
+        Some(true) => println!("key and certificate belong together"),
+        Some(false) => println!(
+            "key and certificate do NOT belong together: Salesforce would answer 'invalid assertion'"
+        ),
+        None => {}
+    }
+}
+
+/// `rekey plan`.
+pub fn plan(plan: &Plan, json: bool) {
+    if json {
+        return print_json(plan);
+    }
+    match &plan.resumes {
+        Some(id) => println!(
+            "{}: resumes rotation {id} (generation {})",
+            plan.credential, plan.new_generation
+        ),
+        None => println!(
+            "{}: rotate generation {} -> {}",
+            plan.credential,
+            opt(plan.current_generation),
+            plan.new_generation
+        ),
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        let marker = if step.mutates { "changes" } else { "reads  " };
+        println!(
+            "  {}. {:<9} [{marker}] {}",
+            i + 1,
+            step.step.to_string(),
+            step.action
+        );
+    }
+}
+
+/// Collects rotation events; prints a line per step (text) or one document at the end (JSON).
+pub struct RotateProgress {
+    credential: String,
+    json: bool,
+    events: Vec<Event>,
+}
+
+impl RotateProgress {
+    /// A renderer for a rotation of `credential`.
+    pub fn new(credential: &str, json: bool) -> Self {
+        RotateProgress {
+            credential: credential.to_string(),
+            json,
+            events: Vec::new(),
+        }
+    }
+
+    /// Reports one event.
+    pub fn event(&mut self, event: Event) {
+        if !self.json {
+            match &event {
+                Event::Resuming {
+                    rotation_id,
+                    last_done,
+                } => {
+                    println!(
+                        "{}: resuming rotation {rotation_id} after step {}",
+                        self.credential,
+                        opt(*last_done)
+                    )
+                }
+                Event::StepDone {
+                    step,
+                    millis,
+                    detail,
+                } => {
+                    println!(
+                        "  {:<9} {:>7.2}s  {detail}",
+                        step.to_string(),
+                        *millis as f64 / 1000.0
+                    )
+                }
+                Event::VerifyRetry { attempt, reason } => {
+                    println!("  verify    attempt {attempt} refused ({reason}); retrying")
+                }
+            }
+        }
+        self.events.push(event);
+    }
+
+    /// Prints the outcome and returns success.
+    pub fn finish(self, outcome: &Outcome) -> Exit {
+        if self.json {
+            print_json(&serde_json::json!({ "outcome": outcome, "events": self.events }));
+        } else {
+            println!(
+                "{}: rotated to generation {} ({}), valid until {}; rotation {}",
+                self.credential,
+                outcome.generation,
+                outcome.new_fingerprint,
+                outcome.not_after.format("%Y-%m-%d"),
+                outcome.rotation_id
+            );
+        }
+        Exit::Ok
+    }
+}
+
+/// `rekey status`.
+pub fn status(rows: &[StatusRow], json: bool) {
+    if json {
+        return print_json(&rows);
+    }
+    println!(
+        "{:<20} {:<22} {:>4} {:<16} {:<10} {:>9} {:<10} {}",
+        "CREDENTIAL",
+        "APP",
+        "GEN",
+        "FINGERPRINT",
+        "NOT AFTER",
+        "DAYS LEFT",
+        "PENDING",
+        "LAST ROTATION"
+    );
+    for r in rows {
+        let pending = match (&r.open_rotation, r.pending_generation) {
+            (Some(id), _) => format!("open: {id}"),
+            (None, Some(g)) => format!("gen {g}"),
+            (None, None) => "-".to_string(),
+        };
+        println!(
+            "{:<20} {:<22} {:>4} {:<16} {:<10} {:>9} {:<10} {}",
+            r.credential,
+            r.app,
+            opt(r.generation),
+            r.fingerprint
+                .as_deref()
+                .map_or("-".to_string(), |f| format!("{}…", &f[..15])),
+            opt(r.not_after.map(|t| t.format("%Y-%m-%d"))),
+            opt(r.days_left),
+            pending,
+            opt(r.last_rotation.map(|t| t.format("%Y-%m-%d %H:%M:%SZ"))),
+        );
+    }
+}
+
+/// `rekey check`.
+pub fn check(rows: &[CheckRow], json: bool) {
+    if json {
+        return print_json(&rows);
+    }
+    for r in rows {
+        let label = match r.severity {
+            Severity::Ok => "OK",
+            Severity::Warning => "WARNING",
+            Severity::Critical => "CRITICAL",
+        };
+        println!(
+            "{label:<8} {:<20} days left {:>5}  key age {:>5}",
+            r.credential,
+            opt(r.days_left),
+            opt(r.key_age_days)
+        );
+        for finding in &r.findings {
+            println!("         - {finding}");
+        }
+    }
+}
+
+/// `rekey import`.
+pub fn import(report: &ImportReport, json: bool) {
+    if json {
+        return print_json(report);
+    }
+    println!(
+        "{}: generation {} CURRENT ({}), valid until {}",
+        report.credential,
+        report.generation,
+        report.fingerprint,
+        report.not_after.format("%Y-%m-%d")
+    );
+}
+
+/// `rekey verify`.
+pub fn verify(report: &VerifyReport, json: bool) {
+    if json {
+        return print_json(report);
+    }
+    let who = format!(
+        "{} {} key (generation {}, {})",
+        report.credential, report.stage, report.generation, report.fingerprint
+    );
+    if report.accepted {
+        println!("accepted: Salesforce issued a token for the {who}");
+    } else {
+        println!(
+            "refused: {}: {} ({who})",
+            report.error.as_deref().unwrap_or("?"),
+            report.error_description.as_deref().unwrap_or("?")
+        );
+    }
+}
+
+/// `rekey journal`.
+pub fn journal(entries: &[JournalEntry], json: bool) {
+    if json {
+        return print_json(&entries);
+    }
+    for e in entries {
+        println!(
+            "{} {} {:<9} {:<6} gen {} {}",
+            e.at.format("%Y-%m-%dT%H:%M:%SZ"),
+            e.rotation_id,
+            e.step.to_string(),
+            format!("{:?}", e.phase).to_lowercase(),
+            e.generation,
+            e.detail.as_deref().unwrap_or("")
+        );
+    }
+}

@@ -1,0 +1,584 @@
+//! End to end: the real `rekey` binary against the org emulator and the file store.
+//!
+//! Each test builds a fresh world in a temporary directory: keys made by `openssl` the way the
+//! Salesforce docs tell users to make them, the shared demo seed (tests/demo), an emulator on a
+//! free loopback port, and a `rekey.toml` pointing at it.
+
+use orgsim::{Fault, FaultKind, OrgSim, PropagationMode, Seed};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+const ECA_GLOBAL: &str = "ExtlClntAppGlobalOauthSettings";
+const ECA_COMPONENTS: [(&str, &str); 5] = [
+    ("ExternalClientApplication", "Billing_Sync_ECA"),
+    ("ExtlClntAppOauthSettings", "Billing_Sync_ECA_oauth"),
+    (ECA_GLOBAL, "Billing_Sync_ECA_glbloauth"),
+    (
+        "ExtlClntAppOauthConfigurablePolicies",
+        "Billing_Sync_ECA_oauthPlcy",
+    ),
+    ("ExtlClntAppConfigurablePolicies", "Billing_Sync_ECA_plcy"),
+];
+
+struct World {
+    dir: tempfile::TempDir,
+    sim: OrgSim,
+    /// Everything any rekey command printed, for the key-leak check.
+    printed: Vec<String>,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn openssl(args: &[&str]) -> Output {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl must be installed (make test installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn legacy_pair(dir: &Path, name: &str) {
+    let key = dir.join(format!("{name}.key"));
+    let crt = dir.join(format!("{name}.crt"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        &format!("/CN={name}-legacy"),
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        crt.to_str().unwrap(),
+    ]);
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/demo");
+        std::fs::copy(demo.join("seed.toml"), dir.path().join("seed.toml")).unwrap();
+        for name in ["admin", "billing", "billing-eca"] {
+            legacy_pair(dir.path(), name);
+        }
+        let sim = OrgSim::start(Seed::from_path(&dir.path().join("seed.toml")).unwrap())
+            .await
+            .unwrap();
+        let config = std::fs::read_to_string(demo.join("rekey.toml.in"))
+            .unwrap()
+            .replace("@LOGIN_URL@", &sim.base_url());
+        std::fs::write(dir.path().join("rekey.toml"), config).unwrap();
+        World {
+            dir,
+            sim,
+            printed: Vec::new(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    async fn rekey(&mut self, args: &[&str]) -> Run {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rekey"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("REKEY_CONFIG", self.path("rekey.toml"))
+            .output()
+            .await
+            .unwrap();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        };
+        self.printed.push(format!(
+            "$ rekey {}\n{}{}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        ));
+        run
+    }
+
+    async fn ok(&mut self, args: &[&str]) -> Run {
+        let run = self.rekey(args).await;
+        assert_eq!(
+            run.code, 0,
+            "rekey {args:?} failed:\n{}{}",
+            run.stdout, run.stderr
+        );
+        run
+    }
+
+    async fn json(&mut self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let run = self.ok(&args).await;
+        serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} printed non-JSON ({e}):\n{}", run.stdout))
+    }
+
+    /// The fingerprint of the file store's CURRENT certificate for `credential`.
+    async fn current_fingerprint(&mut self, credential: &str) -> String {
+        let status = self.json(&["status", credential]).await;
+        status[0]["fingerprint"].as_str().unwrap().to_string()
+    }
+
+    fn app_fingerprint(&self, app: &str) -> String {
+        let pem = self
+            .sim
+            .app_certificate_pem(app)
+            .expect("app holds a certificate");
+        rekey_api_fingerprint(&pem)
+    }
+
+    /// Asserts that no private key held anywhere in this world was printed or journaled.
+    fn assert_no_key_bytes_leaked(&self) {
+        let mut secrets = Vec::new();
+        for entry in walk(self.dir.path()) {
+            if entry.extension().is_some_and(|e| e == "key") {
+                let pem = std::fs::read_to_string(&entry).unwrap();
+                secrets.extend(
+                    pem.lines()
+                        .filter(|l| !l.starts_with("-----") && l.len() > 20)
+                        .map(str::to_string),
+                );
+            }
+        }
+        assert!(
+            secrets.len() > 50,
+            "expected several keys in the world, found {} key lines",
+            secrets.len()
+        );
+        let mut haystacks = self.printed.clone();
+        for entry in walk(self.dir.path())
+            .into_iter()
+            .filter(|p| p.file_name().is_some_and(|n| n == "journal.jsonl"))
+        {
+            haystacks.push(std::fs::read_to_string(entry).unwrap());
+        }
+        for text in &haystacks {
+            assert!(!text.contains("PRIVATE KEY"), "key armour printed:\n{text}");
+            for line in &secrets {
+                assert!(
+                    !text.contains(line.as_str()),
+                    "private key bytes printed:\n{text}"
+                );
+            }
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path))
+        } else {
+            out.push(path)
+        }
+    }
+    out
+}
+
+/// SHA-256 of a PEM certificate's DER, as `openssl x509 -fingerprint -sha256` computes it.
+fn rekey_api_fingerprint(pem: &str) -> String {
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), pem).unwrap();
+    let out = openssl(&[
+        "x509",
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+        "-in",
+        tmp.path().to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_lowercase()
+}
+
+/// The XML with its `<certificate>` element removed, to compare everything else.
+fn without_certificate(xml: &str) -> String {
+    let start = xml
+        .find("<certificate>")
+        .expect("certificate element present");
+    let end = xml.find("</certificate>").unwrap() + "</certificate>".len();
+    format!("{}{}", &xml[..start], &xml[end..])
+}
+
+fn app_state(world: &World, credential: &str) -> Vec<String> {
+    match credential {
+        "billing" => vec![without_certificate(
+            &world.sim.connected_app_xml("Billing_Sync").unwrap(),
+        )],
+        _ => ECA_COMPONENTS
+            .iter()
+            .map(|(ty, member)| {
+                let xml = world
+                    .sim
+                    .eca_component_xml(ty, member)
+                    .unwrap_or_else(|| panic!("{ty} {member} missing"));
+                if *ty == ECA_GLOBAL {
+                    without_certificate(&xml)
+                } else {
+                    xml
+                }
+            })
+            .collect(),
+    }
+}
+
+async fn rotate_end_to_end(credential: &str, app: &str) {
+    let mut w = World::new().await;
+    let key = format!("{credential}.key");
+    let crt = format!("{credential}.crt");
+    w.ok(&["import", credential, "--key", &key, "--cert", &crt])
+        .await;
+    let old_fingerprint = w.current_fingerprint(credential).await;
+    assert_eq!(
+        w.app_fingerprint(app),
+        old_fingerprint,
+        "import keeps the app's certificate"
+    );
+    let before = app_state(&w, credential);
+    w.ok(&["verify", credential]).await;
+
+    let plan = w.json(&["plan", credential]).await;
+    let steps: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "generate", "stage", "publish", "verify", "promote", "finalize"
+        ]
+    );
+
+    let rotated = w.ok(&["rotate", credential]).await;
+    for step in steps {
+        assert!(
+            rotated.stdout.contains(&format!("  {step}")),
+            "no progress line for {step}:\n{}",
+            rotated.stdout
+        );
+    }
+
+    // The app holds exactly the store's CURRENT certificate, and nothing else about it changed.
+    let new_fingerprint = w.current_fingerprint(credential).await;
+    assert_ne!(new_fingerprint, old_fingerprint);
+    assert_eq!(w.app_fingerprint(app), new_fingerprint);
+    assert_eq!(
+        app_state(&w, credential),
+        before,
+        "a field other than the certificate changed"
+    );
+
+    // Salesforce accepts the new key and refuses the old one with its own error text.
+    w.ok(&["verify", credential]).await;
+    let old = w
+        .rekey(&["verify", credential, "--stage", "previous"])
+        .await;
+    assert_eq!(old.code, 3, "{}{}", old.stdout, old.stderr);
+    assert!(
+        old.stdout
+            .contains("refused: invalid_grant: invalid assertion"),
+        "{}",
+        old.stdout
+    );
+
+    // The journal holds begin and done for every step of one rotation, and nothing is open.
+    let journal = w.json(&["journal", credential]).await;
+    let entries = journal.as_array().unwrap();
+    let rotation_id = entries.last().unwrap()["rotation_id"].as_str().unwrap();
+    let of_rotation: Vec<String> = entries
+        .iter()
+        .filter(|e| e["rotation_id"] == rotation_id)
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["step"].as_str().unwrap(),
+                e["phase"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let expected: Vec<String> = [
+        "generate", "stage", "publish", "verify", "promote", "finalize",
+    ]
+    .iter()
+    .flat_map(|s| [format!("{s} begin"), format!("{s} done")])
+    .collect();
+    assert_eq!(of_rotation, expected);
+    let status = w.json(&["status", credential]).await;
+    assert_eq!(status[0]["generation"], 2);
+    assert_eq!(status[0]["previous_generation"], 1);
+    assert!(status[0]["open_rotation"].is_null());
+    assert!(status[0]["pending_generation"].is_null());
+
+    // What rekey wrote is accepted by openssl.
+    let store = w.path(&format!("keys/{credential}"));
+    let text = openssl(&[
+        "x509",
+        "-noout",
+        "-text",
+        "-in",
+        store.join("000002.crt").to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("Public-Key: (2048 bit)") && text.contains("Digital Signature"),
+        "{text}"
+    );
+    let check = openssl(&[
+        "rsa",
+        "-check",
+        "-noout",
+        "-in",
+        store.join("000002.key").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&check.stdout).contains("RSA key ok"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(store.join("000002.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A second rotation moves on from the first.
+    w.ok(&["rotate", credential]).await;
+    let status = w.json(&["status", credential]).await;
+    assert_eq!(
+        (
+            status[0]["generation"].clone(),
+            status[0]["previous_generation"].clone()
+        ),
+        (3.into(), 2.into())
+    );
+    assert_eq!(
+        w.app_fingerprint(app),
+        w.current_fingerprint(credential).await
+    );
+
+    w.assert_no_key_bytes_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_app_rotation_end_to_end() {
+    rotate_end_to_end("billing", "Billing_Sync").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_client_app_rotation_end_to_end() {
+    rotate_end_to_end("billing-eca", "Billing_Sync_ECA").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_that_times_out_leaves_the_rotation_open_and_the_next_rotate_resumes_it() {
+    let mut w = World::new().await;
+    w.ok(&[
+        "import",
+        "billing",
+        "--key",
+        "billing.key",
+        "--cert",
+        "billing.crt",
+    ])
+    .await;
+    let config = std::fs::read_to_string(w.path("rekey.toml"))
+        .unwrap()
+        .replace("verify_timeout_secs = 60", "verify_timeout_secs = 2");
+    std::fs::write(w.path("rekey.toml"), config).unwrap();
+    // Salesforce keeps trusting the old certificate for an hour after the change.
+    w.sim.set_propagation(3600, PropagationMode::Old);
+
+    let failed = w.rekey(&["rotate", "billing"]).await;
+    assert_eq!(failed.code, 4, "{}{}", failed.stdout, failed.stderr);
+    assert!(
+        failed.stderr.contains("failed at step verify"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        failed
+            .stderr
+            .contains("did not accept the new key within 2s"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        failed
+            .stderr
+            .contains("hint: the new certificate is on the app; run `rekey rotate` again"),
+        "{}",
+        failed.stderr
+    );
+    let status = w.json(&["status", "billing"]).await;
+    assert_eq!(
+        status[0]["generation"], 1,
+        "nothing is promoted before Salesforce accepts the key"
+    );
+    assert_eq!(status[0]["pending_generation"], 2);
+    let open = status[0]["open_rotation"].as_str().unwrap().to_string();
+
+    w.sim.set_propagation(0, PropagationMode::Either);
+    let resumed = w.ok(&["rotate", "billing"]).await;
+    assert!(
+        resumed
+            .stdout
+            .contains(&format!("resuming rotation {open} after step publish")),
+        "{}",
+        resumed.stdout
+    );
+    assert!(
+        !resumed.stdout.contains("  generate"),
+        "a resumed rotation must not generate again"
+    );
+    let status = w.json(&["status", "billing"]).await;
+    assert_eq!(status[0]["generation"], 2);
+    assert!(status[0]["open_rotation"].is_null());
+    assert_eq!(
+        w.app_fingerprint("Billing_Sync"),
+        w.current_fingerprint("billing").await
+    );
+    w.assert_no_key_bytes_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_deploy_names_salesforces_problem_and_leaves_the_app_and_current_alone() {
+    let mut w = World::new().await;
+    w.ok(&[
+        "import",
+        "billing",
+        "--key",
+        "billing.key",
+        "--cert",
+        "billing.crt",
+    ])
+    .await;
+    let old = w.app_fingerprint("Billing_Sync");
+    w.sim.inject_fault(
+        Fault::new(FaultKind::DeployFails {
+            problem: "Cannot change the certificate during a release freeze".into(),
+        })
+        .times(1),
+    );
+    let failed = w.rekey(&["rotate", "billing", "--json"]).await;
+    assert_eq!(failed.code, 5, "{}{}", failed.stdout, failed.stderr);
+    assert!(
+        failed
+            .stderr
+            .contains("Cannot change the certificate during a release freeze"),
+        "{}",
+        failed.stderr
+    );
+    let error: serde_json::Value = serde_json::from_str(&failed.stdout).unwrap();
+    assert_eq!(error["error"]["step"], "publish");
+    assert_eq!(error["error"]["published"], false);
+    assert_eq!(w.app_fingerprint("Billing_Sync"), old);
+    w.ok(&["verify", "billing"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_names_file_and_line_and_changes_nothing() {
+    let mut w = World::new().await;
+    let config = std::fs::read_to_string(w.path("rekey.toml"))
+        .unwrap()
+        .replace("validity_days = 365", "validity_days = 0\ncolour = \"red\"");
+    std::fs::write(w.path("rekey.toml"), config).unwrap();
+    let run = w.rekey(&["rotate", "billing"]).await;
+    assert_eq!(run.code, 64);
+    let config_path = w.path("rekey.toml");
+    assert!(
+        run.stderr.contains(&format!(
+            "{}:30:1: unknown field `colour`",
+            config_path.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !w.path("keys").exists(),
+        "a config error must not touch the store"
+    );
+
+    let run = w
+        .rekey(&["--config", "/nonexistent/rekey.toml", "status"])
+        .await;
+    assert_eq!(run.code, 64);
+    assert!(
+        run.stderr.contains("cannot read /nonexistent/rekey.toml")
+            && run.stderr.contains("hint: pass --config"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_agrees_with_openssl_and_spots_a_key_from_another_pair() {
+    let mut w = World::new().await;
+    let cert = w.json(&["inspect", "billing.crt"]).await;
+    let file = &cert["files"][0];
+    assert_eq!(file["kind"], "certificate");
+    assert_eq!(
+        file["fingerprint_sha256"],
+        rekey_api_fingerprint(&std::fs::read_to_string(w.path("billing.crt")).unwrap())
+    );
+    assert_eq!(file["subject"], "CN=billing-legacy");
+    assert_eq!(file["key_bits"], 2048);
+    let days = file["days_left"].as_i64().unwrap();
+    assert!((29..=30).contains(&days), "{days}");
+
+    let pair = w.json(&["inspect", "billing.key", "billing.crt"]).await;
+    assert_eq!(pair["key_matches_certificate"], true);
+    assert_eq!(
+        pair["files"][0]["spki_fingerprint"],
+        pair["files"][1]["spki_sha256"]
+    );
+    let mismatch = w.rekey(&["inspect", "admin.key", "billing.crt"]).await;
+    assert_eq!(mismatch.code, 65);
+    assert!(
+        mismatch.stdout.contains("do NOT belong together"),
+        "{}",
+        mismatch.stdout
+    );
+
+    let import = w
+        .rekey(&[
+            "import",
+            "billing",
+            "--key",
+            "admin.key",
+            "--cert",
+            "billing.crt",
+        ])
+        .await;
+    assert_eq!(import.code, 65, "{}", import.stderr);
+    assert!(
+        import.stderr.contains("does not belong to certificate"),
+        "{}",
+        import.stderr
+    );
+    w.assert_no_key_bytes_leaked();
+}
