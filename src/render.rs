@@ -282,15 +282,8 @@ pub fn status(rows: &[StatusRow], json: bool) {
         return print_json(&rows);
     }
     println!(
-        "{:<20} {:<22} {:>4} {:<16} {:<10} {:>9} {:<10} {}",
-        "CREDENTIAL",
-        "APP",
-        "GEN",
-        "FINGERPRINT",
-        "NOT AFTER",
-        "DAYS LEFT",
-        "PENDING",
-        "LAST ROTATION"
+        "{:<20} {:<22} {:>4} {:<16} {:<10} {:>9} {:<10} LAST ROTATION",
+        "CREDENTIAL", "APP", "GEN", "FINGERPRINT", "NOT AFTER", "DAYS LEFT", "PENDING"
     );
     for r in rows {
         let pending = match (&r.open_rotation, r.pending_generation) {

@@ -508,7 +508,9 @@ impl<'a, 'r> Run<'a, 'r> {
                             current.info.certificate.fingerprint
                         ),
                     )
-                    .with_hint("run `rekey rotate` again to deploy a fresh generation and bring the app back in line"));
+                    .with_hint(
+                        "find out who changed the app; put CURRENT's certificate back on it (runbooks/interrupted-rotation.md), then run `rekey rotate` again to finalize",
+                    ));
                 }
                 Ok(format!(
                     "app certificate equals CURRENT {}",

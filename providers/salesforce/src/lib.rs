@@ -1,1 +1,390 @@
-//! placeholder
+//! rekey's Salesforce certificate target: reads and replaces the JWT-bearer certificate of a
+//! Connected App or an External Client App, and probes the token endpoint with a key.
+//!
+//! Reads use SOAP `readMetadata` (there is no REST retrieve); writes are read-modify-write
+//! deploys through REST `deployRequest` (check-only first), because a deploy replaces the whole
+//! component and only the certificate may change.
+
+mod client;
+mod config;
+mod metadata;
+mod xml;
+
+pub use config::{AccessToken, AdminAuth, AppKind, SalesforceConfig};
+
+use async_trait::async_trait;
+use client::{Client, TokenAnswer};
+use config::check_url;
+use rekey_api::{
+    Certificate, CertificateTarget, Error, ErrorKind, Installed, KeyMaterial, Probe, Result,
+    RotationId,
+};
+use std::fmt;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use xml::Element;
+
+/// First wait between deploy status polls; doubles up to [`POLL_MAX`].
+const POLL_START: Duration = Duration::from_millis(100);
+const POLL_MAX: Duration = Duration::from_secs(2);
+/// readMetadata takes at most ten names per call.
+const READ_BATCH: usize = 10;
+
+/// The app's metadata record as read, with where it lives.
+struct AppRecord {
+    type_name: &'static str,
+    member: String,
+    record: Element,
+}
+
+/// A Salesforce Connected App or External Client App as a [`CertificateTarget`].
+#[derive(Debug)] // safe: the admin key and tokens redact themselves
+pub struct SalesforceTarget {
+    client: Client,
+    org: String,
+    app_kind: AppKind,
+    app: String,
+    integration_username: String,
+    /// Configured, or read from the app's metadata on first probe.
+    consumer_key: Mutex<Option<String>>,
+    deploy_timeout: Duration,
+}
+
+impl SalesforceTarget {
+    /// Checks the configuration (names, API version, https) without contacting Salesforce.
+    pub fn new(config: SalesforceConfig) -> Result<Self> {
+        config.validate()?;
+        let login_url = check_url("login_url", &config.login_url)?;
+        let client = Client::new(
+            &config.org,
+            login_url,
+            &config.audience,
+            &config.api_version,
+            config.admin,
+        )?;
+        Ok(SalesforceTarget {
+            client,
+            org: config.org,
+            app_kind: config.app_kind,
+            app: config.app,
+            integration_username: config.integration_username,
+            consumer_key: Mutex::new(config.consumer_key.filter(|k| !k.trim().is_empty())),
+            deploy_timeout: config.deploy_timeout,
+        })
+    }
+
+    /// How messages name the app: "connected app Billing_Sync in org acme".
+    fn label(&self) -> String {
+        format!("{} {} in org {}", self.app_kind.label(), self.app, self.org)
+    }
+
+    /// Where the certificate sits in the record (inserted after `callbackUrl` when absent).
+    fn certificate_path(&self) -> &'static [&'static str] {
+        match self.app_kind {
+            AppKind::ConnectedApp => &["oauthConfig", "certificate"],
+            AppKind::ExternalClientApp => &["certificate"],
+        }
+    }
+
+    fn consumer_key_path(&self) -> &'static [&'static str] {
+        match self.app_kind {
+            AppKind::ConnectedApp => &["oauthConfig", "consumerKey"],
+            AppKind::ExternalClientApp => &["consumerKey"],
+        }
+    }
+
+    fn consumer_secret_path(&self) -> &'static [&'static str] {
+        match self.app_kind {
+            AppKind::ConnectedApp => &["oauthConfig", "consumerSecret"],
+            AppKind::ExternalClientApp => &["consumerSecret"],
+        }
+    }
+
+    async fn read(&self, type_name: &str, members: &[String]) -> Result<Vec<Element>> {
+        let what = format!(
+            "reading {type_name} {} in org {}",
+            members.join(","),
+            self.org
+        );
+        let doc = self
+            .client
+            .soap(&what, |session| {
+                metadata::read_request(session, type_name, members)
+            })
+            .await?;
+        Ok(metadata::records(&doc))
+    }
+
+    /// Reads the app's record: the ConnectedApp itself, or the ECA's global OAuth settings,
+    /// whose member name is not predictable and is found by listing and matching
+    /// `externalClientApplication`.
+    async fn read_app(&self) -> Result<AppRecord> {
+        match self.app_kind {
+            AppKind::ConnectedApp => {
+                let records = self
+                    .read(metadata::CONNECTED_APP, std::slice::from_ref(&self.app))
+                    .await?;
+                let record = records
+                    .into_iter()
+                    .find(|r| r.text_at(&["fullName"]).as_deref() == Some(self.app.as_str()))
+                    .ok_or_else(|| {
+                        Error::new(ErrorKind::NotFound, format!("{} not found", self.label()))
+                            .with_hint("use the app's API name (full name), not its label")
+                    })?;
+                Ok(AppRecord {
+                    type_name: metadata::CONNECTED_APP,
+                    member: self.app.clone(),
+                    record,
+                })
+            }
+            AppKind::ExternalClientApp => {
+                let what = format!("listing {} in org {}", metadata::ECA_GLOBAL_OAUTH, self.org);
+                let api = self.client.api_version().to_string();
+                let doc = self
+                    .client
+                    .soap(&what, |session| {
+                        metadata::list_request(session, metadata::ECA_GLOBAL_OAUTH, &api)
+                    })
+                    .await?;
+                let names = metadata::listed_names(&doc);
+                for batch in names.chunks(READ_BATCH) {
+                    let records = self.read(metadata::ECA_GLOBAL_OAUTH, batch).await?;
+                    let found = records.into_iter().find(|r| {
+                        r.text_at(&["externalClientApplication"]).as_deref()
+                            == Some(self.app.as_str())
+                    });
+                    if let Some(record) = found {
+                        let member = record.text_at(&["fullName"]).unwrap_or_default();
+                        return Ok(AppRecord {
+                            type_name: metadata::ECA_GLOBAL_OAUTH,
+                            member,
+                            record,
+                        });
+                    }
+                }
+                // Tell "no such app" apart from "app without readable global OAuth settings".
+                let header = self
+                    .read(metadata::ECA_HEADER, std::slice::from_ref(&self.app))
+                    .await?;
+                if header.is_empty() {
+                    Err(
+                        Error::new(ErrorKind::NotFound, format!("{} not found", self.label()))
+                            .with_hint("use the app's API name, not its label"),
+                    )
+                } else {
+                    Err(Error::new(ErrorKind::NotFound, format!("{} has no global OAuth settings", self.label())).with_hint(
+                        "enable OAuth on the app, and allow access to OAuth consumer secrets via the Metadata API in the org's External Client App settings",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The certificate a record holds, if any.
+    fn certificate_of(&self, app: &AppRecord) -> Result<Option<Certificate>> {
+        app.record
+            .text_at(self.certificate_path())
+            .map(|pem| {
+                Certificate::from_pem(&pem)
+                    .map_err(|e| e.context(format!("certificate of {}", self.label())))
+            })
+            .transpose()
+    }
+
+    /// Deploys the zip (check-only or for real) and waits for the result; returns the deploy id.
+    async fn deploy(&self, app: &AppRecord, zip: &[u8], check_only: bool) -> Result<String> {
+        let mode = if check_only {
+            "check-only deploy"
+        } else {
+            "deploy"
+        };
+        let what = format!(
+            "{mode} of {} {} in org {}",
+            app.type_name, app.member, self.org
+        );
+        let answer = self
+            .client
+            .deploy_request(&what, &metadata::deploy_options(check_only), zip)
+            .await?;
+        let mut status = metadata::DeployStatus::parse(&answer).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("{what}: answer has no deployResult"),
+            )
+        })?;
+        let id = status.id.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("{what}: answer has no deploy id"),
+            )
+        })?;
+        tracing::info!(org = %self.org, deploy_id = %id, check_only, "deploy started");
+        let path = format!(
+            "/services/data/v{}/metadata/deployRequest/{id}?includeDetails=true",
+            self.client.api_version()
+        );
+        let deadline = Instant::now() + self.deploy_timeout;
+        let mut delay = POLL_START;
+        while !status.done {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("{what}: deploy {id} still {} after {}s", status.status, self.deploy_timeout.as_secs()),
+                )
+                .with_hint("it may still finish: check Setup > Deployment Status, then run again (install is idempotent)")
+                .temporary());
+            }
+            tokio::time::sleep(delay.min(deadline - now)).await;
+            delay = (delay * 2).min(POLL_MAX);
+            let answer = self.client.rest_get(&what, &path).await?;
+            status = metadata::DeployStatus::parse(&answer).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("{what}: status of {id} has no deployResult"),
+                )
+            })?;
+        }
+        if status.status != "Succeeded" {
+            return Err(Error::new(
+                ErrorKind::Rejected,
+                format!("{what}: deploy {id} {}: {}", status.status, status.failure_text()),
+            )
+            .with_hint("nothing was changed (rollbackOnError); fix the cause Salesforce names and run again"));
+        }
+        tracing::info!(org = %self.org, deploy_id = %id, check_only, "deploy succeeded");
+        Ok(id)
+    }
+
+    /// The integration app's consumer key: configured, or read once from its metadata.
+    async fn consumer_key(&self) -> Result<String> {
+        let mut cached = self.consumer_key.lock().await;
+        if let Some(k) = cached.as_ref() {
+            return Ok(k.clone());
+        }
+        let app = self.read_app().await?;
+        let key = app
+            .record
+            .text_at(self.consumer_key_path())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("{} has no consumer key in its metadata", self.label()),
+                )
+                .with_hint("set the integration app's consumer_key in the configuration")
+            })?;
+        *cached = Some(key.clone());
+        Ok(key)
+    }
+}
+
+impl fmt::Display for SalesforceTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "salesforce({}/{})", self.org, self.app)
+    }
+}
+
+#[async_trait]
+impl CertificateTarget for SalesforceTarget {
+    async fn check(&self) -> Result<()> {
+        self.read_app().await.map(drop)
+    }
+
+    async fn installed(&self) -> Result<Option<Certificate>> {
+        let app = self.read_app().await?;
+        self.certificate_of(&app)
+    }
+
+    async fn install(
+        &self,
+        certificate: &Certificate,
+        rotation_id: &RotationId,
+    ) -> Result<Installed> {
+        let mut app = self.read_app().await?;
+        // An unreadable current certificate is no reason to refuse replacing it.
+        let current = self.certificate_of(&app).unwrap_or_else(|e| {
+            tracing::warn!(target_app = %self, error = %e, "current certificate unreadable; replacing it");
+            None
+        });
+        if current
+            .as_ref()
+            .is_some_and(|c| c.fingerprint == certificate.fingerprint)
+        {
+            tracing::info!(target_app = %self, %rotation_id, fingerprint = %certificate.fingerprint, "certificate already installed");
+            return Ok(Installed::AlreadyPresent);
+        }
+        if !app.record.set_text(
+            self.certificate_path(),
+            "callbackUrl",
+            certificate.pem().trim_end(),
+        ) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("{} has no OAuth settings (oauthConfig)", self.label()),
+            )
+            .with_hint("enable OAuth settings on the app before rotating its certificate"));
+        }
+        // Reads never return a secret; never send one even if some future read does.
+        app.record.remove(self.consumer_secret_path());
+        let body = xml::to_deploy_file(&app.record, app.type_name);
+        let zip =
+            metadata::deploy_zip(app.type_name, &app.member, &body, self.client.api_version())
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Unexpected,
+                        format!("cannot build the deploy zip for {}", self.label()),
+                    )
+                    .with_source(e)
+                })?;
+        tracing::info!(
+            target_app = %self, %rotation_id,
+            old = ?current.as_ref().map(|c| c.fingerprint), new = %certificate.fingerprint,
+            "deploying certificate"
+        );
+        self.deploy(&app, &zip, true).await?;
+        let deploy_id = self.deploy(&app, &zip, false).await?;
+        let now = self.certificate_of(&self.read_app().await?)?;
+        if now.as_ref().map(|c| c.fingerprint) != Some(certificate.fingerprint) {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "{}: deploy {deploy_id} succeeded but the app holds {} instead of {}",
+                    self.label(),
+                    now.map_or_else(
+                        || "no certificate".to_string(),
+                        |c| c.fingerprint.to_string()
+                    ),
+                    certificate.fingerprint
+                ),
+            )
+            .with_hint("someone else may be changing the app; check its certificate in Setup"));
+        }
+        Ok(Installed::Deployed { deploy_id })
+    }
+
+    async fn probe(&self, key: &KeyMaterial) -> Result<Probe> {
+        let consumer_key = self.consumer_key().await?;
+        let answer = self
+            .client
+            .token_request(
+                &consumer_key,
+                &self.integration_username,
+                key,
+                "key being probed",
+            )
+            .await?;
+        Ok(match answer {
+            // The access token is dropped (and zeroed) here: a probe never keeps it.
+            TokenAnswer::Granted { instance_url, .. } => Probe::Accepted { instance_url },
+            TokenAnswer::Refused { error, description } => {
+                let may_clear = error == "invalid_grant" && description == "invalid assertion";
+                Probe::Rejected {
+                    error,
+                    description,
+                    may_clear,
+                }
+            }
+        })
+    }
+}

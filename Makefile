@@ -1,0 +1,21 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Tools the project needs beyond the Rust toolchain are installed here, every time they are missing.
+
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: test demo tools
+
+## Run every test of the workspace (unit, provider, emulator, end-to-end against the real binary).
+test: tools
+	$(CARGO) test --workspace
+
+## Rotate a Connected App's certificate end to end on the org emulator and the local file store.
+demo: tools
+	bash tests/demo/demo.sh
+
+## openssl: the tests cross-check rekey's output with it, and the demo makes the "existing" key with it.
+tools:
+	@command -v openssl >/dev/null 2>&1 || { \
+		echo "installing openssl (Debian package)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openssl; }

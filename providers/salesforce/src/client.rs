@@ -1,0 +1,664 @@
+//! HTTP to one org: the JWT-bearer token endpoint, the cached admin session (re-logged in once
+//! when Salesforce calls it invalid), SOAP Metadata calls and REST deployRequest calls, and the
+//! one place where Salesforce's answers become `rekey_api::Error` kinds.
+//!
+//! Tokens, assertions and keys travel only in headers and bodies; no message built here contains
+//! a response body verbatim, only the error codes and texts Salesforce put in it.
+
+use crate::config::{AccessToken, AdminAuth, check_url};
+use crate::metadata;
+use crate::xml::{self, Element};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rekey_api::{Error, ErrorKind, KeyMaterial, Result};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use zeroize::Zeroizing;
+
+const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// Salesforce wants assertions that expire "within 3 minutes".
+const ASSERTION_LIFETIME_SECS: i64 = 180;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A logged-in admin session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    token: AccessToken,
+    instance_url: String,
+}
+
+/// What the token endpoint said to one JWT-bearer request.
+pub(crate) enum TokenAnswer {
+    /// A token was issued.
+    Granted {
+        access_token: AccessToken,
+        instance_url: String,
+    },
+    /// A 4xx with Salesforce's OAuth error.
+    Refused { error: String, description: String },
+}
+
+/// Connection to one org.
+pub(crate) struct Client {
+    http: reqwest::Client,
+    org: String,
+    login_url: String,
+    audience: String,
+    api_version: String,
+    admin: AdminAuth,
+    session: Mutex<Option<Arc<Session>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The admin auth redacts its key and token; the session cache is left out entirely.
+        f.debug_struct("Client")
+            .field("org", &self.org)
+            .field("login_url", &self.login_url)
+            .field("audience", &self.audience)
+            .field("api_version", &self.api_version)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+}
+
+/// Signs a JWT-bearer assertion. `whose` names the key in errors ("admin key").
+fn assertion(
+    iss: &str,
+    sub: &str,
+    aud: &str,
+    key: &KeyMaterial,
+    whose: &str,
+) -> Result<Zeroizing<String>> {
+    let encoding = EncodingKey::from_rsa_pem(key.expose_secret_pem().as_bytes()).map_err(|e| {
+        // The jsonwebtoken error names the failure kind only, never key bytes.
+        Error::new(
+            ErrorKind::InvalidCertificate,
+            format!("{whose} is not a usable RSA private key: {e}"),
+        )
+    })?;
+    let claims = Claims {
+        iss,
+        sub,
+        aud,
+        exp: chrono::Utc::now().timestamp() + ASSERTION_LIFETIME_SECS,
+    };
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &encoding)
+        .map(Zeroizing::new)
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidCertificate,
+                format!("cannot sign a JWT with the {whose}: {e}"),
+            )
+        })
+}
+
+/// A transport failure: connection refused, timeout, reset. Always worth a retry.
+fn transport(what: &str, e: reqwest::Error) -> Error {
+    let how = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    };
+    Error::new(ErrorKind::Unavailable, format!("{what}: request {how}"))
+        .with_source(e)
+        .temporary()
+}
+
+fn is_html(content_type: &str, body: &str) -> bool {
+    let head = body
+        .trim_start()
+        .get(..15)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    content_type.contains("text/html")
+        || head.starts_with("<!doctype html")
+        || head.starts_with("<html")
+}
+
+/// The `<title>` of an HTML page, for messages (e.g. "Data Not Available").
+fn html_title(body: &str) -> Option<String> {
+    let lower = body.to_ascii_lowercase();
+    let start = lower.find("<title>")? + "<title>".len();
+    let end = start + lower[start..].find("</title>")?;
+    let title: String = body[start..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!title.is_empty()).then(|| title.chars().take(100).collect())
+}
+
+fn html_error(what: &str, status: StatusCode, body: &str) -> Error {
+    let title = html_title(body).unwrap_or_else(|| "an HTML page".into());
+    Error::new(
+        ErrorKind::Unavailable,
+        format!(
+            "{what}: salesforce answered HTTP {} with '{title}' instead of an API response",
+            status.as_u16()
+        ),
+    )
+    .with_hint("the org may be in maintenance or temporarily unavailable; retry later")
+    .temporary()
+}
+
+/// The first error code and message of a REST error array, an OAuth error object or a SOAP
+/// fault, and whether it was a SOAP fault (always sent as HTTP 500, so the code decides).
+fn error_details(body: &str) -> (String, String, bool) {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        let first = match &v {
+            Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        let field = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| first.get(*n).and_then(Value::as_str))
+                .unwrap_or_default()
+                .to_string()
+        };
+        return (
+            field(&["errorCode", "error"]),
+            field(&["message", "error_description"]),
+            false,
+        );
+    }
+    if let Some(f) = xml::parse(body).ok().as_ref().and_then(metadata::fault) {
+        return (f.code, f.message, true);
+    }
+    (String::new(), String::new(), false)
+}
+
+impl Client {
+    /// A client for the org; no request is made yet.
+    pub(crate) fn new(
+        org: &str,
+        login_url: String,
+        audience: &str,
+        api_version: &str,
+        admin: AdminAuth,
+    ) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            // A redirect would be an HTML login page or a misconfigured host: surface it instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                Error::new(ErrorKind::Config, "cannot build the HTTP client").with_source(e)
+            })?;
+        Ok(Client {
+            http,
+            org: org.to_string(),
+            login_url,
+            audience: audience.to_string(),
+            api_version: api_version.to_string(),
+            admin,
+            session: Mutex::new(None),
+        })
+    }
+
+    /// The API version used in paths and package.xml.
+    pub(crate) fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
+    /// One JWT-bearer token request at the org's token endpoint.
+    pub(crate) async fn token_request(
+        &self,
+        iss: &str,
+        sub: &str,
+        key: &KeyMaterial,
+        whose: &str,
+    ) -> Result<TokenAnswer> {
+        let what = format!("token request for {sub} in org {}", self.org);
+        let jwt = assertion(iss, sub, &self.audience, key, whose)?;
+        let url = format!("{}/services/oauth2/token", self.login_url);
+        let form = [("grant_type", JWT_GRANT), ("assertion", jwt.as_str())];
+        let resp = self
+            .http
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| transport(&what, e))?;
+        drop(jwt);
+        let status = resp.status();
+        let content_type = content_type(&resp);
+        // The body of a 200 holds the access token: keep it in a zeroed buffer.
+        let body = Zeroizing::new(resp.text().await.map_err(|e| transport(&what, e))?);
+        if is_html(&content_type, &body) {
+            return Err(html_error(&what, status, &body));
+        }
+        if status.is_server_error() {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("{what}: token endpoint answered HTTP {}", status.as_u16()),
+            )
+            .temporary());
+        }
+        let json: Option<Value> = serde_json::from_str(&body).ok();
+        let field = |name: &str| {
+            json.as_ref()
+                .and_then(|v| v.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        if status.is_success() {
+            return match (
+                field("access_token").map(Zeroizing::new),
+                field("instance_url"),
+            ) {
+                (Some(token), Some(instance_url)) => Ok(TokenAnswer::Granted {
+                    access_token: AccessToken::new(token.to_string()),
+                    instance_url,
+                }),
+                _ => Err(Error::new(
+                    ErrorKind::Unexpected,
+                    format!(
+                        "{what}: token endpoint answered HTTP 200 without access_token and instance_url"
+                    ),
+                )),
+            };
+        }
+        match field("error") {
+            Some(error) if error == "rate_limit_exceeded" => Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "{what}: {error}: {}",
+                    field("error_description").unwrap_or_default()
+                ),
+            )
+            .with_hint("Salesforce is throttling logins for this user; wait a few minutes")
+            .temporary()),
+            Some(error) if status.is_client_error() => Ok(TokenAnswer::Refused {
+                error,
+                description: field("error_description").unwrap_or_default(),
+            }),
+            _ => Err(Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "{what}: token endpoint answered HTTP {} without an OAuth error",
+                    status.as_u16()
+                ),
+            )),
+        }
+    }
+
+    /// Logs the admin in (JWT mode) or wraps the given token.
+    async fn login(&self) -> Result<Session> {
+        let (consumer_key, username, key) = match &self.admin {
+            AdminAuth::Jwt {
+                consumer_key,
+                username,
+                key,
+            } => (consumer_key, username, key),
+            AdminAuth::AccessToken {
+                token,
+                instance_url,
+            } => {
+                return Ok(Session {
+                    token: AccessToken::new(token.expose_secret().to_string()),
+                    instance_url: check_url("instance_url", instance_url)?,
+                });
+            }
+        };
+        tracing::debug!(org = %self.org, user = %username, "admin JWT login");
+        match self
+            .token_request(consumer_key, username, key, "admin key")
+            .await?
+        {
+            TokenAnswer::Granted {
+                access_token,
+                instance_url,
+            } => {
+                let instance_url =
+                    check_url("instance_url returned by the token endpoint", &instance_url)?;
+                Ok(Session {
+                    token: access_token,
+                    instance_url,
+                })
+            }
+            TokenAnswer::Refused { error, description } => {
+                let hint = match (error.as_str(), description.as_str()) {
+                    (_, d) if d.contains("hasn't approved") => {
+                        "pre-authorize the admin user's profile or permission set on the admin app (policy: admin approved users are pre-authorized)"
+                    }
+                    (_, d) if d.contains("audience") => {
+                        "set audience and login_url to the org's My Domain URL (https://<domain>.my.salesforce.com)"
+                    }
+                    ("invalid_client_id", _) => "check the admin app's consumer key",
+                    ("invalid_app_access", _) => {
+                        "assign the admin user's profile or permission set to the admin app"
+                    }
+                    (_, "invalid assertion") => {
+                        "the admin key does not match the certificate uploaded to the admin app"
+                    }
+                    ("app_not_found", _) => {
+                        "use the org's My Domain URL as login_url and audience (not test.salesforce.com)"
+                    }
+                    _ => "check the admin app, the admin user and the login URL",
+                };
+                Err(Error::new(
+                    ErrorKind::Unauthenticated,
+                    format!(
+                        "admin login as {username} to org {} refused: {error}: {description}",
+                        self.org
+                    ),
+                )
+                .with_hint(hint))
+            }
+        }
+    }
+
+    /// The cached session, logging in first if there is none.
+    async fn session(&self) -> Result<Arc<Session>> {
+        let mut guard = self.session.lock().await;
+        if let Some(s) = guard.as_ref() {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(self.login().await?);
+        *guard = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Runs `op` with the session; when Salesforce calls the session invalid and rekey can log
+    /// in by itself (JWT mode), logs in again and runs `op` once more. No other retry here: the
+    /// orchestrator owns retries.
+    async fn authed<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let session = self.session().await?;
+        match op(session.clone()).await {
+            Err(e)
+                if e.kind() == ErrorKind::Unauthenticated
+                    && matches!(self.admin, AdminAuth::Jwt { .. }) =>
+            {
+                tracing::debug!(org = %self.org, "admin session refused, logging in again");
+                {
+                    let mut guard = self.session.lock().await;
+                    if guard.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)) {
+                        *guard = None;
+                    }
+                }
+                op(self.session().await?).await
+            }
+            other => other,
+        }
+    }
+
+    /// Turns a non-success API answer into an error of the right kind.
+    fn api_error(&self, what: &str, status: StatusCode, content_type: &str, body: &str) -> Error {
+        if is_html(content_type, body) {
+            return html_error(what, status, body);
+        }
+        let (code, message, soap_fault) = error_details(body);
+        let detail = match (code.is_empty(), message.is_empty()) {
+            (false, false) => format!("{code}: {message}"),
+            (false, true) => code.clone(),
+            (true, false) => message.clone(),
+            (true, true) => "no error details".into(),
+        };
+        let text = format!("{what}: HTTP {}: {detail}", status.as_u16());
+        if code == "REQUEST_LIMIT_EXCEEDED" || status == StatusCode::TOO_MANY_REQUESTS {
+            return Error::new(ErrorKind::Unavailable, text)
+                .with_hint("the org's API request limit is exhausted; wait for it to recover")
+                .temporary();
+        }
+        if code == "INVALID_SESSION_ID" || status == StatusCode::UNAUTHORIZED {
+            let hint = match self.admin {
+                AdminAuth::AccessToken { .. } => {
+                    "the access token expired or was revoked: refresh SF_ACCESS_TOKEN (e.g. `sf org display`)"
+                }
+                AdminAuth::Jwt { .. } => {
+                    "the admin session was refused right after login; check the admin app's session policy"
+                }
+            };
+            return Error::new(ErrorKind::Unauthenticated, text).with_hint(hint);
+        }
+        if code.contains("INSUFFICIENT_ACCESS") || status == StatusCode::FORBIDDEN {
+            return Error::new(ErrorKind::PermissionDenied, text).with_hint(
+                "the admin user needs Modify Metadata Through Metadata API Functions or Modify All Data \
+                 (for external client apps also access to OAuth consumer secrets via the Metadata API)",
+            );
+        }
+        if (status.is_server_error() && !soap_fault)
+            || code == "UNKNOWN_EXCEPTION"
+            || code == "SERVER_UNAVAILABLE"
+        {
+            return Error::new(ErrorKind::Unavailable, text)
+                .with_hint("Salesforce is temporarily unavailable; retry later")
+                .temporary();
+        }
+        if code == "NOT_FOUND" || status == StatusCode::NOT_FOUND {
+            return Error::new(ErrorKind::NotFound, text);
+        }
+        Error::new(ErrorKind::Unexpected, text)
+    }
+
+    /// One SOAP Metadata API call; `body` builds the envelope from the session token.
+    pub(crate) async fn soap(&self, what: &str, body: impl Fn(&str) -> String) -> Result<Element> {
+        self.authed(|s| {
+            let envelope = body(s.token.expose_secret());
+            async move {
+                let url = format!("{}/services/Soap/m/{}", s.instance_url, self.api_version);
+                let resp = self
+                    .http
+                    .post(&url)
+                    .header("Content-Type", "text/xml; charset=UTF-8")
+                    .header("SOAPAction", "\"\"")
+                    .body(envelope)
+                    .send()
+                    .await
+                    .map_err(|e| transport(what, e))?;
+                let (status, content_type, text) = read(what, resp).await?;
+                if !status.is_success() || is_html(&content_type, &text) {
+                    return Err(self.api_error(what, status, &content_type, &text));
+                }
+                let doc = xml::parse(&text).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Unexpected,
+                        format!("{what}: unreadable SOAP answer"),
+                    )
+                    .with_source(e)
+                })?;
+                match metadata::fault(&doc) {
+                    Some(_) => Err(self.api_error(what, status, &content_type, &text)),
+                    None => Ok(doc),
+                }
+            }
+        })
+        .await
+    }
+
+    /// `GET` of a REST path (starting with `/services/data/…`) answering JSON.
+    pub(crate) async fn rest_get(&self, what: &str, path: &str) -> Result<Value> {
+        self.authed(|s| async move {
+            let resp = self
+                .http
+                .get(format!("{}{path}", s.instance_url))
+                .bearer_auth(s.token.expose_secret())
+                .send()
+                .await
+                .map_err(|e| transport(what, e))?;
+            self.json(what, resp).await
+        })
+        .await
+    }
+
+    /// `POST …/metadata/deployRequest` with the `json` and `file` parts.
+    pub(crate) async fn deploy_request(
+        &self,
+        what: &str,
+        options: &str,
+        zip: &[u8],
+    ) -> Result<Value> {
+        self.authed(|s| async move {
+            let part = |p: reqwest::multipart::Part, mime: &str| {
+                p.mime_str(mime).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Unexpected,
+                        format!("{what}: bad MIME type {mime}"),
+                    )
+                    .with_source(e)
+                })
+            };
+            let form = reqwest::multipart::Form::new()
+                .part(
+                    "json",
+                    part(
+                        reqwest::multipart::Part::text(options.to_string()),
+                        "application/json",
+                    )?,
+                )
+                .part(
+                    "file",
+                    part(
+                        reqwest::multipart::Part::bytes(zip.to_vec()).file_name("deploy.zip"),
+                        "application/zip",
+                    )?,
+                );
+            let url = format!(
+                "{}/services/data/v{}/metadata/deployRequest",
+                s.instance_url, self.api_version
+            );
+            let resp = self
+                .http
+                .post(url)
+                .bearer_auth(s.token.expose_secret())
+                .multipart(form)
+                .send()
+                .await
+                .map_err(|e| transport(what, e))?;
+            self.json(what, resp).await
+        })
+        .await
+    }
+
+    async fn json(&self, what: &str, resp: reqwest::Response) -> Result<Value> {
+        let (status, content_type, text) = read(what, resp).await?;
+        if !status.is_success() || is_html(&content_type, &text) {
+            return Err(self.api_error(what, status, &content_type, &text));
+        }
+        serde_json::from_str(&text).map_err(|e| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("{what}: unreadable JSON answer"),
+            )
+            .with_source(e)
+        })
+    }
+}
+
+fn content_type(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+async fn read(what: &str, resp: reqwest::Response) -> Result<(StatusCode, String, String)> {
+    let status = resp.status();
+    let content_type = content_type(&resp);
+    let text = resp.text().await.map_err(|e| transport(what, e))?;
+    Ok((status, content_type, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(admin: AdminAuth) -> Client {
+        Client::new(
+            "acme",
+            "http://127.0.0.1:1".into(),
+            "http://127.0.0.1:1",
+            "67.0",
+            admin,
+        )
+        .unwrap()
+    }
+
+    fn token_client() -> Client {
+        client(AdminAuth::AccessToken {
+            token: AccessToken::new("t".into()),
+            instance_url: "http://127.0.0.1:1".into(),
+        })
+    }
+
+    #[test]
+    fn classifies_salesforce_errors() {
+        let c = token_client();
+        let e = c.api_error(
+            "reading x",
+            StatusCode::FORBIDDEN,
+            "application/json",
+            r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        );
+        assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::Unavailable, true));
+        assert_eq!(
+            e.to_string(),
+            "reading x: HTTP 403: REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded."
+        );
+
+        let e = c.api_error(
+            "reading x",
+            StatusCode::UNAUTHORIZED,
+            "application/json",
+            r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
+        );
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated);
+        assert!(e.hint().unwrap().contains("SF_ACCESS_TOKEN"));
+
+        let fault = "<soapenv:Envelope xmlns:soapenv=\"s\"><soapenv:Body><soapenv:Fault><faultcode>sf:INSUFFICIENT_ACCESS</faultcode>\
+                     <faultstring>INSUFFICIENT_ACCESS: no</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>";
+        let e = c.api_error(
+            "reading x",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/xml",
+            fault,
+        );
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(e.hint().unwrap().contains("Modify All Data"));
+
+        let other = fault.replace("INSUFFICIENT_ACCESS", "INVALID_TYPE");
+        let e = c.api_error(
+            "reading x",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/xml",
+            &other,
+        );
+        assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::Unexpected, false));
+
+        let html = "<!DOCTYPE html><html><head><title>Data Not Available</title></head><body>maintenance</body></html>";
+        let e = c.api_error("reading x", StatusCode::OK, "text/html;charset=UTF-8", html);
+        assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::Unavailable, true));
+        assert!(e.to_string().contains("Data Not Available"), "{e}");
+
+        let e = c.api_error("reading x", StatusCode::SERVICE_UNAVAILABLE, "", "");
+        assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::Unavailable, true));
+        let e = c.api_error(
+            "reading x",
+            StatusCode::BAD_REQUEST,
+            "application/json",
+            r#"[{"errorCode":"MALFORMED_ID","message":"m"}]"#,
+        );
+        assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::Unexpected, false));
+    }
+}

@@ -1,0 +1,220 @@
+//! What the CLI hands the Salesforce target: the org, the admin connection, the app, and the
+//! checks that refuse unsafe URLs before any request is made.
+
+use rekey_api::{Error, ErrorKind, KeyMaterial, Result};
+use reqwest::Url;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Which kind of Salesforce app holds the certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppKind {
+    /// A Connected App (`ConnectedApp` metadata, certificate in `oauthConfig/certificate`).
+    ConnectedApp,
+    /// An External Client App (certificate in its `ExtlClntAppGlobalOauthSettings`).
+    ExternalClientApp,
+}
+
+impl AppKind {
+    /// How messages name an app of this kind.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            AppKind::ConnectedApp => "connected app",
+            AppKind::ExternalClientApp => "external client app",
+        }
+    }
+}
+
+/// An OAuth access token. `Debug` never shows it; the buffer is zeroed on drop.
+pub struct AccessToken(Zeroizing<String>);
+
+impl AccessToken {
+    /// Wraps a token, e.g. the value of `SF_ACCESS_TOKEN`.
+    pub fn new(token: String) -> Self {
+        AccessToken(Zeroizing::new(token))
+    }
+
+    /// The token text; only for the `Authorization` header and the SOAP session header.
+    pub(crate) fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+/// How rekey itself connects to the org as an administrator.
+#[derive(Debug)] // safe: KeyMaterial and AccessToken redact themselves
+pub enum AdminAuth {
+    /// rekey's own admin connection: JWT bearer with its own key (never the integration key being rotated).
+    Jwt {
+        /// Consumer key of the admin app.
+        consumer_key: String,
+        /// Admin username (`sub`).
+        username: String,
+        /// The admin app's private key.
+        key: KeyMaterial,
+    },
+    /// An access token + instance URL taken from the environment (SF_ACCESS_TOKEN / SF_INSTANCE_URL), as sf CLI users have.
+    AccessToken {
+        /// The session token.
+        token: AccessToken,
+        /// The instance it belongs to.
+        instance_url: String,
+    },
+}
+
+/// Everything the Salesforce target needs.
+#[derive(Debug)]
+pub struct SalesforceConfig {
+    /// Label for messages, e.g. `acme`.
+    pub org: String,
+    /// Token endpoint base, e.g. `https://acme.my.salesforce.com`.
+    pub login_url: String,
+    /// JWT `aud` for both admin and integration tokens.
+    pub audience: String,
+    /// Metadata and REST API version, e.g. `67.0`.
+    pub api_version: String,
+    /// rekey's admin connection.
+    pub admin: AdminAuth,
+    /// Connected App or External Client App.
+    pub app_kind: AppKind,
+    /// CA full name or ECA name.
+    pub app: String,
+    /// The user the integration mints tokens for.
+    pub integration_username: String,
+    /// The integration app's consumer key; `None` = read it from the app's metadata.
+    pub consumer_key: Option<String>,
+    /// Give up polling a deploy after this.
+    pub deploy_timeout: Duration,
+}
+
+impl SalesforceConfig {
+    /// Refuses empty names, odd API versions and unsafe URLs.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let required = [
+            ("org", &self.org),
+            ("app", &self.app),
+            ("integration_username", &self.integration_username),
+            ("audience", &self.audience),
+        ];
+        for (field, value) in required {
+            if value.trim().is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("salesforce target: '{field}' is empty"),
+                ));
+            }
+        }
+        let version_ok = self.api_version.split_once('.').is_some_and(|(a, b)| {
+            !a.is_empty() && !b.is_empty() && (a.to_owned() + b).bytes().all(|c| c.is_ascii_digit())
+        });
+        if !version_ok {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "salesforce target: api version '{}' is not of the form 67.0",
+                    self.api_version
+                ),
+            ));
+        }
+        check_url("login_url", &self.login_url)?;
+        match &self.admin {
+            AdminAuth::Jwt {
+                consumer_key,
+                username,
+                ..
+            } => {
+                if consumer_key.trim().is_empty() || username.trim().is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        "salesforce target: admin JWT login needs a consumer key and a username",
+                    ));
+                }
+            }
+            AdminAuth::AccessToken {
+                token,
+                instance_url,
+            } => {
+                check_url("instance_url", instance_url)?;
+                if token.expose_secret().trim().is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        "salesforce target: admin access token is empty",
+                    )
+                    .with_hint("set SF_ACCESS_TOKEN, e.g. from `sf org display --json`"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `url` and requires `https`, or plain `http` to a loopback host (the emulator). Returns
+/// the URL without a trailing slash, ready for path concatenation.
+pub(crate) fn check_url(what: &str, url: &str) -> Result<String> {
+    let parsed = Url::parse(url.trim()).map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!("salesforce target: {what} '{url}' is not a URL: {e}"),
+        )
+    })?;
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" if !host.is_empty() => {}
+        "http" if loopback => {}
+        _ => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "salesforce target: {what} '{url}' must use https (plain http is allowed only for loopback hosts)"
+                ),
+            ));
+        }
+    }
+    Ok(parsed.as_str().trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_anywhere_http_only_on_loopback() {
+        assert_eq!(
+            check_url("u", "https://acme.my.salesforce.com/").unwrap(),
+            "https://acme.my.salesforce.com"
+        );
+        assert_eq!(
+            check_url("u", "http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(check_url("u", "http://localhost:1/").is_ok());
+        assert!(check_url("u", "http://[::1]:9/").is_ok());
+        let err = check_url("login_url", "http://acme.my.salesforce.com").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(
+            err.to_string().contains("http://acme.my.salesforce.com"),
+            "{err}"
+        );
+        assert!(check_url("u", "ftp://127.0.0.1").is_err());
+        assert!(check_url("u", "not a url").is_err());
+    }
+
+    #[test]
+    fn access_token_debug_is_redacted() {
+        let t = AccessToken::new("00Dxx!SECRET".into());
+        assert_eq!(format!("{t:?}"), "AccessToken([redacted])");
+    }
+}
