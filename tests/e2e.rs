@@ -510,14 +510,20 @@ async fn a_bad_config_names_file_and_line_and_changes_nothing() {
     let run = w.rekey(&["rotate", "billing"]).await;
     assert_eq!(run.code, 64);
     let config_path = w.path("rekey.toml");
-    assert!(
-        run.stderr.contains(&format!(
-            "{}:30:1: unknown field `colour`",
-            config_path.display()
-        )),
-        "{}",
-        run.stderr
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    let line = text.lines().position(|l| l.starts_with("colour")).unwrap() + 1;
+    let unknown = format!("{}:{line}:1: unknown field `colour`", config_path.display());
+    assert!(run.stderr.contains(&unknown), "{}", run.stderr);
+    // Parsing stops at an unknown key; once it is gone the bad value is reported, one line up.
+    std::fs::write(&config_path, text.replace("colour = \"red\"\n", "")).unwrap();
+    let run = w.rekey(&["rotate", "billing"]).await;
+    assert_eq!(run.code, 64);
+    let range = format!(
+        "{}:{}:17: validity_days = 0 is out of range; use 1..=3650",
+        config_path.display(),
+        line - 1
     );
+    assert!(run.stderr.contains(&range), "{}", run.stderr);
     assert!(
         !w.path("keys").exists(),
         "a config error must not touch the store"
