@@ -1,0 +1,198 @@
+//! REST endpoints outside the Metadata API: version list, limits, userinfo, plus the shared
+//! REST error shape and bearer-token authentication.
+
+use crate::server::{AppState, json_response};
+use crate::state::{Session, User};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// API versions the emulator serves, with their release labels.
+const VERSIONS: [(&str, u32); 10] = [
+    ("Summer '23", 58),
+    ("Winter '24", 59),
+    ("Spring '24", 60),
+    ("Summer '24", 61),
+    ("Winter '25", 62),
+    ("Spring '25", 63),
+    ("Summer '25", 64),
+    ("Winter '26", 65),
+    ("Spring '26", 66),
+    ("Summer '26", 67),
+];
+
+/// A REST error: Salesforce always sends a JSON array of `{message, errorCode}`.
+pub(crate) fn rest_error(status: StatusCode, code: &str, message: &str) -> Response {
+    json_response(status, json!([{"message": message, "errorCode": code}]))
+}
+
+/// 401 for a missing, unknown or expired session.
+pub(crate) fn invalid_session() -> Response {
+    rest_error(
+        StatusCode::UNAUTHORIZED,
+        "INVALID_SESSION_ID",
+        "Session expired or invalid",
+    )
+}
+
+/// 404 `NOT_FOUND`.
+pub(crate) fn missing() -> Response {
+    rest_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "The requested resource does not exist",
+    )
+}
+
+/// Router fallback.
+pub(crate) async fn not_found() -> Response {
+    missing()
+}
+
+/// Accepts `vNN.0` for the versions in [`VERSIONS`] (`NN` alone for SOAP paths).
+pub(crate) fn known_version(segment: &str) -> bool {
+    let number = segment.strip_prefix('v').unwrap_or(segment);
+    number
+        .strip_suffix(".0")
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| VERSIONS.iter().any(|(_, v)| *v == n))
+}
+
+/// The access token from `Authorization: Bearer` (or `OAuth`), if any.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let ok = scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("oauth");
+    ok.then(|| token.trim().to_string())
+}
+
+/// Resolves a token to its live session and user, renewing the session.
+pub(crate) fn session_user(app: &AppState, token: Option<&str>) -> Option<(Session, User)> {
+    let mut st = app.lock();
+    let session = st.use_session(token?)?;
+    let user = st.user_by_id(&session.user_id)?.clone();
+    Some((session, user))
+}
+
+/// Authenticates a REST data call; `Err` is the 401 to send.
+#[allow(clippy::result_large_err)] // the error is the response to send, built once per request
+pub(crate) fn authenticate(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Session, User), Response> {
+    session_user(app, bearer(headers).as_deref()).ok_or_else(invalid_session)
+}
+
+/// 403 for a user without Modify All Data / Modify Metadata.
+pub(crate) fn insufficient_access() -> Response {
+    rest_error(
+        StatusCode::FORBIDDEN,
+        "INSUFFICIENT_ACCESS",
+        "insufficient access rights on object id: Modify All Data or Modify Metadata required",
+    )
+}
+
+/// `GET /services/data/`: no authentication.
+pub(crate) async fn versions() -> Response {
+    let list: Vec<Value> = VERSIONS
+        .iter()
+        .map(|(label, v)| json!({"label": label, "url": format!("/services/data/v{v}.0"), "version": format!("{v}.0")}))
+        .collect();
+    json_response(StatusCode::OK, Value::Array(list))
+}
+
+/// `GET /services/data/vNN.0/limits/`.
+pub(crate) async fn limits(
+    State(app): State<AppState>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !known_version(&version) {
+        return missing();
+    }
+    if let Err(response) = authenticate(&app, &headers) {
+        return response;
+    }
+    let st = app.lock();
+    let max = st.settings.daily_api_requests;
+    let remaining = max.saturating_sub(st.api_used);
+    let pair = |max: u64, remaining: u64| json!({"Max": max, "Remaining": remaining});
+    let body = json!({
+        "ConcurrentAsyncGetReportInstances": pair(200, 200),
+        "DailyApiRequests": pair(max, remaining),
+        "DailyAsyncApexExecutions": pair(250000, 250000),
+        "DailyBulkApiBatches": pair(15000, 15000),
+        "DataStorageMB": pair(1024, 1024),
+        "FileStorageMB": pair(1024, 1024),
+        "PermissionSets": {"Max": 1500, "Remaining": 1499, "CreateCustom": pair(1000, 999)},
+        "SingleEmail": pair(5000, 5000),
+    });
+    json_response(StatusCode::OK, body)
+}
+
+/// `GET /services/oauth2/userinfo` and `GET /id/{org}/{user}`: 403 `Bad_OAuth_Token` (plain
+/// text) for a bad token, unlike the data API's 401.
+pub(crate) async fn userinfo(
+    State(app): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let from_query = query
+        .as_deref()
+        .map(crate::token::parse_form)
+        .and_then(|q| q.get("oauth_token").cloned());
+    let token = bearer(&headers).or(from_query);
+    let Some((_, user)) = session_user(&app, token.as_deref()) else {
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/plain;charset=UTF-8")],
+            "Bad_OAuth_Token",
+        )
+            .into_response();
+    };
+    let st = app.lock();
+    let base = &app.base_url;
+    let org = &st.org.id;
+    let (given, family) = user.name.split_once(' ').unwrap_or((&user.name, ""));
+    let body = json!({
+        "sub": format!("{base}/id/{org}/{}", user.id),
+        "user_id": user.id,
+        "organization_id": org,
+        "preferred_username": user.username,
+        "nickname": user.username.split('@').next().unwrap_or(""),
+        "name": user.name,
+        "email": user.username,
+        "email_verified": true,
+        "given_name": given,
+        "family_name": family,
+        "zoneinfo": "Europe/Paris",
+        "photos": {"picture": format!("{base}/profilephoto/005/F"), "thumbnail": format!("{base}/profilephoto/005/T")},
+        "profile": format!("{base}/{}", user.id),
+        "picture": format!("{base}/profilephoto/005/F"),
+        "address": {"country": "FR"},
+        "is_salesforce_integration_user": false,
+        "urls": {
+            "enterprise": format!("{base}/services/Soap/c/{{version}}/{org}"),
+            "metadata": format!("{base}/services/Soap/m/{{version}}/{org}"),
+            "partner": format!("{base}/services/Soap/u/{{version}}/{org}"),
+            "rest": format!("{base}/services/data/v{{version}}/"),
+            "sobjects": format!("{base}/services/data/v{{version}}/sobjects/"),
+            "search": format!("{base}/services/data/v{{version}}/search/"),
+            "query": format!("{base}/services/data/v{{version}}/query/"),
+            "recent": format!("{base}/services/data/v{{version}}/recent/"),
+            "tooling_soap": format!("{base}/services/Soap/T/{{version}}/{org}"),
+            "tooling_rest": format!("{base}/services/data/v{{version}}/tooling/"),
+            "profile": format!("{base}/{}", user.id),
+            "custom_domain": base,
+        },
+        "active": user.active,
+        "user_type": "STANDARD",
+        "language": "en_US",
+        "locale": "en_US",
+        "utcOffset": 3600000,
+        "updated_at": "2026-01-01T00:00:00Z",
+        "is_app_installed": true,
+    });
+    json_response(StatusCode::OK, body)
+}

@@ -1,0 +1,189 @@
+//! The HTTP server: shared state, routing, and the request gate that applies injected
+//! faults, API-usage accounting, the `Sforce-Limit-Info` header and the call log.
+
+use crate::faults::{CallRecord, FaultKind, take_fault};
+use crate::state::OrgState;
+use crate::{control, deploy, rest, soap, token};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// State shared by all handlers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<OrgState>,
+    /// `http://127.0.0.1:PORT`: instance URL, identity host and an accepted audience.
+    pub(crate) base_url: String,
+}
+
+/// Handle passed to handlers.
+pub(crate) type AppState = Arc<Shared>;
+
+impl Shared {
+    /// Wraps a fresh org.
+    pub(crate) fn new(state: OrgState, base_url: String) -> Shared {
+        Shared {
+            state: Mutex::new(state),
+            base_url,
+        }
+    }
+
+    /// Locks the org. A handler that panicked mid-update leaves state a test should still be
+    /// able to inspect, so poisoning is ignored.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, OrgState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Zip uploads may be up to 39 MB on Salesforce.
+const MAX_BODY: usize = 40 * 1024 * 1024;
+
+/// All routes.
+pub(crate) fn router(app: AppState) -> Router {
+    let deploy_path = "/services/data/{version}/metadata/deployRequest";
+    Router::new()
+        .route(token::TOKEN_PATH, post(token::token))
+        .route(
+            "/services/oauth2/userinfo",
+            get(rest::userinfo).post(rest::userinfo),
+        )
+        .route("/id/{org}/{user}", get(rest::userinfo))
+        .route("/services/data", get(rest::versions))
+        .route("/services/data/", get(rest::versions))
+        .route("/services/data/{version}/limits", get(rest::limits))
+        .route("/services/data/{version}/limits/", get(rest::limits))
+        .route(deploy_path, post(deploy::create))
+        .route(
+            &format!("{deploy_path}/{{id}}"),
+            get(deploy::status).patch(deploy::cancel),
+        )
+        .route("/services/Soap/m/{version}", post(soap::metadata))
+        .nest("/__orgsim", control::router())
+        .fallback(rest::not_found)
+        .layer(from_fn_with_state(app.clone(), gate))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+/// Every request passes here: faults first, then API accounting, then the handler.
+async fn gate(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    if path.starts_with("/__orgsim") {
+        return next.run(req).await;
+    }
+    let method = req.method().to_string();
+    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+
+    let delay = {
+        let mut st = app.lock();
+        take_fault(&mut st.faults, |f| {
+            matches!(f.kind, FaultKind::Latency { .. }) && f.matches(&path)
+        })
+    };
+    if let Some(FaultKind::Latency { ms }) = delay {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    let injected = {
+        let mut st = app.lock();
+        take_fault(&mut st.faults, |f| {
+            !matches!(f.kind, FaultKind::Latency { .. }) && f.matches(&path)
+        })
+    };
+    // API calls are REST data calls under a version and SOAP calls; the token endpoint does
+    // not count toward the 24-hour allocation.
+    let counts = path.starts_with("/services/data/v") || path.starts_with("/services/Soap/");
+    let over_limit = counts && {
+        let mut st = app.lock();
+        let over = st.api_used >= st.settings.daily_api_requests;
+        if !over {
+            st.api_used += 1;
+        }
+        over
+    };
+    let mut response = match injected {
+        Some(kind) => fault_response(&app, kind),
+        None if over_limit => request_limit(),
+        None => next.run(req).await,
+    };
+    let mut st = app.lock();
+    if path.starts_with("/services/data") {
+        let usage = format!(
+            "api-usage={}/{}",
+            st.api_used, st.settings.daily_api_requests
+        );
+        if let Ok(value) = HeaderValue::from_str(&usage) {
+            response.headers_mut().insert("Sforce-Limit-Info", value);
+        }
+    }
+    st.calls.push(CallRecord {
+        method,
+        path,
+        status: response.status().as_u16(),
+        timestamp,
+    });
+    response
+}
+
+fn fault_response(app: &AppState, kind: FaultKind) -> Response {
+    match kind {
+        FaultKind::ServerError { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let json = body.trim_start().starts_with(['[', '{']);
+            let kind = if json {
+                "application/json;charset=UTF-8"
+            } else {
+                "text/plain;charset=UTF-8"
+            };
+            (status, [(header::CONTENT_TYPE, kind)], body).into_response()
+        }
+        FaultKind::RequestLimit => request_limit(),
+        FaultKind::DataNotAvailable => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html;charset=UTF-8")],
+            DATA_NOT_AVAILABLE,
+        )
+            .into_response(),
+        FaultKind::RateLimitExceeded => {
+            let description = app.lock().settings.rate_limit_description.clone();
+            token::token_error("rate_limit_exceeded", &description)
+        }
+        // Never selected by the gate (see `Fault::matches`), kept exhaustive for the compiler.
+        FaultKind::Latency { .. } | FaultKind::DeployFails { .. } => StatusCode::OK.into_response(),
+    }
+}
+
+fn request_limit() -> Response {
+    rest::rest_error(
+        StatusCode::FORBIDDEN,
+        "REQUEST_LIMIT_EXCEEDED",
+        "TotalRequests Limit exceeded.",
+    )
+}
+
+/// The page Salesforce serves instead of JSON while an org is unavailable.
+const DATA_NOT_AVAILABLE: &str = "<html>\n<head><title>Data Not Available</title></head>\n<body>\n\
+<h1>Data Not Available</h1>\n<p>The data you were trying to access could not be found. It may be \
+due to another user deleting the data or a system error. If you know the data is not deleted but \
+cannot access it, please look at our support page.</p>\n</body>\n</html>\n";
+
+/// A JSON response with Salesforce's content type and no-store caching.
+pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache,must-revalidate,max-age=0,no-store,private"),
+    );
+    response
+}

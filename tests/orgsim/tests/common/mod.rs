@@ -1,0 +1,398 @@
+//! Shared helpers for orgsim's integration tests: keys and certificates generated at test
+//! time, a standard seed, JWT signing, token requests, deploy zips and SOAP calls.
+
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use orgsim::{OrgSim, Seed, Settings};
+use rcgen::{CertificateParams, KeyPair, PKCS_RSA_SHA256, RsaKeySize};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// An RSA-2048 key and a self-signed certificate for it.
+pub struct KeyCert {
+    pub key_pem: String,
+    pub cert_pem: String,
+}
+
+fn generate() -> KeyCert {
+    let kp = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048).unwrap();
+    let cert = CertificateParams::new(vec!["orgsim-test".to_string()])
+        .unwrap()
+        .self_signed(&kp)
+        .unwrap();
+    KeyCert {
+        key_pem: kp.serialize_pem(),
+        cert_pem: cert.pem(),
+    }
+}
+
+/// Key generation is slow in debug builds, so each test binary makes three and shares them.
+pub fn keys() -> &'static [KeyCert; 3] {
+    static KEYS: OnceLock<[KeyCert; 3]> = OnceLock::new();
+    KEYS.get_or_init(|| [generate(), generate(), generate()])
+}
+
+pub const ORG_ID: &str = "00D5g000000ACMEEAA";
+pub const CA_KEY: &str = "3MVG9billingSyncKey0001";
+pub const SELF_CA_KEY: &str = "3MVG9selfAuthKey000002";
+pub const ECA_KEY: &str = "3MVG9ecaKey0000000003";
+pub const ECA_SECRET: &str = "ECASECRET123456789";
+pub const LOGIN: &str = "https://login.salesforce.com";
+pub const TEST_HOST: &str = "https://test.salesforce.com";
+
+/// ConnectedApp XML for the admin-approved test app (certificate from key 0 is added by the seed).
+pub fn billing_ca_xml(extra: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<ConnectedApp xmlns="http://soap.sforce.com/2006/04/metadata">
+    <contactEmail>ops@acme.example</contactEmail>
+    <label>Billing Sync</label>
+    <oauthConfig>
+        <callbackUrl>https://localhost/unused</callbackUrl>
+        <consumerKey>{CA_KEY}</consumerKey>
+        <consumerSecret>CASECRET0001</consumerSecret>
+        <isAdminApproved>true</isAdminApproved>
+        <scopes>Api</scopes>
+        <scopes>RefreshToken</scopes>
+    </oauthConfig>
+    <permissionSetName>Billing_Integration_Access</permissionSetName>
+    <profileName>Billing Integration</profileName>
+    <profileName>System Administrator</profileName>
+    {extra}
+</ConnectedApp>"#
+    )
+}
+
+/// `xml` (a ConnectedApp) with `cert` in its WSDL place: after callbackUrl, before consumerKey.
+pub fn with_cert(xml: &str, cert: &str) -> String {
+    xml.replace(
+        "<consumerKey>",
+        &format!("<certificate>{cert}</certificate><consumerKey>"),
+    )
+}
+
+/// A deploy zip holding `xml` as the Billing_Sync ConnectedApp.
+pub fn ca_zip(xml: &str) -> Vec<u8> {
+    zip(&[
+        ("package.xml", &package(&[("ConnectedApp", "Billing_Sync")])),
+        ("connectedApps/Billing_Sync.connectedApp", xml),
+    ])
+}
+
+/// The standard test org as TOML. Certificates: key 0 on Billing_Sync, key 0 on Self_App,
+/// key 1 on the ECA.
+pub fn seed_toml(settings: &str) -> String {
+    let k = keys();
+    let ca = billing_ca_xml("");
+    format!(
+        r#"
+[org]
+id = "{ORG_ID}"
+name = "Acme"
+audiences = ["{LOGIN}", "{TEST_HOST}", "https://acme.my.salesforce.com"]
+session_timeout_minutes = 120
+
+[settings]
+{phase}
+{settings}
+
+[[profiles]]
+name = "System Administrator"
+permissions = ["ModifyAllData", "ModifyMetadata", "CustomizeApplication", "ViewSetup", "ApiEnabled"]
+
+[[profiles]]
+name = "Billing Integration"
+permissions = ["ApiEnabled"]
+session_timeout_minutes = 30
+
+[[profiles]]
+name = "Standard User"
+permissions = ["ApiEnabled"]
+
+[[permission_sets]]
+name = "Billing_Integration_Access"
+
+[[permission_sets]]
+name = "Deployer"
+permissions = ["ModifyMetadata"]
+
+[[users]]
+username = "admin@acme.example"
+id = "0055g00000ADMINAAA"
+name = "Admin User"
+profile = "System Administrator"
+
+[[users]]
+username = "integ@acme.example"
+name = "Integration User"
+profile = "Billing Integration"
+
+[[users]]
+username = "permset@acme.example"
+profile = "Standard User"
+permission_sets = ["Billing_Integration_Access", "Deployer"]
+
+[[users]]
+username = "nobody@acme.example"
+profile = "Standard User"
+
+[[users]]
+username = "gone@acme.example"
+profile = "Billing Integration"
+active = false
+
+[[approvals]]
+username = "nobody@acme.example"
+app = "Self_App"
+
+[[connected_apps]]
+full_name = "Billing_Sync"
+metadata = '''{ca}'''
+certificate = '''{c0}'''
+
+[[connected_apps]]
+full_name = "Self_App"
+metadata = '''<ConnectedApp xmlns="http://soap.sforce.com/2006/04/metadata">
+  <contactEmail>ops@acme.example</contactEmail>
+  <label>Self App</label>
+  <oauthConfig><callbackUrl>https://localhost/cb</callbackUrl><consumerKey>{SELF_CA_KEY}</consumerKey></oauthConfig>
+</ConnectedApp>'''
+certificate = '''{c0}'''
+
+[[external_client_apps]]
+name = "Billing_ECA"
+header = '''<ExternalClientApplication xmlns="http://soap.sforce.com/2006/04/metadata">
+  <contactEmail>ops@acme.example</contactEmail>
+  <distributionState>Local</distributionState>
+  <isProtected>false</isProtected>
+  <label>Billing ECA</label>
+</ExternalClientApplication>'''
+oauth_settings = '''<ExtlClntAppOauthSettings xmlns="http://soap.sforce.com/2006/04/metadata">
+  <commaSeparatedOauthScopes>Api, RefreshToken</commaSeparatedOauthScopes>
+  <externalClientApplication>Billing_ECA</externalClientApplication>
+  <label>Billing ECA OAuth</label>
+</ExtlClntAppOauthSettings>'''
+global_oauth_settings = '''<ExtlClntAppGlobalOauthSettings xmlns="http://soap.sforce.com/2006/04/metadata">
+  <callbackUrl>https://localhost/unused</callbackUrl>
+  <consumerKey>{ECA_KEY}</consumerKey>
+  <consumerSecret>{ECA_SECRET}</consumerSecret>
+  <externalClientApplication>Billing_ECA</externalClientApplication>
+  <isPkceRequired>true</isPkceRequired>
+  <label>Billing ECA Global</label>
+</ExtlClntAppGlobalOauthSettings>'''
+oauth_policies = '''<ExtlClntAppOauthConfigurablePolicies xmlns="http://soap.sforce.com/2006/04/metadata">
+  <commaSeparatedPermissionSet>Billing_Integration_Access</commaSeparatedPermissionSet>
+  <commaSeparatedProfile>Billing Integration, System Administrator</commaSeparatedProfile>
+  <externalClientApplication>Billing_ECA</externalClientApplication>
+  <label>Billing ECA Policies</label>
+  <permittedUsersPolicyType>AdminApprovedPreAuthorized</permittedUsersPolicyType>
+  <sessionTimeoutInMinutes>15</sessionTimeoutInMinutes>
+</ExtlClntAppOauthConfigurablePolicies>'''
+policies = '''<ExtlClntAppConfigurablePolicies xmlns="http://soap.sforce.com/2006/04/metadata">
+  <externalClientApplication>Billing_ECA</externalClientApplication>
+  <isEnabled>true</isEnabled>
+  <isOauthPluginEnabled>true</isOauthPluginEnabled>
+</ExtlClntAppConfigurablePolicies>'''
+certificate = '''{c1}'''
+"#,
+        phase = if settings.contains("deploy_phase_ms") {
+            ""
+        } else {
+            "deploy_phase_ms = 40"
+        },
+        c0 = k[0].cert_pem,
+        c1 = k[1].cert_pem,
+    )
+}
+
+/// The standard seed with extra `[settings]` lines.
+pub fn seed_with(settings: &str) -> Seed {
+    Seed::from_toml_str(&seed_toml(settings), std::path::Path::new(".")).unwrap()
+}
+
+/// Starts an emulator with the standard seed.
+pub async fn start(settings: &str) -> OrgSim {
+    OrgSim::start(seed_with(settings)).await.unwrap()
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Signs claims with RS256 and the given key.
+pub fn sign(key_pem: &str, claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).unwrap()
+}
+
+/// A standard assertion: iss, sub, aud, exp a day ahead (so tests may move the simulated
+/// clock without the assertion expiring).
+pub fn assertion(key_pem: &str, iss: &str, sub: &str, aud: &str) -> String {
+    sign(
+        key_pem,
+        &json!({"iss": iss, "sub": sub, "aud": aud, "exp": now() + 86400}),
+    )
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// POSTs a JWT bearer grant; returns (status, JSON body, response headers).
+pub async fn grant(sim: &OrgSim, assertion: &str) -> (u16, Value, reqwest::header::HeaderMap) {
+    let params = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        ("assertion", assertion),
+    ];
+    let r = client()
+        .post(format!("{}/services/oauth2/token", sim.base_url()))
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, r.json().await.unwrap(), headers)
+}
+
+/// Asserts a token error.
+pub async fn expect_error(sim: &OrgSim, assertion: &str, error: &str, description: &str) {
+    let (status, body, _) = grant(sim, assertion).await;
+    assert_eq!(
+        (status, &body),
+        (
+            400,
+            &json!({"error": error, "error_description": description})
+        )
+    );
+}
+
+/// A token for a user through an app (panics if the grant fails).
+pub async fn token_for(sim: &OrgSim, key_pem: &str, iss: &str, sub: &str) -> String {
+    let (status, body, _) = grant(sim, &assertion(key_pem, iss, sub, LOGIN)).await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+pub async fn admin_token(sim: &OrgSim) -> String {
+    token_for(sim, &keys()[0].key_pem, CA_KEY, "admin@acme.example").await
+}
+
+/// A zip with these (path, content) entries.
+pub fn zip(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (path, content) in files {
+        out.start_file(*path, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        out.write_all(content.as_bytes()).unwrap();
+    }
+    out.finish().unwrap().into_inner()
+}
+
+/// package.xml naming `(type, member)` pairs.
+pub fn package(members: &[(&str, &str)]) -> String {
+    let mut types = String::new();
+    for (t, m) in members {
+        types.push_str(&format!(
+            "<types><members>{m}</members><name>{t}</name></types>"
+        ));
+    }
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Package xmlns="http://soap.sforce.com/2006/04/metadata">{types}<version>67.0</version></Package>"#
+    )
+}
+
+/// POSTs a deployRequest; returns (status, body).
+pub async fn post_deploy(
+    sim: &OrgSim,
+    token: &str,
+    options: Value,
+    zip_bytes: Vec<u8>,
+) -> (u16, Value) {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "json",
+            reqwest::multipart::Part::text(json!({"deployOptions": options}).to_string())
+                .mime_str("application/json")
+                .unwrap(),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(zip_bytes)
+                .file_name("deploy.zip")
+                .mime_str("application/zip")
+                .unwrap(),
+        );
+    let r = client()
+        .post(format!(
+            "{}/services/data/v67.0/metadata/deployRequest",
+            sim.base_url()
+        ))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// GET deployRequest/{id}?includeDetails=true.
+pub async fn deploy_status(sim: &OrgSim, token: &str, id: &str) -> Value {
+    client()
+        .get(format!(
+            "{}/services/data/v67.0/metadata/deployRequest/{id}?includeDetails=true",
+            sim.base_url()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Deploys and polls until done; returns the final GET body.
+pub async fn deploy(sim: &OrgSim, token: &str, options: Value, zip_bytes: Vec<u8>) -> Value {
+    let (status, body) = post_deploy(sim, token, options, zip_bytes).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = deploy_status(sim, token, &id).await;
+        // Accept the string rendering (string_values_in_deploy_status) too.
+        if s["deployResult"]["done"] == json!(true) || s["deployResult"]["done"] == json!("true") {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "deploy never finished: {s}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn default_options() -> Value {
+    json!({"checkOnly": false, "rollbackOnError": true, "singlePackage": true, "testLevel": "NoTestRun"})
+}
+
+/// POSTs a SOAP Metadata call; returns (status, body text).
+pub async fn soap(sim: &OrgSim, session: &str, call: &str) -> (u16, String) {
+    let envelope = format!(
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:met="http://soap.sforce.com/2006/04/metadata"><soapenv:Header><met:SessionHeader><met:sessionId>{session}</met:sessionId></met:SessionHeader></soapenv:Header><soapenv:Body>{call}</soapenv:Body></soapenv:Envelope>"#
+    );
+    let r = client()
+        .post(format!("{}/services/Soap/m/67.0", sim.base_url()))
+        .header("Content-Type", "text/xml; charset=UTF-8")
+        .header("SOAPAction", "\"\"")
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Default settings, to reference field defaults in assertions.
+pub fn defaults() -> Settings {
+    Settings::default()
+}
