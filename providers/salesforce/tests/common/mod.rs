@@ -65,10 +65,7 @@ fn seed_toml(admin: &Pair, old: &Pair, settings: &str) -> String {
 id = "00D000000000001EAA"
 name = "Acme"
 
-# Seeded apps count as existing; only deploys that would create one are refused. Older orgsim
-# builds applied the creation block to the seed itself.
 [settings]
-block_connected_app_creation = false
 {settings}
 
 [[profiles]]
