@@ -93,10 +93,17 @@ impl World {
     }
 
     async fn rekey(&mut self, args: &[&str]) -> Run {
+        self.rekey_with_env(args, &[]).await
+    }
+
+    async fn rekey_with_env(&mut self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rekey"))
             .args(args)
             .current_dir(self.dir.path())
             .env("REKEY_CONFIG", self.path("rekey.toml"))
+            .env_remove("SF_ACCESS_TOKEN")
+            .env_remove("SF_INSTANCE_URL")
+            .envs(env.iter().copied())
             .output()
             .await
             .unwrap();
@@ -587,4 +594,199 @@ async fn inspect_agrees_with_openssl_and_spots_a_key_from_another_pair() {
         import.stderr
     );
     w.assert_no_key_bytes_leaked();
+}
+
+/// An admin access token obtained the way the sf CLI user got theirs: a JWT grant for the admin
+/// user, made outside rekey.
+async fn admin_access_token(w: &World) -> String {
+    let key = std::fs::read(w.path("admin.key")).unwrap();
+    let claims = serde_json::json!({
+        "iss": "3MVG9RekeyAdminConsumerKey0001",
+        "sub": "rekey-admin@acme.example",
+        "aud": w.sim.base_url(),
+        "exp": chrono::Utc::now().timestamp() + 180,
+    });
+    let assertion = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&key).unwrap(),
+    )
+    .unwrap();
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/services/oauth2/token", w.sim.base_url()))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", &assertion),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    response["access_token"]
+        .as_str()
+        .expect("admin token")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_access_token_from_the_environment_drives_a_rotation_and_is_never_printed() {
+    let mut w = World::new().await;
+    w.ok(&[
+        "import",
+        "billing",
+        "--key",
+        "billing.key",
+        "--cert",
+        "billing.crt",
+    ])
+    .await;
+    let config = std::fs::read_to_string(w.path("rekey.toml")).unwrap();
+    let start = config.find("[orgs.acme.admin]").unwrap();
+    let end = config.find("[stores.local]").unwrap();
+    let config = format!(
+        "{}[orgs.acme.admin]\nauth = \"access_token_env\"\n\n{}",
+        &config[..start],
+        &config[end..]
+    );
+    std::fs::write(w.path("rekey.toml"), config).unwrap();
+
+    let missing = w.rekey(&["rotate", "billing"]).await;
+    assert_eq!(missing.code, 64, "{}", missing.stderr);
+    assert!(
+        missing
+            .stderr
+            .contains("org 'acme' uses auth = \"access_token_env\" but SF_ACCESS_TOKEN is not set"),
+        "{}",
+        missing.stderr
+    );
+    let status = w.json(&["status", "billing"]).await;
+    assert_eq!(
+        (
+            status[0]["generation"].clone(),
+            status[0]["open_rotation"].clone()
+        ),
+        (1.into(), serde_json::Value::Null)
+    );
+
+    let token = admin_access_token(&w).await;
+    let base = w.sim.base_url();
+    let env = [
+        ("SF_ACCESS_TOKEN", token.as_str()),
+        ("SF_INSTANCE_URL", base.as_str()),
+    ];
+    let rotated = w.rekey_with_env(&["rotate", "billing"], &env).await;
+    assert_eq!(rotated.code, 0, "{}{}", rotated.stdout, rotated.stderr);
+    assert_eq!(
+        w.app_fingerprint("Billing_Sync"),
+        w.current_fingerprint("billing").await
+    );
+
+    let bad = [
+        ("SF_ACCESS_TOKEN", "00D5g000000ACME!notatoken"),
+        ("SF_INSTANCE_URL", base.as_str()),
+    ];
+    let refused = w.rekey_with_env(&["rotate", "billing"], &bad).await;
+    assert_eq!(refused.code, 77, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("INVALID_SESSION_ID"),
+        "{}",
+        refused.stderr
+    );
+    for printed in &w.printed {
+        assert!(
+            !printed.contains(&token),
+            "the admin access token was printed:\n{printed}"
+        );
+        assert!(
+            !printed.contains("notatoken"),
+            "an access token was printed:\n{printed}"
+        );
+    }
+    w.assert_no_key_bytes_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_exit_codes_follow_the_policy_thresholds_and_key_age() {
+    let mut w = World::new().await;
+    // The imported legacy certificate is valid for 30 days.
+    w.ok(&[
+        "import",
+        "billing",
+        "--key",
+        "billing.key",
+        "--cert",
+        "billing.crt",
+    ])
+    .await;
+    let set_policy = |w: &World, policy: &str| {
+        let config = std::fs::read_to_string(w.path("rekey.toml")).unwrap();
+        let lines: Vec<&str> = config
+            .lines()
+            .map(|l| {
+                if l.starts_with("policy = ") {
+                    policy
+                } else {
+                    l
+                }
+            })
+            .collect();
+        std::fs::write(w.path("rekey.toml"), lines.join("\n")).unwrap();
+    };
+
+    let ok = w.rekey(&["check", "billing"]).await;
+    assert_eq!(ok.code, 0, "{}", ok.stdout);
+    assert!(ok.stdout.starts_with("OK "), "{}", ok.stdout);
+
+    set_policy(&w, "policy = { warn_days = 45, critical_days = 14 }");
+    let warning = w.rekey(&["check", "billing", "--json"]).await;
+    assert_eq!(warning.code, 1, "{}", warning.stdout);
+    let rows: serde_json::Value = serde_json::from_str(&warning.stdout).unwrap();
+    assert_eq!(rows[0]["severity"], "warning");
+    let days = rows[0]["days_left"].as_i64().unwrap();
+    assert_eq!(
+        rows[0]["findings"][0],
+        format!("certificate expires in {days} days (warning at 45)")
+    );
+
+    set_policy(&w, "policy = { warn_days = 45, critical_days = 31 }");
+    let critical = w.rekey(&["check", "billing"]).await;
+    assert_eq!(critical.code, 2, "{}", critical.stdout);
+    assert!(
+        critical.stdout.contains(&format!(
+            "certificate expires in {days} days (critical at 31)"
+        )),
+        "{}",
+        critical.stdout
+    );
+
+    // A key stored 200 days ago breaks a 180-day maximum age even with a fresh certificate window.
+    set_policy(
+        &w,
+        "policy = { warn_days = 5, critical_days = 1, max_key_age_days = 180 }",
+    );
+    let meta_path = w.path("keys/billing/000001.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta["created_at"] = (chrono::Utc::now() - chrono::Duration::days(200))
+        .to_rfc3339()
+        .into();
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let old = w.rekey(&["check", "billing"]).await;
+    assert_eq!(old.code, 1, "{}", old.stdout);
+    assert!(
+        old.stdout.contains("key is 200 days old (maximum 180)"),
+        "{}",
+        old.stdout
+    );
+
+    // A credential with no key at all is critical, and the worst credential sets the exit code.
+    let all = w.rekey(&["check"]).await;
+    assert_eq!(all.code, 2, "{}", all.stdout);
+    assert!(
+        all.stdout.contains("no CURRENT key in file("),
+        "{}",
+        all.stdout
+    );
 }
