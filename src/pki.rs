@@ -246,6 +246,16 @@ mod tests {
     }
 
     #[test]
+    fn the_configured_rsa_size_is_the_size_generated() {
+        let spec = CertSpec { algorithm: KeyAlgorithm::parse("rsa-3072").unwrap(), ..spec() };
+        let (key, cert) = generate(&spec, Utc::now()).unwrap();
+        assert_eq!(cert.key_bits, 3072);
+        assert_eq!(key_facts(&key).unwrap().bits, 3072);
+        assert_eq!(KeyAlgorithm::parse("rsa-4096"), Some(KeyAlgorithm::Rsa4096));
+        assert_eq!(KeyAlgorithm::parse("ec-256"), None);
+    }
+
+    #[test]
     fn serials_are_random_and_positive() {
         let now = Utc::now();
         let (_, a) = generate(&spec(), now).unwrap();
