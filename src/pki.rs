@@ -247,7 +247,10 @@ mod tests {
 
     #[test]
     fn the_configured_rsa_size_is_the_size_generated() {
-        let spec = CertSpec { algorithm: KeyAlgorithm::parse("rsa-3072").unwrap(), ..spec() };
+        let spec = CertSpec {
+            algorithm: KeyAlgorithm::parse("rsa-3072").unwrap(),
+            ..spec()
+        };
         let (key, cert) = generate(&spec, Utc::now()).unwrap();
         assert_eq!(cert.key_bits, 3072);
         assert_eq!(key_facts(&key).unwrap().bits, 3072);

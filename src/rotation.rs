@@ -432,10 +432,24 @@ impl<'a, 'r> Run<'a, 'r> {
                 Ok(detail)
             }
             Step::Stage => {
+                if fresh.is_none() {
+                    // Resumed: the interrupted run may have written the key and died before
+                    // journaling it. A PENDING of this rotation is that key; adopt it.
+                    let stages = r.store.stages(r.credential).await?;
+                    if let Some(staged) = stages.pending.filter(|p| {
+                        p.rotation_id.as_ref() == Some(&self.id) && p.generation == self.generation
+                    }) {
+                        self.new_fingerprint = Some(staged.certificate.fingerprint);
+                        return Ok(format!(
+                            "generation {} was already PENDING in {} (staged before the interruption)",
+                            self.generation, r.store
+                        ));
+                    }
+                }
                 let (key, cert) = match fresh.as_ref() {
                     Some(pair) => pair,
-                    // Resumed after Generate but before Stage completed: the key never left memory,
-                    // so nothing refers to it and a new one is as good.
+                    // Resumed after Generate but before Stage wrote anything: the key never left
+                    // memory, so nothing refers to it and a new one is as good.
                     None => {
                         let pair = pki::generate(r.spec, Utc::now())?;
                         self.new_fingerprint = Some(pair.1.fingerprint);

@@ -790,3 +790,59 @@ async fn check_exit_codes_follow_the_policy_thresholds_and_key_age() {
         all.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_staging_and_journaling_resumes_with_the_staged_key() {
+    let mut w = World::new().await;
+    w.ok(&[
+        "import",
+        "billing",
+        "--key",
+        "billing.key",
+        "--cert",
+        "billing.crt",
+    ])
+    .await;
+    // Stop the rotation at publish, after the key was staged.
+    w.sim.inject_fault(
+        Fault::new(FaultKind::DeployFails {
+            problem: "held".into(),
+        })
+        .times(1),
+    );
+    assert_eq!(w.rekey(&["rotate", "billing"]).await.code, 5);
+    let staged = w.json(&["status", "billing"]).await;
+    assert_eq!(staged[0]["pending_generation"], 2);
+
+    // Rewrite the journal as a crash right after the store write would have left it: the stage
+    // step begun, never recorded as done, nothing after it.
+    let journal_path = w.path("keys/billing/journal.jsonl");
+    let journal = std::fs::read_to_string(&journal_path).unwrap();
+    let kept: Vec<&str> = journal
+        .lines()
+        .take_while(|l| !(l.contains("\"step\":\"stage\"") && l.contains("\"phase\":\"done\"")))
+        .collect();
+    assert!(
+        kept.last().unwrap().contains("\"step\":\"stage\""),
+        "{journal}"
+    );
+    std::fs::write(&journal_path, kept.join("\n") + "\n").unwrap();
+    let pending_cert = std::fs::read_to_string(w.path("keys/billing/000002.crt")).unwrap();
+
+    let resumed = w.ok(&["rotate", "billing"]).await;
+    assert!(
+        resumed.stdout.contains("staged before the interruption"),
+        "{}",
+        resumed.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.path("keys/billing/000002.crt")).unwrap(),
+        pending_cert,
+        "the resumed rotation must publish the key it staged, not a new one"
+    );
+    assert_eq!(
+        w.app_fingerprint("Billing_Sync"),
+        w.current_fingerprint("billing").await
+    );
+    w.ok(&["verify", "billing"]).await;
+}
