@@ -4,10 +4,8 @@ use crate::{Error, ErrorKind, Result};
 use std::fmt;
 use zeroize::Zeroizing;
 
-const PEM_LABELS: [&str; 2] = [
-    "-----BEGIN PRIVATE KEY-----",
-    "-----BEGIN RSA PRIVATE KEY-----",
-];
+/// PEM labels of RSA private keys: PKCS#8, and PKCS#1 as older `openssl genrsa` writes it.
+const PEM_LABELS: [&str; 2] = ["PRIVATE KEY", "RSA PRIVATE KEY"];
 
 /// An RSA private key as PEM (PKCS#8, or PKCS#1 as written by older `openssl genrsa`).
 ///
@@ -21,10 +19,16 @@ impl KeyMaterial {
     pub fn from_pem(pem: String) -> Result<Self> {
         let pem = Zeroizing::new(pem);
         let trimmed = pem.trim_start();
-        if !PEM_LABELS.iter().any(|label| trimmed.starts_with(label)) {
+        let armoured = |label: &&str| {
+            trimmed
+                .strip_prefix("-----BEGIN ")
+                .and_then(|rest| rest.strip_prefix(*label))
+                .is_some_and(|rest| rest.starts_with("-----"))
+        };
+        if !PEM_LABELS.iter().any(armoured) {
             return Err(Error::new(
                 ErrorKind::InvalidCertificate,
-                "not a PEM private key (expected '-----BEGIN PRIVATE KEY-----' or '-----BEGIN RSA PRIVATE KEY-----')",
+                "not a PEM private key (expected a 'BEGIN PRIVATE KEY' or 'BEGIN RSA PRIVATE KEY' block)",
             ));
         }
         Ok(KeyMaterial(pem))
@@ -49,9 +53,10 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_key_and_bad_armour_is_refused_without_echoing_input() {
-        let key = KeyMaterial::from_pem(
-            "-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n-----END PRIVATE KEY-----\n".into(),
-        )
+        let key = KeyMaterial::from_pem(format!(
+            "-----BEGIN {0}-----\nSECRETBYTES\n-----END {0}-----\n",
+            PEM_LABELS[0]
+        ))
         .unwrap();
         assert_eq!(format!("{key:?}"), "KeyMaterial([secret key elided])");
         assert!(key.expose_secret_pem().contains("SECRETBYTES"));
