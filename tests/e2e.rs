@@ -373,8 +373,19 @@ async fn rotate_end_to_end(credential: &str, app: &str) {
     );
     assert_eq!(mode & 0o777, 0o600);
 
-    // A second rotation moves on from the first.
-    w.ok(&["rotate", credential]).await;
+    // A second rotation moves on from the first; -vv logs every call to stderr, and still no
+    // secret: the leak check below covers it, and no access token (they start with the org id).
+    let verbose = w.ok(&["rotate", credential, "-vv"]).await;
+    assert!(
+        verbose.stderr.contains("deploy succeeded"),
+        "{}",
+        verbose.stderr
+    );
+    assert!(
+        !verbose.stderr.contains("00D5g000000ACME!"),
+        "an access token was logged:\n{}",
+        verbose.stderr
+    );
     let status = w.json(&["status", credential]).await;
     assert_eq!(
         (
