@@ -5,11 +5,25 @@ mod common;
 
 use common::{CA, ECA_GLOBAL_MEMBER, INTEGRATION_USER, Org, Pair, without_certificate};
 use orgsim::{Fault, FaultKind, PropagationMode};
-use rekey_api::{CertificateTarget, ErrorKind, Installed, Probe, RotationId};
-use rekey_salesforce::{AdminAuth, AppKind, SalesforceTarget};
+use rekey_api::{CertificateTarget, ErrorKind, Fingerprint, Installed, Probe, RotationId};
+use rekey_salesforce::{AppKind, SalesforceTarget};
 
 fn rid() -> RotationId {
     RotationId("r-test-1".into())
+}
+
+/// The fingerprint of the certificate `target` reads back from the org.
+async fn installed(target: &SalesforceTarget) -> Option<Fingerprint> {
+    target.installed().await.unwrap().map(|c| c.fingerprint)
+}
+
+/// Installs `new` through `target`, asserting that it took a deploy.
+async fn install_deploys(target: &SalesforceTarget, new: &Pair) {
+    let outcome = target.install(&new.cert(), &rid()).await.unwrap();
+    assert!(
+        matches!(outcome, Installed::Deployed { .. }),
+        "expected a deploy, got {outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -18,17 +32,11 @@ async fn installed_reads_the_ca_and_eca_certificates() {
     let fp = org.old.cert().fingerprint;
     let ca = org.target(AppKind::ConnectedApp);
     ca.check().await.unwrap();
-    assert_eq!(
-        ca.installed().await.unwrap().map(|c| c.fingerprint),
-        Some(fp)
-    );
+    assert_eq!(installed(&ca).await, Some(fp));
     assert_eq!(ca.to_string(), "salesforce(acme/Billing_Sync)");
     let eca = org.target(AppKind::ExternalClientApp);
     eca.check().await.unwrap();
-    assert_eq!(
-        eca.installed().await.unwrap().map(|c| c.fingerprint),
-        Some(fp)
-    );
+    assert_eq!(installed(&eca).await, Some(fp));
     org.sim.shutdown().await;
 }
 
@@ -77,10 +85,7 @@ async fn ca_install_replaces_only_the_certificate_after_a_check_only_deploy() {
     ] {
         assert!(after.contains(kept), "{kept} lost:\n{after}");
     }
-    assert_eq!(
-        target.installed().await.unwrap().map(|c| c.fingerprint),
-        Some(new.cert().fingerprint)
-    );
+    assert_eq!(installed(&target).await, Some(new.cert().fingerprint));
     let pem = org.sim.app_certificate_pem(CA).unwrap();
     assert_eq!(
         rekey_api::Certificate::from_pem(&pem).unwrap().fingerprint,
@@ -109,10 +114,7 @@ async fn eca_install_replaces_only_the_global_settings_certificate() {
         .eca_component_xml(component, ECA_GLOBAL_MEMBER)
         .unwrap();
     let new = Pair::generate("billing eca 2");
-    assert!(matches!(
-        target.install(&new.cert(), &rid()).await.unwrap(),
-        Installed::Deployed { .. }
-    ));
+    install_deploys(&target, &new).await;
     let after = org
         .sim
         .eca_component_xml(component, ECA_GLOBAL_MEMBER)
@@ -122,10 +124,7 @@ async fn eca_install_replaces_only_the_global_settings_certificate() {
         after.contains("<consumerKey>3MVG9billingEca.key_0003</consumerKey>"),
         "{after}"
     );
-    assert_eq!(
-        target.installed().await.unwrap().map(|c| c.fingerprint),
-        Some(new.cert().fingerprint)
-    );
+    assert_eq!(installed(&target).await, Some(new.cert().fingerprint));
     // The probe reads the consumer key from the global settings.
     assert!(matches!(
         target.probe(&new.key()).await.unwrap(),
@@ -142,19 +141,10 @@ async fn string_booleans_in_deploy_status_and_bare_base64_certificates_are_under
     .await;
     for kind in [AppKind::ConnectedApp, AppKind::ExternalClientApp] {
         let target = org.target(kind);
-        assert_eq!(
-            target.installed().await.unwrap().map(|c| c.fingerprint),
-            Some(org.old.cert().fingerprint)
-        );
+        assert_eq!(installed(&target).await, Some(org.old.cert().fingerprint));
         let new = Pair::generate("billing integration 2");
-        assert!(matches!(
-            target.install(&new.cert(), &rid()).await.unwrap(),
-            Installed::Deployed { .. }
-        ));
-        assert_eq!(
-            target.installed().await.unwrap().map(|c| c.fingerprint),
-            Some(new.cert().fingerprint)
-        );
+        install_deploys(&target, &new).await;
+        assert_eq!(installed(&target).await, Some(new.cert().fingerprint));
         assert_eq!(
             target.install(&new.cert(), &rid()).await.unwrap(),
             Installed::AlreadyPresent
@@ -276,12 +266,8 @@ async fn a_refusal_that_waiting_will_not_fix_is_not_marked_may_clear() {
 async fn a_wrong_admin_key_is_unauthenticated_with_salesforce_error() {
     let org = Org::start().await;
     let stranger = Pair::generate("not the admin");
-    let admin = AdminAuth::Jwt {
-        consumer_key: common::ADMIN_APP_KEY.into(),
-        username: common::ADMIN_USER.into(),
-        key: stranger.key(),
-    };
-    let target = SalesforceTarget::new(org.config(AppKind::ConnectedApp, admin)).unwrap();
+    let admin = org.jwt_admin_as(common::ADMIN_USER, &stranger);
+    let target = org.target_as(AppKind::ConnectedApp, admin);
     let err = target.check().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
     assert!(
@@ -291,12 +277,8 @@ async fn a_wrong_admin_key_is_unauthenticated_with_salesforce_error() {
     assert!(err.hint().is_some());
 
     // An admin the app does not pre-authorize.
-    let admin = AdminAuth::Jwt {
-        consumer_key: common::ADMIN_APP_KEY.into(),
-        username: INTEGRATION_USER.into(),
-        key: org.admin.key(),
-    };
-    let target = SalesforceTarget::new(org.config(AppKind::ConnectedApp, admin)).unwrap();
+    let admin = org.jwt_admin_as(INTEGRATION_USER, &org.admin);
+    let target = org.target_as(AppKind::ConnectedApp, admin);
     let err = target.check().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
     org.sim.shutdown().await;
@@ -305,12 +287,8 @@ async fn a_wrong_admin_key_is_unauthenticated_with_salesforce_error() {
 #[tokio::test]
 async fn an_admin_without_metadata_rights_is_permission_denied() {
     let org = Org::start().await;
-    let admin = AdminAuth::Jwt {
-        consumer_key: common::ADMIN_APP_KEY.into(),
-        username: common::AUDITOR_USER.into(),
-        key: org.admin.key(),
-    };
-    let target = SalesforceTarget::new(org.config(AppKind::ConnectedApp, admin)).unwrap();
+    let admin = org.jwt_admin_as(common::AUDITOR_USER, &org.admin);
+    let target = org.target_as(AppKind::ConnectedApp, admin);
     let err = target.check().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     assert!(err.hint().unwrap().contains("Modify All Data"));
@@ -341,15 +319,9 @@ async fn access_token_mode_reads_and_installs() {
     let org = Org::start().await;
     let token = org.admin_access_token().await;
     let target = org.token_target(AppKind::ConnectedApp, &token);
-    assert_eq!(
-        target.installed().await.unwrap().map(|c| c.fingerprint),
-        Some(org.old.cert().fingerprint)
-    );
+    assert_eq!(installed(&target).await, Some(org.old.cert().fingerprint));
     let new = Pair::generate("billing integration 2");
-    assert!(matches!(
-        target.install(&new.cert(), &rid()).await.unwrap(),
-        Installed::Deployed { .. }
-    ));
+    install_deploys(&target, &new).await;
 
     let bad = org.token_target(AppKind::ConnectedApp, "00D000000000001!notatoken");
     let err = bad.check().await.unwrap_err();

@@ -359,9 +359,11 @@ fn read_package(bytes: &[u8]) -> (Vec<Upload>, Vec<Value>) {
     let fail = |file: &str, member: &str, kind: &str, p: &str| {
         message(kind, file, member, Some(p), false, now)
     };
+    // A zip or package.xml that cannot be read fails the whole deploy with this one message.
+    let unreadable = |p: &str| (Vec::new(), vec![fail("package.xml", "package.xml", "", p)]);
     let files = match unzip(bytes) {
         Ok(files) => files,
-        Err(e) => return (Vec::new(), vec![fail("package.xml", "package.xml", "", &e)]),
+        Err(e) => return unreadable(&e),
     };
     let Some(package_path) = files
         .keys()
@@ -369,41 +371,13 @@ fn read_package(bytes: &[u8]) -> (Vec<Upload>, Vec<Value>) {
         .min_by_key(|p| p.len())
         .cloned()
     else {
-        return (
-            Vec::new(),
-            vec![fail(
-                "package.xml",
-                "package.xml",
-                "",
-                "No package.xml found",
-            )],
-        );
+        return unreadable("No package.xml found");
     };
     let root = &package_path[..package_path.len() - "package.xml".len()];
     let package = match Element::parse(&files[&package_path]) {
         Ok(p) if p.name == "Package" => p,
-        Ok(p) => {
-            return (
-                Vec::new(),
-                vec![fail(
-                    "package.xml",
-                    "package.xml",
-                    "",
-                    &format!("expected Package, found {}", p.name),
-                )],
-            );
-        }
-        Err(e) => {
-            return (
-                Vec::new(),
-                vec![fail(
-                    "package.xml",
-                    "package.xml",
-                    "",
-                    &format!("Error parsing file: {e}"),
-                )],
-            );
-        }
+        Ok(p) => return unreadable(&format!("expected Package, found {}", p.name)),
+        Err(e) => return unreadable(&format!("Error parsing file: {e}")),
     };
     let (mut uploads, mut failures) = (Vec::new(), Vec::new());
     for types in package.children.iter().filter(|c| c.name == "types") {

@@ -548,12 +548,12 @@ impl OrgState {
             problems.push(self.settings.block_connected_app_creation_message.clone());
         }
         // Salesforce validates deployed files against the WSDL sequence; seeds are lenient.
-        if check != Check::Seed {
-            if let Some((field, parent)) = element.first_out_of_wsdl_order() {
-                problems.push(format!(
-                    "Error parsing file: Element {{{METADATA_NS}}}{field} invalid at this location in type {parent}"
-                ));
-            }
+        if check != Check::Seed
+            && let Some((field, parent)) = element.first_out_of_wsdl_order()
+        {
+            problems.push(format!(
+                "Error parsing file: Element {{{METADATA_NS}}}{field} invalid at this location in type {parent}"
+            ));
         }
         if kind.is_eca_satellite() {
             match element.child_text("externalClientApplication") {

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -18,15 +19,8 @@ fn failures(done: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn deploy_lifecycle_pending_inprogress_succeeded() {
-    let sim = start("deploy_phase_ms = 150").await;
-    let admin = admin_token(&sim).await;
-    let (status, body) = post_deploy(
-        &sim,
-        &admin,
-        default_options(),
-        ca_zip(&with_cert(&billing_ca_xml(""), &keys()[2].cert_pem)),
-    )
-    .await;
+    let (sim, admin) = start_as_admin("deploy_phase_ms = 150").await;
+    let (status, body) = post_deploy(&sim, &admin, default_options(), billing_cert_zip(2)).await;
     assert_eq!(status, 201);
     // The POST body is the documented short form.
     let result = body["deployResult"].as_object().unwrap();
@@ -61,10 +55,7 @@ async fn deploy_lifecycle_pending_inprogress_succeeded() {
         if s["deployResult"]["done"] == json!(true) {
             assert_eq!(s["deployResult"]["success"], true);
             assert_eq!(s["deployResult"]["numberComponentsDeployed"], 1);
-            assert_eq!(
-                s["url"],
-                format!("/services/data/v67.0/metadata/deployRequest/{id}")
-            );
+            assert_eq!(s["url"], format!("{DEPLOY_REQUEST}/{id}"));
             let ok = &s["deployResult"]["details"]["componentSuccesses"][0];
             assert_eq!(
                 (
@@ -79,65 +70,40 @@ async fn deploy_lifecycle_pending_inprogress_succeeded() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(seen, ["Pending", "InProgress", "Succeeded"]);
-    assert_eq!(
-        sim.app_certificate_pem("Billing_Sync").unwrap().trim(),
-        keys()[2].cert_pem.trim()
-    );
+    assert_app_cert(&sim, "Billing_Sync", 2);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn get_without_details_omits_them_and_string_mode_stringifies() {
-    let sim = start("string_values_in_deploy_status = true").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("string_values_in_deploy_status = true").await;
     let done = deploy(&sim, &admin, default_options(), ca_zip(&billing_ca_xml(""))).await;
     assert_eq!(done["deployResult"]["done"], "true");
     assert_eq!(done["deployResult"]["numberComponentsTotal"], "1");
     let id = done["id"].as_str().unwrap();
-    let plain: Value = client()
-        .get(format!(
-            "{}/services/data/v67.0/metadata/deployRequest/{id}",
-            sim.base_url()
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = format!("{DEPLOY_REQUEST}/{id}");
+    let plain: Value = get(&sim, &path, Some(&admin)).await.json().await.unwrap();
     assert!(plain["deployResult"].get("details").is_none());
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn check_only_validates_without_changing_anything() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let before = sim.connected_app_xml("Billing_Sync").unwrap();
     let mut options = default_options();
     options["checkOnly"] = json!(true);
-    let done = deploy(
-        &sim,
-        &admin,
-        options,
-        ca_zip(&with_cert(&billing_ca_xml(""), &keys()[2].cert_pem)),
-    )
-    .await;
+    let done = deploy(&sim, &admin, options, billing_cert_zip(2)).await;
     assert_eq!(done["deployResult"]["status"], "Succeeded");
     assert_eq!(done["deployResult"]["checkOnly"], true);
     assert_eq!(sim.connected_app_xml("Billing_Sync").unwrap(), before);
-    assert_eq!(
-        sim.app_certificate_pem("Billing_Sync").unwrap().trim(),
-        keys()[0].cert_pem.trim()
-    );
+    assert_app_cert(&sim, "Billing_Sync", 0);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn fields_out_of_wsdl_order_fail_the_deploy_and_change_nothing() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let before = sim.connected_app_xml("Billing_Sync").unwrap();
     let cert = &keys()[1].cert_pem;
     let misplaced = billing_ca_xml("").replace(
@@ -162,8 +128,7 @@ async fn fields_out_of_wsdl_order_fail_the_deploy_and_change_nothing() {
 
 #[tokio::test]
 async fn deploy_is_full_replace() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     assert!(
         sim.connected_app_xml("Billing_Sync")
             .unwrap()
@@ -192,23 +157,12 @@ async fn deploy_is_full_replace() {
 
 #[tokio::test]
 async fn eca_global_settings_keep_omitted_key_and_secret() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let glbl = format!(
         r#"<ExtlClntAppGlobalOauthSettings xmlns="http://soap.sforce.com/2006/04/metadata"><callbackUrl>https://localhost/new</callbackUrl><certificate>{}</certificate><externalClientApplication>Billing_ECA</externalClientApplication><label>Billing ECA Global</label></ExtlClntAppGlobalOauthSettings>"#,
         keys()[2].cert_pem
     );
-    let z = zip(&[
-        (
-            "package.xml",
-            &package(&[("ExtlClntAppGlobalOauthSettings", "Billing_ECA_glbloauth")]),
-        ),
-        (
-            "extlClntAppGlobalOauthSets/Billing_ECA_glbloauth.ecaGlblOauth",
-            &glbl,
-        ),
-    ]);
-    let done = deploy(&sim, &admin, default_options(), z).await;
+    let done = deploy(&sim, &admin, default_options(), eca_global_zip(&glbl)).await;
     assert_eq!(done["deployResult"]["status"], "Succeeded", "{done}");
     let xml = sim
         .eca_component_xml("ExtlClntAppGlobalOauthSettings", "Billing_ECA_glbloauth")
@@ -223,32 +177,19 @@ async fn eca_global_settings_keep_omitted_key_and_secret() {
         "full replace drops other fields: {xml}"
     );
     // The key still resolves, now with the new certificate.
-    token_for(&sim, &keys()[2].key_pem, ECA_KEY, "integ@acme.example").await;
+    token_for(&sim, 2, ECA_KEY, "integ@acme.example").await;
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn eca_rotate_consumer_key_needs_ignore_warnings() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let glbl = r#"<ExtlClntAppGlobalOauthSettings xmlns="http://soap.sforce.com/2006/04/metadata"><externalClientApplication>Billing_ECA</externalClientApplication><label>G</label><shouldRotateConsumerKey>true</shouldRotateConsumerKey></ExtlClntAppGlobalOauthSettings>"#;
-    let z = || {
-        zip(&[
-            (
-                "package.xml",
-                &package(&[("ExtlClntAppGlobalOauthSettings", "Billing_ECA_glbloauth")]),
-            ),
-            (
-                "extlClntAppGlobalOauthSets/Billing_ECA_glbloauth.ecaGlblOauth",
-                glbl,
-            ),
-        ])
-    };
-    let done = deploy(&sim, &admin, default_options(), z()).await;
+    let done = deploy(&sim, &admin, default_options(), eca_global_zip(glbl)).await;
     assert_eq!(done["deployResult"]["status"], "Failed");
     let mut options = default_options();
     options["ignoreWarnings"] = json!(true);
-    let done = deploy(&sim, &admin, options, z()).await;
+    let done = deploy(&sim, &admin, options, eca_global_zip(glbl)).await;
     assert_eq!(done["deployResult"]["status"], "Succeeded", "{done}");
     let xml = sim
         .eca_component_xml("ExtlClntAppGlobalOauthSettings", "Billing_ECA_glbloauth")
@@ -262,8 +203,7 @@ async fn eca_rotate_consumer_key_needs_ignore_warnings() {
 
 #[tokio::test]
 async fn changing_the_consumer_key_fails() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let done = deploy(
         &sim,
         &admin,
@@ -284,30 +224,40 @@ async fn changing_the_consumer_key_fails() {
     sim.shutdown().await;
 }
 
-#[tokio::test]
-async fn consumer_key_taken_by_another_app() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
-    // A new ECA claims Billing_Sync's consumer key.
+/// A deploy zip creating New_ECA with `glbl` as its global OAuth settings, which package.xml
+/// names as `glbl_member` (the member name or `*`).
+fn new_eca_zip(glbl_member: &str, glbl: &str) -> Vec<u8> {
     let header = r#"<ExternalClientApplication xmlns="http://soap.sforce.com/2006/04/metadata"><contactEmail>a@b.c</contactEmail><label>New</label></ExternalClientApplication>"#;
-    let glbl = format!(
-        r#"<ExtlClntAppGlobalOauthSettings xmlns="http://soap.sforce.com/2006/04/metadata"><consumerKey>{CA_KEY}</consumerKey><externalClientApplication>New_ECA</externalClientApplication><label>G</label></ExtlClntAppGlobalOauthSettings>"#
-    );
-    let z = zip(&[
+    zip(&[
         (
             "package.xml",
             &package(&[
                 ("ExternalClientApplication", "New_ECA"),
-                ("ExtlClntAppGlobalOauthSettings", "New_ECA_glbloauth"),
+                ("ExtlClntAppGlobalOauthSettings", glbl_member),
             ]),
         ),
         ("externalClientApps/New_ECA.eca", header),
         (
             "extlClntAppGlobalOauthSets/New_ECA_glbloauth.ecaGlblOauth",
-            &glbl,
+            glbl,
         ),
-    ]);
-    let done = deploy(&sim, &admin, default_options(), z).await;
+    ])
+}
+
+#[tokio::test]
+async fn consumer_key_taken_by_another_app() {
+    let (sim, admin) = start_as_admin("").await;
+    // A new ECA claims Billing_Sync's consumer key.
+    let glbl = format!(
+        r#"<ExtlClntAppGlobalOauthSettings xmlns="http://soap.sforce.com/2006/04/metadata"><consumerKey>{CA_KEY}</consumerKey><externalClientApplication>New_ECA</externalClientApplication><label>G</label></ExtlClntAppGlobalOauthSettings>"#
+    );
+    let done = deploy(
+        &sim,
+        &admin,
+        default_options(),
+        new_eca_zip("New_ECA_glbloauth", &glbl),
+    )
+    .await;
     assert_eq!(done["deployResult"]["status"], "Failed");
     assert_eq!(failures(&done), ["The consumer key is already taken"]);
     // rollbackOnError: the valid header was not created either.
@@ -326,42 +276,22 @@ async fn consumer_key_taken_by_another_app() {
 
 #[tokio::test]
 async fn new_eca_can_be_created() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
-    let header = r#"<ExternalClientApplication xmlns="http://soap.sforce.com/2006/04/metadata"><contactEmail>a@b.c</contactEmail><label>New</label></ExternalClientApplication>"#;
+    let (sim, admin) = start_as_admin("").await;
     let glbl = format!(
         r#"<ExtlClntAppGlobalOauthSettings xmlns="http://soap.sforce.com/2006/04/metadata"><certificate>{}</certificate><externalClientApplication>New_ECA</externalClientApplication><label>G</label></ExtlClntAppGlobalOauthSettings>"#,
         keys()[2].cert_pem
     );
-    let z = zip(&[
-        (
-            "package.xml",
-            &package(&[
-                ("ExternalClientApplication", "New_ECA"),
-                ("ExtlClntAppGlobalOauthSettings", "*"),
-            ]),
-        ),
-        ("externalClientApps/New_ECA.eca", header),
-        (
-            "extlClntAppGlobalOauthSets/New_ECA_glbloauth.ecaGlblOauth",
-            &glbl,
-        ),
-    ]);
-    let done = deploy(&sim, &admin, default_options(), z).await;
+    let done = deploy(&sim, &admin, default_options(), new_eca_zip("*", &glbl)).await;
     assert_eq!(done["deployResult"]["status"], "Succeeded", "{done}");
     let created = &done["deployResult"]["details"]["componentSuccesses"][0];
     assert_eq!(created["created"], true);
-    assert_eq!(
-        sim.app_certificate_pem("New_ECA").unwrap().trim(),
-        keys()[2].cert_pem.trim()
-    );
+    assert_app_cert(&sim, "New_ECA", 2);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn creating_a_connected_app_is_blocked_by_default() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let xml = billing_ca_xml("").replace(CA_KEY, "3MVG9brandNewKey0001");
     let z = zip(&[
         ("package.xml", &package(&[("ConnectedApp", "Brand_New")])),
@@ -379,8 +309,7 @@ async fn creating_a_connected_app_is_blocked_by_default() {
 
 #[tokio::test]
 async fn creation_allowed_when_unblocked_with_generated_key() {
-    let sim = start("block_connected_app_creation = false").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("block_connected_app_creation = false").await;
     let xml = billing_ca_xml("").replace(&format!("<consumerKey>{CA_KEY}</consumerKey>"), "");
     let z = zip(&[
         (
@@ -401,8 +330,7 @@ async fn creation_allowed_when_unblocked_with_generated_key() {
 
 #[tokio::test]
 async fn bad_certificates_fail_and_change_nothing() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let done = deploy(
         &sim,
         &admin,
@@ -419,17 +347,10 @@ async fn bad_certificates_fail_and_change_nothing() {
         failures(&done)[0].starts_with("The certificate is not valid"),
         "{done}"
     );
-    assert_eq!(
-        sim.app_certificate_pem("Billing_Sync").unwrap().trim(),
-        keys()[0].cert_pem.trim()
-    );
+    assert_app_cert(&sim, "Billing_Sync", 0);
 
     // Base64 body without armor (sfpowerkit style) is accepted.
-    let bare: String = keys()[2]
-        .cert_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let bare = bare_cert(2);
     let done = deploy(
         &sim,
         &admin,
@@ -438,32 +359,18 @@ async fn bad_certificates_fail_and_change_nothing() {
     )
     .await;
     assert_eq!(done["deployResult"]["status"], "Succeeded", "{done}");
-    assert_eq!(
-        sim.app_certificate_pem("Billing_Sync").unwrap().trim(),
-        keys()[2].cert_pem.trim()
-    );
+    assert_app_cert(&sim, "Billing_Sync", 2);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn eca_certificate_over_4kb_fails() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let padded = format!("{}{}", keys()[2].cert_pem, " ".repeat(4200));
     let glbl = format!(
         r#"<ExtlClntAppGlobalOauthSettings xmlns="http://soap.sforce.com/2006/04/metadata"><certificate>{padded}x</certificate><externalClientApplication>Billing_ECA</externalClientApplication><label>G</label></ExtlClntAppGlobalOauthSettings>"#
     );
-    let z = zip(&[
-        (
-            "package.xml",
-            &package(&[("ExtlClntAppGlobalOauthSettings", "Billing_ECA_glbloauth")]),
-        ),
-        (
-            "extlClntAppGlobalOauthSets/Billing_ECA_glbloauth.ecaGlblOauth",
-            &glbl,
-        ),
-    ]);
-    let done = deploy(&sim, &admin, default_options(), z).await;
+    let done = deploy(&sim, &admin, default_options(), eca_global_zip(&glbl)).await;
     assert_eq!(done["deployResult"]["status"], "Failed");
     assert!(
         failures(&done).contains(&"The certificate must be smaller than 4 KB.".to_string()),
@@ -474,8 +381,7 @@ async fn eca_certificate_over_4kb_fails() {
 
 #[tokio::test]
 async fn package_members_must_match_files() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let z = zip(&[
         (
             "package.xml",
@@ -527,8 +433,7 @@ async fn package_members_must_match_files() {
 
 #[tokio::test]
 async fn partial_success_without_rollback() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let good = with_cert(&billing_ca_xml(""), &keys()[2].cert_pem);
     let z = zip(&[
         (
@@ -544,30 +449,17 @@ async fn partial_success_without_rollback() {
     options["rollbackOnError"] = json!(false);
     let done = deploy(&sim, &admin, options, z).await;
     assert_eq!(done["deployResult"]["status"], "SucceededPartial", "{done}");
-    assert_eq!(
-        sim.app_certificate_pem("Billing_Sync").unwrap().trim(),
-        keys()[2].cert_pem.trim()
-    );
+    assert_app_cert(&sim, "Billing_Sync", 2);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn cancel_a_pending_deploy() {
-    let sim = start("deploy_phase_ms = 300").await;
-    let admin = admin_token(&sim).await;
-    let (_, body) = post_deploy(
-        &sim,
-        &admin,
-        default_options(),
-        ca_zip(&with_cert(&billing_ca_xml(""), &keys()[2].cert_pem)),
-    )
-    .await;
+    let (sim, admin) = start_as_admin("deploy_phase_ms = 300").await;
+    let (_, body) = post_deploy(&sim, &admin, default_options(), billing_cert_zip(2)).await;
     let id = body["id"].as_str().unwrap();
-    let r = client()
-        .patch(format!(
-            "{}/services/data/v67.0/metadata/deployRequest/{id}",
-            sim.base_url()
-        ))
+    let path = format!("{DEPLOY_REQUEST}/{id}");
+    let r = request(&sim, Method::PATCH, &path)
         .bearer_auth(&admin)
         .json(&json!({"deployResult": {"status": "Canceling"}}))
         .send()
@@ -585,10 +477,7 @@ async fn cancel_a_pending_deploy() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(last["deployResult"]["status"], "Canceled");
-    assert_eq!(
-        sim.app_certificate_pem("Billing_Sync").unwrap().trim(),
-        keys()[0].cert_pem.trim()
-    );
+    assert_app_cert(&sim, "Billing_Sync", 0);
     sim.shutdown().await;
 }
 
@@ -609,13 +498,13 @@ async fn deploy_needs_a_session_and_metadata_permission() {
             json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
         )
     );
-    let integ = token_for(&sim, &keys()[0].key_pem, CA_KEY, "integ@acme.example").await;
+    let integ = token_for(&sim, 0, CA_KEY, "integ@acme.example").await;
     let (status, body) =
         post_deploy(&sim, &integ, default_options(), ca_zip(&billing_ca_xml(""))).await;
     assert_eq!(status, 403);
     assert_eq!(body[0]["errorCode"], "INSUFFICIENT_ACCESS");
     // A permission set granting ModifyMetadata is enough.
-    let deployer = token_for(&sim, &keys()[0].key_pem, CA_KEY, "permset@acme.example").await;
+    let deployer = token_for(&sim, 0, CA_KEY, "permset@acme.example").await;
     assert_eq!(
         post_deploy(
             &sim,
@@ -627,15 +516,7 @@ async fn deploy_needs_a_session_and_metadata_permission() {
         .0,
         201
     );
-    let r = client()
-        .get(format!(
-            "{}/services/data/v67.0/metadata/deployRequest/0AfNOPE",
-            sim.base_url()
-        ))
-        .bearer_auth(&deployer)
-        .send()
-        .await
-        .unwrap();
+    let r = get(&sim, &format!("{DEPLOY_REQUEST}/0AfNOPE"), Some(&deployer)).await;
     assert_eq!(r.status(), 404);
     sim.shutdown().await;
 }
@@ -644,8 +525,7 @@ async fn deploy_needs_a_session_and_metadata_permission() {
 
 #[tokio::test]
 async fn read_metadata_connected_app() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let (status, body) = soap(&sim, &admin, "<met:readMetadata><met:type>ConnectedApp</met:type><met:fullNames>Billing_Sync</met:fullNames><met:fullNames>Nope</met:fullNames></met:readMetadata>").await;
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -679,14 +559,9 @@ async fn read_metadata_connected_app() {
 
 #[tokio::test]
 async fn read_metadata_base64_certificates_and_limit() {
-    let sim = start("certificate_format_in_reads = \"base64\"").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("certificate_format_in_reads = \"base64\"").await;
     let (_, body) = soap(&sim, &admin, "<met:readMetadata><met:type>ExtlClntAppGlobalOauthSettings</met:type><met:fullNames>Billing_ECA_glbloauth</met:fullNames></met:readMetadata>").await;
-    let bare: String = keys()[1]
-        .cert_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let bare = bare_cert(1);
     assert!(
         body.contains(&format!("<certificate>{bare}</certificate>")),
         "{body}"
@@ -708,8 +583,7 @@ async fn read_metadata_base64_certificates_and_limit() {
 
 #[tokio::test]
 async fn list_metadata_for_ca_and_eca_types() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let (status, body) = soap(&sim, &admin, "<met:listMetadata><met:queries><met:type>ConnectedApp</met:type></met:queries><met:queries><met:type>ExtlClntAppOauthConfigurablePolicies</met:type></met:queries></met:listMetadata>").await;
     assert_eq!(status, 200, "{body}");
     for expected in [
@@ -729,8 +603,7 @@ async fn list_metadata_for_ca_and_eca_types() {
 
 #[tokio::test]
 async fn read_deploy_read_round_trip_for_eca() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let (_, listed) = soap(&sim, &admin, "<met:listMetadata><met:queries><met:type>ExtlClntAppConfigurablePolicies</met:type></met:queries></met:listMetadata>").await;
     assert!(listed.contains("<fullName>Billing_ECA_plcy</fullName>"));
     let (_, read) = soap(&sim, &admin, "<met:readMetadata><met:type>ExtlClntAppConfigurablePolicies</met:type><met:fullNames>Billing_ECA_plcy</met:fullNames></met:readMetadata>").await;
@@ -738,16 +611,8 @@ async fn read_deploy_read_round_trip_for_eca() {
         read.contains("<isOauthPluginEnabled>true</isOauthPluginEnabled>"),
         "{read}"
     );
-    let plcy = r#"<ExtlClntAppConfigurablePolicies xmlns="http://soap.sforce.com/2006/04/metadata"><externalClientApplication>Billing_ECA</externalClientApplication><isEnabled>true</isEnabled><isOauthPluginEnabled>false</isOauthPluginEnabled></ExtlClntAppConfigurablePolicies>"#;
-    let z = zip(&[
-        (
-            "package.xml",
-            &package(&[("ExtlClntAppConfigurablePolicies", "Billing_ECA_plcy")]),
-        ),
-        ("extlClntAppPolicies/Billing_ECA_plcy.ecaPlcy", plcy),
-    ]);
     assert_eq!(
-        deploy(&sim, &admin, default_options(), z).await["deployResult"]["status"],
+        deploy(&sim, &admin, default_options(), eca_oauth_off_zip()).await["deployResult"]["status"],
         "Succeeded"
     );
     let (_, read) = soap(&sim, &admin, "<met:readMetadata><met:type>ExtlClntAppConfigurablePolicies</met:type><met:fullNames>Billing_ECA_plcy</met:fullNames></met:readMetadata>").await;
@@ -768,7 +633,7 @@ async fn soap_faults_for_bad_session_and_missing_permission() {
         body.contains("<faultcode>sf:INVALID_SESSION_ID</faultcode>"),
         "{body}"
     );
-    let integ = token_for(&sim, &keys()[0].key_pem, CA_KEY, "integ@acme.example").await;
+    let integ = token_for(&sim, 0, CA_KEY, "integ@acme.example").await;
     let (status, body) = soap(&sim, &integ, call).await;
     assert_eq!(status, 500);
     assert!(
@@ -780,8 +645,7 @@ async fn soap_faults_for_bad_session_and_missing_permission() {
 
 #[tokio::test]
 async fn second_satellite_of_a_type_is_rejected_and_non_multipart_is_400() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     let plcy = r#"<ExtlClntAppConfigurablePolicies xmlns="http://soap.sforce.com/2006/04/metadata"><externalClientApplication>Billing_ECA</externalClientApplication><isEnabled>true</isEnabled></ExtlClntAppConfigurablePolicies>"#;
     let z = zip(&[
         (
@@ -795,11 +659,7 @@ async fn second_satellite_of_a_type_is_rejected_and_non_multipart_is_400() {
         failures(&done),
         ["Billing_ECA already has a ExtlClntAppConfigurablePolicies named Billing_ECA_plcy"]
     );
-    let r = client()
-        .post(format!(
-            "{}/services/data/v67.0/metadata/deployRequest",
-            sim.base_url()
-        ))
+    let r = request(&sim, Method::POST, DEPLOY_REQUEST)
         .bearer_auth(&admin)
         .json(&json!({}))
         .send()

@@ -5,15 +5,15 @@ mod common;
 
 use common::*;
 use orgsim::{Fault, FaultKind, OrgSim, Seed};
+use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-async fn get(sim: &OrgSim, path: &str, token: Option<&str>) -> reqwest::Response {
-    let mut req = client().get(format!("{}{path}", sim.base_url()));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    req.send().await.unwrap()
+const LIMITS: &str = "/services/data/v67.0/limits/";
+
+/// The status of a GET.
+async fn status(sim: &OrgSim, path: &str, token: Option<&str>) -> u16 {
+    get(sim, path, token).await.status().as_u16()
 }
 
 #[tokio::test]
@@ -31,28 +31,20 @@ async fn versions_need_no_auth() {
 
 #[tokio::test]
 async fn limits_count_api_usage_and_header_tracks_it() {
-    let sim = start("daily_api_requests = 3").await;
-    let t = admin_token(&sim).await;
-    let r = get(&sim, "/services/data/v67.0/limits/", Some(&t)).await;
+    let (sim, t) = start_as_admin("daily_api_requests = 3").await;
+    let r = get(&sim, LIMITS, Some(&t)).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["sforce-limit-info"], "api-usage=1/3");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["DailyApiRequests"], json!({"Max": 3, "Remaining": 2}));
     assert!(body["DataStorageMB"]["Max"].is_number());
     assert_eq!(
-        get(&sim, "/services/data/v67.0/limits", Some(&t))
-            .await
-            .status(),
+        status(&sim, "/services/data/v67.0/limits", Some(&t)).await,
         200
     );
-    assert_eq!(
-        get(&sim, "/services/data/v67.0/limits/", Some(&t))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(status(&sim, LIMITS, Some(&t)).await, 200);
     // The allocation is used up: 403 REQUEST_LIMIT_EXCEEDED.
-    let r = get(&sim, "/services/data/v67.0/limits/", Some(&t)).await;
+    let r = get(&sim, LIMITS, Some(&t)).await;
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
     assert_eq!(
@@ -66,7 +58,7 @@ async fn limits_count_api_usage_and_header_tracks_it() {
 async fn rest_401_and_404_are_error_arrays() {
     let sim = start("").await;
     for token in [None, Some("00D5g000000ACME!nope")] {
-        let r = get(&sim, "/services/data/v67.0/limits/", token).await;
+        let r = get(&sim, LIMITS, token).await;
         assert_eq!(r.status(), 401);
         let body: Value = r.json().await.unwrap();
         assert_eq!(
@@ -81,9 +73,7 @@ async fn rest_401_and_404_are_error_arrays() {
         "NOT_FOUND"
     );
     assert_eq!(
-        get(&sim, "/services/data/v12.0/limits/", None)
-            .await
-            .status(),
+        status(&sim, "/services/data/v12.0/limits/", None).await,
         404
     );
     sim.shutdown().await;
@@ -92,21 +82,16 @@ async fn rest_401_and_404_are_error_arrays() {
 #[tokio::test]
 async fn expired_session_is_rejected() {
     let sim = start("").await;
-    let t = token_for(&sim, &keys()[0].key_pem, CA_KEY, "integ@acme.example").await;
+    let t = token_for(&sim, 0, CA_KEY, "integ@acme.example").await;
     sim.set_clock_offset(31 * 60);
-    assert_eq!(
-        get(&sim, "/services/data/v67.0/limits/", Some(&t))
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(status(&sim, LIMITS, Some(&t)).await, 401);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn userinfo_ok_and_bad_token() {
     let sim = start("").await;
-    let t = token_for(&sim, &keys()[0].key_pem, CA_KEY, "integ@acme.example").await;
+    let t = token_for(&sim, 0, CA_KEY, "integ@acme.example").await;
     let r = get(&sim, "/services/oauth2/userinfo", Some(&t)).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
@@ -119,9 +104,7 @@ async fn userinfo_ok_and_bad_token() {
         format!("{}/id/{ORG_ID}/{user_id}", sim.base_url())
     );
     assert_eq!(
-        get(&sim, &format!("/id/{ORG_ID}/{user_id}"), Some(&t))
-            .await
-            .status(),
+        status(&sim, &format!("/id/{ORG_ID}/{user_id}"), Some(&t)).await,
         200
     );
 
@@ -158,7 +141,7 @@ async fn fault_server_error_with_prefix_and_count() {
         assert_eq!(r.text().await.unwrap(), "down");
     }
     assert_eq!(
-        get(&sim, "/services/data/", None).await.status(),
+        status(&sim, "/services/data/", None).await,
         200,
         "count used up"
     );
@@ -170,7 +153,7 @@ async fn fault_server_error_with_prefix_and_count() {
         .on_path("/services/Soap"),
     );
     assert_eq!(
-        get(&sim, "/services/data/", None).await.status(),
+        status(&sim, "/services/data/", None).await,
         200,
         "prefix does not match"
     );
@@ -182,7 +165,7 @@ async fn fault_latency() {
     let sim = start("").await;
     sim.inject_fault(Fault::new(FaultKind::Latency { ms: 300 }).times(1));
     let t0 = Instant::now();
-    assert_eq!(get(&sim, "/services/data/", None).await.status(), 200);
+    assert_eq!(status(&sim, "/services/data/", None).await, 200);
     assert!(t0.elapsed() >= Duration::from_millis(300));
     let t1 = Instant::now();
     get(&sim, "/services/data/", None).await;
@@ -192,21 +175,15 @@ async fn fault_latency() {
 
 #[tokio::test]
 async fn fault_request_limit() {
-    let sim = start("").await;
-    let t = admin_token(&sim).await;
+    let (sim, t) = start_as_admin("").await;
     sim.inject_fault(Fault::new(FaultKind::RequestLimit).times(1));
-    let r = get(&sim, "/services/data/v67.0/limits/", Some(&t)).await;
+    let r = get(&sim, LIMITS, Some(&t)).await;
     assert_eq!(r.status(), 403);
     assert_eq!(
         r.json::<Value>().await.unwrap(),
         json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
     );
-    assert_eq!(
-        get(&sim, "/services/data/v67.0/limits/", Some(&t))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(status(&sim, LIMITS, Some(&t)).await, 200);
     sim.shutdown().await;
 }
 
@@ -218,16 +195,7 @@ async fn fault_data_not_available() {
             .on_path("/services/oauth2/token")
             .times(1),
     );
-    let params = [
-        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-        ("assertion", "x"),
-    ];
-    let r = client()
-        .post(format!("{}/services/oauth2/token", sim.base_url()))
-        .form(&params)
-        .send()
-        .await
-        .unwrap();
+    let r = post_token(&sim, &[("grant_type", JWT_BEARER), ("assertion", "x")]).await;
     assert_eq!(r.status(), 200);
     assert!(
         r.headers()["content-type"]
@@ -243,30 +211,28 @@ async fn fault_data_not_available() {
 async fn fault_rate_limit_hits_only_the_token_endpoint() {
     let sim = start("").await;
     sim.inject_fault(Fault::new(FaultKind::RateLimitExceeded).times(1));
-    assert_eq!(get(&sim, "/services/data/", None).await.status(), 200);
+    assert_eq!(status(&sim, "/services/data/", None).await, 200);
     expect_error(
         &sim,
-        &assertion(&keys()[0].key_pem, CA_KEY, "integ@acme.example", LOGIN),
+        &assertion(0, CA_KEY, "integ@acme.example", LOGIN),
         "rate_limit_exceeded",
         &defaults().rate_limit_description,
     )
     .await;
-    token_for(&sim, &keys()[0].key_pem, CA_KEY, "integ@acme.example").await;
+    token_for(&sim, 0, CA_KEY, "integ@acme.example").await;
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn fault_next_deploy_fails() {
-    let sim = start("").await;
-    let admin = admin_token(&sim).await;
+    let (sim, admin) = start_as_admin("").await;
     sim.inject_fault(
         Fault::new(FaultKind::DeployFails {
             problem: "Simulated failure".into(),
         })
         .times(1),
     );
-    let xml = with_cert(&billing_ca_xml(""), &keys()[2].cert_pem);
-    let done = deploy(&sim, &admin, default_options(), ca_zip(&xml)).await;
+    let done = deploy(&sim, &admin, default_options(), billing_cert_zip(2)).await;
     assert_eq!(done["deployResult"]["status"], "Failed");
     assert_eq!(
         done["deployResult"]["details"]["componentFailures"][0]["problem"],
@@ -276,12 +242,9 @@ async fn fault_next_deploy_fails() {
         done["deployResult"]["details"]["componentFailures"][0]["problemType"],
         "Error"
     );
+    assert_app_cert(&sim, "Billing_Sync", 0);
     assert_eq!(
-        sim.app_certificate_pem("Billing_Sync").unwrap().trim(),
-        keys()[0].cert_pem.trim()
-    );
-    assert_eq!(
-        deploy(&sim, &admin, default_options(), ca_zip(&xml)).await["deployResult"]["status"],
+        deploy(&sim, &admin, default_options(), billing_cert_zip(2)).await["deployResult"]["status"],
         "Succeeded"
     );
     sim.shutdown().await;
@@ -294,9 +257,9 @@ async fn clear_faults_removes_everything() {
         status: 502,
         body: String::new(),
     }));
-    assert_eq!(get(&sim, "/services/data/", None).await.status(), 502);
+    assert_eq!(status(&sim, "/services/data/", None).await, 502);
     sim.clear_faults();
-    assert_eq!(get(&sim, "/services/data/", None).await.status(), 200);
+    assert_eq!(status(&sim, "/services/data/", None).await, 200);
     sim.shutdown().await;
 }
 
@@ -304,18 +267,17 @@ async fn clear_faults_removes_everything() {
 
 #[tokio::test]
 async fn calls_record_method_path_status_without_secrets() {
-    let sim = start("").await;
-    let t = admin_token(&sim).await;
-    get(&sim, "/services/data/v67.0/limits/", Some(&t)).await;
-    let a = assertion(&keys()[0].key_pem, CA_KEY, "admin@acme.example", LOGIN);
-    client()
-        .post(format!(
-            "{}/services/oauth2/token?assertion={a}",
-            sim.base_url()
-        ))
-        .send()
-        .await
-        .unwrap();
+    let (sim, t) = start_as_admin("").await;
+    get(&sim, LIMITS, Some(&t)).await;
+    let a = assertion(0, CA_KEY, "admin@acme.example", LOGIN);
+    request(
+        &sim,
+        Method::POST,
+        &format!("/services/oauth2/token?assertion={a}"),
+    )
+    .send()
+    .await
+    .unwrap();
     let calls = sim.calls();
     let summary: Vec<_> = calls
         .iter()
@@ -325,7 +287,7 @@ async fn calls_record_method_path_status_without_secrets() {
         summary,
         [
             ("POST", "/services/oauth2/token", 200),
-            ("GET", "/services/data/v67.0/limits/", 200),
+            ("GET", LIMITS, 200),
             ("POST", "/services/oauth2/token", 400)
         ]
     );
@@ -335,13 +297,8 @@ async fn calls_record_method_path_status_without_secrets() {
     sim.shutdown().await;
 }
 
-async fn control(
-    sim: &OrgSim,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = client().request(method, format!("{}/__orgsim/{path}", sim.base_url()));
+async fn control(sim: &OrgSim, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = request(sim, method, &format!("/__orgsim/{path}"));
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -352,7 +309,6 @@ async fn control(
 #[tokio::test]
 async fn control_api_over_http() {
     let sim = start("").await;
-    use reqwest::Method;
     // apps
     let (s, app) = control(&sim, Method::GET, "apps/Billing_Sync", None).await;
     assert_eq!(s, 200);
@@ -383,7 +339,7 @@ async fn control_api_over_http() {
         control(&sim, Method::POST, "faults", Some(fault)).await.0,
         200
     );
-    assert_eq!(get(&sim, "/services/data/", None).await.status(), 500);
+    assert_eq!(status(&sim, "/services/data/", None).await, 500);
     control(
         &sim,
         Method::POST,
@@ -392,7 +348,7 @@ async fn control_api_over_http() {
     )
     .await;
     assert_eq!(control(&sim, Method::DELETE, "faults", None).await.0, 200);
-    assert_eq!(get(&sim, "/services/data/", None).await.status(), 200);
+    assert_eq!(status(&sim, "/services/data/", None).await, 200);
     assert_eq!(
         control(&sim, Method::POST, "faults", Some(json!({"kind": "nope"})))
             .await
@@ -401,7 +357,7 @@ async fn control_api_over_http() {
     );
 
     // clock
-    let t = token_for(&sim, &keys()[0].key_pem, CA_KEY, "integ@acme.example").await;
+    let t = token_for(&sim, 0, CA_KEY, "integ@acme.example").await;
     let (_, sessions) = control(&sim, Method::GET, "sessions", None).await;
     assert_eq!(sessions.as_array().unwrap().len(), 1);
     assert!(sessions[0]["id"].as_str().unwrap().starts_with("0Ak"));
@@ -412,37 +368,15 @@ async fn control_api_over_http() {
         Some(json!({"offset_secs": 3600})),
     )
     .await;
-    assert_eq!(
-        get(&sim, "/services/data/v67.0/limits/", Some(&t))
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(status(&sim, LIMITS, Some(&t)).await, 401);
     control(&sim, Method::POST, "clock", Some(json!({"offset_secs": 0}))).await;
 
     // propagation
-    assert_eq!(
-        control(
-            &sim,
-            Method::POST,
-            "propagation",
-            Some(json!({"secs": 60, "mode": "old"}))
-        )
-        .await
-        .0,
-        200
-    );
-    assert_eq!(
-        control(
-            &sim,
-            Method::POST,
-            "propagation",
-            Some(json!({"secs": 60, "mode": "sideways"}))
-        )
-        .await
-        .0,
-        400
-    );
+    for (mode, expected) in [("old", 200), ("sideways", 400)] {
+        let window = json!({"secs": 60, "mode": mode});
+        let (s, _) = control(&sim, Method::POST, "propagation", Some(window)).await;
+        assert_eq!(s, expected, "propagation mode {mode}");
+    }
 
     // calls (control calls themselves are not logged)
     let (_, calls) = control(&sim, Method::GET, "calls", None).await;
@@ -462,23 +396,16 @@ async fn control_api_over_http() {
     );
 
     // seed replaces everything: the old session is gone.
-    let r = client()
-        .post(format!("{}/__orgsim/seed", sim.base_url()))
+    let r = request(&sim, Method::POST, "/__orgsim/seed")
         .body(seed_toml(""))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        get(&sim, "/services/data/v67.0/limits/", Some(&t))
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(status(&sim, LIMITS, Some(&t)).await, 401);
     let (_, calls) = control(&sim, Method::GET, "calls", None).await;
     assert_eq!(calls.as_array().unwrap().len(), 1);
-    let r = client()
-        .post(format!("{}/__orgsim/seed", sim.base_url()))
+    let r = request(&sim, Method::POST, "/__orgsim/seed")
         .body("[org]\nid = \"short\"")
         .send()
         .await
@@ -491,14 +418,13 @@ async fn control_api_over_http() {
 async fn json_seed_over_http_and_from_path() {
     let sim = start("").await;
     let seed = seed_with("");
-    let r = client()
-        .post(format!("{}/__orgsim/seed", sim.base_url()))
+    let r = request(&sim, Method::POST, "/__orgsim/seed")
         .json(&seed)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    token_for(&sim, &keys()[0].key_pem, CA_KEY, "integ@acme.example").await;
+    token_for(&sim, 0, CA_KEY, "integ@acme.example").await;
     sim.shutdown().await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -520,14 +446,8 @@ async fn example_seed_loads_with_generated_certificates() {
     std::fs::write(dir.path().join("eca.crt"), &keys()[1].cert_pem).unwrap();
     let seed = Seed::from_path(&dir.path().join("example.toml")).unwrap();
     let sim = OrgSim::start(seed).await.unwrap();
-    assert_eq!(
-        sim.app_certificate_pem("Billing_Sync").unwrap().trim(),
-        keys()[0].cert_pem.trim()
-    );
-    assert_eq!(
-        sim.app_certificate_pem("Billing_Sync_ECA").unwrap().trim(),
-        keys()[1].cert_pem.trim()
-    );
+    assert_app_cert(&sim, "Billing_Sync", 0);
+    assert_app_cert(&sim, "Billing_Sync_ECA", 1);
     sim.shutdown().await;
 
     // A missing certificate file is an Io error naming the file.

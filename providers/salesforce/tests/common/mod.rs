@@ -6,6 +6,7 @@
 use orgsim::{OrgSim, Seed};
 use rekey_api::{Certificate, KeyMaterial};
 use rekey_salesforce::{AccessToken, AdminAuth, AppKind, SalesforceConfig, SalesforceTarget};
+use serde_json::{Value, json};
 use std::time::Duration;
 
 pub const ADMIN_USER: &str = "admin@acme.test";
@@ -226,17 +227,28 @@ impl Org {
         }
     }
 
+    /// The admin login rekey is configured with: the admin user through the admin app.
     pub fn jwt_admin(&self) -> AdminAuth {
+        self.jwt_admin_as(ADMIN_USER, &self.admin)
+    }
+
+    /// A JWT login through the admin app as `username`, signed with `key`.
+    pub fn jwt_admin_as(&self, username: &str, key: &Pair) -> AdminAuth {
         AdminAuth::Jwt {
             consumer_key: ADMIN_APP_KEY.into(),
-            username: ADMIN_USER.into(),
-            key: self.admin.key(),
+            username: username.into(),
+            key: key.key(),
         }
+    }
+
+    /// A target on `kind`'s app that logs in with `admin`.
+    pub fn target_as(&self, kind: AppKind, admin: AdminAuth) -> SalesforceTarget {
+        SalesforceTarget::new(self.config(kind, admin)).unwrap()
     }
 
     /// A target on `kind`'s app with rekey's own JWT admin login.
     pub fn target(&self, kind: AppKind) -> SalesforceTarget {
-        SalesforceTarget::new(self.config(kind, self.jwt_admin())).unwrap()
+        self.target_as(kind, self.jwt_admin())
     }
 
     /// A target logged in with a bare access token (the sf CLI user's way).
@@ -245,25 +257,18 @@ impl Org {
             token: AccessToken::new(token.to_string()),
             instance_url: self.sim.base_url(),
         };
-        SalesforceTarget::new(self.config(kind, admin)).unwrap()
+        self.target_as(kind, admin)
     }
 
     /// Mints an admin access token by hand, as `sf org login jwt` would.
     pub async fn admin_access_token(&self) -> String {
-        #[derive(serde::Serialize)]
-        struct Claims<'a> {
-            iss: &'a str,
-            sub: &'a str,
-            aud: &'a str,
-            exp: i64,
-        }
         let base = self.sim.base_url();
-        let claims = Claims {
-            iss: ADMIN_APP_KEY,
-            sub: ADMIN_USER,
-            aud: &base,
-            exp: chrono::Utc::now().timestamp() + 180,
-        };
+        let claims = json!({
+            "iss": ADMIN_APP_KEY,
+            "sub": ADMIN_USER,
+            "aud": base,
+            "exp": chrono::Utc::now().timestamp() + 180,
+        });
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(self.admin.key_pem.as_bytes()).unwrap();
         let jwt = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
@@ -271,18 +276,15 @@ impl Org {
             &key,
         )
         .unwrap();
-        let resp: serde_json::Value = reqwest::Client::new()
-            .post(format!("{base}/services/oauth2/token"))
-            .form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                ("assertion", &jwt),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let resp = json_answer(
+            reqwest::Client::new()
+                .post(format!("{base}/services/oauth2/token"))
+                .form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", &jwt),
+                ]),
+        )
+        .await;
         resp["access_token"]
             .as_str()
             .expect("admin token")
@@ -308,6 +310,11 @@ impl Org {
     }
 }
 
+/// Sends `request` and parses the JSON answer.
+async fn json_answer(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// The deploys the emulator ran, in order, as (id, checkOnly): ids come from the status polls in
 /// the call log, checkOnly from asking the emulator's deployRequest resource.
 pub async fn deploys(org: &Org) -> Vec<(String, bool)> {
@@ -322,18 +329,15 @@ pub async fn deploys(org: &Org) -> Vec<(String, bool)> {
     let token = org.admin_access_token().await;
     let mut out = Vec::new();
     for id in ids {
-        let v: serde_json::Value = reqwest::Client::new()
-            .get(format!(
-                "{}/services/data/v67.0/metadata/deployRequest/{id}",
-                org.sim.base_url()
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = json_answer(
+            reqwest::Client::new()
+                .get(format!(
+                    "{}/services/data/v67.0/metadata/deployRequest/{id}",
+                    org.sim.base_url()
+                ))
+                .bearer_auth(&token),
+        )
+        .await;
         let check_only = &v["deployResult"]["checkOnly"];
         out.push((id, check_only == true || check_only == "true"));
     }

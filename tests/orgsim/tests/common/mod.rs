@@ -6,6 +6,7 @@
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use orgsim::{OrgSim, Seed, Settings};
 use rcgen::{CertificateParams, KeyPair, PKCS_RSA_SHA256, RsaKeySize};
+use reqwest::Method;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::sync::OnceLock;
@@ -42,6 +43,8 @@ pub const ECA_KEY: &str = "3MVG9ecaKey0000000003";
 pub const ECA_SECRET: &str = "ECASECRET123456789";
 pub const LOGIN: &str = "https://login.salesforce.com";
 pub const TEST_HOST: &str = "https://test.salesforce.com";
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub const DEPLOY_REQUEST: &str = "/services/data/v67.0/metadata/deployRequest";
 
 /// ConnectedApp XML for the admin-approved test app (certificate from key 0 is added by the seed).
 pub fn billing_ca_xml(extra: &str) -> String {
@@ -80,6 +83,55 @@ pub fn ca_zip(xml: &str) -> Vec<u8> {
         ("package.xml", &package(&[("ConnectedApp", "Billing_Sync")])),
         ("connectedApps/Billing_Sync.connectedApp", xml),
     ])
+}
+
+/// A deploy zip putting key `key`'s certificate on Billing_Sync, everything else as seeded.
+pub fn billing_cert_zip(key: usize) -> Vec<u8> {
+    ca_zip(&with_cert(&billing_ca_xml(""), &keys()[key].cert_pem))
+}
+
+/// A deploy zip holding `xml` as Billing_ECA's global OAuth settings.
+pub fn eca_global_zip(xml: &str) -> Vec<u8> {
+    zip(&[
+        (
+            "package.xml",
+            &package(&[("ExtlClntAppGlobalOauthSettings", "Billing_ECA_glbloauth")]),
+        ),
+        (
+            "extlClntAppGlobalOauthSets/Billing_ECA_glbloauth.ecaGlblOauth",
+            xml,
+        ),
+    ])
+}
+
+/// A deploy zip turning Billing_ECA's OAuth plugin off (the ECA kill switch).
+pub fn eca_oauth_off_zip() -> Vec<u8> {
+    let plcy = r#"<ExtlClntAppConfigurablePolicies xmlns="http://soap.sforce.com/2006/04/metadata"><externalClientApplication>Billing_ECA</externalClientApplication><isEnabled>true</isEnabled><isOauthPluginEnabled>false</isOauthPluginEnabled></ExtlClntAppConfigurablePolicies>"#;
+    zip(&[
+        (
+            "package.xml",
+            &package(&[("ExtlClntAppConfigurablePolicies", "Billing_ECA_plcy")]),
+        ),
+        ("extlClntAppPolicies/Billing_ECA_plcy.ecaPlcy", plcy),
+    ])
+}
+
+/// Key `key`'s certificate as its bare base64 body, without the PEM armor lines.
+pub fn bare_cert(key: usize) -> String {
+    keys()[key]
+        .cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect()
+}
+
+/// Asserts that `app` holds key `key`'s certificate.
+pub fn assert_app_cert(sim: &OrgSim, app: &str, key: usize) {
+    assert_eq!(
+        sim.app_certificate_pem(app).unwrap().trim(),
+        keys()[key].cert_pem.trim(),
+        "{app} should hold key {key}'s certificate"
+    );
 }
 
 /// The standard test org as TOML. Certificates: key 0 on Billing_Sync, key 0 on Self_App,
@@ -218,41 +270,58 @@ pub async fn start(settings: &str) -> OrgSim {
     OrgSim::start(seed_with(settings)).await.unwrap()
 }
 
+/// Starts an emulator with the standard seed and logs the admin in; returns both.
+pub async fn start_as_admin(settings: &str) -> (OrgSim, String) {
+    let sim = start(settings).await;
+    let admin = admin_token(&sim).await;
+    (sim, admin)
+}
+
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Signs claims with RS256 and the given key.
-pub fn sign(key_pem: &str, claims: &Value) -> String {
-    let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).unwrap();
+/// Signs claims with RS256 and key `key` of [`keys`].
+pub fn sign(key: usize, claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(keys()[key].key_pem.as_bytes()).unwrap();
     jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).unwrap()
 }
 
-/// A standard assertion: iss, sub, aud, exp a day ahead (so tests may move the simulated
-/// clock without the assertion expiring).
-pub fn assertion(key_pem: &str, iss: &str, sub: &str, aud: &str) -> String {
+/// A standard assertion signed with key `key`: iss, sub, aud, exp a day ahead (so tests may
+/// move the simulated clock without the assertion expiring).
+pub fn assertion(key: usize, iss: &str, sub: &str, aud: &str) -> String {
     sign(
-        key_pem,
+        key,
         &json!({"iss": iss, "sub": sub, "aud": aud, "exp": now() + 86400}),
     )
 }
 
-pub fn client() -> reqwest::Client {
-    reqwest::Client::new()
+/// A request for `path` on the emulator.
+pub fn request(sim: &OrgSim, method: Method, path: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new().request(method, format!("{}{path}", sim.base_url()))
+}
+
+/// GET `path` on the emulator, with a bearer token when given.
+pub async fn get(sim: &OrgSim, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = request(sim, Method::GET, path);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+/// POSTs these form parameters to the token endpoint.
+pub async fn post_token(sim: &OrgSim, params: &[(&str, &str)]) -> reqwest::Response {
+    request(sim, Method::POST, "/services/oauth2/token")
+        .form(params)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// POSTs a JWT bearer grant; returns (status, JSON body, response headers).
 pub async fn grant(sim: &OrgSim, assertion: &str) -> (u16, Value, reqwest::header::HeaderMap) {
-    let params = [
-        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-        ("assertion", assertion),
-    ];
-    let r = client()
-        .post(format!("{}/services/oauth2/token", sim.base_url()))
-        .form(&params)
-        .send()
-        .await
-        .unwrap();
+    let r = post_token(sim, &[("grant_type", JWT_BEARER), ("assertion", assertion)]).await;
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     (status, r.json().await.unwrap(), headers)
@@ -260,25 +329,37 @@ pub async fn grant(sim: &OrgSim, assertion: &str) -> (u16, Value, reqwest::heade
 
 /// Asserts a token error.
 pub async fn expect_error(sim: &OrgSim, assertion: &str, error: &str, description: &str) {
+    expect_error_for("token request", sim, assertion, error, description).await;
+}
+
+/// Asserts a token error; `case` names the request in the failure message.
+pub async fn expect_error_for(
+    case: &str,
+    sim: &OrgSim,
+    assertion: &str,
+    error: &str,
+    description: &str,
+) {
     let (status, body, _) = grant(sim, assertion).await;
     assert_eq!(
         (status, &body),
         (
             400,
             &json!({"error": error, "error_description": description})
-        )
+        ),
+        "{case}"
     );
 }
 
-/// A token for a user through an app (panics if the grant fails).
-pub async fn token_for(sim: &OrgSim, key_pem: &str, iss: &str, sub: &str) -> String {
-    let (status, body, _) = grant(sim, &assertion(key_pem, iss, sub, LOGIN)).await;
+/// A token for a user through an app, signed with key `key` (panics if the grant fails).
+pub async fn token_for(sim: &OrgSim, key: usize, iss: &str, sub: &str) -> String {
+    let (status, body, _) = grant(sim, &assertion(key, iss, sub, LOGIN)).await;
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().unwrap().to_string()
 }
 
 pub async fn admin_token(sim: &OrgSim) -> String {
-    token_for(sim, &keys()[0].key_pem, CA_KEY, "admin@acme.example").await
+    token_for(sim, 0, CA_KEY, "admin@acme.example").await
 }
 
 /// A zip with these (path, content) entries.
@@ -326,11 +407,7 @@ pub async fn post_deploy(
                 .mime_str("application/zip")
                 .unwrap(),
         );
-    let r = client()
-        .post(format!(
-            "{}/services/data/v67.0/metadata/deployRequest",
-            sim.base_url()
-        ))
+    let r = request(sim, Method::POST, DEPLOY_REQUEST)
         .bearer_auth(token)
         .multipart(form)
         .send()
@@ -341,18 +418,8 @@ pub async fn post_deploy(
 
 /// GET deployRequest/{id}?includeDetails=true.
 pub async fn deploy_status(sim: &OrgSim, token: &str, id: &str) -> Value {
-    client()
-        .get(format!(
-            "{}/services/data/v67.0/metadata/deployRequest/{id}?includeDetails=true",
-            sim.base_url()
-        ))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let path = format!("{DEPLOY_REQUEST}/{id}?includeDetails=true");
+    get(sim, &path, Some(token)).await.json().await.unwrap()
 }
 
 /// Deploys and polls until done; returns the final GET body.
@@ -381,8 +448,7 @@ pub async fn soap(sim: &OrgSim, session: &str, call: &str) -> (u16, String) {
     let envelope = format!(
         r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:met="http://soap.sforce.com/2006/04/metadata"><soapenv:Header><met:SessionHeader><met:sessionId>{session}</met:sessionId></met:SessionHeader></soapenv:Header><soapenv:Body>{call}</soapenv:Body></soapenv:Envelope>"#
     );
-    let r = client()
-        .post(format!("{}/services/Soap/m/67.0", sim.base_url()))
+    let r = request(sim, Method::POST, "/services/Soap/m/67.0")
         .header("Content-Type", "text/xml; charset=UTF-8")
         .header("SOAPAction", "\"\"")
         .body(envelope)
