@@ -48,12 +48,13 @@ impl From<Exit> for ExitCode {
 
 fn exit_for(kind: ErrorKind) -> Exit {
     match kind {
-        ErrorKind::Config => Exit::Config,
+        // A missing app or credential is nearly always a wrong name in the config.
+        ErrorKind::Config | ErrorKind::NotFound => Exit::Config,
         ErrorKind::InvalidCertificate => Exit::BadInput,
         ErrorKind::Unauthenticated | ErrorKind::PermissionDenied => Exit::Denied,
         ErrorKind::Conflict => Exit::Conflict,
         ErrorKind::Unavailable => Exit::Unavailable,
-        // NotFound, Rejected, VerificationFailed outside a rotation, Unexpected, and kinds added later.
+        // Rejected, VerificationFailed outside a rotation, Unexpected, and kinds added later.
         _ => Exit::Internal,
     }
 }

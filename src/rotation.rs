@@ -234,6 +234,9 @@ pub async fn rotate(
         step: None,
         published: false,
     };
+    // Preflight before anything is written: the admin connection works and the app is one
+    // rekey may rotate.
+    rotation.target.check().await.map_err(failure)?;
     let holder = format!("rekey rotate on {}", hostname());
     let _lock = rotation
         .store

@@ -857,3 +857,28 @@ async fn a_crash_between_staging_and_journaling_resumes_with_the_staged_key() {
     );
     w.ok(&["verify", "billing"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rekey_refuses_to_rotate_its_own_admin_app_before_writing_anything() {
+    let mut w = World::new().await;
+    let config = std::fs::read_to_string(w.path("rekey.toml")).unwrap();
+    let config = format!(
+        "{config}\n[credentials.admin-self]\norg = \"acme\"\napp_kind = \"connected_app\"\napp = \"Rekey_Admin\"\n\
+         username = \"rekey-admin@acme.example\"\nstore = \"local\"\nsubject = {{ cn = \"admin\" }}\n"
+    );
+    std::fs::write(w.path("rekey.toml"), config).unwrap();
+    let before = w.app_fingerprint("Rekey_Admin");
+    let run = w.rekey(&["rotate", "admin-self"]).await;
+    assert_eq!(run.code, 64, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("Rekey_Admin in org acme is rekey's own admin app"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !w.path("keys/admin-self").exists(),
+        "nothing may be written for a refused rotation"
+    );
+    assert_eq!(w.app_fingerprint("Rekey_Admin"), before);
+}

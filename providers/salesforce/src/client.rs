@@ -451,6 +451,14 @@ impl Client {
         Error::new(ErrorKind::Unexpected, text)
     }
 
+    /// The consumer key of rekey's own admin app, when it logs in through one (JWT mode).
+    pub(crate) fn admin_consumer_key(&self) -> Option<&str> {
+        match &self.admin {
+            AdminAuth::Jwt { consumer_key, .. } => Some(consumer_key),
+            AdminAuth::AccessToken { .. } => None,
+        }
+    }
+
     /// One SOAP Metadata API call; `body` builds the envelope from the session token.
     pub(crate) async fn soap(&self, what: &str, body: impl Fn(&str) -> String) -> Result<Element> {
         self.authed(|s| {

@@ -6,7 +6,7 @@ mod common;
 use common::{CA, ECA_GLOBAL_MEMBER, INTEGRATION_USER, Org, Pair, without_certificate};
 use orgsim::{Fault, FaultKind, PropagationMode};
 use rekey_api::{CertificateTarget, ErrorKind, Fingerprint, Installed, Probe, RotationId};
-use rekey_salesforce::{AppKind, SalesforceTarget};
+use rekey_salesforce::{AccessToken, AdminAuth, AppKind, SalesforceTarget};
 
 fn rid() -> RotationId {
     RotationId("r-test-1".into())
@@ -37,6 +37,39 @@ async fn installed_reads_the_ca_and_eca_certificates() {
     let eca = org.target(AppKind::ExternalClientApp);
     eca.check().await.unwrap();
     assert_eq!(installed(&eca).await, Some(fp));
+    org.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn check_refuses_the_admin_app_itself_unless_logged_in_by_token() {
+    let org = Org::start().await;
+    let mut config = org.config(AppKind::ConnectedApp, org.jwt_admin());
+    config.app = "Rekey_Admin".into();
+    let err = SalesforceTarget::new(config)
+        .unwrap()
+        .check()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(
+        err.to_string().contains("is rekey's own admin app"),
+        "{err}"
+    );
+
+    let token = org.admin_access_token().await;
+    let mut config = org.config(
+        AppKind::ConnectedApp,
+        AdminAuth::AccessToken {
+            token: AccessToken::new(token),
+            instance_url: org.sim.base_url(),
+        },
+    );
+    config.app = "Rekey_Admin".into();
+    SalesforceTarget::new(config)
+        .unwrap()
+        .check()
+        .await
+        .expect("a token login does not depend on the app");
     org.sim.shutdown().await;
 }
 
