@@ -292,17 +292,17 @@ impl CertificateTarget for SalesforceTarget {
         // Rotating the certificate of the app rekey logs in through would cut rekey off at the
         // switchover, with the rotation half done and no admin session left to finish it.
         let app_key = app.record.text_at(self.consumer_key_path());
-        if let Some(admin_key) = self.client.admin_consumer_key() {
-            if app_key.as_deref() == Some(admin_key) {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "{} is rekey's own admin app (consumer key {admin_key}); rekey will not rotate the certificate it logs in with",
-                        self.label()
-                    ),
-                )
-                .with_hint("rotate it through a second admin app, or with auth = \"access_token_env\" for this org"));
-            }
+        if let Some(admin_key) = self.client.admin_consumer_key()
+            && app_key.as_deref() == Some(admin_key)
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{} is rekey's own admin app (consumer key {admin_key}); rekey will not rotate the certificate it logs in with",
+                    self.label()
+                ),
+            )
+            .with_hint("rotate it through a second admin app, or with auth = \"access_token_env\" for this org"));
         }
         Ok(())
     }
