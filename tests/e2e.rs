@@ -882,3 +882,44 @@ async fn rekey_refuses_to_rotate_its_own_admin_app_before_writing_anything() {
     );
     assert_eq!(w.app_fingerprint("Rekey_Admin"), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_retries_through_the_propagation_window_until_salesforce_accepts() {
+    let mut w = World::new().await;
+    w.ok(&[
+        "import",
+        "billing",
+        "--key",
+        "billing.key",
+        "--cert",
+        "billing.crt",
+    ])
+    .await;
+    // For two seconds after the deploy Salesforce still checks tokens against the old certificate.
+    w.sim.set_propagation(2, PropagationMode::Old);
+    let rotated = w.ok(&["rotate", "billing"]).await;
+    assert!(
+        rotated
+            .stdout
+            .contains("verify    attempt 1 refused (invalid_grant: invalid assertion); retrying"),
+        "{}",
+        rotated.stdout
+    );
+    let accepted = rotated
+        .stdout
+        .lines()
+        .find(|l| l.contains("Salesforce accepted the new key"))
+        .unwrap();
+    let attempt: u32 = accepted
+        .rsplit("(attempt ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    assert!(attempt >= 2, "{accepted}");
+    assert_eq!(
+        w.app_fingerprint("Billing_Sync"),
+        w.current_fingerprint("billing").await
+    );
+}
