@@ -1,14 +1,19 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
 # Tools the project needs beyond the Rust toolchain are installed here, every time they are missing.
 
+SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: test demo tools
 
 ## Run every test of the workspace (unit, provider, emulator, end-to-end against the real binary).
+## The last line is the total over every test binary, so a summary never reads as "0 tests".
 test: tools
-	$(CARGO) test --workspace
+	@mkdir -p target; set -o pipefail; \
+	$(CARGO) test --workspace 2>&1 | tee target/test-output.log; status=$$?; \
+	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }' target/test-output.log; \
+	exit $$status
 
 ## Rotate a Connected App's certificate end to end on the org emulator and the local file store.
 demo: tools
