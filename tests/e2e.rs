@@ -121,6 +121,20 @@ impl World {
         run
     }
 
+    /// Puts the openssl-made key of `credential` (already on its app) under rekey's management.
+    async fn import_legacy(&mut self, credential: &str) {
+        let (key, crt) = (format!("{credential}.key"), format!("{credential}.crt"));
+        self.ok(&["import", credential, "--key", &key, "--cert", &crt])
+            .await;
+    }
+
+    /// Rewrites `rekey.toml` through `edit`.
+    fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let path = self.path("rekey.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(text)).unwrap();
+    }
+
     async fn ok(&mut self, args: &[&str]) -> Run {
         let run = self.rekey(args).await;
         assert_eq!(
@@ -257,10 +271,7 @@ fn app_state(world: &World, credential: &str) -> Vec<String> {
 
 async fn rotate_end_to_end(credential: &str, app: &str) {
     let mut w = World::new().await;
-    let key = format!("{credential}.key");
-    let crt = format!("{credential}.crt");
-    w.ok(&["import", credential, "--key", &key, "--cert", &crt])
-        .await;
+    w.import_legacy(credential).await;
     let old_fingerprint = w.current_fingerprint(credential).await;
     assert_eq!(
         w.app_fingerprint(app),
@@ -415,19 +426,8 @@ async fn external_client_app_rotation_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verification_that_times_out_leaves_the_rotation_open_and_the_next_rotate_resumes_it() {
     let mut w = World::new().await;
-    w.ok(&[
-        "import",
-        "billing",
-        "--key",
-        "billing.key",
-        "--cert",
-        "billing.crt",
-    ])
-    .await;
-    let config = std::fs::read_to_string(w.path("rekey.toml"))
-        .unwrap()
-        .replace("verify_timeout_secs = 60", "verify_timeout_secs = 2");
-    std::fs::write(w.path("rekey.toml"), config).unwrap();
+    w.import_legacy("billing").await;
+    w.edit_config(|c| c.replace("verify_timeout_secs = 60", "verify_timeout_secs = 2"));
     // Salesforce keeps trusting the old certificate for an hour after the change.
     w.sim.set_propagation(3600, PropagationMode::Old);
 
@@ -486,15 +486,7 @@ async fn verification_that_times_out_leaves_the_rotation_open_and_the_next_rotat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_deploy_names_salesforces_problem_and_leaves_the_app_and_current_alone() {
     let mut w = World::new().await;
-    w.ok(&[
-        "import",
-        "billing",
-        "--key",
-        "billing.key",
-        "--cert",
-        "billing.crt",
-    ])
-    .await;
+    w.import_legacy("billing").await;
     let old = w.app_fingerprint("Billing_Sync");
     w.sim.inject_fault(
         Fault::new(FaultKind::DeployFails {
@@ -521,10 +513,7 @@ async fn a_refused_deploy_names_salesforces_problem_and_leaves_the_app_and_curre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_config_names_file_and_line_and_changes_nothing() {
     let mut w = World::new().await;
-    let config = std::fs::read_to_string(w.path("rekey.toml"))
-        .unwrap()
-        .replace("validity_days = 365", "validity_days = 0\ncolour = \"red\"");
-    std::fs::write(w.path("rekey.toml"), config).unwrap();
+    w.edit_config(|c| c.replace("validity_days = 365", "validity_days = 0\ncolour = \"red\""));
     let run = w.rekey(&["rotate", "billing"]).await;
     assert_eq!(run.code, 64);
     let config_path = w.path("rekey.toml");
@@ -644,24 +633,18 @@ async fn admin_access_token(w: &World) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_access_token_from_the_environment_drives_a_rotation_and_is_never_printed() {
     let mut w = World::new().await;
-    w.ok(&[
-        "import",
-        "billing",
-        "--key",
-        "billing.key",
-        "--cert",
-        "billing.crt",
-    ])
-    .await;
-    let config = std::fs::read_to_string(w.path("rekey.toml")).unwrap();
-    let start = config.find("[orgs.acme.admin]").unwrap();
-    let end = config.find("[stores.local]").unwrap();
-    let config = format!(
-        "{}[orgs.acme.admin]\nauth = \"access_token_env\"\n\n{}",
-        &config[..start],
-        &config[end..]
-    );
-    std::fs::write(w.path("rekey.toml"), config).unwrap();
+    w.import_legacy("billing").await;
+    w.edit_config(|c| {
+        let (start, end) = (
+            c.find("[orgs.acme.admin]").unwrap(),
+            c.find("[stores.local]").unwrap(),
+        );
+        format!(
+            "{}[orgs.acme.admin]\nauth = \"access_token_env\"\n\n{}",
+            &c[..start],
+            &c[end..]
+        )
+    });
 
     let missing = w.rekey(&["rotate", "billing"]).await;
     assert_eq!(missing.code, 64, "{}", missing.stderr);
@@ -722,28 +705,21 @@ async fn an_admin_access_token_from_the_environment_drives_a_rotation_and_is_nev
 async fn check_exit_codes_follow_the_policy_thresholds_and_key_age() {
     let mut w = World::new().await;
     // The imported legacy certificate is valid for 30 days.
-    w.ok(&[
-        "import",
-        "billing",
-        "--key",
-        "billing.key",
-        "--cert",
-        "billing.crt",
-    ])
-    .await;
+    w.import_legacy("billing").await;
     let set_policy = |w: &World, policy: &str| {
-        let config = std::fs::read_to_string(w.path("rekey.toml")).unwrap();
-        let lines: Vec<&str> = config
-            .lines()
-            .map(|l| {
-                if l.starts_with("policy = ") {
-                    policy
-                } else {
-                    l
-                }
-            })
-            .collect();
-        std::fs::write(w.path("rekey.toml"), lines.join("\n")).unwrap();
+        w.edit_config(|c| {
+            let lines: Vec<&str> = c
+                .lines()
+                .map(|l| {
+                    if l.starts_with("policy = ") {
+                        policy
+                    } else {
+                        l
+                    }
+                })
+                .collect();
+            lines.join("\n")
+        })
     };
 
     let ok = w.rekey(&["check", "billing"]).await;
@@ -805,15 +781,7 @@ async fn check_exit_codes_follow_the_policy_thresholds_and_key_age() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_staging_and_journaling_resumes_with_the_staged_key() {
     let mut w = World::new().await;
-    w.ok(&[
-        "import",
-        "billing",
-        "--key",
-        "billing.key",
-        "--cert",
-        "billing.crt",
-    ])
-    .await;
+    w.import_legacy("billing").await;
     // Stop the rotation at publish, after the key was staged.
     w.sim.inject_fault(
         Fault::new(FaultKind::DeployFails {
@@ -861,12 +829,12 @@ async fn a_crash_between_staging_and_journaling_resumes_with_the_staged_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rekey_refuses_to_rotate_its_own_admin_app_before_writing_anything() {
     let mut w = World::new().await;
-    let config = std::fs::read_to_string(w.path("rekey.toml")).unwrap();
-    let config = format!(
-        "{config}\n[credentials.admin-self]\norg = \"acme\"\napp_kind = \"connected_app\"\napp = \"Rekey_Admin\"\n\
-         username = \"rekey-admin@acme.example\"\nstore = \"local\"\nsubject = {{ cn = \"admin\" }}\n"
-    );
-    std::fs::write(w.path("rekey.toml"), config).unwrap();
+    w.edit_config(|c| {
+        format!(
+            "{c}\n[credentials.admin-self]\norg = \"acme\"\napp_kind = \"connected_app\"\napp = \"Rekey_Admin\"\n\
+             username = \"rekey-admin@acme.example\"\nstore = \"local\"\nsubject = {{ cn = \"admin\" }}\n"
+        )
+    });
     let before = w.app_fingerprint("Rekey_Admin");
     let run = w.rekey(&["rotate", "admin-self"]).await;
     assert_eq!(run.code, 64, "{}{}", run.stdout, run.stderr);
@@ -881,20 +849,23 @@ async fn rekey_refuses_to_rotate_its_own_admin_app_before_writing_anything() {
         "nothing may be written for a refused rotation"
     );
     assert_eq!(w.app_fingerprint("Rekey_Admin"), before);
+
+    // A misspelt app is refused at the same preflight, naming the app and the org.
+    w.edit_config(|c| c.replace("app = \"Rekey_Admin\"", "app = \"Rekey_Admn\""));
+    let missing = w.rekey(&["rotate", "admin-self"]).await;
+    assert_eq!(missing.code, 64, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("Rekey_Admn") && missing.stderr.contains("acme"),
+        "{}",
+        missing.stderr
+    );
+    assert!(!w.path("keys/admin-self").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verification_retries_through_the_propagation_window_until_salesforce_accepts() {
     let mut w = World::new().await;
-    w.ok(&[
-        "import",
-        "billing",
-        "--key",
-        "billing.key",
-        "--cert",
-        "billing.crt",
-    ])
-    .await;
+    w.import_legacy("billing").await;
     // For two seconds after the deploy Salesforce still checks tokens against the old certificate.
     w.sim.set_propagation(2, PropagationMode::Old);
     let rotated = w.ok(&["rotate", "billing"]).await;
