@@ -401,7 +401,32 @@ async fn import(
         ))
     })?;
     let store = wiring::store(&config, cred);
-    let _lock = store.lock(name, "rekey import").await?;
+    let lock = store.lock(name, "rekey import").await?;
+    let imported = import_locked(store.as_ref(), name, &key, &cert).await;
+    lock.release().await?;
+    imported?;
+    let generation = store
+        .stages(name)
+        .await?
+        .current
+        .map_or(Generation(1), |c| c.generation);
+    let report = ImportReport {
+        credential: name.to_string(),
+        generation,
+        fingerprint: cert.fingerprint.to_hex(),
+        not_after: cert.not_after,
+    };
+    render::import(&report, json);
+    Ok(Exit::Ok)
+}
+
+/// Stores `key` as generation 1, CURRENT, unless the credential already has that certificate.
+async fn import_locked(
+    store: &dyn SecretStore,
+    name: &str,
+    key: &KeyMaterial,
+    cert: &Certificate,
+) -> Result<()> {
     let stages = store.stages(name).await?;
     if let Some(current) = &stages.current {
         if current.certificate.fingerprint != cert.fingerprint {
@@ -422,27 +447,15 @@ async fn import(
                 name,
                 &NewVersion {
                     generation,
-                    key: &key,
-                    certificate: &cert,
+                    key,
+                    certificate: cert,
                     rotation_id: &rotation_id,
                 },
             )
             .await?;
         store.promote(name, generation).await?;
     }
-    let generation = store
-        .stages(name)
-        .await?
-        .current
-        .map_or(Generation(1), |c| c.generation);
-    let report = ImportReport {
-        credential: name.to_string(),
-        generation,
-        fingerprint: cert.fingerprint.to_hex(),
-        not_after: cert.not_after,
-    };
-    render::import(&report, json);
-    Ok(Exit::Ok)
+    Ok(())
 }
 
 /// What `verify` observed.

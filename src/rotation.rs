@@ -116,6 +116,18 @@ pub struct Failure {
     pub published: bool,
 }
 
+impl Failure {
+    /// A failure before any rotation began (preflight, lock, reading the journal).
+    fn before_start(error: Error) -> Self {
+        Failure {
+            error,
+            rotation_id: None,
+            step: None,
+            published: false,
+        }
+    }
+}
+
 /// An unfinished rotation, as the journal tells it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenRotation {
@@ -228,31 +240,41 @@ pub async fn rotate(
     rotation: &Rotation<'_>,
     progress: &mut (dyn FnMut(Event) + Send),
 ) -> std::result::Result<Outcome, Failure> {
-    let failure = |error: Error| Failure {
-        error,
-        rotation_id: None,
-        step: None,
-        published: false,
-    };
     // Preflight before anything is written: the admin connection works and the app is one
     // rekey may rotate.
-    rotation.target.check().await.map_err(failure)?;
+    rotation
+        .target
+        .check()
+        .await
+        .map_err(Failure::before_start)?;
     let holder = format!("rekey rotate on {}", hostname());
-    let _lock = rotation
+    let lock = rotation
         .store
         .lock(rotation.credential, &holder)
         .await
-        .map_err(failure)?;
+        .map_err(Failure::before_start)?;
+    let result = rotate_locked(rotation, progress).await;
+    // The outcome stands either way; a lock that cannot be given back expires by itself.
+    if let Err(e) = lock.release().await {
+        tracing::warn!(credential = rotation.credential, error = %e, "could not release the rotation lock");
+    }
+    result
+}
+
+async fn rotate_locked(
+    rotation: &Rotation<'_>,
+    progress: &mut (dyn FnMut(Event) + Send),
+) -> std::result::Result<Outcome, Failure> {
     let journal = rotation
         .store
         .read_journal(rotation.credential)
         .await
-        .map_err(failure)?;
+        .map_err(Failure::before_start)?;
     let stages = rotation
         .store
         .stages(rotation.credential)
         .await
-        .map_err(failure)?;
+        .map_err(Failure::before_start)?;
 
     let mut run = match open_rotation(&journal) {
         Some(open) => {
@@ -268,7 +290,7 @@ pub async fn rotate(
                 .target
                 .installed()
                 .await
-                .map_err(failure)?
+                .map_err(Failure::before_start)?
                 .map(|c| c.fingerprint);
             Run::start(rotation, current, old_fingerprint)
         }

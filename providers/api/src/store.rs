@@ -63,8 +63,16 @@ pub struct NewVersion<'a> {
     pub rotation_id: &'a RotationId,
 }
 
-/// Held while a rotation runs; dropping it releases the store's lock.
-pub trait RotationLock: fmt::Debug + Send + Sync {}
+/// Held while a rotation runs.
+#[async_trait]
+pub trait RotationLock: fmt::Debug + Send + Sync {
+    /// Gives the lock back.
+    ///
+    /// # Behavior
+    /// - A lock that is never released (the process died) is freed by the store itself: the OS
+    ///   for a file lock, the lease's expiry for a remote store.
+    async fn release(self: Box<Self>) -> Result<()>;
+}
 
 /// A place that keeps private keys for credentials.
 ///
@@ -108,6 +116,24 @@ pub trait SecretStore: fmt::Display + fmt::Debug + Send + Sync {
     /// - Fails with `NotFound` if PENDING does not hold `generation`.
     /// - Atomic for readers: there is never a moment with no CURRENT.
     async fn promote(&self, credential: &str, generation: Generation) -> Result<()>;
+
+    /// Makes `to`, the PREVIOUS generation, CURRENT again; the generation that was CURRENT
+    /// becomes PREVIOUS (rollback after a promotion).
+    ///
+    /// # Behavior
+    /// - Succeeds without change if `to` is already CURRENT.
+    /// - Fails with `NotFound` if `to` is neither CURRENT nor PREVIOUS.
+    /// - Atomic for readers, like `promote`; conditional on the stage map it read (`Conflict` if
+    ///   another writer moved CURRENT in between).
+    async fn revert(&self, credential: &str, to: Generation) -> Result<()>;
+
+    /// Permanently destroys every stored copy of `generation`'s key (emergency rekey, abort).
+    ///
+    /// # Behavior
+    /// - Refuses with `Conflict` to destroy the CURRENT generation.
+    /// - A PENDING or PREVIOUS stage holding it becomes empty.
+    /// - Destroying a generation that is already gone, or never existed, succeeds.
+    async fn destroy(&self, credential: &str, generation: Generation) -> Result<()>;
 
     /// Appends one entry to the credential's rotation journal.
     ///

@@ -1,8 +1,9 @@
 //! rekey's embedded default secret store: a directory per credential on the local disk.
 //!
 //! See this crate's README for the layout. Durability comes from write-to-temp + fsync + rename
-//! (+ directory fsync) for every file; stage pointers are separate small files so that the switch
-//! consumers observe (`CURRENT`) is a single rename.
+//! (+ directory fsync) for every file. The stage map (which generation is CURRENT, PENDING,
+//! PREVIOUS) is one small file, so every stage change, promotion and rollback included, is a
+//! single atomic rename.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,6 +18,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// The stage map's file name in each credential directory.
+const STAGES: &str = "stages.json";
+
 /// The file store rooted at one directory.
 #[derive(Debug, Clone)]
 pub struct FileStore {
@@ -30,12 +34,27 @@ struct Meta {
     rotation_id: Option<RotationId>,
 }
 
+/// The stage map, as stored in `stages.json`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pointers {
+    current: Option<Generation>,
+    pending: Option<Generation>,
+    previous: Option<Generation>,
+}
+
+/// Holds the OS lock on the credential's `lock` file; closing the file releases it.
 #[derive(Debug)]
 struct FileLock {
     _file: File,
 }
 
-impl RotationLock for FileLock {}
+#[async_trait]
+impl RotationLock for FileLock {
+    async fn release(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
 
 impl FileStore {
     /// A store rooted at `root`. Nothing is created until the first write.
@@ -71,34 +90,23 @@ impl FileStore {
         Ok(())
     }
 
-    fn read_pointer(dir: &Path, stage: Stage) -> Result<Option<Generation>> {
-        let path = dir.join(pointer_name(stage));
+    fn read_pointers(dir: &Path) -> Result<Pointers> {
+        let path = dir.join(STAGES);
         match fs::read_to_string(&path) {
-            Ok(text) => text
-                .trim()
-                .parse::<u64>()
-                .map(|n| Some(Generation(n)))
-                .map_err(|_| {
-                    Error::new(
-                        ErrorKind::Unexpected,
-                        format!("{} does not hold a generation number", path.display()),
-                    )
-                    .with_hint(
-                        "the file store was edited by hand; restore the pointer file from a backup",
-                    )
-                }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("{} is not a stage map: {e}", path.display()),
+                )
+                .with_hint("the file store was edited by hand; restore stages.json from a backup")
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Pointers::default()),
             Err(e) => Err(io_error("read", &path, e)),
         }
     }
 
-    /// The raw pointers with the "PENDING equal to CURRENT means none" rule applied (that state
-    /// is what an interrupted promotion leaves behind).
-    fn pointers(dir: &Path) -> Result<[Option<Generation>; 3]> {
-        let current = Self::read_pointer(dir, Stage::Current)?;
-        let pending = Self::read_pointer(dir, Stage::Pending)?.filter(|p| Some(*p) != current);
-        let previous = Self::read_pointer(dir, Stage::Previous)?;
-        Ok([current, pending, previous])
+    fn write_pointers(dir: &Path, pointers: &Pointers) -> Result<()> {
+        write_atomic(&dir.join(STAGES), &to_json(pointers)?, 0o644)
     }
 
     fn version_info(dir: &Path, generation: Generation) -> Result<VersionInfo> {
@@ -125,12 +133,12 @@ impl FileStore {
     }
 
     fn stages_in(dir: &Path) -> Result<Stages> {
-        let [current, pending, previous] = Self::pointers(dir)?;
+        let p = Self::read_pointers(dir)?;
         let load = |g: Option<Generation>| g.map(|g| Self::version_info(dir, g)).transpose();
         Ok(Stages {
-            current: load(current)?,
-            pending: load(pending)?,
-            previous: load(previous)?,
+            current: load(p.current)?,
+            pending: load(p.pending)?,
+            previous: load(p.previous)?,
         })
     }
 }
@@ -182,11 +190,11 @@ impl SecretStore for FileStore {
         if !dir.exists() {
             return Ok(None);
         }
-        let [current, pending, previous] = Self::pointers(&dir)?;
+        let p = Self::read_pointers(&dir)?;
         let generation = match stage {
-            Stage::Current => current,
-            Stage::Pending => pending,
-            Stage::Previous => previous,
+            Stage::Current => p.current,
+            Stage::Pending => p.pending,
+            Stage::Previous => p.previous,
         };
         let Some(generation) = generation else {
             return Ok(None);
@@ -204,8 +212,8 @@ impl SecretStore for FileStore {
     async fn stage(&self, credential: &str, new: &NewVersion<'_>) -> Result<()> {
         let dir = self.dir(credential)?;
         self.ensure_dir(&dir)?;
-        let [current, pending, _] = Self::pointers(&dir)?;
-        if let Some(pending) = pending {
+        let mut pointers = Self::read_pointers(&dir)?;
+        if let Some(pending) = pointers.pending {
             let held = Self::version_info(&dir, pending)?;
             if pending == new.generation
                 && held.certificate.fingerprint == new.certificate.fingerprint
@@ -221,7 +229,7 @@ impl SecretStore for FileStore {
             )
             .with_hint("finish or abandon that rotation before starting another"));
         }
-        if let Some(current) = current.filter(|c| *c >= new.generation) {
+        if let Some(current) = pointers.current.filter(|c| *c >= new.generation) {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
@@ -249,21 +257,17 @@ impl SecretStore for FileStore {
             &to_json(&meta)?,
             0o644,
         )?;
-        write_pointer(&dir, Stage::Pending, new.generation)
+        pointers.pending = Some(new.generation);
+        Self::write_pointers(&dir, &pointers)
     }
 
     async fn promote(&self, credential: &str, generation: Generation) -> Result<()> {
         let dir = self.dir(credential)?;
-        let current = Self::read_pointer(&dir, Stage::Current)?;
-        let pending = Self::read_pointer(&dir, Stage::Pending)?;
-        if current == Some(generation) {
-            // Finish a promotion interrupted after the CURRENT switch.
-            if pending == Some(generation) {
-                remove_pointer(&dir, Stage::Pending)?;
-            }
+        let p = Self::read_pointers(&dir)?;
+        if p.current == Some(generation) {
             return Ok(());
         }
-        if pending != Some(generation) {
+        if p.pending != Some(generation) {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 format!(
@@ -271,11 +275,67 @@ impl SecretStore for FileStore {
                 ),
             ));
         }
-        if let Some(current) = current {
-            write_pointer(&dir, Stage::Previous, current)?;
+        let promoted = Pointers {
+            current: Some(generation),
+            pending: None,
+            previous: p.current,
+        };
+        Self::write_pointers(&dir, &promoted)
+    }
+
+    async fn revert(&self, credential: &str, to: Generation) -> Result<()> {
+        let dir = self.dir(credential)?;
+        let p = Self::read_pointers(&dir)?;
+        if p.current == Some(to) {
+            return Ok(());
         }
-        write_pointer(&dir, Stage::Current, generation)?;
-        remove_pointer(&dir, Stage::Pending)
+        if p.previous != Some(to) {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{self}: generation {to} of '{credential}' is not PREVIOUS, so it cannot be made current again"
+                ),
+            ));
+        }
+        Self::write_pointers(
+            &dir,
+            &Pointers {
+                current: Some(to),
+                pending: p.pending,
+                previous: p.current,
+            },
+        )
+    }
+
+    async fn destroy(&self, credential: &str, generation: Generation) -> Result<()> {
+        let dir = self.dir(credential)?;
+        if !dir.exists() {
+            return Ok(());
+        }
+        let mut p = Self::read_pointers(&dir)?;
+        if p.current == Some(generation) {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("{self}: generation {generation} of '{credential}' is CURRENT and cannot be destroyed"),
+            )
+            .with_hint("rotate or revert first, so that another generation is CURRENT"));
+        }
+        // Unpoint first: a crash between the two steps leaves an orphan file, never a pointer to
+        // a missing key.
+        if p.pending == Some(generation) || p.previous == Some(generation) {
+            p.pending = p.pending.filter(|g| *g != generation);
+            p.previous = p.previous.filter(|g| *g != generation);
+            Self::write_pointers(&dir, &p)?;
+        }
+        for extension in ["key", "crt", "json"] {
+            let path = dir.join(file_name(generation, extension));
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("remove", &path, e)),
+            }
+        }
+        sync_dir(&dir)
     }
 
     async fn append_journal(&self, credential: &str, entry: &JournalEntry) -> Result<()> {
@@ -357,33 +417,8 @@ impl SecretStore for FileStore {
     }
 }
 
-fn pointer_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Current => "CURRENT",
-        Stage::Pending => "PENDING",
-        Stage::Previous => "PREVIOUS",
-    }
-}
-
 fn file_name(generation: Generation, extension: &str) -> String {
     format!("{:06}.{extension}", generation.0)
-}
-
-fn write_pointer(dir: &Path, stage: Stage, generation: Generation) -> Result<()> {
-    write_atomic(
-        &dir.join(pointer_name(stage)),
-        format!("{generation}\n").as_bytes(),
-        0o644,
-    )
-}
-
-fn remove_pointer(dir: &Path, stage: Stage) -> Result<()> {
-    let path = dir.join(pointer_name(stage));
-    match fs::remove_file(&path) {
-        Ok(()) => sync_dir(dir),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_error("remove", &path, e)),
-    }
 }
 
 fn to_json(value: &impl Serialize) -> Result<Vec<u8>> {

@@ -159,27 +159,35 @@ async fn stage_is_idempotent_per_rotation_and_refuses_a_second_rotation() {
 }
 
 #[tokio::test]
-async fn a_promotion_interrupted_after_the_switch_is_finished_by_running_it_again() {
+async fn destroy_removes_the_files_and_revert_swaps_in_one_write() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let (k1, c1) = pair();
-    stage(&store, 1, &k1, &c1).await.unwrap();
-    store.promote("billing", Generation(1)).await.unwrap();
-    let (k2, c2) = pair();
-    stage(&store, 2, &k2, &c2).await.unwrap();
-
-    // What a crash between "write CURRENT" and "remove PENDING" leaves on disk.
-    std::fs::write(dir.path().join("billing/PREVIOUS"), "1\n").unwrap();
-    std::fs::write(dir.path().join("billing/CURRENT"), "2\n").unwrap();
-    let stages = store.stages("billing").await.unwrap();
-    assert_eq!(stages.current.unwrap().generation, Generation(2));
-    assert!(
-        stages.pending.is_none(),
-        "PENDING equal to CURRENT is no pending version"
+    for generation in 1..=2 {
+        let (key, cert) = pair();
+        stage(&store, generation, &key, &cert).await.unwrap();
+        store
+            .promote("billing", Generation(generation))
+            .await
+            .unwrap();
+    }
+    store.revert("billing", Generation(1)).await.unwrap();
+    let stages: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("billing/stages.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        stages,
+        serde_json::json!({"current": 1, "pending": null, "previous": 2})
     );
 
-    store.promote("billing", Generation(2)).await.unwrap();
-    assert!(!dir.path().join("billing/PENDING").exists());
+    store.destroy("billing", Generation(2)).await.unwrap();
+    for file in ["000002.key", "000002.crt", "000002.json"] {
+        assert!(
+            !dir.path().join("billing").join(file).exists(),
+            "{file} survived destroy"
+        );
+    }
+    assert!(dir.path().join("billing/000001.key").exists());
 }
 
 #[tokio::test]

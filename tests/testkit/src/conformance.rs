@@ -1,0 +1,1 @@
+//! placeholder: the SecretStore conformance suite (being written).
