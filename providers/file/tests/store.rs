@@ -1,105 +1,37 @@
-//! The file store against its contract, on a real temporary directory.
+//! What the file store promises beyond the shared contract (tests/conformance.rs): file modes,
+//! atomic writes, a crash-torn journal, the OS lock, safe credential names.
 
 use rekey_api::{
-    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Phase, RotationId,
-    SecretStore, Stage, Step,
+    ErrorKind, Generation, JournalEntry, NewVersion, Phase, RotationId, SecretStore, Step,
 };
 use rekey_file::FileStore;
+use rekey_testkit::conformance::pair;
 use std::os::unix::fs::PermissionsExt;
 
-/// A throwaway key pair; the store does not care about the algorithm, so P-256 keeps tests fast.
-fn pair() -> (KeyMaterial, Certificate) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["test".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    (
-        KeyMaterial::from_pem(key.serialize_pem()).unwrap(),
-        Certificate::from_pem(&cert.pem()).unwrap(),
-    )
-}
-
-async fn stage(
-    store: &FileStore,
-    generation: u64,
-    key: &KeyMaterial,
-    cert: &Certificate,
-) -> rekey_api::Result<()> {
-    let rotation_id = RotationId(format!("r{generation}"));
-    store
-        .stage(
-            "billing",
-            &NewVersion {
-                generation: Generation(generation),
-                key,
-                certificate: cert,
-                rotation_id: &rotation_id,
-            },
-        )
-        .await
+/// Stages and promotes generations `1..=n` of credential `billing`.
+async fn rotate_to(store: &FileStore, n: u64) {
+    for generation in 1..=n {
+        let (key, cert) = pair();
+        let rotation_id = RotationId(format!("r{generation}"));
+        let new = NewVersion {
+            generation: Generation(generation),
+            key: &key,
+            certificate: &cert,
+            rotation_id: &rotation_id,
+        };
+        store.stage("billing", &new).await.unwrap();
+        store
+            .promote("billing", Generation(generation))
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]
-async fn stage_then_promote_moves_current_to_previous_and_keeps_keys_private() {
+async fn keys_are_private_and_no_temporary_file_is_left_behind() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path().join("keys"));
-    assert_eq!(store.stages("billing").await.unwrap(), Default::default());
-
-    let (k1, c1) = pair();
-    stage(&store, 1, &k1, &c1).await.unwrap();
-    let stages = store.stages("billing").await.unwrap();
-    assert!(
-        stages.current.is_none(),
-        "staging must never create CURRENT"
-    );
-    assert_eq!(
-        stages.pending.as_ref().unwrap().certificate.fingerprint,
-        c1.fingerprint
-    );
-    store.promote("billing", Generation(1)).await.unwrap();
-
-    let (k2, c2) = pair();
-    stage(&store, 2, &k2, &c2).await.unwrap();
-    let read = store
-        .read_key("billing", Stage::Pending)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(read.key.expose_secret_pem(), k2.expose_secret_pem());
-    assert_eq!(
-        store
-            .stages("billing")
-            .await
-            .unwrap()
-            .current
-            .unwrap()
-            .generation,
-        Generation(1)
-    );
-
-    store.promote("billing", Generation(2)).await.unwrap();
-    store
-        .promote("billing", Generation(2))
-        .await
-        .expect("promoting the current generation again is a no-op");
-    let stages = store.stages("billing").await.unwrap();
-    assert_eq!(
-        stages.current.unwrap().certificate.fingerprint,
-        c2.fingerprint
-    );
-    assert_eq!(
-        stages.previous.unwrap().certificate.fingerprint,
-        c1.fingerprint
-    );
-    assert!(stages.pending.is_none());
-    let previous = store
-        .read_key("billing", Stage::Previous)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(previous.key.expose_secret_pem(), k1.expose_secret_pem());
-
+    rotate_to(&store, 2).await;
     let cred_dir = dir.path().join("keys/billing");
     for (file, mode) in [
         ("000001.key", 0o600),
@@ -129,47 +61,10 @@ async fn stage_then_promote_moves_current_to_previous_and_keeps_keys_private() {
 }
 
 #[tokio::test]
-async fn stage_is_idempotent_per_rotation_and_refuses_a_second_rotation() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::new(dir.path());
-    let (k1, c1) = pair();
-    stage(&store, 1, &k1, &c1).await.unwrap();
-    stage(&store, 1, &k1, &c1)
-        .await
-        .expect("the same generation and certificate again is a retry");
-
-    let (k2, c2) = pair();
-    let err = stage(&store, 2, &k2, &c2).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict);
-    assert!(
-        err.to_string()
-            .contains("generation 1 pending (rotation r1)"),
-        "{err}"
-    );
-
-    store.promote("billing", Generation(1)).await.unwrap();
-    let err = stage(&store, 1, &k2, &c2).await.unwrap_err();
-    assert_eq!(
-        err.kind(),
-        ErrorKind::Conflict,
-        "a generation at or below CURRENT must be refused"
-    );
-    let err = store.promote("billing", Generation(5)).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-}
-
-#[tokio::test]
 async fn destroy_removes_the_files_and_revert_swaps_in_one_write() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    for generation in 1..=2 {
-        let (key, cert) = pair();
-        stage(&store, generation, &key, &cert).await.unwrap();
-        store
-            .promote("billing", Generation(generation))
-            .await
-            .unwrap();
-    }
+    rotate_to(&store, 2).await;
     store.revert("billing", Generation(1)).await.unwrap();
     let stages: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("billing/stages.json")).unwrap(),
