@@ -58,6 +58,10 @@ pub enum Command {
     Check {
         /// Only this credential.
         credential: Option<String>,
+        /// Instead: prove that a rotation could run now: the store grants every permission a
+        /// rotation needs, the admin login works and the app exists. Changes nothing.
+        #[arg(long)]
+        preflight: bool,
     },
     /// Put an existing key and certificate (already on the app) under rekey's management as CURRENT.
     Import {

@@ -21,7 +21,14 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Plan { credential } => plan(&cli.config, &credential, json).await,
         Command::Rotate { credential } => return rotate(&cli.config, &credential, json).await,
         Command::Status { credential } => status(&cli.config, credential.as_deref(), json).await,
-        Command::Check { credential } => check(&cli.config, credential.as_deref(), json).await,
+        Command::Check {
+            credential,
+            preflight: false,
+        } => check(&cli.config, credential.as_deref(), json).await,
+        Command::Check {
+            credential,
+            preflight: true,
+        } => preflight(&cli.config, credential.as_deref(), json).await,
         Command::Import {
             credential,
             key,
@@ -133,7 +140,7 @@ fn inspect(files: &[PathBuf], json: bool) -> Result<Exit> {
 async fn plan(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let store = wiring::store(&config, cred);
+    let store = wiring::store(&config, cred)?;
     let target = wiring::target(&config, cred)?;
     let plan = rotation::plan(&rotation_of(cred, store.as_ref(), target.as_ref())).await?;
     render::plan(&plan, json);
@@ -158,7 +165,7 @@ async fn rotate(config_path: &Path, name: &str, json: bool) -> Exit {
     let prepared = (|| {
         let config = config::load(config_path)?;
         let cred = wiring::credential(&config, name)?;
-        let store = wiring::store(&config, cred);
+        let store = wiring::store(&config, cred)?;
         let target = wiring::target(&config, cred)?;
         Ok::<_, Error>((store, target, config))
     })();
@@ -230,7 +237,7 @@ async fn status(config_path: &Path, only: Option<&str>, json: bool) -> Result<Ex
     let now = Utc::now();
     let mut rows = Vec::new();
     for cred in selected(&config, only)? {
-        let store = wiring::store(&config, cred);
+        let store = wiring::store(&config, cred).map_err(|e| e.context(&cred.name))?;
         let stages = store
             .stages(&cred.name)
             .await
@@ -290,7 +297,7 @@ async fn check(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exi
     let now = Utc::now();
     let mut rows = Vec::new();
     for cred in selected(&config, only)? {
-        let store = wiring::store(&config, cred);
+        let store = wiring::store(&config, cred).map_err(|e| e.context(&cred.name))?;
         let stages = store
             .stages(&cred.name)
             .await
@@ -363,6 +370,50 @@ async fn check(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exi
     )
 }
 
+/// One credential's preflight result: `None` means the check passed.
+#[derive(Serialize)]
+pub struct PreflightRow {
+    /// Credential name.
+    pub credential: String,
+    /// The store, as displayed.
+    pub store: String,
+    /// Why the store would refuse a rotation.
+    pub store_problem: Option<String>,
+    /// The app, as displayed.
+    pub target: String,
+    /// Why the app side would refuse a rotation.
+    pub target_problem: Option<String>,
+}
+
+async fn preflight(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let mut rows = Vec::new();
+    let mut worst = Exit::Ok;
+    for cred in selected(&config, only)? {
+        let store = wiring::store(&config, cred).map_err(|e| e.context(&cred.name))?;
+        let target = wiring::target(&config, cred).map_err(|e| e.context(&cred.name))?;
+        let mut problem = |result: Result<()>| {
+            result.err().map(|e| {
+                if worst == Exit::Ok {
+                    worst = render::exit_for(e.kind());
+                }
+                e.to_string()
+            })
+        };
+        let store_problem = problem(store.check(&cred.name).await);
+        let target_problem = problem(target.check().await);
+        rows.push(PreflightRow {
+            credential: cred.name.clone(),
+            store: store.to_string(),
+            store_problem,
+            target: target.to_string(),
+            target_problem,
+        });
+    }
+    render::preflight(&rows, json);
+    Ok(worst)
+}
+
 /// What `import` did.
 #[derive(Serialize)]
 pub struct ImportReport {
@@ -400,7 +451,7 @@ async fn import(
             cert_path.display()
         ))
     })?;
-    let store = wiring::store(&config, cred);
+    let store = wiring::store(&config, cred)?;
     let lock = store.lock(name, "rekey import").await?;
     let imported = import_locked(store.as_ref(), name, &key, &cert).await;
     lock.release().await?;
@@ -480,7 +531,7 @@ pub struct VerifyReport {
 async fn verify(config_path: &Path, name: &str, stage: Stage, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let store = wiring::store(&config, cred);
+    let store = wiring::store(&config, cred)?;
     let stored = store.read_key(name, stage).await?.ok_or_else(|| {
         Error::new(
             ErrorKind::NotFound,
@@ -518,7 +569,7 @@ async fn verify(config_path: &Path, name: &str, stage: Stage, json: bool) -> Res
 async fn journal(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let entries = wiring::store(&config, cred).read_journal(name).await?;
+    let entries = wiring::store(&config, cred)?.read_journal(name).await?;
     render::journal(&entries, json);
     Ok(Exit::Ok)
 }

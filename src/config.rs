@@ -66,6 +66,72 @@ pub enum StoreConfig {
         /// Its root directory.
         path: PathBuf,
     },
+    /// HashiCorp Vault (or OpenBao) KV v2.
+    Vault(Box<VaultStoreConfig>),
+}
+
+/// A Vault store as configured; unset connection settings come from the `VAULT_*` environment.
+#[derive(Debug)]
+pub struct VaultStoreConfig {
+    /// Server address; `None` = `$VAULT_ADDR`.
+    pub address: Option<String>,
+    /// KV v2 mount.
+    pub mount: String,
+    /// Path under the mount that holds one folder per credential.
+    pub path_prefix: String,
+    /// Enterprise/HCP namespace; `None` = `$VAULT_NAMESPACE`.
+    pub namespace: Option<String>,
+    /// CA certificate file; `None` = `$VAULT_CACERT`.
+    pub ca_cert: Option<PathBuf>,
+    /// Directory of CA certificates; `None` = `$VAULT_CAPATH`.
+    pub ca_path: Option<PathBuf>,
+    /// Skip TLS verification (only ever when written in the config).
+    pub tls_skip_verify: bool,
+    /// KV versions kept per path.
+    pub max_versions: u32,
+    /// Lease of the rotation lock.
+    pub lock_ttl: Duration,
+    /// How rekey logs in.
+    pub auth: VaultAuthConfig,
+    /// `file:line` of the store's section, for errors found later (missing env, unreadable files).
+    pub origin: String,
+}
+
+/// How rekey logs in to Vault.
+#[derive(Debug)]
+pub enum VaultAuthConfig {
+    /// A token: `token_file` when set, else `$VAULT_TOKEN`, else `~/.vault-token`.
+    Token {
+        /// A file holding the token.
+        token_file: Option<PathBuf>,
+    },
+    /// AppRole: role_id plus a secret_id from a file or an environment variable.
+    AppRole {
+        /// Auth mount, default `approle`.
+        mount: String,
+        /// The role id (not secret on its own).
+        role_id: String,
+        /// Where the secret_id comes from.
+        secret_id: SecretSource,
+    },
+    /// Kubernetes: the pod's service-account JWT.
+    Kubernetes {
+        /// Auth mount, default `kubernetes`.
+        mount: String,
+        /// The Vault role.
+        role: String,
+        /// The service-account token file.
+        jwt_path: PathBuf,
+    },
+}
+
+/// Where a secret setting is read from at run time (never written into the config itself).
+#[derive(Debug)]
+pub enum SecretSource {
+    /// A file's contents.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
 }
 
 /// Connected App or External Client App.
@@ -161,6 +227,29 @@ struct RawAdmin {
 struct RawStore {
     kind: Spanned<String>,
     path: Option<Spanned<String>>,
+    address: Option<Spanned<String>>,
+    mount: Option<Spanned<String>>,
+    path_prefix: Option<Spanned<String>>,
+    namespace: Option<Spanned<String>>,
+    ca_cert: Option<Spanned<String>>,
+    ca_path: Option<Spanned<String>>,
+    tls_skip_verify: Option<Spanned<bool>>,
+    max_versions: Option<Spanned<i64>>,
+    lock_ttl_secs: Option<Spanned<i64>>,
+    auth: Option<Spanned<RawVaultAuth>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVaultAuth {
+    method: Spanned<String>,
+    token_file: Option<Spanned<String>>,
+    mount: Option<Spanned<String>>,
+    role_id: Option<Spanned<String>>,
+    secret_id_file: Option<Spanned<String>>,
+    secret_id_env: Option<Spanned<String>>,
+    role: Option<Spanned<String>>,
+    jwt_path: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -335,30 +424,212 @@ fn validate_stores(
     p: &mut Problems,
 ) -> BTreeMap<String, StoreConfig> {
     let mut out = BTreeMap::new();
-    for (name, store) in &raw.stores {
-        let store = store.get_ref();
-        match store.kind.get_ref().as_str() {
-            "file" => match &store.path {
-                Some(path) => {
-                    out.insert(
-                        name.clone(),
-                        StoreConfig::File {
-                            path: base.join(path.get_ref()),
-                        },
-                    );
+    for (name, spanned) in &raw.stores {
+        let store = spanned.get_ref();
+        let config = match store.kind.get_ref().as_str() {
+            "file" => {
+                misplaced(
+                    p,
+                    name,
+                    "file",
+                    &[
+                        ("address", store.address.as_ref().map(Spanned::span)),
+                        ("mount", store.mount.as_ref().map(Spanned::span)),
+                        ("path_prefix", store.path_prefix.as_ref().map(Spanned::span)),
+                        ("namespace", store.namespace.as_ref().map(Spanned::span)),
+                        ("ca_cert", store.ca_cert.as_ref().map(Spanned::span)),
+                        ("ca_path", store.ca_path.as_ref().map(Spanned::span)),
+                        (
+                            "tls_skip_verify",
+                            store.tls_skip_verify.as_ref().map(Spanned::span),
+                        ),
+                        (
+                            "max_versions",
+                            store.max_versions.as_ref().map(Spanned::span),
+                        ),
+                        (
+                            "lock_ttl_secs",
+                            store.lock_ttl_secs.as_ref().map(Spanned::span),
+                        ),
+                        ("auth", store.auth.as_ref().map(Spanned::span)),
+                    ],
+                );
+                match &store.path {
+                    Some(path) => StoreConfig::File {
+                        path: base.join(path.get_ref()),
+                    },
+                    None => {
+                        p.add(
+                            store.kind.span(),
+                            format!("stores.{name}: kind = \"file\" needs path = \"DIR\""),
+                        );
+                        continue;
+                    }
                 }
-                None => p.add(
+            }
+            "vault" => {
+                misplaced(
+                    p,
+                    name,
+                    "vault",
+                    &[("path", store.path.as_ref().map(Spanned::span))],
+                );
+                if let Some(address) = &store.address {
+                    check_url(address, "address", p);
+                }
+                let Some(auth) = validate_vault_auth(name, store, base, p) else {
+                    continue;
+                };
+                StoreConfig::Vault(Box::new(VaultStoreConfig {
+                    address: text(&store.address),
+                    mount: text(&store.mount).unwrap_or_else(|| "secret".into()),
+                    path_prefix: text(&store.path_prefix).unwrap_or_else(|| "rekey".into()),
+                    namespace: text(&store.namespace),
+                    ca_cert: text(&store.ca_cert).map(|f| base.join(f)),
+                    ca_path: text(&store.ca_path).map(|d| base.join(d)),
+                    tls_skip_verify: store.tls_skip_verify.as_ref().is_some_and(|v| *v.get_ref()),
+                    max_versions: positive(&store.max_versions, 10, 1..=1000, "max_versions", p)
+                        as u32,
+                    lock_ttl: Duration::from_secs(positive(
+                        &store.lock_ttl_secs,
+                        3600,
+                        60..=86_400,
+                        "lock_ttl_secs",
+                        p,
+                    ) as u64),
+                    auth,
+                    origin: p.at(spanned.span()),
+                }))
+            }
+            other => {
+                p.add(
                     store.kind.span(),
-                    format!("stores.{name}: kind = \"file\" needs path = \"DIR\""),
-                ),
-            },
-            other => p.add(
-                store.kind.span(),
-                format!("unknown store kind '{other}'; this build supports \"file\""),
-            ),
-        }
+                    format!("unknown store kind '{other}'; use \"file\" or \"vault\""),
+                );
+                continue;
+            }
+        };
+        out.insert(name.clone(), config);
     }
     out
+}
+
+fn validate_vault_auth(
+    name: &str,
+    store: &RawStore,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<VaultAuthConfig> {
+    let Some(auth) = &store.auth else {
+        return Some(VaultAuthConfig::Token { token_file: None });
+    };
+    let a = auth.get_ref();
+    let span = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
+    let require = |p: &mut Problems, value: &Option<Spanned<String>>, key: &str, method: &str| {
+        if value.is_none() {
+            p.add(
+                auth.span(),
+                format!("stores.{name}.auth: method = \"{method}\" needs {key}"),
+            );
+        }
+        text(value)
+    };
+    match a.method.get_ref().as_str() {
+        "token" => {
+            misplaced(
+                p,
+                name,
+                "token auth",
+                &[
+                    ("mount", span(&a.mount)),
+                    ("role_id", span(&a.role_id)),
+                    ("secret_id_file", span(&a.secret_id_file)),
+                    ("secret_id_env", span(&a.secret_id_env)),
+                    ("role", span(&a.role)),
+                    ("jwt_path", span(&a.jwt_path)),
+                ],
+            );
+            Some(VaultAuthConfig::Token {
+                token_file: text(&a.token_file).map(|f| base.join(f)),
+            })
+        }
+        "approle" => {
+            misplaced(
+                p,
+                name,
+                "approle auth",
+                &[
+                    ("token_file", span(&a.token_file)),
+                    ("role", span(&a.role)),
+                    ("jwt_path", span(&a.jwt_path)),
+                ],
+            );
+            let role_id = require(p, &a.role_id, "role_id", "approle");
+            let secret_id = match (text(&a.secret_id_file), text(&a.secret_id_env)) {
+                (Some(file), None) => Some(SecretSource::File(base.join(file))),
+                (None, Some(var)) => Some(SecretSource::Env(var)),
+                _ => {
+                    p.add(auth.span(), format!("stores.{name}.auth: approle needs exactly one of secret_id_file or secret_id_env"));
+                    None
+                }
+            };
+            Some(VaultAuthConfig::AppRole {
+                mount: text(&a.mount).unwrap_or_else(|| "approle".into()),
+                role_id: role_id?,
+                secret_id: secret_id?,
+            })
+        }
+        "kubernetes" => {
+            misplaced(
+                p,
+                name,
+                "kubernetes auth",
+                &[
+                    ("token_file", span(&a.token_file)),
+                    ("role_id", span(&a.role_id)),
+                    ("secret_id_file", span(&a.secret_id_file)),
+                    ("secret_id_env", span(&a.secret_id_env)),
+                ],
+            );
+            let role = require(p, &a.role, "role", "kubernetes");
+            Some(VaultAuthConfig::Kubernetes {
+                mount: text(&a.mount).unwrap_or_else(|| "kubernetes".into()),
+                role: role?,
+                jwt_path: text(&a.jwt_path).map_or_else(
+                    || PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+                    |f| base.join(f),
+                ),
+            })
+        }
+        other => {
+            p.add(
+                a.method.span(),
+                format!("unknown Vault auth method '{other}'; use \"token\", \"approle\" or \"kubernetes\""),
+            );
+            None
+        }
+    }
+}
+
+/// Reports keys that belong to another kind of store or auth method instead of ignoring them.
+fn misplaced(
+    p: &mut Problems,
+    name: &str,
+    kind: &str,
+    keys: &[(&str, Option<std::ops::Range<usize>>)],
+) {
+    for (key, span) in keys {
+        if let Some(span) = span {
+            p.add(
+                span.clone(),
+                format!("stores.{name}: '{key}' does not apply to {kind}"),
+            );
+        }
+    }
+}
+
+fn text(value: &Option<Spanned<String>>) -> Option<String> {
+    value.as_ref().map(|v| v.get_ref().clone())
 }
 
 fn validate_credentials(raw: &RawConfig, p: &mut Problems) -> BTreeMap<String, CredentialConfig> {
@@ -626,6 +897,58 @@ subject = { cn = "billing-sync", o = "Acme" }
                 "rekey.toml:15:7: unknown org 'acm'; defined orgs: acme",
                 "rekey.toml:20:17: unknown key_algorithm 'ec-256'; use one of rsa-2048, rsa-3072, rsa-4096",
                 "rekey.toml:21:17: validity_days = 0 is out of range; use 1..=3650",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_vault_store_takes_defaults_and_leaves_unset_connection_settings_to_the_environment() {
+        let text = GOOD.replace(
+            "[stores.local]\nkind = \"file\"\npath = \"keys\"",
+            "[stores.local]\nkind = \"vault\"\nauth = { method = \"approle\", role_id = \"r-1\", secret_id_env = \"SID\" }",
+        );
+        let config = parse(&text, Path::new("/etc/rekey/rekey.toml")).unwrap();
+        let StoreConfig::Vault(v) = &config.stores["local"] else {
+            panic!("expected a vault store")
+        };
+        assert_eq!(
+            (
+                v.address.as_deref(),
+                v.mount.as_str(),
+                v.path_prefix.as_str()
+            ),
+            (None, "secret", "rekey")
+        );
+        assert_eq!(
+            (v.max_versions, v.lock_ttl, v.tls_skip_verify),
+            (10, Duration::from_secs(3600), false)
+        );
+        assert!(matches!(
+            &v.auth,
+            VaultAuthConfig::AppRole { mount, role_id, secret_id: SecretSource::Env(var) }
+                if mount == "approle" && role_id == "r-1" && var == "SID"
+        ));
+        assert_eq!(v.origin, "/etc/rekey/rekey.toml:10:1");
+    }
+
+    #[test]
+    fn vault_settings_that_do_not_fit_are_named_not_ignored() {
+        let text = GOOD.replace(
+            "[stores.local]\nkind = \"file\"\npath = \"keys\"",
+            "[stores.local]\nkind = \"vault\"\npath = \"keys\"\naddress = \"http://vault.example:8200\"\n\
+             auth = { method = \"approle\", role_id = \"r\", jwt_path = \"/t\" }",
+        );
+        let err = parse(&text, Path::new("rekey.toml"))
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "rekey.toml:12:8: stores.local: 'path' does not apply to vault",
+                "rekey.toml:13:11: address 'http://vault.example:8200' must be an https:// URL (plain http is allowed only for 127.0.0.1/localhost)",
+                "rekey.toml:14:56: stores.local: 'jwt_path' does not apply to approle auth",
+                "rekey.toml:14:8: stores.local.auth: approle needs exactly one of secret_id_file or secret_id_env",
             ]
         );
     }

@@ -4,7 +4,8 @@
 //! reach this module have no field that could hold one.
 
 use crate::commands::{
-    CheckRow, ImportReport, InspectReport, Inspected, Severity, StatusRow, VerifyReport,
+    CheckRow, ImportReport, InspectReport, Inspected, PreflightRow, Severity, StatusRow,
+    VerifyReport,
 };
 use crate::rotation::{Event, Outcome, Plan};
 use rekey_api::{Error, ErrorKind, JournalEntry, RotationId, Step};
@@ -46,7 +47,8 @@ impl From<Exit> for ExitCode {
     }
 }
 
-fn exit_for(kind: ErrorKind) -> Exit {
+/// The exit code for an error of `kind` outside a rotation.
+pub fn exit_for(kind: ErrorKind) -> Exit {
     match kind {
         // A missing app or credential is nearly always a wrong name in the config.
         ErrorKind::Config | ErrorKind::NotFound => Exit::Config,
@@ -327,6 +329,24 @@ pub fn check(rows: &[CheckRow], json: bool) {
         );
         for finding in &r.findings {
             println!("         - {finding}");
+        }
+    }
+}
+
+/// `rekey check --preflight`.
+pub fn preflight(rows: &[PreflightRow], json: bool) {
+    if json {
+        return print_json(&rows);
+    }
+    for r in rows {
+        let ok = r.store_problem.is_none() && r.target_problem.is_none();
+        println!(
+            "{:<8} {}",
+            if ok { "READY" } else { "BLOCKED" },
+            r.credential
+        );
+        for (what, problem) in [(&r.store, &r.store_problem), (&r.target, &r.target_problem)] {
+            println!("         {what}: {}", problem.as_deref().unwrap_or("ok"));
         }
     }
 }

@@ -240,8 +240,13 @@ pub async fn rotate(
     rotation: &Rotation<'_>,
     progress: &mut (dyn FnMut(Event) + Send),
 ) -> std::result::Result<Outcome, Failure> {
-    // Preflight before anything is written: the admin connection works and the app is one
-    // rekey may rotate.
+    // Preflight before anything is written: the store grants what a rotation needs, the admin
+    // connection works, and the app is one rekey may rotate.
+    rotation
+        .store
+        .check(rotation.credential)
+        .await
+        .map_err(Failure::before_start)?;
     rotation
         .target
         .check()

@@ -5,6 +5,7 @@
 //! free loopback port, and a `rekey.toml` pointing at it.
 
 use orgsim::{Fault, FaultKind, OrgSim, PropagationMode, Seed};
+use rekey_testkit::openbao::OpenBao;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -25,6 +26,8 @@ struct World {
     sim: OrgSim,
     /// Everything any rekey command printed, for the key-leak check.
     printed: Vec<String>,
+    /// Environment given to every rekey command.
+    env: Vec<(String, String)>,
 }
 
 struct Run {
@@ -85,6 +88,7 @@ impl World {
             dir,
             sim,
             printed: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -103,6 +107,9 @@ impl World {
             .env("REKEY_CONFIG", self.path("rekey.toml"))
             .env_remove("SF_ACCESS_TOKEN")
             .env_remove("SF_INSTANCE_URL")
+            .env_remove("VAULT_ADDR")
+            .env_remove("VAULT_TOKEN")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .envs(env.iter().copied())
             .output()
             .await
@@ -893,4 +900,68 @@ async fn verification_retries_through_the_propagation_window_until_salesforce_ac
         w.app_fingerprint("Billing_Sync"),
         w.current_fingerprint("billing").await
     );
+}
+
+/// A world whose credentials keep their keys in a real OpenBao (Vault API) server, under a
+/// prefix of their own.
+async fn vault_world(bao: &OpenBao) -> (World, String) {
+    let mut w = World::new().await;
+    let prefix = bao.unique_prefix("e2e");
+    let store = format!(
+        "[stores.local]\nkind = \"vault\"\naddress = \"{}\"\npath_prefix = \"{prefix}\"",
+        bao.addr()
+    );
+    w.edit_config(|c| c.replace("[stores.local]\nkind = \"file\"\npath = \"keys\"", &store));
+    w.env.push(("VAULT_TOKEN".into(), bao.root_token().into()));
+    (w, prefix)
+}
+
+fn bao_field(bao: &OpenBao, path: &str, field: &str) -> String {
+    let out = bao.bao(&["kv", "get", &format!("-field={field}"), path]);
+    assert!(
+        out.status.success(),
+        "bao kv get {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_app_rotation_with_the_key_in_vault() {
+    let bao = OpenBao::shared();
+    let (mut w, prefix) = vault_world(bao).await;
+    w.import_legacy("billing").await;
+    w.ok(&["rotate", "billing"]).await;
+
+    // A consumer's plain KV read of the documented CURRENT path sees the new certificate, and it
+    // is the one the app holds.
+    let current = format!("secret/{prefix}/billing/current");
+    let cert = bao_field(bao, &current, "certificate");
+    assert_eq!(
+        rekey_api_fingerprint(&cert),
+        w.app_fingerprint("Billing_Sync")
+    );
+    assert_eq!(bao_field(bao, &current, "generation").trim(), "2");
+    w.ok(&["verify", "billing"]).await;
+    let old = w.rekey(&["verify", "billing", "--stage", "previous"]).await;
+    assert_eq!(old.code, 3, "{}", old.stdout);
+
+    // The journal lives next to the credential in Vault: another machine reads the same one.
+    let journal = w.json(&["journal", "billing"]).await;
+    assert_eq!(journal.as_array().unwrap().len(), 12, "{journal}");
+    let status = w.json(&["status", "billing"]).await;
+    assert_eq!(
+        (
+            status[0]["generation"].clone(),
+            status[0]["previous_generation"].clone()
+        ),
+        (2.into(), 1.into())
+    );
+    w.assert_no_key_bytes_leaked();
+    for printed in &w.printed {
+        assert!(
+            !printed.contains(bao.root_token()),
+            "the Vault token was printed:\n{printed}"
+        );
+    }
 }

@@ -44,17 +44,31 @@ async fn stage(
     (key, cert): &(KeyMaterial, Certificate),
 ) -> rekey_api::Result<()> {
     let rotation_id = RotationId(format!("{credential}-r{generation}"));
-    let new = NewVersion { generation: Generation(generation), key, certificate: cert, rotation_id: &rotation_id };
+    let new = NewVersion {
+        generation: Generation(generation),
+        key,
+        certificate: cert,
+        rotation_id: &rotation_id,
+    };
     store.stage(credential, &new).await
 }
 
 /// Stages and promotes generations `1..=n`; returns their pairs.
-async fn rotate_to(store: &dyn SecretStore, credential: &str, n: u64) -> Vec<(KeyMaterial, Certificate)> {
+async fn rotate_to(
+    store: &dyn SecretStore,
+    credential: &str,
+    n: u64,
+) -> Vec<(KeyMaterial, Certificate)> {
     let mut pairs = Vec::new();
     for generation in 1..=n {
         let p = pair();
-        stage(store, credential, generation, &p).await.expect("stage");
-        store.promote(credential, Generation(generation)).await.expect("promote");
+        stage(store, credential, generation, &p)
+            .await
+            .expect("stage");
+        store
+            .promote(credential, Generation(generation))
+            .await
+            .expect("promote");
         pairs.push(p);
     }
     pairs
@@ -72,48 +86,130 @@ async fn key_at(store: &dyn SecretStore, credential: &str, stage: Stage) -> Opti
 
 async fn unknown_credentials_are_empty(open: Open<'_>, credential: &str) {
     let store = open();
-    assert_eq!(store.stages(credential).await.expect("stages"), Default::default(), "empty: stages");
+    assert_eq!(
+        store.stages(credential).await.expect("stages"),
+        Default::default(),
+        "empty: stages"
+    );
     for s in Stage::ALL {
-        assert!(key_at(store.as_ref(), credential, s).await.is_none(), "empty: {s} key");
+        assert!(
+            key_at(store.as_ref(), credential, s).await.is_none(),
+            "empty: {s} key"
+        );
     }
-    assert!(store.read_journal(credential).await.expect("journal").is_empty(), "empty: journal");
-    store.check(credential).await.expect("empty: check passes before the first write");
+    assert!(
+        store
+            .read_journal(credential)
+            .await
+            .expect("journal")
+            .is_empty(),
+        "empty: journal"
+    );
+    store
+        .check(credential)
+        .await
+        .expect("empty: check passes before the first write");
 }
 
 async fn stage_is_idempotent_per_rotation(open: Open<'_>, credential: &str) {
     let store = open();
     let first = pair();
-    stage(store.as_ref(), credential, 1, &first).await.expect("stage: first write");
-    stage(store.as_ref(), credential, 1, &first).await.expect("stage: the same rotation again is a no-op");
-    assert_eq!(generation_at(store.as_ref(), credential, Stage::Pending).await, Some(1), "stage: PENDING");
-    assert_eq!(generation_at(store.as_ref(), credential, Stage::Current).await, None, "stage: never CURRENT");
+    stage(store.as_ref(), credential, 1, &first)
+        .await
+        .expect("stage: first write");
+    stage(store.as_ref(), credential, 1, &first)
+        .await
+        .expect("stage: the same rotation again is a no-op");
+    assert_eq!(
+        generation_at(store.as_ref(), credential, Stage::Pending).await,
+        Some(1),
+        "stage: PENDING"
+    );
+    assert_eq!(
+        generation_at(store.as_ref(), credential, Stage::Current).await,
+        None,
+        "stage: never CURRENT"
+    );
     let pending = key_at(store.as_ref(), credential, Stage::Pending).await;
-    assert_eq!(pending.as_deref(), Some(first.0.expose_secret_pem()), "stage: PENDING key round trip");
+    assert_eq!(
+        pending.as_deref(),
+        Some(first.0.expose_secret_pem()),
+        "stage: PENDING key round trip"
+    );
     let stages = store.stages(credential).await.expect("stages");
     let info = stages.pending.expect("pending info");
-    assert_eq!(info.certificate.fingerprint, first.1.fingerprint, "stage: PENDING certificate");
-    assert_eq!(info.rotation_id, Some(RotationId(format!("{credential}-r1"))), "stage: rotation id kept");
+    assert_eq!(
+        info.certificate.fingerprint, first.1.fingerprint,
+        "stage: PENDING certificate"
+    );
+    assert_eq!(
+        info.rotation_id,
+        Some(RotationId(format!("{credential}-r1"))),
+        "stage: rotation id kept"
+    );
 
-    let err = stage(store.as_ref(), credential, 2, &pair()).await.expect_err("stage: a second rotation");
-    assert_eq!(err.kind(), ErrorKind::Conflict, "stage: another pending generation is a conflict: {err}");
-    let err = stage(open().as_ref(), credential, 1, &pair()).await.expect_err("stage: other key, same generation");
-    assert_eq!(err.kind(), ErrorKind::Conflict, "stage: a different key under a pending generation: {err}");
+    let err = stage(store.as_ref(), credential, 2, &pair())
+        .await
+        .expect_err("stage: a second rotation");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "stage: another pending generation is a conflict: {err}"
+    );
+    let err = stage(open().as_ref(), credential, 1, &pair())
+        .await
+        .expect_err("stage: other key, same generation");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "stage: a different key under a pending generation: {err}"
+    );
 }
 
 async fn promote_moves_current_to_previous(open: Open<'_>, credential: &str) {
     let store = open();
     let pairs = rotate_to(store.as_ref(), credential, 2).await;
-    assert_eq!(generation_at(store.as_ref(), credential, Stage::Current).await, Some(2), "promote: CURRENT");
-    assert_eq!(generation_at(store.as_ref(), credential, Stage::Previous).await, Some(1), "promote: PREVIOUS");
-    assert_eq!(generation_at(store.as_ref(), credential, Stage::Pending).await, None, "promote: PENDING cleared");
+    assert_eq!(
+        generation_at(store.as_ref(), credential, Stage::Current).await,
+        Some(2),
+        "promote: CURRENT"
+    );
+    assert_eq!(
+        generation_at(store.as_ref(), credential, Stage::Previous).await,
+        Some(1),
+        "promote: PREVIOUS"
+    );
+    assert_eq!(
+        generation_at(store.as_ref(), credential, Stage::Pending).await,
+        None,
+        "promote: PENDING cleared"
+    );
     let current = key_at(store.as_ref(), credential, Stage::Current).await;
-    assert_eq!(current.as_deref(), Some(pairs[1].0.expose_secret_pem()), "promote: CURRENT key");
+    assert_eq!(
+        current.as_deref(),
+        Some(pairs[1].0.expose_secret_pem()),
+        "promote: CURRENT key"
+    );
     let previous = key_at(open().as_ref(), credential, Stage::Previous).await;
-    assert_eq!(previous.as_deref(), Some(pairs[0].0.expose_secret_pem()), "promote: PREVIOUS key, other handle");
+    assert_eq!(
+        previous.as_deref(),
+        Some(pairs[0].0.expose_secret_pem()),
+        "promote: PREVIOUS key, other handle"
+    );
 
-    store.promote(credential, Generation(2)).await.expect("promote: the current generation again is a no-op");
-    let err = store.promote(credential, Generation(7)).await.expect_err("promote: nothing pending");
-    assert_eq!(err.kind(), ErrorKind::NotFound, "promote: a generation that is not pending: {err}");
+    store
+        .promote(credential, Generation(2))
+        .await
+        .expect("promote: the current generation again is a no-op");
+    let err = store
+        .promote(credential, Generation(7))
+        .await
+        .expect_err("promote: nothing pending");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotFound,
+        "promote: a generation that is not pending: {err}"
+    );
 }
 
 async fn staging_behind_a_moved_current_is_a_conflict(open: Open<'_>, credential: &str) {
@@ -121,45 +217,124 @@ async fn staging_behind_a_moved_current_is_a_conflict(open: Open<'_>, credential
     rotate_to(ours.as_ref(), credential, 1).await;
     // Another runner rotates to generation 2 after we planned generation 2 from CURRENT 1.
     let their_pair = pair();
-    stage(theirs.as_ref(), credential, 2, &their_pair).await.expect("moved: their stage");
-    theirs.promote(credential, Generation(2)).await.expect("moved: their promote");
-    let err = stage(ours.as_ref(), credential, 2, &pair()).await.expect_err("moved: our stale stage");
-    assert_eq!(err.kind(), ErrorKind::Conflict, "moved: staging at or below CURRENT: {err}");
+    stage(theirs.as_ref(), credential, 2, &their_pair)
+        .await
+        .expect("moved: their stage");
+    theirs
+        .promote(credential, Generation(2))
+        .await
+        .expect("moved: their promote");
+    let err = stage(ours.as_ref(), credential, 2, &pair())
+        .await
+        .expect_err("moved: our stale stage");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "moved: staging at or below CURRENT: {err}"
+    );
     let current = key_at(ours.as_ref(), credential, Stage::Current).await;
-    assert_eq!(current.as_deref(), Some(their_pair.0.expose_secret_pem()), "moved: their CURRENT kept");
+    assert_eq!(
+        current.as_deref(),
+        Some(their_pair.0.expose_secret_pem()),
+        "moved: their CURRENT kept"
+    );
 }
 
 async fn revert_makes_previous_current_again(open: Open<'_>, credential: &str) {
     let store = open();
     let pairs = rotate_to(store.as_ref(), credential, 2).await;
-    store.revert(credential, Generation(1)).await.expect("revert");
-    assert_eq!(generation_at(store.as_ref(), credential, Stage::Current).await, Some(1), "revert: CURRENT");
-    assert_eq!(generation_at(store.as_ref(), credential, Stage::Previous).await, Some(2), "revert: PREVIOUS");
+    store
+        .revert(credential, Generation(1))
+        .await
+        .expect("revert");
+    assert_eq!(
+        generation_at(store.as_ref(), credential, Stage::Current).await,
+        Some(1),
+        "revert: CURRENT"
+    );
+    assert_eq!(
+        generation_at(store.as_ref(), credential, Stage::Previous).await,
+        Some(2),
+        "revert: PREVIOUS"
+    );
     let current = key_at(open().as_ref(), credential, Stage::Current).await;
-    assert_eq!(current.as_deref(), Some(pairs[0].0.expose_secret_pem()), "revert: CURRENT key");
-    store.revert(credential, Generation(1)).await.expect("revert: again is a no-op");
-    let err = store.revert(credential, Generation(9)).await.expect_err("revert: unknown generation");
-    assert_eq!(err.kind(), ErrorKind::NotFound, "revert: not PREVIOUS: {err}");
+    assert_eq!(
+        current.as_deref(),
+        Some(pairs[0].0.expose_secret_pem()),
+        "revert: CURRENT key"
+    );
+    store
+        .revert(credential, Generation(1))
+        .await
+        .expect("revert: again is a no-op");
+    let err = store
+        .revert(credential, Generation(9))
+        .await
+        .expect_err("revert: unknown generation");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotFound,
+        "revert: not PREVIOUS: {err}"
+    );
 }
 
 async fn destroy_removes_a_generation_but_never_current(open: Open<'_>, credential: &str) {
     let store = open();
     rotate_to(store.as_ref(), credential, 2).await;
-    let err = store.destroy(credential, Generation(2)).await.expect_err("destroy: CURRENT");
-    assert_eq!(err.kind(), ErrorKind::Conflict, "destroy: refuses CURRENT: {err}");
-    store.destroy(credential, Generation(1)).await.expect("destroy: PREVIOUS");
-    assert_eq!(key_at(store.as_ref(), credential, Stage::Previous).await, None, "destroy: PREVIOUS gone");
-    store.destroy(credential, Generation(1)).await.expect("destroy: already gone is fine");
-    store.destroy(credential, Generation(42)).await.expect("destroy: never existed is fine");
+    let err = store
+        .destroy(credential, Generation(2))
+        .await
+        .expect_err("destroy: CURRENT");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "destroy: refuses CURRENT: {err}"
+    );
+    store
+        .destroy(credential, Generation(1))
+        .await
+        .expect("destroy: PREVIOUS");
+    assert_eq!(
+        key_at(store.as_ref(), credential, Stage::Previous).await,
+        None,
+        "destroy: PREVIOUS gone"
+    );
+    store
+        .destroy(credential, Generation(1))
+        .await
+        .expect("destroy: already gone is fine");
+    store
+        .destroy(credential, Generation(42))
+        .await
+        .expect("destroy: never existed is fine");
 
-    stage(store.as_ref(), credential, 3, &pair()).await.expect("destroy: stage 3");
-    store.destroy(credential, Generation(3)).await.expect("destroy: PENDING");
-    assert_eq!(key_at(store.as_ref(), credential, Stage::Pending).await, None, "destroy: PENDING gone");
+    stage(store.as_ref(), credential, 3, &pair())
+        .await
+        .expect("destroy: stage 3");
+    store
+        .destroy(credential, Generation(3))
+        .await
+        .expect("destroy: PENDING");
+    assert_eq!(
+        key_at(store.as_ref(), credential, Stage::Pending).await,
+        None,
+        "destroy: PENDING gone"
+    );
     let fresh = pair();
-    stage(store.as_ref(), credential, 3, &fresh).await.expect("destroy: a destroyed generation can be staged anew");
+    stage(store.as_ref(), credential, 3, &fresh)
+        .await
+        .expect("destroy: a destroyed generation can be staged anew");
     let pending = key_at(store.as_ref(), credential, Stage::Pending).await;
-    assert_eq!(pending.as_deref(), Some(fresh.0.expose_secret_pem()), "destroy: the new PENDING key");
-    assert_eq!(generation_at(store.as_ref(), credential, Stage::Current).await, Some(2), "destroy: CURRENT untouched");
+    assert_eq!(
+        pending.as_deref(),
+        Some(fresh.0.expose_secret_pem()),
+        "destroy: the new PENDING key"
+    );
+    assert_eq!(
+        generation_at(store.as_ref(), credential, Stage::Current).await,
+        Some(2),
+        "destroy: CURRENT untouched"
+    );
 }
 
 async fn journal_round_trips_in_order(open: Open<'_>, credential: &str) {
@@ -180,19 +355,41 @@ async fn journal_round_trips_in_order(open: Open<'_>, credential: &str) {
         .flat_map(|&s| [entry(s, Phase::Begin), entry(s, Phase::Done)])
         .collect();
     for e in &written {
-        store.append_journal(credential, e).await.expect("journal: append");
+        store
+            .append_journal(credential, e)
+            .await
+            .expect("journal: append");
     }
-    let read = open().read_journal(credential).await.expect("journal: read from another handle");
+    let read = open()
+        .read_journal(credential)
+        .await
+        .expect("journal: read from another handle");
     assert_eq!(read, written, "journal: every entry, in order");
 }
 
 async fn the_lock_is_exclusive_until_released(open: Open<'_>, credential: &str) {
     let (first, second) = (open(), open());
-    let held = first.lock(credential, "conformance holder one").await.expect("lock: first");
-    let err = second.lock(credential, "conformance holder two").await.expect_err("lock: second while held");
-    assert_eq!(err.kind(), ErrorKind::Conflict, "lock: second holder refused: {err}");
-    assert!(err.to_string().contains("conformance holder one"), "lock: the refusal names the holder: {err}");
+    let held = first
+        .lock(credential, "conformance holder one")
+        .await
+        .expect("lock: first");
+    let err = second
+        .lock(credential, "conformance holder two")
+        .await
+        .expect_err("lock: second while held");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "lock: second holder refused: {err}"
+    );
+    assert!(
+        err.to_string().contains("conformance holder one"),
+        "lock: the refusal names the holder: {err}"
+    );
     held.release().await.expect("lock: release");
-    let again = second.lock(credential, "conformance holder two").await.expect("lock: free after release");
+    let again = second
+        .lock(credential, "conformance holder two")
+        .await
+        .expect("lock: free after release");
     again.release().await.expect("lock: release again");
 }

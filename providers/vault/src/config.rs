@@ -1,0 +1,324 @@
+//! What the CLI hands the Vault store: address, KV v2 mount and prefix, TLS trust, login method,
+//! and the checks that refuse an unsafe or malformed configuration before any request is made.
+
+use rekey_api::{Error, ErrorKind, Result};
+use reqwest::Url;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Default KV v2 mount.
+pub const DEFAULT_MOUNT: &str = "secret";
+/// Default path prefix under the mount.
+pub const DEFAULT_PATH_PREFIX: &str = "rekey";
+/// Default number of KV versions kept per path (the rollback history).
+pub const DEFAULT_MAX_VERSIONS: u32 = 10;
+/// Default lease of the rotation lock: longer than a rotation, short enough that a crashed
+/// holder does not block the next scheduled run for long.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// A Vault token or AppRole secret id. `Debug` never shows it; the buffer is zeroed on drop.
+pub struct VaultToken(Zeroizing<String>);
+
+impl VaultToken {
+    /// Wraps a token, e.g. the value of `VAULT_TOKEN` or a token file's contents (trimmed).
+    pub fn new(s: String) -> Self {
+        VaultToken(Zeroizing::new(s.trim().to_string()))
+    }
+
+    /// The token text; only for the `X-Vault-Token` header and login bodies.
+    pub(crate) fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for VaultToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VaultToken([redacted])")
+    }
+}
+
+/// How rekey logs in to Vault.
+#[derive(Debug)] // safe: VaultToken redacts itself
+pub enum VaultAuth {
+    /// A ready token (`VAULT_TOKEN` or a token file), validated with `lookup-self` at login.
+    Token(VaultToken),
+    /// AppRole login at `auth/<mount>/login`.
+    AppRole {
+        /// Where the AppRole method is enabled, usually `approle`.
+        mount: String,
+        /// The role id (not secret on its own).
+        role_id: String,
+        /// The secret id.
+        secret_id: VaultToken,
+    },
+    /// Kubernetes login at `auth/<mount>/login` with the pod's service-account JWT.
+    Kubernetes {
+        /// Where the Kubernetes method is enabled, usually `kubernetes`.
+        mount: String,
+        /// The Vault role bound to the service account.
+        role: String,
+        /// The service-account JWT file, read at every login (it is rotated by the kubelet).
+        jwt_path: PathBuf,
+    },
+}
+
+impl VaultAuth {
+    /// How messages name the method: "token", "approle login at auth/approle".
+    pub(crate) fn label(&self) -> String {
+        match self {
+            VaultAuth::Token(_) => "token".to_string(),
+            VaultAuth::AppRole { mount, .. } => format!("approle login at auth/{mount}"),
+            VaultAuth::Kubernetes { mount, .. } => format!("kubernetes login at auth/{mount}"),
+        }
+    }
+}
+
+/// Everything the Vault store needs.
+#[derive(Debug)] // safe: the auth redacts its secrets
+pub struct VaultConfig {
+    /// Server address, e.g. `https://vault.example:8200`; plain http only on loopback.
+    pub address: String,
+    /// KV v2 mount, default `secret`.
+    pub mount: String,
+    /// Path prefix under the mount, default `rekey`.
+    pub path_prefix: String,
+    /// `X-Vault-Namespace` (Vault Enterprise / HCP, OpenBao namespaces).
+    pub namespace: Option<String>,
+    /// PEM file of CA certificates to trust instead of the system roots (`VAULT_CACERT`).
+    pub ca_cert: Option<PathBuf>,
+    /// Directory of PEM CA certificates to trust instead of the system roots (`VAULT_CAPATH`).
+    pub ca_path: Option<PathBuf>,
+    /// Disables TLS verification; only when set explicitly in the configuration.
+    pub tls_skip_verify: bool,
+    /// KV versions kept per path: the rollback history. At least 2.
+    pub max_versions: u32,
+    /// Lease of the rotation lock; a crashed holder's lock expires after it.
+    pub lock_ttl: Duration,
+    /// How to log in.
+    pub auth: VaultAuth,
+}
+
+impl VaultConfig {
+    /// A configuration with the defaults: mount `secret`, prefix `rekey`, 10 versions, a
+    /// 30-minute lock lease, TLS verified against the system roots, no namespace.
+    pub fn new(address: impl Into<String>, auth: VaultAuth) -> Self {
+        VaultConfig {
+            address: address.into(),
+            mount: DEFAULT_MOUNT.to_string(),
+            path_prefix: DEFAULT_PATH_PREFIX.to_string(),
+            namespace: None,
+            ca_cert: None,
+            ca_path: None,
+            tls_skip_verify: false,
+            max_versions: DEFAULT_MAX_VERSIONS,
+            lock_ttl: DEFAULT_LOCK_TTL,
+            auth,
+        }
+    }
+
+    /// Checks every field that can be checked offline; returns the normalised address.
+    pub(crate) fn validate(&self) -> Result<String> {
+        let address = check_address(&self.address)?;
+        check_path("mount", &self.mount, false)?;
+        check_path("path_prefix", &self.path_prefix, true)?;
+        if let Some(ns) = &self.namespace {
+            check_path("namespace", ns, false)?;
+        }
+        if self.max_versions < 2 {
+            return Err(config_error(format!(
+                "max_versions is {}; it must be at least 2 so that the previous key stays in the history",
+                self.max_versions
+            )));
+        }
+        if self.lock_ttl < Duration::from_secs(1) {
+            return Err(config_error("lock_ttl must be at least one second"));
+        }
+        match &self.auth {
+            VaultAuth::Token(token) if token.expose_secret().is_empty() => {
+                return Err(config_error("the token is empty")
+                    .with_hint("set VAULT_TOKEN or point the configuration at a token file"));
+            }
+            VaultAuth::AppRole {
+                mount,
+                role_id,
+                secret_id,
+            } => {
+                check_path("approle mount", mount, false)?;
+                if role_id.trim().is_empty() || secret_id.expose_secret().is_empty() {
+                    return Err(config_error("approle role_id or secret_id is empty"));
+                }
+            }
+            VaultAuth::Kubernetes { mount, role, .. } => {
+                check_path("kubernetes mount", mount, false)?;
+                if role.trim().is_empty() {
+                    return Err(config_error("kubernetes role is empty"));
+                }
+            }
+            VaultAuth::Token(_) => {}
+        }
+        Ok(address)
+    }
+}
+
+fn config_error(message: impl fmt::Display) -> Error {
+    Error::new(ErrorKind::Config, format!("vault store: {message}"))
+}
+
+/// https, or http to a loopback address (a dev server); no path, query or credentials.
+fn check_address(address: &str) -> Result<String> {
+    let url = Url::parse(address.trim()).map_err(|e| {
+        config_error(format!("address '{address}' is not a URL: {e}"))
+            .with_hint("use the form https://vault.example.com:8200")
+    })?;
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(config_error(format!(
+                "address '{address}' uses plain http; tokens and keys would cross the network unencrypted"
+            ))
+            .with_hint("use https (plain http is accepted only for 127.0.0.1, ::1 and localhost)"));
+        }
+        other => {
+            return Err(config_error(format!(
+                "address '{address}' has scheme '{other}', expected https"
+            )));
+        }
+    }
+    if host.is_empty()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.path().trim_end_matches('/').is_empty()
+    {
+        return Err(config_error(format!(
+            "address '{address}' must be scheme://host[:port] only"
+        )));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// A KV mount, prefix or namespace: `/`-separated segments of safe characters, no `.`/`..`.
+fn check_path(field: &str, value: &str, may_be_empty: bool) -> Result<()> {
+    let trimmed = value.trim_matches('/');
+    if trimmed.is_empty() {
+        return if may_be_empty {
+            Ok(())
+        } else {
+            Err(config_error(format!("{field} is empty")))
+        };
+    }
+    let ok = trimmed.split('/').all(|segment| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(config_error(format!(
+            "{field} '{value}' is not a usable Vault path (letters, digits, '-', '_', '.' and '/' only)"
+        )))
+    }
+}
+
+/// A credential name as one KV path segment.
+pub(crate) fn check_credential(credential: &str) -> Result<()> {
+    let ok = !credential.is_empty()
+        && !credential.starts_with('.')
+        && credential
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Config,
+            format!("credential name '{credential}' cannot be used as a Vault path segment"),
+        )
+        .with_hint("use letters, digits, '-', '_' and '.' only"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(address: &str) -> VaultConfig {
+        VaultConfig::new(
+            address,
+            VaultAuth::Token(VaultToken::new("s.TOPSECRET".into())),
+        )
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_loopback() {
+        for ok in [
+            "https://vault.example:8200",
+            "http://127.0.0.1:8200",
+            "http://[::1]:8200/",
+            "http://localhost:8200",
+        ] {
+            assert!(config(ok).validate().is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://vault.example:8200",
+            "ftp://vault.example",
+            "https://vault.example/v1",
+            "https://u:p@vault.example",
+            "not a url",
+        ] {
+            let err = config(bad).validate().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
+        }
+        assert_eq!(
+            config("http://127.0.0.1:8200/").validate().unwrap(),
+            "http://127.0.0.1:8200"
+        );
+    }
+
+    #[test]
+    fn debug_redacts_tokens_and_secret_ids() {
+        let mut c = config("https://vault.example");
+        c.auth = VaultAuth::AppRole {
+            mount: "approle".into(),
+            role_id: "role".into(),
+            secret_id: VaultToken::new("SECRETID".into()),
+        };
+        let text = format!("{c:?} {:?}", VaultToken::new("s.TOPSECRET".into()));
+        assert!(
+            !text.contains("SECRETID") && !text.contains("TOPSECRET"),
+            "{text}"
+        );
+        assert!(text.contains("[redacted]"));
+    }
+
+    #[test]
+    fn paths_and_limits_are_checked() {
+        let mut c = config("https://vault.example");
+        c.mount = "../sys".into();
+        assert!(c.validate().is_err());
+        c.mount = "kv/team-a".into();
+        c.path_prefix = String::new();
+        assert!(c.validate().is_ok());
+        c.max_versions = 1;
+        assert!(c.validate().is_err());
+        assert!(check_credential("billing.prod-1").is_ok());
+        assert!(check_credential("../x").is_err());
+        assert!(check_credential("a/b").is_err());
+    }
+}

@@ -1,0 +1,649 @@
+//! The Vault store against a real OpenBao dev server: the KV layout consumers rely on,
+//! check-and-set, history-based PREVIOUS, destroy, journal, lock, logins, the minimal policy,
+//! token renewal and the error cases. Every test works under its own prefix, so they run in
+//! parallel on one shared server.
+
+use rekey_api::{
+    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Phase, RotationId,
+    SecretStore, Stage, Step,
+};
+use rekey_testkit::openbao::OpenBao;
+use rekey_vault::{VaultAuth, VaultConfig, VaultStore, VaultToken};
+use serde_json::Value;
+use std::time::Duration;
+
+const CRED: &str = "billing";
+
+fn pair() -> (KeyMaterial, Certificate) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["vault-test".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (
+        KeyMaterial::from_pem(key.serialize_pem()).unwrap(),
+        Certificate::from_pem(&cert.pem()).unwrap(),
+    )
+}
+
+fn config(bao: &OpenBao, prefix: &str, auth: VaultAuth) -> VaultConfig {
+    let mut config = VaultConfig::new(bao.addr(), auth);
+    config.path_prefix = prefix.to_string();
+    config
+}
+
+fn token(s: &str) -> VaultAuth {
+    VaultAuth::Token(VaultToken::new(s.to_string()))
+}
+
+fn root_store(bao: &OpenBao, prefix: &str) -> VaultStore {
+    VaultStore::new(config(bao, prefix, token(bao.root_token()))).unwrap()
+}
+
+async fn stage(
+    store: &VaultStore,
+    generation: u64,
+    p: &(KeyMaterial, Certificate),
+) -> rekey_api::Result<()> {
+    let rotation_id = RotationId(format!("r{generation}"));
+    let new = NewVersion {
+        generation: Generation(generation),
+        key: &p.0,
+        certificate: &p.1,
+        rotation_id: &rotation_id,
+    };
+    store.stage(CRED, &new).await
+}
+
+async fn rotate(store: &VaultStore, generation: u64) -> (KeyMaterial, Certificate) {
+    let p = pair();
+    stage(store, generation, &p).await.unwrap();
+    store.promote(CRED, Generation(generation)).await.unwrap();
+    p
+}
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap()
+}
+
+/// `bao kv get -field=...` of a path under the test's prefix.
+fn kv_field(bao: &OpenBao, path: &str, field: &str) -> String {
+    bao.bao_ok(&[
+        "kv",
+        "get",
+        &format!("-field={field}"),
+        &format!("secret/{path}"),
+    ])
+}
+
+/// Writes the minimal policy of the README for `prefix`/`CRED`, minus `(leaf path, capability)`,
+/// and returns a token holding only it (plus the default policy).
+fn token_with_policy(
+    bao: &OpenBao,
+    prefix: &str,
+    without: Option<(&str, &str)>,
+    extra: &[&str],
+) -> String {
+    let mut hcl = String::new();
+    for leaf in ["current", "pending", "journal", "lock"] {
+        for kind in ["data", "metadata"] {
+            let path = format!("secret/{kind}/{prefix}/{CRED}/{leaf}");
+            let caps: Vec<&str> = ["create", "read", "update"]
+                .into_iter()
+                .filter(|c| without != Some((path.as_str(), *c)))
+                .collect();
+            hcl.push_str(&format!("path \"{path}\" {{ capabilities = {caps:?} }}\n"));
+        }
+    }
+    for leaf in ["current", "pending"] {
+        hcl.push_str(&format!(
+            "path \"secret/destroy/{prefix}/{CRED}/{leaf}\" {{ capabilities = [\"update\"] }}\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.hcl");
+    std::fs::write(&file, hcl).unwrap();
+    bao.bao_ok(&["policy", "write", prefix, file.to_str().unwrap()]);
+    let mut args = vec!["token", "create", "-format=json"];
+    let policy = format!("-policy={prefix}");
+    args.push(&policy);
+    args.extend_from_slice(extra);
+    json(&bao.bao_ok(&args))["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn conformance() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("conformance");
+    let open = || Box::new(root_store(bao, &prefix)) as Box<dyn SecretStore>;
+    rekey_testkit::conformance::secret_store(&open, "c").await;
+}
+
+#[tokio::test]
+async fn layout_is_what_consumers_read() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("layout");
+    let store = root_store(bao, &prefix);
+    let first = rotate(&store, 1).await;
+    let second = pair();
+    stage(&store, 2, &second).await.unwrap();
+    // PENDING sits beside CURRENT and is never what a CURRENT read returns.
+    assert_eq!(
+        kv_field(bao, &format!("{prefix}/{CRED}/current"), "certificate"),
+        first.1.pem()
+    );
+    assert_eq!(
+        kv_field(bao, &format!("{prefix}/{CRED}/pending"), "certificate"),
+        second.1.pem()
+    );
+    assert_eq!(
+        kv_field(bao, &format!("{prefix}/{CRED}/pending"), "generation"),
+        "2"
+    );
+    store.promote(CRED, Generation(2)).await.unwrap();
+    let current = format!("{prefix}/{CRED}/current");
+    assert_eq!(kv_field(bao, &current, "certificate"), second.1.pem());
+    assert_eq!(
+        kv_field(bao, &current, "private_key"),
+        second.0.expose_secret_pem()
+    );
+    assert_eq!(
+        kv_field(bao, &current, "fingerprint"),
+        second.1.fingerprint.to_hex()
+    );
+    assert_eq!(kv_field(bao, &current, "rotation_id"), "r2");
+    // PREVIOUS comes from the history of `current`.
+    assert_eq!(
+        bao.bao_ok(&[
+            "kv",
+            "get",
+            "-version=1",
+            "-field=generation",
+            &format!("secret/{current}")
+        ]),
+        "1"
+    );
+    let stages = store.stages(CRED).await.unwrap();
+    assert_eq!(stages.current.unwrap().generation, Generation(2));
+    assert_eq!(
+        stages.previous.unwrap().certificate.fingerprint,
+        first.1.fingerprint
+    );
+    assert!(stages.pending.is_none());
+    // The pending key is cleared for its readers once promoted.
+    let pending = json(&bao.bao_ok(&[
+        "kv",
+        "get",
+        "-format=json",
+        &format!("secret/{prefix}/{CRED}/pending"),
+    ]));
+    assert!(
+        pending["data"]["data"].get("private_key").is_none(),
+        "{pending}"
+    );
+    for leaf in ["current", "pending", "journal", "lock"] {
+        if leaf == "journal" || leaf == "lock" {
+            continue;
+        }
+        let meta = json(&bao.bao_ok(&[
+            "kv",
+            "metadata",
+            "get",
+            "-format=json",
+            &format!("secret/{prefix}/{CRED}/{leaf}"),
+        ]));
+        assert_eq!(meta["data"]["max_versions"], 10, "{leaf}");
+        assert_eq!(meta["data"]["cas_required"], true, "{leaf}");
+    }
+}
+
+#[tokio::test]
+async fn racing_promotions_write_current_once() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("race");
+    let ours = root_store(bao, &prefix);
+    let theirs = root_store(bao, &prefix);
+    rotate(&ours, 1).await;
+    stage(&ours, 2, &pair()).await.unwrap();
+    // Two handles promote at once: both may read version 1 of `current`; check-and-set lets
+    // one write and turns the other into a Conflict (or it sees the promotion already done).
+    let path = format!("secret/{prefix}/{CRED}/current");
+    let (a, b) = tokio::join!(
+        ours.promote(CRED, Generation(2)),
+        theirs.promote(CRED, Generation(2))
+    );
+    for r in [&a, &b] {
+        if let Err(e) = r {
+            assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+            assert!(e.to_string().contains("someone else changed"), "{e}");
+            assert!(e.to_string().contains(&format!("{prefix}/{CRED}")), "{e}");
+        }
+    }
+    assert!(a.is_ok() || b.is_ok());
+    // Exactly one new version of current was written.
+    let meta = json(&bao.bao_ok(&["kv", "metadata", "get", "-format=json", &path]));
+    assert_eq!(meta["data"]["current_version"], 2);
+}
+
+#[tokio::test]
+async fn revert_writes_the_previous_version_back() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("revert");
+    let store = root_store(bao, &prefix);
+    let first = rotate(&store, 1).await;
+    rotate(&store, 2).await;
+    store.revert(CRED, Generation(1)).await.unwrap();
+    let current = format!("{prefix}/{CRED}/current");
+    assert_eq!(
+        kv_field(bao, &current, "private_key"),
+        first.0.expose_secret_pem()
+    );
+    let meta = json(&bao.bao_ok(&[
+        "kv",
+        "metadata",
+        "get",
+        "-format=json",
+        &format!("secret/{current}"),
+    ]));
+    assert_eq!(
+        meta["data"]["current_version"], 3,
+        "a revert is a new version"
+    );
+    let stages = store.stages(CRED).await.unwrap();
+    assert_eq!(stages.current.unwrap().generation, Generation(1));
+    assert_eq!(stages.previous.unwrap().generation, Generation(2));
+    assert!(
+        stages.pending.is_none(),
+        "a reverted promotion does not resurrect PENDING"
+    );
+}
+
+#[tokio::test]
+async fn destroy_really_destroys_every_version_holding_the_generation() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("destroy");
+    let store = root_store(bao, &prefix);
+    rotate(&store, 1).await;
+    rotate(&store, 2).await;
+    let err = store.destroy(CRED, Generation(2)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    store.destroy(CRED, Generation(1)).await.unwrap();
+    let current = json(&bao.bao_ok(&[
+        "kv",
+        "metadata",
+        "get",
+        "-format=json",
+        &format!("secret/{prefix}/{CRED}/current"),
+    ]));
+    assert_eq!(current["data"]["versions"]["1"]["destroyed"], true);
+    assert_eq!(current["data"]["versions"]["2"]["destroyed"], false);
+    let pending = json(&bao.bao_ok(&[
+        "kv",
+        "metadata",
+        "get",
+        "-format=json",
+        &format!("secret/{prefix}/{CRED}/pending"),
+    ]));
+    assert_eq!(
+        pending["data"]["versions"]["1"]["destroyed"], true,
+        "the staged copy too"
+    );
+    assert_eq!(
+        pending["data"]["versions"]["3"]["destroyed"], false,
+        "generation 2's copy stays"
+    );
+    assert!(
+        store
+            .read_key(CRED, Stage::Previous)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn entry(n: i64, rotation: &str) -> JournalEntry {
+    JournalEntry {
+        rotation_id: RotationId(rotation.to_string()),
+        at: chrono::DateTime::from_timestamp(1_800_000_000 + n, 0).unwrap(),
+        step: Step::Stage,
+        phase: Phase::Begin,
+        generation: Generation(2),
+        previous_generation: Some(Generation(1)),
+        new_fingerprint: None,
+        old_fingerprint: None,
+        detail: Some(format!("entry {n}")),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_journal_appends_are_not_lost() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("journal");
+    let mut tasks = Vec::new();
+    for writer in 0..6 {
+        let store = root_store(bao, &prefix);
+        tasks.push(tokio::spawn(async move {
+            for n in 0..4 {
+                store
+                    .append_journal(CRED, &entry(n, &format!("w{writer}")))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let read = root_store(bao, &prefix).read_journal(CRED).await.unwrap();
+    assert_eq!(read.len(), 24);
+    for writer in 0..6 {
+        let mine: Vec<_> = read
+            .iter()
+            .filter(|e| e.rotation_id.0 == format!("w{writer}"))
+            .collect();
+        let want: Vec<_> = (0..4).map(|n| entry(n, &format!("w{writer}"))).collect();
+        assert_eq!(
+            mine,
+            want.iter().collect::<Vec<_>>(),
+            "each writer's entries, in order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_lock_conflicts_releases_and_expires() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("lock");
+    let mut cfg = config(bao, &prefix, token(bao.root_token()));
+    cfg.lock_ttl = Duration::from_secs(1);
+    let short = VaultStore::new(cfg).unwrap();
+    let other = root_store(bao, &prefix);
+
+    let held = short.lock(CRED, "runner-a").await.unwrap();
+    let err = other.lock(CRED, "runner-b").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(
+        err.to_string().contains("runner-a") && err.to_string().contains("until"),
+        "{err}"
+    );
+    held.release().await.unwrap();
+    assert_eq!(
+        kv_field(bao, &format!("{prefix}/{CRED}/lock"), "holder"),
+        "runner-a"
+    );
+    assert!(!kv_field(bao, &format!("{prefix}/{CRED}/lock"), "released_at").is_empty());
+
+    // A crashed holder (never released) is freed by the lease; its late release is refused.
+    let crashed = short.lock(CRED, "runner-c").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let taken = other.lock(CRED, "runner-d").await.unwrap();
+    let err = crashed.release().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    taken.release().await.unwrap();
+
+    // Dropping a guard releases it for the next lock() of the same store.
+    let guard = other.lock(CRED, "runner-e").await.unwrap();
+    drop(guard);
+    other
+        .lock(CRED, "runner-f")
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn approle_login_runs_a_rotation() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("approle");
+    // The role's token holds only the minimal policy.
+    token_with_policy(bao, &prefix, None, &[]);
+    bao.bao_ok(&["auth", "enable", &format!("-path={prefix}"), "approle"]);
+    bao.bao_ok(&[
+        "write",
+        &format!("auth/{prefix}/role/rekey"),
+        &format!("token_policies={prefix}"),
+        "token_ttl=5m",
+    ]);
+    let role_id = bao.bao_ok(&[
+        "read",
+        "-field=role_id",
+        &format!("auth/{prefix}/role/rekey/role-id"),
+    ]);
+    let secret_id = bao.bao_ok(&[
+        "write",
+        "-f",
+        "-field=secret_id",
+        &format!("auth/{prefix}/role/rekey/secret-id"),
+    ]);
+    let auth = VaultAuth::AppRole {
+        mount: prefix.clone(),
+        role_id: role_id.trim().to_string(),
+        secret_id: VaultToken::new(secret_id),
+    };
+    let store = VaultStore::new(config(bao, &prefix, auth)).unwrap();
+    store.check(CRED).await.unwrap();
+    rotate(&store, 1).await;
+    store.append_journal(CRED, &entry(1, "r1")).await.unwrap();
+    assert_eq!(
+        store.read_journal(CRED).await.unwrap(),
+        vec![entry(1, "r1")]
+    );
+    assert_eq!(
+        kv_field(bao, &format!("{prefix}/{CRED}/current"), "generation"),
+        "1"
+    );
+
+    let bad = VaultAuth::AppRole {
+        mount: prefix.clone(),
+        role_id: role_id.trim().to_string(),
+        secret_id: VaultToken::new("not-the-secret-id".into()),
+    };
+    let err = VaultStore::new(config(bao, &prefix, bad))
+        .unwrap()
+        .check(CRED)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+    assert!(!err.to_string().contains("not-the-secret-id"));
+}
+
+#[tokio::test]
+async fn the_minimal_policy_is_enough_for_everything() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("minimal");
+    let t = token_with_policy(bao, &prefix, None, &[]);
+    let store = VaultStore::new(config(bao, &prefix, token(&t))).unwrap();
+    store.check(CRED).await.unwrap();
+    rotate(&store, 1).await;
+    rotate(&store, 2).await;
+    store.revert(CRED, Generation(1)).await.unwrap();
+    store.destroy(CRED, Generation(2)).await.unwrap();
+    store.append_journal(CRED, &entry(1, "r")).await.unwrap();
+    assert_eq!(store.read_journal(CRED).await.unwrap().len(), 1);
+    store
+        .lock(CRED, "me")
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    assert!(
+        store
+            .read_key(CRED, Stage::Current)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store.check(CRED).await.unwrap();
+}
+
+#[tokio::test]
+async fn check_names_a_missing_capability_and_changes_nothing() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("lacking");
+    let missing = format!("secret/data/{prefix}/{CRED}/current");
+    let t = token_with_policy(bao, &prefix, Some((&missing, "update")), &[]);
+    let store = VaultStore::new(config(bao, &prefix, token(&t))).unwrap();
+    let err = store.check(CRED).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("token lacks 'update' on {missing}")),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(&t), "never the token");
+    assert_eq!(
+        err.to_string().matches("lacks").count(),
+        1,
+        "only that one: {err}"
+    );
+    let out = bao.bao(&[
+        "kv",
+        "metadata",
+        "get",
+        &format!("secret/{prefix}/{CRED}/current"),
+    ]);
+    assert!(!out.status.success(), "check wrote nothing");
+}
+
+#[tokio::test]
+async fn a_short_lived_token_is_renewed_across_operations() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("renew");
+    let t = token_with_policy(bao, &prefix, None, &["-ttl=3s", "-explicit-max-ttl=1m"]);
+    let store = VaultStore::new(config(bao, &prefix, token(&t))).unwrap();
+    store.stages(CRED).await.unwrap();
+    for n in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+        store.append_journal(CRED, &entry(n, "r")).await.unwrap();
+    }
+    // 5.1 s after login: the 3 s token is still alive because it was renewed.
+    assert_eq!(store.read_journal(CRED).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn errors_are_clear_and_change_nothing() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("errors");
+
+    // A closed port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = config(bao, &prefix, token(bao.root_token()));
+    cfg.address = format!("http://127.0.0.1:{port}");
+    let err = VaultStore::new(cfg).unwrap().check(CRED).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.is_temporary());
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+
+    // An invalid token.
+    let err = VaultStore::new(config(bao, &prefix, token("s.not-a-token")))
+        .unwrap()
+        .check(CRED)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+    assert!(!err.to_string().contains("s.not-a-token"), "{err}");
+
+    // A missing mount.
+    let mut cfg = config(bao, &prefix, token(bao.root_token()));
+    cfg.mount = format!("{prefix}-nomount");
+    let store = VaultStore::new(cfg).unwrap();
+    let err = store.check(CRED).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("mount '{prefix}-nomount'")),
+        "{err}"
+    );
+    let err = stage(&store, 1, &pair()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(
+        err.to_string().contains(&format!("{prefix}-nomount")),
+        "{err}"
+    );
+
+    // A token without access to the path.
+    let t = json(&bao.bao_ok(&["token", "create", "-format=json", "-policy=default"]))["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let store = VaultStore::new(config(bao, &prefix, token(&t))).unwrap();
+    let err = stage(&store, 1, &pair()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("secret/metadata/{prefix}/{CRED}/current")),
+        "{err}"
+    );
+    let err = store.check(CRED).await.unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::PermissionDenied | ErrorKind::NotFound
+        ),
+        "{err}"
+    );
+    let out = bao.bao(&[
+        "kv",
+        "metadata",
+        "get",
+        &format!("secret/{prefix}/{CRED}/current"),
+    ]);
+    assert!(!out.status.success(), "nothing was written");
+}
+
+#[tokio::test]
+async fn a_sealed_server_is_unavailable_with_a_hint() {
+    let bao = OpenBao::start();
+    let store = root_store(&bao, "sealed");
+    store.check(CRED).await.unwrap();
+    bao.bao_ok(&["operator", "seal"]);
+    let fresh = root_store(&bao, "sealed");
+    for err in [
+        store.stages(CRED).await.unwrap_err(),
+        fresh.check(CRED).await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        assert!(err.is_temporary());
+        assert!(err.hint().unwrap_or_default().contains("unseal"), "{err:?}");
+        assert!(err.to_string().contains(&bao.addr()), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn the_namespace_header_selects_the_namespace() {
+    let bao = OpenBao::shared();
+    let ns = bao.unique_prefix("ns");
+    bao.bao_ok(&["namespace", "create", &ns]);
+    let in_ns = format!("-namespace={ns}");
+    bao.bao_ok(&["secrets", "enable", &in_ns, "-path=secret", "kv-v2"]);
+    let mut cfg = config(bao, "rekey", token(bao.root_token()));
+    cfg.namespace = Some(ns.clone());
+    let store = VaultStore::new(cfg).unwrap();
+    assert!(
+        store.to_string().contains(&format!("namespace {ns}")),
+        "{store}"
+    );
+    store.check(CRED).await.unwrap();
+    rotate(&store, 1).await;
+    let generation = bao.bao_ok(&[
+        "kv",
+        "get",
+        &in_ns,
+        "-field=generation",
+        &format!("secret/rekey/{CRED}/current"),
+    ]);
+    assert_eq!(generation, "1");
+}
