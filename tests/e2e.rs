@@ -109,6 +109,8 @@ impl World {
             .env_remove("SF_INSTANCE_URL")
             .env_remove("VAULT_ADDR")
             .env_remove("VAULT_TOKEN")
+            // Hermetic: no ~/.vault-token or other per-user state from the machine.
+            .env("HOME", self.dir.path())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .envs(env.iter().copied())
             .output()
@@ -964,4 +966,151 @@ async fn connected_app_rotation_with_the_key_in_vault() {
             "the Vault token was printed:\n{printed}"
         );
     }
+}
+
+/// The minimal one-credential policy exactly as providers/vault/README.md documents it, moved
+/// under `prefix`.
+fn documented_policy(prefix: &str) -> String {
+    let readme = include_str!("../providers/vault/README.md");
+    let section = &readme[readme
+        .find("## Minimal policy")
+        .expect("README has a Minimal policy section")..];
+    let start = section.find("```hcl\n").expect("an hcl block") + "```hcl\n".len();
+    let end = start + section[start..].find("```").expect("the block ends");
+    section[start..end].replace("/rekey/billing/", &format!("/{prefix}/billing/"))
+}
+
+/// A token holding only `policy` (and Vault's default policy).
+fn token_with_policy(bao: &OpenBao, name: &str, policy: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.hcl");
+    std::fs::write(&file, policy).unwrap();
+    bao.bao_ok(&["policy", "write", name, file.to_str().unwrap()]);
+    let created: serde_json::Value = serde_json::from_str(&bao.bao_ok(&[
+        "token",
+        "create",
+        "-format=json",
+        &format!("-policy={name}"),
+    ]))
+    .unwrap();
+    created["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_vault_policy_is_enough_and_a_missing_update_stops_rotation_at_preflight() {
+    let bao = OpenBao::shared();
+    let (mut w, prefix) = vault_world(bao).await;
+    w.import_legacy("billing").await;
+
+    let policy = documented_policy(&prefix);
+    let token = token_with_policy(bao, &format!("{prefix}-full"), &policy);
+    w.env = vec![("VAULT_TOKEN".into(), token)];
+    let ready = w.ok(&["check", "--preflight", "billing"]).await;
+    assert!(
+        ready.stdout.starts_with("READY    billing"),
+        "{}",
+        ready.stdout
+    );
+    w.ok(&["rotate", "billing"]).await;
+    let current = format!("secret/{prefix}/billing/current");
+    assert_eq!(
+        rekey_api_fingerprint(&bao_field(bao, &current, "certificate")),
+        w.app_fingerprint("Billing_Sync")
+    );
+
+    // The same policy without 'update' on the CURRENT data path.
+    let data_current = format!("path \"secret/data/{prefix}/billing/current\"");
+    let crippled: String = policy
+        .lines()
+        .map(|l| if l.starts_with(&data_current) { l.replace(", \"update\"", "") } else { l.to_string() } + "\n")
+        .collect();
+    assert_ne!(crippled, policy, "the policy line to cripple was found");
+    let token = token_with_policy(bao, &format!("{prefix}-crippled"), &crippled);
+    w.env = vec![("VAULT_TOKEN".into(), token.clone())];
+    let journal_before = w.json(&["journal", "billing"]).await;
+
+    let blocked = w
+        .rekey(&["check", "--preflight", "billing", "--json"])
+        .await;
+    assert_eq!(blocked.code, 77, "{}{}", blocked.stdout, blocked.stderr);
+    let rows: serde_json::Value = serde_json::from_str(&blocked.stdout).unwrap();
+    let problem = rows[0]["store_problem"].as_str().unwrap();
+    assert!(
+        problem.contains(&format!(
+            "lacks 'update' on secret/data/{prefix}/billing/current"
+        )),
+        "{problem}"
+    );
+    assert!(rows[0]["target_problem"].is_null(), "{rows}");
+
+    let refused = w.rekey(&["rotate", "billing"]).await;
+    assert_eq!(refused.code, 77, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("lacks 'update'"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        w.json(&["journal", "billing"]).await,
+        journal_before,
+        "a refused rotation journals nothing"
+    );
+    assert_eq!(bao_field(bao, &current, "generation").trim(), "2");
+    assert_eq!(
+        rekey_api_fingerprint(&bao_field(bao, &current, "certificate")),
+        w.app_fingerprint("Billing_Sync")
+    );
+    for printed in &w.printed {
+        assert!(
+            !printed.contains(&token),
+            "a Vault token was printed:\n{printed}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_connection_problems_are_named_with_their_exit_codes() {
+    let bao = OpenBao::shared();
+    let (mut w, _) = vault_world(bao).await;
+    w.env = vec![("VAULT_TOKEN".into(), "s.notarealtoken".into())];
+    let bad_token = w.rekey(&["check", "--preflight", "billing"]).await;
+    assert_eq!(
+        bad_token.code, 77,
+        "{}{}",
+        bad_token.stdout, bad_token.stderr
+    );
+    assert!(
+        bad_token.stdout.contains("BLOCKED  billing"),
+        "{}",
+        bad_token.stdout
+    );
+    assert!(
+        !bad_token.stdout.contains("s.notarealtoken"),
+        "{}",
+        bad_token.stdout
+    );
+
+    w.env.clear();
+    let no_token = w.rekey(&["status"]).await;
+    assert_eq!(no_token.code, 64, "{}", no_token.stderr);
+    assert!(
+        no_token
+            .stderr
+            .contains("no Vault token: VAULT_TOKEN is not set"),
+        "{}",
+        no_token.stderr
+    );
+
+    w.env = vec![("VAULT_TOKEN".into(), bao.root_token().into())];
+    w.edit_config(|c| c.replace(&bao.addr(), "http://127.0.0.1:1"));
+    let unreachable = w.rekey(&["status", "billing"]).await;
+    assert_eq!(unreachable.code, 69, "{}", unreachable.stderr);
+    assert!(
+        unreachable.stderr.contains("127.0.0.1:1"),
+        "{}",
+        unreachable.stderr
+    );
 }
