@@ -1,44 +1,34 @@
-//! HTTP to one Vault server: login (token, AppRole, Kubernetes), keeping the token alive
-//! (renew-self at half its TTL, re-login when it cannot be renewed), and the one place where
-//! Vault's answers become `rekey_api::Error` kinds.
+//! The connection to one Vault server, through vaultrs: login (token, AppRole, Kubernetes),
+//! keeping the token alive (renew-self at half its TTL, re-login when it cannot be renewed), and
+//! the one place where vaultrs's errors become `rekey_api::Error` kinds.
 //!
 //! Tokens travel only in the `X-Vault-Token` header and login bodies. Messages name the address,
 //! the method and the path, and quote Vault's own `errors` texts, which never contain secrets.
 
 use crate::config::{VaultAuth, VaultConfig};
+use async_trait::async_trait;
 use rekey_api::{Error, ErrorKind, Result};
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
-use zeroize::Zeroizing;
+use tracing::instrument::{WithDispatch, WithSubscriber};
+use tracing::subscriber::NoSubscriber;
+use vaultrs::api::{AuthInfo, EndpointMiddleware};
+use vaultrs::client::{VaultClient, VaultClientSettings, VaultClientSettingsBuilder};
+use vaultrs::error::ClientError;
+use zeroize::{Zeroize, Zeroizing};
 
+/// The whole request, connecting included; vaultrs offers no separate connect timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A Vault answer that arrived: status and JSON body (`Null` for 204 or a non-JSON body).
-pub(crate) struct Reply {
-    pub(crate) status: StatusCode,
-    pub(crate) body: Value,
-}
-
-impl Reply {
-    /// Vault's `errors` array, joined.
-    pub(crate) fn errors(&self) -> String {
-        self.body
-            .get("errors")
-            .and_then(Value::as_array)
-            .map(|errors| {
-                errors
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .unwrap_or_default()
-    }
+/// How a vaultrs call failed, before it becomes a `rekey_api::Error`.
+pub(crate) enum Failure {
+    /// Vault answered with a non-2xx status; `errors` is its `errors` array joined (may be
+    /// empty, e.g. a 404 for a deleted version carries data instead).
+    Status { code: u16, errors: String },
+    /// No usable answer: the request never got one, or it was not shaped like Vault's.
+    Other(Error),
 }
 
 /// A logged-in token and how long it lives.
@@ -69,9 +59,45 @@ impl Session {
     }
 }
 
+/// The shared [`VaultClient`] seen with one token. vaultrs keeps the token in the client's
+/// middleware and changes it only through `&mut`; a per-call view lets concurrent operations
+/// share one connection pool, one TLS setup and one namespace header while the session renews
+/// or replaces the token underneath.
+pub(crate) struct Authed<'a> {
+    base: &'a VaultClient,
+    middle: EndpointMiddleware,
+}
+
+impl Drop for Authed<'_> {
+    fn drop(&mut self) {
+        // vaultrs holds the token in a plain String; wipe our copy like the session's own.
+        self.middle.token.zeroize();
+    }
+}
+
+#[async_trait]
+impl vaultrs::client::Client for Authed<'_> {
+    fn http(&self) -> &rustify::clients::reqwest::Client {
+        &self.base.http
+    }
+
+    fn middle(&self) -> &EndpointMiddleware {
+        &self.middle
+    }
+
+    fn settings(&self) -> &VaultClientSettings {
+        &self.base.settings
+    }
+
+    fn set_token(&mut self, token: &str) {
+        self.middle.token.zeroize();
+        self.middle.token = token.to_string();
+    }
+}
+
 /// Connection to one Vault server.
 pub(crate) struct Client {
-    http: reqwest::Client,
+    vault: VaultClient,
     address: String,
     namespace: Option<String>,
     mount: String,
@@ -90,26 +116,41 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// Runs a vaultrs call with tracing switched off. vaultrs and rustify log every non-2xx answer
+/// at ERROR (a key not written yet, a check-and-set conflict the journal retries), which the CLI
+/// would print at its default level; rekey turns each answer into its own error or log line.
+pub(crate) fn quiet<F: Future>(call: F) -> WithDispatch<F> {
+    call.with_subscriber(NoSubscriber::default())
+}
+
+/// Vault's `errors` array, joined.
+fn joined(errors: &[String]) -> String {
+    errors.join("; ")
+}
+
+/// How a request without an answer failed, from the reqwest error rustify wrapped.
+fn how_it_failed(cause: &(dyn std::error::Error + 'static)) -> &'static str {
+    match cause.downcast_ref::<reqwest::Error>() {
+        Some(e) if e.is_timeout() => "timed out",
+        Some(e) if e.is_connect() => "could not connect",
+        _ => "failed",
+    }
+}
+
 /// A transport failure: connection refused, timeout, TLS. Worth a retry.
-fn transport(address: &str, what: &str, e: reqwest::Error) -> Error {
-    let how = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "failed"
-    };
+fn transport(address: &str, what: &str, how: &str, source: rustify::errors::ClientError) -> Error {
     Error::new(
         ErrorKind::Unavailable,
         format!("vault at {address}: {what}: request {how}"),
     )
-    .with_source(e)
+    .with_source(source)
     .with_hint("check the address (VAULT_ADDR), that the server runs, and its TLS certificate (VAULT_CACERT)")
     .temporary()
 }
 
-/// Reads the CA files of `VAULT_CACERT` / `VAULT_CAPATH`.
-fn trusted_roots(config: &VaultConfig) -> Result<Vec<reqwest::Certificate>> {
+/// The files of `ca_cert` and `ca_path`, each checked to hold PEM CA certificates, so that a
+/// bad file is a clear `Config` error rather than vaultrs's generic one.
+fn ca_files(config: &VaultConfig) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     if let Some(file) = &config.ca_cert {
         files.push(file.clone());
@@ -129,16 +170,15 @@ fn trusted_roots(config: &VaultConfig) -> Result<Vec<reqwest::Certificate>> {
         found.sort();
         files.extend(found);
     }
-    let mut roots = Vec::new();
-    for file in files {
-        let pem = std::fs::read(&file).map_err(|e| {
+    for file in &files {
+        let pem = std::fs::read(file).map_err(|e| {
             Error::new(
                 ErrorKind::Config,
                 format!("vault store: cannot read CA file {}", file.display()),
             )
             .with_source(e)
         })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        reqwest::Certificate::from_pem_bundle(&pem)
             .ok()
             .filter(|c| !c.is_empty())
             .ok_or_else(|| {
@@ -150,29 +190,58 @@ fn trusted_roots(config: &VaultConfig) -> Result<Vec<reqwest::Certificate>> {
                     ),
                 )
             })?;
-        roots.extend(certs);
     }
-    Ok(roots)
+    Ok(files)
+}
+
+/// vaultrs settings with every field set from `config`. The builder fills unset fields from
+/// VAULT_ADDR, VAULT_TOKEN, VAULT_SKIP_VERIFY, VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT and
+/// VAULT_CLIENT_KEY; the CLI has already resolved the environment into `config`, so nothing may
+/// come from it here.
+fn settings(
+    config: &VaultConfig,
+    address: &str,
+    namespace: Option<String>,
+) -> Result<VaultClientSettings> {
+    let ca_certs = ca_files(config)?
+        .into_iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    VaultClientSettingsBuilder::default()
+        .address(address)
+        // No token in the shared client: logins must go out without one, and every other call
+        // attaches the session's current token through an `Authed` view.
+        .token(String::new())
+        .verify(!config.tls_skip_verify)
+        .ca_certs(ca_certs)
+        .identity(None)
+        .namespace(namespace)
+        .timeout(Some(REQUEST_TIMEOUT))
+        .version(1)
+        .wrapping(false)
+        .build()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("vault store: invalid client settings: {e}"),
+            )
+        })
 }
 
 impl Client {
-    /// A client for the server; no request is made yet.
+    /// A client for the server; no request is made yet. `address` is already validated, so
+    /// vaultrs's panicking address setter cannot fire.
     pub(crate) fn new(config: VaultConfig, address: String) -> Result<Client> {
-        let roots = trusted_roots(&config)?;
-        let mut builder = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            // A standby's redirect would carry the token to another host: surface it instead.
-            .redirect(reqwest::redirect::Policy::none());
-        if !roots.is_empty() {
-            // Like the Vault CLI: a configured CA replaces the system roots.
-            builder = builder.tls_certs_only(roots);
-        }
+        let namespace = config
+            .namespace
+            .as_deref()
+            .map(|n| n.trim_matches('/').to_string())
+            .filter(|n| !n.is_empty());
         if config.tls_skip_verify {
             tracing::warn!(address = %address, "vault TLS verification is disabled (tls_skip_verify)");
-            builder = builder.tls_danger_accept_invalid_certs(true);
         }
-        let http = builder.build().map_err(|e| {
+        let settings = settings(&config, &address, namespace.clone())?;
+        let vault = VaultClient::new(settings).map_err(|e| {
             Error::new(
                 ErrorKind::Config,
                 "vault store: cannot build the HTTP client",
@@ -180,12 +249,9 @@ impl Client {
             .with_source(e)
         })?;
         Ok(Client {
-            http,
+            vault,
             address,
-            namespace: config
-                .namespace
-                .map(|n| n.trim_matches('/').to_string())
-                .filter(|n| !n.is_empty()),
+            namespace,
             mount: config.mount.trim_matches('/').to_string(),
             auth: config.auth,
             session: Mutex::new(None),
@@ -196,72 +262,74 @@ impl Client {
         &self.address
     }
 
-    /// One request to `/v1/{path}`. Fails only when no answer arrived.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        token: Option<&str>,
-        what: &str,
-    ) -> Result<Reply> {
-        let mut request = self
-            .http
-            .request(method, format!("{}/v1/{path}", self.address));
-        if let Some(ns) = &self.namespace {
-            request = request.header("X-Vault-Namespace", ns);
+    /// The shared client carrying `token` (empty: none, for logins).
+    fn with_token(&self, token: &str) -> Authed<'_> {
+        let mut middle = self.vault.middle.clone();
+        middle.token = token.to_string();
+        Authed {
+            base: &self.vault,
+            middle,
         }
-        if let Some(token) = token {
-            request = request.header("X-Vault-Token", token);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport(&self.address, what, e))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transport(&self.address, what, e))?;
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Reply { status, body })
     }
 
-    /// An authenticated request (logging in or renewing first when needed).
-    pub(crate) async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        what: &str,
-    ) -> Result<Reply> {
+    /// The shared client with a usable token (logging in or renewing first when needed).
+    pub(crate) async fn authed(&self) -> Result<Authed<'_>> {
         let token = self.token().await?;
-        self.send(method, path, body, Some(&token), what).await
+        Ok(self.with_token(&token))
     }
 
-    /// Like [`Client::call`], but any non-2xx answer is an error.
-    pub(crate) async fn call_ok(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        what: &str,
-    ) -> Result<Reply> {
-        let reply = self.call(method, path, body, what).await?;
-        if reply.status.is_success() {
-            Ok(reply)
-        } else {
-            Err(self.status_error(what, &reply))
+    /// Sorts a vaultrs error into a status answer or an already final error.
+    pub(crate) fn failure(&self, what: &str, e: ClientError) -> Failure {
+        use rustify::errors::ClientError as Rest;
+        match e {
+            ClientError::APIError { code, errors } => Failure::Status {
+                code,
+                errors: joined(&errors),
+            },
+            ClientError::RestClientError { source: rest } => match rest {
+                // An answer whose body has no `errors` (vaultrs parses only those).
+                Rest::ServerResponseError { code, .. } => Failure::Status {
+                    code,
+                    errors: String::new(),
+                },
+                Rest::RequestError { ref source, .. } | Rest::ResponseError { ref source } => {
+                    let how = how_it_failed(source.as_ref());
+                    Failure::Other(transport(&self.address, what, how, rest))
+                }
+                other => Failure::Other(self.unexpected(what, &other)),
+            },
+            other => Failure::Other(self.unexpected(what, &other)),
         }
+    }
+
+    /// A vaultrs error as a `rekey_api::Error`.
+    pub(crate) fn error(&self, what: &str, e: ClientError) -> Error {
+        match self.failure(what, e) {
+            Failure::Status { code, errors } => self.status_error(what, code, &errors),
+            Failure::Other(err) => err,
+        }
+    }
+
+    /// An answer that is not shaped like Vault's.
+    fn unexpected(&self, what: &str, e: &dyn std::error::Error) -> Error {
+        let mut text = e.to_string();
+        let mut next = e.source();
+        while let Some(inner) = next {
+            text.push_str(": ");
+            text.push_str(&inner.to_string());
+            next = inner.source();
+        }
+        Error::new(
+            ErrorKind::Unexpected,
+            format!(
+                "vault at {}: {what}: unexpected answer: {text}",
+                self.address
+            ),
+        )
     }
 
     /// Classifies a non-2xx answer.
-    pub(crate) fn status_error(&self, what: &str, reply: &Reply) -> Error {
-        let errors = reply.errors();
-        let code = reply.status.as_u16();
+    pub(crate) fn status_error(&self, what: &str, code: u16, errors: &str) -> Error {
         let message = format!(
             "vault at {}: {what}: HTTP {code}{}{errors}",
             self.address,
@@ -292,6 +360,8 @@ impl Client {
             ),
             404 => Error::new(ErrorKind::NotFound, message),
             412 | 429 | 500..=599 => Error::new(ErrorKind::Unavailable, message).temporary(),
+            // reqwest follows up to 10 redirects; a 3xx only surfaces past that or without a
+            // Location.
             300..=399 => Error::new(ErrorKind::Unavailable, message)
                 .with_hint("the address redirects (a standby node?); point rekey at the active node or the load balancer"),
             _ => Error::new(ErrorKind::Unexpected, message),
@@ -339,23 +409,22 @@ impl Client {
     /// `auth/token/renew-self` for the token's own TTL. `None` when Vault refused or could
     /// not give at least half of it back (the token hit its max TTL).
     async fn renew(&self, session: &Session) -> Option<Session> {
-        let body = json!({ "increment": format!("{}s", session.lease.as_secs()) });
-        let reply = self
-            .send(
-                Method::POST,
-                "auth/token/renew-self",
-                Some(&body),
-                Some(&session.token),
-                "renew the token",
-            )
-            .await
-            .ok()?;
-        if !reply.status.is_success() {
-            tracing::warn!(address = %self.address, status = reply.status.as_u16(), errors = %reply.errors(), "vault token renewal refused");
-            return None;
-        }
-        let auth = reply.body.get("auth")?;
-        let ttl = auth.get("lease_duration").and_then(Value::as_u64)?;
+        let increment = format!("{}s", session.lease.as_secs());
+        let auth = match quiet(vaultrs::token::renew_self(
+            &self.with_token(&session.token),
+            Some(&increment),
+        ))
+        .await
+        {
+            Ok(auth) => auth,
+            Err(e) => {
+                if let Failure::Status { code, errors } = self.failure("renew the token", e) {
+                    tracing::warn!(address = %self.address, status = code, errors = %errors, "vault token renewal refused");
+                }
+                return None;
+            }
+        };
+        let ttl = auth.lease_duration;
         if ttl < session.lease.as_secs() / 2 {
             return None;
         }
@@ -364,93 +433,88 @@ impl Client {
             token: session.token.clone(),
             lease: session.lease,
             expires: Some(Instant::now() + Duration::from_secs(ttl)),
-            renewable: auth
-                .get("renewable")
-                .and_then(Value::as_bool)
-                .unwrap_or(true),
+            renewable: auth.renewable,
         })
     }
 
     async fn login(&self) -> Result<Session> {
         let what = format!("{} login", self.auth.label());
-        let (path, body) = match &self.auth {
+        // Logins go out without a token.
+        let anonymous = self.with_token("");
+        let (mount, result) = match &self.auth {
             VaultAuth::Token(token) => return self.lookup_self(token.expose_secret()).await,
             VaultAuth::AppRole {
                 mount,
                 role_id,
                 secret_id,
-            } => (
-                format!("auth/{}/login", mount.trim_matches('/')),
-                json!({ "role_id": role_id, "secret_id": secret_id.expose_secret() }),
-            ),
+            } => {
+                let mount = mount.trim_matches('/');
+                let result = quiet(vaultrs::auth::approle::login(
+                    &anonymous,
+                    mount,
+                    role_id,
+                    secret_id.expose_secret(),
+                ))
+                .await;
+                (mount, result)
+            }
             VaultAuth::Kubernetes {
                 mount,
                 role,
                 jwt_path,
-            } => (
-                format!("auth/{}/login", mount.trim_matches('/')),
-                json!({ "role": role, "jwt": read_jwt(jwt_path)?.as_str() }),
-            ),
+            } => {
+                let mount = mount.trim_matches('/');
+                let jwt = read_jwt(jwt_path)?;
+                let result = quiet(vaultrs::auth::kubernetes::login(
+                    &anonymous, mount, role, &jwt,
+                ))
+                .await;
+                (mount, result)
+            }
         };
-        let reply = self
-            .send(Method::POST, &path, Some(&body), None, &what)
-            .await?;
-        if !reply.status.is_success() {
-            let err = self.status_error(&what, &reply);
-            // Vault answers a bad role or secret with 400 or 403: both mean "not who you say".
-            return Err(match reply.status.as_u16() {
-                404 => Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "vault at {}: no auth method is enabled at {path}",
-                        self.address
-                    ),
-                )
-                .with_hint("check the auth mount in the store configuration"),
-                400 | 401 | 403 => {
-                    Error::new(ErrorKind::Unauthenticated, err.message().to_string()).with_hint(
-                        "check the role and its credentials (secret_id or service-account token)",
-                    )
-                }
-                _ => err,
-            });
-        }
-        let auth = reply
-            .body
-            .get("auth")
-            .filter(|a| a.is_object())
-            .ok_or_else(|| {
-                Error::new(
+        let auth: AuthInfo = match result {
+            Ok(auth) => auth,
+            Err(ClientError::ResponseEmptyError) => {
+                return Err(Error::new(
                     ErrorKind::Unexpected,
                     format!(
                         "vault at {}: {what}: the answer has no 'auth' object",
                         self.address
                     ),
-                )
-            })?;
-        let token = auth
-            .get("client_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Unexpected,
-                    format!(
-                        "vault at {}: {what}: the answer has no client token",
-                        self.address
+                ));
+            }
+            Err(e) => {
+                let (code, errors) = match self.failure(&what, e) {
+                    Failure::Status { code, errors } => (code, errors),
+                    Failure::Other(err) => return Err(err),
+                };
+                let err = self.status_error(&what, code, &errors);
+                // Vault answers a bad role or secret with 400 or 403: both mean "not who you say".
+                return Err(match code {
+                    404 => Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "vault at {}: no auth method is enabled at auth/{mount}/login",
+                            self.address
+                        ),
+                    )
+                    .with_hint("check the auth mount in the store configuration"),
+                    400 | 401 | 403 => Error::new(
+                        ErrorKind::Unauthenticated,
+                        err.message().to_string(),
+                    )
+                    .with_hint(
+                        "check the role and its credentials (secret_id or service-account token)",
                     ),
-                )
-            })?;
-        let ttl = auth
-            .get("lease_duration")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let renewable = auth
-            .get("renewable")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+                    _ => err,
+                });
+            }
+        };
+        let ttl = auth.lease_duration;
+        let renewable = auth.renewable;
         tracing::info!(address = %self.address, method = %self.auth.label(), ttl_secs = ttl, renewable, "logged in to vault");
         Ok(Session::from_lease(
-            Zeroizing::new(token.to_string()),
+            Zeroizing::new(auth.client_token),
             ttl,
             renewable,
         ))
@@ -459,43 +523,31 @@ impl Client {
     /// Validates a given token and learns its TTL.
     async fn lookup_self(&self, token: &str) -> Result<Session> {
         let what = "token lookup-self";
-        let reply = self
-            .send(
-                Method::GET,
-                "auth/token/lookup-self",
-                None,
-                Some(token),
-                what,
-            )
-            .await?;
-        if !reply.status.is_success() {
-            let err = self.status_error(what, &reply);
-            return Err(match reply.status.as_u16() {
-                401 | 403 => Error::new(
-                    ErrorKind::Unauthenticated,
-                    format!(
-                        "vault at {} rejected the token (lookup-self: {})",
-                        self.address,
-                        reply.errors()
+        let data = match quiet(vaultrs::token::lookup_self(&self.with_token(token))).await {
+            Ok(data) => data,
+            Err(e) => {
+                let (code, errors) = match self.failure(what, e) {
+                    Failure::Status { code, errors } => (code, errors),
+                    Failure::Other(err) => return Err(err),
+                };
+                return Err(match code {
+                    401 | 403 => Error::new(
+                        ErrorKind::Unauthenticated,
+                        format!(
+                            "vault at {} rejected the token (lookup-self: {errors})",
+                            self.address
+                        ),
+                    )
+                    .with_hint(
+                        "the token is invalid, expired or revoked; set VAULT_TOKEN to a valid token",
                     ),
-                )
-                .with_hint(
-                    "the token is invalid, expired or revoked; set VAULT_TOKEN to a valid token",
-                ),
-                _ => err,
-            });
-        }
-        let data = &reply.body["data"];
-        let ttl = data.get("ttl").and_then(Value::as_u64).unwrap_or(0);
-        let creation_ttl = data
-            .get("creation_ttl")
-            .and_then(Value::as_u64)
-            .filter(|c| *c > 0)
-            .unwrap_or(ttl);
-        let renewable = data
-            .get("renewable")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+                    _ => self.status_error(what, code, &errors),
+                });
+            }
+        };
+        let ttl = data.ttl;
+        let creation_ttl = Some(data.creation_ttl).filter(|c| *c > 0).unwrap_or(ttl);
+        let renewable = data.renewable.unwrap_or(false);
         let mut session =
             Session::from_lease(Zeroizing::new(token.to_string()), creation_ttl, renewable);
         session.expires = (ttl > 0).then(|| Instant::now() + Duration::from_secs(ttl));
@@ -523,6 +575,7 @@ fn read_jwt(path: &Path) -> Result<Zeroizing<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Kubernetes login cannot run against OpenBao here (its Kubernetes method always asks a
@@ -540,8 +593,17 @@ mod tests {
                 let n = socket.read(&mut buf).await.unwrap();
                 request.extend_from_slice(&buf[..n]);
             }
-            let body =
-                r#"{"auth":{"client_token":"s.issued","lease_duration":60,"renewable":true}}"#;
+            // A login answer as Vault shapes it (vaultrs insists on the full envelope).
+            let body = json!({
+                "request_id": "r", "lease_id": "", "lease_duration": 0, "renewable": false,
+                "data": null, "warnings": null, "wrap_info": null,
+                "auth": {
+                    "client_token": "s.issued", "accessor": "a", "policies": ["default"],
+                    "token_policies": ["default"], "metadata": null, "lease_duration": 60,
+                    "renewable": true, "entity_id": "", "token_type": "service", "orphan": true
+                }
+            })
+            .to_string();
             let answer = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len()

@@ -1,12 +1,36 @@
 //! The KV v2 calls the store is built from: metadata (versions, `cas_required`, `max_versions`),
-//! versioned reads, check-and-set writes, destroy, and `sys/capabilities-self`.
+//! versioned reads, check-and-set writes, destroy (all vaultrs's own endpoints), and the two
+//! `sys/` endpoints vaultrs lacks, `sys/capabilities-self` and `sys/internal/ui/mounts/{mount}`,
+//! defined here the way vaultrs defines its own and run through the same client.
 
-use crate::client::Client;
+use crate::client::{Client, Failure, quiet};
 use chrono::{DateTime, Utc};
 use rekey_api::{Error, ErrorKind, Result};
-use reqwest::Method;
-use serde_json::{Map, Value, json};
+use rustify_derive::Endpoint;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use vaultrs::api::kv2::requests::{
+    ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequestOptions,
+};
+use vaultrs::{api, kv2};
+
+/// `POST sys/capabilities-self`: the calling token's capabilities on each path. Part of the
+/// `default` policy; vaultrs 0.8 has no endpoint for it.
+#[derive(Debug, Endpoint)]
+#[endpoint(path = "sys/capabilities-self", method = "POST", response = "Value")]
+struct CapabilitiesSelfRequest {
+    paths: Vec<String>,
+}
+
+/// `GET sys/internal/ui/mounts/{mount}`: a mount's engine type and options, readable with only
+/// a policy on paths inside it (`sys/mounts` would need `sudo`-like access). vaultrs 0.8 has no
+/// endpoint for it.
+#[derive(Debug, Endpoint)]
+#[endpoint(path = "sys/internal/ui/mounts/{self.mount}", response = "Value")]
+struct MountInfoRequest {
+    #[endpoint(skip)]
+    mount: String,
+}
 
 /// One version as listed in a key's metadata.
 #[derive(Clone, Debug)]
@@ -46,11 +70,17 @@ pub(crate) enum Written {
     Stale,
 }
 
-fn parse_time(value: &Value) -> Option<DateTime<Utc>> {
-    value
-        .as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+/// An RFC 3339 time; Vault sends an empty string for "never".
+fn parse_time(value: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value)
+        .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// A missing key or version: a 404 without `errors` (a deleted version's 404 carries its
+/// metadata instead), or with an empty list.
+fn absent(failure: &Failure) -> bool {
+    matches!(failure, Failure::Status { code: 404, errors } if errors.is_empty())
 }
 
 /// KV v2 access under one mount.
@@ -85,37 +115,38 @@ impl Kv {
 
     /// The key's metadata; `None` if it was never written.
     pub(crate) async fn metadata(&self, key: &str) -> Result<Option<Meta>> {
-        let path = self.metadata_path(key);
-        let what = format!("read {path}");
-        let reply = self.client.call(Method::GET, &path, None, &what).await?;
-        if reply.status.as_u16() == 404 && reply.errors().is_empty() {
-            return Ok(None);
-        }
-        if !reply.status.is_success() {
-            return Err(self.client.status_error(&what, &reply));
-        }
-        let data = &reply.body["data"];
-        let versions = data["versions"]
-            .as_object()
-            .map(|versions| {
-                versions
-                    .iter()
-                    .filter_map(|(n, v)| {
-                        let state = VersionState {
-                            deleted: parse_time(&v["deletion_time"]).is_some(),
-                            destroyed: v["destroyed"].as_bool().unwrap_or(false),
-                        };
-                        Some((n.parse().ok()?, state))
-                    })
-                    .collect()
+        let what = format!("read {}", self.metadata_path(key));
+        let client = self.client.authed().await?;
+        let data = match quiet(kv2::read_metadata(&client, &self.mount, key)).await {
+            Ok(data) => data,
+            Err(e) => return self.none_if_absent(&what, e),
+        };
+        let versions = data
+            .versions
+            .iter()
+            .filter_map(|(n, v)| {
+                let state = VersionState {
+                    deleted: parse_time(&v.deletion_time).is_some(),
+                    destroyed: v.destroyed,
+                };
+                Some((n.parse().ok()?, state))
             })
-            .unwrap_or_default();
+            .collect();
         Ok(Some(Meta {
-            current_version: data["current_version"].as_u64().unwrap_or(0),
+            current_version: data.current_version,
             versions,
-            cas_required: data["cas_required"].as_bool().unwrap_or(false),
-            max_versions: data["max_versions"].as_u64().unwrap_or(0),
+            cas_required: data.cas_required,
+            max_versions: data.max_versions,
         }))
+    }
+
+    /// `Ok(None)` for a missing key or version, the error otherwise.
+    fn none_if_absent<T>(&self, what: &str, e: vaultrs::error::ClientError) -> Result<Option<T>> {
+        match self.client.failure(what, e) {
+            failure if absent(&failure) => Ok(None),
+            Failure::Status { code, errors } => Err(self.client.status_error(what, code, &errors)),
+            Failure::Other(err) => Err(err),
+        }
     }
 
     /// Sets `cas_required` and `max_versions` unless `meta` shows they are already in place.
@@ -123,40 +154,43 @@ impl Kv {
         if meta.is_some_and(|m| m.cas_required && m.max_versions == u64::from(self.max_versions)) {
             return Ok(());
         }
-        let path = self.metadata_path(key);
-        let body = json!({ "cas_required": true, "max_versions": self.max_versions });
-        self.client
-            .call_ok(Method::POST, &path, Some(&body), &format!("update {path}"))
-            .await?;
-        Ok(())
+        let what = format!("update {}", self.metadata_path(key));
+        let client = self.client.authed().await?;
+        let mut options = SetSecretMetadataRequest::builder();
+        options
+            .cas_required(true)
+            .max_versions(u64::from(self.max_versions));
+        quiet(kv2::set_metadata(
+            &client,
+            &self.mount,
+            key,
+            Some(&mut options),
+        ))
+        .await
+        .map_err(|e| self.client.error(&what, e))
     }
 
     /// Version `number` of `key`; `None` when it is missing, deleted or destroyed.
     pub(crate) async fn read(&self, key: &str, number: u64) -> Result<Option<Version>> {
-        let path = self.data_path(key);
-        let what = format!("read {path} version {number}");
-        let reply = self
-            .client
-            .call(
-                Method::GET,
-                &format!("{path}?version={number}"),
-                None,
-                &what,
-            )
-            .await?;
-        if reply.status.as_u16() == 404 && reply.errors().is_empty() {
-            return Ok(None);
-        }
-        if !reply.status.is_success() {
-            return Err(self.client.status_error(&what, &reply));
-        }
-        let mut body = reply.body;
-        let Value::Object(data) = body["data"]["data"].take() else {
+        let what = format!("read {} version {number}", self.data_path(key));
+        let client = self.client.authed().await?;
+        // The endpoint rather than `kv2::read_version`, which drops the version's metadata
+        // (its creation time).
+        let endpoint = ReadSecretRequest {
+            mount: self.mount.clone(),
+            path: key.to_string(),
+            version: Some(number),
+        };
+        let reply = match quiet(api::exec_with_result(&client, endpoint)).await {
+            Ok(reply) => reply,
+            Err(e) => return self.none_if_absent(&what, e),
+        };
+        let Value::Object(data) = reply.data else {
             return Ok(None);
         };
         Ok(Some(Version {
             number,
-            created: parse_time(&body["data"]["metadata"]["created_time"]),
+            created: parse_time(&reply.metadata.created_time),
             data,
         }))
     }
@@ -177,40 +211,57 @@ impl Kv {
 
     /// Writes `data` as a new version if `key` is still at version `cas` (0: does not exist).
     pub(crate) async fn write(&self, key: &str, data: &Value, cas: u64) -> Result<Written> {
-        let path = self.data_path(key);
-        let what = format!("write {path} (check-and-set version {cas})");
-        let body = json!({ "options": { "cas": cas }, "data": data });
-        let reply = self
-            .client
-            .call(Method::POST, &path, Some(&body), &what)
-            .await?;
-        if reply.status.as_u16() == 400 && reply.errors().contains("check-and-set") {
-            return Ok(Written::Stale);
+        let what = format!(
+            "write {} (check-and-set version {cas})",
+            self.data_path(key)
+        );
+        // vaultrs types `cas` as u32; KV versions never get near it.
+        let options = SetSecretRequestOptions {
+            cas: u32::try_from(cas).map_err(|_| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!(
+                        "vault at {}: {what}: version out of range",
+                        self.client.address()
+                    ),
+                )
+            })?,
+        };
+        let client = self.client.authed().await?;
+        match quiet(kv2::set_with_options(
+            &client,
+            &self.mount,
+            key,
+            data,
+            options,
+        ))
+        .await
+        {
+            Ok(written) => Ok(Written::Done(written.version)),
+            Err(e) => match self.client.failure(&what, e) {
+                Failure::Status { code: 400, errors } if errors.contains("check-and-set") => {
+                    Ok(Written::Stale)
+                }
+                Failure::Status { code, errors } => {
+                    Err(self.client.status_error(&what, code, &errors))
+                }
+                Failure::Other(err) => Err(err),
+            },
         }
-        if !reply.status.is_success() {
-            return Err(self.client.status_error(&what, &reply));
-        }
-        let version = reply.body["data"]["version"].as_u64().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unexpected,
-                format!(
-                    "vault at {}: {what}: no version in the answer",
-                    self.client.address()
-                ),
-            )
-        })?;
-        Ok(Written::Done(version))
     }
 
     /// Permanently destroys `versions` of `key`.
     pub(crate) async fn destroy(&self, key: &str, versions: &[u64]) -> Result<()> {
-        let path = self.destroy_path(key);
-        let body = json!({ "versions": versions });
         let what = format!("destroy versions {versions:?} of {}", self.data_path(key));
-        self.client
-            .call_ok(Method::PUT, &path, Some(&body), &what)
-            .await?;
-        Ok(())
+        let client = self.client.authed().await?;
+        quiet(kv2::destroy_versions(
+            &client,
+            &self.mount,
+            key,
+            versions.to_vec(),
+        ))
+        .await
+        .map_err(|e| self.client.error(&what, e))
     }
 
     /// The token's capabilities on each path (`sys/capabilities-self`).
@@ -218,16 +269,16 @@ impl Kv {
         &self,
         paths: &[String],
     ) -> Result<BTreeMap<String, Vec<String>>> {
-        let body = json!({ "paths": paths });
-        let reply = self
-            .client
-            .call_ok(
-                Method::POST,
-                "sys/capabilities-self",
-                Some(&body),
-                "sys/capabilities-self",
-            )
-            .await?;
+        let what = "sys/capabilities-self";
+        let client = self.client.authed().await?;
+        let endpoint = CapabilitiesSelfRequest {
+            paths: paths.to_vec(),
+        };
+        // Not `exec_with_result`: older servers put the answer at the top level as well as in
+        // `data`, so the whole body is parsed and both places are looked at.
+        let body = quiet(api::exec_with_no_result(&client, endpoint))
+            .await
+            .map_err(|e| self.client.error(what, e))?;
         let list = |v: &Value| -> Option<Vec<String>> {
             v.as_array().map(|caps| {
                 caps.iter()
@@ -239,8 +290,8 @@ impl Kv {
         Ok(paths
             .iter()
             .map(|p| {
-                let caps = list(&reply.body["data"][p])
-                    .or_else(|| list(&reply.body[p]))
+                let caps = list(&body["data"][p])
+                    .or_else(|| list(&body[p]))
                     .unwrap_or_default();
                 (p.clone(), caps)
             })
@@ -250,20 +301,27 @@ impl Kv {
     /// The mount's engine as `sys/internal/ui/mounts/{mount}` reports it: `(type, version)`.
     /// `None` when the mount does not exist or the token may not use it.
     pub(crate) async fn mount_info(&self) -> Result<Option<(String, String)>> {
-        let path = format!("sys/internal/ui/mounts/{}", self.mount);
-        let reply = self
-            .client
-            .call(Method::GET, &path, None, &format!("read {path}"))
-            .await?;
-        if !reply.status.is_success() {
-            if matches!(reply.status.as_u16(), 400 | 403 | 404)
-                && !reply.errors().contains("sealed")
-            {
-                return Ok(None);
+        let what = format!("read sys/internal/ui/mounts/{}", self.mount);
+        let client = self.client.authed().await?;
+        let endpoint = MountInfoRequest {
+            mount: self.mount.clone(),
+        };
+        let data = match quiet(api::exec_with_result(&client, endpoint)).await {
+            Ok(data) => data,
+            Err(e) => {
+                return match self.client.failure(&what, e) {
+                    Failure::Status { code, errors }
+                        if matches!(code, 400 | 403 | 404) && !errors.contains("sealed") =>
+                    {
+                        Ok(None)
+                    }
+                    Failure::Status { code, errors } => {
+                        Err(self.client.status_error(&what, code, &errors))
+                    }
+                    Failure::Other(err) => Err(err),
+                };
             }
-            return Err(self.client.status_error(&format!("read {path}"), &reply));
-        }
-        let data = &reply.body["data"];
+        };
         let kind = data["type"].as_str().unwrap_or_default().to_string();
         let version = data["options"]["version"]
             .as_str()

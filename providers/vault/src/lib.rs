@@ -501,6 +501,16 @@ impl SecretStore for VaultStore {
             pending.filter(|p| p.info.generation == generation),
             pending_snap.latest.as_mut(),
         ) else {
+            // A concurrent promotion of the same generation can land between the two reads
+            // above (`current` read before its write, `pending` after it was cleared): then it
+            // is done, not missing.
+            let now = self.snapshot(credential, Leaf::Current).await?;
+            if self
+                .current_of(&now)?
+                .is_some_and(|c| c.info.generation == generation)
+            {
+                return Ok(());
+            }
             return Err(Error::new(
                 ErrorKind::NotFound,
                 format!(

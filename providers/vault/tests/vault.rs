@@ -1,6 +1,7 @@
 //! The Vault store against a real OpenBao dev server: the KV layout consumers rely on,
 //! check-and-set, history-based PREVIOUS, destroy, journal, lock, logins, the minimal policy,
-//! token renewal and the error cases. Every test works under its own prefix, so they run in
+//! token renewal, the error cases, and that neither VAULT_* variables nor vaultrs's logging leak
+//! through. Every test works under its own prefix, so they run in
 //! parallel on one shared server.
 
 use rekey_api::{
@@ -646,4 +647,205 @@ async fn the_namespace_header_selects_the_namespace() {
         &format!("secret/rekey/{CRED}/current"),
     ]);
     assert_eq!(generation, "1");
+}
+
+/// Set in the child process that [`the_environment_changes_nothing`] starts.
+const ENV_PROBE: &str = "REKEY_VAULT_ENV_PROBE";
+
+/// vaultrs's settings builder reads VAULT_ADDR, VAULT_TOKEN, VAULT_SKIP_VERIFY, VAULT_CACERT,
+/// VAULT_CAPATH and VAULT_CLIENT_CERT/KEY for every field left unset, but the store must depend
+/// on its `VaultConfig` alone (the CLI resolves the environment). Setting variables in this
+/// process would need `unsafe` (edition 2024), which the workspace forbids, and would leak
+/// into the tests running beside it, so [`environment_probe`] runs in a child: this test
+/// binary again, filtered to that one test, with hostile variables set.
+#[tokio::test]
+async fn the_environment_changes_nothing() {
+    let bao = OpenBao::shared();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "environment_probe", "--nocapture"])
+        .env(ENV_PROBE, "1")
+        .env("REKEY_VAULT_ENV_PROBE_ADDR", bao.addr())
+        .env("REKEY_VAULT_ENV_PROBE_TOKEN", bao.root_token())
+        .env("REKEY_VAULT_ENV_PROBE_DIR", dir.path())
+        .env("VAULT_ADDR", format!("http://{closed}"))
+        .env("VAULT_TOKEN", "s.from-the-environment")
+        .env("VAULT_NAMESPACE", "from-the-environment")
+        .env("VAULT_SKIP_VERIFY", "true")
+        .env("VAULT_CACERT", dir.path().join("ca.pem"))
+        .env("VAULT_CAPATH", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("environment probe: passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A TLS server on 127.0.0.1 with a self-signed certificate that answers every request like a
+/// sealed Vault. Returns its address and the certificate's PEM.
+async fn sealed_tls_server() -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::{self, pki_types};
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that does not trust the certificate aborts the handshake here.
+                let Ok(mut stream) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"errors":["Vault is sealed"]}"#;
+                let answer = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (address, cert.pem())
+}
+
+/// Run by [`the_environment_changes_nothing`] in a child process; returns at once otherwise.
+#[tokio::test]
+async fn environment_probe() {
+    let var = |name: &str| std::env::var(name).unwrap();
+    if std::env::var_os(ENV_PROBE).is_none() {
+        return;
+    }
+    // VAULT_ADDR (a closed port), VAULT_TOKEN (invalid) and VAULT_NAMESPACE (nonexistent) are
+    // not used: the configured server, token and no namespace are.
+    let auth = token(&var("REKEY_VAULT_ENV_PROBE_TOKEN"));
+    let mut cfg = VaultConfig::new(var("REKEY_VAULT_ENV_PROBE_ADDR"), auth);
+    cfg.path_prefix = format!("t-env-{}", std::process::id());
+    let store = VaultStore::new(cfg).unwrap();
+    store.check(CRED).await.unwrap();
+    rotate(&store, 1).await;
+    assert_eq!(
+        store
+            .stages(CRED)
+            .await
+            .unwrap()
+            .current
+            .unwrap()
+            .generation,
+        Generation(1)
+    );
+
+    // VAULT_SKIP_VERIFY=true and VAULT_CACERT / VAULT_CAPATH holding the server's own
+    // certificate do not make an unconfigured store trust it: the handshake fails.
+    let (address, pem) = sealed_tls_server().await;
+    let dir = std::path::PathBuf::from(var("REKEY_VAULT_ENV_PROBE_DIR"));
+    std::fs::write(dir.join("ca.pem"), &pem).unwrap();
+    let store = VaultStore::new(VaultConfig::new(address.clone(), token("s.x"))).unwrap();
+    let err = store.check(CRED).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        !err.hint().unwrap_or_default().contains("unseal"),
+        "{err:?}"
+    );
+
+    // The same server is reached when the configuration says so, which shows the probe can
+    // tell the difference: its sealed answer arrives.
+    for trust in ["tls_skip_verify", "ca_cert"] {
+        let mut cfg = VaultConfig::new(address.clone(), token("s.x"));
+        if trust == "tls_skip_verify" {
+            cfg.tls_skip_verify = true;
+        } else {
+            cfg.ca_cert = Some(dir.join("ca.pem"));
+        }
+        let err = VaultStore::new(cfg).unwrap().check(CRED).await.unwrap_err();
+        assert!(
+            err.hint().unwrap_or_default().contains("unseal"),
+            "{trust}: {err:?}"
+        );
+    }
+    println!("environment probe: passed");
+}
+
+/// Records the WARN and ERROR events of the thread it is the default subscriber on.
+struct LoudEvents(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for LoudEvents {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let meta = event.metadata();
+        if *meta.level() <= tracing::Level::WARN {
+            let line = format!("{} {}", meta.level(), meta.target());
+            self.0.lock().unwrap().push(line);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// vaultrs logs every non-2xx answer at ERROR, and the CLI prints WARN and above by default.
+/// A fresh credential's keys all answer 404 and concurrent journal appends meet check-and-set
+/// conflicts; neither is an error worth printing, and the store's own errors say what failed.
+#[test]
+fn routine_answers_log_no_warnings() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("quiet");
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Thread-local, hence the current-thread runtime below.
+    let _guard = tracing::subscriber::set_default(LoudEvents(events.clone()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = root_store(bao, &prefix);
+        store.check(CRED).await.unwrap();
+        rotate(&store, 1).await;
+        let other = root_store(bao, &prefix);
+        let (first, second) = (entry(1, "a"), entry(2, "b"));
+        let (a, b) = tokio::join!(
+            store.append_journal(CRED, &first),
+            other.append_journal(CRED, &second)
+        );
+        a.unwrap();
+        b.unwrap();
+    });
+    assert_eq!(*events.lock().unwrap(), Vec::<String>::new());
 }
