@@ -482,17 +482,24 @@ fn validate_stores(
                 };
                 StoreConfig::Vault(Box::new(VaultStoreConfig {
                     address: text(&store.address),
-                    mount: text(&store.mount).unwrap_or_else(|| "secret".into()),
-                    path_prefix: text(&store.path_prefix).unwrap_or_else(|| "rekey".into()),
+                    mount: text(&store.mount).unwrap_or_else(|| rekey_vault::DEFAULT_MOUNT.into()),
+                    path_prefix: text(&store.path_prefix)
+                        .unwrap_or_else(|| rekey_vault::DEFAULT_PATH_PREFIX.into()),
                     namespace: text(&store.namespace),
                     ca_cert: text(&store.ca_cert).map(|f| base.join(f)),
                     ca_path: text(&store.ca_path).map(|d| base.join(d)),
                     tls_skip_verify: store.tls_skip_verify.as_ref().is_some_and(|v| *v.get_ref()),
-                    max_versions: positive(&store.max_versions, 10, 1..=1000, "max_versions", p)
-                        as u32,
+                    // Rollback reads PREVIOUS from KV history, so at least two versions are kept.
+                    max_versions: positive(
+                        &store.max_versions,
+                        rekey_vault::DEFAULT_MAX_VERSIONS.into(),
+                        2..=1000,
+                        "max_versions",
+                        p,
+                    ) as u32,
                     lock_ttl: Duration::from_secs(positive(
                         &store.lock_ttl_secs,
-                        3600,
+                        rekey_vault::DEFAULT_LOCK_TTL.as_secs() as i64,
                         60..=86_400,
                         "lock_ttl_secs",
                         p,
@@ -921,7 +928,7 @@ subject = { cn = "billing-sync", o = "Acme" }
         );
         assert_eq!(
             (v.max_versions, v.lock_ttl, v.tls_skip_verify),
-            (10, Duration::from_secs(3600), false)
+            (10, Duration::from_secs(1800), false)
         );
         assert!(matches!(
             &v.auth,
