@@ -22,3 +22,41 @@ pub use key::KeyMaterial;
 pub use store::{NewVersion, RotationLock, SecretStore, Stages, StoredKey, VersionInfo};
 pub use target::{CertificateTarget, Installed, Probe};
 pub use types::{Generation, RotationId, Stage};
+
+/// Whether `host` (a URL's host, IPv6 with or without brackets) is this machine. Providers accept
+/// plain `http://` only for such hosts, so secrets never cross a network unencrypted; anything
+/// else must be `https://` with verified TLS.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_this_machine_counts_as_loopback() {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.9.9.9",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(super::is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "10.0.0.1",
+            "vault.example",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "",
+        ] {
+            assert!(!super::is_loopback_host(host), "{host}");
+        }
+    }
+}

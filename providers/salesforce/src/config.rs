@@ -4,7 +4,6 @@
 use rekey_api::{Error, ErrorKind, KeyMaterial, Result};
 use reqwest::Url;
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -165,12 +164,7 @@ pub(crate) fn check_url(what: &str, url: &str) -> Result<String> {
         )
     })?;
     let host = parsed.host_str().unwrap_or_default();
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = rekey_api::is_loopback_host(host);
     match parsed.scheme() {
         "https" if !host.is_empty() => {}
         "http" if loopback => {}

@@ -4,7 +4,6 @@
 use rekey_api::{Error, ErrorKind, Result};
 use reqwest::Url;
 use std::fmt;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -174,12 +173,7 @@ fn check_address(address: &str) -> Result<String> {
             .with_hint("use the form https://vault.example.com:8200")
     })?;
     let host = url.host_str().unwrap_or_default();
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = rekey_api::is_loopback_host(host);
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
