@@ -578,8 +578,8 @@ mod tests {
     use serde_json::{Value, json};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// Kubernetes login cannot run against OpenBao here (its Kubernetes method always asks a
-    /// Kubernetes API's TokenReview), so this pins down the request rekey sends instead.
+    /// Pins down the exact login request (path, body, namespace header, no token header), which
+    /// the end-to-end Kubernetes tests against OpenBao (tests/vault.rs) cannot observe.
     #[tokio::test]
     async fn kubernetes_login_posts_the_role_and_the_service_account_jwt() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

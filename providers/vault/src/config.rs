@@ -70,7 +70,9 @@ impl VaultAuth {
         match self {
             VaultAuth::Token(_) => "token".to_string(),
             VaultAuth::AppRole { mount, .. } => format!("approle login at auth/{mount}"),
-            VaultAuth::Kubernetes { mount, .. } => format!("kubernetes login at auth/{mount}"),
+            VaultAuth::Kubernetes { mount, role, .. } => {
+                format!("kubernetes login as role '{role}' at auth/{mount}")
+            }
         }
     }
 }
