@@ -69,6 +69,24 @@ fn json(out: &str) -> Value {
 }
 
 /// `bao kv get -field=...` of a path under the test's prefix.
+/// `bao kv metadata get` of `path`, as JSON.
+fn kv_metadata(bao: &OpenBao, path: &str) -> Value {
+    json(&bao.bao_ok(&["kv", "metadata", "get", "-format=json", path]))
+}
+
+/// Asserts that none of the credential's `leaves` exists in KV: nothing was written.
+fn assert_never_written(bao: &OpenBao, prefix: &str, leaves: &[&str], why: &str) {
+    for leaf in leaves {
+        let out = bao.bao(&[
+            "kv",
+            "metadata",
+            "get",
+            &format!("secret/{prefix}/{CRED}/{leaf}"),
+        ]);
+        assert!(!out.status.success(), "{leaf} exists: {why}");
+    }
+}
+
 fn kv_field(bao: &OpenBao, path: &str, field: &str) -> String {
     bao.bao_ok(&[
         "kv",
@@ -190,13 +208,7 @@ async fn layout_is_what_consumers_read() {
         if leaf == "journal" || leaf == "lock" {
             continue;
         }
-        let meta = json(&bao.bao_ok(&[
-            "kv",
-            "metadata",
-            "get",
-            "-format=json",
-            &format!("secret/{prefix}/{CRED}/{leaf}"),
-        ]));
+        let meta = kv_metadata(bao, &format!("secret/{prefix}/{CRED}/{leaf}"));
         assert_eq!(meta["data"]["max_versions"], 10, "{leaf}");
         assert_eq!(meta["data"]["cas_required"], true, "{leaf}");
     }
@@ -226,7 +238,7 @@ async fn racing_promotions_write_current_once() {
     }
     assert!(a.is_ok() || b.is_ok());
     // Exactly one new version of current was written.
-    let meta = json(&bao.bao_ok(&["kv", "metadata", "get", "-format=json", &path]));
+    let meta = kv_metadata(bao, &path);
     assert_eq!(meta["data"]["current_version"], 2);
 }
 
@@ -243,13 +255,7 @@ async fn revert_writes_the_previous_version_back() {
         kv_field(bao, &current, "private_key"),
         first.0.expose_secret_pem()
     );
-    let meta = json(&bao.bao_ok(&[
-        "kv",
-        "metadata",
-        "get",
-        "-format=json",
-        &format!("secret/{current}"),
-    ]));
+    let meta = kv_metadata(bao, &format!("secret/{current}"));
     assert_eq!(
         meta["data"]["current_version"], 3,
         "a revert is a new version"
@@ -273,22 +279,10 @@ async fn destroy_really_destroys_every_version_holding_the_generation() {
     let err = store.destroy(CRED, Generation(2)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     store.destroy(CRED, Generation(1)).await.unwrap();
-    let current = json(&bao.bao_ok(&[
-        "kv",
-        "metadata",
-        "get",
-        "-format=json",
-        &format!("secret/{prefix}/{CRED}/current"),
-    ]));
+    let current = kv_metadata(bao, &format!("secret/{prefix}/{CRED}/current"));
     assert_eq!(current["data"]["versions"]["1"]["destroyed"], true);
     assert_eq!(current["data"]["versions"]["2"]["destroyed"], false);
-    let pending = json(&bao.bao_ok(&[
-        "kv",
-        "metadata",
-        "get",
-        "-format=json",
-        &format!("secret/{prefix}/{CRED}/pending"),
-    ]));
+    let pending = kv_metadata(bao, &format!("secret/{prefix}/{CRED}/pending"));
     assert_eq!(
         pending["data"]["versions"]["1"]["destroyed"], true,
         "the staged copy too"
@@ -743,15 +737,12 @@ async fn a_rejected_service_account_jwt_is_unauthenticated_and_writes_nothing() 
         assert!(!shown.contains(&rejected), "never the JWT: {shown}");
     }
     assert_eq!(reviewer.reviewed(), vec![rejected.clone(), rejected]);
-    for leaf in ["current", "pending", "journal"] {
-        let out = bao.bao(&[
-            "kv",
-            "metadata",
-            "get",
-            &format!("secret/{prefix}/{CRED}/{leaf}"),
-        ]);
-        assert!(!out.status.success(), "{leaf} was not written");
-    }
+    assert_never_written(
+        bao,
+        &prefix,
+        &["current", "pending", "journal"],
+        "a refused login writes nothing",
+    );
 }
 
 /// The JWT file is read again at every login, as the kubelet rotates it: once the token
@@ -848,13 +839,7 @@ async fn check_names_a_missing_capability_and_changes_nothing() {
         1,
         "only that one: {err}"
     );
-    let out = bao.bao(&[
-        "kv",
-        "metadata",
-        "get",
-        &format!("secret/{prefix}/{CRED}/current"),
-    ]);
-    assert!(!out.status.success(), "check wrote nothing");
+    assert_never_written(bao, &prefix, &["current"], "check wrote nothing");
 }
 
 #[tokio::test]
@@ -941,13 +926,7 @@ async fn errors_are_clear_and_change_nothing() {
         ),
         "{err}"
     );
-    let out = bao.bao(&[
-        "kv",
-        "metadata",
-        "get",
-        &format!("secret/{prefix}/{CRED}/current"),
-    ]);
-    assert!(!out.status.success(), "nothing was written");
+    assert_never_written(bao, &prefix, &["current"], "nothing was written");
 }
 
 #[tokio::test]
