@@ -140,21 +140,21 @@ fn inspect(files: &[PathBuf], json: bool) -> Result<Exit> {
 async fn plan(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let store = wiring::store(&config, cred)?;
+    let stores = wiring::stores(&config, cred)?;
     let target = wiring::target(&config, cred)?;
-    let plan = rotation::plan(&rotation_of(cred, store.as_ref(), target.as_ref())).await?;
+    let plan = rotation::plan(&rotation_of(cred, &stores, target.as_ref())).await?;
     render::plan(&plan, json);
     Ok(Exit::Ok)
 }
 
 fn rotation_of<'a>(
     cred: &'a CredentialConfig,
-    store: &'a dyn SecretStore,
+    stores: &'a [Box<dyn SecretStore>],
     target: &'a dyn rekey_api::CertificateTarget,
 ) -> Rotation<'a> {
     Rotation {
         credential: &cred.name,
-        store,
+        stores,
         target,
         spec: &cred.cert,
         verify_timeout: cred.verify_timeout,
@@ -165,20 +165,19 @@ async fn rotate(config_path: &Path, name: &str, json: bool) -> Exit {
     let prepared = (|| {
         let config = config::load(config_path)?;
         let cred = wiring::credential(&config, name)?;
-        let store = wiring::store(&config, cred)?;
+        let stores = wiring::stores(&config, cred)?;
         let target = wiring::target(&config, cred)?;
-        Ok::<_, Error>((store, target, config))
+        Ok::<_, Error>((stores, target, config))
     })();
-    let (store, target, config) = match prepared {
+    let (stores, target, config) = match prepared {
         Ok(p) => p,
         Err(error) => return render::error(&error, None, json),
     };
     let cred = &config.credentials[name];
     let mut progress = render::RotateProgress::new(name, json);
-    let result = rotation::rotate(
-        &rotation_of(cred, store.as_ref(), target.as_ref()),
-        &mut |e| progress.event(e),
-    )
+    let result = rotation::rotate(&rotation_of(cred, &stores, target.as_ref()), &mut |e| {
+        progress.event(e)
+    })
     .await;
     match result {
         Ok(outcome) => progress.finish(&outcome),
@@ -223,6 +222,25 @@ pub struct StatusRow {
     pub last_rotation: Option<DateTime<Utc>>,
     /// An unfinished rotation.
     pub open_rotation: Option<RotationId>,
+    /// The certificate the app holds now, read from Salesforce.
+    pub app_fingerprint: Option<String>,
+    /// Why the app could not be read, when it could not.
+    pub app_error: Option<String>,
+    /// Every store's CURRENT, primary first (the fields above are the primary's).
+    pub stores: Vec<StoreStatus>,
+}
+
+/// One store's CURRENT for a credential.
+#[derive(Serialize)]
+pub struct StoreStatus {
+    /// The store (display form).
+    pub store: String,
+    /// CURRENT generation.
+    pub generation: Option<Generation>,
+    /// CURRENT certificate fingerprint.
+    pub fingerprint: Option<String>,
+    /// Whether that is the certificate the app holds; `None` when the app could not be read.
+    pub matches_app: Option<bool>,
 }
 
 fn selected<'c>(config: &'c Config, only: Option<&str>) -> Result<Vec<&'c CredentialConfig>> {
@@ -237,20 +255,42 @@ async fn status(config_path: &Path, only: Option<&str>, json: bool) -> Result<Ex
     let now = Utc::now();
     let mut rows = Vec::new();
     for cred in selected(&config, only)? {
-        let store = wiring::store(&config, cred).map_err(|e| e.context(&cred.name))?;
-        let stages = store
-            .stages(&cred.name)
-            .await
-            .map_err(|e| e.context(&cred.name))?;
-        let journal = store
+        let in_context = |e: Error| e.context(&cred.name);
+        let stores = wiring::stores(&config, cred).map_err(in_context)?;
+        // The app is read, not assumed; if it cannot be, the row says why instead of failing.
+        let app = match wiring::target(&config, cred) {
+            Ok(target) => target.installed().await,
+            Err(e) => Err(e),
+        };
+        let (app_fingerprint, app_error) = match app {
+            Ok(cert) => (cert.map(|c| c.fingerprint), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let mut per_store = Vec::new();
+        let mut primary = None;
+        for store in &stores {
+            let stages = store.stages(&cred.name).await.map_err(in_context)?;
+            let fingerprint = stages.current.as_ref().map(|v| v.certificate.fingerprint);
+            per_store.push(StoreStatus {
+                store: store.to_string(),
+                generation: stages.current.as_ref().map(|v| v.generation),
+                fingerprint: fingerprint.map(|f| f.to_hex()),
+                matches_app: app_error
+                    .is_none()
+                    .then_some(fingerprint.is_some() && fingerprint == app_fingerprint),
+            });
+            primary.get_or_insert(stages);
+        }
+        let stages = primary.unwrap_or_default();
+        let journal = stores[0]
             .read_journal(&cred.name)
             .await
-            .map_err(|e| e.context(&cred.name))?;
+            .map_err(in_context)?;
         let current = stages.current.as_ref();
         rows.push(StatusRow {
             credential: cred.name.clone(),
             app: cred.app.clone(),
-            store: store.to_string(),
+            store: stores[0].to_string(),
             generation: current.map(|v| v.generation),
             fingerprint: current.map(|v| v.certificate.fingerprint.to_hex()),
             not_after: current.map(|v| v.certificate.not_after),
@@ -259,6 +299,9 @@ async fn status(config_path: &Path, only: Option<&str>, json: bool) -> Result<Ex
             previous_generation: stages.previous.as_ref().map(|v| v.generation),
             last_rotation: rotation::last_success(&journal),
             open_rotation: rotation::open_rotation(&journal).map(|o| o.rotation_id),
+            app_fingerprint: app_fingerprint.map(|f| f.to_hex()),
+            app_error,
+            stores: per_store,
         });
     }
     render::status(&rows, json);
@@ -297,7 +340,8 @@ async fn check(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exi
     let now = Utc::now();
     let mut rows = Vec::new();
     for cred in selected(&config, only)? {
-        let store = wiring::store(&config, cred).map_err(|e| e.context(&cred.name))?;
+        let stores = wiring::stores(&config, cred).map_err(|e| e.context(&cred.name))?;
+        let store = &stores[0];
         let stages = store
             .stages(&cred.name)
             .await
@@ -390,7 +434,7 @@ async fn preflight(config_path: &Path, only: Option<&str>, json: bool) -> Result
     let mut rows = Vec::new();
     let mut worst = Exit::Ok;
     for cred in selected(&config, only)? {
-        let store = wiring::store(&config, cred).map_err(|e| e.context(&cred.name))?;
+        let stores = wiring::stores(&config, cred).map_err(|e| e.context(&cred.name))?;
         let target = wiring::target(&config, cred).map_err(|e| e.context(&cred.name))?;
         let mut problem = |result: Result<()>| {
             result.err().map(|e| {
@@ -400,12 +444,19 @@ async fn preflight(config_path: &Path, only: Option<&str>, json: bool) -> Result
                 e.to_string()
             })
         };
-        let store_problem = problem(store.check(&cred.name).await);
+        let mut store_problems = Vec::new();
+        for store in &stores {
+            store_problems.extend(problem(store.check(&cred.name).await));
+        }
         let target_problem = problem(target.check().await);
         rows.push(PreflightRow {
             credential: cred.name.clone(),
-            store: store.to_string(),
-            store_problem,
+            store: stores
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            store_problem: (!store_problems.is_empty()).then(|| store_problems.join("; ")),
             target: target.to_string(),
             target_problem,
         });
@@ -451,12 +502,19 @@ async fn import(
             cert_path.display()
         ))
     })?;
-    let store = wiring::store(&config, cred)?;
-    let lock = store.lock(name, "rekey import").await?;
-    let imported = import_locked(store.as_ref(), name, &key, &cert).await;
+    let stores = wiring::stores(&config, cred)?;
+    // The primary's lock serializes imports and rotations of this credential.
+    let lock = stores[0].lock(name, "rekey import").await?;
+    let mut imported = Ok(());
+    for store in &stores {
+        imported = import_locked(store.as_ref(), name, &key, &cert).await;
+        if imported.is_err() {
+            break;
+        }
+    }
     lock.release().await?;
     imported?;
-    let generation = store
+    let generation = stores[0]
         .stages(name)
         .await?
         .current
@@ -531,7 +589,8 @@ pub struct VerifyReport {
 async fn verify(config_path: &Path, name: &str, stage: Stage, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let store = wiring::store(&config, cred)?;
+    let stores = wiring::stores(&config, cred)?;
+    let store = &stores[0];
     let stored = store.read_key(name, stage).await?.ok_or_else(|| {
         Error::new(
             ErrorKind::NotFound,
@@ -569,7 +628,7 @@ async fn verify(config_path: &Path, name: &str, stage: Stage, json: bool) -> Res
 async fn journal(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let entries = wiring::store(&config, cred)?.read_journal(name).await?;
+    let entries = wiring::stores(&config, cred)?[0].read_journal(name).await?;
     render::journal(&entries, json);
     Ok(Exit::Ok)
 }

@@ -181,8 +181,9 @@ pub struct CredentialConfig {
     pub username: String,
     /// The app's consumer key, when it should not be read from the app's metadata.
     pub consumer_key: Option<String>,
-    /// The store (key of `stores`).
-    pub store: String,
+    /// The stores holding its keys (keys of `stores`), primary first. The primary also keeps the
+    /// journal and the rotation lock; every store receives the same generations.
+    pub stores: Vec<String>,
     /// What to generate.
     pub cert: CertSpec,
     /// How long to keep asking Salesforce to accept the new key after publishing.
@@ -260,7 +261,8 @@ struct RawCredential {
     app: Spanned<String>,
     username: Spanned<String>,
     consumer_key: Option<String>,
-    store: Spanned<String>,
+    store: Option<Spanned<String>>,
+    stores: Option<Spanned<Vec<Spanned<String>>>>,
     key_algorithm: Option<Spanned<String>>,
     validity_days: Option<Spanned<i64>>,
     verify_timeout_secs: Option<Spanned<i64>>,
@@ -654,15 +656,35 @@ fn validate_credentials(raw: &RawConfig, p: &mut Problems) -> BTreeMap<String, C
                 ),
             );
         }
-        if !raw.stores.contains_key(c.store.get_ref()) {
-            p.add(
-                c.store.span(),
-                format!(
-                    "unknown store '{}'; defined stores: {}",
-                    c.store.get_ref(),
-                    names(&raw.stores)
-                ),
-            );
+        let stores: Vec<&Spanned<String>> = match (&c.store, &c.stores) {
+            (Some(one), None) => vec![one],
+            (None, Some(list)) if !list.get_ref().is_empty() => list.get_ref().iter().collect(),
+            (None, Some(list)) => {
+                p.add(list.span(), "stores must name at least one store");
+                Vec::new()
+            }
+            _ => {
+                p.add(cred.span(), format!("credentials.{name}: set exactly one of store = \"…\" or stores = [\"primary\", …]"));
+                Vec::new()
+            }
+        };
+        for (i, store) in stores.iter().enumerate() {
+            if !raw.stores.contains_key(store.get_ref()) {
+                p.add(
+                    store.span(),
+                    format!(
+                        "unknown store '{}'; defined stores: {}",
+                        store.get_ref(),
+                        names(&raw.stores)
+                    ),
+                );
+            }
+            if stores[..i].iter().any(|s| s.get_ref() == store.get_ref()) {
+                p.add(
+                    store.span(),
+                    format!("store '{}' is listed twice", store.get_ref()),
+                );
+            }
         }
         let app_kind = match c.app_kind.get_ref().as_str() {
             "connected_app" => AppKind::ConnectedApp,
@@ -741,7 +763,7 @@ fn validate_credentials(raw: &RawConfig, p: &mut Problems) -> BTreeMap<String, C
                 app: c.app.get_ref().clone(),
                 username: c.username.get_ref().clone(),
                 consumer_key: c.consumer_key.clone(),
-                store: c.store.get_ref().clone(),
+                stores: stores.iter().map(|s| s.get_ref().clone()).collect(),
                 cert: CertSpec {
                     algorithm,
                     subject: Subject {
@@ -958,6 +980,35 @@ subject = { cn = "billing-sync", o = "Acme" }
                 "rekey.toml:14:8: stores.local.auth: approle needs exactly one of secret_id_file or secret_id_env",
             ]
         );
+    }
+
+    #[test]
+    fn a_credential_names_one_store_or_a_list_with_the_primary_first() {
+        let two = GOOD.replace("store = \"local\"", "stores = [\"local\", \"other\"]")
+            + "\n[stores.other]\nkind = \"file\"\npath = \"other\"\n";
+        let config = parse(&two, Path::new("r.toml")).unwrap();
+        assert_eq!(config.credentials["billing"].stores, ["local", "other"]);
+
+        let cases = [
+            ("stores = []", "stores must name at least one store"),
+            (
+                "stores = [\"local\", \"local\"]",
+                "store 'local' is listed twice",
+            ),
+            (
+                "stores = [\"local\", \"nope\"]",
+                "unknown store 'nope'; defined stores: local",
+            ),
+            (
+                "store = \"local\"\nstores = [\"local\"]",
+                "set exactly one of store",
+            ),
+        ];
+        for (line, expected) in cases {
+            let text = GOOD.replace("store = \"local\"", line);
+            let err = parse(&text, Path::new("r.toml")).unwrap_err().to_string();
+            assert!(err.contains(expected), "{line}: {err}");
+        }
     }
 
     #[test]

@@ -307,6 +307,24 @@ pub fn status(rows: &[StatusRow], json: bool) {
             pending,
             opt(r.last_rotation.map(|t| t.format("%Y-%m-%d %H:%M:%SZ"))),
         );
+        match (&r.app_fingerprint, &r.app_error) {
+            (Some(f), _) => println!("    app holds {f}"),
+            (None, Some(e)) => println!("    app unreadable: {e}"),
+            (None, None) => println!("    app holds no certificate"),
+        }
+        for st in &r.stores {
+            let verdict = match st.matches_app {
+                Some(true) => "= app",
+                Some(false) => "DIFFERS FROM THE APP",
+                None => "app unknown",
+            };
+            println!(
+                "    {:<48} gen {:>3}  {}  {verdict}",
+                st.store,
+                opt(st.generation),
+                st.fingerprint.as_deref().unwrap_or("-")
+            );
+        }
     }
 }
 

@@ -21,14 +21,31 @@ use std::time::{Duration, Instant};
 pub struct Rotation<'a> {
     /// The credential's name.
     pub credential: &'a str,
-    /// Where its keys and journal live.
-    pub store: &'a dyn SecretStore,
+    /// Where its keys live, primary first. The primary also holds the journal and the lock;
+    /// every store receives the same generations.
+    pub stores: &'a [Box<dyn SecretStore>],
     /// The app that trusts its certificate.
     pub target: &'a dyn CertificateTarget,
     /// What to generate.
     pub spec: &'a CertSpec,
     /// How long Salesforce may take to accept the new key.
     pub verify_timeout: Duration,
+}
+
+impl Rotation<'_> {
+    /// The store that holds the journal and the lock, and the one staged first.
+    fn primary(&self) -> &dyn SecretStore {
+        self.stores[0].as_ref()
+    }
+
+    /// The stores, for messages: "file(keys), vault(…)".
+    fn store_names(&self) -> String {
+        self.stores
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// A step as data: what `rekey plan` prints and `rekey rotate` executes.
@@ -186,8 +203,8 @@ pub fn last_success(journal: &[JournalEntry]) -> Option<DateTime<Utc>> {
 
 /// Builds the plan for `credential` from its store state alone (no network).
 pub async fn plan(rotation: &Rotation<'_>) -> Result<Plan> {
-    let stages = rotation.store.stages(rotation.credential).await?;
-    let journal = rotation.store.read_journal(rotation.credential).await?;
+    let stages = rotation.primary().stages(rotation.credential).await?;
+    let journal = rotation.primary().read_journal(rotation.credential).await?;
     let open = open_rotation(&journal);
     let current_generation = stages.current.as_ref().map(|v| v.generation);
     let new_generation = open.as_ref().map_or_else(
@@ -208,7 +225,7 @@ pub async fn plan(rotation: &Rotation<'_>) -> Result<Plan> {
                     ),
                     false,
                 ),
-                Step::Stage => (format!("write generation {new_generation} as PENDING in {}", rotation.store), true),
+                Step::Stage => (format!("write generation {new_generation} as PENDING in {}", rotation.store_names()), true),
                 Step::Publish => (
                     format!("deploy the new certificate to {} (checkOnly, then deploy; every other field kept)", rotation.target),
                     true,
@@ -242,11 +259,12 @@ pub async fn rotate(
 ) -> std::result::Result<Outcome, Failure> {
     // Preflight before anything is written: the store grants what a rotation needs, the admin
     // connection works, and the app is one rekey may rotate.
-    rotation
-        .store
-        .check(rotation.credential)
-        .await
-        .map_err(Failure::before_start)?;
+    for store in rotation.stores {
+        store
+            .check(rotation.credential)
+            .await
+            .map_err(Failure::before_start)?;
+    }
     rotation
         .target
         .check()
@@ -254,7 +272,7 @@ pub async fn rotate(
         .map_err(Failure::before_start)?;
     let holder = format!("rekey rotate on {}", hostname());
     let lock = rotation
-        .store
+        .primary()
         .lock(rotation.credential, &holder)
         .await
         .map_err(Failure::before_start)?;
@@ -271,12 +289,12 @@ async fn rotate_locked(
     progress: &mut (dyn FnMut(Event) + Send),
 ) -> std::result::Result<Outcome, Failure> {
     let journal = rotation
-        .store
+        .primary()
         .read_journal(rotation.credential)
         .await
         .map_err(Failure::before_start)?;
     let stages = rotation
-        .store
+        .primary()
         .stages(rotation.credential)
         .await
         .map_err(Failure::before_start)?;
@@ -366,7 +384,7 @@ impl<'a, 'r> Run<'a, 'r> {
             detail,
         };
         self.rotation
-            .store
+            .primary()
             .append_journal(self.rotation.credential, &entry)
             .await
     }
@@ -419,7 +437,7 @@ impl<'a, 'r> Run<'a, 'r> {
         }
         let stages = self
             .rotation
-            .store
+            .primary()
             .stages(self.rotation.credential)
             .await
             .map_err(|error| Failure {
@@ -462,44 +480,53 @@ impl<'a, 'r> Run<'a, 'r> {
                 Ok(detail)
             }
             Step::Stage => {
+                let primary = r.primary();
+                let mut adopted = false;
                 if fresh.is_none() {
                     // Resumed: the interrupted run may have written the key and died before
-                    // journaling it. A PENDING of this rotation is that key; adopt it.
-                    let stages = r.store.stages(r.credential).await?;
+                    // journaling it. A PENDING of this rotation in the primary is that key; adopt
+                    // it, and stage the same key in the other stores.
+                    let stages = primary.stages(r.credential).await?;
                     if let Some(staged) = stages.pending.filter(|p| {
                         p.rotation_id.as_ref() == Some(&self.id) && p.generation == self.generation
                     }) {
                         self.new_fingerprint = Some(staged.certificate.fingerprint);
-                        return Ok(format!(
-                            "generation {} was already PENDING in {} (staged before the interruption)",
-                            self.generation, r.store
-                        ));
-                    }
-                }
-                let (key, cert) = match fresh.as_ref() {
-                    Some(pair) => pair,
-                    // Resumed after Generate but before Stage wrote anything: the key never left
-                    // memory, so nothing refers to it and a new one is as good.
-                    None => {
+                        adopted = true;
+                    } else {
+                        // Resumed after Generate but before anything was written: the key never
+                        // left memory, so nothing refers to it and a new one is as good.
                         let pair = pki::generate(r.spec, Utc::now())?;
                         self.new_fingerprint = Some(pair.1.fingerprint);
-                        fresh.insert(pair)
+                        *fresh = Some(pair);
+                    }
+                }
+                let staged_key;
+                let (key, cert) = match fresh.as_ref() {
+                    Some((key, cert)) => (key, cert),
+                    None => {
+                        staged_key = self.pending().await?;
+                        (&staged_key.key, &staged_key.info.certificate)
                     }
                 };
-                r.store
-                    .stage(
-                        r.credential,
-                        &rekey_api::NewVersion {
-                            generation: self.generation,
-                            key,
-                            certificate: cert,
-                            rotation_id: &self.id,
-                        },
-                    )
-                    .await?;
+                let new = rekey_api::NewVersion {
+                    generation: self.generation,
+                    key,
+                    certificate: cert,
+                    rotation_id: &self.id,
+                };
+                // Primary first: it is where a resumed run finds the key again.
+                for store in r.stores {
+                    store.stage(r.credential, &new).await?;
+                }
+                let note = if adopted {
+                    " (staged before the interruption, adopted)"
+                } else {
+                    ""
+                };
                 Ok(format!(
-                    "generation {} PENDING in {}",
-                    self.generation, r.store
+                    "generation {} PENDING in {}{note}",
+                    self.generation,
+                    r.store_names()
                 ))
             }
             Step::Publish => {
@@ -522,43 +549,43 @@ impl<'a, 'r> Run<'a, 'r> {
                 verify(r, &pending.key, progress).await
             }
             Step::Promote => {
-                r.store.promote(r.credential, self.generation).await?;
+                for store in r.stores {
+                    store.promote(r.credential, self.generation).await?;
+                }
                 Ok(format!(
                     "generation {} CURRENT in {}",
-                    self.generation, r.store
+                    self.generation,
+                    r.store_names()
                 ))
             }
             Step::Finalize => {
-                let current = r
-                    .store
-                    .read_key(r.credential, Stage::Current)
-                    .await?
-                    .ok_or_else(|| {
+                let installed = r.target.installed().await?.map(|c| c.fingerprint);
+                for store in r.stores {
+                    let current = store.stages(r.credential).await?.current.ok_or_else(|| {
                         Error::new(
                             ErrorKind::Unexpected,
-                            format!("{}: no CURRENT key after promotion", r.store),
+                            format!("{store}: no CURRENT key after promotion"),
                         )
                     })?;
-                let installed = r.target.installed().await?;
-                if installed.as_ref().map(|c| c.fingerprint)
-                    != Some(current.info.certificate.fingerprint)
-                {
-                    return Err(Error::new(
-                        ErrorKind::Conflict,
-                        format!(
-                            "{} now holds certificate {}, not CURRENT {}: someone changed the app during the rotation",
-                            r.target,
-                            installed.map_or_else(|| "none".to_string(), |c| c.fingerprint.to_hex()),
-                            current.info.certificate.fingerprint
-                        ),
-                    )
-                    .with_hint(
-                        "find out who changed the app; put CURRENT's certificate back on it (runbooks/interrupted-rotation.md), then run `rekey rotate` again to finalize",
-                    ));
+                    if installed != Some(current.certificate.fingerprint) {
+                        return Err(Error::new(
+                            ErrorKind::Conflict,
+                            format!(
+                                "{} now holds certificate {}, not {store}'s CURRENT {}: the app or the store was changed during the rotation",
+                                r.target,
+                                installed.map_or_else(|| "none".to_string(), |f| f.to_hex()),
+                                current.certificate.fingerprint
+                            ),
+                        )
+                        .with_hint(
+                            "find out who changed it; put CURRENT's certificate back on the app (runbooks/interrupted-rotation.md), then run `rekey rotate` again to finalize",
+                        ));
+                    }
                 }
                 Ok(format!(
-                    "app certificate equals CURRENT {}",
-                    current.info.certificate.fingerprint
+                    "app certificate equals CURRENT {} in {}",
+                    installed.map_or_else(String::new, |f| f.to_hex()),
+                    r.store_names()
                 ))
             }
         }
@@ -567,8 +594,9 @@ impl<'a, 'r> Run<'a, 'r> {
     /// The staged key of this rotation, checked against the journal's fingerprint.
     async fn pending(&self) -> Result<rekey_api::StoredKey> {
         let r = self.rotation;
-        let stored = r.store.read_key(r.credential, Stage::Pending).await?.ok_or_else(|| {
-            Error::new(ErrorKind::NotFound, format!("{}: no PENDING key for rotation {}", r.store, self.id))
+        let primary = r.primary();
+        let stored = primary.read_key(r.credential, Stage::Pending).await?.ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, format!("{primary}: no PENDING key for rotation {}", self.id))
                 .with_hint("the staged key is gone from the store; inspect `rekey journal` before going further")
         })?;
         if stored.info.generation != self.generation
@@ -578,7 +606,7 @@ impl<'a, 'r> Run<'a, 'r> {
                 ErrorKind::Conflict,
                 format!(
                     "{}: PENDING holds generation {} ({}), but rotation {} staged generation {}",
-                    r.store,
+                    primary,
                     stored.info.generation,
                     stored.info.certificate.fingerprint,
                     self.id,

@@ -29,9 +29,17 @@ pub fn credential<'c>(config: &'c Config, name: &str) -> Result<&'c CredentialCo
     })
 }
 
-/// The store a credential lives in.
-pub fn store(config: &Config, credential: &CredentialConfig) -> Result<Box<dyn SecretStore>> {
-    Ok(match &config.stores[&credential.store] {
+/// The stores a credential's keys live in, primary first.
+pub fn stores(config: &Config, credential: &CredentialConfig) -> Result<Vec<Box<dyn SecretStore>>> {
+    credential
+        .stores
+        .iter()
+        .map(|name| open_store(&config.stores[name]))
+        .collect()
+}
+
+fn open_store(store: &StoreConfig) -> Result<Box<dyn SecretStore>> {
+    Ok(match store {
         StoreConfig::File { path } => Box::new(rekey_file::FileStore::new(path)),
         StoreConfig::Vault(vault) => Box::new(vault_store(vault)?),
     })

@@ -1114,3 +1114,78 @@ async fn vault_connection_problems_are_named_with_their_exit_codes() {
         unreachable.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_generation_across_a_file_store_and_vault_and_status_flags_a_store_that_drifted() {
+    let bao = OpenBao::shared();
+    let mut w = World::new().await;
+    let prefix = bao.unique_prefix("multi");
+    let vault = format!(
+        "[stores.vault]\nkind = \"vault\"\naddress = \"{}\"\npath_prefix = \"{prefix}\"\n\n[stores.local]",
+        bao.addr()
+    );
+    w.edit_config(|c| {
+        c.replacen("[stores.local]", &vault, 1).replacen(
+            "store = \"local\"",
+            "stores = [\"local\", \"vault\"]",
+            1,
+        )
+    });
+    w.env.push(("VAULT_TOKEN".into(), bao.root_token().into()));
+    w.import_legacy("billing").await;
+    let rotated = w.ok(&["rotate", "billing"]).await;
+    assert!(
+        rotated.stdout.contains("PENDING in file("),
+        "{}",
+        rotated.stdout
+    );
+    assert!(
+        rotated.stdout.contains(", vault(http://127.0.0.1"),
+        "{}",
+        rotated.stdout
+    );
+
+    // Both stores hold generation 2 as CURRENT, and it is the app's certificate.
+    let app = w.app_fingerprint("Billing_Sync");
+    let status = w.json(&["status", "billing"]).await;
+    assert_eq!(status[0]["app_fingerprint"], app.as_str());
+    let stores = status[0]["stores"].as_array().unwrap();
+    assert_eq!(stores.len(), 2, "{status}");
+    for store in stores {
+        assert_eq!(store["generation"], 2, "{store}");
+        assert_eq!(store["fingerprint"], app.as_str(), "{store}");
+        assert_eq!(store["matches_app"], true, "{store}");
+    }
+    let current = format!("secret/{prefix}/billing/current");
+    assert_eq!(
+        rekey_api_fingerprint(&bao_field(bao, &current, "certificate")),
+        app
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.path("keys/billing/000002.crt"))
+            .unwrap()
+            .trim(),
+        {
+            let pem = bao_field(bao, &current, "certificate");
+            pem.trim().to_string()
+        }
+    );
+
+    // Someone puts another certificate into the replica by hand: status names that store.
+    let meta: serde_json::Value =
+        serde_json::from_str(&bao.bao_ok(&["kv", "metadata", "get", "-format=json", &current]))
+            .unwrap();
+    let version = meta["data"]["current_version"].as_u64().unwrap();
+    let legacy = format!("certificate=@{}", w.path("billing.crt").display());
+    bao.bao_ok(&["kv", "patch", &format!("-cas={version}"), &current, &legacy]);
+    let status = w.json(&["status", "billing"]).await;
+    assert_eq!(status[0]["stores"][0]["matches_app"], true, "{status}");
+    assert_eq!(status[0]["stores"][1]["matches_app"], false, "{status}");
+    let text = w.ok(&["status", "billing"]).await;
+    assert!(
+        text.stdout.contains("DIFFERS FROM THE APP"),
+        "{}",
+        text.stdout
+    );
+    w.assert_no_key_bytes_leaked();
+}
