@@ -140,7 +140,7 @@ fn inspect(files: &[PathBuf], json: bool) -> Result<Exit> {
 async fn plan(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let stores = wiring::stores(&config, cred)?;
+    let stores = wiring::stores(&config, cred).await?;
     let target = wiring::target(&config, cred)?;
     let plan = rotation::plan(&rotation_of(cred, &stores, target.as_ref())).await?;
     render::plan(&plan, json);
@@ -162,13 +162,14 @@ fn rotation_of<'a>(
 }
 
 async fn rotate(config_path: &Path, name: &str, json: bool) -> Exit {
-    let prepared = (|| {
+    let prepared = async {
         let config = config::load(config_path)?;
         let cred = wiring::credential(&config, name)?;
-        let stores = wiring::stores(&config, cred)?;
+        let stores = wiring::stores(&config, cred).await?;
         let target = wiring::target(&config, cred)?;
         Ok::<_, Error>((stores, target, config))
-    })();
+    }
+    .await;
     let (stores, target, config) = match prepared {
         Ok(p) => p,
         Err(error) => return render::error(&error, None, json),
@@ -256,7 +257,7 @@ async fn status(config_path: &Path, only: Option<&str>, json: bool) -> Result<Ex
     let mut rows = Vec::new();
     for cred in selected(&config, only)? {
         let in_context = |e: Error| e.context(&cred.name);
-        let stores = wiring::stores(&config, cred).map_err(in_context)?;
+        let stores = wiring::stores(&config, cred).await.map_err(in_context)?;
         // The app is read, not assumed; if it cannot be, the row says why instead of failing.
         let app = match wiring::target(&config, cred) {
             Ok(target) => target.installed().await,
@@ -340,7 +341,9 @@ async fn check(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exi
     let now = Utc::now();
     let mut rows = Vec::new();
     for cred in selected(&config, only)? {
-        let stores = wiring::stores(&config, cred).map_err(|e| e.context(&cred.name))?;
+        let stores = wiring::stores(&config, cred)
+            .await
+            .map_err(|e| e.context(&cred.name))?;
         let store = &stores[0];
         let stages = store
             .stages(&cred.name)
@@ -434,7 +437,9 @@ async fn preflight(config_path: &Path, only: Option<&str>, json: bool) -> Result
     let mut rows = Vec::new();
     let mut worst = Exit::Ok;
     for cred in selected(&config, only)? {
-        let stores = wiring::stores(&config, cred).map_err(|e| e.context(&cred.name))?;
+        let stores = wiring::stores(&config, cred)
+            .await
+            .map_err(|e| e.context(&cred.name))?;
         let target = wiring::target(&config, cred).map_err(|e| e.context(&cred.name))?;
         let mut problem = |result: Result<()>| {
             result.err().map(|e| {
@@ -502,7 +507,7 @@ async fn import(
             cert_path.display()
         ))
     })?;
-    let stores = wiring::stores(&config, cred)?;
+    let stores = wiring::stores(&config, cred).await?;
     // The primary's lock serializes imports and rotations of this credential.
     let lock = stores[0].lock(name, "rekey import").await?;
     let mut imported = Ok(());
@@ -589,7 +594,7 @@ pub struct VerifyReport {
 async fn verify(config_path: &Path, name: &str, stage: Stage, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let stores = wiring::stores(&config, cred)?;
+    let stores = wiring::stores(&config, cred).await?;
     let store = &stores[0];
     let stored = store.read_key(name, stage).await?.ok_or_else(|| {
         Error::new(
@@ -628,7 +633,9 @@ async fn verify(config_path: &Path, name: &str, stage: Stage, json: bool) -> Res
 async fn journal(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let entries = wiring::stores(&config, cred)?[0].read_journal(name).await?;
+    let entries = wiring::stores(&config, cred).await?[0]
+        .read_journal(name)
+        .await?;
     render::journal(&entries, json);
     Ok(Exit::Ok)
 }

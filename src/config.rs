@@ -68,6 +68,26 @@ pub enum StoreConfig {
     },
     /// HashiCorp Vault (or OpenBao) KV v2.
     Vault(Box<VaultStoreConfig>),
+    /// AWS Secrets Manager; credentials and, unless set here, the region come from the AWS
+    /// default chain.
+    Aws(AwsStoreConfig),
+}
+
+/// An AWS Secrets Manager store as configured.
+#[derive(Debug)]
+pub struct AwsStoreConfig {
+    /// Region; `None` = the default chain's.
+    pub region: Option<String>,
+    /// Endpoint override (VPC endpoints, tests).
+    pub endpoint_url: Option<String>,
+    /// Secret names are `<name_prefix>/<credential>`.
+    pub name_prefix: String,
+    /// KMS key for secrets rekey creates.
+    pub kms_key_id: Option<String>,
+    /// Whether rekey may create a missing secret.
+    pub create_missing: bool,
+    /// Lease of the rotation lock.
+    pub lock_ttl: Duration,
 }
 
 /// A Vault store as configured; unset connection settings come from the `VAULT_*` environment.
@@ -238,6 +258,77 @@ struct RawStore {
     max_versions: Option<Spanned<i64>>,
     lock_ttl_secs: Option<Spanned<i64>>,
     auth: Option<Spanned<RawVaultAuth>>,
+    region: Option<Spanned<String>>,
+    endpoint_url: Option<Spanned<String>>,
+    name_prefix: Option<Spanned<String>>,
+    kms_key_id: Option<Spanned<String>>,
+    create_missing: Option<Spanned<bool>>,
+}
+
+/// The keys each store kind accepts besides `kind`.
+const FILE_KEYS: &[&str] = &["path"];
+const VAULT_KEYS: &[&str] = &[
+    "address",
+    "mount",
+    "path_prefix",
+    "namespace",
+    "ca_cert",
+    "ca_path",
+    "tls_skip_verify",
+    "max_versions",
+    "lock_ttl_secs",
+    "auth",
+];
+const AWS_KEYS: &[&str] = &[
+    "region",
+    "endpoint_url",
+    "name_prefix",
+    "kms_key_id",
+    "create_missing",
+    "lock_ttl_secs",
+];
+
+impl RawStore {
+    /// Every optional key that is set, with where it is.
+    fn present(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        let span = |v: Option<std::ops::Range<usize>>, key: &'static str| v.map(|s| (key, s));
+        [
+            span(self.path.as_ref().map(Spanned::span), "path"),
+            span(self.address.as_ref().map(Spanned::span), "address"),
+            span(self.mount.as_ref().map(Spanned::span), "mount"),
+            span(self.path_prefix.as_ref().map(Spanned::span), "path_prefix"),
+            span(self.namespace.as_ref().map(Spanned::span), "namespace"),
+            span(self.ca_cert.as_ref().map(Spanned::span), "ca_cert"),
+            span(self.ca_path.as_ref().map(Spanned::span), "ca_path"),
+            span(
+                self.tls_skip_verify.as_ref().map(Spanned::span),
+                "tls_skip_verify",
+            ),
+            span(
+                self.max_versions.as_ref().map(Spanned::span),
+                "max_versions",
+            ),
+            span(
+                self.lock_ttl_secs.as_ref().map(Spanned::span),
+                "lock_ttl_secs",
+            ),
+            span(self.auth.as_ref().map(Spanned::span), "auth"),
+            span(self.region.as_ref().map(Spanned::span), "region"),
+            span(
+                self.endpoint_url.as_ref().map(Spanned::span),
+                "endpoint_url",
+            ),
+            span(self.name_prefix.as_ref().map(Spanned::span), "name_prefix"),
+            span(self.kms_key_id.as_ref().map(Spanned::span), "kms_key_id"),
+            span(
+                self.create_missing.as_ref().map(Spanned::span),
+                "create_missing",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -430,32 +521,7 @@ fn validate_stores(
         let store = spanned.get_ref();
         let config = match store.kind.get_ref().as_str() {
             "file" => {
-                misplaced(
-                    p,
-                    name,
-                    "file",
-                    &[
-                        ("address", store.address.as_ref().map(Spanned::span)),
-                        ("mount", store.mount.as_ref().map(Spanned::span)),
-                        ("path_prefix", store.path_prefix.as_ref().map(Spanned::span)),
-                        ("namespace", store.namespace.as_ref().map(Spanned::span)),
-                        ("ca_cert", store.ca_cert.as_ref().map(Spanned::span)),
-                        ("ca_path", store.ca_path.as_ref().map(Spanned::span)),
-                        (
-                            "tls_skip_verify",
-                            store.tls_skip_verify.as_ref().map(Spanned::span),
-                        ),
-                        (
-                            "max_versions",
-                            store.max_versions.as_ref().map(Spanned::span),
-                        ),
-                        (
-                            "lock_ttl_secs",
-                            store.lock_ttl_secs.as_ref().map(Spanned::span),
-                        ),
-                        ("auth", store.auth.as_ref().map(Spanned::span)),
-                    ],
-                );
+                only_keys(p, name, "file", store, FILE_KEYS);
                 match &store.path {
                     Some(path) => StoreConfig::File {
                         path: base.join(path.get_ref()),
@@ -470,12 +536,7 @@ fn validate_stores(
                 }
             }
             "vault" => {
-                misplaced(
-                    p,
-                    name,
-                    "vault",
-                    &[("path", store.path.as_ref().map(Spanned::span))],
-                );
+                only_keys(p, name, "vault", store, VAULT_KEYS);
                 if let Some(address) = &store.address {
                     check_url(address, "address", p);
                 }
@@ -510,10 +571,31 @@ fn validate_stores(
                     origin: p.at(spanned.span()),
                 }))
             }
+            "aws" => {
+                only_keys(p, name, "aws", store, AWS_KEYS);
+                if let Some(url) = &store.endpoint_url {
+                    check_url(url, "endpoint_url", p);
+                }
+                StoreConfig::Aws(AwsStoreConfig {
+                    region: text(&store.region),
+                    endpoint_url: text(&store.endpoint_url),
+                    name_prefix: text(&store.name_prefix)
+                        .unwrap_or_else(|| rekey_aws::DEFAULT_NAME_PREFIX.into()),
+                    kms_key_id: text(&store.kms_key_id),
+                    create_missing: store.create_missing.as_ref().is_none_or(|v| *v.get_ref()),
+                    lock_ttl: Duration::from_secs(positive(
+                        &store.lock_ttl_secs,
+                        rekey_aws::DEFAULT_LOCK_TTL.as_secs() as i64,
+                        60..=86_400,
+                        "lock_ttl_secs",
+                        p,
+                    ) as u64),
+                })
+            }
             other => {
                 p.add(
                     store.kind.span(),
-                    format!("unknown store kind '{other}'; use \"file\" or \"vault\""),
+                    format!("unknown store kind '{other}'; use \"file\", \"vault\" or \"aws\""),
                 );
                 continue;
             }
@@ -620,7 +702,19 @@ fn validate_vault_auth(
     }
 }
 
-/// Reports keys that belong to another kind of store or auth method instead of ignoring them.
+/// Reports keys that belong to another kind of store instead of ignoring them.
+fn only_keys(p: &mut Problems, name: &str, kind: &str, store: &RawStore, allowed: &[&str]) {
+    for (key, span) in store.present() {
+        if !allowed.contains(&key) {
+            p.add(
+                span,
+                format!("stores.{name}: '{key}' does not apply to {kind}"),
+            );
+        }
+    }
+}
+
+/// Reports keys that belong to another auth method instead of ignoring them.
 fn misplaced(
     p: &mut Problems,
     name: &str,

@@ -30,18 +30,32 @@ pub fn credential<'c>(config: &'c Config, name: &str) -> Result<&'c CredentialCo
 }
 
 /// The stores a credential's keys live in, primary first.
-pub fn stores(config: &Config, credential: &CredentialConfig) -> Result<Vec<Box<dyn SecretStore>>> {
-    credential
-        .stores
-        .iter()
-        .map(|name| open_store(&config.stores[name]))
-        .collect()
+pub async fn stores(
+    config: &Config,
+    credential: &CredentialConfig,
+) -> Result<Vec<Box<dyn SecretStore>>> {
+    let mut out = Vec::new();
+    for name in &credential.stores {
+        out.push(open_store(&config.stores[name]).await?);
+    }
+    Ok(out)
 }
 
-fn open_store(store: &StoreConfig) -> Result<Box<dyn SecretStore>> {
+async fn open_store(store: &StoreConfig) -> Result<Box<dyn SecretStore>> {
     Ok(match store {
         StoreConfig::File { path } => Box::new(rekey_file::FileStore::new(path)),
         StoreConfig::Vault(vault) => Box::new(vault_store(vault)?),
+        StoreConfig::Aws(aws) => Box::new(
+            rekey_aws::AwsStore::connect(rekey_aws::AwsConfig {
+                region: aws.region.clone(),
+                endpoint_url: aws.endpoint_url.clone(),
+                name_prefix: aws.name_prefix.clone(),
+                kms_key_id: aws.kms_key_id.clone(),
+                create_missing: aws.create_missing,
+                lock_ttl: aws.lock_ttl,
+            })
+            .await?,
+        ),
     })
 }
 

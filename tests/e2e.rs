@@ -5,6 +5,7 @@
 //! free loopback port, and a `rekey.toml` pointing at it.
 
 use orgsim::{Fault, FaultKind, OrgSim, PropagationMode, Seed};
+use rekey_testkit::moto::Moto;
 use rekey_testkit::openbao::OpenBao;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -1186,6 +1187,117 @@ async fn one_generation_across_a_file_store_and_vault_and_status_flags_a_store_t
         text.stdout.contains("DIFFERS FROM THE APP"),
         "{}",
         text.stdout
+    );
+    w.assert_no_key_bytes_leaked();
+}
+
+/// Adds an AWS Secrets Manager store named `aws` (moto on loopback) under a prefix of its own,
+/// with the static dummy credentials every AWS test uses and IMDS disabled.
+fn with_aws_store(w: &mut World, moto: &Moto) -> String {
+    let prefix = moto.unique_name("e2e");
+    let store = format!(
+        "[stores.aws]\nkind = \"aws\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nname_prefix = \"{prefix}\"\n\n[stores.local]",
+        moto.endpoint()
+    );
+    w.edit_config(|c| c.replacen("[stores.local]", &store, 1));
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ] {
+        w.env.push((k.into(), v.into()));
+    }
+    prefix
+}
+
+/// What a consumer in AWS reads: `GetSecretValue` with the default stage.
+async fn aws_current_certificate(moto: &Moto, secret: &str) -> String {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "static"))
+        .endpoint_url(moto.endpoint())
+        .build();
+    let client = aws_sdk_secretsmanager::Client::from_conf(config);
+    let value = client
+        .get_secret_value()
+        .secret_id(secret)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
+    json["certificate"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_app_rotation_with_the_key_in_aws_secrets_manager() {
+    let moto = Moto::shared();
+    let mut w = World::new().await;
+    let prefix = with_aws_store(&mut w, moto);
+    w.edit_config(|c| c.replacen("store = \"local\"", "store = \"aws\"", 1));
+    w.import_legacy("billing").await;
+    w.ok(&["check", "--preflight", "billing"]).await;
+    w.ok(&["rotate", "billing"]).await;
+
+    let app = w.app_fingerprint("Billing_Sync");
+    let cert = aws_current_certificate(moto, &format!("{prefix}/billing")).await;
+    assert_eq!(rekey_api_fingerprint(&cert), app);
+    let status = w.json(&["status", "billing"]).await;
+    assert_eq!(
+        (
+            status[0]["generation"].clone(),
+            status[0]["previous_generation"].clone()
+        ),
+        (2.into(), 1.into())
+    );
+    assert_eq!(status[0]["stores"][0]["matches_app"], true, "{status}");
+    w.ok(&["verify", "billing"]).await;
+    assert_eq!(
+        w.rekey(&["verify", "billing", "--stage", "previous"])
+            .await
+            .code,
+        3
+    );
+    assert_eq!(
+        w.json(&["journal", "billing"])
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        12
+    );
+    w.assert_no_key_bytes_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_generation_in_vault_and_aws_together() {
+    let (bao, moto) = (OpenBao::shared(), Moto::shared());
+    let (mut w, vault_prefix) = vault_world(bao).await;
+    // vault_world turned `local` into the Vault store; add AWS as the replica.
+    let aws_prefix = with_aws_store(&mut w, moto);
+    w.edit_config(|c| c.replacen("store = \"local\"", "stores = [\"local\", \"aws\"]", 1));
+    w.import_legacy("billing").await;
+    w.ok(&["rotate", "billing"]).await;
+
+    let app = w.app_fingerprint("Billing_Sync");
+    let vault_cert = bao_field(
+        bao,
+        &format!("secret/{vault_prefix}/billing/current"),
+        "certificate",
+    );
+    let aws_cert = aws_current_certificate(moto, &format!("{aws_prefix}/billing")).await;
+    assert_eq!(rekey_api_fingerprint(&vault_cert), app);
+    assert_eq!(rekey_api_fingerprint(&aws_cert), app);
+    let status = w.json(&["status", "billing"]).await;
+    let stores = status[0]["stores"].as_array().unwrap();
+    assert_eq!(stores.len(), 2);
+    assert!(
+        stores
+            .iter()
+            .all(|s| s["matches_app"] == true && s["generation"] == 2),
+        "{status}"
     );
     w.assert_no_key_bytes_leaked();
 }

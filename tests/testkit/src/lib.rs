@@ -1,6 +1,7 @@
 //! Test support shared by the store crates and the end-to-end tests: one conformance suite every
-//! `SecretStore` must pass, and a real OpenBao dev server (the Vault HTTP API) started on a free
-//! loopback port.
+//! `SecretStore` must pass, a real OpenBao dev server (the Vault HTTP API) and a moto server (the
+//! AWS Secrets Manager API), each started on a free loopback port.
 
 pub mod conformance;
+pub mod moto;
 pub mod openbao;

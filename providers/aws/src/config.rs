@@ -1,0 +1,168 @@
+//! What the CLI hands the AWS store, and the checks that refuse an unsafe or malformed
+//! configuration before any request is made.
+
+use rekey_api::{Error, ErrorKind, Result, is_loopback_host};
+use std::time::Duration;
+
+/// Default prefix of the secret names.
+pub const DEFAULT_NAME_PREFIX: &str = "rekey";
+/// Default lease of the rotation lock: longer than a rotation, short enough that a crashed
+/// holder does not block the next scheduled run for long.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// Everything the AWS Secrets Manager store needs. Credentials are not here: they come from the
+/// AWS default chain (environment, profile, web identity, IMDS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsConfig {
+    /// The region; `None` takes the default chain's (`AWS_REGION`, the profile, IMDS).
+    pub region: Option<String>,
+    /// An endpoint override for tests and VPC endpoints; `https://` unless it is this machine.
+    pub endpoint_url: Option<String>,
+    /// Secret names are `<prefix>/<credential>`; default `rekey`.
+    pub name_prefix: String,
+    /// A customer-managed KMS key for secrets rekey creates; `None` uses `aws/secretsmanager`.
+    pub kms_key_id: Option<String>,
+    /// Whether rekey may create a missing secret (default). When false, a missing secret is a
+    /// `Config` error naming it.
+    pub create_missing: bool,
+    /// Lease of the rotation lock; a crashed holder's lock expires after it.
+    pub lock_ttl: Duration,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            region: None,
+            endpoint_url: None,
+            name_prefix: DEFAULT_NAME_PREFIX.to_string(),
+            kms_key_id: None,
+            create_missing: true,
+            lock_ttl: DEFAULT_LOCK_TTL,
+        }
+    }
+}
+
+impl AwsConfig {
+    /// Refuses plain `http://` off this machine, a malformed endpoint, a prefix that is not a
+    /// valid secret-name part, and a zero lock lease. Returns the prefix without outer slashes.
+    pub(crate) fn validate(&self) -> Result<String> {
+        if let Some(url) = &self.endpoint_url {
+            check_endpoint(url)?;
+        }
+        let prefix = self.name_prefix.trim_matches('/').to_string();
+        let name_ok = prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
+        if !name_ok || prefix.contains("//") {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("name_prefix '{prefix}' is not a valid Secrets Manager name prefix"),
+            )
+            .with_hint("use letters, digits and /_+=.@- only, without empty path segments"));
+        }
+        if self.lock_ttl.is_zero() {
+            return Err(Error::new(ErrorKind::Config, "lock_ttl must be positive"));
+        }
+        Ok(prefix)
+    }
+}
+
+/// `https://host[:port][/path]`, or `http://` for a loopback host only.
+fn check_endpoint(url: &str) -> Result<()> {
+    let bad = |why: &str| Error::new(ErrorKind::Config, format!("endpoint_url '{url}' {why}"));
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad("is not a URL (expected https://host)"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(bad("must not carry credentials"));
+    }
+    let host = if authority.starts_with('[') {
+        authority
+            .split_once(']')
+            .map(|(h, _)| format!("{h}]"))
+            .unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default().to_string()
+    };
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(&host) => Ok(()),
+        "http" => Err(bad("uses plain http off this machine").with_hint(
+            "use https:// (plain http is accepted only for 127.0.0.1, ::1 and localhost)",
+        )),
+        _ => Err(bad("must use https://")),
+    }
+}
+
+/// Credential names become one segment of a secret name.
+pub(crate) fn check_credential(credential: &str) -> Result<()> {
+    let ok = !credential.is_empty()
+        && credential
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Config,
+            format!("credential name '{credential}' cannot be used in a Secrets Manager name"),
+        )
+        .with_hint("use letters, digits, '-', '_' and '.' only"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_endpoint(url: &str) -> AwsConfig {
+        AwsConfig {
+            endpoint_url: Some(url.to_string()),
+            ..AwsConfig::default()
+        }
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        for ok in [
+            "https://secretsmanager.vpce.example",
+            "http://127.0.0.1:5000",
+            "http://localhost:1/x",
+            "http://[::1]:4566",
+        ] {
+            with_endpoint(ok).validate().expect(ok);
+        }
+        for bad in [
+            "http://10.0.0.1:5000",
+            "http://127.0.0.1.evil.example",
+            "ftp://127.0.0.1",
+            "127.0.0.1:5000",
+            "https://user:pw@host",
+            "https://",
+        ] {
+            let err = with_endpoint(bad).validate().expect_err(bad);
+            assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefixes_and_credentials_must_be_valid_names() {
+        let mut config = AwsConfig {
+            name_prefix: "/team/rekey/".into(),
+            ..AwsConfig::default()
+        };
+        assert_eq!(config.validate().unwrap(), "team/rekey");
+        config.name_prefix = "a b".into();
+        assert_eq!(config.validate().unwrap_err().kind(), ErrorKind::Config);
+        config.name_prefix = "a//b".into();
+        assert_eq!(config.validate().unwrap_err().kind(), ErrorKind::Config);
+        check_credential("billing-eu.1").unwrap();
+        for bad in ["", "a/b", "a b"] {
+            assert_eq!(check_credential(bad).unwrap_err().kind(), ErrorKind::Config);
+        }
+    }
+}

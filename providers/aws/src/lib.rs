@@ -1,0 +1,884 @@
+//! rekey's AWS Secrets Manager secret store.
+//!
+//! Each credential is one secret, `<prefix>/<credential>`, whose versions carry Secrets Manager's
+//! own AWSCURRENT / AWSPENDING / AWSPREVIOUS labels, so consumers read it with a plain
+//! `GetSecretValue`. The journal and the lock are two more secrets beside it, each written with a
+//! compare-and-set label move. See this crate's README for the schema, the IAM policy and the
+//! design of the journal and the lock.
+
+mod config;
+mod error;
+mod secrets;
+
+pub use config::{AwsConfig, DEFAULT_LOCK_TTL, DEFAULT_NAME_PREFIX};
+
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::config::retry::RetryConfig;
+use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;
+use aws_sdk_secretsmanager::config::{
+    BehaviorVersion, ProvideCredentials, Region, SharedCredentialsProvider,
+};
+use chrono::{DateTime, Utc};
+use config::check_credential;
+use rekey_api::{
+    Certificate, Error, ErrorKind, Generation, JournalEntry, NewVersion, Result, RotationId,
+    RotationLock, SecretStore, Stage, Stages, StoredKey, VersionInfo,
+};
+use secrets::{Current, Secrets, Snapshot};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
+
+/// The label consumers read.
+const CURRENT: &str = "AWSCURRENT";
+/// The label of a staged, unproven version.
+const PENDING: &str = "AWSPENDING";
+/// The label AWS moves onto the old AWSCURRENT version.
+const PREVIOUS: &str = "AWSPREVIOUS";
+/// The journal keeps at most this many bytes of JSON: a secret value is limited to 65,536.
+const JOURNAL_MAX_BYTES: usize = 60_000;
+/// Compare-and-set writes re-read and retry this often when another writer got in between.
+const CAS_ATTEMPTS: u32 = 10;
+/// Per-attempt and connect timeouts; the SDK's standard retry policy retries throttling, 5xx
+/// and transport errors within them.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Shared by the store and its lock guards.
+struct Inner {
+    secrets: Secrets,
+    prefix: String,
+    lock_ttl: Duration,
+    create_missing: bool,
+    kms_key_id: Option<String>,
+    credentials: Option<SharedCredentialsProvider>,
+    /// Releases started by dropped lock guards; `lock()` waits for them so that dropping a guard
+    /// and locking again in the same process behaves like a file lock.
+    releases: StdMutex<Vec<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Inner {
+    // By hand: the credentials provider's Debug would show the access key id.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsStore")
+            .field("store", &self.secrets.label())
+            .field("create_missing", &self.create_missing)
+            .field("lock_ttl", &self.lock_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn name(&self, credential: &str, leaf: Option<&str>) -> String {
+        let mut name = if self.prefix.is_empty() {
+            credential.to_string()
+        } else {
+            format!("{}/{credential}", self.prefix)
+        };
+        if let Some(leaf) = leaf {
+            name.push('/');
+            name.push_str(leaf);
+        }
+        name
+    }
+
+    fn missing(&self, name: &str) -> Error {
+        Error::new(
+            ErrorKind::Config,
+            format!(
+                "{}: secret {name} does not exist and create_missing is off",
+                self.secrets.label()
+            ),
+        )
+        .with_hint(format!(
+            "create it (aws secretsmanager create-secret --name {name}) or allow creation"
+        ))
+    }
+
+    /// Writes `value` as the new AWSCURRENT of `name`, conditional on the state it was computed
+    /// from; `Ok(None)` when another writer moved AWSCURRENT first (re-read and retry).
+    async fn cas_put(
+        &self,
+        name: &str,
+        credential: &str,
+        seen: &Current,
+        value: &str,
+    ) -> Result<Option<String>> {
+        match seen {
+            Current::Missing => {
+                if !self.create_missing {
+                    return Err(self.missing(name));
+                }
+                self.secrets
+                    .create(
+                        name,
+                        None,
+                        value,
+                        &[("rekey:credential", credential.to_string())],
+                        self.kms_key_id.as_deref(),
+                    )
+                    .await
+            }
+            // A secret without versions: the first version becomes AWSCURRENT in any case.
+            Current::Empty => self
+                .secrets
+                .put(name, None, value, &[CURRENT])
+                .await
+                .map(Some),
+            Current::At { version_id, .. } => {
+                let new = self
+                    .secrets
+                    .put(name, None, value, &[secrets::WRITE])
+                    .await?;
+                let moved = self
+                    .secrets
+                    .move_label(name, CURRENT, Some(&new), Some(version_id))
+                    .await?;
+                Ok(moved.then_some(new))
+            }
+        }
+    }
+
+    /// The tags of a new key secret; `rekey:generation` follows CURRENT from the first promotion.
+    fn tags(&self, credential: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("rekey:credential", credential.to_string()),
+            ("rekey:generation", "none".to_string()),
+        ]
+    }
+
+    async fn release(&self, credential: &str, version_id: &str, holder: &str) -> Result<()> {
+        let name = self.name(credential, Some("lock"));
+        let seen = self.secrets.current(&name).await?;
+        let taken = || {
+            Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{}: the lock of {credential} held by '{holder}' expired and was taken over before release",
+                    self.secrets.label()
+                ),
+            )
+        };
+        match &seen {
+            Current::At { version_id: v, .. } if v == version_id => {}
+            _ => return Err(taken()),
+        }
+        let mut record: LockRecord = seen.parse(&name, self.secrets.label())?.unwrap_or_default();
+        record.released_at = Some(Utc::now());
+        let value = serde_json::to_string(&record).expect("a lock record serializes");
+        match self.cas_put(&name, credential, &seen, &value).await? {
+            Some(_) => Ok(()),
+            None => Err(taken()),
+        }
+    }
+}
+
+/// AWS Secrets Manager as a [`SecretStore`].
+#[derive(Debug)] // safe: Inner's Debug shows neither credentials nor values
+pub struct AwsStore {
+    inner: Arc<Inner>,
+}
+
+impl AwsStore {
+    /// Connects through the AWS default chain (environment, profile, web identity, IMDS) for
+    /// credentials and, unless `config.region` is set, the region. No request is made yet;
+    /// [`SecretStore::check`] resolves the credentials.
+    pub async fn connect(config: AwsConfig) -> Result<Self> {
+        config.validate()?;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        let sdk = loader.load().await;
+        AwsStore::with_sdk_config(config, &sdk)
+    }
+
+    /// Like [`AwsStore::connect`], with an SDK configuration the caller built (tests give static
+    /// credentials and a region this way, so nothing probes the EC2 metadata address).
+    /// `config.region` and `config.endpoint_url`, when set, override the SDK configuration's.
+    pub fn with_sdk_config(config: AwsConfig, sdk: &aws_config::SdkConfig) -> Result<Self> {
+        let prefix = config.validate()?;
+        let mut builder = aws_sdk_secretsmanager::config::Builder::from(sdk)
+            .retry_config(RetryConfig::standard())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            );
+        if let Some(region) = &config.region {
+            builder = builder.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &config.endpoint_url {
+            builder = builder.endpoint_url(url.clone());
+        }
+        let service = builder.build();
+        let region = service.region().map(|r| r.to_string()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "no AWS region configured for the aws store",
+            )
+            .with_hint("set `region` in the store's configuration, AWS_REGION, or a profile region")
+        })?;
+        let label = match &config.endpoint_url {
+            Some(url) => format!("aws({region} {url} {prefix}/)"),
+            None => format!("aws({region} {prefix}/)"),
+        };
+        Ok(AwsStore {
+            inner: Arc::new(Inner {
+                secrets: Secrets::new(aws_sdk_secretsmanager::Client::from_conf(service), label),
+                prefix,
+                lock_ttl: config.lock_ttl,
+                create_missing: config.create_missing,
+                kms_key_id: config.kms_key_id,
+                credentials: sdk.credentials_provider(),
+                releases: StdMutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
+    }
+
+    fn key_name(&self, credential: &str) -> Result<String> {
+        check_credential(credential)?;
+        Ok(self.inner.name(credential, None))
+    }
+
+    /// The version holding `label`, with its parsed record; `None` for no holder or a holder
+    /// without a key (the placeholder).
+    async fn labelled(
+        &self,
+        name: &str,
+        snap: &Snapshot,
+        label: &str,
+    ) -> Result<Option<(String, VersionInfo)>> {
+        let Some(version_id) = snap.holder(label) else {
+            return Ok(None);
+        };
+        let Some(value) = self.secrets().value_by_id(name, version_id).await? else {
+            return Ok(None);
+        };
+        Ok(record(self.secrets().label(), name, version_id, &value)?
+            .map(|info| (version_id.to_string(), info)))
+    }
+
+    /// CURRENT, PENDING (a different version with a newer generation) and PREVIOUS (a different
+    /// version with another generation) of the key secret, with their version ids.
+    async fn stage_map(&self, name: &str, snap: &Snapshot) -> Result<Labelled> {
+        let current = self.labelled(name, snap, CURRENT).await?;
+        let current_id = current.as_ref().map(|(id, _)| id.clone());
+        let current_gen = current.as_ref().map(|(_, i)| i.generation);
+        let other = |(id, _): &(String, VersionInfo)| Some(id) != current_id.as_ref();
+        let pending = self
+            .labelled(name, snap, PENDING)
+            .await?
+            .filter(other)
+            .filter(|(_, i)| current_gen.is_none_or(|c| i.generation > c));
+        let previous = self
+            .labelled(name, snap, PREVIOUS)
+            .await?
+            .filter(other)
+            .filter(|(_, i)| Some(i.generation) != current_gen);
+        Ok(Labelled {
+            current,
+            pending,
+            previous,
+        })
+    }
+
+    /// Points the `rekey:generation` tag at CURRENT's generation.
+    async fn tag_generation(&self, name: &str, generation: Generation) -> Result<()> {
+        self.secrets()
+            .tag(name, &[("rekey:generation", generation.0.to_string())])
+            .await
+    }
+
+    /// Puts the keyless placeholder in as AWSCURRENT when no version holds it: AWS makes the
+    /// first version of a secret AWSCURRENT whatever labels the write asks for, and a staged key
+    /// must not become CURRENT.
+    async fn ensure_current_holder(&self, credential: &str, name: &str) -> Result<Snapshot> {
+        let snap = match self.secrets().describe(name).await? {
+            Some(snap) => snap,
+            None if !self.inner.create_missing => return Err(self.inner.missing(name)),
+            None => {
+                let placeholder = placeholder(credential);
+                self.secrets()
+                    .create(
+                        name,
+                        Some(&token(&["placeholder", name])),
+                        &placeholder,
+                        &self.inner.tags(credential),
+                        self.inner.kms_key_id.as_deref(),
+                    )
+                    .await?;
+                return self.describe_existing(name).await;
+            }
+        };
+        if snap.holder(CURRENT).is_some() {
+            return Ok(snap);
+        }
+        self.secrets()
+            .put(
+                name,
+                Some(&token(&["placeholder", name])),
+                &placeholder(credential),
+                &[CURRENT],
+            )
+            .await?;
+        self.describe_existing(name).await
+    }
+
+    async fn describe_existing(&self, name: &str) -> Result<Snapshot> {
+        self.secrets().describe(name).await?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{}: secret {name} vanished while rekey wrote it",
+                    self.secrets().label()
+                ),
+            )
+        })
+    }
+}
+
+/// The three labelled versions of a key secret.
+struct Labelled {
+    current: Option<(String, VersionInfo)>,
+    pending: Option<(String, VersionInfo)>,
+    previous: Option<(String, VersionInfo)>,
+}
+
+impl fmt::Display for AwsStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.secrets().label())
+    }
+}
+
+/// 64 hex digits of SHA-256 over `parts`: a `ClientRequestToken` (32–64 characters) that is the
+/// same for every retry of the same write.
+fn token(parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    hex::encode(hash.finalize())
+}
+
+/// The version id of a staged generation: the rotation, the generation and the certificate, so
+/// a retry of the same stage names the same version and a different key never reuses it.
+fn stage_token(new: &NewVersion<'_>) -> String {
+    token(&[
+        "stage",
+        &new.rotation_id.0,
+        &new.generation.0.to_string(),
+        &new.certificate.fingerprint.to_hex(),
+    ])
+}
+
+/// The keyless value AWSCURRENT holds before the first promotion.
+fn placeholder(credential: &str) -> String {
+    json!({ "rekey_placeholder": true, "credential": credential, "note": "no key has been promoted yet" })
+        .to_string()
+}
+
+/// The value of a key version (see the README's schema).
+fn key_value(info: &VersionInfo, pem: &str) -> Zeroizing<String> {
+    Zeroizing::new(
+        json!({
+            "private_key": pem,
+            "certificate": info.certificate.pem(),
+            "generation": info.generation.0.to_string(),
+            "fingerprint": info.certificate.fingerprint.to_hex(),
+            "not_after": info.certificate.not_after.to_rfc3339(),
+            "rotation_id": info.rotation_id.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
+            "created_at": info.created_at.to_rfc3339(),
+        })
+        .to_string(),
+    )
+}
+
+/// Parses a key version without its key; `None` for a value without `private_key` (the
+/// placeholder).
+fn record(store: &str, name: &str, version_id: &str, value: &str) -> Result<Option<VersionInfo>> {
+    let bad = |what: &str| {
+        Error::new(
+            ErrorKind::Unexpected,
+            format!("{store}: version {version_id} of secret {name} has {what}"),
+        )
+        .with_hint("the value was not written by rekey; move AWSCURRENT back to a good version")
+    };
+    let data: Value = serde_json::from_str(value).map_err(|_| bad("a value that is not JSON"))?;
+    if data.get("private_key").is_none() {
+        return Ok(None);
+    }
+    let generation = match data.get("generation") {
+        Some(Value::String(s)) => s.parse::<u64>().ok(),
+        Some(Value::Number(n)) => n.as_u64(),
+        _ => None,
+    }
+    .ok_or_else(|| bad("no valid 'generation'"))?;
+    let pem = data
+        .get("certificate")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("no 'certificate'"))?;
+    let certificate =
+        Certificate::from_pem(pem).map_err(|e| bad(&format!("a bad certificate ({e})")))?;
+    let created_at = data
+        .get("created_at")
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default();
+    let rotation_id = data
+        .get("rotation_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(|s| RotationId(s.to_string()));
+    Ok(Some(VersionInfo {
+        generation: Generation(generation),
+        certificate,
+        created_at,
+        rotation_id,
+    }))
+}
+
+/// The journal secret's value.
+#[derive(Default, Serialize, Deserialize)]
+struct Journal {
+    entries: Vec<JournalEntry>,
+}
+
+/// The lock secret's value.
+#[derive(Default, Serialize, Deserialize)]
+struct LockRecord {
+    holder: String,
+    acquired_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    released_at: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+impl SecretStore for AwsStore {
+    async fn check(&self, credential: &str) -> Result<()> {
+        let name = self.key_name(credential)?;
+        let Some(provider) = &self.inner.credentials else {
+            return Err(Error::new(
+                ErrorKind::Unauthenticated,
+                format!("{self}: no AWS credentials provider is configured"),
+            ));
+        };
+        if let Err(e) = provider.provide_credentials().await {
+            return Err(Error::new(
+                ErrorKind::Unauthenticated,
+                format!("{self}: the AWS default chain found no usable credentials"),
+            )
+            .with_source(e)
+            .with_hint(
+                "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where a role is attached (web identity, instance profile)",
+            ));
+        }
+        if self.secrets().describe(&name).await?.is_none() && !self.inner.create_missing {
+            return Err(self.inner.missing(&name));
+        }
+        self.stages(credential).await?;
+        self.read_journal(credential).await?;
+        Ok(())
+    }
+
+    async fn stages(&self, credential: &str) -> Result<Stages> {
+        let name = self.key_name(credential)?;
+        let Some(snap) = self.secrets().describe(&name).await? else {
+            return Ok(Stages::default());
+        };
+        let map = self.stage_map(&name, &snap).await?;
+        Ok(Stages {
+            current: map.current.map(|(_, i)| i),
+            pending: map.pending.map(|(_, i)| i),
+            previous: map.previous.map(|(_, i)| i),
+        })
+    }
+
+    async fn read_key(&self, credential: &str, stage: Stage) -> Result<Option<StoredKey>> {
+        let name = self.key_name(credential)?;
+        let label = match stage {
+            Stage::Current => CURRENT,
+            Stage::Pending => PENDING,
+            Stage::Previous => PREVIOUS,
+        };
+        // Read with an explicit stage, never the stage-less default (stale on moto after a
+        // label move), and judge the result against the same stage map `stages` uses.
+        let Some(snap) = self.secrets().describe(&name).await? else {
+            return Ok(None);
+        };
+        let map = self.stage_map(&name, &snap).await?;
+        let expected = match stage {
+            Stage::Current => map.current,
+            Stage::Pending => map.pending,
+            Stage::Previous => map.previous,
+        };
+        let Some((version_id, info)) = expected else {
+            return Ok(None);
+        };
+        let Some(read) = self.secrets().value_by_stage(&name, label).await? else {
+            return Ok(None);
+        };
+        if read.version_id != version_id {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("{self}: {label} of secret {name} moved while rekey read it"),
+            )
+            .with_hint("retry"));
+        }
+        let data: Value = serde_json::from_str(&read.value).map_err(|_| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("{self}: version {version_id} of secret {name} is not JSON"),
+            )
+        })?;
+        let pem = data
+            .get("private_key")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let key = rekey_api::KeyMaterial::from_pem(pem)
+            .map_err(|e| e.context(format!("{self}: version {version_id} of secret {name}")))?;
+        Ok(Some(StoredKey { info, key }))
+    }
+
+    async fn stage(&self, credential: &str, new: &NewVersion<'_>) -> Result<()> {
+        let name = self.key_name(credential)?;
+        let snap = self.ensure_current_holder(credential, &name).await?;
+        let ours = stage_token(new);
+        let map = self.stage_map(&name, &snap).await?;
+        if let Some((pending_id, pending)) = &map.pending {
+            if pending.generation == new.generation
+                && pending.certificate.fingerprint == new.certificate.fingerprint
+            {
+                return Ok(());
+            }
+            if *pending_id != ours {
+                let by = pending
+                    .rotation_id
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(", rotation {r}"));
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{self}: another rotation is in flight on secret {name}: AWSPENDING is on version {pending_id} (generation {}{by})",
+                        pending.generation
+                    ),
+                )
+                .with_hint("let that rotation finish, or abort it (rekey abort) before starting another"));
+            }
+        }
+        if let Some((_, current)) = &map.current
+            && new.generation <= current.generation
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{self}: cannot stage generation {} on secret {name}: CURRENT is already generation {}",
+                    new.generation, current.generation
+                ),
+            )
+            .with_hint("another runner rotated this credential; re-read its state (rekey status)"));
+        }
+        let info = VersionInfo {
+            generation: new.generation,
+            certificate: new.certificate.clone(),
+            created_at: Utc::now(),
+            rotation_id: Some(new.rotation_id.clone()),
+        };
+        let value = key_value(&info, new.key.expose_secret_pem());
+        // A version with our token may exist already (a replay after a crash, or a destroyed
+        // generation staged again): then the write is refused or ignored, and the label is
+        // moved onto that version explicitly.
+        let written = self
+            .secrets()
+            .put(&name, Some(&ours), &value, &[PENDING])
+            .await;
+        match written {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Conflict => {}
+            Err(e) => return Err(e),
+        }
+        let snap = self.describe_existing(&name).await?;
+        if snap.holder(PENDING) != Some(ours.as_str()) {
+            let from = snap.holder(PENDING).map(str::to_string);
+            if !self
+                .secrets()
+                .move_label(&name, PENDING, Some(&ours), from.as_deref())
+                .await?
+            {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("{self}: AWSPENDING of secret {name} moved while rekey staged"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn promote(&self, credential: &str, generation: Generation) -> Result<()> {
+        let name = self.key_name(credential)?;
+        let not_pending = || {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("{self}: generation {generation} is not pending on secret {name}"),
+            )
+        };
+        let Some(snap) = self.secrets().describe(&name).await? else {
+            return Err(not_pending());
+        };
+        let map = self.stage_map(&name, &snap).await?;
+        let current_id = snap.holder(CURRENT).map(str::to_string);
+        let promoted = match (&map.current, &map.pending) {
+            (Some((id, c)), _) if c.generation == generation => id.clone(),
+            (_, Some((id, p))) if p.generation == generation => {
+                if !self
+                    .secrets()
+                    .move_label(&name, CURRENT, Some(id), current_id.as_deref())
+                    .await?
+                {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!("{self}: AWSCURRENT of secret {name} moved while rekey promoted generation {generation}"),
+                    )
+                    .with_hint("another runner changed this credential; re-read its state (rekey status)"));
+                }
+                id.clone()
+            }
+            _ => return Err(not_pending()),
+        };
+        // AWSPENDING stays on a promoted version until removed; removing it is the second half
+        // of a promotion, and a replay finishes it.
+        let snap = self.describe_existing(&name).await?;
+        if snap.holder(PENDING) == Some(promoted.as_str()) {
+            self.secrets()
+                .move_label(&name, PENDING, None, Some(&promoted))
+                .await?;
+        }
+        self.tag_generation(&name, generation).await
+    }
+
+    async fn revert(&self, credential: &str, to: Generation) -> Result<()> {
+        let name = self.key_name(credential)?;
+        let not_previous = || {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("{self}: generation {to} is neither CURRENT nor PREVIOUS on secret {name}"),
+            )
+        };
+        let Some(snap) = self.secrets().describe(&name).await? else {
+            return Err(not_previous());
+        };
+        let map = self.stage_map(&name, &snap).await?;
+        if map
+            .current
+            .as_ref()
+            .is_some_and(|(_, c)| c.generation == to)
+        {
+            return self.tag_generation(&name, to).await;
+        }
+        let Some((previous_id, _)) = map.previous.filter(|(_, p)| p.generation == to) else {
+            return Err(not_previous());
+        };
+        let current_id = snap.holder(CURRENT).map(str::to_string);
+        if !self
+            .secrets()
+            .move_label(&name, CURRENT, Some(&previous_id), current_id.as_deref())
+            .await?
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("{self}: AWSCURRENT of secret {name} moved while rekey reverted to generation {to}"),
+            )
+            .with_hint("another runner changed this credential; re-read its state (rekey status)"));
+        }
+        self.tag_generation(&name, to).await
+    }
+
+    async fn destroy(&self, credential: &str, generation: Generation) -> Result<()> {
+        let name = self.key_name(credential)?;
+        let Some(snap) = self.secrets().describe(&name).await? else {
+            return Ok(());
+        };
+        let map = self.stage_map(&name, &snap).await?;
+        if map
+            .current
+            .as_ref()
+            .is_some_and(|(_, c)| c.generation == generation)
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("{self}: refusing to destroy generation {generation} of secret {name}: it is CURRENT"),
+            )
+            .with_hint("promote or revert to another generation first"));
+        }
+        let current_id = snap.holder(CURRENT).map(str::to_string);
+        for (version_id, labels) in snap.labelled_versions() {
+            if Some(version_id) == current_id.as_deref() {
+                continue;
+            }
+            let Some(value) = self.secrets().value_by_id(&name, version_id).await? else {
+                continue;
+            };
+            if record(self.secrets().label(), &name, version_id, &value)?
+                .is_none_or(|info| info.generation != generation)
+            {
+                continue;
+            }
+            for label in labels {
+                self.secrets()
+                    .move_label(&name, label, None, Some(version_id))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn append_journal(&self, credential: &str, entry: &JournalEntry) -> Result<()> {
+        check_credential(credential)?;
+        let name = self.inner.name(credential, Some("journal"));
+        for _ in 0..CAS_ATTEMPTS {
+            let seen = self.secrets().current(&name).await?;
+            let mut journal: Journal = seen
+                .parse(&name, self.secrets().label())?
+                .unwrap_or_default();
+            journal.entries.push(entry.clone());
+            let mut value = serde_json::to_string(&journal).expect("a journal serializes");
+            while value.len() > JOURNAL_MAX_BYTES && journal.entries.len() > 1 {
+                journal.entries.remove(0);
+                value = serde_json::to_string(&journal).expect("a journal serializes");
+            }
+            if self
+                .inner
+                .cas_put(&name, credential, &seen, &value)
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!("{self}: secret {name} kept changing; the journal entry was not written"),
+        )
+        .with_hint("retry"))
+    }
+
+    async fn read_journal(&self, credential: &str) -> Result<Vec<JournalEntry>> {
+        check_credential(credential)?;
+        let name = self.inner.name(credential, Some("journal"));
+        let seen = self.secrets().current(&name).await?;
+        let journal: Journal = seen
+            .parse(&name, self.secrets().label())?
+            .unwrap_or_default();
+        Ok(journal.entries)
+    }
+
+    async fn lock(&self, credential: &str, holder: &str) -> Result<Box<dyn RotationLock>> {
+        check_credential(credential)?;
+        let pending: Vec<_> = std::mem::take(&mut *self.inner.releases.lock().expect("releases"));
+        for release in pending {
+            let _ = release.await;
+        }
+        let name = self.inner.name(credential, Some("lock"));
+        for _ in 0..CAS_ATTEMPTS {
+            let seen = self.secrets().current(&name).await?;
+            let now = Utc::now();
+            if let Some(held) = seen.parse::<LockRecord>(&name, self.secrets().label())?
+                && held.released_at.is_none()
+                && held.expires_at > now
+            {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{self}: the rotation lock of {credential} is held by '{}' until {}",
+                        held.holder,
+                        held.expires_at.to_rfc3339()
+                    ),
+                )
+                .with_hint("wait for that rotation to finish or for the lease to expire"));
+            }
+            let ttl =
+                chrono::Duration::from_std(self.inner.lock_ttl).unwrap_or(chrono::Duration::MAX);
+            let record = LockRecord {
+                holder: holder.to_string(),
+                acquired_at: now,
+                expires_at: now
+                    .checked_add_signed(ttl)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                released_at: None,
+            };
+            let value = serde_json::to_string(&record).expect("a lock record serializes");
+            if let Some(version_id) = self.inner.cas_put(&name, credential, &seen, &value).await? {
+                return Ok(Box::new(AwsLock {
+                    inner: Arc::clone(&self.inner),
+                    credential: credential.to_string(),
+                    holder: holder.to_string(),
+                    version_id,
+                    released: false,
+                }));
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!("{self}: the rotation lock of {credential} is contended"),
+        )
+        .with_hint("retry"))
+    }
+}
+
+/// The held rotation lock: the lock secret's AWSCURRENT version this holder wrote.
+#[derive(Debug)]
+struct AwsLock {
+    inner: Arc<Inner>,
+    credential: String,
+    holder: String,
+    version_id: String,
+    released: bool,
+}
+
+#[async_trait]
+impl RotationLock for AwsLock {
+    async fn release(mut self: Box<Self>) -> Result<()> {
+        self.released = true;
+        self.inner
+            .release(&self.credential, &self.version_id, &self.holder)
+            .await
+    }
+}
+
+impl Drop for AwsLock {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        // A dropped guard releases in the background; without a runtime the lease expires.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let inner = Arc::clone(&self.inner);
+        let (credential, version_id, holder) = (
+            self.credential.clone(),
+            self.version_id.clone(),
+            self.holder.clone(),
+        );
+        let task = runtime.spawn(async move {
+            if let Err(e) = inner.release(&credential, &version_id, &holder).await {
+                tracing::warn!("releasing a dropped rotation lock failed: {e}");
+            }
+        });
+        self.inner.releases.lock().expect("releases").push(task);
+    }
+}

@@ -1,0 +1,614 @@
+//! The AWS store against a real moto server: the conformance suite, Secrets Manager's labels
+//! after every step (read back with the raw SDK), the AWS guard, tags, creation switched off, the
+//! journal and lock secrets, error mapping, and the default credential chain (in a child
+//! process, so the environment is set without touching this one). Credentials are always static
+//! dummies, so nothing ever asks the EC2 metadata address. Every test uses its own prefix, so
+//! they run in parallel on one shared server.
+
+use aws_config::SdkConfig;
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use rekey_api::{
+    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Phase, RotationId,
+    SecretStore, Stage, Step,
+};
+use rekey_aws::{AwsConfig, AwsStore};
+use rekey_testkit::moto::Moto;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+const CRED: &str = "billing";
+
+/// Static dummy credentials and an explicit region: the default chain (and IMDS) is never asked.
+async fn sdk(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "static"))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+fn config(prefix: &str) -> AwsConfig {
+    AwsConfig {
+        name_prefix: prefix.to_string(),
+        ..AwsConfig::default()
+    }
+}
+
+struct Env {
+    sdk: SdkConfig,
+    raw: Client,
+    prefix: String,
+}
+
+impl Env {
+    async fn new(name: &str) -> Env {
+        let moto = Moto::shared();
+        let sdk = sdk(&moto.endpoint()).await;
+        Env {
+            raw: Client::new(&sdk),
+            sdk,
+            prefix: moto.unique_name(name),
+        }
+    }
+
+    fn store(&self) -> AwsStore {
+        self.store_with(config(&self.prefix))
+    }
+
+    fn store_with(&self, config: AwsConfig) -> AwsStore {
+        AwsStore::with_sdk_config(config, &self.sdk).unwrap()
+    }
+
+    fn secret(&self) -> String {
+        format!("{}/{CRED}", self.prefix)
+    }
+
+    /// Version id → labels of every version, deprecated ones included.
+    async fn versions(&self) -> BTreeMap<String, Vec<String>> {
+        let out = self
+            .raw
+            .list_secret_version_ids()
+            .secret_id(self.secret())
+            .include_deprecated(true)
+            .send()
+            .await
+            .unwrap();
+        out.versions()
+            .iter()
+            .map(|v| {
+                let mut labels = v.version_stages().to_vec();
+                labels.sort();
+                (v.version_id().unwrap().to_string(), labels)
+            })
+            .collect()
+    }
+
+    /// The versions carrying `label`, from DescribeSecret.
+    async fn holders(&self, label: &str) -> Vec<String> {
+        let out = self
+            .raw
+            .describe_secret()
+            .secret_id(self.secret())
+            .send()
+            .await
+            .unwrap();
+        out.version_ids_to_stages()
+            .unwrap()
+            .iter()
+            .filter(|(_, labels)| labels.iter().any(|l| l == label))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The consumer read path: GetSecretValue of AWSCURRENT (explicitly: moto's stage-less read
+    /// can be stale after a label move; on AWS the default is AWSCURRENT).
+    async fn consumer_read(&self, secret: &str) -> (String, Value) {
+        let out = self
+            .raw
+            .get_secret_value()
+            .secret_id(secret)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .unwrap();
+        (
+            out.version_id().unwrap().to_string(),
+            serde_json::from_str(out.secret_string().unwrap()).unwrap(),
+        )
+    }
+
+    async fn tags(&self) -> BTreeMap<String, String> {
+        let out = self
+            .raw
+            .describe_secret()
+            .secret_id(self.secret())
+            .send()
+            .await
+            .unwrap();
+        out.tags()
+            .iter()
+            .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+            .collect()
+    }
+}
+
+fn pair() -> (KeyMaterial, Certificate) {
+    rekey_testkit::conformance::pair()
+}
+
+async fn stage(
+    store: &AwsStore,
+    generation: u64,
+    rotation: &str,
+    p: &(KeyMaterial, Certificate),
+) -> rekey_api::Result<()> {
+    let rotation_id = RotationId(rotation.to_string());
+    let new = NewVersion {
+        generation: Generation(generation),
+        key: &p.0,
+        certificate: &p.1,
+        rotation_id: &rotation_id,
+    };
+    store.stage(CRED, &new).await
+}
+
+async fn rotate(store: &AwsStore, generation: u64) -> (KeyMaterial, Certificate) {
+    let p = pair();
+    stage(store, generation, &format!("r{generation}"), &p)
+        .await
+        .unwrap();
+    store.promote(CRED, Generation(generation)).await.unwrap();
+    p
+}
+
+fn labels(of: &BTreeMap<String, Vec<String>>, id: &str) -> Vec<String> {
+    of.get(id).cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn conformance() {
+    let env = Env::new("conformance").await;
+    let (sdk, prefix) = (env.sdk.clone(), env.prefix.clone());
+    let open = move || -> Box<dyn SecretStore> {
+        Box::new(AwsStore::with_sdk_config(config(&prefix), &sdk).unwrap())
+    };
+    rekey_testkit::conformance::secret_store(&open, "c").await;
+}
+
+#[tokio::test]
+async fn labels_follow_every_step() {
+    let env = Env::new("labels").await;
+    let store = env.store();
+    assert_eq!(store.to_string(), format!("aws(us-east-1 {}/)", env.prefix));
+
+    let debug = format!("{store:?}");
+    assert!(
+        !debug.contains("testing"),
+        "no credentials in Debug: {debug}"
+    );
+
+    let first = pair();
+    stage(&store, 1, "r1", &first).await.unwrap();
+    let v = env.versions().await;
+    assert_eq!(v.len(), 2, "placeholder + generation 1: {v:?}");
+    let placeholder = env.holders("AWSCURRENT").await;
+    assert_eq!(placeholder.len(), 1, "exactly one AWSCURRENT");
+    let (_, value) = env.consumer_read(&env.secret()).await;
+    assert!(
+        value.get("private_key").is_none(),
+        "the placeholder holds no key: {value}"
+    );
+    let g1 = env.holders("AWSPENDING").await;
+    assert_eq!(g1.len(), 1);
+    assert_ne!(g1, placeholder, "a staged key is never CURRENT");
+    assert_eq!(labels(&v, &g1[0]), ["AWSPENDING"]);
+
+    stage(&store, 1, "r1", &first).await.unwrap();
+    assert_eq!(
+        env.versions().await,
+        v,
+        "a replayed stage writes no second version"
+    );
+
+    store.promote(CRED, Generation(1)).await.unwrap();
+    let v = env.versions().await;
+    assert_eq!(
+        labels(&v, &g1[0]),
+        ["AWSCURRENT"],
+        "no stray AWSPENDING: {v:?}"
+    );
+    assert_eq!(
+        labels(&v, &placeholder[0]),
+        ["AWSPREVIOUS"],
+        "AWSPREVIOUS followed"
+    );
+    assert_eq!(env.holders("AWSCURRENT").await, g1);
+    store.promote(CRED, Generation(1)).await.unwrap();
+    assert_eq!(
+        env.versions().await,
+        v,
+        "a replayed promote changes nothing"
+    );
+
+    let (version, value) = env.consumer_read(&env.secret()).await;
+    assert_eq!(version, g1[0]);
+    assert_eq!(value["private_key"], first.0.expose_secret_pem());
+    assert_eq!(value["certificate"], first.1.pem());
+    assert_eq!(value["generation"], "1");
+    assert_eq!(value["fingerprint"], first.1.fingerprint.to_hex());
+    assert_eq!(value["rotation_id"], "r1");
+    for field in ["not_after", "created_at"] {
+        assert!(value[field].is_string(), "{field}: {value}");
+    }
+
+    let second = pair();
+    stage(&store, 2, "r2", &second).await.unwrap();
+    let g2 = env.holders("AWSPENDING").await;
+    assert_eq!(
+        env.holders("AWSCURRENT").await,
+        g1,
+        "stage leaves CURRENT alone"
+    );
+    store.promote(CRED, Generation(2)).await.unwrap();
+    let v = env.versions().await;
+    assert_eq!(labels(&v, &g2[0]), ["AWSCURRENT"]);
+    assert_eq!(labels(&v, &g1[0]), ["AWSPREVIOUS"]);
+    assert_eq!(labels(&v, &placeholder[0]), Vec::<String>::new());
+    assert_eq!(env.holders("AWSCURRENT").await.len(), 1);
+    assert!(env.holders("AWSPENDING").await.is_empty());
+    let stages = store.stages(CRED).await.unwrap();
+    assert_eq!(stages.current.unwrap().generation, Generation(2));
+    assert_eq!(stages.previous.unwrap().generation, Generation(1));
+    assert!(stages.pending.is_none());
+
+    store.revert(CRED, Generation(1)).await.unwrap();
+    let v = env.versions().await;
+    assert_eq!(labels(&v, &g1[0]), ["AWSCURRENT"], "revert: {v:?}");
+    assert_eq!(labels(&v, &g2[0]), ["AWSPREVIOUS"]);
+    let (_, value) = env.consumer_read(&env.secret()).await;
+    assert_eq!(value["generation"], "1");
+    store.revert(CRED, Generation(1)).await.unwrap();
+    assert_eq!(env.versions().await, v, "a replayed revert changes nothing");
+}
+
+#[tokio::test]
+async fn a_foreign_pending_is_a_conflict_naming_its_version_and_a_resume_proceeds() {
+    let env = Env::new("guard").await;
+    let store = env.store();
+    rotate(&store, 1).await;
+
+    // Another tool staged its own version; its value is a valid generation 2.
+    let theirs = pair();
+    let foreign = "f0000000-0000-4000-8000-000000000001";
+    let value = serde_json::json!({
+        "private_key": theirs.0.expose_secret_pem(), "certificate": theirs.1.pem(),
+        "generation": "2", "fingerprint": theirs.1.fingerprint.to_hex(), "rotation_id": "other",
+    });
+    env.raw
+        .put_secret_value()
+        .secret_id(env.secret())
+        .client_request_token(foreign)
+        .secret_string(value.to_string())
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    let err = stage(&store, 2, "mine", &pair()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(
+        err.to_string().contains(foreign),
+        "names the version: {err}"
+    );
+    assert!(
+        !err.to_string().contains("PRIVATE KEY"),
+        "no key bytes: {err}"
+    );
+
+    // Its owner aborts it; our rotation stages, is interrupted after the write (the label is
+    // lost), and resumes: the same version gets the label back, no second version is written.
+    store.destroy(CRED, Generation(2)).await.unwrap();
+    let ours = pair();
+    stage(&store, 2, "mine", &ours).await.unwrap();
+    let pending = env.holders("AWSPENDING").await;
+    env.raw
+        .update_secret_version_stage()
+        .secret_id(env.secret())
+        .version_stage("AWSPENDING")
+        .remove_from_version_id(&pending[0])
+        .send()
+        .await
+        .unwrap();
+    let before = env.versions().await;
+    stage(&store, 2, "mine", &ours).await.unwrap();
+    assert_eq!(
+        env.holders("AWSPENDING").await,
+        pending,
+        "resumed onto the same version"
+    );
+    assert_eq!(
+        env.versions().await.len(),
+        before.len(),
+        "no second version"
+    );
+    let read = store.read_key(CRED, Stage::Pending).await.unwrap().unwrap();
+    assert_eq!(read.key.expose_secret_pem(), ours.0.expose_secret_pem());
+}
+
+#[tokio::test]
+async fn destroy_strips_every_label_of_the_generation() {
+    let env = Env::new("destroy").await;
+    let store = env.store();
+    rotate(&store, 1).await;
+    rotate(&store, 2).await;
+    let g1 = env.holders("AWSPREVIOUS").await;
+    store.destroy(CRED, Generation(1)).await.unwrap();
+    let v = env.versions().await;
+    assert_eq!(labels(&v, &g1[0]), Vec::<String>::new(), "{v:?}");
+    assert!(
+        store
+            .read_key(CRED, Stage::Previous)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    stage(&store, 3, "r3", &pair()).await.unwrap();
+    let g3 = env.holders("AWSPENDING").await;
+    store.destroy(CRED, Generation(3)).await.unwrap();
+    assert_eq!(labels(&env.versions().await, &g3[0]), Vec::<String>::new());
+    let err = store.destroy(CRED, Generation(2)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert_eq!(env.holders("AWSCURRENT").await.len(), 1);
+}
+
+#[tokio::test]
+async fn tags_and_kms_key_are_set() {
+    let env = Env::new("tags").await;
+    let store = env.store_with(AwsConfig {
+        kms_key_id: Some("alias/rekey-test".into()),
+        ..config(&env.prefix)
+    });
+    stage(&store, 1, "r1", &pair()).await.unwrap();
+    let tags = env.tags().await;
+    assert_eq!(tags["rekey:credential"], CRED);
+    assert_eq!(tags["rekey:generation"], "none");
+    store.promote(CRED, Generation(1)).await.unwrap();
+    rotate(&store, 2).await;
+    assert_eq!(env.tags().await["rekey:generation"], "2");
+    store.revert(CRED, Generation(1)).await.unwrap();
+    assert_eq!(env.tags().await["rekey:generation"], "1");
+    let out = env
+        .raw
+        .describe_secret()
+        .secret_id(env.secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.kms_key_id(), Some("alias/rekey-test"));
+}
+
+#[tokio::test]
+async fn creation_can_be_forbidden() {
+    let env = Env::new("nocreate").await;
+    let store = env.store_with(AwsConfig {
+        create_missing: false,
+        ..config(&env.prefix)
+    });
+    for err in [
+        store.check(CRED).await.unwrap_err(),
+        stage(&store, 1, "r1", &pair()).await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        assert!(err.to_string().contains(&env.secret()), "names it: {err}");
+    }
+    let err = store.lock(CRED, "me").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    let missing = env
+        .raw
+        .describe_secret()
+        .secret_id(env.secret())
+        .send()
+        .await;
+    assert!(missing.is_err(), "nothing was created");
+
+    // A secret created by hand (without a value) is used.
+    env.raw
+        .create_secret()
+        .name(env.secret())
+        .send()
+        .await
+        .unwrap();
+    store.check(CRED).await.unwrap();
+    stage(&store, 1, "r1", &pair()).await.unwrap();
+    store.promote(CRED, Generation(1)).await.unwrap();
+    assert_eq!(env.holders("AWSCURRENT").await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_journal_is_a_secret_readable_from_another_handle() {
+    let env = Env::new("journal").await;
+    let entry = |step: Step| JournalEntry {
+        rotation_id: RotationId("r2".into()),
+        at: chrono::DateTime::from_timestamp(1_800_000_000 + step as i64, 0).unwrap(),
+        step,
+        phase: Phase::Done,
+        generation: Generation(2),
+        previous_generation: Some(Generation(1)),
+        new_fingerprint: None,
+        old_fingerprint: None,
+        detail: None,
+    };
+    let writer = env.store();
+    let written: Vec<_> = Step::ALL.iter().map(|&s| entry(s)).collect();
+    for e in &written {
+        writer.append_journal(CRED, e).await.unwrap();
+    }
+    assert_eq!(env.store().read_journal(CRED).await.unwrap(), written);
+    let (_, value) = env
+        .consumer_read(&format!("{}/journal", env.secret()))
+        .await;
+    assert_eq!(value["entries"].as_array().unwrap().len(), written.len());
+
+    // Concurrent appends from two handles lose nothing.
+    let (a, b) = (env.store(), env.store());
+    let (ea, eb) = (entry(Step::Generate), entry(Step::Stage));
+    let (ra, rb) = tokio::join!(a.append_journal(CRED, &ea), b.append_journal(CRED, &eb));
+    ra.unwrap();
+    rb.unwrap();
+    assert_eq!(
+        env.store().read_journal(CRED).await.unwrap().len(),
+        written.len() + 2
+    );
+}
+
+#[tokio::test]
+async fn the_lock_conflicts_releases_and_expires() {
+    let env = Env::new("lock").await;
+    let short = AwsConfig {
+        lock_ttl: Duration::from_secs(1),
+        ..config(&env.prefix)
+    };
+    let (first, second) = (env.store_with(short.clone()), env.store_with(short));
+    let held = first.lock(CRED, "holder one").await.unwrap();
+    let err = second.lock(CRED, "holder two").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("holder one"), "{err}");
+    held.release().await.unwrap();
+    let (_, value) = env.consumer_read(&format!("{}/lock", env.secret())).await;
+    assert!(value["released_at"].is_string(), "{value}");
+
+    // An expired lease is taken over; the old holder's release is then refused.
+    let stale = first.lock(CRED, "holder one").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let taken = second.lock(CRED, "holder two").await.unwrap();
+    let err = stale.release().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    drop(taken); // released in the background; the next lock() waits for it
+    let again = second.lock(CRED, "holder three").await.unwrap();
+    again.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_closed_port_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let store = AwsStore::with_sdk_config(config("rekey"), &sdk(&endpoint).await).unwrap();
+    let err = store.stages(CRED).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.is_temporary());
+    assert!(err.to_string().contains("rekey/billing"), "{err}");
+}
+
+#[tokio::test]
+async fn configuration_is_checked_before_any_request() {
+    let err = AwsStore::connect(AwsConfig {
+        endpoint_url: Some("http://10.1.2.3:4566".into()),
+        ..AwsConfig::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    let store =
+        AwsStore::with_sdk_config(config("rekey"), &sdk("http://127.0.0.1:9").await).unwrap();
+    let err = store.stages("a/b").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+}
+
+/// Runs `child_connect_through_the_default_chain` in a child process with `env` (and IMDS off,
+/// no profile files), returning its combined output.
+fn child(env: &[(&str, &str)]) -> String {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "child_connect_through_the_default_chain",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/rekey-aws-test/config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/rekey-aws-test/credentials",
+        )
+        .env("HOME", "/nonexistent/rekey-aws-test");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed: {text}");
+    text
+}
+
+#[test]
+fn the_default_chain_finds_env_credentials_and_reports_missing_ones() {
+    let endpoint = Moto::shared().endpoint();
+    let prefix = Moto::shared().unique_name("chain");
+    let with = child(&[
+        ("REKEY_AWS_CHILD", "with"),
+        ("REKEY_AWS_CHILD_ENDPOINT", &endpoint),
+        ("REKEY_AWS_CHILD_PREFIX", &prefix),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ]);
+    assert!(with.contains("child: ok with"), "{with}");
+    let without = child(&[
+        ("REKEY_AWS_CHILD", "without"),
+        ("REKEY_AWS_CHILD_ENDPOINT", &endpoint),
+        ("REKEY_AWS_CHILD_PREFIX", &prefix),
+        ("AWS_REGION", "us-east-1"),
+    ]);
+    assert!(without.contains("child: ok without"), "{without}");
+}
+
+/// The child half of the test above; does nothing unless started by it.
+#[tokio::test]
+async fn child_connect_through_the_default_chain() {
+    let Ok(mode) = std::env::var("REKEY_AWS_CHILD") else {
+        return;
+    };
+    let store = AwsStore::connect(AwsConfig {
+        endpoint_url: Some(std::env::var("REKEY_AWS_CHILD_ENDPOINT").unwrap()),
+        name_prefix: std::env::var("REKEY_AWS_CHILD_PREFIX").unwrap(),
+        ..AwsConfig::default()
+    })
+    .await
+    .unwrap();
+    if mode == "with" {
+        store.check(CRED).await.unwrap();
+        rotate(&store, 1).await;
+        assert_eq!(
+            store
+                .stages(CRED)
+                .await
+                .unwrap()
+                .current
+                .unwrap()
+                .generation,
+            Generation(1)
+        );
+    } else {
+        let err = store.check(CRED).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+        assert!(err.hint().is_some());
+        let err = store.stages(CRED).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err:?}");
+    }
+    println!("child: ok {mode}");
+}

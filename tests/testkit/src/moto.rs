@@ -1,0 +1,162 @@
+//! A real moto server (the AWS Secrets Manager API) for tests: no fakes.
+//!
+//! `moto_server` comes from PyPI (`moto[secretsmanager]==5.2.5` with flask and flask-cors), installed
+//! once into the workspace's git-ignored `.venv` that OpenBao uses too (or taken from
+//! `REKEY_MOTO_SERVER`). The server binds a port of its own choosing (`-p 0`, race-free) and
+//! prints it on stderr, which goes to a log file under `target/moto/`: werkzeug logs every request
+//! there, and an undrained pipe would block it. It runs under the same parent-watching `sh`
+//! wrapper as OpenBao, so the shared server dies with the test process.
+
+use crate::openbao::{WRAPPER, venv_tool, workspace_root};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The pinned moto release and the two packages its server mode needs.
+const MOTO_PACKAGES: [&str; 3] = ["moto[secretsmanager]==5.2.5", "flask", "flask-cors"];
+/// How long the server may take to print its port and answer `/moto-api/` with 200.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running moto server on 127.0.0.1.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    endpoint: String,
+    log: PathBuf,
+}
+
+static SHARED: OnceLock<Moto> = OnceLock::new();
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Moto {
+    /// The server shared by every test of this test binary, started on first use. It is killed
+    /// by its wrapper when the test process exits (statics are never dropped).
+    pub fn shared() -> &'static Moto {
+        SHARED.get_or_init(Moto::start)
+    }
+
+    /// A fresh, separate server. Dropping it kills it.
+    pub fn start() -> Moto {
+        let moto = moto_binary();
+        let dir = workspace_root().join("target/moto");
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let log = dir.join(format!("moto-{}-{n}.log", std::process::id()));
+        let out = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let err = out.try_clone().expect("clone log handle");
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(WRAPPER)
+            .arg("moto-wrapper")
+            .arg(std::process::id().to_string())
+            .arg(&moto)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", moto.display()));
+        let mut server = Moto {
+            child,
+            endpoint: String::new(),
+            log,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    /// A name no other test on this server uses: `t-<name>-<counter>-<pid>`. moto's only reset
+    /// is global, so parallel tests keep apart by name instead.
+    pub fn unique_name(&self, name: &str) -> String {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        format!("t-{name}-{n}-{}", std::process::id())
+    }
+
+    /// Waits for the `Running on http://127.0.0.1:PORT` line in the log, then for `/moto-api/`
+    /// to answer 200; panics with the log's path if the server exits or is too slow.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("moto_server exited ({status}); see {}", self.log.display());
+            }
+            if self.endpoint.is_empty() {
+                if let Some(port) = port_in_log(&self.log) {
+                    self.endpoint = format!("http://127.0.0.1:{port}");
+                }
+            } else if status_of_moto_api(&self.endpoint) == Some(200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("moto_server not ready in time; see {}", self.log.display());
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        // SIGTERM lets the wrapper's trap stop the server; SIGKILL would orphan it.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// `REKEY_MOTO_SERVER`, or `.venv/bin/moto_server`, installed on first use.
+fn moto_binary() -> PathBuf {
+    match std::env::var_os("REKEY_MOTO_SERVER") {
+        Some(path) => PathBuf::from(path),
+        None => venv_tool("moto_server", &MOTO_PACKAGES),
+    }
+}
+
+/// The port from werkzeug's `Running on http://127.0.0.1:PORT` banner.
+fn port_in_log(log: &PathBuf) -> Option<u16> {
+    let text = fs::read_to_string(log).ok()?;
+    let marker = "Running on http://127.0.0.1:";
+    let rest = &text[text.find(marker)? + marker.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The HTTP status of `GET /moto-api/`, spoken by hand to keep this crate free of an HTTP client.
+fn status_of_moto_api(endpoint: &str) -> Option<u16> {
+    let authority = endpoint.strip_prefix("http://")?;
+    let mut stream = TcpStream::connect(authority).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET /moto-api/ HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_answers_and_dies_with_its_handle() {
+        let server = Moto::start();
+        let endpoint = server.endpoint();
+        assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+        assert_eq!(status_of_moto_api(&endpoint), Some(200));
+        assert_ne!(server.unique_name("x"), server.unique_name("x"));
+        drop(server);
+        assert_eq!(status_of_moto_api(&endpoint), None, "gone after drop");
+    }
+}
