@@ -98,23 +98,6 @@ fn check_endpoint(url: &str) -> Result<()> {
     }
 }
 
-/// Credential names become one segment of a secret name.
-pub(crate) fn check_credential(credential: &str) -> Result<()> {
-    let ok = !credential.is_empty()
-        && credential
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorKind::Config,
-            format!("credential name '{credential}' cannot be used in a Secrets Manager name"),
-        )
-        .with_hint("use letters, digits, '-', '_' and '.' only"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,9 +143,5 @@ mod tests {
         assert_eq!(config.validate().unwrap_err().kind(), ErrorKind::Config);
         config.name_prefix = "a//b".into();
         assert_eq!(config.validate().unwrap_err().kind(), ErrorKind::Config);
-        check_credential("billing-eu.1").unwrap();
-        for bad in ["", "a/b", "a b"] {
-            assert_eq!(check_credential(bad).unwrap_err().kind(), ErrorKind::Config);
-        }
     }
 }

@@ -19,14 +19,13 @@ use aws_sdk_secretsmanager::config::{
     BehaviorVersion, ProvideCredentials, Region, SharedCredentialsProvider,
 };
 use chrono::{DateTime, Utc};
-use config::check_credential;
 use rekey_api::{
-    Certificate, Error, ErrorKind, Generation, JournalEntry, NewVersion, Result, RotationId,
-    RotationLock, SecretStore, Stage, Stages, StoredKey, VersionInfo,
+    Error, ErrorKind, Generation, JournalEntry, NewVersion, Result, RotationLock, SecretStore,
+    Stage, Stages, StoredKey, VersionInfo,
 };
 use secrets::{Current, Secrets, Snapshot};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -247,7 +246,7 @@ impl AwsStore {
     }
 
     fn key_name(&self, credential: &str) -> Result<String> {
-        check_credential(credential)?;
+        rekey_api::check_credential_name(credential)?;
         Ok(self.inner.name(credential, None))
     }
 
@@ -389,20 +388,9 @@ fn placeholder(credential: &str) -> String {
         .to_string()
 }
 
-/// The value of a key version (see the README's schema).
-fn key_value(info: &VersionInfo, pem: &str) -> Zeroizing<String> {
-    Zeroizing::new(
-        json!({
-            "private_key": pem,
-            "certificate": info.certificate.pem(),
-            "generation": info.generation.0.to_string(),
-            "fingerprint": info.certificate.fingerprint.to_hex(),
-            "not_after": info.certificate.not_after.to_rfc3339(),
-            "rotation_id": info.rotation_id.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
-            "created_at": info.created_at.to_rfc3339(),
-        })
-        .to_string(),
-    )
+/// The value of a key version: the shared record schema (see the README).
+fn key_value(info: &VersionInfo, key: &rekey_api::KeyMaterial) -> Zeroizing<String> {
+    Zeroizing::new(rekey_api::key_record(info, key).to_string())
 }
 
 /// Parses a key version without its key; `None` for a value without `private_key` (the
@@ -415,39 +403,9 @@ fn record(store: &str, name: &str, version_id: &str, value: &str) -> Result<Opti
         )
         .with_hint("the value was not written by rekey; move AWSCURRENT back to a good version")
     };
-    let data: Value = serde_json::from_str(value).map_err(|_| bad("a value that is not JSON"))?;
-    if data.get("private_key").is_none() {
-        return Ok(None);
-    }
-    let generation = match data.get("generation") {
-        Some(Value::String(s)) => s.parse::<u64>().ok(),
-        Some(Value::Number(n)) => n.as_u64(),
-        _ => None,
-    }
-    .ok_or_else(|| bad("no valid 'generation'"))?;
-    let pem = data
-        .get("certificate")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("no 'certificate'"))?;
-    let certificate =
-        Certificate::from_pem(pem).map_err(|e| bad(&format!("a bad certificate ({e})")))?;
-    let created_at = data
-        .get("created_at")
-        .and_then(Value::as_str)
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default();
-    let rotation_id = data
-        .get("rotation_id")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(|s| RotationId(s.to_string()));
-    Ok(Some(VersionInfo {
-        generation: Generation(generation),
-        certificate,
-        created_at,
-        rotation_id,
-    }))
+    let data: Map<String, Value> =
+        serde_json::from_str(value).map_err(|_| bad("a value that is not a JSON object"))?;
+    rekey_api::parse_key_record(&data, None).map_err(|what| bad(&what))
 }
 
 /// The journal secret's value.
@@ -538,18 +496,13 @@ impl SecretStore for AwsStore {
             )
             .with_hint("retry"));
         }
-        let data: Value = serde_json::from_str(&read.value).map_err(|_| {
+        let mut data: Map<String, Value> = serde_json::from_str(&read.value).map_err(|_| {
             Error::new(
                 ErrorKind::Unexpected,
-                format!("{self}: version {version_id} of secret {name} is not JSON"),
+                format!("{self}: version {version_id} of secret {name} is not a JSON object"),
             )
         })?;
-        let pem = data
-            .get("private_key")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let key = rekey_api::KeyMaterial::from_pem(pem)
+        let key = rekey_api::take_key(&mut data)
             .map_err(|e| e.context(format!("{self}: version {version_id} of secret {name}")))?;
         Ok(Some(StoredKey { info, key }))
     }
@@ -598,7 +551,7 @@ impl SecretStore for AwsStore {
             created_at: Utc::now(),
             rotation_id: Some(new.rotation_id.clone()),
         };
-        let value = key_value(&info, new.key.expose_secret_pem());
+        let value = key_value(&info, new.key);
         // A version with our token may exist already (a replay after a crash, or a destroyed
         // generation staged again): then the write is refused or ignored, and the label is
         // moved onto that version explicitly.
@@ -747,7 +700,7 @@ impl SecretStore for AwsStore {
     }
 
     async fn append_journal(&self, credential: &str, entry: &JournalEntry) -> Result<()> {
-        check_credential(credential)?;
+        rekey_api::check_credential_name(credential)?;
         let name = self.inner.name(credential, Some("journal"));
         for _ in 0..CAS_ATTEMPTS {
             let seen = self.secrets().current(&name).await?;
@@ -777,7 +730,7 @@ impl SecretStore for AwsStore {
     }
 
     async fn read_journal(&self, credential: &str) -> Result<Vec<JournalEntry>> {
-        check_credential(credential)?;
+        rekey_api::check_credential_name(credential)?;
         let name = self.inner.name(credential, Some("journal"));
         let seen = self.secrets().current(&name).await?;
         let journal: Journal = seen
@@ -787,7 +740,7 @@ impl SecretStore for AwsStore {
     }
 
     async fn lock(&self, credential: &str, holder: &str) -> Result<Box<dyn RotationLock>> {
-        check_credential(credential)?;
+        rekey_api::check_credential_name(credential)?;
         let pending: Vec<_> = std::mem::take(&mut *self.inner.releases.lock().expect("releases"));
         for release in pending {
             let _ = release.await;

@@ -64,18 +64,7 @@ impl FileStore {
 
     fn dir(&self, credential: &str) -> Result<PathBuf> {
         // Credential names come from the config; refuse anything that could escape the root.
-        let valid = !credential.is_empty()
-            && credential
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            && !credential.starts_with('.');
-        if !valid {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!("credential name '{credential}' cannot be used as a directory name"),
-            )
-            .with_hint("use letters, digits, '-', '_' and '.' only"));
-        }
+        rekey_api::check_credential_name(credential)?;
         Ok(self.root.join(credential))
     }
 

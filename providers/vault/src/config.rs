@@ -232,24 +232,6 @@ fn check_path(field: &str, value: &str, may_be_empty: bool) -> Result<()> {
     }
 }
 
-/// A credential name as one KV path segment.
-pub(crate) fn check_credential(credential: &str) -> Result<()> {
-    let ok = !credential.is_empty()
-        && !credential.starts_with('.')
-        && credential
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorKind::Config,
-            format!("credential name '{credential}' cannot be used as a Vault path segment"),
-        )
-        .with_hint("use letters, digits, '-', '_' and '.' only"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,8 +295,5 @@ mod tests {
         assert!(c.validate().is_ok());
         c.max_versions = 1;
         assert!(c.validate().is_err());
-        assert!(check_credential("billing.prod-1").is_ok());
-        assert!(check_credential("../x").is_err());
-        assert!(check_credential("a/b").is_err());
     }
 }

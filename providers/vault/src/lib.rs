@@ -18,11 +18,10 @@ pub use config::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use client::Client;
-use config::check_credential;
 use kv::{Kv, Meta, Version, Written};
 use rekey_api::{
-    Certificate, Error, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Result,
-    RotationId, RotationLock, SecretStore, Stage, Stages, StoredKey, VersionInfo,
+    Error, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Result, RotationLock,
+    SecretStore, Stage, Stages, StoredKey, VersionInfo,
 };
 use serde_json::{Map, Value, json};
 use std::fmt;
@@ -135,7 +134,7 @@ impl VaultStore {
     }
 
     async fn snapshot(&self, credential: &str, leaf: Leaf) -> Result<Snapshot> {
-        check_credential(credential)?;
+        rekey_api::check_credential_name(credential)?;
         let key = self.inner.key(credential, leaf);
         let meta = self.kv().metadata(&key).await?;
         let latest = self.kv().latest(&key, meta.as_ref()).await?;
@@ -145,61 +144,18 @@ impl VaultStore {
     /// Parses a `current`/`pending` version; `None` for a version without a key (a cleared
     /// `pending`).
     fn record(&self, key: &str, version: &Version) -> Result<Option<Record>> {
-        let data = &version.data;
-        if !data.contains_key("private_key") {
-            return Ok(None);
-        }
-        let bad = |what: &str| {
+        let info = rekey_api::parse_key_record(&version.data, version.created).map_err(|what| {
             Error::new(
                 ErrorKind::Unexpected,
-                format!(
-                    "{self}: version {} of {} has {what}",
-                    version.number,
-                    self.kv().data_path(key)
-                ),
+                format!("{self}: version {} of {} has {what}", version.number, self.kv().data_path(key)),
             )
             .with_hint("the value was not written by rekey; restore a good version with `vault kv rollback`")
-        };
-        let generation = match &data.get("generation") {
-            Some(Value::String(s)) => s.parse::<u64>().ok(),
-            Some(Value::Number(n)) => n.as_u64(),
-            _ => None,
-        }
-        .ok_or_else(|| bad("no valid 'generation'"))?;
-        let pem = data
-            .get("certificate")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("no 'certificate'"))?;
-        let certificate =
-            Certificate::from_pem(pem).map_err(|e| bad(&format!("a bad certificate ({e})")))?;
-        let created_at = data
-            .get("created_at")
-            .and_then(Value::as_str)
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .or(version.created)
-            .unwrap_or_default();
-        let rotation_id = data
-            .get("rotation_id")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(|s| RotationId(s.to_string()));
-        Ok(Some(Record {
-            info: VersionInfo {
-                generation: Generation(generation),
-                certificate,
-                created_at,
-                rotation_id,
-            },
-        }))
+        })?;
+        Ok(info.map(|info| Record { info }))
     }
 
     fn key_material(&self, key: &str, version: &mut Version) -> Result<KeyMaterial> {
-        let pem = match version.data.get_mut("private_key").map(Value::take) {
-            Some(Value::String(pem)) => pem,
-            _ => String::new(),
-        };
-        KeyMaterial::from_pem(pem).map_err(|e| {
+        rekey_api::take_key(&mut version.data).map_err(|e| {
             e.context(format!(
                 "{self}: version {} of {}",
                 version.number,
@@ -248,19 +204,6 @@ impl VaultStore {
             .record(&snap.key, &version)?
             .filter(|r| r.info.generation != current.info.generation)
             .map(|r| (r, version)))
-    }
-
-    /// A key record as stored in `current` / `pending`.
-    fn key_data(info: &VersionInfo, pem: &str) -> Value {
-        json!({
-            "private_key": pem,
-            "certificate": info.certificate.pem(),
-            "generation": info.generation.0.to_string(),
-            "fingerprint": info.certificate.fingerprint.to_hex(),
-            "not_after": info.certificate.not_after.to_rfc3339(),
-            "rotation_id": info.rotation_id.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
-            "created_at": info.created_at.to_rfc3339(),
-        })
     }
 
     fn stale(&self, key: &str, expected: u64) -> Error {
@@ -350,7 +293,7 @@ fn jitter(attempt: u32) -> Duration {
 #[async_trait]
 impl SecretStore for VaultStore {
     async fn check(&self, credential: &str) -> Result<()> {
-        check_credential(credential)?;
+        rekey_api::check_credential_name(credential)?;
         let mount = &self.kv().mount;
         match self.kv().mount_info().await? {
             None => {
@@ -475,7 +418,7 @@ impl SecretStore for VaultStore {
             created_at: Utc::now(),
             rotation_id: Some(new.rotation_id.clone()),
         };
-        let data = Self::key_data(&info, new.key.expose_secret_pem());
+        let data = rekey_api::key_record(&info, new.key);
         let version = self.write(&pending_snap, &data).await?;
         tracing::info!(store = %self, credential, generation = new.generation.0, version, "staged pending key");
         Ok(())
@@ -519,7 +462,7 @@ impl SecretStore for VaultStore {
             ));
         };
         let key = self.key_material(&pending_snap.key, version)?;
-        let data = Self::key_data(&pending.info, key.expose_secret_pem());
+        let data = rekey_api::key_record(&pending.info, &key);
         let written = self.write(&current_snap, &data).await?;
         tracing::info!(store = %self, credential, generation = generation.0, version = written, "promoted pending key to current");
         pending_snap.latest = None;
@@ -542,7 +485,7 @@ impl SecretStore for VaultStore {
             ));
         };
         let key = self.key_material(&current_snap.key, &mut version)?;
-        let data = Self::key_data(&record.info, key.expose_secret_pem());
+        let data = rekey_api::key_record(&record.info, &key);
         let written = self.write(&current_snap, &data).await?;
         tracing::info!(store = %self, credential, generation = to.0, version = written, "reverted current to the previous key");
         Ok(())
