@@ -20,6 +20,16 @@ impl Failure {
         self.code.as_deref() == Some("ResourceNotFoundException")
     }
 
+    /// For reads where a missing secret or version is an answer, not an error: `Ok(None)` for
+    /// ResourceNotFound, the converted error otherwise.
+    pub(crate) fn missing_is_none<T>(self) -> Result<Option<T>, rekey_api::Error> {
+        if self.not_found() {
+            Ok(None)
+        } else {
+            Err(self.error)
+        }
+    }
+
     /// Whether a label move or a creation lost a race: `RemoveFromVersionId` no longer holds the
     /// label, or the secret was created in between.
     pub(crate) fn stale(&self) -> bool {

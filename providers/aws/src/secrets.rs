@@ -118,14 +118,7 @@ impl Secrets {
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                     .unwrap_or_default(),
             })),
-            Err(e) => {
-                let f = self.fail("DescribeSecret", name, e);
-                if f.not_found() {
-                    Ok(None)
-                } else {
-                    Err(f.error)
-                }
-            }
+            Err(e) => self.fail("DescribeSecret", name, e).missing_is_none(),
         }
     }
 
@@ -146,14 +139,7 @@ impl Secrets {
             Ok(out) => Ok(Some(Zeroizing::new(
                 out.secret_string().unwrap_or_default().to_string(),
             ))),
-            Err(e) => {
-                let f = self.fail("GetSecretValue", name, e);
-                if f.not_found() {
-                    Ok(None)
-                } else {
-                    Err(f.error)
-                }
-            }
+            Err(e) => self.fail("GetSecretValue", name, e).missing_is_none(),
         }
     }
 
@@ -172,14 +158,7 @@ impl Secrets {
                 version_id: out.version_id().unwrap_or_default().to_string(),
                 value: Zeroizing::new(out.secret_string().unwrap_or_default().to_string()),
             })),
-            Err(e) => {
-                let f = self.fail("GetSecretValue", name, e);
-                if f.not_found() {
-                    Ok(None)
-                } else {
-                    Err(f.error)
-                }
-            }
+            Err(e) => self.fail("GetSecretValue", name, e).missing_is_none(),
         }
     }
 
