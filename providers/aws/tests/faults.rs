@@ -24,7 +24,6 @@ use axum::routing::post;
 use rekey_api::{Error, ErrorKind, SecretStore, Stage};
 use rekey_aws::{AwsConfig, AwsStore};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 const CRED: &str = "billing";
 const SECRET: &str = "rekey/billing";
@@ -238,60 +237,51 @@ async fn access_denied_is_named_even_when_aws_does_not_name_the_secret() {
     assert_eq!(server.seen(), [request("DescribeSecret", SECRET)]);
 }
 
-#[tokio::test]
-async fn throttling_is_retried_then_temporarily_unavailable() {
-    let server = FaultServer::start(Fault::new(400, "ThrottlingException", "Rate exceeded")).await;
-    let store = server.store().await;
-    let started = Instant::now();
-    let err = store.stages(CRED).await.unwrap_err();
-    // The standard policy backs off from 1 s with full jitter (0–1 s, then 0–2 s), so a call
-    // that is retried to the end takes up to 3 s; measured 0.6–1.9 s.
-    eprintln!(
-        "throttling: {STANDARD_MAX_ATTEMPTS} attempts in {:?}",
-        started.elapsed()
-    );
+/// A fault the SDK's standard retry policy retries: the store tried `STANDARD_MAX_ATTEMPTS` times
+/// (each `target` on `secret`), then gave up with a temporary `Unavailable` naming the call.
+/// The policy backs off from 1 s with full jitter, so each such test takes up to ~3 s.
+fn assert_retried_then_unavailable(
+    err: &rekey_api::Error,
+    server: &FaultServer,
+    expected: &str,
+    target: &str,
+    secret: &str,
+) {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.is_temporary(), "{err}");
-    assert!(
-        err.message().contains(
-            "DescribeSecret on secret rekey/billing failed (ThrottlingException: Rate exceeded)"
-        ),
-        "{err}"
-    );
-    assert_no_secret_key(&err);
+    assert!(err.message().contains(expected), "{err}");
+    assert_no_secret_key(err);
     assert_eq!(
         server.seen(),
-        vec![request("DescribeSecret", SECRET); STANDARD_MAX_ATTEMPTS]
+        vec![request(target, secret); STANDARD_MAX_ATTEMPTS]
     );
 }
 
 #[tokio::test]
+async fn throttling_is_retried_then_temporarily_unavailable() {
+    let server = FaultServer::start(Fault::new(400, "ThrottlingException", "Rate exceeded")).await;
+    let err = server.store().await.stages(CRED).await.unwrap_err();
+    let expected =
+        "DescribeSecret on secret rekey/billing failed (ThrottlingException: Rate exceeded)";
+    assert_retried_then_unavailable(&err, &server, expected, "DescribeSecret", SECRET);
+}
+
+#[tokio::test]
 async fn internal_service_error_is_retried_then_temporarily_unavailable() {
-    let server = FaultServer::start(Fault::new(
+    let fault = Fault::new(
         500,
         "InternalServiceError",
         "An error occurred on the server side.",
-    ))
-    .await;
-    let store = server.store().await;
-    let started = Instant::now();
-    let err = store.read_journal(CRED).await.unwrap_err();
-    eprintln!(
-        "5xx: {STANDARD_MAX_ATTEMPTS} attempts in {:?}",
-        started.elapsed()
     );
-    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-    assert!(err.is_temporary(), "{err}");
-    assert!(
-        err.message().contains(
-            "GetSecretValue on secret rekey/billing/journal failed (InternalServiceError:"
-        ),
-        "{err}"
-    );
-    assert_no_secret_key(&err);
-    assert_eq!(
-        server.seen(),
-        vec![request("GetSecretValue", "rekey/billing/journal"); STANDARD_MAX_ATTEMPTS]
+    let server = FaultServer::start(fault).await;
+    let err = server.store().await.read_journal(CRED).await.unwrap_err();
+    let expected = "GetSecretValue on secret rekey/billing/journal failed (InternalServiceError:";
+    assert_retried_then_unavailable(
+        &err,
+        &server,
+        expected,
+        "GetSecretValue",
+        "rekey/billing/journal",
     );
 }
 
@@ -305,17 +295,12 @@ async fn an_unparsable_5xx_is_retried_then_temporarily_unavailable() {
     })
     .await;
     let err = server.store().await.stages(CRED).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-    assert!(err.is_temporary(), "{err}");
-    assert!(
-        err.message()
-            .contains("DescribeSecret on secret rekey/billing"),
-        "{err}"
-    );
-    assert_no_secret_key(&err);
-    assert_eq!(
-        server.seen(),
-        vec![request("DescribeSecret", SECRET); STANDARD_MAX_ATTEMPTS]
+    assert_retried_then_unavailable(
+        &err,
+        &server,
+        "DescribeSecret on secret rekey/billing",
+        "DescribeSecret",
+        SECRET,
     );
 }
 
