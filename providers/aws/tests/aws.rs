@@ -9,8 +9,8 @@ use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use rekey_api::{
-    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Phase, RotationId,
-    SecretStore, Stage, Step,
+    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, Phase, RotationId, SecretStore,
+    Stage, Step,
 };
 use rekey_aws::{AwsConfig, AwsStore};
 use rekey_testkit::moto::Moto;
@@ -146,14 +146,7 @@ async fn stage(
     rotation: &str,
     p: &(KeyMaterial, Certificate),
 ) -> rekey_api::Result<()> {
-    let rotation_id = RotationId(rotation.to_string());
-    let new = NewVersion {
-        generation: Generation(generation),
-        key: &p.0,
-        certificate: &p.1,
-        rotation_id: &rotation_id,
-    };
-    store.stage(CRED, &new).await
+    rekey_testkit::conformance::stage_as(store, CRED, generation, rotation, p).await
 }
 
 async fn rotate(store: &AwsStore, generation: u64) -> (KeyMaterial, Certificate) {

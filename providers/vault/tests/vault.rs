@@ -6,8 +6,8 @@
 //! parallel on one shared server.
 
 use rekey_api::{
-    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Phase, RotationId,
-    SecretStore, Stage, Step,
+    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, Phase, RotationId, SecretStore,
+    Stage, Step,
 };
 use rekey_testkit::openbao::OpenBao;
 use rekey_vault::{VaultAuth, VaultConfig, VaultStore, VaultToken};
@@ -17,15 +17,7 @@ use std::time::Duration;
 const CRED: &str = "billing";
 
 fn pair() -> (KeyMaterial, Certificate) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["vault-test".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    (
-        KeyMaterial::from_pem(key.serialize_pem()).unwrap(),
-        Certificate::from_pem(&cert.pem()).unwrap(),
-    )
+    rekey_testkit::conformance::pair()
 }
 
 fn config(bao: &OpenBao, prefix: &str, auth: VaultAuth) -> VaultConfig {
@@ -47,14 +39,8 @@ async fn stage(
     generation: u64,
     p: &(KeyMaterial, Certificate),
 ) -> rekey_api::Result<()> {
-    let rotation_id = RotationId(format!("r{generation}"));
-    let new = NewVersion {
-        generation: Generation(generation),
-        key: &p.0,
-        certificate: &p.1,
-        rotation_id: &rotation_id,
-    };
-    store.stage(CRED, &new).await
+    rekey_testkit::conformance::stage_as(store, CRED, generation, &format!("r{generation}"), p)
+        .await
 }
 
 async fn rotate(store: &VaultStore, generation: u64) -> (KeyMaterial, Certificate) {
@@ -477,7 +463,6 @@ impl TokenReviewer {
         use axum::extract::State;
         use axum::http::{HeaderMap, StatusCode, header};
         use std::sync::{Arc, Mutex};
-        use tokio_rustls::rustls::{self, pki_types};
 
         #[derive(Clone)]
         struct Review {
@@ -559,19 +544,7 @@ impl TokenReviewer {
             }
         }
 
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        // An IP SAN: Go's TLS client matches 127.0.0.1 against it and never against the CN.
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let tls = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone()],
-                pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-            )
-            .unwrap();
+        let (tls, ca_pem) = loopback_tls();
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let host = format!("https://{}", tcp.local_addr().unwrap());
         let listener = TlsListener {
@@ -592,7 +565,7 @@ impl TokenReviewer {
         tokio::spawn(async move { axum::serve(listener, app).await });
         TokenReviewer {
             host,
-            ca_pem: cert.pem(),
+            ca_pem,
             reviewed,
         }
     }
@@ -1016,19 +989,7 @@ async fn the_environment_changes_nothing() {
 /// sealed Vault. Returns its address and the certificate's PEM.
 async fn sealed_tls_server() -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls::{self, pki_types};
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-        )
-        .unwrap();
+    let (tls, ca_pem) = loopback_tls();
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("https://{}", listener.local_addr().unwrap());
@@ -1061,7 +1022,27 @@ async fn sealed_tls_server() -> (String, String) {
             });
         }
     });
-    (address, cert.pem())
+    (address, ca_pem)
+}
+
+/// A TLS server config for 127.0.0.1 with a fresh self-signed certificate, and that certificate's
+/// PEM for clients to trust. The IP SAN matters: Go's TLS client (OpenBao's) matches 127.0.0.1
+/// against it and never against the CN.
+fn loopback_tls() -> (tokio_rustls::rustls::ServerConfig, String) {
+    use tokio_rustls::rustls::{self, pki_types};
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        )
+        .unwrap();
+    (tls, cert.pem())
 }
 
 /// Run by [`the_environment_changes_nothing`] in a child process; returns at once otherwise.

@@ -37,13 +37,15 @@ pub fn pair() -> (KeyMaterial, Certificate) {
     )
 }
 
-async fn stage(
+/// Stages `pair` as `generation` of `credential` for rotation `rotation`.
+pub async fn stage_as(
     store: &dyn SecretStore,
     credential: &str,
     generation: u64,
+    rotation: &str,
     (key, cert): &(KeyMaterial, Certificate),
 ) -> rekey_api::Result<()> {
-    let rotation_id = RotationId(format!("{credential}-r{generation}"));
+    let rotation_id = RotationId(rotation.to_string());
     let new = NewVersion {
         generation: Generation(generation),
         key,
@@ -51,6 +53,22 @@ async fn stage(
         rotation_id: &rotation_id,
     };
     store.stage(credential, &new).await
+}
+
+async fn stage(
+    store: &dyn SecretStore,
+    credential: &str,
+    generation: u64,
+    pair: &(KeyMaterial, Certificate),
+) -> rekey_api::Result<()> {
+    stage_as(
+        store,
+        credential,
+        generation,
+        &format!("{credential}-r{generation}"),
+        pair,
+    )
+    .await
 }
 
 /// Stages and promotes generations `1..=n`; returns their pairs.
