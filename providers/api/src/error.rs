@@ -18,8 +18,13 @@ pub enum ErrorKind {
     PermissionDenied,
     /// The object (credential, app, version) does not exist.
     NotFound,
-    /// A precondition failed: another rotation in flight, a lock held, a stage that moved.
+    /// A precondition failed: another rotation in flight, a stage that moved.
     Conflict,
+    /// Another runner holds the credential's rotation lease.
+    Busy,
+    /// This runner's lease was taken over (it expired and another runner took a greater fence):
+    /// the runner must stop before its next write.
+    LeaseLost,
     /// Network trouble, 5xx, rate limits, maintenance pages.
     Unavailable,
     /// A certificate or key that cannot be parsed or does not belong together.
@@ -40,6 +45,8 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => "permission denied",
             ErrorKind::NotFound => "not found",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Busy => "busy",
+            ErrorKind::LeaseLost => "lease lost",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::InvalidCertificate => "invalid certificate",
             ErrorKind::Rejected => "rejected",

@@ -23,6 +23,12 @@ pub enum Step {
     Promote,
     /// Close the rotation.
     Finalize,
+    /// Undo: put the previous certificate back on the app and prove the previous key is accepted.
+    Restore,
+    /// Undo: make the previous generation CURRENT again in every store and clear PENDING.
+    Revert,
+    /// Undo: close the rotation as aborted or rolled back.
+    Close,
 }
 
 impl Step {
@@ -35,6 +41,13 @@ impl Step {
         Step::Promote,
         Step::Finalize,
     ];
+    /// The steps that undo a rotation (`rekey abort`, rollback after a failed verification).
+    pub const UNDO: [Step; 3] = [Step::Restore, Step::Revert, Step::Close];
+
+    /// Whether this step undoes a rotation.
+    pub fn is_undo(self) -> bool {
+        Step::UNDO.contains(&self)
+    }
 }
 
 impl fmt::Display for Step {
@@ -46,6 +59,9 @@ impl fmt::Display for Step {
             Step::Verify => "verify",
             Step::Promote => "promote",
             Step::Finalize => "finalize",
+            Step::Restore => "restore",
+            Step::Revert => "revert",
+            Step::Close => "close",
         })
     }
 }
@@ -83,4 +99,25 @@ pub struct JournalEntry {
     pub old_fingerprint: Option<Fingerprint>,
     /// Free text: failure reason, deploy id, verification outcome. Never key bytes.
     pub detail: Option<String>,
+    /// The fencing number of the lease under which the entry was written; `None` in entries
+    /// written before leases carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<u64>,
+}
+
+/// The fence check every store makes, in the same conditional write, before appending `new`:
+/// an entry written under a greater fence means a newer runner took the lease over.
+pub fn check_fence(journal: &[JournalEntry], new: &JournalEntry) -> crate::Result<()> {
+    let newest = journal.iter().filter_map(|e| e.fence).max();
+    match (newest, new.fence) {
+        (Some(newest), Some(ours)) if newest > ours => Err(crate::Error::new(
+            crate::ErrorKind::LeaseLost,
+            format!(
+                "rotation {}: the journal holds entries written under lease {newest}, newer than this runner's lease {ours}",
+                new.rotation_id
+            ),
+        )
+        .with_hint("another runner took the rotation over after this runner's lease expired; let it finish, then inspect `rekey journal`")),
+        _ => Ok(()),
+    }
 }

@@ -18,7 +18,7 @@ mod types;
 
 pub use cert::{Certificate, Fingerprint};
 pub use error::{Error, ErrorKind, Result};
-pub use journal::{JournalEntry, Phase, Step};
+pub use journal::{JournalEntry, Phase, Step, check_fence};
 pub use key::KeyMaterial;
 pub use record::{check_credential_name, key_record, parse_key_record, take_key};
 pub use store::{NewVersion, RotationLock, SecretStore, Stages, StoredKey, VersionInfo};

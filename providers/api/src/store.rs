@@ -63,13 +63,30 @@ pub struct NewVersion<'a> {
     pub rotation_id: &'a RotationId,
 }
 
-/// Held while a rotation runs.
+/// The lease on a credential's rotation: only its holder may write the credential's stages,
+/// journal or app certificate.
+///
+/// A lease is a fence, not just a lock: each one carries a number greater than that of every lease
+/// taken before on the same credential, written with the store's conditional write, and every
+/// journal entry carries it, so a runner whose lease expired and was taken over cannot append
+/// (see [`crate::check_fence`]) and learns it from [`RotationLock::confirm`] before its next write.
 #[async_trait]
 pub trait RotationLock: fmt::Debug + Send + Sync {
-    /// Gives the lock back.
+    /// The fencing number: greater than every earlier lease's on the same credential.
+    fn fence(&self) -> u64;
+
+    /// Proves, by reading the store, that the lease is still this holder's; extends it when more
+    /// than half of its time to live has passed.
     ///
     /// # Behavior
-    /// - A lock that is never released (the process died) is freed by the store itself: the OS
+    /// - Fails with `LeaseLost` when another holder took the lease (a greater fence) or it was
+    ///   released. An expired lease nobody took is extended and still counts as held.
+    async fn confirm(&self) -> Result<()>;
+
+    /// Gives the lease back.
+    ///
+    /// # Behavior
+    /// - A lease that is never released (the process died) is freed by the store itself: the OS
     ///   for a file lock, the lease's expiry for a remote store.
     async fn release(self: Box<Self>) -> Result<()>;
 }
@@ -127,6 +144,25 @@ pub trait SecretStore: fmt::Display + fmt::Debug + Send + Sync {
     ///   another writer moved CURRENT in between).
     async fn revert(&self, credential: &str, to: Generation) -> Result<()>;
 
+    /// Clears PENDING when it holds `generation`, keeping the key recoverable through
+    /// [`SecretStore::read_generation`] (abort after the certificate may have reached the app:
+    /// the app may have trusted that key, so it is not destroyed).
+    ///
+    /// # Behavior
+    /// - Succeeds without change when PENDING does not hold `generation`.
+    /// - Never touches CURRENT or PREVIOUS.
+    async fn discard(&self, credential: &str, generation: Generation) -> Result<()>;
+
+    /// The key of `generation`, whatever stage it carries, including none (discarded).
+    ///
+    /// # Behavior
+    /// - `Ok(None)` when the generation was destroyed or never stored.
+    async fn read_generation(
+        &self,
+        credential: &str,
+        generation: Generation,
+    ) -> Result<Option<StoredKey>>;
+
     /// Permanently destroys every stored copy of `generation`'s key (emergency rekey, abort).
     ///
     /// # Behavior
@@ -140,6 +176,9 @@ pub trait SecretStore: fmt::Display + fmt::Debug + Send + Sync {
     /// # Behavior
     /// - Durable before it returns (the journal is write-ahead).
     /// - Appending the same entry twice is harmless; readers take the last entry per step.
+    /// - Refuses with `LeaseLost`, writing nothing, when the journal holds an entry with a greater
+    ///   fence than `entry`'s ([`crate::check_fence`]); the check and the append are one
+    ///   conditional write.
     async fn append_journal(&self, credential: &str, entry: &JournalEntry) -> Result<()>;
 
     /// The whole journal of `credential`, oldest first.
@@ -148,10 +187,13 @@ pub trait SecretStore: fmt::Display + fmt::Debug + Send + Sync {
     /// - Empty when no rotation was ever journaled.
     async fn read_journal(&self, credential: &str) -> Result<Vec<JournalEntry>>;
 
-    /// Takes the credential's rotation lock for `holder` (a rotation id or an operator label).
+    /// Takes the credential's rotation lease for `holder` (a rotation id or an operator label).
     ///
     /// # Behavior
-    /// - Fails at once with `Conflict`, naming the holder when known, if another process holds it.
-    /// - The lock lasts until the returned guard is dropped or the process dies.
+    /// - Fails at once with `Busy`, naming the holder when known, if another process holds it.
+    /// - The new lease's fence is greater than every earlier lease's on this credential, even
+    ///   after a process died holding one.
+    /// - The lease lasts until the returned guard is released or dropped, the process dies, or
+    ///   (remote stores) its time to live passes without a `confirm`.
     async fn lock(&self, credential: &str, holder: &str) -> Result<Box<dyn RotationLock>>;
 }

@@ -20,7 +20,9 @@ pub async fn secret_store(open: Open<'_>, prefix: &str) {
     staging_behind_a_moved_current_is_a_conflict(open, &format!("{prefix}-moved")).await;
     revert_makes_previous_current_again(open, &format!("{prefix}-revert")).await;
     destroy_removes_a_generation_but_never_current(open, &format!("{prefix}-destroy")).await;
+    discard_clears_pending_but_keeps_the_key(open, &format!("{prefix}-discard")).await;
     journal_round_trips_in_order(open, &format!("{prefix}-journal")).await;
+    the_journal_refuses_entries_from_an_older_lease(open, &format!("{prefix}-fence")).await;
     the_lock_is_exclusive_until_released(open, &format!("{prefix}-lock")).await;
 }
 
@@ -317,6 +319,12 @@ async fn destroy_removes_a_generation_but_never_current(open: Open<'_>, credenti
         None,
         "destroy: PREVIOUS gone"
     );
+    assert!(
+        generation_key(store.as_ref(), credential, 1)
+            .await
+            .is_none(),
+        "destroy: no copy of generation 1 left to read"
+    );
     store
         .destroy(credential, Generation(1))
         .await
@@ -355,9 +363,110 @@ async fn destroy_removes_a_generation_but_never_current(open: Open<'_>, credenti
     );
 }
 
-async fn journal_round_trips_in_order(open: Open<'_>, credential: &str) {
+async fn generation_key(
+    store: &dyn SecretStore,
+    credential: &str,
+    generation: u64,
+) -> Option<String> {
+    let stored = store
+        .read_generation(credential, Generation(generation))
+        .await
+        .expect("read_generation");
+    stored.map(|s| {
+        assert_eq!(
+            s.info.generation.0, generation,
+            "read_generation: the generation asked for"
+        );
+        s.key.expose_secret_pem().to_string()
+    })
+}
+
+async fn discard_clears_pending_but_keeps_the_key(open: Open<'_>, credential: &str) {
     let store = open();
-    let entry = |step: Step, phase: Phase| JournalEntry {
+    let pairs = rotate_to(store.as_ref(), credential, 2).await;
+    let staged = pair();
+    stage(store.as_ref(), credential, 3, &staged)
+        .await
+        .expect("discard: stage 3");
+    store
+        .discard(credential, Generation(3))
+        .await
+        .expect("discard");
+    assert_eq!(
+        generation_at(store.as_ref(), credential, Stage::Pending).await,
+        None,
+        "discard: PENDING cleared"
+    );
+    assert_eq!(
+        generation_at(store.as_ref(), credential, Stage::Current).await,
+        Some(2),
+        "discard: CURRENT untouched"
+    );
+    assert_eq!(
+        generation_at(store.as_ref(), credential, Stage::Previous).await,
+        Some(1),
+        "discard: PREVIOUS untouched"
+    );
+    let other = open();
+    assert_eq!(
+        generation_key(other.as_ref(), credential, 3)
+            .await
+            .as_deref(),
+        Some(staged.0.expose_secret_pem()),
+        "discard: the discarded key is still recoverable"
+    );
+    assert_eq!(
+        generation_key(other.as_ref(), credential, 2)
+            .await
+            .as_deref(),
+        Some(pairs[1].0.expose_secret_pem()),
+        "read_generation: CURRENT's generation"
+    );
+    assert_eq!(
+        generation_key(other.as_ref(), credential, 1)
+            .await
+            .as_deref(),
+        Some(pairs[0].0.expose_secret_pem()),
+        "read_generation: PREVIOUS's generation"
+    );
+    assert!(
+        generation_key(other.as_ref(), credential, 9)
+            .await
+            .is_none(),
+        "read_generation: never stored"
+    );
+    store
+        .discard(credential, Generation(3))
+        .await
+        .expect("discard: again is a no-op");
+    store
+        .discard(credential, Generation(2))
+        .await
+        .expect("discard: a generation that is not PENDING is a no-op");
+    assert_eq!(
+        generation_at(store.as_ref(), credential, Stage::Current).await,
+        Some(2),
+        "discard: never touches CURRENT"
+    );
+    let next = pair();
+    stage(store.as_ref(), credential, 4, &next)
+        .await
+        .expect("discard: the next rotation stages after the discarded generation");
+    store
+        .promote(credential, Generation(4))
+        .await
+        .expect("discard: and promotes");
+    assert_eq!(
+        generation_key(store.as_ref(), credential, 3)
+            .await
+            .as_deref(),
+        Some(staged.0.expose_secret_pem()),
+        "discard: still recoverable after the next rotation"
+    );
+}
+
+fn journal_entry(credential: &str, step: Step, phase: Phase, fence: Option<u64>) -> JournalEntry {
+    JournalEntry {
         rotation_id: RotationId(format!("{credential}-r1")),
         at: chrono::DateTime::from_timestamp(1_800_000_000 + step as i64, 0).expect("timestamp"),
         step,
@@ -367,7 +476,39 @@ async fn journal_round_trips_in_order(open: Open<'_>, credential: &str) {
         new_fingerprint: None,
         old_fingerprint: None,
         detail: Some(format!("{step} {phase:?}")),
-    };
+        fence,
+    }
+}
+
+async fn the_journal_refuses_entries_from_an_older_lease(open: Open<'_>, credential: &str) {
+    let store = open();
+    let newer = journal_entry(credential, Step::Generate, Phase::Begin, Some(7));
+    store
+        .append_journal(credential, &newer)
+        .await
+        .expect("fence: append under lease 7");
+    let stale = journal_entry(credential, Step::Stage, Phase::Begin, Some(6));
+    let err = open()
+        .append_journal(credential, &stale)
+        .await
+        .expect_err("fence: an entry under an older lease");
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "fence: LeaseLost: {err}");
+    let same = journal_entry(credential, Step::Generate, Phase::Done, Some(7));
+    store
+        .append_journal(credential, &same)
+        .await
+        .expect("fence: the same lease appends");
+    let read = open().read_journal(credential).await.expect("fence: read");
+    assert_eq!(
+        read,
+        vec![newer, same],
+        "fence: the stale entry was not written"
+    );
+}
+
+async fn journal_round_trips_in_order(open: Open<'_>, credential: &str) {
+    let store = open();
+    let entry = |step: Step, phase: Phase| journal_entry(credential, step, phase, None);
     let written: Vec<JournalEntry> = Step::ALL
         .iter()
         .flat_map(|&s| [entry(s, Phase::Begin), entry(s, Phase::Done)])
@@ -397,17 +538,38 @@ async fn the_lock_is_exclusive_until_released(open: Open<'_>, credential: &str) 
         .expect_err("lock: second while held");
     assert_eq!(
         err.kind(),
-        ErrorKind::Conflict,
+        ErrorKind::Busy,
         "lock: second holder refused: {err}"
     );
     assert!(
         err.to_string().contains("conformance holder one"),
         "lock: the refusal names the holder: {err}"
     );
+    held.confirm().await.expect("lock: confirm while held");
+    let first_fence = held.fence();
     held.release().await.expect("lock: release");
     let again = second
         .lock(credential, "conformance holder two")
         .await
         .expect("lock: free after release");
+    assert!(
+        again.fence() > first_fence,
+        "lock: fences increase ({} then {})",
+        first_fence,
+        again.fence()
+    );
+    again
+        .confirm()
+        .await
+        .expect("lock: the new holder confirms");
     again.release().await.expect("lock: release again");
+    let third = open()
+        .lock(credential, "conformance holder three")
+        .await
+        .expect("lock: a third holder from a new handle");
+    assert!(
+        third.fence() > first_fence + 1,
+        "lock: fences keep increasing across handles"
+    );
+    third.release().await.expect("lock: release the third");
 }
