@@ -44,10 +44,27 @@ pub enum Command {
         /// Credential name from the config.
         credential: String,
     },
-    /// Rotate CREDENTIAL's key and certificate (or finish an interrupted rotation).
+    /// Rotate CREDENTIAL's key and certificate. An interrupted rotation younger than
+    /// resume_max_age_hours is finished first; an older one is refused (see `resume`, `abort`).
     Rotate {
         /// Credential name from the config.
         credential: String,
+    },
+    /// Finish CREDENTIAL's interrupted rotation from its journal, whatever its age (or finish
+    /// undoing it, if an abort or rollback was interrupted).
+    Resume {
+        /// Credential name from the config.
+        credential: String,
+    },
+    /// Undo CREDENTIAL's interrupted rotation: if the new certificate may have reached the app,
+    /// put the previous one back and prove the previous key is accepted; make the previous
+    /// generation CURRENT again everywhere; clear PENDING; close the journal as aborted.
+    Abort {
+        /// Credential name from the config.
+        credential: String,
+        /// Why, for the journal.
+        #[arg(long, default_value = "no reason given")]
+        reason: String,
     },
     /// List credentials: generation, fingerprint, expiry, last rotation.
     Status {

@@ -3,7 +3,7 @@
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, CredentialConfig};
 use crate::render::{self, Exit};
-use crate::rotation::{self, Failure, Rotation};
+use crate::rotation::{self, Failure, Intent, Rotation};
 use crate::{pki, wiring};
 use chrono::{DateTime, Utc};
 use rekey_api::{
@@ -19,7 +19,15 @@ pub async fn run(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Inspect { files } => inspect(&files, json),
         Command::Plan { credential } => plan(&cli.config, &credential, json).await,
-        Command::Rotate { credential } => return rotate(&cli.config, &credential, json).await,
+        Command::Rotate { credential } => {
+            return rotate(&cli.config, &credential, &Intent::Rotate, json).await;
+        }
+        Command::Resume { credential } => {
+            return rotate(&cli.config, &credential, &Intent::Resume, json).await;
+        }
+        Command::Abort { credential, reason } => {
+            return rotate(&cli.config, &credential, &Intent::Abort { reason }, json).await;
+        }
         Command::Status { credential } => status(&cli.config, credential.as_deref(), json).await,
         Command::Check {
             credential,
@@ -158,10 +166,12 @@ fn rotation_of<'a>(
         target,
         spec: &cred.cert,
         verify_timeout: cred.verify_timeout,
+        resume_max_age: cred.resume_max_age,
+        on_verify_failure: cred.on_verify_failure,
     }
 }
 
-async fn rotate(config_path: &Path, name: &str, json: bool) -> Exit {
+async fn rotate(config_path: &Path, name: &str, intent: &Intent, json: bool) -> Exit {
     let prepared = async {
         let config = config::load(config_path)?;
         let cred = wiring::credential(&config, name)?;
@@ -176,9 +186,11 @@ async fn rotate(config_path: &Path, name: &str, json: bool) -> Exit {
     };
     let cred = &config.credentials[name];
     let mut progress = render::RotateProgress::new(name, json);
-    let result = rotation::rotate(&rotation_of(cred, &stores, target.as_ref()), &mut |e| {
-        progress.event(e)
-    })
+    let result = rotation::rotate(
+        &rotation_of(cred, &stores, target.as_ref()),
+        intent,
+        &mut |e| progress.event(e),
+    )
     .await;
     match result {
         Ok(outcome) => progress.finish(&outcome),

@@ -164,6 +164,17 @@ pub enum AppKind {
     ExternalClientApp,
 }
 
+/// What a rotation does when Salesforce never accepts the new key after it was published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnVerifyFailure {
+    /// Put the previous certificate back, prove the previous key works, clear PENDING and close
+    /// the rotation as rolled back (the default: consumers keep working).
+    Rollback,
+    /// Leave the new certificate on the app and the rotation open for `rekey resume`.
+    Keep,
+}
+
 /// Expiry and age thresholds for `rekey check`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Policy {
@@ -210,6 +221,13 @@ pub struct CredentialConfig {
     pub verify_timeout: Duration,
     /// How long to wait for a Metadata deploy.
     pub deploy_timeout: Duration,
+    /// How long to wait for any one Salesforce request.
+    pub request_timeout: Duration,
+    /// `rekey rotate` continues an open rotation younger than this and refuses an older one
+    /// (an operator decides with `rekey resume` or `rekey abort`).
+    pub resume_max_age: Duration,
+    /// What to do when Salesforce never accepts the new key after it was published.
+    pub on_verify_failure: OnVerifyFailure,
     /// Alert thresholds.
     pub policy: Policy,
 }
@@ -358,6 +376,9 @@ struct RawCredential {
     validity_days: Option<Spanned<i64>>,
     verify_timeout_secs: Option<Spanned<i64>>,
     deploy_timeout_secs: Option<Spanned<i64>>,
+    request_timeout_secs: Option<Spanned<i64>>,
+    resume_max_age_hours: Option<Spanned<i64>>,
+    on_verify_failure: Option<Spanned<String>>,
     subject: Spanned<RawSubject>,
     #[serde(default)]
     policy: Option<Spanned<RawPolicy>>,
@@ -563,7 +584,7 @@ fn validate_stores(
                     lock_ttl: Duration::from_secs(positive(
                         &store.lock_ttl_secs,
                         rekey_vault::DEFAULT_LOCK_TTL.as_secs() as i64,
-                        60..=86_400,
+                        1..=86_400,
                         "lock_ttl_secs",
                         p,
                     ) as u64),
@@ -586,7 +607,7 @@ fn validate_stores(
                     lock_ttl: Duration::from_secs(positive(
                         &store.lock_ttl_secs,
                         rekey_aws::DEFAULT_LOCK_TTL.as_secs() as i64,
-                        60..=86_400,
+                        1..=86_400,
                         "lock_ttl_secs",
                         p,
                     ) as u64),
@@ -826,6 +847,36 @@ fn validate_credentials(raw: &RawConfig, p: &mut Problems) -> BTreeMap<String, C
             "deploy_timeout_secs",
             p,
         );
+        let request_timeout = positive(
+            &c.request_timeout_secs,
+            60,
+            1..=600,
+            "request_timeout_secs",
+            p,
+        );
+        let resume_max_age_hours = positive(
+            &c.resume_max_age_hours,
+            24,
+            1..=8760,
+            "resume_max_age_hours",
+            p,
+        );
+        let on_verify_failure = match c.on_verify_failure.as_ref() {
+            None => OnVerifyFailure::Rollback,
+            Some(v) => match v.get_ref().as_str() {
+                "rollback" => OnVerifyFailure::Rollback,
+                "keep" => OnVerifyFailure::Keep,
+                other => {
+                    p.add(
+                        v.span(),
+                        format!(
+                            "unknown on_verify_failure '{other}'; use \"rollback\" or \"keep\""
+                        ),
+                    );
+                    OnVerifyFailure::Rollback
+                }
+            },
+        };
         let policy = c.policy.as_ref().map_or_else(Policy::default, |raw| {
             let defaults = Policy::default();
             let policy = Policy {
@@ -869,6 +920,9 @@ fn validate_credentials(raw: &RawConfig, p: &mut Problems) -> BTreeMap<String, C
                 },
                 verify_timeout: Duration::from_secs(verify_timeout as u64),
                 deploy_timeout: Duration::from_secs(deploy_timeout as u64),
+                request_timeout: Duration::from_secs(request_timeout as u64),
+                resume_max_age: Duration::from_secs(resume_max_age_hours as u64 * 3600),
+                on_verify_failure,
                 policy,
             },
         );

@@ -7,7 +7,7 @@ use crate::commands::{
     CheckRow, ImportReport, InspectReport, Inspected, PreflightRow, Severity, StatusRow,
     VerifyReport,
 };
-use crate::rotation::{Event, Outcome, Plan};
+use crate::rotation::{Ending, Event, Outcome, Plan};
 use rekey_api::{Error, ErrorKind, JournalEntry, RotationId, Step};
 use serde::Serialize;
 use std::process::ExitCode;
@@ -27,8 +27,12 @@ pub enum Exit {
     FailedAfterPublish = 4,
     /// `rotate` failed before the app was touched.
     FailedBeforePublish = 5,
-    /// Another process holds the credential's lock, or the state moved under us.
+    /// The state moved under us (a stage, the app, a lease taken over), or an interrupted
+    /// rotation is older than resume_max_age_hours and needs `resume` or `abort`.
     Conflict = 6,
+    /// `rotate`: Salesforce never accepted the new key, so the rotation was rolled back; the
+    /// previous key is CURRENT and on the app again.
+    RolledBack = 7,
     /// Usage or configuration error.
     Config = 64,
     /// Unreadable or mismatched certificate/key input.
@@ -37,6 +41,8 @@ pub enum Exit {
     Unavailable = 69,
     /// Unexpected internal error.
     Internal = 70,
+    /// Another rekey process holds the credential's rotation lease; try again later.
+    Busy = 75,
     /// Authentication or permission refused.
     Denied = 77,
 }
@@ -54,7 +60,8 @@ pub fn exit_for(kind: ErrorKind) -> Exit {
         ErrorKind::Config | ErrorKind::NotFound => Exit::Config,
         ErrorKind::InvalidCertificate => Exit::BadInput,
         ErrorKind::Unauthenticated | ErrorKind::PermissionDenied => Exit::Denied,
-        ErrorKind::Conflict => Exit::Conflict,
+        ErrorKind::Conflict | ErrorKind::LeaseLost => Exit::Conflict,
+        ErrorKind::Busy => Exit::Busy,
         ErrorKind::Unavailable => Exit::Unavailable,
         // Rejected, VerificationFailed outside a rotation, Unexpected, and kinds added later.
         _ => Exit::Internal,
@@ -96,7 +103,9 @@ struct ErrorJson<'a> {
 pub fn error(error: &Error, rotation: Option<&RotationFailure>, json: bool) -> Exit {
     let exit = match (rotation, error.kind()) {
         (_, ErrorKind::Config) => Exit::Config,
-        (_, ErrorKind::Conflict) => Exit::Conflict,
+        (_, kind @ (ErrorKind::Conflict | ErrorKind::LeaseLost | ErrorKind::Busy)) => {
+            exit_for(kind)
+        }
         (Some(r), _) if r.published => Exit::FailedAfterPublish,
         (Some(r), _) if r.rotation_id.is_some() => Exit::FailedBeforePublish,
         _ => exit_for(error.kind()),
@@ -235,11 +244,15 @@ impl RotateProgress {
                 Event::Resuming {
                     rotation_id,
                     last_done,
+                    undoing,
                 } => {
                     println!(
-                        "{}: resuming rotation {rotation_id} after step {}",
+                        "{}: resuming rotation {rotation_id} after step {}{}",
                         self.credential,
-                        opt(*last_done)
+                        opt(*last_done),
+                        undoing
+                            .as_ref()
+                            .map_or_else(String::new, |why| format!(" (undoing it: {why})"))
                     )
                 }
                 Event::StepDone {
@@ -256,26 +269,54 @@ impl RotateProgress {
                 Event::VerifyRetry { attempt, reason } => {
                     println!("  verify    attempt {attempt} refused ({reason}); retrying")
                 }
+                Event::Retry {
+                    step,
+                    attempt,
+                    delay_ms,
+                    reason,
+                } => println!(
+                    "  {:<9} attempt {attempt} failed ({reason}); retrying in {:.1}s",
+                    step.to_string(),
+                    *delay_ms as f64 / 1000.0
+                ),
+                Event::RollingBack { reason } => {
+                    println!("{}: rolling back: {reason}", self.credential)
+                }
             }
         }
         self.events.push(event);
     }
 
-    /// Prints the outcome and returns success.
+    /// Prints the outcome; a rollback is a failure of the rotation, so it exits non-zero.
     pub fn finish(self, outcome: &Outcome) -> Exit {
+        let exit = match outcome.ending {
+            Ending::Rotated | Ending::Aborted => Exit::Ok,
+            Ending::RolledBack => Exit::RolledBack,
+        };
         if self.json {
             print_json(&serde_json::json!({ "outcome": outcome, "events": self.events }));
-        } else {
-            println!(
-                "{}: rotated to generation {} ({}), valid until {}; rotation {}",
-                self.credential,
-                outcome.generation,
-                outcome.new_fingerprint,
-                outcome.not_after.format("%Y-%m-%d"),
-                outcome.rotation_id
-            );
+            return exit;
         }
-        Exit::Ok
+        let now = format!(
+            "generation {} ({}), valid until {}",
+            opt(outcome.generation),
+            opt(outcome.fingerprint),
+            opt(outcome.not_after.map(|t| t.format("%Y-%m-%d")))
+        );
+        let id = &outcome.rotation_id;
+        let reason = outcome.reason.as_deref().unwrap_or("");
+        match outcome.ending {
+            Ending::Rotated => println!("{}: rotated to {now}; rotation {id}", self.credential),
+            Ending::Aborted => println!(
+                "{}: rotation {id} aborted ({reason}); CURRENT is {now}",
+                self.credential
+            ),
+            Ending::RolledBack => eprintln!(
+                "error: {}: rotation {id} rolled back: {reason}\nnote: the previous key is CURRENT and on the app again: {now}",
+                self.credential
+            ),
+        }
+        exit
     }
 }
 

@@ -1,27 +1,45 @@
-//! The rotation protocol: generate → stage → publish → verify → promote → finalize.
+//! The rotation protocol: generate → stage → publish → verify → promote → finalize, and its undo:
+//! restore → revert → close.
 //!
-//! Each step writes a journal entry to the credential's store before it acts and another when it
-//! is done, and every step is idempotent for its rotation id, so a run that dies anywhere is
-//! finished by running `rekey rotate` again: it finds the open rotation in the journal and
-//! continues it with the same id, generation and (once staged) the same key.
+//! Every step writes a journal entry to the credential's primary store before it acts and another
+//! when it is done, and every step is idempotent for its rotation id, so a run that dies anywhere
+//! is finished (`rekey resume`, or `rekey rotate` while the rotation is young) or undone
+//! (`rekey abort`) by a later run with the same id, generation and (once staged) the same key.
+//!
+//! Only the holder of the credential's lease writes: journal entries carry the lease's fence, which
+//! the store checks in the same conditional write, and the lease is confirmed against the store
+//! before every other write (stores, the app), so a runner whose lease was taken over stops before
+//! its next write.
 //!
 //! This module never prints: it reports [`Event`]s to a callback the CLI renders.
 
+use crate::config::OnVerifyFailure;
 use crate::pki::{self, CertSpec};
 use chrono::{DateTime, Utc};
 use rekey_api::{
     Certificate, CertificateTarget, Error, ErrorKind, Fingerprint, Generation, Installed,
-    JournalEntry, KeyMaterial, Phase, Probe, Result, RotationId, SecretStore, Stage, Step,
+    JournalEntry, KeyMaterial, Phase, Probe, Result, RotationId, RotationLock, SecretStore, Stage,
+    Step, StoredKey,
 };
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+/// Attempts per step when a provider reports a temporary error (5xx, timeout, rate limit).
+const ATTEMPTS: u32 = 5;
+/// First retry delay; doubled per attempt up to [`RETRY_MAX`], with jitter.
+const RETRY_BASE: Duration = Duration::from_millis(400);
+/// Longest retry delay.
+const RETRY_MAX: Duration = Duration::from_secs(8);
+/// Journal detail prefixes that tell an operator's abort from an automatic rollback.
+const ABORTED: &str = "aborted: ";
+const ROLLED_BACK: &str = "rolled back: ";
+
 /// Everything one rotation needs.
 pub struct Rotation<'a> {
     /// The credential's name.
     pub credential: &'a str,
-    /// Where its keys live, primary first. The primary also holds the journal and the lock;
+    /// Where its keys live, primary first. The primary also holds the journal and the lease;
     /// every store receives the same generations.
     pub stores: &'a [Box<dyn SecretStore>],
     /// The app that trusts its certificate.
@@ -30,10 +48,14 @@ pub struct Rotation<'a> {
     pub spec: &'a CertSpec,
     /// How long Salesforce may take to accept the new key.
     pub verify_timeout: Duration,
+    /// `Intent::Rotate` continues an open rotation younger than this and refuses an older one.
+    pub resume_max_age: Duration,
+    /// What to do when Salesforce never accepts the published key.
+    pub on_verify_failure: OnVerifyFailure,
 }
 
 impl Rotation<'_> {
-    /// The store that holds the journal and the lock, and the one staged first.
+    /// The store that holds the journal and the lease, and the one staged first.
     fn primary(&self) -> &dyn SecretStore {
         self.stores[0].as_ref()
     }
@@ -45,6 +67,30 @@ impl Rotation<'_> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// What the operator asked for.
+#[derive(Clone, Debug)]
+pub enum Intent {
+    /// `rekey rotate`: continue an open rotation younger than `resume_max_age`, else start one.
+    Rotate,
+    /// `rekey resume`: continue the open rotation, whatever its age.
+    Resume,
+    /// `rekey abort`: undo the open rotation.
+    Abort {
+        /// Why, for the journal.
+        reason: String,
+    },
+}
+
+impl Intent {
+    fn verb(&self) -> &'static str {
+        match self {
+            Intent::Rotate => "rotate",
+            Intent::Resume => "resume",
+            Intent::Abort { .. } => "abort",
+        }
     }
 }
 
@@ -84,6 +130,8 @@ pub enum Event {
         rotation_id: RotationId,
         /// The last step it completed.
         last_done: Option<Step>,
+        /// Set when the rotation is being undone: why.
+        undoing: Option<String>,
     },
     /// A step finished.
     StepDone {
@@ -94,6 +142,17 @@ pub enum Event {
         /// What it did.
         detail: String,
     },
+    /// A step hit a temporary error and will be tried again.
+    Retry {
+        /// Which step.
+        step: Step,
+        /// Attempt that failed, from 1.
+        attempt: u32,
+        /// Wait before the next attempt.
+        delay_ms: u128,
+        /// The error.
+        reason: String,
+    },
     /// A verification attempt was refused and will be retried.
     VerifyRetry {
         /// Attempt number, from 1.
@@ -101,21 +160,44 @@ pub enum Event {
         /// Why it was refused.
         reason: String,
     },
+    /// Salesforce never accepted the new key: the rotation is being rolled back.
+    RollingBack {
+        /// The verification failure.
+        reason: String,
+    },
 }
 
-/// A completed rotation.
+/// How a rotation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// The new key is CURRENT and on the app.
+    Rotated,
+    /// An operator undid it: the previous key is CURRENT and on the app.
+    Aborted,
+    /// Salesforce never accepted the new key, so it was undone automatically.
+    RolledBack,
+}
+
+/// A closed rotation.
 #[derive(Clone, Debug, Serialize)]
 pub struct Outcome {
     /// Its id.
     pub rotation_id: RotationId,
-    /// The generation now CURRENT.
-    pub generation: Generation,
-    /// The certificate the app held before, if any.
+    /// How it ended.
+    pub ending: Ending,
+    /// Why it was undone, when it was.
+    pub reason: Option<String>,
+    /// The generation CURRENT now.
+    pub generation: Option<Generation>,
+    /// CURRENT's certificate, which the app holds.
+    pub fingerprint: Option<Fingerprint>,
+    /// That certificate's notAfter.
+    pub not_after: Option<DateTime<Utc>>,
+    /// The certificate the app held before the rotation, if any.
     pub old_fingerprint: Option<Fingerprint>,
-    /// The certificate the app holds now.
-    pub new_fingerprint: Fingerprint,
-    /// The new certificate's notAfter.
-    pub not_after: DateTime<Utc>,
+    /// The certificate the rotation introduced, once generated.
+    pub new_fingerprint: Option<Fingerprint>,
     /// Whether an interrupted rotation was continued.
     pub resumed: bool,
 }
@@ -134,7 +216,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// A failure before any rotation began (preflight, lock, reading the journal).
+    /// A failure before any rotation began (preflight, lease, reading the journal).
     fn before_start(error: Error) -> Self {
         Failure {
             error,
@@ -160,23 +242,32 @@ pub struct OpenRotation {
     pub new_fingerprint: Option<Fingerprint>,
     /// What the app held when it began.
     pub old_fingerprint: Option<Fingerprint>,
+    /// Steps begun (including those done).
+    pub begun: BTreeSet<Step>,
     /// Steps completed.
     pub done: BTreeSet<Step>,
+    /// Its newest entry's step and phase.
+    pub last: (Step, Phase),
+    /// Set once it is being undone: the journaled reason ("aborted: …" / "rolled back: …").
+    pub undoing: Option<String>,
 }
 
-/// The rotation the journal leaves open (the last one, unless it was finalized).
+/// The rotation the journal leaves open (the last one, unless it was finalized or closed).
 pub fn open_rotation(journal: &[JournalEntry]) -> Option<OpenRotation> {
     let last = journal.last()?;
     let entries: Vec<&JournalEntry> = journal
         .iter()
         .filter(|e| e.rotation_id == last.rotation_id)
         .collect();
-    let done: BTreeSet<Step> = entries
-        .iter()
-        .filter(|e| e.phase == Phase::Done)
-        .map(|e| e.step)
-        .collect();
-    if done.contains(&Step::Finalize) {
+    let steps = |phase: Phase| -> BTreeSet<Step> {
+        entries
+            .iter()
+            .filter(|e| e.phase == phase)
+            .map(|e| e.step)
+            .collect()
+    };
+    let done = steps(Phase::Done);
+    if done.contains(&Step::Finalize) || done.contains(&Step::Close) {
         return None;
     }
     let newest =
@@ -188,7 +279,13 @@ pub fn open_rotation(journal: &[JournalEntry]) -> Option<OpenRotation> {
         previous_generation: entries[0].previous_generation,
         new_fingerprint: newest(|e| e.new_fingerprint),
         old_fingerprint: entries.iter().find_map(|e| e.old_fingerprint),
+        begun: steps(Phase::Begin),
         done,
+        last: (last.step, last.phase),
+        undoing: entries
+            .iter()
+            .find(|e| e.step.is_undo() && e.phase == Phase::Begin)
+            .and_then(|e| e.detail.clone()),
     })
 }
 
@@ -201,6 +298,18 @@ pub fn last_success(journal: &[JournalEntry]) -> Option<DateTime<Utc>> {
         .map(|e| e.at)
 }
 
+/// The generation a new rotation introduces: above CURRENT and above every generation the
+/// journal ever handed out, so an aborted generation's retained key is never overwritten.
+fn next_generation(journal: &[JournalEntry], current: Option<Generation>) -> Generation {
+    journal
+        .iter()
+        .map(|e| e.generation)
+        .chain(current)
+        .max()
+        .unwrap_or(Generation(0))
+        .next()
+}
+
 /// Builds the plan for `credential` from its store state alone (no network).
 pub async fn plan(rotation: &Rotation<'_>) -> Result<Plan> {
     let stages = rotation.primary().stages(rotation.credential).await?;
@@ -208,12 +317,18 @@ pub async fn plan(rotation: &Rotation<'_>) -> Result<Plan> {
     let open = open_rotation(&journal);
     let current_generation = stages.current.as_ref().map(|v| v.generation);
     let new_generation = open.as_ref().map_or_else(
-        || current_generation.unwrap_or(Generation(0)).next(),
+        || next_generation(&journal, current_generation),
         |o| o.generation,
     );
     let done = open.as_ref().map(|o| o.done.clone()).unwrap_or_default();
+    let undoing = open.as_ref().is_some_and(|o| o.undoing.is_some());
     let spec = rotation.spec;
-    let steps = Step::ALL
+    let steps = if undoing {
+        &Step::UNDO[..]
+    } else {
+        &Step::ALL[..]
+    };
+    let steps = steps
         .iter()
         .filter(|s| !done.contains(s))
         .map(|&step| {
@@ -239,6 +354,9 @@ pub async fn plan(rotation: &Rotation<'_>) -> Result<Plan> {
                 ),
                 Step::Promote => (format!("make generation {new_generation} CURRENT; the old key becomes PREVIOUS"), true),
                 Step::Finalize => ("confirm the app's certificate equals CURRENT and close the journal".to_string(), true),
+                Step::Restore => (format!("put the previous certificate back on {} and prove the previous key is accepted", rotation.target), true),
+                Step::Revert => (format!("make the previous generation CURRENT again and clear generation {new_generation} from {}", rotation.store_names()), true),
+                Step::Close => ("close the rotation as undone".to_string(), true),
             };
             PlannedStep { step, action, mutates }
         })
@@ -252,91 +370,159 @@ pub async fn plan(rotation: &Rotation<'_>) -> Result<Plan> {
     })
 }
 
-/// Runs (or resumes) a rotation of `rotation.credential`.
+/// Runs `intent` on `rotation.credential`: a new rotation, or the continuation or undo of the open
+/// one.
 pub async fn rotate(
     rotation: &Rotation<'_>,
+    intent: &Intent,
     progress: &mut (dyn FnMut(Event) + Send),
 ) -> std::result::Result<Outcome, Failure> {
     // Preflight before anything is written: the store grants what a rotation needs, the admin
     // connection works, and the app is one rekey may rotate.
     for store in rotation.stores {
-        store
-            .check(rotation.credential)
+        retrying("store preflight", || store.check(rotation.credential))
             .await
             .map_err(Failure::before_start)?;
     }
-    rotation
-        .target
-        .check()
+    retrying("Salesforce preflight", || rotation.target.check())
         .await
         .map_err(Failure::before_start)?;
-    let holder = format!("rekey rotate on {}", hostname());
-    let lock = rotation
+    let holder = format!(
+        "rekey {} on {} (pid {})",
+        intent.verb(),
+        hostname(),
+        std::process::id()
+    );
+    let lease = rotation
         .primary()
         .lock(rotation.credential, &holder)
         .await
         .map_err(Failure::before_start)?;
-    let result = rotate_locked(rotation, progress).await;
-    // The outcome stands either way; a lock that cannot be given back expires by itself.
-    if let Err(e) = lock.release().await {
-        tracing::warn!(credential = rotation.credential, error = %e, "could not release the rotation lock");
+    hold_point("leased").await;
+    let result = run_leased(rotation, intent, lease.as_ref(), progress).await;
+    // The outcome stands either way; a lease that cannot be given back expires by itself.
+    if let Err(e) = lease.release().await {
+        tracing::warn!(credential = rotation.credential, error = %e, "could not release the rotation lease");
     }
     result
 }
 
-async fn rotate_locked(
+async fn run_leased(
     rotation: &Rotation<'_>,
+    intent: &Intent,
+    lease: &dyn RotationLock,
     progress: &mut (dyn FnMut(Event) + Send),
 ) -> std::result::Result<Outcome, Failure> {
-    let journal = rotation
-        .primary()
-        .read_journal(rotation.credential)
-        .await
-        .map_err(Failure::before_start)?;
-    let stages = rotation
-        .primary()
-        .stages(rotation.credential)
-        .await
-        .map_err(Failure::before_start)?;
-
-    let mut run = match open_rotation(&journal) {
-        Some(open) => {
-            progress(Event::Resuming {
-                rotation_id: open.rotation_id.clone(),
-                last_done: open.done.iter().max().copied(),
-            });
-            Run::resume(rotation, open)
-        }
-        None => {
+    let cred = rotation.credential;
+    let journal = retrying("reading the journal", || {
+        rotation.primary().read_journal(cred)
+    })
+    .await
+    .map_err(Failure::before_start)?;
+    let mut run = match (open_rotation(&journal), intent) {
+        (None, Intent::Rotate) => {
+            let stages = retrying("reading the stages", || rotation.primary().stages(cred))
+                .await
+                .map_err(Failure::before_start)?;
             let current = stages.current.as_ref().map(|v| v.generation);
-            let old_fingerprint = rotation
-                .target
-                .installed()
+            let old_fingerprint = retrying("reading the app", || rotation.target.installed())
                 .await
                 .map_err(Failure::before_start)?
                 .map(|c| c.fingerprint);
-            Run::start(rotation, current, old_fingerprint)
+            Run::start(
+                rotation,
+                lease,
+                current,
+                next_generation(&journal, current),
+                old_fingerprint,
+            )
+        }
+        (None, _) => {
+            return Err(Failure::before_start(
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "{cred}: no open rotation to {} in {}",
+                        intent.verb(),
+                        rotation.primary()
+                    ),
+                )
+                .with_hint(format!(
+                    "`rekey journal {cred}` shows how the last rotation ended; `rekey rotate {cred}` starts a new one"
+                )),
+            ));
+        }
+        (Some(open), Intent::Rotate) if age(open.started_at) > rotation.resume_max_age => {
+            return Err(Failure {
+                error: too_old(rotation, &open),
+                rotation_id: Some(open.rotation_id.clone()),
+                step: Some(open.last.0),
+                published: open.begun.contains(&Step::Publish),
+            });
+        }
+        (Some(open), _) => {
+            progress(Event::Resuming {
+                rotation_id: open.rotation_id.clone(),
+                last_done: open.done.iter().max().copied(),
+                undoing: open.undoing.clone(),
+            });
+            Run::resume(rotation, lease, open)
         }
     };
+    if let Intent::Abort { reason } = intent
+        && run.undoing.is_none()
+    {
+        run.undoing = Some(format!("{ABORTED}{reason}"));
+    }
     run.execute(progress).await
+}
+
+fn age(since: DateTime<Utc>) -> Duration {
+    (Utc::now() - since).to_std().unwrap_or_default()
+}
+
+/// The refusal to continue a rotation nobody has looked at for longer than `resume_max_age`.
+fn too_old(rotation: &Rotation<'_>, open: &OpenRotation) -> Error {
+    let cred = rotation.credential;
+    let age = age(open.started_at);
+    let (step, phase) = open.last;
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "{cred}: rotation {} has been open since {} ({}h{:02}m ago; last journaled: {step} {phase:?}), longer than resume_max_age_hours = {}",
+            open.rotation_id,
+            open.started_at.format("%Y-%m-%d %H:%M:%SZ"),
+            age.as_secs() / 3600,
+            age.as_secs() % 3600 / 60,
+            rotation.resume_max_age.as_secs() / 3600
+        ),
+    )
+    .with_hint(format!(
+        "inspect it with `rekey journal {cred}` and `rekey status {cred}`, then finish it with `rekey resume {cred}` or undo it with `rekey abort {cred} --reason \"…\"` (runbooks/rollback.md)"
+    ))
 }
 
 /// One rotation in flight.
 struct Run<'a, 'r> {
     rotation: &'r Rotation<'a>,
+    lease: &'r dyn RotationLock,
     id: RotationId,
     generation: Generation,
     previous_generation: Option<Generation>,
     old_fingerprint: Option<Fingerprint>,
+    begun: BTreeSet<Step>,
     done: BTreeSet<Step>,
     new_fingerprint: Option<Fingerprint>,
+    undoing: Option<String>,
     resumed: bool,
 }
 
 impl<'a, 'r> Run<'a, 'r> {
     fn start(
         rotation: &'r Rotation<'a>,
+        lease: &'r dyn RotationLock,
         current: Option<Generation>,
+        generation: Generation,
         old_fingerprint: Option<Fingerprint>,
     ) -> Self {
         let now = Utc::now();
@@ -348,29 +534,36 @@ impl<'a, 'r> Run<'a, 'r> {
         ));
         Run {
             rotation,
+            lease,
             id,
-            generation: current.unwrap_or(Generation(0)).next(),
+            generation,
             previous_generation: current,
             old_fingerprint,
+            begun: BTreeSet::new(),
             done: BTreeSet::new(),
             new_fingerprint: None,
+            undoing: None,
             resumed: false,
         }
     }
 
-    fn resume(rotation: &'r Rotation<'a>, open: OpenRotation) -> Self {
+    fn resume(rotation: &'r Rotation<'a>, lease: &'r dyn RotationLock, open: OpenRotation) -> Self {
         Run {
             rotation,
+            lease,
             id: open.rotation_id,
             generation: open.generation,
             previous_generation: open.previous_generation,
             old_fingerprint: open.old_fingerprint,
+            begun: open.begun,
             done: open.done,
             new_fingerprint: open.new_fingerprint,
+            undoing: open.undoing,
             resumed: true,
         }
     }
 
+    /// Appends a journal entry under this run's lease, retrying temporary store errors.
     async fn journal(&self, step: Step, phase: Phase, detail: Option<String>) -> Result<()> {
         let entry = JournalEntry {
             rotation_id: self.id.clone(),
@@ -382,11 +575,28 @@ impl<'a, 'r> Run<'a, 'r> {
             new_fingerprint: self.new_fingerprint,
             old_fingerprint: self.old_fingerprint,
             detail,
+            fence: Some(self.lease.fence()),
         };
-        self.rotation
-            .primary()
-            .append_journal(self.rotation.credential, &entry)
-            .await
+        retrying("journal write", || {
+            self.rotation
+                .primary()
+                .append_journal(self.rotation.credential, &entry)
+        })
+        .await
+    }
+
+    fn failure(&self, step: Step, error: Error) -> Failure {
+        // A deploy Salesforce refused was rolled back whole (rollbackOnError), so only a publish
+        // that failed some other way may have reached the app.
+        let published = self.done.contains(&Step::Publish)
+            || (self.begun.contains(&Step::Publish)
+                && !(step == Step::Publish && error.kind() == ErrorKind::Rejected));
+        Failure {
+            error,
+            rotation_id: Some(self.id.clone()),
+            step: Some(step),
+            published,
+        }
     }
 
     async fn execute(
@@ -396,67 +606,92 @@ impl<'a, 'r> Run<'a, 'r> {
         // The key exists only in memory until it is staged; after that it is always re-read from
         // the store, so a resumed run signs with exactly the key that was staged.
         let mut fresh: Option<(KeyMaterial, Certificate)> = None;
-        for step in Step::ALL {
-            if self.done.contains(&step) {
-                continue;
-            }
-            let started = Instant::now();
-            let result: Result<String> = async {
-                self.journal(step, Phase::Begin, None).await?;
-                let detail = self.act(step, &mut fresh, progress).await?;
-                self.done.insert(step);
-                self.journal(step, Phase::Done, Some(detail.clone()))
-                    .await?;
-                Ok(detail)
-            }
-            .await;
-            match result {
-                Ok(detail) => progress(Event::StepDone {
-                    step,
-                    millis: started.elapsed().as_millis(),
-                    detail,
-                }),
-                Err(error) => {
-                    // Best effort: the failure is recorded if the store still answers; the error
-                    // that stopped the step is what the operator needs either way.
-                    let _ = self
-                        .journal(step, Phase::Failed, Some(error.to_string()))
-                        .await;
-                    // A deploy Salesforce refused was rolled back whole (rollbackOnError), so
-                    // only a publish that failed some other way may have reached the app.
-                    let published = self.done.contains(&Step::Publish)
-                        || (step == Step::Publish && error.kind() != ErrorKind::Rejected);
-                    return Err(Failure {
-                        error,
-                        rotation_id: Some(self.id.clone()),
-                        step: Some(step),
-                        published,
+        if self.undoing.is_none() {
+            for step in Step::ALL {
+                if self.done.contains(&step) {
+                    continue;
+                }
+                if let Err(error) = self.step(step, &mut fresh, progress).await {
+                    let roll_back = step == Step::Verify
+                        && error.kind() == ErrorKind::VerificationFailed
+                        && self.rotation.on_verify_failure == OnVerifyFailure::Rollback;
+                    if !roll_back {
+                        return Err(self.failure(step, error));
+                    }
+                    progress(Event::RollingBack {
+                        reason: error.to_string(),
                     });
+                    self.undoing = Some(format!("{ROLLED_BACK}{error}"));
+                    break;
                 }
             }
         }
-        let stages = self
-            .rotation
-            .primary()
-            .stages(self.rotation.credential)
-            .await
-            .map_err(|error| Failure {
-                error,
-                rotation_id: Some(self.id.clone()),
-                step: None,
-                published: true,
-            })?;
-        let current = stages
-            .current
-            .expect("finalize checked that CURRENT exists");
-        Ok(Outcome {
-            rotation_id: self.id.clone(),
-            generation: current.generation,
-            old_fingerprint: self.old_fingerprint,
-            new_fingerprint: current.certificate.fingerprint,
-            not_after: current.certificate.not_after,
-            resumed: self.resumed,
-        })
+        if self.undoing.is_some() {
+            for step in Step::UNDO {
+                if self.done.contains(&step) {
+                    continue;
+                }
+                self.step(step, &mut fresh, progress)
+                    .await
+                    .map_err(|error| self.failure(step, error))?;
+            }
+        }
+        self.outcome().await
+    }
+
+    /// One step: journal Begin, act (retrying temporary errors), journal Done.
+    async fn step(
+        &mut self,
+        step: Step,
+        fresh: &mut Option<(KeyMaterial, Certificate)>,
+        progress: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<()> {
+        let started = Instant::now();
+        let why = if step.is_undo() {
+            self.undoing.clone()
+        } else {
+            None
+        };
+        self.journal(step, Phase::Begin, why).await?;
+        self.begun.insert(step);
+        hold_point(&format!("{step}:begin")).await;
+        let mut attempt = 1;
+        let detail = loop {
+            match self.act(step, fresh, progress).await {
+                Ok(detail) => break detail,
+                Err(e) if e.is_temporary() && attempt < ATTEMPTS => {
+                    let delay = backoff(attempt);
+                    progress(Event::Retry {
+                        step,
+                        attempt,
+                        delay_ms: delay.as_millis(),
+                        reason: e.to_string(),
+                    });
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    // Best effort: the failure is recorded if the store still answers (and the
+                    // lease is still ours); the error that stopped the step is what the operator
+                    // needs either way.
+                    let _ = self
+                        .journal(step, Phase::Failed, Some(error.to_string()))
+                        .await;
+                    return Err(error);
+                }
+            }
+        };
+        hold_point(&format!("{step}:acted")).await;
+        self.done.insert(step);
+        self.journal(step, Phase::Done, Some(detail.clone()))
+            .await?;
+        hold_point(&format!("{step}:done")).await;
+        progress(Event::StepDone {
+            step,
+            millis: started.elapsed().as_millis(),
+            detail,
+        });
+        Ok(())
     }
 
     async fn act(
@@ -479,58 +714,10 @@ impl<'a, 'r> Run<'a, 'r> {
                 *fresh = Some((key, cert));
                 Ok(detail)
             }
-            Step::Stage => {
-                let primary = r.primary();
-                let mut adopted = false;
-                if fresh.is_none() {
-                    // Resumed: the interrupted run may have written the key and died before
-                    // journaling it. A PENDING of this rotation in the primary is that key; adopt
-                    // it, and stage the same key in the other stores.
-                    let stages = primary.stages(r.credential).await?;
-                    if let Some(staged) = stages.pending.filter(|p| {
-                        p.rotation_id.as_ref() == Some(&self.id) && p.generation == self.generation
-                    }) {
-                        self.new_fingerprint = Some(staged.certificate.fingerprint);
-                        adopted = true;
-                    } else {
-                        // Resumed after Generate but before anything was written: the key never
-                        // left memory, so nothing refers to it and a new one is as good.
-                        let pair = pki::generate(r.spec, Utc::now())?;
-                        self.new_fingerprint = Some(pair.1.fingerprint);
-                        *fresh = Some(pair);
-                    }
-                }
-                let staged_key;
-                let (key, cert) = match fresh.as_ref() {
-                    Some((key, cert)) => (key, cert),
-                    None => {
-                        staged_key = self.pending().await?;
-                        (&staged_key.key, &staged_key.info.certificate)
-                    }
-                };
-                let new = rekey_api::NewVersion {
-                    generation: self.generation,
-                    key,
-                    certificate: cert,
-                    rotation_id: &self.id,
-                };
-                // Primary first: it is where a resumed run finds the key again.
-                for store in r.stores {
-                    store.stage(r.credential, &new).await?;
-                }
-                let note = if adopted {
-                    " (staged before the interruption, adopted)"
-                } else {
-                    ""
-                };
-                Ok(format!(
-                    "generation {} PENDING in {}{note}",
-                    self.generation,
-                    r.store_names()
-                ))
-            }
+            Step::Stage => self.stage(fresh).await,
             Step::Publish => {
                 let pending = self.pending().await?;
+                self.lease.confirm().await?;
                 match r
                     .target
                     .install(&pending.info.certificate, &self.id)
@@ -546,10 +733,11 @@ impl<'a, 'r> Run<'a, 'r> {
             }
             Step::Verify => {
                 let pending = self.pending().await?;
-                verify(r, &pending.key, progress).await
+                verify(r, self.lease, &pending.key, "the new key", progress).await
             }
             Step::Promote => {
                 for store in r.stores {
+                    self.lease.confirm().await?;
                     store.promote(r.credential, self.generation).await?;
                 }
                 Ok(format!(
@@ -558,41 +746,245 @@ impl<'a, 'r> Run<'a, 'r> {
                     r.store_names()
                 ))
             }
-            Step::Finalize => {
-                let installed = r.target.installed().await?.map(|c| c.fingerprint);
-                for store in r.stores {
-                    let current = store.stages(r.credential).await?.current.ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::Unexpected,
-                            format!("{store}: no CURRENT key after promotion"),
-                        )
-                    })?;
-                    if installed != Some(current.certificate.fingerprint) {
-                        return Err(Error::new(
-                            ErrorKind::Conflict,
-                            format!(
-                                "{} now holds certificate {}, not {store}'s CURRENT {}: the app or the store was changed during the rotation",
-                                r.target,
-                                installed.map_or_else(|| "none".to_string(), |f| f.to_hex()),
-                                current.certificate.fingerprint
-                            ),
-                        )
-                        .with_hint(
-                            "find out who changed it; put CURRENT's certificate back on the app (runbooks/interrupted-rotation.md), then run `rekey rotate` again to finalize",
-                        ));
-                    }
-                }
-                Ok(format!(
-                    "app certificate equals CURRENT {} in {}",
-                    installed.map_or_else(String::new, |f| f.to_hex()),
-                    r.store_names()
-                ))
-            }
+            Step::Finalize => self.finalize().await,
+            Step::Restore => self.restore(progress).await,
+            Step::Revert => self.revert().await,
+            Step::Close => Ok(self.undoing.clone().unwrap_or_default()),
         }
     }
 
+    async fn stage(&mut self, fresh: &mut Option<(KeyMaterial, Certificate)>) -> Result<String> {
+        let r = self.rotation;
+        let primary = r.primary();
+        let mut adopted = false;
+        if fresh.is_none() {
+            // Resumed: the interrupted run may have written the key and died before journaling
+            // it. A PENDING of this rotation in the primary is that key; adopt it, and stage the
+            // same key in the other stores.
+            let stages = primary.stages(r.credential).await?;
+            if let Some(staged) = stages.pending.filter(|p| {
+                p.rotation_id.as_ref() == Some(&self.id) && p.generation == self.generation
+            }) {
+                self.new_fingerprint = Some(staged.certificate.fingerprint);
+                adopted = true;
+            } else {
+                // Resumed after Generate but before anything was written: the key never left
+                // memory, so nothing refers to it and a new one is as good.
+                let pair = pki::generate(r.spec, Utc::now())?;
+                self.new_fingerprint = Some(pair.1.fingerprint);
+                *fresh = Some(pair);
+            }
+        }
+        let staged_key;
+        let (key, cert) = match fresh.as_ref() {
+            Some((key, cert)) => (key, cert),
+            None => {
+                staged_key = self.pending().await?;
+                (&staged_key.key, &staged_key.info.certificate)
+            }
+        };
+        let new = rekey_api::NewVersion {
+            generation: self.generation,
+            key,
+            certificate: cert,
+            rotation_id: &self.id,
+        };
+        // Primary first: it is where a resumed run finds the key again.
+        for store in r.stores {
+            self.lease.confirm().await?;
+            store.stage(r.credential, &new).await?;
+        }
+        let note = if adopted {
+            " (staged before the interruption, adopted)"
+        } else {
+            ""
+        };
+        Ok(format!(
+            "generation {} PENDING in {}{note}",
+            self.generation,
+            r.store_names()
+        ))
+    }
+
+    async fn finalize(&self) -> Result<String> {
+        let r = self.rotation;
+        let installed = r.target.installed().await?.map(|c| c.fingerprint);
+        for store in r.stores {
+            let current = store.stages(r.credential).await?.current.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("{store}: no CURRENT key after promotion"),
+                )
+            })?;
+            if installed != Some(current.certificate.fingerprint) {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{} now holds certificate {}, not {store}'s CURRENT {}: the app or the store was changed during the rotation",
+                        r.target,
+                        installed.map_or_else(|| "none".to_string(), |f| f.to_hex()),
+                        current.certificate.fingerprint
+                    ),
+                )
+                .with_hint(
+                    "find out who changed it; put CURRENT's certificate back on the app (runbooks/rollback.md), then run `rekey resume` to finalize",
+                ));
+            }
+        }
+        Ok(format!(
+            "app certificate equals CURRENT {} in {}",
+            installed.map_or_else(String::new, |f| f.to_hex()),
+            r.store_names()
+        ))
+    }
+
+    /// Undo, app side: the previous generation's certificate back on the app, its key proven.
+    async fn restore(&self, progress: &mut (dyn FnMut(Event) + Send)) -> Result<String> {
+        let r = self.rotation;
+        if !self.begun.contains(&Step::Publish) {
+            return Ok(format!(
+                "the new certificate never reached {}; nothing to restore",
+                r.target
+            ));
+        }
+        let previous = self.previous_key().await?;
+        let certificate = &previous.info.certificate;
+        let installed = r.target.installed().await?.map(|c| c.fingerprint);
+        let put_back = if installed == Some(certificate.fingerprint) {
+            format!("{} still holds", r.target)
+        } else {
+            self.lease.confirm().await?;
+            r.target.install(certificate, &self.id).await?;
+            format!("redeployed to {}", r.target)
+        };
+        let verified = verify(r, self.lease, &previous.key, "the previous key", progress).await?;
+        Ok(format!(
+            "{put_back} generation {}'s certificate {}; {verified}",
+            previous.info.generation, certificate.fingerprint
+        ))
+    }
+
+    /// The key consumers used before this rotation, from the first store that still has it.
+    async fn previous_key(&self) -> Result<StoredKey> {
+        let r = self.rotation;
+        let cred = r.credential;
+        let Some(previous) = self.previous_generation else {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{cred}: the certificate {} held before rotation {} ({}) has no key in {}, so putting it back would leave the app trusting a key nobody can use",
+                    r.target,
+                    self.id,
+                    self.old_fingerprint.map_or_else(|| "none".to_string(), |f| f.to_hex()),
+                    r.store_names()
+                ),
+            )
+            .with_hint(format!("finish the rotation instead: `rekey resume {cred}`")));
+        };
+        for store in r.stores {
+            if let Some(key) = store.read_generation(cred, previous).await? {
+                return Ok(key);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "{cred}: generation {previous}, CURRENT before rotation {}, is in none of {}",
+                self.id,
+                r.store_names()
+            ),
+        )
+        .with_hint(format!(
+            "the previous key is gone, so the rotation cannot be undone; finish it with `rekey resume {cred}`"
+        )))
+    }
+
+    /// Undo, store side: the previous generation CURRENT again everywhere, this rotation's
+    /// generation out of PENDING: kept (recoverable) if the app may have trusted it, destroyed if
+    /// it never left rekey's stores.
+    async fn revert(&self) -> Result<String> {
+        let r = self.rotation;
+        let published = self.begun.contains(&Step::Publish);
+        for store in r.stores {
+            let current = store
+                .stages(r.credential)
+                .await?
+                .current
+                .map(|v| v.generation);
+            if current == Some(self.generation) {
+                let previous = self.previous_generation.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "{store}: generation {} is CURRENT and there is no earlier generation to go back to",
+                            self.generation
+                        ),
+                    )
+                })?;
+                self.lease.confirm().await?;
+                store.revert(r.credential, previous).await?;
+            }
+            self.lease.confirm().await?;
+            if published {
+                store.discard(r.credential, self.generation).await?;
+            } else {
+                store.destroy(r.credential, self.generation).await?;
+            }
+        }
+        let current = self.previous_generation.map_or_else(
+            || "no generation".to_string(),
+            |g| format!("generation {g}"),
+        );
+        let fate = if published {
+            "discarded (its key kept, recoverable)"
+        } else {
+            "destroyed (it never reached the app)"
+        };
+        Ok(format!(
+            "{current} CURRENT in {}; generation {} {fate}",
+            r.store_names(),
+            self.generation
+        ))
+    }
+
+    async fn outcome(&self) -> std::result::Result<Outcome, Failure> {
+        let stages = self
+            .rotation
+            .primary()
+            .stages(self.rotation.credential)
+            .await
+            .map_err(|error| Failure {
+                error,
+                rotation_id: Some(self.id.clone()),
+                step: None,
+                published: self.begun.contains(&Step::Publish),
+            })?;
+        let current = stages.current;
+        let (ending, reason) = match self.undoing.as_deref() {
+            None => (Ending::Rotated, None),
+            Some(why) => match why.strip_prefix(ROLLED_BACK) {
+                Some(reason) => (Ending::RolledBack, Some(reason.to_string())),
+                None => (
+                    Ending::Aborted,
+                    Some(why.strip_prefix(ABORTED).unwrap_or(why).to_string()),
+                ),
+            },
+        };
+        Ok(Outcome {
+            rotation_id: self.id.clone(),
+            ending,
+            reason,
+            generation: current.as_ref().map(|v| v.generation),
+            fingerprint: current.as_ref().map(|v| v.certificate.fingerprint),
+            not_after: current.as_ref().map(|v| v.certificate.not_after),
+            old_fingerprint: self.old_fingerprint,
+            new_fingerprint: self.new_fingerprint,
+            resumed: self.resumed,
+        })
+    }
+
     /// The staged key of this rotation, checked against the journal's fingerprint.
-    async fn pending(&self) -> Result<rekey_api::StoredKey> {
+    async fn pending(&self) -> Result<StoredKey> {
         let r = self.rotation;
         let primary = r.primary();
         let stored = primary.read_key(r.credential, Stage::Pending).await?.ok_or_else(|| {
@@ -621,21 +1013,55 @@ impl<'a, 'r> Run<'a, 'r> {
     }
 }
 
+/// Runs `op` until it succeeds, fails permanently, or has failed temporarily [`ATTEMPTS`] times,
+/// waiting [`backoff`] in between. For calls outside a step (preflight, reads before the first
+/// journal entry, journal writes); steps retry as a whole (see `Run::step`).
+async fn retrying<T, F, Fut>(what: &str, mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if e.is_temporary() && attempt < ATTEMPTS => {
+                let delay = backoff(attempt);
+                tracing::warn!(attempt, error = %e, "{what} failed; retrying in {}ms", delay.as_millis());
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Exponential backoff with jitter: a random delay in [d/2, d] for d = base·2^(attempt−1), capped,
+/// so runners that failed together do not retry together.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = RETRY_BASE
+        .saturating_mul(1 << (attempt - 1).min(16))
+        .min(RETRY_MAX);
+    ceiling / 2 + ceiling.mul_f64(rand::random::<f64>() / 2.0)
+}
+
 /// Asks Salesforce for a token signed by `key` until it is accepted, a refusal that waiting cannot
 /// fix arrives, or the deadline passes. Certificate changes take minutes to propagate, so
-/// `invalid assertion` and temporary errors are retried with exponential backoff.
+/// `invalid assertion` and temporary errors are retried with backoff; the lease is confirmed
+/// (and so extended) on every attempt.
 async fn verify(
     r: &Rotation<'_>,
+    lease: &dyn RotationLock,
     key: &KeyMaterial,
+    which: &str,
     progress: &mut (dyn FnMut(Event) + Send),
 ) -> Result<String> {
     let started = Instant::now();
-    let mut delay = Duration::from_millis(500);
     for attempt in 1u32.. {
+        lease.confirm().await?;
         let reason = match r.target.probe(key).await {
             Ok(Probe::Accepted { instance_url }) => {
                 return Ok(format!(
-                    "Salesforce accepted the new key for {instance_url} (attempt {attempt})"
+                    "Salesforce accepted {which} for {instance_url} (attempt {attempt})"
                 ));
             }
             Ok(Probe::Rejected {
@@ -645,9 +1071,9 @@ async fn verify(
             }) => {
                 return Err(Error::new(
                     ErrorKind::VerificationFailed,
-                    format!("{} refused a token signed by the new key: {error}: {description}", r.target),
+                    format!("{} refused a token signed by {which}: {error}: {description}", r.target),
                 )
-                .with_hint("waiting will not fix this; correct the app or user setup, then run `rekey rotate` again to resume"));
+                .with_hint("waiting will not fix this; correct the app or user setup, then run `rekey resume` (or `rekey abort`)"));
             }
             Ok(Probe::Rejected {
                 error,
@@ -657,23 +1083,48 @@ async fn verify(
             Err(e) if e.is_temporary() => e.to_string(),
             Err(e) => return Err(e),
         };
+        let delay = backoff(attempt).max(Duration::from_millis(250));
         if started.elapsed() + delay > r.verify_timeout {
             return Err(Error::new(
                 ErrorKind::VerificationFailed,
                 format!(
-                    "{} did not accept the new key within {}s ({attempt} attempts; last answer: {reason})",
+                    "{} did not accept {which} within {}s ({attempt} attempts; last answer: {reason})",
                     r.target,
                     r.verify_timeout.as_secs()
                 ),
             )
-            .with_hint("the new certificate is on the app; run `rekey rotate` again to keep verifying, or raise verify_timeout_secs"));
+            .with_hint("`rekey resume` keeps verifying (raise verify_timeout_secs if propagation is slow); `rekey abort` undoes the rotation"));
         }
         progress(Event::VerifyRetry { attempt, reason });
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(15));
     }
     unreachable!("the attempt counter is unbounded")
 }
+
+/// Test-only pause at a named point of a rotation (`generate:begin`, `publish:acted`,
+/// `promote:done`, `leased`, …): when `REKEY_TEST_HOLD_AT` lists the point, the process creates
+/// the file `REKEY_TEST_HOLD_FILE` and waits until it is removed. The fault-matrix tests kill the
+/// process with SIGKILL while it waits, or break a store and let it go on. Compiled out of
+/// release builds.
+#[cfg(debug_assertions)]
+async fn hold_point(point: &str) {
+    let listed = std::env::var("REKEY_TEST_HOLD_AT")
+        .is_ok_and(|points| points.split(',').any(|p| p.trim() == point));
+    let Some(file) = std::env::var_os("REKEY_TEST_HOLD_FILE").filter(|_| listed) else {
+        return;
+    };
+    let file = std::path::PathBuf::from(file);
+    if let Err(e) = std::fs::write(&file, point) {
+        tracing::warn!(point, error = %e, "cannot write the test hold file");
+        return;
+    }
+    while file.exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(not(debug_assertions))]
+async fn hold_point(_point: &str) {}
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -695,16 +1146,21 @@ mod tests {
             previous_generation: Some(Generation(1)),
             new_fingerprint: (step >= Step::Stage).then(|| Fingerprint::of(id.as_bytes())),
             old_fingerprint: Some(Fingerprint::of(b"old")),
-            detail: None,
+            detail: step.is_undo().then(|| format!("{ABORTED}test")),
+            fence: Some(1),
         }
+    }
+
+    fn completed(id: &str, steps: &[Step]) -> Vec<JournalEntry> {
+        steps
+            .iter()
+            .flat_map(|&s| [entry(id, s, Phase::Begin), entry(id, s, Phase::Done)])
+            .collect()
     }
 
     #[test]
     fn a_finalized_rotation_leaves_nothing_open() {
-        let journal: Vec<_> = Step::ALL
-            .iter()
-            .flat_map(|&s| [entry("r1", s, Phase::Begin), entry("r1", s, Phase::Done)])
-            .collect();
+        let journal = completed("r1", &Step::ALL);
         assert_eq!(open_rotation(&journal), None);
         assert_eq!(last_success(&journal), Some(journal[0].at));
         assert_eq!(open_rotation(&[]), None);
@@ -712,24 +1168,66 @@ mod tests {
 
     #[test]
     fn an_interrupted_rotation_is_open_with_the_steps_it_completed() {
-        let mut journal: Vec<_> = Step::ALL
-            .iter()
-            .flat_map(|&s| [entry("r1", s, Phase::Begin), entry("r1", s, Phase::Done)])
-            .collect();
+        let mut journal = completed("r1", &Step::ALL);
+        journal.extend(completed("r2", &[Step::Generate, Step::Stage]));
         journal.extend([
-            entry("r2", Step::Generate, Phase::Begin),
-            entry("r2", Step::Generate, Phase::Done),
-            entry("r2", Step::Stage, Phase::Begin),
-            entry("r2", Step::Stage, Phase::Done),
             entry("r2", Step::Publish, Phase::Begin),
             entry("r2", Step::Publish, Phase::Failed),
         ]);
         let open = open_rotation(&journal).unwrap();
         assert_eq!(open.rotation_id, RotationId("r2".into()));
         assert_eq!(open.done, BTreeSet::from([Step::Generate, Step::Stage]));
+        assert_eq!(
+            open.begun,
+            BTreeSet::from([Step::Generate, Step::Stage, Step::Publish])
+        );
+        assert_eq!(open.last, (Step::Publish, Phase::Failed));
         assert_eq!(open.generation, Generation(2));
         assert_eq!(open.previous_generation, Some(Generation(1)));
         assert_eq!(open.new_fingerprint, Some(Fingerprint::of(b"r2")));
         assert_eq!(open.old_fingerprint, Some(Fingerprint::of(b"old")));
+        assert_eq!(open.undoing, None);
+    }
+
+    #[test]
+    fn an_undo_in_progress_is_open_until_closed() {
+        let mut journal = completed("r1", &[Step::Generate, Step::Stage, Step::Publish]);
+        journal.extend(completed("r1", &[Step::Restore]));
+        let open = open_rotation(&journal).unwrap();
+        assert_eq!(open.undoing.as_deref(), Some("aborted: test"));
+        journal.extend(completed("r1", &[Step::Revert, Step::Close]));
+        assert_eq!(open_rotation(&journal), None);
+        assert_eq!(
+            last_success(&journal),
+            None,
+            "an undone rotation is no success"
+        );
+    }
+
+    #[test]
+    fn a_new_rotation_never_reuses_a_generation_the_journal_handed_out() {
+        // r1 introduced generation 2 and was aborted: CURRENT is still 1.
+        let journal = completed("r1", &[Step::Generate, Step::Restore, Step::Close]);
+        assert_eq!(
+            next_generation(&journal, Some(Generation(1))),
+            Generation(3)
+        );
+        assert_eq!(next_generation(&[], None), Generation(1));
+        assert_eq!(next_generation(&[], Some(Generation(7))), Generation(8));
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_capped() {
+        for attempt in 1..=10 {
+            let ceiling = RETRY_BASE.saturating_mul(1 << (attempt - 1)).min(RETRY_MAX);
+            let d = backoff(attempt);
+            assert!(
+                d >= ceiling / 2 && d <= ceiling,
+                "attempt {attempt}: {d:?} outside [{:?}, {ceiling:?}]",
+                ceiling / 2
+            );
+        }
+        let draws: BTreeSet<u128> = (0..20).map(|_| backoff(4).as_micros()).collect();
+        assert!(draws.len() > 1, "jitter varies the delay");
     }
 }

@@ -202,6 +202,7 @@ pub fn target(
         integration_username: credential.username.clone(),
         consumer_key: credential.consumer_key.clone(),
         deploy_timeout: credential.deploy_timeout,
+        request_timeout: credential.request_timeout,
     })?;
     Ok(Box::new(target))
 }

@@ -4,11 +4,12 @@
 //! Salesforce docs tell users to make them, the shared demo seed (tests/demo), an emulator on a
 //! free loopback port, and a `rekey.toml` pointing at it.
 
-use orgsim::{Fault, FaultKind, OrgSim, PropagationMode, Seed};
+mod world;
+
+use orgsim::{Fault, FaultKind, PropagationMode};
 use rekey_testkit::moto::Moto;
 use rekey_testkit::openbao::OpenBao;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use world::{World, openssl, rekey_api_fingerprint, vault_world, with_aws_store};
 
 const ECA_GLOBAL: &str = "ExtlClntAppGlobalOauthSettings";
 const ECA_COMPONENTS: [(&str, &str); 5] = [
@@ -21,232 +22,6 @@ const ECA_COMPONENTS: [(&str, &str); 5] = [
     ),
     ("ExtlClntAppConfigurablePolicies", "Billing_Sync_ECA_plcy"),
 ];
-
-struct World {
-    dir: tempfile::TempDir,
-    sim: OrgSim,
-    /// Everything any rekey command printed, for the key-leak check.
-    printed: Vec<String>,
-    /// Environment given to every rekey command.
-    env: Vec<(String, String)>,
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn openssl(args: &[&str]) -> Output {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl must be installed (make test installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn legacy_pair(dir: &Path, name: &str) {
-    let key = dir.join(format!("{name}.key"));
-    let crt = dir.join(format!("{name}.crt"));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "30",
-        "-subj",
-        &format!("/CN={name}-legacy"),
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        crt.to_str().unwrap(),
-    ]);
-}
-
-impl World {
-    async fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/demo");
-        std::fs::copy(demo.join("seed.toml"), dir.path().join("seed.toml")).unwrap();
-        for name in ["admin", "billing", "billing-eca"] {
-            legacy_pair(dir.path(), name);
-        }
-        let sim = OrgSim::start(Seed::from_path(&dir.path().join("seed.toml")).unwrap())
-            .await
-            .unwrap();
-        let config = std::fs::read_to_string(demo.join("rekey.toml.in"))
-            .unwrap()
-            .replace("@LOGIN_URL@", &sim.base_url());
-        std::fs::write(dir.path().join("rekey.toml"), config).unwrap();
-        World {
-            dir,
-            sim,
-            printed: Vec::new(),
-            env: Vec::new(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    async fn rekey(&mut self, args: &[&str]) -> Run {
-        self.rekey_with_env(args, &[]).await
-    }
-
-    async fn rekey_with_env(&mut self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rekey"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("REKEY_CONFIG", self.path("rekey.toml"))
-            .env_remove("SF_ACCESS_TOKEN")
-            .env_remove("SF_INSTANCE_URL")
-            .env_remove("VAULT_ADDR")
-            .env_remove("VAULT_TOKEN")
-            // Hermetic: no ~/.vault-token or other per-user state from the machine.
-            .env("HOME", self.dir.path())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .envs(env.iter().copied())
-            .output()
-            .await
-            .unwrap();
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        };
-        self.printed.push(format!(
-            "$ rekey {}\n{}{}",
-            args.join(" "),
-            run.stdout,
-            run.stderr
-        ));
-        run
-    }
-
-    /// Puts the openssl-made key of `credential` (already on its app) under rekey's management.
-    async fn import_legacy(&mut self, credential: &str) {
-        let (key, crt) = (format!("{credential}.key"), format!("{credential}.crt"));
-        self.ok(&["import", credential, "--key", &key, "--cert", &crt])
-            .await;
-    }
-
-    /// Rewrites `rekey.toml` through `edit`.
-    fn edit_config(&self, edit: impl FnOnce(String) -> String) {
-        let path = self.path("rekey.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, edit(text)).unwrap();
-    }
-
-    async fn ok(&mut self, args: &[&str]) -> Run {
-        let run = self.rekey(args).await;
-        assert_eq!(
-            run.code, 0,
-            "rekey {args:?} failed:\n{}{}",
-            run.stdout, run.stderr
-        );
-        run
-    }
-
-    async fn json(&mut self, args: &[&str]) -> serde_json::Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        let run = self.ok(&args).await;
-        serde_json::from_str(&run.stdout)
-            .unwrap_or_else(|e| panic!("{args:?} printed non-JSON ({e}):\n{}", run.stdout))
-    }
-
-    /// The fingerprint of the file store's CURRENT certificate for `credential`.
-    async fn current_fingerprint(&mut self, credential: &str) -> String {
-        let status = self.json(&["status", credential]).await;
-        status[0]["fingerprint"].as_str().unwrap().to_string()
-    }
-
-    fn app_fingerprint(&self, app: &str) -> String {
-        let pem = self
-            .sim
-            .app_certificate_pem(app)
-            .expect("app holds a certificate");
-        rekey_api_fingerprint(&pem)
-    }
-
-    /// Asserts that no private key held anywhere in this world was printed or journaled.
-    fn assert_no_key_bytes_leaked(&self) {
-        let mut secrets = Vec::new();
-        for entry in walk(self.dir.path()) {
-            if entry.extension().is_some_and(|e| e == "key") {
-                let pem = std::fs::read_to_string(&entry).unwrap();
-                secrets.extend(
-                    pem.lines()
-                        .filter(|l| !l.starts_with("-----") && l.len() > 20)
-                        .map(str::to_string),
-                );
-            }
-        }
-        assert!(
-            secrets.len() > 50,
-            "expected several keys in the world, found {} key lines",
-            secrets.len()
-        );
-        let mut haystacks = self.printed.clone();
-        for entry in walk(self.dir.path())
-            .into_iter()
-            .filter(|p| p.file_name().is_some_and(|n| n == "journal.jsonl"))
-        {
-            haystacks.push(std::fs::read_to_string(entry).unwrap());
-        }
-        for text in &haystacks {
-            assert!(!text.contains("PRIVATE KEY"), "key armour printed:\n{text}");
-            for line in &secrets {
-                assert!(
-                    !text.contains(line.as_str()),
-                    "private key bytes printed:\n{text}"
-                );
-            }
-        }
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path))
-        } else {
-            out.push(path)
-        }
-    }
-    out
-}
-
-/// SHA-256 of a PEM certificate's DER, as `openssl x509 -fingerprint -sha256` computes it.
-fn rekey_api_fingerprint(pem: &str) -> String {
-    let tmp = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(tmp.path(), pem).unwrap();
-    let out = openssl(&[
-        "x509",
-        "-noout",
-        "-fingerprint",
-        "-sha256",
-        "-in",
-        tmp.path().to_str().unwrap(),
-    ]);
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.trim()
-        .rsplit('=')
-        .next()
-        .unwrap()
-        .replace(':', "")
-        .to_lowercase()
-}
 
 /// The XML with its `<certificate>` element removed, to compare everything else.
 fn without_certificate(xml: &str) -> String {
@@ -434,10 +209,15 @@ async fn external_client_app_rotation_end_to_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verification_that_times_out_leaves_the_rotation_open_and_the_next_rotate_resumes_it() {
+async fn with_keep_policy_a_verification_that_times_out_leaves_the_rotation_open_for_resume() {
     let mut w = World::new().await;
     w.import_legacy("billing").await;
-    w.edit_config(|c| c.replace("verify_timeout_secs = 60", "verify_timeout_secs = 2"));
+    w.edit_config(|c| {
+        c.replace(
+            "verify_timeout_secs = 60",
+            "verify_timeout_secs = 2\non_verify_failure = \"keep\"",
+        )
+    });
     // Salesforce keeps trusting the old certificate for an hour after the change.
     w.sim.set_propagation(3600, PropagationMode::Old);
 
@@ -458,7 +238,7 @@ async fn verification_that_times_out_leaves_the_rotation_open_and_the_next_rotat
     assert!(
         failed
             .stderr
-            .contains("hint: the new certificate is on the app; run `rekey rotate` again"),
+            .contains("hint: `rekey resume` keeps verifying"),
         "{}",
         failed.stderr
     );
@@ -471,7 +251,7 @@ async fn verification_that_times_out_leaves_the_rotation_open_and_the_next_rotat
     let open = status[0]["open_rotation"].as_str().unwrap().to_string();
 
     w.sim.set_propagation(0, PropagationMode::Either);
-    let resumed = w.ok(&["rotate", "billing"]).await;
+    let resumed = w.ok(&["resume", "billing"]).await;
     assert!(
         resumed
             .stdout
@@ -905,20 +685,6 @@ async fn verification_retries_through_the_propagation_window_until_salesforce_ac
     );
 }
 
-/// A world whose credentials keep their keys in a real OpenBao (Vault API) server, under a
-/// prefix of their own.
-async fn vault_world(bao: &OpenBao) -> (World, String) {
-    let mut w = World::new().await;
-    let prefix = bao.unique_prefix("e2e");
-    let store = format!(
-        "[stores.local]\nkind = \"vault\"\naddress = \"{}\"\npath_prefix = \"{prefix}\"",
-        bao.addr()
-    );
-    w.edit_config(|c| c.replace("[stores.local]\nkind = \"file\"\npath = \"keys\"", &store));
-    w.env.push(("VAULT_TOKEN".into(), bao.root_token().into()));
-    (w, prefix)
-}
-
 fn bao_field(bao: &OpenBao, path: &str, field: &str) -> String {
     let out = bao.bao(&["kv", "get", &format!("-field={field}"), path]);
     assert!(
@@ -1193,23 +959,6 @@ async fn one_generation_across_a_file_store_and_vault_and_status_flags_a_store_t
 
 /// Adds an AWS Secrets Manager store named `aws` (moto on loopback) under a prefix of its own,
 /// with the static dummy credentials every AWS test uses and IMDS disabled.
-fn with_aws_store(w: &mut World, moto: &Moto) -> String {
-    let prefix = moto.unique_name("e2e");
-    let store = format!(
-        "[stores.aws]\nkind = \"aws\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nname_prefix = \"{prefix}\"\n\n[stores.local]",
-        moto.endpoint()
-    );
-    w.edit_config(|c| c.replacen("[stores.local]", &store, 1));
-    for (k, v) in [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ] {
-        w.env.push((k.into(), v.into()));
-    }
-    prefix
-}
-
 /// What a consumer in AWS reads: `GetSecretValue` with the default stage.
 async fn aws_current_certificate(moto: &Moto, secret: &str) -> String {
     use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};

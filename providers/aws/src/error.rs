@@ -104,7 +104,7 @@ where
                     Error::new(ErrorKind::Unavailable, message).temporary()
                 }
                 "LimitExceededException" => Error::new(ErrorKind::Unavailable, message).with_hint(
-                    "a Secrets Manager quota was reached (for example versions per secret); retry later",
+                    "a Secrets Manager quota was reached: versions per secret (retry later, once old versions expire) or 20 staging labels per secret (destroy old discarded generations, labelled REKEY_DISCARDED_G<n>)",
                 ),
                 _ if status.is_some_and(|s| s == 429 || s >= 500) => {
                     Error::new(ErrorKind::Unavailable, message).temporary()

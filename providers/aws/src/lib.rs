@@ -39,6 +39,16 @@ const CURRENT: &str = "AWSCURRENT";
 const PENDING: &str = "AWSPENDING";
 /// The label AWS moves onto the old AWSCURRENT version.
 const PREVIOUS: &str = "AWSPREVIOUS";
+/// The label that keeps a discarded generation's version findable, followed by the generation
+/// (`REKEY_DISCARDED_G3`): a version without labels is "deprecated", which Secrets Manager may
+/// delete and which reads the same as a destroyed one. A staging label is 1–256 characters (this
+/// one is at most 37), and a secret carries at most 20 distinct staging labels across all its
+/// versions (the quota "Staging labels attached across all versions of a secret"; more is a
+/// `LimitExceededException`).
+const DISCARDED_PREFIX: &str = "REKEY_DISCARDED_G";
+/// Discarded generations a key secret can keep: the 20-label quota less AWSCURRENT, AWSPENDING
+/// and AWSPREVIOUS, which the next rotation needs.
+const MAX_DISCARDED: usize = 20 - 3;
 /// The journal keeps at most this many bytes of JSON: a secret value is limited to 65,536.
 const JOURNAL_MAX_BYTES: usize = 60_000;
 /// Compare-and-set writes re-read and retry this often when another writer got in between.
@@ -123,12 +133,30 @@ impl Inner {
                     )
                     .await
             }
-            // A secret without versions: the first version becomes AWSCURRENT in any case.
-            Current::Empty => self
-                .secrets
-                .put(name, None, value, &[CURRENT])
-                .await
-                .map(Some),
+            // A secret without AWSCURRENT (created by hand without a value). Secrets Manager
+            // makes the first version of a secret AWSCURRENT whatever labels the write asks
+            // for, so of two racing first writers only one gets it; a plain write asking for
+            // AWSCURRENT would let both win.
+            Current::Empty => {
+                let new = self
+                    .secrets
+                    .put(name, None, value, &[secrets::WRITE])
+                    .await?;
+                let Some(snap) = self.secrets.describe(name).await? else {
+                    return Ok(None);
+                };
+                let won = match snap.holder(CURRENT) {
+                    Some(holder) => holder == new,
+                    // Versions exist but none is AWSCURRENT: AWS refuses this move once
+                    // another version holds the label.
+                    None => {
+                        self.secrets
+                            .move_label(name, CURRENT, Some(&new), None)
+                            .await?
+                    }
+                };
+                Ok(won.then_some(new))
+            }
             Current::At { version_id, .. } => {
                 let new = self
                     .secrets
@@ -151,30 +179,98 @@ impl Inner {
         ]
     }
 
-    async fn release(&self, credential: &str, version_id: &str, holder: &str) -> Result<()> {
-        let name = self.name(credential, Some("lock"));
-        let seen = self.secrets.current(&name).await?;
-        let taken = || {
-            Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "{}: the lock of {credential} held by '{holder}' expired and was taken over before release",
-                    self.secrets.label()
-                ),
-            )
-        };
-        match &seen {
-            Current::At { version_id: v, .. } if v == version_id => {}
-            _ => return Err(taken()),
-        }
-        let mut record: LockRecord = seen.parse(&name, self.secrets.label())?.unwrap_or_default();
-        record.released_at = Some(Utc::now());
-        let value = serde_json::to_string(&record).expect("a lock record serializes");
-        match self.cas_put(&name, credential, &seen, &value).await? {
-            Some(_) => Ok(()),
-            None => Err(taken()),
-        }
+    /// When a lease taken or extended at `now` expires.
+    fn lease_expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now.checked_add_signed(self.lease_ttl())
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
+
+    fn lease_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.lock_ttl).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Extends (`Confirm`) or gives back (`Release`) the lease `fence` of `credential`, by
+    /// compare-and-set on the lock secret; `LeaseLost` when the record is no longer that lease.
+    async fn own_lease(
+        &self,
+        credential: &str,
+        fence: u64,
+        holder: &str,
+        action: LeaseAction,
+    ) -> Result<()> {
+        let name = self.name(credential, Some("lock"));
+        for _ in 0..CAS_ATTEMPTS {
+            let seen = self.secrets.current(&name).await?;
+            let mut record = match seen.parse::<LockRecord>(&name, self.secrets.label())? {
+                Some(record) if record.fence == fence && record.released_at.is_none() => record,
+                other => return Err(self.lease_lost(credential, fence, holder, other.as_ref())),
+            };
+            let now = Utc::now();
+            match action {
+                LeaseAction::Confirm => {
+                    // Writing on every confirm would add a version each time (versions per
+                    // secret are a quota); once half the time to live is gone is enough.
+                    if record.expires_at - now > self.lease_ttl() / 2 {
+                        return Ok(());
+                    }
+                    record.expires_at = self.lease_expiry(now);
+                }
+                LeaseAction::Release => record.released_at = Some(now),
+            }
+            let value = serde_json::to_string(&record).expect("a lock record serializes");
+            // Losing the race means someone else wrote the record: re-read and judge again.
+            if self
+                .cas_put(&name, credential, &seen, &value)
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "{}: the rotation lock of {credential} kept changing while lease {fence} was written",
+                self.secrets.label()
+            ),
+        )
+        .with_hint("retry"))
+    }
+
+    /// The lease `ours` of `credential` is gone; `now_held` is what the lock secret holds instead.
+    fn lease_lost(
+        &self,
+        credential: &str,
+        ours: u64,
+        holder: &str,
+        now_held: Option<&LockRecord>,
+    ) -> Error {
+        let what = match now_held {
+            Some(r) if r.fence == ours => "was released".to_string(),
+            Some(r) => format!(
+                "was taken over: the lock holds lease {} of '{}'",
+                r.fence, r.holder
+            ),
+            None => "is gone: the lock secret holds no lease".to_string(),
+        };
+        Error::new(
+            ErrorKind::LeaseLost,
+            format!(
+                "{}: the rotation lease {ours} of {credential} held by '{holder}' {what}",
+                self.secrets.label()
+            ),
+        )
+        .with_hint("this runner's lease expired or was released; stop, let the runner holding the lease finish, then inspect `rekey journal`")
+    }
+}
+
+/// What [`Inner::own_lease`] writes.
+#[derive(Clone, Copy)]
+enum LeaseAction {
+    /// Extend the lease when more than half of its time to live has passed.
+    Confirm,
+    /// Mark it released.
+    Release,
 }
 
 /// AWS Secrets Manager as a [`SecretStore`].
@@ -292,6 +388,52 @@ impl AwsStore {
         })
     }
 
+    /// Every labelled version of the key secret `name` that holds `generation`'s key.
+    async fn holding(
+        &self,
+        name: &str,
+        snap: &Snapshot,
+        generation: Generation,
+    ) -> Result<Vec<Held>> {
+        let mut found = Vec::new();
+        for (version_id, labels) in snap.labelled_versions() {
+            let Some(value) = self.secrets().value_by_id(name, version_id).await? else {
+                continue;
+            };
+            let Some(info) = record(self.secrets().label(), name, version_id, &value)? else {
+                continue;
+            };
+            if info.generation == generation {
+                found.push(Held {
+                    version_id: version_id.to_string(),
+                    labels: labels.clone(),
+                    info,
+                    value,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// The key in `value`, the value of version `version_id` of `name`, described by `info`.
+    fn stored_key(
+        &self,
+        name: &str,
+        version_id: &str,
+        value: &str,
+        info: VersionInfo,
+    ) -> Result<StoredKey> {
+        let mut data: Map<String, Value> = serde_json::from_str(value).map_err(|_| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("{self}: version {version_id} of secret {name} is not a JSON object"),
+            )
+        })?;
+        let key = rekey_api::take_key(&mut data)
+            .map_err(|e| e.context(format!("{self}: version {version_id} of secret {name}")))?;
+        Ok(StoredKey { info, key })
+    }
+
     /// Points the `rekey:generation` tag at CURRENT's generation.
     async fn tag_generation(&self, name: &str, generation: Generation) -> Result<()> {
         self.secrets()
@@ -347,6 +489,27 @@ impl AwsStore {
     }
 }
 
+/// A labelled version of a key secret holding a given generation.
+struct Held {
+    version_id: String,
+    labels: Vec<String>,
+    info: VersionInfo,
+    value: Zeroizing<String>,
+}
+
+impl Held {
+    /// Which of several versions holding one generation `read_generation` prefers: a stage
+    /// rekey reports first, in the order CURRENT, PENDING, PREVIOUS, then a discarded one.
+    fn rank(&self) -> usize {
+        let stages = [CURRENT, PENDING, PREVIOUS];
+        self.labels
+            .iter()
+            .filter_map(|l| stages.iter().position(|s| s == l))
+            .min()
+            .unwrap_or(stages.len())
+    }
+}
+
 /// The three labelled versions of a key secret.
 struct Labelled {
     current: Option<(String, VersionInfo)>,
@@ -382,6 +545,11 @@ fn stage_token(new: &NewVersion<'_>) -> String {
     ])
 }
 
+/// The label of discarded `generation`.
+fn discard_label(generation: Generation) -> String {
+    format!("{DISCARDED_PREFIX}{}", generation.0)
+}
+
 /// The keyless value AWSCURRENT holds before the first promotion.
 fn placeholder(credential: &str) -> String {
     json!({ "rekey_placeholder": true, "credential": credential, "note": "no key has been promoted yet" })
@@ -415,9 +583,12 @@ struct Journal {
 }
 
 /// The lock secret's value.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct LockRecord {
     holder: String,
+    /// The lease's fencing number; records written before leases carried one read as 0.
+    #[serde(default)]
+    fence: u64,
     acquired_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -496,15 +667,8 @@ impl SecretStore for AwsStore {
             )
             .with_hint("retry"));
         }
-        let mut data: Map<String, Value> = serde_json::from_str(&read.value).map_err(|_| {
-            Error::new(
-                ErrorKind::Unexpected,
-                format!("{self}: version {version_id} of secret {name} is not a JSON object"),
-            )
-        })?;
-        let key = rekey_api::take_key(&mut data)
-            .map_err(|e| e.context(format!("{self}: version {version_id} of secret {name}")))?;
-        Ok(Some(StoredKey { info, key }))
+        self.stored_key(&name, &version_id, &read.value, info)
+            .map(Some)
     }
 
     async fn stage(&self, credential: &str, new: &NewVersion<'_>) -> Result<()> {
@@ -677,26 +841,110 @@ impl SecretStore for AwsStore {
             )
             .with_hint("promote or revert to another generation first"));
         }
-        let current_id = snap.holder(CURRENT).map(str::to_string);
-        for (version_id, labels) in snap.labelled_versions() {
-            if Some(version_id) == current_id.as_deref() {
+        let current_id = snap.holder(CURRENT);
+        // Every label, the discard label included: a version without labels is found by
+        // neither `read_generation` nor any stage.
+        for held in self.holding(&name, &snap, generation).await? {
+            if Some(held.version_id.as_str()) == current_id {
                 continue;
             }
-            let Some(value) = self.secrets().value_by_id(&name, version_id).await? else {
-                continue;
-            };
-            if record(self.secrets().label(), &name, version_id, &value)?
-                .is_none_or(|info| info.generation != generation)
-            {
-                continue;
-            }
-            for label in labels {
+            for label in &held.labels {
                 self.secrets()
-                    .move_label(&name, label, None, Some(version_id))
+                    .move_label(&name, label, None, Some(&held.version_id))
                     .await?;
             }
         }
         Ok(())
+    }
+
+    async fn discard(&self, credential: &str, generation: Generation) -> Result<()> {
+        let name = self.key_name(credential)?;
+        let Some(snap) = self.secrets().describe(&name).await? else {
+            return Ok(());
+        };
+        let map = self.stage_map(&name, &snap).await?;
+        let Some((pending_id, _)) = map.pending.filter(|(_, p)| p.generation == generation) else {
+            return Ok(());
+        };
+        let label = discard_label(generation);
+        // The discard label goes on before AWSPENDING comes off: in between, a crash leaves a
+        // replayable discard instead of an unlabelled version that nothing can find.
+        match snap.holder(&label) {
+            Some(holder) if holder == pending_id => {}
+            Some(holder) => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{self}: generation {generation} of secret {name} was discarded before with another key (version {holder}); discarding version {pending_id} would make that key unreadable"
+                    ),
+                )
+                .with_hint(format!(
+                    "destroy the earlier discarded key first if the app no longer trusts it (remove the label: aws secretsmanager update-secret-version-stage --secret-id {name} --version-stage {label} --remove-from-version-id {holder})"
+                )));
+            }
+            None => {
+                let custom = snap
+                    .labels()
+                    .into_iter()
+                    .filter(|l| ![CURRENT, PENDING, PREVIOUS].contains(l))
+                    .count();
+                if custom >= MAX_DISCARDED {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "{self}: secret {name} already carries {custom} labels besides AWSCURRENT, AWSPENDING and AWSPREVIOUS; Secrets Manager allows 20 staging labels per secret, so generation {generation} cannot be kept as discarded"
+                        ),
+                    )
+                    .with_hint(format!(
+                        "destroy old discarded generations the app no longer trusts (each is a {DISCARDED_PREFIX}<n> label: aws secretsmanager update-secret-version-stage --secret-id {name} --version-stage {DISCARDED_PREFIX}<n> --remove-from-version-id <version>), then retry"
+                    )));
+                }
+                if !self
+                    .secrets()
+                    .move_label(&name, &label, Some(&pending_id), None)
+                    .await?
+                {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!("{self}: label {label} of secret {name} moved while rekey discarded generation {generation}"),
+                    )
+                    .with_hint("retry"));
+                }
+            }
+        }
+        if !self
+            .secrets()
+            .move_label(&name, PENDING, None, Some(&pending_id))
+            .await?
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("{self}: AWSPENDING of secret {name} moved while rekey discarded generation {generation}"),
+            )
+            .with_hint("another runner changed this credential; re-read its state (rekey status)"));
+        }
+        Ok(())
+    }
+
+    async fn read_generation(
+        &self,
+        credential: &str,
+        generation: Generation,
+    ) -> Result<Option<StoredKey>> {
+        let name = self.key_name(credential)?;
+        let Some(snap) = self.secrets().describe(&name).await? else {
+            return Ok(None);
+        };
+        let Some(held) = self
+            .holding(&name, &snap, generation)
+            .await?
+            .into_iter()
+            .min_by_key(Held::rank)
+        else {
+            return Ok(None);
+        };
+        self.stored_key(&name, &held.version_id, &held.value, held.info)
+            .map(Some)
     }
 
     async fn append_journal(&self, credential: &str, entry: &JournalEntry) -> Result<()> {
@@ -707,6 +955,10 @@ impl SecretStore for AwsStore {
             let mut journal: Journal = seen
                 .parse(&name, self.secrets().label())?
                 .unwrap_or_default();
+            // Checked against the value this write is conditional on, so a takeover between
+            // the check and the write makes the write lose its race and be checked again.
+            rekey_api::check_fence(&journal.entries, entry)
+                .map_err(|e| e.context(format!("{self}: secret {name}")))?;
             journal.entries.push(entry.clone());
             let mut value = serde_json::to_string(&journal).expect("a journal serializes");
             while value.len() > JOURNAL_MAX_BYTES && journal.entries.len() > 1 {
@@ -746,68 +998,105 @@ impl SecretStore for AwsStore {
             let _ = release.await;
         }
         let name = self.inner.name(credential, Some("lock"));
+        // The journal remembers fences too: if the lock secret was deleted (say, by hand to
+        // free a stuck lock), a new lease must still outnumber the entries already journaled,
+        // or the journal would refuse every entry written under it.
+        let journaled = self
+            .read_journal(credential)
+            .await?
+            .iter()
+            .filter_map(|e| e.fence)
+            .max()
+            .unwrap_or(0);
         for _ in 0..CAS_ATTEMPTS {
             let seen = self.secrets().current(&name).await?;
             let now = Utc::now();
-            if let Some(held) = seen.parse::<LockRecord>(&name, self.secrets().label())?
+            let last = seen.parse::<LockRecord>(&name, self.secrets().label())?;
+            if let Some(held) = &last
                 && held.released_at.is_none()
                 && held.expires_at > now
             {
                 return Err(Error::new(
-                    ErrorKind::Conflict,
+                    ErrorKind::Busy,
                     format!(
-                        "{self}: the rotation lock of {credential} is held by '{}' until {}",
+                        "{self}: the rotation lock of {credential} is held by '{}' (lease {}) until {}",
                         held.holder,
+                        held.fence,
                         held.expires_at.to_rfc3339()
                     ),
                 )
-                .with_hint("wait for that rotation to finish or for the lease to expire"));
+                .with_hint("wait for that rotation to finish or for its lease to expire"));
             }
-            let ttl =
-                chrono::Duration::from_std(self.inner.lock_ttl).unwrap_or(chrono::Duration::MAX);
+            let fence = last.map_or(0, |r| r.fence).max(journaled) + 1;
             let record = LockRecord {
                 holder: holder.to_string(),
+                fence,
                 acquired_at: now,
-                expires_at: now
-                    .checked_add_signed(ttl)
-                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                expires_at: self.inner.lease_expiry(now),
                 released_at: None,
             };
             let value = serde_json::to_string(&record).expect("a lock record serializes");
-            if let Some(version_id) = self.inner.cas_put(&name, credential, &seen, &value).await? {
+            // Of two racing takers only one moves AWSCURRENT; the other re-reads and finds
+            // the winner's lease held.
+            if self
+                .inner
+                .cas_put(&name, credential, &seen, &value)
+                .await?
+                .is_some()
+            {
                 return Ok(Box::new(AwsLock {
                     inner: Arc::clone(&self.inner),
                     credential: credential.to_string(),
                     holder: holder.to_string(),
-                    version_id,
+                    fence,
                     released: false,
                 }));
             }
         }
         Err(Error::new(
-            ErrorKind::Conflict,
+            ErrorKind::Busy,
             format!("{self}: the rotation lock of {credential} is contended"),
         )
         .with_hint("retry"))
     }
 }
 
-/// The held rotation lock: the lock secret's AWSCURRENT version this holder wrote.
+/// A held rotation lease: the lock secret's record with this fence.
 #[derive(Debug)]
 struct AwsLock {
     inner: Arc<Inner>,
     credential: String,
     holder: String,
-    version_id: String,
+    fence: u64,
     released: bool,
 }
 
 #[async_trait]
 impl RotationLock for AwsLock {
+    fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    async fn confirm(&self) -> Result<()> {
+        self.inner
+            .own_lease(
+                &self.credential,
+                self.fence,
+                &self.holder,
+                LeaseAction::Confirm,
+            )
+            .await
+    }
+
     async fn release(mut self: Box<Self>) -> Result<()> {
         self.released = true;
         self.inner
-            .release(&self.credential, &self.version_id, &self.holder)
+            .own_lease(
+                &self.credential,
+                self.fence,
+                &self.holder,
+                LeaseAction::Release,
+            )
             .await
     }
 }
@@ -822,13 +1111,13 @@ impl Drop for AwsLock {
             return;
         };
         let inner = Arc::clone(&self.inner);
-        let (credential, version_id, holder) = (
-            self.credential.clone(),
-            self.version_id.clone(),
-            self.holder.clone(),
-        );
+        let (credential, holder, fence) =
+            (self.credential.clone(), self.holder.clone(), self.fence);
         let task = runtime.spawn(async move {
-            if let Err(e) = inner.release(&credential, &version_id, &holder).await {
+            if let Err(e) = inner
+                .own_lease(&credential, fence, &holder, LeaseAction::Release)
+                .await
+            {
                 tracing::warn!("releasing a dropped rotation lock failed: {e}");
             }
         });

@@ -6,7 +6,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::Tag;
 use rekey_api::{Error, ErrorKind, Result};
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use zeroize::Zeroizing;
 
 /// The transient label a compare-and-set write puts on its new version before moving
@@ -26,6 +26,15 @@ impl Snapshot {
             .iter()
             .find(|(_, labels)| labels.iter().any(|l| l == label))
             .map(|(id, _)| id.as_str())
+    }
+
+    /// Every label some version carries, each once.
+    pub(crate) fn labels(&self) -> BTreeSet<&str> {
+        self.versions
+            .values()
+            .flatten()
+            .map(String::as_str)
+            .collect()
     }
 
     /// Every version that carries at least one label, with its labels.

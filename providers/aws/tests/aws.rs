@@ -419,12 +419,24 @@ async fn creation_can_be_forbidden() {
     stage(&store, 1, "r1", &pair()).await.unwrap();
     store.promote(CRED, Generation(1)).await.unwrap();
     assert_eq!(env.holders("AWSCURRENT").await.len(), 1);
+
+    // So is a lock secret without a value: its first lease is written like any other.
+    env.raw
+        .create_secret()
+        .name(format!("{}/lock", env.secret()))
+        .send()
+        .await
+        .unwrap();
+    let first = store.lock(CRED, "me").await.unwrap();
+    assert_eq!(first.fence(), 1);
+    first.release().await.unwrap();
+    let second = store.lock(CRED, "me").await.unwrap();
+    assert_eq!(second.fence(), 2);
+    second.release().await.unwrap();
 }
 
-#[tokio::test]
-async fn the_journal_is_a_secret_readable_from_another_handle() {
-    let env = Env::new("journal").await;
-    let entry = |step: Step| JournalEntry {
+fn journal_entry(step: Step, fence: Option<u64>) -> JournalEntry {
+    JournalEntry {
         rotation_id: RotationId("r2".into()),
         at: chrono::DateTime::from_timestamp(1_800_000_000 + step as i64, 0).unwrap(),
         step,
@@ -434,7 +446,14 @@ async fn the_journal_is_a_secret_readable_from_another_handle() {
         new_fingerprint: None,
         old_fingerprint: None,
         detail: None,
-    };
+        fence,
+    }
+}
+
+#[tokio::test]
+async fn the_journal_is_a_secret_readable_from_another_handle() {
+    let env = Env::new("journal").await;
+    let entry = |step: Step| journal_entry(step, None);
     let writer = env.store();
     let written: Vec<_> = Step::ALL.iter().map(|&s| entry(s)).collect();
     for e in &written {
@@ -468,7 +487,7 @@ async fn the_lock_conflicts_releases_and_expires() {
     let (first, second) = (env.store_with(short.clone()), env.store_with(short));
     let held = first.lock(CRED, "holder one").await.unwrap();
     let err = second.lock(CRED, "holder two").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
     assert!(err.to_string().contains("holder one"), "{err}");
     held.release().await.unwrap();
     let (_, value) = env.consumer_read(&format!("{}/lock", env.secret())).await;
@@ -479,10 +498,237 @@ async fn the_lock_conflicts_releases_and_expires() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let taken = second.lock(CRED, "holder two").await.unwrap();
     let err = stale.release().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "{err}");
     drop(taken); // released in the background; the next lock() waits for it
     let again = second.lock(CRED, "holder three").await.unwrap();
     again.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_out() {
+    let env = Env::new("takeover").await;
+    let short = AwsConfig {
+        lock_ttl: Duration::from_secs(1),
+        ..config(&env.prefix)
+    };
+    let (runner_a, runner_b) = (env.store_with(short.clone()), env.store_with(short));
+    let a = runner_a.lock(CRED, "runner a").await.unwrap();
+    let a_entry = journal_entry(Step::Generate, Some(a.fence()));
+    runner_a.append_journal(CRED, &a_entry).await.unwrap();
+
+    // A stalls past its time to live without confirming; B takes the lease and journals.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let b = runner_b.lock(CRED, "runner b").await.unwrap();
+    assert!(
+        b.fence() > a.fence(),
+        "fences increase: {} then {}",
+        a.fence(),
+        b.fence()
+    );
+    let b_entry = journal_entry(Step::Generate, Some(b.fence()));
+    runner_b.append_journal(CRED, &b_entry).await.unwrap();
+
+    let err = a.confirm().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "{err}");
+    for named in [CRED, &a.fence().to_string(), &b.fence().to_string()] {
+        assert!(err.to_string().contains(named), "names {named}: {err}");
+    }
+    assert!(err.hint().is_some(), "{err:?}");
+
+    let stale = journal_entry(Step::Stage, Some(a.fence()));
+    let err = runner_a.append_journal(CRED, &stale).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "{err}");
+    assert_eq!(
+        runner_b.read_journal(CRED).await.unwrap(),
+        [a_entry, b_entry],
+        "A's entry after the takeover was not written"
+    );
+
+    // B still holds the lease: A's release is refused and leaves it alone.
+    let err = a.release().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "{err}");
+    b.confirm().await.unwrap();
+    let (_, value) = env.consumer_read(&format!("{}/lock", env.secret())).await;
+    assert_eq!(value["fence"], b.fence(), "{value}");
+    assert!(value.get("released_at").is_none(), "{value}");
+    let b_fence = b.fence();
+    b.release().await.unwrap();
+
+    // Deleting the lock secret (say, to free a stuck lock by hand) does not reset the fence:
+    // the journal remembers B's, so the next lease still outnumbers it.
+    env.raw
+        .delete_secret()
+        .secret_id(format!("{}/lock", env.secret()))
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    let c = env.store().lock(CRED, "runner c").await.unwrap();
+    assert!(c.fence() > b_fence, "{} after {b_fence}", c.fence());
+    c.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn of_two_racing_takers_exactly_one_wins() {
+    let env = Env::new("race").await;
+    // "payroll"'s lock secret exists without a value, as with create_missing = false;
+    // "billing"'s does not exist; later rounds race over a released record.
+    let empty = "payroll";
+    env.raw
+        .create_secret()
+        .name(format!("{}/{empty}/lock", env.prefix))
+        .send()
+        .await
+        .unwrap();
+    for credential in [CRED, empty] {
+        let mut last_fence = 0;
+        for round in 0..3 {
+            let (a, b) = (env.store(), env.store());
+            let (ra, rb) =
+                tokio::join!(a.lock(credential, "racer a"), b.lock(credential, "racer b"));
+            let won = match (ra, rb) {
+                (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => {
+                    assert_eq!(lost.kind(), ErrorKind::Busy, "{credential} {round}: {lost}");
+                    won
+                }
+                (a, b) => panic!("{credential} {round}: not exactly one winner: {a:?} / {b:?}"),
+            };
+            assert!(won.fence() > last_fence, "{credential} {round}");
+            last_fence = won.fence();
+            won.release().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn confirm_extends_a_lease_past_half_its_time_to_live() {
+    let env = Env::new("confirm").await;
+    let ttl = AwsConfig {
+        lock_ttl: Duration::from_secs(2),
+        ..config(&env.prefix)
+    };
+    let lock_secret = format!("{}/lock", env.secret());
+    let expiry = |value: &Value| {
+        chrono::DateTime::parse_from_rfc3339(value["expires_at"].as_str().unwrap()).unwrap()
+    };
+    let held = env
+        .store_with(ttl.clone())
+        .lock(CRED, "holder")
+        .await
+        .unwrap();
+    let (taken, record) = env.consumer_read(&lock_secret).await;
+
+    held.confirm().await.unwrap();
+    assert_eq!(
+        env.consumer_read(&lock_secret).await.0,
+        taken,
+        "a fresh lease is confirmed without a write"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    held.confirm().await.unwrap();
+    let (extended, value) = env.consumer_read(&lock_secret).await;
+    assert_ne!(
+        extended, taken,
+        "past half the time to live, confirm writes"
+    );
+    assert!(expiry(&value) > expiry(&record), "{record} then {value}");
+    assert_eq!(value["fence"], held.fence());
+
+    // Expired, but nobody took it: confirm extends it and it is still held.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    held.confirm().await.unwrap();
+    let (_, value) = env.consumer_read(&lock_secret).await;
+    assert!(expiry(&value) > chrono::Utc::now(), "{value}");
+    assert_eq!(value["fence"], held.fence());
+    let err = env.store_with(ttl).lock(CRED, "another").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
+    held.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn discard_trades_awspending_for_a_discard_label() {
+    let env = Env::new("discard").await;
+    let store = env.store();
+    rotate(&store, 1).await;
+    rotate(&store, 2).await;
+    let staged = pair();
+    stage(&store, 3, "r3", &staged).await.unwrap();
+    let g3 = env.holders("AWSPENDING").await;
+    let before = env.versions().await;
+
+    store.discard(CRED, Generation(3)).await.unwrap();
+    let v = env.versions().await;
+    assert_eq!(labels(&v, &g3[0]), ["REKEY_DISCARDED_G3"], "{v:?}");
+    assert!(env.holders("AWSPENDING").await.is_empty(), "{v:?}");
+    for kept in ["AWSCURRENT", "AWSPREVIOUS"] {
+        let holder = env.holders(kept).await;
+        assert_eq!(holder.len(), 1, "{kept}: {v:?}");
+        assert_eq!(
+            labels(&v, &holder[0]),
+            labels(&before, &holder[0]),
+            "{kept}"
+        );
+    }
+    assert_eq!(v.len(), before.len(), "discard writes no version");
+    let read = store
+        .read_generation(CRED, Generation(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.key.expose_secret_pem(), staged.0.expose_secret_pem());
+    store.discard(CRED, Generation(3)).await.unwrap();
+    assert_eq!(
+        env.versions().await,
+        v,
+        "a replayed discard changes nothing"
+    );
+
+    // A second key staged under the discarded generation cannot take its label: that would
+    // leave the first key without any label.
+    stage(&store, 3, "r3-again", &pair()).await.unwrap();
+    let g3_again = env.holders("AWSPENDING").await;
+    let err = store.discard(CRED, Generation(3)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains(&g3[0]), "names the holder: {err}");
+    assert_eq!(env.holders("AWSPENDING").await, g3_again);
+
+    // destroy strips the discard label too, and then nothing finds generation 3.
+    store.destroy(CRED, Generation(3)).await.unwrap();
+    let v = env.versions().await;
+    for id in [&g3[0], &g3_again[0]] {
+        assert_eq!(labels(&v, id), Vec::<String>::new(), "{v:?}");
+    }
+    assert!(
+        store
+            .read_generation(CRED, Generation(3))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Secrets Manager allows 20 labels per secret: with 17 taken besides the three stages,
+    // discard refuses instead of failing half-way.
+    stage(&store, 4, "r4", &pair()).await.unwrap();
+    let g4 = env.holders("AWSPENDING").await;
+    let unlabelled = v.iter().find(|(_, l)| l.is_empty()).unwrap().0.clone();
+    for n in 100..117 {
+        env.raw
+            .update_secret_version_stage()
+            .secret_id(env.secret())
+            .version_stage(format!("REKEY_DISCARDED_G{n}"))
+            .move_to_version_id(&unlabelled)
+            .send()
+            .await
+            .unwrap();
+    }
+    let err = store.discard(CRED, Generation(4)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(
+        err.hint().unwrap().contains("destroy old discarded"),
+        "{err:?}"
+    );
+    assert_eq!(env.holders("AWSPENDING").await, g4, "nothing changed");
 }
 
 #[tokio::test]

@@ -1,12 +1,15 @@
 //! What the file store promises beyond the shared contract (tests/conformance.rs): file modes,
-//! atomic writes, a crash-torn journal, the OS lock, safe credential names.
+//! atomic writes, a crash-torn journal, the OS lock and its fence across processes, keys kept
+//! after a discard, safe credential names.
 
 use rekey_api::{
-    ErrorKind, Generation, JournalEntry, NewVersion, Phase, RotationId, SecretStore, Step,
+    ErrorKind, Generation, JournalEntry, NewVersion, Phase, RotationId, SecretStore, Stage, Step,
 };
 use rekey_file::FileStore;
-use rekey_testkit::conformance::pair;
+use rekey_testkit::conformance::{pair, stage_as};
+use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
 
 /// Stages and promotes generations `1..=n` of credential `billing`.
 async fn rotate_to(store: &FileStore, n: u64) {
@@ -100,6 +103,7 @@ async fn journal_survives_a_torn_last_line() {
         new_fingerprint: None,
         old_fingerprint: None,
         detail: None,
+        fence: None,
     };
     store.append_journal("billing", &entry).await.unwrap();
     store
@@ -140,7 +144,7 @@ async fn the_lock_is_exclusive_names_its_holder_and_is_released_on_drop() {
     let store = FileStore::new(dir.path());
     let guard = store.lock("billing", "rotation r7").await.unwrap();
     let err = store.lock("billing", "rotation r8").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(err.kind(), ErrorKind::Busy);
     assert!(
         err.to_string()
             .contains(&format!("locked by rotation r7 pid {}", std::process::id())),
@@ -160,4 +164,208 @@ async fn credential_names_cannot_escape_the_store() {
         let err = store.stages(name).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{name}");
     }
+}
+
+/// A journal entry of rotation `r1` under lease `fence`.
+fn journal_entry(phase: Phase, fence: Option<u64>) -> JournalEntry {
+    JournalEntry {
+        rotation_id: RotationId("r1".into()),
+        at: chrono::Utc::now(),
+        step: Step::Stage,
+        phase,
+        generation: Generation(2),
+        previous_generation: Some(Generation(1)),
+        new_fingerprint: None,
+        old_fingerprint: None,
+        detail: None,
+        fence,
+    }
+}
+
+#[tokio::test]
+async fn appending_after_a_torn_line_drops_the_fragment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let begin = journal_entry(Phase::Begin, Some(1));
+    store.append_journal("billing", &begin).await.unwrap();
+    let path = dir.path().join("billing/journal.jsonl");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"rotation_id\":\"r1\",\"at\":");
+    std::fs::write(&path, text).unwrap();
+
+    let done = journal_entry(Phase::Done, Some(1));
+    store.append_journal("billing", &done).await.unwrap();
+    assert_eq!(
+        store.read_journal("billing").await.unwrap(),
+        vec![begin, done]
+    );
+}
+
+/// Set in the child process of `a_killed_holder_leaves_a_fence_below_the_next_lease`: the store
+/// root in which the child takes the lock and waits to be killed.
+const HOLD_LOCK_IN: &str = "REKEY_FILE_TEST_HOLD_LOCK_IN";
+
+#[tokio::test]
+async fn a_killed_holder_leaves_a_fence_below_the_next_lease() {
+    if let Ok(root) = std::env::var(HOLD_LOCK_IN) {
+        // The child: hold the lease until the parent's SIGKILL; never release it.
+        let lease = FileStore::new(root)
+            .lock("billing", "doomed child")
+            .await
+            .unwrap();
+        println!("fence {}", lease.fence());
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        panic!("the parent never killed this lease holder");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let first = store.lock("billing", "parent").await.unwrap();
+    let first_fence = first.fence();
+    first.release().await.unwrap();
+
+    // Another process, so the OS lock and the fence really outlive a holder that dies.
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_killed_holder_leaves_a_fence_below_the_next_lease",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(HOLD_LOCK_IN, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let child_fence: u64 = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("fence ").map(|n| n.parse().unwrap()))
+        .expect("the child prints its fence once it holds the lease");
+    assert!(
+        child_fence > first_fence,
+        "{child_fence} after {first_fence}"
+    );
+
+    let err = store.lock("billing", "parent").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("locked by doomed child pid {}", child.id())),
+        "{err}"
+    );
+
+    child.kill().unwrap(); // SIGKILL: no destructor, no release
+    child.wait().unwrap();
+    let next = store
+        .lock("billing", "parent")
+        .await
+        .expect("the OS freed the dead holder's lock");
+    assert!(
+        next.fence() > child_fence,
+        "{} after the killed holder's {child_fence}",
+        next.fence()
+    );
+    next.confirm().await.unwrap();
+}
+
+#[tokio::test]
+async fn confirm_reports_a_lost_lease_when_the_counter_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let lease = store.lock("billing", "rotation r1").await.unwrap();
+    lease.confirm().await.unwrap();
+    let fence = lease.fence();
+
+    // What a second holder would write after someone removed the lock file by hand.
+    let counter = dir.path().join("billing/lease");
+    std::fs::write(&counter, format!("{}\n", fence + 1)).unwrap();
+    let err = lease.confirm().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "{err}");
+    let message = err.to_string();
+    for part in [
+        "'billing'".to_string(),
+        format!("reads {}", fence + 1),
+        format!("holds lease {fence}"),
+    ] {
+        assert!(message.contains(&part), "{part} missing from: {message}");
+    }
+    assert!(err.hint().is_some());
+
+    std::fs::remove_file(&counter).unwrap();
+    let err = lease.confirm().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "a removed counter: {err}");
+}
+
+#[tokio::test]
+async fn a_lost_counter_file_restarts_above_the_journals_greatest_fence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    store
+        .append_journal("billing", &journal_entry(Phase::Begin, Some(41)))
+        .await
+        .unwrap();
+    let lease = store.lock("billing", "rotation r1").await.unwrap();
+    assert_eq!(lease.fence(), 42);
+    store
+        .append_journal("billing", &journal_entry(Phase::Done, Some(lease.fence())))
+        .await
+        .expect("the new holder can append");
+}
+
+#[tokio::test]
+async fn discarded_keys_stay_on_disk_and_are_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    rotate_to(&store, 1).await;
+    let discarded = pair();
+    stage_as(&store, "billing", 2, "r2", &discarded)
+        .await
+        .unwrap();
+    store.discard("billing", Generation(2)).await.unwrap();
+    let stages: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("billing/stages.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        stages,
+        serde_json::json!({"current": 1, "pending": null, "previous": null})
+    );
+    for file in ["000002.key", "000002.crt", "000002.json"] {
+        assert!(
+            dir.path().join("billing").join(file).exists(),
+            "{file} removed by discard"
+        );
+    }
+
+    // The next rotation planning generation 2 again must not replace a key the app may trust.
+    let err = stage_as(&store, "billing", 2, "r3", &pair())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains("rotation r2"), "{err}");
+    let kept = store
+        .read_generation("billing", Generation(2))
+        .await
+        .unwrap()
+        .expect("the discarded key");
+    assert_eq!(
+        kept.key.expose_secret_pem(),
+        discarded.0.expose_secret_pem()
+    );
+
+    // The rotation that wrote those files may rewrite them: that is a stage interrupted before
+    // its stage map write, resumed with a key that never left memory.
+    let resumed = pair();
+    stage_as(&store, "billing", 2, "r2", &resumed)
+        .await
+        .expect("the same rotation resumes");
+    let pending = store
+        .read_key("billing", Stage::Pending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        pending.key.expose_secret_pem(),
+        resumed.0.expose_secret_pem()
+    );
 }

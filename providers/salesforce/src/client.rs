@@ -21,7 +21,6 @@ use zeroize::Zeroizing;
 const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Salesforce wants assertions that expire "within 3 minutes".
 const ASSERTION_LIFETIME_SECS: i64 = 180;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A logged-in admin session.
@@ -190,9 +189,10 @@ impl Client {
         audience: &str,
         api_version: &str,
         admin: AdminAuth,
+        request_timeout: Duration,
     ) -> Result<Self> {
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(request_timeout)
             .connect_timeout(CONNECT_TIMEOUT)
             // A redirect would be an HTML login page or a misconfigured host: surface it instead.
             .redirect(reqwest::redirect::Policy::none())
@@ -248,6 +248,16 @@ impl Client {
                 ErrorKind::Unavailable,
                 format!("{what}: token endpoint answered HTTP {}", status.as_u16()),
             )
+            .temporary());
+        }
+        // The REST limit answer (403 REQUEST_LIMIT_EXCEEDED, or a plain 429) can come from any
+        // endpoint behind the org's gateway, the token endpoint included.
+        if status == StatusCode::TOO_MANY_REQUESTS || body.contains("REQUEST_LIMIT_EXCEEDED") {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("{what}: HTTP {}: REQUEST_LIMIT_EXCEEDED", status.as_u16()),
+            )
+            .with_hint("the org's API request limit is exhausted; wait for it to recover")
             .temporary());
         }
         let json: Option<Value> = serde_json::from_str(&body).ok();
@@ -599,6 +609,7 @@ mod tests {
             "http://127.0.0.1:1",
             "67.0",
             admin,
+            Duration::from_secs(5),
         )
         .unwrap()
     }

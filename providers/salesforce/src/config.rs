@@ -91,6 +91,9 @@ pub struct SalesforceConfig {
     pub consumer_key: Option<String>,
     /// Give up polling a deploy after this.
     pub deploy_timeout: Duration,
+    /// Give up on one HTTP request after this (a hung org answers nothing; the orchestrator
+    /// retries a timed-out call).
+    pub request_timeout: Duration,
 }
 
 impl SalesforceConfig {

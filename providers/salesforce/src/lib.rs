@@ -62,6 +62,7 @@ impl SalesforceTarget {
             &config.audience,
             &config.api_version,
             config.admin,
+            config.request_timeout,
         )?;
         Ok(SalesforceTarget {
             client,

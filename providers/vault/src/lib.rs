@@ -1,10 +1,11 @@
 //! rekey's HashiCorp Vault (and OpenBao) secret store on a KV v2 mount.
 //!
 //! Each credential is four KV keys under `{mount}/{prefix}/{credential}/`: `current` (what
-//! consumers read; a promotion is one write), `pending`, `journal` and `lock`. PREVIOUS is the
-//! version of `current` before its latest one, so a rollback needs no access beyond the
-//! credential's own keys. Every write is check-and-set. See this crate's README for the layout
-//! and the minimal policy.
+//! consumers read; a promotion is one write), `pending`, `journal` and `lock` (the fenced
+//! rotation lease). PREVIOUS is the version of `current` before its latest one, so a rollback
+//! needs no access beyond the credential's own keys; a discarded key stays in the history of
+//! `pending`. Every write is check-and-set. See this crate's README for the layout and the
+//! minimal policy.
 
 mod client;
 mod config;
@@ -32,8 +33,9 @@ use tokio::task::JoinHandle;
 
 /// The journal keeps this many newest entries; older ones drop off (a KV value has a size limit).
 pub const JOURNAL_CAP: usize = 500;
-/// Journal appends re-read and retry this often when another writer got in between.
-const JOURNAL_ATTEMPTS: u32 = 10;
+/// Read-modify-writes (journal appends, lease changes) re-read and decide again this often when
+/// another writer got in between.
+const CAS_ATTEMPTS: u32 = 10;
 
 /// The four KV keys of a credential.
 #[derive(Clone, Copy)]
@@ -98,6 +100,98 @@ struct Record {
     info: VersionInfo,
 }
 
+/// Why `pending` is overwritten with a record without a key; the record says so for operators
+/// reading `pending`.
+#[derive(Clone, Copy)]
+enum Cleared {
+    /// The generation became CURRENT.
+    Promoted,
+    /// The rotation was abandoned; the key stays in the history of `pending`.
+    Discarded,
+}
+
+impl Cleared {
+    fn field(self) -> &'static str {
+        match self {
+            Cleared::Promoted => "promoted_generation",
+            Cleared::Discarded => "discarded_generation",
+        }
+    }
+}
+
+/// What a read-modify-write does with the snapshot it read.
+enum Decision<T> {
+    /// Nothing to write: answer `T`.
+    Keep(T),
+    /// Write this value with check-and-set, then answer `T`.
+    Write(Value, T),
+}
+
+/// What a version of the `lock` key says, read leniently so that records written by older rekey
+/// versions still count.
+struct Lease {
+    holder: Option<String>,
+    /// 0 in a record written before leases carried one, so the next lease gets 1.
+    fence: u64,
+    /// `None` when missing or unreadable: such a lease does not expire by itself, since nothing
+    /// says it did.
+    expires_at: Option<DateTime<Utc>>,
+    released: bool,
+}
+
+impl Lease {
+    /// Reads a lock record; `Err` says what is malformed.
+    fn parse(data: &Map<String, Value>) -> std::result::Result<Lease, &'static str> {
+        let fence = match data.get("fence") {
+            None => Some(0),
+            Some(Value::String(s)) => s.parse().ok(),
+            Some(other) => other.as_u64(),
+        }
+        .ok_or("a 'fence' that is not a whole number")?;
+        Ok(Lease {
+            holder: data
+                .get("holder")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            fence,
+            expires_at: data
+                .get("expires_at")
+                .and_then(Value::as_str)
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            released: data.contains_key("released_at"),
+        })
+    }
+
+    /// Someone holds it: not released and not expired.
+    fn held(&self, now: DateTime<Utc>) -> bool {
+        !self.released && self.expires_at.is_none_or(|at| at > now)
+    }
+
+    fn holder(&self) -> &str {
+        self.holder.as_deref().unwrap_or("an unknown holder")
+    }
+}
+
+/// A new lease record for `holder` under `fence`, expiring `ttl` after `now`. The fence is a
+/// string like a key record's generation, the way `vault kv put` writes numbers.
+fn lease_record(holder: &str, fence: u64, now: DateTime<Utc>, ttl: Duration) -> Value {
+    json!({
+        "holder": holder,
+        "fence": fence.to_string(),
+        "acquired_at": now.to_rfc3339(),
+        "expires_at": expiry(now, ttl).to_rfc3339(),
+    })
+}
+
+/// `ttl` after `now`, saturating for a `lock_ttl` too large for a date.
+fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(ttl)
+        .ok()
+        .and_then(|ttl| now.checked_add_signed(ttl))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// HashiCorp Vault / OpenBao KV v2 as a [`SecretStore`].
 #[derive(Debug)] // safe: the config's secrets redact themselves; the live token is not printed
 pub struct VaultStore {
@@ -127,6 +221,14 @@ impl VaultStore {
             }),
             label,
         })
+    }
+
+    /// Another handle on the same store, for lock guards and their background release.
+    fn handle(&self) -> VaultStore {
+        VaultStore {
+            inner: Arc::clone(&self.inner),
+            label: self.label.clone(),
+        }
     }
 
     fn kv(&self) -> &Kv {
@@ -219,29 +321,73 @@ impl VaultStore {
         )
     }
 
-    /// Writes `data` with check-and-set, after putting `cas_required`/`max_versions` in place.
-    async fn write(&self, snap: &Snapshot, data: &Value) -> Result<u64> {
+    /// Writes `data` with check-and-set against the version `snap` read, after putting
+    /// `cas_required`/`max_versions` in place.
+    async fn write_cas(&self, snap: &Snapshot, data: &Value) -> Result<Written> {
         self.kv()
             .ensure_metadata(&snap.key, snap.meta.as_ref())
             .await?;
-        match self.kv().write(&snap.key, data, snap.cas()).await? {
+        self.kv().write(&snap.key, data, snap.cas()).await
+    }
+
+    /// [`VaultStore::write_cas`], with another writer's change a `Conflict`.
+    async fn write(&self, snap: &Snapshot, data: &Value) -> Result<u64> {
+        match self.write_cas(snap, data).await? {
             Written::Done(version) => Ok(version),
             Written::Stale => Err(self.stale(&snap.key, snap.cas())),
         }
     }
 
-    /// Replaces a PENDING that has been promoted with a record without a key, so that opt-in
-    /// readers of `pending` stop seeing it and a later revert does not resurrect it.
-    async fn clear_pending(&self, pending: &Snapshot, promoted: Generation) -> Result<()> {
-        let data = json!({
-            "cleared_at": Utc::now().to_rfc3339(),
-            "promoted_generation": promoted.0.to_string(),
-        });
-        self.write(pending, &data).await.map(|_| ())
+    /// Reads `leaf`, lets `decide` say what to write, and writes it with check-and-set; when
+    /// another writer got in between, reads again and decides again.
+    async fn read_modify_write<T>(
+        &self,
+        credential: &str,
+        leaf: Leaf,
+        decide: impl Fn(&Snapshot) -> Result<Decision<T>>,
+    ) -> Result<T> {
+        for attempt in 0..CAS_ATTEMPTS {
+            let snap = self.snapshot(credential, leaf).await?;
+            let (data, answer) = match decide(&snap)? {
+                Decision::Keep(answer) => return Ok(answer),
+                Decision::Write(data, answer) => (data, answer),
+            };
+            match self.write_cas(&snap, &data).await? {
+                Written::Done(_) => return Ok(answer),
+                Written::Stale => tokio::time::sleep(jitter(attempt + 1)).await,
+            }
+        }
+        let key = self.inner.key(credential, leaf);
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "{self}: could not update {} after {CAS_ATTEMPTS} attempts: other writers kept changing it",
+                self.kv().data_path(&key)
+            ),
+        )
+        .temporary())
     }
 
-    /// Every live version of `key` whose record holds `generation`.
-    async fn versions_holding(&self, key: &str, generation: Generation) -> Result<Vec<u64>> {
+    /// Replaces PENDING with a record without a key, so that opt-in readers of `pending` stop
+    /// seeing it and a later revert does not resurrect it; the key stays in the KV history.
+    async fn clear_pending(
+        &self,
+        pending: &Snapshot,
+        why: Cleared,
+        generation: Generation,
+    ) -> Result<()> {
+        let mut data = Map::new();
+        data.insert("cleared_at".into(), Utc::now().to_rfc3339().into());
+        data.insert(why.field().into(), generation.0.to_string().into());
+        self.write(pending, &Value::Object(data)).await.map(|_| ())
+    }
+
+    /// Every live version of `key` whose record holds `generation`, oldest first.
+    async fn versions_holding(
+        &self,
+        key: &str,
+        generation: Generation,
+    ) -> Result<Vec<(Record, Version)>> {
         let Some(meta) = self.kv().metadata(key).await? else {
             return Ok(Vec::new());
         };
@@ -250,15 +396,118 @@ impl VaultStore {
             if !state.live() {
                 continue;
             }
-            if let Some(version) = self.kv().read(key, *number).await?
-                && self
-                    .record(key, &version)?
-                    .is_some_and(|r| r.info.generation == generation)
+            let Some(version) = self.kv().read(key, *number).await? else {
+                continue;
+            };
+            if let Some(record) = self
+                .record(key, &version)?
+                .filter(|r| r.info.generation == generation)
             {
-                found.push(*number);
+                found.push((record, version));
             }
         }
         Ok(found)
+    }
+
+    /// The journal entries in `snap`, oldest first.
+    fn journal_of(&self, snap: &Snapshot) -> Result<Vec<JournalEntry>> {
+        let Some(version) = &snap.latest else {
+            return Ok(Vec::new());
+        };
+        let entries = version
+            .data
+            .get("entries")
+            .cloned()
+            .unwrap_or(Value::Array(Vec::new()));
+        serde_json::from_value(entries).map_err(|e| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "{self}: version {} of {} is not a rekey journal: {e}",
+                    version.number,
+                    self.kv().data_path(&snap.key)
+                ),
+            )
+        })
+    }
+
+    /// Parses a version of the `lock` key.
+    fn lease_of(&self, key: &str, version: &Version) -> Result<Lease> {
+        Lease::parse(&version.data).map_err(|what| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("{self}: version {} of {} has {what}", version.number, self.kv().data_path(key)),
+            )
+            .with_hint("the value was not written by rekey; restore a good version with `vault kv rollback`")
+        })
+    }
+
+    /// The lease record in `snap` and its data, if it is the unreleased lease `fence`;
+    /// `LeaseLost` otherwise.
+    fn own_lease<'s>(
+        &self,
+        snap: &'s Snapshot,
+        credential: &str,
+        fence: u64,
+    ) -> Result<(Lease, &'s Map<String, Value>)> {
+        let Some(version) = &snap.latest else {
+            return Err(self.lease_lost(credential, &snap.key, fence, None));
+        };
+        let lease = self.lease_of(&snap.key, version)?;
+        if lease.fence != fence || lease.released {
+            return Err(self.lease_lost(credential, &snap.key, fence, Some(&lease)));
+        }
+        Ok((lease, &version.data))
+    }
+
+    /// `Busy`, naming the holder of `lease` and when it expires.
+    fn busy(&self, credential: &str, key: &str, lease: &Lease) -> Error {
+        let until = lease
+            .expires_at
+            .map_or_else(|| "an unknown time".to_string(), |t| t.to_rfc3339());
+        Error::new(
+            ErrorKind::Busy,
+            format!(
+                "{self}: credential '{credential}' is locked by {} until {until} (lease {}, {})",
+                lease.holder(),
+                lease.fence,
+                self.kv().data_path(key)
+            ),
+        )
+        .with_hint("another rekey process is rotating this credential; wait for it to finish or for its lease to expire")
+    }
+
+    /// The holder of lease `ours` lost it; `found` is what the lock key holds now.
+    fn lease_lost(&self, credential: &str, key: &str, ours: u64, found: Option<&Lease>) -> Error {
+        let path = self.kv().data_path(key);
+        let now = match found {
+            Some(theirs) if theirs.fence != ours => format!(
+                "{path} now carries lease {} of {}",
+                theirs.fence,
+                theirs.holder()
+            ),
+            Some(_) => format!("{path} shows it released"),
+            None => format!("{path} holds no lease"),
+        };
+        Error::new(
+            ErrorKind::LeaseLost,
+            format!("{self}: credential '{credential}': this runner's lease {ours} is lost: {now}"),
+        )
+        .with_hint("the lease expired (lock_ttl) and another runner took the rotation over, or it was released; stop, let the other runner finish, then inspect `rekey journal`")
+    }
+
+    /// Marks the lease `fence` released, unless it is no longer ours: a late release must not
+    /// free a lease another runner took over.
+    async fn release_lease(&self, credential: &str, fence: u64) -> Result<()> {
+        self.read_modify_write(credential, Leaf::Lock, |snap| {
+            let (_, data) = self.own_lease(snap, credential, fence)?;
+            let mut released = data.clone();
+            released.insert("released_at".into(), Utc::now().to_rfc3339().into());
+            Ok(Decision::Write(Value::Object(released), ()))
+        })
+        .await?;
+        tracing::debug!(store = %self, credential, fence, "released the rotation lease");
+        Ok(())
     }
 
     /// Every path and capability a rotation needs.
@@ -435,7 +684,8 @@ impl SecretStore for VaultStore {
         {
             // Finish a promotion interrupted between the CURRENT write and clearing PENDING.
             if pending_record.is_some_and(|p| p.info.generation == generation) {
-                self.clear_pending(&pending_snap, generation).await?;
+                self.clear_pending(&pending_snap, Cleared::Promoted, generation)
+                    .await?;
             }
             return Ok(());
         }
@@ -466,7 +716,8 @@ impl SecretStore for VaultStore {
         let written = self.write(&current_snap, &data).await?;
         tracing::info!(store = %self, credential, generation = generation.0, version = written, "promoted pending key to current");
         pending_snap.latest = None;
-        self.clear_pending(&pending_snap, generation).await
+        self.clear_pending(&pending_snap, Cleared::Promoted, generation)
+            .await
     }
 
     async fn revert(&self, credential: &str, to: Generation) -> Result<()> {
@@ -491,6 +742,44 @@ impl SecretStore for VaultStore {
         Ok(())
     }
 
+    async fn discard(&self, credential: &str, generation: Generation) -> Result<()> {
+        let current_snap = self.snapshot(credential, Leaf::Current).await?;
+        let current = self.current_of(&current_snap)?;
+        let pending_snap = self.snapshot(credential, Leaf::Pending).await?;
+        if self
+            .pending_of(&pending_snap, current.as_ref())?
+            .is_some_and(|p| p.info.generation == generation)
+        {
+            self.clear_pending(&pending_snap, Cleared::Discarded, generation)
+                .await?;
+            tracing::info!(store = %self, credential, generation = generation.0, "discarded the pending key; it stays in the history of pending");
+        }
+        Ok(())
+    }
+
+    async fn read_generation(
+        &self,
+        credential: &str,
+        generation: Generation,
+    ) -> Result<Option<StoredKey>> {
+        rekey_api::check_credential_name(credential)?;
+        // `current` first: if a generation was staged more than once (discarded, then staged
+        // again), the copy that was promoted is the one the app trusts.
+        for leaf in [Leaf::Current, Leaf::Pending] {
+            let key = self.inner.key(credential, leaf);
+            if let Some((record, mut version)) =
+                self.versions_holding(&key, generation).await?.pop()
+            {
+                let material = self.key_material(&key, &mut version)?;
+                return Ok(Some(StoredKey {
+                    info: record.info,
+                    key: material,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     async fn destroy(&self, credential: &str, generation: Generation) -> Result<()> {
         let current_snap = self.snapshot(credential, Leaf::Current).await?;
         if let Some(current) = self
@@ -508,7 +797,12 @@ impl SecretStore for VaultStore {
         }
         for leaf in [Leaf::Current, Leaf::Pending] {
             let key = self.inner.key(credential, leaf);
-            let versions = self.versions_holding(&key, generation).await?;
+            let versions: Vec<u64> = self
+                .versions_holding(&key, generation)
+                .await?
+                .iter()
+                .map(|(_, version)| version.number)
+                .collect();
             if !versions.is_empty() {
                 self.kv().destroy(&key, &versions).await?;
                 tracing::info!(store = %self, credential, generation = generation.0, ?versions, path = %self.kv().data_path(&key), "destroyed key versions");
@@ -524,8 +818,11 @@ impl SecretStore for VaultStore {
                 format!("cannot encode a journal entry: {e}"),
             )
         })?;
-        for attempt in 0..JOURNAL_ATTEMPTS {
-            let snap = self.snapshot(credential, Leaf::Journal).await?;
+        self.read_modify_write(credential, Leaf::Journal, |snap| {
+            rekey_api::check_fence(&self.journal_of(snap)?, entry)
+                .map_err(|e| e.context(format!("{self}: credential '{credential}'")))?;
+            // The stored entries are kept as written, so that fields a newer rekey added survive
+            // an append by this one.
             let mut entries = snap
                 .latest
                 .as_ref()
@@ -536,49 +833,14 @@ impl SecretStore for VaultStore {
             entries.push(line.clone());
             let excess = entries.len().saturating_sub(JOURNAL_CAP);
             entries.drain(..excess);
-            self.kv()
-                .ensure_metadata(&snap.key, snap.meta.as_ref())
-                .await?;
-            match self
-                .kv()
-                .write(&snap.key, &json!({ "entries": entries }), snap.cas())
-                .await?
-            {
-                Written::Done(_) => return Ok(()),
-                Written::Stale => tokio::time::sleep(jitter(attempt + 1)).await,
-            }
-        }
-        let key = self.inner.key(credential, Leaf::Journal);
-        Err(Error::new(
-            ErrorKind::Conflict,
-            format!(
-                "{self}: could not append to {} after {JOURNAL_ATTEMPTS} attempts: other writers kept changing it",
-                self.kv().data_path(&key)
-            ),
-        )
-        .temporary())
+            Ok(Decision::Write(json!({ "entries": entries }), ()))
+        })
+        .await
     }
 
     async fn read_journal(&self, credential: &str) -> Result<Vec<JournalEntry>> {
         let snap = self.snapshot(credential, Leaf::Journal).await?;
-        let Some(version) = snap.latest else {
-            return Ok(Vec::new());
-        };
-        let entries = version
-            .data
-            .get("entries")
-            .cloned()
-            .unwrap_or(Value::Array(Vec::new()));
-        serde_json::from_value(entries).map_err(|e| {
-            Error::new(
-                ErrorKind::Unexpected,
-                format!(
-                    "{self}: version {} of {} is not a rekey journal: {e}",
-                    version.number,
-                    self.kv().data_path(&snap.key)
-                ),
-            )
-        })
+        self.journal_of(&snap)
     }
 
     async fn lock(&self, credential: &str, holder: &str) -> Result<Box<dyn RotationLock>> {
@@ -591,116 +853,91 @@ impl SecretStore for VaultStore {
         for release in pending {
             let _ = release.await;
         }
-        let snap = self.snapshot(credential, Leaf::Lock).await?;
-        if let Some(held) = snap.latest.as_ref().map(|v| &v.data)
-            && held.get("released_at").is_none()
-        {
-            let expires = held
-                .get("expires_at")
-                .and_then(Value::as_str)
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
-            if expires.is_none_or(|at| at > Utc::now()) {
-                let who = held
-                    .get("holder")
-                    .and_then(Value::as_str)
-                    .unwrap_or("an unknown holder");
-                let until =
-                    expires.map_or_else(|| "an unknown time".to_string(), |t| t.to_rfc3339());
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "{self}: credential '{credential}' is locked by {who} until {until} ({})",
-                        self.kv().data_path(&snap.key)
-                    ),
-                )
-                .with_hint("another rekey process is rotating this credential; wait for it to finish or for the lock to expire"));
-            }
-        }
-        let now = Utc::now();
-        let ttl = chrono::Duration::from_std(self.inner.lock_ttl).unwrap_or(chrono::Duration::MAX);
-        let mut record = Map::new();
-        record.insert("holder".into(), holder.into());
-        record.insert("acquired_at".into(), now.to_rfc3339().into());
-        record.insert("expires_at".into(), (now + ttl).to_rfc3339().into());
-        let version = match self.write(&snap, &Value::Object(record.clone())).await {
-            Ok(v) => v,
-            Err(e) if e.kind() == ErrorKind::Conflict => {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "{self}: credential '{credential}' was locked by another process at the same moment ({})",
-                        self.kv().data_path(&snap.key)
-                    ),
-                ));
-            }
-            Err(e) => return Err(e),
-        };
-        tracing::debug!(store = %self, credential, holder, "took the rotation lock");
+        let ttl = self.inner.lock_ttl;
+        // Check-and-set on the version read: of two runners taking a free lease at once, the
+        // second's write is stale, and on re-reading it finds the first's lease held.
+        let fence = self
+            .read_modify_write(credential, Leaf::Lock, |snap| {
+                let previous = snap
+                    .latest
+                    .as_ref()
+                    .map(|v| self.lease_of(&snap.key, v))
+                    .transpose()?;
+                let now = Utc::now();
+                if let Some(held) = previous.as_ref().filter(|l| l.held(now)) {
+                    return Err(self.busy(credential, &snap.key, held));
+                }
+                let fence = previous.map_or(0, |l| l.fence) + 1;
+                Ok(Decision::Write(
+                    lease_record(holder, fence, now, ttl),
+                    fence,
+                ))
+            })
+            .await?;
+        tracing::debug!(store = %self, credential, holder, fence, "took the rotation lease");
         Ok(Box::new(VaultLock {
-            inner: Arc::clone(&self.inner),
-            label: self.label.clone(),
-            key: snap.key,
-            version,
-            record,
+            store: self.handle(),
+            credential: credential.to_string(),
+            fence,
             released: false,
         }))
     }
 }
 
-/// The rotation lock: a version of the credential's `lock` key that we wrote.
+/// The rotation lease: the credential's `lock` record carrying our fence.
 struct VaultLock {
-    inner: Arc<Inner>,
-    label: String,
-    key: String,
-    version: u64,
-    record: Map<String, Value>,
+    store: VaultStore,
+    credential: String,
+    fence: u64,
     released: bool,
 }
 
 impl fmt::Debug for VaultLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VaultLock")
-            .field("store", &self.label)
-            .field("key", &self.key)
-            .field("version", &self.version)
+            .field("store", &self.store.label)
+            .field("credential", &self.credential)
+            .field("fence", &self.fence)
             .finish_non_exhaustive()
-    }
-}
-
-/// Writes the released record over our own lock version.
-async fn release_lock(
-    inner: &Inner,
-    label: &str,
-    key: &str,
-    version: u64,
-    mut record: Map<String, Value>,
-) -> Result<()> {
-    record.insert("released_at".into(), Utc::now().to_rfc3339().into());
-    match inner.kv.write(key, &Value::Object(record), version).await? {
-        Written::Done(_) => Ok(()),
-        Written::Stale => Err(Error::new(
-            ErrorKind::Conflict,
-            format!(
-                "{label}: the lock at {} changed since it was taken (expected version {version}): it expired and someone else took it",
-                inner.kv.data_path(key)
-            ),
-        )
-        .with_hint("the rotation outlived lock_ttl; check the journal and raise lock_ttl")),
     }
 }
 
 #[async_trait]
 impl RotationLock for VaultLock {
+    fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    async fn confirm(&self) -> Result<()> {
+        let store = &self.store;
+        let ttl = store.inner.lock_ttl;
+        let extended_to = store
+            .read_modify_write(&self.credential, Leaf::Lock, |snap| {
+                let (lease, data) = store.own_lease(snap, &self.credential, self.fence)?;
+                let now = Utc::now();
+                // Extending only past half the TTL keeps a confirm before every write from
+                // writing a KV version each time. An expired lease nobody took is still ours.
+                if lease
+                    .expires_at
+                    .is_some_and(|at| at >= expiry(now, ttl / 2))
+                {
+                    return Ok(Decision::Keep(None));
+                }
+                let until = expiry(now, ttl);
+                let mut extended = data.clone();
+                extended.insert("expires_at".into(), until.to_rfc3339().into());
+                Ok(Decision::Write(Value::Object(extended), Some(until)))
+            })
+            .await?;
+        if let Some(until) = extended_to {
+            tracing::debug!(store = %store, credential = %self.credential, fence = self.fence, %until, "extended the rotation lease");
+        }
+        Ok(())
+    }
+
     async fn release(mut self: Box<Self>) -> Result<()> {
         self.released = true;
-        release_lock(
-            &self.inner,
-            &self.label,
-            &self.key,
-            self.version,
-            std::mem::take(&mut self.record),
-        )
-        .await
+        self.store.release_lease(&self.credential, self.fence).await
     }
 }
 
@@ -712,19 +949,14 @@ impl Drop for VaultLock {
         // Dropped without release(): release in the background if a runtime is around; the
         // lease expiry frees the lock otherwise.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (inner, label, key, version) = (
-                Arc::clone(&self.inner),
-                self.label.clone(),
-                self.key.clone(),
-                self.version,
-            );
-            let record = std::mem::take(&mut self.record);
+            let (store, credential, fence) =
+                (self.store.handle(), self.credential.clone(), self.fence);
             let task = runtime.spawn(async move {
-                if let Err(e) = release_lock(&inner, &label, &key, version, record).await {
-                    tracing::warn!(error = %e, "could not release a dropped rotation lock; it expires with its lease");
+                if let Err(e) = store.release_lease(&credential, fence).await {
+                    tracing::warn!(error = %e, "could not release a dropped rotation lease; it frees itself when it expires");
                 }
             });
-            if let Ok(mut releases) = self.inner.releases.lock() {
+            if let Ok(mut releases) = self.store.inner.releases.lock() {
                 releases.push(task);
             }
         }
@@ -735,6 +967,23 @@ impl Drop for VaultLock {
 mod tests {
     use super::*;
     use rekey_testkit::openbao::OpenBao;
+
+    #[test]
+    fn a_lock_record_fence_is_a_whole_number_or_absent() {
+        let fence = |value: Value| {
+            let mut data = Map::new();
+            if !value.is_null() {
+                data.insert("fence".into(), value);
+            }
+            Lease::parse(&data).map(|l| l.fence)
+        };
+        assert_eq!(fence(Value::Null), Ok(0), "a record from before fences");
+        assert_eq!(fence(json!("7")), Ok(7));
+        assert_eq!(fence(json!(7)), Ok(7));
+        for bad in [json!("seven"), json!(-1), json!(1.5), json!(true)] {
+            assert!(fence(bad.clone()).is_err(), "{bad}");
+        }
+    }
 
     /// The check-and-set every promote, revert and stage relies on, with another writer (the
     /// `bao` CLI) landing exactly between the store's read and its write.

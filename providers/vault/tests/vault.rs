@@ -297,6 +297,7 @@ fn entry(n: i64, rotation: &str) -> JournalEntry {
         new_fingerprint: None,
         old_fingerprint: None,
         detail: Some(format!("entry {n}")),
+        fence: None,
     }
 }
 
@@ -346,7 +347,7 @@ async fn the_lock_conflicts_releases_and_expires() {
 
     let held = short.lock(CRED, "runner-a").await.unwrap();
     let err = other.lock(CRED, "runner-b").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(err.kind(), ErrorKind::Busy);
     assert!(
         err.to_string().contains("runner-a") && err.to_string().contains("until"),
         "{err}"
@@ -358,12 +359,18 @@ async fn the_lock_conflicts_releases_and_expires() {
     );
     assert!(!kv_field(bao, &format!("{prefix}/{CRED}/lock"), "released_at").is_empty());
 
-    // A crashed holder (never released) is freed by the lease; its late release is refused.
+    // A crashed holder (never released) is freed by the lease; its late release is refused
+    // and leaves the new holder's lease alone.
     let crashed = short.lock(CRED, "runner-c").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let taken = other.lock(CRED, "runner-d").await.unwrap();
     let err = crashed.release().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "{err}");
+    assert_eq!(
+        kv_field(bao, &format!("{prefix}/{CRED}/lock"), "holder"),
+        "runner-d"
+    );
+    taken.confirm().await.unwrap();
     taken.release().await.unwrap();
 
     // Dropping a guard releases it for the next lock() of the same store.
@@ -376,6 +383,224 @@ async fn the_lock_conflicts_releases_and_expires() {
         .release()
         .await
         .unwrap();
+}
+
+/// A journal entry of `rotation` written under lease `fence`.
+fn fenced(n: i64, rotation: &str, fence: u64) -> JournalEntry {
+    JournalEntry {
+        fence: Some(fence),
+        ..entry(n, rotation)
+    }
+}
+
+/// A runner whose lease expired and was taken over learns it from `confirm()` and can no
+/// longer journal; its late release leaves the new holder's lease alone.
+#[tokio::test]
+async fn a_lease_taken_over_after_expiry_is_lost_to_its_old_holder() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("takeover");
+    let mut cfg = config(bao, &prefix, token(bao.root_token()));
+    cfg.lock_ttl = Duration::from_secs(1);
+    let a_store = VaultStore::new(cfg).unwrap();
+    let b_store = root_store(bao, &prefix);
+
+    let a = a_store.lock(CRED, "runner-a").await.unwrap();
+    a_store
+        .append_journal(CRED, &fenced(1, "ra", a.fence()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let b = b_store.lock(CRED, "runner-b").await.unwrap();
+    assert!(b.fence() > a.fence(), "{} then {}", a.fence(), b.fence());
+
+    let err = a.confirm().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("'{CRED}'"))
+            && text.contains(&format!("lease {}", a.fence()))
+            && text.contains(&format!("lease {} of runner-b", b.fence())),
+        "{text}"
+    );
+    assert!(
+        err.hint().is_some_and(|h| h.contains("lock_ttl")),
+        "{err:?}"
+    );
+
+    b_store
+        .append_journal(CRED, &fenced(2, "rb", b.fence()))
+        .await
+        .unwrap();
+    let err = a_store
+        .append_journal(CRED, &fenced(3, "ra", a.fence()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "{err}");
+    b_store
+        .append_journal(CRED, &fenced(4, "rb", b.fence()))
+        .await
+        .unwrap();
+    assert_eq!(
+        b_store.read_journal(CRED).await.unwrap(),
+        vec![
+            fenced(1, "ra", a.fence()),
+            fenced(2, "rb", b.fence()),
+            fenced(4, "rb", b.fence())
+        ],
+        "the old holder's entry was not written"
+    );
+
+    let err = a.release().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "{err}");
+    b.confirm().await.unwrap();
+    let err = a_store.lock(CRED, "runner-a").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
+    b.release().await.unwrap();
+}
+
+/// `confirm()` extends a lease past half its TTL, and even after it expired as long as nobody
+/// took it; before half its TTL it writes nothing.
+#[tokio::test]
+async fn confirm_extends_the_lease() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("extend");
+    let mut cfg = config(bao, &prefix, token(bao.root_token()));
+    cfg.lock_ttl = Duration::from_secs(2);
+    let store = VaultStore::new(cfg).unwrap();
+    let other = root_store(bao, &prefix);
+    let path = format!("secret/{prefix}/{CRED}/lock");
+    let version = || kv_metadata(bao, &path)["data"]["current_version"].clone();
+    let expires_at = || {
+        let at = kv_field(bao, &format!("{prefix}/{CRED}/lock"), "expires_at");
+        chrono::DateTime::parse_from_rfc3339(&at).unwrap()
+    };
+
+    let lease = store.lock(CRED, "runner-a").await.unwrap();
+    // Taken before `start`, so the sleeps below are at least as long as they say.
+    let start = tokio::time::Instant::now();
+    let taken = version();
+    lease.confirm().await.unwrap();
+    assert_eq!(version(), taken, "no write before half the TTL");
+
+    tokio::time::sleep_until(start + Duration::from_millis(1200)).await;
+    lease.confirm().await.unwrap();
+    let extended = version();
+    assert_ne!(extended, taken, "extended");
+    assert_eq!(
+        kv_field(bao, &format!("{prefix}/{CRED}/lock"), "fence"),
+        lease.fence().to_string(),
+        "the fence is kept"
+    );
+    tokio::time::sleep_until(start + Duration::from_millis(2500)).await;
+    let err = other.lock(CRED, "runner-b").await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Busy,
+        "still held past the first expiry: {err}"
+    );
+
+    // Past the extended expiry: expired, but nobody took it, so still ours.
+    let left = expires_at().signed_duration_since(chrono::Utc::now());
+    tokio::time::sleep(left.to_std().unwrap_or_default() + Duration::from_millis(200)).await;
+    lease.confirm().await.unwrap();
+    assert_ne!(version(), extended, "extended again");
+    let err = other.lock(CRED, "runner-b").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Busy, "held again: {err}");
+    let fence = lease.fence();
+    lease.release().await.unwrap();
+    let next = other.lock(CRED, "runner-b").await.unwrap();
+    assert_eq!(next.fence(), fence + 1);
+    next.release().await.unwrap();
+}
+
+/// Two runners taking a free lease at once: check-and-set lets one win; the other is Busy and
+/// is told who won.
+#[tokio::test]
+async fn racing_takers_cannot_both_win() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("lock-race");
+    let (one, two) = (root_store(bao, &prefix), root_store(bao, &prefix));
+    let (a, b) = tokio::join!(one.lock(CRED, "runner-one"), two.lock(CRED, "runner-two"));
+    let (won, lost, winner) = match (a, b) {
+        (Ok(won), Err(lost)) => (won, lost, "runner-one"),
+        (Err(lost), Ok(won)) => (won, lost, "runner-two"),
+        (a, b) => panic!("exactly one taker wins: {a:?} {b:?}"),
+    };
+    assert_eq!(lost.kind(), ErrorKind::Busy, "{lost}");
+    assert!(lost.to_string().contains(winner), "{lost}");
+    assert_eq!(won.fence(), 1);
+    won.release().await.unwrap();
+}
+
+/// A lock record written before leases carried a fence counts as fence 0; once expired or
+/// released, the next lease is 1.
+#[tokio::test]
+async fn a_lock_record_without_a_fence_is_fence_zero() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("legacy-lock");
+    bao.bao_ok(&[
+        "kv",
+        "put",
+        &format!("secret/{prefix}/{CRED}/lock"),
+        "holder=old-runner",
+        "acquired_at=2020-01-01T00:00:00+00:00",
+        "expires_at=2020-01-01T00:30:00+00:00",
+    ]);
+    let store = root_store(bao, &prefix);
+    let lease = store.lock(CRED, "new-runner").await.unwrap();
+    assert_eq!(lease.fence(), 1);
+    lease.release().await.unwrap();
+}
+
+/// A discarded key is no longer PENDING for readers of `pending` but stays in its KV history,
+/// where `read_generation` finds it.
+#[tokio::test]
+async fn discard_keeps_the_key_in_the_history_of_pending() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("discard");
+    let store = root_store(bao, &prefix);
+    rotate(&store, 1).await;
+    let staged = pair();
+    stage(&store, 2, &staged).await.unwrap();
+    store.discard(CRED, Generation(2)).await.unwrap();
+    let path = format!("secret/{prefix}/{CRED}/pending");
+    let pending = json(&bao.bao_ok(&["kv", "get", "-format=json", &path]));
+    assert!(
+        pending["data"]["data"].get("private_key").is_none(),
+        "{pending}"
+    );
+    assert_eq!(pending["data"]["data"]["discarded_generation"], "2");
+    let version = pending["data"]["metadata"]["version"].as_u64().unwrap();
+    assert_eq!(
+        bao.bao_ok(&[
+            "kv",
+            "get",
+            &format!("-version={}", version - 1),
+            "-field=private_key",
+            &path
+        ]),
+        staged.0.expose_secret_pem()
+    );
+    let read = store
+        .read_generation(CRED, Generation(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.info.certificate.fingerprint, staged.1.fingerprint);
+    assert_eq!(
+        kv_field(bao, &format!("{prefix}/{CRED}/current"), "generation"),
+        "1",
+        "CURRENT untouched"
+    );
+    store.destroy(CRED, Generation(2)).await.unwrap();
+    assert!(
+        store
+            .read_generation(CRED, Generation(2))
+            .await
+            .unwrap()
+            .is_none(),
+        "destroyed"
+    );
 }
 
 #[tokio::test]

@@ -78,6 +78,18 @@ impl OrgSim {
         certs::Cert::parse(&text).ok().map(|c| c.pem())
     }
 
+    /// Every certificate `app` has held, oldest first, as PEM (the fault-matrix tests check
+    /// that rekey kept the private key of each).
+    pub fn certificate_history(&self, app: &str) -> Vec<String> {
+        let st = self.shared.lock();
+        st.app_by_name(app)
+            .map(|view| st.certificate_history(&view))
+            .unwrap_or_default()
+            .iter()
+            .map(certs::Cert::pem)
+            .collect()
+    }
+
     /// Stored ConnectedApp metadata XML (without consumerSecret).
     pub fn connected_app_xml(&self, full_name: &str) -> Option<String> {
         self.component_xml(CONNECTED_APP, full_name)

@@ -61,6 +61,8 @@ pub enum PropagationMode {
     /// Either certificate verifies.
     #[default]
     Either,
+    /// Neither verifies: the old certificate is gone and the new one has not arrived yet.
+    Neither,
 }
 
 /// How certificates appear in `readMetadata` results.

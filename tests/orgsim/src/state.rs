@@ -186,6 +186,8 @@ pub(crate) struct OrgState {
     /// Keyed by (type name, member full name).
     pub(crate) components: BTreeMap<(String, String), Component>,
     cert_changes: HashMap<String, CertChange>,
+    /// Every certificate each app has held since its first change, oldest first.
+    cert_history: HashMap<String, Vec<Cert>>,
     pub(crate) sessions: Vec<Session>,
     pub(crate) deploys: HashMap<String, Deploy>,
     pub(crate) faults: Vec<Fault>,
@@ -221,6 +223,7 @@ impl OrgState {
             approvals: HashSet::new(),
             components: BTreeMap::new(),
             cert_changes: HashMap::new(),
+            cert_history: HashMap::new(),
             sessions: Vec::new(),
             deploys: HashMap::new(),
             faults: Vec::new(),
@@ -515,6 +518,20 @@ impl OrgState {
         })
     }
 
+    /// Every certificate the app has held, oldest first (just the current one if it never
+    /// changed).
+    pub(crate) fn certificate_history(&self, app: &AppView) -> Vec<Cert> {
+        match self.cert_history.get(&app.key()) {
+            Some(history) => history.clone(),
+            None => app
+                .certificate
+                .as_deref()
+                .and_then(|t| Cert::parse(t).ok())
+                .into_iter()
+                .collect(),
+        }
+    }
+
     /// Certificates the token endpoint trusts for this app right now, honouring the
     /// propagation window after the latest certificate change.
     pub(crate) fn trusted_certs(&self, app: &AppView) -> Vec<Cert> {
@@ -527,6 +544,7 @@ impl OrgState {
             (false, _) | (true, PropagationMode::New) => vec![current],
             (true, PropagationMode::Old) => vec![old],
             (true, PropagationMode::Either) => vec![current, old],
+            (true, PropagationMode::Neither) => vec![],
         };
         certs.into_iter().flatten().collect()
     }
@@ -646,6 +664,11 @@ impl OrgState {
             let old = certificate(&prev.element, kind).and_then(|t| Cert::parse(t).ok());
             let new = certificate(&element, kind).and_then(|t| Cert::parse(t).ok());
             if old != new {
+                let history = self
+                    .cert_history
+                    .entry(app.clone())
+                    .or_insert_with(|| old.iter().cloned().collect());
+                history.extend(new);
                 self.cert_changes.insert(app, CertChange { old, at: now });
             }
         }

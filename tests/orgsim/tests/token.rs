@@ -486,7 +486,20 @@ async fn old_and_new_key_statuses(sim: &orgsim::OrgSim) -> (u16, u16) {
 #[tokio::test]
 async fn propagation_modes() {
     let sim = start("").await;
+    let before = sim.certificate_history("Billing_Sync");
+    assert_eq!(before.len(), 1, "the seeded certificate");
     rotate_billing_cert(&sim).await;
+    let after = sim.certificate_history("Billing_Sync");
+    assert_eq!(
+        after.len(),
+        2,
+        "the seeded certificate, then the deployed one"
+    );
+    assert_eq!(after[0], before[0]);
+    assert_eq!(
+        Some(&after[1]),
+        sim.app_certificate_pem("Billing_Sync").as_ref()
+    );
     // No window by default: only the new key works at once.
     assert_eq!(old_and_new_key_statuses(&sim).await, (400, 200));
 
@@ -496,6 +509,8 @@ async fn propagation_modes() {
     assert_eq!(old_and_new_key_statuses(&sim).await, (400, 200));
     sim.set_propagation(600, PropagationMode::Either);
     assert_eq!(old_and_new_key_statuses(&sim).await, (200, 200));
+    sim.set_propagation(600, PropagationMode::Neither);
+    assert_eq!(old_and_new_key_statuses(&sim).await, (400, 400));
     // After the window only the new certificate verifies.
     sim.set_clock_offset(601);
     assert_eq!(old_and_new_key_statuses(&sim).await, (400, 200));

@@ -103,6 +103,33 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Freezes the server (SIGSTOP): connections hang as with a stalled network, and the state is
+    /// kept, unlike a restart of moto, which forgets every secret.
+    pub fn pause(&self) {
+        self.signal_server("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal_server("-CONT");
+    }
+
+    /// Signals moto_server itself, the wrapper's child.
+    fn signal_server(&self, signal: &str) {
+        let wrapper = self.child.id();
+        let children = fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children"))
+            .unwrap_or_else(|e| panic!("children of the moto wrapper {wrapper}: {e}"));
+        for pid in children.split_whitespace() {
+            let status = Command::new("kill")
+                .args([signal, pid])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill {signal} {pid} failed");
+        }
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         // SIGTERM lets the wrapper's trap stop the server; SIGKILL would orphan it.

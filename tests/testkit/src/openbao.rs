@@ -127,6 +127,18 @@ impl OpenBao {
             .unwrap_or_else(|e| panic!("run {}: {e}", self.bao.display()))
     }
 
+    /// Unseals a server sealed with `bao operator seal`, with the unseal key the dev server
+    /// printed at start.
+    pub fn unseal(&self) {
+        let log = std::fs::read_to_string(&self.log)
+            .unwrap_or_else(|e| panic!("read {}: {e}", self.log.display()));
+        let key = log
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Unseal Key: "))
+            .unwrap_or_else(|| panic!("no unseal key in {}", self.log.display()));
+        self.bao_ok(&["operator", "unseal", key.trim()]);
+    }
+
     /// Like [`OpenBao::bao`], but panics with the CLI's stderr unless it succeeded; returns stdout.
     pub fn bao_ok(&self, args: &[&str]) -> String {
         let out = self.bao(args);

@@ -224,6 +224,7 @@ impl Org {
             integration_username: INTEGRATION_USER.into(),
             consumer_key: None,
             deploy_timeout: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(20),
         }
     }
 

@@ -1,0 +1,902 @@
+//! The fault matrix: whatever happens mid-rotation, rekey never leaves a certificate on the app
+//! whose private key is lost, never lets two runners rotate one credential, and the next run
+//! finishes or cleanly undoes what was started.
+//!
+//! The real `rekey` binary is stopped at every step boundary by its test-only hold point
+//! (`REKEY_TEST_HOLD_AT`, compiled out of release builds) and killed there with SIGKILL, then
+//! resumed or aborted, for every store kind; Salesforce (the org emulator) fails each kind of call
+//! in each way it can; stores go away mid-rotation; runners race. After every scenario the same
+//! invariants are checked, and everything rekey printed or journaled is scanned for key bytes.
+
+mod world;
+
+use orgsim::{Fault, FaultKind, PropagationMode};
+use rekey_api::{Generation, SecretStore};
+use rekey_testkit::moto::Moto;
+use rekey_testkit::openbao::OpenBao;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use world::{Run, World, rekey_api_fingerprint, vault_world, with_aws_store};
+
+const CRED: &str = "billing";
+const APP: &str = "Billing_Sync";
+/// The lease time to live in these worlds: a killed runner's lease blocks others this long.
+const LEASE_SECS: u64 = 2;
+/// Scenarios of one matrix run at once (each is a few short processes and an emulator).
+const PARALLEL: usize = 4;
+
+/// Every point at which a rotation can be killed: after the lease is taken, and before, inside
+/// and after each step (journaled Begin → acted → journaled Done).
+fn kill_points() -> Vec<String> {
+    let steps = [
+        "generate", "stage", "publish", "verify", "promote", "finalize",
+    ];
+    std::iter::once("leased".to_string())
+        .chain(steps.iter().flat_map(|s| {
+            ["begin", "acted", "done"]
+                .iter()
+                .map(move |p| format!("{s}:{p}"))
+        }))
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    File,
+    Vault,
+    Aws,
+}
+
+/// A world with `billing`'s key in one store kind, its legacy key imported as generation 1.
+struct Scene {
+    w: World,
+    kind: Kind,
+    prefix: String,
+    /// Vault address or moto endpoint.
+    endpoint: String,
+    /// A Vault token that can read everything, for the checks.
+    root: String,
+    /// Every private key this scene ever held, for the leak scan.
+    secrets: Vec<String>,
+}
+
+impl Scene {
+    async fn new(kind: Kind) -> Scene {
+        match kind {
+            Kind::File => Scene::file().await,
+            Kind::Vault => Scene::vault(OpenBao::shared(), OpenBao::shared().root_token()).await,
+            Kind::Aws => Scene::aws(Moto::shared()).await,
+        }
+    }
+
+    async fn file() -> Scene {
+        Scene::ready(
+            World::new().await,
+            Kind::File,
+            String::new(),
+            String::new(),
+            String::new(),
+        )
+        .await
+    }
+
+    async fn vault(bao: &OpenBao, token: &str) -> Scene {
+        let (mut w, prefix) = vault_world(bao).await;
+        let line = format!("path_prefix = \"{prefix}\"");
+        w.edit_config(|c| c.replace(&line, &format!("{line}\nlock_ttl_secs = {LEASE_SECS}")));
+        w.env.retain(|(k, _)| k != "VAULT_TOKEN");
+        w.env.push(("VAULT_TOKEN".into(), token.into()));
+        Scene::ready(w, Kind::Vault, prefix, bao.addr(), bao.root_token().into()).await
+    }
+
+    async fn aws(moto: &Moto) -> Scene {
+        let mut w = World::new().await;
+        let prefix = with_aws_store(&mut w, moto);
+        let line = format!("name_prefix = \"{prefix}\"");
+        w.edit_config(|c| {
+            c.replacen("store = \"local\"", "store = \"aws\"", 1)
+                .replace(&line, &format!("{line}\nlock_ttl_secs = {LEASE_SECS}"))
+        });
+        Scene::ready(w, Kind::Aws, prefix, moto.endpoint(), String::new()).await
+    }
+
+    async fn ready(
+        mut w: World,
+        kind: Kind,
+        prefix: String,
+        endpoint: String,
+        root: String,
+    ) -> Scene {
+        w.import_legacy(CRED).await;
+        let secrets = world::walk(w.dir.path())
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "key"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        Scene {
+            w,
+            kind,
+            prefix,
+            endpoint,
+            root,
+            secrets,
+        }
+    }
+
+    /// A handle on the credential's store, for checks rekey's own output cannot make.
+    async fn store(&self) -> Box<dyn SecretStore> {
+        match self.kind {
+            Kind::File => Box::new(rekey_file::FileStore::new(self.w.path("keys"))),
+            Kind::Vault => {
+                let auth =
+                    rekey_vault::VaultAuth::Token(rekey_vault::VaultToken::new(self.root.clone()));
+                let mut config = rekey_vault::VaultConfig::new(self.endpoint.clone(), auth);
+                config.path_prefix = self.prefix.clone();
+                Box::new(rekey_vault::VaultStore::new(config).unwrap())
+            }
+            Kind::Aws => {
+                let config = rekey_aws::AwsConfig {
+                    name_prefix: self.prefix.clone(),
+                    ..rekey_aws::AwsConfig::default()
+                };
+                Box::new(
+                    rekey_aws::AwsStore::with_sdk_config(config, &aws_sdk(&self.endpoint).await)
+                        .unwrap(),
+                )
+            }
+        }
+    }
+
+    fn set(&self, key: &str, value: &str) {
+        // Settings go into billing's section, right after its verify timeout.
+        self.w.edit_config(|c| {
+            c.replacen(
+                "verify_timeout_secs = 60",
+                &format!("verify_timeout_secs = 60\n{key} = {value}"),
+                1,
+            )
+        });
+    }
+
+    /// The invariants every closed rotation leaves behind, checked through rekey, the store and
+    /// the emulator. `generation` must be CURRENT in every store and its certificate on the app.
+    async fn assert_settled(&mut self, generation: u64, context: &str) {
+        self.assert_settled_since(0, generation, context).await;
+    }
+
+    /// Like [`Scene::assert_settled`], for a later rotation: only the certificates the app held
+    /// from `history[since]` on (the one it held when that rotation began) must keep their keys.
+    async fn assert_settled_since(&mut self, since: usize, generation: u64, context: &str) {
+        let status = self.w.json(&["status", CRED]).await;
+        let row = &status[0];
+        assert_eq!(
+            row["generation"], generation,
+            "{context}: CURRENT\n{status}"
+        );
+        assert!(
+            row["pending_generation"].is_null(),
+            "{context}: PENDING cleared\n{status}"
+        );
+        assert!(
+            row["open_rotation"].is_null(),
+            "{context}: journal closed\n{status}"
+        );
+        let app = self.w.app_fingerprint(APP);
+        assert_eq!(
+            row["fingerprint"],
+            app.as_str(),
+            "{context}: the app holds CURRENT\n{status}"
+        );
+        for store in row["stores"].as_array().unwrap() {
+            assert_eq!(
+                store["matches_app"], true,
+                "{context}: every store agrees\n{status}"
+            );
+        }
+
+        let store = self.store().await;
+        let stages = store.stages(CRED).await.unwrap();
+        assert_eq!(
+            stages.current.map(|v| v.generation),
+            Some(Generation(generation)),
+            "{context}: CURRENT read from the store"
+        );
+        if self.kind == Kind::Aws {
+            let labels = aws_labels(&self.endpoint, &format!("{}/{CRED}", self.prefix)).await;
+            let current = labels.iter().filter(|l| *l == "AWSCURRENT").count();
+            assert_eq!(current, 1, "{context}: exactly one AWSCURRENT: {labels:?}");
+            assert!(
+                !labels.iter().any(|l| l == "AWSPENDING"),
+                "{context}: {labels:?}"
+            );
+        }
+        // Every certificate the app ever held still has its private key somewhere.
+        let mut kept = BTreeSet::new();
+        for g in 1..=generation + 2 {
+            if let Some(k) = store.read_generation(CRED, Generation(g)).await.unwrap() {
+                kept.insert(k.info.certificate.fingerprint.to_hex());
+                self.secrets.push(k.key.expose_secret_pem().to_string());
+            }
+        }
+        for pem in self.w.sim.certificate_history(APP).iter().skip(since) {
+            let fp = rekey_api_fingerprint(pem);
+            assert!(
+                kept.contains(&fp),
+                "{context}: the app held {fp}, whose key is in no store (kept: {kept:?})"
+            );
+        }
+
+        let journal = self.w.json(&["journal", CRED]).await;
+        // Empty when the only rotation was killed before its first entry.
+        if let Some(last) = journal.as_array().unwrap().last() {
+            assert!(
+                matches!(last["step"].as_str(), Some("finalize" | "close"))
+                    && last["phase"] == "done",
+                "{context}: the journal ends closed: {last}"
+            );
+        }
+        // A token signed by CURRENT is accepted.
+        self.w.ok(&["verify", CRED]).await;
+    }
+
+    /// Occurrences of key material (armour, or any 32-character piece of a key's base64 body) in
+    /// everything rekey printed, logged or journaled in this scene.
+    fn leaks(&self) -> usize {
+        let mut fragments = BTreeSet::new();
+        for pem in &self.secrets {
+            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            let chars: Vec<char> = body.chars().collect();
+            for start in (0..chars.len().saturating_sub(32)).step_by(16) {
+                fragments.insert(chars[start..start + 32].iter().collect::<String>());
+            }
+        }
+        assert!(
+            fragments.len() > 100,
+            "the scan needs the keys it looks for"
+        );
+        let mut texts = self.w.printed.clone();
+        texts.extend(
+            world::walk(self.w.dir.path())
+                .into_iter()
+                .filter(|p| p.file_name().is_some_and(|n| n == "journal.jsonl"))
+                .map(|p| std::fs::read_to_string(p).unwrap()),
+        );
+        texts
+            .iter()
+            .map(|t| {
+                let flat = t.replace("\\n", "").replace(['\n', '\r'], "");
+                flat.matches("PRIVATE KEY").count()
+                    + fragments
+                        .iter()
+                        .filter(|f| flat.contains(f.as_str()))
+                        .count()
+            })
+            .sum()
+    }
+
+    fn assert_no_leaks(&self, context: &str) {
+        assert_eq!(
+            self.leaks(),
+            0,
+            "{context}: key material printed or journaled"
+        );
+    }
+}
+
+async fn aws_sdk(endpoint: &str) -> aws_config::SdkConfig {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "static"))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// Every staging label on every version of `secret`, deprecated versions included.
+async fn aws_labels(endpoint: &str, secret: &str) -> Vec<String> {
+    let client = aws_sdk_secretsmanager::Client::new(&aws_sdk(endpoint).await);
+    let out = client
+        .list_secret_version_ids()
+        .secret_id(secret)
+        .include_deprecated(true)
+        .send()
+        .await
+        .unwrap();
+    out.versions()
+        .iter()
+        .flat_map(|v| v.version_stages().iter().cloned())
+        .collect()
+}
+
+/// A `rekey` process waiting at a hold point.
+struct Held {
+    child: tokio::process::Child,
+    file: PathBuf,
+    point: String,
+    args: Vec<String>,
+}
+
+impl Held {
+    /// Starts `rekey args` to wait at `point` (it does not wait for it to get there).
+    fn spawn(w: &World, args: &[&str], point: &str) -> Held {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = w.path(&format!("hold-{n}"));
+        let child = w
+            .command(args)
+            .env("REKEY_TEST_HOLD_AT", point)
+            .env("REKEY_TEST_HOLD_FILE", &file)
+            // Files, not pipes: nobody reads a pipe while the process waits, and -vv logs would
+            // fill it and block the process before its hold point.
+            .stdout(std::fs::File::create(file.with_extension("out")).unwrap())
+            .stderr(std::fs::File::create(file.with_extension("err")).unwrap())
+            .spawn()
+            .unwrap();
+        Held {
+            child,
+            file,
+            point: point.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    fn is_waiting(&self) -> bool {
+        self.file.exists()
+    }
+
+    /// Waits until the process reached its hold point; panics with its output if it ended first.
+    async fn reached(mut self, w: &mut World) -> Held {
+        for _ in 0..3000 {
+            if self.is_waiting() {
+                return self;
+            }
+            if self.child.try_wait().unwrap().is_some() {
+                let run = self.finish(w).await;
+                panic!(
+                    "rekey ended before its hold point (exit {}):\n{}{}",
+                    run.code, run.stdout, run.stderr
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let point = self.point.clone();
+        let run = self.kill(w).await;
+        panic!(
+            "rekey never reached its hold point {point} in 30s (killed):\n{}{}",
+            run.stdout,
+            tail(&run.stderr, 30)
+        );
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    async fn kill(mut self, w: &mut World) -> Run {
+        self.child.start_kill().unwrap();
+        self.finish(w).await
+    }
+
+    /// Lets it go on from the hold point.
+    async fn release(self, w: &mut World) -> Run {
+        std::fs::remove_file(&self.file).unwrap();
+        self.finish(w).await
+    }
+
+    async fn finish(mut self, w: &mut World) -> Run {
+        let status = self.child.wait().await.unwrap();
+        let out = std::process::Output {
+            status,
+            stdout: std::fs::read(self.file.with_extension("out")).unwrap(),
+            stderr: std::fs::read(self.file.with_extension("err")).unwrap(),
+        };
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        w.record(&args, out)
+    }
+}
+
+/// Lets the lease of a runner that could not release it expire.
+async fn wait_out_lease() {
+    tokio::time::sleep(Duration::from_millis(LEASE_SECS * 1000 + 300)).await;
+}
+
+/// The last `n` lines of `text` (debug logs run long).
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Then {
+    Resume,
+    Abort,
+}
+
+/// Kill -9 at `point`, then `then`; returns a line for the matrix report.
+async fn killed_at(kind: Kind, point: String, then: Then) -> String {
+    let mut s = Scene::new(kind).await;
+    let context = format!("{kind:?} killed at {point}, then {then:?}");
+    let held = Held::spawn(&s.w, &["rotate", CRED, "-vv"], &point)
+        .reached(&mut s.w)
+        .await;
+    let killed = held.kill(&mut s.w).await;
+    assert_eq!(killed.code, -1, "{context}: killed by a signal");
+
+    let verb = match then {
+        Then::Resume => "resume",
+        Then::Abort => "abort",
+    };
+    if kind != Kind::File {
+        // The dead runner's lease holds until it expires; the refusal names it.
+        let blocked = s.w.rekey(&[verb, CRED]).await;
+        assert_eq!(
+            blocked.code, 75,
+            "{context}: lease of the killed runner\n{}",
+            blocked.stderr
+        );
+        assert!(
+            blocked.stderr.contains("rekey rotate on"),
+            "{context}: names the holder: {}",
+            blocked.stderr
+        );
+        wait_out_lease().await;
+    }
+    // Before any journal entry, or after the last, there is no open rotation.
+    let nothing_open = point == "leased" || point == "finalize:done";
+    let mut args = vec![verb, CRED, "-vv"];
+    if let Then::Abort = then {
+        args.extend(["--reason", "fault matrix"]);
+    }
+    let run = s.w.rekey(&args).await;
+    let expected_code = if nothing_open { 64 } else { 0 };
+    assert_eq!(
+        run.code, expected_code,
+        "{context}\n{}{}",
+        run.stdout, run.stderr
+    );
+
+    let rotated = point == "finalize:done";
+    match then {
+        Then::Resume if nothing_open && !rotated => {
+            // Killed before anything was journaled: a plain rotate starts afresh.
+            s.w.ok(&["rotate", CRED]).await;
+            s.assert_settled(2, &context).await;
+        }
+        Then::Resume => s.assert_settled(2, &context).await,
+        Then::Abort if rotated => s.assert_settled(2, &context).await,
+        Then::Abort => {
+            s.assert_settled(1, &context).await;
+            assert_eq!(
+                s.w.app_fingerprint(APP),
+                rekey_api_fingerprint(&std::fs::read_to_string(s.w.path("billing.crt")).unwrap()),
+                "{context}: the original certificate is back on the app"
+            );
+            // And the credential rotates cleanly afterwards, to a generation never used before.
+            let since = s.w.sim.certificate_history(APP).len() - 1;
+            s.w.ok(&["rotate", CRED]).await;
+            let expected = if point == "leased" { 2 } else { 3 };
+            s.assert_settled_since(since, expected, &format!("{context}, rotated again"))
+                .await;
+        }
+    }
+    s.assert_no_leaks(&context);
+    format!("{context}: converged")
+}
+
+async fn matrix(kind: Kind, then: Then) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+    let mut set = tokio::task::JoinSet::new();
+    let points = kill_points();
+    for point in points.clone() {
+        let limit = limit.clone();
+        set.spawn(async move {
+            let _permit = limit.acquire_owned().await.unwrap();
+            killed_at(kind, point, then).await
+        });
+    }
+    let mut converged = 0;
+    while let Some(result) = set.join_next().await {
+        match result {
+            Ok(_) => converged += 1,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    println!(
+        "fault matrix {kind:?} kill -9 then {then:?}: {} scenarios, {converged} converged",
+        points.len()
+    );
+    assert_eq!(converged, points.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn file_store_killed_at_every_step_then_resumed() {
+    matrix(Kind::File, Then::Resume).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn file_store_killed_at_every_step_then_aborted() {
+    matrix(Kind::File, Then::Abort).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vault_store_killed_at_every_step_then_resumed() {
+    matrix(Kind::Vault, Then::Resume).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vault_store_killed_at_every_step_then_aborted() {
+    matrix(Kind::Vault, Then::Abort).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aws_store_killed_at_every_step_then_resumed() {
+    matrix(Kind::Aws, Then::Resume).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aws_store_killed_at_every_step_then_aborted() {
+    matrix(Kind::Aws, Then::Abort).await;
+}
+
+/// Where each kind of Salesforce call goes: OAuth (admin login and every verification), SOAP
+/// (readMetadata, listMetadata) and REST (deployRequest and its status).
+const SALESFORCE_CALLS: [&str; 3] = [
+    "/services/oauth2/token",
+    "/services/Soap/m",
+    "/services/data",
+];
+
+fn temporary_faults() -> Vec<(&'static str, FaultKind)> {
+    vec![
+        (
+            "500",
+            FaultKind::ServerError {
+                status: 500,
+                body: "internal error".into(),
+            },
+        ),
+        ("timeout", FaultKind::Latency { ms: 1_600 }),
+        ("REQUEST_LIMIT_EXCEEDED", FaultKind::RequestLimit),
+        ("Data Not Available page", FaultKind::DataNotAvailable),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn temporary_salesforce_faults_at_every_call_are_retried_until_the_rotation_converges() {
+    let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+    let mut set = tokio::task::JoinSet::new();
+    for path in SALESFORCE_CALLS {
+        for (name, fault) in temporary_faults() {
+            let limit = limit.clone();
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await.unwrap();
+                let mut s = Scene::file().await;
+                let context = format!("{name} twice on {path}");
+                s.set("request_timeout_secs", "1");
+                s.w.sim
+                    .inject_fault(Fault::new(fault).on_path(path).times(2));
+                let run = s.w.rekey(&["rotate", CRED, "-v"]).await;
+                assert_eq!(run.code, 0, "{context}\n{}{}", run.stdout, run.stderr);
+                assert!(
+                    run.stdout.contains("retrying") || run.stderr.contains("retrying"),
+                    "{context}: the retries are reported\n{}{}",
+                    run.stdout,
+                    run.stderr
+                );
+                s.assert_settled(2, &context).await;
+                s.assert_no_leaks(&context);
+            });
+        }
+    }
+    let mut n = 0;
+    while let Some(result) = set.join_next().await {
+        if let Err(e) = result {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        n += 1;
+    }
+    println!("salesforce temporary faults: {n} scenarios converged");
+    assert_eq!(n, SALESFORCE_CALLS.len() * temporary_faults().len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deploy_stops_at_once_and_resume_finishes_after_the_cause_is_gone() {
+    let mut s = Scene::file().await;
+    let legacy = s.w.app_fingerprint(APP);
+    s.w.sim.inject_fault(
+        Fault::new(FaultKind::DeployFails {
+            problem: "Invalid certificate for this org".into(),
+        })
+        .times(1),
+    );
+    let failed = s.w.rekey(&["rotate", CRED, "-v"]).await;
+    assert_eq!(failed.code, 5, "{}{}", failed.stdout, failed.stderr);
+    assert!(
+        failed.stderr.contains("Invalid certificate for this org"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        !failed.stdout.contains("retrying"),
+        "componentFailures are not retried:\n{}",
+        failed.stdout
+    );
+    let deploys =
+        s.w.sim
+            .calls()
+            .iter()
+            .filter(|c| c.method == "POST" && c.path.ends_with("/metadata/deployRequest"))
+            .count();
+    assert_eq!(deploys, 1, "exactly one deploy was attempted");
+    assert_eq!(s.w.app_fingerprint(APP), legacy, "the app is unchanged");
+
+    s.w.ok(&["resume", CRED]).await;
+    s.assert_settled(2, "resumed after a failed deploy").await;
+    s.assert_no_leaks("failed deploy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verification_rides_through_propagation_windows() {
+    for (mode, secs) in [
+        (PropagationMode::Neither, 3),
+        (PropagationMode::Old, 3),
+        (PropagationMode::Either, 30),
+    ] {
+        let mut s = Scene::file().await;
+        s.w.sim.set_propagation(secs, mode);
+        let run = s.w.rekey(&["rotate", CRED]).await;
+        let context = format!("{mode:?} for {secs}s");
+        assert_eq!(run.code, 0, "{context}\n{}{}", run.stdout, run.stderr);
+        let refused = run.stdout.contains("refused (invalid_grant");
+        assert_eq!(
+            refused,
+            mode != PropagationMode::Either,
+            "{context}\n{}",
+            run.stdout
+        );
+        s.assert_settled(2, &context).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_salesforce_never_accepts_is_rolled_back_to_the_previous_one() {
+    let mut s = Scene::file().await;
+    let legacy = s.w.app_fingerprint(APP);
+    s.w.edit_config(|c| c.replacen("verify_timeout_secs = 60", "verify_timeout_secs = 2", 1));
+    // Salesforce keeps trusting only the certificate it had for an hour after any change…
+    s.w.sim.set_propagation(3600, PropagationMode::Old);
+    let held = Held::spawn(&s.w, &["rotate", CRED], "restore:begin")
+        .reached(&mut s.w)
+        .await;
+    // …until rekey starts to put the old one back, which then takes effect at once.
+    s.w.sim.set_propagation(0, PropagationMode::Either);
+    let run = held.release(&mut s.w).await;
+    assert_eq!(run.code, 7, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("rolled back"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("did not accept the new key within 2s"),
+        "the reason: {}",
+        run.stderr
+    );
+    assert_eq!(
+        s.w.app_fingerprint(APP),
+        legacy,
+        "the previous certificate is back"
+    );
+    s.assert_settled(1, "rolled back").await;
+    let journal = s.w.json(&["journal", CRED]).await;
+    let close = journal.as_array().unwrap().last().unwrap();
+    assert!(
+        close["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("rolled back: "),
+        "{close}"
+    );
+    // The rolled-back key stays recoverable (the app trusted it for a while), out of every stage.
+    let store = s.store().await;
+    assert!(
+        store
+            .read_generation(CRED, Generation(2))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    s.assert_no_leaks("rollback");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_interrupted_rotation_is_refused_by_rotate_and_finished_by_resume() {
+    let mut s = Scene::file().await;
+    s.set("resume_max_age_hours", "1");
+    let held = Held::spawn(&s.w, &["rotate", CRED], "publish:done")
+        .reached(&mut s.w)
+        .await;
+    held.kill(&mut s.w).await;
+    // Make the open rotation two hours old.
+    let path = s.w.path("keys/billing/journal.jsonl");
+    let journal = std::fs::read_to_string(&path).unwrap();
+    let two_hours_ago = (chrono::Utc::now() - chrono::Duration::hours(2)).to_rfc3339();
+    let aged: String = journal
+        .lines()
+        .map(|l| {
+            let mut e: serde_json::Value = serde_json::from_str(l).unwrap();
+            if e["step"] != "finalize" {
+                e["at"] = two_hours_ago.clone().into();
+            }
+            e.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&path, aged).unwrap();
+    let open = s.w.json(&["status", CRED]).await[0]["open_rotation"].clone();
+
+    let refused = s.w.rekey(&["rotate", CRED]).await;
+    assert_eq!(refused.code, 6, "{}", refused.stderr);
+    for expected in [
+        open.as_str().unwrap(),
+        "publish",
+        "2h00m ago",
+        "rekey resume billing",
+        "rekey abort billing",
+    ] {
+        assert!(
+            refused.stderr.contains(expected),
+            "names {expected}: {}",
+            refused.stderr
+        );
+    }
+    s.w.ok(&["resume", CRED]).await;
+    s.assert_settled(2, "resumed an old rotation").await;
+}
+
+/// `n` runners started together: exactly one rotates, the rest refuse with exit code 75.
+async fn race(kind: Kind, n: usize) {
+    let mut s = Scene::new(kind).await;
+    let context = format!("{n} runners on {kind:?}");
+    let mut runners: Vec<Held> = (0..n)
+        .map(|_| Held::spawn(&s.w, &["rotate", CRED], "leased"))
+        .collect();
+    // Wait until one holds the lease and every other one has given up.
+    let mut refused = Vec::new();
+    for _ in 0..3000 {
+        let mut i = 0;
+        while i < runners.len() {
+            if !runners[i].is_waiting() && runners[i].child.try_wait().unwrap().is_some() {
+                refused.push(runners.remove(i).finish(&mut s.w).await);
+            } else {
+                i += 1;
+            }
+        }
+        if runners.len() == 1 && runners[0].is_waiting() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(runners.len(), 1, "{context}: one runner holds the lease");
+    assert_eq!(refused.len(), n - 1, "{context}");
+    for run in &refused {
+        assert_eq!(run.code, 75, "{context}: refused\n{}", run.stderr);
+        assert!(
+            run.stderr.contains("rekey rotate on"),
+            "{context}: names the holder: {}",
+            run.stderr
+        );
+    }
+    let winner = runners.pop().unwrap().release(&mut s.w).await;
+    assert_eq!(
+        winner.code, 0,
+        "{context}: the winner\n{}{}",
+        winner.stdout, winner.stderr
+    );
+    s.assert_settled(2, &context).await;
+    let journal = s.w.json(&["journal", CRED]).await;
+    let ids: BTreeSet<&str> = journal
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["rotation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "{context}: exactly one rotation journaled: {ids:?}"
+    );
+    assert_eq!(
+        journal.as_array().unwrap().len(),
+        12,
+        "{context}: begin+done for six steps"
+    );
+    s.assert_no_leaks(&context);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_runners_on_one_credential_rotate_once() {
+    for kind in [Kind::File, Kind::Vault, Kind::Aws] {
+        let races = [2, 4, 8].map(|n| race(kind, n));
+        futures_join(races).await;
+    }
+}
+
+async fn futures_join<F: std::future::Future<Output = ()> + Send + 'static>(futures: [F; 3]) {
+    let mut set = tokio::task::JoinSet::new();
+    for f in futures {
+        set.spawn(f);
+    }
+    while let Some(result) = set.join_next().await {
+        if let Err(e) = result {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_sealed_mid_rotation_fails_cleanly_and_resume_finishes_once_unsealed() {
+    let bao = OpenBao::start();
+    let mut s = Scene::vault(&bao, bao.root_token()).await;
+    let held = Held::spawn(&s.w, &["rotate", CRED], "publish:done")
+        .reached(&mut s.w)
+        .await;
+    bao.bao_ok(&["operator", "seal"]);
+    let failed = held.release(&mut s.w).await;
+    assert_eq!(failed.code, 4, "{}{}", failed.stdout, failed.stderr);
+    assert!(
+        failed.stderr.to_lowercase().contains("sealed"),
+        "names the cause: {}",
+        failed.stderr
+    );
+    bao.unseal();
+    // The stopped runner could not give its lease back to a sealed Vault: it expires.
+    wait_out_lease().await;
+    s.w.ok(&["resume", CRED]).await;
+    s.assert_settled(2, "vault sealed after publish").await;
+    s.assert_no_leaks("vault sealed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_vault_token_stops_the_rotation_and_a_new_token_resumes_it() {
+    let bao = OpenBao::shared();
+    let token = bao.bao_ok(&["token", "create", "-policy=root", "-field=token"]);
+    let mut s = Scene::vault(bao, token.trim()).await;
+    let held = Held::spawn(&s.w, &["rotate", CRED], "stage:done")
+        .reached(&mut s.w)
+        .await;
+    bao.bao_ok(&["token", "revoke", token.trim()]);
+    let failed = held.release(&mut s.w).await;
+    assert_eq!(
+        failed.code, 5,
+        "stopped before the app was touched\n{}{}",
+        failed.stdout, failed.stderr
+    );
+    assert!(
+        failed.stderr.contains("VAULT_TOKEN") || failed.stderr.contains("token"),
+        "{}",
+        failed.stderr
+    );
+    let fresh = bao.bao_ok(&["token", "create", "-policy=root", "-field=token"]);
+    s.w.env.retain(|(k, _)| k != "VAULT_TOKEN");
+    s.w.env.push(("VAULT_TOKEN".into(), fresh.trim().into()));
+    // The stopped runner could not give its lease back with a revoked token: it expires.
+    wait_out_lease().await;
+    s.w.ok(&["resume", CRED]).await;
+    s.assert_settled(2, "vault token revoked").await;
+    s.assert_no_leaks("vault token revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_secrets_manager_is_waited_out() {
+    let moto = Moto::start();
+    let mut s = Scene::aws(&moto).await;
+    let held = Held::spawn(&s.w, &["rotate", CRED], "verify:done")
+        .reached(&mut s.w)
+        .await;
+    // Freeze Secrets Manager, let rekey go on into promote, and bring it back 3 s later.
+    moto.pause();
+    std::fs::remove_file(&held.file).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    moto.resume();
+    let run = held.finish(&mut s.w).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    s.assert_settled(2, "secrets manager stalled during promote")
+        .await;
+    s.assert_no_leaks("secrets manager stalled");
+}

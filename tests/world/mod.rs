@@ -1,0 +1,284 @@
+//! The world the end-to-end and fault-matrix tests run the real `rekey` binary in: a temporary
+//! directory with keys made by `openssl` the way the Salesforce docs tell users to make them, the
+//! shared demo seed (tests/demo), an org emulator on a free loopback port, a `rekey.toml` pointing
+//! at it, and optionally a Vault (OpenBao) or AWS (moto) store.
+
+// Each test crate that includes this module uses a different subset of it.
+#![allow(dead_code)]
+
+use orgsim::{OrgSim, Seed};
+use rekey_testkit::moto::Moto;
+use rekey_testkit::openbao::OpenBao;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+pub(crate) struct World {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) sim: OrgSim,
+    /// Everything any rekey command printed, for the key-leak check.
+    pub(crate) printed: Vec<String>,
+    /// Environment given to every rekey command.
+    pub(crate) env: Vec<(String, String)>,
+}
+
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+pub(crate) fn openssl(args: &[&str]) -> Output {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl must be installed (make test installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub(crate) fn legacy_pair(dir: &Path, name: &str) {
+    let key = dir.join(format!("{name}.key"));
+    let crt = dir.join(format!("{name}.crt"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        &format!("/CN={name}-legacy"),
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        crt.to_str().unwrap(),
+    ]);
+}
+
+impl World {
+    pub(crate) async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/demo");
+        std::fs::copy(demo.join("seed.toml"), dir.path().join("seed.toml")).unwrap();
+        for name in ["admin", "billing", "billing-eca"] {
+            legacy_pair(dir.path(), name);
+        }
+        let sim = OrgSim::start(Seed::from_path(&dir.path().join("seed.toml")).unwrap())
+            .await
+            .unwrap();
+        let config = std::fs::read_to_string(demo.join("rekey.toml.in"))
+            .unwrap()
+            .replace("@LOGIN_URL@", &sim.base_url());
+        std::fs::write(dir.path().join("rekey.toml"), config).unwrap();
+        World {
+            dir,
+            sim,
+            printed: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub(crate) async fn rekey(&mut self, args: &[&str]) -> Run {
+        self.rekey_with_env(args, &[]).await
+    }
+
+    /// The `rekey` command this world runs: its config, a hermetic environment (no Vault or
+    /// Salesforce variables, no ~/.vault-token from the machine) plus `self.env`.
+    pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rekey"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("REKEY_CONFIG", self.path("rekey.toml"))
+            .env_remove("SF_ACCESS_TOKEN")
+            .env_remove("SF_INSTANCE_URL")
+            .env_remove("VAULT_ADDR")
+            .env_remove("VAULT_TOKEN")
+            .env_remove("REKEY_TEST_HOLD_AT")
+            .env("HOME", self.dir.path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Keeps what a finished command printed, for the key-leak check.
+    pub(crate) fn record(&mut self, args: &[&str], out: std::process::Output) -> Run {
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        };
+        self.printed.push(format!(
+            "$ rekey {}\n{}{}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        ));
+        run
+    }
+
+    pub(crate) async fn rekey_with_env(&mut self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let out = self
+            .command(args)
+            .envs(env.iter().copied())
+            .output()
+            .await
+            .unwrap();
+        self.record(args, out)
+    }
+
+    /// Puts the openssl-made key of `credential` (already on its app) under rekey's management.
+    pub(crate) async fn import_legacy(&mut self, credential: &str) {
+        let (key, crt) = (format!("{credential}.key"), format!("{credential}.crt"));
+        self.ok(&["import", credential, "--key", &key, "--cert", &crt])
+            .await;
+    }
+
+    /// Rewrites `rekey.toml` through `edit`.
+    pub(crate) fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let path = self.path("rekey.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(text)).unwrap();
+    }
+
+    pub(crate) async fn ok(&mut self, args: &[&str]) -> Run {
+        let run = self.rekey(args).await;
+        assert_eq!(
+            run.code, 0,
+            "rekey {args:?} failed:\n{}{}",
+            run.stdout, run.stderr
+        );
+        run
+    }
+
+    pub(crate) async fn json(&mut self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let run = self.ok(&args).await;
+        serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} printed non-JSON ({e}):\n{}", run.stdout))
+    }
+
+    /// The fingerprint of the file store's CURRENT certificate for `credential`.
+    pub(crate) async fn current_fingerprint(&mut self, credential: &str) -> String {
+        let status = self.json(&["status", credential]).await;
+        status[0]["fingerprint"].as_str().unwrap().to_string()
+    }
+
+    pub(crate) fn app_fingerprint(&self, app: &str) -> String {
+        let pem = self
+            .sim
+            .app_certificate_pem(app)
+            .expect("app holds a certificate");
+        rekey_api_fingerprint(&pem)
+    }
+
+    /// Asserts that no private key held anywhere in this world was printed or journaled.
+    pub(crate) fn assert_no_key_bytes_leaked(&self) {
+        let mut secrets = Vec::new();
+        for entry in walk(self.dir.path()) {
+            if entry.extension().is_some_and(|e| e == "key") {
+                let pem = std::fs::read_to_string(&entry).unwrap();
+                secrets.extend(
+                    pem.lines()
+                        .filter(|l| !l.starts_with("-----") && l.len() > 20)
+                        .map(str::to_string),
+                );
+            }
+        }
+        assert!(
+            secrets.len() > 50,
+            "expected several keys in the world, found {} key lines",
+            secrets.len()
+        );
+        let mut haystacks = self.printed.clone();
+        for entry in walk(self.dir.path())
+            .into_iter()
+            .filter(|p| p.file_name().is_some_and(|n| n == "journal.jsonl"))
+        {
+            haystacks.push(std::fs::read_to_string(entry).unwrap());
+        }
+        for text in &haystacks {
+            assert!(!text.contains("PRIVATE KEY"), "key armour printed:\n{text}");
+            for line in &secrets {
+                assert!(
+                    !text.contains(line.as_str()),
+                    "private key bytes printed:\n{text}"
+                );
+            }
+        }
+    }
+}
+
+pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path))
+        } else {
+            out.push(path)
+        }
+    }
+    out
+}
+
+/// SHA-256 of a PEM certificate's DER, as `openssl x509 -fingerprint -sha256` computes it.
+pub(crate) fn rekey_api_fingerprint(pem: &str) -> String {
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), pem).unwrap();
+    let out = openssl(&[
+        "x509",
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+        "-in",
+        tmp.path().to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_lowercase()
+}
+
+/// A world whose credentials keep their keys in a real OpenBao (Vault API) server, under a
+/// prefix of their own.
+pub(crate) async fn vault_world(bao: &OpenBao) -> (World, String) {
+    let mut w = World::new().await;
+    let prefix = bao.unique_prefix("e2e");
+    let store = format!(
+        "[stores.local]\nkind = \"vault\"\naddress = \"{}\"\npath_prefix = \"{prefix}\"",
+        bao.addr()
+    );
+    w.edit_config(|c| c.replace("[stores.local]\nkind = \"file\"\npath = \"keys\"", &store));
+    w.env.push(("VAULT_TOKEN".into(), bao.root_token().into()));
+    (w, prefix)
+}
+
+pub(crate) fn with_aws_store(w: &mut World, moto: &Moto) -> String {
+    let prefix = moto.unique_name("e2e");
+    let store = format!(
+        "[stores.aws]\nkind = \"aws\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nname_prefix = \"{prefix}\"\n\n[stores.local]",
+        moto.endpoint()
+    );
+    w.edit_config(|c| c.replacen("[stores.local]", &store, 1));
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ] {
+        w.env.push((k.into(), v.into()));
+    }
+    prefix
+}
