@@ -132,7 +132,7 @@ pub fn error(error: &Error, rotation: Option<&RotationFailure>, json: bool) -> E
             );
             if *published {
                 eprintln!(
-                    "note: the new certificate may already be on the app; the journal stays open"
+                    "note: the new certificate may already be on the app; the journal stays open: `rekey resume` finishes the rotation, `rekey abort` undoes it (runbooks/rollback.md)"
                 );
             } else {
                 eprintln!("note: the app was not changed");

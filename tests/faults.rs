@@ -900,3 +900,83 @@ async fn a_stalled_secrets_manager_is_waited_out() {
         .await;
     s.assert_no_leaks("secrets manager stalled");
 }
+
+/// The `rekey` commands of a runbook's `sh` blocks, comments stripped, quotes honoured, `CRED`
+/// replaced by `credential`.
+fn runbook_commands(path: &str, credential: &str) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap();
+    let mut in_sh = false;
+    let mut commands = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        let Some(command) = line.strip_prefix("rekey ").filter(|_| in_sh) else {
+            continue;
+        };
+        let command = command.split(" #").next().unwrap();
+        let mut words = Vec::new();
+        for (i, part) in command.split('"').enumerate() {
+            if i % 2 == 1 {
+                words.push(part.to_string());
+            } else {
+                words.extend(part.split_whitespace().map(str::to_string));
+            }
+        }
+        for w in &mut words {
+            if w == "CRED" {
+                *w = credential.to_string();
+            }
+        }
+        commands.push(words);
+    }
+    commands
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_command_of_the_rollback_runbook_works_on_a_stuck_rotation() {
+    let commands = runbook_commands("runbooks/rollback.md", CRED);
+    assert!(commands.len() >= 7, "{commands:?}");
+    let mut set = tokio::task::JoinSet::new();
+    for command in commands {
+        set.spawn(async move {
+            let mut s = Scene::file().await;
+            let context = format!("rekey {}", command.join(" "));
+            // Stuck after the new certificate reached the app.
+            let held = Held::spawn(&s.w, &["rotate", CRED], "publish:done")
+                .reached(&mut s.w)
+                .await;
+            held.kill(&mut s.w).await;
+            let args: Vec<&str> = command.iter().map(String::as_str).collect();
+            let run = s.w.rekey(&args).await;
+            assert_eq!(run.code, 0, "{context}\n{}{}", run.stdout, run.stderr);
+            match args[0] {
+                "resume" => s.assert_settled(2, &context).await,
+                "abort" => {
+                    s.assert_settled(1, &context).await;
+                    let journal = s.w.json(&["journal", CRED]).await;
+                    let close = journal.as_array().unwrap().last().unwrap().clone();
+                    assert_eq!(
+                        close["detail"], "aborted: deploy window closed",
+                        "{context}"
+                    );
+                }
+                _ => {
+                    let status = s.w.json(&["status", CRED]).await;
+                    assert!(
+                        status[0]["open_rotation"].is_string(),
+                        "{context}: only looks\n{status}"
+                    );
+                }
+            }
+            s.assert_no_leaks(&context);
+        });
+    }
+    while let Some(result) = set.join_next().await {
+        if let Err(e) = result {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
