@@ -980,3 +980,46 @@ async fn every_command_of_the_rollback_runbook_works_on_a_stuck_rotation() {
         }
     }
 }
+
+/// A runner stuck longer than its lease loses the credential to the next runner and, when it
+/// wakes up, stops before its next write.
+async fn a_runner_that_lost_its_lease_stops_before_writing(kind: Kind) {
+    let mut s = Scene::new(kind).await;
+    let context = format!("{kind:?}");
+    let stale = Held::spawn(&s.w, &["rotate", CRED], "publish:done")
+        .reached(&mut s.w)
+        .await;
+    wait_out_lease().await;
+    let took_over = s.w.rekey(&["resume", CRED]).await;
+    assert_eq!(
+        took_over.code, 0,
+        "{context}: the next runner\n{}{}",
+        took_over.stdout, took_over.stderr
+    );
+    let before = s.w.json(&["journal", CRED]).await;
+
+    let woke = stale.release(&mut s.w).await;
+    assert_eq!(
+        woke.code, 6,
+        "{context}: the stale runner\n{}{}",
+        woke.stdout, woke.stderr
+    );
+    assert!(
+        woke.stderr.contains("lease"),
+        "{context}: says why: {}",
+        woke.stderr
+    );
+    assert_eq!(
+        s.w.json(&["journal", CRED]).await,
+        before,
+        "{context}: the stale runner wrote nothing"
+    );
+    s.assert_settled(2, &context).await;
+    s.assert_no_leaks(&context);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_lost_its_lease_stops_before_writing_to_vault_or_aws() {
+    a_runner_that_lost_its_lease_stops_before_writing(Kind::Vault).await;
+    a_runner_that_lost_its_lease_stops_before_writing(Kind::Aws).await;
+}
