@@ -106,10 +106,19 @@ pub struct JournalEntry {
 }
 
 /// The fence check every store makes, in the same conditional write, before appending `new`:
-/// an entry written under a greater fence means a newer runner took the lease over.
+/// an entry written under a greater fence means a newer runner took the lease over, and an
+/// unfenced entry after fenced ones comes from a writer outside the lease protocol.
 pub fn check_fence(journal: &[JournalEntry], new: &JournalEntry) -> crate::Result<()> {
     let newest = journal.iter().filter_map(|e| e.fence).max();
     match (newest, new.fence) {
+        (Some(newest), None) => Err(crate::Error::new(
+            crate::ErrorKind::LeaseLost,
+            format!(
+                "rotation {}: an entry without a lease after entries written under lease {newest}",
+                new.rotation_id
+            ),
+        )
+        .with_hint("only a runner holding the credential's lease may write its journal")),
         (Some(newest), Some(ours)) if newest > ours => Err(crate::Error::new(
             crate::ErrorKind::LeaseLost,
             format!(
@@ -119,5 +128,41 @@ pub fn check_fence(journal: &[JournalEntry], new: &JournalEntry) -> crate::Resul
         )
         .with_hint("another runner took the rotation over after this runner's lease expired; let it finish, then inspect `rekey journal`")),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn entry(fence: Option<u64>) -> JournalEntry {
+        JournalEntry {
+            rotation_id: RotationId("r1".into()),
+            at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            step: Step::Stage,
+            phase: Phase::Begin,
+            generation: Generation(2),
+            previous_generation: Some(Generation(1)),
+            new_fingerprint: None,
+            old_fingerprint: None,
+            detail: None,
+            fence,
+        }
+    }
+
+    #[test]
+    fn only_the_newest_lease_may_append() {
+        let journal = [entry(None), entry(Some(3)), entry(Some(5))];
+        assert!(check_fence(&journal, &entry(Some(5))).is_ok());
+        assert!(check_fence(&journal, &entry(Some(6))).is_ok());
+        for stale in [Some(4), None] {
+            let err = check_fence(&journal, &entry(stale)).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::LeaseLost, "{stale:?}: {err}");
+            assert!(err.to_string().contains("lease 5"), "{err}");
+        }
+        // Journals from before leases carried fences accept anything.
+        assert!(check_fence(&[entry(None)], &entry(None)).is_ok());
+        assert!(check_fence(&[], &entry(Some(1))).is_ok());
     }
 }

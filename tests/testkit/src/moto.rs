@@ -115,23 +115,39 @@ impl Moto {
         self.signal_server("-CONT");
     }
 
-    /// Signals moto_server itself, the wrapper's child.
+    /// Signals moto_server itself.
     fn signal_server(&self, signal: &str) {
+        let pid = self
+            .server_pid()
+            .unwrap_or_else(|| panic!("no moto_server under wrapper {}", self.child.id()));
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
+    /// The wrapper's child running moto_server (its other children are short `sleep`s).
+    fn server_pid(&self) -> Option<String> {
         let wrapper = self.child.id();
-        let children = fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children"))
-            .unwrap_or_else(|e| panic!("children of the moto wrapper {wrapper}: {e}"));
-        for pid in children.split_whitespace() {
-            let status = Command::new("kill")
-                .args([signal, pid])
-                .status()
-                .expect("run kill");
-            assert!(status.success(), "kill {signal} {pid} failed");
-        }
+        let children =
+            fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children")).ok()?;
+        children
+            .split_whitespace()
+            .find(|pid| {
+                fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("moto_server"))
+            })
+            .map(str::to_string)
     }
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        // A paused server would not act on SIGTERM, and the wrapper would wait for it forever.
+        if let Some(pid) = self.server_pid() {
+            let _ = Command::new("kill").args(["-CONT", &pid]).status();
+        }
         // SIGTERM lets the wrapper's trap stop the server; SIGKILL would orphan it.
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
