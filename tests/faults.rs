@@ -412,8 +412,8 @@ enum Then {
     Abort,
 }
 
-/// Kill -9 at `point`, then `then`; returns a line for the matrix report.
-async fn killed_at(kind: Kind, point: String, then: Then) -> String {
+/// Kill -9 at `point`, then `then`.
+async fn killed_at(kind: Kind, point: String, then: Then) {
     let mut s = Scene::new(kind).await;
     let context = format!("{kind:?} killed at {point}, then {then:?}");
     let held = Held::spawn(&s.w, &["rotate", CRED, "-vv"], &point)
@@ -470,32 +470,39 @@ async fn killed_at(kind: Kind, point: String, then: Then) -> String {
         }
     }
     s.assert_no_leaks(&context);
-    format!("{context}: converged")
 }
 
 async fn matrix(kind: Kind, then: Then) {
+    let points = kill_points();
+    let n = points.len();
+    let converged = run_all(points.into_iter().map(|p| killed_at(kind, p, then))).await;
+    println!("fault matrix {kind:?} kill -9 then {then:?}: {n} scenarios, {converged} converged");
+    assert_eq!(converged, n);
+}
+
+/// Runs `scenarios` at most [`PARALLEL`] at a time, re-raising the first panic; returns how many
+/// finished.
+async fn run_all<F>(scenarios: impl IntoIterator<Item = F>) -> usize
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
     let mut set = tokio::task::JoinSet::new();
-    let points = kill_points();
-    for point in points.clone() {
+    for scenario in scenarios {
         let limit = limit.clone();
         set.spawn(async move {
             let _permit = limit.acquire_owned().await.unwrap();
-            killed_at(kind, point, then).await
+            scenario.await
         });
     }
-    let mut converged = 0;
+    let mut finished = 0;
     while let Some(result) = set.join_next().await {
-        match result {
-            Ok(_) => converged += 1,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        if let Err(e) = result {
+            std::panic::resume_unwind(e.into_panic());
         }
+        finished += 1;
     }
-    println!(
-        "fault matrix {kind:?} kill -9 then {then:?}: {} scenarios, {converged} converged",
-        points.len()
-    );
-    assert_eq!(converged, points.len());
+    finished
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -553,13 +560,10 @@ fn temporary_faults() -> Vec<(&'static str, FaultKind)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn temporary_salesforce_faults_at_every_call_are_retried_until_the_rotation_converges() {
-    let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
-    let mut set = tokio::task::JoinSet::new();
+    let mut scenarios = Vec::new();
     for path in SALESFORCE_CALLS {
         for (name, fault) in temporary_faults() {
-            let limit = limit.clone();
-            set.spawn(async move {
-                let _permit = limit.acquire_owned().await.unwrap();
+            scenarios.push(async move {
                 let mut s = Scene::file().await;
                 let context = format!("{name} twice on {path}");
                 s.set("request_timeout_secs", "1");
@@ -578,13 +582,7 @@ async fn temporary_salesforce_faults_at_every_call_are_retried_until_the_rotatio
             });
         }
     }
-    let mut n = 0;
-    while let Some(result) = set.join_next().await {
-        if let Err(e) = result {
-            std::panic::resume_unwind(e.into_panic());
-        }
-        n += 1;
-    }
+    let n = run_all(scenarios).await;
     println!("salesforce temporary faults: {n} scenarios converged");
     assert_eq!(n, SALESFORCE_CALLS.len() * temporary_faults().len());
 }
@@ -802,20 +800,7 @@ async fn race(kind: Kind, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_runners_on_one_credential_rotate_once() {
     for kind in [Kind::File, Kind::Vault, Kind::Aws] {
-        let races = [2, 4, 8].map(|n| race(kind, n));
-        futures_join(races).await;
-    }
-}
-
-async fn futures_join<F: std::future::Future<Output = ()> + Send + 'static>(futures: [F; 3]) {
-    let mut set = tokio::task::JoinSet::new();
-    for f in futures {
-        set.spawn(f);
-    }
-    while let Some(result) = set.join_next().await {
-        if let Err(e) = result {
-            std::panic::resume_unwind(e.into_panic());
-        }
+        run_all([2, 4, 8].map(|n| race(kind, n))).await;
     }
 }
 
@@ -929,46 +914,39 @@ fn runbook_commands(path: &str, credential: &str) -> Vec<Vec<String>> {
 async fn every_command_of_the_rollback_runbook_works_on_a_stuck_rotation() {
     let commands = runbook_commands("runbooks/rollback.md", CRED);
     assert!(commands.len() >= 7, "{commands:?}");
-    let mut set = tokio::task::JoinSet::new();
-    for command in commands {
-        set.spawn(async move {
-            let mut s = Scene::file().await;
-            let context = format!("rekey {}", command.join(" "));
-            // Stuck after the new certificate reached the app.
-            let held = Held::spawn(&s.w, &["rotate", CRED], "publish:done")
-                .reached(&mut s.w)
-                .await;
-            held.kill(&mut s.w).await;
-            let args: Vec<&str> = command.iter().map(String::as_str).collect();
-            let run = s.w.rekey(&args).await;
-            assert_eq!(run.code, 0, "{context}\n{}{}", run.stdout, run.stderr);
-            match args[0] {
-                "resume" => s.assert_settled(2, &context).await,
-                "abort" => {
-                    s.assert_settled(1, &context).await;
-                    let journal = s.w.json(&["journal", CRED]).await;
-                    let close = journal.as_array().unwrap().last().unwrap().clone();
-                    assert_eq!(
-                        close["detail"], "aborted: deploy window closed",
-                        "{context}"
-                    );
-                }
-                _ => {
-                    let status = s.w.json(&["status", CRED]).await;
-                    assert!(
-                        status[0]["open_rotation"].is_string(),
-                        "{context}: only looks\n{status}"
-                    );
-                }
+    let scenarios = commands.into_iter().map(|command| async move {
+        let mut s = Scene::file().await;
+        let context = format!("rekey {}", command.join(" "));
+        // Stuck after the new certificate reached the app.
+        let held = Held::spawn(&s.w, &["rotate", CRED], "publish:done")
+            .reached(&mut s.w)
+            .await;
+        held.kill(&mut s.w).await;
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let run = s.w.rekey(&args).await;
+        assert_eq!(run.code, 0, "{context}\n{}{}", run.stdout, run.stderr);
+        match args[0] {
+            "resume" => s.assert_settled(2, &context).await,
+            "abort" => {
+                s.assert_settled(1, &context).await;
+                let journal = s.w.json(&["journal", CRED]).await;
+                let close = journal.as_array().unwrap().last().unwrap().clone();
+                assert_eq!(
+                    close["detail"], "aborted: deploy window closed",
+                    "{context}"
+                );
             }
-            s.assert_no_leaks(&context);
-        });
-    }
-    while let Some(result) = set.join_next().await {
-        if let Err(e) = result {
-            std::panic::resume_unwind(e.into_panic());
+            _ => {
+                let status = s.w.json(&["status", CRED]).await;
+                assert!(
+                    status[0]["open_rotation"].is_string(),
+                    "{context}: only looks\n{status}"
+                );
+            }
         }
-    }
+        s.assert_no_leaks(&context);
+    });
+    run_all(scenarios).await;
 }
 
 /// A runner stuck longer than its lease loses the credential to the next runner and, when it
@@ -1035,7 +1013,7 @@ async fn a_killed_runners_lease_holds_until_it_expires() {
             let blocked = s.w.rekey(&[verb, CRED]).await;
             assert_eq!(blocked.code, 75, "{context} {verb}\n{}", blocked.stderr);
             for expected in [
-                format!("rekey rotate on"),
+                "rekey rotate on".to_string(),
                 format!("(pid {pid})"),
                 "until".to_string(),
             ] {
