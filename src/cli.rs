@@ -71,10 +71,16 @@ pub enum Command {
         /// Only this credential.
         credential: Option<String>,
     },
-    /// Compare expiry and key age against each credential's policy. Exit code 0 ok, 1 warning, 2 critical.
+    /// Read every credential's certificate from the app and from each store and compare expiry,
+    /// key age, drift and open rotations against its policy. Exit code (Nagios): 0 ok,
+    /// 1 warning, 2 critical, 3 unknown (a source could not be read).
     Check {
         /// Only this credential.
         credential: Option<String>,
+        /// Also write the facts as Prometheus metrics to this file (atomically; for
+        /// node_exporter's textfile collector).
+        #[arg(long, value_name = "PATH", conflicts_with = "preflight")]
+        prometheus_textfile: Option<PathBuf>,
         /// Instead: prove that a rotation could run now: the store grants every permission a
         /// rotation needs, the admin login works and the app exists. Changes nothing.
         #[arg(long)]

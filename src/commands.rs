@@ -1,5 +1,6 @@
 //! One function per subcommand: load what it needs, act, hand a report to `render`.
 
+use crate::check::{self, Finding, Severity};
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, CredentialConfig};
 use crate::render::{self, Exit};
@@ -32,10 +33,20 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Check {
             credential,
             preflight: false,
-        } => check(&cli.config, credential.as_deref(), json).await,
+            prometheus_textfile,
+        } => {
+            check(
+                &cli.config,
+                credential.as_deref(),
+                prometheus_textfile.as_deref(),
+                json,
+            )
+            .await
+        }
         Command::Check {
             credential,
             preflight: true,
+            ..
         } => preflight(&cli.config, credential.as_deref(), json).await,
         Command::Import {
             credential,
@@ -321,112 +332,79 @@ async fn status(config_path: &Path, only: Option<&str>, json: bool) -> Result<Ex
     Ok(Exit::Ok)
 }
 
-/// How bad a finding is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Within policy.
-    Ok,
-    /// Past a warning threshold.
-    Warning,
-    /// Past a critical threshold.
-    Critical,
-}
-
 /// One credential's result in `check`.
 #[derive(Serialize)]
 pub struct CheckRow {
     /// Credential name.
     pub credential: String,
-    /// Worst severity.
+    /// Its app.
+    pub app: String,
+    /// Its org.
+    pub org: String,
+    /// Worst finding.
     pub severity: Severity,
-    /// Days until the CURRENT certificate's notAfter.
+    /// Days until the soonest notAfter among the sources that could be read.
     pub days_left: Option<i64>,
-    /// Days since the CURRENT key was stored.
+    /// Days since the primary store's CURRENT key was written.
     pub key_age_days: Option<i64>,
-    /// What is wrong, in words.
-    pub findings: Vec<String>,
+    /// Days since the last rotation finished.
+    pub days_since_rotation: Option<i64>,
+    /// What is wrong, worst first.
+    pub findings: Vec<Finding>,
 }
 
-async fn check(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit> {
+async fn check(
+    config_path: &Path,
+    only: Option<&str>,
+    prometheus_textfile: Option<&Path>,
+    json: bool,
+) -> Result<Exit> {
     let config = config::load(config_path)?;
     let now = Utc::now();
     let mut rows = Vec::new();
+    let mut observed = Vec::new();
     for cred in selected(&config, only)? {
-        let stores = wiring::stores(&config, cred)
-            .await
-            .map_err(|e| e.context(&cred.name))?;
-        let store = &stores[0];
-        let stages = store
-            .stages(&cred.name)
-            .await
-            .map_err(|e| e.context(&cred.name))?;
-        let policy = cred.policy;
-        let mut row = CheckRow {
-            credential: cred.name.clone(),
-            severity: Severity::Ok,
-            days_left: None,
-            key_age_days: None,
-            findings: Vec::new(),
+        let o = check::observe(&config, cred).await;
+        let findings = check::evaluate(&o, now);
+        let severity = findings
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Severity::Ok);
+        let held = || {
+            o.sources
+                .iter()
+                .filter_map(|s| s.read.as_ref().ok().cloned().flatten())
         };
-        let find = |row: &mut CheckRow, severity: Severity, text: String| {
-            row.severity = row.severity.max(severity);
-            row.findings.push(text);
-        };
-        match &stages.current {
-            None => find(
-                &mut row,
-                Severity::Critical,
-                format!("no CURRENT key in {store}; run `rekey import` or `rekey rotate`"),
-            ),
-            Some(current) => {
-                let days_left = current.certificate.days_left(now);
-                let age = (now - current.created_at).num_days();
-                row.days_left = Some(days_left);
-                row.key_age_days = Some(age);
-                if days_left <= policy.critical_days {
-                    find(
-                        &mut row,
-                        Severity::Critical,
-                        format!(
-                            "certificate expires in {days_left} days (critical at {})",
-                            policy.critical_days
-                        ),
-                    );
-                } else if days_left <= policy.warn_days {
-                    find(
-                        &mut row,
-                        Severity::Warning,
-                        format!(
-                            "certificate expires in {days_left} days (warning at {})",
-                            policy.warn_days
-                        ),
-                    );
-                }
-                if let Some(max) = policy.max_key_age_days.filter(|max| age > *max) {
-                    find(
-                        &mut row,
-                        Severity::Warning,
-                        format!("key is {age} days old (maximum {max})"),
-                    );
-                }
-            }
-        }
-        rows.push(row);
+        rows.push(CheckRow {
+            credential: o.credential.clone(),
+            app: o.app.clone(),
+            org: o.org.clone(),
+            severity,
+            days_left: held().map(|h| (h.not_after - now).num_days()).min(),
+            key_age_days: held()
+                .find_map(|h| h.created_at)
+                .map(|t| (now - t).num_days()),
+            days_since_rotation: o.last_success.map(|t| (now - t).num_days()),
+            findings,
+        });
+        observed.push((o, severity));
+    }
+    if let Some(path) = prometheus_textfile {
+        check::write_textfile(path, &check::metrics(&observed))?;
     }
     render::check(&rows, json);
-    Ok(
-        match rows
-            .iter()
-            .map(|r| r.severity)
-            .max()
-            .unwrap_or(Severity::Ok)
-        {
-            Severity::Ok => Exit::Ok,
-            Severity::Warning => Exit::Warning,
-            Severity::Critical => Exit::Critical,
-        },
-    )
+    let worst = rows
+        .iter()
+        .map(|r| r.severity)
+        .max()
+        .unwrap_or(Severity::Ok);
+    Ok(match worst {
+        Severity::Ok => Exit::Ok,
+        Severity::Warning => Exit::Warning,
+        Severity::Critical => Exit::Critical,
+        Severity::Unknown => Exit::UNKNOWN,
+    })
 }
 
 /// One credential's preflight result: `None` means the check passed.

@@ -4,6 +4,7 @@
 // `pub` marks what a module offers the rest of the binary; there is no library to reach it from.
 #![allow(unreachable_pub)]
 
+mod check;
 mod cli;
 mod commands;
 mod config;

@@ -3,9 +3,9 @@
 //! Reports handed in here carry fingerprints, names and dates, never key bytes: the types that
 //! reach this module have no field that could hold one.
 
+use crate::check::Severity;
 use crate::commands::{
-    CheckRow, ImportReport, InspectReport, Inspected, PreflightRow, Severity, StatusRow,
-    VerifyReport,
+    CheckRow, ImportReport, InspectReport, Inspected, PreflightRow, StatusRow, VerifyReport,
 };
 use crate::rotation::{Ending, Event, Outcome, Plan};
 use rekey_api::{Error, ErrorKind, JournalEntry, RotationId, Step};
@@ -21,7 +21,7 @@ pub enum Exit {
     Warning = 1,
     /// `check`: a critical threshold was crossed.
     Critical = 2,
-    /// `verify`: Salesforce refused the token.
+    /// `verify`: Salesforce refused the token. (`check`: [`Exit::UNKNOWN`].)
     Refused = 3,
     /// `rotate` failed after the new certificate may have reached the app; the journal is open.
     FailedAfterPublish = 4,
@@ -45,6 +45,11 @@ pub enum Exit {
     Busy = 75,
     /// Authentication or permission refused.
     Denied = 77,
+}
+
+impl Exit {
+    /// `check`: a source could not be read, so nothing can be said about it (Nagios UNKNOWN).
+    pub const UNKNOWN: Exit = Exit::Refused;
 }
 
 impl From<Exit> for ExitCode {
@@ -379,6 +384,7 @@ pub fn check(rows: &[CheckRow], json: bool) {
             Severity::Ok => "OK",
             Severity::Warning => "WARNING",
             Severity::Critical => "CRITICAL",
+            Severity::Unknown => "UNKNOWN",
         };
         println!(
             "{label:<8} {:<20} days left {:>5}  key age {:>5}",
@@ -386,8 +392,8 @@ pub fn check(rows: &[CheckRow], json: bool) {
             opt(r.days_left),
             opt(r.key_age_days)
         );
-        for finding in &r.findings {
-            println!("         - {finding}");
+        for f in &r.findings {
+            println!("         - [{:?}] {}", f.severity, f.message);
         }
     }
 }

@@ -522,18 +522,27 @@ async fn check_exit_codes_follow_the_policy_thresholds_and_key_age() {
     let rows: serde_json::Value = serde_json::from_str(&warning.stdout).unwrap();
     assert_eq!(rows[0]["severity"], "warning");
     let days = rows[0]["days_left"].as_i64().unwrap();
-    assert_eq!(
-        rows[0]["findings"][0],
-        format!("certificate expires in {days} days (warning at 45)")
-    );
+    // The app and the store hold the same certificate; each is judged.
+    let findings = rows[0]["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2, "{findings:?}");
+    for (finding, source) in findings.iter().zip(["app", "store:local"]) {
+        assert_eq!(finding["id"], format!("expiry/{source}"));
+        assert_eq!(finding["severity"], "warning");
+        let message = finding["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("in {source} ("))
+                && message.contains(&format!("expires in {days} days"))
+                && message.contains("threshold 45 days"),
+            "{message}"
+        );
+    }
 
     set_policy(&w, "policy = { warn_days = 45, critical_days = 31 }");
     let critical = w.rekey(&["check", "billing"]).await;
     assert_eq!(critical.code, 2, "{}", critical.stdout);
     assert!(
-        critical.stdout.contains(&format!(
-            "certificate expires in {days} days (critical at 31)"
-        )),
+        critical.stdout.contains(&format!("expires in {days} days"))
+            && critical.stdout.contains("(threshold 31 days)"),
         "{}",
         critical.stdout
     );
@@ -553,7 +562,8 @@ async fn check_exit_codes_follow_the_policy_thresholds_and_key_age() {
     let old = w.rekey(&["check", "billing"]).await;
     assert_eq!(old.code, 1, "{}", old.stdout);
     assert!(
-        old.stdout.contains("key is 200 days old (maximum 180)"),
+        old.stdout
+            .contains("the key in store:local is 200 days old (maximum 180)"),
         "{}",
         old.stdout
     );
@@ -562,7 +572,7 @@ async fn check_exit_codes_follow_the_policy_thresholds_and_key_age() {
     let all = w.rekey(&["check"]).await;
     assert_eq!(all.code, 2, "{}", all.stdout);
     assert!(
-        all.stdout.contains("no CURRENT key in file("),
+        all.stdout.contains("store:local has no CURRENT key"),
         "{}",
         all.stdout
     );
@@ -1049,4 +1059,111 @@ async fn one_generation_in_vault_and_aws_together() {
         "{status}"
     );
     w.assert_no_key_bytes_leaked();
+}
+
+fn metric(text: &str, name: &str, source: Option<&str>) -> Option<f64> {
+    let labels = r#"credential="billing",app="Billing_Sync",org="acme""#;
+    let series = match source {
+        Some(source) => format!("{name}{{{labels},source=\"{source}\"}} "),
+        None => format!("{name}{{{labels}}} "),
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map(|v| v.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reads_the_app_and_every_store_flags_drift_and_unreadable_sources_and_writes_metrics()
+{
+    let mut w = World::new().await;
+    w.import_legacy("billing").await;
+    let prom = w.path("metrics/rekey.prom");
+    std::fs::create_dir_all(prom.parent().unwrap()).unwrap();
+    let prom_arg = prom.to_str().unwrap().to_string();
+
+    w.ok(&["check", "billing", "--prometheus-textfile", &prom_arg])
+        .await;
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let not_after = metric(
+        &text,
+        "rekey_certificate_not_after_timestamp_seconds",
+        Some("app"),
+    );
+    assert!(not_after.is_some(), "{text}");
+    assert_eq!(
+        not_after,
+        metric(
+            &text,
+            "rekey_certificate_not_after_timestamp_seconds",
+            Some("store:local")
+        )
+    );
+    assert_eq!(metric(&text, "rekey_drift", Some("store:local")), Some(0.0));
+    assert_eq!(metric(&text, "rekey_source_up", Some("app")), Some(1.0));
+    assert_eq!(metric(&text, "rekey_check_status", None), Some(0.0));
+    assert!(
+        metric(
+            &text,
+            "rekey_key_created_timestamp_seconds",
+            Some("store:local")
+        )
+        .is_some()
+    );
+
+    // Someone deploys another certificate to the app by hand (here: with another store).
+    w.edit_config(|c| c.replace("path = \"keys\"", "path = \"elsewhere\""));
+    w.import_legacy("billing").await;
+    w.ok(&["rotate", "billing"]).await;
+    w.edit_config(|c| c.replace("path = \"elsewhere\"", "path = \"keys\""));
+    let drift = w
+        .rekey(&[
+            "check",
+            "billing",
+            "--json",
+            "--prometheus-textfile",
+            &prom_arg,
+        ])
+        .await;
+    assert_eq!(drift.code, 2, "{}", drift.stdout);
+    let rows: serde_json::Value = serde_json::from_str(&drift.stdout).unwrap();
+    assert_eq!(rows[0]["findings"][0]["id"], "drift/store:local", "{rows}");
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        metric(&text, "rekey_drift", Some("store:local")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "rekey_check_status", None), Some(2.0));
+
+    // An org that cannot be read is reported as such (exit 3, unknown), never skipped.
+    w.edit_config(|c| c.replace("path = \"keys\"", "path = \"elsewhere\""));
+    w.sim.inject_fault(Fault::new(FaultKind::ServerError {
+        status: 503,
+        body: "down".into(),
+    }));
+    let unknown = w
+        .rekey(&["check", "billing", "--prometheus-textfile", &prom_arg])
+        .await;
+    assert_eq!(unknown.code, 3, "{}{}", unknown.stdout, unknown.stderr);
+    assert!(unknown.stdout.starts_with("UNKNOWN"), "{}", unknown.stdout);
+    assert!(
+        unknown.stdout.contains("app could not be read"),
+        "{}",
+        unknown.stdout
+    );
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        metric(&text, "rekey_source_up", Some("app")),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "rekey_source_up", Some("store:local")),
+        Some(1.0)
+    );
+    assert_eq!(metric(&text, "rekey_check_status", None), Some(3.0));
+    assert!(
+        std::fs::read_dir(prom.parent().unwrap()).unwrap().count() == 1,
+        "no temporary files left beside the metrics file"
+    );
 }
