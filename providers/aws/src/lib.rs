@@ -171,6 +171,33 @@ impl Inner {
         }
     }
 
+    /// Reads AWSCURRENT of `name`, lets `decide` say what to write, and writes it with
+    /// [`Inner::cas_put`]; when another writer moved AWSCURRENT in between, reads again and
+    /// decides again. After [`CAS_ATTEMPTS`] lost races, fails with `contended()`.
+    async fn read_modify_write<T>(
+        &self,
+        name: &str,
+        credential: &str,
+        mut decide: impl FnMut(&Current) -> Result<Decision<T>>,
+        contended: impl FnOnce() -> Error,
+    ) -> Result<T> {
+        for _ in 0..CAS_ATTEMPTS {
+            let seen = self.secrets.current(name).await?;
+            let (value, answer) = match decide(&seen)? {
+                Decision::Keep(answer) => return Ok(answer),
+                Decision::Write(value, answer) => (value, answer),
+            };
+            if self
+                .cas_put(name, credential, &seen, &value)
+                .await?
+                .is_some()
+            {
+                return Ok(answer);
+            }
+        }
+        Err(contended())
+    }
+
     /// The tags of a new key secret; `rekey:generation` follows CURRENT from the first promotion.
     fn tags(&self, credential: &str) -> Vec<(&'static str, String)> {
         vec![
@@ -199,42 +226,43 @@ impl Inner {
         action: LeaseAction,
     ) -> Result<()> {
         let name = self.name(credential, Some("lock"));
-        for _ in 0..CAS_ATTEMPTS {
-            let seen = self.secrets.current(&name).await?;
-            let mut record = match seen.parse::<LockRecord>(&name, self.secrets.label())? {
-                Some(record) if record.fence == fence && record.released_at.is_none() => record,
-                other => return Err(self.lease_lost(credential, fence, holder, other.as_ref())),
-            };
-            let now = Utc::now();
-            match action {
-                LeaseAction::Confirm => {
-                    // Writing on every confirm would add a version each time (versions per
-                    // secret are a quota); once half the time to live is gone is enough.
-                    if record.expires_at - now > self.lease_ttl() / 2 {
-                        return Ok(());
+        let label = self.secrets.label();
+        self.read_modify_write(
+            &name,
+            credential,
+            |seen| {
+                let mut record = match seen.parse::<LockRecord>(&name, label)? {
+                    Some(record) if record.fence == fence && record.released_at.is_none() => {
+                        record
                     }
-                    record.expires_at = self.lease_expiry(now);
+                    other => return Err(self.lease_lost(credential, fence, holder, other.as_ref())),
+                };
+                let now = Utc::now();
+                match action {
+                    LeaseAction::Confirm => {
+                        // Writing on every confirm would add a version each time (versions per
+                        // secret are a quota); once half the time to live is gone is enough.
+                        if record.expires_at - now > self.lease_ttl() / 2 {
+                            return Ok(Decision::Keep(()));
+                        }
+                        record.expires_at = self.lease_expiry(now);
+                    }
+                    LeaseAction::Release => record.released_at = Some(now),
                 }
-                LeaseAction::Release => record.released_at = Some(now),
-            }
-            let value = serde_json::to_string(&record).expect("a lock record serializes");
-            // Losing the race means someone else wrote the record: re-read and judge again.
-            if self
-                .cas_put(&name, credential, &seen, &value)
-                .await?
-                .is_some()
-            {
-                return Ok(());
-            }
-        }
-        Err(Error::new(
-            ErrorKind::Conflict,
-            format!(
-                "{}: the rotation lock of {credential} kept changing while lease {fence} was written",
-                self.secrets.label()
-            ),
+                let value = serde_json::to_string(&record).expect("a lock record serializes");
+                Ok(Decision::Write(value, ()))
+            },
+            || {
+                Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{label}: the rotation lock of {credential} kept changing while lease {fence} was written"
+                    ),
+                )
+                .with_hint("retry")
+            },
         )
-        .with_hint("retry"))
+        .await
     }
 
     /// The lease `ours` of `credential` is gone; `now_held` is what the lock secret holds instead.
@@ -262,6 +290,13 @@ impl Inner {
         )
         .with_hint("this runner's lease expired or was released; stop, let the runner holding the lease finish, then inspect `rekey journal`")
     }
+}
+
+/// What a [`Inner::read_modify_write`] step decided: leave the secret as it is, or write a new
+/// value; either way with the answer to return.
+enum Decision<T> {
+    Keep(T),
+    Write(String, T),
 }
 
 /// What [`Inner::own_lease`] writes.
@@ -950,35 +985,38 @@ impl SecretStore for AwsStore {
     async fn append_journal(&self, credential: &str, entry: &JournalEntry) -> Result<()> {
         rekey_api::check_credential_name(credential)?;
         let name = self.inner.name(credential, Some("journal"));
-        for _ in 0..CAS_ATTEMPTS {
-            let seen = self.secrets().current(&name).await?;
-            let mut journal: Journal = seen
-                .parse(&name, self.secrets().label())?
-                .unwrap_or_default();
-            // Checked against the value this write is conditional on, so a takeover between
-            // the check and the write makes the write lose its race and be checked again.
-            rekey_api::check_fence(&journal.entries, entry)
-                .map_err(|e| e.context(format!("{self}: secret {name}")))?;
-            journal.entries.push(entry.clone());
-            let mut value = serde_json::to_string(&journal).expect("a journal serializes");
-            while value.len() > JOURNAL_MAX_BYTES && journal.entries.len() > 1 {
-                journal.entries.remove(0);
-                value = serde_json::to_string(&journal).expect("a journal serializes");
-            }
-            if self
-                .inner
-                .cas_put(&name, credential, &seen, &value)
-                .await?
-                .is_some()
-            {
-                return Ok(());
-            }
-        }
-        Err(Error::new(
-            ErrorKind::Conflict,
-            format!("{self}: secret {name} kept changing; the journal entry was not written"),
-        )
-        .with_hint("retry"))
+        self.inner
+            .read_modify_write(
+                &name,
+                credential,
+                |seen| {
+                    let mut journal: Journal = seen
+                        .parse(&name, self.secrets().label())?
+                        .unwrap_or_default();
+                    // Checked against the value this write is conditional on, so a takeover
+                    // between the check and the write makes the write lose its race and be
+                    // checked again.
+                    rekey_api::check_fence(&journal.entries, entry)
+                        .map_err(|e| e.context(format!("{self}: secret {name}")))?;
+                    journal.entries.push(entry.clone());
+                    let mut value = serde_json::to_string(&journal).expect("a journal serializes");
+                    while value.len() > JOURNAL_MAX_BYTES && journal.entries.len() > 1 {
+                        journal.entries.remove(0);
+                        value = serde_json::to_string(&journal).expect("a journal serializes");
+                    }
+                    Ok(Decision::Write(value, ()))
+                },
+                || {
+                    Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "{self}: secret {name} kept changing; the journal entry was not written"
+                        ),
+                    )
+                    .with_hint("retry")
+                },
+            )
+            .await
     }
 
     async fn read_journal(&self, credential: &str) -> Result<Vec<JournalEntry>> {
@@ -1008,56 +1046,58 @@ impl SecretStore for AwsStore {
             .filter_map(|e| e.fence)
             .max()
             .unwrap_or(0);
-        for _ in 0..CAS_ATTEMPTS {
-            let seen = self.secrets().current(&name).await?;
-            let now = Utc::now();
-            let last = seen.parse::<LockRecord>(&name, self.secrets().label())?;
-            if let Some(held) = &last
-                && held.released_at.is_none()
-                && held.expires_at > now
-            {
-                return Err(Error::new(
-                    ErrorKind::Busy,
-                    format!(
-                        "{self}: the rotation lock of {credential} is held by '{}' (lease {}) until {}",
-                        held.holder,
-                        held.fence,
-                        held.expires_at.to_rfc3339()
-                    ),
-                )
-                .with_hint("wait for that rotation to finish or for its lease to expire"));
-            }
-            let fence = last.map_or(0, |r| r.fence).max(journaled) + 1;
-            let record = LockRecord {
-                holder: holder.to_string(),
-                fence,
-                acquired_at: now,
-                expires_at: self.inner.lease_expiry(now),
-                released_at: None,
-            };
-            let value = serde_json::to_string(&record).expect("a lock record serializes");
-            // Of two racing takers only one moves AWSCURRENT; the other re-reads and finds
-            // the winner's lease held.
-            if self
-                .inner
-                .cas_put(&name, credential, &seen, &value)
-                .await?
-                .is_some()
-            {
-                return Ok(Box::new(AwsLock {
-                    inner: Arc::clone(&self.inner),
-                    credential: credential.to_string(),
-                    holder: holder.to_string(),
-                    fence,
-                    released: false,
-                }));
-            }
-        }
-        Err(Error::new(
-            ErrorKind::Busy,
-            format!("{self}: the rotation lock of {credential} is contended"),
-        )
-        .with_hint("retry"))
+        // Of two racing takers only one moves AWSCURRENT; the other re-reads and finds the
+        // winner's lease held.
+        let fence = self
+            .inner
+            .read_modify_write(
+                &name,
+                credential,
+                |seen| {
+                    let now = Utc::now();
+                    let last = seen.parse::<LockRecord>(&name, self.secrets().label())?;
+                    if let Some(held) = &last
+                        && held.released_at.is_none()
+                        && held.expires_at > now
+                    {
+                        return Err(Error::new(
+                            ErrorKind::Busy,
+                            format!(
+                                "{self}: the rotation lock of {credential} is held by '{}' (lease {}) until {}",
+                                held.holder,
+                                held.fence,
+                                held.expires_at.to_rfc3339()
+                            ),
+                        )
+                        .with_hint("wait for that rotation to finish or for its lease to expire"));
+                    }
+                    let fence = last.map_or(0, |r| r.fence).max(journaled) + 1;
+                    let record = LockRecord {
+                        holder: holder.to_string(),
+                        fence,
+                        acquired_at: now,
+                        expires_at: self.inner.lease_expiry(now),
+                        released_at: None,
+                    };
+                    let value = serde_json::to_string(&record).expect("a lock record serializes");
+                    Ok(Decision::Write(value, fence))
+                },
+                || {
+                    Error::new(
+                        ErrorKind::Busy,
+                        format!("{self}: the rotation lock of {credential} is contended"),
+                    )
+                    .with_hint("retry")
+                },
+            )
+            .await?;
+        Ok(Box::new(AwsLock {
+            inner: Arc::clone(&self.inner),
+            credential: credential.to_string(),
+            holder: holder.to_string(),
+            fence,
+            released: false,
+        }))
     }
 }
 
