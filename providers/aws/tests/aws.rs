@@ -9,10 +9,10 @@ use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use rekey_api::{
-    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, Phase, RotationId, SecretStore,
-    Stage, Step,
+    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, Phase, SecretStore, Stage, Step,
 };
 use rekey_aws::{AwsConfig, AwsStore};
+use rekey_testkit::conformance;
 use rekey_testkit::moto::Moto;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -137,7 +137,7 @@ impl Env {
 }
 
 fn pair() -> (KeyMaterial, Certificate) {
-    rekey_testkit::conformance::pair()
+    conformance::pair()
 }
 
 async fn stage(
@@ -146,7 +146,7 @@ async fn stage(
     rotation: &str,
     p: &(KeyMaterial, Certificate),
 ) -> rekey_api::Result<()> {
-    rekey_testkit::conformance::stage_as(store, CRED, generation, rotation, p).await
+    conformance::stage_as(store, CRED, generation, rotation, p).await
 }
 
 async fn rotate(store: &AwsStore, generation: u64) -> (KeyMaterial, Certificate) {
@@ -169,7 +169,7 @@ async fn conformance() {
     let open = move || -> Box<dyn SecretStore> {
         Box::new(AwsStore::with_sdk_config(config(&prefix), &sdk).unwrap())
     };
-    rekey_testkit::conformance::secret_store(&open, "c").await;
+    conformance::secret_store(&open, "c").await;
 }
 
 #[tokio::test]
@@ -436,18 +436,7 @@ async fn creation_can_be_forbidden() {
 }
 
 fn journal_entry(step: Step, fence: Option<u64>) -> JournalEntry {
-    JournalEntry {
-        rotation_id: RotationId("r2".into()),
-        at: chrono::DateTime::from_timestamp(1_800_000_000 + step as i64, 0).unwrap(),
-        step,
-        phase: Phase::Done,
-        generation: Generation(2),
-        previous_generation: Some(Generation(1)),
-        new_fingerprint: None,
-        old_fingerprint: None,
-        detail: None,
-        fence,
-    }
+    conformance::journal_entry("r2", step, Phase::Done, fence)
 }
 
 #[tokio::test]

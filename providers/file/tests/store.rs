@@ -6,7 +6,7 @@ use rekey_api::{
     ErrorKind, Generation, JournalEntry, NewVersion, Phase, RotationId, SecretStore, Stage, Step,
 };
 use rekey_file::FileStore;
-use rekey_testkit::conformance::{pair, stage_as};
+use rekey_testkit::conformance::{self, pair, stage_as};
 use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
@@ -93,18 +93,7 @@ async fn journal_survives_a_torn_last_line() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
     assert!(store.read_journal("billing").await.unwrap().is_empty());
-    let entry = JournalEntry {
-        rotation_id: RotationId("r1".into()),
-        at: chrono::Utc::now(),
-        step: Step::Stage,
-        phase: Phase::Begin,
-        generation: Generation(2),
-        previous_generation: Some(Generation(1)),
-        new_fingerprint: None,
-        old_fingerprint: None,
-        detail: None,
-        fence: None,
-    };
+    let entry = journal_entry(Phase::Begin, None);
     store.append_journal("billing", &entry).await.unwrap();
     store
         .append_journal(
@@ -168,18 +157,7 @@ async fn credential_names_cannot_escape_the_store() {
 
 /// A journal entry of rotation `r1` under lease `fence`.
 fn journal_entry(phase: Phase, fence: Option<u64>) -> JournalEntry {
-    JournalEntry {
-        rotation_id: RotationId("r1".into()),
-        at: chrono::Utc::now(),
-        step: Step::Stage,
-        phase,
-        generation: Generation(2),
-        previous_generation: Some(Generation(1)),
-        new_fingerprint: None,
-        old_fingerprint: None,
-        detail: None,
-        fence,
-    }
+    conformance::journal_entry("r1", Step::Stage, phase, fence)
 }
 
 #[tokio::test]

@@ -6,9 +6,9 @@
 //! parallel on one shared server.
 
 use rekey_api::{
-    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, Phase, RotationId, SecretStore,
-    Stage, Step,
+    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, Phase, SecretStore, Stage, Step,
 };
+use rekey_testkit::conformance;
 use rekey_testkit::openbao::OpenBao;
 use rekey_vault::{VaultAuth, VaultConfig, VaultStore, VaultToken};
 use serde_json::Value;
@@ -288,16 +288,9 @@ async fn destroy_really_destroys_every_version_holding_the_generation() {
 
 fn entry(n: i64, rotation: &str) -> JournalEntry {
     JournalEntry {
-        rotation_id: RotationId(rotation.to_string()),
         at: chrono::DateTime::from_timestamp(1_800_000_000 + n, 0).unwrap(),
-        step: Step::Stage,
-        phase: Phase::Begin,
-        generation: Generation(2),
-        previous_generation: Some(Generation(1)),
-        new_fingerprint: None,
-        old_fingerprint: None,
         detail: Some(format!("entry {n}")),
-        fence: None,
+        ..conformance::journal_entry(rotation, Step::Stage, Phase::Begin, None)
     }
 }
 

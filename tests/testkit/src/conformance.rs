@@ -465,9 +465,11 @@ async fn discard_clears_pending_but_keeps_the_key(open: Open<'_>, credential: &s
     );
 }
 
-fn journal_entry(credential: &str, step: Step, phase: Phase, fence: Option<u64>) -> JournalEntry {
+/// A journal entry of rotation `rotation` introducing generation 2 over 1, timestamped by its
+/// step, for store tests that need entries to write.
+pub fn journal_entry(rotation: &str, step: Step, phase: Phase, fence: Option<u64>) -> JournalEntry {
     JournalEntry {
-        rotation_id: RotationId(format!("{credential}-r1")),
+        rotation_id: RotationId(rotation.to_string()),
         at: chrono::DateTime::from_timestamp(1_800_000_000 + step as i64, 0).expect("timestamp"),
         step,
         phase,
@@ -482,18 +484,33 @@ fn journal_entry(credential: &str, step: Step, phase: Phase, fence: Option<u64>)
 
 async fn the_journal_refuses_entries_from_an_older_lease(open: Open<'_>, credential: &str) {
     let store = open();
-    let newer = journal_entry(credential, Step::Generate, Phase::Begin, Some(7));
+    let newer = journal_entry(
+        &format!("{credential}-r1"),
+        Step::Generate,
+        Phase::Begin,
+        Some(7),
+    );
     store
         .append_journal(credential, &newer)
         .await
         .expect("fence: append under lease 7");
-    let stale = journal_entry(credential, Step::Stage, Phase::Begin, Some(6));
+    let stale = journal_entry(
+        &format!("{credential}-r1"),
+        Step::Stage,
+        Phase::Begin,
+        Some(6),
+    );
     let err = open()
         .append_journal(credential, &stale)
         .await
         .expect_err("fence: an entry under an older lease");
     assert_eq!(err.kind(), ErrorKind::LeaseLost, "fence: LeaseLost: {err}");
-    let same = journal_entry(credential, Step::Generate, Phase::Done, Some(7));
+    let same = journal_entry(
+        &format!("{credential}-r1"),
+        Step::Generate,
+        Phase::Done,
+        Some(7),
+    );
     store
         .append_journal(credential, &same)
         .await
@@ -508,7 +525,8 @@ async fn the_journal_refuses_entries_from_an_older_lease(open: Open<'_>, credent
 
 async fn journal_round_trips_in_order(open: Open<'_>, credential: &str) {
     let store = open();
-    let entry = |step: Step, phase: Phase| journal_entry(credential, step, phase, None);
+    let entry =
+        |step: Step, phase: Phase| journal_entry(&format!("{credential}-r1"), step, phase, None);
     let written: Vec<JournalEntry> = Step::ALL
         .iter()
         .flat_map(|&s| [entry(s, Phase::Begin), entry(s, Phase::Done)])
