@@ -971,14 +971,8 @@ async fn one_generation_across_a_file_store_and_vault_and_status_flags_a_store_t
 /// with the static dummy credentials every AWS test uses and IMDS disabled.
 /// What a consumer in AWS reads: `GetSecretValue` with the default stage.
 async fn aws_current_certificate(moto: &Moto, secret: &str) -> String {
-    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "static"))
-        .endpoint_url(moto.endpoint())
-        .build();
-    let client = aws_sdk_secretsmanager::Client::from_conf(config);
+    let sdk = rekey_testkit::moto::sdk_config(&moto.endpoint()).await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
     let value = client
         .get_secret_value()
         .secret_id(secret)

@@ -12,7 +12,7 @@ mod world;
 
 use orgsim::{Fault, FaultKind, PropagationMode};
 use rekey_api::{Generation, SecretStore};
-use rekey_testkit::moto::Moto;
+use rekey_testkit::moto::{Moto, sdk_config};
 use rekey_testkit::openbao::OpenBao;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -142,7 +142,7 @@ impl Scene {
                     ..rekey_aws::AwsConfig::default()
                 };
                 Box::new(
-                    rekey_aws::AwsStore::with_sdk_config(config, &aws_sdk(&self.endpoint).await)
+                    rekey_aws::AwsStore::with_sdk_config(config, &sdk_config(&self.endpoint).await)
                         .unwrap(),
                 )
             }
@@ -285,19 +285,9 @@ impl Scene {
     }
 }
 
-async fn aws_sdk(endpoint: &str) -> aws_config::SdkConfig {
-    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "static"))
-        .endpoint_url(endpoint)
-        .load()
-        .await
-}
-
 /// Every staging label on every version of `secret`, deprecated versions included.
 async fn aws_labels(endpoint: &str, secret: &str) -> Vec<String> {
-    let client = aws_sdk_secretsmanager::Client::new(&aws_sdk(endpoint).await);
+    let client = aws_sdk_secretsmanager::Client::new(&sdk_config(endpoint).await);
     let out = client
         .list_secret_version_ids()
         .secret_id(secret)

@@ -7,29 +7,18 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use rekey_api::{
     Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, Phase, SecretStore, Stage, Step,
 };
 use rekey_aws::{AwsConfig, AwsStore};
 use rekey_testkit::conformance;
-use rekey_testkit::moto::Moto;
+use rekey_testkit::moto::{Moto, sdk_config};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
 const CRED: &str = "billing";
-
-/// Static dummy credentials and an explicit region: the default chain (and IMDS) is never asked.
-async fn sdk(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "static"))
-        .endpoint_url(endpoint)
-        .load()
-        .await
-}
 
 fn config(prefix: &str) -> AwsConfig {
     AwsConfig {
@@ -47,7 +36,7 @@ struct Env {
 impl Env {
     async fn new(name: &str) -> Env {
         let moto = Moto::shared();
-        let sdk = sdk(&moto.endpoint()).await;
+        let sdk = sdk_config(&moto.endpoint()).await;
         Env {
             raw: Client::new(&sdk),
             sdk,
@@ -728,7 +717,7 @@ async fn a_closed_port_is_unavailable() {
         .unwrap()
         .port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let store = AwsStore::with_sdk_config(config("rekey"), &sdk(&endpoint).await).unwrap();
+    let store = AwsStore::with_sdk_config(config("rekey"), &sdk_config(&endpoint).await).unwrap();
     let err = store.stages(CRED).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.is_temporary());
@@ -744,8 +733,8 @@ async fn configuration_is_checked_before_any_request() {
     .await
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
-    let store =
-        AwsStore::with_sdk_config(config("rekey"), &sdk("http://127.0.0.1:9").await).unwrap();
+    let store = AwsStore::with_sdk_config(config("rekey"), &sdk_config("http://127.0.0.1:9").await)
+        .unwrap();
     let err = store.stages("a/b").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
 }

@@ -103,6 +103,18 @@ impl Moto {
     }
 }
 
+/// The AWS SDK configured for the moto server at `endpoint`: static dummy credentials and an
+/// explicit region, so the default chain (and the EC2 metadata address) is never asked.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "static"))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
 impl Moto {
     /// Freezes the server (SIGSTOP): connections hang as with a stalled network, and the state is
     /// kept, unlike a restart of moto, which forgets every secret.
