@@ -115,7 +115,6 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
                     read: Err(e.to_string()),
                 });
             }
-            journal_error = Some(e.to_string());
         }
         Ok(stores) => {
             for (name, store) in cred.stores.iter().zip(&stores) {
@@ -178,10 +177,7 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
             message,
         })
     };
-    let app = o.sources.iter().find(|s| s.is_app);
-    let app_fingerprint = app
-        .and_then(|s| s.read.as_ref().ok())
-        .map(|held| held.as_ref().map(|h| h.fingerprint));
+    let on_app = held_by_app(o).map(|h| h.fingerprint);
     for source in &o.sources {
         let name = &source.name;
         let held = match &source.read {
@@ -253,7 +249,7 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
                 );
             }
         }
-        if let Some(Some(on_app)) = app_fingerprint.filter(|_| !source.is_app)
+        if let Some(on_app) = on_app.filter(|_| !source.is_app)
             && on_app != held.fingerprint
         {
             add(
@@ -292,41 +288,20 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
     findings
 }
 
+/// The certificate on the app, when it could be read and holds one.
+fn held_by_app(o: &Observation) -> Option<&Held> {
+    o.sources
+        .iter()
+        .find(|s| s.is_app)
+        .and_then(|s| s.read.as_ref().ok())
+        .and_then(Option::as_ref)
+}
+
 /// The Prometheus text exposition of `observations` (one gauge family per fact; label values
 /// escaped as the format requires).
 pub fn metrics(observations: &[(Observation, Severity)]) -> String {
-    let mut families: Vec<(&str, &str, Vec<(String, f64)>)> = vec![
-        (
-            "rekey_certificate_not_after_timestamp_seconds",
-            "notAfter of the certificate each source holds, as a Unix timestamp.",
-            vec![],
-        ),
-        (
-            "rekey_key_created_timestamp_seconds",
-            "When each store wrote its CURRENT key, as a Unix timestamp.",
-            vec![],
-        ),
-        (
-            "rekey_last_rotation_success_timestamp_seconds",
-            "When the last rotation of the credential finished.",
-            vec![],
-        ),
-        (
-            "rekey_drift",
-            "1 when a store's CURRENT certificate differs from the one on the app.",
-            vec![],
-        ),
-        (
-            "rekey_source_up",
-            "1 when the source could be read.",
-            vec![],
-        ),
-        (
-            "rekey_check_status",
-            "The credential's check result: 0 ok, 1 warning, 2 critical, 3 unknown.",
-            vec![],
-        ),
-    ];
+    let (mut not_after, mut created, mut last_success) = (vec![], vec![], vec![]);
+    let (mut drift, mut up, mut status) = (vec![], vec![], vec![]);
     for (o, severity) in observations {
         let base = format!(
             "credential=\"{}\",app=\"{}\",org=\"{}\"",
@@ -334,35 +309,52 @@ pub fn metrics(observations: &[(Observation, Severity)]) -> String {
             escape(&o.app),
             escape(&o.org)
         );
-        let app = o
-            .sources
-            .iter()
-            .find(|s| s.is_app)
-            .and_then(|s| s.read.as_ref().ok().cloned().flatten());
+        let on_app = held_by_app(o).map(|h| h.fingerprint);
         for s in &o.sources {
             let labels = format!("{base},source=\"{}\"", escape(&s.name));
-            families[4]
-                .2
-                .push((labels.clone(), f64::from(u8::from(s.read.is_ok()))));
+            up.push((labels.clone(), f64::from(u8::from(s.read.is_ok()))));
             let Ok(Some(held)) = &s.read else { continue };
-            families[0]
-                .2
-                .push((labels.clone(), held.not_after.timestamp() as f64));
-            if let Some(created) = held.created_at {
-                families[1]
-                    .2
-                    .push((labels.clone(), created.timestamp() as f64));
+            not_after.push((labels.clone(), held.not_after.timestamp() as f64));
+            if let Some(at) = held.created_at {
+                created.push((labels.clone(), at.timestamp() as f64));
             }
-            if let (false, Some(on_app)) = (s.is_app, &app) {
-                let drift = on_app.fingerprint != held.fingerprint;
-                families[3].2.push((labels, f64::from(u8::from(drift))));
+            if let (false, Some(on_app)) = (s.is_app, on_app) {
+                drift.push((labels, f64::from(u8::from(on_app != held.fingerprint))));
             }
         }
         if let Some(at) = o.last_success {
-            families[2].2.push((base.clone(), at.timestamp() as f64));
+            last_success.push((base.clone(), at.timestamp() as f64));
         }
-        families[5].2.push((base, f64::from(severity.nagios())));
+        status.push((base, f64::from(severity.nagios())));
     }
+    let families = [
+        (
+            "rekey_certificate_not_after_timestamp_seconds",
+            "notAfter of the certificate each source holds, as a Unix timestamp.",
+            not_after,
+        ),
+        (
+            "rekey_key_created_timestamp_seconds",
+            "When each store wrote its CURRENT key, as a Unix timestamp.",
+            created,
+        ),
+        (
+            "rekey_last_rotation_success_timestamp_seconds",
+            "When the last rotation of the credential finished.",
+            last_success,
+        ),
+        (
+            "rekey_drift",
+            "1 when a store's CURRENT certificate differs from the one on the app.",
+            drift,
+        ),
+        ("rekey_source_up", "1 when the source could be read.", up),
+        (
+            "rekey_check_status",
+            "The credential's check result: 0 ok, 1 warning, 2 critical, 3 unknown.",
+            status,
+        ),
+    ];
     let mut text = String::new();
     for (name, help, samples) in families {
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
