@@ -1015,6 +1015,14 @@ subject = { cn = "billing-sync", o = "Acme" }
         assert_eq!(cred.cert.algorithm, KeyAlgorithm::Rsa2048);
         assert_eq!(cred.cert.validity_days, 365);
         assert_eq!(
+            (cred.request_timeout, cred.resume_max_age, cred.on_verify_failure),
+            (
+                Duration::from_secs(60),
+                Duration::from_secs(24 * 3600),
+                OnVerifyFailure::Rollback
+            )
+        );
+        assert_eq!(
             cred.policy,
             Policy {
                 warn_days: 28,
@@ -1061,7 +1069,7 @@ subject = { cn = "billing-sync", o = "Acme" }
             )
             .replace(
                 "store = \"local\"",
-                "store = \"local\"\nkey_algorithm = \"ec-256\"\nvalidity_days = 0",
+                "store = \"local\"\nkey_algorithm = \"ec-256\"\nvalidity_days = 0\non_verify_failure = \"retry\"\nresume_max_age_hours = 0",
             );
         let err = parse(&text, Path::new("rekey.toml"))
             .unwrap_err()
@@ -1074,6 +1082,8 @@ subject = { cn = "billing-sync", o = "Acme" }
                 "rekey.toml:15:7: unknown org 'acm'; defined orgs: acme",
                 "rekey.toml:20:17: unknown key_algorithm 'ec-256'; use one of rsa-2048, rsa-3072, rsa-4096",
                 "rekey.toml:21:17: validity_days = 0 is out of range; use 1..=3650",
+                "rekey.toml:23:24: resume_max_age_hours = 0 is out of range; use 1..=8760",
+                "rekey.toml:22:21: unknown on_verify_failure 'retry'; use \"rollback\" or \"keep\"",
             ]
         );
     }
