@@ -1015,7 +1015,11 @@ subject = { cn = "billing-sync", o = "Acme" }
         assert_eq!(cred.cert.algorithm, KeyAlgorithm::Rsa2048);
         assert_eq!(cred.cert.validity_days, 365);
         assert_eq!(
-            (cred.request_timeout, cred.resume_max_age, cred.on_verify_failure),
+            (
+                cred.request_timeout,
+                cred.resume_max_age,
+                cred.on_verify_failure
+            ),
             (
                 Duration::from_secs(60),
                 Duration::from_secs(24 * 3600),

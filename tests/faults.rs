@@ -646,6 +646,15 @@ async fn a_key_salesforce_never_accepts_is_rolled_back_to_the_previous_one() {
     let held = Held::spawn(&s.w, &["rotate", CRED], "restore:begin")
         .reached(&mut s.w)
         .await;
+    // Meanwhile `plan` shows what is left: the undo, not the rotation.
+    let plan = s.w.json(&["plan", CRED]).await;
+    let steps: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| st["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["restore", "revert", "close"], "{plan}");
     // …until rekey starts to put the old one back, which then takes effect at once.
     s.w.sim.set_propagation(0, PropagationMode::Either);
     let run = held.release(&mut s.w).await;
