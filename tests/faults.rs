@@ -12,7 +12,7 @@ mod world;
 
 use orgsim::{Fault, FaultKind, PropagationMode};
 use rekey_api::{Generation, SecretStore};
-use rekey_testkit::moto::{Moto, sdk_config};
+use rekey_testkit::moto::{Moto, sdk_config, version_labels};
 use rekey_testkit::openbao::OpenBao;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -288,16 +288,10 @@ impl Scene {
 /// Every staging label on every version of `secret`, deprecated versions included.
 async fn aws_labels(endpoint: &str, secret: &str) -> Vec<String> {
     let client = aws_sdk_secretsmanager::Client::new(&sdk_config(endpoint).await);
-    let out = client
-        .list_secret_version_ids()
-        .secret_id(secret)
-        .include_deprecated(true)
-        .send()
+    version_labels(&client, secret)
         .await
-        .unwrap();
-    out.versions()
-        .iter()
-        .flat_map(|v| v.version_stages().iter().cloned())
+        .into_values()
+        .flatten()
         .collect()
 }
 

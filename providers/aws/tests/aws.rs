@@ -12,7 +12,7 @@ use rekey_api::{
 };
 use rekey_aws::{AwsConfig, AwsStore};
 use rekey_testkit::conformance;
-use rekey_testkit::moto::{Moto, sdk_config};
+use rekey_testkit::moto::{Moto, sdk_config, version_labels};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -58,22 +58,7 @@ impl Env {
 
     /// Version id → labels of every version, deprecated ones included.
     async fn versions(&self) -> BTreeMap<String, Vec<String>> {
-        let out = self
-            .raw
-            .list_secret_version_ids()
-            .secret_id(self.secret())
-            .include_deprecated(true)
-            .send()
-            .await
-            .unwrap();
-        out.versions()
-            .iter()
-            .map(|v| {
-                let mut labels = v.version_stages().to_vec();
-                labels.sort();
-                (v.version_id().unwrap().to_string(), labels)
-            })
-            .collect()
+        version_labels(&self.raw, &self.secret()).await
     }
 
     /// The versions carrying `label`, from DescribeSecret.

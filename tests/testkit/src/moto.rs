@@ -115,6 +115,29 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// Version id → sorted staging labels of every version of `secret`, deprecated ones included:
+/// what tests assert label behaviour on, since emulators have got labels wrong before.
+pub async fn version_labels(
+    client: &aws_sdk_secretsmanager::Client,
+    secret: &str,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let out = client
+        .list_secret_version_ids()
+        .secret_id(secret)
+        .include_deprecated(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("ListSecretVersionIds {secret}: {e}"));
+    out.versions()
+        .iter()
+        .map(|v| {
+            let mut labels = v.version_stages().to_vec();
+            labels.sort();
+            (v.version_id().unwrap_or_default().to_string(), labels)
+        })
+        .collect()
+}
+
 impl Moto {
     /// Freezes the server (SIGSTOP): connections hang as with a stalled network, and the state is
     /// kept, unlike a restart of moto, which forgets every secret.
