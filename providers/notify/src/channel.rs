@@ -1,0 +1,572 @@
+//! Channels: validated at construction, delivered over HTTPS with retries.
+
+use crate::message::{Message, truncate};
+use crate::pagerduty::{self, DEDUP_KEY_MAX};
+use crate::secret::Secret;
+use crate::{slack, webhook};
+use chrono::Utc;
+use rekey_api::{Error, ErrorKind, Result};
+use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use std::fmt;
+use std::time::Duration;
+
+/// Per-request timeout (connect, send, answer).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much of an error response is read for its message.
+const ERROR_BODY_MAX: usize = 4096;
+/// How much of an error response's text goes into an error message.
+const ERROR_DETAIL_MAX: usize = 200;
+
+/// A channel as configured: plain typed values the caller took from `rekey.toml` (and the
+/// environment, for the secrets). [`Channel::new`] validates it.
+pub enum ChannelConfig {
+    /// A Slack incoming webhook.
+    Slack {
+        /// The channel's name in `rekey.toml`, used in errors and reports.
+        name: String,
+        /// `https://hooks.slack.com/services/T…/B…/…`: the whole URL is the credential.
+        webhook_url: Secret,
+    },
+    /// A PagerDuty service's Events API v2 integration.
+    PagerDuty {
+        /// The channel's name in `rekey.toml`.
+        name: String,
+        /// The integration key of the service's Events API v2 integration.
+        routing_key: Secret,
+        /// The enqueue endpoint; `None` for [`DEFAULT_EVENTS_URL`](crate::DEFAULT_EVENTS_URL).
+        events_url: Option<String>,
+    },
+    /// Any HTTPS endpoint that accepts signed JSON (see the crate README).
+    Webhook {
+        /// The channel's name in `rekey.toml`.
+        name: String,
+        /// Where to POST.
+        url: String,
+        /// The HMAC-SHA256 signing secret shared with the receiver.
+        secret: Secret,
+    },
+}
+
+impl fmt::Debug for ChannelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // URLs may carry tokens (Slack's always does): only the kind and the name are shown.
+        let (kind, name) = match self {
+            ChannelConfig::Slack { name, .. } => (ChannelKind::Slack, name),
+            ChannelConfig::PagerDuty { name, .. } => (ChannelKind::PagerDuty, name),
+            ChannelConfig::Webhook { name, .. } => (ChannelKind::Webhook, name),
+        };
+        f.debug_struct("ChannelConfig")
+            .field("kind", &kind)
+            .field("name", name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which service a channel talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChannelKind {
+    /// Slack incoming webhook.
+    Slack,
+    /// PagerDuty Events API v2.
+    PagerDuty,
+    /// Signed generic webhook.
+    Webhook,
+}
+
+impl ChannelKind {
+    /// `slack`, `pagerduty` or `webhook`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Slack => "slack",
+            ChannelKind::PagerDuty => "pagerduty",
+            ChannelKind::Webhook => "webhook",
+        }
+    }
+}
+
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How often and how patiently a delivery is retried.
+///
+/// Transport errors, 5xx and 429 are retried; other answers are final. The wait before retry
+/// `n` (1-based) is a random duration between half and all of `base * 2^(n-1)`, capped at
+/// `max_delay`; a 429 or 503 with `Retry-After: <seconds>` waits that long instead, also capped
+/// at `max_delay`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Requests in total, the first included (at least 1).
+    pub attempts: u32,
+    /// The first wait.
+    pub base: Duration,
+    /// The longest single wait, `Retry-After` included.
+    pub max_delay: Duration,
+}
+
+impl Default for Backoff {
+    /// 4 attempts, 200 ms first wait, at most 10 s per wait.
+    fn default() -> Self {
+        Backoff {
+            attempts: 4,
+            base: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after failed attempt `attempt` (1-based).
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(wait) = retry_after {
+            return wait.min(self.max_delay);
+        }
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        let full = self.base.saturating_mul(factor).min(self.max_delay);
+        let half = full / 2;
+        half + full.saturating_sub(half).mul_f64(rand::random::<f64>())
+    }
+}
+
+enum Endpoint {
+    Slack { webhook_url: Secret },
+    PagerDuty { routing_key: Secret, url: String },
+    Webhook { url: String, secret: Secret },
+}
+
+/// One alert channel, ready to send. Built by [`Channel::new`] from a [`ChannelConfig`].
+///
+/// `Debug` shows the kind, the name and the host only.
+pub struct Channel {
+    name: String,
+    kind: ChannelKind,
+    host: String,
+    endpoint: Endpoint,
+    http: reqwest::Client,
+    backoff: Backoff,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("backoff", &self.backoff)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one failed attempt left behind.
+struct Failure {
+    kind: ErrorKind,
+    message: String,
+    hint: String,
+    source: Option<reqwest::Error>,
+    /// Transport error, 5xx or 429: worth another attempt, and temporary if it was the last.
+    retry: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// The error for the caller; `attempts` when retries ran out.
+    fn into_error(self, attempts: Option<u32>) -> Error {
+        let mut message = self.message;
+        if let Some(n) = attempts {
+            message.push_str(&format!(" (gave up after {n} attempts)"));
+        }
+        let mut error = Error::new(self.kind, message).with_hint(self.hint);
+        if let Some(source) = self.source {
+            error = error.with_source(source);
+        }
+        if self.retry { error.temporary() } else { error }
+    }
+}
+
+impl Channel {
+    /// Validates `config`: a non-empty name and secret, and an `https` URL (plain `http` only for
+    /// loopback hosts). Errors are [`ErrorKind::Config`] and name the channel, never the secret or
+    /// the URL's path.
+    pub fn new(config: ChannelConfig) -> Result<Channel> {
+        let (kind, name, url, secret) = match &config {
+            ChannelConfig::Slack { name, webhook_url } => (
+                ChannelKind::Slack,
+                name,
+                webhook_url.expose_secret(),
+                webhook_url,
+            ),
+            ChannelConfig::PagerDuty {
+                name,
+                routing_key,
+                events_url,
+            } => (
+                ChannelKind::PagerDuty,
+                name,
+                events_url
+                    .as_deref()
+                    .unwrap_or(pagerduty::DEFAULT_EVENTS_URL),
+                routing_key,
+            ),
+            ChannelConfig::Webhook { name, url, secret } => {
+                (ChannelKind::Webhook, name, url.as_str(), secret)
+            }
+        };
+        let name = name.trim().to_string();
+        if name.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("{kind} channel: the name is empty"),
+            ));
+        }
+        let label = format!("{kind} channel '{name}'");
+        let what = match kind {
+            ChannelKind::Slack => "webhook_url",
+            ChannelKind::PagerDuty => "events_url",
+            ChannelKind::Webhook => "url",
+        };
+        // The parse error names the problem, never the input.
+        let parsed = Url::parse(url.trim()).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("{label}: {what} is not a URL: {e}"),
+            )
+        })?;
+        let host = parsed.host_str().unwrap_or_default().to_string();
+        match parsed.scheme() {
+            "https" if !host.is_empty() => {}
+            "http" if rekey_api::is_loopback_host(&host) => {}
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{label}: {what} must use https (plain http is allowed only for loopback hosts)"
+                    ),
+                ));
+            }
+        }
+        if secret.is_blank() {
+            let secret_name = match kind {
+                ChannelKind::Slack => "webhook_url",
+                ChannelKind::PagerDuty => "routing_key",
+                ChannelKind::Webhook => "secret",
+            };
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("{label}: {secret_name} is empty"),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            // A redirect would re-send the body (and for Slack, follow a secret URL) elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("rekey-notify/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("{label}: cannot build the HTTP client"),
+                )
+                .with_source(e.without_url())
+            })?;
+        let endpoint = match config {
+            ChannelConfig::Slack { webhook_url, .. } => Endpoint::Slack { webhook_url },
+            ChannelConfig::PagerDuty { routing_key, .. } => Endpoint::PagerDuty {
+                routing_key,
+                url: parsed.to_string(),
+            },
+            ChannelConfig::Webhook { secret, .. } => Endpoint::Webhook {
+                url: parsed.to_string(),
+                secret,
+            },
+        };
+        Ok(Channel {
+            name,
+            kind,
+            host,
+            endpoint,
+            http,
+            backoff: Backoff::default(),
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// Replaces the retry policy (tests use millisecond waits).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Replaces the per-request timeout ([`DEFAULT_TIMEOUT`] by default).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The service it talks to.
+    pub fn kind(&self) -> ChannelKind {
+        self.kind
+    }
+
+    /// The endpoint's host: the only part of the URL that may appear in messages.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `slack channel 'ops' (hooks.slack.com)`: how errors name the channel.
+    fn label(&self) -> String {
+        format!("{} channel '{}' ({})", self.kind, self.name, self.host)
+    }
+
+    /// Delivers `message`, retrying per the channel's [`Backoff`].
+    ///
+    /// Errors name the channel, the HTTP status and carry a hint; transport errors, 5xx and 429
+    /// are [`Error::is_temporary`]. No error contains a secret or a URL path.
+    pub async fn send(&self, message: &Message) -> Result<()> {
+        match &self.endpoint {
+            Endpoint::Slack { webhook_url } => {
+                let body = serde_json::to_vec(&slack::payload(message))
+                    .expect("a JSON value always serializes");
+                self.post(webhook_url.expose_secret(), &body, |_| Vec::new())
+                    .await
+            }
+            Endpoint::PagerDuty { routing_key, url } => {
+                let dedup_key = pagerduty::dedup_key(message);
+                if dedup_key.chars().count() > DEDUP_KEY_MAX {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "{}: dedup key '{}' is longer than PagerDuty's {DEDUP_KEY_MAX} characters",
+                            self.label(),
+                            truncate(&dedup_key, 60)
+                        ),
+                    ));
+                }
+                let body = pagerduty::event(routing_key.expose_secret(), message, Utc::now());
+                self.post(url, &body, |_| Vec::new()).await
+            }
+            Endpoint::Webhook { url, secret } => {
+                let body = webhook::body(message, Utc::now());
+                self.post(url, &body, |body| {
+                    // Signed per attempt, so a retry after a long Retry-After is still fresh.
+                    let ts = Utc::now().timestamp();
+                    let sig = webhook::signature(secret.expose_secret().as_bytes(), ts, body);
+                    vec![
+                        (webhook::TIMESTAMP_HEADER, ts.to_string()),
+                        (webhook::SIGNATURE_HEADER, sig),
+                    ]
+                })
+                .await
+            }
+        }
+    }
+
+    /// POSTs `body` until it is accepted (any 2xx), a final answer arrives, or the attempts run
+    /// out.
+    async fn post(
+        &self,
+        url: &str,
+        body: &[u8],
+        headers: impl Fn(&[u8]) -> Vec<(&'static str, String)>,
+    ) -> Result<()> {
+        let attempts = self.backoff.attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let failure = match self.attempt(url, body, headers(body)).await {
+                Ok(()) => return Ok(()),
+                Err(f) => f,
+            };
+            if !failure.retry {
+                return Err(failure.into_error(None));
+            }
+            if attempt >= attempts {
+                return Err(failure.into_error((attempts > 1).then_some(attempts)));
+            }
+            let wait = self.backoff.delay(attempt, failure.retry_after);
+            tracing::debug!(
+                channel = %self.name,
+                kind = %self.kind,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                error = %failure.message,
+                "notification not delivered yet; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        url: &str,
+        body: &[u8],
+        headers: Vec<(&'static str, String)>,
+    ) -> Result<(), Failure> {
+        let mut request = self
+            .http
+            .post(url)
+            .timeout(self.timeout)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(self.transport_failure(e));
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let mut raw = Vec::new();
+        while raw.len() < ERROR_BODY_MAX {
+            match response.chunk().await {
+                Ok(Some(chunk)) => raw.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let detail = self.detail(&String::from_utf8_lossy(&raw));
+        Err(self.status_failure(status, detail.as_deref(), retry_after))
+    }
+
+    fn transport_failure(&self, e: reqwest::Error) -> Failure {
+        let how = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "could not connect"
+        } else {
+            "failed"
+        };
+        Failure {
+            kind: ErrorKind::Unavailable,
+            message: format!("{}: request {how}", self.label()),
+            hint: format!(
+                "check that this host can reach {} (proxy, firewall, DNS); the notification was not delivered",
+                self.host
+            ),
+            // `without_url`: reqwest would otherwise print the URL, and Slack's is a secret.
+            source: Some(e.without_url()),
+            retry: true,
+            retry_after: None,
+        }
+    }
+
+    /// The service's own words from an error answer, without secrets, cut to one short line.
+    fn detail(&self, body: &str) -> Option<String> {
+        let text = match serde_json::from_str::<serde_json::Value>(body) {
+            Ok(v) => {
+                let mut parts: Vec<String> = ["status", "message", "error"]
+                    .iter()
+                    .filter_map(|k| v.get(k).and_then(|s| s.as_str()))
+                    .map(str::to_string)
+                    .collect();
+                if let Some(errors) = v.get("errors").and_then(|e| e.as_array()) {
+                    parts.extend(errors.iter().filter_map(|e| e.as_str()).map(str::to_string));
+                }
+                parts.join("; ")
+            }
+            Err(_) if body.trim_start().starts_with('<') => String::new(),
+            Err(_) => body.lines().next().unwrap_or_default().to_string(),
+        };
+        let mut text: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        for secret in self.secrets() {
+            if !secret.is_empty() && secret != "/" {
+                text = text.replace(secret, "***");
+            }
+        }
+        let text = truncate(text.trim(), ERROR_DETAIL_MAX);
+        (!text.is_empty()).then_some(text)
+    }
+
+    /// Strings an error message must never contain.
+    fn secrets(&self) -> Vec<&str> {
+        match &self.endpoint {
+            Endpoint::Slack { webhook_url } => {
+                let url = webhook_url.expose_secret().trim();
+                // The path is the secret part; also catch it on its own.
+                let path = url
+                    .find("://")
+                    .and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..]))
+                    .unwrap_or_default();
+                // And its last segment, the token, in case a body quotes only that.
+                let token = path.rsplit('/').next().unwrap_or_default();
+                vec![url, path, token]
+            }
+            Endpoint::PagerDuty { routing_key, .. } => vec![routing_key.expose_secret()],
+            Endpoint::Webhook { secret, .. } => vec![secret.expose_secret()],
+        }
+    }
+
+    fn status_failure(
+        &self,
+        status: StatusCode,
+        detail: Option<&str>,
+        retry_after: Option<Duration>,
+    ) -> Failure {
+        let code = status.as_u16();
+        let kind = match code {
+            401 => ErrorKind::Unauthenticated,
+            403 => ErrorKind::PermissionDenied,
+            404 | 410 => ErrorKind::NotFound,
+            429 | 500..=599 => ErrorKind::Unavailable,
+            400..=499 => ErrorKind::Rejected,
+            _ => ErrorKind::Unexpected,
+        };
+        let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
+        Failure {
+            kind,
+            message: format!("{}: HTTP {code}{detail}", self.label()),
+            hint: self.hint(code),
+            source: None,
+            retry: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+            retry_after,
+        }
+    }
+
+    fn hint(&self, code: u16) -> String {
+        match (self.kind, code) {
+            (_, 429) => format!(
+                "{} is rate limiting this sender; the notification was not delivered, retry later",
+                self.host
+            ),
+            (_, 500..=599) => format!(
+                "{} is failing or unavailable; the notification was not delivered, retry later",
+                self.host
+            ),
+            (_, 300..=399) => {
+                "redirects are not followed: configure the final URL of the endpoint".into()
+            }
+            (ChannelKind::Slack, 400) => {
+                "Slack refused the message as invalid; report it as a rekey bug".into()
+            }
+            (ChannelKind::Slack, 403 | 404 | 410) => "the incoming webhook was revoked or its Slack channel was deleted or archived; create a new incoming webhook and update the channel's webhook_url".into(),
+            (ChannelKind::PagerDuty, 400) => "PagerDuty refused the event: check that routing_key is the 32-character Integration Key of an Events API v2 integration".into(),
+            (ChannelKind::PagerDuty, _) => "check the channel's events_url (default https://events.pagerduty.com/v2/enqueue) and routing_key".into(),
+            (ChannelKind::Webhook, 401 | 403) => "the receiver refused the delivery: check that both sides use the same signing secret and that their clocks agree within the receiver's tolerance".into(),
+            (ChannelKind::Webhook, _) => "check the channel's url and the receiver's logs".into(),
+            (ChannelKind::Slack, _) => "check the channel's webhook_url".into(),
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Retries, final answers, fan-out and secret hygiene, on real HTTP receivers on 127.0.0.1.
+
+mod common;
+
+use common::{FAST, Receiver, Reply, closed_port};
+use rekey_api::ErrorKind;
+use rekey_notify::{Backoff, Channel, ChannelConfig, Message, Outcome, Secret, send_all};
+use std::time::{Duration, Instant};
+
+const SLACK_PATH: &str = "/services/T0001/B0002/SlackHookToken123";
+const ROUTING_KEY: &str = "R0UT1NGKEY0123456789abcdef012345";
+const WEBHOOK_SECRET: &str = "whsec-shared-signing-secret";
+
+fn message() -> Message {
+    Message::Rotation {
+        credential: "billing".into(),
+        app: "Billing_Sync".into(),
+        org: "prod".into(),
+        outcome: Outcome::Failed,
+        summary: "verify failed".into(),
+        rotation_id: None,
+    }
+}
+
+fn slack_at(url: String) -> Channel {
+    Channel::new(ChannelConfig::Slack {
+        name: "ops".into(),
+        webhook_url: Secret::new(url),
+    })
+    .unwrap()
+    .with_backoff(FAST)
+}
+
+fn slack(rx: &Receiver) -> Channel {
+    slack_at(rx.url(SLACK_PATH))
+}
+
+fn pagerduty_at(url: String) -> Channel {
+    Channel::new(ChannelConfig::PagerDuty {
+        name: "oncall".into(),
+        routing_key: Secret::new(ROUTING_KEY),
+        events_url: Some(url),
+    })
+    .unwrap()
+    .with_backoff(FAST)
+}
+
+fn webhook_at(url: String) -> Channel {
+    Channel::new(ChannelConfig::Webhook {
+        name: "audit".into(),
+        url,
+        secret: Secret::new(WEBHOOK_SECRET),
+    })
+    .unwrap()
+    .with_backoff(FAST)
+}
+
+/// Nothing secret in `text`: not the Slack URL or its path, the routing key or the signing secret.
+fn assert_clean(text: &str) {
+    for secret in [
+        SLACK_PATH,
+        "SlackHookToken123",
+        ROUTING_KEY,
+        WEBHOOK_SECRET,
+        "/v2/enqueue",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} leaked into {text:?}");
+    }
+}
+
+fn describe(err: &rekey_api::Error) -> String {
+    format!("{err} | {err:?} | {}", err.hint().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn two_503s_then_202_succeeds_on_the_third_request() {
+    let rx = Receiver::start(
+        vec![Reply::status(503, "busy"), Reply::status(503, "busy")],
+        Reply::status(202, r#"{"status":"success"}"#),
+    )
+    .await;
+    pagerduty_at(rx.url("/v2/enqueue"))
+        .send(&message())
+        .await
+        .unwrap();
+    assert_eq!(rx.count(), 3);
+    let bodies: Vec<_> = rx.requests().into_iter().map(|r| r.body).collect();
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_zero_is_retried_at_once() {
+    let rx = Receiver::start(
+        vec![Reply::status(429, "rate_limited").header("retry-after", "0")],
+        Reply::status(200, "ok"),
+    )
+    .await;
+    // A slow backoff, so only honouring Retry-After: 0 keeps this fast.
+    let ch = slack(&rx).with_backoff(Backoff {
+        attempts: 4,
+        base: Duration::from_secs(5),
+        max_delay: Duration::from_secs(5),
+    });
+    let started = Instant::now();
+    ch.send(&message()).await.unwrap();
+    assert_eq!(rx.count(), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_long_retry_after_is_capped_by_max_delay() {
+    let rx = Receiver::start(
+        vec![Reply::status(503, "maintenance").header("retry-after", "3600")],
+        Reply::status(200, "ok"),
+    )
+    .await;
+    let started = Instant::now();
+    slack(&rx).send(&message()).await.unwrap();
+    assert_eq!(rx.count(), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_400_is_final_after_one_request_and_names_channel_and_status() {
+    let rx = Receiver::answering(400, "invalid_payload").await;
+    let err = slack(&rx).send(&message()).await.unwrap_err();
+    assert_eq!(rx.count(), 1);
+    assert_eq!(err.kind(), ErrorKind::Rejected);
+    assert!(!err.is_temporary());
+    let text = err.to_string();
+    assert!(text.contains("slack channel 'ops'"), "{text}");
+    assert!(text.contains("127.0.0.1"), "{text}");
+    assert!(text.contains("HTTP 400"), "{text}");
+    assert!(text.contains("invalid_payload"), "{text}");
+    assert!(err.hint().is_some());
+    assert_clean(&describe(&err));
+}
+
+#[tokio::test]
+async fn other_4xx_are_final_and_classified() {
+    for (status, kind) in [
+        (401, ErrorKind::Unauthenticated),
+        (403, ErrorKind::PermissionDenied),
+        (404, ErrorKind::NotFound),
+        (410, ErrorKind::NotFound),
+        (422, ErrorKind::Rejected),
+    ] {
+        let rx = Receiver::answering(status, "no").await;
+        let err = webhook_at(rx.url("/hook"))
+            .send(&message())
+            .await
+            .unwrap_err();
+        assert_eq!(rx.count(), 1, "HTTP {status}");
+        assert_eq!(err.kind(), kind, "HTTP {status}");
+        assert!(!err.is_temporary());
+        assert!(
+            err.to_string().contains(&format!(
+                "webhook channel 'audit' (127.0.0.1): HTTP {status}"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let rx = Receiver::start(
+        Vec::new(),
+        Reply::status(302, "").header("location", "http://127.0.0.1:1/elsewhere"),
+    )
+    .await;
+    let err = slack(&rx).send(&message()).await.unwrap_err();
+    assert_eq!(rx.count(), 1);
+    assert_eq!(err.kind(), ErrorKind::Unexpected);
+    assert!(err.to_string().contains("HTTP 302"), "{err}");
+}
+
+#[tokio::test]
+async fn persistent_5xx_gives_up_after_the_attempts_as_temporary() {
+    let rx = Receiver::answering(
+        500,
+        r#"{"status":"Internal error","message":"try again","errors":["overloaded"]}"#,
+    )
+    .await;
+    let err = pagerduty_at(rx.url("/v2/enqueue"))
+        .send(&message())
+        .await
+        .unwrap_err();
+    assert_eq!(rx.count(), 4);
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(err.is_temporary());
+    assert_eq!(
+        err.to_string(),
+        "pagerduty channel 'oncall' (127.0.0.1): HTTP 500 (Internal error; try again; overloaded) (gave up after 4 attempts)"
+    );
+    assert_clean(&describe(&err));
+}
+
+#[tokio::test]
+async fn a_closed_port_is_a_temporary_error_after_the_attempts() {
+    let port = closed_port().await;
+    let ch = slack_at(format!("http://127.0.0.1:{port}{SLACK_PATH}"));
+    let err = ch.send(&message()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(err.is_temporary());
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "slack channel 'ops' (127.0.0.1): request could not connect (gave up after 4 attempts)"
+        ),
+        "{text}"
+    );
+    assert_clean(&describe(&err));
+}
+
+#[tokio::test]
+async fn send_all_reports_every_channel_and_delivers_to_the_live_one() {
+    let live = Receiver::answering(200, "ok").await;
+    let dead = closed_port().await;
+    let channels = [
+        webhook_at(format!("http://127.0.0.1:{dead}/hook")),
+        slack(&live),
+    ];
+    let results = send_all(&channels, &message()).await;
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].0, "audit");
+    let err = results[0].1.as_ref().unwrap_err();
+    assert!(err.is_temporary());
+    assert!(err.to_string().contains("webhook channel 'audit'"), "{err}");
+    assert_eq!(results[1].0, "ops");
+    assert!(results[1].1.is_ok());
+    assert_eq!(live.count(), 1);
+    assert_eq!(
+        live.single().json()["text"],
+        "[ROTATION FAILED] billing: verify failed"
+    );
+}
+
+#[tokio::test]
+async fn send_all_sends_concurrently() {
+    // Each receiver's first answer is a 503 with Retry-After: 1, capped at 300 ms; one channel
+    // after the other would take 900 ms.
+    let mut receivers = Vec::new();
+    for _ in 0..3 {
+        receivers.push(
+            Receiver::start(
+                vec![Reply::status(503, "").header("retry-after", "1")],
+                Reply::status(200, "ok"),
+            )
+            .await,
+        );
+    }
+    let slow = Backoff {
+        attempts: 2,
+        base: Duration::from_millis(300),
+        max_delay: Duration::from_millis(300),
+    };
+    let channels: Vec<_> = receivers
+        .iter()
+        .map(|rx| slack(rx).with_backoff(slow))
+        .collect();
+    let started = Instant::now();
+    let results = send_all(&channels, &message()).await;
+    let took = started.elapsed();
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    assert!(took < Duration::from_millis(800), "{took:?}");
+    assert!(receivers.iter().all(|rx| rx.count() == 2));
+}
+
+#[tokio::test]
+async fn echoed_secrets_are_scrubbed_from_errors() {
+    let rx = Receiver::answering(
+        400,
+        &format!(
+            r#"{{"status":"invalid event","message":"bad key {ROUTING_KEY}","errors":["x"]}}"#
+        ),
+    )
+    .await;
+    let err = pagerduty_at(rx.url("/v2/enqueue"))
+        .send(&message())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("bad key ***"), "{err}");
+    assert_clean(&describe(&err));
+
+    let path = SLACK_PATH;
+    let rx = Receiver::answering(404, &format!("no_service for {path}")).await;
+    let err = slack(&rx).send(&message()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("no_service for ***"), "{err}");
+    assert_clean(&describe(&err));
+
+    let rx = Receiver::answering(
+        401,
+        &format!("bad signature, expected secret {WEBHOOK_SECRET}"),
+    )
+    .await;
+    let err = webhook_at(rx.url("/hook"))
+        .send(&message())
+        .await
+        .unwrap_err();
+    assert_clean(&describe(&err));
+}
+
+#[tokio::test]
+async fn debug_output_shows_no_secret() {
+    let rx = Receiver::answering(200, "ok").await;
+    let configs = [
+        ChannelConfig::Slack {
+            name: "ops".into(),
+            webhook_url: Secret::new(rx.url(SLACK_PATH)),
+        },
+        ChannelConfig::PagerDuty {
+            name: "oncall".into(),
+            routing_key: Secret::new(ROUTING_KEY),
+            events_url: Some(rx.url("/v2/enqueue")),
+        },
+        ChannelConfig::Webhook {
+            name: "audit".into(),
+            url: rx.url("/hook"),
+            secret: Secret::new(WEBHOOK_SECRET),
+        },
+    ];
+    for config in configs {
+        let config_debug = format!("{config:?}");
+        assert_clean(&config_debug);
+        let channel = Channel::new(config).unwrap();
+        let debug = format!("{channel:?}");
+        assert_clean(&debug);
+        assert!(debug.contains(channel.name()), "{debug}");
+        assert!(debug.contains("127.0.0.1"), "{debug}");
+    }
+    assert_eq!(format!("{:?}", Secret::new(ROUTING_KEY)), "***");
+    assert_eq!(Secret::new(ROUTING_KEY).to_string(), "***");
+}
+
+#[test]
+fn https_is_required_except_on_loopback() {
+    let slack = |url: &str| {
+        Channel::new(ChannelConfig::Slack {
+            name: "ops".into(),
+            webhook_url: Secret::new(url),
+        })
+    };
+    for url in [
+        "http://hooks.slack.com/services/T0001/B0002/SlackHookToken123",
+        "ftp://127.0.0.1/services/T0001/B0002/SlackHookToken123",
+        "hooks.slack.com/services/T0001/B0002/SlackHookToken123",
+    ] {
+        let err = slack(url).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{url}");
+        assert!(err.to_string().starts_with("slack channel 'ops'"), "{err}");
+        assert_clean(&describe(&err));
+    }
+    for url in [
+        "https://hooks.slack.com/services/T0001/B0002/SlackHookToken123",
+        "http://127.0.0.1:9/services/x",
+        "http://localhost:9/services/x",
+        "http://[::1]:9/services/x",
+    ] {
+        let ch = slack(url).unwrap();
+        assert_clean(&format!("{ch:?}"));
+    }
+    assert_eq!(
+        slack("https://hooks.slack.com/services/T0001/B0002/SlackHookToken123")
+            .unwrap()
+            .host(),
+        "hooks.slack.com"
+    );
+
+    let err = Channel::new(ChannelConfig::PagerDuty {
+        name: "oncall".into(),
+        routing_key: Secret::new(ROUTING_KEY),
+        events_url: Some("http://events.pagerduty.com/v2/enqueue".into()),
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("pagerduty channel 'oncall': events_url must use https"),
+        "{err}"
+    );
+    let ok = Channel::new(ChannelConfig::PagerDuty {
+        name: "oncall".into(),
+        routing_key: Secret::new(ROUTING_KEY),
+        events_url: None,
+    })
+    .unwrap();
+    assert_eq!(ok.host(), "events.pagerduty.com");
+
+    let err = Channel::new(ChannelConfig::Webhook {
+        name: "audit".into(),
+        url: "http://10.0.0.1/hook".into(),
+        secret: Secret::new(WEBHOOK_SECRET),
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("webhook channel 'audit': url must use https"),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_names_and_secrets_are_config_errors() {
+    let err = Channel::new(ChannelConfig::Webhook {
+        name: "audit".into(),
+        url: "https://example.com/hook".into(),
+        secret: Secret::new(""),
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert_eq!(err.to_string(), "webhook channel 'audit': secret is empty");
+    let err = Channel::new(ChannelConfig::PagerDuty {
+        name: " ".into(),
+        routing_key: Secret::new(ROUTING_KEY),
+        events_url: None,
+    })
+    .unwrap_err();
+    assert_eq!(err.to_string(), "pagerduty channel: the name is empty");
+    let err = Channel::new(ChannelConfig::PagerDuty {
+        name: "oncall".into(),
+        routing_key: Secret::new("  "),
+        events_url: None,
+    })
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "pagerduty channel 'oncall': routing_key is empty"
+    );
+}
