@@ -8,6 +8,7 @@
 //! [`KeyMaterial::expose_secret_pem`], the one accessor reviewers grep for.
 
 mod cert;
+mod clock;
 mod error;
 mod journal;
 mod key;
@@ -17,6 +18,7 @@ mod target;
 mod types;
 
 pub use cert::{Certificate, Fingerprint};
+pub use clock::now;
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{JournalEntry, Phase, Step, check_fence};
 pub use key::KeyMaterial;

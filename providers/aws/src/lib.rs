@@ -237,7 +237,7 @@ impl Inner {
                     }
                     other => return Err(self.lease_lost(credential, fence, holder, other.as_ref())),
                 };
-                let now = Utc::now();
+                let now = rekey_api::now();
                 match action {
                     LeaseAction::Confirm => {
                         // Writing on every confirm would add a version each time (versions per
@@ -747,7 +747,7 @@ impl SecretStore for AwsStore {
         let info = VersionInfo {
             generation: new.generation,
             certificate: new.certificate.clone(),
-            created_at: Utc::now(),
+            created_at: rekey_api::now(),
             rotation_id: Some(new.rotation_id.clone()),
         };
         let value = key_value(&info, new.key);
@@ -1054,7 +1054,7 @@ impl SecretStore for AwsStore {
                 &name,
                 credential,
                 |seen| {
-                    let now = Utc::now();
+                    let now = rekey_api::now();
                     let last = seen.parse::<LockRecord>(&name, self.secrets().label())?;
                     if let Some(held) = &last
                         && held.released_at.is_none()

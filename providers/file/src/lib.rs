@@ -331,7 +331,7 @@ impl SecretStore for FileStore {
             .with_hint("stage a generation greater than every stored one; the kept key stays readable until it is destroyed"));
         }
         let meta = Meta {
-            created_at: Utc::now(),
+            created_at: rekey_api::now(),
             rotation_id: Some(new.rotation_id.clone()),
         };
         write_atomic(

@@ -92,7 +92,7 @@ fn assertion(
         iss,
         sub,
         aud,
-        exp: chrono::Utc::now().timestamp() + ASSERTION_LIFETIME_SECS,
+        exp: rekey_api::now().timestamp() + ASSERTION_LIFETIME_SECS,
     };
     jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &encoding)
         .map(Zeroizing::new)

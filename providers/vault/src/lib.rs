@@ -377,7 +377,7 @@ impl VaultStore {
         generation: Generation,
     ) -> Result<()> {
         let mut data = Map::new();
-        data.insert("cleared_at".into(), Utc::now().to_rfc3339().into());
+        data.insert("cleared_at".into(), rekey_api::now().to_rfc3339().into());
         data.insert(why.field().into(), generation.0.to_string().into());
         self.write(pending, &Value::Object(data)).await.map(|_| ())
     }
@@ -502,7 +502,7 @@ impl VaultStore {
         self.read_modify_write(credential, Leaf::Lock, |snap| {
             let (_, data) = self.own_lease(snap, credential, fence)?;
             let mut released = data.clone();
-            released.insert("released_at".into(), Utc::now().to_rfc3339().into());
+            released.insert("released_at".into(), rekey_api::now().to_rfc3339().into());
             Ok(Decision::Write(Value::Object(released), ()))
         })
         .await?;
@@ -664,7 +664,7 @@ impl SecretStore for VaultStore {
         let info = VersionInfo {
             generation: new.generation,
             certificate: new.certificate.clone(),
-            created_at: Utc::now(),
+            created_at: rekey_api::now(),
             rotation_id: Some(new.rotation_id.clone()),
         };
         let data = rekey_api::key_record(&info, new.key);
@@ -863,7 +863,7 @@ impl SecretStore for VaultStore {
                     .as_ref()
                     .map(|v| self.lease_of(&snap.key, v))
                     .transpose()?;
-                let now = Utc::now();
+                let now = rekey_api::now();
                 if let Some(held) = previous.as_ref().filter(|l| l.held(now)) {
                     return Err(self.busy(credential, &snap.key, held));
                 }
@@ -914,7 +914,7 @@ impl RotationLock for VaultLock {
         let extended_to = store
             .read_modify_write(&self.credential, Leaf::Lock, |snap| {
                 let (lease, data) = store.own_lease(snap, &self.credential, self.fence)?;
-                let now = Utc::now();
+                let now = rekey_api::now();
                 // Extending only past half the TTL keeps a confirm before every write from
                 // writing a KV version each time. An expired lease nobody took is still ours.
                 if lease
