@@ -2,9 +2,10 @@
 
 mod common;
 
-use common::{FAST, Receiver, Reply, closed_port};
+use common::{FAST, Receiver, Reply};
 use rekey_api::ErrorKind;
 use rekey_notify::{Backoff, Channel, ChannelConfig, Message, Outcome, Secret, send_all};
+use rekey_testkit::receiver::closed_port;
 use std::time::{Duration, Instant};
 
 const SLACK_PATH: &str = "/services/T0001/B0002/SlackHookToken123";

@@ -1,17 +1,10 @@
-//! A recording HTTP receiver on a free 127.0.0.1 port: answers from a script, then a default,
-//! and keeps every request (method, path, headers, raw body).
+//! Notify-specific test helpers; the recording receiver itself is `rekey_testkit::receiver`.
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use rekey_notify::Backoff;
+pub use rekey_testkit::receiver::{Receiver, Reply};
 use serde_json::Value;
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Fast retries for tests.
@@ -20,148 +13,6 @@ pub const FAST: Backoff = Backoff {
     base: Duration::from_millis(1),
     max_delay: Duration::from_millis(20),
 };
-
-#[derive(Clone, Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: String,
-}
-
-impl Reply {
-    pub fn status(status: u16, body: &str) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: body.to_string(),
-        }
-    }
-
-    pub fn header(mut self, name: &'static str, value: &str) -> Reply {
-        self.headers.push((name, value.to_string()));
-        self
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
-}
-
-impl Recorded {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("the body is JSON")
-    }
-
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ASCII header").to_string())
-    }
-}
-
-struct Inner {
-    requests: Mutex<Vec<Recorded>>,
-    script: Mutex<VecDeque<Reply>>,
-    default: Reply,
-}
-
-pub struct Receiver {
-    pub port: u16,
-    inner: Arc<Inner>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn record(
-    State(inner): State<Arc<Inner>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    inner.requests.lock().unwrap().push(Recorded {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        headers,
-        body: body.to_vec(),
-    });
-    let reply = inner
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or_else(|| inner.default.clone());
-    let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
-    for (name, value) in reply.headers {
-        response
-            .headers_mut()
-            .insert(name, value.parse().expect("header value"));
-    }
-    response
-}
-
-impl Receiver {
-    /// Answers `script` in order, then `default` forever.
-    pub async fn start(script: Vec<Reply>, default: Reply) -> Receiver {
-        let inner = Arc::new(Inner {
-            requests: Mutex::new(Vec::new()),
-            script: Mutex::new(script.into()),
-            default,
-        });
-        let router = Router::new().fallback(record).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("serve");
-        });
-        Receiver { port, inner, task }
-    }
-
-    /// Always answers `status` with `body`.
-    pub async fn answering(status: u16, body: &str) -> Receiver {
-        Receiver::start(Vec::new(), Reply::status(status, body)).await
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.requests.lock().unwrap().clone()
-    }
-
-    pub fn count(&self) -> usize {
-        self.inner.requests.lock().unwrap().len()
-    }
-
-    /// The only request received.
-    pub fn single(&self) -> Recorded {
-        let requests = self.requests();
-        assert_eq!(requests.len(), 1, "{requests:?}");
-        requests.into_iter().next().unwrap()
-    }
-}
-
-/// A loopback port nothing listens on.
-pub async fn closed_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    port
-}
 
 /// Removes `object[key]`, asserting it is an RFC 3339 UTC time within a minute of now.
 pub fn take_recent_time(object: &mut Value, key: &str) {

@@ -1,0 +1,156 @@
+//! A recording HTTP receiver on a free 127.0.0.1 port, for tests of what rekey sends (alerts,
+//! webhooks): answers from a script, then a default, and keeps every request (method, path,
+//! headers, raw body).
+
+#![allow(missing_docs)]
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn status(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Reply {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("the body is JSON")
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header").to_string())
+    }
+}
+
+struct Inner {
+    requests: Mutex<Vec<Recorded>>,
+    script: Mutex<VecDeque<Reply>>,
+    default: Reply,
+}
+
+pub struct Receiver {
+    pub port: u16,
+    inner: Arc<Inner>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn record(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    inner.requests.lock().unwrap().push(Recorded {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        headers,
+        body: body.to_vec(),
+    });
+    let reply = inner
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or_else(|| inner.default.clone());
+    let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+    for (name, value) in reply.headers {
+        response
+            .headers_mut()
+            .insert(name, value.parse().expect("header value"));
+    }
+    response
+}
+
+impl Receiver {
+    /// Answers `script` in order, then `default` forever.
+    pub async fn start(script: Vec<Reply>, default: Reply) -> Receiver {
+        let inner = Arc::new(Inner {
+            requests: Mutex::new(Vec::new()),
+            script: Mutex::new(script.into()),
+            default,
+        });
+        let router = Router::new().fallback(record).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.expect("serve");
+        });
+        Receiver { port, inner, task }
+    }
+
+    /// Always answers `status` with `body`.
+    pub async fn answering(status: u16, body: &str) -> Receiver {
+        Receiver::start(Vec::new(), Reply::status(status, body)).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.inner.requests.lock().unwrap().len()
+    }
+
+    /// The only request received.
+    pub fn single(&self) -> Recorded {
+        let requests = self.requests();
+        assert_eq!(requests.len(), 1, "{requests:?}");
+        requests.into_iter().next().unwrap()
+    }
+}
+
+/// A loopback port nothing listens on.
+pub async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    port
+}
