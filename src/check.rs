@@ -115,6 +115,8 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
                     read: Err(e.to_string()),
                 });
             }
+            // The journal lives in the primary store, so it was not read either.
+            journal_error = Some(e.to_string());
         }
         Ok(stores) => {
             for (name, store) in cred.stores.iter().zip(&stores) {
@@ -288,6 +290,15 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
     findings
 }
 
+/// The worst severity among `findings` (`Ok` when there are none).
+pub fn worst(findings: &[Finding]) -> Severity {
+    findings
+        .iter()
+        .map(|f| f.severity)
+        .max()
+        .unwrap_or(Severity::Ok)
+}
+
 /// The certificate on the app, when it could be read and holds one.
 fn held_by_app(o: &Observation) -> Option<&Held> {
     o.sources
@@ -368,31 +379,14 @@ pub fn metrics(observations: &[(Observation, Severity)]) -> String {
 /// Writes `text` to `path` so that a reader (node_exporter's textfile collector) sees the old
 /// file or the new one, never a half-written one: a temporary file beside it, then a rename.
 pub fn write_textfile(path: &std::path::Path, text: &str) -> rekey_api::Result<()> {
-    use std::io::Write as _;
-    let io = |what: &str, e: std::io::Error| {
+    // Readable by node_exporter, which usually runs as another user.
+    crate::atomic_file::write(path, text.as_bytes(), 0o644).map_err(|e| {
         rekey_api::Error::new(
             rekey_api::ErrorKind::Config,
-            format!("cannot {what} the metrics file {}", path.display()),
+            format!("cannot write the metrics file {}", path.display()),
         )
         .with_source(e)
         .with_hint("check that its directory exists and is writable by rekey")
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(|e| io("write", e))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| io("write", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io("replace", e)
     })
 }
 
@@ -404,50 +398,72 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Observations to test with, shared by the tests of `check`, `schedule` and `alerts`.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    fn at(days: i64) -> DateTime<Utc> {
+    /// `days` days after a fixed instant (2027-01-15T08:00:00Z); negative: before it.
+    pub(crate) fn at(days: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + days * 86_400, 0).unwrap()
     }
 
-    fn held(fp: &[u8], not_after_day: i64, created_day: Option<i64>) -> Option<Held> {
+    /// The certificate with fingerprint `fp`; with `created`, as a store holds it (a generation
+    /// too), without, as the app does.
+    pub(crate) fn held(
+        fp: &[u8],
+        not_after: DateTime<Utc>,
+        created: Option<DateTime<Utc>>,
+    ) -> Option<Held> {
         Some(Held {
             fingerprint: Fingerprint::of(fp),
-            not_after: at(not_after_day),
-            created_at: created_day.map(at),
-            generation: created_day.map(|_| Generation(1)),
+            not_after,
+            created_at: created,
+            generation: created.map(|_| Generation(1)),
         })
     }
 
-    fn observation(app: Option<Held>, store: Option<Held>) -> Observation {
+    /// A source named `name` (`app` is the app, anything else a store) that read `read`.
+    pub(crate) fn source(name: &str, read: Result<Option<Held>, String>) -> Source {
+        Source {
+            name: name.into(),
+            is_app: name == "app",
+            read,
+        }
+    }
+
+    /// `credential` of app Billing_Sync in org acme, under the default policy, with `sources`, no
+    /// rotation ever finished or open, and a readable journal.
+    pub(crate) fn observation(credential: &str, sources: Vec<Source>) -> Observation {
         Observation {
-            credential: "billing".into(),
+            credential: credential.into(),
             app: "Billing_Sync".into(),
             org: "acme".into(),
-            policy: Policy {
-                warn_days: 28,
-                critical_days: 14,
-                max_key_age_days: Some(180),
-            },
+            policy: Policy::default(),
             open_rotation_limit: Duration::from_secs(24 * 3600),
-            sources: vec![
-                Source {
-                    name: "app".into(),
-                    is_app: true,
-                    read: Ok(app),
-                },
-                Source {
-                    name: "store:local".into(),
-                    is_app: false,
-                    read: Ok(store),
-                },
-            ],
-            last_success: Some(at(-10)),
+            sources,
+            last_success: None,
             open_rotation: None,
             journal_error: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{at, held, source};
+    use super::*;
+
+    /// `billing` with the app and `store:local` holding `app` and `store`, keys allowed 180 days,
+    /// last rotated 10 days before `at(0)`.
+    fn observation(app: Option<Held>, store: Option<Held>) -> Observation {
+        let mut o = fixtures::observation(
+            "billing",
+            vec![source("app", Ok(app)), source("store:local", Ok(store))],
+        );
+        o.policy.max_key_age_days = Some(180);
+        o.last_success = Some(at(-10));
+        o
     }
 
     fn ids(findings: &[Finding]) -> Vec<(&str, Severity)> {
@@ -459,7 +475,7 @@ mod tests {
 
     #[test]
     fn expiry_crosses_warning_then_critical_in_every_source() {
-        let o = observation(held(b"a", 100, None), held(b"a", 100, Some(0)));
+        let o = observation(held(b"a", at(100), None), held(b"a", at(100), Some(at(0))));
         assert!(
             evaluate(&o, at(0)).is_empty(),
             "72 days left, key 0 days old"
@@ -494,7 +510,10 @@ mod tests {
 
     #[test]
     fn a_store_that_differs_from_the_app_is_drift() {
-        let o = observation(held(b"hand-deployed", 300, None), held(b"a", 300, Some(0)));
+        let o = observation(
+            held(b"hand-deployed", at(300), None),
+            held(b"a", at(300), Some(at(0))),
+        );
         let findings = evaluate(&o, at(1));
         assert_eq!(ids(&findings), [("drift/store:local", Severity::Critical)]);
         assert!(
@@ -506,7 +525,7 @@ mod tests {
 
     #[test]
     fn old_keys_open_rotations_and_unreadable_sources_are_findings() {
-        let mut o = observation(held(b"a", 900, None), held(b"a", 900, Some(0)));
+        let mut o = observation(held(b"a", at(900), None), held(b"a", at(900), Some(at(0))));
         o.open_rotation = Some((RotationId("billing-r9".into()), at(200)));
         o.sources[0].read = Err("org acme: HTTP 503".into());
         let findings = evaluate(&o, at(202));
@@ -525,7 +544,7 @@ mod tests {
 
     #[test]
     fn metrics_follow_the_prometheus_text_format() {
-        let mut o = observation(held(b"x", 100, None), held(b"a", 100, Some(0)));
+        let mut o = observation(held(b"x", at(100), None), held(b"a", at(100), Some(at(0))));
         o.credential = "we\"ird\\name".into();
         let text = metrics(&[(o, Severity::Critical)]);
         let base = r#"credential="we\"ird\\name",app="Billing_Sync",org="acme""#;

@@ -81,11 +81,26 @@ pub enum Command {
         /// node_exporter's textfile collector).
         #[arg(long, value_name = "PATH", conflicts_with = "preflight")]
         prometheus_textfile: Option<PathBuf>,
+        /// Do not send alerts to the configured channels (and leave their state untouched).
+        #[arg(long, conflicts_with = "preflight")]
+        no_notify: bool,
         /// Instead: prove that a rotation could run now: the store grants every permission a
         /// rotation needs, the admin login works and the app exists. Changes nothing.
         #[arg(long)]
         preflight: bool,
     },
+    /// The cron entrypoint: rotate every credential that is due (key older than rotate_every_days,
+    /// certificate within renew_before_days of expiry, drift with heal_drift, or an interrupted
+    /// rotation) and inside its change window, check the rest, alert, print one summary. Exit
+    /// code: a failed rotation's code, else 7 if one rolled back, else `check`'s (0/1/2/3).
+    Run {
+        /// Print what would rotate and why; rotate nothing, send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run `rekey run` every [daemon] interval_secs, serve /metrics (Prometheus) and /healthz on
+    /// [daemon] listen, and stop cleanly on SIGTERM (a rotation stops at a step boundary, journaled).
+    Daemon,
     /// Put an existing key and certificate (already on the app) under rekey's management as CURRENT.
     Import {
         /// Credential name from the config.

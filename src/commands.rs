@@ -1,11 +1,12 @@
 //! One function per subcommand: load what it needs, act, hand a report to `render`.
 
-use crate::check::{self, Finding, Severity};
+use crate::alerts::{Notifier, Observed};
+use crate::check::{self, Finding, Observation, Severity};
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, CredentialConfig};
 use crate::render::{self, Exit};
 use crate::rotation::{self, Failure, Intent, Rotation};
-use crate::{pki, wiring};
+use crate::{pki, run, wiring};
 use chrono::{DateTime, Utc};
 use rekey_api::{
     Certificate, Error, ErrorKind, Generation, KeyMaterial, NewVersion, Probe, Result, RotationId,
@@ -34,15 +35,19 @@ pub async fn run(cli: Cli) -> Exit {
             credential,
             preflight: false,
             prometheus_textfile,
+            no_notify,
         } => {
             check(
                 &cli.config,
                 credential.as_deref(),
                 prometheus_textfile.as_deref(),
+                !no_notify,
                 json,
             )
             .await
         }
+        Command::Run { dry_run } => run_once(&cli.config, dry_run, json).await,
+        Command::Daemon => crate::daemon::serve(&cli.config).await,
         Command::Check {
             credential,
             preflight: true,
@@ -110,7 +115,7 @@ pub struct InspectReport {
 }
 
 fn inspect(files: &[PathBuf], json: bool) -> Result<Exit> {
-    let now = Utc::now();
+    let now = rekey_api::now();
     let mut report = InspectReport {
         files: Vec::new(),
         key_matches_certificate: None,
@@ -182,27 +187,46 @@ fn rotation_of<'a>(
     }
 }
 
+/// Rotates (resumes, aborts) one credential: the stores and app it names, then the protocol.
+pub async fn rotate_credential(
+    config: &Config,
+    cred: &CredentialConfig,
+    intent: &Intent,
+    progress: &mut (dyn FnMut(rotation::Event) + Send),
+) -> std::result::Result<rotation::Outcome, Failure> {
+    let stores = wiring::stores(config, cred)
+        .await
+        .map_err(Failure::before_start)?;
+    let target = wiring::target(config, cred).map_err(Failure::before_start)?;
+    rotation::rotate(
+        &rotation_of(cred, &stores, target.as_ref()),
+        intent,
+        progress,
+    )
+    .await
+}
+
 async fn rotate(config_path: &Path, name: &str, intent: &Intent, json: bool) -> Exit {
     let prepared = async {
         let config = config::load(config_path)?;
-        let cred = wiring::credential(&config, name)?;
-        let stores = wiring::stores(&config, cred).await?;
-        let target = wiring::target(&config, cred)?;
-        Ok::<_, Error>((stores, target, config))
+        wiring::credential(&config, name)?;
+        let notifier = Notifier::from_config(&config)?;
+        Ok::<_, Error>((config, notifier))
     }
     .await;
-    let (stores, target, config) = match prepared {
+    let (config, notifier) = match prepared {
         Ok(p) => p,
         Err(error) => return render::error(&error, None, json),
     };
     let cred = &config.credentials[name];
     let mut progress = render::RotateProgress::new(name, json);
-    let result = rotation::rotate(
-        &rotation_of(cred, &stores, target.as_ref()),
-        intent,
-        &mut |e| progress.event(e),
-    )
-    .await;
+    let result = rotate_credential(&config, cred, intent, &mut |e| progress.event(e)).await;
+    if let (Some(notifier), Some(news)) = (&notifier, run::news(cred, &result)) {
+        match notifier.rotation(&news, rekey_api::now()).await {
+            Ok(deliveries) => render::deliveries(&deliveries, json),
+            Err(e) => eprintln!("warning: could not record the notification: {e}"),
+        }
+    }
     match result {
         Ok(outcome) => progress.finish(&outcome),
         Err(Failure {
@@ -276,7 +300,7 @@ fn selected<'c>(config: &'c Config, only: Option<&str>) -> Result<Vec<&'c Creden
 
 async fn status(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
-    let now = Utc::now();
+    let now = rekey_api::now();
     let mut rows = Vec::new();
     for cred in selected(&config, only)? {
         let in_context = |e: Error| e.context(&cred.name);
@@ -357,54 +381,88 @@ async fn check(
     config_path: &Path,
     only: Option<&str>,
     prometheus_textfile: Option<&Path>,
+    notify: bool,
     json: bool,
 ) -> Result<Exit> {
     let config = config::load(config_path)?;
-    let now = Utc::now();
-    let mut rows = Vec::new();
+    let notifier = if notify {
+        Notifier::from_config(&config)?
+    } else {
+        None
+    };
+    let now = rekey_api::now();
     let mut observed = Vec::new();
     for cred in selected(&config, only)? {
         let o = check::observe(&config, cred).await;
         let findings = check::evaluate(&o, now);
-        let severity = findings
-            .iter()
-            .map(|f| f.severity)
-            .max()
-            .unwrap_or(Severity::Ok);
-        let held = || {
-            o.sources
-                .iter()
-                .filter_map(|s| s.read.as_ref().ok().cloned().flatten())
-        };
-        rows.push(CheckRow {
-            credential: o.credential.clone(),
-            app: o.app.clone(),
-            org: o.org.clone(),
-            severity,
-            days_left: held().map(|h| (h.not_after - now).num_days()).min(),
-            key_age_days: held()
-                .find_map(|h| h.created_at)
-                .map(|t| (now - t).num_days()),
-            days_since_rotation: o.last_success.map(|t| (now - t).num_days()),
-            findings,
-        });
-        observed.push((o, severity));
+        observed.push((o, findings));
     }
     if let Some(path) = prometheus_textfile {
-        check::write_textfile(path, &check::metrics(&observed))?;
+        let judged: Vec<_> = observed
+            .iter()
+            .map(|(o, f)| (o.clone(), check::worst(f)))
+            .collect();
+        check::write_textfile(path, &check::metrics(&judged))?;
     }
+    // Alerts go out before the report, so a slow channel cannot hide behind a printed table.
+    let mut undelivered = false;
+    if let Some(notifier) = &notifier {
+        let list: Vec<Observed<'_>> = observed
+            .iter()
+            .map(|(observation, findings)| Observed {
+                observation,
+                findings,
+            })
+            .collect();
+        let deliveries = notifier.findings(&list, now).await?;
+        undelivered = deliveries.iter().any(|d| d.error.is_some());
+        render::deliveries(&deliveries, json);
+    }
+    let rows: Vec<CheckRow> = observed
+        .into_iter()
+        .map(|(o, findings)| check_row(&o, findings, now))
+        .collect();
     render::check(&rows, json);
     let worst = rows
         .iter()
         .map(|r| r.severity)
+        .chain(undelivered.then_some(Severity::Unknown))
         .max()
         .unwrap_or(Severity::Ok);
-    Ok(match worst {
-        Severity::Ok => Exit::Ok,
-        Severity::Warning => Exit::Warning,
-        Severity::Critical => Exit::Critical,
-        Severity::Unknown => Exit::UNKNOWN,
-    })
+    Ok(render::exit_for_severity(worst))
+}
+
+async fn run_once(config_path: &Path, dry_run: bool, json: bool) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let notifier = Notifier::from_config(&config)?;
+    crate::shutdown::listen().map_err(|e| {
+        Error::new(ErrorKind::Unexpected, "cannot listen for SIGTERM").with_source(e)
+    })?;
+    let report = run::run(&config, notifier.as_ref(), dry_run).await;
+    render::deliveries(&report.deliveries, json);
+    render::run(&report, json);
+    Ok(report.exit)
+}
+
+/// `check`'s line for one observed credential.
+pub fn check_row(o: &Observation, findings: Vec<Finding>, now: DateTime<Utc>) -> CheckRow {
+    let held = || {
+        o.sources
+            .iter()
+            .filter_map(|s| s.read.as_ref().ok().cloned().flatten())
+    };
+    CheckRow {
+        credential: o.credential.clone(),
+        app: o.app.clone(),
+        org: o.org.clone(),
+        severity: check::worst(&findings),
+        days_left: held().map(|h| (h.not_after - now).num_days()).min(),
+        key_age_days: held()
+            .find_map(|h| h.created_at)
+            .map(|t| (now - t).num_days()),
+        days_since_rotation: o.last_success.map(|t| (now - t).num_days()),
+        findings,
+    }
 }
 
 /// One credential's preflight result: `None` means the check passed.
@@ -544,7 +602,7 @@ async fn import_locked(
         let generation = Generation(1);
         let rotation_id = RotationId(format!(
             "{name}-import-{}",
-            Utc::now().format("%Y%m%dT%H%M%SZ")
+            rekey_api::now().format("%Y%m%dT%H%M%SZ")
         ));
         store
             .stage(

@@ -4,6 +4,7 @@
 //! failing, so one run shows every mistake. Nothing here touches the network or a key.
 
 use crate::pki::{CertSpec, KeyAlgorithm, Subject};
+use crate::schedule::{self, Schedule, Window};
 use rekey_api::{Error, ErrorKind, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -25,6 +26,89 @@ pub struct Config {
     pub stores: BTreeMap<String, StoreConfig>,
     /// Credentials, by name.
     pub credentials: BTreeMap<String, CredentialConfig>,
+    /// Where alerts and rotation outcomes are sent; `None` without an `[alerts]` section.
+    pub alerts: Option<AlertsConfig>,
+    /// `rekey run`'s settings.
+    pub run: RunConfig,
+    /// `rekey daemon`'s settings.
+    pub daemon: DaemonConfig,
+}
+
+/// `[alerts]`: channels, and the state that de-duplicates what was already sent.
+#[derive(Debug)]
+pub struct AlertsConfig {
+    /// Which findings were sent to which channel, and when.
+    pub state_file: PathBuf,
+    /// A finding still open is sent again after this long.
+    pub renotify: Duration,
+    /// The channels, in config order.
+    pub channels: Vec<ChannelSettings>,
+}
+
+/// How much a channel wants to hear: `info` everything, `warning` no successful rotations,
+/// `critical` only critical findings and failed rotations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Successful rotations and resolves.
+    Info,
+    /// Warning and unknown findings, rolled-back rotations.
+    Warning,
+    /// Critical findings and failed rotations.
+    Critical,
+}
+
+/// One `[alerts.channels.NAME]`.
+#[derive(Debug)]
+pub struct ChannelSettings {
+    /// Its name in the config.
+    pub name: String,
+    /// The least a message must weigh to be sent here.
+    pub min_level: Level,
+    /// Kind and where its secret comes from.
+    pub kind: ChannelKindSettings,
+    /// `file:line` of its section, for errors found at run time (a missing variable).
+    pub origin: String,
+}
+
+/// A channel's kind and settings; secrets are read when the channel is built, never stored here.
+#[derive(Debug)]
+pub enum ChannelKindSettings {
+    /// A Slack incoming webhook (the whole URL is the secret).
+    Slack {
+        /// Where the webhook URL comes from.
+        webhook_url: SecretSource,
+    },
+    /// PagerDuty Events API v2.
+    PagerDuty {
+        /// Where the integration (routing) key comes from.
+        routing_key: SecretSource,
+        /// Events endpoint override (EU service region, tests).
+        events_url: Option<String>,
+    },
+    /// A generic HTTPS receiver; bodies signed with HMAC-SHA256.
+    Webhook {
+        /// Where to POST.
+        url: String,
+        /// Where the signing secret comes from.
+        secret: SecretSource,
+    },
+}
+
+/// `[run]`.
+#[derive(Debug)]
+pub struct RunConfig {
+    /// How many credentials rotate at once.
+    pub concurrency: usize,
+}
+
+/// `[daemon]`.
+#[derive(Debug)]
+pub struct DaemonConfig {
+    /// Where `/metrics` and `/healthz` are served.
+    pub listen: std::net::SocketAddr,
+    /// Time from the start of one `run` to the start of the next.
+    pub interval: Duration,
 }
 
 /// How rekey reaches one org as an administrator.
@@ -230,6 +314,8 @@ pub struct CredentialConfig {
     pub on_verify_failure: OnVerifyFailure,
     /// Alert thresholds.
     pub policy: Policy,
+    /// When `rekey run` rotates it.
+    pub schedule: Schedule,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +327,54 @@ struct RawConfig {
     stores: BTreeMap<String, Spanned<RawStore>>,
     #[serde(default)]
     credentials: BTreeMap<String, Spanned<RawCredential>>,
+    alerts: Option<Spanned<RawAlerts>>,
+    run: Option<RawRun>,
+    daemon: Option<RawDaemon>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    state_file: Option<Spanned<String>>,
+    renotify_hours: Option<Spanned<i64>>,
+    #[serde(default)]
+    channels: BTreeMap<String, Spanned<RawChannel>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    kind: Spanned<String>,
+    min_severity: Option<Spanned<String>>,
+    webhook_url_env: Option<Spanned<String>>,
+    webhook_url_file: Option<Spanned<String>>,
+    routing_key_env: Option<Spanned<String>>,
+    routing_key_file: Option<Spanned<String>>,
+    events_url: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    secret_env: Option<Spanned<String>>,
+    secret_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    concurrency: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    listen: Option<Spanned<String>>,
+    interval_secs: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    cron: Spanned<String>,
+    timezone: Option<Spanned<String>>,
+    duration_minutes: Spanned<i64>,
 }
 
 #[derive(Deserialize)]
@@ -379,6 +513,11 @@ struct RawCredential {
     request_timeout_secs: Option<Spanned<i64>>,
     resume_max_age_hours: Option<Spanned<i64>>,
     on_verify_failure: Option<Spanned<String>>,
+    rotate_every_days: Option<Spanned<i64>>,
+    renew_before_days: Option<Spanned<i64>>,
+    heal_drift: Option<bool>,
+    #[serde(default)]
+    windows: Vec<Spanned<RawWindow>>,
     subject: Spanned<RawSubject>,
     #[serde(default)]
     policy: Option<Spanned<RawPolicy>>,
@@ -456,6 +595,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     let orgs = validate_orgs(&raw, &base, &mut problems);
     let stores = validate_stores(&raw, &base, &mut problems);
     let credentials = validate_credentials(&raw, &mut problems);
+    let alerts = raw
+        .alerts
+        .as_ref()
+        .map(|a| validate_alerts(a, &base, &mut problems));
+    let run = RunConfig {
+        concurrency: raw.run.as_ref().map_or(4, |r| {
+            positive(&r.concurrency, 4, 1..=64, "run.concurrency", &mut problems)
+        }) as usize,
+    };
+    let daemon = validate_daemon(raw.daemon.as_ref(), &mut problems);
     if !problems.found.is_empty() {
         return Err(config_error(problems.found));
     }
@@ -464,6 +613,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         orgs,
         stores,
         credentials,
+        alerts,
+        run,
+        daemon,
     })
 }
 
@@ -624,6 +776,231 @@ fn validate_stores(
         out.insert(name.clone(), config);
     }
     out
+}
+
+fn validate_alerts(raw: &Spanned<RawAlerts>, base: &Path, p: &mut Problems) -> AlertsConfig {
+    let a = raw.get_ref();
+    let mut channels = Vec::new();
+    for (name, spanned) in &a.channels {
+        let c = spanned.get_ref();
+        let origin = p.at(spanned.span());
+        let secret = |p: &mut Problems,
+                      env: &Option<Spanned<String>>,
+                      file: &Option<Spanned<String>>,
+                      key: &str| {
+            match (env, file) {
+                (Some(var), None) => Some(SecretSource::Env(var.get_ref().clone())),
+                (None, Some(path)) => Some(SecretSource::File(base.join(path.get_ref()))),
+                _ => {
+                    p.add(spanned.span(), format!("alerts.channels.{name}: set exactly one of {key}_env = \"VARIABLE\" or {key}_file = \"PATH\" (secrets are never written into rekey.toml)"));
+                    None
+                }
+            }
+        };
+        let used: Vec<(&str, Option<std::ops::Range<usize>>)> = vec![
+            (
+                "webhook_url_env",
+                c.webhook_url_env.as_ref().map(Spanned::span),
+            ),
+            (
+                "webhook_url_file",
+                c.webhook_url_file.as_ref().map(Spanned::span),
+            ),
+            (
+                "routing_key_env",
+                c.routing_key_env.as_ref().map(Spanned::span),
+            ),
+            (
+                "routing_key_file",
+                c.routing_key_file.as_ref().map(Spanned::span),
+            ),
+            ("events_url", c.events_url.as_ref().map(Spanned::span)),
+            ("url", c.url.as_ref().map(Spanned::span)),
+            ("secret_env", c.secret_env.as_ref().map(Spanned::span)),
+            ("secret_file", c.secret_file.as_ref().map(Spanned::span)),
+        ];
+        let kind = c.kind.get_ref().as_str();
+        let allowed: &[&str] = match kind {
+            "slack" => &["webhook_url_env", "webhook_url_file"],
+            "pagerduty" => &["routing_key_env", "routing_key_file", "events_url"],
+            "webhook" => &["url", "secret_env", "secret_file"],
+            other => {
+                p.add(
+                    c.kind.span(),
+                    format!("unknown channel kind '{other}'; use \"slack\", \"pagerduty\" or \"webhook\""),
+                );
+                continue;
+            }
+        };
+        for (key, span) in &used {
+            if let (Some(span), false) = (span, allowed.contains(key)) {
+                p.add(
+                    span.clone(),
+                    format!("alerts.channels.{name}: '{key}' does not apply to {kind}"),
+                );
+            }
+        }
+        let min_level = match c.min_severity.as_ref() {
+            None => Level::Info,
+            Some(v) => match v.get_ref().as_str() {
+                "info" => Level::Info,
+                "warning" => Level::Warning,
+                "critical" => Level::Critical,
+                other => {
+                    p.add(
+                        v.span(),
+                        format!("unknown min_severity '{other}'; use \"info\", \"warning\" or \"critical\""),
+                    );
+                    Level::Info
+                }
+            },
+        };
+        for url in [&c.events_url, &c.url].into_iter().flatten() {
+            check_url(url, "url", p);
+        }
+        let kind = match kind {
+            "slack" => secret(p, &c.webhook_url_env, &c.webhook_url_file, "webhook_url")
+                .map(|webhook_url| ChannelKindSettings::Slack { webhook_url }),
+            "pagerduty" => secret(p, &c.routing_key_env, &c.routing_key_file, "routing_key").map(
+                |routing_key| ChannelKindSettings::PagerDuty {
+                    routing_key,
+                    events_url: text(&c.events_url),
+                },
+            ),
+            _ => {
+                let secret = secret(p, &c.secret_env, &c.secret_file, "secret");
+                match (text(&c.url), secret) {
+                    (Some(url), Some(secret)) => Some(ChannelKindSettings::Webhook { url, secret }),
+                    (None, _) => {
+                        p.add(
+                            spanned.span(),
+                            format!("alerts.channels.{name}: kind = \"webhook\" needs url = \"https://…\""),
+                        );
+                        None
+                    }
+                    _ => None,
+                }
+            }
+        };
+        if let Some(kind) = kind {
+            channels.push(ChannelSettings {
+                name: name.clone(),
+                min_level,
+                kind,
+                origin,
+            });
+        }
+    }
+    AlertsConfig {
+        state_file: a.state_file.as_ref().map_or_else(
+            || base.join("rekey-alerts.json"),
+            |f| base.join(f.get_ref()),
+        ),
+        renotify: Duration::from_secs(
+            positive(&a.renotify_hours, 24, 1..=720, "alerts.renotify_hours", p) as u64 * 3600,
+        ),
+        channels,
+    }
+}
+
+fn validate_daemon(raw: Option<&RawDaemon>, p: &mut Problems) -> DaemonConfig {
+    let default_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 9817));
+    let listen = match raw.and_then(|d| d.listen.as_ref()) {
+        None => default_listen,
+        Some(l) => l.get_ref().parse().unwrap_or_else(|_| {
+            p.add(
+                l.span(),
+                format!(
+                    "daemon.listen '{}' is not an address:port such as 127.0.0.1:9817",
+                    l.get_ref()
+                ),
+            );
+            default_listen
+        }),
+    };
+    let interval = raw.map_or(3600, |d| {
+        positive(
+            &d.interval_secs,
+            3600,
+            1..=86_400,
+            "daemon.interval_secs",
+            p,
+        )
+    });
+    DaemonConfig {
+        listen,
+        interval: Duration::from_secs(interval as u64),
+    }
+}
+
+/// A credential's rotation schedule. A change window must open at least once in every
+/// `renew_before_days` stretch, or a certificate could expire while rekey waits for a window.
+fn validate_schedule(c: &RawCredential, validity_days: i64, p: &mut Problems) -> Schedule {
+    let rotate_every = c
+        .rotate_every_days
+        .as_ref()
+        .map(|_| positive(&c.rotate_every_days, 90, 1..=3650, "rotate_every_days", p));
+    let renew_before_days = positive(
+        &c.renew_before_days,
+        30.min(validity_days - 1).max(1),
+        1..=3650,
+        "renew_before_days",
+        p,
+    );
+    if let Some(r) = &c.renew_before_days
+        && *r.get_ref() >= validity_days
+    {
+        p.add(
+            r.span(),
+            format!(
+                "renew_before_days = {} is not below validity_days = {validity_days}: every new certificate would be due at once",
+                r.get_ref()
+            ),
+        );
+    }
+    let renew_before = chrono::Duration::days(renew_before_days);
+    let mut windows = Vec::new();
+    for w in &c.windows {
+        let raw = w.get_ref();
+        let zone = raw
+            .timezone
+            .as_ref()
+            .map_or("UTC", |z| z.get_ref().as_str());
+        match Window::parse(raw.cron.get_ref(), zone, *raw.duration_minutes.get_ref()) {
+            Ok(window) => windows.push(window),
+            Err(message) => p.add(w.span(), format!("window: {message}")),
+        }
+    }
+    if windows.len() == c.windows.len()
+        && let Some(first) = c.windows.first()
+    {
+        let horizon = chrono::Duration::days(2 * 366);
+        let listed = windows
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        match schedule::longest_closed(&windows, rekey_api::now(), horizon) {
+            None => p.add(
+                first.span(),
+                format!("the windows ({listed}) never open in the next two years; fix the cron expression"),
+            ),
+            Some(gap) if gap >= renew_before => p.add(
+                first.span(),
+                format!(
+                    "the windows ({listed}) stay closed for up to {} days at a stretch, but renew_before_days = {renew_before_days}: a certificate could expire before a window opens; open a window more often or raise renew_before_days",
+                    (gap.num_hours() + 23) / 24
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    Schedule {
+        rotate_every: rotate_every.map(chrono::Duration::days),
+        renew_before,
+        heal_drift: c.heal_drift.unwrap_or(false),
+        windows,
+    }
 }
 
 fn validate_vault_auth(
@@ -833,6 +1210,7 @@ fn validate_credentials(raw: &RawConfig, p: &mut Problems) -> BTreeMap<String, C
             None => KeyAlgorithm::Rsa2048,
         };
         let validity_days = positive(&c.validity_days, 365, 1..=3650, "validity_days", p);
+        let schedule = validate_schedule(c, validity_days, p);
         let verify_timeout = positive(
             &c.verify_timeout_secs,
             900,
@@ -924,6 +1302,7 @@ fn validate_credentials(raw: &RawConfig, p: &mut Problems) -> BTreeMap<String, C
                 resume_max_age: Duration::from_secs(resume_max_age_hours as u64 * 3600),
                 on_verify_failure,
                 policy,
+                schedule,
             },
         );
     }
@@ -1049,6 +1428,132 @@ subject = { cn = "billing-sync", o = "Acme" }
         assert!(
             matches!(&config.stores["local"], StoreConfig::File { path } if path == Path::new("/etc/rekey/keys"))
         );
+        assert_eq!(cred.schedule.rotate_every, None);
+        assert_eq!(cred.schedule.renew_before, chrono::Duration::days(30));
+        assert!(!cred.schedule.heal_drift && cred.schedule.windows.is_empty());
+        assert!(config.alerts.is_none());
+        assert_eq!(config.run.concurrency, 4);
+        assert_eq!(config.daemon.listen.to_string(), "127.0.0.1:9817");
+        assert_eq!(config.daemon.interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn windows_that_never_open_or_open_too_rarely_are_refused_at_load() {
+        let with = |extra: &str| GOOD.to_string() + extra;
+        let err = |text: String| {
+            parse(&text, Path::new("rekey.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let never = err(with(
+            "[[credentials.billing.windows]]\ncron = \"0 0 30 2 *\"\nduration_minutes = 60\n",
+        ));
+        assert!(
+            never.starts_with("rekey.toml:21:1: the windows (0 0 30 2 * UTC for 1h) never open"),
+            "{never}"
+        );
+        // Once a year, but a certificate is renewed only 30 days before it expires.
+        let yearly = err(with(
+            "[[credentials.billing.windows]]\ncron = \"0 2 1 6 *\"\ntimezone = \"Europe/Berlin\"\nduration_minutes = 240\n",
+        ));
+        assert!(
+            yearly.contains("(0 2 1 6 * Europe/Berlin for 4h) stay closed for up to 36")
+                && yearly.contains("days at a stretch, but renew_before_days = 30"),
+            "{yearly}"
+        );
+        let bad = err(with(
+            "[[credentials.billing.windows]]\ncron = \"0 25 * * *\"\ntimezone = \"Europe/Berln\"\nduration_minutes = 0\n",
+        ));
+        assert!(bad.contains("rekey.toml:21:1: window: "), "{bad}");
+        // A weekly window is fine with the default renew_before_days, in any zone.
+        let weekly = with(
+            "[[credentials.billing.windows]]\ncron = \"0 2 * * SAT\"\ntimezone = \"America/New_York\"\nduration_minutes = 240\n",
+        );
+        let config = parse(&weekly, Path::new("rekey.toml")).unwrap();
+        assert_eq!(config.credentials["billing"].schedule.windows.len(), 1);
+        let too_late = err(GOOD.replace(
+            "store = \"local\"",
+            "store = \"local\"\nvalidity_days = 30\nrenew_before_days = 30",
+        ));
+        assert!(
+            too_late.contains("renew_before_days = 30 is not below validity_days = 30"),
+            "{too_late}"
+        );
+    }
+
+    #[test]
+    fn alert_channels_take_secrets_from_env_or_file_only_and_name_misplaced_keys() {
+        let text = GOOD.to_string()
+            + r#"
+[alerts]
+renotify_hours = 6
+
+[alerts.channels.ops]
+kind = "slack"
+webhook_url_env = "SLACK_URL"
+
+[alerts.channels.pager]
+kind = "pagerduty"
+routing_key_file = "pd.key"
+min_severity = "critical"
+
+[alerts.channels.hook]
+kind = "webhook"
+url = "https://hooks.example/rekey"
+secret_env = "HOOK_SECRET"
+"#;
+        let config = parse(&text, Path::new("/etc/rekey/rekey.toml")).unwrap();
+        let alerts = config.alerts.unwrap();
+        assert_eq!(alerts.state_file, Path::new("/etc/rekey/rekey-alerts.json"));
+        assert_eq!(alerts.renotify, Duration::from_secs(6 * 3600));
+        let names: Vec<(&str, Level)> = alerts
+            .channels
+            .iter()
+            .map(|c| (c.name.as_str(), c.min_level))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("hook", Level::Info),
+                ("ops", Level::Info),
+                ("pager", Level::Critical)
+            ]
+        );
+        assert!(matches!(
+            &alerts.channels[2].kind,
+            ChannelKindSettings::PagerDuty { routing_key: SecretSource::File(f), events_url: None }
+                if f == Path::new("/etc/rekey/pd.key")
+        ));
+
+        let bad = GOOD.to_string()
+            + r#"
+[alerts.channels.ops]
+kind = "slack"
+webhook_url_env = "SLACK_URL"
+webhook_url_file = "slack.url"
+url = "https://x.example"
+
+[alerts.channels.hook]
+kind = "webhook"
+url = "http://hooks.example/rekey"
+secret_env = "S"
+min_severity = "loud"
+
+[alerts.channels.mail]
+kind = "email"
+"#;
+        let err = parse(&bad, Path::new("rekey.toml"))
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "rekey.toml:35:8: unknown channel kind 'email'",
+            "alerts.channels.ops: set exactly one of webhook_url_env = \"VARIABLE\" or webhook_url_file = \"PATH\"",
+            "alerts.channels.ops: 'url' does not apply to slack",
+            "url 'http://hooks.example/rekey' must be an https:// URL",
+            "unknown min_severity 'loud'",
+        ] {
+            assert!(err.contains(expected), "{expected}\n{err}");
+        }
     }
 
     #[test]

@@ -4,13 +4,19 @@
 // `pub` marks what a module offers the rest of the binary; there is no library to reach it from.
 #![allow(unreachable_pub)]
 
+mod alerts;
+mod atomic_file;
 mod check;
 mod cli;
 mod commands;
 mod config;
+mod daemon;
 mod pki;
 mod render;
 mod rotation;
+mod run;
+mod schedule;
+mod shutdown;
 mod wiring;
 
 use clap::Parser;

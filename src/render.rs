@@ -3,11 +3,13 @@
 //! Reports handed in here carry fingerprints, names and dates, never key bytes: the types that
 //! reach this module have no field that could hold one.
 
+use crate::alerts::Delivery;
 use crate::check::Severity;
 use crate::commands::{
     CheckRow, ImportReport, InspectReport, Inspected, PreflightRow, StatusRow, VerifyReport,
 };
 use crate::rotation::{Ending, Event, Outcome, Plan};
+use crate::run::{Action, RunReport};
 use rekey_api::{Error, ErrorKind, JournalEntry, RotationId, Step};
 use serde::Serialize;
 use std::process::ExitCode;
@@ -50,6 +52,22 @@ pub enum Exit {
 impl Exit {
     /// `check`: a source could not be read, so nothing can be said about it (Nagios UNKNOWN).
     pub const UNKNOWN: Exit = Exit::Refused;
+}
+
+impl Serialize for Exit {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(*self as u8)
+    }
+}
+
+/// `check`'s exit code for the worst severity found (Nagios).
+pub fn exit_for_severity(severity: Severity) -> Exit {
+    match severity {
+        Severity::Ok => Exit::Ok,
+        Severity::Warning => Exit::Warning,
+        Severity::Critical => Exit::Critical,
+        Severity::Unknown => Exit::UNKNOWN,
+    }
 }
 
 impl From<Exit> for ExitCode {
@@ -104,9 +122,9 @@ struct ErrorJson<'a> {
     published: Option<bool>,
 }
 
-/// Prints an error (stderr; and stdout as JSON with `--json`) and returns its exit code.
-pub fn error(error: &Error, rotation: Option<&RotationFailure>, json: bool) -> Exit {
-    let exit = match (rotation, error.kind()) {
+/// The exit code of `error`, which stopped `rotation` if one was under way.
+pub fn failure_exit(error: &Error, rotation: Option<&RotationFailure>) -> Exit {
+    match (rotation, error.kind()) {
         (_, ErrorKind::Config) => Exit::Config,
         (_, kind @ (ErrorKind::Conflict | ErrorKind::LeaseLost | ErrorKind::Busy)) => {
             exit_for(kind)
@@ -114,7 +132,12 @@ pub fn error(error: &Error, rotation: Option<&RotationFailure>, json: bool) -> E
         (Some(r), _) if r.published => Exit::FailedAfterPublish,
         (Some(r), _) if r.rotation_id.is_some() => Exit::FailedBeforePublish,
         _ => exit_for(error.kind()),
-    };
+    }
+}
+
+/// Prints an error (stderr; and stdout as JSON with `--json`) and returns its exit code.
+pub fn error(error: &Error, rotation: Option<&RotationFailure>, json: bool) -> Exit {
+    let exit = failure_exit(error, rotation);
     if json {
         print_json(&serde_json::json!({ "error": ErrorJson {
             kind: error.kind().to_string(),
@@ -380,12 +403,7 @@ pub fn check(rows: &[CheckRow], json: bool) {
         return print_json(&rows);
     }
     for r in rows {
-        let label = match r.severity {
-            Severity::Ok => "OK",
-            Severity::Warning => "WARNING",
-            Severity::Critical => "CRITICAL",
-            Severity::Unknown => "UNKNOWN",
-        };
+        let label = severity_label(r.severity);
         println!(
             "{label:<8} {:<20} days left {:>5}  key age {:>5}",
             r.credential,
@@ -395,6 +413,101 @@ pub fn check(rows: &[CheckRow], json: bool) {
         for f in &r.findings {
             println!("         - [{:?}] {}", f.severity, f.message);
         }
+    }
+}
+
+/// Alerts and rotation notices sent: each on stderr, so `--json` stdout stays one document; a
+/// channel that failed is always named.
+pub fn deliveries(deliveries: &[Delivery], json: bool) {
+    for d in deliveries {
+        match &d.error {
+            Some(error) => eprintln!(
+                "warning: {}: {} for {} was not delivered: {error}",
+                d.channel, d.what, d.credential
+            ),
+            None if !json => eprintln!("notified {}: {} ({})", d.channel, d.what, d.credential),
+            None => {}
+        }
+    }
+}
+
+/// `rekey run`'s summary.
+pub fn run(report: &RunReport, json: bool) {
+    if json {
+        return print_json(report);
+    }
+    let (mut rotated, mut rolled_back, mut failed, mut waiting, mut would) = (0, 0, 0, 0, 0);
+    for row in &report.credentials {
+        let c = &row.check;
+        let action = match &row.action {
+            Action::NotDue => "not due".to_string(),
+            Action::WouldRotate => {
+                would += 1;
+                "would rotate".to_string()
+            }
+            Action::Waiting { opens } => {
+                waiting += 1;
+                match opens {
+                    Some(t) => format!("due; window opens {}", t.format("%Y-%m-%d %H:%MZ")),
+                    None => "due; no window will open".to_string(),
+                }
+            }
+            Action::Rotated {
+                generation,
+                fingerprint,
+                ..
+            } => {
+                rotated += 1;
+                format!(
+                    "rotated to generation {} ({})",
+                    opt(*generation),
+                    opt(fingerprint.as_ref())
+                )
+            }
+            Action::RolledBack { reason, .. } => {
+                rolled_back += 1;
+                format!("rolled back: {reason}")
+            }
+            Action::Failed { error, .. } => {
+                failed += 1;
+                format!("FAILED: {error}")
+            }
+        };
+        println!(
+            "{:<20} {:<8} {action}",
+            c.credential,
+            severity_label(c.severity)
+        );
+        for reason in &row.reasons {
+            println!("{:<29} because {reason}", "");
+        }
+        if let Action::Failed {
+            hint: Some(hint), ..
+        } = &row.action
+        {
+            println!("{:<29} hint: {hint}", "");
+        }
+        for f in &c.findings {
+            println!("{:<29} - [{:?}] {}", "", f.severity, f.message);
+        }
+    }
+    let total = report.credentials.len();
+    let verb = if report.dry_run { "dry run" } else { "run" };
+    println!(
+        "{verb}: {total} credentials: {rotated} rotated, {would} would rotate, {rolled_back} rolled back, {failed} failed, {waiting} waiting for a window; exit {}",
+        report.exit as u8
+    );
+    if let Some(e) = &report.alert_error {
+        println!("alerts: {e}");
+    }
+}
+
+fn severity_label(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Ok => "OK",
+        Severity::Warning => "WARNING",
+        Severity::Critical => "CRITICAL",
+        Severity::Unknown => "UNKNOWN",
     }
 }
 

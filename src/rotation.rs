@@ -217,7 +217,7 @@ pub struct Failure {
 
 impl Failure {
     /// A failure before any rotation began (preflight, lease, reading the journal).
-    fn before_start(error: Error) -> Self {
+    pub fn before_start(error: Error) -> Self {
         Failure {
             error,
             rotation_id: None,
@@ -478,7 +478,7 @@ async fn run_leased(
 }
 
 fn age(since: DateTime<Utc>) -> Duration {
-    (Utc::now() - since).to_std().unwrap_or_default()
+    (rekey_api::now() - since).to_std().unwrap_or_default()
 }
 
 /// The refusal to continue a rotation nobody has looked at for longer than `resume_max_age`.
@@ -525,7 +525,7 @@ impl<'a, 'r> Run<'a, 'r> {
         generation: Generation,
         old_fingerprint: Option<Fingerprint>,
     ) -> Self {
-        let now = Utc::now();
+        let now = rekey_api::now();
         let id = RotationId(format!(
             "{}-{}-{:04x}",
             rotation.credential,
@@ -567,7 +567,7 @@ impl<'a, 'r> Run<'a, 'r> {
     async fn journal(&self, step: Step, phase: Phase, detail: Option<String>) -> Result<()> {
         let entry = JournalEntry {
             rotation_id: self.id.clone(),
-            at: Utc::now(),
+            at: rekey_api::now(),
             step,
             phase,
             generation: self.generation,
@@ -611,6 +611,7 @@ impl<'a, 'r> Run<'a, 'r> {
                 if self.done.contains(&step) {
                     continue;
                 }
+                self.stop_if_asked(step)?;
                 if let Err(error) = self.step(step, &mut fresh, progress).await {
                     let roll_back = step == Step::Verify
                         && error.kind() == ErrorKind::VerificationFailed
@@ -631,12 +632,24 @@ impl<'a, 'r> Run<'a, 'r> {
                 if self.done.contains(&step) {
                     continue;
                 }
+                self.stop_if_asked(step)?;
                 self.step(step, &mut fresh, progress)
                     .await
                     .map_err(|error| self.failure(step, error))?;
             }
         }
         self.outcome().await
+    }
+
+    /// Stops before `step` when a shutdown was asked for: between steps the journal says
+    /// exactly what is done, so the next run resumes here.
+    fn stop_if_asked(&self, step: Step) -> std::result::Result<(), Failure> {
+        if crate::shutdown::requested() {
+            let error =
+                crate::shutdown::stopped(self.rotation.credential, &format!("before {step}"));
+            return Err(self.failure(step, error));
+        }
+        Ok(())
     }
 
     /// One step: journal Begin, act (retrying temporary errors), journal Done.
@@ -703,7 +716,7 @@ impl<'a, 'r> Run<'a, 'r> {
         let r = self.rotation;
         match step {
             Step::Generate => {
-                let (key, cert) = pki::generate(r.spec, Utc::now())?;
+                let (key, cert) = pki::generate(r.spec, rekey_api::now())?;
                 self.new_fingerprint = Some(cert.fingerprint);
                 let detail = format!(
                     "{} certificate {} valid until {}",
@@ -770,7 +783,7 @@ impl<'a, 'r> Run<'a, 'r> {
             } else {
                 // Resumed after Generate but before anything was written: the key never left
                 // memory, so nothing refers to it and a new one is as good.
-                let pair = pki::generate(r.spec, Utc::now())?;
+                let pair = pki::generate(r.spec, rekey_api::now())?;
                 self.new_fingerprint = Some(pair.1.fingerprint);
                 *fresh = Some(pair);
             }
@@ -1096,7 +1109,13 @@ async fn verify(
             .with_hint("`rekey resume` keeps verifying (raise verify_timeout_secs if propagation is slow); `rekey abort` undoes the rotation"));
         }
         progress(Event::VerifyRetry { attempt, reason });
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            // Verifying changes nothing, so it can stop mid-wait; its begin is journaled.
+            () = crate::shutdown::wait() => {
+                return Err(crate::shutdown::stopped(r.credential, &format!("while verifying {which}")));
+            }
+        }
     }
     unreachable!("the attempt counter is unbounded")
 }

@@ -15,7 +15,7 @@ use rekey_api::{Generation, SecretStore};
 use rekey_testkit::moto::{Moto, sdk_config, version_labels};
 use rekey_testkit::openbao::OpenBao;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use world::{Run, World, rekey_api_fingerprint, vault_world, with_aws_store};
@@ -894,9 +894,7 @@ fn runbook_commands(path: &str, credential: &str) -> Vec<Vec<String>> {
             }
         }
         for w in &mut words {
-            if w == "CRED" {
-                *w = credential.to_string();
-            }
+            *w = w.replace("CRED", credential);
         }
         commands.push(words);
     }
@@ -937,6 +935,54 @@ async fn every_command_of_the_rollback_runbook_works_on_a_stuck_rotation() {
                 );
             }
         }
+        s.assert_no_leaks(&context);
+    });
+    run_all(scenarios).await;
+}
+
+/// Every `rekey` command of the scheduling and alert-response runbooks, each on its own world in
+/// the state the runbook describes (a stuck rotation for resume/abort, an emptied store for
+/// import), answers 0. The systemd unit and the CronJob run subcommands tested here or, for the
+/// daemon, in tests/alerting.rs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_command_of_the_scheduling_and_alert_runbooks_works() {
+    let schedule = "runbooks/scheduled-rotation.md";
+    let mut commands = runbook_commands(schedule, CRED);
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(schedule)).unwrap();
+    let deployed: Vec<&str> = text
+        .split("ExecStart=/usr/local/bin/rekey ")
+        .skip(1)
+        .chain(text.split("args: [\"").skip(1))
+        .map(|rest| rest.split(['"', '`', '\n', ' ']).next().unwrap())
+        .collect();
+    assert!(deployed.len() >= 3, "{deployed:?}");
+    for sub in deployed {
+        assert!(
+            sub == "daemon" || commands.iter().any(|c| c == &[sub]),
+            "{schedule} deploys `rekey {sub}`, which no test runs"
+        );
+    }
+    commands.extend(runbook_commands("runbooks/expiry-alert-response.md", CRED));
+    assert!(commands.len() >= 18, "{commands:?}");
+    let scenarios = commands.into_iter().map(|command| async move {
+        let mut s = Scene::file().await;
+        s.w.drop_credential("billing-eca");
+        let context = format!("rekey {}", command.join(" "));
+        match command[0].as_str() {
+            "resume" | "abort" => {
+                let held = Held::spawn(&s.w, &["rotate", CRED], "publish:done")
+                    .reached(&mut s.w)
+                    .await;
+                held.kill(&mut s.w).await;
+            }
+            // The runbook's case: a store without CURRENT.
+            "import" => std::fs::remove_dir_all(s.w.path(&format!("keys/{CRED}"))).unwrap(),
+            _ => {}
+        }
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let run = s.w.rekey(&args).await;
+        assert_eq!(run.code, 0, "{context}\n{}{}", run.stdout, run.stderr);
         s.assert_no_leaks(&context);
     });
     run_all(scenarios).await;

@@ -149,6 +149,28 @@ impl World {
         std::fs::write(&path, edit(text)).unwrap();
     }
 
+    /// Moves rekey's clock and the org emulator's clock `secs` ahead of real time (both, so JWTs
+    /// rekey signs are judged by the same clock that judges them).
+    pub(crate) fn set_clock(&mut self, secs: i64) {
+        self.env
+            .retain(|(k, _)| k != "REKEY_TEST_CLOCK_OFFSET_SECS");
+        self.env
+            .push(("REKEY_TEST_CLOCK_OFFSET_SECS".into(), secs.to_string()));
+        self.sim.set_clock_offset(secs);
+    }
+
+    /// Removes a credential's section (the demo config's credentials each have one table).
+    pub(crate) fn drop_credential(&self, name: &str) {
+        let header = format!("[credentials.{name}]");
+        self.edit_config(|c| {
+            let start = c.find(&header).expect("the credential is in the config");
+            let end = c[start + header.len()..]
+                .find("\n[")
+                .map_or(c.len(), |i| start + header.len() + i + 1);
+            format!("{}{}", &c[..start], &c[end..])
+        });
+    }
+
     pub(crate) async fn ok(&mut self, args: &[&str]) -> Run {
         let run = self.rekey(args).await;
         assert_eq!(
@@ -165,6 +187,19 @@ impl World {
         let run = self.ok(&args).await;
         serde_json::from_str(&run.stdout)
             .unwrap_or_else(|e| panic!("{args:?} printed non-JSON ({e}):\n{}", run.stdout))
+    }
+
+    /// `args --json` whatever its exit code, parsed.
+    pub(crate) async fn json_any(&mut self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let run = self.rekey(&args).await;
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?} printed non-JSON ({e}):\n{}{}",
+                run.stdout, run.stderr
+            )
+        })
     }
 
     /// The fingerprint of the file store's CURRENT certificate for `credential`.

@@ -1,0 +1,192 @@
+//! `rekey daemon`: `rekey run` every `[daemon] interval_secs`, with `/metrics` (Prometheus text:
+//! the `check` families plus the daemon's own) and `/healthz` served on `[daemon] listen`.
+//!
+//! SIGTERM/SIGINT stop it cleanly: the HTTP server stops accepting, a rotation in flight stops at
+//! its next step boundary with the journal open (the next run resumes it), and the process exits 0.
+//! The config is read once at start; restart the daemon to apply a changed config.
+
+use crate::alerts::Notifier;
+use crate::check;
+use crate::config;
+use crate::render::{self, Exit};
+use crate::run::{self, Action, RunReport};
+use crate::shutdown;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use rekey_api::{Error, ErrorKind, Result};
+use std::fmt::Write as _;
+use std::future::IntoFuture as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the HTTP side shows: the last run's results and the daemon's counters.
+#[derive(Default)]
+struct Shared {
+    /// `check`'s metric families as of the last run.
+    facts: String,
+    last_finished: Option<(Instant, DateTime<Utc>, Exit)>,
+    runs: u64,
+    rotated: u64,
+    rolled_back: u64,
+    failed: u64,
+    undelivered: u64,
+}
+
+struct Daemon {
+    shared: Mutex<Shared>,
+    started: Instant,
+    /// A run that has not finished within this long means the daemon is stuck.
+    stale_after: Duration,
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn serve(config_path: &Path) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let notifier = Notifier::from_config(&config)?;
+    shutdown::listen().map_err(|e| {
+        Error::new(ErrorKind::Unexpected, "cannot listen for SIGTERM").with_source(e)
+    })?;
+    let address = config.daemon.listen;
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!("cannot listen on {address} ([daemon] listen)"),
+        )
+        .with_source(e)
+        .with_hint("choose a free address:port in [daemon] listen, or stop what holds it")
+    })?;
+    let interval = config.daemon.interval;
+    let daemon = Arc::new(Daemon {
+        shared: Mutex::new(Shared::default()),
+        started: Instant::now(),
+        // Two missed cycles plus the longest a rotation may legitimately take.
+        stale_after: interval * 2 + Duration::from_secs(1800),
+    });
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .route("/healthz", axum::routing::get(healthz))
+        .with_state(daemon.clone());
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown::wait())
+            .into_future(),
+    );
+    eprintln!(
+        "rekey daemon: /metrics and /healthz on http://{address}; a run every {}s",
+        interval.as_secs()
+    );
+    while !shutdown::requested() {
+        let report = run::run(&config, notifier.as_ref(), false).await;
+        render::deliveries(&report.deliveries, false);
+        render::run(&report, false);
+        record(&daemon, &report);
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown::wait() => {}
+        }
+    }
+    if let Ok(Err(e)) = server.await {
+        tracing::warn!(error = %e, "the metrics server stopped with an error");
+    }
+    eprintln!("rekey daemon: stopped");
+    Ok(Exit::Ok)
+}
+
+fn record(daemon: &Daemon, report: &RunReport) {
+    let mut s = daemon.shared.lock().unwrap_or_else(|p| p.into_inner());
+    s.facts = check::metrics(&report.observed);
+    s.last_finished = Some((Instant::now(), rekey_api::now(), report.exit));
+    s.runs += 1;
+    for row in &report.credentials {
+        match row.action {
+            Action::Rotated { .. } => s.rotated += 1,
+            Action::RolledBack { .. } => s.rolled_back += 1,
+            Action::Failed { .. } => s.failed += 1,
+            Action::NotDue | Action::Waiting { .. } | Action::WouldRotate => {}
+        }
+    }
+    s.undelivered += report
+        .deliveries
+        .iter()
+        .filter(|d| d.error.is_some())
+        .count() as u64;
+}
+
+async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+    let s = daemon.shared.lock().unwrap_or_else(|p| p.into_inner());
+    let mut text = s.facts.clone();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(text, "{name}{labels} {value}");
+        }
+    };
+    if let Some((_, at, exit)) = s.last_finished {
+        family(
+            "rekey_run_last_finished_timestamp_seconds",
+            "gauge",
+            "When the daemon's last run finished.",
+            &[("", at.timestamp() as f64)],
+        );
+        family(
+            "rekey_run_last_exit_code",
+            "gauge",
+            "The exit code `rekey run` would have given for the last run.",
+            &[("", f64::from(exit as u8))],
+        );
+    }
+    family(
+        "rekey_runs_total",
+        "counter",
+        "Runs finished since the daemon started.",
+        &[("", s.runs as f64)],
+    );
+    family(
+        "rekey_rotations_total",
+        "counter",
+        "Rotations the daemon ran, by how they ended.",
+        &[
+            ("{outcome=\"succeeded\"}", s.rotated as f64),
+            ("{outcome=\"rolled_back\"}", s.rolled_back as f64),
+            ("{outcome=\"failed\"}", s.failed as f64),
+        ],
+    );
+    family(
+        "rekey_notifications_failed_total",
+        "counter",
+        "Alerts and rotation notices a channel did not accept.",
+        &[("", s.undelivered as f64)],
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+async fn healthz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+    let s = daemon.shared.lock().unwrap_or_else(|p| p.into_inner());
+    let since = s
+        .last_finished
+        .map_or(daemon.started, |(at, _, _)| at)
+        .elapsed();
+    let what = if s.last_finished.is_some() {
+        "the last run finished"
+    } else {
+        "started, first run under way,"
+    };
+    if since <= daemon.stale_after {
+        (
+            StatusCode::OK,
+            format!("ok: {what} {}s ago\n", since.as_secs()),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "stale: {what} {}s ago (limit {}s)\n",
+                since.as_secs(),
+                daemon.stale_after.as_secs()
+            ),
+        )
+    }
+}

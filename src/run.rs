@@ -1,0 +1,341 @@
+//! `rekey run`, the cron entrypoint (and each cycle of `rekey daemon`): observe every credential,
+//! rotate the ones that are due and inside a change window (a bounded number at a time), observe
+//! again, alert on what is still wrong, and report one summary whose exit code is the worst
+//! outcome.
+
+use crate::alerts::{Delivery, Notifier, Observed, RotationNews};
+use crate::check::{self, Finding, Observation, Severity};
+use crate::commands::{CheckRow, check_row};
+use crate::config::{Config, CredentialConfig};
+use crate::render::{self, Exit, RotationFailure};
+use crate::rotation::{Ending, Event, Failure, Intent, Outcome};
+use crate::schedule::{self, Reason, WindowState};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
+use serde::Serialize;
+
+/// What a run did with one credential.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Not due.
+    NotDue,
+    /// Due, but its change window is closed.
+    Waiting {
+        /// When the next window opens (`None`: never again).
+        opens: Option<DateTime<Utc>>,
+    },
+    /// `--dry-run`: would rotate now.
+    WouldRotate,
+    /// Rotated (or finished an interrupted rotation).
+    Rotated {
+        /// The rotation.
+        rotation_id: String,
+        /// The generation now CURRENT.
+        generation: Option<u64>,
+        /// Its certificate.
+        fingerprint: Option<String>,
+    },
+    /// Salesforce never accepted the new key; the rotation undid itself.
+    RolledBack {
+        /// The rotation.
+        rotation_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The rotation stopped; see the error and its hint.
+    Failed {
+        /// The rotation, if one started.
+        rotation_id: Option<String>,
+        /// The error.
+        error: String,
+        /// What to do.
+        hint: Option<String>,
+        /// The exit code `rekey rotate` would have given.
+        exit: Exit,
+    },
+}
+
+/// One credential's line in the summary.
+#[derive(Serialize)]
+pub struct RunRow {
+    /// What was done.
+    #[serde(flatten)]
+    pub action: Action,
+    /// Why it was due (empty: not due).
+    pub reasons: Vec<Reason>,
+    /// Its change windows now.
+    pub window: WindowState,
+    /// `check` after the run.
+    pub check: CheckRow,
+}
+
+/// One run.
+#[derive(Serialize)]
+pub struct RunReport {
+    /// When it began, by rekey's clock.
+    pub started_at: DateTime<Utc>,
+    /// `--dry-run`: nothing was rotated or sent.
+    pub dry_run: bool,
+    /// One row per credential, in config order.
+    pub credentials: Vec<RunRow>,
+    /// Every alert and rotation notice sent, and whether it arrived.
+    pub deliveries: Vec<Delivery>,
+    /// Why alerting itself failed (the state file), if it did.
+    pub alert_error: Option<String>,
+    /// The process exit code.
+    pub exit: Exit,
+    /// Every credential's facts after the run, for metrics.
+    #[serde(skip)]
+    pub observed: Vec<(Observation, Severity)>,
+}
+
+/// Runs once over every credential. `--dry-run` decides but neither rotates nor sends.
+pub async fn run(config: &Config, notifier: Option<&Notifier>, dry_run: bool) -> RunReport {
+    let started_at = rekey_api::now();
+    let limit = config.run.concurrency;
+    let creds: Vec<&CredentialConfig> = config.credentials.values().collect();
+    let before = observe_all(config, &creds, limit).await;
+    let decisions: Vec<Decision> = creds
+        .iter()
+        .zip(&before)
+        .map(|(cred, o)| decide(cred, o, started_at))
+        .collect();
+    let results: Vec<Option<std::result::Result<Outcome, Failure>>> =
+        futures_util::stream::iter(creds.iter().zip(&decisions))
+            .map(|(cred, decision)| async move {
+                if decision.go && !dry_run {
+                    let mut log = |event: Event| tracing::info!(credential = %cred.name, ?event);
+                    Some(
+                        crate::commands::rotate_credential(config, cred, &Intent::Rotate, &mut log)
+                            .await,
+                    )
+                } else {
+                    None
+                }
+            })
+            .buffered(limit)
+            .collect()
+            .await;
+    let mut deliveries = Vec::new();
+    let mut alert_error = None;
+    let notifier = notifier.filter(|_| !dry_run);
+    if let Some(notifier) = notifier {
+        for (cred, result) in creds.iter().zip(&results) {
+            let Some(news) = result.as_ref().and_then(|r| news(cred, r)) else {
+                continue;
+            };
+            match notifier.rotation(&news, rekey_api::now()).await {
+                Ok(sent) => deliveries.extend(sent),
+                Err(e) => alert_error = Some(e.to_string()),
+            }
+        }
+    }
+    // What rotated (or tried to) is read again, so alerts and metrics describe the end state.
+    let touched: Vec<&CredentialConfig> = creds
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_some())
+        .map(|(c, _)| *c)
+        .collect();
+    let mut again = observe_all(config, &touched, limit).await.into_iter();
+    let after: Vec<Observation> = before
+        .into_iter()
+        .zip(&results)
+        .map(|(o, r)| match r {
+            Some(_) => again.next().unwrap_or(o),
+            None => o,
+        })
+        .collect();
+    let now = rekey_api::now();
+    let findings: Vec<Vec<Finding>> = after.iter().map(|o| check::evaluate(o, now)).collect();
+    if let Some(notifier) = notifier {
+        let observed: Vec<Observed<'_>> = after
+            .iter()
+            .zip(&findings)
+            .map(|(observation, findings)| Observed {
+                observation,
+                findings,
+            })
+            .collect();
+        match notifier.findings(&observed, now).await {
+            Ok(sent) => deliveries.extend(sent),
+            Err(e) => alert_error = Some(e.to_string()),
+        }
+    }
+    let mut rows = Vec::new();
+    let mut observed = Vec::new();
+    for (((o, findings), decision), result) in
+        after.into_iter().zip(findings).zip(decisions).zip(results)
+    {
+        let check = check_row(&o, findings, now);
+        observed.push((o, check.severity));
+        let action = match (&result, &decision.window) {
+            (Some(result), _) => action(result),
+            (None, _) if decision.reasons.is_empty() => Action::NotDue,
+            (None, _) if decision.go => Action::WouldRotate,
+            (None, WindowState::Closed { opens }) => Action::Waiting { opens: *opens },
+            (None, _) => Action::NotDue,
+        };
+        rows.push(RunRow {
+            action,
+            reasons: decision.reasons,
+            window: decision.window,
+            check,
+        });
+    }
+    let exit = worst(&rows, &deliveries, alert_error.is_some());
+    RunReport {
+        started_at,
+        dry_run,
+        credentials: rows,
+        deliveries,
+        alert_error,
+        exit,
+        observed,
+    }
+}
+
+/// Whether (and why) one credential rotates in this run.
+struct Decision {
+    reasons: Vec<Reason>,
+    window: WindowState,
+    go: bool,
+}
+
+fn decide(cred: &CredentialConfig, o: &Observation, now: DateTime<Utc>) -> Decision {
+    let reasons = schedule::due(o, &cred.schedule, now);
+    let window = schedule::window_state(&cred.schedule.windows, now);
+    // Finishing an interrupted rotation is not a new change, so it never waits for a window.
+    let interrupted = reasons
+        .iter()
+        .any(|r| matches!(r, Reason::Interrupted { .. }));
+    let open = !matches!(window, WindowState::Closed { .. });
+    Decision {
+        go: !reasons.is_empty() && (open || interrupted),
+        reasons,
+        window,
+    }
+}
+
+async fn observe_all(
+    config: &Config,
+    creds: &[&CredentialConfig],
+    limit: usize,
+) -> Vec<Observation> {
+    futures_util::stream::iter(creds)
+        .map(|cred| check::observe(config, cred))
+        .buffered(limit)
+        .collect()
+        .await
+}
+
+fn action(result: &std::result::Result<Outcome, Failure>) -> Action {
+    match result {
+        Ok(o) if o.ending == Ending::Rotated => Action::Rotated {
+            rotation_id: o.rotation_id.to_string(),
+            generation: o.generation.map(|g| g.0),
+            fingerprint: o.fingerprint.map(|f| f.to_string()),
+        },
+        Ok(o) => Action::RolledBack {
+            rotation_id: o.rotation_id.to_string(),
+            reason: o.reason.clone().unwrap_or_default(),
+        },
+        Err(f) => Action::Failed {
+            rotation_id: f.rotation_id.as_ref().map(ToString::to_string),
+            error: f.error.to_string(),
+            hint: f.error.hint().map(str::to_string),
+            exit: failure_exit(f),
+        },
+    }
+}
+
+fn failure_exit(f: &Failure) -> Exit {
+    render::failure_exit(
+        &f.error,
+        Some(&RotationFailure {
+            rotation_id: f.rotation_id.clone(),
+            step: f.step,
+            published: f.published,
+        }),
+    )
+}
+
+/// What the channels hear about a rotation; nothing when another runner held the lease (that
+/// runner reports its own outcome).
+pub fn news(
+    cred: &CredentialConfig,
+    result: &std::result::Result<Outcome, Failure>,
+) -> Option<RotationNews> {
+    let (outcome, summary, rotation_id) = match result {
+        Ok(o) => {
+            let now = format!(
+                "generation {} ({}), valid until {}",
+                o.generation.map_or_else(|| "-".into(), |g| g.to_string()),
+                o.fingerprint.map_or_else(|| "-".into(), |f| f.to_string()),
+                o.not_after
+                    .map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d").to_string())
+            );
+            let reason = o.reason.as_deref().unwrap_or("no reason given");
+            let (outcome, summary) = match o.ending {
+                Ending::Rotated => (
+                    rekey_notify::Outcome::Succeeded,
+                    format!("rotated to {now}"),
+                ),
+                Ending::Aborted => (
+                    rekey_notify::Outcome::RolledBack,
+                    format!("rotation aborted ({reason}); {now} is CURRENT again"),
+                ),
+                Ending::RolledBack => (
+                    rekey_notify::Outcome::RolledBack,
+                    format!("rotation rolled back ({reason}); {now} is CURRENT again"),
+                ),
+            };
+            (outcome, summary, Some(&o.rotation_id))
+        }
+        Err(f) if f.error.kind() == rekey_api::ErrorKind::Busy => return None,
+        Err(f) => {
+            let at = f
+                .step
+                .map_or_else(|| "before it started".into(), |s| format!("at step {s}"));
+            (
+                rekey_notify::Outcome::Failed,
+                format!("rotation failed {at}: {}", f.error),
+                f.rotation_id.as_ref(),
+            )
+        }
+    };
+    Some(RotationNews {
+        credential: cred.name.clone(),
+        app: cred.app.clone(),
+        org: cred.org.clone(),
+        outcome,
+        summary,
+        rotation_id: rotation_id.map(ToString::to_string),
+    })
+}
+
+/// The run's exit code: a failed rotation's code first, then a rollback, then the worst check
+/// (an undeliverable alert counts as unknown: nobody was told).
+fn worst(rows: &[RunRow], deliveries: &[Delivery], alert_failed: bool) -> Exit {
+    if let Some(exit) = rows.iter().find_map(|r| match &r.action {
+        Action::Failed { exit, .. } => Some(*exit),
+        _ => None,
+    }) {
+        return exit;
+    }
+    if rows
+        .iter()
+        .any(|r| matches!(r.action, Action::RolledBack { .. }))
+    {
+        return Exit::RolledBack;
+    }
+    let undelivered = alert_failed || deliveries.iter().any(|d| d.error.is_some());
+    let severity = rows
+        .iter()
+        .map(|r| r.check.severity)
+        .chain(undelivered.then_some(Severity::Unknown))
+        .max()
+        .unwrap_or(Severity::Ok);
+    render::exit_for_severity(severity)
+}
