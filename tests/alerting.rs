@@ -665,3 +665,33 @@ async fn sigterm_stops_a_rotation_at_a_step_boundary_and_the_next_run_finishes_i
         w.current_fingerprint("billing").await
     );
 }
+
+/// A channel that cannot be reached is named on stderr for every alert it missed, and because
+/// nothing is recorded for it, the next run tries again; the other channels are unaffected.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_channel_is_reported_and_retried_on_the_next_run() {
+    let mut w = billing_only().await;
+    let mut ch = Channels::attach(&mut w).await;
+    let dead = rekey_testkit::receiver::closed_port().await;
+    w.edit_config(|c| {
+        format!(
+            "{c}\n[alerts.channels.dead]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{dead}/hook\"\nsecret_file = \"hook.secret\"\n"
+        )
+    });
+    w.set_clock(20 * DAY);
+    for attempt in 0..2 {
+        let run = w.rekey(&["check"]).await;
+        assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+        for finding in ["expiry/app", "expiry/store:local"] {
+            assert!(
+                run.stderr.contains(&format!(
+                    "warning: dead: alert {finding} (critical) for billing was not delivered"
+                )),
+                "attempt {attempt}: {}",
+                run.stderr
+            );
+        }
+        let (hook, _, _) = ch.received();
+        assert_eq!(hook.len(), if attempt == 0 { 2 } else { 0 }, "{hook:?}");
+    }
+}
