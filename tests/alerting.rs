@@ -17,6 +17,12 @@ const DAY: i64 = 86_400;
 const HOOK_SECRET: &str = "hook-signing-secret-0001";
 const ROUTING_KEY: &str = "R0UTINGKEY00000000000000000000AB";
 
+/// Runs `rekey check` and asserts its exit code.
+async fn check_exits(w: &mut World, code: i32) {
+    let run = w.rekey(&["check"]).await;
+    assert_eq!(run.code, code, "{}{}", run.stdout, run.stderr);
+}
+
 /// A webhook, a Slack webhook and a critical-only PagerDuty channel, all recording.
 struct Channels {
     hook: Receiver,
@@ -168,6 +174,14 @@ fn alert(finding: &str, severity: &str) -> (String, String, String) {
     ("alert".into(), key(finding), severity.into())
 }
 
+/// The expiry alerts of both sources that hold the certificate: the app and the store.
+fn expiry_alerts(severity: &str) -> Vec<(String, String, String)> {
+    vec![
+        alert("expiry/app", severity),
+        alert("expiry/store:local", severity),
+    ]
+}
+
 fn resolve(finding: &str) -> (String, String, String) {
     ("resolve".into(), key(finding), String::new())
 }
@@ -179,22 +193,14 @@ async fn check_alerts_on_each_crossing_once_renotifies_after_the_interval_and_re
     let mut w = billing_only().await;
     let mut ch = Channels::attach(&mut w).await;
 
-    let quiet = w.rekey(&["check"]).await;
-    assert_eq!(quiet.code, 0, "{}{}", quiet.stdout, quiet.stderr);
+    check_exits(&mut w, 0).await;
     assert_eq!(ch.received(), (vec![], vec![], vec![]));
 
     // Day 2: 27 days left on the app and in the store: a warning each, not for PagerDuty.
     w.set_clock(2 * DAY);
-    let warned = w.rekey(&["check"]).await;
-    assert_eq!(warned.code, 1, "{}{}", warned.stdout, warned.stderr);
+    check_exits(&mut w, 1).await;
     let (hook, slack, pager) = ch.received();
-    assert_eq!(
-        kinds(&hook),
-        vec![
-            alert("expiry/app", "warning"),
-            alert("expiry/store:local", "warning")
-        ]
-    );
+    assert_eq!(kinds(&hook), expiry_alerts("warning"));
     let app_alert = hook
         .iter()
         .find(|b| b["dedup_key"] == key("expiry/app"))
@@ -222,36 +228,23 @@ async fn check_alerts_on_each_crossing_once_renotifies_after_the_interval_and_re
     assert!(pager.is_empty(), "{pager:?}");
 
     // The same day again, and 23 hours later: nothing new.
-    assert_eq!(w.rekey(&["check"]).await.code, 1);
+    check_exits(&mut w, 1).await;
     w.set_clock(2 * DAY + 23 * 3600);
-    assert_eq!(w.rekey(&["check"]).await.code, 1);
+    check_exits(&mut w, 1).await;
     assert_eq!(ch.received(), (vec![], vec![], vec![]));
 
     // 25 hours after the first alert: re-notified.
     w.set_clock(3 * DAY + 3600);
-    assert_eq!(w.rekey(&["check"]).await.code, 1);
+    check_exits(&mut w, 1).await;
     let (hook, slack, pager) = ch.received();
-    assert_eq!(
-        kinds(&hook),
-        vec![
-            alert("expiry/app", "warning"),
-            alert("expiry/store:local", "warning")
-        ]
-    );
+    assert_eq!(kinds(&hook), expiry_alerts("warning"));
     assert_eq!((slack.len(), pager.len()), (2, 0));
 
     // Day 17: 12 days left. The severity rose, so everyone hears at once, PagerDuty included.
     w.set_clock(17 * DAY);
-    let critical = w.rekey(&["check"]).await;
-    assert_eq!(critical.code, 2, "{}{}", critical.stdout, critical.stderr);
+    check_exits(&mut w, 2).await;
     let (hook, slack, pager) = ch.received();
-    assert_eq!(
-        kinds(&hook),
-        vec![
-            alert("expiry/app", "critical"),
-            alert("expiry/store:local", "critical")
-        ]
-    );
+    assert_eq!(kinds(&hook), expiry_alerts("critical"));
     assert_eq!(slack.len(), 2);
     let mut triggered: Vec<_> = pager
         .iter()
@@ -317,13 +310,7 @@ async fn a_missed_run_never_skips_an_alert() {
     let loud = w.rekey(&["check", "billing"]).await;
     assert_eq!(loud.code, 2, "{}{}", loud.stdout, loud.stderr);
     let (hook, _, pager) = ch.received();
-    assert_eq!(
-        kinds(&hook),
-        vec![
-            alert("expiry/app", "critical"),
-            alert("expiry/store:local", "critical")
-        ]
-    );
+    assert_eq!(kinds(&hook), expiry_alerts("critical"));
     assert_eq!(pager.len(), 2);
 }
 

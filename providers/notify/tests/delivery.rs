@@ -104,12 +104,7 @@ async fn a_429_with_retry_after_zero_is_retried_at_once() {
     });
     let started = Instant::now();
     ch.send(&message()).await.unwrap();
-    assert_eq!(rx.count(), 2);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_retried_once_without_the_long_wait(&rx, started);
 }
 
 #[tokio::test]
@@ -121,12 +116,7 @@ async fn a_long_retry_after_is_capped_by_max_delay() {
     .await;
     let started = Instant::now();
     slack(&rx).send(&message()).await.unwrap();
-    assert_eq!(rx.count(), 2);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_retried_once_without_the_long_wait(&rx, started);
 }
 
 #[tokio::test]
@@ -435,5 +425,15 @@ fn empty_names_and_secrets_are_config_errors() {
     assert_eq!(
         err.to_string(),
         "pagerduty channel 'oncall': routing_key is empty"
+    );
+}
+
+/// One retry, and it did not sleep for the Retry-After the server asked for (far beyond 2 s).
+fn assert_retried_once_without_the_long_wait(rx: &Receiver, started: Instant) {
+    assert_eq!(rx.count(), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
     );
 }
