@@ -24,7 +24,7 @@ pub use journal::{JournalEntry, Phase, Step, check_fence};
 pub use key::KeyMaterial;
 pub use record::{check_credential_name, key_record, parse_key_record, take_key};
 pub use store::{NewVersion, RotationLock, SecretStore, Stages, StoredKey, VersionInfo};
-pub use target::{CertificateTarget, Installed, Probe};
+pub use target::{CertificateTarget, Installed, Probe, Revoked};
 pub use types::{Generation, RotationId, Stage};
 
 /// Whether `host` (a URL's host, IPv6 with or without brackets) is this machine. Providers accept

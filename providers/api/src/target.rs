@@ -37,6 +37,19 @@ pub enum Probe {
     },
 }
 
+/// What [`CertificateTarget::revoke_access`] ended: counts only, never a token.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Revoked {
+    /// Live sessions of the integration user that were deleted (Salesforce `AuthSession`).
+    pub sessions: u32,
+    /// Refresh-token grants of the app that were revoked (`OauthToken` rows, through
+    /// `/services/oauth2/revoke` with their `DeleteToken`).
+    pub grants: u32,
+    /// External Client Apps: whether every refresh token of the app was deleted through
+    /// `DELETE /apps/oauth/usage/{appId}/tokens` (`None` for a Connected App).
+    pub app_tokens_deleted: Option<bool>,
+}
+
 /// An app (Salesforce Connected App or External Client App) that trusts one certificate.
 #[async_trait]
 pub trait CertificateTarget: fmt::Display + fmt::Debug + Send + Sync {
@@ -74,4 +87,27 @@ pub trait CertificateTarget: fmt::Display + fmt::Debug + Send + Sync {
     /// - Never changes anything on the app. A refusal is `Ok(Probe::Rejected)`, not an error;
     ///   errors are transport or server failures.
     async fn probe(&self, key: &KeyMaterial) -> Result<Probe>;
+
+    /// Whether the app's OAuth is switched on: `Some` for an External Client App
+    /// (`ExtlClntAppConfigurablePolicies.isOauthPluginEnabled`), `None` for a Connected App, which
+    /// has no such switch.
+    async fn oauth_enabled(&self) -> Result<Option<bool>>;
+
+    /// The emergency kill switch: switches the External Client App's OAuth off (every grant is
+    /// refused, with any key) or on again, keeping every other policy setting.
+    ///
+    /// # Behavior
+    /// - Idempotent: setting the state the app already has deploys nothing.
+    /// - `Config` error for a Connected App.
+    async fn set_oauth_enabled(&self, enabled: bool, rotation_id: &RotationId) -> Result<()>;
+
+    /// Ends access that outlives a certificate change: deletes every live session of the
+    /// integration user, revokes every refresh-token grant of the app, and for an External Client
+    /// App deletes all its refresh tokens.
+    ///
+    /// # Behavior
+    /// - Idempotent: a second call finds nothing left and reports zero counts.
+    /// - Call it only after the old key is proven refused, or the holder of the old key mints a
+    ///   new session at once.
+    async fn revoke_access(&self) -> Result<Revoked>;
 }

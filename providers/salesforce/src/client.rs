@@ -10,7 +10,7 @@ use crate::metadata;
 use crate::xml::{self, Element};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rekey_api::{Error, ErrorKind, KeyMaterial, Result};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +22,50 @@ const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Salesforce wants assertions that expire "within 3 minutes".
 const ASSERTION_LIFETIME_SECS: i64 = 180;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A query following more `nextRecordsUrl` pages than this is refused (2000 rows a page).
+const MAX_QUERY_PAGES: usize = 1000;
+
+/// What a REST query found: every record over all pages, and Salesforce's `totalSize`, which
+/// can exceed the records delivered (OauthToken queries stop after 2500 rows).
+pub(crate) struct QueryAnswer {
+    pub(crate) records: Vec<Value>,
+    pub(crate) total_size: u64,
+}
+
+/// A SOQL string literal: `value` quoted, with SOQL's backslash escapes, so no value can end
+/// the literal early.
+pub(crate) fn soql_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Percent-encodes a query parameter value (everything but RFC 3986 unreserved characters).
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 /// A logged-in admin session.
 #[derive(Debug)]
@@ -504,19 +548,127 @@ impl Client {
         .await
     }
 
+    /// Sends a `method` request for a REST path (starting with `/services/data/…`) to the
+    /// session's instance, with its bearer token.
+    async fn send_rest(
+        &self,
+        what: &str,
+        session: &Session,
+        method: Method,
+        path: &str,
+    ) -> Result<reqwest::Response> {
+        self.http
+            .request(method, format!("{}{path}", session.instance_url))
+            .bearer_auth(session.token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| transport(what, e))
+    }
+
     /// `GET` of a REST path (starting with `/services/data/…`) answering JSON.
     pub(crate) async fn rest_get(&self, what: &str, path: &str) -> Result<Value> {
         self.authed(|s| async move {
-            let resp = self
-                .http
-                .get(format!("{}{path}", s.instance_url))
-                .bearer_auth(s.token.expose_secret())
-                .send()
-                .await
-                .map_err(|e| transport(what, e))?;
+            let resp = self.send_rest(what, &s, Method::GET, path).await?;
             self.json(what, resp).await
         })
         .await
+    }
+
+    /// `DELETE` of a REST path; `NotFound` when Salesforce answers 404.
+    pub(crate) async fn rest_delete(&self, what: &str, path: &str) -> Result<()> {
+        self.authed(|s| async move {
+            let resp = self.send_rest(what, &s, Method::DELETE, path).await?;
+            let (status, content_type, text) = read(what, resp).await?;
+            if status.is_success() && !is_html(&content_type, &text) {
+                Ok(())
+            } else {
+                Err(self.api_error(what, status, &content_type, &text))
+            }
+        })
+        .await
+    }
+
+    /// Runs a SOQL query and follows `nextRecordsUrl` until `done`.
+    pub(crate) async fn query(&self, what: &str, soql: &str) -> Result<QueryAnswer> {
+        let mut path = format!(
+            "/services/data/v{}/query?q={}",
+            self.api_version,
+            percent_encode(soql)
+        );
+        let mut records = Vec::new();
+        for _ in 0..MAX_QUERY_PAGES {
+            let page = self.rest_get(what, &path).await?;
+            let total_size = page.get("totalSize").and_then(Value::as_u64).unwrap_or(0);
+            match page.get("records") {
+                Some(Value::Array(items)) => records.extend(items.iter().cloned()),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Unexpected,
+                        format!("{what}: query answer has no records"),
+                    ));
+                }
+            }
+            let done = page.get("done").and_then(Value::as_bool).unwrap_or(true);
+            let next = page.get("nextRecordsUrl").and_then(Value::as_str);
+            match next {
+                Some(next) if !done => {
+                    // The bearer token only ever goes to the configured instance.
+                    if !next.starts_with("/services/data/") {
+                        return Err(Error::new(
+                            ErrorKind::Unexpected,
+                            format!("{what}: nextRecordsUrl is not a path on the instance"),
+                        ));
+                    }
+                    path = next.to_string();
+                }
+                _ => {
+                    return Ok(QueryAnswer {
+                        records,
+                        total_size,
+                    });
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unexpected,
+            format!("{what}: more than {MAX_QUERY_PAGES} pages of results"),
+        ))
+    }
+
+    /// `POST /services/oauth2/revoke` with `token=` on the org's instance. `Ok(true)`: revoked;
+    /// `Ok(false)`: Salesforce calls it `invalid_token` (already revoked or expired).
+    pub(crate) async fn revoke_token(&self, what: &str, token: &str) -> Result<bool> {
+        self.authed(|s| async move {
+            let url = format!("{}/services/oauth2/revoke", s.instance_url);
+            let resp = self
+                .http
+                .post(url)
+                .form(&[("token", token)])
+                .send()
+                .await
+                .map_err(|e| transport(what, e))?;
+            let (status, content_type, text) = read(what, resp).await?;
+            if is_html(&content_type, &text) {
+                return Err(html_error(what, status, &text));
+            }
+            if status.is_success() {
+                return Ok(true);
+            }
+            let (code, _, _) = error_details(&text);
+            if status == StatusCode::BAD_REQUEST && code == "invalid_token" {
+                return Ok(false);
+            }
+            Err(self.api_error(what, status, &content_type, &text))
+        })
+        .await
+    }
+
+    /// The admin's username, when rekey logs in by JWT.
+    pub(crate) fn admin_username(&self) -> Option<&str> {
+        match &self.admin {
+            AdminAuth::Jwt { username, .. } => Some(username),
+            AdminAuth::AccessToken { .. } => None,
+        }
     }
 
     /// `POST …/metadata/deployRequest` with the `json` and `file` parts.
@@ -619,6 +771,20 @@ mod tests {
             token: AccessToken::new("t".into()),
             instance_url: "http://127.0.0.1:1".into(),
         })
+    }
+
+    #[test]
+    fn soql_strings_cannot_be_broken_out_of() {
+        assert_eq!(soql_string("integ@acme.test"), "'integ@acme.test'");
+        assert_eq!(
+            soql_string("x' OR Username != 'y"),
+            r"'x\' OR Username != \'y'"
+        );
+        assert_eq!(soql_string("a\\b\n\"c"), r#"'a\\b\n\"c'"#);
+        assert_eq!(
+            percent_encode("SELECT Id FROM User WHERE Username = 'a+b@x'"),
+            "SELECT%20Id%20FROM%20User%20WHERE%20Username%20%3D%20%27a%2Bb%40x%27"
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! rekey's Salesforce certificate target: reads and replaces the JWT-bearer certificate of a
-//! Connected App or an External Client App, and probes the token endpoint with a key.
+//! Connected App or an External Client App, probes the token endpoint with a key, and ends
+//! access after a leak (sessions, OAuth grants, the External Client App kill switch).
 //!
 //! Reads use SOAP `readMetadata` (there is no REST retrieve); writes are read-modify-write
 //! deploys through REST `deployRequest` (check-only first), because a deploy replaces the whole
 //! component and only the certificate may change.
 
+mod access;
 mod client;
 mod config;
 mod metadata;
@@ -17,7 +19,7 @@ use client::{Client, TokenAnswer};
 use config::check_url;
 use rekey_api::{
     Certificate, CertificateTarget, Error, ErrorKind, Installed, KeyMaterial, Probe, Result,
-    RotationId,
+    Revoked, RotationId,
 };
 use std::fmt;
 use std::time::Duration;
@@ -140,46 +142,60 @@ impl SalesforceTarget {
                 })
             }
             AppKind::ExternalClientApp => {
-                let what = format!("listing {} in org {}", metadata::ECA_GLOBAL_OAUTH, self.org);
-                let api = self.client.api_version().to_string();
-                let doc = self
-                    .client
-                    .soap(&what, |session| {
-                        metadata::list_request(session, metadata::ECA_GLOBAL_OAUTH, &api)
-                    })
-                    .await?;
-                let names = metadata::listed_names(&doc);
-                for batch in names.chunks(READ_BATCH) {
-                    let records = self.read(metadata::ECA_GLOBAL_OAUTH, batch).await?;
-                    let found = records.into_iter().find(|r| {
-                        r.text_at(&["externalClientApplication"]).as_deref()
-                            == Some(self.app.as_str())
+                if let Some((member, record)) =
+                    self.find_satellite(metadata::ECA_GLOBAL_OAUTH).await?
+                {
+                    return Ok(AppRecord {
+                        type_name: metadata::ECA_GLOBAL_OAUTH,
+                        member,
+                        record,
                     });
-                    if let Some(record) = found {
-                        let member = record.text_at(&["fullName"]).unwrap_or_default();
-                        return Ok(AppRecord {
-                            type_name: metadata::ECA_GLOBAL_OAUTH,
-                            member,
-                            record,
-                        });
-                    }
                 }
                 // Tell "no such app" apart from "app without readable global OAuth settings".
-                let header = self
-                    .read(metadata::ECA_HEADER, std::slice::from_ref(&self.app))
-                    .await?;
-                if header.is_empty() {
-                    Err(
-                        Error::new(ErrorKind::NotFound, format!("{} not found", self.label()))
-                            .with_hint("use the app's API name, not its label"),
-                    )
-                } else {
-                    Err(Error::new(ErrorKind::NotFound, format!("{} has no global OAuth settings", self.label())).with_hint(
-                        "enable OAuth on the app, and allow access to OAuth consumer secrets via the Metadata API in the org's External Client App settings",
-                    ))
-                }
+                self.eca_header().await?;
+                Err(Error::new(ErrorKind::NotFound, format!("{} has no global OAuth settings", self.label())).with_hint(
+                    "enable OAuth on the app, and allow access to OAuth consumer secrets via the Metadata API in the org's External Client App settings",
+                ))
             }
         }
+    }
+
+    /// The ECA satellite of `type_name` whose `externalClientApplication` is this app, as
+    /// (member name, record): member names are not predictable, so the type is listed and its
+    /// members read in batches.
+    async fn find_satellite(&self, type_name: &str) -> Result<Option<(String, Element)>> {
+        let what = format!("listing {type_name} in org {}", self.org);
+        let api = self.client.api_version().to_string();
+        let doc = self
+            .client
+            .soap(&what, |session| {
+                metadata::list_request(session, type_name, &api)
+            })
+            .await?;
+        let names = metadata::listed_names(&doc);
+        for batch in names.chunks(READ_BATCH) {
+            let records = self.read(type_name, batch).await?;
+            let found = records.into_iter().find(|r| {
+                r.text_at(&["externalClientApplication"]).as_deref() == Some(self.app.as_str())
+            });
+            if let Some(record) = found {
+                let member = record.text_at(&["fullName"]).unwrap_or_default();
+                return Ok(Some((member, record)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The ECA's header record (`ExternalClientApplication`); `NotFound` when there is no such
+    /// app.
+    async fn eca_header(&self) -> Result<Element> {
+        let header = self
+            .read(metadata::ECA_HEADER, std::slice::from_ref(&self.app))
+            .await?;
+        header.into_iter().next().ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, format!("{} not found", self.label()))
+                .with_hint("use the app's API name, not its label")
+        })
     }
 
     /// The certificate a record holds, if any.
@@ -193,17 +209,33 @@ impl SalesforceTarget {
             .transpose()
     }
 
-    /// Deploys the zip (check-only or for real) and waits for the result; returns the deploy id.
-    async fn deploy(&self, app: &AppRecord, zip: &[u8], check_only: bool) -> Result<String> {
+    /// The deploy zip holding `body` as component `type_name` `member`, for this org's API
+    /// version.
+    fn deploy_zip(&self, type_name: &str, member: &str, body: &str) -> Result<Vec<u8>> {
+        metadata::deploy_zip(type_name, member, body, self.client.api_version()).map_err(|e| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("cannot build the deploy zip for {}", self.label()),
+            )
+            .with_source(e)
+        })
+    }
+
+    /// Deploys the zip holding component `type_name` `member` (check-only or for real) and waits
+    /// for the result; returns the deploy id.
+    async fn deploy(
+        &self,
+        type_name: &str,
+        member: &str,
+        zip: &[u8],
+        check_only: bool,
+    ) -> Result<String> {
         let mode = if check_only {
             "check-only deploy"
         } else {
             "deploy"
         };
-        let what = format!(
-            "{mode} of {} {} in org {}",
-            app.type_name, app.member, self.org
-        );
+        let what = format!("{mode} of {type_name} {member} in org {}", self.org);
         let answer = self
             .client
             .deploy_request(&what, &metadata::deploy_options(check_only), zip)
@@ -345,22 +377,14 @@ impl CertificateTarget for SalesforceTarget {
         // Reads never return a secret; never send one even if some future read does.
         app.record.remove(self.consumer_secret_path());
         let body = xml::to_deploy_file(&app.record, app.type_name);
-        let zip =
-            metadata::deploy_zip(app.type_name, &app.member, &body, self.client.api_version())
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Unexpected,
-                        format!("cannot build the deploy zip for {}", self.label()),
-                    )
-                    .with_source(e)
-                })?;
+        let zip = self.deploy_zip(app.type_name, &app.member, &body)?;
         tracing::info!(
             target_app = %self, %rotation_id,
             old = ?current.as_ref().map(|c| c.fingerprint), new = %certificate.fingerprint,
             "deploying certificate"
         );
-        self.deploy(&app, &zip, true).await?;
-        let deploy_id = self.deploy(&app, &zip, false).await?;
+        self.deploy(app.type_name, &app.member, &zip, true).await?;
+        let deploy_id = self.deploy(app.type_name, &app.member, &zip, false).await?;
         let now = self.certificate_of(&self.read_app().await?)?;
         if now.as_ref().map(|c| c.fingerprint) != Some(certificate.fingerprint) {
             return Err(Error::new(
@@ -403,5 +427,17 @@ impl CertificateTarget for SalesforceTarget {
                 }
             }
         })
+    }
+
+    async fn oauth_enabled(&self) -> Result<Option<bool>> {
+        self.read_oauth_enabled().await
+    }
+
+    async fn set_oauth_enabled(&self, enabled: bool, rotation_id: &RotationId) -> Result<()> {
+        self.write_oauth_enabled(enabled, rotation_id).await
+    }
+
+    async fn revoke_access(&self) -> Result<Revoked> {
+        self.revoke_everything().await
     }
 }

@@ -13,11 +13,14 @@ pub(crate) const CONNECTED_APP: &str = "ConnectedApp";
 pub(crate) const ECA_GLOBAL_OAUTH: &str = "ExtlClntAppGlobalOauthSettings";
 /// Metadata type of an ECA's header.
 pub(crate) const ECA_HEADER: &str = "ExternalClientApplication";
+/// Metadata type of an ECA's plugin switches (`isOauthPluginEnabled`: the kill switch).
+pub(crate) const ECA_POLICIES: &str = "ExtlClntAppConfigurablePolicies";
 
 /// The deploy file path of a component.
 pub(crate) fn file_name(type_name: &str, member: &str) -> String {
     match type_name {
         CONNECTED_APP => format!("connectedApps/{member}.connectedApp"),
+        ECA_POLICIES => format!("extlClntAppPolicies/{member}.ecaPlcy"),
         _ => format!("extlClntAppGlobalOauthSets/{member}.ecaGlblOauth"),
     }
 }
@@ -311,6 +314,10 @@ mod tests {
         assert!(
             zip.file_names()
                 .any(|n| n == "extlClntAppGlobalOauthSets/billing_glbloauth.ecaGlblOauth")
+        );
+        assert_eq!(
+            file_name(ECA_POLICIES, "billing_plcy"),
+            "extlClntAppPolicies/billing_plcy.ecaPlcy"
         );
     }
 

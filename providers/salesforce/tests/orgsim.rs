@@ -6,7 +6,7 @@ mod common;
 use common::{CA, ECA_GLOBAL_MEMBER, INTEGRATION_USER, Org, Pair, without_certificate};
 use orgsim::{Fault, FaultKind, PropagationMode};
 use rekey_api::{CertificateTarget, ErrorKind, Fingerprint, Installed, Probe, RotationId};
-use rekey_salesforce::{AccessToken, AdminAuth, AppKind, SalesforceTarget};
+use rekey_salesforce::{AppKind, SalesforceTarget};
 
 fn rid() -> RotationId {
     RotationId("r-test-1".into())
@@ -43,10 +43,10 @@ async fn installed_reads_the_ca_and_eca_certificates() {
 #[tokio::test]
 async fn check_refuses_the_admin_app_itself_unless_logged_in_by_token() {
     let org = Org::start().await;
-    let mut config = org.config(AppKind::ConnectedApp, org.jwt_admin());
-    config.app = "Rekey_Admin".into();
-    let err = SalesforceTarget::new(config)
-        .unwrap()
+    let err = org
+        .target_with(AppKind::ConnectedApp, org.jwt_admin(), |c| {
+            c.app = "Rekey_Admin".into();
+        })
         .check()
         .await
         .unwrap_err();
@@ -57,19 +57,12 @@ async fn check_refuses_the_admin_app_itself_unless_logged_in_by_token() {
     );
 
     let token = org.admin_access_token().await;
-    let mut config = org.config(
-        AppKind::ConnectedApp,
-        AdminAuth::AccessToken {
-            token: AccessToken::new(token),
-            instance_url: org.sim.base_url(),
-        },
-    );
-    config.app = "Rekey_Admin".into();
-    SalesforceTarget::new(config)
-        .unwrap()
-        .check()
-        .await
-        .expect("a token login does not depend on the app");
+    org.target_with(AppKind::ConnectedApp, org.token_admin(&token), |c| {
+        c.app = "Rekey_Admin".into();
+    })
+    .check()
+    .await
+    .expect("a token login does not depend on the app");
     org.sim.shutdown().await;
 }
 
@@ -77,9 +70,7 @@ async fn check_refuses_the_admin_app_itself_unless_logged_in_by_token() {
 async fn a_missing_app_is_not_found_naming_app_and_org() {
     let org = Org::start().await;
     for kind in [AppKind::ConnectedApp, AppKind::ExternalClientApp] {
-        let mut config = org.config(kind, org.jwt_admin());
-        config.app = "No_Such_App".into();
-        let target = SalesforceTarget::new(config).unwrap();
+        let target = org.target_with(kind, org.jwt_admin(), |c| c.app = "No_Such_App".into());
         let err = target.check().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
         assert!(
@@ -281,10 +272,10 @@ async fn probe_accepts_the_new_key_and_rejects_the_old_one_after_install() {
 #[tokio::test]
 async fn a_refusal_that_waiting_will_not_fix_is_not_marked_may_clear() {
     let org = Org::start().await;
-    let mut config = org.config(AppKind::ConnectedApp, org.jwt_admin());
-    config.integration_username = "nobody@acme.test".into();
-    config.consumer_key = Some(common::CA_KEY.into());
-    let target = SalesforceTarget::new(config).unwrap();
+    let target = org.target_with(AppKind::ConnectedApp, org.jwt_admin(), |c| {
+        c.integration_username = "nobody@acme.test".into();
+        c.consumer_key = Some(common::CA_KEY.into());
+    });
     match target.probe(&org.old.key()).await.unwrap() {
         Probe::Rejected {
             may_clear, error, ..
@@ -331,9 +322,9 @@ async fn an_admin_without_metadata_rights_is_permission_denied() {
 #[tokio::test]
 async fn a_deploy_still_running_at_the_deadline_is_temporary() {
     let org = Org::start_with("deploy_phase_ms = 3000").await;
-    let mut config = org.config(AppKind::ConnectedApp, org.jwt_admin());
-    config.deploy_timeout = std::time::Duration::from_millis(400);
-    let target = SalesforceTarget::new(config).unwrap();
+    let target = org.target_with(AppKind::ConnectedApp, org.jwt_admin(), |c| {
+        c.deploy_timeout = std::time::Duration::from_millis(400);
+    });
     let err = target
         .install(&Pair::generate("slow").cert(), &rid())
         .await

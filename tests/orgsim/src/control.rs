@@ -6,14 +6,14 @@ use crate::faults::Fault;
 use crate::seed::{PropagationMode, Seed};
 use crate::server::{AppState, Shared, json_response};
 use crate::soap::public_view;
-use crate::state::{CONNECTED_APP, ECA, META_TYPES, OrgState};
+use crate::state::{CONNECTED_APP, ECA, Grant, META_TYPES, OrgState, SessionEnd};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// Routes nested under `/__orgsim`.
@@ -25,6 +25,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/faults", post(add_fault).delete(clear_faults))
         .route("/calls", get(calls))
         .route("/sessions", get(sessions))
+        .route("/grants", get(grants).post(add_grant))
         .route("/apps/{name}", get(app))
 }
 
@@ -124,26 +125,154 @@ async fn calls(State(app): State<AppState>) -> Response {
     json_response(StatusCode::OK, json!(calls))
 }
 
-/// Live sessions (the future AuthSession records); tokens are not shown.
-async fn sessions(State(app): State<AppState>) -> Response {
-    let st = app.lock();
+/// Where a session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Authenticates; an `AuthSession` record.
+    Live,
+    /// Timed out (simulated clock past `expires`).
+    Expired,
+    /// Ended by `DELETE /sobjects/AuthSession/{id}`.
+    Deleted,
+    /// Ended by `/services/oauth2/revoke` (its access token, or a grant of its user and app)
+    /// or an ECA's `DELETE /apps/oauth/usage/{appId}/tokens`.
+    Revoked,
+}
+
+/// A session as the control API shows it (never its token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The `AuthSession` id (`0Ak…`).
+    pub id: String,
+    /// The user's id.
+    pub user_id: String,
+    /// The user's login name.
+    pub username: String,
+    /// ConnectedApp full name or ECA name the session was granted through.
+    pub app: String,
+    /// `ConnectedApp` or `ExternalClientApplication`.
+    pub app_type: String,
+    /// Unix seconds (simulated clock).
+    pub created: i64,
+    /// Last use, unix seconds (sliding expiry starts here).
+    pub last_used: i64,
+    /// When it times out if unused, unix seconds.
+    pub expires: i64,
+    /// Live or how it ended.
+    pub state: SessionState,
+}
+
+impl SessionInfo {
+    /// Whether the session still authenticates.
+    pub fn is_live(&self) -> bool {
+        self.state == SessionState::Live
+    }
+}
+
+/// A refresh-token grant (an `OauthToken` row) with its secrets, for tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantInfo {
+    /// The user's id.
+    pub user_id: String,
+    /// The user's login name.
+    pub username: String,
+    /// ConnectedApp full name or ECA name.
+    pub app: String,
+    /// `ConnectedApp` or `ExternalClientApplication`.
+    pub app_type: String,
+    /// The refresh token (revocable through `/services/oauth2/revoke`).
+    pub refresh_token: String,
+    /// `OauthToken.DeleteToken` (revocable through `/services/oauth2/revoke`).
+    pub delete_token: String,
+    /// Unix seconds (simulated clock).
+    pub created: i64,
+}
+
+fn split_key(key: &str) -> (String, String) {
+    let (t, n) = key.split_once(':').unwrap_or(("", key));
+    (n.to_string(), t.to_string())
+}
+
+/// The login name of the user with this id; empty when there is no such user.
+fn username_of(st: &OrgState, user_id: &str) -> String {
+    st.user_by_id(user_id)
+        .map(|u| u.username.clone())
+        .unwrap_or_default()
+}
+
+/// Every session the org ever had, oldest first.
+pub(crate) fn session_infos(st: &OrgState) -> Vec<SessionInfo> {
     let now = st.now();
-    let list: Vec<Value> = st
-        .sessions
+    st.sessions
         .iter()
-        .filter(|s| now < s.last_used + s.timeout_secs)
         .map(|s| {
-            json!({
-                "id": s.id,
-                "user_id": s.user_id,
-                "app": s.app_key,
-                "created": s.created,
-                "last_used": s.last_used,
-                "expires": s.last_used + s.timeout_secs,
-            })
+            let (app, app_type) = split_key(&s.app_key);
+            let state = match s.ended {
+                Some(SessionEnd::Deleted) => SessionState::Deleted,
+                Some(SessionEnd::Revoked) => SessionState::Revoked,
+                None if s.live_at(now) => SessionState::Live,
+                None => SessionState::Expired,
+            };
+            SessionInfo {
+                id: s.id.clone(),
+                user_id: s.user_id.clone(),
+                username: username_of(st, &s.user_id),
+                app,
+                app_type,
+                created: s.created,
+                last_used: s.last_used,
+                expires: s.last_used + s.timeout_secs,
+                state,
+            }
         })
-        .collect();
-    json_response(StatusCode::OK, Value::Array(list))
+        .collect()
+}
+
+/// A grant as [`GrantInfo`].
+pub(crate) fn grant_info(st: &OrgState, g: &Grant) -> GrantInfo {
+    let (app, app_type) = split_key(&g.app_key);
+    GrantInfo {
+        user_id: g.user_id.clone(),
+        username: username_of(st, &g.user_id),
+        app,
+        app_type,
+        refresh_token: g.refresh_token.clone(),
+        delete_token: g.delete_token.clone(),
+        created: g.created,
+    }
+}
+
+/// `GET /__orgsim/sessions`: every session with its state; tokens are not shown.
+async fn sessions(State(app): State<AppState>) -> Response {
+    let list = session_infos(&app.lock());
+    json_response(StatusCode::OK, json!(list))
+}
+
+/// `GET /__orgsim/grants`: the grants that exist (revoked ones are gone), with their tokens.
+async fn grants(State(app): State<AppState>) -> Response {
+    let st = app.lock();
+    let list: Vec<GrantInfo> = st.grants.iter().map(|g| grant_info(&st, g)).collect();
+    json_response(StatusCode::OK, json!(list))
+}
+
+#[derive(Deserialize)]
+struct GrantBody {
+    username: String,
+    app: String,
+}
+
+/// `POST /__orgsim/grants {"username","app"}`: adds a grant, answers it with its tokens.
+async fn add_grant(State(app): State<AppState>, body: Bytes) -> Response {
+    let b = match serde_json::from_slice::<GrantBody>(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(&e.to_string()),
+    };
+    let mut st = app.lock();
+    match st.add_grant(&b.username, &b.app) {
+        Ok(g) => json_response(StatusCode::OK, json!(grant_info(&st, &g))),
+        Err(e) => bad(&e),
+    }
 }
 
 /// `GET /__orgsim/apps/{name}`.

@@ -3,7 +3,7 @@
 //! the org and the (all-or-nothing) apply happen when the deploy leaves InProgress.
 
 use crate::faults::{FaultKind, take_fault};
-use crate::rest::{authenticate, insufficient_access, known_version, missing, rest_error};
+use crate::rest::{authenticate_versioned, insufficient_access, missing, rest_error};
 use crate::server::{AppState, json_response};
 use crate::state::{Check, MetaType, OrgState, User, parse_root};
 use crate::xml::Element;
@@ -522,10 +522,7 @@ fn stringify(value: &mut Value) {
 /// All Data / Modify Metadata. Returns the caller.
 #[allow(clippy::result_large_err)] // the error is the response to send, built once per request
 fn guarded(app: &AppState, version: &str, headers: &HeaderMap) -> Result<User, Response> {
-    if !known_version(version) {
-        return Err(missing());
-    }
-    let (_, user) = authenticate(app, headers)?;
+    let (_, user) = authenticate_versioned(app, version, headers)?;
     if !app.lock().can_modify_metadata(&user) {
         return Err(insufficient_access());
     }

@@ -2,15 +2,18 @@
 //!
 //! It serves the JWT bearer token endpoint, the REST `deployRequest` and SOAP
 //! `readMetadata`/`listMetadata` Metadata API calls for Connected Apps and External Client
-//! Apps, userinfo/limits, and a test-control API under `/__orgsim/…`, all from one loopback
-//! HTTP server. Behaviour follows `salesforce-api.md`; what that reference marks as inferred
+//! Apps, userinfo/limits, the calls that end access (SOQL over `AuthSession`/`OauthToken`/`User`,
+//! `AuthSession` delete, `/services/oauth2/revoke`, ECA OAuth-usage token delete), and a
+//! test-control API under `/__orgsim/…`, all from one loopback HTTP server. Behaviour follows `salesforce-api.md`; what that reference marks as inferred
 //! is a [`Settings`] field. See `README.md` for the seed format.
 
 mod certs;
 mod control;
 mod deploy;
 mod faults;
+mod query;
 mod rest;
+mod revoke;
 mod seed;
 mod server;
 mod soap;
@@ -18,6 +21,7 @@ mod state;
 mod token;
 mod xml;
 
+pub use control::{GrantInfo, SessionInfo, SessionState};
 pub use faults::{CallRecord, Fault, FaultKind};
 pub use seed::{
     ApprovalSeed, CertificateFormat, ConnectedAppSeed, EcaSeed, OrgSeed, PermissionSetSeed,
@@ -131,6 +135,76 @@ impl OrgSim {
         self.shared.lock().calls.clone()
     }
 
+    /// Every session the org has had (live, expired, deleted, revoked), oldest first.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        control::session_infos(&self.shared.lock())
+    }
+
+    /// The live sessions of `username` (case-insensitive), oldest first.
+    pub fn live_sessions(&self, username: &str) -> Vec<SessionInfo> {
+        self.sessions()
+            .into_iter()
+            .filter(|s| s.is_live() && s.username.eq_ignore_ascii_case(username))
+            .collect()
+    }
+
+    /// Adds a refresh-token grant (an `OauthToken` row, and the approval a self-authorized
+    /// app needs) of `app` (ConnectedApp full name or ECA name) for `username`.
+    pub fn add_grant(&self, username: &str, app: &str) -> Result<GrantInfo, String> {
+        let mut st = self.shared.lock();
+        let grant = st.add_grant(username, app)?;
+        Ok(control::grant_info(&st, &grant))
+    }
+
+    /// The grants that exist now (revoked ones are gone), oldest first.
+    pub fn grants(&self) -> Vec<GrantInfo> {
+        let st = self.shared.lock();
+        st.grants
+            .iter()
+            .map(|g| control::grant_info(&st, g))
+            .collect()
+    }
+
+    /// The record id of an app: an ECA's `0xI…` id (the Connect REST `appId`, also
+    /// `identifier` in `GET /apps/oauth/usage`), a ConnectedApp's `0H4…` id.
+    pub fn app_id(&self, app: &str) -> Option<String> {
+        let st = self.shared.lock();
+        let view = st.app_by_name(app)?;
+        st.app_component_id(&view.key()).map(str::to_string)
+    }
+
+    /// `GET path` on this emulator with `Authorization: Bearer token`, over HTTP like any
+    /// client (the call is logged and, under `/services/data/v…`, counts as an API call).
+    /// Returns status and body.
+    pub async fn get_with_token(&self, path: &str, token: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.base_url());
+        status_and_text(reqwest::Client::new().get(url).bearer_auth(token)).await
+    }
+
+    /// `GET /services/oauth2/userinfo` with this token: 200 and the user's JSON, or 403
+    /// `Bad_OAuth_Token` (plain text) for a dead or unknown token.
+    pub async fn userinfo(&self, token: &str) -> (u16, String) {
+        self.get_with_token("/services/oauth2/userinfo", token)
+            .await
+    }
+
+    /// `GET /services/data/v67.0/limits/` with this token: 200, or 401 `INVALID_SESSION_ID`
+    /// for a dead or unknown token.
+    pub async fn limits(&self, token: &str) -> (u16, String) {
+        self.get_with_token("/services/data/v67.0/limits/", token)
+            .await
+    }
+
+    /// `POST /services/oauth2/token` with a JWT bearer `assertion`: status and JSON body text.
+    pub async fn jwt_grant(&self, assertion: &str) -> (u16, String) {
+        let url = format!("{}{}", self.base_url(), token::TOKEN_PATH);
+        let form = [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", assertion),
+        ];
+        status_and_text(reqwest::Client::new().post(url).form(&form)).await
+    }
+
     /// Replaces the whole org with a new seed.
     pub fn reseed(&self, seed: &Seed) -> Result<(), SeedError> {
         control::reseed(&self.shared, seed).map_err(SeedError::Invalid)
@@ -140,5 +214,17 @@ impl OrgSim {
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+    }
+}
+
+/// Sends a request made by a test helper: status and body text. A transport failure is status
+/// 0 with the error as the body, so a test's assertion shows it instead of a panic here.
+async fn status_and_text(request: reqwest::RequestBuilder) -> (u16, String) {
+    match request.send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+        Err(e) => (0, format!("request failed: {e}")),
     }
 }

@@ -3,10 +3,12 @@
 
 use crate::server::{AppState, json_response};
 use crate::state::{Session, User};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 /// API versions the emulator serves, with their release labels.
 const VERSIONS: [(&str, u32); 10] = [
@@ -84,6 +86,41 @@ pub(crate) fn authenticate(
     session_user(app, bearer(headers).as_deref()).ok_or_else(invalid_session)
 }
 
+/// Authenticates a REST data call under `/services/data/{version}/`: 404 for an unknown API
+/// version, before the token is looked at, then 401 for a bad session.
+#[allow(clippy::result_large_err)] // the error is the response to send, built once per request
+pub(crate) fn authenticate_versioned(
+    app: &AppState,
+    version: &str,
+    headers: &HeaderMap,
+) -> Result<(Session, User), Response> {
+    if !known_version(version) {
+        return Err(missing());
+    }
+    authenticate(app, headers)
+}
+
+/// The caller of a REST data call under `/services/data/{version}/`, checked by
+/// [`authenticate_versioned`] with the route's `{version}` segment: a handler taking one has
+/// already answered 404 or 401 when the version or the session is bad.
+pub(crate) struct Caller {
+    pub(crate) session: Session,
+    pub(crate) user: User,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Caller, Response> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let version = params.get("version").map_or("", String::as_str);
+        let (session, user) = authenticate_versioned(app, version, &parts.headers)?;
+        Ok(Caller { session, user })
+    }
+}
+
 /// 403 for a user without Modify All Data / Modify Metadata.
 pub(crate) fn insufficient_access() -> Response {
     rest_error(
@@ -103,17 +140,7 @@ pub(crate) async fn versions() -> Response {
 }
 
 /// `GET /services/data/vNN.0/limits/`.
-pub(crate) async fn limits(
-    State(app): State<AppState>,
-    Path(version): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !known_version(&version) {
-        return missing();
-    }
-    if let Err(response) = authenticate(&app, &headers) {
-        return response;
-    }
+pub(crate) async fn limits(State(app): State<AppState>, _: Caller) -> Response {
     let st = app.lock();
     let max = st.settings.daily_api_requests;
     let remaining = max.saturating_sub(st.api_used);

@@ -114,6 +114,16 @@ pub struct Settings {
     pub unsupported_grant_type_description: String,
     /// `error_description` for the injected `rate_limit_exceeded` fault.
     pub rate_limit_description: String,
+    /// Records per page of a REST query (Salesforce's default batch size is 2000).
+    pub query_page_size: usize,
+    /// Records per page of an `OauthToken` query (Salesforce: 500).
+    pub oauth_token_page_size: usize,
+    /// Rows an `OauthToken` query delivers at most, over all pages (Salesforce: 2500).
+    pub oauth_token_max_rows: usize,
+    /// `AuthSession.SessionType` of a JWT-bearer session (the real value is unverified).
+    pub auth_session_type: String,
+    /// `AuthSession.LoginType` of a JWT-bearer session (the real value is unverified).
+    pub auth_session_login_type: String,
 }
 
 impl Default for Settings {
@@ -138,6 +148,11 @@ impl Default for Settings {
             oauth_disabled_description: "client identifier invalid".into(),
             unsupported_grant_type_description: "grant type not supported".into(),
             rate_limit_description: "login rate exceeded".into(),
+            query_page_size: 2000,
+            oauth_token_page_size: 500,
+            oauth_token_max_rows: 2500,
+            auth_session_type: "Oauth2".into(),
+            auth_session_login_type: "Remote Access 2.0".into(),
         }
     }
 }
@@ -189,7 +204,7 @@ pub struct UserSeed {
     pub active: bool,
 }
 
-/// `[[approvals]]`.
+/// `[[approvals]]`: refresh-token grants (`OauthToken` rows).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalSeed {
@@ -197,6 +212,9 @@ pub struct ApprovalSeed {
     pub username: String,
     /// ConnectedApp full name or ECA name.
     pub app: String,
+    /// How many grants (each with its own refresh and delete token) the user holds.
+    #[serde(default = "default_one")]
+    pub count: u32,
 }
 
 /// `[[connected_apps]]`.
@@ -225,6 +243,9 @@ pub struct ConnectedAppSeed {
 pub struct EcaSeed {
     /// ExternalClientApplication full name.
     pub name: String,
+    /// The app's 18-character `0xI…` id (the Connect REST `appId`); generated when absent.
+    #[serde(default)]
+    pub id: Option<String>,
     /// ExternalClientApplication XML.
     #[serde(default)]
     pub header: Option<String>,
@@ -390,4 +411,8 @@ fn default_session_minutes() -> u32 {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_one() -> u32 {
+    1
 }

@@ -3,14 +3,14 @@
 
 use crate::faults::{CallRecord, FaultKind, take_fault};
 use crate::state::OrgState;
-use crate::{control, deploy, rest, soap, token};
+use crate::{control, deploy, query, rest, revoke, soap, token};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -62,6 +62,25 @@ pub(crate) fn router(app: AppState) -> Router {
         .route(
             &format!("{deploy_path}/{{id}}"),
             get(deploy::status).patch(deploy::cancel),
+        )
+        .route(
+            revoke::REVOKE_PATH,
+            get(revoke::revoke).post(revoke::revoke),
+        )
+        .route("/services/data/{version}/query", get(query::query))
+        .route("/services/data/{version}/query/", get(query::query))
+        .route("/services/data/{version}/query/{locator}", get(query::more))
+        .route(
+            "/services/data/{version}/sobjects/{object}/{id}",
+            get(revoke::sobject_get).delete(revoke::sobject_delete),
+        )
+        .route(
+            "/services/data/{version}/apps/oauth/usage",
+            get(revoke::usage),
+        )
+        .route(
+            "/services/data/{version}/apps/oauth/usage/{app_id}/tokens",
+            delete(revoke::delete_app_tokens),
         )
         .route("/services/Soap/m/{version}", post(soap::metadata))
         .nest("/__orgsim", control::router())

@@ -8,7 +8,7 @@ use crate::seed::{OrgSeed, PermissionSetSeed, ProfileSeed, PropagationMode, Seed
 use crate::xml::{Element, METADATA_NS};
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// The metadata types the emulator understands, with their zip folder and file suffix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +139,8 @@ pub(crate) struct User {
     pub(crate) active: bool,
 }
 
-/// A live login session (one per user and app); the later AuthSession sObject maps onto it.
+/// A login session (one live session per user and app), the `AuthSession` sObject's source.
+/// Ended sessions are kept (with how they ended) so tests can inspect them.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
     /// AuthSession id.
@@ -150,12 +151,52 @@ pub(crate) struct Session {
     pub(crate) created: i64,
     pub(crate) last_used: i64,
     pub(crate) timeout_secs: i64,
+    /// `LoginHistoryId` of the AuthSession record.
+    pub(crate) login_history_id: String,
+    /// Set when the session was ended before it timed out.
+    pub(crate) ended: Option<SessionEnd>,
+}
+
+/// How a session ended before its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionEnd {
+    /// `DELETE /sobjects/AuthSession/{id}`.
+    Deleted,
+    /// `/services/oauth2/revoke` of the access token, or of a refresh-token grant it belongs
+    /// to, or an ECA's `DELETE /apps/oauth/usage/{appId}/tokens`.
+    Revoked,
 }
 
 impl Session {
-    fn live_at(&self, now: i64) -> bool {
-        now < self.last_used + self.timeout_secs
+    /// Whether the session still authenticates at `now`.
+    pub(crate) fn live_at(&self, now: i64) -> bool {
+        self.ended.is_none() && now < self.last_used + self.timeout_secs
     }
+}
+
+/// A refresh-token grant: a user approved an app (the `OauthToken` sObject's rows, and the
+/// approval the self-authorized JWT flow needs).
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    pub(crate) user_id: String,
+    pub(crate) app_key: String,
+    /// The refresh token (revocable through `/services/oauth2/revoke`, never shown in reads).
+    pub(crate) refresh_token: String,
+    /// `OauthToken.DeleteToken`: revokes the grant through `/services/oauth2/revoke`.
+    pub(crate) delete_token: String,
+    pub(crate) created: i64,
+    pub(crate) last_used: i64,
+    pub(crate) use_count: u32,
+}
+
+/// An open query cursor (`nextRecordsUrl` pages through it).
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor {
+    /// Every record the query matched, rendered when the query ran.
+    pub(crate) records: Vec<serde_json::Value>,
+    pub(crate) page_size: usize,
+    /// Records past this index are never delivered (OauthToken stops at 2500).
+    pub(crate) deliverable: usize,
 }
 
 /// The certificate an app had before its latest change, for the propagation window.
@@ -180,15 +221,18 @@ pub(crate) struct OrgState {
     pub(crate) org: OrgSeed,
     pub(crate) settings: Settings,
     profiles: HashMap<String, ProfileSeed>,
+    /// Profile name → `00e…` id, for `User.ProfileId`.
+    profile_ids: HashMap<String, String>,
     permission_sets: HashMap<String, PermissionSetSeed>,
     pub(crate) users: Vec<User>,
-    approvals: HashSet<(String, String)>,
+    pub(crate) grants: Vec<Grant>,
     /// Keyed by (type name, member full name).
     pub(crate) components: BTreeMap<(String, String), Component>,
     cert_changes: HashMap<String, CertChange>,
     /// Every certificate each app has held since its first change, oldest first.
     cert_history: HashMap<String, Vec<Cert>>,
     pub(crate) sessions: Vec<Session>,
+    pub(crate) cursors: HashMap<String, Cursor>,
     pub(crate) deploys: HashMap<String, Deploy>,
     pub(crate) faults: Vec<Fault>,
     pub(crate) calls: Vec<CallRecord>,
@@ -214,17 +258,19 @@ impl OrgState {
                 .iter()
                 .map(|p| (p.name.clone(), p.clone()))
                 .collect(),
+            profile_ids: HashMap::new(),
             permission_sets: seed
                 .permission_sets
                 .iter()
                 .map(|p| (p.name.clone(), p.clone()))
                 .collect(),
             users: Vec::new(),
-            approvals: HashSet::new(),
+            grants: Vec::new(),
             components: BTreeMap::new(),
             cert_changes: HashMap::new(),
             cert_history: HashMap::new(),
             sessions: Vec::new(),
+            cursors: HashMap::new(),
             deploys: HashMap::new(),
             faults: Vec::new(),
             calls: Vec::new(),
@@ -232,6 +278,10 @@ impl OrgState {
             api_used: 0,
             id_counter: 0,
         };
+        for p in &seed.profiles {
+            let id = state.new_id("00e");
+            state.profile_ids.insert(p.name.clone(), id);
+        }
         for u in &seed.users {
             if !state.profiles.contains_key(&u.profile) {
                 return Err(format!(
@@ -294,6 +344,24 @@ impl OrgState {
                 }
             };
             state.seed_component(ECA, &eca.name, header, &admin)?;
+            if let Some(id) = &eca.id {
+                if id.len() != 18 || !id.starts_with("0xI") {
+                    return Err(format!(
+                        "ECA {} id {id:?} is not an 18-character 0xI… id",
+                        eca.name
+                    ));
+                }
+                let taken = state.components.values().any(|c| c.id == *id);
+                if taken {
+                    return Err(format!("ECA {} id {id} is already taken", eca.name));
+                }
+                if let Some(c) = state
+                    .components
+                    .get_mut(&(ECA.name.to_string(), eca.name.clone()))
+                {
+                    c.id = id.clone();
+                }
+            }
             let satellites = [
                 (ECA_OAUTH, &eca.oauth_settings),
                 (ECA_GLOBAL, &eca.global_oauth_settings),
@@ -320,26 +388,39 @@ impl OrgState {
             }
         }
         for a in &seed.approvals {
-            let user = state
-                .user_by_username(&a.username)
-                .ok_or(format!("approval for unknown user {}", a.username))?;
-            let kind = if state
-                .components
-                .contains_key(&(CONNECTED_APP.name.into(), a.app.clone()))
-            {
-                CONNECTED_APP
-            } else if state
-                .components
-                .contains_key(&(ECA.name.into(), a.app.clone()))
-            {
-                ECA
-            } else {
-                return Err(format!("approval for unknown app {}", a.app));
-            };
-            let user_id = user.id.clone();
-            state.approvals.insert((user_id, app_key(kind, &a.app)));
+            for _ in 0..a.count {
+                state
+                    .add_grant(&a.username, &a.app)
+                    .map_err(|e| format!("approval: {e}"))?;
+            }
         }
         Ok(state)
+    }
+
+    /// Adds a refresh-token grant (an approval) of `app` (ConnectedApp full name or ECA name)
+    /// for `username`.
+    pub(crate) fn add_grant(&mut self, username: &str, app: &str) -> Result<Grant, String> {
+        let user_id = self
+            .user_by_username(username)
+            .ok_or(format!("unknown user {username}"))?
+            .id
+            .clone();
+        let kind = [CONNECTED_APP, ECA]
+            .into_iter()
+            .find(|k| self.component(*k, app).is_some())
+            .ok_or(format!("unknown app {app}"))?;
+        let now = self.now();
+        let grant = Grant {
+            user_id,
+            app_key: app_key(kind, app),
+            refresh_token: format!("5Aep861{}", random_token(80, "")),
+            delete_token: random_token(64, "DT"),
+            created: now,
+            last_used: now,
+            use_count: 0,
+        };
+        self.grants.push(grant.clone());
+        Ok(grant)
     }
 
     /// Adds a seed component after the same checks a deploy would make.
@@ -400,9 +481,93 @@ impl OrgState {
         self.has_permission(user, "ModifyAllData") || self.has_permission(user, "ModifyMetadata")
     }
 
-    /// Whether the user approved this app (self-authorized model).
+    /// Whether the user approved this app (self-authorized model): a refresh-token grant of
+    /// the user for the app still exists.
     pub(crate) fn has_approval(&self, user: &User, app: &AppView) -> bool {
-        self.approvals.contains(&(user.id.clone(), app.key()))
+        let key = app.key();
+        self.grants
+            .iter()
+            .any(|g| g.user_id == user.id && g.app_key == key)
+    }
+
+    /// Whether the user holds this permission directly or through Modify All Data, which a
+    /// real org's System Administrator profile holds together with Manage Users and
+    /// Customize Application.
+    pub(crate) fn has_permission_or_all_data(&self, user: &User, permission: &str) -> bool {
+        self.has_permission(user, permission) || self.has_permission(user, "ModifyAllData")
+    }
+
+    /// Ends a live session; false when no live session has this id.
+    pub(crate) fn end_session(&mut self, id: &str, how: SessionEnd) -> bool {
+        let now = self.now();
+        match self
+            .sessions
+            .iter_mut()
+            .find(|s| same_id(&s.id, id) && s.live_at(now))
+        {
+            Some(s) => {
+                s.ended = Some(how);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the grants `pick` selects and revokes their access tokens: the live sessions
+    /// of the same user and app. Returns how many grants went.
+    pub(crate) fn revoke_grants(&mut self, pick: impl Fn(&Grant) -> bool) -> usize {
+        let (gone, kept): (Vec<Grant>, Vec<Grant>) =
+            std::mem::take(&mut self.grants).into_iter().partition(pick);
+        self.grants = kept;
+        let now = self.now();
+        for g in &gone {
+            for s in self
+                .sessions
+                .iter_mut()
+                .filter(|s| s.user_id == g.user_id && s.app_key == g.app_key && s.live_at(now))
+            {
+                s.ended = Some(SessionEnd::Revoked);
+            }
+        }
+        gone.len()
+    }
+
+    /// Whether `text` is some app's consumer key or consumer secret.
+    pub(crate) fn is_app_credential(&self, text: &str) -> bool {
+        self.components.iter().any(|((t, _), c)| {
+            let holder = match MetaType::by_name(t) {
+                Some(CONNECTED_APP) => c.element.child("oauthConfig"),
+                Some(ECA_GLOBAL) => Some(&c.element),
+                _ => None,
+            };
+            holder.is_some_and(|h| {
+                h.child_text("consumerKey") == Some(text)
+                    || h.child_text("consumerSecret") == Some(text)
+            })
+        })
+    }
+
+    /// `00e…` id of a profile.
+    pub(crate) fn profile_id(&self, name: &str) -> Option<&str> {
+        self.profile_ids.get(name).map(String::as_str)
+    }
+
+    /// The id of an app's main component (ConnectedApp `0H4…`, ECA `0xI…`), by bookkeeping key.
+    pub(crate) fn app_component_id(&self, key: &str) -> Option<&str> {
+        let (type_name, name) = key.split_once(':')?;
+        Some(
+            self.component(MetaType::by_name(type_name)?, name)?
+                .id
+                .as_str(),
+        )
+    }
+
+    /// The label of an app (`AppName` of its OauthToken rows), by its bookkeeping key.
+    pub(crate) fn app_label(&self, key: &str) -> Option<String> {
+        let (type_name, name) = key.split_once(':')?;
+        let kind = MetaType::by_name(type_name)?;
+        let c = self.component(kind, name)?;
+        Some(c.element.child_text("label").unwrap_or(name).to_string())
     }
 
     /// Profile-level session timeout.
@@ -752,7 +917,8 @@ impl OrgState {
         Some(session.clone())
     }
 
-    /// The live session of a user for an app, or a new one.
+    /// The live session of a user for an app, or a new one (ended and timed-out sessions are
+    /// never reused: a grant after a revocation gets a fresh token).
     pub(crate) fn session_for(
         &mut self,
         user_id: &str,
@@ -760,11 +926,10 @@ impl OrgState {
         timeout_secs: i64,
     ) -> Session {
         let now = self.now();
-        self.sessions.retain(|s| s.live_at(now));
         if let Some(s) = self
             .sessions
             .iter_mut()
-            .find(|s| s.user_id == user_id && s.app_key == app_key)
+            .find(|s| s.user_id == user_id && s.app_key == app_key && s.live_at(now))
         {
             s.last_used = now;
             return s.clone();
@@ -777,6 +942,8 @@ impl OrgState {
             created: now,
             last_used: now,
             timeout_secs,
+            login_history_id: self.new_id("0Ya"),
+            ended: None,
         };
         self.sessions.push(session.clone());
         session
@@ -862,6 +1029,16 @@ pub(crate) fn random_token(len: usize, prefix: &str) -> String {
         .map(char::from)
         .collect();
     format!("{prefix}{body}")
+}
+
+/// Whether two Salesforce ids name the same record: equal, or equal in their case-sensitive
+/// 15-character form.
+pub(crate) fn same_id(a: &str, b: &str) -> bool {
+    a == b
+        || (a.len() >= 15
+            && b.len() >= 15
+            && a.get(..15) == b.get(..15)
+            && (a.len() == 15 || b.len() == 15))
 }
 
 /// Appends Salesforce's 3-character case checksum to a 15-character id.

@@ -111,12 +111,7 @@ async fn userinfo_ok_and_bad_token() {
     for token in [None, Some("bogus")] {
         let r = get(&sim, "/services/oauth2/userinfo", token).await;
         assert_eq!(r.status(), 403);
-        assert!(
-            r.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/plain")
-        );
+        assert!(content_type(r.headers()).starts_with("text/plain"));
         assert_eq!(r.text().await.unwrap(), "Bad_OAuth_Token");
     }
     sim.shutdown().await;
@@ -197,12 +192,7 @@ async fn fault_data_not_available() {
     );
     let r = post_token(&sim, &[("grant_type", JWT_BEARER), ("assertion", "x")]).await;
     assert_eq!(r.status(), 200);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(content_type(r.headers()).starts_with("text/html"));
     assert!(r.text().await.unwrap().contains("Data Not Available"));
     sim.shutdown().await;
 }
@@ -295,15 +285,6 @@ async fn calls_record_method_path_status_without_secrets() {
     let json = serde_json::to_string(&calls).unwrap();
     assert!(!json.contains(&t) && !json.contains(&a));
     sim.shutdown().await;
-}
-
-async fn control(sim: &OrgSim, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = request(sim, method, &format!("/__orgsim/{path}"));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
 }
 
 #[tokio::test]

@@ -36,12 +36,7 @@ async fn success_body_has_exactly_five_keys_and_headers() {
         headers["cache-control"],
         "no-cache,must-revalidate,max-age=0,no-store,private"
     );
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    assert!(content_type(&headers).starts_with("application/json"));
     sim.shutdown().await;
 }
 
@@ -424,15 +419,8 @@ async fn eca_kill_switch_blocks_every_grant() {
     let (sim, admin) = start_as_admin("").await;
     let done = deploy(&sim, &admin, default_options(), eca_oauth_off_zip()).await;
     assert_eq!(done["deployResult"]["status"], "Succeeded", "{done}");
-    let d = defaults();
     for user in ["integ@acme.example", "admin@acme.example"] {
-        expect_error(
-            &sim,
-            &assertion(1, ECA_KEY, user, LOGIN),
-            &d.oauth_disabled_error,
-            &d.oauth_disabled_description,
-        )
-        .await;
+        expect_eca_oauth_disabled(&sim, user).await;
     }
     sim.shutdown().await;
 }

@@ -13,6 +13,8 @@ pub const ADMIN_USER: &str = "admin@acme.test";
 /// May log in through the admin app but lacks Modify All Data / Modify Metadata.
 pub const AUDITOR_USER: &str = "auditor@acme.test";
 pub const INTEGRATION_USER: &str = "integration@acme.test";
+/// May read and deploy metadata but lacks Manage Users and Customize Application.
+pub const DEPLOYER_USER: &str = "deployer@acme.test";
 pub const ADMIN_APP_KEY: &str = "3MVG9adminApp.key_0001";
 pub const CA: &str = "Billing_Sync";
 pub const CA_KEY: &str = "3MVG9billingSync.key_0002";
@@ -59,7 +61,19 @@ pub struct Org {
     pub old: Pair,
 }
 
-fn seed_toml(admin: &Pair, old: &Pair, settings: &str) -> String {
+/// The ECA's plugin switches: OAuth on, SAML off (a field the kill switch must keep).
+const ECA_POLICIES_TOML: &str = r#"policies = '''<?xml version="1.0" encoding="UTF-8"?>
+<ExtlClntAppConfigurablePolicies xmlns="http://soap.sforce.com/2006/04/metadata">
+    <externalClientApplication>Billing_ECA</externalClientApplication>
+    <isEnabled>true</isEnabled>
+    <isOauthPluginEnabled>true</isOauthPluginEnabled>
+    <isSamlPluginEnabled>false</isSamlPluginEnabled>
+</ExtlClntAppConfigurablePolicies>
+'''
+"#;
+
+fn seed_toml(admin: &Pair, old: &Pair, settings: &str, eca_policies: bool) -> String {
+    let policies = if eca_policies { ECA_POLICIES_TOML } else { "" };
     format!(
         r#"
 [org]
@@ -71,11 +85,15 @@ name = "Acme"
 
 [[profiles]]
 name = "System Administrator"
-permissions = ["ModifyAllData", "ApiEnabled"]
+permissions = ["ModifyAllData", "ManageUsers", "CustomizeApplication", "ApiEnabled"]
 
 [[profiles]]
 name = "Auditor"
 permissions = ["ApiEnabled"]
+
+[[profiles]]
+name = "Deployer"
+permissions = ["ModifyMetadata", "ApiEnabled"]
 
 [[profiles]]
 name = "Billing Integration"
@@ -88,6 +106,10 @@ profile = "System Administrator"
 [[users]]
 username = "{AUDITOR_USER}"
 profile = "Auditor"
+
+[[users]]
+username = "{DEPLOYER_USER}"
+profile = "Deployer"
 
 [[users]]
 username = "{INTEGRATION_USER}"
@@ -108,6 +130,7 @@ metadata = '''<?xml version="1.0" encoding="UTF-8"?>
     </oauthConfig>
     <profileName>System Administrator</profileName>
     <profileName>Auditor</profileName>
+    <profileName>Deployer</profileName>
     <sessionPolicy>
         <sessionTimeout>1</sessionTimeout>
     </sessionPolicy>
@@ -186,6 +209,7 @@ oauth_policies = '''<?xml version="1.0" encoding="UTF-8"?>
     <sessionTimeoutInMinutes>15</sessionTimeoutInMinutes>
 </ExtlClntAppOauthConfigurablePolicies>
 '''
+{policies}
 "#,
         admin_cert = admin.cert_pem.trim(),
         old_cert = old.cert_pem.trim(),
@@ -200,9 +224,18 @@ impl Org {
 
     /// A fresh emulator with extra `[settings]` lines.
     pub async fn start_with(settings: &str) -> Org {
+        Org::start_seeded(settings, true).await
+    }
+
+    /// A fresh emulator whose ECA has no `ExtlClntAppConfigurablePolicies` component.
+    pub async fn start_without_eca_policies() -> Org {
+        Org::start_seeded("", false).await
+    }
+
+    async fn start_seeded(settings: &str, eca_policies: bool) -> Org {
         let admin = Pair::generate("rekey admin");
         let old = Pair::generate("billing integration 1");
-        let toml = seed_toml(&admin, &old, settings);
+        let toml = seed_toml(&admin, &old, settings, eca_policies);
         let seed = Seed::from_toml_str(&toml, std::path::Path::new(".")).unwrap();
         let sim = OrgSim::start(seed).await.unwrap();
         Org { sim, admin, old }
@@ -247,18 +280,35 @@ impl Org {
         SalesforceTarget::new(self.config(kind, admin)).unwrap()
     }
 
+    /// A target on `kind`'s app that logs in with `admin`, its configuration changed by `adjust`
+    /// first (another app or integration user, a shorter timeout, …).
+    pub fn target_with(
+        &self,
+        kind: AppKind,
+        admin: AdminAuth,
+        adjust: impl FnOnce(&mut SalesforceConfig),
+    ) -> SalesforceTarget {
+        let mut config = self.config(kind, admin);
+        adjust(&mut config);
+        SalesforceTarget::new(config).unwrap()
+    }
+
     /// A target on `kind`'s app with rekey's own JWT admin login.
     pub fn target(&self, kind: AppKind) -> SalesforceTarget {
         self.target_as(kind, self.jwt_admin())
     }
 
-    /// A target logged in with a bare access token (the sf CLI user's way).
-    pub fn token_target(&self, kind: AppKind, token: &str) -> SalesforceTarget {
-        let admin = AdminAuth::AccessToken {
+    /// An admin login with a bare access token (the sf CLI user's way).
+    pub fn token_admin(&self, token: &str) -> AdminAuth {
+        AdminAuth::AccessToken {
             token: AccessToken::new(token.to_string()),
             instance_url: self.sim.base_url(),
-        };
-        self.target_as(kind, admin)
+        }
+    }
+
+    /// A target logged in with a bare access token.
+    pub fn token_target(&self, kind: AppKind, token: &str) -> SalesforceTarget {
+        self.target_as(kind, self.token_admin(token))
     }
 
     /// Mints an admin access token by hand, as `sf org login jwt` would.
@@ -290,6 +340,46 @@ impl Org {
             .as_str()
             .expect("admin token")
             .to_string()
+    }
+
+    /// A JWT-bearer grant for `sub` through the app with consumer key `iss`, signed with `key`,
+    /// as any client (or an attacker holding the key) would make it: (status, JSON body).
+    pub async fn mint(&self, iss: &str, sub: &str, key: &Pair) -> (u16, Value) {
+        let claims = json!({
+            "iss": iss,
+            "sub": sub,
+            "aud": self.sim.base_url(),
+            "exp": chrono::Utc::now().timestamp() + 180,
+        });
+        let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(key.key_pem.as_bytes()).unwrap();
+        let jwt = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &encoding,
+        )
+        .unwrap();
+        let (status, body) = self.sim.jwt_grant(&jwt).await;
+        (status, serde_json::from_str(&body).unwrap())
+    }
+
+    /// An access token of the integration user through `kind`'s app, signed with the old key.
+    pub async fn integration_token(&self, kind: AppKind) -> String {
+        let iss = match kind {
+            AppKind::ConnectedApp => CA_KEY,
+            AppKind::ExternalClientApp => ECA_KEY,
+        };
+        let (status, body) = self.mint(iss, INTEGRATION_USER, &self.old).await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// How many calls with this method and path the emulator has seen.
+    pub fn calls_to(&self, method: &str, path: &str) -> usize {
+        self.sim
+            .calls()
+            .iter()
+            .filter(|c| c.method == method && c.path == path)
+            .count()
     }
 
     /// How many token requests the emulator has seen.

@@ -106,7 +106,15 @@ pub fn eca_global_zip(xml: &str) -> Vec<u8> {
 
 /// A deploy zip turning Billing_ECA's OAuth plugin off (the ECA kill switch).
 pub fn eca_oauth_off_zip() -> Vec<u8> {
-    let plcy = r#"<ExtlClntAppConfigurablePolicies xmlns="http://soap.sforce.com/2006/04/metadata"><externalClientApplication>Billing_ECA</externalClientApplication><isEnabled>true</isEnabled><isOauthPluginEnabled>false</isOauthPluginEnabled></ExtlClntAppConfigurablePolicies>"#;
+    eca_oauth_zip(false)
+}
+
+/// A deploy zip setting Billing_ECA's OAuth plugin on or off (full replace of the policies).
+pub fn eca_oauth_zip(enabled: bool) -> Vec<u8> {
+    let plcy = format!(
+        r#"<ExtlClntAppConfigurablePolicies xmlns="http://soap.sforce.com/2006/04/metadata"><externalClientApplication>Billing_ECA</externalClientApplication><isEnabled>true</isEnabled><isOauthPluginEnabled>{enabled}</isOauthPluginEnabled></ExtlClntAppConfigurablePolicies>"#
+    );
+    let plcy = plcy.as_str();
     zip(&[
         (
             "package.xml",
@@ -310,6 +318,27 @@ pub async fn get(sim: &OrgSim, path: &str, token: Option<&str>) -> reqwest::Resp
     req.send().await.unwrap()
 }
 
+/// The `Content-Type` of an answer (panics when there is none).
+pub fn content_type(headers: &reqwest::header::HeaderMap) -> &str {
+    headers["content-type"].to_str().unwrap()
+}
+
+/// A test-control call (`/__orgsim/{path}`) with an optional JSON body; returns (status, JSON
+/// body).
+pub async fn control(
+    sim: &OrgSim,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = request(sim, method, &format!("/__orgsim/{path}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
 /// POSTs these form parameters to the token endpoint.
 pub async fn post_token(sim: &OrgSim, params: &[(&str, &str)]) -> reqwest::Response {
     request(sim, Method::POST, "/services/oauth2/token")
@@ -349,6 +378,18 @@ pub async fn expect_error_for(
         ),
         "{case}"
     );
+}
+
+/// Asserts that Billing_ECA's OAuth kill switch refuses a grant for `user`.
+pub async fn expect_eca_oauth_disabled(sim: &OrgSim, user: &str) {
+    let d = defaults();
+    expect_error(
+        sim,
+        &assertion(1, ECA_KEY, user, LOGIN),
+        &d.oauth_disabled_error,
+        &d.oauth_disabled_description,
+    )
+    .await;
 }
 
 /// A token for a user through an app, signed with key `key` (panics if the grant fails).
