@@ -101,6 +101,33 @@ pub enum Command {
     /// Run `rekey run` every [daemon] interval_secs, serve /metrics (Prometheus) and /healthz on
     /// [daemon] listen, and stop cleanly on SIGTERM (a rotation stops at a step boundary, journaled).
     Daemon,
+    /// Emergency rekey after a leaked key: show the plan, ask (unless --yes), then generate and
+    /// stage, [switch an External Client App's OAuth off], publish, [switch it on], verify until
+    /// the new key is accepted AND the old one refused, end every session of the integration user
+    /// and revoke the app's grants, promote, destroy every older generation in every store, and
+    /// write an evidence bundle. Journaled and resumable; never rolled back.
+    Emergency {
+        /// Credential name from the config.
+        #[arg(required_unless_present = "all_in_org", conflicts_with = "all_in_org")]
+        credential: Option<String>,
+        /// Every credential of this org, one after another, stopping at the first failure (when
+        /// the admin connection itself may be compromised).
+        #[arg(long, value_name = "ORG")]
+        all_in_org: Option<String>,
+        /// Why: kept in the journal, the evidence bundle and the notifications.
+        #[arg(long)]
+        reason: String,
+        /// External Client Apps: switch OAuth off before publishing, on again once the app holds
+        /// the new certificate, so no token at all is issued meanwhile.
+        #[arg(long)]
+        kill_switch: bool,
+        /// Do not ask for confirmation (automation).
+        #[arg(long)]
+        yes: bool,
+        /// Where the evidence bundle goes (default: `evidence/` beside the config file).
+        #[arg(long, value_name = "DIR")]
+        evidence_dir: Option<PathBuf>,
+    },
     /// Put an existing key and certificate (already on the app) under rekey's management as CURRENT.
     Import {
         /// Credential name from the config.

@@ -6,7 +6,7 @@ use crate::cli::{Cli, Command};
 use crate::config::{self, Config, CredentialConfig};
 use crate::render::{self, Exit};
 use crate::rotation::{self, Failure, Intent, Rotation};
-use crate::{pki, run, wiring};
+use crate::{evidence, pki, run, wiring};
 use chrono::{DateTime, Utc};
 use rekey_api::{
     Certificate, Error, ErrorKind, Generation, KeyMaterial, NewVersion, Probe, Result, RotationId,
@@ -47,6 +47,25 @@ pub async fn run(cli: Cli) -> Exit {
             .await
         }
         Command::Run { dry_run } => run_once(&cli.config, dry_run, json).await,
+        Command::Emergency {
+            credential,
+            all_in_org,
+            reason,
+            kill_switch,
+            yes,
+            evidence_dir,
+        } => {
+            let emergency = rotation::Emergency {
+                reason,
+                kill_switch,
+            };
+            let which = match (credential, all_in_org) {
+                (Some(c), _) => Which::Credential(c),
+                (None, Some(org)) => Which::Org(org),
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            emergency_rekey(&cli.config, &which, &emergency, yes, evidence_dir, json).await
+        }
         Command::Daemon => crate::daemon::serve(&cli.config).await,
         Command::Check {
             credential,
@@ -166,7 +185,7 @@ async fn plan(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
     let cred = wiring::credential(&config, name)?;
     let stores = wiring::stores(&config, cred).await?;
     let target = wiring::target(&config, cred)?;
-    let plan = rotation::plan(&rotation_of(cred, &stores, target.as_ref())).await?;
+    let plan = rotation::plan(&rotation_of(cred, &stores, target.as_ref()), None).await?;
     render::plan(&plan, json);
     Ok(Exit::Ok)
 }
@@ -224,7 +243,7 @@ async fn rotate(config_path: &Path, name: &str, intent: &Intent, json: bool) -> 
     if let (Some(notifier), Some(news)) = (&notifier, run::news(cred, &result)) {
         match notifier.rotation(&news, rekey_api::now()).await {
             Ok(deliveries) => render::deliveries(&deliveries, json),
-            Err(e) => eprintln!("warning: could not record the notification: {e}"),
+            Err(e) => render::warning(&format!("could not record the notification: {e}")),
         }
     }
     match result {
@@ -686,4 +705,198 @@ async fn journal(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
         .await?;
     render::journal(&entries, json);
     Ok(Exit::Ok)
+}
+
+/// What `rekey emergency` rekeys.
+enum Which {
+    /// One credential.
+    Credential(String),
+    /// Every credential of an org.
+    Org(String),
+}
+
+/// One credential's result in `rekey emergency`.
+#[derive(Serialize)]
+pub struct EmergencyRow {
+    /// Credential name.
+    pub credential: String,
+    /// `rekeyed`, `failed` or `not started` (after an earlier failure).
+    pub outcome: &'static str,
+    /// The rotation, once one was started.
+    pub rotation_id: Option<RotationId>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// What to do about it.
+    pub hint: Option<String>,
+    /// Where its evidence bundle was written.
+    pub evidence: Option<PathBuf>,
+}
+
+async fn emergency_rekey(
+    config_path: &Path,
+    which: &Which,
+    emergency: &rotation::Emergency,
+    yes: bool,
+    evidence_dir: Option<PathBuf>,
+    json: bool,
+) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let creds: Vec<&CredentialConfig> = match which {
+        Which::Credential(name) => vec![wiring::credential(&config, name)?],
+        Which::Org(org) => {
+            if !config.orgs.contains_key(org) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "unknown org '{org}'; orgs in {}: {}",
+                        config.path.display(),
+                        config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            config
+                .credentials
+                .values()
+                .filter(|c| &c.org == org)
+                .collect()
+        }
+    };
+    if creds.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "no credential to rekey in that org",
+        ));
+    }
+    if emergency.kill_switch
+        && let Some(cred) = creds
+            .iter()
+            .find(|c| c.app_kind != config::AppKind::ExternalClientApp)
+    {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "{}: {} is a Connected App, which has no OAuth kill switch",
+                cred.name, cred.app
+            ),
+        )
+        .with_hint(
+            "omit --kill-switch (it applies to External Client Apps only); nothing was changed",
+        ));
+    }
+    let notifier = Notifier::from_config(&config)?;
+    for cred in &creds {
+        let stores = wiring::stores(&config, cred).await?;
+        let target = wiring::target(&config, cred)?;
+        let plan = rotation::plan(
+            &rotation_of(cred, &stores, target.as_ref()),
+            Some(emergency),
+        )
+        .await?;
+        if !json {
+            render::plan(&plan, false);
+        }
+    }
+    if !yes && !confirmed(&creds)? {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "the emergency rekey was not confirmed; nothing was changed",
+        )
+        .with_hint("answer yes at the prompt, or pass --yes in automation"));
+    }
+    let dir = evidence_dir.unwrap_or_else(|| {
+        config
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("evidence")
+    });
+    let mut rows = Vec::new();
+    let mut exit = Exit::Ok;
+    for cred in &creds {
+        if exit != Exit::Ok {
+            rows.push(EmergencyRow {
+                credential: cred.name.clone(),
+                outcome: "not started",
+                rotation_id: None,
+                error: None,
+                hint: None,
+                evidence: None,
+            });
+            continue;
+        }
+        let mut progress = render::RotateProgress::new(&cred.name, json);
+        let result = rotate_credential(
+            &config,
+            cred,
+            &Intent::Emergency(emergency.clone()),
+            &mut |e| progress.event(e),
+        )
+        .await;
+        let journal = match wiring::stores(&config, cred).await {
+            Ok(stores) => stores[0].read_journal(&cred.name).await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let bundle = evidence::build(cred, emergency, &result, &journal, wiring::operator());
+        let written = evidence::write(&dir, &bundle);
+        if let (Some(notifier), Some(mut news)) = (&notifier, run::news(cred, &result)) {
+            news.summary = format!("emergency rekey ({}): {}", emergency.reason, news.summary);
+            match notifier.rotation(&news, rekey_api::now()).await {
+                Ok(deliveries) => render::deliveries(&deliveries, json),
+                Err(e) => render::warning(&format!("could not record the notification: {e}")),
+            }
+        }
+        let (outcome, rotation_id, error, hint) = match &result {
+            Ok(o) => ("rekeyed", Some(o.rotation_id.clone()), None, None),
+            Err(f) => {
+                exit = render::failure_exit(
+                    &f.error,
+                    Some(&render::RotationFailure {
+                        rotation_id: f.rotation_id.clone(),
+                        step: f.step,
+                        published: f.published,
+                    }),
+                );
+                (
+                    "failed",
+                    f.rotation_id.clone(),
+                    Some(f.error.to_string()),
+                    f.error.hint().map(str::to_string),
+                )
+            }
+        };
+        let evidence = match written {
+            Ok(path) => Some(path),
+            Err(e) => {
+                render::warning(&e.to_string());
+                if exit == Exit::Ok {
+                    exit = Exit::Internal;
+                }
+                None
+            }
+        };
+        rows.push(EmergencyRow {
+            credential: cred.name.clone(),
+            outcome,
+            rotation_id,
+            error,
+            hint,
+            evidence,
+        });
+    }
+    render::emergency(&rows, json);
+    Ok(exit)
+}
+
+/// Asks on the terminal; anything but `yes` is a no.
+fn confirmed(creds: &[&CredentialConfig]) -> Result<bool> {
+    let names: Vec<&str> = creds.iter().map(|c| c.name.as_str()).collect();
+    render::prompt(&format!(
+        "This replaces the key and certificate of {} now, ends the integration sessions and destroys every older key. Type yes to go on: ",
+        names.join(", ")
+    ));
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(|e| {
+        Error::new(ErrorKind::Config, "cannot read the confirmation").with_source(e)
+    })?;
+    Ok(answer.trim() == "yes")
 }

@@ -74,10 +74,10 @@ pub async fn serve(config_path: &Path) -> Result<Exit> {
             .with_graceful_shutdown(shutdown::wait())
             .into_future(),
     );
-    eprintln!(
+    render::note(&format!(
         "rekey daemon: /metrics and /healthz on http://{address}; a run every {}s",
         interval.as_secs()
-    );
+    ));
     while !shutdown::requested() {
         let report = run::run(&config, notifier.as_ref(), false).await;
         render::deliveries(&report.deliveries, false);
@@ -91,7 +91,7 @@ pub async fn serve(config_path: &Path) -> Result<Exit> {
     if let Ok(Err(e)) = server.await {
         tracing::warn!(error = %e, "the metrics server stopped with an error");
     }
-    eprintln!("rekey daemon: stopped");
+    render::note("rekey daemon: stopped");
     Ok(Exit::Ok)
 }
 

@@ -11,6 +11,7 @@ mod cli;
 mod commands;
 mod config;
 mod daemon;
+mod evidence;
 mod pki;
 mod render;
 mod rotation;

@@ -6,7 +6,8 @@
 use crate::alerts::Delivery;
 use crate::check::Severity;
 use crate::commands::{
-    CheckRow, ImportReport, InspectReport, Inspected, PreflightRow, StatusRow, VerifyReport,
+    CheckRow, EmergencyRow, ImportReport, InspectReport, Inspected, PreflightRow, StatusRow,
+    VerifyReport,
 };
 use crate::rotation::{Ending, Event, Outcome, Plan};
 use crate::run::{Action, RunReport};
@@ -508,6 +509,49 @@ fn severity_label(severity: Severity) -> &'static str {
         Severity::Warning => "WARNING",
         Severity::Critical => "CRITICAL",
         Severity::Unknown => "UNKNOWN",
+    }
+}
+
+/// A warning on stderr.
+pub fn warning(message: &str) {
+    eprintln!("warning: {message}");
+}
+
+/// A line about what a long-running command is doing, on stderr.
+pub fn note(message: &str) {
+    eprintln!("{message}");
+}
+
+/// A question on stderr, answered on stdin by the caller.
+pub fn prompt(question: &str) {
+    use std::io::Write as _;
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+}
+
+/// `rekey emergency`'s summary, one line per credential.
+pub fn emergency(rows: &[EmergencyRow], json: bool) {
+    if json {
+        return print_json(&rows);
+    }
+    for r in rows {
+        println!(
+            "{}: emergency rekey {}{}",
+            r.credential,
+            r.outcome,
+            r.rotation_id
+                .as_ref()
+                .map_or_else(String::new, |id| format!(" (rotation {id})"))
+        );
+        if let Some(e) = &r.error {
+            eprintln!("error: {}: {e}", r.credential);
+        }
+        if let Some(h) = &r.hint {
+            eprintln!("hint: {h}");
+        }
+        if let Some(path) = &r.evidence {
+            println!("  evidence: {}", path.display());
+        }
     }
 }
 

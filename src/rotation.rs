@@ -82,6 +82,50 @@ pub enum Intent {
         /// Why, for the journal.
         reason: String,
     },
+    /// `rekey emergency`: a rotation for a leaked key (or the continuation of one).
+    Emergency(Emergency),
+}
+
+/// An emergency rekey's settings, journaled with its first entry so a resumed run keeps them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Emergency {
+    /// Why, for the journal and the evidence bundle.
+    pub reason: String,
+    /// External Client Apps: switch OAuth off before publishing, on again after.
+    pub kill_switch: bool,
+}
+
+const EMERGENCY: &str = "emergency: ";
+const EMERGENCY_KILL_SWITCH: &str = "emergency with kill switch: ";
+
+impl Emergency {
+    fn journal_detail(&self) -> String {
+        let prefix = if self.kill_switch {
+            EMERGENCY_KILL_SWITCH
+        } else {
+            EMERGENCY
+        };
+        format!("{prefix}{}", self.reason)
+    }
+
+    fn from_detail(detail: &str) -> Option<Emergency> {
+        let (kill_switch, reason) = match detail.strip_prefix(EMERGENCY_KILL_SWITCH) {
+            Some(reason) => (true, reason),
+            None => (false, detail.strip_prefix(EMERGENCY)?),
+        };
+        Some(Emergency {
+            reason: reason.to_string(),
+            kill_switch,
+        })
+    }
+
+    /// Its steps, in order.
+    pub fn steps(&self) -> Vec<Step> {
+        Step::EMERGENCY
+            .into_iter()
+            .filter(|s| self.kill_switch || !matches!(s, Step::OauthOff | Step::OauthOn))
+            .collect()
+    }
 }
 
 impl Intent {
@@ -90,6 +134,7 @@ impl Intent {
             Intent::Rotate => "rotate",
             Intent::Resume => "resume",
             Intent::Abort { .. } => "abort",
+            Intent::Emergency(_) => "emergency rekey",
         }
     }
 }
@@ -250,6 +295,8 @@ pub struct OpenRotation {
     pub last: (Step, Phase),
     /// Set once it is being undone: the journaled reason ("aborted: …" / "rolled back: …").
     pub undoing: Option<String>,
+    /// Set when it is an emergency rekey.
+    pub emergency: Option<Emergency>,
 }
 
 /// The rotation the journal leaves open (the last one, unless it was finalized or closed).
@@ -286,7 +333,17 @@ pub fn open_rotation(journal: &[JournalEntry]) -> Option<OpenRotation> {
             .iter()
             .find(|e| e.step.is_undo() && e.phase == Phase::Begin)
             .and_then(|e| e.detail.clone()),
+        emergency: emergency_of(&entries),
     })
+}
+
+/// The emergency settings journaled with a rotation's first step, if it is one.
+fn emergency_of(entries: &[&JournalEntry]) -> Option<Emergency> {
+    entries
+        .iter()
+        .find(|e| e.step == Step::Generate && e.phase == Phase::Begin)
+        .and_then(|e| e.detail.as_deref())
+        .and_then(Emergency::from_detail)
 }
 
 /// The last finalized rotation's end time, for `status` and `check`.
@@ -310,8 +367,9 @@ fn next_generation(journal: &[JournalEntry], current: Option<Generation>) -> Gen
         .next()
 }
 
-/// Builds the plan for `credential` from its store state alone (no network).
-pub async fn plan(rotation: &Rotation<'_>) -> Result<Plan> {
+/// Builds the plan for `credential` from its store state alone (no network): the open rotation's
+/// remaining steps, else those of a new rotation (an emergency one when `emergency` is given).
+pub async fn plan(rotation: &Rotation<'_>, emergency: Option<&Emergency>) -> Result<Plan> {
     let stages = rotation.primary().stages(rotation.credential).await?;
     let journal = rotation.primary().read_journal(rotation.credential).await?;
     let open = open_rotation(&journal);
@@ -322,11 +380,17 @@ pub async fn plan(rotation: &Rotation<'_>) -> Result<Plan> {
     );
     let done = open.as_ref().map(|o| o.done.clone()).unwrap_or_default();
     let undoing = open.as_ref().is_some_and(|o| o.undoing.is_some());
+    let emergency = match &open {
+        Some(o) => o.emergency.as_ref(),
+        None => emergency,
+    };
     let spec = rotation.spec;
     let steps = if undoing {
-        &Step::UNDO[..]
+        Step::UNDO.to_vec()
+    } else if let Some(e) = emergency {
+        e.steps()
     } else {
-        &Step::ALL[..]
+        Step::ALL.to_vec()
     };
     let steps = steps
         .iter()
@@ -345,6 +409,13 @@ pub async fn plan(rotation: &Rotation<'_>) -> Result<Plan> {
                     format!("deploy the new certificate to {} (checkOnly, then deploy; every other field kept)", rotation.target),
                     true,
                 ),
+                Step::Verify if emergency.is_some() => (
+                    format!(
+                        "mint tokens with the new key and the old one until Salesforce accepts the new AND refuses the old (up to {}s); never put the old certificate back",
+                        rotation.verify_timeout.as_secs()
+                    ),
+                    false,
+                ),
                 Step::Verify => (
                     format!(
                         "mint a token signed by the new key until Salesforce accepts it (up to {}s)",
@@ -352,6 +423,10 @@ pub async fn plan(rotation: &Rotation<'_>) -> Result<Plan> {
                     ),
                     false,
                 ),
+                Step::OauthOff => (format!("switch OAuth off for {}: every token request is refused, with any key", rotation.target), true),
+                Step::OauthOn => (format!("switch OAuth on again for {} (it holds the new certificate)", rotation.target), true),
+                Step::Revoke => (format!("delete every live session of the integration user and revoke the grants and tokens of {}", rotation.target), true),
+                Step::Destroy => (format!("destroy every generation before {new_generation} in {}", rotation.store_names()), true),
                 Step::Promote => (format!("make generation {new_generation} CURRENT; the old key becomes PREVIOUS"), true),
                 Step::Finalize => ("confirm the app's certificate equals CURRENT and close the journal".to_string(), true),
                 Step::Restore => (format!("put the previous certificate back on {} and prove the previous key is accepted", rotation.target), true),
@@ -420,7 +495,7 @@ async fn run_leased(
     .await
     .map_err(Failure::before_start)?;
     let mut run = match (open_rotation(&journal), intent) {
-        (None, Intent::Rotate) => {
+        (None, Intent::Rotate | Intent::Emergency(_)) => {
             let stages = retrying("reading the stages", || rotation.primary().stages(cred))
                 .await
                 .map_err(Failure::before_start)?;
@@ -429,13 +504,17 @@ async fn run_leased(
                 .await
                 .map_err(Failure::before_start)?
                 .map(|c| c.fingerprint);
-            Run::start(
+            let mut run = Run::start(
                 rotation,
                 lease,
                 current,
                 next_generation(&journal, current),
                 old_fingerprint,
-            )
+            );
+            if let Intent::Emergency(e) = intent {
+                run.emergency = Some(e.clone());
+            }
+            run
         }
         (None, _) => {
             return Err(Failure::before_start(
@@ -451,6 +530,40 @@ async fn run_leased(
                     "`rekey journal {cred}` shows how the last rotation ended; `rekey rotate {cred}` starts a new one"
                 )),
             ));
+        }
+        (Some(open), Intent::Emergency(_)) if open.emergency.is_none() => {
+            return Err(Failure {
+                error: Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{cred}: rotation {} is open (last journaled: {} {:?}); an emergency rekey starts only from a closed journal",
+                        open.rotation_id, open.last.0, open.last.1
+                    ),
+                )
+                .with_hint(format!(
+                    "finish it with `rekey resume {cred}` (or undo it with `rekey abort {cred}`), then run the emergency rekey; runbooks/emergency-rekey.md"
+                )),
+                rotation_id: Some(open.rotation_id.clone()),
+                step: Some(open.last.0),
+                published: open.begun.contains(&Step::Publish),
+            });
+        }
+        (Some(open), Intent::Abort { .. })
+            if open.emergency.is_some() && open.begun.contains(&Step::Publish) =>
+        {
+            return Err(Failure {
+                error: Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{cred}: rotation {} is an emergency rekey whose new certificate may be on the app; undoing it would put the leaked key's certificate back",
+                        open.rotation_id
+                    ),
+                )
+                .with_hint(format!("finish it: `rekey resume {cred}` (runbooks/emergency-rekey.md)")),
+                rotation_id: Some(open.rotation_id.clone()),
+                step: Some(open.last.0),
+                published: true,
+            });
         }
         (Some(open), Intent::Rotate) if age(open.started_at) > rotation.resume_max_age => {
             return Err(Failure {
@@ -515,6 +628,7 @@ struct Run<'a, 'r> {
     new_fingerprint: Option<Fingerprint>,
     undoing: Option<String>,
     resumed: bool,
+    emergency: Option<Emergency>,
 }
 
 impl<'a, 'r> Run<'a, 'r> {
@@ -544,6 +658,7 @@ impl<'a, 'r> Run<'a, 'r> {
             new_fingerprint: None,
             undoing: None,
             resumed: false,
+            emergency: None,
         }
     }
 
@@ -560,6 +675,7 @@ impl<'a, 'r> Run<'a, 'r> {
             new_fingerprint: open.new_fingerprint,
             undoing: open.undoing,
             resumed: true,
+            emergency: open.emergency,
         }
     }
 
@@ -607,14 +723,20 @@ impl<'a, 'r> Run<'a, 'r> {
         // the store, so a resumed run signs with exactly the key that was staged.
         let mut fresh: Option<(KeyMaterial, Certificate)> = None;
         if self.undoing.is_none() {
-            for step in Step::ALL {
+            let steps = self
+                .emergency
+                .as_ref()
+                .map_or_else(|| Step::ALL.to_vec(), Emergency::steps);
+            for step in steps {
                 if self.done.contains(&step) {
                     continue;
                 }
                 self.stop_if_asked(step)?;
                 if let Err(error) = self.step(step, &mut fresh, progress).await {
+                    // An emergency never puts the leaked key's certificate back.
                     let roll_back = step == Step::Verify
                         && error.kind() == ErrorKind::VerificationFailed
+                        && self.emergency.is_none()
                         && self.rotation.on_verify_failure == OnVerifyFailure::Rollback;
                     if !roll_back {
                         return Err(self.failure(step, error));
@@ -660,10 +782,10 @@ impl<'a, 'r> Run<'a, 'r> {
         progress: &mut (dyn FnMut(Event) + Send),
     ) -> Result<()> {
         let started = Instant::now();
-        let why = if step.is_undo() {
-            self.undoing.clone()
-        } else {
-            None
+        let why = match (&self.emergency, step) {
+            (_, step) if step.is_undo() => self.undoing.clone(),
+            (Some(e), Step::Generate) => Some(e.journal_detail()),
+            _ => None,
         };
         self.journal(step, Phase::Begin, why).await?;
         self.begun.insert(step);
@@ -744,10 +866,28 @@ impl<'a, 'r> Run<'a, 'r> {
                     }
                 }
             }
+            Step::Verify if self.emergency.is_some() => self.verify_switched(progress).await,
             Step::Verify => {
                 let pending = self.pending().await?;
                 verify(r, self.lease, &pending.key, "the new key", progress).await
             }
+            Step::OauthOff | Step::OauthOn => {
+                let on = step == Step::OauthOn;
+                self.lease.confirm().await?;
+                r.target.set_oauth_enabled(on, &self.id).await?;
+                Ok(if on {
+                    format!("OAuth on again for {}", r.target)
+                } else {
+                    format!("OAuth off for {}: every token request is refused", r.target)
+                })
+            }
+            Step::Revoke => {
+                self.lease.confirm().await?;
+                let revoked = r.target.revoke_access().await?;
+                // JSON, so the evidence bundle reads the counts back from the journal.
+                Ok(serde_json::to_string(&revoked).unwrap_or_default())
+            }
+            Step::Destroy => self.destroy_older().await,
             Step::Promote => {
                 for store in r.stores {
                     self.lease.confirm().await?;
@@ -764,6 +904,99 @@ impl<'a, 'r> Run<'a, 'r> {
             Step::Revert => self.revert().await,
             Step::Close => Ok(self.undoing.clone().unwrap_or_default()),
         }
+    }
+
+    /// Emergency verification: the new key accepted AND the old key refused in the same attempt,
+    /// polled through the propagation window. Until both hold, the leaked key may still mint.
+    async fn verify_switched(&self, progress: &mut (dyn FnMut(Event) + Send)) -> Result<String> {
+        let r = self.rotation;
+        let new = self.pending().await?;
+        let old = match self.previous_generation {
+            Some(_) => Some(self.previous_key().await?),
+            None => None,
+        };
+        let started = Instant::now();
+        for attempt in 1u32.. {
+            self.lease.confirm().await?;
+            // Temporary errors are waited out like a refusal that may clear; others stop.
+            let answer = |result: Result<Probe>| match result {
+                Err(e) if !e.is_temporary() => Err(e),
+                other => Ok(other.map_err(|e| e.to_string())),
+            };
+            let new_answer = answer(r.target.probe(&new.key).await)?;
+            let refused_old = match &old {
+                None => Some("rekey holds no earlier key to probe".to_string()),
+                Some(old) => match answer(r.target.probe(&old.key).await)? {
+                    Ok(Probe::Rejected {
+                        error, description, ..
+                    }) => Some(format!("the old key is refused ({error}: {description})")),
+                    _ => None,
+                },
+            };
+            let reason = match (&new_answer, refused_old) {
+                (Ok(Probe::Accepted { instance_url }), Some(refused)) => {
+                    return Ok(format!(
+                        "Salesforce accepted the new key for {instance_url} and {refused} (attempt {attempt})"
+                    ));
+                }
+                (
+                    Ok(Probe::Rejected {
+                        error,
+                        description,
+                        may_clear: false,
+                    }),
+                    _,
+                ) => {
+                    return Err(Error::new(
+                        ErrorKind::VerificationFailed,
+                        format!("{} refused a token signed by the new key: {error}: {description}", r.target),
+                    )
+                    .with_hint("waiting will not fix this; correct the app or user setup, then `rekey resume`"));
+                }
+                (Ok(Probe::Accepted { .. }), None) => {
+                    "the new key is accepted but the old one still is too (propagating)".to_string()
+                }
+                (
+                    Ok(Probe::Rejected {
+                        error, description, ..
+                    }),
+                    _,
+                ) => {
+                    format!("the new key is refused for now ({error}: {description})")
+                }
+                (Err(e), _) => e.clone(),
+            };
+            before_next_attempt(r, started, attempt, reason, "the emergency rekey", progress, |last| {
+                Error::new(
+                    ErrorKind::VerificationFailed,
+                    format!(
+                        "{} did not accept the new key and refuse the old one within {}s ({attempt} attempts; last: {last})",
+                        r.target,
+                        r.verify_timeout.as_secs()
+                    ),
+                )
+                .with_hint("`rekey resume` keeps verifying; an emergency rekey is never rolled back, because that would trust the leaked key again")
+            })
+            .await?;
+        }
+        unreachable!("the attempt counter is unbounded")
+    }
+
+    /// Emergency: every generation before this one destroyed in every store (CURRENT is this
+    /// one by now, so only the leaked and older keys go).
+    async fn destroy_older(&self) -> Result<String> {
+        let r = self.rotation;
+        for store in r.stores {
+            for g in 1..self.generation.0 {
+                self.lease.confirm().await?;
+                store.destroy(r.credential, Generation(g)).await?;
+            }
+        }
+        Ok(format!(
+            "generations 1 to {} destroyed in {}",
+            self.generation.0 - 1,
+            r.store_names()
+        ))
     }
 
     async fn stage(&mut self, fresh: &mut Option<(KeyMaterial, Certificate)>) -> Result<String> {
@@ -1096,28 +1329,43 @@ async fn verify(
             Err(e) if e.is_temporary() => e.to_string(),
             Err(e) => return Err(e),
         };
-        let delay = backoff(attempt).max(Duration::from_millis(250));
-        if started.elapsed() + delay > r.verify_timeout {
-            return Err(Error::new(
+        before_next_attempt(r, started, attempt, reason, which, progress, |last| {
+            Error::new(
                 ErrorKind::VerificationFailed,
                 format!(
-                    "{} did not accept {which} within {}s ({attempt} attempts; last answer: {reason})",
+                    "{} did not accept {which} within {}s ({attempt} attempts; last answer: {last})",
                     r.target,
                     r.verify_timeout.as_secs()
                 ),
             )
-            .with_hint("`rekey resume` keeps verifying (raise verify_timeout_secs if propagation is slow); `rekey abort` undoes the rotation"));
-        }
-        progress(Event::VerifyRetry { attempt, reason });
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            // Verifying changes nothing, so it can stop mid-wait; its begin is journaled.
-            () = crate::shutdown::wait() => {
-                return Err(crate::shutdown::stopped(r.credential, &format!("while verifying {which}")));
-            }
-        }
+            .with_hint("`rekey resume` keeps verifying (raise verify_timeout_secs if propagation is slow); `rekey abort` undoes the rotation")
+        })
+        .await?;
     }
     unreachable!("the attempt counter is unbounded")
+}
+
+/// Between two verification attempts: gives up with `timed_out(last refusal)` when the next
+/// attempt would come after `verify_timeout`; else reports the refusal and waits the backoff.
+async fn before_next_attempt(
+    r: &Rotation<'_>,
+    started: Instant,
+    attempt: u32,
+    reason: String,
+    what: &str,
+    progress: &mut (dyn FnMut(Event) + Send),
+    timed_out: impl FnOnce(&str) -> Error,
+) -> Result<()> {
+    let delay = backoff(attempt).max(Duration::from_millis(250));
+    if started.elapsed() + delay > r.verify_timeout {
+        return Err(timed_out(&reason));
+    }
+    progress(Event::VerifyRetry { attempt, reason });
+    tokio::select! {
+        () = tokio::time::sleep(delay) => Ok(()),
+        // Verifying changes nothing, so it can stop mid-wait; its begin is journaled.
+        () = crate::shutdown::wait() => Err(crate::shutdown::stopped(r.credential, &format!("while verifying {what}"))),
+    }
 }
 
 /// Test-only pause at a named point of a rotation (`generate:begin`, `publish:acted`,
@@ -1145,7 +1393,8 @@ async fn hold_point(point: &str) {
 #[cfg(not(debug_assertions))]
 async fn hold_point(_point: &str) {}
 
-fn hostname() -> String {
+/// This machine's name, for lease holders and evidence.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown host".into())

@@ -216,3 +216,16 @@ fn env(name: &str, org: &str) -> Result<String> {
         .with_hint("export SF_ACCESS_TOKEN and SF_INSTANCE_URL (e.g. from `sf org display --json`)")
     })
 }
+
+/// Who is running rekey, for evidence: the login name from the environment.
+pub fn operator() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| {
+            use std::os::unix::fs::MetadataExt as _;
+            // No login name in the environment (a service): the user id owning this process.
+            std::fs::metadata("/proc/self")
+                .map_or_else(|_| "unknown".to_string(), |m| format!("uid {}", m.uid()))
+        })
+}

@@ -389,32 +389,14 @@ async fn inspect_agrees_with_openssl_and_spots_a_key_from_another_pair() {
 /// An admin access token obtained the way the sf CLI user got theirs: a JWT grant for the admin
 /// user, made outside rekey.
 async fn admin_access_token(w: &World) -> String {
-    let key = std::fs::read(w.path("admin.key")).unwrap();
-    let claims = serde_json::json!({
-        "iss": "3MVG9RekeyAdminConsumerKey0001",
-        "sub": "rekey-admin@acme.example",
-        "aud": w.sim.base_url(),
-        "exp": chrono::Utc::now().timestamp() + 180,
-    });
-    let assertion = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_rsa_pem(&key).unwrap(),
+    let key = std::fs::read_to_string(w.path("admin.key")).unwrap();
+    world::jwt_grant(
+        w,
+        "3MVG9RekeyAdminConsumerKey0001",
+        "rekey-admin@acme.example",
+        &key,
     )
-    .unwrap();
-    let response: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/services/oauth2/token", w.sim.base_url()))
-        .form(&[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-            ("assertion", &assertion),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    response["access_token"]
+    .await["access_token"]
         .as_str()
         .expect("admin token")
         .to_string()

@@ -988,6 +988,57 @@ async fn every_command_of_the_scheduling_and_alert_runbooks_works() {
     run_all(scenarios).await;
 }
 
+/// Every `rekey` command of the emergency runbook answers 0, each on its own world: `resume` on
+/// an emergency killed after publishing; the kill-switch variant on the External Client App;
+/// `--all-in-org` with both credentials imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_command_of_the_emergency_runbook_works() {
+    let commands = runbook_commands("runbooks/emergency-rekey.md", CRED);
+    assert!(commands.len() >= 8, "{commands:?}");
+    let scenarios = commands.into_iter().map(|command| async move {
+        let mut s = Scene::file().await;
+        let mut args: Vec<String> = command
+            .iter()
+            .map(|w| {
+                if w == "ORG" {
+                    "acme".to_string()
+                } else {
+                    w.clone()
+                }
+            })
+            .collect();
+        if args.iter().any(|a| a == "--kill-switch") {
+            for a in &mut args {
+                if a == CRED {
+                    *a = "billing-eca".into();
+                }
+            }
+        }
+        if args
+            .iter()
+            .any(|a| a == "--kill-switch" || a == "--all-in-org")
+        {
+            s.w.import_legacy("billing-eca").await;
+        }
+        let context = format!("rekey {}", args.join(" "));
+        if args[0] == "resume" {
+            let held = Held::spawn(
+                &s.w,
+                &["emergency", CRED, "--reason", "leak", "--yes"],
+                "publish:done",
+            )
+            .reached(&mut s.w)
+            .await;
+            held.kill(&mut s.w).await;
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = s.w.rekey(&args).await;
+        assert_eq!(run.code, 0, "{context}\n{}{}", run.stdout, run.stderr);
+        s.assert_no_leaks(&context);
+    });
+    run_all(scenarios).await;
+}
+
 /// A runner stuck longer than its lease loses the credential to the next runner and, when it
 /// wakes up, stops before its next write.
 async fn a_runner_that_lost_its_lease_stops_before_writing(kind: Kind) {

@@ -253,6 +253,40 @@ impl World {
     }
 }
 
+/// A JWT-bearer grant made outside rekey, as any holder of `key_pem` could: the token endpoint's
+/// JSON answer (`access_token`, or `error` and `error_description`).
+pub(crate) async fn jwt_grant(
+    w: &World,
+    consumer_key: &str,
+    username: &str,
+    key_pem: &str,
+) -> serde_json::Value {
+    let claims = serde_json::json!({
+        "iss": consumer_key,
+        "sub": username,
+        "aud": w.sim.base_url(),
+        "exp": chrono::Utc::now().timestamp() + 180,
+    });
+    let assertion = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    reqwest::Client::new()
+        .post(format!("{}/services/oauth2/token", w.sim.base_url()))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", &assertion),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

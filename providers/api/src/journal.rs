@@ -15,12 +15,22 @@ pub enum Step {
     Generate,
     /// Write the key as PENDING in the store.
     Stage,
+    /// Emergency with the kill switch: switch the External Client App's OAuth off.
+    #[serde(rename = "oauth_off")]
+    OauthOff,
     /// Deploy the certificate to the app: the switchover point.
     Publish,
-    /// Prove Salesforce accepts a token signed by the new key.
+    /// Emergency with the kill switch: switch OAuth on again (the app holds the new certificate).
+    #[serde(rename = "oauth_on")]
+    OauthOn,
+    /// Prove Salesforce accepts a token signed by the new key (emergency: and refuses the old).
     Verify,
+    /// Emergency: end the integration user's sessions and revoke the app's grants and tokens.
+    Revoke,
     /// Make the new key CURRENT; the old one becomes PREVIOUS.
     Promote,
+    /// Emergency: destroy every older generation in every store.
+    Destroy,
     /// Close the rotation.
     Finalize,
     /// Undo: put the previous certificate back on the app and prove the previous key is accepted.
@@ -41,6 +51,19 @@ impl Step {
         Step::Promote,
         Step::Finalize,
     ];
+    /// An emergency rekey's steps, in order (`OauthOff`/`OauthOn` only with the kill switch).
+    pub const EMERGENCY: [Step; 10] = [
+        Step::Generate,
+        Step::Stage,
+        Step::OauthOff,
+        Step::Publish,
+        Step::OauthOn,
+        Step::Verify,
+        Step::Revoke,
+        Step::Promote,
+        Step::Destroy,
+        Step::Finalize,
+    ];
     /// The steps that undo a rotation (`rekey abort`, rollback after a failed verification).
     pub const UNDO: [Step; 3] = [Step::Restore, Step::Revert, Step::Close];
 
@@ -55,9 +78,13 @@ impl fmt::Display for Step {
         f.write_str(match self {
             Step::Generate => "generate",
             Step::Stage => "stage",
+            Step::OauthOff => "oauth_off",
             Step::Publish => "publish",
+            Step::OauthOn => "oauth_on",
             Step::Verify => "verify",
+            Step::Revoke => "revoke",
             Step::Promote => "promote",
+            Step::Destroy => "destroy",
             Step::Finalize => "finalize",
             Step::Restore => "restore",
             Step::Revert => "revert",
