@@ -18,6 +18,7 @@ mod rotation;
 mod run;
 mod schedule;
 mod shutdown;
+mod token;
 mod wiring;
 
 use clap::Parser;
