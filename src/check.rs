@@ -115,8 +115,6 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
                     read: Err(e.to_string()),
                 });
             }
-            // The journal lives in the primary store, so it was not read either.
-            journal_error = Some(e.to_string());
         }
         Ok(stores) => {
             for (name, store) in cred.stores.iter().zip(&stores) {
