@@ -864,9 +864,17 @@ async fn emergency_rekey(
         )
         .await;
         let journal = match wiring::stores(&config, cred).await {
-            Ok(stores) => stores[0].read_journal(&cred.name).await.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
+            Ok(stores) => stores[0].read_journal(&cred.name).await,
+            Err(e) => Err(e),
+        }
+        .unwrap_or_else(|e| {
+            // The bundle is still written, so the incident has the outcome and fingerprints.
+            render::warning(&format!(
+                "{}: the evidence bundle has no timeline: the journal could not be read: {e}",
+                cred.name
+            ));
+            Vec::new()
+        });
         let bundle = evidence::build(cred, emergency, &result, &journal, wiring::operator());
         let written = evidence::write(&dir, &bundle);
         if let (Some(notifier), Some(mut news)) = (&notifier, run::news(cred, &result)) {
