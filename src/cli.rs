@@ -152,6 +152,31 @@ pub enum Command {
         /// Credential name from the config.
         credential: String,
     },
+    /// Print an access token for CREDENTIAL's integration user, minted by JWT bearer with the
+    /// key its stores hold (CURRENT; during a rotation's propagation window PENDING or PREVIOUS,
+    /// whichever Salesforce trusts), for consumers that should never handle the key. Needs no
+    /// admin connection when the credential sets consumer_key. Exit code 0 minted, 3 refused.
+    Token {
+        /// Credential name from the config.
+        credential: String,
+        /// `json`: one object with the token, instance URL, and the key's fingerprint,
+        /// generation and stage; `env`: `export SF_ACCESS_TOKEN=…` and `SF_INSTANCE_URL=…` lines
+        /// for `eval` (what `sf org login access-token` reads).
+        #[arg(long, value_enum, default_value_t = TokenFormat::Json)]
+        format: TokenFormat,
+        /// Mint a new token even if the cache holds one, and do not write the cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
+}
+
+/// How `rekey token` prints the token.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TokenFormat {
+    /// A JSON object.
+    Json,
+    /// Shell `export` lines.
+    Env,
 }
 
 /// A stage on the command line.

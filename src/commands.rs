@@ -81,6 +81,11 @@ pub async fn run(cli: Cli) -> Exit {
             verify(&cli.config, &credential, stage.into(), json).await
         }
         Command::Journal { credential } => journal(&cli.config, &credential, json).await,
+        Command::Token {
+            credential,
+            format,
+            no_cache,
+        } => token(&cli.config, &credential, format, !no_cache, json).await,
     };
     result.unwrap_or_else(|error| render::error(&error, None, json))
 }
@@ -705,6 +710,32 @@ async fn journal(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
         .await?;
     render::journal(&entries, json);
     Ok(Exit::Ok)
+}
+
+async fn token(
+    config_path: &Path,
+    name: &str,
+    format: crate::cli::TokenFormat,
+    use_cache: bool,
+    json: bool,
+) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let cred = wiring::credential(&config, name)?;
+    let cache = match wiring::token_cache_dir() {
+        Some(dir) if use_cache && !cred.token_cache.is_zero() => {
+            Some(crate::token::cache_file(&dir, cred)?)
+        }
+        _ => None,
+    };
+    match crate::token::issue(&config, cred, cache.as_deref()).await {
+        Ok(issued) => Ok(render::token(&issued, format)),
+        // Salesforce's refusal is the answer, as for `verify`: exit 3, not an internal error.
+        Err(error) if error.kind() == ErrorKind::Rejected => {
+            render::error(&error, None, json);
+            Ok(Exit::Refused)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// What `rekey emergency` rekeys.

@@ -383,6 +383,9 @@ pub struct CredentialConfig {
     /// `rekey rotate` continues an open rotation younger than this and refuses an older one
     /// (an operator decides with `rekey resume` or `rekey abort`).
     pub resume_max_age: Duration,
+    /// How long `rekey token` reuses a token it minted (zero: never). Salesforce does not say
+    /// when a token expires (no `expires_in`), so this stays below the app's session timeout.
+    pub token_cache: Duration,
     /// What to do when Salesforce never accepts the new key after it was published.
     pub on_verify_failure: OnVerifyFailure,
     /// Alert thresholds.
@@ -589,6 +592,7 @@ struct RawCredential {
     deploy_timeout_secs: Option<Spanned<i64>>,
     request_timeout_secs: Option<Spanned<i64>>,
     resume_max_age_hours: Option<Spanned<i64>>,
+    token_cache_secs: Option<Spanned<i64>>,
     on_verify_failure: Option<Spanned<String>>,
     rotate_every_days: Option<Spanned<i64>>,
     renew_before_days: Option<Spanned<i64>>,
@@ -1363,6 +1367,8 @@ fn validate_credentials(
             "resume_max_age_hours",
             p,
         );
+        let token_cache_secs =
+            positive(&c.token_cache_secs, 600, 0..=86_400, "token_cache_secs", p);
         let on_verify_failure = match c.on_verify_failure.as_ref() {
             None => OnVerifyFailure::Rollback,
             Some(v) => match v.get_ref().as_str() {
@@ -1441,6 +1447,7 @@ fn validate_credentials(
                 deploy_timeout: Duration::from_secs(deploy_timeout as u64),
                 request_timeout: Duration::from_secs(request_timeout as u64),
                 resume_max_age: Duration::from_secs(resume_max_age_hours as u64 * 3600),
+                token_cache: Duration::from_secs(token_cache_secs as u64),
                 on_verify_failure,
                 policy,
                 schedule,
@@ -1741,11 +1748,13 @@ subject = { cn = "billing-sync", o = "Acme" }
             (
                 cred.request_timeout,
                 cred.resume_max_age,
+                cred.token_cache,
                 cred.on_verify_failure
             ),
             (
                 Duration::from_secs(60),
                 Duration::from_secs(24 * 3600),
+                Duration::from_secs(600),
                 OnVerifyFailure::Rollback
             )
         );
@@ -1897,6 +1906,27 @@ kind = "email"
             "unknown min_severity 'loud'",
         ] {
             assert!(err.contains(expected), "{expected}\n{err}");
+        }
+    }
+
+    #[test]
+    fn token_cache_secs_may_be_zero_but_not_over_a_day() {
+        let with = |secs: &str| {
+            GOOD.replace(
+                "store = \"local\"",
+                &format!("store = \"local\"\ntoken_cache_secs = {secs}"),
+            )
+        };
+        let config = parse(&with("0"), Path::new("rekey.toml")).unwrap();
+        assert_eq!(config.credentials["billing"].token_cache, Duration::ZERO);
+        for bad in ["-1", "86401"] {
+            let err = parse(&with(bad), Path::new("rekey.toml")).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "rekey.toml:20:20: token_cache_secs = {bad} is out of range; use 0..=86400"
+                )
+            );
         }
     }
 

@@ -21,6 +21,7 @@ mod rotation;
 mod run;
 mod schedule;
 mod shutdown;
+mod token;
 mod wiring;
 
 use clap::Parser;

@@ -41,6 +41,11 @@ pub async fn stores(
     Ok(out)
 }
 
+/// One store by its name in `stores` (checked at config load).
+pub async fn store(config: &Config, name: &str) -> Result<Box<dyn SecretStore>> {
+    open_store(&config.stores[name]).await
+}
+
 async fn open_store(store: &StoreConfig) -> Result<Box<dyn SecretStore>> {
     Ok(match store {
         StoreConfig::File { path } => Box::new(rekey_file::FileStore::new(path)),
@@ -156,6 +161,15 @@ pub fn target(
     config: &Config,
     credential: &CredentialConfig,
 ) -> Result<Box<dyn CertificateTarget>> {
+    Ok(Box::new(salesforce_target(config, credential)?))
+}
+
+/// The app a credential's certificate is deployed to, as the Salesforce target itself (for what
+/// only it offers, like reading the app's consumer key).
+pub fn salesforce_target(
+    config: &Config,
+    credential: &CredentialConfig,
+) -> Result<SalesforceTarget> {
     let org = &config.orgs[&credential.org];
     let admin = match &org.admin {
         AdminConfig::Jwt {
@@ -188,7 +202,7 @@ pub fn target(
             instance_url: env("SF_INSTANCE_URL", &credential.org)?,
         },
     };
-    let target = SalesforceTarget::new(SalesforceConfig {
+    SalesforceTarget::new(SalesforceConfig {
         org: credential.org.clone(),
         login_url: org.login_url.clone(),
         audience: org.audience.clone(),
@@ -203,8 +217,7 @@ pub fn target(
         consumer_key: credential.consumer_key.clone(),
         deploy_timeout: credential.deploy_timeout,
         request_timeout: credential.request_timeout,
-    })?;
-    Ok(Box::new(target))
+    })
 }
 
 fn env(name: &str, org: &str) -> Result<String> {
@@ -215,6 +228,20 @@ fn env(name: &str, org: &str) -> Result<String> {
         )
         .with_hint("export SF_ACCESS_TOKEN and SF_INSTANCE_URL (e.g. from `sf org display --json`)")
     })
+}
+
+/// Where `rekey token` caches access tokens: `$XDG_CACHE_HOME/rekey/tokens`, else
+/// `$HOME/.cache/rekey/tokens`; `None` when neither is set (then nothing is cached).
+pub fn token_cache_dir() -> Option<PathBuf> {
+    let from_env = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            // The XDG spec says to ignore a relative path; a relative HOME is as meaningless.
+            .filter(|p| p.is_absolute())
+    };
+    from_env("XDG_CACHE_HOME")
+        .or_else(|| from_env("HOME").map(|home| home.join(".cache")))
+        .map(|cache| cache.join("rekey").join("tokens"))
 }
 
 /// Who is running rekey, for evidence: the login name from the environment.

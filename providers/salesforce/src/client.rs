@@ -7,6 +7,7 @@
 
 use crate::config::{AccessToken, AdminAuth, check_url};
 use crate::metadata;
+use crate::mint::Refusal;
 use crate::xml::{self, Element};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rekey_api::{Error, ErrorKind, KeyMaterial, Result};
@@ -82,15 +83,24 @@ pub(crate) enum TokenAnswer {
         instance_url: String,
     },
     /// A 4xx with Salesforce's OAuth error.
-    Refused { error: String, description: String },
+    Refused(Refusal),
+}
+
+/// One org's OAuth token endpoint: JWT-bearer grants for the admin login, for probes of the
+/// integration keys, and for consumers minting with them (no admin connection needed).
+#[derive(Debug)] // safe: no secret is kept here
+pub(crate) struct TokenEndpoint {
+    http: reqwest::Client,
+    org: String,
+    login_url: String,
+    audience: String,
 }
 
 /// Connection to one org.
 pub(crate) struct Client {
     http: reqwest::Client,
     org: String,
-    login_url: String,
-    audience: String,
+    endpoint: TokenEndpoint,
     api_version: String,
     admin: AdminAuth,
     session: Mutex<Option<Arc<Session>>>,
@@ -100,9 +110,7 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The admin auth redacts its key and token; the session cache is left out entirely.
         f.debug_struct("Client")
-            .field("org", &self.org)
-            .field("login_url", &self.login_url)
-            .field("audience", &self.audience)
+            .field("endpoint", &self.endpoint)
             .field("api_version", &self.api_version)
             .field("admin", &self.admin)
             .finish_non_exhaustive()
@@ -225,14 +233,13 @@ fn error_details(body: &str) -> (String, String, bool) {
     (String::new(), String::new(), false)
 }
 
-impl Client {
-    /// A client for the org; no request is made yet.
+impl TokenEndpoint {
+    /// The token endpoint of the org at `login_url` (already checked by [`check_url`]); no
+    /// request is made yet.
     pub(crate) fn new(
         org: &str,
         login_url: String,
         audience: &str,
-        api_version: &str,
-        admin: AdminAuth,
         request_timeout: Duration,
     ) -> Result<Self> {
         let http = reqwest::Client::builder()
@@ -244,24 +251,21 @@ impl Client {
             .map_err(|e| {
                 Error::new(ErrorKind::Config, "cannot build the HTTP client").with_source(e)
             })?;
-        Ok(Client {
+        Ok(TokenEndpoint {
             http,
             org: org.to_string(),
             login_url,
             audience: audience.to_string(),
-            api_version: api_version.to_string(),
-            admin,
-            session: Mutex::new(None),
         })
     }
 
-    /// The API version used in paths and package.xml.
-    pub(crate) fn api_version(&self) -> &str {
-        &self.api_version
+    /// The org's label, for messages.
+    pub(crate) fn org(&self) -> &str {
+        &self.org
     }
 
-    /// One JWT-bearer token request at the org's token endpoint.
-    pub(crate) async fn token_request(
+    /// One JWT-bearer token request.
+    pub(crate) async fn request(
         &self,
         iss: &str,
         sub: &str,
@@ -338,10 +342,10 @@ impl Client {
             )
             .with_hint("Salesforce is throttling logins for this user; wait a few minutes")
             .temporary()),
-            Some(error) if status.is_client_error() => Ok(TokenAnswer::Refused {
+            Some(error) if status.is_client_error() => Ok(TokenAnswer::Refused(Refusal {
                 error,
                 description: field("error_description").unwrap_or_default(),
-            }),
+            })),
             _ => Err(Error::new(
                 ErrorKind::Unexpected,
                 format!(
@@ -350,6 +354,39 @@ impl Client {
                 ),
             )),
         }
+    }
+}
+
+impl Client {
+    /// A client for the org; no request is made yet.
+    pub(crate) fn new(
+        org: &str,
+        login_url: String,
+        audience: &str,
+        api_version: &str,
+        admin: AdminAuth,
+        request_timeout: Duration,
+    ) -> Result<Self> {
+        let endpoint = TokenEndpoint::new(org, login_url, audience, request_timeout)?;
+        Ok(Client {
+            // One connection pool for the token endpoint and the API calls.
+            http: endpoint.http.clone(),
+            org: org.to_string(),
+            endpoint,
+            api_version: api_version.to_string(),
+            admin,
+            session: Mutex::new(None),
+        })
+    }
+
+    /// The API version used in paths and package.xml.
+    pub(crate) fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
+    /// The org's token endpoint.
+    pub(crate) fn token_endpoint(&self) -> &TokenEndpoint {
+        &self.endpoint
     }
 
     /// Logs the admin in (JWT mode) or wraps the given token.
@@ -372,7 +409,8 @@ impl Client {
         };
         tracing::debug!(org = %self.org, user = %username, "admin JWT login");
         match self
-            .token_request(consumer_key, username, key, "admin key")
+            .endpoint
+            .request(consumer_key, username, key, "admin key")
             .await?
         {
             TokenAnswer::Granted {
@@ -386,35 +424,14 @@ impl Client {
                     instance_url,
                 })
             }
-            TokenAnswer::Refused { error, description } => {
-                let hint = match (error.as_str(), description.as_str()) {
-                    (_, d) if d.contains("hasn't approved") => {
-                        "pre-authorize the admin user's profile or permission set on the admin app (policy: admin approved users are pre-authorized)"
-                    }
-                    (_, d) if d.contains("audience") => {
-                        "set audience and login_url to the org's My Domain URL (https://<domain>.my.salesforce.com)"
-                    }
-                    ("invalid_client_id", _) => "check the admin app's consumer key",
-                    ("invalid_app_access", _) => {
-                        "assign the admin user's profile or permission set to the admin app"
-                    }
-                    (_, "invalid assertion") => {
-                        "the admin key does not match the certificate uploaded to the admin app"
-                    }
-                    ("app_not_found", _) => {
-                        "use the org's My Domain URL as login_url and audience (not test.salesforce.com)"
-                    }
-                    _ => "check the admin app, the admin user and the login URL",
-                };
-                Err(Error::new(
-                    ErrorKind::Unauthenticated,
-                    format!(
-                        "admin login as {username} to org {} refused: {error}: {description}",
-                        self.org
-                    ),
-                )
-                .with_hint(hint))
-            }
+            TokenAnswer::Refused(refusal) => Err(Error::new(
+                ErrorKind::Unauthenticated,
+                format!(
+                    "admin login as {username} to org {} refused: {refusal}",
+                    self.org
+                ),
+            )
+            .with_hint(refusal.hint("admin"))),
         }
     }
 

@@ -35,8 +35,10 @@ impl AccessToken {
         AccessToken(Zeroizing::new(token))
     }
 
-    /// The token text; only for the `Authorization` header and the SOAP session header.
-    pub(crate) fn expose_secret(&self) -> &str {
+    /// The token text. Every call site is a place where the token leaves the type: the
+    /// `Authorization` header, the SOAP session header, and the output of `rekey token` (its
+    /// report and its cache). Never pass it to a formatter, logger or error.
+    pub fn expose_secret(&self) -> &str {
         &self.0
     }
 }

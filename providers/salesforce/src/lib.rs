@@ -10,9 +10,11 @@ mod access;
 mod client;
 mod config;
 mod metadata;
+mod mint;
 mod xml;
 
 pub use config::{AccessToken, AdminAuth, AppKind, SalesforceConfig};
+pub use mint::{Mint, MintConfig, Minted, Minter, Refusal};
 
 use async_trait::async_trait;
 use client::{Client, TokenAnswer};
@@ -290,8 +292,9 @@ impl SalesforceTarget {
         Ok(id)
     }
 
-    /// The integration app's consumer key: configured, or read once from its metadata.
-    async fn consumer_key(&self) -> Result<String> {
+    /// The integration app's consumer key: configured, or read once from its metadata (through
+    /// the admin connection).
+    pub async fn consumer_key(&self) -> Result<String> {
         let mut cached = self.consumer_key.lock().await;
         if let Some(k) = cached.as_ref() {
             return Ok(k.clone());
@@ -408,7 +411,8 @@ impl CertificateTarget for SalesforceTarget {
         let consumer_key = self.consumer_key().await?;
         let answer = self
             .client
-            .token_request(
+            .token_endpoint()
+            .request(
                 &consumer_key,
                 &self.integration_username,
                 key,
@@ -418,14 +422,11 @@ impl CertificateTarget for SalesforceTarget {
         Ok(match answer {
             // The access token is dropped (and zeroed) here: a probe never keeps it.
             TokenAnswer::Granted { instance_url, .. } => Probe::Accepted { instance_url },
-            TokenAnswer::Refused { error, description } => {
-                let may_clear = error == "invalid_grant" && description == "invalid assertion";
-                Probe::Rejected {
-                    error,
-                    description,
-                    may_clear,
-                }
-            }
+            TokenAnswer::Refused(refusal) => Probe::Rejected {
+                may_clear: refusal.untrusted_key(),
+                error: refusal.error,
+                description: refusal.description,
+            },
         })
     }
 

@@ -1,0 +1,223 @@
+//! Access tokens for the consumers of an integration key: one JWT-bearer grant for the
+//! integration user, signed with a key the caller chose, through the org's token endpoint only
+//! (no admin connection), with temporary failures retried.
+
+use crate::client::{TokenAnswer, TokenEndpoint};
+use crate::config::{AccessToken, check_url};
+use rekey_api::{Error, ErrorKind, KeyMaterial, Result};
+use std::fmt;
+use std::time::Duration;
+
+/// Grants tried per [`Minter::mint`] when Salesforce fails temporarily (5xx, timeout,
+/// `REQUEST_LIMIT_EXCEEDED`, login throttling, a maintenance page).
+const MINT_ATTEMPTS: u32 = 4;
+/// Wait before the second grant; doubled before each later one, with jitter.
+const MINT_RETRY_BASE: Duration = Duration::from_millis(300);
+
+/// Where and as whom [`Minter`] asks for tokens.
+#[derive(Debug)]
+pub struct MintConfig {
+    /// Label for messages, e.g. `acme`.
+    pub org: String,
+    /// Token endpoint base, e.g. `https://acme.my.salesforce.com`.
+    pub login_url: String,
+    /// JWT `aud`.
+    pub audience: String,
+    /// The integration app's consumer key (JWT `iss`).
+    pub consumer_key: String,
+    /// The integration user (JWT `sub`).
+    pub username: String,
+    /// Give up on one HTTP request after this (it is then retried like any temporary failure).
+    pub request_timeout: Duration,
+}
+
+/// An access token Salesforce issued, and the instance it is for.
+#[derive(Debug)] // safe: AccessToken redacts itself
+pub struct Minted {
+    /// The token; zeroed on drop, redacted in `Debug`.
+    pub access_token: AccessToken,
+    /// The instance to send it to (`https`, or loopback `http` for the emulator).
+    pub instance_url: String,
+}
+
+/// Salesforce's OAuth error for a grant it refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// `error`, e.g. `invalid_grant`.
+    pub error: String,
+    /// `error_description`, e.g. `invalid assertion`.
+    pub description: String,
+}
+
+impl Refusal {
+    /// Whether the app does not trust the signing key right now (`invalid_grant: invalid
+    /// assertion`): a key that does not match the app's certificate, or one that has not (or no
+    /// longer) propagated after a certificate change. Every other refusal is about the app, the
+    /// user or the request, and another key would be refused the same way.
+    pub fn untrusted_key(&self) -> bool {
+        self.error == "invalid_grant" && self.description == "invalid assertion"
+    }
+
+    /// What to do about it, for the `role` ("admin", "integration") whose key, app and user
+    /// were refused.
+    pub fn hint(&self, role: &str) -> String {
+        match (self.error.as_str(), self.description.as_str()) {
+            (_, d) if d.contains("hasn't approved") => format!(
+                "pre-authorize the {role} user's profile or permission set on the {role} app (policy: admin approved users are pre-authorized)"
+            ),
+            (_, d) if d.contains("audience") => "set audience and login_url to the org's My Domain URL (https://<domain>.my.salesforce.com)".into(),
+            ("invalid_client_id", _) => format!("check the {role} app's consumer key"),
+            ("invalid_app_access", _) => {
+                format!("assign the {role} user's profile or permission set to the {role} app")
+            }
+            _ if self.untrusted_key() => {
+                format!("the {role} key does not match the certificate uploaded to the {role} app")
+            }
+            ("app_not_found", _) => "use the org's My Domain URL as login_url and audience (not test.salesforce.com)".into(),
+            _ => format!("check the {role} app, the {role} user and the login URL"),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.error, self.description)
+    }
+}
+
+/// What Salesforce answered a grant.
+#[derive(Debug)]
+pub enum Mint {
+    /// A token was issued.
+    Granted(Minted),
+    /// Refused with an OAuth error (HTTP 4xx).
+    Refused(Refusal),
+}
+
+/// Mints access tokens for one integration user of one app.
+#[derive(Debug)]
+pub struct Minter {
+    endpoint: TokenEndpoint,
+    consumer_key: String,
+    username: String,
+}
+
+impl Minter {
+    /// Checks the configuration (names, https) without contacting Salesforce.
+    pub fn new(config: MintConfig) -> Result<Self> {
+        for (field, value) in [
+            ("consumer_key", &config.consumer_key),
+            ("username", &config.username),
+            ("audience", &config.audience),
+        ] {
+            if value.trim().is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("token for org {}: '{field}' is empty", config.org),
+                ));
+            }
+        }
+        let login_url = check_url("login_url", &config.login_url)?;
+        Ok(Minter {
+            endpoint: TokenEndpoint::new(
+                &config.org,
+                login_url,
+                &config.audience,
+                config.request_timeout,
+            )?,
+            consumer_key: config.consumer_key,
+            username: config.username,
+        })
+    }
+
+    /// Asks for a token signed with `key`. Temporary failures are retried a few times with
+    /// backoff; a refusal is an answer, not an error.
+    pub async fn mint(&self, key: &KeyMaterial) -> Result<Mint> {
+        let (mut attempt, mut wait) = (1, MINT_RETRY_BASE);
+        loop {
+            let answer = self
+                .endpoint
+                .request(&self.consumer_key, &self.username, key, "integration key")
+                .await;
+            match answer {
+                Ok(TokenAnswer::Granted {
+                    access_token,
+                    instance_url,
+                }) => {
+                    // The token is sent there next: the same rule as for every configured URL.
+                    let instance_url =
+                        check_url("instance_url returned by the token endpoint", &instance_url)?;
+                    return Ok(Mint::Granted(Minted {
+                        access_token,
+                        instance_url,
+                    }));
+                }
+                Ok(TokenAnswer::Refused(refusal)) => return Ok(Mint::Refused(refusal)),
+                Err(e) if e.is_temporary() && attempt < MINT_ATTEMPTS => {
+                    // Jitter in [wait/2, wait], so consumers that failed together spread out.
+                    let delay = wait / 2 + wait.mul_f64(rand::random::<f64>() / 2.0);
+                    tracing::warn!(org = %self.endpoint.org(), attempt, error = %e, "token request failed; retrying in {}ms", delay.as_millis());
+                    tokio::time::sleep(delay).await;
+                    (attempt, wait) = (attempt + 1, wait * 2);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(error: &str, description: &str) -> Refusal {
+        Refusal {
+            error: error.into(),
+            description: description.into(),
+        }
+    }
+
+    #[test]
+    fn only_an_invalid_assertion_blames_the_key() {
+        assert!(refusal("invalid_grant", "invalid assertion").untrusted_key());
+        for (error, description) in [
+            ("invalid_grant", "user hasn't approved this consumer"),
+            ("invalid_grant", "audience is invalid"),
+            ("invalid_grant", "expired authorization code"),
+            ("invalid_client_id", "client identifier invalid"),
+            (
+                "invalid_app_access",
+                "user is not admin approved to access this app",
+            ),
+        ] {
+            assert!(!refusal(error, description).untrusted_key(), "{error}");
+        }
+        assert_eq!(
+            refusal("invalid_client_id", "client identifier invalid").hint("integration"),
+            "check the integration app's consumer key"
+        );
+        assert_eq!(
+            refusal("invalid_grant", "invalid assertion").to_string(),
+            "invalid_grant: invalid assertion"
+        );
+    }
+
+    #[test]
+    fn a_minter_refuses_empty_names_and_plain_http_off_this_machine() {
+        let config = |login_url: &str, consumer_key: &str| MintConfig {
+            org: "acme".into(),
+            login_url: login_url.into(),
+            audience: "https://acme.my.salesforce.com".into(),
+            consumer_key: consumer_key.into(),
+            username: "integration@acme.example".into(),
+            request_timeout: Duration::from_secs(5),
+        };
+        Minter::new(config("https://acme.my.salesforce.com", "3MVG9")).unwrap();
+        for bad in [
+            config("http://acme.my.salesforce.com", "3MVG9"),
+            config("https://acme.my.salesforce.com", " "),
+        ] {
+            assert_eq!(Minter::new(bad).unwrap_err().kind(), ErrorKind::Config);
+        }
+    }
+}
