@@ -198,15 +198,34 @@ fn build_channel(s: &ChannelSettings) -> Result<Channel> {
     Channel::new(config).map_err(|e| e.context(&s.origin))
 }
 
-/// A channel's secret. Errors name the variable or the file, never the value; an empty variable
-/// counts as unset, and a file's trailing newline is not part of the secret.
+/// A channel's secret (see [`read_secret_from`]).
 fn read_secret(
     s: &ChannelSettings,
     source: &SecretSource,
     what: &str,
     key: &str,
 ) -> Result<Secret> {
-    let channel = format!("{}: alerts channel '{}'", s.origin, s.name);
+    read_secret_from(
+        source,
+        &format!("{}: alerts channel '{}'", s.origin, s.name),
+        what,
+        key,
+        &format!("[alerts.channels.{}]", s.name),
+    )
+}
+
+/// A secret named in the config by `<key>_env` or `<key>_file` (alert channels, webhook
+/// consumers). Errors start with `owner` (`file:line: what it belongs to`) and name the variable
+/// or the file, never the value, with a hint to set the other form in `section`; an empty
+/// variable counts as unset, and a file's trailing newline is not part of the secret.
+pub(crate) fn read_secret_from(
+    source: &SecretSource,
+    owner: &str,
+    what: &str,
+    key: &str,
+    section: &str,
+) -> Result<Secret> {
+    let channel = owner;
     match source {
         SecretSource::Env(var) => match std::env::var(var) {
             Ok(value) if !value.is_empty() => Ok(Secret::new(value)),
@@ -215,8 +234,7 @@ fn read_secret(
                 format!("{channel}: the {what} variable {var} is not set"),
             )
             .with_hint(format!(
-                "export {var} with the {what}, or set {key}_file = \"PATH\" in [alerts.channels.{}] instead",
-                s.name
+                "export {var} with the {what}, or set {key}_file = \"PATH\" in {section} instead"
             ))),
         },
         SecretSource::File(path) => {

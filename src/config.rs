@@ -259,6 +259,79 @@ pub enum OnVerifyFailure {
     Keep,
 }
 
+/// What a rotation does when a consumer has not adopted the new key within its deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAdoptionFailure {
+    /// Redeploy the previous certificate, revert the stores and the consumers (the default).
+    Rollback,
+    /// Keep the new key and raise an alert.
+    Alert,
+}
+
+/// One `[[credentials.NAME.consumers]]` entry: something that uses the credential's key and is
+/// told about (or handed) each new generation.
+#[derive(Debug)]
+pub struct ConsumerConfig {
+    /// Its name, unique within the credential.
+    pub name: String,
+    /// How it learns about a new key, and how its adoption is checked.
+    pub kind: ConsumerKindSettings,
+    /// How long it may take to report the new fingerprint after `activate`.
+    pub adopt_timeout: Duration,
+    /// `file:line:column` of its entry, for errors found at run time (a missing variable).
+    pub origin: String,
+}
+
+/// A consumer's kind and settings; secrets are read when the consumer is built, never stored
+/// here.
+#[derive(Debug)]
+pub enum ConsumerKindSettings {
+    /// Reads CURRENT from the store itself; nothing is pushed to it.
+    Store {
+        /// Where it reports the fingerprint it uses (`{"fingerprint": "<hex>"}`), if it does.
+        status_url: Option<String>,
+    },
+    /// Receives signed `prepare` and `activate` POSTs.
+    Webhook {
+        /// Where to POST.
+        url: String,
+        /// Where the HMAC-SHA256 signing secret comes from.
+        secret: SecretSource,
+        /// Where it reports the fingerprint it uses; without it, adoption is the activate POST's
+        /// 2xx.
+        status_url: Option<String>,
+    },
+    /// A command run with `REKEY_*` variables; its exit status is the verdict.
+    Exec {
+        /// The program (absolute, or resolved against the config's folder; never looked up in
+        /// `$PATH`) and its arguments.
+        command: Vec<String>,
+        /// How the key reaches it, if at all (never on the command line or in a variable).
+        deliver_key: DeliverKey,
+        /// How long one run may take.
+        timeout: Duration,
+    },
+    /// Key and certificate PEMs written to files, for consumers that cannot read a store.
+    File {
+        /// Where the private key goes (0600).
+        key_path: PathBuf,
+        /// Where the certificate goes (0644).
+        cert_path: PathBuf,
+    },
+}
+
+/// How an `exec` consumer receives the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliverKey {
+    /// Not at all: it reads the store (`REKEY_READ_FROM` says where).
+    None,
+    /// In a 0600 temporary file named by `REKEY_KEY_FILE`, removed after the run.
+    File,
+    /// As PEM on its standard input.
+    Stdin,
+}
+
 /// Expiry and age thresholds for `rekey check`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Policy {
@@ -319,6 +392,10 @@ pub struct CredentialConfig {
     pub policy: Policy,
     /// When `rekey run` rotates it.
     pub schedule: Schedule,
+    /// Who uses its key and is told about each new generation, in config order.
+    pub consumers: Vec<ConsumerConfig>,
+    /// What to do when a consumer has not adopted the new key within its deadline.
+    pub on_adoption_failure: OnAdoptionFailure,
 }
 
 #[derive(Deserialize)]
@@ -525,6 +602,49 @@ struct RawCredential {
     subject: Spanned<RawSubject>,
     #[serde(default)]
     policy: Option<Spanned<RawPolicy>>,
+    #[serde(default)]
+    consumers: Vec<Spanned<RawConsumer>>,
+    on_adoption_failure: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsumer {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    url: Option<Spanned<String>>,
+    secret_env: Option<Spanned<String>>,
+    secret_file: Option<Spanned<String>>,
+    status_url: Option<Spanned<String>>,
+    adopt_timeout_secs: Option<Spanned<i64>>,
+    command: Option<Spanned<Vec<Spanned<String>>>>,
+    deliver_key: Option<Spanned<String>>,
+    timeout_secs: Option<Spanned<i64>>,
+    key_path: Option<Spanned<String>>,
+    cert_path: Option<Spanned<String>>,
+}
+
+impl RawConsumer {
+    /// Every optional key that is set, with where it is.
+    fn present(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        let s = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
+        let n = |v: &Option<Spanned<i64>>| v.as_ref().map(Spanned::span);
+        [
+            ("url", s(&self.url)),
+            ("secret_env", s(&self.secret_env)),
+            ("secret_file", s(&self.secret_file)),
+            ("status_url", s(&self.status_url)),
+            ("adopt_timeout_secs", n(&self.adopt_timeout_secs)),
+            ("command", self.command.as_ref().map(Spanned::span)),
+            ("deliver_key", s(&self.deliver_key)),
+            ("timeout_secs", n(&self.timeout_secs)),
+            ("key_path", s(&self.key_path)),
+            ("cert_path", s(&self.cert_path)),
+        ]
+        .into_iter()
+        .filter_map(|(key, span)| span.map(|span| (key, span)))
+        .collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -598,7 +718,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     };
     let orgs = validate_orgs(&raw, &base, &mut problems);
     let stores = validate_stores(&raw, &base, &mut problems);
-    let credentials = validate_credentials(&raw, &mut problems);
+    let credentials = validate_credentials(&raw, &base, &mut problems);
     let alerts = raw
         .alerts
         .as_ref()
@@ -1137,7 +1257,11 @@ fn text(value: &Option<Spanned<String>>) -> Option<String> {
     value.as_ref().map(|v| v.get_ref().clone())
 }
 
-fn validate_credentials(raw: &RawConfig, p: &mut Problems) -> BTreeMap<String, CredentialConfig> {
+fn validate_credentials(
+    raw: &RawConfig,
+    base: &Path,
+    p: &mut Problems,
+) -> BTreeMap<String, CredentialConfig> {
     let mut out = BTreeMap::new();
     for (name, cred) in &raw.credentials {
         let c = cred.get_ref();
@@ -1279,6 +1403,23 @@ fn validate_credentials(raw: &RawConfig, p: &mut Problems) -> BTreeMap<String, C
             }
             policy
         });
+        let consumers = validate_consumers(name, &c.consumers, base, p);
+        let on_adoption_failure = match c.on_adoption_failure.as_ref() {
+            None => OnAdoptionFailure::Rollback,
+            Some(v) => match v.get_ref().as_str() {
+                "rollback" => OnAdoptionFailure::Rollback,
+                "alert" => OnAdoptionFailure::Alert,
+                other => {
+                    p.add(
+                        v.span(),
+                        format!(
+                            "unknown on_adoption_failure '{other}'; use \"rollback\" or \"alert\""
+                        ),
+                    );
+                    OnAdoptionFailure::Rollback
+                }
+            },
+        };
         if p.found.len() > before {
             continue;
         }
@@ -1310,8 +1451,211 @@ fn validate_credentials(raw: &RawConfig, p: &mut Problems) -> BTreeMap<String, C
                 on_verify_failure,
                 policy,
                 schedule,
+                consumers,
+                on_adoption_failure,
             },
         );
+    }
+    out
+}
+
+/// The keys each consumer kind accepts besides `name` and `kind`.
+fn consumer_keys(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "store" => &["status_url", "adopt_timeout_secs"],
+        "webhook" => &[
+            "url",
+            "secret_env",
+            "secret_file",
+            "status_url",
+            "adopt_timeout_secs",
+        ],
+        "exec" => &["command", "deliver_key", "timeout_secs"],
+        "file" => &["key_path", "cert_path"],
+        _ => return None,
+    })
+}
+
+/// A credential's `[[credentials.NAME.consumers]]`: names unique and plain, each kind's required
+/// keys present, keys of other kinds named, URLs https (except loopback), paths resolved against
+/// the config's folder.
+fn validate_consumers(
+    credential: &str,
+    raw: &[Spanned<RawConsumer>],
+    base: &Path,
+    p: &mut Problems,
+) -> Vec<ConsumerConfig> {
+    let mut out = Vec::new();
+    for (i, spanned) in raw.iter().enumerate() {
+        let c = spanned.get_ref();
+        let name = c.name.get_ref();
+        let section = format!("credentials.{credential}.consumers '{name}'");
+        let before = p.found.len();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            p.add(
+                c.name.span(),
+                format!("consumer name '{name}' must be letters, digits, '-', '_' or '.'"),
+            );
+        }
+        if raw[..i].iter().any(|o| o.get_ref().name.get_ref() == name) {
+            p.add(
+                c.name.span(),
+                format!("consumer '{name}' is listed twice for credential '{credential}'; names must be unique"),
+            );
+        }
+        let kind = c.kind.get_ref().as_str();
+        let Some(allowed) = consumer_keys(kind) else {
+            p.add(
+                c.kind.span(),
+                format!("unknown consumer kind '{kind}'; use \"store\", \"webhook\", \"exec\" or \"file\""),
+            );
+            continue;
+        };
+        for (key, span) in c.present() {
+            if !allowed.contains(&key) {
+                p.add(span, format!("{section}: '{key}' does not apply to {kind}"));
+            }
+        }
+        if let Some(url) = &c.url {
+            check_url(url, "url", p);
+        }
+        if let Some(url) = &c.status_url {
+            check_url(url, "status_url", p);
+        }
+        let adopt_timeout = positive(
+            &c.adopt_timeout_secs,
+            300,
+            1..=86_400,
+            "adopt_timeout_secs",
+            p,
+        );
+        if kind == "store"
+            && c.status_url.is_none()
+            && let Some(t) = &c.adopt_timeout_secs
+        {
+            p.add(
+                t.span(),
+                format!("{section}: adopt_timeout_secs needs status_url (without it a store consumer has nothing to wait for)"),
+            );
+        }
+        let status_url = text(&c.status_url);
+        let require =
+            |p: &mut Problems, value: &Option<Spanned<String>>, key: &str, example: &str| {
+                if value.is_none() {
+                    p.add(
+                        spanned.span(),
+                        format!("{section}: kind = \"{kind}\" needs {key} = {example}"),
+                    );
+                }
+                text(value)
+            };
+        let settings = match kind {
+            "store" => Some(ConsumerKindSettings::Store { status_url }),
+            "webhook" => {
+                let url = require(p, &c.url, "url", "\"https://…\"");
+                let secret = match (&c.secret_env, &c.secret_file) {
+                    (Some(var), None) => Some(SecretSource::Env(var.get_ref().clone())),
+                    (None, Some(path)) => Some(SecretSource::File(base.join(path.get_ref()))),
+                    _ => {
+                        p.add(spanned.span(), format!("{section}: set exactly one of secret_env = \"VARIABLE\" or secret_file = \"PATH\" (secrets are never written into rekey.toml)"));
+                        None
+                    }
+                };
+                match (url, secret) {
+                    (Some(url), Some(secret)) => Some(ConsumerKindSettings::Webhook {
+                        url,
+                        secret,
+                        status_url,
+                    }),
+                    _ => None,
+                }
+            }
+            "exec" => {
+                let command = match &c.command {
+                    None => {
+                        p.add(spanned.span(), format!("{section}: kind = \"exec\" needs command = [\"/path/to/program\", \"arg\", …]"));
+                        None
+                    }
+                    Some(list) => match list.get_ref().first() {
+                        None => {
+                            p.add(
+                                list.span(),
+                                format!("{section}: command must name a program"),
+                            );
+                            None
+                        }
+                        Some(program) if program.get_ref().trim().is_empty() => {
+                            p.add(
+                                program.span(),
+                                format!("{section}: command's program is empty"),
+                            );
+                            None
+                        }
+                        Some(program) => {
+                            let program = base.join(program.get_ref()).display().to_string();
+                            Some(
+                                std::iter::once(program)
+                                    .chain(list.get_ref()[1..].iter().map(|a| a.get_ref().clone()))
+                                    .collect(),
+                            )
+                        }
+                    },
+                };
+                let deliver_key = match c.deliver_key.as_ref() {
+                    None => DeliverKey::None,
+                    Some(v) => match v.get_ref().as_str() {
+                        "none" => DeliverKey::None,
+                        "file" => DeliverKey::File,
+                        "stdin" => DeliverKey::Stdin,
+                        other => {
+                            p.add(
+                                v.span(),
+                                format!("unknown deliver_key '{other}'; use \"none\", \"file\" or \"stdin\" (never the command line)"),
+                            );
+                            DeliverKey::None
+                        }
+                    },
+                };
+                let timeout = positive(&c.timeout_secs, 60, 1..=3600, "timeout_secs", p);
+                command.map(|command| ConsumerKindSettings::Exec {
+                    command,
+                    deliver_key,
+                    timeout: Duration::from_secs(timeout as u64),
+                })
+            }
+            _ => {
+                let key_path = require(p, &c.key_path, "key_path", "\"PATH\"");
+                let cert_path = require(p, &c.cert_path, "cert_path", "\"PATH\"");
+                match (key_path, cert_path) {
+                    (Some(key), Some(cert)) => {
+                        let (key_path, cert_path) = (base.join(key), base.join(cert));
+                        if key_path == cert_path {
+                            p.add(
+                                spanned.span(),
+                                format!("{section}: key_path and cert_path are the same file"),
+                            );
+                        }
+                        Some(ConsumerKindSettings::File {
+                            key_path,
+                            cert_path,
+                        })
+                    }
+                    _ => None,
+                }
+            }
+        };
+        if let (Some(kind), true) = (settings, p.found.len() == before) {
+            out.push(ConsumerConfig {
+                name: name.clone(),
+                kind,
+                adopt_timeout: Duration::from_secs(adopt_timeout as u64),
+                origin: p.at(spanned.span()),
+            });
+        }
     }
     out
 }
@@ -1706,6 +2050,172 @@ kind = "email"
             let err = parse(&text, Path::new("r.toml")).unwrap_err().to_string();
             assert!(err.contains(expected), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn consumers_take_documented_defaults_and_paths_relative_to_the_config() {
+        let text = GOOD.to_string()
+            + r#"
+[[credentials.billing.consumers]]
+name = "etl"
+kind = "store"
+
+[[credentials.billing.consumers]]
+name = "middleware"
+kind = "webhook"
+url = "https://mw.example/rekey"
+secret_file = "mw.secret"
+
+[[credentials.billing.consumers]]
+name = "reload"
+kind = "exec"
+command = ["hooks/reload.sh", "--fast"]
+
+[[credentials.billing.consumers]]
+name = "legacy"
+kind = "file"
+key_path = "legacy/key.pem"
+cert_path = "/srv/legacy/cert.pem"
+
+[[credentials.billing.consumers]]
+name = "polled"
+kind = "store"
+status_url = "http://127.0.0.1:9000/status"
+adopt_timeout_secs = 30
+"#;
+        let config = parse(&text, Path::new("/etc/rekey/rekey.toml")).unwrap();
+        let cred = &config.credentials["billing"];
+        assert_eq!(cred.on_adoption_failure, OnAdoptionFailure::Rollback);
+        let c = &cred.consumers;
+        assert_eq!(
+            c.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["etl", "middleware", "reload", "legacy", "polled"]
+        );
+        assert!(
+            c[..4]
+                .iter()
+                .all(|c| c.adopt_timeout == Duration::from_secs(300))
+        );
+        assert_eq!(c[4].adopt_timeout, Duration::from_secs(30));
+        assert_eq!(c[0].origin, "/etc/rekey/rekey.toml:22:1");
+        assert!(matches!(
+            &c[0].kind,
+            ConsumerKindSettings::Store { status_url: None }
+        ));
+        assert!(matches!(
+            &c[1].kind,
+            ConsumerKindSettings::Webhook { url, secret: SecretSource::File(f), status_url: None }
+                if url == "https://mw.example/rekey" && f == Path::new("/etc/rekey/mw.secret")
+        ));
+        assert!(matches!(
+            &c[2].kind,
+            ConsumerKindSettings::Exec { command, deliver_key: DeliverKey::None, timeout }
+                if command == &["/etc/rekey/hooks/reload.sh", "--fast"] && *timeout == Duration::from_secs(60)
+        ));
+        assert!(matches!(
+            &c[3].kind,
+            ConsumerKindSettings::File { key_path, cert_path }
+                if key_path == Path::new("/etc/rekey/legacy/key.pem") && cert_path == Path::new("/srv/legacy/cert.pem")
+        ));
+        assert!(matches!(
+            &c[4].kind,
+            ConsumerKindSettings::Store { status_url: Some(u) } if u == "http://127.0.0.1:9000/status"
+        ));
+
+        let alert = GOOD.replace(
+            "store = \"local\"",
+            "store = \"local\"\non_adoption_failure = \"alert\"",
+        ) + "\n[[credentials.billing.consumers]]\nname = \"x\"\nkind = \"exec\"\ncommand = [\"/bin/true\"]\ndeliver_key = \"stdin\"\ntimeout_secs = 5\n";
+        let config = parse(&alert, Path::new("r.toml")).unwrap();
+        let cred = &config.credentials["billing"];
+        assert_eq!(cred.on_adoption_failure, OnAdoptionFailure::Alert);
+        assert!(matches!(
+            &cred.consumers[0].kind,
+            ConsumerKindSettings::Exec { deliver_key: DeliverKey::Stdin, timeout, .. }
+                if *timeout == Duration::from_secs(5)
+        ));
+    }
+
+    #[test]
+    fn every_consumer_problem_is_reported_at_once_with_its_position() {
+        let text = GOOD.replace(
+            "store = \"local\"",
+            "store = \"local\"\non_adoption_failure = \"retry\"",
+        ) + r#"
+[[credentials.billing.consumers]]
+name = "hook"
+kind = "webhook"
+url = "http://mw.example/rekey"
+secret_env = "S"
+secret_file = "s.txt"
+command = ["/bin/true"]
+
+[[credentials.billing.consumers]]
+name = "hook"
+kind = "exec"
+command = []
+deliver_key = "argv"
+timeout_secs = 0
+
+[[credentials.billing.consumers]]
+name = "bad name"
+kind = "file"
+key_path = "same.pem"
+cert_path = "same.pem"
+
+[[credentials.billing.consumers]]
+name = "polled"
+kind = "store"
+adopt_timeout_secs = 60
+
+[[credentials.billing.consumers]]
+name = "x"
+kind = "queue"
+
+[[credentials.billing.consumers]]
+name = "nocert"
+kind = "file"
+key_path = "k.pem"
+status_url = "https://x.example/status"
+
+[[credentials.billing.consumers]]
+name = "nourl"
+kind = "webhook"
+secret_env = "S"
+"#;
+        let err = parse(&text, Path::new("rekey.toml"))
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "rekey.toml:29:11: credentials.billing.consumers 'hook': 'command' does not apply to webhook",
+                "rekey.toml:26:7: url 'http://mw.example/rekey' must be an https:// URL (plain http is allowed only for 127.0.0.1/localhost)",
+                "rekey.toml:23:1: credentials.billing.consumers 'hook': set exactly one of secret_env = \"VARIABLE\" or secret_file = \"PATH\" (secrets are never written into rekey.toml)",
+                "rekey.toml:32:8: consumer 'hook' is listed twice for credential 'billing'; names must be unique",
+                "rekey.toml:34:11: credentials.billing.consumers 'hook': command must name a program",
+                "rekey.toml:35:15: unknown deliver_key 'argv'; use \"none\", \"file\" or \"stdin\" (never the command line)",
+                "rekey.toml:36:16: timeout_secs = 0 is out of range; use 1..=3600",
+                "rekey.toml:39:8: consumer name 'bad name' must be letters, digits, '-', '_' or '.'",
+                "rekey.toml:38:1: credentials.billing.consumers 'bad name': key_path and cert_path are the same file",
+                "rekey.toml:47:22: credentials.billing.consumers 'polled': adopt_timeout_secs needs status_url (without it a store consumer has nothing to wait for)",
+                "rekey.toml:51:8: unknown consumer kind 'queue'; use \"store\", \"webhook\", \"exec\" or \"file\"",
+                "rekey.toml:57:14: credentials.billing.consumers 'nocert': 'status_url' does not apply to file",
+                "rekey.toml:53:1: credentials.billing.consumers 'nocert': kind = \"file\" needs cert_path = \"PATH\"",
+                "rekey.toml:59:1: credentials.billing.consumers 'nourl': kind = \"webhook\" needs url = \"https://…\"",
+                "rekey.toml:20:23: unknown on_adoption_failure 'retry'; use \"rollback\" or \"alert\"",
+            ]
+        );
+        // An unknown key is a parse error with its position, like everywhere else.
+        let unknown = GOOD.to_string()
+            + "\n[[credentials.billing.consumers]]\nname = \"a\"\nkind = \"store\"\nstatus = \"x\"\n";
+        let err = parse(&unknown, Path::new("rekey.toml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("rekey.toml:25:1: unknown field `status`"),
+            "{err}"
+        );
     }
 
     #[test]
