@@ -39,6 +39,29 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Generate a key pair and a self-signed certificate into two files, without a config or a
+    /// store: the first certificate of a new app (upload it, then `rekey import` the pair). The
+    /// key file is written 0600 by atomic rename; existing files are kept unless --force.
+    Generate {
+        /// Where the private key goes (PEM, PKCS#8).
+        #[arg(long, value_name = "FILE")]
+        key_out: PathBuf,
+        /// Where the certificate goes (PEM).
+        #[arg(long, value_name = "FILE")]
+        cert_out: PathBuf,
+        /// The certificate's common name.
+        #[arg(long, default_value = "rekey")]
+        cn: String,
+        /// Days from now until the certificate's notAfter.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        /// Key algorithm: rsa-2048, rsa-3072 or rsa-4096 (JWT bearer signs with RS256).
+        #[arg(long, default_value = "rsa-2048")]
+        algorithm: String,
+        /// Replace files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the steps the next `rotate` of CREDENTIAL would run.
     Plan {
         /// Credential name from the config.

@@ -20,6 +20,14 @@ pub async fn run(cli: Cli) -> Exit {
     let json = cli.json;
     let result = match cli.command {
         Command::Inspect { files } => inspect(&files, json),
+        Command::Generate {
+            key_out,
+            cert_out,
+            cn,
+            days,
+            algorithm,
+            force,
+        } => generate(&key_out, &cert_out, &cn, days, &algorithm, force, json),
         Command::Plan { credential } => plan(&cli.config, &credential, json).await,
         Command::Rotate { credential } => {
             return rotate(&cli.config, &credential, &Intent::Rotate, json).await;
@@ -183,6 +191,70 @@ fn inspect(files: &[PathBuf], json: bool) -> Result<Exit> {
         Some(false) => Exit::BadInput,
         _ => Exit::Ok,
     })
+}
+
+/// `rekey generate`: a pair written to two files, then described exactly as `inspect` would.
+fn generate(
+    key_out: &Path,
+    cert_out: &Path,
+    cn: &str,
+    days: u32,
+    algorithm: &str,
+    force: bool,
+    json: bool,
+) -> Result<Exit> {
+    let algorithm = pki::KeyAlgorithm::parse(algorithm).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            format!("--algorithm: unknown key algorithm '{algorithm}'"),
+        )
+        .with_hint(format!(
+            "use one of {}",
+            pki::KeyAlgorithm::NAMES.join(", ")
+        ))
+    })?;
+    if key_out == cert_out {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("--key-out and --cert-out are both {}", key_out.display()),
+        )
+        .with_hint("give the key and the certificate different files"));
+    }
+    if !force {
+        for path in [key_out, cert_out] {
+            if path.exists() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("{} already exists; nothing was written", path.display()),
+                )
+                .with_hint("choose another file, or pass --force to replace it"));
+            }
+        }
+    }
+    let spec = pki::CertSpec {
+        algorithm,
+        subject: pki::Subject {
+            cn: cn.to_string(),
+            o: None,
+            ou: None,
+        },
+        validity_days: days,
+    };
+    let (key, certificate) = pki::generate(&spec, rekey_api::now())?;
+    let write = |path: &Path, bytes: &[u8], mode: u32| {
+        crate::atomic_file::write(path, bytes, mode).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("cannot write {}", path.display()),
+            )
+            .with_source(e)
+            .with_hint("check that the folder exists and is writable")
+        })
+    };
+    // The certificate first: a failure then leaves no key without its certificate.
+    write(cert_out, certificate.pem().as_bytes(), 0o644)?;
+    write(key_out, key.expose_secret_pem().as_bytes(), 0o600)?;
+    inspect(&[key_out.to_path_buf(), cert_out.to_path_buf()], json)
 }
 
 async fn plan(config_path: &Path, name: &str, json: bool) -> Result<Exit> {

@@ -339,6 +339,91 @@ async fn a_bad_config_names_file_and_line_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_writes_a_pair_openssl_accepts_and_never_overwrites_by_accident() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut w = World::new().await;
+    let args = [
+        "generate",
+        "--key-out",
+        "new.key",
+        "--cert-out",
+        "new.crt",
+        "--cn",
+        "etl-prod",
+        "--days",
+        "90",
+    ];
+    let made = w.json(&args).await;
+    assert_eq!(made["key_matches_certificate"], true);
+    let mode = |f: &str| std::fs::metadata(w.path(f)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("new.key"), 0o600);
+    let (key, crt) = (w.path("new.key"), w.path("new.crt"));
+    let (key, crt) = (key.to_str().unwrap(), crt.to_str().unwrap());
+    let cert_pub = openssl(&["x509", "-in", crt, "-noout", "-pubkey"]).stdout;
+    let key_pub = openssl(&["pkey", "-in", key, "-pubout"]).stdout;
+    assert_eq!(cert_pub, key_pub, "the certificate is not for the key");
+    let subject = openssl(&[
+        "x509",
+        "-in",
+        crt,
+        "-noout",
+        "-subject",
+        "-checkend",
+        "7689600",
+    ]);
+    assert!(String::from_utf8_lossy(&subject.stdout).contains("CN = etl-prod"));
+    // 90 days: still valid in 89, expired in 91.
+    let expired_in_91 = std::process::Command::new("openssl")
+        .args(["x509", "-in", crt, "-noout", "-checkend", "7862400"])
+        .output()
+        .unwrap();
+    assert!(!expired_in_91.status.success());
+    assert_eq!(
+        made["files"][1]["fingerprint_sha256"],
+        rekey_api_fingerprint(&std::fs::read_to_string(crt).unwrap())
+    );
+
+    let before = std::fs::read(key).unwrap();
+    let again = w.rekey(&args).await;
+    assert_eq!(again.code, 64, "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("new.crt already exists; nothing was written")
+            || again
+                .stderr
+                .contains("new.key already exists; nothing was written"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(std::fs::read(key).unwrap(), before, "the key was replaced");
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    w.ok(&forced).await;
+    assert_ne!(std::fs::read(key).unwrap(), before);
+    let bad = w
+        .rekey(&[
+            "generate",
+            "--key-out",
+            "x.key",
+            "--cert-out",
+            "x.crt",
+            "--algorithm",
+            "ec-256",
+        ])
+        .await;
+    assert_eq!(bad.code, 64);
+    assert!(
+        bad.stderr
+            .contains("use one of rsa-2048, rsa-3072, rsa-4096"),
+        "{}",
+        bad.stderr
+    );
+    assert!(!w.path("x.key").exists() && !w.path("x.crt").exists());
+    w.assert_no_key_bytes_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspect_agrees_with_openssl_and_spots_a_key_from_another_pair() {
     let mut w = World::new().await;
     let cert = w.json(&["inspect", "billing.crt"]).await;
