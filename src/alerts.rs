@@ -355,6 +355,7 @@ impl AlertSeverity {
 enum Unfinished {
     Failed,
     RolledBack,
+    Unadopted,
 }
 
 fn state_error(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -793,6 +794,7 @@ fn plan_rotation(
     let (level, unfinished) = match news.outcome {
         Outcome::Succeeded => (Level::Info, None),
         Outcome::RolledBack => (Level::Warning, Some(Unfinished::RolledBack)),
+        Outcome::Unadopted => (Level::Warning, Some(Unfinished::Unadopted)),
         Outcome::Failed => (Level::Critical, Some(Unfinished::Failed)),
     };
     let message = Message::Rotation {

@@ -4,6 +4,7 @@ use crate::alerts::{Notifier, Observed};
 use crate::check::{self, Finding, Observation, Severity};
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, CredentialConfig};
+use crate::consumers::CredentialConsumers;
 use crate::render::{self, Exit};
 use crate::rotation::{self, Failure, Intent, Rotation};
 use crate::{evidence, pki, run, wiring};
@@ -260,17 +261,31 @@ fn generate(
 async fn plan(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let stores = wiring::stores(&config, cred).await?;
-    let target = wiring::target(&config, cred)?;
-    let plan = rotation::plan(&rotation_of(cred, &stores, target.as_ref()), None).await?;
-    render::plan(&plan, json);
+    render::plan(&plan_of(&config, cred, None).await?, json);
     Ok(Exit::Ok)
+}
+
+/// The plan of `cred`'s next rotation (an `emergency` one when given) from its stores alone.
+async fn plan_of(
+    config: &Config,
+    cred: &CredentialConfig,
+    emergency: Option<&rotation::Emergency>,
+) -> Result<rotation::Plan> {
+    let stores = wiring::stores(config, cred).await?;
+    let target = wiring::target(config, cred)?;
+    let consumers = CredentialConsumers::from_config(cred)?;
+    rotation::plan(
+        &rotation_of(cred, &stores, target.as_ref(), &consumers),
+        emergency,
+    )
+    .await
 }
 
 fn rotation_of<'a>(
     cred: &'a CredentialConfig,
     stores: &'a [Box<dyn SecretStore>],
     target: &'a dyn rekey_api::CertificateTarget,
+    consumers: &'a CredentialConsumers,
 ) -> Rotation<'a> {
     Rotation {
         credential: &cred.name,
@@ -280,6 +295,7 @@ fn rotation_of<'a>(
         verify_timeout: cred.verify_timeout,
         resume_max_age: cred.resume_max_age,
         on_verify_failure: cred.on_verify_failure,
+        consumers,
     }
 }
 
@@ -294,8 +310,10 @@ pub async fn rotate_credential(
         .await
         .map_err(Failure::before_start)?;
     let target = wiring::target(config, cred).map_err(Failure::before_start)?;
+    // Built first: a webhook secret that cannot be read stops the rotation before it starts.
+    let consumers = CredentialConsumers::from_config(cred).map_err(Failure::before_start)?;
     rotation::rotate(
-        &rotation_of(cred, &stores, target.as_ref()),
+        &rotation_of(cred, &stores, target.as_ref(), &consumers),
         intent,
         progress,
     )
@@ -833,6 +851,9 @@ pub struct EmergencyRow {
     pub hint: Option<String>,
     /// Where its evidence bundle was written.
     pub evidence: Option<PathBuf>,
+    /// Consumers that had not adopted the new key by their deadline.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unadopted: Vec<rotation::Unadopted>,
 }
 
 async fn emergency_rekey(
@@ -888,13 +909,7 @@ async fn emergency_rekey(
     }
     let notifier = Notifier::from_config(&config)?;
     for cred in &creds {
-        let stores = wiring::stores(&config, cred).await?;
-        let target = wiring::target(&config, cred)?;
-        let plan = rotation::plan(
-            &rotation_of(cred, &stores, target.as_ref()),
-            Some(emergency),
-        )
-        .await?;
+        let plan = plan_of(&config, cred, Some(emergency)).await?;
         if !json {
             render::plan(&plan, false);
         }
@@ -924,6 +939,7 @@ async fn emergency_rekey(
                 error: None,
                 hint: None,
                 evidence: None,
+                unadopted: Vec::new(),
             });
             continue;
         }
@@ -992,6 +1008,7 @@ async fn emergency_rekey(
             error,
             hint,
             evidence,
+            unadopted: result.map(|o| o.unadopted).unwrap_or_default(),
         });
     }
     render::emergency(&rows, json);

@@ -100,6 +100,7 @@ pub enum Adoption {
     },
 }
 
+#[cfg(test)]
 impl Adoption {
     /// Whether the consumer adopted the generation.
     pub fn is_adopted(&self) -> bool {
@@ -384,11 +385,6 @@ impl Consumer {
             Kind::Exec(_) => "exec",
             Kind::File { .. } => "file",
         }
-    }
-
-    /// `file:line:column` of its config entry.
-    pub fn origin(&self) -> &str {
-        &self.origin
     }
 
     /// How long after `activate` it may take to adopt the new key.
@@ -1223,7 +1219,7 @@ fn file_adoption(key_path: &Path, cert_path: &Path, p: &Announcement<'_>) -> Ado
 /// Runs `op` for every consumer, at most `limit` at a time, and answers each consumer's result in
 /// the order of `consumers`. A failing consumer never stops the others.
 pub async fn for_all<'c, T, F, Fut>(
-    consumers: &'c [Consumer],
+    consumers: impl IntoIterator<Item = &'c Consumer>,
     limit: usize,
     mut op: F,
 ) -> Vec<(&'c Consumer, Result<T>)>

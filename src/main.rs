@@ -10,8 +10,6 @@ mod check;
 mod cli;
 mod commands;
 mod config;
-// Wired into the rotation in the next step.
-#[allow(dead_code)]
 mod consumers;
 mod daemon;
 mod evidence;

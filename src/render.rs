@@ -10,7 +10,7 @@ use crate::commands::{
     CheckRow, EmergencyRow, ImportReport, InspectReport, Inspected, PreflightRow, StatusRow,
     VerifyReport,
 };
-use crate::rotation::{Ending, Event, Outcome, Plan};
+use crate::rotation::{Ending, Event, Outcome, Plan, Unadopted};
 use crate::run::{Action, RunReport};
 use crate::token::IssuedToken;
 use rekey_api::{Error, ErrorKind, JournalEntry, RotationId, Step};
@@ -297,6 +297,9 @@ impl RotateProgress {
                         *millis as f64 / 1000.0
                     )
                 }
+                Event::AdoptionPending { waiting } => {
+                    println!("  adopt     waiting for {}", waiting.join(", "))
+                }
                 Event::VerifyRetry { attempt, reason } => {
                     println!("  verify    attempt {attempt} refused ({reason}); retrying")
                 }
@@ -347,6 +350,7 @@ impl RotateProgress {
                 self.credential
             ),
         }
+        unadopted(&self.credential, &outcome.unadopted);
         exit
     }
 }
@@ -458,11 +462,17 @@ pub fn run(report: &RunReport, json: bool) {
             Action::Rotated {
                 generation,
                 fingerprint,
+                unadopted,
                 ..
             } => {
                 rotated += 1;
+                let unadopted = if unadopted.is_empty() {
+                    String::new()
+                } else {
+                    format!("; NOT adopted by {}", unadopted.join("; "))
+                };
                 format!(
-                    "rotated to generation {} ({})",
+                    "rotated to generation {} ({}){unadopted}",
                     opt(*generation),
                     opt(fingerprint.as_ref())
                 )
@@ -554,6 +564,16 @@ pub fn emergency(rows: &[EmergencyRow], json: bool) {
         if let Some(path) = &r.evidence {
             println!("  evidence: {}", path.display());
         }
+        unadopted(&r.credential, &r.unadopted);
+    }
+}
+
+/// A warning for each consumer that did not adopt `credential`'s new key.
+fn unadopted(credential: &str, consumers: &[Unadopted]) {
+    for u in consumers {
+        warning(&format!(
+            "{credential}: consumer {u} does not use the new key; it fails to get tokens until it does"
+        ));
     }
 }
 

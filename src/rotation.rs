@@ -13,7 +13,8 @@
 //!
 //! This module never prints: it reports [`Event`]s to a callback the CLI renders.
 
-use crate::config::OnVerifyFailure;
+use crate::config::{OnAdoptionFailure, OnVerifyFailure};
+use crate::consumers::{self, Adoption, Announcement, Consumer, CredentialConsumers};
 use crate::pki::{self, CertSpec};
 use chrono::{DateTime, Utc};
 use rekey_api::{
@@ -31,6 +32,12 @@ const ATTEMPTS: u32 = 5;
 const RETRY_BASE: Duration = Duration::from_millis(400);
 /// Longest retry delay.
 const RETRY_MAX: Duration = Duration::from_secs(8);
+/// How many consumers are told (or asked) at once.
+const CONSUMERS_AT_ONCE: usize = 8;
+/// First pause between two adoption polls; doubled per round up to [`ADOPT_POLL_MAX`].
+const ADOPT_POLL: Duration = Duration::from_millis(250);
+/// Longest pause between two adoption polls.
+const ADOPT_POLL_MAX: Duration = Duration::from_secs(2);
 /// Journal detail prefixes that tell an operator's abort from an automatic rollback.
 const ABORTED: &str = "aborted: ";
 const ROLLED_BACK: &str = "rolled back: ";
@@ -52,12 +59,41 @@ pub struct Rotation<'a> {
     pub resume_max_age: Duration,
     /// What to do when Salesforce never accepts the published key.
     pub on_verify_failure: OnVerifyFailure,
+    /// Who uses the key, and what to do when one of them does not adopt a new one.
+    pub consumers: &'a CredentialConsumers,
 }
 
 impl Rotation<'_> {
     /// The store that holds the journal and the lease, and the one staged first.
     fn primary(&self) -> &dyn SecretStore {
         self.stores[0].as_ref()
+    }
+
+    /// The steps a rotation runs, in order: `undoing` one, an `emergency` one, or a plain one;
+    /// without consumers, none of the consumer steps.
+    fn steps(&self, emergency: Option<&Emergency>, undoing: bool) -> Vec<Step> {
+        let steps = if undoing {
+            Step::UNDO.to_vec()
+        } else if let Some(e) = emergency {
+            e.steps()
+        } else {
+            Step::ALL.to_vec()
+        };
+        let has_consumers = !self.consumers.consumers.is_empty();
+        steps
+            .into_iter()
+            .filter(|s| has_consumers || !s.is_consumer_step())
+            .collect()
+    }
+
+    /// The consumers' names, for messages: "etl, billing-api".
+    fn consumer_names(&self) -> String {
+        self.consumers
+            .consumers
+            .iter()
+            .map(Consumer::name)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The stores, for messages: "file(keys), vault(…)".
@@ -187,6 +223,11 @@ pub enum Event {
         /// What it did.
         detail: String,
     },
+    /// Some consumers have not yet shown that they use the new key.
+    AdoptionPending {
+        /// Their names, each with what it last reported.
+        waiting: Vec<String>,
+    },
     /// A step hit a temporary error and will be tried again.
     Retry {
         /// Which step.
@@ -245,6 +286,24 @@ pub struct Outcome {
     pub new_fingerprint: Option<Fingerprint>,
     /// Whether an interrupted rotation was continued.
     pub resumed: bool,
+    /// Consumers that had not shown they use the new key by their deadline, or refused it
+    /// (kept only with `on_adoption_failure = "alert"`, and in an emergency).
+    pub unadopted: Vec<Unadopted>,
+}
+
+/// A consumer that did not adopt a rotation's key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unadopted {
+    /// Its name.
+    pub consumer: String,
+    /// What it last said, or why it could not be told.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unadopted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.consumer, self.reason)
+    }
 }
 
 /// A failed rotation: the error, and where the protocol stood.
@@ -385,17 +444,24 @@ pub async fn plan(rotation: &Rotation<'_>, emergency: Option<&Emergency>) -> Res
         None => emergency,
     };
     let spec = rotation.spec;
-    let steps = if undoing {
-        Step::UNDO.to_vec()
-    } else if let Some(e) = emergency {
-        e.steps()
-    } else {
-        Step::ALL.to_vec()
-    };
-    let steps = steps
+    let consumers = rotation.consumer_names();
+    let longest_wait = rotation
+        .consumers
+        .consumers
         .iter()
+        .map(Consumer::adopt_timeout)
+        .max()
+        .unwrap_or_default()
+        .as_secs();
+    let on_unadopted = match (emergency, rotation.consumers.on_adoption_failure) {
+        (Some(_), _) | (None, OnAdoptionFailure::Alert) => "keep the new key and alert",
+        (None, OnAdoptionFailure::Rollback) => "roll the rotation back",
+    };
+    let steps = rotation
+        .steps(emergency, undoing)
+        .into_iter()
         .filter(|s| !done.contains(s))
-        .map(|&step| {
+        .map(|step| {
             let (action, mutates) = match step {
                 Step::Generate => (
                     format!(
@@ -405,6 +471,10 @@ pub async fn plan(rotation: &Rotation<'_>, emergency: Option<&Emergency>) -> Res
                     false,
                 ),
                 Step::Stage => (format!("write generation {new_generation} as PENDING in {}", rotation.store_names()), true),
+                Step::Prepare => (format!("tell {consumers} that generation {new_generation} is coming (prepare); any refusal stops the rotation before the switchover"), true),
+                Step::Activate => (format!("tell {consumers} to use generation {new_generation} now (activate)"), true),
+                Step::Adopt => (format!("wait until {consumers} show they use generation {new_generation} (up to {longest_wait}s each); else {on_unadopted}"), false),
+                Step::Recall => (format!("tell {consumers} to use the previous generation again (activate)"), true),
                 Step::Publish => (
                     format!("deploy the new certificate to {} (checkOnly, then deploy; every other field kept)", rotation.target),
                     true,
@@ -629,6 +699,7 @@ struct Run<'a, 'r> {
     undoing: Option<String>,
     resumed: bool,
     emergency: Option<Emergency>,
+    unadopted: Vec<Unadopted>,
 }
 
 impl<'a, 'r> Run<'a, 'r> {
@@ -659,10 +730,17 @@ impl<'a, 'r> Run<'a, 'r> {
             undoing: None,
             resumed: false,
             emergency: None,
+            unadopted: Vec::new(),
         }
     }
 
     fn resume(rotation: &'r Rotation<'a>, lease: &'r dyn RotationLock, open: OpenRotation) -> Self {
+        let mut done = open.done;
+        // Which consumers refused `activate` lives only in the run that asked them; activating
+        // again (idempotent) finds out, so adoption never counts a consumer that refused.
+        if !done.contains(&Step::Adopt) {
+            done.remove(&Step::Activate);
+        }
         Run {
             rotation,
             lease,
@@ -671,11 +749,12 @@ impl<'a, 'r> Run<'a, 'r> {
             previous_generation: open.previous_generation,
             old_fingerprint: open.old_fingerprint,
             begun: open.begun,
-            done: open.done,
+            done,
             new_fingerprint: open.new_fingerprint,
             undoing: open.undoing,
             resumed: true,
             emergency: open.emergency,
+            unadopted: Vec::new(),
         }
     }
 
@@ -723,21 +802,27 @@ impl<'a, 'r> Run<'a, 'r> {
         // the store, so a resumed run signs with exactly the key that was staged.
         let mut fresh: Option<(KeyMaterial, Certificate)> = None;
         if self.undoing.is_none() {
-            let steps = self
-                .emergency
-                .as_ref()
-                .map_or_else(|| Step::ALL.to_vec(), Emergency::steps);
-            for step in steps {
+            for step in self.rotation.steps(self.emergency.as_ref(), false) {
                 if self.done.contains(&step) {
                     continue;
                 }
                 self.stop_if_asked(step)?;
                 if let Err(error) = self.step(step, &mut fresh, progress).await {
-                    // An emergency never puts the leaked key's certificate back.
-                    let roll_back = step == Step::Verify
+                    // An emergency never puts the leaked key's certificate back (and consumer
+                    // failures in one are kept as `unadopted`, never returned here).
+                    let policy = match step {
+                        Step::Verify => {
+                            self.rotation.on_verify_failure == OnVerifyFailure::Rollback
+                        }
+                        Step::Activate | Step::Adopt => {
+                            self.rotation.consumers.on_adoption_failure
+                                == OnAdoptionFailure::Rollback
+                        }
+                        _ => false,
+                    };
+                    let roll_back = policy
                         && error.kind() == ErrorKind::VerificationFailed
-                        && self.emergency.is_none()
-                        && self.rotation.on_verify_failure == OnVerifyFailure::Rollback;
+                        && self.emergency.is_none();
                     if !roll_back {
                         return Err(self.failure(step, error));
                     }
@@ -750,7 +835,7 @@ impl<'a, 'r> Run<'a, 'r> {
             }
         }
         if self.undoing.is_some() {
-            for step in Step::UNDO {
+            for step in self.rotation.steps(None, true) {
                 if self.done.contains(&step) {
                     continue;
                 }
@@ -850,6 +935,10 @@ impl<'a, 'r> Run<'a, 'r> {
                 Ok(detail)
             }
             Step::Stage => self.stage(fresh).await,
+            Step::Prepare => self.prepare().await,
+            Step::Activate => self.activate().await,
+            Step::Adopt => self.adopt(progress).await,
+            Step::Recall => self.recall().await,
             Step::Publish => {
                 let pending = self.pending().await?;
                 self.lease.confirm().await?;
@@ -997,6 +1086,277 @@ impl<'a, 'r> Run<'a, 'r> {
             self.generation.0 - 1,
             r.store_names()
         ))
+    }
+
+    /// This rotation's generation as a store holds it (PENDING before promotion, CURRENT after),
+    /// checked against the journal's fingerprint.
+    async fn new_key(&self) -> Result<StoredKey> {
+        let r = self.rotation;
+        let primary = r.primary();
+        let stored = primary
+            .read_generation(r.credential, self.generation)
+            .await?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("{primary}: generation {} of rotation {} is gone", self.generation, self.id),
+                )
+                .with_hint("the staged key is gone from the store; inspect `rekey journal` before going further")
+            })?;
+        if Some(stored.info.certificate.fingerprint) != self.new_fingerprint {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{primary}: generation {} holds certificate {}, not the one rotation {} staged",
+                    self.generation, stored.info.certificate.fingerprint, self.id
+                ),
+            )
+            .with_hint(
+                "another process changed the store; inspect `rekey journal` before going further",
+            ));
+        }
+        Ok(stored)
+    }
+
+    /// What consumers are told about `key` in `stage`: `old` is the certificate it replaces.
+    fn announcement<'k>(
+        &self,
+        key: &'k StoredKey,
+        stage: Stage,
+        old: Option<Fingerprint>,
+    ) -> Announcement<'k>
+    where
+        'r: 'k,
+    {
+        let r = self.rotation;
+        Announcement {
+            credential: r.credential,
+            generation: key.info.generation,
+            new_fingerprint: key.info.certificate.fingerprint,
+            old_fingerprint: old,
+            stage,
+            key: Some(&key.key),
+            certificate_pem: key.info.certificate.pem(),
+            pending_location: format!("{} {} {stage}", r.primary(), r.credential),
+        }
+    }
+
+    /// Before the switchover, every consumer hears of the new generation; one that refuses stops
+    /// the rotation while nothing has changed for anyone.
+    async fn prepare(&self) -> Result<String> {
+        let key = self.new_key().await?;
+        let announcement = self.announcement(&key, Stage::Pending, self.old_fingerprint);
+        self.lease.confirm().await?;
+        let results =
+            consumers::for_all(&self.rotation.consumers.consumers, CONSUMERS_AT_ONCE, |c| {
+                c.prepare(&announcement)
+            })
+            .await;
+        let (told, refused) = split(results);
+        if refused.is_empty() {
+            return Ok(told.join("; "));
+        }
+        let temporary = refused.iter().all(|(_, e)| e.is_temporary());
+        let kind = if temporary {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Rejected
+        };
+        Err(Error::new(
+            kind,
+            format!(
+                "{}: {} before the switchover: {}",
+                self.rotation.credential,
+                plural(refused.len(), "consumer refused prepare", "consumers refused prepare"),
+                refused.iter().map(|(name, e)| format!("{name}: {e}")).collect::<Vec<_>>().join("; ")
+            ),
+        )
+        .with_hint(format!(
+            "nothing was published; fix the consumer, then `rekey resume {0}` (or `rekey abort {0}`)",
+            self.rotation.credential
+        )))
+    }
+
+    /// Right after promotion, every consumer is told to use the new generation. A refusal is a
+    /// consumer that will not adopt it: under `rollback` that undoes the rotation, otherwise it
+    /// is kept as unadopted and the others go on.
+    async fn activate(&mut self) -> Result<String> {
+        let key = self.new_key().await?;
+        let announcement = self.announcement(&key, Stage::Current, self.old_fingerprint);
+        self.lease.confirm().await?;
+        let results =
+            consumers::for_all(&self.rotation.consumers.consumers, CONSUMERS_AT_ONCE, |c| {
+                c.activate(&announcement)
+            })
+            .await;
+        let (told, refused) = split(results);
+        let refused: Vec<Unadopted> = refused
+            .into_iter()
+            .map(|(consumer, e)| Unadopted {
+                consumer,
+                reason: format!("refused activate: {e}"),
+            })
+            .collect();
+        self.unadoptable(refused, "activate", told)
+    }
+
+    /// Polls every consumer that accepted `activate` until it shows it uses the new generation or
+    /// its `adopt_timeout` passes.
+    async fn adopt(&mut self, progress: &mut (dyn FnMut(Event) + Send)) -> Result<String> {
+        let key = self.new_key().await?;
+        let announcement = self.announcement(&key, Stage::Current, self.old_fingerprint);
+        let refused: BTreeSet<String> = self.unadopted.iter().map(|u| u.consumer.clone()).collect();
+        let mut waiting: Vec<&Consumer> = self
+            .rotation
+            .consumers
+            .consumers
+            .iter()
+            .filter(|c| !refused.contains(c.name()))
+            .collect();
+        let mut adopted = Vec::new();
+        let mut late = Vec::new();
+        let mut reported: Vec<String> = Vec::new();
+        let started = Instant::now();
+        for round in 0u32.. {
+            self.lease.confirm().await?;
+            let answers = consumers::for_all(waiting.iter().copied(), CONSUMERS_AT_ONCE, |c| {
+                c.adopted(&announcement)
+            })
+            .await;
+            let mut still = Vec::new();
+            let mut last = Vec::new();
+            for (consumer, answer) in answers {
+                match answer {
+                    Ok(Adoption::Adopted { detail }) => {
+                        adopted.push(format!("{}: {detail}", consumer.name()))
+                    }
+                    // A status answer rekey cannot read will not become readable by waiting.
+                    Err(e) => late.push(Unadopted {
+                        consumer: consumer.name().to_string(),
+                        reason: e.to_string(),
+                    }),
+                    Ok(Adoption::Waiting { detail })
+                        if started.elapsed() >= consumer.adopt_timeout() =>
+                    {
+                        late.push(Unadopted {
+                            consumer: consumer.name().to_string(),
+                            reason: format!(
+                                "not adopted within {}s; last: {detail}",
+                                consumer.adopt_timeout().as_secs()
+                            ),
+                        });
+                    }
+                    Ok(Adoption::Waiting { detail }) => {
+                        last.push(format!("{} ({detail})", consumer.name()));
+                        still.push(consumer);
+                    }
+                }
+            }
+            waiting = still;
+            if waiting.is_empty() {
+                break;
+            }
+            let names: Vec<String> = waiting.iter().map(|c| c.name().to_string()).collect();
+            if names != reported {
+                progress(Event::AdoptionPending { waiting: last });
+                reported = names;
+            }
+            // Never sleep past the earliest deadline still ahead: a consumer is judged at it.
+            let until_deadline = waiting
+                .iter()
+                .map(|c| c.adopt_timeout().saturating_sub(started.elapsed()))
+                .min()
+                .unwrap_or_default();
+            let pause = ADOPT_POLL
+                .saturating_mul(1 << round.min(8))
+                .min(ADOPT_POLL_MAX)
+                .min(until_deadline);
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                // Waiting changes nothing, so it can stop mid-wait; its begin is journaled.
+                () = crate::shutdown::wait() => {
+                    return Err(crate::shutdown::stopped(self.rotation.credential, "while waiting for consumers to adopt the new key"));
+                }
+            }
+        }
+        self.unadoptable(late, "adopt", adopted)
+    }
+
+    /// The end of `activate` or `adopt`: `fine` are the consumers' details; `failed` those that
+    /// did not take the new key. Under `rollback` (outside an emergency) they fail the step, which
+    /// undoes the rotation; otherwise they are kept for the outcome and the alert.
+    fn unadoptable(
+        &mut self,
+        failed: Vec<Unadopted>,
+        what: &str,
+        fine: Vec<String>,
+    ) -> Result<String> {
+        if failed.is_empty() {
+            return Ok(fine.join("; "));
+        }
+        let listed = failed
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let rollback = self.emergency.is_none()
+            && self.rotation.consumers.on_adoption_failure == OnAdoptionFailure::Rollback;
+        if rollback {
+            return Err(Error::new(
+                ErrorKind::VerificationFailed,
+                format!(
+                    "{}: generation {} was not adopted by {listed}",
+                    self.rotation.credential, self.generation
+                ),
+            )
+            .with_hint("on_adoption_failure = \"rollback\": the previous key is being put back everywhere; fix the consumer, then rotate again"));
+        }
+        self.unadopted.extend(failed);
+        let fine = if fine.is_empty() {
+            String::new()
+        } else {
+            format!("{}; ", fine.join("; "))
+        };
+        Ok(format!("{fine}NOT adopted ({what}): {listed}"))
+    }
+
+    /// Undo, consumer side: every consumer told to use the previous generation again (the
+    /// mirror of `activate`), once they may have heard of the new one.
+    async fn recall(&self) -> Result<String> {
+        let r = self.rotation;
+        if !self.begun.contains(&Step::Prepare) {
+            return Ok(format!(
+                "{} never heard of generation {}; nothing to recall",
+                r.consumer_names(),
+                self.generation
+            ));
+        }
+        let previous = self.previous_key().await?;
+        let announcement = self.announcement(&previous, Stage::Current, self.new_fingerprint);
+        self.lease.confirm().await?;
+        let results = consumers::for_all(&r.consumers.consumers, CONSUMERS_AT_ONCE, |c| {
+            c.activate(&announcement)
+        })
+        .await;
+        let (told, refused) = split(results);
+        if refused.is_empty() {
+            return Ok(told.join("; "));
+        }
+        let temporary = refused.iter().all(|(_, e)| e.is_temporary());
+        Err(Error::new(
+            if temporary { ErrorKind::Unavailable } else { ErrorKind::Rejected },
+            format!(
+                "{}: generation {} is CURRENT again, but {} it: {}",
+                r.credential,
+                previous.info.generation,
+                plural(refused.len(), "consumer refused", "consumers refused"),
+                refused.iter().map(|(name, e)| format!("{name}: {e}")).collect::<Vec<_>>().join("; ")
+            ),
+        )
+        .with_hint(format!(
+            "the app and the stores are back on the previous key; fix the consumer, then `rekey resume {}` tells it again",
+            r.credential
+        )))
     }
 
     async fn stage(&mut self, fresh: &mut Option<(KeyMaterial, Certificate)>) -> Result<String> {
@@ -1226,6 +1586,7 @@ impl<'a, 'r> Run<'a, 'r> {
             old_fingerprint: self.old_fingerprint,
             new_fingerprint: self.new_fingerprint,
             resumed: self.resumed,
+            unadopted: self.unadopted.clone(),
         })
     }
 
@@ -1256,6 +1617,28 @@ impl<'a, 'r> Run<'a, 'r> {
             ));
         }
         Ok(stored)
+    }
+}
+
+/// Consumers' results split into `name: detail` for those that succeeded and `(name, error)` for
+/// those that did not.
+fn split(results: Vec<(&Consumer, Result<String>)>) -> (Vec<String>, Vec<(String, Error)>) {
+    let mut fine = Vec::new();
+    let mut failed = Vec::new();
+    for (consumer, result) in results {
+        match result {
+            Ok(detail) => fine.push(format!("{}: {detail}", consumer.name())),
+            Err(e) => failed.push((consumer.name().to_string(), e)),
+        }
+    }
+    (fine, failed)
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
     }
 }
 

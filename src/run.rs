@@ -35,6 +35,9 @@ pub enum Action {
         generation: Option<u64>,
         /// Its certificate.
         fingerprint: Option<String>,
+        /// Consumers that had not adopted it by their deadline (`on_adoption_failure = "alert"`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        unadopted: Vec<String>,
     },
     /// Salesforce never accepted the new key; the rotation undid itself.
     RolledBack {
@@ -236,6 +239,7 @@ fn action(result: &std::result::Result<Outcome, Failure>) -> Action {
             rotation_id: o.rotation_id.to_string(),
             generation: o.generation.map(|g| g.0),
             fingerprint: o.fingerprint.map(|f| f.to_string()),
+            unadopted: o.unadopted.iter().map(ToString::to_string).collect(),
         },
         Ok(o) => Action::RolledBack {
             rotation_id: o.rotation_id.to_string(),
@@ -278,9 +282,20 @@ pub fn news(
             );
             let reason = o.reason.as_deref().unwrap_or("no reason given");
             let (outcome, summary) = match o.ending {
-                Ending::Rotated => (
+                Ending::Rotated if o.unadopted.is_empty() => (
                     rekey_notify::Outcome::Succeeded,
                     format!("rotated to {now}"),
+                ),
+                Ending::Rotated => (
+                    rekey_notify::Outcome::Unadopted,
+                    format!(
+                        "rotated to {now}, but NOT adopted by {}",
+                        o.unadopted
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
                 ),
                 Ending::Aborted => (
                     rekey_notify::Outcome::RolledBack,

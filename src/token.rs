@@ -23,10 +23,15 @@ use std::path::{Path, PathBuf};
 /// How often one sweep reads the stages again after every key was refused: a rotation may
 /// promote between reading one stage and the next, so a pass can miss the key trusted now.
 const PASSES: usize = 3;
-/// Sweeps through the stages before "no key is trusted" is the answer.
-const SWEEPS: u32 = 3;
-/// Pause after the first sweep that found no trusted key; grows with each sweep.
-const SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+/// Sweeps through the stages before "no key is trusted" is the answer. While a change propagates
+/// each request may reach a server that has it or one that has not, so one sweep over two keys
+/// misses both by chance a quarter of the time; ten leave about one in a million.
+const SWEEPS: u32 = 10;
+/// Pause after the first sweep that found no trusted key; grows with each sweep up to
+/// [`SWEEP_PAUSE_MAX`] (about 4.5 s over all sweeps).
+const SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+/// Longest pause between sweeps.
+const SWEEP_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A token for a credential's integration user, and which key it came from.
 #[derive(Debug)] // safe: AccessToken redacts itself
@@ -164,7 +169,7 @@ async fn mint(
             )));
         }
         if sweep < SWEEPS {
-            tokio::time::sleep(SWEEP_PAUSE * sweep).await;
+            tokio::time::sleep((SWEEP_PAUSE * sweep).min(SWEEP_PAUSE_MAX)).await;
         }
     }
     Err(Error::new(

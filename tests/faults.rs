@@ -15,10 +15,10 @@ use rekey_api::{Generation, SecretStore};
 use rekey_testkit::moto::{Moto, sdk_config, version_labels};
 use rekey_testkit::openbao::OpenBao;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use world::{Run, World, rekey_api_fingerprint, vault_world, with_aws_store};
+use world::{Held, World, rekey_api_fingerprint, vault_world, with_aws_store};
 
 const CRED: &str = "billing";
 const APP: &str = "Billing_Sync";
@@ -295,99 +295,9 @@ async fn aws_labels(endpoint: &str, secret: &str) -> Vec<String> {
         .collect()
 }
 
-/// A `rekey` process waiting at a hold point.
-struct Held {
-    child: tokio::process::Child,
-    file: PathBuf,
-    point: String,
-    args: Vec<String>,
-}
-
-impl Held {
-    /// Starts `rekey args` to wait at `point` (it does not wait for it to get there).
-    fn spawn(w: &World, args: &[&str], point: &str) -> Held {
-        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let file = w.path(&format!("hold-{n}"));
-        let child = w
-            .command(args)
-            .env("REKEY_TEST_HOLD_AT", point)
-            .env("REKEY_TEST_HOLD_FILE", &file)
-            // Files, not pipes: nobody reads a pipe while the process waits, and -vv logs would
-            // fill it and block the process before its hold point.
-            .stdout(std::fs::File::create(file.with_extension("out")).unwrap())
-            .stderr(std::fs::File::create(file.with_extension("err")).unwrap())
-            .spawn()
-            .unwrap();
-        Held {
-            child,
-            file,
-            point: point.to_string(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-        }
-    }
-
-    fn is_waiting(&self) -> bool {
-        self.file.exists()
-    }
-
-    /// Waits until the process reached its hold point; panics with its output if it ended first.
-    async fn reached(mut self, w: &mut World) -> Held {
-        for _ in 0..3000 {
-            if self.is_waiting() {
-                return self;
-            }
-            if self.child.try_wait().unwrap().is_some() {
-                let run = self.finish(w).await;
-                panic!(
-                    "rekey ended before its hold point (exit {}):\n{}{}",
-                    run.code, run.stdout, run.stderr
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let point = self.point.clone();
-        let run = self.kill(w).await;
-        panic!(
-            "rekey never reached its hold point {point} in 30s (killed):\n{}{}",
-            run.stdout,
-            tail(&run.stderr, 30)
-        );
-    }
-
-    /// SIGKILL, as a crash or an OOM kill would.
-    async fn kill(mut self, w: &mut World) -> Run {
-        self.child.start_kill().unwrap();
-        self.finish(w).await
-    }
-
-    /// Lets it go on from the hold point.
-    async fn release(self, w: &mut World) -> Run {
-        std::fs::remove_file(&self.file).unwrap();
-        self.finish(w).await
-    }
-
-    async fn finish(mut self, w: &mut World) -> Run {
-        let status = self.child.wait().await.unwrap();
-        let out = std::process::Output {
-            status,
-            stdout: std::fs::read(self.file.with_extension("out")).unwrap(),
-            stderr: std::fs::read(self.file.with_extension("err")).unwrap(),
-        };
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        w.record(&args, out)
-    }
-}
-
 /// Lets the lease of a runner that could not release it expire.
 async fn wait_out_lease() {
     tokio::time::sleep(Duration::from_millis(LEASE_SECS * 1000 + 300)).await;
-}
-
-/// The last `n` lines of `text` (debug logs run long).
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[derive(Clone, Copy, Debug)]

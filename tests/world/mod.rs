@@ -11,6 +11,7 @@ use rekey_testkit::moto::Moto;
 use rekey_testkit::openbao::OpenBao;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 pub(crate) struct World {
     pub(crate) dir: tempfile::TempDir,
@@ -350,4 +351,94 @@ pub(crate) fn with_aws_store(w: &mut World, moto: &Moto) -> String {
         w.env.push((k.into(), v.into()));
     }
     prefix
+}
+
+/// A `rekey` process waiting at a hold point.
+pub(crate) struct Held {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) file: PathBuf,
+    point: String,
+    args: Vec<String>,
+}
+
+impl Held {
+    /// Starts `rekey args` to wait at `point` (it does not wait for it to get there).
+    pub(crate) fn spawn(w: &World, args: &[&str], point: &str) -> Held {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = w.path(&format!("hold-{n}"));
+        let child = w
+            .command(args)
+            .env("REKEY_TEST_HOLD_AT", point)
+            .env("REKEY_TEST_HOLD_FILE", &file)
+            // Files, not pipes: nobody reads a pipe while the process waits, and -vv logs would
+            // fill it and block the process before its hold point.
+            .stdout(std::fs::File::create(file.with_extension("out")).unwrap())
+            .stderr(std::fs::File::create(file.with_extension("err")).unwrap())
+            .spawn()
+            .unwrap();
+        Held {
+            child,
+            file,
+            point: point.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.file.exists()
+    }
+
+    /// Waits until the process reached its hold point; panics with its output if it ended first.
+    pub(crate) async fn reached(mut self, w: &mut World) -> Held {
+        for _ in 0..3000 {
+            if self.is_waiting() {
+                return self;
+            }
+            if self.child.try_wait().unwrap().is_some() {
+                let run = self.finish(w).await;
+                panic!(
+                    "rekey ended before its hold point (exit {}):\n{}{}",
+                    run.code, run.stdout, run.stderr
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let point = self.point.clone();
+        let run = self.kill(w).await;
+        panic!(
+            "rekey never reached its hold point {point} in 30s (killed):\n{}{}",
+            run.stdout,
+            tail(&run.stderr, 30)
+        );
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub(crate) async fn kill(mut self, w: &mut World) -> Run {
+        self.child.start_kill().unwrap();
+        self.finish(w).await
+    }
+
+    /// Lets it go on from the hold point.
+    pub(crate) async fn release(self, w: &mut World) -> Run {
+        std::fs::remove_file(&self.file).unwrap();
+        self.finish(w).await
+    }
+
+    pub(crate) async fn finish(mut self, w: &mut World) -> Run {
+        let status = self.child.wait().await.unwrap();
+        let out = std::process::Output {
+            status,
+            stdout: std::fs::read(self.file.with_extension("out")).unwrap(),
+            stderr: std::fs::read(self.file.with_extension("err")).unwrap(),
+        };
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        w.record(&args, out)
+    }
+}
+
+/// The last `n` lines of `text` (debug logs run long).
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -15,6 +15,8 @@ pub enum Step {
     Generate,
     /// Write the key as PENDING in the store.
     Stage,
+    /// Tell every consumer a new key is coming (`prepare`), before the switchover.
+    Prepare,
     /// Emergency with the kill switch: switch the External Client App's OAuth off.
     #[serde(rename = "oauth_off")]
     OauthOff,
@@ -29,6 +31,10 @@ pub enum Step {
     Revoke,
     /// Make the new key CURRENT; the old one becomes PREVIOUS.
     Promote,
+    /// Tell every consumer to use the new key now (`activate`).
+    Activate,
+    /// Wait until every consumer proves it uses the new key, within its deadline.
+    Adopt,
     /// Emergency: destroy every older generation in every store.
     Destroy,
     /// Close the rotation.
@@ -37,35 +43,53 @@ pub enum Step {
     Restore,
     /// Undo: make the previous generation CURRENT again in every store and clear PENDING.
     Revert,
+    /// Undo: tell every consumer to use the previous generation again (`activate`).
+    Recall,
     /// Undo: close the rotation as aborted or rolled back.
     Close,
 }
 
 impl Step {
-    /// Every step, in protocol order.
-    pub const ALL: [Step; 6] = [
+    /// Every step, in protocol order (the consumer steps only when the credential has consumers).
+    pub const ALL: [Step; 9] = [
         Step::Generate,
         Step::Stage,
+        Step::Prepare,
         Step::Publish,
         Step::Verify,
         Step::Promote,
+        Step::Activate,
+        Step::Adopt,
         Step::Finalize,
     ];
-    /// An emergency rekey's steps, in order (`OauthOff`/`OauthOn` only with the kill switch).
-    pub const EMERGENCY: [Step; 10] = [
+    /// An emergency rekey's steps, in order (`OauthOff`/`OauthOn` only with the kill switch, the
+    /// consumer steps only with consumers).
+    pub const EMERGENCY: [Step; 13] = [
         Step::Generate,
         Step::Stage,
+        Step::Prepare,
         Step::OauthOff,
         Step::Publish,
         Step::OauthOn,
         Step::Verify,
         Step::Revoke,
         Step::Promote,
+        Step::Activate,
+        Step::Adopt,
         Step::Destroy,
         Step::Finalize,
     ];
-    /// The steps that undo a rotation (`rekey abort`, rollback after a failed verification).
-    pub const UNDO: [Step; 3] = [Step::Restore, Step::Revert, Step::Close];
+    /// The steps that undo a rotation (`rekey abort`, rollback after a failed verification or a
+    /// consumer that did not adopt the new key).
+    pub const UNDO: [Step; 4] = [Step::Restore, Step::Revert, Step::Recall, Step::Close];
+
+    /// Whether this step talks to the credential's consumers (skipped when it has none).
+    pub fn is_consumer_step(self) -> bool {
+        matches!(
+            self,
+            Step::Prepare | Step::Activate | Step::Adopt | Step::Recall
+        )
+    }
 
     /// Whether this step undoes a rotation.
     pub fn is_undo(self) -> bool {
@@ -78,16 +102,20 @@ impl fmt::Display for Step {
         f.write_str(match self {
             Step::Generate => "generate",
             Step::Stage => "stage",
+            Step::Prepare => "prepare",
             Step::OauthOff => "oauth_off",
             Step::Publish => "publish",
             Step::OauthOn => "oauth_on",
             Step::Verify => "verify",
             Step::Revoke => "revoke",
             Step::Promote => "promote",
+            Step::Activate => "activate",
+            Step::Adopt => "adopt",
             Step::Destroy => "destroy",
             Step::Finalize => "finalize",
             Step::Restore => "restore",
             Step::Revert => "revert",
+            Step::Recall => "recall",
             Step::Close => "close",
         })
     }

@@ -43,6 +43,8 @@ pub enum Outcome {
     Failed,
     /// Salesforce never accepted the new key, and the rotation undid itself.
     RolledBack,
+    /// The new key is promoted, but some consumers had not adopted it by their deadline.
+    Unadopted,
 }
 
 impl Outcome {
@@ -52,6 +54,7 @@ impl Outcome {
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
             Outcome::RolledBack => "rolled_back",
+            Outcome::Unadopted => "unadopted",
         }
     }
 }
@@ -168,6 +171,7 @@ impl Message {
                 Outcome::Succeeded => "[ROTATED]",
                 Outcome::Failed => "[ROTATION FAILED]",
                 Outcome::RolledBack => "[ROLLED BACK]",
+                Outcome::Unadopted => "[NOT ADOPTED]",
             },
         }
     }

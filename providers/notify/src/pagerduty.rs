@@ -16,6 +16,7 @@
 //! | `Alert` | `trigger` under the caller's `dedup_key`; `Warning` → `warning`, `Critical` → `critical`, `Unknown` → `error`; class `certificate-expiry` |
 //! | `Resolve` | `resolve` of the caller's `dedup_key` |
 //! | `Rotation` failed or rolled back | `trigger`, severity `error`, class `key-rotation`, dedup key `rekey/rotation/<org>/<credential>` |
+//! | `Rotation` succeeded but not adopted by every consumer | the same `trigger` with severity `warning` |
 //! | `Rotation` succeeded | `resolve` of `rekey/rotation/<org>/<credential>` |
 
 use crate::message::{Message, Outcome, Severity, truncate};
@@ -135,8 +136,12 @@ pub(crate) fn event(
             if let Some(id) = rotation_id {
                 details.insert("rotation_id", id.as_str());
             }
+            let level = match outcome {
+                Outcome::Unadopted => "warning",
+                _ => "error",
+            };
             Some(payload(
-                "error",
+                level,
                 "key-rotation",
                 with_subject(details, message),
             ))
