@@ -154,25 +154,7 @@ struct Endpoint {
 
 impl Endpoint {
     fn parse(text: &str, what: &str, label: &str) -> Result<Endpoint> {
-        let url = Url::parse(text.trim()).map_err(|e| {
-            Error::new(
-                ErrorKind::Config,
-                format!("{label}: {what} is not a URL: {e}"),
-            )
-        })?;
-        let host = url.host_str().unwrap_or_default().to_string();
-        match url.scheme() {
-            "https" if !host.is_empty() => {}
-            "http" if rekey_api::is_loopback_host(&host) => {}
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "{label}: {what} must use https (plain http is allowed only for loopback hosts)"
-                    ),
-                ));
-            }
-        }
+        let (url, host) = rekey_notify::https_url(text, what, label)?;
         Ok(Endpoint { url, host })
     }
 }

@@ -92,6 +92,29 @@ impl fmt::Display for ChannelKind {
     }
 }
 
+/// Parses a configured endpoint `text` (the setting `what` of `label`) and answers it with its
+/// host: https only, plain http only for loopback hosts (test receivers). Errors name the setting,
+/// never the input, which may carry a token.
+pub fn https_url(text: &str, what: &str, label: &str) -> Result<(Url, String)> {
+    let url = Url::parse(text.trim()).map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!("{label}: {what} is not a URL: {e}"),
+        )
+    })?;
+    let host = url.host_str().unwrap_or_default().to_string();
+    match url.scheme() {
+        "https" if !host.is_empty() => Ok((url, host)),
+        "http" if rekey_api::is_loopback_host(&host) => Ok((url, host)),
+        _ => Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "{label}: {what} must use https (plain http is allowed only for loopback hosts)"
+            ),
+        )),
+    }
+}
+
 /// How often and how patiently a delivery is retried.
 ///
 /// Transport errors, 5xx and 429 are retried; other answers are final. The wait before retry
@@ -230,26 +253,7 @@ impl Channel {
             ChannelKind::PagerDuty => "events_url",
             ChannelKind::Webhook => "url",
         };
-        // The parse error names the problem, never the input.
-        let parsed = Url::parse(url.trim()).map_err(|e| {
-            Error::new(
-                ErrorKind::Config,
-                format!("{label}: {what} is not a URL: {e}"),
-            )
-        })?;
-        let host = parsed.host_str().unwrap_or_default().to_string();
-        match parsed.scheme() {
-            "https" if !host.is_empty() => {}
-            "http" if rekey_api::is_loopback_host(&host) => {}
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "{label}: {what} must use https (plain http is allowed only for loopback hosts)"
-                    ),
-                ));
-            }
-        }
+        let (parsed, host) = https_url(url, what, &label)?;
         if secret.is_blank() {
             let secret_name = match kind {
                 ChannelKind::Slack => "webhook_url",
