@@ -1156,25 +1156,18 @@ impl<'a, 'r> Run<'a, 'r> {
         if refused.is_empty() {
             return Ok(told.join("; "));
         }
-        let temporary = refused.iter().all(|(_, e)| e.is_temporary());
-        let kind = if temporary {
-            ErrorKind::Unavailable
-        } else {
-            ErrorKind::Rejected
-        };
-        Err(Error::new(
-            kind,
+        let count = plural(refused.len(), "consumer", "consumers");
+        Err(refusal(
+            &refused,
             format!(
-                "{}: {} before the switchover: {}",
-                self.rotation.credential,
-                plural(refused.len(), "consumer refused prepare", "consumers refused prepare"),
-                refused.iter().map(|(name, e)| format!("{name}: {e}")).collect::<Vec<_>>().join("; ")
+                "{}: {count} refused prepare before the switchover",
+                self.rotation.credential
             ),
-        )
-        .with_hint(format!(
-            "nothing was published; fix the consumer, then `rekey resume {0}` (or `rekey abort {0}`)",
-            self.rotation.credential
-        )))
+            format!(
+                "nothing was published; fix the consumer, then `rekey resume {0}` (or `rekey abort {0}`)",
+                self.rotation.credential
+            ),
+        ))
     }
 
     /// Right after promotion, every consumer is told to use the new generation. A refusal is a
@@ -1342,21 +1335,18 @@ impl<'a, 'r> Run<'a, 'r> {
         if refused.is_empty() {
             return Ok(told.join("; "));
         }
-        let temporary = refused.iter().all(|(_, e)| e.is_temporary());
-        Err(Error::new(
-            if temporary { ErrorKind::Unavailable } else { ErrorKind::Rejected },
+        let count = plural(refused.len(), "consumer", "consumers");
+        Err(refusal(
+            &refused,
             format!(
-                "{}: generation {} is CURRENT again, but {} it: {}",
-                r.credential,
-                previous.info.generation,
-                plural(refused.len(), "consumer refused", "consumers refused"),
-                refused.iter().map(|(name, e)| format!("{name}: {e}")).collect::<Vec<_>>().join("; ")
+                "{}: generation {} is CURRENT again, but {count} refused it",
+                r.credential, previous.info.generation
             ),
-        )
-        .with_hint(format!(
-            "the app and the stores are back on the previous key; fix the consumer, then `rekey resume {}` tells it again",
-            r.credential
-        )))
+            format!(
+                "the app and the stores are back on the previous key; fix the consumer, then `rekey resume {}` tells it again",
+                r.credential
+            ),
+        ))
     }
 
     async fn stage(&mut self, fresh: &mut Option<(KeyMaterial, Certificate)>) -> Result<String> {
@@ -1632,6 +1622,22 @@ fn split(results: Vec<(&Consumer, Result<String>)>) -> (Vec<String>, Vec<(String
         }
     }
     (fine, failed)
+}
+
+/// The error for consumers that refused: `what`, then each consumer and its error. Temporary
+/// (so the step is retried) only if every refusal was.
+fn refusal(refused: &[(String, Error)], what: String, hint: String) -> Error {
+    let kind = if refused.iter().all(|(_, e)| e.is_temporary()) {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Rejected
+    };
+    let each = refused
+        .iter()
+        .map(|(name, e)| format!("{name}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Error::new(kind, format!("{what}: {each}")).with_hint(hint)
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
