@@ -473,7 +473,7 @@ pub async fn plan(rotation: &Rotation<'_>, emergency: Option<&Emergency>) -> Res
                 Step::Stage => (format!("write generation {new_generation} as PENDING in {}", rotation.store_names()), true),
                 Step::Prepare => (format!("tell {consumers} that generation {new_generation} is coming (prepare); any refusal stops the rotation before the switchover"), true),
                 Step::Activate => (format!("tell {consumers} to use generation {new_generation} now (activate)"), true),
-                Step::Adopt => (format!("wait until {consumers} show they use generation {new_generation} (up to {longest_wait}s each); else {on_unadopted}"), false),
+                Step::Adopt => (format!("wait until every consumer ({consumers}) shows it uses generation {new_generation} (up to {longest_wait}s each); else {on_unadopted}"), false),
                 Step::Recall => (format!("tell {consumers} to use the previous generation again (activate)"), true),
                 Step::Publish => (
                     format!("deploy the new certificate to {} (checkOnly, then deploy; every other field kept)", rotation.target),

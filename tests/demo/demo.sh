@@ -28,6 +28,17 @@ for _ in $(seq 100); do [ -s url ] && break; sleep 0.1; done
 url=$(cat url)
 echo "org emulator listening on $url"
 sed "s#@LOGIN_URL@#$url#" "$root/tests/demo/rekey.toml.in" > rekey.toml
+# A consumer that cannot read the store: rekey hands it the key and certificate as files, right
+# after the new key is promoted (webhook, exec and store consumers: see the README).
+mkdir -p legacy-etl
+cat >> rekey.toml <<'TOML'
+
+[[credentials.billing.consumers]]
+name = "legacy-etl"
+kind = "file"
+key_path = "legacy-etl/billing.key"
+cert_path = "legacy-etl/billing.crt"
+TOML
 
 echo
 echo "== 2. Put the integration's existing key under rekey's management"
@@ -44,6 +55,7 @@ echo
 echo "== 4. After"
 rekey status
 rekey check billing
+rekey inspect legacy-etl/billing.key legacy-etl/billing.crt
 echo
 echo "== 5. Salesforce accepts the new key and refuses the old one"
 rekey verify billing
@@ -53,4 +65,4 @@ code=$?
 set -e
 if [ "$code" != 3 ]; then echo "expected the old key to be refused (exit 3), got $code"; exit 1; fi
 echo
-echo "demo done: the Connected App's certificate was rotated and proven; files are in $work"
+echo "demo done: the Connected App's certificate was rotated and proven, and the legacy-etl consumer holds the new pair; files are in $work"
