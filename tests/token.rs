@@ -383,6 +383,83 @@ async fn a_consumer_minting_every_100ms_through_a_whole_rotation_never_fails() {
     w.assert_no_key_bytes_leaked();
 }
 
+/// Mints in a loop until `stop`, each through a new `rekey token --no-cache` process.
+async fn mint_until(
+    w: &World,
+    stop: &AtomicBool,
+    minted: &AtomicUsize,
+) -> Vec<std::process::Output> {
+    let mut runs = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        runs.push(
+            w.command(&["token", CRED, "--no-cache"])
+                .output()
+                .await
+                .unwrap(),
+        );
+        minted.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    runs
+}
+
+/// Waits until `minted` grew by `more`.
+async fn minted_more(minted: &AtomicUsize, more: usize) {
+    let target = minted.load(Ordering::SeqCst) + more;
+    for _ in 0..600 {
+        if minted.load(Ordering::SeqCst) >= target {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the consumers stopped minting");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_consumers_never_fail_while_each_request_reaches_a_random_node() {
+    // Each token request is checked against only the old or only the new certificate, at
+    // random: the same key is refused by one request and accepted by the next.
+    let mut w = world().await;
+    w.sim.set_propagation(WINDOW_SECS, PropagationMode::Random);
+    let stop = AtomicBool::new(false);
+    let minted = AtomicUsize::new(0);
+    let consumers = futures_util::future::join_all((0..3).map(|_| mint_until(&w, &stop, &minted)));
+    let rotating = async {
+        minted_more(&minted, 6).await;
+        let mut rotation = Paused::spawn(&w, &["rotate", CRED], "publish:done,promote:done");
+        rotation.held_at("publish:done").await;
+        minted_more(&minted, 30).await;
+        rotation.go_on();
+        rotation.held_at("promote:done").await;
+        minted_more(&minted, 30).await;
+        rotation.go_on();
+        let finished = rotation.finish().await;
+        minted_more(&minted, 6).await;
+        stop.store(true, Ordering::SeqCst);
+        finished
+    };
+    let (runs, finished) = tokio::join!(consumers, rotating);
+    finished_ok(&mut w, finished);
+    let args = ["token", CRED, "--no-cache"];
+    let mut stages = std::collections::BTreeMap::<String, usize>::new();
+    let mut total = 0;
+    for out in runs.into_iter().flatten() {
+        let run = w.record(&args, out);
+        assert_eq!(run.code, 0, "a mint failed:\n{}{}", run.stdout, run.stderr);
+        *stages
+            .entry(parsed(&run)["stage"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        total += 1;
+    }
+    assert!(total >= 72, "{total} mints");
+    // Both keys were needed: the old one as CURRENT then PREVIOUS, the new one as PENDING then
+    // CURRENT.
+    for stage in ["current", "pending", "previous"] {
+        assert!(stages.contains_key(stage), "no {stage} mint: {stages:?}");
+    }
+    w.assert_no_key_bytes_leaked();
+}
+
 #[tokio::test]
 async fn a_refusal_another_key_cannot_fix_exits_3_after_one_grant() {
     let mut w = world().await;

@@ -63,6 +63,10 @@ pub enum PropagationMode {
     Either,
     /// Neither verifies: the old certificate is gone and the new one has not arrived yet.
     Neither,
+    /// Each token request is verified against either only the previous or only the new
+    /// certificate, chosen at random per request (a request reaching a node the change has, or
+    /// has not, reached yet).
+    Random,
 }
 
 /// How certificates appear in `readMetadata` results.

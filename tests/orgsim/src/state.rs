@@ -203,7 +203,9 @@ pub(crate) struct Cursor {
 #[derive(Debug, Clone)]
 pub(crate) struct CertChange {
     old: Option<Cert>,
-    at: i64,
+    /// Simulated time of the change, in milliseconds, so a window lasts exactly
+    /// `propagation_secs` whatever fraction of a second the change happened in.
+    at_ms: i64,
 }
 
 /// Who asks for a component check: seeds may create ConnectedApps even while creation is
@@ -442,6 +444,11 @@ impl OrgState {
     /// Simulated now (unix seconds): wall clock plus the test offset.
     pub(crate) fn now(&self) -> i64 {
         chrono::Utc::now().timestamp() + self.clock_offset
+    }
+
+    /// Simulated now in unix milliseconds (the propagation window's clock).
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis() + self.clock_offset * 1000
     }
 
     /// A fresh 18-character Salesforce id with this key prefix.
@@ -702,14 +709,21 @@ impl OrgState {
     pub(crate) fn trusted_certs(&self, app: &AppView) -> Vec<Cert> {
         let current: Option<Cert> = app.certificate.as_deref().and_then(|t| Cert::parse(t).ok());
         let change = self.cert_changes.get(&app.key());
-        let window = self.settings.propagation_secs as i64;
-        let in_window = change.is_some_and(|c| self.now() < c.at + window);
+        let window_ms = (self.settings.propagation_secs as i64).saturating_mul(1000);
+        let in_window = change.is_some_and(|c| self.now_ms() < c.at_ms.saturating_add(window_ms));
         let old = change.and_then(|c| c.old.clone());
         let certs = match (in_window, self.settings.propagation_mode) {
             (false, _) | (true, PropagationMode::New) => vec![current],
             (true, PropagationMode::Old) => vec![old],
             (true, PropagationMode::Either) => vec![current, old],
             (true, PropagationMode::Neither) => vec![],
+            (true, PropagationMode::Random) => {
+                if rand::rng().random_bool(0.5) {
+                    vec![current]
+                } else {
+                    vec![old]
+                }
+            }
         };
         certs.into_iter().flatten().collect()
     }
@@ -834,7 +848,8 @@ impl OrgState {
                     .entry(app.clone())
                     .or_insert_with(|| old.iter().cloned().collect());
                 history.extend(new);
-                self.cert_changes.insert(app, CertChange { old, at: now });
+                let at_ms = self.now_ms();
+                self.cert_changes.insert(app, CertChange { old, at_ms });
             }
         }
         let (id, created) = match previous {
