@@ -11,12 +11,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use rekey_testkit::moto::{Moto, sdk_config, version_labels};
+use rekey_testkit::openbao::OpenBao;
 use rekey_testkit::receiver::Receiver;
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use world::{Held, World, openssl, rekey_api_fingerprint};
+use world::{Held, World, openssl, rekey_api_fingerprint, vault_world, with_aws_store};
 
 const CRED: &str = "billing";
 const APP: &str = "Billing_Sync";
@@ -139,7 +141,16 @@ struct Scene {
 
 impl Scene {
     async fn new(stubborn: bool, extra: &str, etl_fails_on: Option<&str>) -> Scene {
-        let mut w = World::new().await;
+        Scene::in_world(World::new().await, stubborn, extra, etl_fails_on).await
+    }
+
+    /// The scene in `w`, whose config names the store `billing` uses.
+    async fn in_world(
+        mut w: World,
+        stubborn: bool,
+        extra: &str,
+        etl_fails_on: Option<&str>,
+    ) -> Scene {
         w.import_legacy(CRED).await;
         let legacy_fingerprint = w.app_fingerprint(APP);
         let api = HookConsumer::start(stubborn, &legacy_fingerprint).await;
@@ -623,4 +634,93 @@ async fn killed_while_waiting_for_adoption_resume_finishes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_recalling_the_consumers_resume_finishes_the_rollback() {
     killed_at("recall:begin", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_vault_consumers_are_handed_the_staged_key_and_then_the_current_one() {
+    let (w, _) = vault_world(OpenBao::shared()).await;
+    let mut s = Scene::in_world(w, false, "", None).await;
+    s.w.ok(&["rotate", CRED]).await;
+    let new_fingerprint = s.w.app_fingerprint(APP);
+    assert_ne!(new_fingerprint, s.legacy_fingerprint);
+    assert_eq!(
+        s.api.events(),
+        [("prepare".into(), 2), ("activate".into(), 2)]
+    );
+    let read_from = s.api.heard()[0].body["read_from"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        read_from.starts_with("vault(") && read_from.ends_with("billing PENDING"),
+        "{read_from}"
+    );
+    assert_eq!(
+        s.etl_log(),
+        [
+            format!("prepare 2 {new_fingerprint} pending 600 0"),
+            format!("activate 2 {new_fingerprint} current 600 0"),
+        ]
+    );
+    std::fs::write(s.w.path("app.crt"), app_pem(&s.w)).unwrap();
+    let app_key = cert_public_key(&s.w, "app.crt");
+    assert_eq!(
+        std::fs::read(s.w.path("etl-prepare-2.pub")).unwrap(),
+        app_key
+    );
+    s.w.assert_no_key_bytes_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_aws_a_laggard_rolls_the_staging_labels_and_the_consumers_back() {
+    let moto = Moto::shared();
+    let mut w = World::new().await;
+    let prefix = with_aws_store(&mut w, moto);
+    w.edit_config(|c| c.replacen("store = \"local\"", "store = \"aws\"", 1));
+    let mut s = Scene::in_world(w, true, "", None).await;
+    let run = s.w.rekey(&["rotate", CRED]).await;
+    assert_eq!(run.code, 7, "{}{}", run.stdout, run.stderr);
+    assert_eq!(s.w.app_fingerprint(APP), s.legacy_fingerprint);
+    assert_eq!(s.w.current_fingerprint(CRED).await, s.legacy_fingerprint);
+    let status = s.w.json(&["status", CRED]).await;
+    assert_eq!(status[0]["generation"], 1, "{status}");
+    assert!(status[0]["pending_generation"].is_null(), "{status}");
+    // The labels themselves: AWSCURRENT back on the imported version, no AWSPENDING left.
+    let client = aws_sdk_secretsmanager::Client::new(&sdk_config(&moto.endpoint()).await);
+    let secret = format!("{prefix}/billing");
+    let labels: Vec<String> = version_labels(&client, &secret)
+        .await
+        .into_values()
+        .flatten()
+        .collect();
+    assert_eq!(
+        labels.iter().filter(|l| *l == "AWSCURRENT").count(),
+        1,
+        "{labels:?}"
+    );
+    assert!(!labels.iter().any(|l| l == "AWSPENDING"), "{labels:?}");
+    let current = client
+        .get_secret_value()
+        .secret_id(&secret)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap();
+    let value: Value = serde_json::from_str(current.secret_string().unwrap()).unwrap();
+    assert_eq!(
+        rekey_api_fingerprint(value["certificate"].as_str().unwrap()),
+        s.legacy_fingerprint
+    );
+    assert_eq!(
+        s.api.events(),
+        [
+            ("prepare".into(), 2),
+            ("activate".into(), 2),
+            ("activate".into(), 1)
+        ]
+    );
+    assert_eq!(
+        rekey_api_fingerprint(&std::fs::read_to_string(s.w.path("legacy/cert.pem")).unwrap()),
+        s.legacy_fingerprint
+    );
 }
