@@ -1906,8 +1906,11 @@ exit 3"#,
     fn stderr_lines_that_could_be_key_material_are_elided() {
         let key = &pairs().0;
         let body_line = key_lines()[3].clone();
+        // The generated key's own armour line, as a command that cats the key file would print.
+        let armour = key.expose_secret_pem().lines().next().unwrap().to_string();
+        assert!(armour.starts_with("-----BEGIN"), "{armour}");
         let text = format!(
-            "one\n\nfingerprint {}\n{body_line}\nsecret: {}\n-----BEGIN PRIVATE KEY-----\nsix\nseven\n",
+            "one\n\nfingerprint {}\n{body_line}\nsecret: {}\n{armour}\nsix\nseven\n",
             pairs().1.fingerprint,
             &body_line[5..40]
         );
