@@ -1141,28 +1141,46 @@ impl<'a, 'r> Run<'a, 'r> {
         }
     }
 
+    /// Every consumer told through `op` ([`CONSUMERS_AT_ONCE`] at a time) under a confirmed
+    /// lease: `name: detail` of those that accepted, and `(name, error)` of those that refused.
+    async fn tell_everyone<'c, F, Fut>(
+        &'c self,
+        op: F,
+    ) -> Result<(Vec<String>, Vec<(String, Error)>)>
+    where
+        F: FnMut(&'c Consumer) -> Fut,
+        Fut: std::future::Future<Output = Result<String>>,
+    {
+        self.lease.confirm().await?;
+        let mut told = Vec::new();
+        let mut refused = Vec::new();
+        let consumers = &self.rotation.consumers.consumers;
+        for (consumer, result) in consumers::for_all(consumers, CONSUMERS_AT_ONCE, op).await {
+            match result {
+                Ok(detail) => told.push(format!("{}: {detail}", consumer.name())),
+                Err(e) => refused.push((consumer.name().to_string(), e)),
+            }
+        }
+        Ok((told, refused))
+    }
+
     /// Before the switchover, every consumer hears of the new generation; one that refuses stops
     /// the rotation while nothing has changed for anyone.
     async fn prepare(&self) -> Result<String> {
         let key = self.new_key().await?;
         let announcement = self.announcement(&key, Stage::Pending, self.old_fingerprint);
-        self.lease.confirm().await?;
-        let results =
-            consumers::for_all(&self.rotation.consumers.consumers, CONSUMERS_AT_ONCE, |c| {
-                c.prepare(&announcement)
-            })
-            .await;
-        let (told, refused) = split(results);
+        let (told, refused) = self.tell_everyone(|c| c.prepare(&announcement)).await?;
         if refused.is_empty() {
             return Ok(told.join("; "));
         }
-        let count = plural(refused.len(), "consumer", "consumers");
         Err(refusal(
             &refused,
-            format!(
-                "{}: {count} refused prepare before the switchover",
-                self.rotation.credential
-            ),
+            |count| {
+                format!(
+                    "{}: {count} refused prepare before the switchover",
+                    self.rotation.credential
+                )
+            },
             format!(
                 "nothing was published; fix the consumer, then `rekey resume {0}` (or `rekey abort {0}`)",
                 self.rotation.credential
@@ -1176,13 +1194,7 @@ impl<'a, 'r> Run<'a, 'r> {
     async fn activate(&mut self) -> Result<String> {
         let key = self.new_key().await?;
         let announcement = self.announcement(&key, Stage::Current, self.old_fingerprint);
-        self.lease.confirm().await?;
-        let results =
-            consumers::for_all(&self.rotation.consumers.consumers, CONSUMERS_AT_ONCE, |c| {
-                c.activate(&announcement)
-            })
-            .await;
-        let (told, refused) = split(results);
+        let (told, refused) = self.tell_everyone(|c| c.activate(&announcement)).await?;
         let refused: Vec<Unadopted> = refused
             .into_iter()
             .map(|(consumer, e)| Unadopted {
@@ -1326,22 +1338,18 @@ impl<'a, 'r> Run<'a, 'r> {
         }
         let previous = self.previous_key().await?;
         let announcement = self.announcement(&previous, Stage::Current, self.new_fingerprint);
-        self.lease.confirm().await?;
-        let results = consumers::for_all(&r.consumers.consumers, CONSUMERS_AT_ONCE, |c| {
-            c.activate(&announcement)
-        })
-        .await;
-        let (told, refused) = split(results);
+        let (told, refused) = self.tell_everyone(|c| c.activate(&announcement)).await?;
         if refused.is_empty() {
             return Ok(told.join("; "));
         }
-        let count = plural(refused.len(), "consumer", "consumers");
         Err(refusal(
             &refused,
-            format!(
-                "{}: generation {} is CURRENT again, but {count} refused it",
-                r.credential, previous.info.generation
-            ),
+            |count| {
+                format!(
+                    "{}: generation {} is CURRENT again, but {count} refused it",
+                    r.credential, previous.info.generation
+                )
+            },
             format!(
                 "the app and the stores are back on the previous key; fix the consumer, then `rekey resume {}` tells it again",
                 r.credential
@@ -1610,23 +1618,17 @@ impl<'a, 'r> Run<'a, 'r> {
     }
 }
 
-/// Consumers' results split into `name: detail` for those that succeeded and `(name, error)` for
-/// those that did not.
-fn split(results: Vec<(&Consumer, Result<String>)>) -> (Vec<String>, Vec<(String, Error)>) {
-    let mut fine = Vec::new();
-    let mut failed = Vec::new();
-    for (consumer, result) in results {
-        match result {
-            Ok(detail) => fine.push(format!("{}: {detail}", consumer.name())),
-            Err(e) => failed.push((consumer.name().to_string(), e)),
-        }
-    }
-    (fine, failed)
-}
-
-/// The error for consumers that refused: `what`, then each consumer and its error. Temporary
-/// (so the step is retried) only if every refusal was.
-fn refusal(refused: &[(String, Error)], what: String, hint: String) -> Error {
+/// The error for consumers that refused: `what("N consumers")`, then each consumer and its
+/// error. Temporary (so the step is retried) only if every refusal was.
+fn refusal(
+    refused: &[(String, Error)],
+    what: impl FnOnce(String) -> String,
+    hint: String,
+) -> Error {
+    let count = match refused.len() {
+        1 => "1 consumer".to_string(),
+        n => format!("{n} consumers"),
+    };
     let kind = if refused.iter().all(|(_, e)| e.is_temporary()) {
         ErrorKind::Unavailable
     } else {
@@ -1637,15 +1639,7 @@ fn refusal(refused: &[(String, Error)], what: String, hint: String) -> Error {
         .map(|(name, e)| format!("{name}: {e}"))
         .collect::<Vec<_>>()
         .join("; ");
-    Error::new(kind, format!("{what}: {each}")).with_hint(hint)
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
-    }
+    Error::new(kind, format!("{}: {each}", what(count))).with_hint(hint)
 }
 
 /// Runs `op` until it succeeds, fails permanently, or has failed temporarily [`ATTEMPTS`] times,
