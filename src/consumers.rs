@@ -79,10 +79,10 @@ pub struct Announcement<'a> {
     pub key: Option<&'a KeyMaterial>,
     /// The certificate, PEM (public).
     pub certificate_pem: &'a str,
-    /// Where the consumer reads the key, e.g. `vault secret/rekey/billing/pending`: PENDING's
-    /// location for `prepare`, CURRENT's for `activate`. Sent as `read_from` and
-    /// `REKEY_READ_FROM`.
-    pub pending_location: String,
+    /// Where the consumer reads the key: the primary store, the credential and the stage, e.g.
+    /// `file(/srv/rekey/keys) billing PENDING` for `prepare`, `… CURRENT` for `activate`. Sent
+    /// as `read_from` and `REKEY_READ_FROM`.
+    pub read_from: String,
 }
 
 /// One poll of a consumer's adoption.
@@ -489,7 +489,7 @@ impl Consumer {
             "generation": p.generation,
             "new_fingerprint": p.new_fingerprint,
             "old_fingerprint": p.old_fingerprint,
-            "read_from": p.pending_location,
+            "read_from": p.read_from,
         }))
         .expect("a JSON value always serializes");
         let attempts = self.backoff.attempts.max(1);
@@ -715,7 +715,7 @@ impl Consumer {
             .env("REKEY_FINGERPRINT", p.new_fingerprint.to_hex())
             .env("REKEY_STAGE", stage_name(p.stage))
             .env("REKEY_EVENT", event.as_str())
-            .env("REKEY_READ_FROM", &p.pending_location)
+            .env("REKEY_READ_FROM", &p.read_from)
             .stdin(if exec.deliver_key == DeliverKey::Stdin {
                 Stdio::piped()
             } else {
@@ -1286,7 +1286,7 @@ subject = { cn = "billing-sync" }
             stage,
             key: Some(key),
             certificate_pem: cert.pem(),
-            pending_location: "vault secret/rekey/billing/pending".into(),
+            read_from: "vault secret/rekey/billing/pending".into(),
         }
     }
 
@@ -1301,7 +1301,7 @@ subject = { cn = "billing-sync" }
             stage: Stage::Current,
             key: Some(key),
             certificate_pem: old.pem(),
-            pending_location: "vault secret/rekey/billing/current".into(),
+            read_from: "vault secret/rekey/billing/current".into(),
         }
     }
 

@@ -1137,7 +1137,7 @@ impl<'a, 'r> Run<'a, 'r> {
             stage,
             key: Some(&key.key),
             certificate_pem: key.info.certificate.pem(),
-            pending_location: format!("{} {} {stage}", r.primary(), r.credential),
+            read_from: format!("{} {} {stage}", r.primary(), r.credential),
         }
     }
 
