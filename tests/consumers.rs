@@ -459,7 +459,12 @@ async fn a_consumer_that_never_adopts_rolls_everything_back_consumers_included()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_alert_the_new_key_stays_and_the_laggard_is_reported_on_every_channel() {
     let channel = Receiver::answering(200, "ok").await;
-    let mut s = Scene::new(true, "on_adoption_failure = \"alert\"\n", None).await;
+    let mut s = Scene::new(
+        true,
+        "on_adoption_failure = \"alert\"\nrotate_every_days = 1\n",
+        None,
+    )
+    .await;
     std::fs::write(s.w.path("hook.secret"), "alert-secret").unwrap();
     let url = channel.url("/alerts");
     s.w.edit_config(|c| {
@@ -498,6 +503,29 @@ async fn with_alert_the_new_key_stays_and_the_laggard_is_reported_on_every_chann
             .unwrap()
             .contains("NOT adopted by api"),
         "{sent}"
+    );
+
+    // Two days on, `rekey run` rotates again (key age) and its summary names the laggard.
+    s.w.set_clock(2 * 86_400);
+    let run = s.w.json_any(&["run"]).await;
+    let row = run["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"]["credential"] == CRED)
+        .unwrap_or_else(|| panic!("{run}"))
+        .clone();
+    assert_eq!(row["action"], "rotated", "{run}");
+    let unadopted = row["unadopted"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{run}"));
+    assert_eq!(unadopted.len(), 1, "{run}");
+    assert!(
+        unadopted[0]
+            .as_str()
+            .unwrap()
+            .starts_with("api (not adopted within 2s"),
+        "{run}"
     );
 }
 
