@@ -307,6 +307,20 @@ async fn pagerduty_failed_rotation_triggers_and_a_success_resolves_it() {
 }
 
 #[tokio::test]
+async fn pagerduty_unadopted_rotation_triggers_at_warning_under_the_rotation_key() {
+    let rx = pagerduty_receiver().await;
+    pagerduty(&rx)
+        .send(&rotation(Outcome::Unadopted))
+        .await
+        .unwrap();
+    let body = rx.single().json();
+    assert_eq!(body["event_action"], "trigger");
+    assert_eq!(body["dedup_key"], "rekey/rotation/prod/billing");
+    assert_eq!(body["payload"]["severity"], "warning");
+    assert_eq!(body["payload"]["custom_details"]["outcome"], "unadopted");
+}
+
+#[tokio::test]
 async fn pagerduty_refuses_a_dedup_key_over_255_characters_without_sending() {
     let rx = pagerduty_receiver().await;
     let mut m = alert(Severity::Critical);
