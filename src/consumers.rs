@@ -44,7 +44,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// One HTTP request (connect, send, answer).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of an HTTP answer is read (status documents, error details).
 const BODY_MAX: usize = 64 * 1024;
 /// How much of an answer's or a command's own words goes into a message.
@@ -321,21 +320,7 @@ impl Consumer {
             Kind::Exec(_) | Kind::File { .. } => false,
         };
         let http = needs_http
-            .then(|| {
-                reqwest::Client::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    // A redirect would re-send the signed body elsewhere.
-                    .redirect(reqwest::redirect::Policy::none())
-                    .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| {
-                        Error::new(
-                            ErrorKind::Unexpected,
-                            format!("consumer '{name}': cannot build the HTTP client"),
-                        )
-                        .with_source(e.without_url())
-                    })
-            })
+            .then(|| rekey_notify::http_client(&format!("consumer '{name}'")))
             .transpose()?;
         Ok(Consumer {
             name,

@@ -92,6 +92,24 @@ impl fmt::Display for ChannelKind {
     }
 }
 
+/// The HTTP client for signed deliveries (alert channels, webhook consumers): a bounded connect,
+/// and no redirects, which would re-send a signed body (or, for Slack, a secret URL) elsewhere.
+/// `label` names its user in the error.
+pub fn http_client(label: &str) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("{label}: cannot build the HTTP client"),
+            )
+            .with_source(e.without_url())
+        })
+}
+
 /// Parses a configured endpoint `text` (the setting `what` of `label`) and answers it with its
 /// host: https only, plain http only for loopback hosts (test receivers). Errors name the setting,
 /// never the input, which may carry a token.
@@ -265,19 +283,7 @@ impl Channel {
                 format!("{label}: {secret_name} is empty"),
             ));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            // A redirect would re-send the body (and for Slack, follow a secret URL) elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("rekey-notify/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Unexpected,
-                    format!("{label}: cannot build the HTTP client"),
-                )
-                .with_source(e.without_url())
-            })?;
+        let http = http_client(&label)?;
         let endpoint = match config {
             ChannelConfig::Slack { webhook_url, .. } => Endpoint::Slack { webhook_url },
             ChannelConfig::PagerDuty { routing_key, .. } => Endpoint::PagerDuty {
