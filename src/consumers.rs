@@ -626,14 +626,7 @@ impl Consumer {
 
     fn status_error(&self, status: StatusCode, what: &str, detail: &str) -> Error {
         let code = status.as_u16();
-        let kind = match code {
-            401 => ErrorKind::Unauthenticated,
-            403 => ErrorKind::PermissionDenied,
-            404 | 410 => ErrorKind::NotFound,
-            429 | 500..=599 => ErrorKind::Unavailable,
-            400..=499 => ErrorKind::Rejected,
-            _ => ErrorKind::Unexpected,
-        };
+        let kind = rekey_notify::status_kind(status);
         let detail = if detail.is_empty() {
             String::new()
         } else {

@@ -110,6 +110,19 @@ pub fn http_client(label: &str) -> Result<reqwest::Client> {
         })
 }
 
+/// What an HTTP error status from a receiver means: 429 and 5xx temporary, auth, not found, or
+/// refused.
+pub fn status_kind(status: StatusCode) -> ErrorKind {
+    match status.as_u16() {
+        401 => ErrorKind::Unauthenticated,
+        403 => ErrorKind::PermissionDenied,
+        404 | 410 => ErrorKind::NotFound,
+        429 | 500..=599 => ErrorKind::Unavailable,
+        400..=499 => ErrorKind::Rejected,
+        _ => ErrorKind::Unexpected,
+    }
+}
+
 /// Parses a configured endpoint `text` (the setting `what` of `label`) and answers it with its
 /// host: https only, plain http only for loopback hosts (test receivers). Errors name the setting,
 /// never the input, which may carry a token.
@@ -536,14 +549,7 @@ impl Channel {
         retry_after: Option<Duration>,
     ) -> Failure {
         let code = status.as_u16();
-        let kind = match code {
-            401 => ErrorKind::Unauthenticated,
-            403 => ErrorKind::PermissionDenied,
-            404 | 410 => ErrorKind::NotFound,
-            429 | 500..=599 => ErrorKind::Unavailable,
-            400..=499 => ErrorKind::Rejected,
-            _ => ErrorKind::Unexpected,
-        };
+        let kind = status_kind(status);
         let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
         Failure {
             kind,

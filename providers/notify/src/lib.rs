@@ -20,7 +20,10 @@ mod secret;
 mod slack;
 mod webhook;
 
-pub use channel::{Backoff, Channel, ChannelConfig, ChannelKind, DEFAULT_TIMEOUT, http_client, https_url};
+pub use channel::{
+    Backoff, Channel, ChannelConfig, ChannelKind, DEFAULT_TIMEOUT, http_client, https_url,
+    status_kind,
+};
 pub use message::{Message, Outcome, Severity};
 pub use pagerduty::{DEFAULT_EVENTS_URL, rotation_dedup_key};
 pub use secret::Secret;
