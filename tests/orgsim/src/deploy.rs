@@ -1,6 +1,7 @@
 //! REST Metadata deploy: `POST/GET/PATCH /services/data/vNN.0/metadata/deployRequest[/{id}]`
-//! (salesforce-api.md §3.1). The zip is unpacked and checked when posted; validation against
-//! the org and the (all-or-nothing) apply happen when the deploy leaves InProgress.
+//! (providers/salesforce/salesforce-api.md §3.1). The zip is unpacked and checked when posted;
+//! validation against the org and the (all-or-nothing) apply happen when the deploy leaves
+//! InProgress.
 
 use crate::faults::{FaultKind, take_fault};
 use crate::rest::{authenticate_versioned, insufficient_access, missing, rest_error};

@@ -1,6 +1,6 @@
 //! REST SOQL: `GET /services/data/vNN.0/query?q=…` and `GET …/query/<locator>-<offset>`
-//! (salesforce-api.md §5.1) over the sObjects rekey reads: `AuthSession` (§4.3), `OauthToken`
-//! (§4.2) and `User`.
+//! (providers/salesforce/salesforce-api.md §5.1) over the sObjects rekey reads: `AuthSession`
+//! (§4.3), `OauthToken` (§4.2) and `User`.
 //!
 //! The SOQL subset is `SELECT f1, f2 FROM Object [WHERE f = literal [AND f != literal …]]`
 //! with case-insensitive keywords, field and object names; literals are quoted strings (with

@@ -1,6 +1,6 @@
-//! Ending access (salesforce-api.md §4): `/services/oauth2/revoke`, `GET|DELETE
-//! /sobjects/AuthSession/{id}` (and the refusals for `OauthToken`/`User`), and the ECA token
-//! management of Connect REST: `GET /apps/oauth/usage` and `DELETE
+//! Ending access (providers/salesforce/salesforce-api.md §4): `/services/oauth2/revoke`,
+//! `GET|DELETE /sobjects/AuthSession/{id}` (and the refusals for `OauthToken`/`User`), and the
+//! ECA token management of Connect REST: `GET /apps/oauth/usage` and `DELETE
 //! /apps/oauth/usage/{appId}/tokens`.
 
 use crate::query::{auth_session_row, user_row};
