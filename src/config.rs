@@ -2228,4 +2228,84 @@ secret_env = "S"
         );
         assert!(parse(&text, Path::new("r.toml")).is_err());
     }
+
+    /// `src/config/rekey.example.toml` is the config reference: it must stay a config rekey
+    /// accepts, showing every kind of store, admin login, consumer and alert channel.
+    #[test]
+    fn the_annotated_example_config_is_accepted() {
+        let config = parse(
+            include_str!("config/rekey.example.toml"),
+            Path::new("/etc/rekey/rekey.toml"),
+        )
+        .unwrap_or_else(|e| panic!("the example config is refused: {e}"));
+        assert_eq!(
+            config.credentials.keys().collect::<Vec<_>>(),
+            ["billing", "payments"]
+        );
+        let kinds: Vec<&str> = config
+            .stores
+            .values()
+            .map(|s| match s {
+                StoreConfig::File { .. } => "file",
+                StoreConfig::Vault(_) => "vault",
+                StoreConfig::Aws(_) => "aws",
+            })
+            .collect();
+        assert_eq!(kinds, ["aws", "file", "vault"]);
+        assert!(
+            matches!(&config.stores["local"], StoreConfig::File { path } if path == Path::new("/etc/rekey/keys"))
+        );
+        assert!(matches!(
+            &config.orgs["acme"].admin,
+            AdminConfig::Jwt { key_file, .. } if key_file == Path::new("/etc/rekey/admin.key")
+        ));
+        assert!(matches!(
+            config.orgs["uat"].admin,
+            AdminConfig::AccessTokenEnv
+        ));
+
+        let billing = &config.credentials["billing"];
+        assert_eq!(billing.stores, ["vault", "local"]);
+        assert_eq!(billing.app_kind, AppKind::ConnectedApp);
+        let consumers: Vec<&str> = billing
+            .consumers
+            .iter()
+            .map(|c| match c.kind {
+                ConsumerKindSettings::Webhook { .. } => "webhook",
+                ConsumerKindSettings::Exec { .. } => "exec",
+                ConsumerKindSettings::File { .. } => "file",
+                ConsumerKindSettings::Store { .. } => "store",
+            })
+            .collect();
+        assert_eq!(consumers, ["webhook", "exec", "file", "store"]);
+        assert_eq!(billing.schedule.windows.len(), 1);
+        assert_eq!(
+            billing.schedule.rotate_every,
+            Some(chrono::Duration::days(90))
+        );
+        assert_eq!(billing.policy.max_key_age_days, Some(180));
+
+        // The second credential leaves everything optional out, so it shows the defaults.
+        let payments = &config.credentials["payments"];
+        assert_eq!(payments.app_kind, AppKind::ExternalClientApp);
+        assert_eq!(payments.stores, ["aws"]);
+        assert_eq!(payments.policy, Policy::default());
+        assert!(payments.consumers.is_empty() && payments.schedule.windows.is_empty());
+
+        let channels: Vec<&str> = config
+            .alerts
+            .as_ref()
+            .expect("the example has [alerts]")
+            .channels
+            .iter()
+            .map(|c| match c.kind {
+                ChannelKindSettings::Slack { .. } => "slack",
+                ChannelKindSettings::PagerDuty { .. } => "pagerduty",
+                ChannelKindSettings::Webhook { .. } => "webhook",
+            })
+            .collect();
+        assert_eq!(channels, ["webhook", "pagerduty", "slack"]);
+        assert_eq!(config.run.concurrency, 4);
+        assert_eq!(config.daemon.listen.to_string(), "127.0.0.1:9817");
+    }
 }
