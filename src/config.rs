@@ -689,7 +689,7 @@ pub fn load(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::new(ErrorKind::Config, format!("cannot read {}", path.display()))
             .with_source(e)
-            .with_hint("pass --config PATH or set REKEY_CONFIG; see the README's config reference")
+            .with_hint("pass --config PATH or set REKEY_CONFIG; every key is shown in rekey.example.toml (src/config/ in rekey's repository)")
     })?;
     parse(&text, path)
 }
@@ -745,7 +745,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
 
 fn config_error(found: Vec<String>) -> Error {
     Error::new(ErrorKind::Config, found.join("\n"))
-        .with_hint("fix the lines above; the README's config reference lists every key")
+        .with_hint("fix the lines above; rekey.example.toml (src/config/ in rekey's repository) shows every key")
 }
 
 fn validate_orgs(raw: &RawConfig, base: &Path, p: &mut Problems) -> BTreeMap<String, OrgConfig> {
