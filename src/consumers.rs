@@ -1726,9 +1726,14 @@ exit 3"#,
         assert_eq!(err.kind(), ErrorKind::Unexpected);
     }
 
-    /// Whether process `pid` is gone (or a zombie nobody reaped yet), within two seconds.
+    /// A generous bound on waiting for a process to end or a file to appear: only a guard
+    /// against hanging, far above what either takes on a loaded machine.
+    const HANG_GUARD: Duration = Duration::from_secs(60);
+
+    /// Whether process `pid` is gone (or a zombie nobody reaped yet), before [`HANG_GUARD`].
     async fn ends(pid: &str) -> bool {
-        for _ in 0..40 {
+        let deadline = Instant::now() + HANG_GUARD;
+        while Instant::now() < deadline {
             match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
                 Err(_) => return true,
                 Ok(stat)
@@ -1747,42 +1752,71 @@ exit 3"#,
         false
     }
 
+    /// The contents of `path` once a command has written it (renamed into place, so complete).
+    async fn written(path: PathBuf) -> String {
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{} never appeared", path.display());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_command_that_times_out_or_is_abandoned_is_ended_with_what_it_started() {
         let dir = tempfile::tempdir().unwrap();
+        // Never finishes on its own: it waits for a sleep far longer than any timeout here, and
+        // says which process that sleep is once it started it.
         let slow = script(
             dir.path(),
             "slow.sh",
-            "echo \"$REKEY_KEY_FILE\" > \"$1/path\"\nsleep 30 &\necho $! > \"$1/child\"\nwait\n",
+            "echo \"$REKEY_KEY_FILE\" > \"$1/path\"\nsleep 3600 &\necho $! > \"$1/child.new\"\nmv \"$1/child.new\" \"$1/child\"\nwait\n",
         );
         let out = dir.path().join("out");
+        // The timeout runs from the spawn: on a machine too loaded for the script to even start
+        // its sleep within it, there is nothing to check, so that try is repeated with a longer
+        // timeout. Whether the command is killed never depends on speed: it cannot finish.
+        let mut timeout = 1;
+        let child = loop {
+            let consumer = exec(
+                dir.path(),
+                &slow,
+                &format!("deliver_key = \"file\"\ntimeout_secs = {timeout}\n"),
+            );
+            let err = consumer
+                .prepare(&announce(Stage::Pending))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Unavailable);
+            assert!(
+                err.to_string()
+                    .contains(&format!("did not finish prepare within {timeout} s and was killed")),
+                "{err}"
+            );
+            if let Ok(child) = std::fs::read_to_string(out.join("child")) {
+                break child;
+            }
+            assert!(timeout < 32, "the script never got to start its sleep");
+            timeout *= 2;
+        };
+        assert!(ends(child.trim()).await, "the sleep it started was killed");
+        assert!(!PathBuf::from(read(out.join("path")).trim()).exists());
+
+        // Abandoned (the future dropped) once the command is known to be running; only then.
+        std::fs::remove_file(out.join("child")).unwrap();
         let consumer = exec(
             dir.path(),
             &slow,
-            "deliver_key = \"file\"\ntimeout_secs = 1\n",
+            "deliver_key = \"file\"\ntimeout_secs = 3600\n",
         );
-        let err = consumer
-            .prepare(&announce(Stage::Pending))
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Unavailable);
-        assert!(
-            ends(read(out.join("child")).trim()).await,
-            "the sleep it started was killed"
-        );
-        assert!(!PathBuf::from(read(out.join("path")).trim()).exists());
-
-        std::fs::remove_file(out.join("child")).unwrap();
-        let abandoned = tokio::time::timeout(
-            Duration::from_millis(300),
-            consumer.activate(&announce(Stage::Current)),
-        )
-        .await;
-        assert!(abandoned.is_err(), "still running when abandoned");
-        assert!(
-            ends(read(out.join("child")).trim()).await,
-            "killed when abandoned"
-        );
+        let current = announce(Stage::Current);
+        let child = tokio::select! {
+            done = consumer.activate(&current) => panic!("finished: {done:?}"),
+            child = written(out.join("child")) => child,
+        };
+        assert!(ends(child.trim()).await, "killed when abandoned");
         assert!(!PathBuf::from(read(out.join("path")).trim()).exists());
     }
 
