@@ -18,6 +18,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+    /// Held until this gate opens: the request is recorded at once, the answer waits.
+    pub gate: Option<Gate>,
 }
 
 impl Reply {
@@ -26,12 +28,42 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: body.to_string(),
+            gate: None,
         }
     }
 
     pub fn header(mut self, name: &'static str, value: &str) -> Reply {
         self.headers.push((name, value.to_string()));
         self
+    }
+
+    /// This reply is sent only once `gate` is open, so a test can keep a request in flight
+    /// until something else has happened.
+    pub fn held_until(mut self, gate: &Gate) -> Reply {
+        self.gate = Some(gate.clone());
+        self
+    }
+}
+
+/// Closed until [`Gate::open`]; replies [held](Reply::held_until) on it wait until then.
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Gate {
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn opened(&self) {
+        let mut open = self.0.subscribe();
+        // The sender lives in `self`, so this cannot fail.
+        let _ = open.wait_for(|open| *open).await;
     }
 }
 
@@ -57,6 +89,8 @@ impl Recorded {
 
 struct Inner {
     requests: Mutex<Vec<Recorded>>,
+    /// How many requests were recorded, for [`Receiver::received`] to wait on.
+    recorded: tokio::sync::watch::Sender<usize>,
     script: Mutex<VecDeque<Reply>>,
     default: Reply,
 }
@@ -80,18 +114,25 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    inner.requests.lock().unwrap().push(Recorded {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        headers,
-        body: body.to_vec(),
-    });
-    let reply = inner
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or_else(|| inner.default.clone());
+    let reply = {
+        let mut requests = inner.requests.lock().unwrap();
+        requests.push(Recorded {
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            headers,
+            body: body.to_vec(),
+        });
+        inner.recorded.send_replace(requests.len());
+        inner
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| inner.default.clone())
+    };
+    if let Some(gate) = &reply.gate {
+        gate.opened().await;
+    }
     let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
     for (name, value) in reply.headers {
         response
@@ -106,6 +147,7 @@ impl Receiver {
     pub async fn start(script: Vec<Reply>, default: Reply) -> Receiver {
         let inner = Arc::new(Inner {
             requests: Mutex::new(Vec::new()),
+            recorded: tokio::sync::watch::Sender::new(0),
             script: Mutex::new(script.into()),
             default,
         });
@@ -135,6 +177,14 @@ impl Receiver {
 
     pub fn count(&self) -> usize {
         self.inner.requests.lock().unwrap().len()
+    }
+
+    /// Waits until at least `n` requests were recorded (answered or not). Callers bound the
+    /// wait with a hang guard.
+    pub async fn received(&self, n: usize) {
+        let mut recorded = self.inner.recorded.subscribe();
+        // The sender lives in `self.inner`, so this cannot fail.
+        let _ = recorded.wait_for(|count| *count >= n).await;
     }
 
     /// The only request received.
