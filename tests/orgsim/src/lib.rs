@@ -126,6 +126,12 @@ impl OrgSim {
         self.shared.lock().faults.push(fault);
     }
 
+    /// The injected faults not used up yet, oldest first (a counted fault is removed by its
+    /// last use), so a test can tell that a request has taken one.
+    pub fn faults(&self) -> Vec<Fault> {
+        self.shared.lock().faults.clone()
+    }
+
     /// Removes all faults.
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();

@@ -7,7 +7,7 @@ use common::*;
 use orgsim::{Fault, FaultKind, OrgSim, Seed};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LIMITS: &str = "/services/data/v67.0/limits/";
 
@@ -155,17 +155,47 @@ async fn fault_server_error_with_prefix_and_count() {
     sim.shutdown().await;
 }
 
+/// Only a guard against hanging: far above what a request to the emulator takes on a loaded
+/// machine, far below the hour a held request waits.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+async fn before_hang_guard<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(HANG_GUARD, work)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still waiting after {HANG_GUARD:?}"))
+}
+
 #[tokio::test]
-async fn fault_latency() {
+async fn fault_latency_holds_as_many_requests_as_counted_then_handles_them() {
     let sim = start("").await;
-    sim.inject_fault(Fault::new(FaultKind::Latency { ms: 300 }).times(1));
-    let t0 = Instant::now();
-    assert_eq!(status(&sim, "/services/data/", None).await, 200);
-    assert!(t0.elapsed() >= Duration::from_millis(300));
-    let t1 = Instant::now();
-    get(&sim, "/services/data/", None).await;
-    assert!(t1.elapsed() < Duration::from_millis(300));
-    sim.shutdown().await;
+    // An hour: the request that takes it is still held when the test ends, however slow or
+    // fast the machine is.
+    sim.inject_fault(Fault::new(FaultKind::Latency { ms: 3_600_000 }).times(1));
+    let held = get(&sim, "/services/data/", None);
+    tokio::pin!(held);
+    let taken = async {
+        while !sim.faults().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::select! {
+        r = &mut held => panic!("the delayed request was answered: {}", r.status()),
+        () = before_hang_guard("the first request taking the fault", taken) => {}
+    }
+    // Used up: the next request is answered while the first is still held.
+    let next = tokio::select! {
+        r = &mut held => panic!("the delayed request was answered: {}", r.status()),
+        r = before_hang_guard("the second request", get(&sim, "/services/data/", None)) => r,
+    };
+    assert_eq!(next.status(), 200);
+    assert_eq!(sim.calls().len(), 1, "only the second request was answered");
+
+    // Once its delay is over, a delayed request is handled as any other.
+    sim.inject_fault(Fault::new(FaultKind::Latency { ms: 1 }).times(1));
+    let r = before_hang_guard("a request delayed by 1 ms", get(&sim, LIMITS, None)).await;
+    assert_eq!(r.status(), 401, "handled normally: no token");
+    assert!(sim.faults().is_empty());
+    // No graceful shutdown: it would wait the hour for the held request.
 }
 
 #[tokio::test]
