@@ -18,6 +18,8 @@ mod target;
 mod types;
 
 pub use cert::{Certificate, Fingerprint};
+#[cfg(debug_assertions)]
+pub use clock::advance_on_this_thread;
 pub use clock::now;
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{JournalEntry, Phase, Step, check_fence};

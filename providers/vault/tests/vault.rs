@@ -16,6 +16,60 @@ use std::time::Duration;
 
 const CRED: &str = "billing";
 
+/// The lock TTL of the lease tests: an hour, so no lease expires by itself while a test runs,
+/// however slow the machine. A lease expires when the test moves rekey's clock past it.
+const LEASE_TTL: Duration = Duration::from_secs(3600);
+
+/// Moves rekey's clock ahead by `by`, for this test only (its thread; see
+/// `rekey_api::advance_on_this_thread`), instead of waiting for a lease to expire.
+fn advance_clock(by: Duration) {
+    rekey_api::advance_on_this_thread(chrono::Duration::from_std(by).unwrap());
+}
+
+/// Only a guard against hanging, for waits on the server's own clock (token TTLs of a few
+/// seconds): far above them on a loaded machine.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// `path` (under `/v1/`) as OpenBao's root sees it: the status and the JSON answer, if any.
+async fn as_root(bao: &OpenBao, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}/v1/{path}", bao.addr()))
+        .header("X-Vault-Token", bao.root_token());
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The token behind `accessor` as the server sees it; `None` once it has expired or was
+/// revoked.
+async fn token_by_accessor(bao: &OpenBao, accessor: &str) -> Option<Value> {
+    let body = serde_json::json!({ "accessor": accessor });
+    match as_root(bao, "POST", "auth/token/lookup-accessor", Some(body)).await {
+        (200, answer) => Some(answer["data"].clone()),
+        _ => None,
+    }
+}
+
+/// The accessors of the live tokens that logins at `auth/{mount}` issued.
+async fn login_tokens(bao: &OpenBao, mount: &str) -> Vec<String> {
+    let (status, list) = as_root(bao, "LIST", "auth/token/accessors", None).await;
+    assert_eq!(status, 200, "{list}");
+    let mut found = Vec::new();
+    for accessor in list["data"]["keys"].as_array().unwrap() {
+        let accessor = accessor.as_str().unwrap();
+        if let Some(token) = token_by_accessor(bao, accessor).await
+            && token["path"] == format!("auth/{mount}/login")
+        {
+            found.push(accessor.to_string());
+        }
+    }
+    found
+}
+
 fn pair() -> (KeyMaterial, Certificate) {
     rekey_testkit::conformance::pair()
 }
@@ -334,7 +388,7 @@ async fn the_lock_conflicts_releases_and_expires() {
     let bao = OpenBao::shared();
     let prefix = bao.unique_prefix("lock");
     let mut cfg = config(bao, &prefix, token(bao.root_token()));
-    cfg.lock_ttl = Duration::from_secs(1);
+    cfg.lock_ttl = LEASE_TTL;
     let short = VaultStore::new(cfg).unwrap();
     let other = root_store(bao, &prefix);
 
@@ -355,7 +409,7 @@ async fn the_lock_conflicts_releases_and_expires() {
     // A crashed holder (never released) is freed by the lease; its late release is refused
     // and leaves the new holder's lease alone.
     let crashed = short.lock(CRED, "runner-c").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    advance_clock(LEASE_TTL + Duration::from_secs(1));
     let taken = other.lock(CRED, "runner-d").await.unwrap();
     let err = crashed.release().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LeaseLost, "{err}");
@@ -393,7 +447,7 @@ async fn a_lease_taken_over_after_expiry_is_lost_to_its_old_holder() {
     let bao = OpenBao::shared();
     let prefix = bao.unique_prefix("takeover");
     let mut cfg = config(bao, &prefix, token(bao.root_token()));
-    cfg.lock_ttl = Duration::from_secs(1);
+    cfg.lock_ttl = LEASE_TTL;
     let a_store = VaultStore::new(cfg).unwrap();
     let b_store = root_store(bao, &prefix);
 
@@ -402,7 +456,7 @@ async fn a_lease_taken_over_after_expiry_is_lost_to_its_old_holder() {
         .append_journal(CRED, &fenced(1, "ra", a.fence()))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    advance_clock(LEASE_TTL + Duration::from_secs(1));
     let b = b_store.lock(CRED, "runner-b").await.unwrap();
     assert!(b.fence() > a.fence(), "{} then {}", a.fence(), b.fence());
 
@@ -458,7 +512,7 @@ async fn confirm_extends_the_lease() {
     let bao = OpenBao::shared();
     let prefix = bao.unique_prefix("extend");
     let mut cfg = config(bao, &prefix, token(bao.root_token()));
-    cfg.lock_ttl = Duration::from_secs(2);
+    cfg.lock_ttl = LEASE_TTL;
     let store = VaultStore::new(cfg).unwrap();
     let other = root_store(bao, &prefix);
     let path = format!("secret/{prefix}/{CRED}/lock");
@@ -469,13 +523,11 @@ async fn confirm_extends_the_lease() {
     };
 
     let lease = store.lock(CRED, "runner-a").await.unwrap();
-    // Taken before `start`, so the sleeps below are at least as long as they say.
-    let start = tokio::time::Instant::now();
     let taken = version();
     lease.confirm().await.unwrap();
     assert_eq!(version(), taken, "no write before half the TTL");
 
-    tokio::time::sleep_until(start + Duration::from_millis(1200)).await;
+    advance_clock(LEASE_TTL / 2 + Duration::from_secs(1));
     lease.confirm().await.unwrap();
     let extended = version();
     assert_ne!(extended, taken, "extended");
@@ -484,7 +536,8 @@ async fn confirm_extends_the_lease() {
         lease.fence().to_string(),
         "the fence is kept"
     );
-    tokio::time::sleep_until(start + Duration::from_millis(2500)).await;
+    // Past the first expiry (TTL + 1 s after taking it), short of the extended one.
+    advance_clock(LEASE_TTL / 2);
     let err = other.lock(CRED, "runner-b").await.unwrap_err();
     assert_eq!(
         err.kind(),
@@ -493,8 +546,8 @@ async fn confirm_extends_the_lease() {
     );
 
     // Past the extended expiry: expired, but nobody took it, so still ours.
-    let left = expires_at().signed_duration_since(chrono::Utc::now());
-    tokio::time::sleep(left.to_std().unwrap_or_default() + Duration::from_millis(200)).await;
+    let left = expires_at().signed_duration_since(rekey_api::now());
+    advance_clock(left.to_std().unwrap_or_default() + Duration::from_secs(1));
     lease.confirm().await.unwrap();
     assert_ne!(version(), extended, "extended again");
     let err = other.lock(CRED, "runner-b").await.unwrap_err();
@@ -958,12 +1011,30 @@ async fn the_service_account_jwt_is_read_again_at_each_login() {
     let store = VaultStore::new(config(bao, &prefix, kubernetes(&prefix, &jwt_path))).unwrap();
     store.append_journal(CRED, &entry(1, "r")).await.unwrap();
     std::fs::write(&jwt_path, &second).unwrap();
-    // Past the token's max TTL, so its renewal is refused and the store logs in again. Just
-    // short of it is not enough: OpenBao then reports a whole second left more often than not,
-    // and the store renews.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // Until the server has ended the first token (its max TTL passed), so its renewal is
+    // refused and the store logs in again. Not a guess at how long that takes: just short of
+    // the max TTL, OpenBao may still report a whole second left, and the store renews.
+    let first_token = login_tokens(bao, &prefix).await;
+    assert_eq!(first_token.len(), 1, "the store's login: {first_token:?}");
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    while token_by_accessor(bao, &first_token[0]).await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the 2 s token is still alive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     store.append_journal(CRED, &entry(2, "r")).await.unwrap();
-    assert_eq!(store.read_journal(CRED).await.unwrap().len(), 2);
+    // Read by root: another operation of the store could renew its new token, which has the
+    // JWT reviewed again.
+    assert_eq!(
+        root_store(bao, &prefix)
+            .read_journal(CRED)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     // OpenBao also reviews the login's JWT when a token is renewed, so the first JWT may be
     // seen more than once; the new one comes only from the second login, and last.
     let reviewed = reviewer.reviewed();
@@ -1039,13 +1110,46 @@ async fn a_short_lived_token_is_renewed_across_operations() {
     let prefix = bao.unique_prefix("renew");
     let t = token_with_policy(bao, &prefix, None, &["-ttl=3s", "-explicit-max-ttl=1m"]);
     let store = VaultStore::new(config(bao, &prefix, token(&t))).unwrap();
-    store.stages(CRED).await.unwrap();
-    for n in 0..3 {
-        tokio::time::sleep(Duration::from_millis(1700)).await;
-        store.append_journal(CRED, &entry(n, "r")).await.unwrap();
+    let expiry = |token: &Value| {
+        chrono::DateTime::parse_from_rfc3339(token["expire_time"].as_str().unwrap()).unwrap()
+    };
+    let (status, issued) = as_root(
+        bao,
+        "POST",
+        "auth/token/lookup",
+        Some(serde_json::json!({ "token": t })),
+    )
+    .await;
+    assert_eq!(status, 200, "{issued}");
+    let first_expiry = expiry(&issued["data"]);
+    // Operations until the server's clock is past the token's first expiry: a real wait on
+    // the server (about 3 s), for the condition, under a hang guard.
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    let mut operations = 0;
+    while chrono::Utc::now() <= first_expiry {
+        store.stages(CRED).await.unwrap();
+        operations += 1;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still before {first_expiry}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // 5.1 s after login: the 3 s token is still alive because it was renewed.
-    assert_eq!(store.read_journal(CRED).await.unwrap().len(), 3);
+    // Past it, the 3 s token still works, because the store renewed it.
+    store.append_journal(CRED, &entry(1, "r")).await.unwrap();
+    assert_eq!(store.read_journal(CRED).await.unwrap().len(), 1);
+    let (status, renewed) = as_root(
+        bao,
+        "POST",
+        "auth/token/lookup",
+        Some(serde_json::json!({ "token": t })),
+    )
+    .await;
+    assert_eq!(status, 200, "{renewed}");
+    assert!(
+        expiry(&renewed["data"]) > first_expiry,
+        "renewed on the server: {renewed} after {operations} operations"
+    );
 }
 
 #[tokio::test]
