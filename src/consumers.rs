@@ -1000,7 +1000,11 @@ struct KnownKey<'k> {
 
 impl<'k> KnownKey<'k> {
     fn of(pem: &'k str) -> KnownKey<'k> {
-        let lines: Vec<&str> = pem.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&str> = pem
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         let body = lines
             .iter()
             .filter(|l| !l.starts_with("-----"))
@@ -1759,7 +1763,11 @@ exit 3"#,
             if let Ok(text) = std::fs::read_to_string(&path) {
                 return text;
             }
-            assert!(Instant::now() < deadline, "{} never appeared", path.display());
+            assert!(
+                Instant::now() < deadline,
+                "{} never appeared",
+                path.display()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -1791,8 +1799,9 @@ exit 3"#,
                 .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Unavailable);
             assert!(
-                err.to_string()
-                    .contains(&format!("did not finish prepare within {timeout} s and was killed")),
+                err.to_string().contains(&format!(
+                    "did not finish prepare within {timeout} s and was killed"
+                )),
                 "{err}"
             );
             if let Ok(child) = std::fs::read_to_string(out.join("child")) {
@@ -1968,7 +1977,10 @@ exit 3"#,
         // included; indented or not, the comparison is after trimming.
         for line in pem.lines().filter(|l| !l.trim().is_empty()) {
             assert!(elided(line), "not elided: a line of the key");
-            assert!(elided(&format!("  {line}  ")), "not elided: an indented line");
+            assert!(
+                elided(&format!("  {line}  ")),
+                "not elided: an indented line"
+            );
         }
         let last = last_body_line(key);
         assert!(last.len() < SHORT_TAIL);
@@ -1978,7 +1990,10 @@ exit 3"#,
         let body: String = key_lines().concat();
         let across = key_lines()[0].len() - 4;
         let fragment = &body[across..across + KEY_FRAGMENT];
-        assert!(elided(&format!("bad token x{fragment}y in request")), "{fragment}");
+        assert!(
+            elided(&format!("bad token x{fragment}y in request")),
+            "{fragment}"
+        );
         // Fewer are not key material: they could be anything.
         let short = &fragment[..KEY_FRAGMENT - 1];
         let seven = format!("saw {short} here");

@@ -153,7 +153,14 @@ fn the_wait_is_retry_after_capped_by_max_delay_else_a_jittered_doubling_of_base(
         Duration::from_millis(250)
     );
     // The jitter is random; these bounds hold for every draw.
-    for (attempt, full_ms) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (40, 1000)] {
+    for (attempt, full_ms) in [
+        (1, 100),
+        (2, 200),
+        (3, 400),
+        (4, 800),
+        (5, 1000),
+        (40, 1000),
+    ] {
         let full = Duration::from_millis(full_ms);
         for _ in 0..200 {
             let wait = backoff.delay(attempt, None);
@@ -307,11 +314,11 @@ async fn send_all_sends_concurrently() {
         gate.open();
     };
     let message = message();
-    let (results, ()) = before_hang_guard(
-        "three channels with one request each in flight",
-        async { tokio::join!(send_all(&channels, &message), all_in_flight) },
-    )
-    .await;
+    let (results, ()) =
+        before_hang_guard("three channels with one request each in flight", async {
+            tokio::join!(send_all(&channels, &message), all_in_flight)
+        })
+        .await;
     assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
     assert!(receivers.iter().all(|rx| rx.count() == 2));
 }
