@@ -15,12 +15,15 @@ pub fn listen() -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::warn!("SIGTERM: stopping after the current step"),
-            _ = int.recv() => tracing::warn!("SIGINT: stopping after the current step"),
-        }
+        let signal = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
         REQUESTED.store(true, Ordering::SeqCst);
         NOTIFY.notify_waiters();
+        // Said once the stop is in force, so whoever reads the line (an operator, a test) knows
+        // that the next step boundary will stop.
+        tracing::warn!("{signal}: stopping after the current step");
     });
     Ok(())
 }

@@ -139,6 +139,23 @@ fn spawn_logged(
         .unwrap()
 }
 
+/// Waits until the log file `log` of a running process holds `line`, under a hang guard far
+/// above the milliseconds it takes.
+async fn printed(log: &std::path::Path, line: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(line) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never printed {line:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn sigterm(child: &tokio::process::Child) {
     let pid = child.id().unwrap().to_string();
     let kill = std::process::Command::new("kill")
@@ -623,7 +640,13 @@ async fn sigterm_stops_a_rotation_at_a_step_boundary_and_the_next_run_finishes_i
     }
     assert!(hold.exists(), "the run never reached publish:done");
     sigterm(&run);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The hold point ignores the signal; the run says when the stop is in force, and only then
+    // may it go on to the next step boundary.
+    printed(
+        &w.path("run.log"),
+        "SIGTERM: stopping after the current step",
+    )
+    .await;
     std::fs::remove_file(&hold).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(30), run.wait())
         .await
