@@ -1,14 +1,16 @@
 //! One function per subcommand: load what it needs, act, hand a report to `render`.
 
-use crate::alerts::{Notifier, Observed};
-use crate::check::{self, Finding, Observation, Severity};
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, CredentialConfig};
 use crate::consumers::CredentialConsumers;
+use crate::monitor::alerts::{Notifier, Observed};
+use crate::monitor::findings::{self, CheckRow, check_row};
+use crate::monitor::{metrics, observe};
 use crate::render::{self, Exit};
 use crate::rotation::{self, Failure, Intent, Rotation};
 use crate::{evidence, pki, run, wiring};
 use chrono::{DateTime, Utc};
+use rekey_api::Severity;
 use rekey_api::{
     Certificate, Error, ErrorKind, Generation, KeyMaterial, NewVersion, Probe, Result, RotationId,
     SecretStore, Stage,
@@ -470,27 +472,6 @@ async fn status(config_path: &Path, only: Option<&str>, json: bool) -> Result<Ex
     Ok(Exit::Ok)
 }
 
-/// One credential's result in `check`.
-#[derive(Serialize)]
-pub struct CheckRow {
-    /// Credential name.
-    pub credential: String,
-    /// Its app.
-    pub app: String,
-    /// Its org.
-    pub org: String,
-    /// Worst finding.
-    pub severity: Severity,
-    /// Days until the soonest notAfter among the sources that could be read.
-    pub days_left: Option<i64>,
-    /// Days since the primary store's CURRENT key was written.
-    pub key_age_days: Option<i64>,
-    /// Days since the last rotation finished.
-    pub days_since_rotation: Option<i64>,
-    /// What is wrong, worst first.
-    pub findings: Vec<Finding>,
-}
-
 async fn check(
     config_path: &Path,
     only: Option<&str>,
@@ -507,16 +488,16 @@ async fn check(
     let now = rekey_api::now();
     let mut observed = Vec::new();
     for cred in selected(&config, only)? {
-        let o = check::observe(&config, cred).await;
-        let findings = check::evaluate(&o, now);
+        let o = observe::observe(&config, cred).await;
+        let findings = findings::evaluate(&o, now);
         observed.push((o, findings));
     }
     if let Some(path) = prometheus_textfile {
         let judged: Vec<_> = observed
             .iter()
-            .map(|(o, f)| (o.clone(), check::worst(f)))
+            .map(|(o, f)| (o.clone(), findings::worst(f)))
             .collect();
-        check::write_textfile(path, &check::metrics(&judged))?;
+        metrics::write_textfile(path, &metrics::metrics(&judged))?;
     }
     // Alerts go out before the report, so a slow channel cannot hide behind a printed table.
     let mut undelivered = false;
@@ -543,7 +524,7 @@ async fn check(
         .chain(undelivered.then_some(Severity::Unknown))
         .max()
         .unwrap_or(Severity::Ok);
-    Ok(render::exit_for_severity(worst))
+    Ok(Exit::of_severity(worst))
 }
 
 async fn run_once(config_path: &Path, dry_run: bool, json: bool) -> Result<Exit> {
@@ -556,27 +537,6 @@ async fn run_once(config_path: &Path, dry_run: bool, json: bool) -> Result<Exit>
     render::deliveries(&report.deliveries, json);
     render::run(&report, json);
     Ok(report.exit)
-}
-
-/// `check`'s line for one observed credential.
-pub fn check_row(o: &Observation, findings: Vec<Finding>, now: DateTime<Utc>) -> CheckRow {
-    let held = || {
-        o.sources
-            .iter()
-            .filter_map(|s| s.read.as_ref().ok().cloned().flatten())
-    };
-    CheckRow {
-        credential: o.credential.clone(),
-        app: o.app.clone(),
-        org: o.org.clone(),
-        severity: check::worst(&findings),
-        days_left: held().map(|h| (h.not_after - now).num_days()).min(),
-        key_age_days: held()
-            .find_map(|h| h.created_at)
-            .map(|t| (now - t).num_days()),
-        days_since_rotation: o.last_success.map(|t| (now - t).num_days()),
-        findings,
-    }
 }
 
 /// One credential's preflight result: `None` means the check passed.
@@ -606,7 +566,7 @@ async fn preflight(config_path: &Path, only: Option<&str>, json: bool) -> Result
         let mut problem = |result: Result<()>| {
             result.err().map(|e| {
                 if worst == Exit::Ok {
-                    worst = render::exit_for(e.kind());
+                    worst = Exit::of_error(e.kind());
                 }
                 e.to_string()
             })

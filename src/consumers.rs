@@ -21,7 +21,6 @@
 //! journal: names, generations, fingerprints, hosts, paths and exit codes, never key bytes or
 //! secrets. Reverting a consumer is `activate` with the previous generation's announcement.
 
-use crate::alerts::read_secret_from;
 use crate::config::{
     ConsumerConfig, ConsumerKindSettings, CredentialConfig, DeliverKey, OnAdoptionFailure,
 };
@@ -271,8 +270,7 @@ impl Consumer {
                 secret,
                 status_url,
             } => {
-                let secret = read_secret_from(
-                    secret,
+                let secret = secret.read(
                     &format!("{}: consumer '{name}'", settings.origin),
                     "webhook signing secret",
                     "secret",

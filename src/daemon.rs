@@ -5,9 +5,9 @@
 //! its next step boundary with the journal open (the next run resumes it), and the process exits 0.
 //! The config is read once at start; restart the daemon to apply a changed config.
 
-use crate::alerts::Notifier;
-use crate::check;
 use crate::config;
+use crate::monitor::alerts::Notifier;
+use crate::monitor::metrics;
 use crate::render::{self, Exit};
 use crate::run::{self, Action, RunReport};
 use crate::shutdown;
@@ -97,7 +97,7 @@ pub async fn serve(config_path: &Path) -> Result<Exit> {
 
 fn record(daemon: &Daemon, report: &RunReport) {
     let mut s = daemon.shared.lock().unwrap_or_else(|p| p.into_inner());
-    s.facts = check::metrics(&report.observed);
+    s.facts = metrics::metrics(&report.observed);
     s.last_finished = Some((Instant::now(), rekey_api::now(), report.exit));
     s.runs += 1;
     for row in &report.credentials {

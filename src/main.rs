@@ -4,22 +4,22 @@
 // `pub` marks what a module offers the rest of the binary; there is no library to reach it from.
 #![allow(unreachable_pub)]
 
-mod alerts;
 mod atomic_file;
-mod check;
 mod cli;
 mod commands;
 mod config;
 mod consumers;
 mod daemon;
 mod evidence;
+mod exit;
+mod monitor;
 mod pki;
 mod render;
 mod rotation;
 mod run;
-mod schedule;
 mod shutdown;
 mod token;
+mod windows;
 mod wiring;
 
 use clap::Parser;

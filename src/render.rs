@@ -3,96 +3,19 @@
 //! Reports handed in here carry fingerprints, names and dates, never key bytes: the types that
 //! reach this module have no field that could hold one.
 
-use crate::alerts::Delivery;
-use crate::check::Severity;
 use crate::cli::TokenFormat;
 use crate::commands::{
-    CheckRow, EmergencyRow, ImportReport, InspectReport, Inspected, PreflightRow, StatusRow,
-    VerifyReport,
+    EmergencyRow, ImportReport, InspectReport, Inspected, PreflightRow, StatusRow, VerifyReport,
 };
+pub use crate::exit::Exit;
+use crate::monitor::alerts::Delivery;
+use crate::monitor::findings::CheckRow;
 use crate::rotation::{Ending, Event, Outcome, Plan, Unadopted};
 use crate::run::{Action, RunReport};
 use crate::token::IssuedToken;
-use rekey_api::{Error, ErrorKind, JournalEntry, RotationId, Step};
+use rekey_api::Severity;
+use rekey_api::{Error, JournalEntry, RotationId, Step};
 use serde::Serialize;
-use std::process::ExitCode;
-
-/// Process exit codes (documented in the README).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// Success; `check`: everything within policy.
-    Ok = 0,
-    /// `check`: a warning threshold was crossed.
-    Warning = 1,
-    /// `check`: a critical threshold was crossed.
-    Critical = 2,
-    /// `verify`: Salesforce refused the token. (`check`: [`Exit::UNKNOWN`].)
-    Refused = 3,
-    /// `rotate` failed after the new certificate may have reached the app; the journal is open.
-    FailedAfterPublish = 4,
-    /// `rotate` failed before the app was touched.
-    FailedBeforePublish = 5,
-    /// The state moved under us (a stage, the app, a lease taken over), or an interrupted
-    /// rotation is older than resume_max_age_hours and needs `resume` or `abort`.
-    Conflict = 6,
-    /// `rotate`: Salesforce never accepted the new key, so the rotation was rolled back; the
-    /// previous key is CURRENT and on the app again.
-    RolledBack = 7,
-    /// Usage or configuration error.
-    Config = 64,
-    /// Unreadable or mismatched certificate/key input.
-    BadInput = 65,
-    /// A service was unreachable or answered 5xx/maintenance; safe to retry.
-    Unavailable = 69,
-    /// Unexpected internal error.
-    Internal = 70,
-    /// Another rekey process holds the credential's rotation lease; try again later.
-    Busy = 75,
-    /// Authentication or permission refused.
-    Denied = 77,
-}
-
-impl Exit {
-    /// `check`: a source could not be read, so nothing can be said about it (Nagios UNKNOWN).
-    pub const UNKNOWN: Exit = Exit::Refused;
-}
-
-impl Serialize for Exit {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u8(*self as u8)
-    }
-}
-
-/// `check`'s exit code for the worst severity found (Nagios).
-pub fn exit_for_severity(severity: Severity) -> Exit {
-    match severity {
-        Severity::Ok => Exit::Ok,
-        Severity::Warning => Exit::Warning,
-        Severity::Critical => Exit::Critical,
-        Severity::Unknown => Exit::UNKNOWN,
-    }
-}
-
-impl From<Exit> for ExitCode {
-    fn from(e: Exit) -> Self {
-        ExitCode::from(e as u8)
-    }
-}
-
-/// The exit code for an error of `kind` outside a rotation.
-pub fn exit_for(kind: ErrorKind) -> Exit {
-    match kind {
-        // A missing app or credential is nearly always a wrong name in the config.
-        ErrorKind::Config | ErrorKind::NotFound => Exit::Config,
-        ErrorKind::InvalidCertificate => Exit::BadInput,
-        ErrorKind::Unauthenticated | ErrorKind::PermissionDenied => Exit::Denied,
-        ErrorKind::Conflict | ErrorKind::LeaseLost => Exit::Conflict,
-        ErrorKind::Busy => Exit::Busy,
-        ErrorKind::Unavailable => Exit::Unavailable,
-        // Rejected, VerificationFailed outside a rotation, Unexpected, and kinds added later.
-        _ => Exit::Internal,
-    }
-}
 
 fn print_json(value: &impl Serialize) {
     match serde_json::to_string_pretty(value) {
@@ -127,14 +50,9 @@ struct ErrorJson<'a> {
 
 /// The exit code of `error`, which stopped `rotation` if one was under way.
 pub fn failure_exit(error: &Error, rotation: Option<&RotationFailure>) -> Exit {
-    match (rotation, error.kind()) {
-        (_, ErrorKind::Config) => Exit::Config,
-        (_, kind @ (ErrorKind::Conflict | ErrorKind::LeaseLost | ErrorKind::Busy)) => {
-            exit_for(kind)
-        }
-        (Some(r), _) if r.published => Exit::FailedAfterPublish,
-        (Some(r), _) if r.rotation_id.is_some() => Exit::FailedBeforePublish,
-        _ => exit_for(error.kind()),
+    match rotation {
+        Some(r) => Exit::of_stopped_rotation(error.kind(), r.rotation_id.is_some(), r.published),
+        None => Exit::of_error(error.kind()),
     }
 }
 
@@ -518,6 +436,7 @@ pub fn run(report: &RunReport, json: bool) {
 fn severity_label(severity: Severity) -> &'static str {
     match severity {
         Severity::Ok => "OK",
+        Severity::Info => "INFO",
         Severity::Warning => "WARNING",
         Severity::Critical => "CRITICAL",
         Severity::Unknown => "UNKNOWN",

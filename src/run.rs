@@ -3,15 +3,17 @@
 //! again, alert on what is still wrong, and report one summary whose exit code is the worst
 //! outcome.
 
-use crate::alerts::{Delivery, Notifier, Observed, RotationNews};
-use crate::check::{self, Finding, Observation, Severity};
-use crate::commands::{CheckRow, check_row};
 use crate::config::{Config, CredentialConfig};
+use crate::monitor::alerts::{Delivery, Notifier, Observed, RotationNews};
+use crate::monitor::due::{self, Reason};
+use crate::monitor::findings::{self, CheckRow, Finding, check_row};
+use crate::monitor::observe::{self, Observation};
 use crate::render::{self, Exit, RotationFailure};
 use crate::rotation::{Ending, Event, Failure, Intent, Outcome};
-use crate::schedule::{self, Reason, WindowState};
+use crate::windows::{self, WindowState};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
+use rekey_api::Severity;
 use serde::Serialize;
 
 /// What a run did with one credential.
@@ -151,7 +153,7 @@ pub async fn run(config: &Config, notifier: Option<&Notifier>, dry_run: bool) ->
         })
         .collect();
     let now = rekey_api::now();
-    let findings: Vec<Vec<Finding>> = after.iter().map(|o| check::evaluate(o, now)).collect();
+    let findings: Vec<Vec<Finding>> = after.iter().map(|o| findings::evaluate(o, now)).collect();
     if let Some(notifier) = notifier {
         let observed: Vec<Observed<'_>> = after
             .iter()
@@ -207,8 +209,8 @@ struct Decision {
 }
 
 fn decide(cred: &CredentialConfig, o: &Observation, now: DateTime<Utc>) -> Decision {
-    let reasons = schedule::due(o, &cred.schedule, now);
-    let window = schedule::window_state(&cred.schedule.windows, now);
+    let reasons = due::due(o, &cred.schedule, now);
+    let window = windows::window_state(&cred.schedule.windows, now);
     // Finishing an interrupted rotation is not a new change, so it never waits for a window.
     let interrupted = reasons
         .iter()
@@ -227,7 +229,7 @@ async fn observe_all(
     limit: usize,
 ) -> Vec<Observation> {
     futures_util::stream::iter(creds)
-        .map(|cred| check::observe(config, cred))
+        .map(|cred| observe::observe(config, cred))
         .buffered(limit)
         .collect()
         .await
@@ -352,5 +354,5 @@ fn worst(rows: &[RunRow], deliveries: &[Delivery], alert_failed: bool) -> Exit {
         .chain(undelivered.then_some(Severity::Unknown))
         .max()
         .unwrap_or(Severity::Ok);
-    render::exit_for_severity(severity)
+    Exit::of_severity(severity)
 }

@@ -24,7 +24,7 @@ pub use channel::{
     Backoff, Channel, ChannelConfig, ChannelKind, DEFAULT_TIMEOUT, http_client, https_url,
     status_kind,
 };
-pub use message::{Message, Outcome, Severity};
+pub use message::{Message, Outcome};
 pub use pagerduty::{DEFAULT_EVENTS_URL, rotation_dedup_key};
 pub use secret::Secret;
 pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, verify_signature};

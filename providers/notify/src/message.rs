@@ -1,37 +1,9 @@
 //! What rekey tells its channels. Plain data with no field that could hold a secret.
 
+use rekey_api::Severity;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
-
-/// How bad an alert is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Act soon: the certificate expires within the warning window.
-    Warning,
-    /// Act now: the certificate expires within the critical window, or has expired.
-    Critical,
-    /// The check could not tell (the store or the org could not be read).
-    Unknown,
-}
-
-impl Severity {
-    /// `warning`, `critical` or `unknown`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-            Severity::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// How a rotation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -162,6 +134,7 @@ impl Message {
     pub fn tag(&self) -> &'static str {
         match self {
             Message::Alert { severity, .. } => match severity {
+                Severity::Ok | Severity::Info => "[INFO]",
                 Severity::Warning => "[WARNING]",
                 Severity::Critical => "[CRITICAL]",
                 Severity::Unknown => "[UNKNOWN]",

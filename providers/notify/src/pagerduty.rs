@@ -19,8 +19,9 @@
 //! | `Rotation` succeeded but not adopted by every consumer | the same `trigger` with severity `warning` |
 //! | `Rotation` succeeded | `resolve` of `rekey/rotation/<org>/<credential>` |
 
-use crate::message::{Message, Outcome, Severity, truncate};
+use crate::message::{Message, Outcome, truncate};
 use chrono::{DateTime, SecondsFormat, Utc};
+use rekey_api::Severity;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
@@ -72,6 +73,7 @@ pub(crate) fn dedup_key(message: &Message) -> String {
 
 fn severity(s: Severity) -> &'static str {
     match s {
+        Severity::Ok | Severity::Info => "info",
         Severity::Warning => "warning",
         Severity::Critical => "critical",
         Severity::Unknown => "error",

@@ -3,9 +3,8 @@
 mod common;
 
 use common::{FAST, Receiver, Reply, take_recent_time};
-use rekey_notify::{
-    Channel, ChannelConfig, Message, Outcome, Secret, Severity, signature, verify_signature,
-};
+use rekey_api::Severity;
+use rekey_notify::{Channel, ChannelConfig, Message, Outcome, Secret, signature, verify_signature};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;

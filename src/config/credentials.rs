@@ -1,0 +1,449 @@
+//! `[credentials.NAME]`: one integration credential — its app, key, stores, timeouts, policy and
+//! schedule.
+
+use super::consumers::{RawConsumer, validate_consumers};
+use super::*;
+use crate::pki::{CertSpec, KeyAlgorithm, Subject};
+use crate::windows::{self, Window};
+
+/// Connected App or External Client App.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKind {
+    /// `ConnectedApp` metadata.
+    ConnectedApp,
+    /// External Client App (`ExtlClntAppGlobalOauthSettings` holds the certificate).
+    ExternalClientApp,
+}
+
+/// What a rotation does when Salesforce never accepts the new key after it was published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnVerifyFailure {
+    /// Put the previous certificate back, prove the previous key works, clear PENDING and close
+    /// the rotation as rolled back (the default: consumers keep working).
+    Rollback,
+    /// Leave the new certificate on the app and the rotation open for `rekey resume`.
+    Keep,
+}
+
+/// What a rotation does when a consumer has not adopted the new key within its deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAdoptionFailure {
+    /// Redeploy the previous certificate, revert the stores and the consumers (the default).
+    Rollback,
+    /// Keep the new key and raise an alert.
+    Alert,
+}
+
+/// Expiry and age thresholds for `rekey check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Policy {
+    /// Warn when the certificate expires in this many days or fewer.
+    pub warn_days: i64,
+    /// Critical when it expires in this many days or fewer.
+    pub critical_days: i64,
+    /// Warn when the key is older than this many days (Salesforce never enforces expiry, so age
+    /// is the signal that a key has lived too long).
+    pub max_key_age_days: Option<i64>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            warn_days: 28,
+            critical_days: 14,
+            max_key_age_days: None,
+        }
+    }
+}
+
+/// One integration credential: an app's JWT certificate and the key behind it.
+#[derive(Debug)]
+pub struct CredentialConfig {
+    /// Its name in the config.
+    pub name: String,
+    /// The org (key of `orgs`).
+    pub org: String,
+    /// App kind.
+    pub app_kind: AppKind,
+    /// App API name.
+    pub app: String,
+    /// Integration username that mints tokens.
+    pub username: String,
+    /// The app's consumer key, when it should not be read from the app's metadata.
+    pub consumer_key: Option<String>,
+    /// The stores holding its keys (keys of `stores`), primary first. The primary also keeps the
+    /// journal and the rotation lock; every store receives the same generations.
+    pub stores: Vec<String>,
+    /// What to generate.
+    pub cert: CertSpec,
+    /// How long to keep asking Salesforce to accept the new key after publishing.
+    pub verify_timeout: Duration,
+    /// How long to wait for a Metadata deploy.
+    pub deploy_timeout: Duration,
+    /// How long to wait for any one Salesforce request.
+    pub request_timeout: Duration,
+    /// `rekey rotate` continues an open rotation younger than this and refuses an older one
+    /// (an operator decides with `rekey resume` or `rekey abort`).
+    pub resume_max_age: Duration,
+    /// How long `rekey token` reuses a token it minted (zero: never). Salesforce does not say
+    /// when a token expires (no `expires_in`), so this stays below the app's session timeout.
+    pub token_cache: Duration,
+    /// What to do when Salesforce never accepts the new key after it was published.
+    pub on_verify_failure: OnVerifyFailure,
+    /// Alert thresholds.
+    pub policy: Policy,
+    /// When `rekey run` rotates it.
+    pub schedule: Schedule,
+    /// Who uses its key and is told about each new generation, in config order.
+    pub consumers: Vec<ConsumerConfig>,
+    /// What to do when a consumer has not adopted the new key within its deadline.
+    pub on_adoption_failure: OnAdoptionFailure,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWindow {
+    pub(super) cron: Spanned<String>,
+    pub(super) timezone: Option<Spanned<String>>,
+    pub(super) duration_minutes: Spanned<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCredential {
+    pub(super) org: Spanned<String>,
+    pub(super) app_kind: Spanned<String>,
+    pub(super) app: Spanned<String>,
+    pub(super) username: Spanned<String>,
+    pub(super) consumer_key: Option<String>,
+    pub(super) store: Option<Spanned<String>>,
+    pub(super) stores: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) key_algorithm: Option<Spanned<String>>,
+    pub(super) validity_days: Option<Spanned<i64>>,
+    pub(super) verify_timeout_secs: Option<Spanned<i64>>,
+    pub(super) deploy_timeout_secs: Option<Spanned<i64>>,
+    pub(super) request_timeout_secs: Option<Spanned<i64>>,
+    pub(super) resume_max_age_hours: Option<Spanned<i64>>,
+    pub(super) token_cache_secs: Option<Spanned<i64>>,
+    pub(super) on_verify_failure: Option<Spanned<String>>,
+    pub(super) rotate_every_days: Option<Spanned<i64>>,
+    pub(super) renew_before_days: Option<Spanned<i64>>,
+    pub(super) heal_drift: Option<bool>,
+    #[serde(default)]
+    pub(super) windows: Vec<Spanned<RawWindow>>,
+    pub(super) subject: Spanned<RawSubject>,
+    #[serde(default)]
+    pub(super) policy: Option<Spanned<RawPolicy>>,
+    #[serde(default)]
+    pub(super) consumers: Vec<Spanned<RawConsumer>>,
+    pub(super) on_adoption_failure: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSubject {
+    pub(super) cn: Spanned<String>,
+    pub(super) o: Option<String>,
+    pub(super) ou: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    pub(super) warn_days: Option<i64>,
+    pub(super) critical_days: Option<i64>,
+    pub(super) max_key_age_days: Option<i64>,
+}
+
+/// A credential's rotation schedule. A change window must open at least once in every
+/// `renew_before_days` stretch, or a certificate could expire while rekey waits for a window.
+pub(super) fn validate_schedule(
+    c: &RawCredential,
+    validity_days: i64,
+    p: &mut Problems,
+) -> Schedule {
+    let rotate_every = c
+        .rotate_every_days
+        .as_ref()
+        .map(|_| positive(&c.rotate_every_days, 90, 1..=3650, "rotate_every_days", p));
+    let renew_before_days = positive(
+        &c.renew_before_days,
+        30.min(validity_days - 1).max(1),
+        1..=3650,
+        "renew_before_days",
+        p,
+    );
+    if let Some(r) = &c.renew_before_days
+        && *r.get_ref() >= validity_days
+    {
+        p.add(
+            r.span(),
+            format!(
+                "renew_before_days = {} is not below validity_days = {validity_days}: every new certificate would be due at once",
+                r.get_ref()
+            ),
+        );
+    }
+    let renew_before = chrono::Duration::days(renew_before_days);
+    let mut windows = Vec::new();
+    for w in &c.windows {
+        let raw = w.get_ref();
+        let zone = raw
+            .timezone
+            .as_ref()
+            .map_or("UTC", |z| z.get_ref().as_str());
+        match Window::parse(raw.cron.get_ref(), zone, *raw.duration_minutes.get_ref()) {
+            Ok(window) => windows.push(window),
+            Err(message) => p.add(w.span(), format!("window: {message}")),
+        }
+    }
+    if windows.len() == c.windows.len()
+        && let Some(first) = c.windows.first()
+    {
+        let horizon = chrono::Duration::days(2 * 366);
+        let listed = windows
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        match windows::longest_closed(&windows, rekey_api::now(), horizon) {
+            None => p.add(
+                first.span(),
+                format!("the windows ({listed}) never open in the next two years; fix the cron expression"),
+            ),
+            Some(gap) if gap >= renew_before => p.add(
+                first.span(),
+                format!(
+                    "the windows ({listed}) stay closed for up to {} days at a stretch, but renew_before_days = {renew_before_days}: a certificate could expire before a window opens; open a window more often or raise renew_before_days",
+                    (gap.num_hours() + 23) / 24
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    Schedule {
+        rotate_every: rotate_every.map(chrono::Duration::days),
+        renew_before,
+        heal_drift: c.heal_drift.unwrap_or(false),
+        windows,
+    }
+}
+
+pub(super) fn validate_credentials(
+    raw: &RawConfig,
+    base: &Path,
+    p: &mut Problems,
+) -> BTreeMap<String, CredentialConfig> {
+    let mut out = BTreeMap::new();
+    for (name, cred) in &raw.credentials {
+        let c = cred.get_ref();
+        let before = p.found.len();
+        if !raw.orgs.contains_key(c.org.get_ref()) {
+            p.add(
+                c.org.span(),
+                format!(
+                    "unknown org '{}'; defined orgs: {}",
+                    c.org.get_ref(),
+                    names(&raw.orgs)
+                ),
+            );
+        }
+        let stores: Vec<&Spanned<String>> = match (&c.store, &c.stores) {
+            (Some(one), None) => vec![one],
+            (None, Some(list)) if !list.get_ref().is_empty() => list.get_ref().iter().collect(),
+            (None, Some(list)) => {
+                p.add(list.span(), "stores must name at least one store");
+                Vec::new()
+            }
+            _ => {
+                p.add(cred.span(), format!("credentials.{name}: set exactly one of store = \"…\" or stores = [\"primary\", …]"));
+                Vec::new()
+            }
+        };
+        for (i, store) in stores.iter().enumerate() {
+            if !raw.stores.contains_key(store.get_ref()) {
+                p.add(
+                    store.span(),
+                    format!(
+                        "unknown store '{}'; defined stores: {}",
+                        store.get_ref(),
+                        names(&raw.stores)
+                    ),
+                );
+            }
+            if stores[..i].iter().any(|s| s.get_ref() == store.get_ref()) {
+                p.add(
+                    store.span(),
+                    format!("store '{}' is listed twice", store.get_ref()),
+                );
+            }
+        }
+        let app_kind = match c.app_kind.get_ref().as_str() {
+            "connected_app" => AppKind::ConnectedApp,
+            "external_client_app" => AppKind::ExternalClientApp,
+            other => {
+                p.add(c.app_kind.span(), format!("unknown app_kind '{other}'; use \"connected_app\" or \"external_client_app\""));
+                AppKind::ConnectedApp
+            }
+        };
+        for (field, value) in [
+            ("app", &c.app),
+            ("username", &c.username),
+            ("subject.cn", &c.subject.get_ref().cn),
+        ] {
+            if value.get_ref().trim().is_empty() {
+                p.add(value.span(), format!("{field} must not be empty"));
+            }
+        }
+        let algorithm = match &c.key_algorithm {
+            Some(a) => KeyAlgorithm::parse(a.get_ref()).unwrap_or_else(|| {
+                p.add(
+                    a.span(),
+                    format!(
+                        "unknown key_algorithm '{}'; use one of {}",
+                        a.get_ref(),
+                        KeyAlgorithm::NAMES.join(", ")
+                    ),
+                );
+                KeyAlgorithm::Rsa2048
+            }),
+            None => KeyAlgorithm::Rsa2048,
+        };
+        let validity_days = positive(&c.validity_days, 365, 1..=3650, "validity_days", p);
+        let schedule = validate_schedule(c, validity_days, p);
+        let verify_timeout = positive(
+            &c.verify_timeout_secs,
+            900,
+            1..=86_400,
+            "verify_timeout_secs",
+            p,
+        );
+        let deploy_timeout = positive(
+            &c.deploy_timeout_secs,
+            600,
+            1..=86_400,
+            "deploy_timeout_secs",
+            p,
+        );
+        let request_timeout = positive(
+            &c.request_timeout_secs,
+            60,
+            1..=600,
+            "request_timeout_secs",
+            p,
+        );
+        let resume_max_age_hours = positive(
+            &c.resume_max_age_hours,
+            24,
+            1..=8760,
+            "resume_max_age_hours",
+            p,
+        );
+        let token_cache_secs =
+            positive(&c.token_cache_secs, 600, 0..=86_400, "token_cache_secs", p);
+        let on_verify_failure = match c.on_verify_failure.as_ref() {
+            None => OnVerifyFailure::Rollback,
+            Some(v) => match v.get_ref().as_str() {
+                "rollback" => OnVerifyFailure::Rollback,
+                "keep" => OnVerifyFailure::Keep,
+                other => {
+                    p.add(
+                        v.span(),
+                        format!(
+                            "unknown on_verify_failure '{other}'; use \"rollback\" or \"keep\""
+                        ),
+                    );
+                    OnVerifyFailure::Rollback
+                }
+            },
+        };
+        let policy = c.policy.as_ref().map_or_else(Policy::default, |raw| {
+            let defaults = Policy::default();
+            let policy = Policy {
+                warn_days: raw.get_ref().warn_days.unwrap_or(defaults.warn_days),
+                critical_days: raw
+                    .get_ref()
+                    .critical_days
+                    .unwrap_or(defaults.critical_days),
+                max_key_age_days: raw.get_ref().max_key_age_days,
+            };
+            if policy.critical_days < 0 || policy.warn_days < policy.critical_days {
+                p.add(raw.span(), "policy needs 0 <= critical_days <= warn_days");
+            }
+            if policy.max_key_age_days.is_some_and(|d| d < 1) {
+                p.add(raw.span(), "policy.max_key_age_days must be at least 1");
+            }
+            policy
+        });
+        let consumers = validate_consumers(name, &c.consumers, base, p);
+        let on_adoption_failure = match c.on_adoption_failure.as_ref() {
+            None => OnAdoptionFailure::Rollback,
+            Some(v) => match v.get_ref().as_str() {
+                "rollback" => OnAdoptionFailure::Rollback,
+                "alert" => OnAdoptionFailure::Alert,
+                other => {
+                    p.add(
+                        v.span(),
+                        format!(
+                            "unknown on_adoption_failure '{other}'; use \"rollback\" or \"alert\""
+                        ),
+                    );
+                    OnAdoptionFailure::Rollback
+                }
+            },
+        };
+        if p.found.len() > before {
+            continue;
+        }
+        let subject = c.subject.get_ref();
+        out.insert(
+            name.clone(),
+            CredentialConfig {
+                name: name.clone(),
+                org: c.org.get_ref().clone(),
+                app_kind,
+                app: c.app.get_ref().clone(),
+                username: c.username.get_ref().clone(),
+                consumer_key: c.consumer_key.clone(),
+                stores: stores.iter().map(|s| s.get_ref().clone()).collect(),
+                cert: CertSpec {
+                    algorithm,
+                    subject: Subject {
+                        cn: subject.cn.get_ref().clone(),
+                        o: subject.o.clone(),
+                        ou: subject.ou.clone(),
+                    },
+                    validity_days: validity_days as u32,
+                },
+                verify_timeout: Duration::from_secs(verify_timeout as u64),
+                deploy_timeout: Duration::from_secs(deploy_timeout as u64),
+                request_timeout: Duration::from_secs(request_timeout as u64),
+                resume_max_age: Duration::from_secs(resume_max_age_hours as u64 * 3600),
+                token_cache: Duration::from_secs(token_cache_secs as u64),
+                on_verify_failure,
+                policy,
+                schedule,
+                consumers,
+                on_adoption_failure,
+            },
+        );
+    }
+    out
+}
+
+/// When a credential should be rotated (config: rotate_every_days, renew_before_days, heal_drift,
+/// windows).
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    /// Rotate once a store's key is this old; None: age alone never triggers rotation.
+    pub rotate_every: Option<chrono::Duration>,
+    /// Rotate once a certificate expires within this long.
+    pub renew_before: chrono::Duration,
+    /// Rotate when a store's CURRENT differs from the certificate on the app.
+    pub heal_drift: bool,
+    /// When rotation may run; empty: at any time.
+    pub windows: Vec<Window>,
+}

@@ -1,0 +1,125 @@
+//! `[orgs.NAME]`: how rekey reaches each org as an administrator.
+
+use super::*;
+
+/// The Salesforce API version rekey speaks unless an org says otherwise.
+pub const DEFAULT_API_VERSION: &str = "67.0";
+
+/// How rekey reaches one org as an administrator.
+#[derive(Debug)]
+pub struct OrgConfig {
+    /// Token endpoint base (My Domain, login.salesforce.com, or the emulator).
+    pub login_url: String,
+    /// JWT `aud`; defaults to `login_url`.
+    pub audience: String,
+    /// Salesforce API version, e.g. `67.0`.
+    pub api_version: String,
+    /// The admin connection.
+    pub admin: AdminConfig,
+}
+
+/// rekey's own admin credentials for an org.
+#[derive(Debug)]
+pub enum AdminConfig {
+    /// JWT bearer with rekey's own admin key (never the integration key it rotates).
+    Jwt {
+        /// Consumer key of the admin app.
+        consumer_key: String,
+        /// Admin username.
+        username: String,
+        /// Path of the admin private key.
+        key_file: PathBuf,
+        /// `file:line` of the setting, for errors about the file.
+        origin: String,
+    },
+    /// `SF_ACCESS_TOKEN` and `SF_INSTANCE_URL` from the environment.
+    AccessTokenEnv,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOrg {
+    pub(super) login_url: Spanned<String>,
+    pub(super) audience: Option<Spanned<String>>,
+    pub(super) api_version: Option<Spanned<String>>,
+    pub(super) admin: Spanned<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) auth: Spanned<String>,
+    pub(super) consumer_key: Option<String>,
+    pub(super) username: Option<String>,
+    pub(super) key_file: Option<Spanned<String>>,
+}
+
+pub(super) fn validate_orgs(
+    raw: &RawConfig,
+    base: &Path,
+    p: &mut Problems,
+) -> BTreeMap<String, OrgConfig> {
+    let mut out = BTreeMap::new();
+    for (name, org) in &raw.orgs {
+        let org = org.get_ref();
+        let login_url = org.login_url.get_ref().trim_end_matches('/').to_string();
+        check_url(&org.login_url, "login_url", p);
+        let audience = match &org.audience {
+            Some(a) => {
+                check_url(a, "audience", p);
+                a.get_ref().trim_end_matches('/').to_string()
+            }
+            None => login_url.clone(),
+        };
+        let api_version = match &org.api_version {
+            Some(v) if !is_api_version(v.get_ref()) => {
+                p.add(
+                    v.span(),
+                    format!("api_version '{}' is not of the form 67.0", v.get_ref()),
+                );
+                String::new()
+            }
+            Some(v) => v.get_ref().clone(),
+            None => DEFAULT_API_VERSION.to_string(),
+        };
+        let admin = org.admin.get_ref();
+        let admin = match admin.auth.get_ref().as_str() {
+            "jwt" => match (&admin.consumer_key, &admin.username, &admin.key_file) {
+                (Some(consumer_key), Some(username), Some(key_file)) => AdminConfig::Jwt {
+                    consumer_key: consumer_key.clone(),
+                    username: username.clone(),
+                    key_file: base.join(key_file.get_ref()),
+                    origin: p.at(key_file.span()),
+                },
+                _ => {
+                    p.add(org.admin.span(), format!("orgs.{name}.admin: auth = \"jwt\" needs consumer_key, username and key_file"));
+                    continue;
+                }
+            },
+            "access_token_env" => AdminConfig::AccessTokenEnv,
+            other => {
+                p.add(
+                    admin.auth.span(),
+                    format!("unknown admin auth '{other}'; use \"jwt\" or \"access_token_env\""),
+                );
+                continue;
+            }
+        };
+        out.insert(
+            name.clone(),
+            OrgConfig {
+                login_url,
+                audience,
+                api_version,
+                admin,
+            },
+        );
+    }
+    out
+}
+
+pub(super) fn is_api_version(v: &str) -> bool {
+    v.split_once('.').is_some_and(|(major, minor)| {
+        !major.is_empty() && major.bytes().all(|b| b.is_ascii_digit()) && minor == "0"
+    })
+}

@@ -1,0 +1,63 @@
+//! `[run]` and `[daemon]`: how many credentials `rekey run` rotates at once, and where and how often
+//! `rekey daemon` runs.
+
+use super::*;
+
+/// `[run]`.
+#[derive(Debug)]
+pub struct RunConfig {
+    /// How many credentials rotate at once.
+    pub concurrency: usize,
+}
+
+/// `[daemon]`.
+#[derive(Debug)]
+pub struct DaemonConfig {
+    /// Where `/metrics` and `/healthz` are served.
+    pub listen: std::net::SocketAddr,
+    /// Time from the start of one `run` to the start of the next.
+    pub interval: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRun {
+    pub(super) concurrency: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDaemon {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) interval_secs: Option<Spanned<i64>>,
+}
+
+pub(super) fn validate_daemon(raw: Option<&RawDaemon>, p: &mut Problems) -> DaemonConfig {
+    let default_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 9817));
+    let listen = match raw.and_then(|d| d.listen.as_ref()) {
+        None => default_listen,
+        Some(l) => l.get_ref().parse().unwrap_or_else(|_| {
+            p.add(
+                l.span(),
+                format!(
+                    "daemon.listen '{}' is not an address:port such as 127.0.0.1:9817",
+                    l.get_ref()
+                ),
+            );
+            default_listen
+        }),
+    };
+    let interval = raw.map_or(3600, |d| {
+        positive(
+            &d.interval_secs,
+            3600,
+            1..=86_400,
+            "daemon.interval_secs",
+            p,
+        )
+    });
+    DaemonConfig {
+        listen,
+        interval: Duration::from_secs(interval as u64),
+    }
+}

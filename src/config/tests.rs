@@ -1,0 +1,596 @@
+//! The config tests: defaults, every refusal with its position, the annotated example.
+
+use super::orgs::DEFAULT_API_VERSION;
+use super::*;
+use crate::pki::KeyAlgorithm;
+
+const GOOD: &str = r#"
+[orgs.acme]
+login_url = "https://acme.my.salesforce.com"
+[orgs.acme.admin]
+auth = "jwt"
+consumer_key = "3MVG9admin"
+username = "admin@acme.example"
+key_file = "admin.key"
+
+[stores.local]
+kind = "file"
+path = "keys"
+
+[credentials.billing]
+org = "acme"
+app_kind = "connected_app"
+app = "Billing_Sync"
+username = "integration@acme.example"
+store = "local"
+subject = { cn = "billing-sync", o = "Acme" }
+"#;
+
+#[test]
+fn a_minimal_config_gets_the_documented_defaults() {
+    let config = parse(GOOD, Path::new("/etc/rekey/rekey.toml")).unwrap();
+    let cred = &config.credentials["billing"];
+    assert_eq!(cred.cert.algorithm, KeyAlgorithm::Rsa2048);
+    assert_eq!(cred.cert.validity_days, 365);
+    assert_eq!(
+        (
+            cred.request_timeout,
+            cred.resume_max_age,
+            cred.token_cache,
+            cred.on_verify_failure
+        ),
+        (
+            Duration::from_secs(60),
+            Duration::from_secs(24 * 3600),
+            Duration::from_secs(600),
+            OnVerifyFailure::Rollback
+        )
+    );
+    assert_eq!(
+        cred.policy,
+        Policy {
+            warn_days: 28,
+            critical_days: 14,
+            max_key_age_days: None
+        }
+    );
+    let org = &config.orgs["acme"];
+    assert_eq!(org.audience, "https://acme.my.salesforce.com");
+    assert_eq!(org.api_version, DEFAULT_API_VERSION);
+    match &org.admin {
+        AdminConfig::Jwt {
+            key_file, origin, ..
+        } => {
+            assert_eq!(key_file, Path::new("/etc/rekey/admin.key"));
+            assert_eq!(origin, "/etc/rekey/rekey.toml:8:12");
+        }
+        AdminConfig::AccessTokenEnv => panic!("expected jwt"),
+    }
+    assert!(
+        matches!(&config.stores["local"], StoreConfig::File { path } if path == Path::new("/etc/rekey/keys"))
+    );
+    assert_eq!(cred.schedule.rotate_every, None);
+    assert_eq!(cred.schedule.renew_before, chrono::Duration::days(30));
+    assert!(!cred.schedule.heal_drift && cred.schedule.windows.is_empty());
+    assert!(config.alerts.is_none());
+    assert_eq!(config.run.concurrency, 4);
+    assert_eq!(config.daemon.listen.to_string(), "127.0.0.1:9817");
+    assert_eq!(config.daemon.interval, Duration::from_secs(3600));
+}
+
+#[test]
+fn windows_that_never_open_or_open_too_rarely_are_refused_at_load() {
+    let with = |extra: &str| GOOD.to_string() + extra;
+    let err = |text: String| {
+        parse(&text, Path::new("rekey.toml"))
+            .unwrap_err()
+            .to_string()
+    };
+    let never = err(with(
+        "[[credentials.billing.windows]]\ncron = \"0 0 30 2 *\"\nduration_minutes = 60\n",
+    ));
+    assert!(
+        never.starts_with("rekey.toml:21:1: the windows (0 0 30 2 * UTC for 1h) never open"),
+        "{never}"
+    );
+    // Once a year, but a certificate is renewed only 30 days before it expires.
+    let yearly = err(with(
+        "[[credentials.billing.windows]]\ncron = \"0 2 1 6 *\"\ntimezone = \"Europe/Berlin\"\nduration_minutes = 240\n",
+    ));
+    assert!(
+        yearly.contains("(0 2 1 6 * Europe/Berlin for 4h) stay closed for up to 36")
+            && yearly.contains("days at a stretch, but renew_before_days = 30"),
+        "{yearly}"
+    );
+    let bad = err(with(
+        "[[credentials.billing.windows]]\ncron = \"0 25 * * *\"\ntimezone = \"Europe/Berln\"\nduration_minutes = 0\n",
+    ));
+    assert!(bad.contains("rekey.toml:21:1: window: "), "{bad}");
+    // A weekly window is fine with the default renew_before_days, in any zone.
+    let weekly = with(
+        "[[credentials.billing.windows]]\ncron = \"0 2 * * SAT\"\ntimezone = \"America/New_York\"\nduration_minutes = 240\n",
+    );
+    let config = parse(&weekly, Path::new("rekey.toml")).unwrap();
+    assert_eq!(config.credentials["billing"].schedule.windows.len(), 1);
+    let too_late = err(GOOD.replace(
+        "store = \"local\"",
+        "store = \"local\"\nvalidity_days = 30\nrenew_before_days = 30",
+    ));
+    assert!(
+        too_late.contains("renew_before_days = 30 is not below validity_days = 30"),
+        "{too_late}"
+    );
+}
+
+#[test]
+fn alert_channels_take_secrets_from_env_or_file_only_and_name_misplaced_keys() {
+    let text = GOOD.to_string()
+        + r#"
+[alerts]
+renotify_hours = 6
+
+[alerts.channels.ops]
+kind = "slack"
+webhook_url_env = "SLACK_URL"
+
+[alerts.channels.pager]
+kind = "pagerduty"
+routing_key_file = "pd.key"
+min_severity = "critical"
+
+[alerts.channels.hook]
+kind = "webhook"
+url = "https://hooks.example/rekey"
+secret_env = "HOOK_SECRET"
+"#;
+    let config = parse(&text, Path::new("/etc/rekey/rekey.toml")).unwrap();
+    let alerts = config.alerts.unwrap();
+    assert_eq!(alerts.state_file, Path::new("/etc/rekey/rekey-alerts.json"));
+    assert_eq!(alerts.renotify, Duration::from_secs(6 * 3600));
+    let names: Vec<(&str, rekey_api::Severity)> = alerts
+        .channels
+        .iter()
+        .map(|c| (c.name.as_str(), c.min_level))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("hook", rekey_api::Severity::Info),
+            ("ops", rekey_api::Severity::Info),
+            ("pager", rekey_api::Severity::Critical)
+        ]
+    );
+    assert!(matches!(
+        &alerts.channels[2].kind,
+        ChannelKindSettings::PagerDuty { routing_key: SecretSource::File(f), events_url: None }
+            if f == Path::new("/etc/rekey/pd.key")
+    ));
+
+    let bad = GOOD.to_string()
+        + r#"
+[alerts.channels.ops]
+kind = "slack"
+webhook_url_env = "SLACK_URL"
+webhook_url_file = "slack.url"
+url = "https://x.example"
+
+[alerts.channels.hook]
+kind = "webhook"
+url = "http://hooks.example/rekey"
+secret_env = "S"
+min_severity = "loud"
+
+[alerts.channels.mail]
+kind = "email"
+"#;
+    let err = parse(&bad, Path::new("rekey.toml"))
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "rekey.toml:35:8: unknown channel kind 'email'",
+        "alerts.channels.ops: set exactly one of webhook_url_env = \"VARIABLE\" or webhook_url_file = \"PATH\"",
+        "alerts.channels.ops: 'url' does not apply to slack",
+        "url 'http://hooks.example/rekey' must be an https:// URL",
+        "unknown min_severity 'loud'",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+}
+
+#[test]
+fn token_cache_secs_may_be_zero_but_not_over_a_day() {
+    let with = |secs: &str| {
+        GOOD.replace(
+            "store = \"local\"",
+            &format!("store = \"local\"\ntoken_cache_secs = {secs}"),
+        )
+    };
+    let config = parse(&with("0"), Path::new("rekey.toml")).unwrap();
+    assert_eq!(config.credentials["billing"].token_cache, Duration::ZERO);
+    for bad in ["-1", "86401"] {
+        let err = parse(&with(bad), Path::new("rekey.toml")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("rekey.toml:20:20: token_cache_secs = {bad} is out of range; use 0..=86400")
+        );
+    }
+}
+
+#[test]
+fn an_unknown_key_names_file_line_and_column() {
+    let text = GOOD.replace("store = \"local\"", "store = \"local\"\nvalidity = 30");
+    let err = parse(&text, Path::new("rekey.toml")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(
+        err.to_string()
+            .starts_with("rekey.toml:20:1: unknown field `validity`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_bad_value_is_reported_at_once_with_its_position_and_fix() {
+    let text = GOOD
+            .replace("org = \"acme\"", "org = \"acm\"")
+            .replace(
+                "https://acme.my.salesforce.com",
+                "http://acme.my.salesforce.com",
+            )
+            .replace(
+                "store = \"local\"",
+                "store = \"local\"\nkey_algorithm = \"ec-256\"\nvalidity_days = 0\non_verify_failure = \"retry\"\nresume_max_age_hours = 0",
+            );
+    let err = parse(&text, Path::new("rekey.toml"))
+        .unwrap_err()
+        .to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "rekey.toml:3:13: login_url 'http://acme.my.salesforce.com' must be an https:// URL (plain http is allowed only for 127.0.0.1/localhost)",
+            "rekey.toml:15:7: unknown org 'acm'; defined orgs: acme",
+            "rekey.toml:20:17: unknown key_algorithm 'ec-256'; use one of rsa-2048, rsa-3072, rsa-4096",
+            "rekey.toml:21:17: validity_days = 0 is out of range; use 1..=3650",
+            "rekey.toml:23:24: resume_max_age_hours = 0 is out of range; use 1..=8760",
+            "rekey.toml:22:21: unknown on_verify_failure 'retry'; use \"rollback\" or \"keep\"",
+        ]
+    );
+}
+
+#[test]
+fn a_vault_store_takes_defaults_and_leaves_unset_connection_settings_to_the_environment() {
+    let text = GOOD.replace(
+            "[stores.local]\nkind = \"file\"\npath = \"keys\"",
+            "[stores.local]\nkind = \"vault\"\nauth = { method = \"approle\", role_id = \"r-1\", secret_id_env = \"SID\" }",
+        );
+    let config = parse(&text, Path::new("/etc/rekey/rekey.toml")).unwrap();
+    let StoreConfig::Vault(v) = &config.stores["local"] else {
+        panic!("expected a vault store")
+    };
+    assert_eq!(
+        (
+            v.address.as_deref(),
+            v.mount.as_str(),
+            v.path_prefix.as_str()
+        ),
+        (None, "secret", "rekey")
+    );
+    assert_eq!(
+        (v.max_versions, v.lock_ttl, v.tls_skip_verify),
+        (10, Duration::from_secs(1800), false)
+    );
+    assert!(matches!(
+        &v.auth,
+        VaultAuthConfig::AppRole { mount, role_id, secret_id: SecretSource::Env(var) }
+            if mount == "approle" && role_id == "r-1" && var == "SID"
+    ));
+    assert_eq!(v.origin, "/etc/rekey/rekey.toml:10:1");
+}
+
+#[test]
+fn vault_settings_that_do_not_fit_are_named_not_ignored() {
+    let text = GOOD.replace(
+            "[stores.local]\nkind = \"file\"\npath = \"keys\"",
+            "[stores.local]\nkind = \"vault\"\npath = \"keys\"\naddress = \"http://vault.example:8200\"\n\
+             auth = { method = \"approle\", role_id = \"r\", jwt_path = \"/t\" }",
+        );
+    let err = parse(&text, Path::new("rekey.toml"))
+        .unwrap_err()
+        .to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "rekey.toml:12:8: stores.local: 'path' does not apply to vault",
+            "rekey.toml:13:11: address 'http://vault.example:8200' must be an https:// URL (plain http is allowed only for 127.0.0.1/localhost)",
+            "rekey.toml:14:56: stores.local: 'jwt_path' does not apply to approle auth",
+            "rekey.toml:14:8: stores.local.auth: approle needs exactly one of secret_id_file or secret_id_env",
+        ]
+    );
+}
+
+#[test]
+fn a_credential_names_one_store_or_a_list_with_the_primary_first() {
+    let two = GOOD.replace("store = \"local\"", "stores = [\"local\", \"other\"]")
+        + "\n[stores.other]\nkind = \"file\"\npath = \"other\"\n";
+    let config = parse(&two, Path::new("r.toml")).unwrap();
+    assert_eq!(config.credentials["billing"].stores, ["local", "other"]);
+
+    let cases = [
+        ("stores = []", "stores must name at least one store"),
+        (
+            "stores = [\"local\", \"local\"]",
+            "store 'local' is listed twice",
+        ),
+        (
+            "stores = [\"local\", \"nope\"]",
+            "unknown store 'nope'; defined stores: local",
+        ),
+        (
+            "store = \"local\"\nstores = [\"local\"]",
+            "set exactly one of store",
+        ),
+    ];
+    for (line, expected) in cases {
+        let text = GOOD.replace("store = \"local\"", line);
+        let err = parse(&text, Path::new("r.toml")).unwrap_err().to_string();
+        assert!(err.contains(expected), "{line}: {err}");
+    }
+}
+
+#[test]
+fn consumers_take_documented_defaults_and_paths_relative_to_the_config() {
+    let text = GOOD.to_string()
+        + r#"
+[[credentials.billing.consumers]]
+name = "etl"
+kind = "store"
+
+[[credentials.billing.consumers]]
+name = "middleware"
+kind = "webhook"
+url = "https://mw.example/rekey"
+secret_file = "mw.secret"
+
+[[credentials.billing.consumers]]
+name = "reload"
+kind = "exec"
+command = ["hooks/reload.sh", "--fast"]
+
+[[credentials.billing.consumers]]
+name = "legacy"
+kind = "file"
+key_path = "legacy/key.pem"
+cert_path = "/srv/legacy/cert.pem"
+
+[[credentials.billing.consumers]]
+name = "polled"
+kind = "store"
+status_url = "http://127.0.0.1:9000/status"
+adopt_timeout_secs = 30
+"#;
+    let config = parse(&text, Path::new("/etc/rekey/rekey.toml")).unwrap();
+    let cred = &config.credentials["billing"];
+    assert_eq!(cred.on_adoption_failure, OnAdoptionFailure::Rollback);
+    let c = &cred.consumers;
+    assert_eq!(
+        c.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["etl", "middleware", "reload", "legacy", "polled"]
+    );
+    assert!(
+        c[..4]
+            .iter()
+            .all(|c| c.adopt_timeout == Duration::from_secs(300))
+    );
+    assert_eq!(c[4].adopt_timeout, Duration::from_secs(30));
+    assert_eq!(c[0].origin, "/etc/rekey/rekey.toml:22:1");
+    assert!(matches!(
+        &c[0].kind,
+        ConsumerKindSettings::Store { status_url: None }
+    ));
+    assert!(matches!(
+        &c[1].kind,
+        ConsumerKindSettings::Webhook { url, secret: SecretSource::File(f), status_url: None }
+            if url == "https://mw.example/rekey" && f == Path::new("/etc/rekey/mw.secret")
+    ));
+    assert!(matches!(
+        &c[2].kind,
+        ConsumerKindSettings::Exec { command, deliver_key: DeliverKey::None, timeout }
+            if command == &["/etc/rekey/hooks/reload.sh", "--fast"] && *timeout == Duration::from_secs(60)
+    ));
+    assert!(matches!(
+        &c[3].kind,
+        ConsumerKindSettings::File { key_path, cert_path }
+            if key_path == Path::new("/etc/rekey/legacy/key.pem") && cert_path == Path::new("/srv/legacy/cert.pem")
+    ));
+    assert!(matches!(
+        &c[4].kind,
+        ConsumerKindSettings::Store { status_url: Some(u) } if u == "http://127.0.0.1:9000/status"
+    ));
+
+    let alert = GOOD.replace(
+        "store = \"local\"",
+        "store = \"local\"\non_adoption_failure = \"alert\"",
+    ) + "\n[[credentials.billing.consumers]]\nname = \"x\"\nkind = \"exec\"\ncommand = [\"/bin/true\"]\ndeliver_key = \"stdin\"\ntimeout_secs = 5\n";
+    let config = parse(&alert, Path::new("r.toml")).unwrap();
+    let cred = &config.credentials["billing"];
+    assert_eq!(cred.on_adoption_failure, OnAdoptionFailure::Alert);
+    assert!(matches!(
+        &cred.consumers[0].kind,
+        ConsumerKindSettings::Exec { deliver_key: DeliverKey::Stdin, timeout, .. }
+            if *timeout == Duration::from_secs(5)
+    ));
+}
+
+#[test]
+fn every_consumer_problem_is_reported_at_once_with_its_position() {
+    let text = GOOD.replace(
+        "store = \"local\"",
+        "store = \"local\"\non_adoption_failure = \"retry\"",
+    ) + r#"
+[[credentials.billing.consumers]]
+name = "hook"
+kind = "webhook"
+url = "http://mw.example/rekey"
+secret_env = "S"
+secret_file = "s.txt"
+command = ["/bin/true"]
+
+[[credentials.billing.consumers]]
+name = "hook"
+kind = "exec"
+command = []
+deliver_key = "argv"
+timeout_secs = 0
+
+[[credentials.billing.consumers]]
+name = "bad name"
+kind = "file"
+key_path = "same.pem"
+cert_path = "same.pem"
+
+[[credentials.billing.consumers]]
+name = "polled"
+kind = "store"
+adopt_timeout_secs = 60
+
+[[credentials.billing.consumers]]
+name = "x"
+kind = "queue"
+
+[[credentials.billing.consumers]]
+name = "nocert"
+kind = "file"
+key_path = "k.pem"
+status_url = "https://x.example/status"
+
+[[credentials.billing.consumers]]
+name = "nourl"
+kind = "webhook"
+secret_env = "S"
+"#;
+    let err = parse(&text, Path::new("rekey.toml"))
+        .unwrap_err()
+        .to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "rekey.toml:29:11: credentials.billing.consumers 'hook': 'command' does not apply to webhook",
+            "rekey.toml:26:7: url 'http://mw.example/rekey' must be an https:// URL (plain http is allowed only for 127.0.0.1/localhost)",
+            "rekey.toml:23:1: credentials.billing.consumers 'hook': set exactly one of secret_env = \"VARIABLE\" or secret_file = \"PATH\" (secrets are never written into rekey.toml)",
+            "rekey.toml:32:8: consumer 'hook' is listed twice for credential 'billing'; names must be unique",
+            "rekey.toml:34:11: credentials.billing.consumers 'hook': command must name a program",
+            "rekey.toml:35:15: unknown deliver_key 'argv'; use \"none\", \"file\" or \"stdin\" (never the command line)",
+            "rekey.toml:36:16: timeout_secs = 0 is out of range; use 1..=3600",
+            "rekey.toml:39:8: consumer name 'bad name' must be letters, digits, '-', '_' or '.'",
+            "rekey.toml:38:1: credentials.billing.consumers 'bad name': key_path and cert_path are the same file",
+            "rekey.toml:47:22: credentials.billing.consumers 'polled': adopt_timeout_secs needs status_url (without it a store consumer has nothing to wait for)",
+            "rekey.toml:51:8: unknown consumer kind 'queue'; use \"store\", \"webhook\", \"exec\" or \"file\"",
+            "rekey.toml:57:14: credentials.billing.consumers 'nocert': 'status_url' does not apply to file",
+            "rekey.toml:53:1: credentials.billing.consumers 'nocert': kind = \"file\" needs cert_path = \"PATH\"",
+            "rekey.toml:59:1: credentials.billing.consumers 'nourl': kind = \"webhook\" needs url = \"https://…\"",
+            "rekey.toml:20:23: unknown on_adoption_failure 'retry'; use \"rollback\" or \"alert\"",
+        ]
+    );
+    // An unknown key is a parse error with its position, like everywhere else.
+    let unknown = GOOD.to_string()
+        + "\n[[credentials.billing.consumers]]\nname = \"a\"\nkind = \"store\"\nstatus = \"x\"\n";
+    let err = parse(&unknown, Path::new("rekey.toml")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("rekey.toml:25:1: unknown field `status`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn loopback_http_is_allowed_for_the_emulator_only() {
+    let text = GOOD.replace("https://acme.my.salesforce.com", "http://127.0.0.1:8080");
+    assert!(parse(&text, Path::new("r.toml")).is_ok());
+    let text = GOOD.replace(
+        "https://acme.my.salesforce.com",
+        "http://127.0.0.1.evil.example",
+    );
+    assert!(parse(&text, Path::new("r.toml")).is_err());
+}
+
+/// `src/config/rekey.example.toml` is the config reference: it must stay a config rekey
+/// accepts, showing every kind of store, admin login, consumer and alert channel.
+#[test]
+fn the_annotated_example_config_is_accepted() {
+    let config = parse(
+        include_str!("rekey.example.toml"),
+        Path::new("/etc/rekey/rekey.toml"),
+    )
+    .unwrap_or_else(|e| panic!("the example config is refused: {e}"));
+    assert_eq!(
+        config.credentials.keys().collect::<Vec<_>>(),
+        ["billing", "payments"]
+    );
+    let kinds: Vec<&str> = config
+        .stores
+        .values()
+        .map(|s| match s {
+            StoreConfig::File { .. } => "file",
+            StoreConfig::Vault(_) => "vault",
+            StoreConfig::Aws(_) => "aws",
+        })
+        .collect();
+    assert_eq!(kinds, ["aws", "file", "vault"]);
+    assert!(
+        matches!(&config.stores["local"], StoreConfig::File { path } if path == Path::new("/etc/rekey/keys"))
+    );
+    assert!(matches!(
+        &config.orgs["acme"].admin,
+        AdminConfig::Jwt { key_file, .. } if key_file == Path::new("/etc/rekey/admin.key")
+    ));
+    assert!(matches!(
+        config.orgs["uat"].admin,
+        AdminConfig::AccessTokenEnv
+    ));
+
+    let billing = &config.credentials["billing"];
+    assert_eq!(billing.stores, ["vault", "local"]);
+    assert_eq!(billing.app_kind, AppKind::ConnectedApp);
+    let consumers: Vec<&str> = billing
+        .consumers
+        .iter()
+        .map(|c| match c.kind {
+            ConsumerKindSettings::Webhook { .. } => "webhook",
+            ConsumerKindSettings::Exec { .. } => "exec",
+            ConsumerKindSettings::File { .. } => "file",
+            ConsumerKindSettings::Store { .. } => "store",
+        })
+        .collect();
+    assert_eq!(consumers, ["webhook", "exec", "file", "store"]);
+    assert_eq!(billing.schedule.windows.len(), 1);
+    assert_eq!(
+        billing.schedule.rotate_every,
+        Some(chrono::Duration::days(90))
+    );
+    assert_eq!(billing.policy.max_key_age_days, Some(180));
+
+    // The second credential leaves everything optional out, so it shows the defaults.
+    let payments = &config.credentials["payments"];
+    assert_eq!(payments.app_kind, AppKind::ExternalClientApp);
+    assert_eq!(payments.stores, ["aws"]);
+    assert_eq!(payments.policy, Policy::default());
+    assert!(payments.consumers.is_empty() && payments.schedule.windows.is_empty());
+
+    let channels: Vec<&str> = config
+        .alerts
+        .as_ref()
+        .expect("the example has [alerts]")
+        .channels
+        .iter()
+        .map(|c| match c.kind {
+            ChannelKindSettings::Slack { .. } => "slack",
+            ChannelKindSettings::PagerDuty { .. } => "pagerduty",
+            ChannelKindSettings::Webhook { .. } => "webhook",
+        })
+        .collect();
+    assert_eq!(channels, ["webhook", "pagerduty", "slack"]);
+    assert_eq!(config.run.concurrency, 4);
+    assert_eq!(config.daemon.listen.to_string(), "127.0.0.1:9817");
+}

@@ -1,0 +1,9 @@
+//! Watching credentials between rotations: what every source holds (`observe`), what is wrong with
+//! it (`findings`, `metrics`), whether it is due (`due`), telling people (`alerts`), and the
+//! `rekey run` cycle and `rekey daemon` loop built from them.
+
+pub mod alerts;
+pub mod due;
+pub mod findings;
+pub mod metrics;
+pub mod observe;

@@ -1,0 +1,201 @@
+//! What every source of a credential says: the certificate on the app (read from Salesforce,
+//! never assumed), each store's CURRENT, and the journal.
+//!
+//! Observing never fails: a source that cannot be read is recorded as such (and becomes a finding
+//! of severity unknown), so an outage can never hide an expiring certificate behind an error exit.
+
+use crate::config::{Config, CredentialConfig, Policy};
+use crate::{rotation, wiring};
+use chrono::{DateTime, Utc};
+use rekey_api::{Fingerprint, Generation, RotationId};
+use std::time::Duration;
+
+/// A certificate as one source holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// Its fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Its notAfter.
+    pub not_after: DateTime<Utc>,
+    /// When the store wrote the key (stores only).
+    pub created_at: Option<DateTime<Utc>>,
+    /// Its generation (stores only).
+    pub generation: Option<Generation>,
+}
+
+/// One place a credential's certificate lives.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// `app`, or `store:<name from rekey.toml>`.
+    pub name: String,
+    /// Whether it is the app (the others are stores).
+    pub is_app: bool,
+    /// What it holds (`None`: nothing), or why it could not be read.
+    pub read: std::result::Result<Option<Held>, String>,
+}
+
+/// Everything `check` knows about one credential.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    /// Credential name.
+    pub credential: String,
+    /// Its app.
+    pub app: String,
+    /// Its org.
+    pub org: String,
+    /// Its thresholds.
+    pub policy: Policy,
+    /// A rotation open longer than this needs a human.
+    pub open_rotation_limit: Duration,
+    /// The app first, then the stores, primary first.
+    pub sources: Vec<Source>,
+    /// When the last rotation finished.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The open rotation and when it began.
+    pub open_rotation: Option<(RotationId, DateTime<Utc>)>,
+    /// Why the journal could not be read, if it could not.
+    pub journal_error: Option<String>,
+}
+
+impl Observation {
+    /// The certificate on the app, when it could be read and holds one.
+    pub fn on_app(&self) -> Option<&Held> {
+        self.sources
+            .iter()
+            .find(|s| s.is_app)
+            .and_then(|s| s.read.as_ref().ok())
+            .and_then(Option::as_ref)
+    }
+}
+
+/// Reads every source of `cred`; what cannot be read is recorded, not returned as an error.
+pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
+    let mut sources = Vec::new();
+    let app = match wiring::target(config, cred) {
+        Ok(target) => target.installed().await,
+        Err(e) => Err(e),
+    };
+    sources.push(Source {
+        name: "app".into(),
+        is_app: true,
+        read: app.map_err(|e| e.to_string()).map(|cert| {
+            cert.map(|c| Held {
+                fingerprint: c.fingerprint,
+                not_after: c.not_after,
+                created_at: None,
+                generation: None,
+            })
+        }),
+    });
+    let (mut last_success, mut open_rotation, mut journal_error) = (None, None, None);
+    match wiring::stores(config, cred).await {
+        Err(e) => {
+            for name in &cred.stores {
+                sources.push(Source {
+                    name: format!("store:{name}"),
+                    is_app: false,
+                    read: Err(e.to_string()),
+                });
+            }
+        }
+        Ok(stores) => {
+            for (name, store) in cred.stores.iter().zip(&stores) {
+                let read = store.stages(&cred.name).await.map(|stages| {
+                    stages.current.map(|v| Held {
+                        fingerprint: v.certificate.fingerprint,
+                        not_after: v.certificate.not_after,
+                        created_at: Some(v.created_at),
+                        generation: Some(v.generation),
+                    })
+                });
+                sources.push(Source {
+                    name: format!("store:{name}"),
+                    is_app: false,
+                    read: read.map_err(|e| format!("{store}: {e}")),
+                });
+            }
+            match stores[0].read_journal(&cred.name).await {
+                Ok(journal) => {
+                    last_success = rotation::last_success(&journal);
+                    open_rotation =
+                        rotation::open_rotation(&journal).map(|o| (o.rotation_id, o.started_at));
+                }
+                Err(e) => journal_error = Some(e.to_string()),
+            }
+        }
+    }
+    Observation {
+        credential: cred.name.clone(),
+        app: cred.app.clone(),
+        org: cred.org.clone(),
+        policy: cred.policy,
+        open_rotation_limit: cred.resume_max_age,
+        sources,
+        last_success,
+        open_rotation,
+        journal_error,
+    }
+}
+
+/// Observations to test with, shared by the tests of the findings, the due rules and the alerts.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// `days` days after a fixed instant (2027-01-15T08:00:00Z); negative: before it.
+    pub(crate) fn at(days: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + days * 86_400, 0).unwrap()
+    }
+
+    /// The certificate with fingerprint `fp`; with `created`, as a store holds it (a generation
+    /// too), without, as the app does.
+    pub(crate) fn held(
+        fp: &[u8],
+        not_after: DateTime<Utc>,
+        created: Option<DateTime<Utc>>,
+    ) -> Option<Held> {
+        Some(Held {
+            fingerprint: Fingerprint::of(fp),
+            not_after,
+            created_at: created,
+            generation: created.map(|_| Generation(1)),
+        })
+    }
+
+    /// A source named `name` (`app` is the app, anything else a store) that read `read`.
+    pub(crate) fn source(name: &str, read: Result<Option<Held>, String>) -> Source {
+        Source {
+            name: name.into(),
+            is_app: name == "app",
+            read,
+        }
+    }
+
+    /// `credential` of app Billing_Sync in org acme, under the default policy, with `sources`, no
+    /// rotation ever finished or open, and a readable journal.
+    pub(crate) fn observation(credential: &str, sources: Vec<Source>) -> Observation {
+        Observation {
+            credential: credential.into(),
+            app: "Billing_Sync".into(),
+            org: "acme".into(),
+            policy: Policy::default(),
+            open_rotation_limit: Duration::from_secs(24 * 3600),
+            sources,
+            last_success: None,
+            open_rotation: None,
+            journal_error: None,
+        }
+    }
+
+    /// `billing` with the app and `store:local` holding `app` and `store`, keys allowed 180 days,
+    /// last rotated 10 days before `at(0)`.
+    pub(crate) fn billing(app: Option<Held>, store: Option<Held>) -> Observation {
+        let mut o = observation(
+            "billing",
+            vec![source("app", Ok(app)), source("store:local", Ok(store))],
+        );
+        o.policy.max_key_age_days = Some(180);
+        o.last_success = Some(at(-10));
+        o
+    }
+}
