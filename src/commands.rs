@@ -2,12 +2,11 @@
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, CredentialConfig};
-use crate::consumers::CredentialConsumers;
 use crate::monitor::alerts::{Notifier, Observed};
 use crate::monitor::findings::{self, CheckRow, check_row};
 use crate::monitor::{metrics, observe};
 use crate::render::{self, Exit};
-use crate::rotation::{self, Failure, Intent, Rotation};
+use crate::rotation::{self, Intent, Stopped};
 use crate::{evidence, pki, run, wiring};
 use chrono::{DateTime, Utc};
 use rekey_api::Severity;
@@ -263,63 +262,8 @@ fn generate(
 async fn plan(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    render::plan(&plan_of(&config, cred, None).await?, json);
+    render::plan(&rotation::plan_credential(&config, cred, None).await?, json);
     Ok(Exit::Ok)
-}
-
-/// The plan of `cred`'s next rotation (an `emergency` one when given) from its stores alone.
-async fn plan_of(
-    config: &Config,
-    cred: &CredentialConfig,
-    emergency: Option<&rotation::Emergency>,
-) -> Result<rotation::Plan> {
-    let stores = wiring::stores(config, cred).await?;
-    let target = wiring::target(config, cred)?;
-    let consumers = CredentialConsumers::from_config(cred)?;
-    rotation::plan(
-        &rotation_of(cred, &stores, target.as_ref(), &consumers),
-        emergency,
-    )
-    .await
-}
-
-fn rotation_of<'a>(
-    cred: &'a CredentialConfig,
-    stores: &'a [Box<dyn SecretStore>],
-    target: &'a dyn rekey_api::CertificateTarget,
-    consumers: &'a CredentialConsumers,
-) -> Rotation<'a> {
-    Rotation {
-        credential: &cred.name,
-        stores,
-        target,
-        spec: &cred.cert,
-        verify_timeout: cred.verify_timeout,
-        resume_max_age: cred.resume_max_age,
-        on_verify_failure: cred.on_verify_failure,
-        consumers,
-    }
-}
-
-/// Rotates (resumes, aborts) one credential: the stores and app it names, then the protocol.
-pub async fn rotate_credential(
-    config: &Config,
-    cred: &CredentialConfig,
-    intent: &Intent,
-    progress: &mut (dyn FnMut(rotation::Event) + Send),
-) -> std::result::Result<rotation::Outcome, Failure> {
-    let stores = wiring::stores(config, cred)
-        .await
-        .map_err(Failure::before_start)?;
-    let target = wiring::target(config, cred).map_err(Failure::before_start)?;
-    // Built first: a webhook secret that cannot be read stops the rotation before it starts.
-    let consumers = CredentialConsumers::from_config(cred).map_err(Failure::before_start)?;
-    rotation::rotate(
-        &rotation_of(cred, &stores, target.as_ref(), &consumers),
-        intent,
-        progress,
-    )
-    .await
 }
 
 async fn rotate(config_path: &Path, name: &str, intent: &Intent, json: bool) -> Exit {
@@ -336,7 +280,8 @@ async fn rotate(config_path: &Path, name: &str, intent: &Intent, json: bool) -> 
     };
     let cred = &config.credentials[name];
     let mut progress = render::RotateProgress::new(name, json);
-    let result = rotate_credential(&config, cred, intent, &mut |e| progress.event(e)).await;
+    let result =
+        rotation::rotate_credential(&config, cred, intent, &mut |e| progress.event(e)).await;
     if let (Some(notifier), Some(news)) = (&notifier, run::news(cred, &result)) {
         match notifier.rotation(&news, rekey_api::now()).await {
             Ok(deliveries) => render::deliveries(&deliveries, json),
@@ -345,7 +290,7 @@ async fn rotate(config_path: &Path, name: &str, intent: &Intent, json: bool) -> 
     }
     match result {
         Ok(outcome) => progress.finish(&outcome),
-        Err(Failure {
+        Err(Stopped {
             error,
             rotation_id,
             step,
@@ -869,7 +814,7 @@ async fn emergency_rekey(
     }
     let notifier = Notifier::from_config(&config)?;
     for cred in &creds {
-        let plan = plan_of(&config, cred, Some(emergency)).await?;
+        let plan = rotation::plan_credential(&config, cred, Some(emergency)).await?;
         if !json {
             render::plan(&plan, false);
         }
@@ -904,7 +849,7 @@ async fn emergency_rekey(
             continue;
         }
         let mut progress = render::RotateProgress::new(&cred.name, json);
-        let result = rotate_credential(
+        let result = rotation::rotate_credential(
             &config,
             cred,
             &Intent::Emergency(emergency.clone()),

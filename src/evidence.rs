@@ -4,7 +4,7 @@
 //! identifiers, fingerprints, counts and Salesforce's own answers — never key bytes or tokens.
 
 use crate::config::CredentialConfig;
-use crate::rotation::{Emergency, Failure, Outcome};
+use crate::rotation::{Closed, Emergency, Stopped};
 use chrono::{DateTime, Utc};
 use rekey_api::{JournalEntry, Phase, Revoked, RotationId, Step};
 use serde::Serialize;
@@ -72,7 +72,7 @@ pub struct Moment<'a> {
 pub fn build<'a>(
     cred: &'a CredentialConfig,
     emergency: &'a Emergency,
-    result: &'a std::result::Result<Outcome, Failure>,
+    result: &'a std::result::Result<Closed, Stopped>,
     journal: &'a [JournalEntry],
     operator: String,
 ) -> Evidence<'a> {

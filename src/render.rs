@@ -10,7 +10,7 @@ use crate::commands::{
 pub use crate::exit::Exit;
 use crate::monitor::alerts::Delivery;
 use crate::monitor::findings::CheckRow;
-use crate::rotation::{Ending, Event, Outcome, Plan, Unadopted};
+use crate::rotation::{Closed, Ending, Plan, Progress, Unadopted};
 use crate::run::{Action, RunReport};
 use crate::token::IssuedToken;
 use rekey_api::Severity;
@@ -173,7 +173,7 @@ pub fn plan(plan: &Plan, json: bool) {
 pub struct RotateProgress {
     credential: String,
     json: bool,
-    events: Vec<Event>,
+    events: Vec<Progress>,
 }
 
 impl RotateProgress {
@@ -187,10 +187,10 @@ impl RotateProgress {
     }
 
     /// Reports one event.
-    pub fn event(&mut self, event: Event) {
+    pub fn event(&mut self, event: Progress) {
         if !self.json {
             match &event {
-                Event::Resuming {
+                Progress::Resuming {
                     rotation_id,
                     last_done,
                     undoing,
@@ -204,7 +204,7 @@ impl RotateProgress {
                             .map_or_else(String::new, |why| format!(" (undoing it: {why})"))
                     )
                 }
-                Event::StepDone {
+                Progress::StepDone {
                     step,
                     millis,
                     detail,
@@ -215,13 +215,13 @@ impl RotateProgress {
                         *millis as f64 / 1000.0
                     )
                 }
-                Event::AdoptionPending { waiting } => {
+                Progress::AdoptionPending { waiting } => {
                     println!("  adopt     waiting for {}", waiting.join(", "))
                 }
-                Event::VerifyRetry { attempt, reason } => {
+                Progress::VerifyRetry { attempt, reason } => {
                     println!("  verify    attempt {attempt} refused ({reason}); retrying")
                 }
-                Event::Retry {
+                Progress::Retry {
                     step,
                     attempt,
                     delay_ms,
@@ -231,7 +231,7 @@ impl RotateProgress {
                     step.to_string(),
                     *delay_ms as f64 / 1000.0
                 ),
-                Event::RollingBack { reason } => {
+                Progress::RollingBack { reason } => {
                     println!("{}: rolling back: {reason}", self.credential)
                 }
             }
@@ -240,7 +240,7 @@ impl RotateProgress {
     }
 
     /// Prints the outcome; a rollback is a failure of the rotation, so it exits non-zero.
-    pub fn finish(self, outcome: &Outcome) -> Exit {
+    pub fn finish(self, outcome: &Closed) -> Exit {
         let exit = match outcome.ending {
             Ending::Rotated | Ending::Aborted => Exit::Ok,
             Ending::RolledBack => Exit::RolledBack,

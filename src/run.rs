@@ -9,7 +9,7 @@ use crate::monitor::due::{self, Reason};
 use crate::monitor::findings::{self, CheckRow, Finding, check_row};
 use crate::monitor::observe::{self, Observation};
 use crate::render::{self, Exit, RotationFailure};
-use crate::rotation::{Ending, Event, Failure, Intent, Outcome};
+use crate::rotation::{Closed, Ending, Intent, Progress, Stopped};
 use crate::windows::{self, WindowState};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
@@ -106,13 +106,13 @@ pub async fn run(config: &Config, notifier: Option<&Notifier>, dry_run: bool) ->
         .zip(&before)
         .map(|(cred, o)| decide(cred, o, started_at))
         .collect();
-    let results: Vec<Option<std::result::Result<Outcome, Failure>>> =
+    let results: Vec<Option<std::result::Result<Closed, Stopped>>> =
         futures_util::stream::iter(creds.iter().zip(&decisions))
             .map(|(cred, decision)| async move {
                 if decision.go && !dry_run {
-                    let mut log = |event: Event| tracing::info!(credential = %cred.name, ?event);
+                    let mut log = |event: Progress| tracing::info!(credential = %cred.name, ?event);
                     Some(
-                        crate::commands::rotate_credential(config, cred, &Intent::Rotate, &mut log)
+                        crate::rotation::rotate_credential(config, cred, &Intent::Rotate, &mut log)
                             .await,
                     )
                 } else {
@@ -235,7 +235,7 @@ async fn observe_all(
         .await
 }
 
-fn action(result: &std::result::Result<Outcome, Failure>) -> Action {
+fn action(result: &std::result::Result<Closed, Stopped>) -> Action {
     match result {
         Ok(o) if o.ending == Ending::Rotated => Action::Rotated {
             rotation_id: o.rotation_id.to_string(),
@@ -256,7 +256,7 @@ fn action(result: &std::result::Result<Outcome, Failure>) -> Action {
     }
 }
 
-fn failure_exit(f: &Failure) -> Exit {
+fn failure_exit(f: &Stopped) -> Exit {
     render::failure_exit(
         &f.error,
         Some(&RotationFailure {
@@ -271,7 +271,7 @@ fn failure_exit(f: &Failure) -> Exit {
 /// runner reports its own outcome).
 pub fn news(
     cred: &CredentialConfig,
-    result: &std::result::Result<Outcome, Failure>,
+    result: &std::result::Result<Closed, Stopped>,
 ) -> Option<RotationNews> {
     let (outcome, summary, rotation_id) = match result {
         Ok(o) => {

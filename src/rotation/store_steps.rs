@@ -1,0 +1,239 @@
+//! The steps on the stores: stage the new generation (primary first, adopting a key an interrupted
+//! run staged), confirm at finalize that the app holds CURRENT, revert on undo; and reading this
+//! rotation's keys back, checked against the journal.
+
+use super::inflight::InFlight;
+use crate::pki;
+use rekey_api::{Certificate, Error, ErrorKind, KeyMaterial, Result, Stage, Step, StoredKey};
+
+impl<'a, 'r> InFlight<'a, 'r> {
+    pub(super) async fn stage(
+        &mut self,
+        fresh: &mut Option<(KeyMaterial, Certificate)>,
+    ) -> Result<String> {
+        let r = self.rotation;
+        let primary = r.primary();
+        let mut adopted = false;
+        if fresh.is_none() {
+            // Resumed: the interrupted run may have written the key and died before journaling
+            // it. A PENDING of this rotation in the primary is that key; adopt it, and stage the
+            // same key in the other stores.
+            let stages = primary.stages(r.credential).await?;
+            if let Some(staged) = stages.pending.filter(|p| {
+                p.rotation_id.as_ref() == Some(&self.id) && p.generation == self.generation
+            }) {
+                self.new_fingerprint = Some(staged.certificate.fingerprint);
+                adopted = true;
+            } else {
+                // Resumed after Generate but before anything was written: the key never left
+                // memory, so nothing refers to it and a new one is as good.
+                let pair = pki::generate(r.spec, rekey_api::now())?;
+                self.new_fingerprint = Some(pair.1.fingerprint);
+                *fresh = Some(pair);
+            }
+        }
+        let staged_key;
+        let (key, cert) = match fresh.as_ref() {
+            Some((key, cert)) => (key, cert),
+            None => {
+                staged_key = self.pending().await?;
+                (&staged_key.key, &staged_key.info.certificate)
+            }
+        };
+        let new = rekey_api::NewVersion {
+            generation: self.generation,
+            key,
+            certificate: cert,
+            rotation_id: &self.id,
+        };
+        // Primary first: it is where a resumed run finds the key again.
+        for store in r.stores {
+            self.lease.confirm().await?;
+            store.stage(r.credential, &new).await?;
+        }
+        let note = if adopted {
+            " (staged before the interruption, adopted)"
+        } else {
+            ""
+        };
+        Ok(format!(
+            "generation {} PENDING in {}{note}",
+            self.generation,
+            r.store_names()
+        ))
+    }
+
+    pub(super) async fn finalize(&self) -> Result<String> {
+        let r = self.rotation;
+        let installed = r.target.installed().await?.map(|c| c.fingerprint);
+        for store in r.stores {
+            let current = store.stages(r.credential).await?.current.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("{store}: no CURRENT key after promotion"),
+                )
+            })?;
+            if installed != Some(current.certificate.fingerprint) {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{} now holds certificate {}, not {store}'s CURRENT {}: the app or the store was changed during the rotation",
+                        r.target,
+                        installed.map_or_else(|| "none".to_string(), |f| f.to_hex()),
+                        current.certificate.fingerprint
+                    ),
+                )
+                .with_hint(
+                    "find out who changed it; put CURRENT's certificate back on the app (runbooks/rollback.md), then run `rekey resume` to finalize",
+                ));
+            }
+        }
+        Ok(format!(
+            "app certificate equals CURRENT {} in {}",
+            installed.map_or_else(String::new, |f| f.to_hex()),
+            r.store_names()
+        ))
+    }
+
+    /// Undo, store side: the previous generation CURRENT again everywhere, this rotation's
+    /// generation out of PENDING: kept (recoverable) if the app may have trusted it, destroyed if
+    /// it never left rekey's stores.
+    pub(super) async fn revert(&self) -> Result<String> {
+        let r = self.rotation;
+        let published = self.begun.contains(&Step::Publish);
+        for store in r.stores {
+            let current = store
+                .stages(r.credential)
+                .await?
+                .current
+                .map(|v| v.generation);
+            if current == Some(self.generation) {
+                let previous = self.previous_generation.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "{store}: generation {} is CURRENT and there is no earlier generation to go back to",
+                            self.generation
+                        ),
+                    )
+                })?;
+                self.lease.confirm().await?;
+                store.revert(r.credential, previous).await?;
+            }
+            self.lease.confirm().await?;
+            if published {
+                store.discard(r.credential, self.generation).await?;
+            } else {
+                store.destroy(r.credential, self.generation).await?;
+            }
+        }
+        let current = self.previous_generation.map_or_else(
+            || "no generation".to_string(),
+            |g| format!("generation {g}"),
+        );
+        let fate = if published {
+            "discarded (its key kept, recoverable)"
+        } else {
+            "destroyed (it never reached the app)"
+        };
+        Ok(format!(
+            "{current} CURRENT in {}; generation {} {fate}",
+            r.store_names(),
+            self.generation
+        ))
+    }
+
+    /// The staged key of this rotation, checked against the journal's fingerprint.
+    pub(super) async fn pending(&self) -> Result<StoredKey> {
+        let r = self.rotation;
+        let primary = r.primary();
+        let stored = primary.read_key(r.credential, Stage::Pending).await?.ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, format!("{primary}: no PENDING key for rotation {}", self.id))
+                .with_hint("the staged key is gone from the store; inspect `rekey journal` before going further")
+        })?;
+        if stored.info.generation != self.generation
+            || Some(stored.info.certificate.fingerprint) != self.new_fingerprint
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{}: PENDING holds generation {} ({}), but rotation {} staged generation {}",
+                    primary,
+                    stored.info.generation,
+                    stored.info.certificate.fingerprint,
+                    self.id,
+                    self.generation
+                ),
+            )
+            .with_hint(
+                "another process changed the store; inspect `rekey journal` before going further",
+            ));
+        }
+        Ok(stored)
+    }
+
+    /// This rotation's generation as a store holds it (PENDING before promotion, CURRENT after),
+    /// checked against the journal's fingerprint.
+    pub(super) async fn new_key(&self) -> Result<StoredKey> {
+        let r = self.rotation;
+        let primary = r.primary();
+        let stored = primary
+            .read_generation(r.credential, self.generation)
+            .await?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("{primary}: generation {} of rotation {} is gone", self.generation, self.id),
+                )
+                .with_hint("the staged key is gone from the store; inspect `rekey journal` before going further")
+            })?;
+        if Some(stored.info.certificate.fingerprint) != self.new_fingerprint {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{primary}: generation {} holds certificate {}, not the one rotation {} staged",
+                    self.generation, stored.info.certificate.fingerprint, self.id
+                ),
+            )
+            .with_hint(
+                "another process changed the store; inspect `rekey journal` before going further",
+            ));
+        }
+        Ok(stored)
+    }
+
+    /// The key consumers used before this rotation, from the first store that still has it.
+    pub(super) async fn previous_key(&self) -> Result<StoredKey> {
+        let r = self.rotation;
+        let cred = r.credential;
+        let Some(previous) = self.previous_generation else {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{cred}: the certificate {} held before rotation {} ({}) has no key in {}, so putting it back would leave the app trusting a key nobody can use",
+                    r.target,
+                    self.id,
+                    self.old_fingerprint.map_or_else(|| "none".to_string(), |f| f.to_hex()),
+                    r.store_names()
+                ),
+            )
+            .with_hint(format!("finish the rotation instead: `rekey resume {cred}`")));
+        };
+        for store in r.stores {
+            if let Some(key) = store.read_generation(cred, previous).await? {
+                return Ok(key);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "{cred}: generation {previous}, CURRENT before rotation {}, is in none of {}",
+                self.id,
+                r.store_names()
+            ),
+        )
+        .with_hint(format!(
+            "the previous key is gone, so the rotation cannot be undone; finish it with `rekey resume {cred}`"
+        )))
+    }
+}

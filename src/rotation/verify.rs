@@ -1,0 +1,119 @@
+//! Proving Salesforce accepts a key: token requests until it is accepted, a refusal that waiting
+//! cannot fix arrives, or the deadline passes; and the undo's app side, which puts the previous
+//! certificate back and proves the previous key.
+
+use super::Rotation;
+use super::inflight::InFlight;
+use super::outcome::Progress;
+use super::retry::backoff;
+use rekey_api::{Error, ErrorKind, KeyMaterial, Probe, Result, RotationLock, Step};
+use std::time::{Duration, Instant};
+
+/// Asks Salesforce for a token signed by `key` until it is accepted, a refusal that waiting cannot
+/// fix arrives, or the deadline passes. Certificate changes take minutes to propagate, so
+/// `invalid assertion` and temporary errors are retried with backoff; the lease is confirmed
+/// (and so extended) on every attempt.
+pub(super) async fn verify(
+    r: &Rotation<'_>,
+    lease: &dyn RotationLock,
+    key: &KeyMaterial,
+    which: &str,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<String> {
+    let started = Instant::now();
+    for attempt in 1u32.. {
+        lease.confirm().await?;
+        let reason = match r.target.probe(key).await {
+            Ok(Probe::Accepted { instance_url }) => {
+                return Ok(format!(
+                    "Salesforce accepted {which} for {instance_url} (attempt {attempt})"
+                ));
+            }
+            Ok(Probe::Rejected {
+                error,
+                description,
+                may_clear: false,
+            }) => {
+                return Err(Error::new(
+                    ErrorKind::VerificationFailed,
+                    format!("{} refused a token signed by {which}: {error}: {description}", r.target),
+                )
+                .with_hint("waiting will not fix this; correct the app or user setup, then run `rekey resume` (or `rekey abort`)"));
+            }
+            Ok(Probe::Rejected {
+                error,
+                description,
+                may_clear: true,
+            }) => format!("{error}: {description}"),
+            Err(e) if e.is_temporary() => e.to_string(),
+            Err(e) => return Err(e),
+        };
+        before_next_attempt(r, started, attempt, reason, which, progress, |last| {
+            Error::new(
+                ErrorKind::VerificationFailed,
+                format!(
+                    "{} did not accept {which} within {}s ({attempt} attempts; last answer: {last})",
+                    r.target,
+                    r.verify_timeout.as_secs()
+                ),
+            )
+            .with_hint("`rekey resume` keeps verifying (raise verify_timeout_secs if propagation is slow); `rekey abort` undoes the rotation")
+        })
+        .await?;
+    }
+    unreachable!("the attempt counter is unbounded")
+}
+
+/// Between two verification attempts: gives up with `timed_out(last refusal)` when the next
+/// attempt would come after `verify_timeout`; else reports the refusal and waits the backoff.
+pub(super) async fn before_next_attempt(
+    r: &Rotation<'_>,
+    started: Instant,
+    attempt: u32,
+    reason: String,
+    what: &str,
+    progress: &mut (dyn FnMut(Progress) + Send),
+    timed_out: impl FnOnce(&str) -> Error,
+) -> Result<()> {
+    let delay = backoff(attempt).max(Duration::from_millis(250));
+    if started.elapsed() + delay > r.verify_timeout {
+        return Err(timed_out(&reason));
+    }
+    progress(Progress::VerifyRetry { attempt, reason });
+    tokio::select! {
+        () = tokio::time::sleep(delay) => Ok(()),
+        // Verifying changes nothing, so it can stop mid-wait; its begin is journaled.
+        () = crate::shutdown::wait() => Err(crate::shutdown::stopped(r.credential, &format!("while verifying {what}"))),
+    }
+}
+
+impl<'a, 'r> InFlight<'a, 'r> {
+    /// Undo, app side: the previous generation's certificate back on the app, its key proven.
+    pub(super) async fn restore(
+        &self,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<String> {
+        let r = self.rotation;
+        if !self.begun.contains(&Step::Publish) {
+            return Ok(format!(
+                "the new certificate never reached {}; nothing to restore",
+                r.target
+            ));
+        }
+        let previous = self.previous_key().await?;
+        let certificate = &previous.info.certificate;
+        let installed = r.target.installed().await?.map(|c| c.fingerprint);
+        let put_back = if installed == Some(certificate.fingerprint) {
+            format!("{} still holds", r.target)
+        } else {
+            self.lease.confirm().await?;
+            r.target.install(certificate, &self.id).await?;
+            format!("redeployed to {}", r.target)
+        };
+        let verified = verify(r, self.lease, &previous.key, "the previous key", progress).await?;
+        Ok(format!(
+            "{put_back} generation {}'s certificate {}; {verified}",
+            previous.info.generation, certificate.fingerprint
+        ))
+    }
+}

@@ -1,0 +1,63 @@
+//! A credential's rotation from its configuration: the stores, the app and the consumers it names,
+//! built, then handed to the protocol. What `rekey rotate`, `rekey run` and `rekey emergency` share.
+
+use super::{Closed, Emergency, Intent, Plan, Progress, Rotation, Stopped};
+use crate::config::{Config, CredentialConfig};
+use crate::consumers::CredentialConsumers;
+use crate::wiring;
+use rekey_api::{Result, SecretStore};
+
+/// The plan of `cred`'s next rotation (an `emergency` one when given) from its stores alone.
+pub async fn plan_credential(
+    config: &Config,
+    cred: &CredentialConfig,
+    emergency: Option<&Emergency>,
+) -> Result<Plan> {
+    let stores = wiring::stores(config, cred).await?;
+    let target = wiring::target(config, cred)?;
+    let consumers = CredentialConsumers::from_config(cred)?;
+    super::plan(
+        &rotation_of(cred, &stores, target.as_ref(), &consumers),
+        emergency,
+    )
+    .await
+}
+
+pub(super) fn rotation_of<'a>(
+    cred: &'a CredentialConfig,
+    stores: &'a [Box<dyn SecretStore>],
+    target: &'a dyn rekey_api::CertificateTarget,
+    consumers: &'a CredentialConsumers,
+) -> Rotation<'a> {
+    Rotation {
+        credential: &cred.name,
+        stores,
+        target,
+        spec: &cred.cert,
+        verify_timeout: cred.verify_timeout,
+        resume_max_age: cred.resume_max_age,
+        on_verify_failure: cred.on_verify_failure,
+        consumers,
+    }
+}
+
+/// Rotates (resumes, aborts) one credential: the stores and app it names, then the protocol.
+pub async fn rotate_credential(
+    config: &Config,
+    cred: &CredentialConfig,
+    intent: &Intent,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> std::result::Result<Closed, Stopped> {
+    let stores = wiring::stores(config, cred)
+        .await
+        .map_err(Stopped::before_start)?;
+    let target = wiring::target(config, cred).map_err(Stopped::before_start)?;
+    // Built first: a webhook secret that cannot be read stops the rotation before it starts.
+    let consumers = CredentialConsumers::from_config(cred).map_err(Stopped::before_start)?;
+    super::rotate(
+        &rotation_of(cred, &stores, target.as_ref(), &consumers),
+        intent,
+        progress,
+    )
+    .await
+}
