@@ -696,12 +696,9 @@ async fn discard_trades_awspending_for_a_discard_label() {
 
 #[tokio::test]
 async fn a_closed_port_is_unavailable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let endpoint = format!("http://127.0.0.1:{port}");
+    // Refuses connections for the whole test: nothing else can take the port meanwhile.
+    let refusing = rekey_testkit::receiver::RefusingPort::bind();
+    let endpoint = refusing.url("");
     let store = AwsStore::with_sdk_config(config("rekey"), &sdk_config(&endpoint).await).unwrap();
     let err = store.stages(CRED).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
