@@ -1489,8 +1489,8 @@ subject = { cn = "billing-sync" }
             "{err}"
         );
         assert_eq!(down.count(), 3);
-        let port = rekey_testkit::receiver::closed_port().await;
-        let hook = webhook(dir.path(), &format!("http://127.0.0.1:{port}/in"), None);
+        let refusing = rekey_testkit::receiver::RefusingPort::bind();
+        let hook = webhook(dir.path(), &refusing.url("/in"), None);
         let err = hook.prepare(&announce(Stage::Pending)).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable);
         assert!(err.to_string().contains("could not connect"), "{err}");
@@ -1570,11 +1570,12 @@ subject = { cn = "billing-sync" }
         assert_eq!(polled.adopt_timeout(), Duration::from_secs(5));
         let err = polled.adopted(&p).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Rejected);
-        let port = rekey_testkit::receiver::closed_port().await;
+        let refusing = rekey_testkit::receiver::RefusingPort::bind();
         let gone = one(
             dir.path(),
             &format!(
-                "name = \"etl\"\nkind = \"store\"\nstatus_url = \"http://127.0.0.1:{port}/s\"\n"
+                "name = \"etl\"\nkind = \"store\"\nstatus_url = \"{}\"\n",
+                refusing.url("/s")
             ),
         );
         assert_eq!(

@@ -58,6 +58,8 @@ pub async fn serve(config_path: &Path) -> Result<Exit> {
         .with_source(e)
         .with_hint("choose a free address:port in [daemon] listen, or stop what holds it")
     })?;
+    // The address bound, not the one configured: with port 0 the system picked the port.
+    let bound = listener.local_addr().unwrap_or(address);
     let interval = config.daemon.interval;
     let daemon = Arc::new(Daemon {
         shared: Mutex::new(Shared::default()),
@@ -75,7 +77,7 @@ pub async fn serve(config_path: &Path) -> Result<Exit> {
             .into_future(),
     );
     render::note(&format!(
-        "rekey daemon: /metrics and /healthz on http://{address}; a run every {}s",
+        "rekey daemon: /metrics and /healthz on http://{bound}; a run every {}s",
         interval.as_secs()
     ));
     while !shutdown::requested() {

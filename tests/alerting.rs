@@ -549,11 +549,23 @@ async fn drift_and_rotation_outcomes_reach_the_channels() {
 #[tokio::test(flavor = "multi_thread")]
 async fn daemon_serves_metrics_and_health_and_stops_on_sigterm() {
     let w = billing_only().await;
-    let port = rekey_testkit::receiver::closed_port().await;
-    w.edit_config(|c| format!("{c}\n[daemon]\nlisten = \"127.0.0.1:{port}\"\ninterval_secs = 1\n"));
+    // Port 0: the daemon binds a free port itself and says which one when it is ready.
+    w.edit_config(|c| format!("{c}\n[daemon]\nlisten = \"127.0.0.1:0\"\ninterval_secs = 1\n"));
     let mut daemon = spawn_logged(&w, &["daemon"], "daemon.log", &[]);
+    let ready = "rekey daemon: /metrics and /healthz on ";
+    printed(&w.path("daemon.log"), ready).await;
+    let log = std::fs::read_to_string(w.path("daemon.log")).unwrap();
+    let base = log
+        .lines()
+        .find_map(|l| l.strip_prefix(ready))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no address in the readiness line:\n{log}"))
+        .to_string();
+    assert!(
+        base.starts_with("http://127.0.0.1:") && !base.ends_with(":0"),
+        "the address it bound: {base}"
+    );
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
     let mut metrics = String::new();
     for _ in 0..300 {
         if let Ok(r) = http.get(format!("{base}/metrics")).send().await {
@@ -682,10 +694,12 @@ async fn sigterm_stops_a_rotation_at_a_step_boundary_and_the_next_run_finishes_i
 async fn an_unreachable_channel_is_reported_and_retried_on_the_next_run() {
     let mut w = billing_only().await;
     let mut ch = Channels::attach(&mut w).await;
-    let dead = rekey_testkit::receiver::closed_port().await;
+    // Refuses connections for the whole test, both runs.
+    let dead = rekey_testkit::receiver::RefusingPort::bind();
+    let dead_url = dead.url("/hook");
     w.edit_config(|c| {
         format!(
-            "{c}\n[alerts.channels.dead]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{dead}/hook\"\nsecret_file = \"hook.secret\"\n"
+            "{c}\n[alerts.channels.dead]\nkind = \"webhook\"\nurl = \"{dead_url}\"\nsecret_file = \"hook.secret\"\n"
         )
     });
     w.set_clock(20 * DAY);

@@ -767,16 +767,43 @@ async fn a_stalled_secrets_manager_is_waited_out() {
     let held = Held::spawn(&s.w, &["rotate", CRED], "verify:done")
         .reached(&mut s.w)
         .await;
-    // Freeze Secrets Manager, let rekey go on into promote, and bring it back 3 s later.
+    // Freeze Secrets Manager, let rekey go on into promote, and bring it back once rekey is
+    // stuck on it (not after a fixed time, which a slow rekey might not have reached it in).
     moto.pause();
     std::fs::remove_file(&held.file).unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let port: u16 = moto.endpoint().rsplit(':').next().unwrap().parse().unwrap();
+    for _ in 0..3000 {
+        if unread_at(port) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        unread_at(port),
+        "rekey never sent the frozen server a request"
+    );
     moto.resume();
     let run = held.finish(&mut s.w).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     s.assert_settled(2, "secrets manager stalled during promote")
         .await;
     s.assert_no_leaks("secrets manager stalled");
+}
+
+/// Whether something waits, unread, at the server listening on 127.0.0.1:`port`: a connection
+/// holding bytes it has not read, or one in its accept queue (`/proc/net/tcp`: for a listening
+/// socket the receive queue is the accept backlog). A frozen server reads nothing.
+fn unread_at(port: u16) -> bool {
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        text.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let hex = |s: Option<&str>| s.and_then(|s| u64::from_str_radix(s, 16).ok());
+            let local_port = hex(fields.get(1).and_then(|a| a.rsplit(':').next()));
+            let unread = hex(fields.get(4).and_then(|q| q.split(':').nth(1)));
+            local_port == Some(u64::from(port)) && unread.is_some_and(|n| n > 0)
+        })
+    })
 }
 
 /// The `rekey` commands of a runbook's `sh` blocks, comments stripped, quotes honoured, `CRED`

@@ -20,6 +20,16 @@ use std::time::Duration;
 
 const CRED: &str = "billing";
 
+/// The lock time to live of the lease tests: an hour, so no lease expires by itself while a
+/// test runs, however slow the machine. A lease expires when the test moves rekey's clock.
+const LEASE_TTL: Duration = Duration::from_secs(3600);
+
+/// Moves rekey's clock ahead by `by`, for this test only (its thread; see
+/// `rekey_api::advance_on_this_thread`), instead of waiting for a lease to expire.
+fn advance_clock(by: Duration) {
+    rekey_api::advance_on_this_thread(chrono::Duration::from_std(by).unwrap());
+}
+
 fn config(prefix: &str) -> AwsConfig {
     AwsConfig {
         name_prefix: prefix.to_string(),
@@ -444,7 +454,7 @@ async fn the_journal_is_a_secret_readable_from_another_handle() {
 async fn the_lock_conflicts_releases_and_expires() {
     let env = Env::new("lock").await;
     let short = AwsConfig {
-        lock_ttl: Duration::from_secs(1),
+        lock_ttl: LEASE_TTL,
         ..config(&env.prefix)
     };
     let (first, second) = (env.store_with(short.clone()), env.store_with(short));
@@ -458,7 +468,7 @@ async fn the_lock_conflicts_releases_and_expires() {
 
     // An expired lease is taken over; the old holder's release is then refused.
     let stale = first.lock(CRED, "holder one").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    advance_clock(LEASE_TTL + Duration::from_secs(1));
     let taken = second.lock(CRED, "holder two").await.unwrap();
     let err = stale.release().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LeaseLost, "{err}");
@@ -471,7 +481,7 @@ async fn the_lock_conflicts_releases_and_expires() {
 async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_out() {
     let env = Env::new("takeover").await;
     let short = AwsConfig {
-        lock_ttl: Duration::from_secs(1),
+        lock_ttl: LEASE_TTL,
         ..config(&env.prefix)
     };
     let (runner_a, runner_b) = (env.store_with(short.clone()), env.store_with(short));
@@ -480,7 +490,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_out() {
     runner_a.append_journal(CRED, &a_entry).await.unwrap();
 
     // A stalls past its time to live without confirming; B takes the lease and journals.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    advance_clock(LEASE_TTL + Duration::from_secs(1));
     let b = runner_b.lock(CRED, "runner b").await.unwrap();
     assert!(
         b.fence() > a.fence(),
@@ -567,7 +577,7 @@ async fn of_two_racing_takers_exactly_one_wins() {
 async fn confirm_extends_a_lease_past_half_its_time_to_live() {
     let env = Env::new("confirm").await;
     let ttl = AwsConfig {
-        lock_ttl: Duration::from_secs(2),
+        lock_ttl: LEASE_TTL,
         ..config(&env.prefix)
     };
     let lock_secret = format!("{}/lock", env.secret());
@@ -588,7 +598,7 @@ async fn confirm_extends_a_lease_past_half_its_time_to_live() {
         "a fresh lease is confirmed without a write"
     );
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    advance_clock(LEASE_TTL / 2 + Duration::from_secs(1));
     held.confirm().await.unwrap();
     let (extended, value) = env.consumer_read(&lock_secret).await;
     assert_ne!(
@@ -599,10 +609,10 @@ async fn confirm_extends_a_lease_past_half_its_time_to_live() {
     assert_eq!(value["fence"], held.fence());
 
     // Expired, but nobody took it: confirm extends it and it is still held.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    advance_clock(LEASE_TTL + Duration::from_secs(1));
     held.confirm().await.unwrap();
     let (_, value) = env.consumer_read(&lock_secret).await;
-    assert!(expiry(&value) > chrono::Utc::now(), "{value}");
+    assert!(expiry(&value) > rekey_api::now(), "{value}");
     assert_eq!(value["fence"], held.fence());
     let err = env.store_with(ttl).lock(CRED, "another").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
@@ -696,12 +706,9 @@ async fn discard_trades_awspending_for_a_discard_label() {
 
 #[tokio::test]
 async fn a_closed_port_is_unavailable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let endpoint = format!("http://127.0.0.1:{port}");
+    // Refuses connections for the whole test: nothing else can take the port meanwhile.
+    let refusing = rekey_testkit::receiver::RefusingPort::bind();
+    let endpoint = refusing.url("");
     let store = AwsStore::with_sdk_config(config("rekey"), &sdk_config(&endpoint).await).unwrap();
     let err = store.stages(CRED).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");

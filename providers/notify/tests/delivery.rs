@@ -5,7 +5,7 @@ mod common;
 use common::{FAST, Receiver, Reply};
 use rekey_api::ErrorKind;
 use rekey_notify::{Backoff, Channel, ChannelConfig, Message, Outcome, Secret, send_all};
-use rekey_testkit::receiver::{Gate, closed_port};
+use rekey_testkit::receiver::{Gate, RefusingPort};
 use std::future::Future;
 use std::time::Duration;
 
@@ -250,8 +250,8 @@ async fn persistent_5xx_gives_up_after_the_attempts_as_temporary() {
 
 #[tokio::test]
 async fn a_closed_port_is_a_temporary_error_after_the_attempts() {
-    let port = closed_port().await;
-    let ch = slack_at(format!("http://127.0.0.1:{port}{SLACK_PATH}"));
+    let refusing = RefusingPort::bind();
+    let ch = slack_at(refusing.url(SLACK_PATH));
     let err = ch.send(&message()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.is_temporary());
@@ -268,11 +268,8 @@ async fn a_closed_port_is_a_temporary_error_after_the_attempts() {
 #[tokio::test]
 async fn send_all_reports_every_channel_and_delivers_to_the_live_one() {
     let live = Receiver::answering(200, "ok").await;
-    let dead = closed_port().await;
-    let channels = [
-        webhook_at(format!("http://127.0.0.1:{dead}/hook")),
-        slack(&live),
-    ];
+    let dead = RefusingPort::bind();
+    let channels = [webhook_at(dead.url("/hook")), slack(&live)];
     let results = send_all(&channels, &message()).await;
     assert_eq!(results.len(), 2);
     assert_eq!(results[0].0, "audit");

@@ -10,6 +10,7 @@ use rekey_api::{
 };
 use rekey_testkit::conformance;
 use rekey_testkit::openbao::OpenBao;
+use rekey_testkit::receiver::RefusingPort;
 use rekey_vault::{VaultAuth, VaultConfig, VaultStore, VaultToken};
 use serde_json::Value;
 use std::time::Duration;
@@ -1157,12 +1158,9 @@ async fn errors_are_clear_and_change_nothing() {
     let bao = OpenBao::shared();
     let prefix = bao.unique_prefix("errors");
 
-    // A closed port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port that refuses connections (held for the whole test: nothing else can take it).
+    let refusing = RefusingPort::bind();
+    let port = refusing.port();
     let mut cfg = config(bao, &prefix, token(bao.root_token()));
     cfg.address = format!("http://127.0.0.1:{port}");
     let err = VaultStore::new(cfg).unwrap().check(CRED).await.unwrap_err();
@@ -1280,10 +1278,9 @@ const ENV_PROBE: &str = "REKEY_VAULT_ENV_PROBE";
 #[tokio::test]
 async fn the_environment_changes_nothing() {
     let bao = OpenBao::shared();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Refuses connections while the probe runs: nothing else can take the port meanwhile.
+    let refusing = RefusingPort::bind();
+    let closed = format!("127.0.0.1:{}", refusing.port());
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "environment_probe", "--nocapture"])

@@ -195,12 +195,29 @@ impl Receiver {
     }
 }
 
-/// A loopback port nothing listens on.
-pub async fn closed_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    port
+/// A loopback port that refuses every connection for as long as this value lives: a socket
+/// bound to it that never listens (connecting gets ECONNREFUSED). Nothing else can take the port
+/// meanwhile, unlike a port picked, released and used later, which any process may bind in
+/// between.
+pub struct RefusingPort {
+    socket: tokio::net::TcpSocket,
+}
+
+impl RefusingPort {
+    pub fn bind() -> RefusingPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind 127.0.0.1:0");
+        RefusingPort { socket }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.socket.local_addr().expect("a bound socket").port()
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port())
+    }
 }
