@@ -6,6 +6,11 @@ use chrono::{DateTime, Utc};
 use rekey_api::{Fingerprint, Generation, JournalEntry, Phase, RotationId, Step};
 use std::collections::BTreeSet;
 
+/// Journal detail prefixes that tell an operator's abort from an automatic rollback.
+pub(super) const ABORTED: &str = "aborted: ";
+
+pub(super) const ROLLED_BACK: &str = "rolled back: ";
+
 /// An unfinished rotation, as the journal tells it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenRotation {
@@ -104,7 +109,6 @@ pub(super) fn next_generation(journal: &[JournalEntry], current: Option<Generati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rotation::ABORTED;
 
     pub(super) fn entry(id: &str, step: Step, phase: Phase) -> JournalEntry {
         JournalEntry {

@@ -3,12 +3,12 @@
 //! adoption turned into the undo when the policy says so, and a shutdown honoured between steps.
 
 use super::emergency::Emergency;
-use super::history::{OpenRotation, next_generation, open_rotation};
+use super::history::{ABORTED, OpenRotation, ROLLED_BACK, next_generation, open_rotation};
 use super::hold::hold_point;
 use super::outcome::{Closed, Ending, Progress, Stopped, Unadopted};
 use super::retry::{ATTEMPTS, backoff, retrying};
+use super::setup::{Intent, Rotation};
 use super::verify::verify;
-use super::{ABORTED, Intent, ROLLED_BACK, Rotation};
 use crate::config::{OnAdoptionFailure, OnVerifyFailure};
 use crate::pki;
 use chrono::{DateTime, Utc};
@@ -18,6 +18,50 @@ use rekey_api::{
 };
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+
+/// Runs `intent` on `rotation.credential`: a new rotation, or the continuation or undo of the open
+/// one.
+pub async fn rotate(
+    rotation: &Rotation<'_>,
+    intent: &Intent,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> std::result::Result<Closed, Stopped> {
+    // Preflight before anything is written: the store grants what a rotation needs, the admin
+    // connection works, and the app is one rekey may rotate.
+    for store in rotation.stores {
+        retrying("store preflight", || store.check(rotation.credential))
+            .await
+            .map_err(Stopped::before_start)?;
+    }
+    retrying("Salesforce preflight", || rotation.target.check())
+        .await
+        .map_err(Stopped::before_start)?;
+    let holder = format!(
+        "rekey {} on {} (pid {})",
+        intent.verb(),
+        hostname(),
+        std::process::id()
+    );
+    let lease = rotation
+        .primary()
+        .lock(rotation.credential, &holder)
+        .await
+        .map_err(Stopped::before_start)?;
+    hold_point("leased").await;
+    let result = under_lease(rotation, intent, lease.as_ref(), progress).await;
+    // The outcome stands either way; a lease that cannot be given back expires by itself.
+    if let Err(e) = lease.release().await {
+        tracing::warn!(credential = rotation.credential, error = %e, "could not release the rotation lease");
+    }
+    result
+}
+
+/// This machine's name, for lease holders and evidence.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown host".into())
+}
 
 pub(super) async fn under_lease(
     rotation: &Rotation<'_>,

@@ -1,9 +1,9 @@
 //! The plan as data: the steps the next rotation of a credential would run (or the rest of the open
 //! one), each in words, read from the stores alone — what `rekey plan` prints.
 
-use super::Rotation;
 use super::emergency::Emergency;
 use super::history::{next_generation, open_rotation};
+use super::setup::Rotation;
 use crate::config::OnAdoptionFailure;
 use crate::consumers::Consumer;
 use rekey_api::{Generation, Result, RotationId, Step};

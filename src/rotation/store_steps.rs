@@ -4,7 +4,7 @@
 
 use super::inflight::InFlight;
 use crate::pki;
-use rekey_api::{Certificate, Error, ErrorKind, KeyMaterial, Result, Stage, Step, StoredKey};
+use rekey_api::{Certificate, Error, ErrorKind, KeyMaterial, Result, Stage, StoredKey};
 
 impl<'a, 'r> InFlight<'a, 'r> {
     pub(super) async fn stage(
@@ -92,54 +92,6 @@ impl<'a, 'r> InFlight<'a, 'r> {
             "app certificate equals CURRENT {} in {}",
             installed.map_or_else(String::new, |f| f.to_hex()),
             r.store_names()
-        ))
-    }
-
-    /// Undo, store side: the previous generation CURRENT again everywhere, this rotation's
-    /// generation out of PENDING: kept (recoverable) if the app may have trusted it, destroyed if
-    /// it never left rekey's stores.
-    pub(super) async fn revert(&self) -> Result<String> {
-        let r = self.rotation;
-        let published = self.begun.contains(&Step::Publish);
-        for store in r.stores {
-            let current = store
-                .stages(r.credential)
-                .await?
-                .current
-                .map(|v| v.generation);
-            if current == Some(self.generation) {
-                let previous = self.previous_generation.ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Conflict,
-                        format!(
-                            "{store}: generation {} is CURRENT and there is no earlier generation to go back to",
-                            self.generation
-                        ),
-                    )
-                })?;
-                self.lease.confirm().await?;
-                store.revert(r.credential, previous).await?;
-            }
-            self.lease.confirm().await?;
-            if published {
-                store.discard(r.credential, self.generation).await?;
-            } else {
-                store.destroy(r.credential, self.generation).await?;
-            }
-        }
-        let current = self.previous_generation.map_or_else(
-            || "no generation".to_string(),
-            |g| format!("generation {g}"),
-        );
-        let fate = if published {
-            "discarded (its key kept, recoverable)"
-        } else {
-            "destroyed (it never reached the app)"
-        };
-        Ok(format!(
-            "{current} CURRENT in {}; generation {} {fate}",
-            r.store_names(),
-            self.generation
         ))
     }
 

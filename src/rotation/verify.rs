@@ -1,12 +1,10 @@
 //! Proving Salesforce accepts a key: token requests until it is accepted, a refusal that waiting
-//! cannot fix arrives, or the deadline passes; and the undo's app side, which puts the previous
-//! certificate back and proves the previous key.
+//! cannot fix arrives, or the deadline passes.
 
-use super::Rotation;
-use super::inflight::InFlight;
 use super::outcome::Progress;
 use super::retry::backoff;
-use rekey_api::{Error, ErrorKind, KeyMaterial, Probe, Result, RotationLock, Step};
+use super::setup::Rotation;
+use rekey_api::{Error, ErrorKind, KeyMaterial, Probe, Result, RotationLock};
 use std::time::{Duration, Instant};
 
 /// Asks Salesforce for a token signed by `key` until it is accepted, a refusal that waiting cannot
@@ -84,36 +82,5 @@ pub(super) async fn before_next_attempt(
         () = tokio::time::sleep(delay) => Ok(()),
         // Verifying changes nothing, so it can stop mid-wait; its begin is journaled.
         () = crate::shutdown::wait() => Err(crate::shutdown::stopped(r.credential, &format!("while verifying {what}"))),
-    }
-}
-
-impl<'a, 'r> InFlight<'a, 'r> {
-    /// Undo, app side: the previous generation's certificate back on the app, its key proven.
-    pub(super) async fn restore(
-        &self,
-        progress: &mut (dyn FnMut(Progress) + Send),
-    ) -> Result<String> {
-        let r = self.rotation;
-        if !self.begun.contains(&Step::Publish) {
-            return Ok(format!(
-                "the new certificate never reached {}; nothing to restore",
-                r.target
-            ));
-        }
-        let previous = self.previous_key().await?;
-        let certificate = &previous.info.certificate;
-        let installed = r.target.installed().await?.map(|c| c.fingerprint);
-        let put_back = if installed == Some(certificate.fingerprint) {
-            format!("{} still holds", r.target)
-        } else {
-            self.lease.confirm().await?;
-            r.target.install(certificate, &self.id).await?;
-            format!("redeployed to {}", r.target)
-        };
-        let verified = verify(r, self.lease, &previous.key, "the previous key", progress).await?;
-        Ok(format!(
-            "{put_back} generation {}'s certificate {}; {verified}",
-            previous.info.generation, certificate.fingerprint
-        ))
     }
 }

@@ -1,7 +1,11 @@
 //! A credential's rotation from its configuration: the stores, the app and the consumers it names,
 //! built, then handed to the protocol. What `rekey rotate`, `rekey run` and `rekey emergency` share.
 
-use super::{Closed, Emergency, Intent, Plan, Progress, Rotation, Stopped};
+use super::emergency::Emergency;
+use super::inflight::rotate;
+use super::outcome::{Closed, Progress, Stopped};
+use super::plan::{Plan, plan};
+use super::setup::{Intent, Rotation};
 use crate::config::{Config, CredentialConfig};
 use crate::consumers::CredentialConsumers;
 use crate::wiring;
@@ -16,7 +20,7 @@ pub async fn plan_credential(
     let stores = wiring::stores(config, cred).await?;
     let target = wiring::target(config, cred)?;
     let consumers = CredentialConsumers::from_config(cred)?;
-    super::plan(
+    plan(
         &rotation_of(cred, &stores, target.as_ref(), &consumers),
         emergency,
     )
@@ -54,7 +58,7 @@ pub async fn rotate_credential(
     let target = wiring::target(config, cred).map_err(Stopped::before_start)?;
     // Built first: a webhook secret that cannot be read stops the rotation before it starts.
     let consumers = CredentialConsumers::from_config(cred).map_err(Stopped::before_start)?;
-    super::rotate(
+    rotate(
         &rotation_of(cred, &stores, target.as_ref(), &consumers),
         intent,
         progress,

@@ -1,0 +1,100 @@
+//! What one rotation is given: the credential, its stores (primary first), the app, what to
+//! generate, its timeouts and policies, its consumers — and what the operator asked for.
+
+use super::emergency::Emergency;
+use crate::config::OnVerifyFailure;
+use crate::consumers::{Consumer, CredentialConsumers};
+use crate::pki::CertSpec;
+use rekey_api::{CertificateTarget, SecretStore, Step};
+use std::time::Duration;
+
+/// Everything one rotation needs.
+pub struct Rotation<'a> {
+    /// The credential's name.
+    pub credential: &'a str,
+    /// Where its keys live, primary first. The primary also holds the journal and the lease;
+    /// every store receives the same generations.
+    pub stores: &'a [Box<dyn SecretStore>],
+    /// The app that trusts its certificate.
+    pub target: &'a dyn CertificateTarget,
+    /// What to generate.
+    pub spec: &'a CertSpec,
+    /// How long Salesforce may take to accept the new key.
+    pub verify_timeout: Duration,
+    /// `Intent::Rotate` continues an open rotation younger than this and refuses an older one.
+    pub resume_max_age: Duration,
+    /// What to do when Salesforce never accepts the published key.
+    pub on_verify_failure: OnVerifyFailure,
+    /// Who uses the key, and what to do when one of them does not adopt a new one.
+    pub consumers: &'a CredentialConsumers,
+}
+
+impl Rotation<'_> {
+    /// The store that holds the journal and the lease, and the one staged first.
+    pub(super) fn primary(&self) -> &dyn SecretStore {
+        self.stores[0].as_ref()
+    }
+
+    /// The steps a rotation runs, in order: `undoing` one, an `emergency` one, or a plain one;
+    /// without consumers, none of the consumer steps.
+    pub(super) fn steps(&self, emergency: Option<&Emergency>, undoing: bool) -> Vec<Step> {
+        let steps = if undoing {
+            Step::UNDO.to_vec()
+        } else if let Some(e) = emergency {
+            e.steps()
+        } else {
+            Step::ALL.to_vec()
+        };
+        let has_consumers = !self.consumers.consumers.is_empty();
+        steps
+            .into_iter()
+            .filter(|s| has_consumers || !s.is_consumer_step())
+            .collect()
+    }
+
+    /// The consumers' names, for messages: "etl, billing-api".
+    pub(super) fn consumer_names(&self) -> String {
+        self.consumers
+            .consumers
+            .iter()
+            .map(Consumer::name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The stores, for messages: "file(keys), vault(…)".
+    pub(super) fn store_names(&self) -> String {
+        self.stores
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// What the operator asked for.
+#[derive(Clone, Debug)]
+pub enum Intent {
+    /// `rekey rotate`: continue an open rotation younger than `resume_max_age`, else start one.
+    Rotate,
+    /// `rekey resume`: continue the open rotation, whatever its age.
+    Resume,
+    /// `rekey abort`: undo the open rotation.
+    Abort {
+        /// Why, for the journal.
+        reason: String,
+    },
+    /// `rekey emergency`: a rotation for a leaked key (or the continuation of one).
+    Emergency(Emergency),
+}
+
+impl Intent {
+    pub(super) fn verb(&self) -> &'static str {
+        match self {
+            Intent::Rotate => "rotate",
+            Intent::Resume => "resume",
+            Intent::Abort { .. } => "abort",
+            Intent::Emergency(_) => "emergency rekey",
+        }
+    }
+}
