@@ -50,14 +50,16 @@ impl<'a, 'r> InFlight<'a, 'r> {
         op: F,
     ) -> Result<(Vec<String>, Vec<(String, Error)>)>
     where
-        F: FnMut(&'c Consumer) -> Fut,
+        F: FnMut(&'c dyn Consumer) -> Fut,
         Fut: std::future::Future<Output = Result<String>>,
     {
         self.lease.confirm().await?;
         let mut told = Vec::new();
         let mut refused = Vec::new();
         let consumers = &self.rotation.consumers.consumers;
-        for (consumer, result) in consumers::for_all(consumers, CONSUMERS_AT_ONCE, op).await {
+        for (consumer, result) in
+            consumers::for_all(consumers.iter().map(|c| c.as_ref()), CONSUMERS_AT_ONCE, op).await
+        {
             match result {
                 Ok(detail) => told.push(format!("{}: {detail}", consumer.name())),
                 Err(e) => refused.push((consumer.name().to_string(), e)),
@@ -116,11 +118,12 @@ impl<'a, 'r> InFlight<'a, 'r> {
         let key = self.new_key().await?;
         let announcement = self.announcement(&key, Stage::Current, self.old_fingerprint);
         let refused: BTreeSet<String> = self.unadopted.iter().map(|u| u.consumer.clone()).collect();
-        let mut waiting: Vec<&Consumer> = self
+        let mut waiting: Vec<&dyn Consumer> = self
             .rotation
             .consumers
             .consumers
             .iter()
+            .map(|c| c.as_ref())
             .filter(|c| !refused.contains(c.name()))
             .collect();
         let mut adopted = Vec::new();

@@ -5,7 +5,6 @@ use super::emergency::Emergency;
 use super::history::{next_generation, open_rotation};
 use super::setup::Rotation;
 use crate::config::OnAdoptionFailure;
-use crate::consumers::Consumer;
 use rekey_api::{Generation, Result, RotationId, Step};
 use serde::Serialize;
 
@@ -58,7 +57,7 @@ pub async fn plan(rotation: &Rotation<'_>, emergency: Option<&Emergency>) -> Res
         .consumers
         .consumers
         .iter()
-        .map(Consumer::adopt_timeout)
+        .map(|c| c.adopt_timeout())
         .max()
         .unwrap_or_default()
         .as_secs();

@@ -3,7 +3,7 @@
 
 use super::emergency::Emergency;
 use crate::config::OnVerifyFailure;
-use crate::consumers::{Consumer, CredentialConsumers};
+use crate::consumers::CredentialConsumers;
 use crate::pki::CertSpec;
 use rekey_api::{CertificateTarget, SecretStore, Step};
 use std::time::Duration;
@@ -57,7 +57,7 @@ impl Rotation<'_> {
         self.consumers
             .consumers
             .iter()
-            .map(Consumer::name)
+            .map(|c| c.name())
             .collect::<Vec<_>>()
             .join(", ")
     }
