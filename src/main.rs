@@ -6,17 +6,13 @@
 
 mod atomic_file;
 mod cli;
-mod commands;
 mod config;
 mod consumers;
-mod daemon;
-mod evidence;
+mod emergency;
 mod exit;
 mod monitor;
 mod pki;
-mod render;
 mod rotation;
-mod run;
 mod shutdown;
 mod token;
 mod windows;
@@ -49,8 +45,8 @@ fn main() -> ExitCode {
                 "cannot start the async runtime",
             )
             .with_source(e);
-            return render::error(&error, None, cli.json).into();
+            return cli::error(&error, cli.json).into();
         }
     };
-    runtime.block_on(commands::run(cli)).into()
+    runtime.block_on(cli::dispatch(cli)).into()
 }

@@ -3,7 +3,9 @@
 //! `rekey run` cycle and `rekey daemon` loop built from them.
 
 pub mod alerts;
+pub mod daemon;
 pub mod due;
 pub mod findings;
 pub mod metrics;
 pub mod observe;
+pub mod run;

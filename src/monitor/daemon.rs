@@ -5,11 +5,11 @@
 //! its next step boundary with the journal open (the next run resumes it), and the process exits 0.
 //! The config is read once at start; restart the daemon to apply a changed config.
 
-use crate::config;
-use crate::monitor::alerts::Notifier;
-use crate::monitor::metrics;
-use crate::render::{self, Exit};
-use crate::run::{self, Action, RunReport};
+use super::alerts::Notifier;
+use super::metrics;
+use super::run::{self, Action, RunReport};
+use crate::config::Config;
+use crate::exit::Exit;
 use crate::shutdown;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -18,7 +18,6 @@ use chrono::{DateTime, Utc};
 use rekey_api::{Error, ErrorKind, Result};
 use std::fmt::Write as _;
 use std::future::IntoFuture as _;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,13 +41,29 @@ struct Daemon {
     stale_after: Duration,
 }
 
-/// Runs until SIGTERM or SIGINT.
-pub async fn serve(config_path: &Path) -> Result<Exit> {
-    let config = config::load(config_path)?;
-    let notifier = Notifier::from_config(&config)?;
-    shutdown::listen().map_err(|e| {
-        Error::new(ErrorKind::Unexpected, "cannot listen for SIGTERM").with_source(e)
-    })?;
+/// What the daemon reports as it goes, for the CLI to print.
+pub enum DaemonEvent<'a> {
+    /// Serving `/metrics` and `/healthz` on `address` (the one bound: with port 0 the system
+    /// picked the port), a run every `interval`.
+    Listening {
+        /// Where.
+        address: std::net::SocketAddr,
+        /// How often a run starts.
+        interval: Duration,
+    },
+    /// A run finished.
+    Ran(&'a RunReport),
+    /// Stopped by SIGTERM or SIGINT.
+    Stopped,
+}
+
+/// Runs `rekey run` every `[daemon] interval_secs` until SIGTERM or SIGINT (the caller listens for
+/// them), serving the metrics; `report` hears each [`DaemonEvent`].
+pub async fn serve(
+    config: &Config,
+    notifier: Option<&Notifier>,
+    report: &mut dyn FnMut(DaemonEvent<'_>),
+) -> Result<()> {
     let address = config.daemon.listen;
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         Error::new(
@@ -76,15 +91,14 @@ pub async fn serve(config_path: &Path) -> Result<Exit> {
             .with_graceful_shutdown(shutdown::wait())
             .into_future(),
     );
-    render::note(&format!(
-        "rekey daemon: /metrics and /healthz on http://{bound}; a run every {}s",
-        interval.as_secs()
-    ));
+    report(DaemonEvent::Listening {
+        address: bound,
+        interval,
+    });
     while !shutdown::requested() {
-        let report = run::run(&config, notifier.as_ref(), false).await;
-        render::deliveries(&report.deliveries, false);
-        render::run(&report, false);
-        record(&daemon, &report);
+        let ran = run::cycle(config, notifier, false).await;
+        report(DaemonEvent::Ran(&ran));
+        record(&daemon, &ran);
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = shutdown::wait() => {}
@@ -93,8 +107,8 @@ pub async fn serve(config_path: &Path) -> Result<Exit> {
     if let Ok(Err(e)) = server.await {
         tracing::warn!(error = %e, "the metrics server stopped with an error");
     }
-    render::note("rekey daemon: stopped");
-    Ok(Exit::Ok)
+    report(DaemonEvent::Stopped);
+    Ok(())
 }
 
 fn record(daemon: &Daemon, report: &RunReport) {

@@ -4,11 +4,11 @@
 //! outcome.
 
 use crate::config::{Config, CredentialConfig};
+use crate::exit::Exit;
 use crate::monitor::alerts::{Delivery, Notifier, Observed, RotationNews};
 use crate::monitor::due::{self, Reason};
 use crate::monitor::findings::{self, CheckRow, Finding, check_row};
 use crate::monitor::observe::{self, Observation};
-use crate::render::{self, Exit, RotationFailure};
 use crate::rotation::{Closed, Ending, Intent, Progress, Stopped};
 use crate::windows::{self, WindowState};
 use chrono::{DateTime, Utc};
@@ -96,7 +96,7 @@ pub struct RunReport {
 }
 
 /// Runs once over every credential. `--dry-run` decides but neither rotates nor sends.
-pub async fn run(config: &Config, notifier: Option<&Notifier>, dry_run: bool) -> RunReport {
+pub async fn cycle(config: &Config, notifier: Option<&Notifier>, dry_run: bool) -> RunReport {
     let started_at = rekey_api::now();
     let limit = config.run.concurrency;
     let creds: Vec<&CredentialConfig> = config.credentials.values().collect();
@@ -127,7 +127,7 @@ pub async fn run(config: &Config, notifier: Option<&Notifier>, dry_run: bool) ->
     let notifier = notifier.filter(|_| !dry_run);
     if let Some(notifier) = notifier {
         for (cred, result) in creds.iter().zip(&results) {
-            let Some(news) = result.as_ref().and_then(|r| news(cred, r)) else {
+            let Some(news) = result.as_ref().and_then(|r| RotationNews::of(cred, r)) else {
                 continue;
             };
             match notifier.rotation(&news, rekey_api::now()).await {
@@ -251,85 +251,9 @@ fn action(result: &std::result::Result<Closed, Stopped>) -> Action {
             rotation_id: f.rotation_id.as_ref().map(ToString::to_string),
             error: f.error.to_string(),
             hint: f.error.hint().map(str::to_string),
-            exit: failure_exit(f),
+            exit: f.exit(),
         },
     }
-}
-
-fn failure_exit(f: &Stopped) -> Exit {
-    render::failure_exit(
-        &f.error,
-        Some(&RotationFailure {
-            rotation_id: f.rotation_id.clone(),
-            step: f.step,
-            published: f.published,
-        }),
-    )
-}
-
-/// What the channels hear about a rotation; nothing when another runner held the lease (that
-/// runner reports its own outcome).
-pub fn news(
-    cred: &CredentialConfig,
-    result: &std::result::Result<Closed, Stopped>,
-) -> Option<RotationNews> {
-    let (outcome, summary, rotation_id) = match result {
-        Ok(o) => {
-            let now = format!(
-                "generation {} ({}), valid until {}",
-                o.generation.map_or_else(|| "-".into(), |g| g.to_string()),
-                o.fingerprint.map_or_else(|| "-".into(), |f| f.to_string()),
-                o.not_after
-                    .map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d").to_string())
-            );
-            let reason = o.reason.as_deref().unwrap_or("no reason given");
-            let (outcome, summary) = match o.ending {
-                Ending::Rotated if o.unadopted.is_empty() => (
-                    rekey_notify::Outcome::Succeeded,
-                    format!("rotated to {now}"),
-                ),
-                Ending::Rotated => (
-                    rekey_notify::Outcome::Unadopted,
-                    format!(
-                        "rotated to {now}, but NOT adopted by {}",
-                        o.unadopted
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ),
-                ),
-                Ending::Aborted => (
-                    rekey_notify::Outcome::RolledBack,
-                    format!("rotation aborted ({reason}); {now} is CURRENT again"),
-                ),
-                Ending::RolledBack => (
-                    rekey_notify::Outcome::RolledBack,
-                    format!("rotation rolled back ({reason}); {now} is CURRENT again"),
-                ),
-            };
-            (outcome, summary, Some(&o.rotation_id))
-        }
-        Err(f) if f.error.kind() == rekey_api::ErrorKind::Busy => return None,
-        Err(f) => {
-            let at = f
-                .step
-                .map_or_else(|| "before it started".into(), |s| format!("at step {s}"));
-            (
-                rekey_notify::Outcome::Failed,
-                format!("rotation failed {at}: {}", f.error),
-                f.rotation_id.as_ref(),
-            )
-        }
-    };
-    Some(RotationNews {
-        credential: cred.name.clone(),
-        app: cred.app.clone(),
-        org: cred.org.clone(),
-        outcome,
-        summary,
-        rotation_id: rotation_id.map(ToString::to_string),
-    })
 }
 
 /// The run's exit code: a failed rotation's code first, then a rollback, then the worst check

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The bundle, as written to `<dir>/<rotation id>.json`.
 #[derive(Serialize)]
-pub struct Evidence<'a> {
+pub(super) struct Evidence<'a> {
     /// Always `rekey-emergency-evidence`.
     pub kind: &'static str,
     /// Format version.
@@ -57,7 +57,7 @@ pub struct Evidence<'a> {
 
 /// One journal entry.
 #[derive(Serialize)]
-pub struct Moment<'a> {
+pub(super) struct Moment<'a> {
     /// When.
     pub at: DateTime<Utc>,
     /// Which step.
@@ -69,7 +69,7 @@ pub struct Moment<'a> {
 }
 
 /// Builds the bundle for `cred`'s emergency from its outcome and its journal.
-pub fn build<'a>(
+pub(super) fn build<'a>(
     cred: &'a CredentialConfig,
     emergency: &'a Emergency,
     result: &'a std::result::Result<Closed, Stopped>,
@@ -129,7 +129,7 @@ pub fn build<'a>(
 }
 
 /// Writes `evidence` to `<dir>/<rotation id or credential>.json` (0600, atomic) and returns the path.
-pub fn write(dir: &Path, evidence: &Evidence<'_>) -> rekey_api::Result<PathBuf> {
+pub(super) fn write(dir: &Path, evidence: &Evidence<'_>) -> rekey_api::Result<PathBuf> {
     let name = evidence.rotation_id.map_or_else(
         || format!("{}-not-started", evidence.credential),
         |id| id.to_string(),

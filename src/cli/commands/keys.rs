@@ -1,0 +1,266 @@
+//! Keys and certificates outside a rotation: `inspect`, `generate`, `import`, `verify`, `journal`.
+
+use crate::cli::render;
+use crate::cli::reports::{ImportReport, InspectReport, Inspected, VerifyReport};
+use crate::config;
+use crate::exit::Exit;
+use crate::{pki, wiring};
+use rekey_api::{
+    Certificate, Error, ErrorKind, Generation, KeyMaterial, NewVersion, Probe, Result, RotationId,
+    SecretStore, Stage,
+};
+use std::path::{Path, PathBuf};
+
+pub(super) fn inspect(files: &[PathBuf], json: bool) -> Result<Exit> {
+    let now = rekey_api::now();
+    let mut report = InspectReport {
+        files: Vec::new(),
+        key_matches_certificate: None,
+    };
+    let (mut keys, mut certs) = (Vec::new(), Vec::new());
+    for path in files {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(ErrorKind::Config, format!("cannot read {}", path.display())).with_source(e)
+        })?;
+        if text.contains("PRIVATE KEY-----") {
+            let key = KeyMaterial::from_pem(text).map_err(|e| e.context(path.display()))?;
+            let facts = pki::key_facts(&key).map_err(|e| e.context(path.display()))?;
+            report.files.push(Inspected::PrivateKey {
+                path: path.clone(),
+                facts,
+            });
+            keys.push(key);
+        } else {
+            let cert = Certificate::from_pem(&text).map_err(|e| e.context(path.display()))?;
+            report.files.push(Inspected::Certificate {
+                path: path.clone(),
+                subject: cert.subject.clone(),
+                issuer: cert.issuer.clone(),
+                serial: cert.serial.clone(),
+                not_before: cert.not_before,
+                not_after: cert.not_after,
+                days_left: cert.days_left(now),
+                key_algorithm: cert.key_algorithm.clone(),
+                key_bits: cert.key_bits,
+                fingerprint_sha256: cert.fingerprint.to_hex(),
+                spki_sha256: cert.spki_fingerprint.to_hex(),
+            });
+            certs.push(cert);
+        }
+    }
+    if let ([key], [cert]) = (keys.as_slice(), certs.as_slice()) {
+        report.key_matches_certificate = Some(pki::prove_pair(key, cert).is_ok());
+    }
+    render::inspect(&report, json);
+    Ok(match report.key_matches_certificate {
+        Some(false) => Exit::BadInput,
+        _ => Exit::Ok,
+    })
+}
+
+/// `rekey generate`: a pair written to two files, then described exactly as `inspect` would.
+pub(super) fn generate(
+    key_out: &Path,
+    cert_out: &Path,
+    cn: &str,
+    days: u32,
+    algorithm: &str,
+    force: bool,
+    json: bool,
+) -> Result<Exit> {
+    let algorithm = pki::KeyAlgorithm::parse(algorithm).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            format!("--algorithm: unknown key algorithm '{algorithm}'"),
+        )
+        .with_hint(format!(
+            "use one of {}",
+            pki::KeyAlgorithm::NAMES.join(", ")
+        ))
+    })?;
+    if key_out == cert_out {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("--key-out and --cert-out are both {}", key_out.display()),
+        )
+        .with_hint("give the key and the certificate different files"));
+    }
+    if !force {
+        for path in [key_out, cert_out] {
+            if path.exists() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("{} already exists; nothing was written", path.display()),
+                )
+                .with_hint("choose another file, or pass --force to replace it"));
+            }
+        }
+    }
+    let spec = pki::CertSpec {
+        algorithm,
+        subject: pki::Subject {
+            cn: cn.to_string(),
+            o: None,
+            ou: None,
+        },
+        validity_days: days,
+    };
+    let (key, certificate) = pki::generate(&spec, rekey_api::now())?;
+    let write = |path: &Path, bytes: &[u8], mode: u32| {
+        crate::atomic_file::write(path, bytes, mode).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("cannot write {}", path.display()),
+            )
+            .with_source(e)
+            .with_hint("check that the folder exists and is writable")
+        })
+    };
+    // The certificate first: a failure then leaves no key without its certificate.
+    write(cert_out, certificate.pem().as_bytes(), 0o644)?;
+    write(key_out, key.expose_secret_pem().as_bytes(), 0o600)?;
+    inspect(&[key_out.to_path_buf(), cert_out.to_path_buf()], json)
+}
+
+pub(super) async fn import(
+    config_path: &Path,
+    name: &str,
+    key_path: &Path,
+    cert_path: &Path,
+    json: bool,
+) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let cred = wiring::credential(&config, name)?;
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| {
+            Error::new(ErrorKind::Config, format!("cannot read {}", path.display())).with_source(e)
+        })
+    };
+    let key = KeyMaterial::from_pem(read(key_path)?).map_err(|e| e.context(key_path.display()))?;
+    let cert =
+        Certificate::from_pem(&read(cert_path)?).map_err(|e| e.context(cert_path.display()))?;
+    pki::prove_pair(&key, &cert).map_err(|e| {
+        e.context(format!(
+            "{} and {}",
+            key_path.display(),
+            cert_path.display()
+        ))
+    })?;
+    let stores = wiring::stores(&config, cred).await?;
+    // The primary's lock serializes imports and rotations of this credential.
+    let lock = stores[0].lock(name, "rekey import").await?;
+    let mut imported = Ok(());
+    for store in &stores {
+        imported = import_locked(store.as_ref(), name, &key, &cert).await;
+        if imported.is_err() {
+            break;
+        }
+    }
+    lock.release().await?;
+    imported?;
+    let generation = stores[0]
+        .stages(name)
+        .await?
+        .current
+        .map_or(Generation(1), |c| c.generation);
+    let report = ImportReport {
+        credential: name.to_string(),
+        generation,
+        fingerprint: cert.fingerprint.to_hex(),
+        not_after: cert.not_after,
+    };
+    render::import(&report, json);
+    Ok(Exit::Ok)
+}
+
+/// Stores `key` as generation 1, CURRENT, unless the credential already has that certificate.
+pub(super) async fn import_locked(
+    store: &dyn SecretStore,
+    name: &str,
+    key: &KeyMaterial,
+    cert: &Certificate,
+) -> Result<()> {
+    let stages = store.stages(name).await?;
+    if let Some(current) = &stages.current {
+        if current.certificate.fingerprint != cert.fingerprint {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("{store}: credential '{name}' already has CURRENT generation {}", current.generation),
+            )
+            .with_hint("import is for a credential's first key; use `rekey rotate` to replace a managed key"));
+        }
+    } else {
+        let generation = Generation(1);
+        let rotation_id = RotationId(format!(
+            "{name}-import-{}",
+            rekey_api::now().format("%Y%m%dT%H%M%SZ")
+        ));
+        store
+            .stage(
+                name,
+                &NewVersion {
+                    generation,
+                    key,
+                    certificate: cert,
+                    rotation_id: &rotation_id,
+                },
+            )
+            .await?;
+        store.promote(name, generation).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn verify(
+    config_path: &Path,
+    name: &str,
+    stage: Stage,
+    json: bool,
+) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let cred = wiring::credential(&config, name)?;
+    let stores = wiring::stores(&config, cred).await?;
+    let store = &stores[0];
+    let stored = store.read_key(name, stage).await?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("{store}: credential '{name}' has no {stage} key"),
+        )
+    })?;
+    let target = wiring::target(&config, cred)?;
+    let probe = target.probe(&stored.key).await?;
+    let mut report = VerifyReport {
+        credential: name.to_string(),
+        stage,
+        generation: stored.info.generation,
+        fingerprint: stored.info.certificate.fingerprint.to_hex(),
+        accepted: false,
+        error: None,
+        error_description: None,
+    };
+    match probe {
+        Probe::Accepted { .. } => report.accepted = true,
+        Probe::Rejected {
+            error, description, ..
+        } => {
+            report.error = Some(error);
+            report.error_description = Some(description);
+        }
+    }
+    render::verify(&report, json);
+    Ok(if report.accepted {
+        Exit::Ok
+    } else {
+        Exit::Refused
+    })
+}
+
+pub(super) async fn journal(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let cred = wiring::credential(&config, name)?;
+    let entries = wiring::stores(&config, cred).await?[0]
+        .read_journal(name)
+        .await?;
+    render::journal(&entries, json);
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,99 @@
+//! One function per subcommand: load what it needs, act, hand a report to `render`.
+
+mod emergency;
+mod keys;
+mod rotate;
+mod run;
+mod status;
+mod token;
+
+use super::args::{Cli, Command};
+use super::render;
+use crate::emergency::Which;
+use crate::exit::Exit;
+use crate::rotation::{Emergency, Intent};
+
+/// Runs the parsed command line.
+pub async fn dispatch(cli: Cli) -> Exit {
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Inspect { files } => keys::inspect(&files, json),
+        Command::Generate {
+            key_out,
+            cert_out,
+            cn,
+            days,
+            algorithm,
+            force,
+        } => keys::generate(&key_out, &cert_out, &cn, days, &algorithm, force, json),
+        Command::Plan { credential } => rotate::plan(&cli.config, &credential, json).await,
+        Command::Rotate { credential } => {
+            return rotate::rotate(&cli.config, &credential, &Intent::Rotate, json).await;
+        }
+        Command::Resume { credential } => {
+            return rotate::rotate(&cli.config, &credential, &Intent::Resume, json).await;
+        }
+        Command::Abort { credential, reason } => {
+            return rotate::rotate(&cli.config, &credential, &Intent::Abort { reason }, json).await;
+        }
+        Command::Status { credential } => {
+            status::status(&cli.config, credential.as_deref(), json).await
+        }
+        Command::Check {
+            credential,
+            preflight: false,
+            prometheus_textfile,
+            no_notify,
+        } => {
+            status::check(
+                &cli.config,
+                credential.as_deref(),
+                prometheus_textfile.as_deref(),
+                !no_notify,
+                json,
+            )
+            .await
+        }
+        Command::Run { dry_run } => run::run_once(&cli.config, dry_run, json).await,
+        Command::Emergency {
+            credential,
+            all_in_org,
+            reason,
+            kill_switch,
+            yes,
+            evidence_dir,
+        } => {
+            let emergency = Emergency {
+                reason,
+                kill_switch,
+            };
+            let which = match (credential, all_in_org) {
+                (Some(c), _) => Which::Credential(c),
+                (None, Some(org)) => Which::Org(org),
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            emergency::emergency(&cli.config, &which, &emergency, yes, evidence_dir, json).await
+        }
+        Command::Daemon => run::serve(&cli.config).await,
+        Command::Check {
+            credential,
+            preflight: true,
+            ..
+        } => status::preflight(&cli.config, credential.as_deref(), json).await,
+        Command::Import {
+            credential,
+            key,
+            cert,
+        } => keys::import(&cli.config, &credential, &key, &cert, json).await,
+        Command::Verify { credential, stage } => {
+            keys::verify(&cli.config, &credential, stage.into(), json).await
+        }
+        Command::Journal { credential } => keys::journal(&cli.config, &credential, json).await,
+        Command::Token {
+            credential,
+            format,
+            no_cache,
+        } => token::token(&cli.config, &credential, format, !no_cache, json).await,
+    };
+    result.unwrap_or_else(|error| render::error(&error, json))
+}

@@ -1,0 +1,174 @@
+//! What a credential's sources say: `status`, `check` (with alerts and metrics) and
+//! `check --preflight`.
+
+use crate::cli::render;
+use crate::cli::reports::{PreflightRow, StatusRow, StoreStatus};
+use crate::config::{self, Config, CredentialConfig};
+use crate::exit::Exit;
+use crate::monitor::alerts::{Notifier, Observed};
+use crate::monitor::findings::{self, CheckRow, check_row};
+use crate::monitor::{metrics, observe};
+use crate::{rotation, wiring};
+use rekey_api::{Error, Result, Severity};
+use std::path::Path;
+
+pub(super) fn selected<'c>(
+    config: &'c Config,
+    only: Option<&str>,
+) -> Result<Vec<&'c CredentialConfig>> {
+    match only {
+        Some(name) => Ok(vec![wiring::credential(config, name)?]),
+        None => Ok(config.credentials.values().collect()),
+    }
+}
+
+pub(super) async fn status(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let now = rekey_api::now();
+    let mut rows = Vec::new();
+    for cred in selected(&config, only)? {
+        let in_context = |e: Error| e.context(&cred.name);
+        let stores = wiring::stores(&config, cred).await.map_err(in_context)?;
+        // The app is read, not assumed; if it cannot be, the row says why instead of failing.
+        let app = match wiring::target(&config, cred) {
+            Ok(target) => target.installed().await,
+            Err(e) => Err(e),
+        };
+        let (app_fingerprint, app_error) = match app {
+            Ok(cert) => (cert.map(|c| c.fingerprint), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let mut per_store = Vec::new();
+        let mut primary = None;
+        for store in &stores {
+            let stages = store.stages(&cred.name).await.map_err(in_context)?;
+            let fingerprint = stages.current.as_ref().map(|v| v.certificate.fingerprint);
+            per_store.push(StoreStatus {
+                store: store.to_string(),
+                generation: stages.current.as_ref().map(|v| v.generation),
+                fingerprint: fingerprint.map(|f| f.to_hex()),
+                matches_app: app_error
+                    .is_none()
+                    .then_some(fingerprint.is_some() && fingerprint == app_fingerprint),
+            });
+            primary.get_or_insert(stages);
+        }
+        let stages = primary.unwrap_or_default();
+        let journal = stores[0]
+            .read_journal(&cred.name)
+            .await
+            .map_err(in_context)?;
+        let current = stages.current.as_ref();
+        rows.push(StatusRow {
+            credential: cred.name.clone(),
+            app: cred.app.clone(),
+            store: stores[0].to_string(),
+            generation: current.map(|v| v.generation),
+            fingerprint: current.map(|v| v.certificate.fingerprint.to_hex()),
+            not_after: current.map(|v| v.certificate.not_after),
+            days_left: current.map(|v| v.certificate.days_left(now)),
+            pending_generation: stages.pending.as_ref().map(|v| v.generation),
+            previous_generation: stages.previous.as_ref().map(|v| v.generation),
+            last_rotation: rotation::last_success(&journal),
+            open_rotation: rotation::open_rotation(&journal).map(|o| o.rotation_id),
+            app_fingerprint: app_fingerprint.map(|f| f.to_hex()),
+            app_error,
+            stores: per_store,
+        });
+    }
+    render::status(&rows, json);
+    Ok(Exit::Ok)
+}
+
+pub(super) async fn check(
+    config_path: &Path,
+    only: Option<&str>,
+    prometheus_textfile: Option<&Path>,
+    notify: bool,
+    json: bool,
+) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let notifier = if notify {
+        Notifier::from_config(&config)?
+    } else {
+        None
+    };
+    let now = rekey_api::now();
+    let mut observed = Vec::new();
+    for cred in selected(&config, only)? {
+        let o = observe::observe(&config, cred).await;
+        let findings = findings::evaluate(&o, now);
+        observed.push((o, findings));
+    }
+    if let Some(path) = prometheus_textfile {
+        let judged: Vec<_> = observed
+            .iter()
+            .map(|(o, f)| (o.clone(), findings::worst(f)))
+            .collect();
+        metrics::write_textfile(path, &metrics::metrics(&judged))?;
+    }
+    // Alerts go out before the report, so a slow channel cannot hide behind a printed table.
+    let mut undelivered = false;
+    if let Some(notifier) = &notifier {
+        let list: Vec<Observed<'_>> = observed
+            .iter()
+            .map(|(observation, findings)| Observed {
+                observation,
+                findings,
+            })
+            .collect();
+        let deliveries = notifier.findings(&list, now).await?;
+        undelivered = deliveries.iter().any(|d| d.error.is_some());
+        render::deliveries(&deliveries, json);
+    }
+    let rows: Vec<CheckRow> = observed
+        .into_iter()
+        .map(|(o, findings)| check_row(&o, findings, now))
+        .collect();
+    render::check(&rows, json);
+    let worst = rows
+        .iter()
+        .map(|r| r.severity)
+        .chain(undelivered.then_some(Severity::Unknown))
+        .max()
+        .unwrap_or(Severity::Ok);
+    Ok(Exit::of_severity(worst))
+}
+
+pub(super) async fn preflight(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let mut rows = Vec::new();
+    let mut worst = Exit::Ok;
+    for cred in selected(&config, only)? {
+        let stores = wiring::stores(&config, cred)
+            .await
+            .map_err(|e| e.context(&cred.name))?;
+        let target = wiring::target(&config, cred).map_err(|e| e.context(&cred.name))?;
+        let mut problem = |result: Result<()>| {
+            result.err().map(|e| {
+                if worst == Exit::Ok {
+                    worst = Exit::of_error(e.kind());
+                }
+                e.to_string()
+            })
+        };
+        let mut store_problems = Vec::new();
+        for store in &stores {
+            store_problems.extend(problem(store.check(&cred.name).await));
+        }
+        let target_problem = problem(target.check().await);
+        rows.push(PreflightRow {
+            credential: cred.name.clone(),
+            store: stores
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            store_problem: (!store_problems.is_empty()).then(|| store_problems.join("; ")),
+            target: target.to_string(),
+            target_problem,
+        });
+    }
+    render::preflight(&rows, json);
+    Ok(worst)
+}

@@ -1,0 +1,103 @@
+//! `inspect` (and `generate`), `import`, `verify`, `journal`.
+
+use super::print_json;
+use crate::cli::reports::{ImportReport, InspectReport, Inspected, VerifyReport};
+use rekey_api::JournalEntry;
+
+/// `rekey inspect`.
+pub fn inspect(report: &InspectReport, json: bool) {
+    if json {
+        return print_json(report);
+    }
+    for file in &report.files {
+        match file {
+            Inspected::Certificate {
+                path,
+                subject,
+                issuer,
+                serial,
+                not_before,
+                not_after,
+                days_left,
+                key_algorithm,
+                key_bits,
+                fingerprint_sha256,
+                spki_sha256,
+            } => {
+                println!("{}: certificate", path.display());
+                println!("  subject:         {subject}");
+                println!("  issuer:          {issuer}");
+                println!("  serial:          {serial}");
+                println!("  not before:      {not_before}");
+                println!("  not after:       {not_after} ({days_left} days left)");
+                println!("  key:             {key_algorithm} {key_bits} bits");
+                println!("  sha256:          {fingerprint_sha256}");
+                println!("  public key sha256: {spki_sha256}");
+            }
+            Inspected::PrivateKey { path, facts } => {
+                println!("{}: private key (contents not shown)", path.display());
+                println!("  key:             {} {} bits", facts.algorithm, facts.bits);
+                println!("  public key sha256: {}", facts.spki_fingerprint);
+            }
+        }
+    }
+    match report.key_matches_certificate {
+        Some(true) => println!("key and certificate belong together"),
+        Some(false) => println!(
+            "key and certificate do NOT belong together: Salesforce would answer 'invalid assertion'"
+        ),
+        None => {}
+    }
+}
+
+/// `rekey import`.
+pub fn import(report: &ImportReport, json: bool) {
+    if json {
+        return print_json(report);
+    }
+    println!(
+        "{}: generation {} CURRENT ({}), valid until {}",
+        report.credential,
+        report.generation,
+        report.fingerprint,
+        report.not_after.format("%Y-%m-%d")
+    );
+}
+
+/// `rekey verify`.
+pub fn verify(report: &VerifyReport, json: bool) {
+    if json {
+        return print_json(report);
+    }
+    let who = format!(
+        "{} {} key (generation {}, {})",
+        report.credential, report.stage, report.generation, report.fingerprint
+    );
+    if report.accepted {
+        println!("accepted: Salesforce issued a token for the {who}");
+    } else {
+        println!(
+            "refused: {}: {} ({who})",
+            report.error.as_deref().unwrap_or("?"),
+            report.error_description.as_deref().unwrap_or("?")
+        );
+    }
+}
+
+/// `rekey journal`.
+pub fn journal(entries: &[JournalEntry], json: bool) {
+    if json {
+        return print_json(&entries);
+    }
+    for e in entries {
+        println!(
+            "{} {} {:<9} {:<6} gen {} {}",
+            e.at.format("%Y-%m-%dT%H:%M:%SZ"),
+            e.rotation_id,
+            e.step.to_string(),
+            format!("{:?}", e.phase).to_lowercase(),
+            e.generation,
+            e.detail.as_deref().unwrap_or("")
+        );
+    }
+}

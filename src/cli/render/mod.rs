@@ -1,0 +1,136 @@
+//! Everything rekey prints: one file per report, text or `--json`. The only place that writes to
+//! stdout or stderr (log lines aside, which the tracing subscriber writes).
+//!
+//! Reports handed in here carry fingerprints, names and dates, never key bytes: the types that
+//! reach this module have no field that could hold one.
+
+mod emergency;
+mod keys;
+mod rotation;
+mod run;
+mod status;
+mod token;
+
+pub use emergency::emergency;
+pub use keys::{import, inspect, journal, verify};
+pub use rotation::{RotateProgress, plan};
+pub use run::{daemon, run};
+pub use status::{check, preflight, status};
+pub use token::token;
+
+use crate::exit::Exit;
+use crate::monitor::alerts::Delivery;
+use crate::rotation::Stopped;
+use rekey_api::{Error, RotationId, Step};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    kind: String,
+    message: String,
+    hint: Option<&'a str>,
+    rotation_id: Option<&'a RotationId>,
+    step: Option<Step>,
+    published: Option<bool>,
+}
+
+/// Prints an error that stopped a command (stderr; and stdout as JSON with `--json`) and returns
+/// its exit code.
+pub fn error(error: &Error, json: bool) -> Exit {
+    if json {
+        print_json(&serde_json::json!({ "error": ErrorJson {
+            kind: error.kind().to_string(),
+            message: error.to_string(),
+            hint: error.hint(),
+            rotation_id: None,
+            step: None,
+            published: None,
+        }}));
+    }
+    eprintln!("error: {error}");
+    hint(error);
+    Exit::of_error(error.kind())
+}
+
+/// Prints a rotation that stopped: where it stood, whether the app may hold the new certificate,
+/// and what to do; returns its exit code.
+pub fn stopped(stopped: &Stopped, json: bool) -> Exit {
+    let error = &stopped.error;
+    if json {
+        print_json(&serde_json::json!({ "error": ErrorJson {
+            kind: error.kind().to_string(),
+            message: error.to_string(),
+            hint: error.hint(),
+            rotation_id: stopped.rotation_id.as_ref(),
+            step: stopped.step,
+            published: Some(stopped.published),
+        }}));
+    }
+    match &stopped.rotation_id {
+        Some(id) => {
+            eprintln!(
+                "error: rotation {id} failed at step {}: {error}",
+                opt(stopped.step)
+            );
+            if stopped.published {
+                eprintln!(
+                    "note: the new certificate may already be on the app; the journal stays open: `rekey resume` finishes the rotation, `rekey abort` undoes it (runbooks/rollback.md)"
+                );
+            } else {
+                eprintln!("note: the app was not changed");
+            }
+        }
+        None => eprintln!("error: {error}"),
+    }
+    hint(error);
+    stopped.exit()
+}
+
+fn hint(error: &Error) {
+    if let Some(hint) = error.hint() {
+        eprintln!("hint: {hint}");
+    }
+}
+
+pub(super) fn print_json(value: &impl Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot encode JSON output: {e}"),
+    }
+}
+
+pub(super) fn opt<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// Alerts and rotation notices sent: each on stderr, so `--json` stdout stays one document; a
+/// channel that failed is always named.
+pub fn deliveries(deliveries: &[Delivery], json: bool) {
+    for d in deliveries {
+        match &d.error {
+            Some(error) => eprintln!(
+                "warning: {}: {} for {} was not delivered: {error}",
+                d.channel, d.what, d.credential
+            ),
+            None if !json => eprintln!("notified {}: {} ({})", d.channel, d.what, d.credential),
+            None => {}
+        }
+    }
+}
+
+/// A warning on stderr.
+pub fn warning(message: &str) {
+    eprintln!("warning: {message}");
+}
+
+/// A line about what a long-running command is doing, on stderr.
+pub fn note(message: &str) {
+    eprintln!("{message}");
+}
+
+/// A question on stderr, answered on stdin by the caller.
+pub fn prompt(question: &str) {
+    use std::io::Write as _;
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+}

@@ -1,0 +1,143 @@
+//! `plan`, and a rotation's progress and ending (`rotate`, `resume`, `abort`, `emergency`).
+
+use super::{opt, print_json, warning};
+use crate::exit::Exit;
+use crate::rotation::{Closed, Ending, Plan, Progress, Unadopted};
+
+/// `rekey plan`.
+pub fn plan(plan: &Plan, json: bool) {
+    if json {
+        return print_json(plan);
+    }
+    match &plan.resumes {
+        Some(id) => println!(
+            "{}: resumes rotation {id} (generation {})",
+            plan.credential, plan.new_generation
+        ),
+        None => println!(
+            "{}: rotate generation {} -> {}",
+            plan.credential,
+            opt(plan.current_generation),
+            plan.new_generation
+        ),
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        let marker = if step.mutates { "changes" } else { "reads  " };
+        println!(
+            "  {}. {:<9} [{marker}] {}",
+            i + 1,
+            step.step.to_string(),
+            step.action
+        );
+    }
+}
+
+/// Collects rotation events; prints a line per step (text) or one document at the end (JSON).
+pub struct RotateProgress {
+    credential: String,
+    json: bool,
+    events: Vec<Progress>,
+}
+
+impl RotateProgress {
+    /// A renderer for a rotation of `credential`.
+    pub fn new(credential: &str, json: bool) -> Self {
+        RotateProgress {
+            credential: credential.to_string(),
+            json,
+            events: Vec::new(),
+        }
+    }
+
+    /// Reports one event.
+    pub fn event(&mut self, event: Progress) {
+        if !self.json {
+            match &event {
+                Progress::Resuming {
+                    rotation_id,
+                    last_done,
+                    undoing,
+                } => {
+                    println!(
+                        "{}: resuming rotation {rotation_id} after step {}{}",
+                        self.credential,
+                        opt(*last_done),
+                        undoing
+                            .as_ref()
+                            .map_or_else(String::new, |why| format!(" (undoing it: {why})"))
+                    )
+                }
+                Progress::StepDone {
+                    step,
+                    millis,
+                    detail,
+                } => {
+                    println!(
+                        "  {:<9} {:>7.2}s  {detail}",
+                        step.to_string(),
+                        *millis as f64 / 1000.0
+                    )
+                }
+                Progress::AdoptionPending { waiting } => {
+                    println!("  adopt     waiting for {}", waiting.join(", "))
+                }
+                Progress::VerifyRetry { attempt, reason } => {
+                    println!("  verify    attempt {attempt} refused ({reason}); retrying")
+                }
+                Progress::Retry {
+                    step,
+                    attempt,
+                    delay_ms,
+                    reason,
+                } => println!(
+                    "  {:<9} attempt {attempt} failed ({reason}); retrying in {:.1}s",
+                    step.to_string(),
+                    *delay_ms as f64 / 1000.0
+                ),
+                Progress::RollingBack { reason } => {
+                    println!("{}: rolling back: {reason}", self.credential)
+                }
+            }
+        }
+        self.events.push(event);
+    }
+
+    /// Prints the outcome; a rollback is a failure of the rotation, so it exits non-zero.
+    pub fn finish(self, outcome: &Closed) -> Exit {
+        let exit = outcome.exit();
+        if self.json {
+            print_json(&serde_json::json!({ "outcome": outcome, "events": self.events }));
+            return exit;
+        }
+        let now = format!(
+            "generation {} ({}), valid until {}",
+            opt(outcome.generation),
+            opt(outcome.fingerprint),
+            opt(outcome.not_after.map(|t| t.format("%Y-%m-%d")))
+        );
+        let id = &outcome.rotation_id;
+        let reason = outcome.reason.as_deref().unwrap_or("");
+        match outcome.ending {
+            Ending::Rotated => println!("{}: rotated to {now}; rotation {id}", self.credential),
+            Ending::Aborted => println!(
+                "{}: rotation {id} aborted ({reason}); CURRENT is {now}",
+                self.credential
+            ),
+            Ending::RolledBack => eprintln!(
+                "error: {}: rotation {id} rolled back: {reason}\nnote: the previous key is CURRENT and on the app again: {now}",
+                self.credential
+            ),
+        }
+        unadopted(&self.credential, &outcome.unadopted);
+        exit
+    }
+}
+
+/// A warning for each consumer that did not adopt `credential`'s new key.
+pub(super) fn unadopted(credential: &str, consumers: &[Unadopted]) {
+    for u in consumers {
+        warning(&format!(
+            "{credential}: consumer {u} does not use the new key; it fails to get tokens until it does"
+        ));
+    }
+}

@@ -1,0 +1,98 @@
+//! `rekey run`'s summary, and what `rekey daemon` says as it goes.
+
+use super::status::severity_label;
+use super::{deliveries, note, opt, print_json};
+use crate::monitor::daemon::DaemonEvent;
+use crate::monitor::run::{Action, RunReport};
+
+/// What `rekey daemon` says: where it serves, each run's deliveries and summary, its stop.
+pub fn daemon(event: DaemonEvent<'_>) {
+    match event {
+        DaemonEvent::Listening { address, interval } => note(&format!(
+            "rekey daemon: /metrics and /healthz on http://{address}; a run every {}s",
+            interval.as_secs()
+        )),
+        DaemonEvent::Ran(report) => {
+            deliveries(&report.deliveries, false);
+            run(report, false);
+        }
+        DaemonEvent::Stopped => note("rekey daemon: stopped"),
+    }
+}
+
+/// `rekey run`'s summary.
+pub fn run(report: &RunReport, json: bool) {
+    if json {
+        return print_json(report);
+    }
+    let (mut rotated, mut rolled_back, mut failed, mut waiting, mut would) = (0, 0, 0, 0, 0);
+    for row in &report.credentials {
+        let c = &row.check;
+        let action = match &row.action {
+            Action::NotDue => "not due".to_string(),
+            Action::WouldRotate => {
+                would += 1;
+                "would rotate".to_string()
+            }
+            Action::Waiting { opens } => {
+                waiting += 1;
+                match opens {
+                    Some(t) => format!("due; window opens {}", t.format("%Y-%m-%d %H:%MZ")),
+                    None => "due; no window will open".to_string(),
+                }
+            }
+            Action::Rotated {
+                generation,
+                fingerprint,
+                unadopted,
+                ..
+            } => {
+                rotated += 1;
+                let unadopted = if unadopted.is_empty() {
+                    String::new()
+                } else {
+                    format!("; NOT adopted by {}", unadopted.join("; "))
+                };
+                format!(
+                    "rotated to generation {} ({}){unadopted}",
+                    opt(*generation),
+                    opt(fingerprint.as_ref())
+                )
+            }
+            Action::RolledBack { reason, .. } => {
+                rolled_back += 1;
+                format!("rolled back: {reason}")
+            }
+            Action::Failed { error, .. } => {
+                failed += 1;
+                format!("FAILED: {error}")
+            }
+        };
+        println!(
+            "{:<20} {:<8} {action}",
+            c.credential,
+            severity_label(c.severity)
+        );
+        for reason in &row.reasons {
+            println!("{:<29} because {reason}", "");
+        }
+        if let Action::Failed {
+            hint: Some(hint), ..
+        } = &row.action
+        {
+            println!("{:<29} hint: {hint}", "");
+        }
+        for f in &c.findings {
+            println!("{:<29} - [{:?}] {}", "", f.severity, f.message);
+        }
+    }
+    let total = report.credentials.len();
+    let verb = if report.dry_run { "dry run" } else { "run" };
+    println!(
+        "{verb}: {total} credentials: {rotated} rotated, {would} would rotate, {rolled_back} rolled back, {failed} failed, {waiting} waiting for a window; exit {}",
+        report.exit as u8
+    );
+    if let Some(e) = &report.alert_error {
+        println!("alerts: {e}");
+    }
+}

@@ -1,0 +1,102 @@
+//! `status`, `check` and `check --preflight`.
+
+use super::{opt, print_json};
+use crate::cli::reports::{PreflightRow, StatusRow};
+use crate::monitor::findings::CheckRow;
+use rekey_api::Severity;
+
+/// `rekey status`.
+pub fn status(rows: &[StatusRow], json: bool) {
+    if json {
+        return print_json(&rows);
+    }
+    println!(
+        "{:<20} {:<22} {:>4} {:<16} {:<10} {:>9} {:<10} LAST ROTATION",
+        "CREDENTIAL", "APP", "GEN", "FINGERPRINT", "NOT AFTER", "DAYS LEFT", "PENDING"
+    );
+    for r in rows {
+        let pending = match (&r.open_rotation, r.pending_generation) {
+            (Some(id), _) => format!("open: {id}"),
+            (None, Some(g)) => format!("gen {g}"),
+            (None, None) => "-".to_string(),
+        };
+        println!(
+            "{:<20} {:<22} {:>4} {:<16} {:<10} {:>9} {:<10} {}",
+            r.credential,
+            r.app,
+            opt(r.generation),
+            r.fingerprint
+                .as_deref()
+                .map_or("-".to_string(), |f| format!("{}…", &f[..15])),
+            opt(r.not_after.map(|t| t.format("%Y-%m-%d"))),
+            opt(r.days_left),
+            pending,
+            opt(r.last_rotation.map(|t| t.format("%Y-%m-%d %H:%M:%SZ"))),
+        );
+        match (&r.app_fingerprint, &r.app_error) {
+            (Some(f), _) => println!("    app holds {f}"),
+            (None, Some(e)) => println!("    app unreadable: {e}"),
+            (None, None) => println!("    app holds no certificate"),
+        }
+        for st in &r.stores {
+            let verdict = match st.matches_app {
+                Some(true) => "= app",
+                Some(false) => "DIFFERS FROM THE APP",
+                None => "app unknown",
+            };
+            println!(
+                "    {:<48} gen {:>3}  {}  {verdict}",
+                st.store,
+                opt(st.generation),
+                st.fingerprint.as_deref().unwrap_or("-")
+            );
+        }
+    }
+}
+
+/// `rekey check`.
+pub fn check(rows: &[CheckRow], json: bool) {
+    if json {
+        return print_json(&rows);
+    }
+    for r in rows {
+        let label = severity_label(r.severity);
+        println!(
+            "{label:<8} {:<20} days left {:>5}  key age {:>5}",
+            r.credential,
+            opt(r.days_left),
+            opt(r.key_age_days)
+        );
+        for f in &r.findings {
+            println!("         - [{:?}] {}", f.severity, f.message);
+        }
+    }
+}
+
+/// `rekey check --preflight`.
+pub fn preflight(rows: &[PreflightRow], json: bool) {
+    if json {
+        return print_json(&rows);
+    }
+    for r in rows {
+        let ok = r.store_problem.is_none() && r.target_problem.is_none();
+        println!(
+            "{:<8} {}",
+            if ok { "READY" } else { "BLOCKED" },
+            r.credential
+        );
+        for (what, problem) in [(&r.store, &r.store_problem), (&r.target, &r.target_problem)] {
+            println!("         {what}: {}", problem.as_deref().unwrap_or("ok"));
+        }
+    }
+}
+
+pub(super) fn severity_label(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Ok => "OK",
+        Severity::Info => "INFO",
+        Severity::Warning => "WARNING",
+        Severity::Critical => "CRITICAL",
+        Severity::Unknown => "UNKNOWN",
+    }
+}

@@ -1,0 +1,149 @@
+//! The reports the CLI assembles itself (`inspect`, `status`, `check --preflight`, `import`,
+//! `verify`), for `render` to print as text or JSON. Plain data: no field could hold key bytes.
+
+use crate::pki;
+use chrono::{DateTime, Utc};
+use rekey_api::{Generation, RotationId, Stage};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// What `inspect` reports about one file.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Inspected {
+    /// An X.509 certificate.
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// Subject DN.
+        subject: String,
+        /// Issuer DN.
+        issuer: String,
+        /// Serial (hex).
+        serial: String,
+        /// notBefore.
+        not_before: DateTime<Utc>,
+        /// notAfter.
+        not_after: DateTime<Utc>,
+        /// Days until notAfter.
+        days_left: i64,
+        /// Key algorithm.
+        key_algorithm: String,
+        /// Key size in bits.
+        key_bits: usize,
+        /// SHA-256 of the DER.
+        fingerprint_sha256: String,
+        /// SHA-256 of the public key info.
+        spki_sha256: String,
+    },
+    /// A private key: only its public facts.
+    PrivateKey {
+        /// The file.
+        path: PathBuf,
+        /// Public facts.
+        #[serde(flatten)]
+        facts: pki::KeyFacts,
+    },
+}
+
+/// `inspect`'s whole report.
+#[derive(Serialize)]
+pub struct InspectReport {
+    /// One entry per file.
+    pub files: Vec<Inspected>,
+    /// When exactly one key and one certificate were given: whether the key signs for the cert.
+    pub key_matches_certificate: Option<bool>,
+}
+
+/// One credential's line in `status`.
+#[derive(Serialize)]
+pub struct StatusRow {
+    /// Credential name.
+    pub credential: String,
+    /// Its app.
+    pub app: String,
+    /// Its store (display form).
+    pub store: String,
+    /// CURRENT generation.
+    pub generation: Option<Generation>,
+    /// CURRENT certificate fingerprint.
+    pub fingerprint: Option<String>,
+    /// CURRENT notAfter.
+    pub not_after: Option<DateTime<Utc>>,
+    /// Days until then.
+    pub days_left: Option<i64>,
+    /// PENDING generation, if a rotation is in flight.
+    pub pending_generation: Option<Generation>,
+    /// PREVIOUS generation.
+    pub previous_generation: Option<Generation>,
+    /// When the last rotation finished.
+    pub last_rotation: Option<DateTime<Utc>>,
+    /// An unfinished rotation.
+    pub open_rotation: Option<RotationId>,
+    /// The certificate the app holds now, read from Salesforce.
+    pub app_fingerprint: Option<String>,
+    /// Why the app could not be read, when it could not.
+    pub app_error: Option<String>,
+    /// Every store's CURRENT, primary first (the fields above are the primary's).
+    pub stores: Vec<StoreStatus>,
+}
+
+/// One store's CURRENT for a credential.
+#[derive(Serialize)]
+pub struct StoreStatus {
+    /// The store (display form).
+    pub store: String,
+    /// CURRENT generation.
+    pub generation: Option<Generation>,
+    /// CURRENT certificate fingerprint.
+    pub fingerprint: Option<String>,
+    /// Whether that is the certificate the app holds; `None` when the app could not be read.
+    pub matches_app: Option<bool>,
+}
+
+/// One credential's preflight result: `None` means the check passed.
+#[derive(Serialize)]
+pub struct PreflightRow {
+    /// Credential name.
+    pub credential: String,
+    /// The store, as displayed.
+    pub store: String,
+    /// Why the store would refuse a rotation.
+    pub store_problem: Option<String>,
+    /// The app, as displayed.
+    pub target: String,
+    /// Why the app side would refuse a rotation.
+    pub target_problem: Option<String>,
+}
+
+/// What `import` did.
+#[derive(Serialize)]
+pub struct ImportReport {
+    /// Credential name.
+    pub credential: String,
+    /// The generation it became.
+    pub generation: Generation,
+    /// Its certificate's fingerprint.
+    pub fingerprint: String,
+    /// Its notAfter.
+    pub not_after: DateTime<Utc>,
+}
+
+/// What `verify` observed.
+#[derive(Serialize)]
+pub struct VerifyReport {
+    /// Credential name.
+    pub credential: String,
+    /// Which key signed.
+    pub stage: Stage,
+    /// Its generation.
+    pub generation: Generation,
+    /// Its certificate's fingerprint.
+    pub fingerprint: String,
+    /// Whether Salesforce issued a token.
+    pub accepted: bool,
+    /// Salesforce's error code when refused.
+    pub error: Option<String>,
+    /// Salesforce's error text when refused.
+    pub error_description: Option<String>,
+}
