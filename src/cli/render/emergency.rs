@@ -1,6 +1,6 @@
 //! `rekey emergency`'s summary.
 
-use super::print_json;
+use super::lines::print_json;
 use super::rotation::unadopted;
 use crate::emergency::EmergencyRow;
 

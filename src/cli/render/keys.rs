@@ -1,6 +1,6 @@
 //! `inspect` (and `generate`), `import`, `verify`, `journal`.
 
-use super::print_json;
+use super::lines::print_json;
 use crate::cli::reports::{ImportReport, InspectReport, Inspected, VerifyReport};
 use rekey_api::JournalEntry;
 

@@ -6,6 +6,7 @@
 
 mod emergency;
 mod keys;
+mod lines;
 mod rotation;
 mod run;
 mod status;
@@ -13,14 +14,15 @@ mod token;
 
 pub use emergency::emergency;
 pub use keys::{import, inspect, journal, verify};
+pub use lines::{deliveries, prompt, warning};
 pub use rotation::{RotateProgress, plan};
 pub use run::{daemon, run};
 pub use status::{check, preflight, status};
 pub use token::token;
 
 use crate::exit::Exit;
-use crate::monitor::alerts::Delivery;
 use crate::rotation::Stopped;
+use lines::{opt, print_json};
 use rekey_api::{Error, RotationId, Step};
 use serde::Serialize;
 
@@ -90,47 +92,4 @@ fn hint(error: &Error) {
     if let Some(hint) = error.hint() {
         eprintln!("hint: {hint}");
     }
-}
-
-pub(super) fn print_json(value: &impl Serialize) {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("error: cannot encode JSON output: {e}"),
-    }
-}
-
-pub(super) fn opt<T: ToString>(value: Option<T>) -> String {
-    value.map_or_else(|| "-".to_string(), |v| v.to_string())
-}
-
-/// Alerts and rotation notices sent: each on stderr, so `--json` stdout stays one document; a
-/// channel that failed is always named.
-pub fn deliveries(deliveries: &[Delivery], json: bool) {
-    for d in deliveries {
-        match &d.error {
-            Some(error) => eprintln!(
-                "warning: {}: {} for {} was not delivered: {error}",
-                d.channel, d.what, d.credential
-            ),
-            None if !json => eprintln!("notified {}: {} ({})", d.channel, d.what, d.credential),
-            None => {}
-        }
-    }
-}
-
-/// A warning on stderr.
-pub fn warning(message: &str) {
-    eprintln!("warning: {message}");
-}
-
-/// A line about what a long-running command is doing, on stderr.
-pub fn note(message: &str) {
-    eprintln!("{message}");
-}
-
-/// A question on stderr, answered on stdin by the caller.
-pub fn prompt(question: &str) {
-    use std::io::Write as _;
-    eprint!("{question}");
-    let _ = std::io::stderr().flush();
 }

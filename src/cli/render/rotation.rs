@@ -1,6 +1,6 @@
 //! `plan`, and a rotation's progress and ending (`rotate`, `resume`, `abort`, `emergency`).
 
-use super::{opt, print_json, warning};
+use super::lines::{opt, print_json, warning};
 use crate::exit::Exit;
 use crate::rotation::{Closed, Ending, Plan, Progress, Unadopted};
 

@@ -1,7 +1,7 @@
 //! `rekey run`'s summary, and what `rekey daemon` says as it goes.
 
+use super::lines::{deliveries, note, opt, print_json};
 use super::status::severity_label;
-use super::{deliveries, note, opt, print_json};
 use crate::monitor::daemon::DaemonEvent;
 use crate::monitor::run::{Action, RunReport};
 

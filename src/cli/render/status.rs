@@ -1,6 +1,6 @@
 //! `status`, `check` and `check --preflight`.
 
-use super::{opt, print_json};
+use super::lines::{opt, print_json};
 use crate::cli::reports::{PreflightRow, StatusRow};
 use crate::monitor::findings::CheckRow;
 use rekey_api::Severity;

@@ -1,8 +1,8 @@
 //! Deciding what to send: a pure function of the state, the findings or the rotation outcome, the
 //! channels and the time.
 
+use super::news::{Observed, RotationNews};
 use super::state::{AlertRecord, RotationRecord, State, Unfinished};
-use super::{Observed, RotationNews};
 use crate::monitor::findings::Finding;
 use crate::monitor::observe::Observation;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};

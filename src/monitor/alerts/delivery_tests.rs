@@ -7,6 +7,7 @@ use crate::monitor::observe::Observation;
 use crate::monitor::observe::fixtures;
 use chrono::TimeDelta;
 use rekey_api::Fingerprint;
+use rekey_notify::Outcome;
 use rekey_testkit::receiver::{Receiver, Recorded};
 use std::path::Path;
 

@@ -1,8 +1,8 @@
 //! The state file: which finding of which credential was sent to which channel, at which
 //! severity and when, and which channel was told of a failed rotation.
 
-use super::Severity;
 use chrono::{DateTime, Utc};
+use rekey_api::Severity;
 use rekey_api::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

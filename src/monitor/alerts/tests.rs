@@ -3,11 +3,14 @@
 use super::decide::*;
 use super::state::*;
 use super::*;
+use crate::monitor::findings::Finding;
 use crate::monitor::observe::Held;
+use crate::monitor::observe::Observation;
 use crate::monitor::observe::fixtures::{self, source};
 use chrono::TimeDelta;
 use rekey_api::{Fingerprint, RotationId};
 use rekey_notify::Message;
+use rekey_notify::Outcome;
 use std::collections::BTreeMap;
 
 const RENOTIFY: Duration = Duration::from_secs(24 * 3600);
