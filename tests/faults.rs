@@ -22,8 +22,14 @@ use world::{Held, World, rekey_api_fingerprint, vault_world, with_aws_store};
 
 const CRED: &str = "billing";
 const APP: &str = "Billing_Sync";
-/// The lease time to live in these worlds: a killed runner's lease blocks others this long.
-const LEASE_SECS: u64 = 2;
+/// The lease time to live in these worlds: a killed runner's lease blocks others this long. An
+/// hour, so that no lease runs out by accident while a scenario runs, however loaded the machine
+/// (a racing loser must never find the winner's lease expired); a scenario that needs a lease to
+/// run out runs the next command with rekey's clock [`PAST_LEASE`] ahead instead of waiting.
+const LEASE_SECS: u64 = 3600;
+/// How far a command's clock is moved to see every lease taken before it expired: a minute past
+/// the time to live, for the seconds the scenario took up to then.
+const PAST_LEASE: i64 = LEASE_SECS as i64 + 60;
 /// Scenarios of one matrix run at once (each is a few short processes and an emulator).
 const PARALLEL: usize = 4;
 
@@ -295,11 +301,6 @@ async fn aws_labels(endpoint: &str, secret: &str) -> Vec<String> {
         .collect()
 }
 
-/// Lets the lease of a runner that could not release it expire.
-async fn wait_out_lease() {
-    tokio::time::sleep(Duration::from_millis(LEASE_SECS * 1000 + 300)).await;
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Then {
     Resume,
@@ -320,18 +321,19 @@ async fn killed_at(kind: Kind, point: String, then: Then) {
         Then::Resume => "resume",
         Then::Abort => "abort",
     };
-    if kind != Kind::File {
-        // A killed runner cannot give its lease back; it expires (what the next runner sees
-        // meanwhile: `a_killed_runners_lease_holds_until_it_expires`).
-        wait_out_lease().await;
-    }
+    // A killed runner cannot give its lease back; it expires, so the next runner runs after that
+    // (what it sees before: `a_killed_runners_lease_holds_until_it_expires`). A file lock is
+    // the kernel's and goes with the process, so there it runs at once.
+    let ahead = if kind == Kind::File { 0 } else { PAST_LEASE };
     // Before any journal entry, or after the last, there is no open rotation.
     let nothing_open = point == "leased" || point == "finalize:done";
     let mut args = vec![verb, CRED, "-vv"];
     if let Then::Abort = then {
         args.extend(["--reason", "fault matrix"]);
     }
-    let run = s.w.rekey(&args).await;
+    // Every later command runs on the real clock: it finds the lease this runner took over
+    // given back, not expired.
+    let run = s.w.rekey_ahead(ahead, &args).await;
     let expected_code = if nothing_open { 64 } else { 0 };
     assert_eq!(
         run.code, expected_code,
@@ -437,6 +439,10 @@ const SALESFORCE_CALLS: [&str; 3] = [
     "/services/data",
 ];
 
+/// rekey's request timeout while a "timeout" scenario rotates. The injected latency outlasts it
+/// many times over, so the client's timer fires first however the machine stalls.
+const SHORT_TIMEOUT: &str = "2";
+
 fn temporary_faults() -> Vec<(&'static str, FaultKind)> {
     vec![
         (
@@ -446,7 +452,7 @@ fn temporary_faults() -> Vec<(&'static str, FaultKind)> {
                 body: "internal error".into(),
             },
         ),
-        ("timeout", FaultKind::Latency { ms: 1_600 }),
+        ("timeout", FaultKind::Latency { ms: 30_000 }),
         ("REQUEST_LIMIT_EXCEEDED", FaultKind::RequestLimit),
         ("Data Not Available page", FaultKind::DataNotAvailable),
     ]
@@ -460,11 +466,21 @@ async fn temporary_salesforce_faults_at_every_call_are_retried_until_the_rotatio
             scenarios.push(async move {
                 let mut s = Scene::file().await;
                 let context = format!("{name} twice on {path}");
-                s.set("request_timeout_secs", "1");
+                // Only the rotation of a timeout scenario runs with a short request timeout:
+                // every other request under it races the timer too, and the checks after the
+                // rotation (which do not retry) once lost that race on a loaded machine.
+                let times_out = matches!(fault, FaultKind::Latency { .. });
+                if times_out {
+                    s.set("request_timeout_secs", SHORT_TIMEOUT);
+                }
                 s.w.sim
                     .inject_fault(Fault::new(fault).on_path(path).times(2));
                 let run = s.w.rekey(&["rotate", CRED, "-v"]).await;
                 assert_eq!(run.code, 0, "{context}\n{}{}", run.stdout, run.stderr);
+                if times_out {
+                    let line = format!("\nrequest_timeout_secs = {SHORT_TIMEOUT}");
+                    s.w.edit_config(|c| c.replacen(&line, "", 1));
+                }
                 assert!(
                     run.stdout.contains("retrying") || run.stderr.contains("retrying"),
                     "{context}: the retries are reported\n{}{}",
@@ -723,9 +739,9 @@ async fn a_vault_sealed_mid_rotation_fails_cleanly_and_resume_finishes_once_unse
         failed.stderr
     );
     bao.unseal();
-    // The stopped runner could not give its lease back to a sealed Vault: it expires.
-    wait_out_lease().await;
-    s.w.ok(&["resume", CRED]).await;
+    // The stopped runner could not give its lease back to a sealed Vault: resume runs once it
+    // expired.
+    s.w.ok_ahead(PAST_LEASE, &["resume", CRED]).await;
     s.assert_settled(2, "vault sealed after publish").await;
     s.assert_no_leaks("vault sealed");
 }
@@ -753,9 +769,9 @@ async fn a_revoked_vault_token_stops_the_rotation_and_a_new_token_resumes_it() {
     let fresh = bao.bao_ok(&["token", "create", "-policy=root", "-field=token"]);
     s.w.env.retain(|(k, _)| k != "VAULT_TOKEN");
     s.w.env.push(("VAULT_TOKEN".into(), fresh.trim().into()));
-    // The stopped runner could not give its lease back with a revoked token: it expires.
-    wait_out_lease().await;
-    s.w.ok(&["resume", CRED]).await;
+    // The stopped runner could not give its lease back with a revoked token: resume runs once
+    // it expired.
+    s.w.ok_ahead(PAST_LEASE, &["resume", CRED]).await;
     s.assert_settled(2, "vault token revoked").await;
     s.assert_no_leaks("vault token revoked");
 }
@@ -984,8 +1000,9 @@ async fn a_runner_that_lost_its_lease_stops_before_writing(kind: Kind) {
     let stale = Held::spawn(&s.w, &["rotate", CRED], "publish:done")
         .reached(&mut s.w)
         .await;
-    wait_out_lease().await;
-    let took_over = s.w.rekey(&["resume", CRED]).await;
+    // The next runner comes after the stale one's lease expired (by its clock; the stale one's
+    // own clock has not moved, so only the store can tell it that it lost the lease).
+    let took_over = s.w.rekey_ahead(PAST_LEASE, &["resume", CRED]).await;
     assert_eq!(
         took_over.code, 0,
         "{context}: the next runner\n{}{}",
@@ -1024,21 +1041,22 @@ async fn a_killed_runners_lease_holds_until_it_expires() {
     for kind in [Kind::Vault, Kind::Aws] {
         let mut s = Scene::new(kind).await;
         let context = format!("{kind:?}");
-        // Long enough that it cannot expire while this test looks.
-        s.w.edit_config(|c| {
-            c.replace(
-                &format!("lock_ttl_secs = {LEASE_SECS}"),
-                "lock_ttl_secs = 600",
-            )
-        });
         let held = Held::spawn(&s.w, &["rotate", CRED], "publish:done")
             .reached(&mut s.w)
             .await;
         let pid = held.child.id().unwrap();
         held.kill(&mut s.w).await;
-        for verb in ["resume", "abort", "rotate"] {
-            let blocked = s.w.rekey(&[verb, CRED]).await;
-            assert_eq!(blocked.code, 75, "{context} {verb}\n{}", blocked.stderr);
+        // Right away, and half its time to live later (by rekey's clock: what a lease is judged
+        // by), every runner is refused and told who holds it until when.
+        for (ahead, verb) in [
+            (0, "resume"),
+            (0, "abort"),
+            (0, "rotate"),
+            (LEASE_SECS as i64 / 2, "resume"),
+        ] {
+            let blocked = s.w.rekey_ahead(ahead, &[verb, CRED]).await;
+            let context = format!("{context} {verb} {ahead}s later");
+            assert_eq!(blocked.code, 75, "{context}\n{}", blocked.stderr);
             for expected in [
                 "rekey rotate on".to_string(),
                 format!("(pid {pid})"),
@@ -1046,7 +1064,7 @@ async fn a_killed_runners_lease_holds_until_it_expires() {
             ] {
                 assert!(
                     blocked.stderr.contains(&expected),
-                    "{context} {verb}: names {expected}: {}",
+                    "{context}: names {expected}: {}",
                     blocked.stderr
                 );
             }
@@ -1056,5 +1074,9 @@ async fn a_killed_runners_lease_holds_until_it_expires() {
             status[0]["open_rotation"].is_string(),
             "{context}: nothing changed\n{status}"
         );
+        // Once it has expired, the next runner takes it over and finishes the rotation.
+        s.w.ok_ahead(PAST_LEASE, &["resume", CRED]).await;
+        s.assert_settled(2, &format!("{context}: resumed after the lease expired"))
+            .await;
     }
 }

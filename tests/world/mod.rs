@@ -160,6 +160,31 @@ impl World {
         self.sim.set_clock_offset(secs);
     }
 
+    /// `rekey args` with rekey's clock `secs` further ahead than the world's, for this one
+    /// process: the org emulator, the test and every other command keep their clocks. How a test
+    /// lets a lease run out (leases are judged by rekey's clock) without waiting for it.
+    pub(crate) async fn rekey_ahead(&mut self, secs: i64, args: &[&str]) -> Run {
+        let world: i64 = self
+            .env
+            .iter()
+            .rfind(|(k, _)| k == "REKEY_TEST_CLOCK_OFFSET_SECS")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let offset = (world + secs).to_string();
+        self.rekey_with_env(args, &[("REKEY_TEST_CLOCK_OFFSET_SECS", &offset)])
+            .await
+    }
+
+    /// [`World::rekey_ahead`], which must answer 0.
+    pub(crate) async fn ok_ahead(&mut self, secs: i64, args: &[&str]) -> Run {
+        let run = self.rekey_ahead(secs, args).await;
+        assert_eq!(
+            run.code, 0,
+            "rekey {args:?} (clock {secs}s ahead) failed:\n{}{}",
+            run.stdout, run.stderr
+        );
+        run
+    }
+
     /// Removes a credential's section (the demo config's credentials each have one table).
     pub(crate) fn drop_credential(&self, name: &str) {
         let header = format!("[credentials.{name}]");

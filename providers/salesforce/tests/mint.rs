@@ -16,7 +16,8 @@ fn minter(org: &Org, consumer_key: &str, username: &str) -> Minter {
         audience: org.sim.base_url(),
         consumer_key: consumer_key.into(),
         username: username.into(),
-        request_timeout: Duration::from_secs(10),
+        // A hang guard only: no test here makes a request time out.
+        request_timeout: Duration::from_secs(60),
     })
     .unwrap()
 }

@@ -321,7 +321,9 @@ async fn an_admin_without_metadata_rights_is_permission_denied() {
 
 #[tokio::test]
 async fn a_deploy_still_running_at_the_deadline_is_temporary() {
-    let org = Org::start_with("deploy_phase_ms = 3000").await;
+    // Held, the deploy never finishes by itself: the 400 ms deadline runs out first however
+    // slowly the client runs (a deploy that merely took 6 s could finish first after a stall).
+    let org = Org::start_with("hold_deploys = true").await;
     let target = org.target_with(AppKind::ConnectedApp, org.jwt_admin(), |c| {
         c.deploy_timeout = std::time::Duration::from_millis(400);
     });

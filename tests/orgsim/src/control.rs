@@ -27,6 +27,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/sessions", get(sessions))
         .route("/grants", get(grants).post(add_grant))
         .route("/apps/{name}", get(app))
+        .route("/deploys/{id}/step", post(step_deploy))
 }
 
 fn ok() -> Response {
@@ -271,6 +272,16 @@ async fn add_grant(State(app): State<AppState>, body: Bytes) -> Response {
     let mut st = app.lock();
     match st.add_grant(&b.username, &b.app) {
         Ok(g) => json_response(StatusCode::OK, json!(grant_info(&st, &g))),
+        Err(e) => bad(&e),
+    }
+}
+
+/// `POST /__orgsim/deploys/{id}/step`: moves a held deploy (setting `hold_deploys`) to its next
+/// state; 200 `{"id", "status"}` with the new one, 400 `{"error"}` when it cannot move (unknown,
+/// finished, or deploys are not held).
+async fn step_deploy(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    match crate::deploy::step(&mut app.lock(), &id) {
+        Ok(status) => json_response(StatusCode::OK, json!({"id": id, "status": status})),
         Err(e) => bad(&e),
     }
 }

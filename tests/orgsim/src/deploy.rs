@@ -178,9 +178,12 @@ pub(crate) async fn create(
         }
     }
     st.deploys.insert(id.clone(), deploy);
-    let phase = Duration::from_millis(st.settings.deploy_phase_ms);
+    // A held deploy moves only when a test steps it (`step`).
+    if !st.settings.hold_deploys {
+        let phase = Duration::from_millis(st.settings.deploy_phase_ms);
+        tokio::spawn(run(app.clone(), id, phase));
+    }
     drop(st);
-    tokio::spawn(run(app.clone(), id, phase));
     json_response(StatusCode::CREATED, body)
 }
 
@@ -194,25 +197,53 @@ fn bad_multipart(message: &str) -> Response {
 
 /// Pending for one phase, InProgress for another, then finish.
 async fn run(app: AppState, id: String, phase: Duration) {
-    tokio::time::sleep(phase).await;
-    {
-        let mut st = app.lock();
-        let now = iso_now(&st);
-        let Some(d) = st.deploys.get_mut(&id) else {
-            return;
-        };
-        if d.cancel_requested {
+    loop {
+        tokio::time::sleep(phase).await;
+        match advance(&mut app.lock(), &id) {
+            Some(status) if !status.done() => {}
+            _ => return,
+        }
+    }
+}
+
+/// Moves a deploy to its next state: Pending → InProgress, InProgress → finished (validated and
+/// applied), Canceling → Canceled (nothing applied). The new state; `None` for an unknown id.
+fn advance(st: &mut OrgState, id: &str) -> Option<Status> {
+    let now = iso_now(st);
+    let d = st.deploys.get_mut(id)?;
+    match d.status {
+        Status::Pending => {
+            d.status = Status::InProgress;
+            d.started = Some(now.clone());
+            d.modified = now;
+        }
+        Status::Canceling => {
             d.status = Status::Canceled;
             d.completed = Some(now.clone());
             d.modified = now;
-            return;
         }
-        d.status = Status::InProgress;
-        d.started = Some(now.clone());
-        d.modified = now;
+        Status::InProgress => finish(st, id),
+        _ => {}
     }
-    tokio::time::sleep(phase).await;
-    finish(&mut app.lock(), &id);
+    st.deploys.get(id).map(|d| d.status)
+}
+
+/// Steps a held deploy (setting `hold_deploys`) to its next state, as [`advance`]; the new
+/// status, or why it cannot move.
+pub(crate) fn step(st: &mut OrgState, id: &str) -> Result<&'static str, String> {
+    let status = st
+        .deploys
+        .get(id)
+        .map(|d| d.status)
+        .ok_or_else(|| format!("no deploy {id}"))?;
+    if status.done() {
+        return Err(format!("deploy {id} has finished ({})", status.as_str()));
+    }
+    if !st.settings.hold_deploys {
+        // Its own task moves it; a step besides would skip a state under the task's feet.
+        return Err("deploys are not held (setting hold_deploys)".into());
+    }
+    Ok(advance(st, id).expect("the deploy exists").as_str())
 }
 
 /// Validates every component against the org and applies them (unless checkOnly or a

@@ -132,6 +132,14 @@ impl OrgSim {
         self.shared.lock().faults.clone()
     }
 
+    /// Moves a held deploy (setting `hold_deploys`) to its next state: Pending → InProgress →
+    /// finished (validated and applied then), or Canceling → Canceled. Returns the new
+    /// `deployResult.status`; an error for an unknown or finished deploy, or when deploys are
+    /// not held.
+    pub fn step_deploy(&self, id: &str) -> Result<String, String> {
+        deploy::step(&mut self.shared.lock(), id).map(str::to_string)
+    }
+
     /// Removes all faults.
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();

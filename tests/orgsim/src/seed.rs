@@ -100,6 +100,10 @@ pub struct Settings {
     pub propagation_mode: PropagationMode,
     /// Milliseconds a deploy spends in Pending and then in InProgress.
     pub deploy_phase_ms: u64,
+    /// Each deploy stays in Pending, then in InProgress (or Canceling), until a test steps it
+    /// on ([`crate::OrgSim::step_deploy`], `POST /__orgsim/deploys/{id}/step`), so a test can
+    /// look at, or cancel, a deploy in a given state; `deploy_phase_ms` is then unused.
+    pub hold_deploys: bool,
     /// GET deployRequest renders booleans and numbers as strings (Salesforce's GET example).
     pub string_values_in_deploy_status: bool,
     /// Certificate rendering in readMetadata.
@@ -143,6 +147,7 @@ impl Default for Settings {
             propagation_secs: 0,
             propagation_mode: PropagationMode::Either,
             deploy_phase_ms: 100,
+            hold_deploys: false,
             string_values_in_deploy_status: false,
             certificate_format_in_reads: CertificateFormat::Pem,
             daily_api_requests: 15000,

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 fn failures(done: &Value) -> Vec<String> {
     done["deployResult"]["details"]["componentFailures"]
@@ -17,9 +16,19 @@ fn failures(done: &Value) -> Vec<String> {
         .collect()
 }
 
+/// `deployResult.status` and `done` of a GET answer.
+fn state(s: &Value) -> (&str, bool) {
+    (
+        s["deployResult"]["status"].as_str().unwrap(),
+        s["deployResult"]["done"].as_bool().unwrap(),
+    )
+}
+
 #[tokio::test]
 async fn deploy_lifecycle_pending_inprogress_succeeded() {
-    let (sim, admin) = start_as_admin("deploy_phase_ms = 150").await;
+    // Held deploys move only when the test steps them, so it sees each state however slow the
+    // machine (not by polling for states that last a few milliseconds).
+    let (sim, admin) = start_as_admin("hold_deploys = true").await;
     let (status, body) = post_deploy(&sim, &admin, default_options(), billing_cert_zip(2)).await;
     assert_eq!(status, 201);
     // The POST body is the documented short form.
@@ -44,33 +53,47 @@ async fn deploy_lifecycle_pending_inprogress_succeeded() {
     assert_eq!(body["deployOptions"]["purgeOnDelete"], false);
     let id = body["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("0Af") && id.len() == 18);
+    let step = format!("deploys/{id}/step");
 
-    let mut seen = Vec::new();
-    for _ in 0..200 {
-        let s = deploy_status(&sim, &admin, &id).await;
-        let status = s["deployResult"]["status"].as_str().unwrap().to_string();
-        if seen.last() != Some(&status) {
-            seen.push(status);
-        }
-        if s["deployResult"]["done"] == json!(true) {
-            assert_eq!(s["deployResult"]["success"], true);
-            assert_eq!(s["deployResult"]["numberComponentsDeployed"], 1);
-            assert_eq!(s["url"], format!("{DEPLOY_REQUEST}/{id}"));
-            let ok = &s["deployResult"]["details"]["componentSuccesses"][0];
-            assert_eq!(
-                (
-                    ok["fullName"].as_str(),
-                    ok["changed"].as_bool(),
-                    ok["componentType"].as_str()
-                ),
-                (Some("Billing_Sync"), Some(true), Some("ConnectedApp"))
-            );
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(seen, ["Pending", "InProgress", "Succeeded"]);
+    let s = deploy_status(&sim, &admin, &id).await;
+    assert_eq!(state(&s), ("Pending", false), "{s}");
+    assert!(s["deployResult"]["startDate"].is_null(), "{s}");
+
+    let stepped = control(&sim, Method::POST, &step, None).await;
+    assert_eq!(stepped, (200, json!({"id": id, "status": "InProgress"})));
+    let s = deploy_status(&sim, &admin, &id).await;
+    assert_eq!(state(&s), ("InProgress", false), "{s}");
+    assert!(s["deployResult"]["startDate"].is_string(), "{s}");
+    assert!(s["deployResult"]["completedDate"].is_null(), "{s}");
+    // Nothing is applied before the deploy finishes.
+    assert_app_cert(&sim, "Billing_Sync", 0);
+
+    let stepped = control(&sim, Method::POST, &step, None).await;
+    assert_eq!(stepped, (200, json!({"id": id, "status": "Succeeded"})));
+    let s = deploy_status(&sim, &admin, &id).await;
+    assert_eq!(state(&s), ("Succeeded", true), "{s}");
+    assert_eq!(s["deployResult"]["success"], true);
+    assert_eq!(s["deployResult"]["numberComponentsDeployed"], 1);
+    assert!(s["deployResult"]["completedDate"].is_string(), "{s}");
+    assert_eq!(s["url"], format!("{DEPLOY_REQUEST}/{id}"));
+    let ok = &s["deployResult"]["details"]["componentSuccesses"][0];
+    assert_eq!(
+        (
+            ok["fullName"].as_str(),
+            ok["changed"].as_bool(),
+            ok["componentType"].as_str()
+        ),
+        (Some("Billing_Sync"), Some(true), Some("ConnectedApp"))
+    );
     assert_app_cert(&sim, "Billing_Sync", 2);
+
+    // A finished deploy moves no further.
+    let (code, body) = control(&sim, Method::POST, &step, None).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("finished"),
+        "{body}"
+    );
     sim.shutdown().await;
 }
 
@@ -453,31 +476,65 @@ async fn partial_success_without_rollback() {
     sim.shutdown().await;
 }
 
-#[tokio::test]
-async fn cancel_a_pending_deploy() {
-    let (sim, admin) = start_as_admin("deploy_phase_ms = 300").await;
-    let (_, body) = post_deploy(&sim, &admin, default_options(), billing_cert_zip(2)).await;
-    let id = body["id"].as_str().unwrap();
-    let path = format!("{DEPLOY_REQUEST}/{id}");
-    let r = request(&sim, Method::PATCH, &path)
-        .bearer_auth(&admin)
+/// PATCHes `{"deployResult":{"status":"Canceling"}}`; returns (status, body).
+async fn request_cancel(sim: &orgsim::OrgSim, token: &str, id: &str) -> (u16, Value) {
+    let r = request(sim, Method::PATCH, &format!("{DEPLOY_REQUEST}/{id}"))
+        .bearer_auth(token)
         .json(&json!({"deployResult": {"status": "Canceling"}}))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 202);
-    let body: Value = r.json().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn cancel_a_pending_deploy() {
+    // Held, the deploy is still Pending when the cancel lands, whatever the machine's speed.
+    let (sim, admin) = start_as_admin("hold_deploys = true").await;
+    let (_, body) = post_deploy(&sim, &admin, default_options(), billing_cert_zip(2)).await;
+    let id = body["id"].as_str().unwrap();
+    let (status, body) = request_cancel(&sim, &admin, id).await;
+    assert_eq!(status, 202, "{body}");
     assert_eq!(body["deployResult"]["status"], "Canceling");
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        last = deploy_status(&sim, &admin, id).await;
-        if last["deployResult"]["done"] == json!(true) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(last["deployResult"]["status"], "Canceled");
+    let s = deploy_status(&sim, &admin, id).await;
+    assert_eq!(state(&s), ("Canceling", false), "{s}");
+    // Canceled at the next phase boundary.
+    assert_eq!(sim.step_deploy(id).as_deref(), Ok("Canceled"));
+    let s = deploy_status(&sim, &admin, id).await;
+    assert_eq!(state(&s), ("Canceled", true), "{s}");
+    assert_eq!(s["deployResult"]["success"], false);
+    assert_eq!(s["deployResult"]["canceledByName"], "Admin User");
     assert_app_cert(&sim, "Billing_Sync", 0);
+    // A finished deploy can be canceled no more.
+    let (status, body) = request_cancel(&sim, &admin, id).await;
+    assert_eq!(status, 400, "{body}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_deploy_canceled_in_progress_applies_nothing() {
+    let (sim, admin) = start_as_admin("hold_deploys = true").await;
+    let (_, body) = post_deploy(&sim, &admin, default_options(), billing_cert_zip(2)).await;
+    let id = body["id"].as_str().unwrap();
+    assert_eq!(sim.step_deploy(id).as_deref(), Ok("InProgress"));
+    let (status, body) = request_cancel(&sim, &admin, id).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(sim.step_deploy(id).as_deref(), Ok("Canceled"));
+    let s = deploy_status(&sim, &admin, id).await;
+    assert_eq!(state(&s), ("Canceled", true), "{s}");
+    assert_app_cert(&sim, "Billing_Sync", 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_held_deploys_are_stepped() {
+    // Without hold_deploys a deploy moves on its own: a test's step would race its task.
+    let (sim, admin) = start_as_admin("").await;
+    let (_, body) = post_deploy(&sim, &admin, default_options(), billing_cert_zip(2)).await;
+    let id = body["id"].as_str().unwrap();
+    // "not held", or "finished" should the deploy already be done: refused either way.
+    assert!(sim.step_deploy(id).is_err());
+    assert!(sim.step_deploy("0AfNOPE").is_err());
     sim.shutdown().await;
 }
 

@@ -256,8 +256,11 @@ impl Org {
             },
             integration_username: INTEGRATION_USER.into(),
             consumer_key: None,
-            deploy_timeout: Duration::from_secs(20),
-            request_timeout: Duration::from_secs(20),
+            // Hang guards only (no test here relies on them running out, except by setting its
+            // own): a loaded 2-core machine running the whole suite can stall the emulator
+            // for seconds.
+            deploy_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(60),
         }
     }
 
