@@ -11,8 +11,8 @@
 use crate::check::{Finding, Observation, Severity};
 use crate::config::{ChannelKindSettings, ChannelSettings, Config, Level, SecretSource};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use rekey_api::{Error, ErrorKind, Result};
-use rekey_notify::{Channel, ChannelConfig, Message, Outcome, Secret};
+use rekey_api::{Error, ErrorKind, Result, SecretString};
+use rekey_notify::{Channel, ChannelConfig, Message, Outcome};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -204,7 +204,7 @@ fn read_secret(
     source: &SecretSource,
     what: &str,
     key: &str,
-) -> Result<Secret> {
+) -> Result<SecretString> {
     read_secret_from(
         source,
         &format!("{}: alerts channel '{}'", s.origin, s.name),
@@ -224,11 +224,11 @@ pub(crate) fn read_secret_from(
     what: &str,
     key: &str,
     section: &str,
-) -> Result<Secret> {
+) -> Result<SecretString> {
     let channel = owner;
     match source {
         SecretSource::Env(var) => match std::env::var(var) {
-            Ok(value) if !value.is_empty() => Ok(Secret::new(value)),
+            Ok(value) if !value.is_empty() => Ok(SecretString::new(value)),
             _ => Err(Error::new(
                 ErrorKind::Config,
                 format!("{channel}: the {what} variable {var} is not set"),
@@ -246,7 +246,7 @@ pub(crate) fn read_secret_from(
                 .with_source(e)
                 .with_hint("check that the file exists and is readable by the user rekey runs as")
             })?;
-            // Moved, not copied, into the Secret, so no second plain copy is left behind.
+            // Moved, not copied, into the SecretString, so no second plain copy is left behind.
             let len = text
                 .strip_suffix('\n')
                 .map_or(text.len(), |t| t.strip_suffix('\r').unwrap_or(t).len());
@@ -258,7 +258,7 @@ pub(crate) fn read_secret_from(
                 )
                 .with_hint(format!("write the {what} into it")));
             }
-            Ok(Secret::new(text))
+            Ok(SecretString::new(text))
         }
     }
 }

@@ -27,9 +27,10 @@ use crate::config::{
 };
 use crate::pki;
 use rekey_api::{
-    Certificate, Error, ErrorKind, Fingerprint, Generation, KeyMaterial, Result, Stage,
+    Certificate, Error, ErrorKind, Fingerprint, Generation, KeyMaterial, Result, SecretString,
+    Stage,
 };
-use rekey_notify::{Backoff, SIGNATURE_HEADER, Secret, TIMESTAMP_HEADER};
+use rekey_notify::{Backoff, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use std::ffi::OsString;
@@ -173,7 +174,7 @@ enum Kind {
     },
     Webhook {
         endpoint: Endpoint,
-        secret: Secret,
+        secret: SecretString,
         status: Option<Endpoint>,
     },
     Exec(Exec),
@@ -464,7 +465,7 @@ impl Consumer {
     async fn post(
         &self,
         endpoint: &Endpoint,
-        secret: &Secret,
+        secret: &SecretString,
         event: Event,
         p: &Announcement<'_>,
     ) -> Result<String> {
@@ -605,7 +606,11 @@ impl Consumer {
     }
 
     /// The answer's own words, one short line, without the secret.
-    async fn answer_detail(&self, response: reqwest::Response, secret: Option<&Secret>) -> String {
+    async fn answer_detail(
+        &self,
+        response: reqwest::Response,
+        secret: Option<&SecretString>,
+    ) -> String {
         let raw = read_limited(response).await;
         let text = String::from_utf8_lossy(&raw);
         let text = match serde_json::from_str::<serde_json::Value>(&text) {
@@ -618,7 +623,10 @@ impl Consumer {
             Err(_) => text.lines().next().unwrap_or_default().to_string(),
         };
         let mut text = one_line(&text);
-        if let Some(secret) = secret.map(Secret::expose_secret).filter(|s| !s.is_empty()) {
+        if let Some(secret) = secret
+            .map(SecretString::expose_secret)
+            .filter(|s| !s.is_empty())
+        {
             text = text.replace(secret, "***");
         }
         text

@@ -13,8 +13,10 @@ use crate::atomic_file;
 use crate::config::{AppKind, Config, CredentialConfig};
 use crate::wiring;
 use chrono::{DateTime, Utc};
-use rekey_api::{Error, ErrorKind, Fingerprint, Generation, Result, SecretStore, Stage, Stages};
-use rekey_salesforce::{AccessToken, Mint, MintConfig, Minter, Refusal};
+use rekey_api::{
+    Error, ErrorKind, Fingerprint, Generation, Result, SecretStore, SecretString, Stage, Stages,
+};
+use rekey_salesforce::{Mint, MintConfig, Minter, Refusal};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
@@ -34,10 +36,10 @@ const SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 const SWEEP_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A token for a credential's integration user, and which key it came from.
-#[derive(Debug)] // safe: AccessToken redacts itself
+#[derive(Debug)] // safe: SecretString redacts itself
 pub struct IssuedToken {
     /// The token; printed only by `render::token`.
-    pub access_token: AccessToken,
+    pub access_token: SecretString,
     /// Where to use it.
     pub instance_url: String,
     /// The certificate of the key that signed the grant.
@@ -320,7 +322,7 @@ fn usable(
             .map(|v| (stage, v))
     })?;
     Some(IssuedToken {
-        access_token: AccessToken::new(c.access_token.into_owned()),
+        access_token: SecretString::new(c.access_token.into_owned()),
         instance_url: c.instance_url,
         fingerprint: c.fingerprint,
         generation: info.generation,

@@ -5,9 +5,11 @@ use crate::config::{
     AdminConfig, AppKind, Config, CredentialConfig, SecretSource, StoreConfig, VaultAuthConfig,
     VaultStoreConfig,
 };
-use rekey_api::{CertificateTarget, Error, ErrorKind, KeyMaterial, Result, SecretStore};
-use rekey_salesforce::{AccessToken, AdminAuth, SalesforceConfig, SalesforceTarget};
-use rekey_vault::{VaultAuth, VaultConfig, VaultToken};
+use rekey_api::{
+    CertificateTarget, Error, ErrorKind, KeyMaterial, Result, SecretStore, SecretString,
+};
+use rekey_salesforce::{AdminAuth, SalesforceConfig, SalesforceTarget};
+use rekey_vault::{VaultAuth, VaultConfig};
 use std::path::{Path, PathBuf};
 
 /// The credential named on the command line.
@@ -84,7 +86,7 @@ fn vault_store(v: &VaultStoreConfig) -> Result<rekey_vault::VaultStore> {
         })?;
     let read_secret = |path: &Path, what: &str| {
         std::fs::read_to_string(path)
-            .map(|s| VaultToken::new(s.trim().to_string()))
+            .map(|s| SecretString::new(s.trim()))
             .map_err(|e| {
                 Error::new(
                     ErrorKind::Config,
@@ -98,7 +100,7 @@ fn vault_store(v: &VaultStoreConfig) -> Result<rekey_vault::VaultStore> {
             token_file: Some(file),
         } => VaultAuth::Token(read_secret(file, "Vault token")?),
         VaultAuthConfig::Token { token_file: None } => match from_env("VAULT_TOKEN") {
-            Some(token) => VaultAuth::Token(VaultToken::new(token)),
+            Some(token) => VaultAuth::Token(SecretString::new(token)),
             None => {
                 let helper = from_env("HOME").map(|home| PathBuf::from(home).join(".vault-token"));
                 match helper.filter(|f| f.exists()) {
@@ -122,7 +124,7 @@ fn vault_store(v: &VaultStoreConfig) -> Result<rekey_vault::VaultStore> {
             role_id: role_id.clone(),
             secret_id: match secret_id {
                 SecretSource::File(file) => read_secret(file, "AppRole secret_id")?,
-                SecretSource::Env(var) => VaultToken::new(from_env(var).ok_or_else(|| {
+                SecretSource::Env(var) => SecretString::new(from_env(var).ok_or_else(|| {
                     Error::new(
                         ErrorKind::Config,
                         format!("{origin}: the AppRole secret_id variable {var} is not set"),
@@ -198,7 +200,7 @@ pub fn salesforce_target(
             }
         }
         AdminConfig::AccessTokenEnv => AdminAuth::AccessToken {
-            token: AccessToken::new(env("SF_ACCESS_TOKEN", &credential.org)?),
+            token: SecretString::new(env("SF_ACCESS_TOKEN", &credential.org)?),
             instance_url: env("SF_INSTANCE_URL", &credential.org)?,
         },
     };

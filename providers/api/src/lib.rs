@@ -5,7 +5,9 @@
 //! SDK type crosses this crate.
 //!
 //! Private key bytes live in [`KeyMaterial`] and leave it only through
-//! [`KeyMaterial::expose_secret_pem`], the one accessor reviewers grep for.
+//! [`KeyMaterial::expose_secret_pem`]; every other secret (tokens, webhook URLs, signing secrets)
+//! is a [`SecretString`], leaving only through [`SecretString::expose_secret`]: the accessors
+//! reviewers grep for.
 
 mod cert;
 mod clock;
@@ -13,6 +15,7 @@ mod error;
 mod journal;
 mod key;
 mod record;
+mod secret;
 mod store;
 mod target;
 mod types;
@@ -25,6 +28,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use journal::{JournalEntry, Phase, Step, check_fence};
 pub use key::KeyMaterial;
 pub use record::{check_credential_name, key_record, parse_key_record, take_key};
+pub use secret::SecretString;
 pub use store::{NewVersion, RotationLock, SecretStore, Stages, StoredKey, VersionInfo};
 pub use target::{CertificateTarget, Installed, Probe, Revoked};
 pub use types::{Generation, RotationId, Stage};

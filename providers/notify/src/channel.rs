@@ -2,10 +2,9 @@
 
 use crate::message::{Message, truncate};
 use crate::pagerduty::{self, DEDUP_KEY_MAX};
-use crate::secret::Secret;
 use crate::{slack, webhook};
 use chrono::Utc;
-use rekey_api::{Error, ErrorKind, Result};
+use rekey_api::{Error, ErrorKind, Result, SecretString};
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use std::fmt;
@@ -27,14 +26,14 @@ pub enum ChannelConfig {
         /// The channel's name in `rekey.toml`, used in errors and reports.
         name: String,
         /// `https://hooks.slack.com/services/T…/B…/…`: the whole URL is the credential.
-        webhook_url: Secret,
+        webhook_url: SecretString,
     },
     /// A PagerDuty service's Events API v2 integration.
     PagerDuty {
         /// The channel's name in `rekey.toml`.
         name: String,
         /// The integration key of the service's Events API v2 integration.
-        routing_key: Secret,
+        routing_key: SecretString,
         /// The enqueue endpoint; `None` for [`DEFAULT_EVENTS_URL`](crate::DEFAULT_EVENTS_URL).
         events_url: Option<String>,
     },
@@ -45,7 +44,7 @@ pub enum ChannelConfig {
         /// Where to POST.
         url: String,
         /// The HMAC-SHA256 signing secret shared with the receiver.
-        secret: Secret,
+        secret: SecretString,
     },
 }
 
@@ -187,9 +186,17 @@ impl Backoff {
 }
 
 enum Endpoint {
-    Slack { webhook_url: Secret },
-    PagerDuty { routing_key: Secret, url: String },
-    Webhook { url: String, secret: Secret },
+    Slack {
+        webhook_url: SecretString,
+    },
+    PagerDuty {
+        routing_key: SecretString,
+        url: String,
+    },
+    Webhook {
+        url: String,
+        secret: SecretString,
+    },
 }
 
 /// One alert channel, ready to send. Built by [`Channel::new`] from a [`ChannelConfig`].

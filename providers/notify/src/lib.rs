@@ -1,7 +1,7 @@
 //! rekey's alert channels: how `rekey check` reports expiring certificates and how `rekey run`
 //! reports rotation outcomes.
 //!
-//! - **Slack**: an incoming webhook; the whole webhook URL is a [`Secret`].
+//! - **Slack**: an incoming webhook; the whole webhook URL is a [`rekey_api::SecretString`].
 //! - **PagerDuty**: Events API v2; alerts trigger and resolve under the caller's dedup key,
 //!   failed rotations trigger under `rekey/rotation/<org>/<credential>` and a later successful
 //!   rotation resolves it (table in the `pagerduty` module, see [`rotation_dedup_key`]).
@@ -16,7 +16,6 @@
 mod channel;
 mod message;
 mod pagerduty;
-mod secret;
 mod slack;
 mod webhook;
 
@@ -26,7 +25,6 @@ pub use channel::{
 };
 pub use message::{Message, Outcome, Severity};
 pub use pagerduty::{DEFAULT_EVENTS_URL, rotation_dedup_key};
-pub use secret::Secret;
 pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, verify_signature};
 
 use rekey_api::Result;

@@ -1,11 +1,9 @@
 //! What the CLI hands the Salesforce target: the org, the admin connection, the app, and the
 //! checks that refuse unsafe URLs before any request is made.
 
-use rekey_api::{Error, ErrorKind, KeyMaterial, Result};
+use rekey_api::{Error, ErrorKind, KeyMaterial, Result, SecretString};
 use reqwest::Url;
-use std::fmt;
 use std::time::Duration;
-use zeroize::Zeroizing;
 
 /// Which kind of Salesforce app holds the certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,31 +24,8 @@ impl AppKind {
     }
 }
 
-/// An OAuth access token. `Debug` never shows it; the buffer is zeroed on drop.
-pub struct AccessToken(Zeroizing<String>);
-
-impl AccessToken {
-    /// Wraps a token, e.g. the value of `SF_ACCESS_TOKEN`.
-    pub fn new(token: String) -> Self {
-        AccessToken(Zeroizing::new(token))
-    }
-
-    /// The token text. Every call site is a place where the token leaves the type: the
-    /// `Authorization` header, the SOAP session header, and the output of `rekey token` (its
-    /// report and its cache). Never pass it to a formatter, logger or error.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AccessToken([redacted])")
-    }
-}
-
 /// How rekey itself connects to the org as an administrator.
-#[derive(Debug)] // safe: KeyMaterial and AccessToken redact themselves
+#[derive(Debug)] // safe: KeyMaterial and SecretString redact themselves
 pub enum AdminAuth {
     /// rekey's own admin connection: JWT bearer with its own key (never the integration key being rotated).
     Jwt {
@@ -64,7 +39,7 @@ pub enum AdminAuth {
     /// An access token + instance URL taken from the environment (SF_ACCESS_TOKEN / SF_INSTANCE_URL), as sf CLI users have.
     AccessToken {
         /// The session token.
-        token: AccessToken,
+        token: SecretString,
         /// The instance it belongs to.
         instance_url: String,
     },
@@ -146,7 +121,7 @@ impl SalesforceConfig {
                 instance_url,
             } => {
                 check_url("instance_url", instance_url)?;
-                if token.expose_secret().trim().is_empty() {
+                if token.is_blank() {
                     return Err(Error::new(
                         ErrorKind::Config,
                         "salesforce target: admin access token is empty",
@@ -209,11 +184,5 @@ mod tests {
         );
         assert!(check_url("u", "ftp://127.0.0.1").is_err());
         assert!(check_url("u", "not a url").is_err());
-    }
-
-    #[test]
-    fn access_token_debug_is_redacted() {
-        let t = AccessToken::new("00Dxx!SECRET".into());
-        assert_eq!(format!("{t:?}"), "AccessToken([redacted])");
     }
 }

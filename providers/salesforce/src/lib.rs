@@ -13,7 +13,7 @@ mod metadata;
 mod mint;
 mod xml;
 
-pub use config::{AccessToken, AdminAuth, AppKind, SalesforceConfig};
+pub use config::{AdminAuth, AppKind, SalesforceConfig};
 pub use mint::{Mint, MintConfig, Minted, Minter, Refusal};
 
 use async_trait::async_trait;

@@ -3,8 +3,8 @@
 //! (no admin connection), with temporary failures retried.
 
 use crate::client::{TokenAnswer, TokenEndpoint};
-use crate::config::{AccessToken, check_url};
-use rekey_api::{Error, ErrorKind, KeyMaterial, Result};
+use crate::config::check_url;
+use rekey_api::{Error, ErrorKind, KeyMaterial, Result, SecretString};
 use std::fmt;
 use std::time::Duration;
 
@@ -32,10 +32,10 @@ pub struct MintConfig {
 }
 
 /// An access token Salesforce issued, and the instance it is for.
-#[derive(Debug)] // safe: AccessToken redacts itself
+#[derive(Debug)] // safe: SecretString redacts itself
 pub struct Minted {
     /// The token; zeroed on drop, redacted in `Debug`.
-    pub access_token: AccessToken,
+    pub access_token: SecretString,
     /// The instance to send it to (`https`, or loopback `http` for the emulator).
     pub instance_url: String,
 }

@@ -1,12 +1,11 @@
 //! What the CLI hands the Vault store: address, KV v2 mount and prefix, TLS trust, login method,
 //! and the checks that refuse an unsafe or malformed configuration before any request is made.
 
-use rekey_api::{Error, ErrorKind, Result};
+use rekey_api::{Error, ErrorKind, Result, SecretString};
 use reqwest::Url;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
-use zeroize::Zeroizing;
 
 /// Default KV v2 mount.
 pub const DEFAULT_MOUNT: &str = "secret";
@@ -18,40 +17,20 @@ pub const DEFAULT_MAX_VERSIONS: u32 = 10;
 /// holder does not block the next scheduled run for long.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30 * 60);
 
-/// A Vault token or AppRole secret id. `Debug` never shows it; the buffer is zeroed on drop.
-pub struct VaultToken(Zeroizing<String>);
-
-impl VaultToken {
-    /// Wraps a token, e.g. the value of `VAULT_TOKEN` or a token file's contents (trimmed).
-    pub fn new(s: String) -> Self {
-        VaultToken(Zeroizing::new(s.trim().to_string()))
-    }
-
-    /// The token text; only for the `X-Vault-Token` header and login bodies.
-    pub(crate) fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for VaultToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("VaultToken([redacted])")
-    }
-}
-
 /// How rekey logs in to Vault.
-#[derive(Debug)] // safe: VaultToken redacts itself
+#[derive(Debug)] // safe: SecretString redacts itself
 pub enum VaultAuth {
     /// A ready token (`VAULT_TOKEN` or a token file), validated with `lookup-self` at login.
-    Token(VaultToken),
+    /// Whitespace around it is not part of it.
+    Token(SecretString),
     /// AppRole login at `auth/<mount>/login`.
     AppRole {
         /// Where the AppRole method is enabled, usually `approle`.
         mount: String,
         /// The role id (not secret on its own).
         role_id: String,
-        /// The secret id.
-        secret_id: VaultToken,
+        /// The secret id; whitespace around it is not part of it.
+        secret_id: SecretString,
     },
     /// Kubernetes login at `auth/<mount>/login` with the pod's service-account JWT.
     Kubernetes {
@@ -138,7 +117,7 @@ impl VaultConfig {
             return Err(config_error("lock_ttl must be at least one second"));
         }
         match &self.auth {
-            VaultAuth::Token(token) if token.expose_secret().is_empty() => {
+            VaultAuth::Token(token) if token.is_blank() => {
                 return Err(config_error("the token is empty")
                     .with_hint("set VAULT_TOKEN or point the configuration at a token file"));
             }
@@ -148,7 +127,7 @@ impl VaultConfig {
                 secret_id,
             } => {
                 check_path("approle mount", mount, false)?;
-                if role_id.trim().is_empty() || secret_id.expose_secret().is_empty() {
+                if role_id.trim().is_empty() || secret_id.is_blank() {
                     return Err(config_error("approle role_id or secret_id is empty"));
                 }
             }
@@ -237,10 +216,7 @@ mod tests {
     use super::*;
 
     fn config(address: &str) -> VaultConfig {
-        VaultConfig::new(
-            address,
-            VaultAuth::Token(VaultToken::new("s.TOPSECRET".into())),
-        )
+        VaultConfig::new(address, VaultAuth::Token(SecretString::new("s.TOPSECRET")))
     }
 
     #[test]
@@ -275,14 +251,14 @@ mod tests {
         c.auth = VaultAuth::AppRole {
             mount: "approle".into(),
             role_id: "role".into(),
-            secret_id: VaultToken::new("SECRETID".into()),
+            secret_id: SecretString::new("SECRETID"),
         };
-        let text = format!("{c:?} {:?}", VaultToken::new("s.TOPSECRET".into()));
+        let text = format!("{c:?} {:?}", SecretString::new("s.TOPSECRET"));
         assert!(
             !text.contains("SECRETID") && !text.contains("TOPSECRET"),
             "{text}"
         );
-        assert!(text.contains("[redacted]"));
+        assert!(text.contains("***"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod kv;
 
 pub use config::{
     DEFAULT_LOCK_TTL, DEFAULT_MAX_VERSIONS, DEFAULT_MOUNT, DEFAULT_PATH_PREFIX, VaultAuth,
-    VaultConfig, VaultToken,
+    VaultConfig,
 };
 
 use async_trait::async_trait;
@@ -993,7 +993,7 @@ mod tests {
         let prefix = bao.unique_prefix("unit-cas");
         let mut config = VaultConfig::new(
             bao.addr(),
-            VaultAuth::Token(VaultToken::new(bao.root_token().to_string())),
+            VaultAuth::Token(rekey_api::SecretString::new(bao.root_token())),
         );
         config.path_prefix = prefix.clone();
         let store = VaultStore::new(config).unwrap();

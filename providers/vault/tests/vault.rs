@@ -6,12 +6,13 @@
 //! parallel on one shared server.
 
 use rekey_api::{
-    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, Phase, SecretStore, Stage, Step,
+    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, Phase, SecretStore,
+    SecretString, Stage, Step,
 };
 use rekey_testkit::conformance;
 use rekey_testkit::openbao::OpenBao;
 use rekey_testkit::receiver::RefusingPort;
-use rekey_vault::{VaultAuth, VaultConfig, VaultStore, VaultToken};
+use rekey_vault::{VaultAuth, VaultConfig, VaultStore};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -82,7 +83,7 @@ fn config(bao: &OpenBao, prefix: &str, auth: VaultAuth) -> VaultConfig {
 }
 
 fn token(s: &str) -> VaultAuth {
-    VaultAuth::Token(VaultToken::new(s.to_string()))
+    VaultAuth::Token(SecretString::new(s))
 }
 
 fn root_store(bao: &OpenBao, prefix: &str) -> VaultStore {
@@ -677,7 +678,7 @@ async fn approle_login_runs_a_rotation() {
     let auth = VaultAuth::AppRole {
         mount: prefix.clone(),
         role_id: role_id.trim().to_string(),
-        secret_id: VaultToken::new(secret_id),
+        secret_id: SecretString::new(secret_id),
     };
     let store = VaultStore::new(config(bao, &prefix, auth)).unwrap();
     store.check(CRED).await.unwrap();
@@ -695,7 +696,7 @@ async fn approle_login_runs_a_rotation() {
     let bad = VaultAuth::AppRole {
         mount: prefix.clone(),
         role_id: role_id.trim().to_string(),
-        secret_id: VaultToken::new("not-the-secret-id".into()),
+        secret_id: SecretString::new("not-the-secret-id"),
     };
     let err = VaultStore::new(config(bao, &prefix, bad))
         .unwrap()
