@@ -27,10 +27,10 @@ use crate::config::{
 };
 use crate::pki;
 use rekey_api::{
-    Certificate, Error, ErrorKind, Fingerprint, Generation, KeyMaterial, Result, SecretString,
-    Stage,
+    Backoff, Certificate, Error, ErrorKind, Fingerprint, Generation, KeyMaterial, Result,
+    SecretString, Stage,
 };
-use rekey_notify::{Backoff, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use rekey_notify::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use std::ffi::OsString;

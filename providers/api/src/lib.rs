@@ -9,6 +9,7 @@
 //! is a [`SecretString`], leaving only through [`SecretString::expose_secret`]: the accessors
 //! reviewers grep for.
 
+mod backoff;
 mod cert;
 mod clock;
 mod error;
@@ -20,6 +21,7 @@ mod store;
 mod target;
 mod types;
 
+pub use backoff::Backoff;
 pub use cert::{Certificate, Fingerprint};
 #[cfg(debug_assertions)]
 pub use clock::advance_on_this_thread;

@@ -20,8 +20,8 @@ use aws_sdk_secretsmanager::config::{
 };
 use chrono::{DateTime, Utc};
 use rekey_api::{
-    Error, ErrorKind, Generation, JournalEntry, NewVersion, Result, RotationLock, SecretStore,
-    Stage, Stages, StoredKey, VersionInfo,
+    Backoff, Error, ErrorKind, Generation, JournalEntry, NewVersion, Result, RotationLock,
+    SecretStore, Stage, Stages, StoredKey, VersionInfo,
 };
 use secrets::{Current, Secrets, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -51,8 +51,6 @@ const DISCARDED_PREFIX: &str = "REKEY_DISCARDED_G";
 const MAX_DISCARDED: usize = 20 - 3;
 /// The journal keeps at most this many bytes of JSON: a secret value is limited to 65,536.
 const JOURNAL_MAX_BYTES: usize = 60_000;
-/// Compare-and-set writes re-read and retry this often when another writer got in between.
-const CAS_ATTEMPTS: u32 = 10;
 /// Per-attempt and connect timeouts; the SDK's standard retry policy retries throttling, 5xx
 /// and transport errors within them.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -173,29 +171,27 @@ impl Inner {
 
     /// Reads AWSCURRENT of `name`, lets `decide` say what to write, and writes it with
     /// [`Inner::cas_put`]; when another writer moved AWSCURRENT in between, reads again and
-    /// decides again. After [`CAS_ATTEMPTS`] lost races, fails with `contended()`.
+    /// decides again ([`Backoff::STALE_WRITE`]). When every attempt lost, fails with
+    /// `contended()`.
     async fn read_modify_write<T>(
         &self,
         name: &str,
         credential: &str,
-        mut decide: impl FnMut(&Current) -> Result<Decision<T>>,
+        decide: impl Fn(&Current) -> Result<Decision<T>>,
         contended: impl FnOnce() -> Error,
     ) -> Result<T> {
-        for _ in 0..CAS_ATTEMPTS {
-            let seen = self.secrets.current(name).await?;
-            let (value, answer) = match decide(&seen)? {
-                Decision::Keep(answer) => return Ok(answer),
-                Decision::Write(value, answer) => (value, answer),
-            };
-            if self
-                .cas_put(name, credential, &seen, &value)
-                .await?
-                .is_some()
-            {
-                return Ok(answer);
-            }
-        }
-        Err(contended())
+        let written = Backoff::STALE_WRITE
+            .retry_stale(|| async {
+                let seen = self.secrets.current(name).await?;
+                let (value, answer) = match decide(&seen)? {
+                    Decision::Keep(answer) => return Ok(Some(answer)),
+                    Decision::Write(value, answer) => (value, answer),
+                };
+                let put = self.cas_put(name, credential, &seen, &value).await?;
+                Ok(put.map(|_| answer))
+            })
+            .await?;
+        written.ok_or_else(contended)
     }
 
     /// The tags of a new key secret; `rekey:generation` follows CURRENT from the first promotion.

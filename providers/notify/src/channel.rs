@@ -4,7 +4,7 @@ use crate::message::{Message, truncate};
 use crate::pagerduty::{self, DEDUP_KEY_MAX};
 use crate::{slack, webhook};
 use chrono::Utc;
-use rekey_api::{Error, ErrorKind, Result, SecretString};
+use rekey_api::{Backoff, Error, ErrorKind, Result, SecretString};
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use std::fmt;
@@ -142,46 +142,6 @@ pub fn https_url(text: &str, what: &str, label: &str) -> Result<(Url, String)> {
                 "{label}: {what} must use https (plain http is allowed only for loopback hosts)"
             ),
         )),
-    }
-}
-
-/// How often and how patiently a delivery is retried.
-///
-/// Transport errors, 5xx and 429 are retried; other answers are final. The wait before retry
-/// `n` (1-based) is a random duration between half and all of `base * 2^(n-1)`, capped at
-/// `max_delay`; a 429 or 503 with `Retry-After: <seconds>` waits that long instead, also capped
-/// at `max_delay`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    /// Requests in total, the first included (at least 1).
-    pub attempts: u32,
-    /// The first wait.
-    pub base: Duration,
-    /// The longest single wait, `Retry-After` included.
-    pub max_delay: Duration,
-}
-
-impl Default for Backoff {
-    /// 4 attempts, 200 ms first wait, at most 10 s per wait.
-    fn default() -> Self {
-        Backoff {
-            attempts: 4,
-            base: Duration::from_millis(200),
-            max_delay: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait after failed attempt `attempt` (1-based).
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(wait) = retry_after {
-            return wait.min(self.max_delay);
-        }
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        let full = self.base.saturating_mul(factor).min(self.max_delay);
-        let half = full / 2;
-        half + full.saturating_sub(half).mul_f64(rand::random::<f64>())
     }
 }
 
@@ -358,7 +318,8 @@ impl Channel {
         format!("{} channel '{}' ({})", self.kind, self.name, self.host)
     }
 
-    /// Delivers `message`, retrying per the channel's [`Backoff`].
+    /// Delivers `message`, retrying transport errors, 5xx and 429 per the channel's [`Backoff`]
+    /// ([`Backoff::default`] unless replaced), `Retry-After` honoured up to its `max_delay`.
     ///
     /// Errors name the channel, the HTTP status and carry a hint; transport errors, 5xx and 429
     /// are [`Error::is_temporary`]. No error contains a secret or a URL path.

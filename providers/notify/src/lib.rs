@@ -10,7 +10,7 @@
 //!
 //! The caller parses `rekey.toml` into [`ChannelConfig`]s; [`Channel::new`] checks them (https
 //! except for loopback hosts) and [`Channel::send`] / [`send_all`] deliver, retrying transport
-//! errors, 5xx and 429 per [`Backoff`]. Errors are `rekey_api::Error`s that name the channel and
+//! errors, 5xx and 429 per a [`rekey_api::Backoff`]. Errors are `rekey_api::Error`s that name the channel and
 //! its host, never a secret or a URL path.
 
 mod channel;
@@ -20,8 +20,7 @@ mod slack;
 mod webhook;
 
 pub use channel::{
-    Backoff, Channel, ChannelConfig, ChannelKind, DEFAULT_TIMEOUT, http_client, https_url,
-    status_kind,
+    Channel, ChannelConfig, ChannelKind, DEFAULT_TIMEOUT, http_client, https_url, status_kind,
 };
 pub use message::{Message, Outcome, Severity};
 pub use pagerduty::{DEFAULT_EVENTS_URL, rotation_dedup_key};

@@ -3,9 +3,8 @@
 mod common;
 
 use common::{FAST, Receiver, Reply};
-use rekey_api::ErrorKind;
-use rekey_api::SecretString;
-use rekey_notify::{Backoff, Channel, ChannelConfig, Message, Outcome, send_all};
+use rekey_api::{Backoff, ErrorKind, SecretString};
+use rekey_notify::{Channel, ChannelConfig, Message, Outcome, send_all};
 use rekey_testkit::receiver::{Gate, RefusingPort};
 use std::future::Future;
 use std::time::Duration;

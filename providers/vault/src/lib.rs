@@ -21,21 +21,17 @@ use chrono::{DateTime, Utc};
 use client::Client;
 use kv::{Kv, Meta, Version, Written};
 use rekey_api::{
-    Error, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Result, RotationLock,
-    SecretStore, Stage, Stages, StoredKey, VersionInfo,
+    Backoff, Error, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Result,
+    RotationLock, SecretStore, Stage, Stages, StoredKey, VersionInfo,
 };
 use serde_json::{Map, Value, json};
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// The journal keeps this many newest entries; older ones drop off (a KV value has a size limit).
 pub const JOURNAL_CAP: usize = 500;
-/// Read-modify-writes (journal appends, lease changes) re-read and decide again this often when
-/// another writer got in between.
-const CAS_ATTEMPTS: u32 = 10;
 
 /// The four KV keys of a credential.
 #[derive(Clone, Copy)]
@@ -339,33 +335,38 @@ impl VaultStore {
     }
 
     /// Reads `leaf`, lets `decide` say what to write, and writes it with check-and-set; when
-    /// another writer got in between, reads again and decides again.
+    /// another writer got in between, reads again and decides again ([`Backoff::STALE_WRITE`]).
     async fn read_modify_write<T>(
         &self,
         credential: &str,
         leaf: Leaf,
         decide: impl Fn(&Snapshot) -> Result<Decision<T>>,
     ) -> Result<T> {
-        for attempt in 0..CAS_ATTEMPTS {
-            let snap = self.snapshot(credential, leaf).await?;
-            let (data, answer) = match decide(&snap)? {
-                Decision::Keep(answer) => return Ok(answer),
-                Decision::Write(data, answer) => (data, answer),
-            };
-            match self.write_cas(&snap, &data).await? {
-                Written::Done(_) => return Ok(answer),
-                Written::Stale => tokio::time::sleep(jitter(attempt + 1)).await,
-            }
-        }
-        let key = self.inner.key(credential, leaf);
-        Err(Error::new(
-            ErrorKind::Conflict,
-            format!(
-                "{self}: could not update {} after {CAS_ATTEMPTS} attempts: other writers kept changing it",
-                self.kv().data_path(&key)
-            ),
-        )
-        .temporary())
+        let written = Backoff::STALE_WRITE
+            .retry_stale(|| async {
+                let snap = self.snapshot(credential, leaf).await?;
+                let (data, answer) = match decide(&snap)? {
+                    Decision::Keep(answer) => return Ok(Some(answer)),
+                    Decision::Write(data, answer) => (data, answer),
+                };
+                Ok(match self.write_cas(&snap, &data).await? {
+                    Written::Done(_) => Some(answer),
+                    Written::Stale => None,
+                })
+            })
+            .await?;
+        written.ok_or_else(|| {
+            let key = self.inner.key(credential, leaf);
+            Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{self}: could not update {} after {} attempts: other writers kept changing it",
+                    self.kv().data_path(&key),
+                    Backoff::STALE_WRITE.attempts
+                ),
+            )
+            .temporary()
+        })
     }
 
     /// Replaces PENDING with a record without a key, so that opt-in readers of `pending` stop
@@ -531,12 +532,6 @@ impl fmt::Display for VaultStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.label)
     }
-}
-
-/// Deterministic-enough jitter for retries, without a random number generator.
-fn jitter(attempt: u32) -> Duration {
-    let spread = RandomState::new().hash_one(attempt) % 50;
-    Duration::from_millis(10 * u64::from(attempt) + spread)
 }
 
 #[async_trait]
