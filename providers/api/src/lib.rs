@@ -9,6 +9,7 @@
 //! is a [`SecretString`], leaving only through [`SecretString::expose_secret`]: the accessors
 //! reviewers grep for.
 
+mod atomic;
 mod backoff;
 mod cert;
 mod clock;
@@ -21,6 +22,7 @@ mod store;
 mod target;
 mod types;
 
+pub use atomic::write_atomic;
 pub use backoff::Backoff;
 pub use cert::{Certificate, Fingerprint};
 #[cfg(debug_assertions)]
