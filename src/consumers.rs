@@ -154,7 +154,7 @@ struct Endpoint {
 
 impl Endpoint {
     fn parse(text: &str, what: &str, label: &str) -> Result<Endpoint> {
-        let (url, host) = rekey_notify::https_url(text, what, label)?;
+        let rekey_api::Endpoint { url, host } = rekey_api::endpoint(text, what, label)?;
         Ok(Endpoint { url, host })
     }
 }

@@ -13,6 +13,7 @@ mod atomic;
 mod backoff;
 mod cert;
 mod clock;
+mod endpoint;
 mod error;
 mod journal;
 mod key;
@@ -28,6 +29,7 @@ pub use cert::{Certificate, Fingerprint};
 #[cfg(debug_assertions)]
 pub use clock::advance_on_this_thread;
 pub use clock::now;
+pub use endpoint::{Endpoint, endpoint, is_loopback_host};
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{JournalEntry, Phase, Step, check_fence};
 pub use key::KeyMaterial;
@@ -36,41 +38,3 @@ pub use secret::SecretString;
 pub use store::{NewVersion, RotationLock, SecretStore, Stages, StoredKey, VersionInfo};
 pub use target::{CertificateTarget, Installed, Probe, Revoked};
 pub use types::{Generation, RotationId, Stage};
-
-/// Whether `host` (a URL's host, IPv6 with or without brackets) is this machine. Providers accept
-/// plain `http://` only for such hosts, so secrets never cross a network unencrypted; anything
-/// else must be `https://` with verified TLS.
-pub fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn only_this_machine_counts_as_loopback() {
-        for host in [
-            "localhost",
-            "LOCALHOST",
-            "127.0.0.1",
-            "127.9.9.9",
-            "::1",
-            "[::1]",
-        ] {
-            assert!(super::is_loopback_host(host), "{host}");
-        }
-        for host in [
-            "10.0.0.1",
-            "vault.example",
-            "127.0.0.1.evil.example",
-            "localhost.evil.example",
-            "",
-        ] {
-            assert!(!super::is_loopback_host(host), "{host}");
-        }
-    }
-}

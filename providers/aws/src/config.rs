@@ -1,7 +1,7 @@
 //! What the CLI hands the AWS store, and the checks that refuse an unsafe or malformed
 //! configuration before any request is made.
 
-use rekey_api::{Error, ErrorKind, Result, is_loopback_host};
+use rekey_api::{Error, ErrorKind, Result};
 use std::time::Duration;
 
 /// Default prefix of the secret names.
@@ -67,35 +67,20 @@ impl AwsConfig {
     }
 }
 
-/// `https://host[:port][/path]`, or `http://` for a loopback host only.
+/// [`rekey_api::endpoint`] (`https://`, or `http://` for a loopback host only), without
+/// credentials in it.
 fn check_endpoint(url: &str) -> Result<()> {
-    let bad = |why: &str| Error::new(ErrorKind::Config, format!("endpoint_url '{url}' {why}"));
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| bad("is not a URL (expected https://host)"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err(bad("must not carry credentials"));
+    let url = rekey_api::endpoint(url, "endpoint_url", "aws store")?.url;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "aws store: endpoint_url must not carry credentials",
+        )
+        .with_hint(
+            "credentials come from the AWS default chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, a role)",
+        ));
     }
-    let host = if authority.starts_with('[') {
-        authority
-            .split_once(']')
-            .map(|(h, _)| format!("{h}]"))
-            .unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or_default().to_string()
-    };
-    if host.is_empty() {
-        return Err(bad("has no host"));
-    }
-    match scheme.to_ascii_lowercase().as_str() {
-        "https" => Ok(()),
-        "http" if is_loopback_host(&host) => Ok(()),
-        "http" => Err(bad("uses plain http off this machine").with_hint(
-            "use https:// (plain http is accepted only for 127.0.0.1, ::1 and localhost)",
-        )),
-        _ => Err(bad("must use https://")),
-    }
+    Ok(())
 }
 
 #[cfg(test)]

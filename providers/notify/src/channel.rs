@@ -5,8 +5,8 @@ use crate::pagerduty::{self, DEDUP_KEY_MAX};
 use crate::{slack, webhook};
 use chrono::Utc;
 use rekey_api::{Backoff, Error, ErrorKind, Result, SecretString};
+use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
 use std::fmt;
 use std::time::Duration;
 
@@ -122,29 +122,6 @@ pub fn status_kind(status: StatusCode) -> ErrorKind {
     }
 }
 
-/// Parses a configured endpoint `text` (the setting `what` of `label`) and answers it with its
-/// host: https only, plain http only for loopback hosts (test receivers). Errors name the setting,
-/// never the input, which may carry a token.
-pub fn https_url(text: &str, what: &str, label: &str) -> Result<(Url, String)> {
-    let url = Url::parse(text.trim()).map_err(|e| {
-        Error::new(
-            ErrorKind::Config,
-            format!("{label}: {what} is not a URL: {e}"),
-        )
-    })?;
-    let host = url.host_str().unwrap_or_default().to_string();
-    match url.scheme() {
-        "https" if !host.is_empty() => Ok((url, host)),
-        "http" if rekey_api::is_loopback_host(&host) => Ok((url, host)),
-        _ => Err(Error::new(
-            ErrorKind::Config,
-            format!(
-                "{label}: {what} must use https (plain http is allowed only for loopback hosts)"
-            ),
-        )),
-    }
-}
-
 enum Endpoint {
     Slack {
         webhook_url: SecretString,
@@ -251,7 +228,7 @@ impl Channel {
             ChannelKind::PagerDuty => "events_url",
             ChannelKind::Webhook => "url",
         };
-        let (parsed, host) = https_url(url, what, &label)?;
+        let rekey_api::Endpoint { url: parsed, host } = rekey_api::endpoint(url, what, &label)?;
         if secret.is_blank() {
             let secret_name = match kind {
                 ChannelKind::Slack => "webhook_url",

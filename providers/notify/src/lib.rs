@@ -19,9 +19,7 @@ mod pagerduty;
 mod slack;
 mod webhook;
 
-pub use channel::{
-    Channel, ChannelConfig, ChannelKind, DEFAULT_TIMEOUT, http_client, https_url, status_kind,
-};
+pub use channel::{Channel, ChannelConfig, ChannelKind, DEFAULT_TIMEOUT, http_client, status_kind};
 pub use message::{Message, Outcome, Severity};
 pub use pagerduty::{DEFAULT_EVENTS_URL, rotation_dedup_key};
 pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, verify_signature};

@@ -2,7 +2,6 @@
 //! checks that refuse unsafe URLs before any request is made.
 
 use rekey_api::{Error, ErrorKind, KeyMaterial, Result, SecretString};
-use reqwest::Url;
 use std::time::Duration;
 
 /// Which kind of Salesforce app holds the certificate.
@@ -134,30 +133,11 @@ impl SalesforceConfig {
     }
 }
 
-/// Parses `url` and requires `https`, or plain `http` to a loopback host (the emulator). Returns
+/// [`rekey_api::endpoint`]: `https`, or plain `http` to a loopback host (the emulator). Returns
 /// the URL without a trailing slash, ready for path concatenation.
 pub(crate) fn check_url(what: &str, url: &str) -> Result<String> {
-    let parsed = Url::parse(url.trim()).map_err(|e| {
-        Error::new(
-            ErrorKind::Config,
-            format!("salesforce target: {what} '{url}' is not a URL: {e}"),
-        )
-    })?;
-    let host = parsed.host_str().unwrap_or_default();
-    let loopback = rekey_api::is_loopback_host(host);
-    match parsed.scheme() {
-        "https" if !host.is_empty() => {}
-        "http" if loopback => {}
-        _ => {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "salesforce target: {what} '{url}' must use https (plain http is allowed only for loopback hosts)"
-                ),
-            ));
-        }
-    }
-    Ok(parsed.as_str().trim_end_matches('/').to_string())
+    let url = rekey_api::endpoint(url, what, "salesforce target")?.url;
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]
@@ -178,9 +158,9 @@ mod tests {
         assert!(check_url("u", "http://[::1]:9/").is_ok());
         let err = check_url("login_url", "http://acme.my.salesforce.com").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
-        assert!(
-            err.to_string().contains("http://acme.my.salesforce.com"),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            "salesforce target: login_url must use https (plain http is allowed only for loopback hosts)"
         );
         assert!(check_url("u", "ftp://127.0.0.1").is_err());
         assert!(check_url("u", "not a url").is_err());

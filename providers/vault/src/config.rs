@@ -2,7 +2,6 @@
 //! and the checks that refuse an unsafe or malformed configuration before any request is made.
 
 use rekey_api::{Error, ErrorKind, Result, SecretString};
-use reqwest::Url;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -147,39 +146,20 @@ fn config_error(message: impl fmt::Display) -> Error {
     Error::new(ErrorKind::Config, format!("vault store: {message}"))
 }
 
-/// https, or http to a loopback address (a dev server); no path, query or credentials.
+/// [`rekey_api::endpoint`] (https, or http to a loopback address: a dev server), and no path,
+/// query or credentials: the address of the server only. Answers it without a trailing slash.
 fn check_address(address: &str) -> Result<String> {
-    let url = Url::parse(address.trim()).map_err(|e| {
-        config_error(format!("address '{address}' is not a URL: {e}"))
-            .with_hint("use the form https://vault.example.com:8200")
-    })?;
-    let host = url.host_str().unwrap_or_default();
-    let loopback = rekey_api::is_loopback_host(host);
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(config_error(format!(
-                "address '{address}' uses plain http; tokens and keys would cross the network unencrypted"
-            ))
-            .with_hint("use https (plain http is accepted only for 127.0.0.1, ::1 and localhost)"));
-        }
-        other => {
-            return Err(config_error(format!(
-                "address '{address}' has scheme '{other}', expected https"
-            )));
-        }
-    }
-    if host.is_empty()
-        || !url.username().is_empty()
+    let url = rekey_api::endpoint(address, "address", "vault store")?.url;
+    if !url.username().is_empty()
         || url.password().is_some()
         || url.query().is_some()
         || url.fragment().is_some()
         || !url.path().trim_end_matches('/').is_empty()
     {
-        return Err(config_error(format!(
-            "address '{address}' must be scheme://host[:port] only"
-        )));
+        return Err(config_error(
+            "address must be scheme://host[:port] only (no path, query or credentials)",
+        )
+        .with_hint("use the form https://vault.example.com:8200"));
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
