@@ -525,11 +525,11 @@ pub async fn rotate(
     // Preflight before anything is written: the store grants what a rotation needs, the admin
     // connection works, and the app is one rekey may rotate.
     for store in rotation.stores {
-        retrying("store preflight", || store.check(rotation.credential))
+        retrying("store preflight", || store.preflight(rotation.credential))
             .await
             .map_err(Failure::before_start)?;
     }
-    retrying("Salesforce preflight", || rotation.target.check())
+    retrying("Salesforce preflight", || rotation.target.preflight())
         .await
         .map_err(Failure::before_start)?;
     let holder = format!(

@@ -313,7 +313,7 @@ pub struct AwsStore {
 impl AwsStore {
     /// Connects through the AWS default chain (environment, profile, web identity, IMDS) for
     /// credentials and, unless `config.region` is set, the region. No request is made yet;
-    /// [`SecretStore::check`] resolves the credentials.
+    /// [`SecretStore::preflight`] resolves the credentials.
     pub async fn connect(config: AwsConfig) -> Result<Self> {
         config.validate()?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
@@ -628,7 +628,7 @@ struct LockRecord {
 
 #[async_trait]
 impl SecretStore for AwsStore {
-    async fn check(&self, credential: &str) -> Result<()> {
+    async fn preflight(&self, credential: &str) -> Result<()> {
         let name = self.key_name(credential)?;
         let Some(provider) = &self.inner.credentials else {
             return Err(Error::new(

@@ -234,7 +234,7 @@ impl fmt::Display for FileStore {
 
 #[async_trait]
 impl SecretStore for FileStore {
-    async fn check(&self, credential: &str) -> Result<()> {
+    async fn preflight(&self, credential: &str) -> Result<()> {
         let dir = self.dir(credential)?;
         // The nearest existing ancestor must be a writable directory, or the first stage fails.
         let existing = dir

@@ -536,7 +536,7 @@ impl fmt::Display for VaultStore {
 
 #[async_trait]
 impl SecretStore for VaultStore {
-    async fn check(&self, credential: &str) -> Result<()> {
+    async fn preflight(&self, credential: &str) -> Result<()> {
         rekey_api::check_credential_name(credential)?;
         let mount = &self.kv().mount;
         match self.kv().mount_info().await? {
