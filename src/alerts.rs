@@ -1671,11 +1671,11 @@ webhook_url_file = "slack.url"
         for (path, headers, body) in receiver.got.lock().unwrap().iter() {
             if path == "/hook" {
                 let header = |name: &str| headers[name].to_str().unwrap().to_string();
-                assert!(rekey_notify::verify_signature(
+                assert!(rekey_http::verify_signature(
                     HOOK_SECRET.as_bytes(),
-                    &header(rekey_notify::TIMESTAMP_HEADER),
+                    &header(rekey_http::TIMESTAMP_HEADER),
                     body,
-                    &header(rekey_notify::SIGNATURE_HEADER),
+                    &header(rekey_http::SIGNATURE_HEADER),
                     Utc::now(),
                     Duration::from_secs(300),
                 ));

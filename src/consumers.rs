@@ -30,7 +30,7 @@ use rekey_api::{
     Backoff, Certificate, Error, ErrorKind, Fingerprint, Generation, KeyMaterial, Result,
     SecretString, Stage,
 };
-use rekey_notify::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use rekey_http::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use std::ffi::OsString;
@@ -321,7 +321,7 @@ impl Consumer {
             Kind::Exec(_) | Kind::File { .. } => false,
         };
         let http = needs_http
-            .then(|| rekey_notify::http_client(&format!("consumer '{name}'")))
+            .then(|| rekey_http::http_client(&format!("consumer '{name}'")))
             .transpose()?;
         Ok(Consumer {
             name,
@@ -485,7 +485,7 @@ impl Consumer {
             // Signed per attempt, so a retry after a long wait is still fresh for the receiver.
             let timestamp = chrono::Utc::now().timestamp();
             let signature =
-                rekey_notify::signature(secret.expose_secret().as_bytes(), timestamp, &body);
+                rekey_http::signature(secret.expose_secret().as_bytes(), timestamp, &body);
             let sent = self
                 .http()
                 .post(endpoint.url.clone())
@@ -634,7 +634,7 @@ impl Consumer {
 
     fn status_error(&self, status: StatusCode, what: &str, detail: &str) -> Error {
         let code = status.as_u16();
-        let kind = rekey_notify::status_kind(status);
+        let kind = rekey_http::status_kind(status);
         let detail = if detail.is_empty() {
             String::new()
         } else {
@@ -1459,7 +1459,7 @@ subject = { cn = "billing-sync" }
             let timestamp = request.header(TIMESTAMP_HEADER).unwrap();
             let signature = request.header(SIGNATURE_HEADER).unwrap();
             assert!(signature.starts_with("sha256="), "{signature}");
-            assert!(rekey_notify::verify_signature(
+            assert!(rekey_http::verify_signature(
                 SECRET.as_bytes(),
                 &timestamp,
                 &request.body,
@@ -1467,7 +1467,7 @@ subject = { cn = "billing-sync" }
                 chrono::Utc::now(),
                 Duration::from_secs(300),
             ));
-            assert!(!rekey_notify::verify_signature(
+            assert!(!rekey_http::verify_signature(
                 b"another secret",
                 &timestamp,
                 &request.body,

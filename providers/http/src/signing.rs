@@ -1,28 +1,27 @@
-//! The generic webhook: the [`Message`] as JSON, signed with HMAC-SHA256 over
-//! `"<unix seconds>.<raw body>"` (the Stripe / Slack request-signing pattern), so a receiver can
-//! check both who sent it and that it is fresh. The scheme is described in the crate README.
+//! The webhook signing scheme alert webhooks and webhook consumers share: the raw body signed
+//! with HMAC-SHA256 over `"<unix seconds>.<raw body>"` (the Stripe / Slack request-signing
+//! pattern), so a receiver can check both who sent it and that it is fresh.
+//!
+//! Each request carries two headers:
+//!
+//! ```text
+//! X-Rekey-Timestamp: 1779523200
+//! X-Rekey-Signature: sha256=<lowercase hex HMAC-SHA256(secret, "1779523200." + raw body)>
+//! ```
+//!
+//! A receiver recomputes the MAC over the raw bytes it received (before any JSON parsing),
+//! compares in constant time, and refuses a timestamp too far from its clock
+//! ([`verify_signature`] does all three). The sender signs each attempt anew, so a retry after a
+//! long wait is still fresh.
 
-use crate::message::Message;
 use aws_lc_rs::hmac;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// Header carrying the signing time in Unix seconds.
 pub const TIMESTAMP_HEADER: &str = "X-Rekey-Timestamp";
 /// Header carrying `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 pub const SIGNATURE_HEADER: &str = "X-Rekey-Signature";
-
-/// The JSON body: the message's fields, its `type`, and `sent_at` (RFC 3339, UTC, seconds).
-pub(crate) fn body(message: &Message, now: DateTime<Utc>) -> Vec<u8> {
-    let mut value = serde_json::to_value(message).expect("a message always serializes");
-    if let Some(object) = value.as_object_mut() {
-        object.insert(
-            "sent_at".into(),
-            now.to_rfc3339_opts(SecondsFormat::Secs, true).into(),
-        );
-    }
-    serde_json::to_vec(&value).expect("a JSON value always serializes")
-}
 
 fn key(secret: &[u8]) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, secret)

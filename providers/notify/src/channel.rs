@@ -1,22 +1,19 @@
 //! Channels: validated at construction, delivered over HTTPS with retries.
 
-use crate::message::{Message, truncate};
+use crate::message::Message;
 use crate::pagerduty::{self, DEDUP_KEY_MAX};
 use crate::{slack, webhook};
 use chrono::Utc;
 use rekey_api::{Backoff, Error, ErrorKind, Result, SecretString};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use std::fmt;
 use std::time::Duration;
 
 /// Per-request timeout (connect, send, answer).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of an error response is read for its message.
 const ERROR_BODY_MAX: usize = 4096;
-/// How much of an error response's text goes into an error message.
-const ERROR_DETAIL_MAX: usize = 200;
 
 /// A channel as configured: plain typed values the caller took from `rekey.toml` (and the
 /// environment, for the secrets). [`Channel::new`] validates it.
@@ -88,37 +85,6 @@ impl ChannelKind {
 impl fmt::Display for ChannelKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// The HTTP client for signed deliveries (alert channels, webhook consumers): a bounded connect,
-/// and no redirects, which would re-send a signed body (or, for Slack, a secret URL) elsewhere.
-/// `label` names its user in the error.
-pub fn http_client(label: &str) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Unexpected,
-                format!("{label}: cannot build the HTTP client"),
-            )
-            .with_source(e.without_url())
-        })
-}
-
-/// What an HTTP error status from a receiver means: 429 and 5xx temporary, auth, not found, or
-/// refused.
-pub fn status_kind(status: StatusCode) -> ErrorKind {
-    match status.as_u16() {
-        401 => ErrorKind::Unauthenticated,
-        403 => ErrorKind::PermissionDenied,
-        404 | 410 => ErrorKind::NotFound,
-        429 | 500..=599 => ErrorKind::Unavailable,
-        400..=499 => ErrorKind::Rejected,
-        _ => ErrorKind::Unexpected,
     }
 }
 
@@ -240,7 +206,7 @@ impl Channel {
                 format!("{label}: {secret_name} is empty"),
             ));
         }
-        let http = http_client(&label)?;
+        let http = rekey_http::http_client(&label)?;
         let endpoint = match config {
             ChannelConfig::Slack { webhook_url, .. } => Endpoint::Slack { webhook_url },
             ChannelConfig::PagerDuty { routing_key, .. } => Endpoint::PagerDuty {
@@ -316,7 +282,7 @@ impl Channel {
                         format!(
                             "{}: dedup key '{}' is longer than PagerDuty's {DEDUP_KEY_MAX} characters",
                             self.label(),
-                            truncate(&dedup_key, 60)
+                            rekey_http::truncate(&dedup_key, 60)
                         ),
                     ));
                 }
@@ -328,10 +294,10 @@ impl Channel {
                 self.post(url, &body, |body| {
                     // Signed per attempt, so a retry after a long Retry-After is still fresh.
                     let ts = Utc::now().timestamp();
-                    let sig = webhook::signature(secret.expose_secret().as_bytes(), ts, body);
+                    let sig = rekey_http::signature(secret.expose_secret().as_bytes(), ts, body);
                     vec![
-                        (webhook::TIMESTAMP_HEADER, ts.to_string()),
-                        (webhook::SIGNATURE_HEADER, sig),
+                        (rekey_http::TIMESTAMP_HEADER, ts.to_string()),
+                        (rekey_http::SIGNATURE_HEADER, sig),
                     ]
                 })
                 .await
@@ -389,7 +355,7 @@ impl Channel {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let mut response = match request.send().await {
+        let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
                 return Err(self.transport_failure(e));
@@ -399,34 +365,16 @@ impl Channel {
         if status.is_success() {
             return Ok(());
         }
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let mut raw = Vec::new();
-        while raw.len() < ERROR_BODY_MAX {
-            match response.chunk().await {
-                Ok(Some(chunk)) => raw.extend_from_slice(&chunk),
-                _ => break,
-            }
-        }
-        let detail = self.detail(&String::from_utf8_lossy(&raw));
-        Err(self.status_failure(status, detail.as_deref(), retry_after))
+        let retry_after = rekey_http::retry_after(response.headers());
+        let raw = rekey_http::read_limited(response, ERROR_BODY_MAX).await;
+        let detail = rekey_http::answer_detail(&raw, &self.secrets());
+        Err(self.status_failure(status, &detail, retry_after))
     }
 
     fn transport_failure(&self, e: reqwest::Error) -> Failure {
-        let how = if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "could not connect"
-        } else {
-            "failed"
-        };
         Failure {
             kind: ErrorKind::Unavailable,
-            message: format!("{}: request {how}", self.label()),
+            message: format!("{}: {}", self.label(), rekey_http::transport_how(&e)),
             hint: format!(
                 "check that this host can reach {} (proxy, firewall, DNS); the notification was not delivered",
                 self.host
@@ -436,36 +384,6 @@ impl Channel {
             retry: true,
             retry_after: None,
         }
-    }
-
-    /// The service's own words from an error answer, without secrets, cut to one short line.
-    fn detail(&self, body: &str) -> Option<String> {
-        let text = match serde_json::from_str::<serde_json::Value>(body) {
-            Ok(v) => {
-                let mut parts: Vec<String> = ["status", "message", "error"]
-                    .iter()
-                    .filter_map(|k| v.get(k).and_then(|s| s.as_str()))
-                    .map(str::to_string)
-                    .collect();
-                if let Some(errors) = v.get("errors").and_then(|e| e.as_array()) {
-                    parts.extend(errors.iter().filter_map(|e| e.as_str()).map(str::to_string));
-                }
-                parts.join("; ")
-            }
-            Err(_) if body.trim_start().starts_with('<') => String::new(),
-            Err(_) => body.lines().next().unwrap_or_default().to_string(),
-        };
-        let mut text: String = text
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        for secret in self.secrets() {
-            if !secret.is_empty() && secret != "/" {
-                text = text.replace(secret, "***");
-            }
-        }
-        let text = truncate(text.trim(), ERROR_DETAIL_MAX);
-        (!text.is_empty()).then_some(text)
     }
 
     /// Strings an error message must never contain.
@@ -490,18 +408,21 @@ impl Channel {
     fn status_failure(
         &self,
         status: StatusCode,
-        detail: Option<&str>,
+        detail: &str,
         retry_after: Option<Duration>,
     ) -> Failure {
         let code = status.as_u16();
-        let kind = status_kind(status);
-        let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        };
         Failure {
-            kind,
+            kind: rekey_http::status_kind(status),
             message: format!("{}: HTTP {code}{detail}", self.label()),
             hint: self.hint(code),
             source: None,
-            retry: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+            retry: rekey_http::retryable(status),
             retry_after,
         }
     }

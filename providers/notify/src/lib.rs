@@ -6,7 +6,7 @@
 //!   failed rotations trigger under `rekey/rotation/<org>/<credential>` and a later successful
 //!   rotation resolves it (table in the `pagerduty` module, see [`rotation_dedup_key`]).
 //! - **Webhook**: the [`Message`] as JSON, signed with HMAC-SHA256 over `"<timestamp>.<body>"`
-//!   ([`signature`], [`verify_signature`]; the scheme is in the crate README).
+//!   ([`rekey_http::signing`]; receivers check it with [`rekey_http::verify_signature`]).
 //!
 //! The caller parses `rekey.toml` into [`ChannelConfig`]s; [`Channel::new`] checks them (https
 //! except for loopback hosts) and [`Channel::send`] / [`send_all`] deliver, retrying transport
@@ -19,10 +19,9 @@ mod pagerduty;
 mod slack;
 mod webhook;
 
-pub use channel::{Channel, ChannelConfig, ChannelKind, DEFAULT_TIMEOUT, http_client, status_kind};
+pub use channel::{Channel, ChannelConfig, ChannelKind, DEFAULT_TIMEOUT};
 pub use message::{Message, Outcome, Severity};
 pub use pagerduty::{DEFAULT_EVENTS_URL, rotation_dedup_key};
-pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, verify_signature};
 
 use rekey_api::Result;
 use std::future::Future;

@@ -258,7 +258,7 @@ async fn a_closed_port_is_a_temporary_error_after_the_attempts() {
     let text = err.to_string();
     assert!(
         text.starts_with(
-            "slack channel 'ops' (127.0.0.1): request could not connect (gave up after 4 attempts)"
+            "slack channel 'ops' (127.0.0.1): could not connect (gave up after 4 attempts)"
         ),
         "{text}"
     );

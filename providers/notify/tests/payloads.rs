@@ -4,9 +4,8 @@ mod common;
 
 use common::{FAST, Receiver, Reply, take_recent_time};
 use rekey_api::SecretString;
-use rekey_notify::{
-    Channel, ChannelConfig, Message, Outcome, Severity, signature, verify_signature,
-};
+use rekey_http::{signature, verify_signature};
+use rekey_notify::{Channel, ChannelConfig, Message, Outcome, Severity};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;

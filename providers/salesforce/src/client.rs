@@ -158,16 +158,7 @@ fn assertion(
 
 /// A transport failure: connection refused, timeout, reset. Always worth a retry.
 fn transport(what: &str, e: reqwest::Error) -> Error {
-    let how = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "failed"
-    };
-    Error::new(ErrorKind::Unavailable, format!("{what}: request {how}"))
-        .with_source(e)
-        .temporary()
+    rekey_http::transport_error(what, e)
 }
 
 fn is_html(content_type: &str, body: &str) -> bool {
@@ -242,15 +233,14 @@ impl TokenEndpoint {
         audience: &str,
         request_timeout: Duration,
     ) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(CONNECT_TIMEOUT)
-            // A redirect would be an HTML login page or a misconfigured host: surface it instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| {
-                Error::new(ErrorKind::Config, "cannot build the HTTP client").with_source(e)
-            })?;
+        // No redirects: one would be an HTML login page or a misconfigured host; it is surfaced
+        // instead.
+        let http = rekey_http::build_client(
+            rekey_http::client_builder()
+                .timeout(request_timeout)
+                .connect_timeout(CONNECT_TIMEOUT),
+            &format!("salesforce org {org}"),
+        )?;
         Ok(TokenEndpoint {
             http,
             org: org.to_string(),

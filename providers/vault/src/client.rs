@@ -128,20 +128,20 @@ fn joined(errors: &[String]) -> String {
     errors.join("; ")
 }
 
-/// How a request without an answer failed, from the reqwest error rustify wrapped.
+/// How a request without an answer failed ([`rekey_http::transport_how`]), from the reqwest
+/// error rustify wrapped.
 fn how_it_failed(cause: &(dyn std::error::Error + 'static)) -> &'static str {
-    match cause.downcast_ref::<reqwest::Error>() {
-        Some(e) if e.is_timeout() => "timed out",
-        Some(e) if e.is_connect() => "could not connect",
-        _ => "failed",
-    }
+    cause
+        .downcast_ref::<reqwest::Error>()
+        .map_or("request failed", rekey_http::transport_how)
 }
 
-/// A transport failure: connection refused, timeout, TLS. Worth a retry.
+/// A transport failure: connection refused, timeout, TLS. Worth a retry. Built here rather than
+/// by [`rekey_http::transport_error`] because its cause is rustify's error around reqwest's.
 fn transport(address: &str, what: &str, how: &str, source: rustify::errors::ClientError) -> Error {
     Error::new(
         ErrorKind::Unavailable,
-        format!("vault at {address}: {what}: request {how}"),
+        format!("vault at {address}: {what}: {how}"),
     )
     .with_source(source)
     .with_hint("check the address (VAULT_ADDR), that the server runs, and its TLS certificate (VAULT_CACERT)")
