@@ -204,10 +204,7 @@ impl FileStore {
         let path = dir.join(LEASE);
         // The journal's greatest fence is a floor: with a `lease` file lost or restored from an
         // older backup, a smaller fence would leave the new holder unable to append.
-        let journaled = read_journal_at(&dir.join(JOURNAL))?
-            .iter()
-            .filter_map(|e| e.fence)
-            .max();
+        let journaled = rekey_api::greatest_fence(&read_journal_at(&dir.join(JOURNAL))?);
         let fence = read_lease(&path)?
             .max(journaled)
             .unwrap_or(0)
