@@ -13,6 +13,7 @@ mod atomic;
 mod backoff;
 mod cert;
 mod clock;
+pub mod config;
 mod endpoint;
 mod error;
 mod journal;
