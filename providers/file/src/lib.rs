@@ -5,6 +5,10 @@
 //! PREVIOUS) is one small file, so every stage change, promotion and rollback included, is a
 //! single atomic rename.
 
+mod settings;
+
+pub use settings::{FileConfig, FileSettings};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rekey_api::{
