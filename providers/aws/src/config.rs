@@ -47,40 +47,52 @@ impl AwsConfig {
     /// valid secret-name part, and a zero lock lease. Returns the prefix without outer slashes.
     pub(crate) fn validate(&self) -> Result<String> {
         if let Some(url) = &self.endpoint_url {
-            check_endpoint(url)?;
+            check_endpoint(url, LABEL)?;
         }
-        let prefix = self.name_prefix.trim_matches('/').to_string();
-        let name_ok = prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
-        if !name_ok || prefix.contains("//") {
+        let prefix = check_name_prefix(&self.name_prefix, LABEL)?;
+        if self.lock_ttl.is_zero() {
             return Err(Error::new(
                 ErrorKind::Config,
-                format!("name_prefix '{prefix}' is not a valid Secrets Manager name prefix"),
-            )
-            .with_hint("use letters, digits and /_+=.@- only, without empty path segments"));
-        }
-        if self.lock_ttl.is_zero() {
-            return Err(Error::new(ErrorKind::Config, "lock_ttl must be positive"));
+                format!("{LABEL}: lock_ttl must be positive"),
+            ));
         }
         Ok(prefix)
     }
 }
 
+/// How messages about a configuration name the store before it has a label of its own.
+const LABEL: &str = "aws store";
+
 /// [`rekey_api::endpoint`] (`https://`, or `http://` for a loopback host only), without
-/// credentials in it.
-fn check_endpoint(url: &str) -> Result<()> {
-    let url = rekey_api::endpoint(url, "endpoint_url", "aws store")?.url;
+/// credentials in it. `label` starts the message: the store, or its config section.
+pub(crate) fn check_endpoint(url: &str, label: &str) -> Result<()> {
+    let url = rekey_api::endpoint(url, "endpoint_url", label)?.url;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Error::new(
             ErrorKind::Config,
-            "aws store: endpoint_url must not carry credentials",
+            format!("{label}: endpoint_url must not carry credentials"),
         )
         .with_hint(
             "credentials come from the AWS default chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, a role)",
         ));
     }
     Ok(())
+}
+
+/// `prefix` without outer slashes, if it can start a Secrets Manager secret name.
+pub(crate) fn check_name_prefix(prefix: &str, label: &str) -> Result<String> {
+    let prefix = prefix.trim_matches('/').to_string();
+    let name_ok = prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
+    if !name_ok || prefix.contains("//") {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("{label}: name_prefix '{prefix}' is not a valid Secrets Manager name prefix"),
+        )
+        .with_hint("use letters, digits and /_+=.@- only, without empty path segments"));
+    }
+    Ok(prefix)
 }
 
 #[cfg(test)]

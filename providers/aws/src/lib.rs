@@ -9,8 +9,10 @@
 mod config;
 mod error;
 mod secrets;
+mod settings;
 
 pub use config::{AwsConfig, DEFAULT_LOCK_TTL, DEFAULT_NAME_PREFIX};
+pub use settings::AwsSettings;
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::config::retry::RetryConfig;
