@@ -100,11 +100,11 @@ impl VaultConfig {
 
     /// Checks every field that can be checked offline; returns the normalised address.
     pub(crate) fn validate(&self) -> Result<String> {
-        let address = check_address(&self.address)?;
-        check_path("mount", &self.mount, false)?;
-        check_path("path_prefix", &self.path_prefix, true)?;
+        let address = check_address(&self.address, LABEL)?;
+        check_path(LABEL, "mount", &self.mount, false)?;
+        check_path(LABEL, "path_prefix", &self.path_prefix, true)?;
         if let Some(ns) = &self.namespace {
-            check_path("namespace", ns, false)?;
+            check_path(LABEL, "namespace", ns, false)?;
         }
         if self.max_versions < 2 {
             return Err(config_error(format!(
@@ -125,13 +125,13 @@ impl VaultConfig {
                 role_id,
                 secret_id,
             } => {
-                check_path("approle mount", mount, false)?;
+                check_path(LABEL, "approle mount", mount, false)?;
                 if role_id.trim().is_empty() || secret_id.is_blank() {
                     return Err(config_error("approle role_id or secret_id is empty"));
                 }
             }
             VaultAuth::Kubernetes { mount, role, .. } => {
-                check_path("kubernetes mount", mount, false)?;
+                check_path(LABEL, "kubernetes mount", mount, false)?;
                 if role.trim().is_empty() {
                     return Err(config_error("kubernetes role is empty"));
                 }
@@ -142,22 +142,29 @@ impl VaultConfig {
     }
 }
 
+/// How messages about a configuration name the store before it has a label of its own.
+const LABEL: &str = "vault store";
+
 fn config_error(message: impl fmt::Display) -> Error {
-    Error::new(ErrorKind::Config, format!("vault store: {message}"))
+    Error::new(ErrorKind::Config, format!("{LABEL}: {message}"))
 }
 
 /// [`rekey_api::endpoint`] (https, or http to a loopback address: a dev server), and no path,
 /// query or credentials: the address of the server only. Answers it without a trailing slash.
-fn check_address(address: &str) -> Result<String> {
-    let url = rekey_api::endpoint(address, "address", "vault store")?.url;
+/// `label` starts the message: the store, or its config section.
+pub(crate) fn check_address(address: &str, label: &str) -> Result<String> {
+    let url = rekey_api::endpoint(address, "address", label)?.url;
     if !url.username().is_empty()
         || url.password().is_some()
         || url.query().is_some()
         || url.fragment().is_some()
         || !url.path().trim_end_matches('/').is_empty()
     {
-        return Err(config_error(
-            "address must be scheme://host[:port] only (no path, query or credentials)",
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "{label}: address must be scheme://host[:port] only (no path, query or credentials)"
+            ),
         )
         .with_hint("use the form https://vault.example.com:8200"));
     }
@@ -165,13 +172,15 @@ fn check_address(address: &str) -> Result<String> {
 }
 
 /// A KV mount, prefix or namespace: `/`-separated segments of safe characters, no `.`/`..`.
-fn check_path(field: &str, value: &str, may_be_empty: bool) -> Result<()> {
+/// `label` starts the message: the store, or its config section.
+pub(crate) fn check_path(label: &str, field: &str, value: &str, may_be_empty: bool) -> Result<()> {
+    let bad = |message: String| Error::new(ErrorKind::Config, format!("{label}: {message}"));
     let trimmed = value.trim_matches('/');
     if trimmed.is_empty() {
         return if may_be_empty {
             Ok(())
         } else {
-            Err(config_error(format!("{field} is empty")))
+            Err(bad(format!("{field} is empty")))
         };
     }
     let ok = trimmed.split('/').all(|segment| {
@@ -185,7 +194,7 @@ fn check_path(field: &str, value: &str, may_be_empty: bool) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(config_error(format!(
+        Err(bad(format!(
             "{field} '{value}' is not a usable Vault path (letters, digits, '-', '_', '.' and '/' only)"
         )))
     }

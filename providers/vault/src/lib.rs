@@ -10,10 +10,14 @@
 mod client;
 mod config;
 mod kv;
+mod settings;
 
 pub use config::{
     DEFAULT_LOCK_TTL, DEFAULT_MAX_VERSIONS, DEFAULT_MOUNT, DEFAULT_PATH_PREFIX, VaultAuth,
     VaultConfig,
+};
+pub use settings::{
+    DEFAULT_JWT_PATH, VaultAuthConfig, VaultAuthSettings, VaultSettings, VaultStoreConfig,
 };
 
 use async_trait::async_trait;
