@@ -67,18 +67,9 @@ impl AwsSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    #[derive(Deserialize)]
-    struct Doc {
-        stores: BTreeMap<String, AwsSettings>,
-    }
 
     fn validate(text: &str) -> (Option<AwsConfig>, Vec<String>) {
-        let mut doc: Doc = toml::from_str(text).unwrap();
-        let mut v = Validator::new("rekey.toml", text, "/etc/rekey");
-        let config = doc.stores.remove("sm").unwrap().validate("sm", &mut v);
-        (config, v.problems().to_vec())
+        rekey_testkit::settings::validate_store(text, "sm", AwsSettings::validate)
     }
 
     #[test]
@@ -112,9 +103,9 @@ mod tests {
         assert_eq!(
             problems,
             [
-                "rekey.toml:3:16: stores.sm: endpoint_url must use https (plain http is allowed only for loopback hosts)",
-                "rekey.toml:4:15: stores.sm: name_prefix 'a b' is not a valid Secrets Manager name prefix",
-                "rekey.toml:5:17: lock_ttl_secs = 0 is out of range; use 1..=86400",
+                "/etc/rekey/rekey.toml:3:16: stores.sm: endpoint_url must use https (plain http is allowed only for loopback hosts)",
+                "/etc/rekey/rekey.toml:4:15: stores.sm: name_prefix 'a b' is not a valid Secrets Manager name prefix",
+                "/etc/rekey/rekey.toml:5:17: lock_ttl_secs = 0 is out of range; use 1..=86400",
             ]
         );
         let (_, problems) = validate(
@@ -122,21 +113,20 @@ mod tests {
         );
         assert_eq!(
             problems,
-            ["rekey.toml:3:16: stores.sm: endpoint_url must not carry credentials"]
+            ["/etc/rekey/rekey.toml:3:16: stores.sm: endpoint_url must not carry credentials"]
         );
     }
 
     #[test]
     fn keys_of_other_store_kinds_are_refused_by_name() {
-        let text = "[stores.sm]\nkind = \"aws\"\nmount = \"secret\"\n";
-        let err = toml::from_str::<Doc>(text).err().unwrap();
-        assert!(
-            err.message()
-                .starts_with("unknown field `mount`, expected one of `kind`, `region`"),
-            "{}",
-            err.message()
+        let refusal = rekey_testkit::settings::refusal::<AwsSettings>(
+            "[stores.sm]\nkind = \"aws\"\nmount = \"secret\"\n",
         );
-        let v = Validator::new("rekey.toml", text, "/etc/rekey");
-        assert_eq!(v.at(err.span().unwrap()), "rekey.toml:3:1");
+        assert!(
+            refusal.starts_with(
+                "/etc/rekey/rekey.toml:3:1: unknown field `mount`, expected one of `kind`, `region`"
+            ),
+            "{refusal}"
+        );
     }
 }

@@ -54,22 +54,9 @@ impl FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    #[derive(Deserialize)]
-    struct Doc {
-        stores: BTreeMap<String, FileSettings>,
-    }
 
     fn validate(text: &str) -> (Option<FileConfig>, Vec<String>) {
-        let mut doc: Doc = toml::from_str(text).unwrap();
-        let mut v = Validator::new("rekey.toml", text, "/etc/rekey");
-        let config = doc
-            .stores
-            .remove("local")
-            .unwrap()
-            .validate("local", &mut v);
-        (config, v.problems().to_vec())
+        rekey_testkit::settings::validate_store(text, "local", FileSettings::validate)
     }
 
     #[test]
@@ -95,22 +82,18 @@ mod tests {
         assert_eq!(config, None);
         assert_eq!(
             problems,
-            ["rekey.toml:2:8: stores.local: kind = \"file\" needs path = \"DIR\""]
+            ["/etc/rekey/rekey.toml:2:8: stores.local: kind = \"file\" needs path = \"DIR\""]
         );
     }
 
     #[test]
     fn keys_of_other_store_kinds_are_refused_by_name() {
-        let text = "[stores.local]\nkind = \"file\"\npath = \"keys\"\naddress = \"https://v\"\n";
-        let err = toml::from_str::<Doc>(text).err().unwrap();
-        assert!(
-            err.message()
-                .starts_with("unknown field `address`, expected `kind` or `path`"),
-            "{}",
-            err.message()
+        let refusal = rekey_testkit::settings::refusal::<FileSettings>(
+            "[stores.local]\nkind = \"file\"\npath = \"keys\"\naddress = \"https://v\"\n",
         );
-        let mut v = Validator::new("rekey.toml", text, "/etc/rekey");
-        v.problem(err.span().unwrap(), err.message());
-        assert!(v.problems()[0].starts_with("rekey.toml:4:1: unknown field `address`"));
+        assert_eq!(
+            refusal,
+            "/etc/rekey/rekey.toml:4:1: unknown field `address`, expected `kind` or `path`"
+        );
     }
 }

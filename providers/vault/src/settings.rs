@@ -412,22 +412,11 @@ impl VaultStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rekey_testkit::settings::refusal;
     use std::collections::BTreeMap;
 
-    #[derive(Deserialize)]
-    struct Doc {
-        stores: BTreeMap<String, VaultSettings>,
-    }
-
     fn validate(text: &str) -> (Option<VaultStoreConfig>, Vec<String>) {
-        let mut doc: Doc = toml::from_str(text).unwrap();
-        let mut v = Validator::new("/etc/rekey/rekey.toml", text, "/etc/rekey");
-        let config = doc
-            .stores
-            .remove("local")
-            .unwrap()
-            .validate("local", &mut v);
-        (config, v.problems().to_vec())
+        rekey_testkit::settings::validate_store(text, "local", VaultSettings::validate)
     }
 
     fn env(vars: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -564,21 +553,19 @@ mod tests {
 
     #[test]
     fn keys_that_do_not_apply_are_named() {
-        let text = "[stores.local]\nkind = \"vault\"\npath = \"keys\"\n";
-        let err = toml::from_str::<Doc>(text).err().unwrap();
+        let path = refusal::<VaultSettings>("[stores.local]\nkind = \"vault\"\npath = \"keys\"\n");
         assert!(
-            err.message()
-                .starts_with("unknown field `path`, expected one of `kind`, `address`"),
-            "{}",
-            err.message()
+            path.starts_with(
+                "/etc/rekey/rekey.toml:3:1: unknown field `path`, expected one of `kind`, `address`"
+            ),
+            "{path}"
         );
-        let text =
-            "[stores.local]\nkind = \"vault\"\nauth = { method = \"token\", secret = \"x\" }\n";
-        let err = toml::from_str::<Doc>(text).err().unwrap();
+        let secret = refusal::<VaultSettings>(
+            "[stores.local]\nkind = \"vault\"\nauth = { method = \"token\", secret = \"x\" }\n",
+        );
         assert!(
-            err.message().starts_with("unknown field `secret`"),
-            "{}",
-            err.message()
+            secret.starts_with("/etc/rekey/rekey.toml:3:28: unknown field `secret`"),
+            "{secret}"
         );
         let (_, problems) = validate(
             "[stores.local]\nkind = \"vault\"\nauth = { method = \"token\", role = \"r\", mount = \"m\" }\n",
