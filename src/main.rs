@@ -4,7 +4,6 @@
 // `pub` marks what a module offers the rest of the binary; there is no library to reach it from.
 #![allow(unreachable_pub)]
 
-mod atomic_file;
 mod cli;
 mod config;
 mod consumers;

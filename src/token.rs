@@ -9,12 +9,13 @@
 //! request, and is reported at once. A token is reused from a per-credential cache file for
 //! `token_cache_secs`, unless the key it was minted with has left the store meanwhile.
 
-use crate::atomic_file;
 use crate::config::{AppKind, Config, CredentialConfig};
 use crate::wiring;
 use chrono::{DateTime, Utc};
-use rekey_api::{Error, ErrorKind, Fingerprint, Generation, Result, SecretStore, Stage, Stages};
-use rekey_salesforce::{AccessToken, Mint, MintConfig, Minter, Refusal};
+use rekey_api::{
+    Error, ErrorKind, Fingerprint, Generation, Result, SecretStore, SecretString, Stage, Stages,
+};
+use rekey_salesforce::{Mint, MintConfig, Minter, Refusal};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
@@ -34,10 +35,10 @@ const SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 const SWEEP_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A token for a credential's integration user, and which key it came from.
-#[derive(Debug)] // safe: AccessToken redacts itself
+#[derive(Debug)] // safe: SecretString redacts itself
 pub struct IssuedToken {
     /// The token; printed only by `render::token`.
-    pub access_token: AccessToken,
+    pub access_token: SecretString,
     /// Where to use it.
     pub instance_url: String,
     /// The certificate of the key that signed the grant.
@@ -320,7 +321,7 @@ fn usable(
             .map(|v| (stage, v))
     })?;
     Some(IssuedToken {
-        access_token: AccessToken::new(c.access_token.into_owned()),
+        access_token: SecretString::new(c.access_token.into_owned()),
         instance_url: c.instance_url,
         fingerprint: c.fingerprint,
         generation: info.generation,
@@ -350,7 +351,7 @@ fn save(
         login_url: login_url.to_string(),
     };
     let mut bytes = serde_json::to_vec(&entry)?;
-    let written = atomic_file::write(path, &bytes, 0o600);
+    let written = rekey_api::write_atomic(path, &bytes, 0o600);
     wipe(&mut bytes);
     written
 }

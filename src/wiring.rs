@@ -1,14 +1,13 @@
 //! Builds providers from validated configuration: the only place that knows which crate serves
-//! which config kind, and the only place that reads the environment for credentials.
+//! which config kind, and the only place that reads the process environment for settings and
+//! secrets ([`environment`], which it hands to the providers and secret sources that need it).
 
-use crate::config::{
-    AdminConfig, AppKind, Config, CredentialConfig, SecretSource, StoreConfig, VaultAuthConfig,
-    VaultStoreConfig,
+use crate::config::{AdminConfig, AppKind, Config, CredentialConfig, StoreConfig};
+use rekey_api::{
+    CertificateTarget, Env, Error, ErrorKind, KeyMaterial, Result, SecretStore, SecretString,
 };
-use rekey_api::{CertificateTarget, Error, ErrorKind, KeyMaterial, Result, SecretStore};
-use rekey_salesforce::{AccessToken, AdminAuth, SalesforceConfig, SalesforceTarget};
-use rekey_vault::{VaultAuth, VaultConfig, VaultToken};
-use std::path::{Path, PathBuf};
+use rekey_salesforce::{AdminAuth, SalesforceConfig, SalesforceTarget};
+use std::path::PathBuf;
 
 /// The credential named on the command line.
 pub fn credential<'c>(config: &'c Config, name: &str) -> Result<&'c CredentialConfig> {
@@ -48,112 +47,22 @@ pub async fn store(config: &Config, name: &str) -> Result<Box<dyn SecretStore>> 
 
 async fn open_store(store: &StoreConfig) -> Result<Box<dyn SecretStore>> {
     Ok(match store {
-        StoreConfig::File { path } => Box::new(rekey_file::FileStore::new(path)),
-        StoreConfig::Vault(vault) => Box::new(vault_store(vault)?),
-        StoreConfig::Aws(aws) => Box::new(
-            rekey_aws::AwsStore::connect(rekey_aws::AwsConfig {
-                region: aws.region.clone(),
-                endpoint_url: aws.endpoint_url.clone(),
-                name_prefix: aws.name_prefix.clone(),
-                kms_key_id: aws.kms_key_id.clone(),
-                create_missing: aws.create_missing,
-                lock_ttl: aws.lock_ttl,
-            })
-            .await?,
-        ),
+        StoreConfig::File(file) => Box::new(rekey_file::FileStore::from_config(file)),
+        StoreConfig::Vault(vault) => {
+            Box::new(rekey_vault::VaultStore::from_config(vault, environment())?)
+        }
+        StoreConfig::Aws(aws) => Box::new(rekey_aws::AwsStore::connect(aws.clone()).await?),
     })
 }
 
-/// A Vault store, with every setting the config leaves out taken from the `VAULT_*` environment
-/// the way the vault CLI does.
-fn vault_store(v: &VaultStoreConfig) -> Result<rekey_vault::VaultStore> {
-    let origin = &v.origin;
-    let from_env = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
-    let address = v
-        .address
-        .clone()
-        .or_else(|| from_env("VAULT_ADDR"))
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Config,
-                format!("{origin}: the Vault store has no address and VAULT_ADDR is not set"),
-            )
-            .with_hint(
-                "set address = \"https://vault.example:8200\" in the store or export VAULT_ADDR",
-            )
-        })?;
-    let read_secret = |path: &Path, what: &str| {
-        std::fs::read_to_string(path)
-            .map(|s| VaultToken::new(s.trim().to_string()))
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("{origin}: cannot read the {what} file {}", path.display()),
-                )
-                .with_source(e)
-            })
-    };
-    let auth = match &v.auth {
-        VaultAuthConfig::Token {
-            token_file: Some(file),
-        } => VaultAuth::Token(read_secret(file, "Vault token")?),
-        VaultAuthConfig::Token { token_file: None } => match from_env("VAULT_TOKEN") {
-            Some(token) => VaultAuth::Token(VaultToken::new(token)),
-            None => {
-                let helper = from_env("HOME").map(|home| PathBuf::from(home).join(".vault-token"));
-                match helper.filter(|f| f.exists()) {
-                    Some(file) => VaultAuth::Token(read_secret(&file, "Vault token")?),
-                    None => {
-                        return Err(Error::new(
-                            ErrorKind::Config,
-                            format!("{origin}: no Vault token: VAULT_TOKEN is not set and ~/.vault-token does not exist"),
-                        )
-                        .with_hint("export VAULT_TOKEN, run `vault login`, or configure auth = { method = \"approle\", … }"));
-                    }
-                }
-            }
-        },
-        VaultAuthConfig::AppRole {
-            mount,
-            role_id,
-            secret_id,
-        } => VaultAuth::AppRole {
-            mount: mount.clone(),
-            role_id: role_id.clone(),
-            secret_id: match secret_id {
-                SecretSource::File(file) => read_secret(file, "AppRole secret_id")?,
-                SecretSource::Env(var) => VaultToken::new(from_env(var).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Config,
-                        format!("{origin}: the AppRole secret_id variable {var} is not set"),
-                    )
-                })?),
-            },
-        },
-        VaultAuthConfig::Kubernetes {
-            mount,
-            role,
-            jwt_path,
-        } => VaultAuth::Kubernetes {
-            mount: mount.clone(),
-            role: role.clone(),
-            jwt_path: jwt_path.clone(),
-        },
-    };
-    let path_env = |name: &str| from_env(name).map(PathBuf::from);
-    rekey_vault::VaultStore::new(VaultConfig {
-        address,
-        mount: v.mount.clone(),
-        path_prefix: v.path_prefix.clone(),
-        namespace: v.namespace.clone().or_else(|| from_env("VAULT_NAMESPACE")),
-        ca_cert: v.ca_cert.clone().or_else(|| path_env("VAULT_CACERT")),
-        ca_path: v.ca_path.clone().or_else(|| path_env("VAULT_CAPATH")),
-        tls_skip_verify: v.tls_skip_verify,
-        max_versions: v.max_versions,
-        lock_ttl: v.lock_ttl,
-        auth,
-    })
-    .map_err(|e| e.context(origin))
+/// The process environment, as providers and secret sources read it (`VAULT_*`, a secret's
+/// `*_env` variable, `SF_ACCESS_TOKEN`): rekey reads its environment for settings and secrets
+/// only through this.
+pub fn environment() -> &'static dyn Env {
+    fn var(name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+    &var
 }
 
 /// The app a credential's certificate is deployed to.
@@ -198,7 +107,7 @@ pub fn salesforce_target(
             }
         }
         AdminConfig::AccessTokenEnv => AdminAuth::AccessToken {
-            token: AccessToken::new(env("SF_ACCESS_TOKEN", &credential.org)?),
+            token: SecretString::new(env("SF_ACCESS_TOKEN", &credential.org)?),
             instance_url: env("SF_INSTANCE_URL", &credential.org)?,
         },
     };
@@ -221,7 +130,7 @@ pub fn salesforce_target(
 }
 
 fn env(name: &str, org: &str) -> Result<String> {
-    std::env::var(name).map_err(|_| {
+    environment().var(name).ok_or_else(|| {
         Error::new(
             ErrorKind::Config,
             format!("org '{org}' uses auth = \"access_token_env\" but {name} is not set"),

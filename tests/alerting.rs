@@ -92,7 +92,7 @@ min_severity = \"critical\"
                 .header("x-rekey-signature")
                 .expect("signature header");
             assert!(
-                rekey_notify::verify_signature(
+                rekey_http::verify_signature(
                     HOOK_SECRET.as_bytes(),
                     &timestamp,
                     &request.body,

@@ -104,11 +104,11 @@ async fn hook(
             .to_string()
     };
     let mut state = state.lock().unwrap();
-    if !rekey_notify::verify_signature(
+    if !rekey_http::verify_signature(
         SECRET.as_bytes(),
-        &header(rekey_notify::TIMESTAMP_HEADER),
+        &header(rekey_http::TIMESTAMP_HEADER),
         &body,
-        &header(rekey_notify::SIGNATURE_HEADER),
+        &header(rekey_http::SIGNATURE_HEADER),
         Utc::now(),
         Duration::from_secs(300),
     ) {

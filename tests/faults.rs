@@ -137,7 +137,7 @@ impl Scene {
             Kind::File => Box::new(rekey_file::FileStore::new(self.w.path("keys"))),
             Kind::Vault => {
                 let auth =
-                    rekey_vault::VaultAuth::Token(rekey_vault::VaultToken::new(self.root.clone()));
+                    rekey_vault::VaultAuth::Token(rekey_api::SecretString::new(self.root.clone()));
                 let mut config = rekey_vault::VaultConfig::new(self.endpoint.clone(), auth);
                 config.path_prefix = self.prefix.clone();
                 Box::new(rekey_vault::VaultStore::new(config).unwrap())

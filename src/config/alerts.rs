@@ -1,7 +1,11 @@
 //! `[alerts]`: the channels findings and rotation outcomes go to, and the de-duplication state.
 
-use super::*;
-use rekey_api::Severity;
+use rekey_api::config::{Spanned, Validator, text};
+use rekey_api::{SecretSource, Severity};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// `[alerts]`: channels, and the state that de-duplicates what was already sent.
 #[derive(Debug)]
@@ -75,29 +79,18 @@ pub(super) struct RawChannel {
     pub(super) secret_file: Option<Spanned<String>>,
 }
 
-pub(super) fn validate_alerts(
-    raw: &Spanned<RawAlerts>,
-    base: &Path,
-    p: &mut Problems,
-) -> AlertsConfig {
+pub(super) fn validate_alerts(raw: &Spanned<RawAlerts>, v: &mut Validator) -> AlertsConfig {
     let a = raw.get_ref();
     let mut channels = Vec::new();
     for (name, spanned) in &a.channels {
         let c = spanned.get_ref();
-        let origin = p.at(spanned.span());
-        let secret = |p: &mut Problems,
-                      env: &Option<Spanned<String>>,
-                      file: &Option<Spanned<String>>,
-                      key: &str| {
-            match (env, file) {
-                (Some(var), None) => Some(SecretSource::Env(var.get_ref().clone())),
-                (None, Some(path)) => Some(SecretSource::File(base.join(path.get_ref()))),
-                _ => {
-                    p.add(spanned.span(), format!("alerts.channels.{name}: set exactly one of {key}_env = \"VARIABLE\" or {key}_file = \"PATH\" (secrets are never written into rekey.toml)"));
-                    None
-                }
-            }
-        };
+        let origin = v.at(spanned.span());
+        let section = format!("alerts.channels.{name}");
+        let secret =
+            |v: &mut Validator,
+             env: &Option<Spanned<String>>,
+             file: &Option<Spanned<String>>,
+             key: &str| { v.secret_source(env, file, key, spanned.span(), &section) };
         let used: Vec<(&str, Option<std::ops::Range<usize>>)> = vec![
             (
                 "webhook_url_env",
@@ -126,7 +119,7 @@ pub(super) fn validate_alerts(
             "pagerduty" => &["routing_key_env", "routing_key_file", "events_url"],
             "webhook" => &["url", "secret_env", "secret_file"],
             other => {
-                p.add(
+                v.problem(
                     c.kind.span(),
                     format!("unknown channel kind '{other}'; use \"slack\", \"pagerduty\" or \"webhook\""),
                 );
@@ -135,7 +128,7 @@ pub(super) fn validate_alerts(
         };
         for (key, span) in &used {
             if let (Some(span), false) = (span, allowed.contains(key)) {
-                p.add(
+                v.problem(
                     span.clone(),
                     format!("alerts.channels.{name}: '{key}' does not apply to {kind}"),
                 );
@@ -143,13 +136,13 @@ pub(super) fn validate_alerts(
         }
         let min_level = match c.min_severity.as_ref() {
             None => Severity::Info,
-            Some(v) => match v.get_ref().as_str() {
+            Some(level) => match level.get_ref().as_str() {
                 "info" => Severity::Info,
                 "warning" => Severity::Warning,
                 "critical" => Severity::Critical,
                 other => {
-                    p.add(
-                        v.span(),
+                    v.problem(
+                        level.span(),
                         format!("unknown min_severity '{other}'; use \"info\", \"warning\" or \"critical\""),
                     );
                     Severity::Info
@@ -157,23 +150,23 @@ pub(super) fn validate_alerts(
             },
         };
         for url in [&c.events_url, &c.url].into_iter().flatten() {
-            check_url(url, "url", p);
+            v.endpoint(url, "url", &section);
         }
         let kind = match kind {
-            "slack" => secret(p, &c.webhook_url_env, &c.webhook_url_file, "webhook_url")
+            "slack" => secret(v, &c.webhook_url_env, &c.webhook_url_file, "webhook_url")
                 .map(|webhook_url| ChannelKindSettings::Slack { webhook_url }),
-            "pagerduty" => secret(p, &c.routing_key_env, &c.routing_key_file, "routing_key").map(
+            "pagerduty" => secret(v, &c.routing_key_env, &c.routing_key_file, "routing_key").map(
                 |routing_key| ChannelKindSettings::PagerDuty {
                     routing_key,
                     events_url: text(&c.events_url),
                 },
             ),
             _ => {
-                let secret = secret(p, &c.secret_env, &c.secret_file, "secret");
+                let secret = secret(v, &c.secret_env, &c.secret_file, "secret");
                 match (text(&c.url), secret) {
                     (Some(url), Some(secret)) => Some(ChannelKindSettings::Webhook { url, secret }),
                     (None, _) => {
-                        p.add(
+                        v.problem(
                             spanned.span(),
                             format!("alerts.channels.{name}: kind = \"webhook\" needs url = \"https://…\""),
                         );
@@ -193,12 +186,12 @@ pub(super) fn validate_alerts(
         }
     }
     AlertsConfig {
-        state_file: a.state_file.as_ref().map_or_else(
-            || base.join("rekey-alerts.json"),
-            |f| base.join(f.get_ref()),
-        ),
+        state_file: a
+            .state_file
+            .as_ref()
+            .map_or_else(|| v.path("rekey-alerts.json"), |f| v.path(f.get_ref())),
         renotify: Duration::from_secs(
-            positive(&a.renotify_hours, 24, 1..=720, "alerts.renotify_hours", p) as u64 * 3600,
+            v.positive(&a.renotify_hours, 24, 1..=720, "alerts.renotify_hours") as u64 * 3600,
         ),
         channels,
     }

@@ -1,6 +1,10 @@
 //! `[[credentials.NAME.consumers]]`: who uses a credential's key and how each is told.
 
-use super::*;
+use rekey_api::SecretSource;
+use rekey_api::config::{Spanned, Validator, text};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// One `[[credentials.NAME.consumers]]` entry: something that uses the credential's key and is
 /// told about (or handed) each new generation.
@@ -128,34 +132,33 @@ pub(super) fn consumer_keys(kind: &str) -> Option<&'static [&'static str]> {
 pub(super) fn validate_consumers(
     credential: &str,
     raw: &[Spanned<RawConsumer>],
-    base: &Path,
-    p: &mut Problems,
+    v: &mut Validator,
 ) -> Vec<ConsumerConfig> {
     let mut out = Vec::new();
     for (i, spanned) in raw.iter().enumerate() {
         let c = spanned.get_ref();
         let name = c.name.get_ref();
         let section = format!("credentials.{credential}.consumers '{name}'");
-        let before = p.found.len();
+        let before = v.problems().len();
         if name.is_empty()
             || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         {
-            p.add(
+            v.problem(
                 c.name.span(),
                 format!("consumer name '{name}' must be letters, digits, '-', '_' or '.'"),
             );
         }
         if raw[..i].iter().any(|o| o.get_ref().name.get_ref() == name) {
-            p.add(
+            v.problem(
                 c.name.span(),
                 format!("consumer '{name}' is listed twice for credential '{credential}'; names must be unique"),
             );
         }
         let kind = c.kind.get_ref().as_str();
         let Some(allowed) = consumer_keys(kind) else {
-            p.add(
+            v.problem(
                 c.kind.span(),
                 format!("unknown consumer kind '{kind}'; use \"store\", \"webhook\", \"exec\" or \"file\""),
             );
@@ -163,36 +166,31 @@ pub(super) fn validate_consumers(
         };
         for (key, span) in c.present() {
             if !allowed.contains(&key) {
-                p.add(span, format!("{section}: '{key}' does not apply to {kind}"));
+                v.problem(span, format!("{section}: '{key}' does not apply to {kind}"));
             }
         }
         if let Some(url) = &c.url {
-            check_url(url, "url", p);
+            v.endpoint(url, "url", &section);
         }
         if let Some(url) = &c.status_url {
-            check_url(url, "status_url", p);
+            v.endpoint(url, "status_url", &section);
         }
-        let adopt_timeout = positive(
-            &c.adopt_timeout_secs,
-            300,
-            1..=86_400,
-            "adopt_timeout_secs",
-            p,
-        );
+        let adopt_timeout =
+            v.positive(&c.adopt_timeout_secs, 300, 1..=86_400, "adopt_timeout_secs");
         if kind == "store"
             && c.status_url.is_none()
             && let Some(t) = &c.adopt_timeout_secs
         {
-            p.add(
+            v.problem(
                 t.span(),
                 format!("{section}: adopt_timeout_secs needs status_url (without it a store consumer has nothing to wait for)"),
             );
         }
         let status_url = text(&c.status_url);
         let require =
-            |p: &mut Problems, value: &Option<Spanned<String>>, key: &str, example: &str| {
+            |v: &mut Validator, value: &Option<Spanned<String>>, key: &str, example: &str| {
                 if value.is_none() {
-                    p.add(
+                    v.problem(
                         spanned.span(),
                         format!("{section}: kind = \"{kind}\" needs {key} = {example}"),
                     );
@@ -202,15 +200,14 @@ pub(super) fn validate_consumers(
         let settings = match kind {
             "store" => Some(ConsumerKindSettings::Store { status_url }),
             "webhook" => {
-                let url = require(p, &c.url, "url", "\"https://…\"");
-                let secret = match (&c.secret_env, &c.secret_file) {
-                    (Some(var), None) => Some(SecretSource::Env(var.get_ref().clone())),
-                    (None, Some(path)) => Some(SecretSource::File(base.join(path.get_ref()))),
-                    _ => {
-                        p.add(spanned.span(), format!("{section}: set exactly one of secret_env = \"VARIABLE\" or secret_file = \"PATH\" (secrets are never written into rekey.toml)"));
-                        None
-                    }
-                };
+                let url = require(v, &c.url, "url", "\"https://…\"");
+                let secret = v.secret_source(
+                    &c.secret_env,
+                    &c.secret_file,
+                    "secret",
+                    spanned.span(),
+                    &section,
+                );
                 match (url, secret) {
                     (Some(url), Some(secret)) => Some(ConsumerKindSettings::Webhook {
                         url,
@@ -223,26 +220,26 @@ pub(super) fn validate_consumers(
             "exec" => {
                 let command = match &c.command {
                     None => {
-                        p.add(spanned.span(), format!("{section}: kind = \"exec\" needs command = [\"/path/to/program\", \"arg\", …]"));
+                        v.problem(spanned.span(), format!("{section}: kind = \"exec\" needs command = [\"/path/to/program\", \"arg\", …]"));
                         None
                     }
                     Some(list) => match list.get_ref().first() {
                         None => {
-                            p.add(
+                            v.problem(
                                 list.span(),
                                 format!("{section}: command must name a program"),
                             );
                             None
                         }
                         Some(program) if program.get_ref().trim().is_empty() => {
-                            p.add(
+                            v.problem(
                                 program.span(),
                                 format!("{section}: command's program is empty"),
                             );
                             None
                         }
                         Some(program) => {
-                            let program = base.join(program.get_ref()).display().to_string();
+                            let program = v.path(program.get_ref()).display().to_string();
                             Some(
                                 std::iter::once(program)
                                     .chain(list.get_ref()[1..].iter().map(|a| a.get_ref().clone()))
@@ -253,20 +250,20 @@ pub(super) fn validate_consumers(
                 };
                 let deliver_key = match c.deliver_key.as_ref() {
                     None => DeliverKey::None,
-                    Some(v) => match v.get_ref().as_str() {
+                    Some(deliver) => match deliver.get_ref().as_str() {
                         "none" => DeliverKey::None,
                         "file" => DeliverKey::File,
                         "stdin" => DeliverKey::Stdin,
                         other => {
-                            p.add(
-                                v.span(),
+                            v.problem(
+                                deliver.span(),
                                 format!("unknown deliver_key '{other}'; use \"none\", \"file\" or \"stdin\" (never the command line)"),
                             );
                             DeliverKey::None
                         }
                     },
                 };
-                let timeout = positive(&c.timeout_secs, 60, 1..=3600, "timeout_secs", p);
+                let timeout = v.positive(&c.timeout_secs, 60, 1..=3600, "timeout_secs");
                 command.map(|command| ConsumerKindSettings::Exec {
                     command,
                     deliver_key,
@@ -274,13 +271,13 @@ pub(super) fn validate_consumers(
                 })
             }
             _ => {
-                let key_path = require(p, &c.key_path, "key_path", "\"PATH\"");
-                let cert_path = require(p, &c.cert_path, "cert_path", "\"PATH\"");
+                let key_path = require(v, &c.key_path, "key_path", "\"PATH\"");
+                let cert_path = require(v, &c.cert_path, "cert_path", "\"PATH\"");
                 match (key_path, cert_path) {
                     (Some(key), Some(cert)) => {
-                        let (key_path, cert_path) = (base.join(key), base.join(cert));
+                        let (key_path, cert_path) = (v.path(&key), v.path(&cert));
                         if key_path == cert_path {
-                            p.add(
+                            v.problem(
                                 spanned.span(),
                                 format!("{section}: key_path and cert_path are the same file"),
                             );
@@ -294,12 +291,12 @@ pub(super) fn validate_consumers(
                 }
             }
         };
-        if let (Some(kind), true) = (settings, p.found.len() == before) {
+        if let (Some(kind), true) = (settings, v.problems().len() == before) {
             out.push(ConsumerConfig {
                 name: name.clone(),
                 kind,
                 adopt_timeout: Duration::from_secs(adopt_timeout as u64),
-                origin: p.at(spanned.span()),
+                origin: v.at(spanned.span()),
             });
         }
     }

@@ -1,10 +1,13 @@
 //! `[credentials.NAME]`: one integration credential — its app, key, stores, timeouts, policy and
 //! schedule.
 
-use super::consumers::{RawConsumer, validate_consumers};
-use super::*;
+use super::consumers::{ConsumerConfig, RawConsumer, validate_consumers};
 use crate::pki::{CertSpec, KeyAlgorithm, Subject};
 use crate::windows::{self, Window};
+use rekey_api::config::{Spanned, Validator};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// Connected App or External Client App.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -163,23 +166,22 @@ pub(super) struct RawPolicy {
 pub(super) fn validate_schedule(
     c: &RawCredential,
     validity_days: i64,
-    p: &mut Problems,
+    v: &mut Validator,
 ) -> Schedule {
     let rotate_every = c
         .rotate_every_days
         .as_ref()
-        .map(|_| positive(&c.rotate_every_days, 90, 1..=3650, "rotate_every_days", p));
-    let renew_before_days = positive(
+        .map(|_| v.positive(&c.rotate_every_days, 90, 1..=3650, "rotate_every_days"));
+    let renew_before_days = v.positive(
         &c.renew_before_days,
         30.min(validity_days - 1).max(1),
         1..=3650,
         "renew_before_days",
-        p,
     );
     if let Some(r) = &c.renew_before_days
         && *r.get_ref() >= validity_days
     {
-        p.add(
+        v.problem(
             r.span(),
             format!(
                 "renew_before_days = {} is not below validity_days = {validity_days}: every new certificate would be due at once",
@@ -197,7 +199,7 @@ pub(super) fn validate_schedule(
             .map_or("UTC", |z| z.get_ref().as_str());
         match Window::parse(raw.cron.get_ref(), zone, *raw.duration_minutes.get_ref()) {
             Ok(window) => windows.push(window),
-            Err(message) => p.add(w.span(), format!("window: {message}")),
+            Err(message) => v.problem(w.span(), format!("window: {message}")),
         }
     }
     if windows.len() == c.windows.len()
@@ -210,11 +212,11 @@ pub(super) fn validate_schedule(
             .collect::<Vec<_>>()
             .join(", ");
         match windows::longest_closed(&windows, rekey_api::now(), horizon) {
-            None => p.add(
+            None => v.problem(
                 first.span(),
                 format!("the windows ({listed}) never open in the next two years; fix the cron expression"),
             ),
-            Some(gap) if gap >= renew_before => p.add(
+            Some(gap) if gap >= renew_before => v.problem(
                 first.span(),
                 format!(
                     "the windows ({listed}) stay closed for up to {} days at a stretch, but renew_before_days = {renew_before_days}: a certificate could expire before a window opens; open a window more often or raise renew_before_days",
@@ -232,22 +234,40 @@ pub(super) fn validate_schedule(
     }
 }
 
+/// The names a credential may refer to.
+pub(super) struct Known {
+    /// `[orgs.NAME]`.
+    pub(super) orgs: BTreeSet<String>,
+    /// `[stores.NAME]`, every one declared (a broken one is reported at its own table, not
+    /// again at each credential naming it).
+    pub(super) stores: BTreeSet<String>,
+}
+
+/// `a, b, c`, or `none`.
+fn listed(names: &BTreeSet<String>) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
 pub(super) fn validate_credentials(
-    raw: &RawConfig,
-    base: &Path,
-    p: &mut Problems,
+    credentials: &BTreeMap<String, Spanned<RawCredential>>,
+    known: &Known,
+    v: &mut Validator,
 ) -> BTreeMap<String, CredentialConfig> {
     let mut out = BTreeMap::new();
-    for (name, cred) in &raw.credentials {
+    for (name, cred) in credentials {
         let c = cred.get_ref();
-        let before = p.found.len();
-        if !raw.orgs.contains_key(c.org.get_ref()) {
-            p.add(
+        let before = v.problems().len();
+        if !known.orgs.contains(c.org.get_ref()) {
+            v.problem(
                 c.org.span(),
                 format!(
                     "unknown org '{}'; defined orgs: {}",
                     c.org.get_ref(),
-                    names(&raw.orgs)
+                    listed(&known.orgs)
                 ),
             );
         }
@@ -255,27 +275,27 @@ pub(super) fn validate_credentials(
             (Some(one), None) => vec![one],
             (None, Some(list)) if !list.get_ref().is_empty() => list.get_ref().iter().collect(),
             (None, Some(list)) => {
-                p.add(list.span(), "stores must name at least one store");
+                v.problem(list.span(), "stores must name at least one store");
                 Vec::new()
             }
             _ => {
-                p.add(cred.span(), format!("credentials.{name}: set exactly one of store = \"…\" or stores = [\"primary\", …]"));
+                v.problem(cred.span(), format!("credentials.{name}: set exactly one of store = \"…\" or stores = [\"primary\", …]"));
                 Vec::new()
             }
         };
         for (i, store) in stores.iter().enumerate() {
-            if !raw.stores.contains_key(store.get_ref()) {
-                p.add(
+            if !known.stores.contains(store.get_ref()) {
+                v.problem(
                     store.span(),
                     format!(
                         "unknown store '{}'; defined stores: {}",
                         store.get_ref(),
-                        names(&raw.stores)
+                        listed(&known.stores)
                     ),
                 );
             }
             if stores[..i].iter().any(|s| s.get_ref() == store.get_ref()) {
-                p.add(
+                v.problem(
                     store.span(),
                     format!("store '{}' is listed twice", store.get_ref()),
                 );
@@ -285,7 +305,7 @@ pub(super) fn validate_credentials(
             "connected_app" => AppKind::ConnectedApp,
             "external_client_app" => AppKind::ExternalClientApp,
             other => {
-                p.add(c.app_kind.span(), format!("unknown app_kind '{other}'; use \"connected_app\" or \"external_client_app\""));
+                v.problem(c.app_kind.span(), format!("unknown app_kind '{other}'; use \"connected_app\" or \"external_client_app\""));
                 AppKind::ConnectedApp
             }
         };
@@ -295,12 +315,12 @@ pub(super) fn validate_credentials(
             ("subject.cn", &c.subject.get_ref().cn),
         ] {
             if value.get_ref().trim().is_empty() {
-                p.add(value.span(), format!("{field} must not be empty"));
+                v.problem(value.span(), format!("{field} must not be empty"));
             }
         }
         let algorithm = match &c.key_algorithm {
             Some(a) => KeyAlgorithm::parse(a.get_ref()).unwrap_or_else(|| {
-                p.add(
+                v.problem(
                     a.span(),
                     format!(
                         "unknown key_algorithm '{}'; use one of {}",
@@ -312,46 +332,37 @@ pub(super) fn validate_credentials(
             }),
             None => KeyAlgorithm::Rsa2048,
         };
-        let validity_days = positive(&c.validity_days, 365, 1..=3650, "validity_days", p);
-        let schedule = validate_schedule(c, validity_days, p);
-        let verify_timeout = positive(
+        let validity_days = v.positive(&c.validity_days, 365, 1..=3650, "validity_days");
+        let schedule = validate_schedule(c, validity_days, v);
+        let verify_timeout = v.positive(
             &c.verify_timeout_secs,
             900,
             1..=86_400,
             "verify_timeout_secs",
-            p,
         );
-        let deploy_timeout = positive(
+        let deploy_timeout = v.positive(
             &c.deploy_timeout_secs,
             600,
             1..=86_400,
             "deploy_timeout_secs",
-            p,
         );
-        let request_timeout = positive(
-            &c.request_timeout_secs,
-            60,
-            1..=600,
-            "request_timeout_secs",
-            p,
-        );
-        let resume_max_age_hours = positive(
+        let request_timeout =
+            v.positive(&c.request_timeout_secs, 60, 1..=600, "request_timeout_secs");
+        let resume_max_age_hours = v.positive(
             &c.resume_max_age_hours,
             24,
             1..=8760,
             "resume_max_age_hours",
-            p,
         );
-        let token_cache_secs =
-            positive(&c.token_cache_secs, 600, 0..=86_400, "token_cache_secs", p);
+        let token_cache_secs = v.positive(&c.token_cache_secs, 600, 0..=86_400, "token_cache_secs");
         let on_verify_failure = match c.on_verify_failure.as_ref() {
             None => OnVerifyFailure::Rollback,
-            Some(v) => match v.get_ref().as_str() {
+            Some(choice) => match choice.get_ref().as_str() {
                 "rollback" => OnVerifyFailure::Rollback,
                 "keep" => OnVerifyFailure::Keep,
                 other => {
-                    p.add(
-                        v.span(),
+                    v.problem(
+                        choice.span(),
                         format!(
                             "unknown on_verify_failure '{other}'; use \"rollback\" or \"keep\""
                         ),
@@ -371,22 +382,22 @@ pub(super) fn validate_credentials(
                 max_key_age_days: raw.get_ref().max_key_age_days,
             };
             if policy.critical_days < 0 || policy.warn_days < policy.critical_days {
-                p.add(raw.span(), "policy needs 0 <= critical_days <= warn_days");
+                v.problem(raw.span(), "policy needs 0 <= critical_days <= warn_days");
             }
             if policy.max_key_age_days.is_some_and(|d| d < 1) {
-                p.add(raw.span(), "policy.max_key_age_days must be at least 1");
+                v.problem(raw.span(), "policy.max_key_age_days must be at least 1");
             }
             policy
         });
-        let consumers = validate_consumers(name, &c.consumers, base, p);
+        let consumers = validate_consumers(name, &c.consumers, v);
         let on_adoption_failure = match c.on_adoption_failure.as_ref() {
             None => OnAdoptionFailure::Rollback,
-            Some(v) => match v.get_ref().as_str() {
+            Some(choice) => match choice.get_ref().as_str() {
                 "rollback" => OnAdoptionFailure::Rollback,
                 "alert" => OnAdoptionFailure::Alert,
                 other => {
-                    p.add(
-                        v.span(),
+                    v.problem(
+                        choice.span(),
                         format!(
                             "unknown on_adoption_failure '{other}'; use \"rollback\" or \"alert\""
                         ),
@@ -395,7 +406,7 @@ pub(super) fn validate_credentials(
                 }
             },
         };
-        if p.found.len() > before {
+        if v.problems().len() > before {
             continue;
         }
         let subject = c.subject.get_ref();

@@ -1,6 +1,9 @@
 //! `[orgs.NAME]`: how rekey reaches each org as an administrator.
 
-use super::*;
+use rekey_api::config::{Spanned, Validator};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// The Salesforce API version rekey speaks unless an org says otherwise.
 pub const DEFAULT_API_VERSION: &str = "67.0";
@@ -55,31 +58,34 @@ pub(super) struct RawAdmin {
 }
 
 pub(super) fn validate_orgs(
-    raw: &RawConfig,
-    base: &Path,
-    p: &mut Problems,
+    orgs: &BTreeMap<String, Spanned<RawOrg>>,
+    v: &mut Validator,
 ) -> BTreeMap<String, OrgConfig> {
     let mut out = BTreeMap::new();
-    for (name, org) in &raw.orgs {
+    for (name, org) in orgs {
+        let section = format!("orgs.{name}");
         let org = org.get_ref();
         let login_url = org.login_url.get_ref().trim_end_matches('/').to_string();
-        check_url(&org.login_url, "login_url", p);
+        v.endpoint(&org.login_url, "login_url", &section);
         let audience = match &org.audience {
             Some(a) => {
-                check_url(a, "audience", p);
+                v.endpoint(a, "audience", &section);
                 a.get_ref().trim_end_matches('/').to_string()
             }
             None => login_url.clone(),
         };
         let api_version = match &org.api_version {
-            Some(v) if !is_api_version(v.get_ref()) => {
-                p.add(
-                    v.span(),
-                    format!("api_version '{}' is not of the form 67.0", v.get_ref()),
+            Some(version) if !is_api_version(version.get_ref()) => {
+                v.problem(
+                    version.span(),
+                    format!(
+                        "api_version '{}' is not of the form 67.0",
+                        version.get_ref()
+                    ),
                 );
                 String::new()
             }
-            Some(v) => v.get_ref().clone(),
+            Some(version) => version.get_ref().clone(),
             None => DEFAULT_API_VERSION.to_string(),
         };
         let admin = org.admin.get_ref();
@@ -88,17 +94,17 @@ pub(super) fn validate_orgs(
                 (Some(consumer_key), Some(username), Some(key_file)) => AdminConfig::Jwt {
                     consumer_key: consumer_key.clone(),
                     username: username.clone(),
-                    key_file: base.join(key_file.get_ref()),
-                    origin: p.at(key_file.span()),
+                    key_file: v.path(key_file.get_ref()),
+                    origin: v.at(key_file.span()),
                 },
                 _ => {
-                    p.add(org.admin.span(), format!("orgs.{name}.admin: auth = \"jwt\" needs consumer_key, username and key_file"));
+                    v.problem(org.admin.span(), format!("orgs.{name}.admin: auth = \"jwt\" needs consumer_key, username and key_file"));
                     continue;
                 }
             },
             "access_token_env" => AdminConfig::AccessTokenEnv,
             other => {
-                p.add(
+                v.problem(
                     admin.auth.span(),
                     format!("unknown admin auth '{other}'; use \"jwt\" or \"access_token_env\""),
                 );

@@ -1,7 +1,9 @@
 //! `[run]` and `[daemon]`: how many credentials `rekey run` rotates at once, and where and how often
 //! `rekey daemon` runs.
 
-use super::*;
+use rekey_api::config::{Spanned, Validator};
+use serde::Deserialize;
+use std::time::Duration;
 
 /// `[run]`.
 #[derive(Debug)]
@@ -32,12 +34,12 @@ pub(super) struct RawDaemon {
     pub(super) interval_secs: Option<Spanned<i64>>,
 }
 
-pub(super) fn validate_daemon(raw: Option<&RawDaemon>, p: &mut Problems) -> DaemonConfig {
+pub(super) fn validate_daemon(raw: Option<&RawDaemon>, v: &mut Validator) -> DaemonConfig {
     let default_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 9817));
     let listen = match raw.and_then(|d| d.listen.as_ref()) {
         None => default_listen,
         Some(l) => l.get_ref().parse().unwrap_or_else(|_| {
-            p.add(
+            v.problem(
                 l.span(),
                 format!(
                     "daemon.listen '{}' is not an address:port such as 127.0.0.1:9817",
@@ -48,13 +50,7 @@ pub(super) fn validate_daemon(raw: Option<&RawDaemon>, p: &mut Problems) -> Daem
         }),
     };
     let interval = raw.map_or(3600, |d| {
-        positive(
-            &d.interval_secs,
-            3600,
-            1..=86_400,
-            "daemon.interval_secs",
-            p,
-        )
+        v.positive(&d.interval_secs, 3600, 1..=86_400, "daemon.interval_secs")
     });
     DaemonConfig {
         listen,

@@ -3,6 +3,7 @@
 use super::orgs::DEFAULT_API_VERSION;
 use super::*;
 use crate::pki::KeyAlgorithm;
+use std::time::Duration;
 
 const GOOD: &str = r#"
 [orgs.acme]
@@ -67,7 +68,7 @@ fn a_minimal_config_gets_the_documented_defaults() {
         AdminConfig::AccessTokenEnv => panic!("expected jwt"),
     }
     assert!(
-        matches!(&config.stores["local"], StoreConfig::File { path } if path == Path::new("/etc/rekey/keys"))
+        matches!(&config.stores["local"], StoreConfig::File(file) if file.path == Path::new("/etc/rekey/keys"))
     );
     assert_eq!(cred.schedule.rotate_every, None);
     assert_eq!(cred.schedule.renew_before, chrono::Duration::days(30));
@@ -190,7 +191,7 @@ kind = "email"
         "rekey.toml:35:8: unknown channel kind 'email'",
         "alerts.channels.ops: set exactly one of webhook_url_env = \"VARIABLE\" or webhook_url_file = \"PATH\"",
         "alerts.channels.ops: 'url' does not apply to slack",
-        "url 'http://hooks.example/rekey' must be an https:// URL",
+        "alerts.channels.hook: url must use https (plain http is allowed only for loopback hosts)",
         "unknown min_severity 'loud'",
     ] {
         assert!(err.contains(expected), "{expected}\n{err}");
@@ -247,7 +248,7 @@ fn every_bad_value_is_reported_at_once_with_its_position_and_fix() {
     assert_eq!(
         lines,
         [
-            "rekey.toml:3:13: login_url 'http://acme.my.salesforce.com' must be an https:// URL (plain http is allowed only for 127.0.0.1/localhost)",
+            "rekey.toml:3:13: orgs.acme: login_url must use https (plain http is allowed only for loopback hosts)",
             "rekey.toml:15:7: unknown org 'acm'; defined orgs: acme",
             "rekey.toml:20:17: unknown key_algorithm 'ec-256'; use one of rsa-2048, rsa-3072, rsa-4096",
             "rekey.toml:21:17: validity_days = 0 is out of range; use 1..=3650",
@@ -281,10 +282,11 @@ fn a_vault_store_takes_defaults_and_leaves_unset_connection_settings_to_the_envi
     );
     assert!(matches!(
         &v.auth,
-        VaultAuthConfig::AppRole { mount, role_id, secret_id: SecretSource::Env(var) }
+        rekey_vault::VaultAuthConfig::AppRole { mount, role_id, secret_id: SecretSource::Env(var) }
             if mount == "approle" && role_id == "r-1" && var == "SID"
     ));
-    assert_eq!(v.origin, "/etc/rekey/rekey.toml:10:1");
+    // The position of its `kind`, inside the `[stores.vault]` table.
+    assert_eq!(v.origin, "/etc/rekey/rekey.toml:11:8");
 }
 
 #[test]
@@ -301,10 +303,10 @@ fn vault_settings_that_do_not_fit_are_named_not_ignored() {
     assert_eq!(
         lines,
         [
-            "rekey.toml:12:8: stores.local: 'path' does not apply to vault",
-            "rekey.toml:13:11: address 'http://vault.example:8200' must be an https:// URL (plain http is allowed only for 127.0.0.1/localhost)",
+            "rekey.toml:12:1: stores.local: 'path' does not apply to vault",
+            "rekey.toml:13:11: stores.local: address must use https (plain http is allowed only for loopback hosts)",
             "rekey.toml:14:56: stores.local: 'jwt_path' does not apply to approle auth",
-            "rekey.toml:14:8: stores.local.auth: approle needs exactly one of secret_id_file or secret_id_env",
+            "rekey.toml:14:8: stores.local.auth: set exactly one of secret_id_env = \"VARIABLE\" or secret_id_file = \"PATH\" (secrets are never written into rekey.toml)",
         ]
     );
 }
@@ -477,7 +479,7 @@ secret_env = "S"
         lines,
         [
             "rekey.toml:29:11: credentials.billing.consumers 'hook': 'command' does not apply to webhook",
-            "rekey.toml:26:7: url 'http://mw.example/rekey' must be an https:// URL (plain http is allowed only for 127.0.0.1/localhost)",
+            "rekey.toml:26:7: credentials.billing.consumers 'hook': url must use https (plain http is allowed only for loopback hosts)",
             "rekey.toml:23:1: credentials.billing.consumers 'hook': set exactly one of secret_env = \"VARIABLE\" or secret_file = \"PATH\" (secrets are never written into rekey.toml)",
             "rekey.toml:32:8: consumer 'hook' is listed twice for credential 'billing'; names must be unique",
             "rekey.toml:34:11: credentials.billing.consumers 'hook': command must name a program",
@@ -539,7 +541,7 @@ fn the_annotated_example_config_is_accepted() {
         .collect();
     assert_eq!(kinds, ["aws", "file", "vault"]);
     assert!(
-        matches!(&config.stores["local"], StoreConfig::File { path } if path == Path::new("/etc/rekey/keys"))
+        matches!(&config.stores["local"], StoreConfig::File(file) if file.path == Path::new("/etc/rekey/keys"))
     );
     assert!(matches!(
         &config.orgs["acme"].admin,

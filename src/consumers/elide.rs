@@ -2,8 +2,8 @@
 //! errors, on stderr and in the journal, so any line holding a piece of the key rekey handed over
 //! — however short — or anything that looks like key material is elided.
 
-use super::one_line;
 use rekey_api::KeyMaterial;
+use rekey_http::{DETAIL_MAX, one_line};
 
 /// How many of a failed command's last stderr lines are quoted.
 const STDERR_LINES: usize = 5;
@@ -20,7 +20,7 @@ pub(super) fn stderr_tail(stderr: &[u8], key: Option<&KeyMaterial>) -> String {
             if could_be_key(line, known.as_ref()) {
                 "[elided]".to_string()
             } else {
-                one_line(line)
+                one_line(line, DETAIL_MAX)
             }
         })
         .collect::<Vec<_>>()

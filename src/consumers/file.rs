@@ -150,7 +150,7 @@ fn write_if_changed(path: &Path, bytes: &[u8], mode: u32, secret: bool) -> std::
     if same_bytes {
         return Ok(false);
     }
-    crate::atomic_file::write(path, bytes, mode)?;
+    rekey_api::write_atomic(path, bytes, mode)?;
     // The umask may have narrowed the mode; a consumer expects exactly this one.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(true)

@@ -1,32 +1,19 @@
-//! Talking to consumers over HTTPS: the endpoint rule (https, plain http only on loopback), one
-//! client per consumer, polling a status URL for the fingerprint a consumer uses, and turning an
-//! answer into one short line without the secret.
+//! Talking to consumers over HTTP: one client per consumer, polling a status URL for the
+//! fingerprint a consumer uses, and the errors for what a consumer answered (or did not).
 
-use super::{Adoption, Announcement, one_line};
-use rekey_api::{Error, ErrorKind, Fingerprint, Result};
-use rekey_notify::Secret;
+use super::{Adoption, Announcement};
+use rekey_api::{Endpoint, Error, ErrorKind, Fingerprint, Result};
+use rekey_http::{
+    ERROR_BODY_MAX, Refusal, Unposted, answer_detail, read_limited, retryable, transport_how,
+};
+use reqwest::StatusCode;
 use reqwest::header::ACCEPT;
-use reqwest::{StatusCode, Url};
 use std::time::Duration;
 
 /// One HTTP request (connect, send, answer).
 pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How much of an HTTP answer is read (status documents, error details).
-const BODY_MAX: usize = 64 * 1024;
-
-/// A URL a consumer is reached at, with the host: the only part of it messages show (a path or
-/// query may carry a token).
-pub(super) struct Endpoint {
-    pub(super) url: Url,
-    pub(super) host: String,
-}
-
-impl Endpoint {
-    pub(super) fn parse(text: &str, what: &str, label: &str) -> Result<Endpoint> {
-        let (url, host) = rekey_notify::https_url(text, what, label)?;
-        Ok(Endpoint { url, host })
-    }
-}
+/// How much of a status document is read.
+const STATUS_MAX: usize = 64 * 1024;
 
 /// How a consumer is reached over HTTP: its client (no redirects, bounded connect) and how errors
 /// name it.
@@ -38,7 +25,7 @@ pub(super) struct Http {
 impl Http {
     /// A client for the consumer errors call `label`.
     pub(super) fn new(label: String) -> Result<Http> {
-        let client = rekey_notify::http_client(&label)?;
+        let client = rekey_http::http_client(&label)?;
         Ok(Http { label, client })
     }
 
@@ -72,10 +59,10 @@ impl Http {
             });
         }
         if !code.is_success() {
-            let detail = self.answer_detail(response, None).await;
+            let detail = answer_detail(&read_limited(response, ERROR_BODY_MAX).await, &[]);
             return Err(self.status_error(code, "status", &detail));
         }
-        let body = read_limited(response).await;
+        let body = read_limited(response, STATUS_MAX).await;
         let reported = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("fingerprint")?.as_str().map(str::to_string))
@@ -104,33 +91,9 @@ impl Http {
         })
     }
 
-    /// The answer's own words, one short line, without the secret.
-    pub(super) async fn answer_detail(
-        &self,
-        response: reqwest::Response,
-        secret: Option<&Secret>,
-    ) -> String {
-        let raw = read_limited(response).await;
-        let text = String::from_utf8_lossy(&raw);
-        let text = match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(v) => ["message", "error", "status"]
-                .iter()
-                .filter_map(|k| v.get(k).and_then(|s| s.as_str()))
-                .collect::<Vec<_>>()
-                .join("; "),
-            Err(_) if text.trim_start().starts_with('<') => String::new(),
-            Err(_) => text.lines().next().unwrap_or_default().to_string(),
-        };
-        let mut text = one_line(&text);
-        if let Some(secret) = secret.map(Secret::expose_secret).filter(|s| !s.is_empty()) {
-            text = text.replace(secret, "***");
-        }
-        text
-    }
-
     pub(super) fn status_error(&self, status: StatusCode, what: &str, detail: &str) -> Error {
         let code = status.as_u16();
-        let kind = rekey_notify::status_kind(status);
+        let kind = rekey_http::status_kind(status);
         let detail = if detail.is_empty() {
             String::new()
         } else {
@@ -163,32 +126,23 @@ impl Http {
         .with_source(e.without_url())
         .temporary()
     }
-}
 
-pub(super) fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
-}
-
-fn transport_how(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "request timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    }
-}
-
-async fn read_limited(mut response: reqwest::Response) -> Vec<u8> {
-    let mut raw = Vec::new();
-    while raw.len() < BODY_MAX {
-        match response.chunk().await {
-            Ok(Some(chunk)) => raw.extend_from_slice(&chunk),
-            _ => break,
+    /// The error for a notice `what` the consumer did not take.
+    pub(super) fn refused(&self, what: &str, unposted: Unposted) -> Error {
+        let gave_up = unposted.gave_up();
+        let error = match unposted.refusal {
+            Refusal::Status { status, detail } => self.status_error(status, what, &detail),
+            Refusal::Transport(e) => self.transport_error(e, what),
+        };
+        if gave_up.is_empty() {
+            return error;
         }
+        let mut out = Error::new(error.kind(), format!("{}{gave_up}", error.message())).temporary();
+        if let Some(hint) = error.hint() {
+            out = out.with_hint(hint);
+        }
+        out
     }
-    raw.truncate(BODY_MAX);
-    raw
 }
 
 #[cfg(test)]

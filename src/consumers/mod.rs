@@ -29,15 +29,13 @@ mod webhook;
 
 use crate::config::{ConsumerConfig, ConsumerKindSettings, CredentialConfig, OnAdoptionFailure};
 use async_trait::async_trait;
-use rekey_api::{Error, ErrorKind, Fingerprint, Generation, KeyMaterial, Result, Stage};
-use rekey_notify::Backoff;
+use rekey_api::{
+    Backoff, Env, Error, ErrorKind, Fingerprint, Generation, KeyMaterial, Result, Stage,
+};
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
-
-/// How much of an answer's or a command's own words goes into a message.
-const DETAIL_MAX: usize = 200;
 
 /// What a consumer is told about a generation.
 #[derive(Debug)]
@@ -176,21 +174,25 @@ pub struct CredentialConsumers {
 impl CredentialConsumers {
     /// Builds every consumer of `credential`, reading webhook secrets now; the first error names
     /// the consumer and its config position.
-    pub fn from_config(credential: &CredentialConfig) -> Result<CredentialConsumers> {
-        Self::with_backoff(credential, Backoff::default())
+    pub fn from_config(
+        credential: &CredentialConfig,
+        env: &dyn Env,
+    ) -> Result<CredentialConsumers> {
+        Self::with_backoff(credential, env, Backoff::default())
     }
 
     /// [`CredentialConsumers::from_config`] with webhooks retried per `backoff` (tests use
     /// millisecond waits).
     fn with_backoff(
         credential: &CredentialConfig,
+        env: &dyn Env,
         backoff: Backoff,
     ) -> Result<CredentialConsumers> {
         Ok(CredentialConsumers {
             consumers: credential
                 .consumers
                 .iter()
-                .map(|c| build(&credential.name, c, backoff))
+                .map(|c| build(&credential.name, c, env, backoff))
                 .collect::<Result<_>>()?,
             on_adoption_failure: credential.on_adoption_failure,
         })
@@ -202,6 +204,7 @@ impl CredentialConsumers {
 fn build(
     credential: &str,
     settings: &ConsumerConfig,
+    env: &dyn Env,
     backoff: Backoff,
 ) -> Result<Box<dyn Consumer>> {
     let id = Identity {
@@ -219,6 +222,7 @@ fn build(
             status_url,
         } => {
             let secret = secret.read(
+                env,
                 &format!("{}: consumer '{}'", settings.origin, settings.name),
                 "webhook signing secret",
                 "secret",
@@ -294,19 +298,6 @@ fn stage_name(stage: Stage) -> &'static str {
         Stage::Current => "current",
         Stage::Pending => "pending",
         Stage::Previous => "previous",
-    }
-}
-
-/// Control characters out, cut to [`DETAIL_MAX`] characters.
-fn one_line(text: &str) -> String {
-    let text: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let text = text.trim();
-    match text.char_indices().nth(DETAIL_MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
     }
 }
 

@@ -1,9 +1,10 @@
 //! A `store` consumer reads CURRENT from the store itself, so nothing is pushed to it; with a
 //! `status_url` its adoption is polled, without one it counts as adopted at once.
 
-use super::http::{Endpoint, Http};
+use super::http::Http;
 use super::{Adoption, Announcement, Consumer, Identity, Notice, expect_stage};
 use async_trait::async_trait;
+use rekey_api::Endpoint;
 use rekey_api::Result;
 use std::fmt;
 
@@ -32,7 +33,7 @@ impl StoreConsumer {
         let status = status_url
             .map(|url| {
                 Ok::<_, rekey_api::Error>((
-                    Endpoint::parse(url, "status_url", &label)?,
+                    rekey_api::endpoint(url, "status_url", &label)?,
                     Http::new(label.clone())?,
                 ))
             })

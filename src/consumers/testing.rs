@@ -122,9 +122,13 @@ pub(super) fn assert_no_key(text: &str) {
 pub(super) fn consumers(dir: &Path, entries: &str) -> Vec<Box<dyn Consumer>> {
     let text = format!("{BASE}\n{entries}");
     let config = crate::config::parse(&text, &dir.join("rekey.toml")).unwrap();
-    CredentialConsumers::with_backoff(&config.credentials["billing"], FAST)
-        .unwrap()
-        .consumers
+    CredentialConsumers::with_backoff(
+        &config.credentials["billing"],
+        crate::wiring::environment(),
+        FAST,
+    )
+    .unwrap()
+    .consumers
 }
 
 pub(super) fn one(dir: &Path, entry: &str) -> Box<dyn Consumer> {

@@ -2,20 +2,18 @@
 //! `activate` right after promotion (retried on transport errors, 429 and 5xx); its adoption is
 //! polled from `status_url`, or is the activate POST's 2xx without one.
 
-use super::http::{Endpoint, Http, REQUEST_TIMEOUT, retryable};
+use super::http::{Http, REQUEST_TIMEOUT};
 use super::{Adoption, Announcement, Consumer, Identity, Notice, expect_stage};
 use async_trait::async_trait;
-use rekey_api::{Error, Result};
-use rekey_notify::{Backoff, SIGNATURE_HEADER, Secret, TIMESTAMP_HEADER};
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use rekey_api::{Backoff, Endpoint, Result, SecretString, endpoint};
+use rekey_http::{Post, post_json, signed_headers};
 use std::fmt;
-use std::time::Duration;
 
 /// A consumer told by signed POSTs.
 pub(super) struct WebhookConsumer {
     id: Identity,
     endpoint: Endpoint,
-    secret: Secret,
+    secret: SecretString,
     status: Option<Endpoint>,
     http: Http,
     backoff: Backoff,
@@ -38,14 +36,14 @@ impl WebhookConsumer {
     pub(super) fn new(
         id: Identity,
         url: &str,
-        secret: Secret,
+        secret: SecretString,
         status_url: Option<&str>,
         backoff: Backoff,
     ) -> Result<WebhookConsumer> {
         let named = format!("webhook consumer '{}'", id.name);
-        let endpoint = Endpoint::parse(url, "url", &named)?;
+        let endpoint = endpoint(url, "url", &named)?;
         let status = status_url
-            .map(|u| Endpoint::parse(u, "status_url", &named))
+            .map(|u| rekey_api::endpoint(u, "status_url", &named))
             .transpose()?;
         let http = Http::new(format!("{named} ({})", endpoint.host))?;
         Ok(WebhookConsumer {
@@ -60,7 +58,6 @@ impl WebhookConsumer {
 
     /// POSTs the signed notice until a 2xx, a final answer, or the attempts run out.
     async fn post(&self, notice: Notice, p: &Announcement<'_>) -> Result<String> {
-        let (endpoint, secret) = (&self.endpoint, &self.secret);
         let body = serde_json::to_vec(&serde_json::json!({
             "event": notice.as_str(),
             "credential": p.credential,
@@ -70,74 +67,33 @@ impl WebhookConsumer {
             "read_from": p.read_from,
         }))
         .expect("a JSON value always serializes");
-        let attempts = self.backoff.attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            // Signed per attempt, so a retry after a long wait is still fresh for the receiver.
-            let timestamp = chrono::Utc::now().timestamp();
-            let signature =
-                rekey_notify::signature(secret.expose_secret().as_bytes(), timestamp, &body);
-            let sent = self
-                .http
-                .client()
-                .post(endpoint.url.clone())
-                .timeout(REQUEST_TIMEOUT)
-                .header(CONTENT_TYPE, "application/json")
-                .header(TIMESTAMP_HEADER, timestamp.to_string())
-                .header(SIGNATURE_HEADER, signature)
-                .body(body.clone())
-                .send()
-                .await;
-            let (error, retry_after) = match sent {
-                Ok(response) if response.status().is_success() => {
-                    let tries = if attempt > 1 {
-                        format!(" (attempt {attempt})")
-                    } else {
-                        String::new()
-                    };
-                    return Ok(format!(
-                        "{} accepted {} of generation {}: HTTP {}{tries}",
-                        endpoint.host,
-                        notice.as_str(),
-                        p.generation,
-                        response.status().as_u16()
-                    ));
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let detail = self.http.answer_detail(response, Some(secret)).await;
-                    let error = self.http.status_error(status, notice.as_str(), &detail);
-                    if !retryable(status) {
-                        return Err(error);
-                    }
-                    (error, retry_after)
-                }
-                Err(e) => (self.http.transport_error(e, notice.as_str()), None),
-            };
-            if attempt >= attempts {
-                let message = format!("{} (gave up after {attempts} attempts)", error.message());
-                let mut out = Error::new(error.kind(), message).temporary();
-                if let Some(hint) = error.hint() {
-                    out = out.with_hint(hint);
-                }
-                return Err(out);
+        let label = self.label();
+        let post = Post {
+            client: self.http.client(),
+            url: &self.endpoint.url,
+            timeout: REQUEST_TIMEOUT,
+            backoff: self.backoff,
+            secrets: &[self.secret.expose_secret()],
+            who: &label,
+        };
+        // Signed per attempt, so a retry after a long wait is still fresh for the receiver.
+        let signed = |body: &[u8]| signed_headers(self.secret.expose_secret().as_bytes(), body);
+        match post_json(&post, &body, signed).await {
+            Ok(posted) => {
+                let tries = if posted.attempts > 1 {
+                    format!(" (attempt {})", posted.attempts)
+                } else {
+                    String::new()
+                };
+                Ok(format!(
+                    "{} accepted {} of generation {}: HTTP {}{tries}",
+                    self.endpoint.host,
+                    notice.as_str(),
+                    p.generation,
+                    posted.status.as_u16()
+                ))
             }
-            let wait = self.backoff.delay(attempt, retry_after);
-            tracing::debug!(
-                consumer = %self.id.name,
-                attempt,
-                wait_ms = wait.as_millis() as u64,
-                error = %error,
-                "consumer not reached yet; retrying"
-            );
-            tokio::time::sleep(wait).await;
+            Err(unposted) => Err(self.http.refused(notice.as_str(), unposted)),
         }
     }
 }
@@ -188,6 +144,7 @@ mod tests {
     use crate::consumers::testing::*;
     use rekey_api::{ErrorKind, Stage};
     use rekey_testkit::receiver::{Receiver, Reply};
+    use std::time::Duration;
 
     #[tokio::test]
     async fn a_webhook_gets_the_exact_signed_payload_and_is_retried_after_a_503() {
@@ -236,10 +193,10 @@ mod tests {
                     "read_from": "vault secret/rekey/billing/pending",
                 })
             );
-            let timestamp = request.header(TIMESTAMP_HEADER).unwrap();
-            let signature = request.header(SIGNATURE_HEADER).unwrap();
+            let timestamp = request.header(rekey_http::TIMESTAMP_HEADER).unwrap();
+            let signature = request.header(rekey_http::SIGNATURE_HEADER).unwrap();
             assert!(signature.starts_with("sha256="), "{signature}");
-            assert!(rekey_notify::verify_signature(
+            assert!(rekey_http::verify_signature(
                 SECRET.as_bytes(),
                 &timestamp,
                 &request.body,
@@ -247,7 +204,7 @@ mod tests {
                 chrono::Utc::now(),
                 Duration::from_secs(300),
             ));
-            assert!(!rekey_notify::verify_signature(
+            assert!(!rekey_http::verify_signature(
                 b"another secret",
                 &timestamp,
                 &request.body,
@@ -295,9 +252,11 @@ mod tests {
             "{BASE}\n[[credentials.billing.consumers]]\nname = \"mw\"\nkind = \"webhook\"\nurl = \"https://mw.example/in\"\nsecret_env = \"{unset}\"\n"
         );
         let config = crate::config::parse(&text, &dir.path().join("rekey.toml")).unwrap();
-        let err =
-            crate::consumers::CredentialConsumers::from_config(&config.credentials["billing"])
-                .unwrap_err();
+        let err = crate::consumers::CredentialConsumers::from_config(
+            &config.credentials["billing"],
+            &|_: &str| None,
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("rekey.toml:19:1: consumer 'mw'") && text.contains(unset),

@@ -146,6 +146,6 @@ pub(super) fn write(dir: &Path, evidence: &Evidence<'_>) -> rekey_api::Result<Pa
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut text = serde_json::to_vec_pretty(evidence).expect("evidence always serializes");
     text.push(b'\n');
-    crate::atomic_file::write(&path, &text, 0o600).map_err(io)?;
+    rekey_api::write_atomic(&path, &text, 0o600).map_err(io)?;
     Ok(path)
 }

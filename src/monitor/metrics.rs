@@ -77,7 +77,7 @@ pub fn metrics(observations: &[(Observation, Severity)]) -> String {
 /// file or the new one, never a half-written one: a temporary file beside it, then a rename.
 pub fn write_textfile(path: &std::path::Path, text: &str) -> rekey_api::Result<()> {
     // Readable by node_exporter, which usually runs as another user.
-    crate::atomic_file::write(path, text.as_bytes(), 0o644).map_err(|e| {
+    rekey_api::write_atomic(path, text.as_bytes(), 0o644).map_err(|e| {
         rekey_api::Error::new(
             rekey_api::ErrorKind::Config,
             format!("cannot write the metrics file {}", path.display()),

@@ -6,7 +6,7 @@ use super::emergency::Emergency;
 use super::history::{ABORTED, OpenRotation, ROLLED_BACK, next_generation, open_rotation};
 use super::hold::hold_point;
 use super::outcome::{Closed, Ending, Progress, Stopped, Unadopted};
-use super::retry::{ATTEMPTS, backoff, retrying};
+use super::retry::{RETRY, retrying};
 use super::setup::{Intent, Rotation};
 use super::verify::verify;
 use crate::config::{OnAdoptionFailure, OnVerifyFailure};
@@ -29,11 +29,11 @@ pub async fn rotate(
     // Preflight before anything is written: the store grants what a rotation needs, the admin
     // connection works, and the app is one rekey may rotate.
     for store in rotation.stores {
-        retrying("store preflight", || store.check(rotation.credential))
+        retrying("store preflight", || store.preflight(rotation.credential))
             .await
             .map_err(Stopped::before_start)?;
     }
-    retrying("Salesforce preflight", || rotation.target.check())
+    retrying("Salesforce preflight", || rotation.target.preflight())
         .await
         .map_err(Stopped::before_start)?;
     let holder = format!(
@@ -399,8 +399,8 @@ impl<'a, 'r> InFlight<'a, 'r> {
         let detail = loop {
             match self.act(step, fresh, progress).await {
                 Ok(detail) => break detail,
-                Err(e) if e.is_temporary() && attempt < ATTEMPTS => {
-                    let delay = backoff(attempt);
+                Err(e) if e.is_temporary() && attempt < RETRY.attempts => {
+                    let delay = RETRY.delay(attempt, None);
                     progress(Progress::Retry {
                         step,
                         attempt,

@@ -2,7 +2,7 @@
 //! cannot fix arrives, or the deadline passes.
 
 use super::outcome::Progress;
-use super::retry::backoff;
+use super::retry::RETRY;
 use super::setup::Rotation;
 use rekey_api::{Error, ErrorKind, KeyMaterial, Probe, Result, RotationLock};
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ pub(super) async fn before_next_attempt(
     progress: &mut (dyn FnMut(Progress) + Send),
     timed_out: impl FnOnce(&str) -> Error,
 ) -> Result<()> {
-    let delay = backoff(attempt).max(Duration::from_millis(250));
+    let delay = RETRY.delay(attempt, None).max(Duration::from_millis(250));
     if started.elapsed() + delay > r.verify_timeout {
         return Err(timed_out(&reason));
     }

@@ -19,7 +19,7 @@ pub async fn plan_credential(
 ) -> Result<Plan> {
     let stores = wiring::stores(config, cred).await?;
     let target = wiring::target(config, cred)?;
-    let consumers = CredentialConsumers::from_config(cred)?;
+    let consumers = CredentialConsumers::from_config(cred, wiring::environment())?;
     plan(
         &rotation_of(cred, &stores, target.as_ref(), &consumers),
         emergency,
@@ -57,7 +57,8 @@ pub async fn rotate_credential(
         .map_err(Stopped::before_start)?;
     let target = wiring::target(config, cred).map_err(Stopped::before_start)?;
     // Built first: a webhook secret that cannot be read stops the rotation before it starts.
-    let consumers = CredentialConsumers::from_config(cred).map_err(Stopped::before_start)?;
+    let consumers = CredentialConsumers::from_config(cred, wiring::environment())
+        .map_err(Stopped::before_start)?;
     rotate(
         &rotation_of(cred, &stores, target.as_ref(), &consumers),
         intent,

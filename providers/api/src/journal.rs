@@ -160,11 +160,17 @@ pub struct JournalEntry {
     pub fence: Option<u64>,
 }
 
+/// The greatest lease fence any entry of `journal` was written under; `None` when none carries
+/// one. A new lease must outnumber it, or the journal would refuse what it writes.
+pub fn greatest_fence(journal: &[JournalEntry]) -> Option<u64> {
+    journal.iter().filter_map(|e| e.fence).max()
+}
+
 /// The fence check every store makes, in the same conditional write, before appending `new`:
 /// an entry written under a greater fence means a newer runner took the lease over, and an
 /// unfenced entry after fenced ones comes from a writer outside the lease protocol.
 pub fn check_fence(journal: &[JournalEntry], new: &JournalEntry) -> crate::Result<()> {
-    let newest = journal.iter().filter_map(|e| e.fence).max();
+    let newest = greatest_fence(journal);
     match (newest, new.fence) {
         (Some(newest), None) => Err(crate::Error::new(
             crate::ErrorKind::LeaseLost,

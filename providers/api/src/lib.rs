@@ -5,66 +5,42 @@
 //! SDK type crosses this crate.
 //!
 //! Private key bytes live in [`KeyMaterial`] and leave it only through
-//! [`KeyMaterial::expose_secret_pem`], the one accessor reviewers grep for.
+//! [`KeyMaterial::expose_secret_pem`]; every other secret (tokens, webhook URLs, signing secrets)
+//! is a [`SecretString`], leaving only through [`SecretString::expose_secret`]: the accessors
+//! reviewers grep for.
 
+mod atomic;
+mod backoff;
 mod cert;
 mod clock;
+pub mod config;
+mod endpoint;
 mod error;
 mod journal;
 mod key;
+pub mod lease;
 mod record;
+mod secret;
 mod severity;
+mod source;
 mod store;
 mod target;
 mod types;
 
+pub use atomic::write_atomic;
+pub use backoff::Backoff;
 pub use cert::{Certificate, Fingerprint};
 #[cfg(debug_assertions)]
 pub use clock::advance_on_this_thread;
 pub use clock::now;
+pub use endpoint::{Endpoint, endpoint, is_loopback_host};
 pub use error::{Error, ErrorKind, Result};
-pub use journal::{JournalEntry, Phase, Step, check_fence};
+pub use journal::{JournalEntry, Phase, Step, check_fence, greatest_fence};
 pub use key::KeyMaterial;
 pub use record::{check_credential_name, key_record, parse_key_record, take_key};
+pub use secret::SecretString;
 pub use severity::Severity;
+pub use source::{Env, SecretSource};
 pub use store::{NewVersion, RotationLock, SecretStore, Stages, StoredKey, VersionInfo};
 pub use target::{CertificateTarget, Installed, Probe, Revoked};
 pub use types::{Generation, RotationId, Stage};
-
-/// Whether `host` (a URL's host, IPv6 with or without brackets) is this machine. Providers accept
-/// plain `http://` only for such hosts, so secrets never cross a network unencrypted; anything
-/// else must be `https://` with verified TLS.
-pub fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn only_this_machine_counts_as_loopback() {
-        for host in [
-            "localhost",
-            "LOCALHOST",
-            "127.0.0.1",
-            "127.9.9.9",
-            "::1",
-            "[::1]",
-        ] {
-            assert!(super::is_loopback_host(host), "{host}");
-        }
-        for host in [
-            "10.0.0.1",
-            "vault.example",
-            "127.0.0.1.evil.example",
-            "localhost.evil.example",
-            "",
-        ] {
-            assert!(!super::is_loopback_host(host), "{host}");
-        }
-    }
-}

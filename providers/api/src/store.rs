@@ -101,7 +101,7 @@ pub trait SecretStore: fmt::Display + fmt::Debug + Send + Sync {
     ///
     /// # Behavior
     /// - Never writes. A credential that has no versions yet is not an error.
-    async fn check(&self, credential: &str) -> Result<()>;
+    async fn preflight(&self, credential: &str) -> Result<()>;
 
     /// The stage map of `credential`.
     ///

@@ -57,7 +57,7 @@ pub trait CertificateTarget: fmt::Display + fmt::Debug + Send + Sync {
     ///
     /// # Behavior
     /// - Never writes.
-    async fn check(&self) -> Result<()>;
+    async fn preflight(&self) -> Result<()>;
 
     /// The certificate the app holds now, read from the relying party (not assumed).
     ///

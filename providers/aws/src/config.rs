@@ -1,7 +1,7 @@
 //! What the CLI hands the AWS store, and the checks that refuse an unsafe or malformed
 //! configuration before any request is made.
 
-use rekey_api::{Error, ErrorKind, Result, is_loopback_host};
+use rekey_api::{Error, ErrorKind, Result};
 use std::time::Duration;
 
 /// Default prefix of the secret names.
@@ -47,55 +47,52 @@ impl AwsConfig {
     /// valid secret-name part, and a zero lock lease. Returns the prefix without outer slashes.
     pub(crate) fn validate(&self) -> Result<String> {
         if let Some(url) = &self.endpoint_url {
-            check_endpoint(url)?;
+            check_endpoint(url, LABEL)?;
         }
-        let prefix = self.name_prefix.trim_matches('/').to_string();
-        let name_ok = prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
-        if !name_ok || prefix.contains("//") {
+        let prefix = check_name_prefix(&self.name_prefix, LABEL)?;
+        if self.lock_ttl.is_zero() {
             return Err(Error::new(
                 ErrorKind::Config,
-                format!("name_prefix '{prefix}' is not a valid Secrets Manager name prefix"),
-            )
-            .with_hint("use letters, digits and /_+=.@- only, without empty path segments"));
-        }
-        if self.lock_ttl.is_zero() {
-            return Err(Error::new(ErrorKind::Config, "lock_ttl must be positive"));
+                format!("{LABEL}: lock_ttl must be positive"),
+            ));
         }
         Ok(prefix)
     }
 }
 
-/// `https://host[:port][/path]`, or `http://` for a loopback host only.
-fn check_endpoint(url: &str) -> Result<()> {
-    let bad = |why: &str| Error::new(ErrorKind::Config, format!("endpoint_url '{url}' {why}"));
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| bad("is not a URL (expected https://host)"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err(bad("must not carry credentials"));
+/// How messages about a configuration name the store before it has a label of its own.
+const LABEL: &str = "aws store";
+
+/// [`rekey_api::endpoint`] (`https://`, or `http://` for a loopback host only), without
+/// credentials in it. `label` starts the message: the store, or its config section.
+pub(crate) fn check_endpoint(url: &str, label: &str) -> Result<()> {
+    let url = rekey_api::endpoint(url, "endpoint_url", label)?.url;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("{label}: endpoint_url must not carry credentials"),
+        )
+        .with_hint(
+            "credentials come from the AWS default chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, a role)",
+        ));
     }
-    let host = if authority.starts_with('[') {
-        authority
-            .split_once(']')
-            .map(|(h, _)| format!("{h}]"))
-            .unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or_default().to_string()
-    };
-    if host.is_empty() {
-        return Err(bad("has no host"));
+    Ok(())
+}
+
+/// `prefix` without outer slashes, if it can start a Secrets Manager secret name.
+pub(crate) fn check_name_prefix(prefix: &str, label: &str) -> Result<String> {
+    let prefix = prefix.trim_matches('/').to_string();
+    let name_ok = prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
+    if !name_ok || prefix.contains("//") {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("{label}: name_prefix '{prefix}' is not a valid Secrets Manager name prefix"),
+        )
+        .with_hint("use letters, digits and /_+=.@- only, without empty path segments"));
     }
-    match scheme.to_ascii_lowercase().as_str() {
-        "https" => Ok(()),
-        "http" if is_loopback_host(&host) => Ok(()),
-        "http" => Err(bad("uses plain http off this machine").with_hint(
-            "use https:// (plain http is accepted only for 127.0.0.1, ::1 and localhost)",
-        )),
-        _ => Err(bad("must use https://")),
-    }
+    Ok(prefix)
 }
 
 #[cfg(test)]

@@ -9,8 +9,10 @@
 mod config;
 mod error;
 mod secrets;
+mod settings;
 
 pub use config::{AwsConfig, DEFAULT_LOCK_TTL, DEFAULT_NAME_PREFIX};
+pub use settings::AwsSettings;
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::config::retry::RetryConfig;
@@ -18,19 +20,18 @@ use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;
 use aws_sdk_secretsmanager::config::{
     BehaviorVersion, ProvideCredentials, Region, SharedCredentialsProvider,
 };
-use chrono::{DateTime, Utc};
+use rekey_api::lease::{LeaseRecord, LeaseStore, Leases};
 use rekey_api::{
-    Error, ErrorKind, Generation, JournalEntry, NewVersion, Result, RotationLock, SecretStore,
-    Stage, Stages, StoredKey, VersionInfo,
+    Backoff, Error, ErrorKind, Generation, JournalEntry, NewVersion, Result, RotationLock,
+    SecretStore, Stage, Stages, StoredKey, VersionInfo,
 };
 use secrets::{Current, Secrets, Snapshot};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
 /// The label consumers read.
@@ -51,8 +52,6 @@ const DISCARDED_PREFIX: &str = "REKEY_DISCARDED_G";
 const MAX_DISCARDED: usize = 20 - 3;
 /// The journal keeps at most this many bytes of JSON: a secret value is limited to 65,536.
 const JOURNAL_MAX_BYTES: usize = 60_000;
-/// Compare-and-set writes re-read and retry this often when another writer got in between.
-const CAS_ATTEMPTS: u32 = 10;
 /// Per-attempt and connect timeouts; the SDK's standard retry policy retries throttling, 5xx
 /// and transport errors within them.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,13 +61,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 struct Inner {
     secrets: Secrets,
     prefix: String,
-    lock_ttl: Duration,
     create_missing: bool,
     kms_key_id: Option<String>,
     credentials: Option<SharedCredentialsProvider>,
-    /// Releases started by dropped lock guards; `lock()` waits for them so that dropping a guard
-    /// and locking again in the same process behaves like a file lock.
-    releases: StdMutex<Vec<JoinHandle<()>>>,
 }
 
 impl fmt::Debug for Inner {
@@ -77,7 +72,6 @@ impl fmt::Debug for Inner {
         f.debug_struct("AwsStore")
             .field("store", &self.secrets.label())
             .field("create_missing", &self.create_missing)
-            .field("lock_ttl", &self.lock_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -173,29 +167,24 @@ impl Inner {
 
     /// Reads AWSCURRENT of `name`, lets `decide` say what to write, and writes it with
     /// [`Inner::cas_put`]; when another writer moved AWSCURRENT in between, reads again and
-    /// decides again. After [`CAS_ATTEMPTS`] lost races, fails with `contended()`.
-    async fn read_modify_write<T>(
+    /// decides again ([`Backoff::STALE_WRITE`]). When every attempt lost, fails with
+    /// `contended()`.
+    async fn read_modify_write(
         &self,
         name: &str,
         credential: &str,
-        mut decide: impl FnMut(&Current) -> Result<Decision<T>>,
+        decide: impl Fn(&Current) -> Result<String>,
         contended: impl FnOnce() -> Error,
-    ) -> Result<T> {
-        for _ in 0..CAS_ATTEMPTS {
-            let seen = self.secrets.current(name).await?;
-            let (value, answer) = match decide(&seen)? {
-                Decision::Keep(answer) => return Ok(answer),
-                Decision::Write(value, answer) => (value, answer),
-            };
-            if self
-                .cas_put(name, credential, &seen, &value)
-                .await?
-                .is_some()
-            {
-                return Ok(answer);
-            }
-        }
-        Err(contended())
+    ) -> Result<()> {
+        let written = Backoff::STALE_WRITE
+            .retry_stale(|| async {
+                let seen = self.secrets.current(name).await?;
+                let value = decide(&seen)?;
+                let put = self.cas_put(name, credential, &seen, &value).await?;
+                Ok(put.map(|_| ()))
+            })
+            .await?;
+        written.ok_or_else(contended)
     }
 
     /// The tags of a new key secret; `rekey:generation` follows CURRENT from the first promotion.
@@ -205,119 +194,66 @@ impl Inner {
             ("rekey:generation", "none".to_string()),
         ]
     }
+}
 
-    /// When a lease taken or extended at `now` expires.
-    fn lease_expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now.checked_add_signed(self.lease_ttl())
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
-    }
+/// The credentials' lock secrets, for the lease protocol ([`rekey_api::lease`]): the record is
+/// the JSON value of AWSCURRENT, written with [`Inner::cas_put`].
+struct LockSecrets(Arc<Inner>);
 
-    fn lease_ttl(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.lock_ttl).unwrap_or(chrono::Duration::MAX)
-    }
-
-    /// Extends (`Confirm`) or gives back (`Release`) the lease `fence` of `credential`, by
-    /// compare-and-set on the lock secret; `LeaseLost` when the record is no longer that lease.
-    async fn own_lease(
-        &self,
-        credential: &str,
-        fence: u64,
-        holder: &str,
-        action: LeaseAction,
-    ) -> Result<()> {
-        let name = self.name(credential, Some("lock"));
-        let label = self.secrets.label();
-        self.read_modify_write(
-            &name,
-            credential,
-            |seen| {
-                let mut record = match seen.parse::<LockRecord>(&name, label)? {
-                    Some(record) if record.fence == fence && record.released_at.is_none() => {
-                        record
-                    }
-                    other => return Err(self.lease_lost(credential, fence, holder, other.as_ref())),
-                };
-                let now = rekey_api::now();
-                match action {
-                    LeaseAction::Confirm => {
-                        // Writing on every confirm would add a version each time (versions per
-                        // secret are a quota); once half the time to live is gone is enough.
-                        if record.expires_at - now > self.lease_ttl() / 2 {
-                            return Ok(Decision::Keep(()));
-                        }
-                        record.expires_at = self.lease_expiry(now);
-                    }
-                    LeaseAction::Release => record.released_at = Some(now),
-                }
-                let value = serde_json::to_string(&record).expect("a lock record serializes");
-                Ok(Decision::Write(value, ()))
-            },
-            || {
-                Error::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "{label}: the rotation lock of {credential} kept changing while lease {fence} was written"
-                    ),
-                )
-                .with_hint("retry")
-            },
-        )
-        .await
-    }
-
-    /// The lease `ours` of `credential` is gone; `now_held` is what the lock secret holds instead.
-    fn lease_lost(
-        &self,
-        credential: &str,
-        ours: u64,
-        holder: &str,
-        now_held: Option<&LockRecord>,
-    ) -> Error {
-        let what = match now_held {
-            Some(r) if r.fence == ours => "was released".to_string(),
-            Some(r) => format!(
-                "was taken over: the lock holds lease {} of '{}'",
-                r.fence, r.holder
-            ),
-            None => "is gone: the lock secret holds no lease".to_string(),
-        };
-        Error::new(
-            ErrorKind::LeaseLost,
-            format!(
-                "{}: the rotation lease {ours} of {credential} held by '{holder}' {what}",
-                self.secrets.label()
-            ),
-        )
-        .with_hint("this runner's lease expired or was released; stop, let the runner holding the lease finish, then inspect `rekey journal`")
+impl fmt::Display for LockSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.secrets.label())
     }
 }
 
-/// What a [`Inner::read_modify_write`] step decided: leave the secret as it is, or write a new
-/// value; either way with the answer to return.
-enum Decision<T> {
-    Keep(T),
-    Write(String, T),
-}
+#[async_trait]
+impl LeaseStore for LockSecrets {
+    type Version = Current;
 
-/// What [`Inner::own_lease`] writes.
-#[derive(Clone, Copy)]
-enum LeaseAction {
-    /// Extend the lease when more than half of its time to live has passed.
-    Confirm,
-    /// Mark it released.
-    Release,
+    async fn read_lease(&self, credential: &str) -> Result<(Option<LeaseRecord>, Current)> {
+        let name = self.0.name(credential, Some("lock"));
+        let label = self.0.secrets.label();
+        let seen = self.0.secrets.current(&name).await?;
+        let record = seen
+            .parse::<Map<String, Value>>(&name, label)?
+            .map(|data| {
+                LeaseRecord::parse(&data).map_err(|what| seen.malformed(&name, label, &what))
+            })
+            .transpose()?;
+        Ok((record, seen))
+    }
+
+    async fn write_lease(
+        &self,
+        credential: &str,
+        record: &LeaseRecord,
+        seen: &Current,
+    ) -> Result<bool> {
+        let name = self.0.name(credential, Some("lock"));
+        let value = Value::Object(record.to_json()).to_string();
+        Ok(self
+            .0
+            .cas_put(&name, credential, seen, &value)
+            .await?
+            .is_some())
+    }
+
+    fn lease_location(&self, credential: &str) -> String {
+        format!("secret {}", self.0.name(credential, Some("lock")))
+    }
 }
 
 /// AWS Secrets Manager as a [`SecretStore`].
 #[derive(Debug)] // safe: Inner's Debug shows neither credentials nor values
 pub struct AwsStore {
     inner: Arc<Inner>,
+    leases: Leases<LockSecrets>,
 }
 
 impl AwsStore {
     /// Connects through the AWS default chain (environment, profile, web identity, IMDS) for
     /// credentials and, unless `config.region` is set, the region. No request is made yet;
-    /// [`SecretStore::check`] resolves the credentials.
+    /// [`SecretStore::preflight`] resolves the credentials.
     pub async fn connect(config: AwsConfig) -> Result<Self> {
         config.validate()?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
@@ -359,16 +295,16 @@ impl AwsStore {
             Some(url) => format!("aws({region} {url} {prefix}/)"),
             None => format!("aws({region} {prefix}/)"),
         };
+        let inner = Arc::new(Inner {
+            secrets: Secrets::new(aws_sdk_secretsmanager::Client::from_conf(service), label),
+            prefix,
+            create_missing: config.create_missing,
+            kms_key_id: config.kms_key_id,
+            credentials: sdk.credentials_provider(),
+        });
         Ok(AwsStore {
-            inner: Arc::new(Inner {
-                secrets: Secrets::new(aws_sdk_secretsmanager::Client::from_conf(service), label),
-                prefix,
-                lock_ttl: config.lock_ttl,
-                create_missing: config.create_missing,
-                kms_key_id: config.kms_key_id,
-                credentials: sdk.credentials_provider(),
-                releases: StdMutex::new(Vec::new()),
-            }),
+            leases: Leases::new(LockSecrets(Arc::clone(&inner)), config.lock_ttl),
+            inner,
         })
     }
 
@@ -617,22 +553,9 @@ struct Journal {
     entries: Vec<JournalEntry>,
 }
 
-/// The lock secret's value.
-#[derive(Serialize, Deserialize)]
-struct LockRecord {
-    holder: String,
-    /// The lease's fencing number; records written before leases carried one read as 0.
-    #[serde(default)]
-    fence: u64,
-    acquired_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    released_at: Option<DateTime<Utc>>,
-}
-
 #[async_trait]
 impl SecretStore for AwsStore {
-    async fn check(&self, credential: &str) -> Result<()> {
+    async fn preflight(&self, credential: &str) -> Result<()> {
         let name = self.key_name(credential)?;
         let Some(provider) = &self.inner.credentials else {
             return Err(Error::new(
@@ -1004,7 +927,7 @@ impl SecretStore for AwsStore {
                         journal.entries.remove(0);
                         value = serde_json::to_string(&journal).expect("a journal serializes");
                     }
-                    Ok(Decision::Write(value, ()))
+                    Ok(value)
                 },
                 || {
                     Error::new(
@@ -1031,136 +954,7 @@ impl SecretStore for AwsStore {
 
     async fn lock(&self, credential: &str, holder: &str) -> Result<Box<dyn RotationLock>> {
         rekey_api::check_credential_name(credential)?;
-        let pending: Vec<_> = std::mem::take(&mut *self.inner.releases.lock().expect("releases"));
-        for release in pending {
-            let _ = release.await;
-        }
-        let name = self.inner.name(credential, Some("lock"));
-        // The journal remembers fences too: if the lock secret was deleted (say, by hand to
-        // free a stuck lock), a new lease must still outnumber the entries already journaled,
-        // or the journal would refuse every entry written under it.
-        let journaled = self
-            .read_journal(credential)
-            .await?
-            .iter()
-            .filter_map(|e| e.fence)
-            .max()
-            .unwrap_or(0);
-        // Of two racing takers only one moves AWSCURRENT; the other re-reads and finds the
-        // winner's lease held.
-        let fence = self
-            .inner
-            .read_modify_write(
-                &name,
-                credential,
-                |seen| {
-                    let now = rekey_api::now();
-                    let last = seen.parse::<LockRecord>(&name, self.secrets().label())?;
-                    if let Some(held) = &last
-                        && held.released_at.is_none()
-                        && held.expires_at > now
-                    {
-                        return Err(Error::new(
-                            ErrorKind::Busy,
-                            format!(
-                                "{self}: the rotation lock of {credential} is held by '{}' (lease {}) until {}",
-                                held.holder,
-                                held.fence,
-                                held.expires_at.to_rfc3339()
-                            ),
-                        )
-                        .with_hint("wait for that rotation to finish or for its lease to expire"));
-                    }
-                    let fence = last.map_or(0, |r| r.fence).max(journaled) + 1;
-                    let record = LockRecord {
-                        holder: holder.to_string(),
-                        fence,
-                        acquired_at: now,
-                        expires_at: self.inner.lease_expiry(now),
-                        released_at: None,
-                    };
-                    let value = serde_json::to_string(&record).expect("a lock record serializes");
-                    Ok(Decision::Write(value, fence))
-                },
-                || {
-                    Error::new(
-                        ErrorKind::Busy,
-                        format!("{self}: the rotation lock of {credential} is contended"),
-                    )
-                    .with_hint("retry")
-                },
-            )
-            .await?;
-        Ok(Box::new(AwsLock {
-            inner: Arc::clone(&self.inner),
-            credential: credential.to_string(),
-            holder: holder.to_string(),
-            fence,
-            released: false,
-        }))
-    }
-}
-
-/// A held rotation lease: the lock secret's record with this fence.
-#[derive(Debug)]
-struct AwsLock {
-    inner: Arc<Inner>,
-    credential: String,
-    holder: String,
-    fence: u64,
-    released: bool,
-}
-
-#[async_trait]
-impl RotationLock for AwsLock {
-    fn fence(&self) -> u64 {
-        self.fence
-    }
-
-    async fn confirm(&self) -> Result<()> {
-        self.inner
-            .own_lease(
-                &self.credential,
-                self.fence,
-                &self.holder,
-                LeaseAction::Confirm,
-            )
-            .await
-    }
-
-    async fn release(mut self: Box<Self>) -> Result<()> {
-        self.released = true;
-        self.inner
-            .own_lease(
-                &self.credential,
-                self.fence,
-                &self.holder,
-                LeaseAction::Release,
-            )
-            .await
-    }
-}
-
-impl Drop for AwsLock {
-    fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        // A dropped guard releases in the background; without a runtime the lease expires.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let inner = Arc::clone(&self.inner);
-        let (credential, holder, fence) =
-            (self.credential.clone(), self.holder.clone(), self.fence);
-        let task = runtime.spawn(async move {
-            if let Err(e) = inner
-                .own_lease(&credential, fence, &holder, LeaseAction::Release)
-                .await
-            {
-                tracing::warn!("releasing a dropped rotation lock failed: {e}");
-            }
-        });
-        self.inner.releases.lock().expect("releases").push(task);
+        let journal = self.read_journal(credential).await?;
+        self.leases.take(credential, holder, &journal).await
     }
 }

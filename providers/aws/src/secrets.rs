@@ -68,18 +68,28 @@ pub(crate) enum Current {
 impl Current {
     /// The AWSCURRENT value as `T`; `None` when there is none.
     pub(crate) fn parse<T: DeserializeOwned>(&self, name: &str, store: &str) -> Result<Option<T>> {
-        let Current::At { version_id, value } = self else {
+        let Current::At { value, .. } = self else {
             return Ok(None);
         };
-        serde_json::from_str(value).map(Some).map_err(|e| {
-            Error::new(
-                ErrorKind::Unexpected,
-                format!(
-                    "{store}: version {version_id} of secret {name} is not what rekey writes ({e})"
-                ),
-            )
-            .with_hint("the value was not written by rekey; move AWSCURRENT back to a good version")
-        })
+        serde_json::from_str(value)
+            .map(Some)
+            .map_err(|e| self.malformed(name, store, &e.to_string()))
+    }
+
+    /// The error for an AWSCURRENT value of secret `name` that is not what rekey writes: `what`
+    /// says how.
+    pub(crate) fn malformed(&self, name: &str, store: &str, what: &str) -> Error {
+        let version = match self {
+            Current::At { version_id, .. } => version_id.as_str(),
+            Current::Missing | Current::Empty => "(none)",
+        };
+        Error::new(
+            ErrorKind::Unexpected,
+            format!(
+                "{store}: version {version} of secret {name} is not what rekey writes ({what})"
+            ),
+        )
+        .with_hint("the value was not written by rekey; move AWSCURRENT back to a good version")
     }
 }
 

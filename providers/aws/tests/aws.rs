@@ -376,7 +376,7 @@ async fn creation_can_be_forbidden() {
         ..config(&env.prefix)
     });
     for err in [
-        store.check(CRED).await.unwrap_err(),
+        store.preflight(CRED).await.unwrap_err(),
         stage(&store, 1, "r1", &pair()).await.unwrap_err(),
     ] {
         assert_eq!(err.kind(), ErrorKind::Config, "{err}");
@@ -399,7 +399,7 @@ async fn creation_can_be_forbidden() {
         .send()
         .await
         .unwrap();
-    store.check(CRED).await.unwrap();
+    store.preflight(CRED).await.unwrap();
     stage(&store, 1, "r1", &pair()).await.unwrap();
     store.promote(CRED, Generation(1)).await.unwrap();
     assert_eq!(env.holders("AWSCURRENT").await.len(), 1);
@@ -800,7 +800,7 @@ async fn child_connect_through_the_default_chain() {
     .await
     .unwrap();
     if mode == "with" {
-        store.check(CRED).await.unwrap();
+        store.preflight(CRED).await.unwrap();
         rotate(&store, 1).await;
         assert_eq!(
             store
@@ -813,7 +813,7 @@ async fn child_connect_through_the_default_chain() {
             Generation(1)
         );
     } else {
-        let err = store.check(CRED).await.unwrap_err();
+        let err = store.preflight(CRED).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
         assert!(err.hint().is_some());
         let err = store.stages(CRED).await.unwrap_err();

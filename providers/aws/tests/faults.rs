@@ -318,8 +318,8 @@ async fn rejected_credentials_are_unauthenticated_with_a_hint() {
         ),
     ] {
         let server = FaultServer::start(Fault::new(400, code, message)).await;
-        // `check` resolves the (static) credentials, then AWS rejects them on DescribeSecret.
-        let err = server.store().await.check(CRED).await.unwrap_err();
+        // `preflight` resolves the (static) credentials, then AWS rejects them on DescribeSecret.
+        let err = server.store().await.preflight(CRED).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{code}: {err}");
         assert!(!err.is_temporary(), "{code}: {err}");
         assert!(

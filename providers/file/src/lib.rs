@@ -5,6 +5,10 @@
 //! PREVIOUS) is one small file, so every stage change, promotion and rollback included, is a
 //! single atomic rename.
 
+mod settings;
+
+pub use settings::{FileConfig, FileSettings};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rekey_api::{
@@ -204,10 +208,7 @@ impl FileStore {
         let path = dir.join(LEASE);
         // The journal's greatest fence is a floor: with a `lease` file lost or restored from an
         // older backup, a smaller fence would leave the new holder unable to append.
-        let journaled = read_journal_at(&dir.join(JOURNAL))?
-            .iter()
-            .filter_map(|e| e.fence)
-            .max();
+        let journaled = rekey_api::greatest_fence(&read_journal_at(&dir.join(JOURNAL))?);
         let fence = read_lease(&path)?
             .max(journaled)
             .unwrap_or(0)
@@ -234,7 +235,7 @@ impl fmt::Display for FileStore {
 
 #[async_trait]
 impl SecretStore for FileStore {
-    async fn check(&self, credential: &str) -> Result<()> {
+    async fn preflight(&self, credential: &str) -> Result<()> {
         let dir = self.dir(credential)?;
         // The nearest existing ancestor must be a writable directory, or the first stage fails.
         let existing = dir
@@ -611,30 +612,9 @@ fn to_json(value: &impl Serialize) -> Result<Vec<u8>> {
         .map_err(|e| Error::new(ErrorKind::Unexpected, format!("cannot encode JSON: {e}")))
 }
 
-/// Writes `bytes` to `path` so that a reader or a crash sees the old file or the new one, never a
-/// mix: the temp file is created with `mode` (so a key is never world-readable, even briefly),
-/// fsynced, renamed over `path`, and the directory fsynced to make the rename durable.
+/// [`rekey_api::write_atomic`], with the error naming `path`.
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_error("write", path, e));
-    }
-    sync_dir(dir)
+    rekey_api::write_atomic(path, bytes, mode).map_err(|e| io_error("write", path, e))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -1,23 +1,18 @@
 //! Channels: validated at construction, delivered over HTTPS with retries.
 
-use crate::message::{Message, truncate};
+use crate::message::Message;
 use crate::pagerduty::{self, DEDUP_KEY_MAX};
-use crate::secret::Secret;
 use crate::{slack, webhook};
 use chrono::Utc;
-use rekey_api::{Error, ErrorKind, Result};
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
+use rekey_api::{Backoff, Error, ErrorKind, Result, SecretString};
+use rekey_http::{Post, Refusal, Unposted};
+use reqwest::Url;
 use std::fmt;
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// Per-request timeout (connect, send, answer).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How much of an error response is read for its message.
-const ERROR_BODY_MAX: usize = 4096;
-/// How much of an error response's text goes into an error message.
-const ERROR_DETAIL_MAX: usize = 200;
 
 /// A channel as configured: plain typed values the caller took from `rekey.toml` (and the
 /// environment, for the secrets). [`Channel::new`] validates it.
@@ -27,14 +22,14 @@ pub enum ChannelConfig {
         /// The channel's name in `rekey.toml`, used in errors and reports.
         name: String,
         /// `https://hooks.slack.com/services/T…/B…/…`: the whole URL is the credential.
-        webhook_url: Secret,
+        webhook_url: SecretString,
     },
     /// A PagerDuty service's Events API v2 integration.
     PagerDuty {
         /// The channel's name in `rekey.toml`.
         name: String,
         /// The integration key of the service's Events API v2 integration.
-        routing_key: Secret,
+        routing_key: SecretString,
         /// The enqueue endpoint; `None` for [`DEFAULT_EVENTS_URL`](crate::DEFAULT_EVENTS_URL).
         events_url: Option<String>,
     },
@@ -45,7 +40,7 @@ pub enum ChannelConfig {
         /// Where to POST.
         url: String,
         /// The HMAC-SHA256 signing secret shared with the receiver.
-        secret: Secret,
+        secret: SecretString,
     },
 }
 
@@ -92,104 +87,18 @@ impl fmt::Display for ChannelKind {
     }
 }
 
-/// The HTTP client for signed deliveries (alert channels, webhook consumers): a bounded connect,
-/// and no redirects, which would re-send a signed body (or, for Slack, a secret URL) elsewhere.
-/// `label` names its user in the error.
-pub fn http_client(label: &str) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Unexpected,
-                format!("{label}: cannot build the HTTP client"),
-            )
-            .with_source(e.without_url())
-        })
-}
-
-/// What an HTTP error status from a receiver means: 429 and 5xx temporary, auth, not found, or
-/// refused.
-pub fn status_kind(status: StatusCode) -> ErrorKind {
-    match status.as_u16() {
-        401 => ErrorKind::Unauthenticated,
-        403 => ErrorKind::PermissionDenied,
-        404 | 410 => ErrorKind::NotFound,
-        429 | 500..=599 => ErrorKind::Unavailable,
-        400..=499 => ErrorKind::Rejected,
-        _ => ErrorKind::Unexpected,
-    }
-}
-
-/// Parses a configured endpoint `text` (the setting `what` of `label`) and answers it with its
-/// host: https only, plain http only for loopback hosts (test receivers). Errors name the setting,
-/// never the input, which may carry a token.
-pub fn https_url(text: &str, what: &str, label: &str) -> Result<(Url, String)> {
-    let url = Url::parse(text.trim()).map_err(|e| {
-        Error::new(
-            ErrorKind::Config,
-            format!("{label}: {what} is not a URL: {e}"),
-        )
-    })?;
-    let host = url.host_str().unwrap_or_default().to_string();
-    match url.scheme() {
-        "https" if !host.is_empty() => Ok((url, host)),
-        "http" if rekey_api::is_loopback_host(&host) => Ok((url, host)),
-        _ => Err(Error::new(
-            ErrorKind::Config,
-            format!(
-                "{label}: {what} must use https (plain http is allowed only for loopback hosts)"
-            ),
-        )),
-    }
-}
-
-/// How often and how patiently a delivery is retried.
-///
-/// Transport errors, 5xx and 429 are retried; other answers are final. The wait before retry
-/// `n` (1-based) is a random duration between half and all of `base * 2^(n-1)`, capped at
-/// `max_delay`; a 429 or 503 with `Retry-After: <seconds>` waits that long instead, also capped
-/// at `max_delay`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    /// Requests in total, the first included (at least 1).
-    pub attempts: u32,
-    /// The first wait.
-    pub base: Duration,
-    /// The longest single wait, `Retry-After` included.
-    pub max_delay: Duration,
-}
-
-impl Default for Backoff {
-    /// 4 attempts, 200 ms first wait, at most 10 s per wait.
-    fn default() -> Self {
-        Backoff {
-            attempts: 4,
-            base: Duration::from_millis(200),
-            max_delay: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait after failed attempt `attempt` (1-based).
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(wait) = retry_after {
-            return wait.min(self.max_delay);
-        }
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        let full = self.base.saturating_mul(factor).min(self.max_delay);
-        let half = full / 2;
-        half + full.saturating_sub(half).mul_f64(rand::random::<f64>())
-    }
-}
-
 enum Endpoint {
-    Slack { webhook_url: Secret },
-    PagerDuty { routing_key: Secret, url: String },
-    Webhook { url: String, secret: Secret },
+    Slack {
+        webhook_url: SecretString,
+    },
+    PagerDuty {
+        routing_key: SecretString,
+        url: String,
+    },
+    Webhook {
+        url: String,
+        secret: SecretString,
+    },
 }
 
 /// One alert channel, ready to send. Built by [`Channel::new`] from a [`ChannelConfig`].
@@ -214,32 +123,6 @@ impl fmt::Debug for Channel {
             .field("backoff", &self.backoff)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
-    }
-}
-
-/// What one failed attempt left behind.
-struct Failure {
-    kind: ErrorKind,
-    message: String,
-    hint: String,
-    source: Option<reqwest::Error>,
-    /// Transport error, 5xx or 429: worth another attempt, and temporary if it was the last.
-    retry: bool,
-    retry_after: Option<Duration>,
-}
-
-impl Failure {
-    /// The error for the caller; `attempts` when retries ran out.
-    fn into_error(self, attempts: Option<u32>) -> Error {
-        let mut message = self.message;
-        if let Some(n) = attempts {
-            message.push_str(&format!(" (gave up after {n} attempts)"));
-        }
-        let mut error = Error::new(self.kind, message).with_hint(self.hint);
-        if let Some(source) = self.source {
-            error = error.with_source(source);
-        }
-        if self.retry { error.temporary() } else { error }
     }
 }
 
@@ -284,7 +167,7 @@ impl Channel {
             ChannelKind::PagerDuty => "events_url",
             ChannelKind::Webhook => "url",
         };
-        let (parsed, host) = https_url(url, what, &label)?;
+        let rekey_api::Endpoint { url: parsed, host } = rekey_api::endpoint(url, what, &label)?;
         if secret.is_blank() {
             let secret_name = match kind {
                 ChannelKind::Slack => "webhook_url",
@@ -296,7 +179,7 @@ impl Channel {
                 format!("{label}: {secret_name} is empty"),
             ));
         }
-        let http = http_client(&label)?;
+        let http = rekey_http::http_client(&label)?;
         let endpoint = match config {
             ChannelConfig::Slack { webhook_url, .. } => Endpoint::Slack { webhook_url },
             ChannelConfig::PagerDuty { routing_key, .. } => Endpoint::PagerDuty {
@@ -351,17 +234,17 @@ impl Channel {
         format!("{} channel '{}' ({})", self.kind, self.name, self.host)
     }
 
-    /// Delivers `message`, retrying per the channel's [`Backoff`].
+    /// Delivers `message`, retrying transport errors, 5xx and 429 per the channel's [`Backoff`]
+    /// ([`Backoff::default`] unless replaced), `Retry-After` honoured up to its `max_delay`.
     ///
     /// Errors name the channel, the HTTP status and carry a hint; transport errors, 5xx and 429
     /// are [`Error::is_temporary`]. No error contains a secret or a URL path.
     pub async fn send(&self, message: &Message) -> Result<()> {
-        match &self.endpoint {
+        let (url, body, signing_secret) = match &self.endpoint {
             Endpoint::Slack { webhook_url } => {
                 let body = serde_json::to_vec(&slack::payload(message))
                     .expect("a JSON value always serializes");
-                self.post(webhook_url.expose_secret(), &body, |_| Vec::new())
-                    .await
+                (webhook_url.expose_secret(), Zeroizing::new(body), None)
             }
             Endpoint::PagerDuty { routing_key, url } => {
                 let dedup_key = pagerduty::dedup_key(message);
@@ -371,156 +254,84 @@ impl Channel {
                         format!(
                             "{}: dedup key '{}' is longer than PagerDuty's {DEDUP_KEY_MAX} characters",
                             self.label(),
-                            truncate(&dedup_key, 60)
+                            rekey_http::truncate(&dedup_key, 60)
                         ),
                     ));
                 }
                 let body = pagerduty::event(routing_key.expose_secret(), message, Utc::now());
-                self.post(url, &body, |_| Vec::new()).await
+                (url.as_str(), body, None)
             }
-            Endpoint::Webhook { url, secret } => {
-                let body = webhook::body(message, Utc::now());
-                self.post(url, &body, |body| {
-                    // Signed per attempt, so a retry after a long Retry-After is still fresh.
-                    let ts = Utc::now().timestamp();
-                    let sig = webhook::signature(secret.expose_secret().as_bytes(), ts, body);
-                    vec![
-                        (webhook::TIMESTAMP_HEADER, ts.to_string()),
-                        (webhook::SIGNATURE_HEADER, sig),
-                    ]
-                })
-                .await
-            }
-        }
-    }
-
-    /// POSTs `body` until it is accepted (any 2xx), a final answer arrives, or the attempts run
-    /// out.
-    async fn post(
-        &self,
-        url: &str,
-        body: &[u8],
-        headers: impl Fn(&[u8]) -> Vec<(&'static str, String)>,
-    ) -> Result<()> {
-        let attempts = self.backoff.attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let failure = match self.attempt(url, body, headers(body)).await {
-                Ok(()) => return Ok(()),
-                Err(f) => f,
-            };
-            if !failure.retry {
-                return Err(failure.into_error(None));
-            }
-            if attempt >= attempts {
-                return Err(failure.into_error((attempts > 1).then_some(attempts)));
-            }
-            let wait = self.backoff.delay(attempt, failure.retry_after);
-            tracing::debug!(
-                channel = %self.name,
-                kind = %self.kind,
-                attempt,
-                wait_ms = wait.as_millis() as u64,
-                error = %failure.message,
-                "notification not delivered yet; retrying"
-            );
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    async fn attempt(
-        &self,
-        url: &str,
-        body: &[u8],
-        headers: Vec<(&'static str, String)>,
-    ) -> Result<(), Failure> {
-        let mut request = self
-            .http
-            .post(url)
-            .timeout(self.timeout)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body.to_vec());
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        let mut response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(self.transport_failure(e));
-            }
+            Endpoint::Webhook { url, secret } => (
+                url.as_str(),
+                Zeroizing::new(webhook::body(message, Utc::now())),
+                Some(secret),
+            ),
         };
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
+        // The bodies are zeroed when dropped: PagerDuty's carries the routing key.
+        // Checked when the channel was built; parsed here so a secret URL never sits in a field.
+        let url = Url::parse(url.trim()).map_err(|_| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("{}: its URL no longer parses", self.label()),
+            )
+        })?;
+        let secrets = self.secrets();
+        let label = self.label();
+        let post = Post {
+            client: &self.http,
+            url: &url,
+            timeout: self.timeout,
+            backoff: self.backoff,
+            secrets: &secrets,
+            who: &label,
+        };
+        // A webhook delivery is signed per attempt, so a retry after a long Retry-After is still
+        // fresh for the receiver.
+        let headers = |body: &[u8]| {
+            signing_secret.map_or_else(Vec::new, |s: &SecretString| {
+                rekey_http::signed_headers(s.expose_secret().as_bytes(), body)
+            })
+        };
+        match rekey_http::post_json(&post, &body, headers).await {
+            Ok(_) => Ok(()),
+            Err(unposted) => Err(self.undelivered(unposted)),
         }
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let mut raw = Vec::new();
-        while raw.len() < ERROR_BODY_MAX {
-            match response.chunk().await {
-                Ok(Some(chunk)) => raw.extend_from_slice(&chunk),
-                _ => break,
-            }
-        }
-        let detail = self.detail(&String::from_utf8_lossy(&raw));
-        Err(self.status_failure(status, detail.as_deref(), retry_after))
     }
 
-    fn transport_failure(&self, e: reqwest::Error) -> Failure {
-        let how = if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "could not connect"
-        } else {
-            "failed"
-        };
-        Failure {
-            kind: ErrorKind::Unavailable,
-            message: format!("{}: request {how}", self.label()),
-            hint: format!(
+    /// The error for a notification the receiver did not take: the channel, the status or what
+    /// went wrong, and a hint; temporary when another attempt later might be taken.
+    fn undelivered(&self, unposted: Unposted) -> Error {
+        let gave_up = unposted.gave_up();
+        let temporary = unposted.retryable();
+        let error = match unposted.refusal {
+            Refusal::Status { status, detail } => {
+                let code = status.as_u16();
+                let detail = if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({detail})")
+                };
+                Error::new(
+                    rekey_http::status_kind(status),
+                    format!("{}: HTTP {code}{detail}{gave_up}", self.label()),
+                )
+                .with_hint(self.hint(code))
+            }
+            Refusal::Transport(e) => Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "{}: {}{gave_up}",
+                    self.label(),
+                    rekey_http::transport_how(&e)
+                ),
+            )
+            .with_hint(format!(
                 "check that this host can reach {} (proxy, firewall, DNS); the notification was not delivered",
                 self.host
-            ),
-            // `without_url`: reqwest would otherwise print the URL, and Slack's is a secret.
-            source: Some(e.without_url()),
-            retry: true,
-            retry_after: None,
-        }
-    }
-
-    /// The service's own words from an error answer, without secrets, cut to one short line.
-    fn detail(&self, body: &str) -> Option<String> {
-        let text = match serde_json::from_str::<serde_json::Value>(body) {
-            Ok(v) => {
-                let mut parts: Vec<String> = ["status", "message", "error"]
-                    .iter()
-                    .filter_map(|k| v.get(k).and_then(|s| s.as_str()))
-                    .map(str::to_string)
-                    .collect();
-                if let Some(errors) = v.get("errors").and_then(|e| e.as_array()) {
-                    parts.extend(errors.iter().filter_map(|e| e.as_str()).map(str::to_string));
-                }
-                parts.join("; ")
-            }
-            Err(_) if body.trim_start().starts_with('<') => String::new(),
-            Err(_) => body.lines().next().unwrap_or_default().to_string(),
+            ))
+            .with_source(e),
         };
-        let mut text: String = text
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        for secret in self.secrets() {
-            if !secret.is_empty() && secret != "/" {
-                text = text.replace(secret, "***");
-            }
-        }
-        let text = truncate(text.trim(), ERROR_DETAIL_MAX);
-        (!text.is_empty()).then_some(text)
+        if temporary { error.temporary() } else { error }
     }
 
     /// Strings an error message must never contain.
@@ -539,25 +350,6 @@ impl Channel {
             }
             Endpoint::PagerDuty { routing_key, .. } => vec![routing_key.expose_secret()],
             Endpoint::Webhook { secret, .. } => vec![secret.expose_secret()],
-        }
-    }
-
-    fn status_failure(
-        &self,
-        status: StatusCode,
-        detail: Option<&str>,
-        retry_after: Option<Duration>,
-    ) -> Failure {
-        let code = status.as_u16();
-        let kind = status_kind(status);
-        let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
-        Failure {
-            kind,
-            message: format!("{}: HTTP {code}{detail}", self.label()),
-            hint: self.hint(code),
-            source: None,
-            retry: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
-            retry_after,
         }
     }
 

@@ -1,33 +1,27 @@
 //! rekey's alert channels: how `rekey check` reports expiring certificates and how `rekey run`
 //! reports rotation outcomes.
 //!
-//! - **Slack**: an incoming webhook; the whole webhook URL is a [`Secret`].
+//! - **Slack**: an incoming webhook; the whole webhook URL is a [`rekey_api::SecretString`].
 //! - **PagerDuty**: Events API v2; alerts trigger and resolve under the caller's dedup key,
 //!   failed rotations trigger under `rekey/rotation/<org>/<credential>` and a later successful
 //!   rotation resolves it (table in the `pagerduty` module, see [`rotation_dedup_key`]).
 //! - **Webhook**: the [`Message`] as JSON, signed with HMAC-SHA256 over `"<timestamp>.<body>"`
-//!   ([`signature`], [`verify_signature`]; the scheme is in the crate README).
+//!   ([`rekey_http::signing`]; receivers check it with [`rekey_http::verify_signature`]).
 //!
 //! The caller parses `rekey.toml` into [`ChannelConfig`]s; [`Channel::new`] checks them (https
 //! except for loopback hosts) and [`Channel::send`] / [`send_all`] deliver, retrying transport
-//! errors, 5xx and 429 per [`Backoff`]. Errors are `rekey_api::Error`s that name the channel and
+//! errors, 5xx and 429 per a [`rekey_api::Backoff`]. Errors are `rekey_api::Error`s that name the channel and
 //! its host, never a secret or a URL path.
 
 mod channel;
 mod message;
 mod pagerduty;
-mod secret;
 mod slack;
 mod webhook;
 
-pub use channel::{
-    Backoff, Channel, ChannelConfig, ChannelKind, DEFAULT_TIMEOUT, http_client, https_url,
-    status_kind,
-};
+pub use channel::{Channel, ChannelConfig, ChannelKind, DEFAULT_TIMEOUT};
 pub use message::{Message, Outcome};
 pub use pagerduty::{DEFAULT_EVENTS_URL, rotation_dedup_key};
-pub use secret::Secret;
-pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, verify_signature};
 
 use rekey_api::Result;
 use std::future::Future;

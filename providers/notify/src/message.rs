@@ -160,16 +160,6 @@ impl Message {
     }
 }
 
-/// Cuts `s` to at most `max` characters, ending with `…` when it was cut.
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,12 +188,5 @@ mod tests {
             rotation_id: None,
         };
         assert_eq!(r.headline(), "[ROLLED BACK] billing: s");
-    }
-
-    #[test]
-    fn truncate_counts_characters() {
-        assert_eq!(truncate("abc", 3), "abc");
-        assert_eq!(truncate("abcd", 3), "ab…");
-        assert_eq!(truncate("ééééé", 4), "ééé…");
     }
 }

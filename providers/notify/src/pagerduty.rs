@@ -19,9 +19,10 @@
 //! | `Rotation` succeeded but not adopted by every consumer | the same `trigger` with severity `warning` |
 //! | `Rotation` succeeded | `resolve` of `rekey/rotation/<org>/<credential>` |
 
-use crate::message::{Message, Outcome, truncate};
+use crate::message::{Message, Outcome};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rekey_api::Severity;
+use rekey_http::truncate;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;

@@ -8,7 +8,8 @@
 //! `invalid_payload`, 403 `action_prohibited`, 404 `channel_not_found`/`no_service`, 410
 //! `channel_is_archived`, 500 `rollup_error`; 429 when rate limited).
 
-use crate::message::{Message, truncate};
+use crate::message::Message;
+use rekey_http::truncate;
 use serde_json::{Value, json};
 
 /// Slack's limit for a header block's text.

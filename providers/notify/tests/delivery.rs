@@ -3,8 +3,8 @@
 mod common;
 
 use common::{FAST, Receiver, Reply};
-use rekey_api::ErrorKind;
-use rekey_notify::{Backoff, Channel, ChannelConfig, Message, Outcome, Secret, send_all};
+use rekey_api::{Backoff, ErrorKind, SecretString};
+use rekey_notify::{Channel, ChannelConfig, Message, Outcome, send_all};
 use rekey_testkit::receiver::{Gate, RefusingPort};
 use std::future::Future;
 use std::time::Duration;
@@ -40,7 +40,7 @@ fn message() -> Message {
 fn slack_at(url: String) -> Channel {
     Channel::new(ChannelConfig::Slack {
         name: "ops".into(),
-        webhook_url: Secret::new(url),
+        webhook_url: SecretString::new(url),
     })
     .unwrap()
     .with_backoff(FAST)
@@ -53,7 +53,7 @@ fn slack(rx: &Receiver) -> Channel {
 fn pagerduty_at(url: String) -> Channel {
     Channel::new(ChannelConfig::PagerDuty {
         name: "oncall".into(),
-        routing_key: Secret::new(ROUTING_KEY),
+        routing_key: SecretString::new(ROUTING_KEY),
         events_url: Some(url),
     })
     .unwrap()
@@ -64,7 +64,7 @@ fn webhook_at(url: String) -> Channel {
     Channel::new(ChannelConfig::Webhook {
         name: "audit".into(),
         url,
-        secret: Secret::new(WEBHOOK_SECRET),
+        secret: SecretString::new(WEBHOOK_SECRET),
     })
     .unwrap()
     .with_backoff(FAST)
@@ -258,7 +258,7 @@ async fn a_closed_port_is_a_temporary_error_after_the_attempts() {
     let text = err.to_string();
     assert!(
         text.starts_with(
-            "slack channel 'ops' (127.0.0.1): request could not connect (gave up after 4 attempts)"
+            "slack channel 'ops' (127.0.0.1): could not connect (gave up after 4 attempts)"
         ),
         "{text}"
     );
@@ -361,17 +361,17 @@ async fn debug_output_shows_no_secret() {
     let configs = [
         ChannelConfig::Slack {
             name: "ops".into(),
-            webhook_url: Secret::new(rx.url(SLACK_PATH)),
+            webhook_url: SecretString::new(rx.url(SLACK_PATH)),
         },
         ChannelConfig::PagerDuty {
             name: "oncall".into(),
-            routing_key: Secret::new(ROUTING_KEY),
+            routing_key: SecretString::new(ROUTING_KEY),
             events_url: Some(rx.url("/v2/enqueue")),
         },
         ChannelConfig::Webhook {
             name: "audit".into(),
             url: rx.url("/hook"),
-            secret: Secret::new(WEBHOOK_SECRET),
+            secret: SecretString::new(WEBHOOK_SECRET),
         },
     ];
     for config in configs {
@@ -383,8 +383,8 @@ async fn debug_output_shows_no_secret() {
         assert!(debug.contains(channel.name()), "{debug}");
         assert!(debug.contains("127.0.0.1"), "{debug}");
     }
-    assert_eq!(format!("{:?}", Secret::new(ROUTING_KEY)), "***");
-    assert_eq!(Secret::new(ROUTING_KEY).to_string(), "***");
+    assert_eq!(format!("{:?}", SecretString::new(ROUTING_KEY)), "***");
+    assert_eq!(SecretString::new(ROUTING_KEY).to_string(), "***");
 }
 
 #[test]
@@ -392,7 +392,7 @@ fn https_is_required_except_on_loopback() {
     let slack = |url: &str| {
         Channel::new(ChannelConfig::Slack {
             name: "ops".into(),
-            webhook_url: Secret::new(url),
+            webhook_url: SecretString::new(url),
         })
     };
     for url in [
@@ -423,7 +423,7 @@ fn https_is_required_except_on_loopback() {
 
     let err = Channel::new(ChannelConfig::PagerDuty {
         name: "oncall".into(),
-        routing_key: Secret::new(ROUTING_KEY),
+        routing_key: SecretString::new(ROUTING_KEY),
         events_url: Some("http://events.pagerduty.com/v2/enqueue".into()),
     })
     .unwrap_err();
@@ -434,7 +434,7 @@ fn https_is_required_except_on_loopback() {
     );
     let ok = Channel::new(ChannelConfig::PagerDuty {
         name: "oncall".into(),
-        routing_key: Secret::new(ROUTING_KEY),
+        routing_key: SecretString::new(ROUTING_KEY),
         events_url: None,
     })
     .unwrap();
@@ -443,7 +443,7 @@ fn https_is_required_except_on_loopback() {
     let err = Channel::new(ChannelConfig::Webhook {
         name: "audit".into(),
         url: "http://10.0.0.1/hook".into(),
-        secret: Secret::new(WEBHOOK_SECRET),
+        secret: SecretString::new(WEBHOOK_SECRET),
     })
     .unwrap_err();
     assert!(
@@ -458,21 +458,21 @@ fn empty_names_and_secrets_are_config_errors() {
     let err = Channel::new(ChannelConfig::Webhook {
         name: "audit".into(),
         url: "https://example.com/hook".into(),
-        secret: Secret::new(""),
+        secret: SecretString::new(""),
     })
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     assert_eq!(err.to_string(), "webhook channel 'audit': secret is empty");
     let err = Channel::new(ChannelConfig::PagerDuty {
         name: " ".into(),
-        routing_key: Secret::new(ROUTING_KEY),
+        routing_key: SecretString::new(ROUTING_KEY),
         events_url: None,
     })
     .unwrap_err();
     assert_eq!(err.to_string(), "pagerduty channel: the name is empty");
     let err = Channel::new(ChannelConfig::PagerDuty {
         name: "oncall".into(),
-        routing_key: Secret::new("  "),
+        routing_key: SecretString::new("  "),
         events_url: None,
     })
     .unwrap_err();

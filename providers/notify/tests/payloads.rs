@@ -3,8 +3,9 @@
 mod common;
 
 use common::{FAST, Receiver, Reply, take_recent_time};
-use rekey_api::Severity;
-use rekey_notify::{Channel, ChannelConfig, Message, Outcome, Secret, signature, verify_signature};
+use rekey_api::{SecretString, Severity};
+use rekey_http::{signature, verify_signature};
+use rekey_notify::{Channel, ChannelConfig, Message, Outcome};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -52,7 +53,7 @@ fn rotation(outcome: Outcome) -> Message {
 fn slack(rx: &Receiver) -> Channel {
     Channel::new(ChannelConfig::Slack {
         name: "ops".into(),
-        webhook_url: Secret::new(rx.url(SLACK_PATH)),
+        webhook_url: SecretString::new(rx.url(SLACK_PATH)),
     })
     .unwrap()
     .with_backoff(FAST)
@@ -61,7 +62,7 @@ fn slack(rx: &Receiver) -> Channel {
 fn pagerduty(rx: &Receiver) -> Channel {
     Channel::new(ChannelConfig::PagerDuty {
         name: "oncall".into(),
-        routing_key: Secret::new(ROUTING_KEY),
+        routing_key: SecretString::new(ROUTING_KEY),
         events_url: Some(rx.url("/v2/enqueue")),
     })
     .unwrap()
@@ -72,7 +73,7 @@ fn webhook(rx: &Receiver) -> Channel {
     Channel::new(ChannelConfig::Webhook {
         name: "audit".into(),
         url: rx.url("/hooks/rekey"),
-        secret: Secret::new(WEBHOOK_SECRET),
+        secret: SecretString::new(WEBHOOK_SECRET),
     })
     .unwrap()
     .with_backoff(FAST)

@@ -5,12 +5,12 @@
 //! Tokens, assertions and keys travel only in headers and bodies; no message built here contains
 //! a response body verbatim, only the error codes and texts Salesforce put in it.
 
-use crate::config::{AccessToken, AdminAuth, check_url};
+use crate::config::{AdminAuth, check_url};
 use crate::metadata;
 use crate::mint::Refusal;
 use crate::xml::{self, Element};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rekey_api::{Error, ErrorKind, KeyMaterial, Result};
+use rekey_api::{Error, ErrorKind, KeyMaterial, Result, SecretString};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::future::Future;
@@ -71,7 +71,7 @@ fn percent_encode(value: &str) -> String {
 /// A logged-in admin session.
 #[derive(Debug)]
 pub(crate) struct Session {
-    token: AccessToken,
+    token: SecretString,
     instance_url: String,
 }
 
@@ -79,7 +79,7 @@ pub(crate) struct Session {
 pub(crate) enum TokenAnswer {
     /// A token was issued.
     Granted {
-        access_token: AccessToken,
+        access_token: SecretString,
         instance_url: String,
     },
     /// A 4xx with Salesforce's OAuth error.
@@ -132,7 +132,7 @@ fn assertion(
     aud: &str,
     key: &KeyMaterial,
     whose: &str,
-) -> Result<Zeroizing<String>> {
+) -> Result<SecretString> {
     let encoding = EncodingKey::from_rsa_pem(key.expose_secret_pem().as_bytes()).map_err(|e| {
         // The jsonwebtoken error names the failure kind only, never key bytes.
         Error::new(
@@ -147,7 +147,7 @@ fn assertion(
         exp: rekey_api::now().timestamp() + ASSERTION_LIFETIME_SECS,
     };
     jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &encoding)
-        .map(Zeroizing::new)
+        .map(SecretString::new)
         .map_err(|e| {
             Error::new(
                 ErrorKind::InvalidCertificate,
@@ -158,16 +158,7 @@ fn assertion(
 
 /// A transport failure: connection refused, timeout, reset. Always worth a retry.
 fn transport(what: &str, e: reqwest::Error) -> Error {
-    let how = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "failed"
-    };
-    Error::new(ErrorKind::Unavailable, format!("{what}: request {how}"))
-        .with_source(e)
-        .temporary()
+    rekey_http::transport_error(what, e)
 }
 
 fn is_html(content_type: &str, body: &str) -> bool {
@@ -242,15 +233,14 @@ impl TokenEndpoint {
         audience: &str,
         request_timeout: Duration,
     ) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(CONNECT_TIMEOUT)
-            // A redirect would be an HTML login page or a misconfigured host: surface it instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| {
-                Error::new(ErrorKind::Config, "cannot build the HTTP client").with_source(e)
-            })?;
+        // No redirects: one would be an HTML login page or a misconfigured host; it is surfaced
+        // instead.
+        let http = rekey_http::build_client(
+            rekey_http::client_builder()
+                .timeout(request_timeout)
+                .connect_timeout(CONNECT_TIMEOUT),
+            &format!("salesforce org {org}"),
+        )?;
         Ok(TokenEndpoint {
             http,
             org: org.to_string(),
@@ -275,7 +265,10 @@ impl TokenEndpoint {
         let what = format!("token request for {sub} in org {}", self.org);
         let jwt = assertion(iss, sub, &self.audience, key, whose)?;
         let url = format!("{}/services/oauth2/token", self.login_url);
-        let form = [("grant_type", JWT_GRANT), ("assertion", jwt.as_str())];
+        let form = [
+            ("grant_type", JWT_GRANT),
+            ("assertion", jwt.expose_secret()),
+        ];
         let resp = self
             .http
             .post(&url)
@@ -317,11 +310,11 @@ impl TokenEndpoint {
         };
         if status.is_success() {
             return match (
-                field("access_token").map(Zeroizing::new),
+                field("access_token").map(SecretString::new),
                 field("instance_url"),
             ) {
                 (Some(token), Some(instance_url)) => Ok(TokenAnswer::Granted {
-                    access_token: AccessToken::new(token.to_string()),
+                    access_token: token,
                     instance_url,
                 }),
                 _ => Err(Error::new(
@@ -402,7 +395,7 @@ impl Client {
                 instance_url,
             } => {
                 return Ok(Session {
-                    token: AccessToken::new(token.expose_secret().to_string()),
+                    token: SecretString::new(token.expose_secret()),
                     instance_url: check_url("instance_url", instance_url)?,
                 });
             }
@@ -785,7 +778,7 @@ mod tests {
 
     fn token_client() -> Client {
         client(AdminAuth::AccessToken {
-            token: AccessToken::new("t".into()),
+            token: SecretString::new("t"),
             instance_url: "http://127.0.0.1:1".into(),
         })
     }

@@ -1,11 +1,8 @@
 //! What the CLI hands the Salesforce target: the org, the admin connection, the app, and the
 //! checks that refuse unsafe URLs before any request is made.
 
-use rekey_api::{Error, ErrorKind, KeyMaterial, Result};
-use reqwest::Url;
-use std::fmt;
+use rekey_api::{Error, ErrorKind, KeyMaterial, Result, SecretString};
 use std::time::Duration;
-use zeroize::Zeroizing;
 
 /// Which kind of Salesforce app holds the certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,31 +23,8 @@ impl AppKind {
     }
 }
 
-/// An OAuth access token. `Debug` never shows it; the buffer is zeroed on drop.
-pub struct AccessToken(Zeroizing<String>);
-
-impl AccessToken {
-    /// Wraps a token, e.g. the value of `SF_ACCESS_TOKEN`.
-    pub fn new(token: String) -> Self {
-        AccessToken(Zeroizing::new(token))
-    }
-
-    /// The token text. Every call site is a place where the token leaves the type: the
-    /// `Authorization` header, the SOAP session header, and the output of `rekey token` (its
-    /// report and its cache). Never pass it to a formatter, logger or error.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AccessToken([redacted])")
-    }
-}
-
 /// How rekey itself connects to the org as an administrator.
-#[derive(Debug)] // safe: KeyMaterial and AccessToken redact themselves
+#[derive(Debug)] // safe: KeyMaterial and SecretString redact themselves
 pub enum AdminAuth {
     /// rekey's own admin connection: JWT bearer with its own key (never the integration key being rotated).
     Jwt {
@@ -64,7 +38,7 @@ pub enum AdminAuth {
     /// An access token + instance URL taken from the environment (SF_ACCESS_TOKEN / SF_INSTANCE_URL), as sf CLI users have.
     AccessToken {
         /// The session token.
-        token: AccessToken,
+        token: SecretString,
         /// The instance it belongs to.
         instance_url: String,
     },
@@ -146,7 +120,7 @@ impl SalesforceConfig {
                 instance_url,
             } => {
                 check_url("instance_url", instance_url)?;
-                if token.expose_secret().trim().is_empty() {
+                if token.is_blank() {
                     return Err(Error::new(
                         ErrorKind::Config,
                         "salesforce target: admin access token is empty",
@@ -159,30 +133,11 @@ impl SalesforceConfig {
     }
 }
 
-/// Parses `url` and requires `https`, or plain `http` to a loopback host (the emulator). Returns
+/// [`rekey_api::endpoint`]: `https`, or plain `http` to a loopback host (the emulator). Returns
 /// the URL without a trailing slash, ready for path concatenation.
 pub(crate) fn check_url(what: &str, url: &str) -> Result<String> {
-    let parsed = Url::parse(url.trim()).map_err(|e| {
-        Error::new(
-            ErrorKind::Config,
-            format!("salesforce target: {what} '{url}' is not a URL: {e}"),
-        )
-    })?;
-    let host = parsed.host_str().unwrap_or_default();
-    let loopback = rekey_api::is_loopback_host(host);
-    match parsed.scheme() {
-        "https" if !host.is_empty() => {}
-        "http" if loopback => {}
-        _ => {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "salesforce target: {what} '{url}' must use https (plain http is allowed only for loopback hosts)"
-                ),
-            ));
-        }
-    }
-    Ok(parsed.as_str().trim_end_matches('/').to_string())
+    let url = rekey_api::endpoint(url, what, "salesforce target")?.url;
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]
@@ -203,17 +158,11 @@ mod tests {
         assert!(check_url("u", "http://[::1]:9/").is_ok());
         let err = check_url("login_url", "http://acme.my.salesforce.com").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
-        assert!(
-            err.to_string().contains("http://acme.my.salesforce.com"),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            "salesforce target: login_url must use https (plain http is allowed only for loopback hosts)"
         );
         assert!(check_url("u", "ftp://127.0.0.1").is_err());
         assert!(check_url("u", "not a url").is_err());
-    }
-
-    #[test]
-    fn access_token_debug_is_redacted() {
-        let t = AccessToken::new("00Dxx!SECRET".into());
-        assert_eq!(format!("{t:?}"), "AccessToken([redacted])");
     }
 }

@@ -13,7 +13,7 @@ mod metadata;
 mod mint;
 mod xml;
 
-pub use config::{AccessToken, AdminAuth, AppKind, SalesforceConfig};
+pub use config::{AdminAuth, AppKind, SalesforceConfig};
 pub use mint::{Mint, MintConfig, Minted, Minter, Refusal};
 
 use async_trait::async_trait;
@@ -323,7 +323,7 @@ impl fmt::Display for SalesforceTarget {
 
 #[async_trait]
 impl CertificateTarget for SalesforceTarget {
-    async fn check(&self) -> Result<()> {
+    async fn preflight(&self) -> Result<()> {
         let app = self.read_app().await?;
         // Rotating the certificate of the app rekey logs in through would cut rekey off at the
         // switchover, with the rotation half done and no admin session left to finish it.

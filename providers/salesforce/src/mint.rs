@@ -3,16 +3,15 @@
 //! (no admin connection), with temporary failures retried.
 
 use crate::client::{TokenAnswer, TokenEndpoint};
-use crate::config::{AccessToken, check_url};
-use rekey_api::{Error, ErrorKind, KeyMaterial, Result};
+use crate::config::check_url;
+use rekey_api::{Backoff, Error, ErrorKind, KeyMaterial, Result, SecretString};
 use std::fmt;
 use std::time::Duration;
 
 /// Grants tried per [`Minter::mint`] when Salesforce fails temporarily (5xx, timeout,
-/// `REQUEST_LIMIT_EXCEEDED`, login throttling, a maintenance page).
-const MINT_ATTEMPTS: u32 = 4;
-/// Wait before the second grant; doubled before each later one, with jitter.
-const MINT_RETRY_BASE: Duration = Duration::from_millis(300);
+/// `REQUEST_LIMIT_EXCEEDED`, login throttling, a maintenance page): 4, waiting 300 ms (with
+/// jitter, so consumers that failed together spread out) and doubling.
+const MINT_RETRY: Backoff = Backoff::new(4, Duration::from_millis(300), Duration::from_secs(10));
 
 /// Where and as whom [`Minter`] asks for tokens.
 #[derive(Debug)]
@@ -32,10 +31,10 @@ pub struct MintConfig {
 }
 
 /// An access token Salesforce issued, and the instance it is for.
-#[derive(Debug)] // safe: AccessToken redacts itself
+#[derive(Debug)] // safe: SecretString redacts itself
 pub struct Minted {
     /// The token; zeroed on drop, redacted in `Debug`.
-    pub access_token: AccessToken,
+    pub access_token: SecretString,
     /// The instance to send it to (`https`, or loopback `http` for the emulator).
     pub instance_url: String,
 }
@@ -133,7 +132,7 @@ impl Minter {
     /// Asks for a token signed with `key`. Temporary failures are retried a few times with
     /// backoff; a refusal is an answer, not an error.
     pub async fn mint(&self, key: &KeyMaterial) -> Result<Mint> {
-        let (mut attempt, mut wait) = (1, MINT_RETRY_BASE);
+        let mut attempt = 1;
         loop {
             let answer = self
                 .endpoint
@@ -153,12 +152,11 @@ impl Minter {
                     }));
                 }
                 Ok(TokenAnswer::Refused(refusal)) => return Ok(Mint::Refused(refusal)),
-                Err(e) if e.is_temporary() && attempt < MINT_ATTEMPTS => {
-                    // Jitter in [wait/2, wait], so consumers that failed together spread out.
-                    let delay = wait / 2 + wait.mul_f64(rand::random::<f64>() / 2.0);
+                Err(e) if e.is_temporary() && attempt < MINT_RETRY.attempts => {
+                    let delay = MINT_RETRY.delay(attempt, None);
                     tracing::warn!(org = %self.endpoint.org(), attempt, error = %e, "token request failed; retrying in {}ms", delay.as_millis());
                     tokio::time::sleep(delay).await;
-                    (attempt, wait) = (attempt + 1, wait * 2);
+                    attempt += 1;
                 }
                 Err(e) => return Err(e),
             }

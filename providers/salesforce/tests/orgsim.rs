@@ -31,11 +31,11 @@ async fn installed_reads_the_ca_and_eca_certificates() {
     let org = Org::start().await;
     let fp = org.old.cert().fingerprint;
     let ca = org.target(AppKind::ConnectedApp);
-    ca.check().await.unwrap();
+    ca.preflight().await.unwrap();
     assert_eq!(installed(&ca).await, Some(fp));
     assert_eq!(ca.to_string(), "salesforce(acme/Billing_Sync)");
     let eca = org.target(AppKind::ExternalClientApp);
-    eca.check().await.unwrap();
+    eca.preflight().await.unwrap();
     assert_eq!(installed(&eca).await, Some(fp));
     org.sim.shutdown().await;
 }
@@ -47,7 +47,7 @@ async fn check_refuses_the_admin_app_itself_unless_logged_in_by_token() {
         .target_with(AppKind::ConnectedApp, org.jwt_admin(), |c| {
             c.app = "Rekey_Admin".into();
         })
-        .check()
+        .preflight()
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
@@ -60,7 +60,7 @@ async fn check_refuses_the_admin_app_itself_unless_logged_in_by_token() {
     org.target_with(AppKind::ConnectedApp, org.token_admin(&token), |c| {
         c.app = "Rekey_Admin".into();
     })
-    .check()
+    .preflight()
     .await
     .expect("a token login does not depend on the app");
     org.sim.shutdown().await;
@@ -71,7 +71,7 @@ async fn a_missing_app_is_not_found_naming_app_and_org() {
     let org = Org::start().await;
     for kind in [AppKind::ConnectedApp, AppKind::ExternalClientApp] {
         let target = org.target_with(kind, org.jwt_admin(), |c| c.app = "No_Such_App".into());
-        let err = target.check().await.unwrap_err();
+        let err = target.preflight().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
         assert!(
             err.to_string().contains("No_Such_App") && err.to_string().contains("acme"),
@@ -292,7 +292,7 @@ async fn a_wrong_admin_key_is_unauthenticated_with_salesforce_error() {
     let stranger = Pair::generate("not the admin");
     let admin = org.jwt_admin_as(common::ADMIN_USER, &stranger);
     let target = org.target_as(AppKind::ConnectedApp, admin);
-    let err = target.check().await.unwrap_err();
+    let err = target.preflight().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
     assert!(
         err.to_string().contains("invalid_grant: invalid assertion"),
@@ -303,7 +303,7 @@ async fn a_wrong_admin_key_is_unauthenticated_with_salesforce_error() {
     // An admin the app does not pre-authorize.
     let admin = org.jwt_admin_as(INTEGRATION_USER, &org.admin);
     let target = org.target_as(AppKind::ConnectedApp, admin);
-    let err = target.check().await.unwrap_err();
+    let err = target.preflight().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
     org.sim.shutdown().await;
 }
@@ -313,7 +313,7 @@ async fn an_admin_without_metadata_rights_is_permission_denied() {
     let org = Org::start().await;
     let admin = org.jwt_admin_as(common::AUDITOR_USER, &org.admin);
     let target = org.target_as(AppKind::ConnectedApp, admin);
-    let err = target.check().await.unwrap_err();
+    let err = target.preflight().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     assert!(err.hint().unwrap().contains("Modify All Data"));
     org.sim.shutdown().await;
@@ -350,7 +350,7 @@ async fn access_token_mode_reads_and_installs() {
     install_deploys(&target, &new).await;
 
     let bad = org.token_target(AppKind::ConnectedApp, "00D000000000001!notatoken");
-    let err = bad.check().await.unwrap_err();
+    let err = bad.preflight().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
     assert!(err.hint().unwrap().contains("SF_ACCESS_TOKEN"));
     assert!(!format!("{err} {err:?} {bad:?}").contains("notatoken"));
@@ -362,7 +362,7 @@ async fn an_expired_admin_session_is_renewed_once_in_jwt_mode_only() {
     let org = Org::start().await;
     let token = org.admin_access_token().await;
     let jwt = org.target(AppKind::ConnectedApp);
-    jwt.check().await.unwrap();
+    jwt.preflight().await.unwrap();
     let logins = org.token_posts();
     // The admin app's sessions last one minute; the assertion (exp = now + 3 min) stays valid.
     org.sim.set_clock_offset(120);
@@ -384,7 +384,7 @@ async fn an_expired_admin_session_is_renewed_once_in_jwt_mode_only() {
 async fn outages_and_limits_are_temporary_unavailable() {
     let org = Org::start().await;
     let target = org.target(AppKind::ConnectedApp);
-    target.check().await.unwrap(); // log in first so faults hit the API calls
+    target.preflight().await.unwrap(); // log in first so faults hit the API calls
     let faults = [
         FaultKind::ServerError {
             status: 503,
@@ -421,9 +421,10 @@ async fn plain_http_to_a_remote_host_is_refused_at_construction() {
     config.login_url = "http://acme.my.salesforce.com".into();
     let err = SalesforceTarget::new(config).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
-    assert!(
-        err.to_string().contains("http://acme.my.salesforce.com"),
-        "{err}"
+    // The setting is named; the URL itself is not quoted (a URL may carry a token).
+    assert_eq!(
+        err.to_string(),
+        "salesforce target: login_url must use https (plain http is allowed only for loopback hosts)"
     );
     org.sim.shutdown().await;
 }
@@ -434,7 +435,7 @@ async fn secrets_never_appear_in_debug_or_errors() {
     let token = org.admin_access_token().await;
     let key_body: String = org.admin.key_pem.lines().nth(2).unwrap().to_string();
     let jwt_target = org.target(AppKind::ConnectedApp);
-    jwt_target.check().await.unwrap(); // a cached session now exists
+    jwt_target.preflight().await.unwrap(); // a cached session now exists
     let token_target = org.token_target(AppKind::ConnectedApp, &token);
     let admin_auth = org.jwt_admin();
     let mut shown = format!("{jwt_target:?} {token_target:?} {admin_auth:?}");
@@ -447,7 +448,7 @@ async fn secrets_never_appear_in_debug_or_errors() {
     );
     let err = token_target.installed().await.unwrap_err();
     shown.push_str(&format!("{err} {err:?}"));
-    assert!(shown.contains("[redacted]"), "{shown}");
+    assert!(shown.contains("***"), "{shown}");
     assert!(!shown.contains(&token), "access token leaked: {shown}");
     assert!(!shown.contains(&key_body), "key leaked");
     assert!(!shown.contains("PRIVATE KEY"), "key leaked");

@@ -116,7 +116,7 @@ async fn eca_with_oauth_on(org: &Org) -> (SalesforceTarget, KeyMaterial) {
 async fn connected_app_revoke_ends_every_session_of_the_user_and_the_apps_grants() {
     let org = Org::start().await;
     let target = org.target(AppKind::ConnectedApp);
-    target.check().await.unwrap(); // rekey's own admin session exists from here on
+    target.preflight().await.unwrap(); // rekey's own admin session exists from here on
     let logins = org.token_posts();
     // The integration user has a session through each app; an attacker with the old key
     // would hold the same tokens (repeated grants return the live session's token).
@@ -244,7 +244,7 @@ async fn the_admins_current_session_is_never_deleted() {
 async fn revoke_failures_are_classified_and_name_org_app_and_call() {
     let org = Org::start().await;
     let target = org.target(AppKind::ConnectedApp);
-    target.check().await.unwrap();
+    target.preflight().await.unwrap();
     let grant = org.sim.add_grant(INTEGRATION_USER, CA).unwrap();
 
     let query = "/services/data/v67.0/query";

@@ -7,7 +7,7 @@
 
 use crate::config::{VaultAuth, VaultConfig};
 use async_trait::async_trait;
-use rekey_api::{Error, ErrorKind, Result};
+use rekey_api::{Error, ErrorKind, Result, SecretString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -17,7 +17,7 @@ use tracing::subscriber::NoSubscriber;
 use vaultrs::api::{AuthInfo, EndpointMiddleware};
 use vaultrs::client::{VaultClient, VaultClientSettings, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 /// The whole request, connecting included; vaultrs offers no separate connect timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,7 +33,7 @@ pub(crate) enum Failure {
 
 /// A logged-in token and how long it lives.
 struct Session {
-    token: Zeroizing<String>,
+    token: SecretString,
     /// The TTL the token was issued (or last renewed) with; zero for tokens that never expire.
     lease: Duration,
     /// When the token expires; `None` for tokens that never expire.
@@ -42,7 +42,7 @@ struct Session {
 }
 
 impl Session {
-    fn from_lease(token: Zeroizing<String>, ttl_secs: u64, renewable: bool) -> Session {
+    fn from_lease(token: SecretString, ttl_secs: u64, renewable: bool) -> Session {
         let lease = Duration::from_secs(ttl_secs);
         Session {
             token,
@@ -128,20 +128,20 @@ fn joined(errors: &[String]) -> String {
     errors.join("; ")
 }
 
-/// How a request without an answer failed, from the reqwest error rustify wrapped.
+/// How a request without an answer failed ([`rekey_http::transport_how`]), from the reqwest
+/// error rustify wrapped.
 fn how_it_failed(cause: &(dyn std::error::Error + 'static)) -> &'static str {
-    match cause.downcast_ref::<reqwest::Error>() {
-        Some(e) if e.is_timeout() => "timed out",
-        Some(e) if e.is_connect() => "could not connect",
-        _ => "failed",
-    }
+    cause
+        .downcast_ref::<reqwest::Error>()
+        .map_or("request failed", rekey_http::transport_how)
 }
 
-/// A transport failure: connection refused, timeout, TLS. Worth a retry.
+/// A transport failure: connection refused, timeout, TLS. Worth a retry. Built here rather than
+/// by [`rekey_http::transport_error`] because its cause is rustify's error around reqwest's.
 fn transport(address: &str, what: &str, how: &str, source: rustify::errors::ClientError) -> Error {
     Error::new(
         ErrorKind::Unavailable,
-        format!("vault at {address}: {what}: request {how}"),
+        format!("vault at {address}: {what}: {how}"),
     )
     .with_source(source)
     .with_hint("check the address (VAULT_ADDR), that the server runs, and its TLS certificate (VAULT_CACERT)")
@@ -275,7 +275,7 @@ impl Client {
     /// The shared client with a usable token (logging in or renewing first when needed).
     pub(crate) async fn authed(&self) -> Result<Authed<'_>> {
         let token = self.token().await?;
-        Ok(self.with_token(&token))
+        Ok(self.with_token(token.expose_secret()))
     }
 
     /// Sorts a vaultrs error into a status answer or an already final error.
@@ -370,7 +370,7 @@ impl Client {
 
     /// A usable token: logs in on first use, renews it when less than half its TTL is left,
     /// and logs in again (AppRole, Kubernetes) when it can no longer be renewed.
-    async fn token(&self) -> Result<Zeroizing<String>> {
+    async fn token(&self) -> Result<SecretString> {
         let mut session = self.session.lock().await;
         match session.as_ref() {
             None => *session = Some(self.login().await?),
@@ -400,10 +400,10 @@ impl Client {
             }
             Some(_) => {}
         }
-        Ok(session
-            .as_ref()
-            .map(|s| s.token.clone())
-            .unwrap_or_default())
+        // A copy for the caller, so the lock is not held across its request.
+        Ok(SecretString::new(
+            session.as_ref().map_or("", |s| s.token.expose_secret()),
+        ))
     }
 
     /// `auth/token/renew-self` for the token's own TTL. `None` when Vault refused or could
@@ -411,7 +411,7 @@ impl Client {
     async fn renew(&self, session: &Session) -> Option<Session> {
         let increment = format!("{}s", session.lease.as_secs());
         let auth = match quiet(vaultrs::token::renew_self(
-            &self.with_token(&session.token),
+            &self.with_token(session.token.expose_secret()),
             Some(&increment),
         ))
         .await
@@ -430,7 +430,7 @@ impl Client {
         }
         tracing::debug!(address = %self.address, ttl_secs = ttl, "vault token renewed");
         Some(Session {
-            token: session.token.clone(),
+            token: SecretString::new(session.token.expose_secret()),
             lease: session.lease,
             expires: Some(Instant::now() + Duration::from_secs(ttl)),
             renewable: auth.renewable,
@@ -442,7 +442,7 @@ impl Client {
         // Logins go out without a token.
         let anonymous = self.with_token("");
         let (mount, result) = match &self.auth {
-            VaultAuth::Token(token) => return self.lookup_self(token.expose_secret()).await,
+            VaultAuth::Token(token) => return self.lookup_self(token.expose_secret().trim()).await,
             VaultAuth::AppRole {
                 mount,
                 role_id,
@@ -453,7 +453,7 @@ impl Client {
                     &anonymous,
                     mount,
                     role_id,
-                    secret_id.expose_secret(),
+                    secret_id.expose_secret().trim(),
                 ))
                 .await;
                 (mount, result)
@@ -466,7 +466,10 @@ impl Client {
                 let mount = mount.trim_matches('/');
                 let jwt = read_jwt(jwt_path)?;
                 let result = quiet(vaultrs::auth::kubernetes::login(
-                    &anonymous, mount, role, &jwt,
+                    &anonymous,
+                    mount,
+                    role,
+                    jwt.expose_secret(),
                 ))
                 .await;
                 (mount, result)
@@ -514,7 +517,7 @@ impl Client {
         let renewable = auth.renewable;
         tracing::info!(address = %self.address, method = %self.auth.label(), ttl_secs = ttl, renewable, "logged in to vault");
         Ok(Session::from_lease(
-            Zeroizing::new(auth.client_token),
+            SecretString::new(auth.client_token),
             ttl,
             renewable,
         ))
@@ -548,8 +551,7 @@ impl Client {
         let ttl = data.ttl;
         let creation_ttl = Some(data.creation_ttl).filter(|c| *c > 0).unwrap_or(ttl);
         let renewable = data.renewable.unwrap_or(false);
-        let mut session =
-            Session::from_lease(Zeroizing::new(token.to_string()), creation_ttl, renewable);
+        let mut session = Session::from_lease(SecretString::new(token), creation_ttl, renewable);
         session.expires = (ttl > 0).then(|| Instant::now() + Duration::from_secs(ttl));
         tracing::debug!(address = %self.address, ttl_secs = ttl, renewable, "vault token validated");
         Ok(session)
@@ -557,9 +559,9 @@ impl Client {
 }
 
 /// The service-account JWT, read at every login because the kubelet rotates it.
-fn read_jwt(path: &Path) -> Result<Zeroizing<String>> {
+fn read_jwt(path: &Path) -> Result<SecretString> {
     std::fs::read_to_string(path)
-        .map(|s| Zeroizing::new(s.trim().to_string()))
+        .map(|s| SecretString::new(s.trim()))
         .map_err(|e| {
             Error::new(
                 ErrorKind::Config,
@@ -625,7 +627,7 @@ mod tests {
         config.namespace = Some("team-a".into());
         let client = Client::new(config, address).unwrap();
         let token = client.token().await.unwrap();
-        assert_eq!(token.as_str(), "s.issued");
+        assert_eq!(token.expose_secret(), "s.issued");
         let request = server.await.unwrap();
         let lower = request.to_ascii_lowercase();
         assert!(

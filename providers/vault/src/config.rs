@@ -1,12 +1,10 @@
 //! What the CLI hands the Vault store: address, KV v2 mount and prefix, TLS trust, login method,
 //! and the checks that refuse an unsafe or malformed configuration before any request is made.
 
-use rekey_api::{Error, ErrorKind, Result};
-use reqwest::Url;
+use rekey_api::{Error, ErrorKind, Result, SecretString};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
-use zeroize::Zeroizing;
 
 /// Default KV v2 mount.
 pub const DEFAULT_MOUNT: &str = "secret";
@@ -18,40 +16,20 @@ pub const DEFAULT_MAX_VERSIONS: u32 = 10;
 /// holder does not block the next scheduled run for long.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30 * 60);
 
-/// A Vault token or AppRole secret id. `Debug` never shows it; the buffer is zeroed on drop.
-pub struct VaultToken(Zeroizing<String>);
-
-impl VaultToken {
-    /// Wraps a token, e.g. the value of `VAULT_TOKEN` or a token file's contents (trimmed).
-    pub fn new(s: String) -> Self {
-        VaultToken(Zeroizing::new(s.trim().to_string()))
-    }
-
-    /// The token text; only for the `X-Vault-Token` header and login bodies.
-    pub(crate) fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for VaultToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("VaultToken([redacted])")
-    }
-}
-
 /// How rekey logs in to Vault.
-#[derive(Debug)] // safe: VaultToken redacts itself
+#[derive(Debug)] // safe: SecretString redacts itself
 pub enum VaultAuth {
     /// A ready token (`VAULT_TOKEN` or a token file), validated with `lookup-self` at login.
-    Token(VaultToken),
+    /// Whitespace around it is not part of it.
+    Token(SecretString),
     /// AppRole login at `auth/<mount>/login`.
     AppRole {
         /// Where the AppRole method is enabled, usually `approle`.
         mount: String,
         /// The role id (not secret on its own).
         role_id: String,
-        /// The secret id.
-        secret_id: VaultToken,
+        /// The secret id; whitespace around it is not part of it.
+        secret_id: SecretString,
     },
     /// Kubernetes login at `auth/<mount>/login` with the pod's service-account JWT.
     Kubernetes {
@@ -122,11 +100,11 @@ impl VaultConfig {
 
     /// Checks every field that can be checked offline; returns the normalised address.
     pub(crate) fn validate(&self) -> Result<String> {
-        let address = check_address(&self.address)?;
-        check_path("mount", &self.mount, false)?;
-        check_path("path_prefix", &self.path_prefix, true)?;
+        let address = check_address(&self.address, LABEL)?;
+        check_path(LABEL, "mount", &self.mount, false)?;
+        check_path(LABEL, "path_prefix", &self.path_prefix, true)?;
         if let Some(ns) = &self.namespace {
-            check_path("namespace", ns, false)?;
+            check_path(LABEL, "namespace", ns, false)?;
         }
         if self.max_versions < 2 {
             return Err(config_error(format!(
@@ -138,7 +116,7 @@ impl VaultConfig {
             return Err(config_error("lock_ttl must be at least one second"));
         }
         match &self.auth {
-            VaultAuth::Token(token) if token.expose_secret().is_empty() => {
+            VaultAuth::Token(token) if token.is_blank() => {
                 return Err(config_error("the token is empty")
                     .with_hint("set VAULT_TOKEN or point the configuration at a token file"));
             }
@@ -147,13 +125,13 @@ impl VaultConfig {
                 role_id,
                 secret_id,
             } => {
-                check_path("approle mount", mount, false)?;
-                if role_id.trim().is_empty() || secret_id.expose_secret().is_empty() {
+                check_path(LABEL, "approle mount", mount, false)?;
+                if role_id.trim().is_empty() || secret_id.is_blank() {
                     return Err(config_error("approle role_id or secret_id is empty"));
                 }
             }
             VaultAuth::Kubernetes { mount, role, .. } => {
-                check_path("kubernetes mount", mount, false)?;
+                check_path(LABEL, "kubernetes mount", mount, false)?;
                 if role.trim().is_empty() {
                     return Err(config_error("kubernetes role is empty"));
                 }
@@ -164,55 +142,45 @@ impl VaultConfig {
     }
 }
 
+/// How messages about a configuration name the store before it has a label of its own.
+const LABEL: &str = "vault store";
+
 fn config_error(message: impl fmt::Display) -> Error {
-    Error::new(ErrorKind::Config, format!("vault store: {message}"))
+    Error::new(ErrorKind::Config, format!("{LABEL}: {message}"))
 }
 
-/// https, or http to a loopback address (a dev server); no path, query or credentials.
-fn check_address(address: &str) -> Result<String> {
-    let url = Url::parse(address.trim()).map_err(|e| {
-        config_error(format!("address '{address}' is not a URL: {e}"))
-            .with_hint("use the form https://vault.example.com:8200")
-    })?;
-    let host = url.host_str().unwrap_or_default();
-    let loopback = rekey_api::is_loopback_host(host);
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(config_error(format!(
-                "address '{address}' uses plain http; tokens and keys would cross the network unencrypted"
-            ))
-            .with_hint("use https (plain http is accepted only for 127.0.0.1, ::1 and localhost)"));
-        }
-        other => {
-            return Err(config_error(format!(
-                "address '{address}' has scheme '{other}', expected https"
-            )));
-        }
-    }
-    if host.is_empty()
-        || !url.username().is_empty()
+/// [`rekey_api::endpoint`] (https, or http to a loopback address: a dev server), and no path,
+/// query or credentials: the address of the server only. Answers it without a trailing slash.
+/// `label` starts the message: the store, or its config section.
+pub(crate) fn check_address(address: &str, label: &str) -> Result<String> {
+    let url = rekey_api::endpoint(address, "address", label)?.url;
+    if !url.username().is_empty()
         || url.password().is_some()
         || url.query().is_some()
         || url.fragment().is_some()
         || !url.path().trim_end_matches('/').is_empty()
     {
-        return Err(config_error(format!(
-            "address '{address}' must be scheme://host[:port] only"
-        )));
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "{label}: address must be scheme://host[:port] only (no path, query or credentials)"
+            ),
+        )
+        .with_hint("use the form https://vault.example.com:8200"));
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 /// A KV mount, prefix or namespace: `/`-separated segments of safe characters, no `.`/`..`.
-fn check_path(field: &str, value: &str, may_be_empty: bool) -> Result<()> {
+/// `label` starts the message: the store, or its config section.
+pub(crate) fn check_path(label: &str, field: &str, value: &str, may_be_empty: bool) -> Result<()> {
+    let bad = |message: String| Error::new(ErrorKind::Config, format!("{label}: {message}"));
     let trimmed = value.trim_matches('/');
     if trimmed.is_empty() {
         return if may_be_empty {
             Ok(())
         } else {
-            Err(config_error(format!("{field} is empty")))
+            Err(bad(format!("{field} is empty")))
         };
     }
     let ok = trimmed.split('/').all(|segment| {
@@ -226,7 +194,7 @@ fn check_path(field: &str, value: &str, may_be_empty: bool) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(config_error(format!(
+        Err(bad(format!(
             "{field} '{value}' is not a usable Vault path (letters, digits, '-', '_', '.' and '/' only)"
         )))
     }
@@ -237,10 +205,7 @@ mod tests {
     use super::*;
 
     fn config(address: &str) -> VaultConfig {
-        VaultConfig::new(
-            address,
-            VaultAuth::Token(VaultToken::new("s.TOPSECRET".into())),
-        )
+        VaultConfig::new(address, VaultAuth::Token(SecretString::new("s.TOPSECRET")))
     }
 
     #[test]
@@ -275,14 +240,14 @@ mod tests {
         c.auth = VaultAuth::AppRole {
             mount: "approle".into(),
             role_id: "role".into(),
-            secret_id: VaultToken::new("SECRETID".into()),
+            secret_id: SecretString::new("SECRETID"),
         };
-        let text = format!("{c:?} {:?}", VaultToken::new("s.TOPSECRET".into()));
+        let text = format!("{c:?} {:?}", SecretString::new("s.TOPSECRET"));
         assert!(
             !text.contains("SECRETID") && !text.contains("TOPSECRET"),
             "{text}"
         );
-        assert!(text.contains("[redacted]"));
+        assert!(text.contains("***"));
     }
 
     #[test]

@@ -10,32 +10,30 @@
 mod client;
 mod config;
 mod kv;
+mod settings;
 
 pub use config::{
     DEFAULT_LOCK_TTL, DEFAULT_MAX_VERSIONS, DEFAULT_MOUNT, DEFAULT_PATH_PREFIX, VaultAuth,
-    VaultConfig, VaultToken,
+    VaultConfig,
+};
+pub use settings::{
+    DEFAULT_JWT_PATH, VaultAuthConfig, VaultAuthSettings, VaultSettings, VaultStoreConfig,
 };
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use client::Client;
 use kv::{Kv, Meta, Version, Written};
+use rekey_api::lease::{LeaseRecord, LeaseStore, Leases};
 use rekey_api::{
-    Error, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Result, RotationLock,
-    SecretStore, Stage, Stages, StoredKey, VersionInfo,
+    Backoff, Error, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Result,
+    RotationLock, SecretStore, Stage, Stages, StoredKey, VersionInfo,
 };
 use serde_json::{Map, Value, json};
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex as StdMutex};
-use std::time::Duration;
-use tokio::task::JoinHandle;
+use std::sync::Arc;
 
 /// The journal keeps this many newest entries; older ones drop off (a KV value has a size limit).
 pub const JOURNAL_CAP: usize = 500;
-/// Read-modify-writes (journal appends, lease changes) re-read and decide again this often when
-/// another writer got in between.
-const CAS_ATTEMPTS: u32 = 10;
 
 /// The four KV keys of a credential.
 #[derive(Clone, Copy)]
@@ -64,10 +62,8 @@ impl Leaf {
 struct Inner {
     kv: Kv,
     prefix: String,
-    lock_ttl: Duration,
-    /// Releases started by dropped lock guards; `lock()` waits for them so that dropping a guard
-    /// and locking again in the same process behaves like a file lock.
-    releases: StdMutex<Vec<JoinHandle<()>>>,
+    /// How messages name the store, e.g. `vault(https://vault.example:8200 secret/rekey)`.
+    label: String,
 }
 
 impl Inner {
@@ -78,6 +74,87 @@ impl Inner {
         } else {
             format!("{}/{credential}/{}", self.prefix, leaf.name())
         }
+    }
+
+    /// The metadata and latest live version of `credential`'s `leaf`.
+    async fn snapshot(&self, credential: &str, leaf: Leaf) -> Result<Snapshot> {
+        rekey_api::check_credential_name(credential)?;
+        let key = self.key(credential, leaf);
+        let meta = self.kv.metadata(&key).await?;
+        let latest = self.kv.latest(&key, meta.as_ref()).await?;
+        Ok(Snapshot { key, meta, latest })
+    }
+
+    /// Writes `data` with check-and-set against the version `snap` read, after putting
+    /// `cas_required`/`max_versions` in place.
+    async fn write_cas(&self, snap: &Snapshot, data: &Value) -> Result<Written> {
+        self.kv
+            .ensure_metadata(&snap.key, snap.meta.as_ref())
+            .await?;
+        self.kv.write(&snap.key, data, snap.cas()).await
+    }
+
+    /// The error for `version` of `key`, which holds `what` (something malformed).
+    fn not_rekeys(&self, key: &str, version: &Version, what: &str) -> Error {
+        Error::new(
+            ErrorKind::Unexpected,
+            format!(
+                "{}: version {} of {} has {what}",
+                self.label,
+                version.number,
+                self.kv.data_path(key)
+            ),
+        )
+        .with_hint(
+            "the value was not written by rekey; restore a good version with `vault kv rollback`",
+        )
+    }
+}
+
+/// The credentials' `lock` keys, for the lease protocol ([`rekey_api::lease`]).
+struct LockKeys(Arc<Inner>);
+
+impl fmt::Display for LockKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.label)
+    }
+}
+
+#[async_trait]
+impl LeaseStore for LockKeys {
+    type Version = Snapshot;
+
+    async fn read_lease(&self, credential: &str) -> Result<(Option<LeaseRecord>, Snapshot)> {
+        let snap = self.0.snapshot(credential, Leaf::Lock).await?;
+        let record = snap
+            .latest
+            .as_ref()
+            .map(|version| {
+                LeaseRecord::parse(&version.data)
+                    .map_err(|what| self.0.not_rekeys(&snap.key, version, &what))
+            })
+            .transpose()?;
+        Ok((record, snap))
+    }
+
+    async fn write_lease(
+        &self,
+        _credential: &str,
+        record: &LeaseRecord,
+        seen: &Snapshot,
+    ) -> Result<bool> {
+        let mut data = record.to_json();
+        // The fence as a string, like a key record's generation and the way `vault kv put`
+        // writes numbers (every rekey version reads either).
+        data.insert("fence".into(), record.fence.to_string().into());
+        Ok(matches!(
+            self.0.write_cas(seen, &Value::Object(data)).await?,
+            Written::Done(_)
+        ))
+    }
+
+    fn lease_location(&self, credential: &str) -> String {
+        self.0.kv.data_path(&self.0.key(credential, Leaf::Lock))
     }
 }
 
@@ -119,84 +196,11 @@ impl Cleared {
     }
 }
 
-/// What a read-modify-write does with the snapshot it read.
-enum Decision<T> {
-    /// Nothing to write: answer `T`.
-    Keep(T),
-    /// Write this value with check-and-set, then answer `T`.
-    Write(Value, T),
-}
-
-/// What a version of the `lock` key says, read leniently so that records written by older rekey
-/// versions still count.
-struct Lease {
-    holder: Option<String>,
-    /// 0 in a record written before leases carried one, so the next lease gets 1.
-    fence: u64,
-    /// `None` when missing or unreadable: such a lease does not expire by itself, since nothing
-    /// says it did.
-    expires_at: Option<DateTime<Utc>>,
-    released: bool,
-}
-
-impl Lease {
-    /// Reads a lock record; `Err` says what is malformed.
-    fn parse(data: &Map<String, Value>) -> std::result::Result<Lease, &'static str> {
-        let fence = match data.get("fence") {
-            None => Some(0),
-            Some(Value::String(s)) => s.parse().ok(),
-            Some(other) => other.as_u64(),
-        }
-        .ok_or("a 'fence' that is not a whole number")?;
-        Ok(Lease {
-            holder: data
-                .get("holder")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            fence,
-            expires_at: data
-                .get("expires_at")
-                .and_then(Value::as_str)
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .map(|t| t.with_timezone(&Utc)),
-            released: data.contains_key("released_at"),
-        })
-    }
-
-    /// Someone holds it: not released and not expired.
-    fn held(&self, now: DateTime<Utc>) -> bool {
-        !self.released && self.expires_at.is_none_or(|at| at > now)
-    }
-
-    fn holder(&self) -> &str {
-        self.holder.as_deref().unwrap_or("an unknown holder")
-    }
-}
-
-/// A new lease record for `holder` under `fence`, expiring `ttl` after `now`. The fence is a
-/// string like a key record's generation, the way `vault kv put` writes numbers.
-fn lease_record(holder: &str, fence: u64, now: DateTime<Utc>, ttl: Duration) -> Value {
-    json!({
-        "holder": holder,
-        "fence": fence.to_string(),
-        "acquired_at": now.to_rfc3339(),
-        "expires_at": expiry(now, ttl).to_rfc3339(),
-    })
-}
-
-/// `ttl` after `now`, saturating for a `lock_ttl` too large for a date.
-fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(ttl)
-        .ok()
-        .and_then(|ttl| now.checked_add_signed(ttl))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
 /// HashiCorp Vault / OpenBao KV v2 as a [`SecretStore`].
 #[derive(Debug)] // safe: the config's secrets redact themselves; the live token is not printed
 pub struct VaultStore {
     inner: Arc<Inner>,
-    label: String,
+    leases: Leases<LockKeys>,
 }
 
 impl VaultStore {
@@ -212,23 +216,15 @@ impl VaultStore {
         };
         let (max_versions, lock_ttl) = (config.max_versions, config.lock_ttl);
         let client = Client::new(config, address)?;
-        Ok(VaultStore {
-            inner: Arc::new(Inner {
-                kv: Kv::new(client, &mount, max_versions),
-                prefix,
-                lock_ttl,
-                releases: StdMutex::new(Vec::new()),
-            }),
+        let inner = Arc::new(Inner {
+            kv: Kv::new(client, &mount, max_versions),
+            prefix,
             label,
+        });
+        Ok(VaultStore {
+            leases: Leases::new(LockKeys(Arc::clone(&inner)), lock_ttl),
+            inner,
         })
-    }
-
-    /// Another handle on the same store, for lock guards and their background release.
-    fn handle(&self) -> VaultStore {
-        VaultStore {
-            inner: Arc::clone(&self.inner),
-            label: self.label.clone(),
-        }
     }
 
     fn kv(&self) -> &Kv {
@@ -236,23 +232,14 @@ impl VaultStore {
     }
 
     async fn snapshot(&self, credential: &str, leaf: Leaf) -> Result<Snapshot> {
-        rekey_api::check_credential_name(credential)?;
-        let key = self.inner.key(credential, leaf);
-        let meta = self.kv().metadata(&key).await?;
-        let latest = self.kv().latest(&key, meta.as_ref()).await?;
-        Ok(Snapshot { key, meta, latest })
+        self.inner.snapshot(credential, leaf).await
     }
 
     /// Parses a `current`/`pending` version; `None` for a version without a key (a cleared
     /// `pending`).
     fn record(&self, key: &str, version: &Version) -> Result<Option<Record>> {
-        let info = rekey_api::parse_key_record(&version.data, version.created).map_err(|what| {
-            Error::new(
-                ErrorKind::Unexpected,
-                format!("{self}: version {} of {} has {what}", version.number, self.kv().data_path(key)),
-            )
-            .with_hint("the value was not written by rekey; restore a good version with `vault kv rollback`")
-        })?;
+        let info = rekey_api::parse_key_record(&version.data, version.created)
+            .map_err(|what| self.inner.not_rekeys(key, version, &what))?;
         Ok(info.map(|info| Record { info }))
     }
 
@@ -321,13 +308,8 @@ impl VaultStore {
         )
     }
 
-    /// Writes `data` with check-and-set against the version `snap` read, after putting
-    /// `cas_required`/`max_versions` in place.
     async fn write_cas(&self, snap: &Snapshot, data: &Value) -> Result<Written> {
-        self.kv()
-            .ensure_metadata(&snap.key, snap.meta.as_ref())
-            .await?;
-        self.kv().write(&snap.key, data, snap.cas()).await
+        self.inner.write_cas(snap, data).await
     }
 
     /// [`VaultStore::write_cas`], with another writer's change a `Conflict`.
@@ -339,33 +321,35 @@ impl VaultStore {
     }
 
     /// Reads `leaf`, lets `decide` say what to write, and writes it with check-and-set; when
-    /// another writer got in between, reads again and decides again.
-    async fn read_modify_write<T>(
+    /// another writer got in between, reads again and decides again ([`Backoff::STALE_WRITE`]).
+    async fn read_modify_write(
         &self,
         credential: &str,
         leaf: Leaf,
-        decide: impl Fn(&Snapshot) -> Result<Decision<T>>,
-    ) -> Result<T> {
-        for attempt in 0..CAS_ATTEMPTS {
-            let snap = self.snapshot(credential, leaf).await?;
-            let (data, answer) = match decide(&snap)? {
-                Decision::Keep(answer) => return Ok(answer),
-                Decision::Write(data, answer) => (data, answer),
-            };
-            match self.write_cas(&snap, &data).await? {
-                Written::Done(_) => return Ok(answer),
-                Written::Stale => tokio::time::sleep(jitter(attempt + 1)).await,
-            }
-        }
-        let key = self.inner.key(credential, leaf);
-        Err(Error::new(
-            ErrorKind::Conflict,
-            format!(
-                "{self}: could not update {} after {CAS_ATTEMPTS} attempts: other writers kept changing it",
-                self.kv().data_path(&key)
-            ),
-        )
-        .temporary())
+        decide: impl Fn(&Snapshot) -> Result<Value>,
+    ) -> Result<()> {
+        let written = Backoff::STALE_WRITE
+            .retry_stale(|| async {
+                let snap = self.snapshot(credential, leaf).await?;
+                let data = decide(&snap)?;
+                Ok(match self.write_cas(&snap, &data).await? {
+                    Written::Done(_) => Some(()),
+                    Written::Stale => None,
+                })
+            })
+            .await?;
+        written.ok_or_else(|| {
+            let key = self.inner.key(credential, leaf);
+            Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{self}: could not update {} after {} attempts: other writers kept changing it",
+                    self.kv().data_path(&key),
+                    Backoff::STALE_WRITE.attempts
+                ),
+            )
+            .temporary()
+        })
     }
 
     /// Replaces PENDING with a record without a key, so that opt-in readers of `pending` stop
@@ -431,85 +415,6 @@ impl VaultStore {
         })
     }
 
-    /// Parses a version of the `lock` key.
-    fn lease_of(&self, key: &str, version: &Version) -> Result<Lease> {
-        Lease::parse(&version.data).map_err(|what| {
-            Error::new(
-                ErrorKind::Unexpected,
-                format!("{self}: version {} of {} has {what}", version.number, self.kv().data_path(key)),
-            )
-            .with_hint("the value was not written by rekey; restore a good version with `vault kv rollback`")
-        })
-    }
-
-    /// The lease record in `snap` and its data, if it is the unreleased lease `fence`;
-    /// `LeaseLost` otherwise.
-    fn own_lease<'s>(
-        &self,
-        snap: &'s Snapshot,
-        credential: &str,
-        fence: u64,
-    ) -> Result<(Lease, &'s Map<String, Value>)> {
-        let Some(version) = &snap.latest else {
-            return Err(self.lease_lost(credential, &snap.key, fence, None));
-        };
-        let lease = self.lease_of(&snap.key, version)?;
-        if lease.fence != fence || lease.released {
-            return Err(self.lease_lost(credential, &snap.key, fence, Some(&lease)));
-        }
-        Ok((lease, &version.data))
-    }
-
-    /// `Busy`, naming the holder of `lease` and when it expires.
-    fn busy(&self, credential: &str, key: &str, lease: &Lease) -> Error {
-        let until = lease
-            .expires_at
-            .map_or_else(|| "an unknown time".to_string(), |t| t.to_rfc3339());
-        Error::new(
-            ErrorKind::Busy,
-            format!(
-                "{self}: credential '{credential}' is locked by {} until {until} (lease {}, {})",
-                lease.holder(),
-                lease.fence,
-                self.kv().data_path(key)
-            ),
-        )
-        .with_hint("another rekey process is rotating this credential; wait for it to finish or for its lease to expire")
-    }
-
-    /// The holder of lease `ours` lost it; `found` is what the lock key holds now.
-    fn lease_lost(&self, credential: &str, key: &str, ours: u64, found: Option<&Lease>) -> Error {
-        let path = self.kv().data_path(key);
-        let now = match found {
-            Some(theirs) if theirs.fence != ours => format!(
-                "{path} now carries lease {} of {}",
-                theirs.fence,
-                theirs.holder()
-            ),
-            Some(_) => format!("{path} shows it released"),
-            None => format!("{path} holds no lease"),
-        };
-        Error::new(
-            ErrorKind::LeaseLost,
-            format!("{self}: credential '{credential}': this runner's lease {ours} is lost: {now}"),
-        )
-        .with_hint("the lease expired (lock_ttl) and another runner took the rotation over, or it was released; stop, let the other runner finish, then inspect `rekey journal`")
-    }
-
-    /// Marks the lease `fence` released, unless it is no longer ours: a late release must not
-    /// free a lease another runner took over.
-    async fn release_lease(&self, credential: &str, fence: u64) -> Result<()> {
-        self.read_modify_write(credential, Leaf::Lock, |snap| {
-            let (_, data) = self.own_lease(snap, credential, fence)?;
-            let mut released = data.clone();
-            released.insert("released_at".into(), rekey_api::now().to_rfc3339().into());
-            Ok(Decision::Write(Value::Object(released), ()))
-        })
-        .await?;
-        tracing::debug!(store = %self, credential, fence, "released the rotation lease");
-        Ok(())
-    }
-
     /// Every path and capability a rotation needs.
     fn required_capabilities(&self, credential: &str) -> Vec<(String, &'static [&'static str])> {
         const RW: &[&str] = &["create", "read", "update"];
@@ -529,19 +434,13 @@ impl VaultStore {
 
 impl fmt::Display for VaultStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.label)
+        f.write_str(&self.inner.label)
     }
-}
-
-/// Deterministic-enough jitter for retries, without a random number generator.
-fn jitter(attempt: u32) -> Duration {
-    let spread = RandomState::new().hash_one(attempt) % 50;
-    Duration::from_millis(10 * u64::from(attempt) + spread)
 }
 
 #[async_trait]
 impl SecretStore for VaultStore {
-    async fn check(&self, credential: &str) -> Result<()> {
+    async fn preflight(&self, credential: &str) -> Result<()> {
         rekey_api::check_credential_name(credential)?;
         let mount = &self.kv().mount;
         match self.kv().mount_info().await? {
@@ -833,7 +732,7 @@ impl SecretStore for VaultStore {
             entries.push(line.clone());
             let excess = entries.len().saturating_sub(JOURNAL_CAP);
             entries.drain(..excess);
-            Ok(Decision::Write(json!({ "entries": entries }), ()))
+            Ok(json!({ "entries": entries }))
         })
         .await
     }
@@ -844,122 +743,8 @@ impl SecretStore for VaultStore {
     }
 
     async fn lock(&self, credential: &str, holder: &str) -> Result<Box<dyn RotationLock>> {
-        let pending: Vec<_> = self
-            .inner
-            .releases
-            .lock()
-            .map(|mut r| r.drain(..).collect())
-            .unwrap_or_default();
-        for release in pending {
-            let _ = release.await;
-        }
-        let ttl = self.inner.lock_ttl;
-        // Check-and-set on the version read: of two runners taking a free lease at once, the
-        // second's write is stale, and on re-reading it finds the first's lease held.
-        let fence = self
-            .read_modify_write(credential, Leaf::Lock, |snap| {
-                let previous = snap
-                    .latest
-                    .as_ref()
-                    .map(|v| self.lease_of(&snap.key, v))
-                    .transpose()?;
-                let now = rekey_api::now();
-                if let Some(held) = previous.as_ref().filter(|l| l.held(now)) {
-                    return Err(self.busy(credential, &snap.key, held));
-                }
-                let fence = previous.map_or(0, |l| l.fence) + 1;
-                Ok(Decision::Write(
-                    lease_record(holder, fence, now, ttl),
-                    fence,
-                ))
-            })
-            .await?;
-        tracing::debug!(store = %self, credential, holder, fence, "took the rotation lease");
-        Ok(Box::new(VaultLock {
-            store: self.handle(),
-            credential: credential.to_string(),
-            fence,
-            released: false,
-        }))
-    }
-}
-
-/// The rotation lease: the credential's `lock` record carrying our fence.
-struct VaultLock {
-    store: VaultStore,
-    credential: String,
-    fence: u64,
-    released: bool,
-}
-
-impl fmt::Debug for VaultLock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VaultLock")
-            .field("store", &self.store.label)
-            .field("credential", &self.credential)
-            .field("fence", &self.fence)
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl RotationLock for VaultLock {
-    fn fence(&self) -> u64 {
-        self.fence
-    }
-
-    async fn confirm(&self) -> Result<()> {
-        let store = &self.store;
-        let ttl = store.inner.lock_ttl;
-        let extended_to = store
-            .read_modify_write(&self.credential, Leaf::Lock, |snap| {
-                let (lease, data) = store.own_lease(snap, &self.credential, self.fence)?;
-                let now = rekey_api::now();
-                // Extending only past half the TTL keeps a confirm before every write from
-                // writing a KV version each time. An expired lease nobody took is still ours.
-                if lease
-                    .expires_at
-                    .is_some_and(|at| at >= expiry(now, ttl / 2))
-                {
-                    return Ok(Decision::Keep(None));
-                }
-                let until = expiry(now, ttl);
-                let mut extended = data.clone();
-                extended.insert("expires_at".into(), until.to_rfc3339().into());
-                Ok(Decision::Write(Value::Object(extended), Some(until)))
-            })
-            .await?;
-        if let Some(until) = extended_to {
-            tracing::debug!(store = %store, credential = %self.credential, fence = self.fence, %until, "extended the rotation lease");
-        }
-        Ok(())
-    }
-
-    async fn release(mut self: Box<Self>) -> Result<()> {
-        self.released = true;
-        self.store.release_lease(&self.credential, self.fence).await
-    }
-}
-
-impl Drop for VaultLock {
-    fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        // Dropped without release(): release in the background if a runtime is around; the
-        // lease expiry frees the lock otherwise.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (store, credential, fence) =
-                (self.store.handle(), self.credential.clone(), self.fence);
-            let task = runtime.spawn(async move {
-                if let Err(e) = store.release_lease(&credential, fence).await {
-                    tracing::warn!(error = %e, "could not release a dropped rotation lease; it frees itself when it expires");
-                }
-            });
-            if let Ok(mut releases) = self.store.inner.releases.lock() {
-                releases.push(task);
-            }
-        }
+        let journal = self.read_journal(credential).await?;
+        self.leases.take(credential, holder, &journal).await
     }
 }
 
@@ -967,23 +752,6 @@ impl Drop for VaultLock {
 mod tests {
     use super::*;
     use rekey_testkit::openbao::OpenBao;
-
-    #[test]
-    fn a_lock_record_fence_is_a_whole_number_or_absent() {
-        let fence = |value: Value| {
-            let mut data = Map::new();
-            if !value.is_null() {
-                data.insert("fence".into(), value);
-            }
-            Lease::parse(&data).map(|l| l.fence)
-        };
-        assert_eq!(fence(Value::Null), Ok(0), "a record from before fences");
-        assert_eq!(fence(json!("7")), Ok(7));
-        assert_eq!(fence(json!(7)), Ok(7));
-        for bad in [json!("seven"), json!(-1), json!(1.5), json!(true)] {
-            assert!(fence(bad.clone()).is_err(), "{bad}");
-        }
-    }
 
     /// The check-and-set every promote, revert and stage relies on, with another writer (the
     /// `bao` CLI) landing exactly between the store's read and its write.
@@ -993,7 +761,7 @@ mod tests {
         let prefix = bao.unique_prefix("unit-cas");
         let mut config = VaultConfig::new(
             bao.addr(),
-            VaultAuth::Token(VaultToken::new(bao.root_token().to_string())),
+            VaultAuth::Token(rekey_api::SecretString::new(bao.root_token())),
         );
         config.path_prefix = prefix.clone();
         let store = VaultStore::new(config).unwrap();

@@ -6,12 +6,13 @@
 //! parallel on one shared server.
 
 use rekey_api::{
-    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, Phase, SecretStore, Stage, Step,
+    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, Phase, SecretStore,
+    SecretString, Stage, Step,
 };
 use rekey_testkit::conformance;
 use rekey_testkit::openbao::OpenBao;
 use rekey_testkit::receiver::RefusingPort;
-use rekey_vault::{VaultAuth, VaultConfig, VaultStore, VaultToken};
+use rekey_vault::{VaultAuth, VaultConfig, VaultStore};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -82,7 +83,7 @@ fn config(bao: &OpenBao, prefix: &str, auth: VaultAuth) -> VaultConfig {
 }
 
 fn token(s: &str) -> VaultAuth {
-    VaultAuth::Token(VaultToken::new(s.to_string()))
+    VaultAuth::Token(SecretString::new(s))
 }
 
 fn root_store(bao: &OpenBao, prefix: &str) -> VaultStore {
@@ -677,10 +678,10 @@ async fn approle_login_runs_a_rotation() {
     let auth = VaultAuth::AppRole {
         mount: prefix.clone(),
         role_id: role_id.trim().to_string(),
-        secret_id: VaultToken::new(secret_id),
+        secret_id: SecretString::new(secret_id),
     };
     let store = VaultStore::new(config(bao, &prefix, auth)).unwrap();
-    store.check(CRED).await.unwrap();
+    store.preflight(CRED).await.unwrap();
     rotate(&store, 1).await;
     store.append_journal(CRED, &entry(1, "r1")).await.unwrap();
     assert_eq!(
@@ -695,11 +696,11 @@ async fn approle_login_runs_a_rotation() {
     let bad = VaultAuth::AppRole {
         mount: prefix.clone(),
         role_id: role_id.trim().to_string(),
-        secret_id: VaultToken::new("not-the-secret-id".into()),
+        secret_id: SecretString::new("not-the-secret-id"),
     };
     let err = VaultStore::new(config(bao, &prefix, bad))
         .unwrap()
-        .check(CRED)
+        .preflight(CRED)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
@@ -932,7 +933,7 @@ async fn kubernetes_login_runs_a_rotation() {
     std::fs::write(&jwt_path, &jwt).unwrap();
 
     let store = VaultStore::new(config(bao, &prefix, kubernetes(&prefix, &jwt_path))).unwrap();
-    store.check(CRED).await.unwrap();
+    store.preflight(CRED).await.unwrap();
     rotate(&store, 1).await;
     store.append_journal(CRED, &entry(1, "r1")).await.unwrap();
     assert_eq!(
@@ -967,7 +968,7 @@ async fn a_rejected_service_account_jwt_is_unauthenticated_and_writes_nothing() 
 
     let store = VaultStore::new(config(bao, &prefix, kubernetes(&prefix, &jwt_path))).unwrap();
     let errors = [
-        store.check(CRED).await.unwrap_err(),
+        store.preflight(CRED).await.unwrap_err(),
         stage(&store, 1, &pair()).await.unwrap_err(),
     ];
     for err in &errors {
@@ -1058,7 +1059,7 @@ async fn the_minimal_policy_is_enough_for_everything() {
     let prefix = bao.unique_prefix("minimal");
     let t = token_with_policy(bao, &prefix, None, &[]);
     let store = VaultStore::new(config(bao, &prefix, token(&t))).unwrap();
-    store.check(CRED).await.unwrap();
+    store.preflight(CRED).await.unwrap();
     rotate(&store, 1).await;
     rotate(&store, 2).await;
     store.revert(CRED, Generation(1)).await.unwrap();
@@ -1079,7 +1080,7 @@ async fn the_minimal_policy_is_enough_for_everything() {
             .unwrap()
             .is_some()
     );
-    store.check(CRED).await.unwrap();
+    store.preflight(CRED).await.unwrap();
 }
 
 #[tokio::test]
@@ -1089,7 +1090,7 @@ async fn check_names_a_missing_capability_and_changes_nothing() {
     let missing = format!("secret/data/{prefix}/{CRED}/current");
     let t = token_with_policy(bao, &prefix, Some((&missing, "update")), &[]);
     let store = VaultStore::new(config(bao, &prefix, token(&t))).unwrap();
-    let err = store.check(CRED).await.unwrap_err();
+    let err = store.preflight(CRED).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     assert!(
         err.to_string()
@@ -1163,7 +1164,11 @@ async fn errors_are_clear_and_change_nothing() {
     let port = refusing.port();
     let mut cfg = config(bao, &prefix, token(bao.root_token()));
     cfg.address = format!("http://127.0.0.1:{port}");
-    let err = VaultStore::new(cfg).unwrap().check(CRED).await.unwrap_err();
+    let err = VaultStore::new(cfg)
+        .unwrap()
+        .preflight(CRED)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.is_temporary());
     assert!(
@@ -1174,7 +1179,7 @@ async fn errors_are_clear_and_change_nothing() {
     // An invalid token.
     let err = VaultStore::new(config(bao, &prefix, token("s.not-a-token")))
         .unwrap()
-        .check(CRED)
+        .preflight(CRED)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
@@ -1184,7 +1189,7 @@ async fn errors_are_clear_and_change_nothing() {
     let mut cfg = config(bao, &prefix, token(bao.root_token()));
     cfg.mount = format!("{prefix}-nomount");
     let store = VaultStore::new(cfg).unwrap();
-    let err = store.check(CRED).await.unwrap_err();
+    let err = store.preflight(CRED).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(
         err.to_string()
@@ -1211,7 +1216,7 @@ async fn errors_are_clear_and_change_nothing() {
             .contains(&format!("secret/metadata/{prefix}/{CRED}/current")),
         "{err}"
     );
-    let err = store.check(CRED).await.unwrap_err();
+    let err = store.preflight(CRED).await.unwrap_err();
     assert!(
         matches!(
             err.kind(),
@@ -1226,12 +1231,12 @@ async fn errors_are_clear_and_change_nothing() {
 async fn a_sealed_server_is_unavailable_with_a_hint() {
     let bao = OpenBao::start();
     let store = root_store(&bao, "sealed");
-    store.check(CRED).await.unwrap();
+    store.preflight(CRED).await.unwrap();
     bao.bao_ok(&["operator", "seal"]);
     let fresh = root_store(&bao, "sealed");
     for err in [
         store.stages(CRED).await.unwrap_err(),
-        fresh.check(CRED).await.unwrap_err(),
+        fresh.preflight(CRED).await.unwrap_err(),
     ] {
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
         assert!(err.is_temporary());
@@ -1254,7 +1259,7 @@ async fn the_namespace_header_selects_the_namespace() {
         store.to_string().contains(&format!("namespace {ns}")),
         "{store}"
     );
-    store.check(CRED).await.unwrap();
+    store.preflight(CRED).await.unwrap();
     rotate(&store, 1).await;
     let generation = bao.bao_ok(&[
         "kv",
@@ -1377,7 +1382,7 @@ async fn environment_probe() {
     let mut cfg = VaultConfig::new(var("REKEY_VAULT_ENV_PROBE_ADDR"), auth);
     cfg.path_prefix = format!("t-env-{}", std::process::id());
     let store = VaultStore::new(cfg).unwrap();
-    store.check(CRED).await.unwrap();
+    store.preflight(CRED).await.unwrap();
     rotate(&store, 1).await;
     assert_eq!(
         store
@@ -1396,7 +1401,7 @@ async fn environment_probe() {
     let dir = std::path::PathBuf::from(var("REKEY_VAULT_ENV_PROBE_DIR"));
     std::fs::write(dir.join("ca.pem"), &pem).unwrap();
     let store = VaultStore::new(VaultConfig::new(address.clone(), token("s.x"))).unwrap();
-    let err = store.check(CRED).await.unwrap_err();
+    let err = store.preflight(CRED).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(
         !err.hint().unwrap_or_default().contains("unseal"),
@@ -1412,7 +1417,11 @@ async fn environment_probe() {
         } else {
             cfg.ca_cert = Some(dir.join("ca.pem"));
         }
-        let err = VaultStore::new(cfg).unwrap().check(CRED).await.unwrap_err();
+        let err = VaultStore::new(cfg)
+            .unwrap()
+            .preflight(CRED)
+            .await
+            .unwrap_err();
         assert!(
             err.hint().unwrap_or_default().contains("unseal"),
             "{trust}: {err:?}"
@@ -1460,7 +1469,7 @@ fn routine_answers_log_no_warnings() {
         .unwrap();
     runtime.block_on(async {
         let store = root_store(bao, &prefix);
-        store.check(CRED).await.unwrap();
+        store.preflight(CRED).await.unwrap();
         rotate(&store, 1).await;
         let other = root_store(bao, &prefix);
         let (first, second) = (entry(1, "a"), entry(2, "b"));

@@ -107,7 +107,7 @@ pub(super) fn generate(
     };
     let (key, certificate) = pki::generate(&spec, rekey_api::now())?;
     let write = |path: &Path, bytes: &[u8], mode: u32| {
-        crate::atomic_file::write(path, bytes, mode).map_err(|e| {
+        rekey_api::write_atomic(path, bytes, mode).map_err(|e| {
             Error::new(
                 ErrorKind::Config,
                 format!("cannot write {}", path.display()),

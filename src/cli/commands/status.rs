@@ -154,9 +154,9 @@ pub(super) async fn preflight(config_path: &Path, only: Option<&str>, json: bool
         };
         let mut store_problems = Vec::new();
         for store in &stores {
-            store_problems.extend(problem(store.check(&cred.name).await));
+            store_problems.extend(problem(store.preflight(&cred.name).await));
         }
-        let target_problem = problem(target.check().await);
+        let target_problem = problem(target.preflight().await);
         rows.push(PreflightRow {
             credential: cred.name.clone(),
             store: stores

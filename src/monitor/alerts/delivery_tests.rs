@@ -165,11 +165,11 @@ async fn alerts_are_delivered_once_over_http_and_resolved_when_cleared() {
     for request in receiver.requests() {
         if request.path == "/hook" {
             let header = |name: &str| request.header(name).unwrap();
-            assert!(rekey_notify::verify_signature(
+            assert!(rekey_http::verify_signature(
                 HOOK_SECRET.as_bytes(),
-                &header(rekey_notify::TIMESTAMP_HEADER),
+                &header(rekey_http::TIMESTAMP_HEADER),
                 &request.body,
-                &header(rekey_notify::SIGNATURE_HEADER),
+                &header(rekey_http::SIGNATURE_HEADER),
                 Utc::now(),
                 Duration::from_secs(300),
             ));

@@ -20,8 +20,9 @@ use crate::config::{ChannelKindSettings, ChannelSettings, Config, SecretSource};
 use chrono::{DateTime, Utc};
 use decide::{Planned, apply, plan_findings, plan_rotation};
 pub use news::{Delivery, Observed, RotationNews};
+use rekey_api::SecretString;
 use rekey_api::{Result, Severity};
-use rekey_notify::{Channel, ChannelConfig, Secret};
+use rekey_notify::{Channel, ChannelConfig};
 use state::{State, load, lock, save};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -163,8 +164,9 @@ fn read_secret(
     source: &SecretSource,
     what: &str,
     key: &str,
-) -> Result<Secret> {
+) -> Result<SecretString> {
     source.read(
+        crate::wiring::environment(),
         &format!("{}: alerts channel '{}'", s.origin, s.name),
         what,
         key,

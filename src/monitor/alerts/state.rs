@@ -166,5 +166,5 @@ pub(super) fn empty() -> State {
 pub(super) fn save(path: &Path, state: &State) -> Result<()> {
     let mut text = serde_json::to_vec_pretty(state).expect("the state always serializes");
     text.push(b'\n');
-    crate::atomic_file::write(path, &text, 0o600).map_err(|e| state_error("write", path, e))
+    rekey_api::write_atomic(path, &text, 0o600).map_err(|e| state_error("write", path, e))
 }

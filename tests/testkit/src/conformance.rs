@@ -126,7 +126,7 @@ async fn unknown_credentials_are_empty(open: Open<'_>, credential: &str) {
         "empty: journal"
     );
     store
-        .check(credential)
+        .preflight(credential)
         .await
         .expect("empty: check passes before the first write");
 }

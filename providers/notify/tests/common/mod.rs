@@ -2,7 +2,7 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-use rekey_notify::Backoff;
+use rekey_api::Backoff;
 pub use rekey_testkit::receiver::{Receiver, Reply};
 use serde_json::Value;
 use std::time::Duration;

@@ -4,8 +4,8 @@
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
 
 use orgsim::{OrgSim, Seed};
-use rekey_api::{Certificate, KeyMaterial};
-use rekey_salesforce::{AccessToken, AdminAuth, AppKind, SalesforceConfig, SalesforceTarget};
+use rekey_api::{Certificate, KeyMaterial, SecretString};
+use rekey_salesforce::{AdminAuth, AppKind, SalesforceConfig, SalesforceTarget};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -304,7 +304,7 @@ impl Org {
     /// An admin login with a bare access token (the sf CLI user's way).
     pub fn token_admin(&self, token: &str) -> AdminAuth {
         AdminAuth::AccessToken {
-            token: AccessToken::new(token.to_string()),
+            token: SecretString::new(token),
             instance_url: self.sim.base_url(),
         }
     }
