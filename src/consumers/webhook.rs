@@ -140,7 +140,6 @@ impl Consumer for WebhookConsumer {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::consumers::testing::*;
     use rekey_api::{ErrorKind, Stage};
     use rekey_testkit::receiver::{Receiver, Reply};
