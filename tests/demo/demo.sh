@@ -29,7 +29,7 @@ url=$(cat url)
 echo "org emulator listening on $url"
 sed "s#@LOGIN_URL@#$url#" "$root/tests/demo/rekey.toml.in" > rekey.toml
 # A consumer that cannot read the store: rekey hands it the key and certificate as files, right
-# after the new key is promoted (webhook, exec and store consumers: see the README).
+# after the new key is promoted (webhook, exec and store consumers: see src/consumers/README.md).
 mkdir -p legacy-etl
 cat >> rekey.toml <<'TOML'
 
