@@ -74,22 +74,17 @@ impl<'a, 'r> InFlight<'a, 'r> {
         let key = self.new_key().await?;
         let announcement = self.announcement(&key, Stage::Pending, self.old_fingerprint);
         let (told, refused) = self.tell_everyone(|c| c.prepare(&announcement)).await?;
-        if refused.is_empty() {
-            return Ok(told.join("; "));
-        }
-        Err(refusal(
-            &refused,
-            |count| {
+        let credential = self.rotation.credential;
+        all_told(
+            told,
+            refused,
+            |count| format!("{credential}: {count} refused prepare before the switchover"),
+            || {
                 format!(
-                    "{}: {count} refused prepare before the switchover",
-                    self.rotation.credential
+                    "nothing was published; fix the consumer, then `rekey resume {credential}` (or `rekey abort {credential}`)"
                 )
             },
-            format!(
-                "nothing was published; fix the consumer, then `rekey resume {0}` (or `rekey abort {0}`)",
-                self.rotation.credential
-            ),
-        ))
+        )
     }
 
     /// Right after promotion, every consumer is told to use the new generation. A refusal is a
@@ -247,32 +242,37 @@ impl<'a, 'r> InFlight<'a, 'r> {
         let previous = self.previous_key().await?;
         let announcement = self.announcement(&previous, Stage::Current, self.new_fingerprint);
         let (told, refused) = self.tell_everyone(|c| c.activate(&announcement)).await?;
-        if refused.is_empty() {
-            return Ok(told.join("; "));
-        }
-        Err(refusal(
-            &refused,
+        all_told(
+            told,
+            refused,
             |count| {
                 format!(
                     "{}: generation {} is CURRENT again, but {count} refused it",
                     r.credential, previous.info.generation
                 )
             },
-            format!(
-                "the app and the stores are back on the previous key; fix the consumer, then `rekey resume {}` tells it again",
-                r.credential
-            ),
-        ))
+            || {
+                format!(
+                    "the app and the stores are back on the previous key; fix the consumer, then `rekey resume {}` tells it again",
+                    r.credential
+                )
+            },
+        )
     }
 }
 
-/// The error for consumers that refused: `what("N consumers")`, then each consumer and its
-/// error. Temporary (so the step is retried) only if every refusal was.
-pub(super) fn refusal(
-    refused: &[(String, Error)],
+/// What the consumers `told` said, or, when some `refused`, the error for them: `what("N
+/// consumers")`, then each consumer and its error. Temporary (so the step is retried) only if every
+/// refusal was.
+pub(super) fn all_told(
+    told: Vec<String>,
+    refused: Vec<(String, Error)>,
     what: impl FnOnce(String) -> String,
-    hint: String,
-) -> Error {
+    hint: impl FnOnce() -> String,
+) -> Result<String> {
+    if refused.is_empty() {
+        return Ok(told.join("; "));
+    }
     let count = match refused.len() {
         1 => "1 consumer".to_string(),
         n => format!("{n} consumers"),
@@ -287,5 +287,5 @@ pub(super) fn refusal(
         .map(|(name, e)| format!("{name}: {e}"))
         .collect::<Vec<_>>()
         .join("; ");
-    Error::new(kind, format!("{}: {each}", what(count))).with_hint(hint)
+    Err(Error::new(kind, format!("{}: {each}", what(count))).with_hint(hint()))
 }

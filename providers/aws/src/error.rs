@@ -7,14 +7,14 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use rekey_api::{Error, ErrorKind};
 
 /// How an SDK call failed, before it becomes an [`Error`].
-pub(crate) struct Failure {
+pub(crate) struct SdkFailure {
     /// The AWS error code, e.g. `ResourceNotFoundException`, for service errors.
     pub(crate) code: Option<String>,
     /// The converted error.
     pub(crate) error: Error,
 }
 
-impl Failure {
+impl SdkFailure {
     /// Whether AWS said the secret (or the version asked for) does not exist.
     pub(crate) fn not_found(&self) -> bool {
         self.code.as_deref() == Some("ResourceNotFoundException")
@@ -59,7 +59,7 @@ pub(crate) fn failure<E>(
     action: &str,
     secret: &str,
     err: SdkError<E, HttpResponse>,
-) -> Failure
+) -> SdkFailure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -128,7 +128,7 @@ where
         }
         _ => Error::new(ErrorKind::Unexpected, format!("{at}: the request failed")),
     };
-    Failure {
+    SdkFailure {
         code,
         error: error.with_source(err),
     }

@@ -1,7 +1,7 @@
 //! The few Secrets Manager calls the store makes, with errors converted at this edge and values
 //! kept in zeroizing buffers.
 
-use crate::error::{Failure, failure};
+use crate::error::{SdkFailure, failure};
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::Tag;
 use rekey_api::{Error, ErrorKind, Result};
@@ -117,7 +117,7 @@ impl Secrets {
             E,
             aws_sdk_secretsmanager::config::http::HttpResponse,
         >,
-    ) -> Failure
+    ) -> SdkFailure
     where
         E: aws_sdk_secretsmanager::error::ProvideErrorMetadata
             + std::error::Error

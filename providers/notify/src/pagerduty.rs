@@ -35,7 +35,7 @@ pub(crate) const DEDUP_KEY_MAX: usize = 255;
 const SUMMARY_MAX: usize = 1024;
 
 #[derive(Serialize)]
-struct Event<'a> {
+struct Enqueue<'a> {
     routing_key: &'a str,
     event_action: &'static str,
     dedup_key: &'a str,
@@ -151,14 +151,14 @@ pub(crate) fn event(
         }
     };
     let event = match trigger {
-        Some(payload) => Event {
+        Some(payload) => Enqueue {
             routing_key,
             event_action: "trigger",
             dedup_key: &dedup_key,
             client: Some("rekey"),
             payload: Some(payload),
         },
-        None => Event {
+        None => Enqueue {
             routing_key,
             event_action: "resolve",
             dedup_key: &dedup_key,

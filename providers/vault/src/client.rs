@@ -23,7 +23,7 @@ use zeroize::Zeroize;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a vaultrs call failed, before it becomes a `rekey_api::Error`.
-pub(crate) enum Failure {
+pub(crate) enum VaultFailure {
     /// Vault answered with a non-2xx status; `errors` is its `errors` array joined (may be
     /// empty, e.g. a 404 for a deleted version carries data instead).
     Status { code: u16, errors: String },
@@ -279,34 +279,34 @@ impl Client {
     }
 
     /// Sorts a vaultrs error into a status answer or an already final error.
-    pub(crate) fn failure(&self, what: &str, e: ClientError) -> Failure {
+    pub(crate) fn failure(&self, what: &str, e: ClientError) -> VaultFailure {
         use rustify::errors::ClientError as Rest;
         match e {
-            ClientError::APIError { code, errors } => Failure::Status {
+            ClientError::APIError { code, errors } => VaultFailure::Status {
                 code,
                 errors: joined(&errors),
             },
             ClientError::RestClientError { source: rest } => match rest {
                 // An answer whose body has no `errors` (vaultrs parses only those).
-                Rest::ServerResponseError { code, .. } => Failure::Status {
+                Rest::ServerResponseError { code, .. } => VaultFailure::Status {
                     code,
                     errors: String::new(),
                 },
                 Rest::RequestError { ref source, .. } | Rest::ResponseError { ref source } => {
                     let how = how_it_failed(source.as_ref());
-                    Failure::Other(transport(&self.address, what, how, rest))
+                    VaultFailure::Other(transport(&self.address, what, how, rest))
                 }
-                other => Failure::Other(self.unexpected(what, &other)),
+                other => VaultFailure::Other(self.unexpected(what, &other)),
             },
-            other => Failure::Other(self.unexpected(what, &other)),
+            other => VaultFailure::Other(self.unexpected(what, &other)),
         }
     }
 
     /// A vaultrs error as a `rekey_api::Error`.
     pub(crate) fn error(&self, what: &str, e: ClientError) -> Error {
         match self.failure(what, e) {
-            Failure::Status { code, errors } => self.status_error(what, code, &errors),
-            Failure::Other(err) => err,
+            VaultFailure::Status { code, errors } => self.status_error(what, code, &errors),
+            VaultFailure::Other(err) => err,
         }
     }
 
@@ -418,7 +418,7 @@ impl Client {
         {
             Ok(auth) => auth,
             Err(e) => {
-                if let Failure::Status { code, errors } = self.failure("renew the token", e) {
+                if let VaultFailure::Status { code, errors } = self.failure("renew the token", e) {
                     tracing::warn!(address = %self.address, status = code, errors = %errors, "vault token renewal refused");
                 }
                 return None;
@@ -488,8 +488,8 @@ impl Client {
             }
             Err(e) => {
                 let (code, errors) = match self.failure(&what, e) {
-                    Failure::Status { code, errors } => (code, errors),
-                    Failure::Other(err) => return Err(err),
+                    VaultFailure::Status { code, errors } => (code, errors),
+                    VaultFailure::Other(err) => return Err(err),
                 };
                 let err = self.status_error(&what, code, &errors);
                 // Vault answers a bad role or secret with 400 or 403: both mean "not who you say".
@@ -530,8 +530,8 @@ impl Client {
             Ok(data) => data,
             Err(e) => {
                 let (code, errors) = match self.failure(what, e) {
-                    Failure::Status { code, errors } => (code, errors),
-                    Failure::Other(err) => return Err(err),
+                    VaultFailure::Status { code, errors } => (code, errors),
+                    VaultFailure::Other(err) => return Err(err),
                 };
                 return Err(match code {
                     401 | 403 => Error::new(

@@ -3,7 +3,7 @@
 //! `sys/` endpoints vaultrs lacks, `sys/capabilities-self` and `sys/internal/ui/mounts/{mount}`,
 //! defined here the way vaultrs defines its own and run through the same client.
 
-use crate::client::{Client, Failure, quiet};
+use crate::client::{Client, VaultFailure, quiet};
 use chrono::{DateTime, Utc};
 use rekey_api::{Error, ErrorKind, Result};
 use rustify_derive::Endpoint;
@@ -79,8 +79,8 @@ fn parse_time(value: &str) -> Option<DateTime<Utc>> {
 
 /// A missing key or version: a 404 without `errors` (a deleted version's 404 carries its
 /// metadata instead), or with an empty list.
-fn absent(failure: &Failure) -> bool {
-    matches!(failure, Failure::Status { code: 404, errors } if errors.is_empty())
+fn absent(failure: &VaultFailure) -> bool {
+    matches!(failure, VaultFailure::Status { code: 404, errors } if errors.is_empty())
 }
 
 /// KV v2 access under one mount.
@@ -144,8 +144,10 @@ impl Kv {
     fn none_if_absent<T>(&self, what: &str, e: vaultrs::error::ClientError) -> Result<Option<T>> {
         match self.client.failure(what, e) {
             failure if absent(&failure) => Ok(None),
-            Failure::Status { code, errors } => Err(self.client.status_error(what, code, &errors)),
-            Failure::Other(err) => Err(err),
+            VaultFailure::Status { code, errors } => {
+                Err(self.client.status_error(what, code, &errors))
+            }
+            VaultFailure::Other(err) => Err(err),
         }
     }
 
@@ -239,13 +241,13 @@ impl Kv {
         {
             Ok(written) => Ok(Written::Done(written.version)),
             Err(e) => match self.client.failure(&what, e) {
-                Failure::Status { code: 400, errors } if errors.contains("check-and-set") => {
+                VaultFailure::Status { code: 400, errors } if errors.contains("check-and-set") => {
                     Ok(Written::Stale)
                 }
-                Failure::Status { code, errors } => {
+                VaultFailure::Status { code, errors } => {
                     Err(self.client.status_error(&what, code, &errors))
                 }
-                Failure::Other(err) => Err(err),
+                VaultFailure::Other(err) => Err(err),
             },
         }
     }
@@ -310,15 +312,15 @@ impl Kv {
             Ok(data) => data,
             Err(e) => {
                 return match self.client.failure(&what, e) {
-                    Failure::Status { code, errors }
+                    VaultFailure::Status { code, errors }
                         if matches!(code, 400 | 403 | 404) && !errors.contains("sealed") =>
                     {
                         Ok(None)
                     }
-                    Failure::Status { code, errors } => {
+                    VaultFailure::Status { code, errors } => {
                         Err(self.client.status_error(&what, code, &errors))
                     }
-                    Failure::Other(err) => Err(err),
+                    VaultFailure::Other(err) => Err(err),
                 };
             }
         };
