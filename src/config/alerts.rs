@@ -1,11 +1,12 @@
 //! `[alerts]`: the channels findings and rotation outcomes go to, and the de-duplication state.
 
+use super::tables::{Kind, only_keys_of, read};
 use rekey_api::config::{Spanned, Validator, text};
 use rekey_api::{SecretSource, Severity};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use toml::de::DeValue;
 
 /// `[alerts]`: channels, and the state that de-duplicates what was already sent.
 #[derive(Debug)]
@@ -60,81 +61,130 @@ pub enum ChannelKindSettings {
 pub(super) struct RawAlerts {
     pub(super) state_file: Option<Spanned<String>>,
     pub(super) renotify_hours: Option<Spanned<i64>>,
-    #[serde(default)]
-    pub(super) channels: BTreeMap<String, Spanned<RawChannel>>,
 }
 
+/// A `slack` channel's table as written (each kind's table is its own type, so the keys that
+/// apply to a kind are those of its type).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawChannel {
-    pub(super) kind: Spanned<String>,
-    pub(super) min_severity: Option<Spanned<String>>,
-    pub(super) webhook_url_env: Option<Spanned<String>>,
-    pub(super) webhook_url_file: Option<Spanned<String>>,
-    pub(super) routing_key_env: Option<Spanned<String>>,
-    pub(super) routing_key_file: Option<Spanned<String>>,
-    pub(super) events_url: Option<Spanned<String>>,
-    pub(super) url: Option<Spanned<String>>,
-    pub(super) secret_env: Option<Spanned<String>>,
-    pub(super) secret_file: Option<Spanned<String>>,
+struct SlackEntry {
+    #[serde(rename = "kind")]
+    _kind: serde::de::IgnoredAny,
+    min_severity: Option<Spanned<String>>,
+    webhook_url_env: Option<Spanned<String>>,
+    webhook_url_file: Option<Spanned<String>>,
 }
 
-pub(super) fn validate_alerts(raw: &Spanned<RawAlerts>, v: &mut Validator) -> AlertsConfig {
+/// A `pagerduty` channel's table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PagerDutyEntry {
+    #[serde(rename = "kind")]
+    _kind: serde::de::IgnoredAny,
+    min_severity: Option<Spanned<String>>,
+    routing_key_env: Option<Spanned<String>>,
+    routing_key_file: Option<Spanned<String>>,
+    events_url: Option<Spanned<String>>,
+}
+
+/// A `webhook` channel's table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookEntry {
+    #[serde(rename = "kind")]
+    _kind: serde::de::IgnoredAny,
+    min_severity: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    secret_env: Option<Spanned<String>>,
+    secret_file: Option<Spanned<String>>,
+}
+
+/// `[alerts]` with its `[alerts.channels.NAME]` tables (taken out of the document apart, each read
+/// by its kind's own type).
+pub(super) fn validate_alerts(
+    raw: &Spanned<RawAlerts>,
+    channel_tables: Vec<(String, Spanned<DeValue<'_>>)>,
+    v: &mut Validator,
+) -> AlertsConfig {
     let a = raw.get_ref();
     let mut channels = Vec::new();
-    for (name, spanned) in &a.channels {
-        let c = spanned.get_ref();
-        let origin = v.at(spanned.span());
+    for (name, table) in channel_tables {
+        let at = table.span();
+        let Some(head) = read::<Kind>(table.clone(), v) else {
+            continue;
+        };
         let section = format!("alerts.channels.{name}");
+        let kind = head.kind.get_ref().as_str();
         let secret =
             |v: &mut Validator,
              env: &Option<Spanned<String>>,
              file: &Option<Spanned<String>>,
-             key: &str| { v.secret_source(env, file, key, spanned.span(), &section) };
-        let used: Vec<(&str, Option<std::ops::Range<usize>>)> = vec![
-            (
-                "webhook_url_env",
-                c.webhook_url_env.as_ref().map(Spanned::span),
-            ),
-            (
-                "webhook_url_file",
-                c.webhook_url_file.as_ref().map(Spanned::span),
-            ),
-            (
-                "routing_key_env",
-                c.routing_key_env.as_ref().map(Spanned::span),
-            ),
-            (
-                "routing_key_file",
-                c.routing_key_file.as_ref().map(Spanned::span),
-            ),
-            ("events_url", c.events_url.as_ref().map(Spanned::span)),
-            ("url", c.url.as_ref().map(Spanned::span)),
-            ("secret_env", c.secret_env.as_ref().map(Spanned::span)),
-            ("secret_file", c.secret_file.as_ref().map(Spanned::span)),
-        ];
-        let kind = c.kind.get_ref().as_str();
-        let allowed: &[&str] = match kind {
-            "slack" => &["webhook_url_env", "webhook_url_file"],
-            "pagerduty" => &["routing_key_env", "routing_key_file", "events_url"],
-            "webhook" => &["url", "secret_env", "secret_file"],
+             key: &str| { v.secret_source(env, file, key, at.clone(), &section) };
+        let (min_severity, settings) = match kind {
+            "slack" => {
+                let Some(e) =
+                    read::<SlackEntry>(only_keys_of::<SlackEntry>(table, &section, kind, v), v)
+                else {
+                    continue;
+                };
+                let webhook_url = secret(v, &e.webhook_url_env, &e.webhook_url_file, "webhook_url");
+                (
+                    e.min_severity,
+                    webhook_url.map(|webhook_url| ChannelKindSettings::Slack { webhook_url }),
+                )
+            }
+            "pagerduty" => {
+                let Some(e) = read::<PagerDutyEntry>(
+                    only_keys_of::<PagerDutyEntry>(table, &section, kind, v),
+                    v,
+                ) else {
+                    continue;
+                };
+                if let Some(url) = &e.events_url {
+                    v.endpoint(url, "events_url", &section);
+                }
+                let routing_key = secret(v, &e.routing_key_env, &e.routing_key_file, "routing_key");
+                let events_url = text(&e.events_url);
+                (
+                    e.min_severity,
+                    routing_key.map(|routing_key| ChannelKindSettings::PagerDuty {
+                        routing_key,
+                        events_url,
+                    }),
+                )
+            }
+            "webhook" => {
+                let Some(e) =
+                    read::<WebhookEntry>(only_keys_of::<WebhookEntry>(table, &section, kind, v), v)
+                else {
+                    continue;
+                };
+                if let Some(url) = &e.url {
+                    v.endpoint(url, "url", &section);
+                }
+                let secret = secret(v, &e.secret_env, &e.secret_file, "secret");
+                let settings = match (text(&e.url), secret) {
+                    (Some(url), Some(secret)) => Some(ChannelKindSettings::Webhook { url, secret }),
+                    (None, _) => {
+                        v.problem(
+                            at.clone(),
+                            format!("{section}: kind = \"webhook\" needs url = \"https://…\""),
+                        );
+                        None
+                    }
+                    _ => None,
+                };
+                (e.min_severity, settings)
+            }
             other => {
                 v.problem(
-                    c.kind.span(),
+                    head.kind.span(),
                     format!("unknown channel kind '{other}'; use \"slack\", \"pagerduty\" or \"webhook\""),
                 );
                 continue;
             }
         };
-        for (key, span) in &used {
-            if let (Some(span), false) = (span, allowed.contains(key)) {
-                v.problem(
-                    span.clone(),
-                    format!("alerts.channels.{name}: '{key}' does not apply to {kind}"),
-                );
-            }
-        }
-        let min_level = match c.min_severity.as_ref() {
+        let min_level = match min_severity.as_ref() {
             None => Severity::Info,
             Some(level) => match level.get_ref().as_str() {
                 "info" => Severity::Info,
@@ -149,39 +199,12 @@ pub(super) fn validate_alerts(raw: &Spanned<RawAlerts>, v: &mut Validator) -> Al
                 }
             },
         };
-        for url in [&c.events_url, &c.url].into_iter().flatten() {
-            v.endpoint(url, "url", &section);
-        }
-        let kind = match kind {
-            "slack" => secret(v, &c.webhook_url_env, &c.webhook_url_file, "webhook_url")
-                .map(|webhook_url| ChannelKindSettings::Slack { webhook_url }),
-            "pagerduty" => secret(v, &c.routing_key_env, &c.routing_key_file, "routing_key").map(
-                |routing_key| ChannelKindSettings::PagerDuty {
-                    routing_key,
-                    events_url: text(&c.events_url),
-                },
-            ),
-            _ => {
-                let secret = secret(v, &c.secret_env, &c.secret_file, "secret");
-                match (text(&c.url), secret) {
-                    (Some(url), Some(secret)) => Some(ChannelKindSettings::Webhook { url, secret }),
-                    (None, _) => {
-                        v.problem(
-                            spanned.span(),
-                            format!("alerts.channels.{name}: kind = \"webhook\" needs url = \"https://…\""),
-                        );
-                        None
-                    }
-                    _ => None,
-                }
-            }
-        };
-        if let Some(kind) = kind {
+        if let Some(kind) = settings {
             channels.push(ChannelSettings {
-                name: name.clone(),
+                name,
                 min_level,
                 kind,
-                origin,
+                origin: v.at(at),
             });
         }
     }

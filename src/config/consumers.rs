@@ -1,10 +1,13 @@
 //! `[[credentials.NAME.consumers]]`: who uses a credential's key and how each is told.
 
+use super::tables::{Kind, only_keys_of, read};
 use rekey_api::SecretSource;
 use rekey_api::config::{Spanned, Validator, text};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use std::path::PathBuf;
 use std::time::Duration;
+use toml::de::DeValue;
 
 /// One `[[credentials.NAME.consumers]]` entry: something that uses the credential's key and is
 /// told about (or handed) each new generation.
@@ -69,236 +72,344 @@ pub enum DeliverKey {
     Stdin,
 }
 
+/// A `store` consumer's entry as written (each kind's entry is its own type, so the keys that
+/// apply to a kind are those of its type).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawConsumer {
-    pub(super) name: Spanned<String>,
-    pub(super) kind: Spanned<String>,
-    pub(super) url: Option<Spanned<String>>,
-    pub(super) secret_env: Option<Spanned<String>>,
-    pub(super) secret_file: Option<Spanned<String>>,
-    pub(super) status_url: Option<Spanned<String>>,
-    pub(super) adopt_timeout_secs: Option<Spanned<i64>>,
-    pub(super) command: Option<Spanned<Vec<Spanned<String>>>>,
-    pub(super) deliver_key: Option<Spanned<String>>,
-    pub(super) timeout_secs: Option<Spanned<i64>>,
-    pub(super) key_path: Option<Spanned<String>>,
-    pub(super) cert_path: Option<Spanned<String>>,
+struct StoreEntry {
+    #[serde(rename = "name")]
+    _name: IgnoredAny,
+    #[serde(rename = "kind")]
+    _kind: IgnoredAny,
+    status_url: Option<Spanned<String>>,
+    adopt_timeout_secs: Option<Spanned<i64>>,
 }
 
-impl RawConsumer {
-    /// Every optional key that is set, with where it is.
-    fn present(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
-        let s = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
-        let n = |v: &Option<Spanned<i64>>| v.as_ref().map(Spanned::span);
-        [
-            ("url", s(&self.url)),
-            ("secret_env", s(&self.secret_env)),
-            ("secret_file", s(&self.secret_file)),
-            ("status_url", s(&self.status_url)),
-            ("adopt_timeout_secs", n(&self.adopt_timeout_secs)),
-            ("command", self.command.as_ref().map(Spanned::span)),
-            ("deliver_key", s(&self.deliver_key)),
-            ("timeout_secs", n(&self.timeout_secs)),
-            ("key_path", s(&self.key_path)),
-            ("cert_path", s(&self.cert_path)),
-        ]
-        .into_iter()
-        .filter_map(|(key, span)| span.map(|span| (key, span)))
-        .collect()
-    }
+/// A `webhook` consumer's entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookEntry {
+    #[serde(rename = "name")]
+    _name: IgnoredAny,
+    #[serde(rename = "kind")]
+    _kind: IgnoredAny,
+    url: Option<Spanned<String>>,
+    secret_env: Option<Spanned<String>>,
+    secret_file: Option<Spanned<String>>,
+    status_url: Option<Spanned<String>>,
+    adopt_timeout_secs: Option<Spanned<i64>>,
 }
 
-/// The keys each consumer kind accepts besides `name` and `kind`.
-pub(super) fn consumer_keys(kind: &str) -> Option<&'static [&'static str]> {
-    Some(match kind {
-        "store" => &["status_url", "adopt_timeout_secs"],
-        "webhook" => &[
-            "url",
-            "secret_env",
-            "secret_file",
-            "status_url",
-            "adopt_timeout_secs",
-        ],
-        "exec" => &["command", "deliver_key", "timeout_secs"],
-        "file" => &["key_path", "cert_path"],
-        _ => return None,
-    })
+/// An `exec` consumer's entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecEntry {
+    #[serde(rename = "name")]
+    _name: IgnoredAny,
+    #[serde(rename = "kind")]
+    _kind: IgnoredAny,
+    command: Option<Spanned<Vec<Spanned<String>>>>,
+    deliver_key: Option<Spanned<String>>,
+    timeout_secs: Option<Spanned<i64>>,
 }
 
-/// A credential's `[[credentials.NAME.consumers]]`: names unique and plain, each kind's required
-/// keys present, keys of other kinds named, URLs https (except loopback), paths resolved against
-/// the config's folder.
+/// A `file` consumer's entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    #[serde(rename = "name")]
+    _name: IgnoredAny,
+    #[serde(rename = "kind")]
+    _kind: IgnoredAny,
+    key_path: Option<Spanned<String>>,
+    cert_path: Option<Spanned<String>>,
+}
+
+/// How long a consumer may take to adopt a new key when its entry does not say.
+const ADOPT_TIMEOUT_SECS: i64 = 300;
+
+/// A credential's `[[credentials.NAME.consumers]]` entries: names unique and plain, each kind's
+/// entry read by its own type (keys of other kinds named where they are), required keys present,
+/// URLs https (except loopback), paths resolved against the config's folder.
 pub(super) fn validate_consumers(
     credential: &str,
-    raw: &[Spanned<RawConsumer>],
+    entries: Vec<Spanned<DeValue<'_>>>,
     v: &mut Validator,
 ) -> Vec<ConsumerConfig> {
+    let heads: Vec<Option<Kind>> = entries
+        .iter()
+        .map(|entry| read::<Kind>(entry.clone(), v))
+        .collect();
     let mut out = Vec::new();
-    for (i, spanned) in raw.iter().enumerate() {
-        let c = spanned.get_ref();
-        let name = c.name.get_ref();
-        let section = format!("credentials.{credential}.consumers '{name}'");
-        let before = v.problems().len();
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
+    for (i, entry) in entries.into_iter().enumerate() {
+        let Some(head) = &heads[i] else {
+            continue;
+        };
+        let at = entry.span();
+        let Some(name) = &head.name else {
             v.problem(
-                c.name.span(),
-                format!("consumer name '{name}' must be letters, digits, '-', '_' or '.'"),
-            );
-        }
-        if raw[..i].iter().any(|o| o.get_ref().name.get_ref() == name) {
-            v.problem(
-                c.name.span(),
-                format!("consumer '{name}' is listed twice for credential '{credential}'; names must be unique"),
-            );
-        }
-        let kind = c.kind.get_ref().as_str();
-        let Some(allowed) = consumer_keys(kind) else {
-            v.problem(
-                c.kind.span(),
-                format!("unknown consumer kind '{kind}'; use \"store\", \"webhook\", \"exec\" or \"file\""),
+                at,
+                format!("credentials.{credential}.consumers: every consumer needs name = \"…\""),
             );
             continue;
         };
-        for (key, span) in c.present() {
-            if !allowed.contains(&key) {
-                v.problem(span, format!("{section}: '{key}' does not apply to {kind}"));
-            }
-        }
-        if let Some(url) = &c.url {
-            v.endpoint(url, "url", &section);
-        }
-        if let Some(url) = &c.status_url {
-            v.endpoint(url, "status_url", &section);
-        }
-        let adopt_timeout =
-            v.positive(&c.adopt_timeout_secs, 300, 1..=86_400, "adopt_timeout_secs");
-        if kind == "store"
-            && c.status_url.is_none()
-            && let Some(t) = &c.adopt_timeout_secs
-        {
-            v.problem(
-                t.span(),
-                format!("{section}: adopt_timeout_secs needs status_url (without it a store consumer has nothing to wait for)"),
-            );
-        }
-        let status_url = text(&c.status_url);
-        let require =
-            |v: &mut Validator, value: &Option<Spanned<String>>, key: &str, example: &str| {
-                if value.is_none() {
-                    v.problem(
-                        spanned.span(),
-                        format!("{section}: kind = \"{kind}\" needs {key} = {example}"),
-                    );
-                }
-                text(value)
-            };
+        let before = v.problems().len();
+        check_name(credential, name, &heads[..i], v);
+        let section = format!("credentials.{credential}.consumers '{}'", name.get_ref());
+        let kind = head.kind.get_ref().as_str();
+        let needs = Needs {
+            at: at.clone(),
+            section: &section,
+            kind,
+        };
+        let read_as = |v: &mut Validator| only_keys_of_kind(entry, &section, kind, v);
         let settings = match kind {
-            "store" => Some(ConsumerKindSettings::Store { status_url }),
-            "webhook" => {
-                let url = require(v, &c.url, "url", "\"https://…\"");
-                let secret = v.secret_source(
-                    &c.secret_env,
-                    &c.secret_file,
-                    "secret",
-                    spanned.span(),
-                    &section,
+            "store" => read_as(v)
+                .and_then(|e| read::<StoreEntry>(e, v))
+                .map(|e| store(e, &needs, v)),
+            "webhook" => read_as(v)
+                .and_then(|e| read::<WebhookEntry>(e, v))
+                .map(|e| webhook(e, &needs, v)),
+            "exec" => read_as(v)
+                .and_then(|e| read::<ExecEntry>(e, v))
+                .map(|e| exec(e, &needs, v)),
+            "file" => read_as(v)
+                .and_then(|e| read::<FileEntry>(e, v))
+                .map(|e| file(e, &needs, v)),
+            other => {
+                v.problem(
+                    head.kind.span(),
+                    format!("unknown consumer kind '{other}'; use \"store\", \"webhook\", \"exec\" or \"file\""),
                 );
-                match (url, secret) {
-                    (Some(url), Some(secret)) => Some(ConsumerKindSettings::Webhook {
-                        url,
-                        secret,
-                        status_url,
-                    }),
-                    _ => None,
-                }
-            }
-            "exec" => {
-                let command = match &c.command {
-                    None => {
-                        v.problem(spanned.span(), format!("{section}: kind = \"exec\" needs command = [\"/path/to/program\", \"arg\", …]"));
-                        None
-                    }
-                    Some(list) => match list.get_ref().first() {
-                        None => {
-                            v.problem(
-                                list.span(),
-                                format!("{section}: command must name a program"),
-                            );
-                            None
-                        }
-                        Some(program) if program.get_ref().trim().is_empty() => {
-                            v.problem(
-                                program.span(),
-                                format!("{section}: command's program is empty"),
-                            );
-                            None
-                        }
-                        Some(program) => {
-                            let program = v.path(program.get_ref()).display().to_string();
-                            Some(
-                                std::iter::once(program)
-                                    .chain(list.get_ref()[1..].iter().map(|a| a.get_ref().clone()))
-                                    .collect(),
-                            )
-                        }
-                    },
-                };
-                let deliver_key = match c.deliver_key.as_ref() {
-                    None => DeliverKey::None,
-                    Some(deliver) => match deliver.get_ref().as_str() {
-                        "none" => DeliverKey::None,
-                        "file" => DeliverKey::File,
-                        "stdin" => DeliverKey::Stdin,
-                        other => {
-                            v.problem(
-                                deliver.span(),
-                                format!("unknown deliver_key '{other}'; use \"none\", \"file\" or \"stdin\" (never the command line)"),
-                            );
-                            DeliverKey::None
-                        }
-                    },
-                };
-                let timeout = v.positive(&c.timeout_secs, 60, 1..=3600, "timeout_secs");
-                command.map(|command| ConsumerKindSettings::Exec {
-                    command,
-                    deliver_key,
-                    timeout: Duration::from_secs(timeout as u64),
-                })
-            }
-            _ => {
-                let key_path = require(v, &c.key_path, "key_path", "\"PATH\"");
-                let cert_path = require(v, &c.cert_path, "cert_path", "\"PATH\"");
-                match (key_path, cert_path) {
-                    (Some(key), Some(cert)) => {
-                        let (key_path, cert_path) = (v.path(&key), v.path(&cert));
-                        if key_path == cert_path {
-                            v.problem(
-                                spanned.span(),
-                                format!("{section}: key_path and cert_path are the same file"),
-                            );
-                        }
-                        Some(ConsumerKindSettings::File {
-                            key_path,
-                            cert_path,
-                        })
-                    }
-                    _ => None,
-                }
+                continue;
             }
         };
-        if let (Some(kind), true) = (settings, v.problems().len() == before) {
+        if let (Some(Some((kind, adopt_timeout))), true) = (settings, v.problems().len() == before)
+        {
             out.push(ConsumerConfig {
-                name: name.clone(),
+                name: name.get_ref().clone(),
                 kind,
                 adopt_timeout: Duration::from_secs(adopt_timeout as u64),
-                origin: v.at(spanned.span()),
+                origin: v.at(at),
             });
         }
     }
     out
+}
+
+/// The entry without the keys its kind's type does not have (each reported).
+fn only_keys_of_kind<'de>(
+    entry: Spanned<DeValue<'de>>,
+    section: &str,
+    kind: &str,
+    v: &mut Validator,
+) -> Option<Spanned<DeValue<'de>>> {
+    Some(match kind {
+        "store" => only_keys_of::<StoreEntry>(entry, section, kind, v),
+        "webhook" => only_keys_of::<WebhookEntry>(entry, section, kind, v),
+        "exec" => only_keys_of::<ExecEntry>(entry, section, kind, v),
+        "file" => only_keys_of::<FileEntry>(entry, section, kind, v),
+        _ => return None,
+    })
+}
+
+/// A name plain enough for messages, logs and file names, and unique within the credential.
+fn check_name(
+    credential: &str,
+    name: &Spanned<String>,
+    earlier: &[Option<Kind>],
+    v: &mut Validator,
+) {
+    let text = name.get_ref();
+    if text.is_empty()
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        v.problem(
+            name.span(),
+            format!("consumer name '{text}' must be letters, digits, '-', '_' or '.'"),
+        );
+    }
+    let taken = earlier
+        .iter()
+        .flatten()
+        .any(|h| h.name.as_ref().is_some_and(|n| n.get_ref() == text));
+    if taken {
+        v.problem(
+            name.span(),
+            format!("consumer '{text}' is listed twice for credential '{credential}'; names must be unique"),
+        );
+    }
+}
+
+/// Where an entry is and what it is, for the problems of its required keys.
+struct Needs<'a> {
+    at: std::ops::Range<usize>,
+    section: &'a str,
+    kind: &'a str,
+}
+
+impl Needs<'_> {
+    /// `value`, or a problem naming the key and an example of it.
+    fn require(
+        &self,
+        v: &mut Validator,
+        value: &Option<Spanned<String>>,
+        key: &str,
+        example: &str,
+    ) -> Option<String> {
+        if value.is_none() {
+            v.problem(
+                self.at.clone(),
+                format!(
+                    "{}: kind = \"{}\" needs {key} = {example}",
+                    self.section, self.kind
+                ),
+            );
+        }
+        text(value)
+    }
+}
+
+/// A kind's settings and its adoption deadline in seconds, or `None` when the entry cannot make
+/// a consumer (its problems recorded).
+type Settings = Option<(ConsumerKindSettings, i64)>;
+
+fn adopt_timeout(value: &Option<Spanned<i64>>, v: &mut Validator) -> i64 {
+    v.positive(value, ADOPT_TIMEOUT_SECS, 1..=86_400, "adopt_timeout_secs")
+}
+
+fn status_url(
+    value: &Option<Spanned<String>>,
+    needs: &Needs<'_>,
+    v: &mut Validator,
+) -> Option<String> {
+    if let Some(url) = value {
+        v.endpoint(url, "status_url", needs.section);
+    }
+    text(value)
+}
+
+fn store(e: StoreEntry, needs: &Needs<'_>, v: &mut Validator) -> Settings {
+    let status_url = status_url(&e.status_url, needs, v);
+    if status_url.is_none()
+        && let Some(t) = &e.adopt_timeout_secs
+    {
+        v.problem(
+            t.span(),
+            format!("{}: adopt_timeout_secs needs status_url (without it a store consumer has nothing to wait for)", needs.section),
+        );
+    }
+    let adopt = adopt_timeout(&e.adopt_timeout_secs, v);
+    Some((ConsumerKindSettings::Store { status_url }, adopt))
+}
+
+fn webhook(e: WebhookEntry, needs: &Needs<'_>, v: &mut Validator) -> Settings {
+    if let Some(url) = &e.url {
+        v.endpoint(url, "url", needs.section);
+    }
+    let status_url = status_url(&e.status_url, needs, v);
+    let adopt = adopt_timeout(&e.adopt_timeout_secs, v);
+    let url = needs.require(v, &e.url, "url", "\"https://…\"");
+    let secret = v.secret_source(
+        &e.secret_env,
+        &e.secret_file,
+        "secret",
+        needs.at.clone(),
+        needs.section,
+    );
+    Some((
+        ConsumerKindSettings::Webhook {
+            url: url?,
+            secret: secret?,
+            status_url,
+        },
+        adopt,
+    ))
+}
+
+fn exec(e: ExecEntry, needs: &Needs<'_>, v: &mut Validator) -> Settings {
+    let section = needs.section;
+    let command = match &e.command {
+        None => {
+            v.problem(
+                needs.at.clone(),
+                format!(
+                    "{section}: kind = \"exec\" needs command = [\"/path/to/program\", \"arg\", …]"
+                ),
+            );
+            None
+        }
+        Some(list) => match list.get_ref().first() {
+            None => {
+                v.problem(
+                    list.span(),
+                    format!("{section}: command must name a program"),
+                );
+                None
+            }
+            Some(program) if program.get_ref().trim().is_empty() => {
+                v.problem(
+                    program.span(),
+                    format!("{section}: command's program is empty"),
+                );
+                None
+            }
+            Some(program) => {
+                let program = v.path(program.get_ref()).display().to_string();
+                Some(
+                    std::iter::once(program)
+                        .chain(list.get_ref()[1..].iter().map(|a| a.get_ref().clone()))
+                        .collect(),
+                )
+            }
+        },
+    };
+    let deliver_key = match e.deliver_key.as_ref() {
+        None => DeliverKey::None,
+        Some(deliver) => match deliver.get_ref().as_str() {
+            "none" => DeliverKey::None,
+            "file" => DeliverKey::File,
+            "stdin" => DeliverKey::Stdin,
+            other => {
+                v.problem(
+                    deliver.span(),
+                    format!("unknown deliver_key '{other}'; use \"none\", \"file\" or \"stdin\" (never the command line)"),
+                );
+                DeliverKey::None
+            }
+        },
+    };
+    let timeout = v.positive(&e.timeout_secs, 60, 1..=3600, "timeout_secs");
+    Some((
+        ConsumerKindSettings::Exec {
+            command: command?,
+            deliver_key,
+            timeout: Duration::from_secs(timeout as u64),
+        },
+        ADOPT_TIMEOUT_SECS,
+    ))
+}
+
+fn file(e: FileEntry, needs: &Needs<'_>, v: &mut Validator) -> Settings {
+    let key_path = needs.require(v, &e.key_path, "key_path", "\"PATH\"");
+    let cert_path = needs.require(v, &e.cert_path, "cert_path", "\"PATH\"");
+    let (key_path, cert_path) = (v.path(&key_path?), v.path(&cert_path?));
+    if key_path == cert_path {
+        v.problem(
+            needs.at.clone(),
+            format!(
+                "{}: key_path and cert_path are the same file",
+                needs.section
+            ),
+        );
+    }
+    Some((
+        ConsumerKindSettings::File {
+            key_path,
+            cert_path,
+        },
+        ADOPT_TIMEOUT_SECS,
+    ))
 }

@@ -1,13 +1,14 @@
 //! `[credentials.NAME]`: one integration credential — its app, key, stores, timeouts, policy and
 //! schedule.
 
-use super::consumers::{ConsumerConfig, RawConsumer, validate_consumers};
+use super::consumers::{ConsumerConfig, validate_consumers};
 use crate::pki::{CertSpec, KeyAlgorithm, Subject};
 use crate::windows::{self, Window};
 use rekey_api::config::{Spanned, Validator};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use toml::de::DeValue;
 
 /// Connected App or External Client App.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -141,7 +142,6 @@ pub(super) struct RawCredential {
     #[serde(default)]
     pub(super) policy: Option<Spanned<RawPolicy>>,
     #[serde(default)]
-    pub(super) consumers: Vec<Spanned<RawConsumer>>,
     pub(super) on_adoption_failure: Option<Spanned<String>>,
 }
 
@@ -254,6 +254,7 @@ fn listed(names: &BTreeSet<String>) -> String {
 
 pub(super) fn validate_credentials(
     credentials: &BTreeMap<String, Spanned<RawCredential>>,
+    mut consumers: BTreeMap<String, Vec<Spanned<DeValue<'_>>>>,
     known: &Known,
     v: &mut Validator,
 ) -> BTreeMap<String, CredentialConfig> {
@@ -389,7 +390,7 @@ pub(super) fn validate_credentials(
             }
             policy
         });
-        let consumers = validate_consumers(name, &c.consumers, v);
+        let consumers = validate_consumers(name, consumers.remove(name).unwrap_or_default(), v);
         let on_adoption_failure = match c.on_adoption_failure.as_ref() {
             None => OnAdoptionFailure::Rollback,
             Some(choice) => match choice.get_ref().as_str() {

@@ -9,7 +9,7 @@ use rekey_api::{Error, ErrorKind, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
 mod alerts;
 mod consumers;
@@ -17,6 +17,7 @@ mod credentials;
 mod orgs;
 mod service;
 mod stores;
+mod tables;
 #[cfg(test)]
 mod tests;
 
@@ -93,6 +94,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         }
     };
     let store_tables = document.remove("stores");
+    let consumers = consumer_entries(&mut document, &mut v);
+    let channels = channel_tables(&mut document, &mut v);
     let raw = match RawConfig::deserialize(toml::de::Deserializer::from(Spanned::new(
         0..text.len(),
         document,
@@ -111,8 +114,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         orgs: raw.orgs.keys().cloned().collect(),
         stores: declared_stores,
     };
-    let credentials = validate_credentials(&raw.credentials, &known, &mut v);
-    let alerts = raw.alerts.as_ref().map(|a| validate_alerts(a, &mut v));
+    let credentials = validate_credentials(&raw.credentials, consumers, &known, &mut v);
+    let alerts = raw
+        .alerts
+        .as_ref()
+        .map(|a| validate_alerts(a, channels, &mut v));
     let run = RunConfig {
         concurrency: raw.run.as_ref().map_or(4, |r| {
             v.positive(&r.concurrency, 4, 1..=64, "run.concurrency")
@@ -136,5 +142,73 @@ fn problem(v: &mut Validator, e: &toml::de::Error) {
     match e.span() {
         Some(span) => v.problem(span, e.message()),
         None => v.problem_in_file(e.message()),
+    }
+}
+
+/// Takes every `[[credentials.NAME.consumers]]` list out of the document, by credential, so each
+/// entry can be read by its kind's own type (see `consumers`).
+fn consumer_entries<'i>(
+    document: &mut DeTable<'i>,
+    v: &mut Validator,
+) -> BTreeMap<String, Vec<Spanned<DeValue<'i>>>> {
+    let mut out = BTreeMap::new();
+    let Some(credentials) = document.get_mut("credentials") else {
+        return out;
+    };
+    let DeValue::Table(credentials) = credentials.get_mut() else {
+        return out;
+    };
+    for (name, credential) in credentials.iter_mut() {
+        let DeValue::Table(credential) = credential.get_mut() else {
+            continue;
+        };
+        let Some(entries) = credential.remove("consumers") else {
+            continue;
+        };
+        let span = entries.span();
+        match entries.into_inner() {
+            DeValue::Array(list) => {
+                out.insert(name.get_ref().to_string(), list.into_iter().collect());
+            }
+            _ => v.problem(
+                span,
+                format!(
+                    "credentials.{}.consumers must be a list of [[credentials.{0}.consumers]] tables",
+                    name.get_ref()
+                ),
+            ),
+        }
+    }
+    out
+}
+
+/// Takes the `[alerts.channels.NAME]` tables out of the document, so each can be read by its
+/// kind's own type (see `alerts`).
+fn channel_tables<'i>(
+    document: &mut DeTable<'i>,
+    v: &mut Validator,
+) -> Vec<(String, Spanned<DeValue<'i>>)> {
+    let Some(alerts) = document.get_mut("alerts") else {
+        return Vec::new();
+    };
+    let DeValue::Table(alerts) = alerts.get_mut() else {
+        return Vec::new();
+    };
+    let Some(channels) = alerts.remove("channels") else {
+        return Vec::new();
+    };
+    let span = channels.span();
+    match channels.into_inner() {
+        DeValue::Table(channels) => channels
+            .into_iter()
+            .map(|(name, table)| (name.get_ref().to_string(), table))
+            .collect(),
+        _ => {
+            v.problem(
+                span,
+                "alerts.channels must be tables: [alerts.channels.NAME]",
+            );
+            Vec::new()
+        }
     }
 }

@@ -2,15 +2,14 @@
 //! `kind` names (the file store, Vault KV v2, AWS Secrets Manager), which validates it with the
 //! positions of the whole file: the providers own their settings, defined once.
 
+use super::tables::{Kind, only_keys_of, read};
 use rekey_api::config::Validator;
 use rekey_aws::{AwsConfig, AwsSettings};
 use rekey_file::{FileConfig, FileSettings};
 use rekey_vault::{VaultSettings, VaultStoreConfig};
-use serde::Deserialize;
-use serde::de::IgnoredAny;
 use std::collections::{BTreeMap, BTreeSet};
 use toml::Spanned;
-use toml::de::{DeValue, ValueDeserializer};
+use toml::de::DeValue;
 
 /// A secret store, validated by its provider.
 #[derive(Debug)]
@@ -23,14 +22,6 @@ pub enum StoreConfig {
     /// AWS Secrets Manager; credentials and, unless set here, the region come from the AWS
     /// default chain.
     Aws(AwsConfig),
-}
-
-/// Just a table's `kind`, to choose the provider that reads the rest.
-#[derive(Deserialize)]
-struct Kind {
-    kind: Spanned<String>,
-    #[serde(flatten)]
-    _rest: BTreeMap<String, IgnoredAny>,
 }
 
 /// Every `[stores.NAME]` table of `tables` (the document's `stores` value, when it has one),
@@ -94,78 +85,4 @@ fn validate_store(
         }
     };
     Some(store)
-}
-
-/// `table` as a `T`, or `None` with serde's complaint recorded at its position.
-fn read<'de, T: Deserialize<'de>>(table: Spanned<DeValue<'de>>, v: &mut Validator) -> Option<T> {
-    let at = table.span();
-    match T::deserialize(ValueDeserializer::from(table)) {
-        Ok(value) => Some(value),
-        Err(e) => {
-            v.problem(e.span().unwrap_or(at), e.message());
-            None
-        }
-    }
-}
-
-/// `table` without the keys settings type `T` does not have, each reported where it is
-/// (`stores.x: 'path' does not apply to vault`) instead of stopping at the first: the rest of
-/// the table is still validated, so one run shows every problem.
-fn only_keys_of<'de, T: Deserialize<'de>>(
-    table: Spanned<DeValue<'de>>,
-    section: &str,
-    kind: &str,
-    v: &mut Validator,
-) -> Spanned<DeValue<'de>> {
-    let span = table.span();
-    let DeValue::Table(mut keys) = table.into_inner() else {
-        return Spanned::new(span, DeValue::Table(Default::default()));
-    };
-    let accepted = fields_of::<T>();
-    let foreign: Vec<_> = keys
-        .keys()
-        .filter(|k| !accepted.contains(&k.get_ref().as_ref()))
-        .cloned()
-        .collect();
-    for key in foreign {
-        v.problem(
-            key.span(),
-            format!("{section}: '{}' does not apply to {kind}", key.get_ref()),
-        );
-        keys.remove(key.get_ref().as_ref());
-    }
-    Spanned::new(span, DeValue::Table(keys))
-}
-
-/// The keys a settings type accepts, as its `Deserialize` derive names them: read off the derive
-/// itself, so no list of keys is kept by hand beside the type.
-fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
-    /// A deserializer that answers nothing, but remembers the fields a struct asks for.
-    struct Probe(&'static [&'static str]);
-    impl<'de> serde::Deserializer<'de> for &mut Probe {
-        type Error = serde::de::value::Error;
-        fn deserialize_any<V: serde::de::Visitor<'de>>(
-            self,
-            _: V,
-        ) -> Result<V::Value, Self::Error> {
-            Err(serde::de::Error::custom("only structs are probed"))
-        }
-        fn deserialize_struct<V: serde::de::Visitor<'de>>(
-            self,
-            _: &'static str,
-            fields: &'static [&'static str],
-            _: V,
-        ) -> Result<V::Value, Self::Error> {
-            self.0 = fields;
-            Err(serde::de::Error::custom("probed"))
-        }
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
-            ignored_any
-        }
-    }
-    let mut probe = Probe(&[]);
-    let _ = T::deserialize(&mut probe);
-    probe.0
 }
