@@ -9,7 +9,7 @@
 //! - `exec` ([`exec`]): a command run with `REKEY_*` variables and, when configured, the key in a
 //!   0600 temporary file or on its standard input (never on the command line or in a variable);
 //!   its exit status is the verdict, and adoption is the activate run's success.
-//! - `file` ([`file`]): the key (0600) and certificate (0644) PEMs written atomically; adoption is
+//! - `file` ([`mod@file`]): the key (0600) and certificate (0644) PEMs written atomically; adoption is
 //!   the files holding the new certificate and a key that belongs to it.
 //!
 //! The rotation calls [`Consumer::prepare`] for every consumer (bounded-parallel through

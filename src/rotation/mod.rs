@@ -1,5 +1,5 @@
-//! The rotation protocol: generate → stage → [prepare] → publish → verify → promote → [activate →
-//! adopt] → finalize, and its undo: restore → revert → [recall] → close (the bracketed steps only for
+//! The rotation protocol: generate → stage → (prepare) → publish → verify → promote → (activate →
+//! adopt) → finalize, and its undo: restore → revert → (recall) → close (the steps in parentheses only for
 //! a credential with consumers).
 //!
 //! Every step writes a journal entry to the credential's primary store before it acts and another
