@@ -43,7 +43,7 @@ struct Configured {
 }
 
 impl Notifier {
-    /// None when the config has no [alerts] section or no channels. Reads every channel's secret
+    /// None when the config has no `[alerts]` section or no channels. Reads every channel's secret
     /// now (env var or file); an error names the channel, its config origin (file:line) and the
     /// variable or file — never the secret — and hints how to fix it. Builds rekey_notify::Channel
     /// for each (which refuses non-https except loopback).
