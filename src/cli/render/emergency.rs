@@ -10,7 +10,7 @@ pub fn emergency(rows: &[EmergencyRow], json: bool) {
         return print_json(&rows);
     }
     for r in rows {
-        println!(
+        out!(
             "{}: emergency rekey {}{}",
             r.credential,
             r.outcome,
@@ -19,13 +19,13 @@ pub fn emergency(rows: &[EmergencyRow], json: bool) {
                 .map_or_else(String::new, |id| format!(" (rotation {id})"))
         );
         if let Some(e) = &r.error {
-            eprintln!("error: {}: {e}", r.credential);
+            err!("error: {}: {e}", r.credential);
         }
         if let Some(h) = &r.hint {
-            eprintln!("hint: {h}");
+            err!("hint: {h}");
         }
         if let Some(path) = &r.evidence {
-            println!("  evidence: {}", path.display());
+            out!("  evidence: {}", path.display());
         }
         unadopted(&r.credential, &r.unadopted);
     }

@@ -24,26 +24,26 @@ pub fn inspect(report: &InspectReport, json: bool) {
                 fingerprint_sha256,
                 spki_sha256,
             } => {
-                println!("{}: certificate", path.display());
-                println!("  subject:         {subject}");
-                println!("  issuer:          {issuer}");
-                println!("  serial:          {serial}");
-                println!("  not before:      {not_before}");
-                println!("  not after:       {not_after} ({days_left} days left)");
-                println!("  key:             {key_algorithm} {key_bits} bits");
-                println!("  sha256:          {fingerprint_sha256}");
-                println!("  public key sha256: {spki_sha256}");
+                out!("{}: certificate", path.display());
+                out!("  subject:         {subject}");
+                out!("  issuer:          {issuer}");
+                out!("  serial:          {serial}");
+                out!("  not before:      {not_before}");
+                out!("  not after:       {not_after} ({days_left} days left)");
+                out!("  key:             {key_algorithm} {key_bits} bits");
+                out!("  sha256:          {fingerprint_sha256}");
+                out!("  public key sha256: {spki_sha256}");
             }
             Inspected::PrivateKey { path, facts } => {
-                println!("{}: private key (contents not shown)", path.display());
-                println!("  key:             {} {} bits", facts.algorithm, facts.bits);
-                println!("  public key sha256: {}", facts.spki_fingerprint);
+                out!("{}: private key (contents not shown)", path.display());
+                out!("  key:             {} {} bits", facts.algorithm, facts.bits);
+                out!("  public key sha256: {}", facts.spki_fingerprint);
             }
         }
     }
     match report.key_matches_certificate {
-        Some(true) => println!("key and certificate belong together"),
-        Some(false) => println!(
+        Some(true) => out!("key and certificate belong together"),
+        Some(false) => out!(
             "key and certificate do NOT belong together: Salesforce would answer 'invalid assertion'"
         ),
         None => {}
@@ -55,7 +55,7 @@ pub fn import(report: &ImportReport, json: bool) {
     if json {
         return print_json(report);
     }
-    println!(
+    out!(
         "{}: generation {} CURRENT ({}), valid until {}",
         report.credential,
         report.generation,
@@ -74,9 +74,9 @@ pub fn verify(report: &VerifyReport, json: bool) {
         report.credential, report.stage, report.generation, report.fingerprint
     );
     if report.accepted {
-        println!("accepted: Salesforce issued a token for the {who}");
+        out!("accepted: Salesforce issued a token for the {who}");
     } else {
-        println!(
+        out!(
             "refused: {}: {} ({who})",
             report.error.as_deref().unwrap_or("?"),
             report.error_description.as_deref().unwrap_or("?")
@@ -90,7 +90,7 @@ pub fn journal(entries: &[JournalEntry], json: bool) {
         return print_json(&entries);
     }
     for e in entries {
-        println!(
+        out!(
             "{} {} {:<9} {:<6} gen {} {}",
             e.at.format("%Y-%m-%dT%H:%M:%SZ"),
             e.rotation_id,

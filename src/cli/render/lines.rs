@@ -6,8 +6,8 @@ use serde::Serialize;
 
 pub(super) fn print_json(value: &impl Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("error: cannot encode JSON output: {e}"),
+        Ok(text) => out!("{text}"),
+        Err(e) => err!("error: cannot encode JSON output: {e}"),
     }
 }
 
@@ -20,11 +20,11 @@ pub(super) fn opt<T: ToString>(value: Option<T>) -> String {
 pub fn deliveries(deliveries: &[Delivery], json: bool) {
     for d in deliveries {
         match &d.error {
-            Some(error) => eprintln!(
+            Some(error) => err!(
                 "warning: {}: {} for {} was not delivered: {error}",
                 d.channel, d.what, d.credential
             ),
-            None if !json => eprintln!("notified {}: {} ({})", d.channel, d.what, d.credential),
+            None if !json => err!("notified {}: {} ({})", d.channel, d.what, d.credential),
             None => {}
         }
     }
@@ -32,17 +32,17 @@ pub fn deliveries(deliveries: &[Delivery], json: bool) {
 
 /// A warning on stderr.
 pub fn warning(message: &str) {
-    eprintln!("warning: {message}");
+    err!("warning: {message}");
 }
 
 /// A line about what a long-running command is doing, on stderr.
 pub fn note(message: &str) {
-    eprintln!("{message}");
+    err!("{message}");
 }
 
 /// A question on stderr, answered on stdin by the caller.
 pub fn prompt(question: &str) {
     use std::io::Write as _;
-    eprint!("{question}");
-    let _ = std::io::stderr().flush();
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "{question}").and_then(|()| stderr.flush());
 }

@@ -3,6 +3,21 @@
 //!
 //! Reports handed in here carry fingerprints, names and dates, never key bytes: the types that
 //! reach this module have no field that could hold one.
+//!
+//! Every line goes through [`out!`] or [`err!`], never `println!`: a closed pipe (`rekey rotate |
+//! head -3`), a closed terminal or a full disk makes `println!` panic, and a panic half-way
+//! through a rotation leaves the app holding a certificate whose key is not CURRENT. A line that
+//! cannot be written is dropped; the command goes on to its next safe state.
+
+/// A line on stdout that never fails the command.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::render::write_line(false, format_args!($($arg)*)) };
+}
+
+/// A line on stderr that never fails the command.
+macro_rules! err {
+    ($($arg:tt)*) => { $crate::cli::render::write_line(true, format_args!($($arg)*)) };
+}
 
 mod emergency;
 mod keys;
@@ -49,7 +64,7 @@ pub fn error(error: &Error, json: bool) -> Exit {
             published: None,
         }}));
     }
-    eprintln!("error: {error}");
+    err!("error: {error}");
     hint(error);
     Exit::of_error(error.kind())
 }
@@ -70,19 +85,19 @@ pub fn stopped(stopped: &Stopped, json: bool) -> Exit {
     }
     match &stopped.rotation_id {
         Some(id) => {
-            eprintln!(
+            err!(
                 "error: rotation {id} failed at step {}: {error}",
                 opt(stopped.step)
             );
             if stopped.published {
-                eprintln!(
+                err!(
                     "note: the new certificate may already be on the app; the journal stays open: `rekey resume` finishes the rotation, `rekey abort` undoes it (runbooks/rollback.md)"
                 );
             } else {
-                eprintln!("note: the app was not changed");
+                err!("note: the app was not changed");
             }
         }
-        None => eprintln!("error: {error}"),
+        None => err!("error: {error}"),
     }
     hint(error);
     stopped.exit()
@@ -90,6 +105,16 @@ pub fn stopped(stopped: &Stopped, json: bool) -> Exit {
 
 fn hint(error: &Error) {
     if let Some(hint) = error.hint() {
-        eprintln!("hint: {hint}");
+        err!("hint: {hint}");
     }
+}
+
+/// Writes one line; an error (EPIPE, EBADF, ENOSPC) is dropped, see the module docs.
+pub(crate) fn write_line(stderr: bool, line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = if stderr {
+        writeln!(std::io::stderr().lock(), "{line}")
+    } else {
+        writeln!(std::io::stdout().lock(), "{line}")
+    };
 }

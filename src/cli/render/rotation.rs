@@ -10,11 +10,11 @@ pub fn plan(plan: &Plan, json: bool) {
         return print_json(plan);
     }
     match &plan.resumes {
-        Some(id) => println!(
+        Some(id) => out!(
             "{}: resumes rotation {id} (generation {})",
             plan.credential, plan.new_generation
         ),
-        None => println!(
+        None => out!(
             "{}: rotate generation {} -> {}",
             plan.credential,
             opt(plan.current_generation),
@@ -23,7 +23,7 @@ pub fn plan(plan: &Plan, json: bool) {
     }
     for (i, step) in plan.steps.iter().enumerate() {
         let marker = if step.mutates { "changes" } else { "reads  " };
-        println!(
+        out!(
             "  {}. {:<9} [{marker}] {}",
             i + 1,
             step.step.to_string(),
@@ -58,7 +58,7 @@ impl RotateProgress {
                     last_done,
                     undoing,
                 } => {
-                    println!(
+                    out!(
                         "{}: resuming rotation {rotation_id} after step {}{}",
                         self.credential,
                         opt(*last_done),
@@ -72,30 +72,30 @@ impl RotateProgress {
                     millis,
                     detail,
                 } => {
-                    println!(
+                    out!(
                         "  {:<9} {:>7.2}s  {detail}",
                         step.to_string(),
                         *millis as f64 / 1000.0
                     )
                 }
                 Progress::AdoptionPending { waiting } => {
-                    println!("  adopt     waiting for {}", waiting.join(", "))
+                    out!("  adopt     waiting for {}", waiting.join(", "))
                 }
                 Progress::VerifyRetry { attempt, reason } => {
-                    println!("  verify    attempt {attempt} refused ({reason}); retrying")
+                    out!("  verify    attempt {attempt} refused ({reason}); retrying")
                 }
                 Progress::Retry {
                     step,
                     attempt,
                     delay_ms,
                     reason,
-                } => println!(
+                } => out!(
                     "  {:<9} attempt {attempt} failed ({reason}); retrying in {:.1}s",
                     step.to_string(),
                     *delay_ms as f64 / 1000.0
                 ),
                 Progress::RollingBack { reason } => {
-                    println!("{}: rolling back: {reason}", self.credential)
+                    out!("{}: rolling back: {reason}", self.credential)
                 }
             }
         }
@@ -118,12 +118,12 @@ impl RotateProgress {
         let id = &outcome.rotation_id;
         let reason = outcome.reason.as_deref().unwrap_or("");
         match outcome.ending {
-            Ending::Rotated => println!("{}: rotated to {now}; rotation {id}", self.credential),
-            Ending::Aborted => println!(
+            Ending::Rotated => out!("{}: rotated to {now}; rotation {id}", self.credential),
+            Ending::Aborted => out!(
                 "{}: rotation {id} aborted ({reason}); CURRENT is {now}",
                 self.credential
             ),
-            Ending::RolledBack => eprintln!(
+            Ending::RolledBack => err!(
                 "error: {}: rotation {id} rolled back: {reason}\nnote: the previous key is CURRENT and on the app again: {now}",
                 self.credential
             ),

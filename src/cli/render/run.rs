@@ -68,31 +68,31 @@ pub fn run(report: &RunReport, json: bool) {
                 format!("FAILED: {error}")
             }
         };
-        println!(
+        out!(
             "{:<20} {:<8} {action}",
             c.credential,
             severity_label(c.severity)
         );
         for reason in &row.reasons {
-            println!("{:<29} because {reason}", "");
+            out!("{:<29} because {reason}", "");
         }
         if let Action::Failed {
             hint: Some(hint), ..
         } = &row.action
         {
-            println!("{:<29} hint: {hint}", "");
+            out!("{:<29} hint: {hint}", "");
         }
         for f in &c.findings {
-            println!("{:<29} - [{:?}] {}", "", f.severity, f.message);
+            out!("{:<29} - [{:?}] {}", "", f.severity, f.message);
         }
     }
     let total = report.credentials.len();
     let verb = if report.dry_run { "dry run" } else { "run" };
-    println!(
+    out!(
         "{verb}: {total} credentials: {rotated} rotated, {would} would rotate, {rolled_back} rolled back, {failed} failed, {waiting} waiting for a window; exit {}",
         report.exit as u8
     );
     if let Some(e) = &report.alert_error {
-        println!("alerts: {e}");
+        out!("alerts: {e}");
     }
 }

@@ -10,7 +10,7 @@ pub fn status(rows: &[StatusRow], json: bool) {
     if json {
         return print_json(&rows);
     }
-    println!(
+    out!(
         "{:<20} {:<22} {:>4} {:<16} {:<10} {:>9} {:<10} LAST ROTATION",
         "CREDENTIAL", "APP", "GEN", "FINGERPRINT", "NOT AFTER", "DAYS LEFT", "PENDING"
     );
@@ -20,7 +20,7 @@ pub fn status(rows: &[StatusRow], json: bool) {
             (None, Some(g)) => format!("gen {g}"),
             (None, None) => "-".to_string(),
         };
-        println!(
+        out!(
             "{:<20} {:<22} {:>4} {:<16} {:<10} {:>9} {:<10} {}",
             r.credential,
             r.app,
@@ -34,9 +34,9 @@ pub fn status(rows: &[StatusRow], json: bool) {
             opt(r.last_rotation.map(|t| t.format("%Y-%m-%d %H:%M:%SZ"))),
         );
         match (&r.app_fingerprint, &r.app_error) {
-            (Some(f), _) => println!("    app holds {f}"),
-            (None, Some(e)) => println!("    app unreadable: {e}"),
-            (None, None) => println!("    app holds no certificate"),
+            (Some(f), _) => out!("    app holds {f}"),
+            (None, Some(e)) => out!("    app unreadable: {e}"),
+            (None, None) => out!("    app holds no certificate"),
         }
         for st in &r.stores {
             let verdict = match st.matches_app {
@@ -44,7 +44,7 @@ pub fn status(rows: &[StatusRow], json: bool) {
                 Some(false) => "DIFFERS FROM THE APP",
                 None => "app unknown",
             };
-            println!(
+            out!(
                 "    {:<48} gen {:>3}  {}  {verdict}",
                 st.store,
                 opt(st.generation),
@@ -61,14 +61,14 @@ pub fn check(rows: &[CheckRow], json: bool) {
     }
     for r in rows {
         let label = severity_label(r.severity);
-        println!(
+        out!(
             "{label:<8} {:<20} days left {:>5}  key age {:>5}",
             r.credential,
             opt(r.days_left),
             opt(r.key_age_days)
         );
         for f in &r.findings {
-            println!("         - [{:?}] {}", f.severity, f.message);
+            out!("         - [{:?}] {}", f.severity, f.message);
         }
     }
 }
@@ -80,13 +80,13 @@ pub fn preflight(rows: &[PreflightRow], json: bool) {
     }
     for r in rows {
         let ok = r.store_problem.is_none() && r.target_problem.is_none();
-        println!(
+        out!(
             "{:<8} {}",
             if ok { "READY" } else { "BLOCKED" },
             r.credential
         );
         for (what, problem) in [(&r.store, &r.store_problem), (&r.target, &r.target_problem)] {
-            println!("         {what}: {}", problem.as_deref().unwrap_or("ok"));
+            out!("         {what}: {}", problem.as_deref().unwrap_or("ok"));
         }
     }
 }

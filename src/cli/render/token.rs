@@ -48,7 +48,7 @@ pub fn token(token: &IssuedToken, format: TokenFormat) -> Exit {
     match written.and_then(|()| out.flush()) {
         Ok(()) => Exit::Ok,
         Err(e) => {
-            eprintln!("error: cannot write the token to stdout: {e}");
+            err!("error: cannot write the token to stdout: {e}");
             Exit::Internal
         }
     }
