@@ -32,6 +32,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_max_level(level)
         .with_target(false)
+        // Its own report of a failed write is an `eprintln!`, which panics on a closed pipe; a
+        // log line that cannot be written is dropped like any other output (cli::render).
+        .log_internal_errors(false)
         .init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

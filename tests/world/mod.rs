@@ -438,6 +438,40 @@ impl Held {
         );
     }
 
+    /// Sends `signal` (`TERM`, `INT`, `HUP`) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("the process runs").to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+
+    /// Waits until the process printed `line` on stderr, under a hang guard far above the
+    /// milliseconds it takes.
+    pub(crate) async fn said(&self, line: &str) {
+        let err = self.file.with_extension("err");
+        for _ in 0..3000 {
+            if std::fs::read_to_string(&err)
+                .unwrap_or_default()
+                .contains(line)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "never said {line:?}:\n{}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+    }
+
+    /// Whether the process has ended (without waiting for it).
+    pub(crate) fn ended(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
     /// SIGKILL, as a crash or an OOM kill would.
     pub(crate) async fn kill(mut self, w: &mut World) -> Run {
         self.child.start_kill().unwrap();

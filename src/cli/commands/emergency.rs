@@ -34,6 +34,8 @@ pub(super) async fn emergency(
         )
         .with_hint("answer yes at the prompt, or pass --yes in automation"));
     }
+    // Only after the answer: Ctrl-C at the prompt ends the process at once, with nothing changed.
+    crate::shutdown::listen()?;
     let dir = emergency::evidence_dir(&config, evidence_dir);
     let mut rows = Vec::new();
     let mut exit = Exit::Ok;

@@ -22,6 +22,8 @@ pub(super) async fn rotate(config_path: &Path, name: &str, intent: &Intent, json
         let config = config::load(config_path)?;
         wiring::credential(&config, name)?;
         let notifier = Notifier::from_config(&config)?;
+        // Only now: a signal before this point ends the process at once, with nothing changed.
+        crate::shutdown::listen()?;
         Ok::<_, Error>((config, notifier))
     }
     .await;
