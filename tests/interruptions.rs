@@ -249,3 +249,33 @@ async fn a_second_sigterm_ends_the_process_at_once_and_resume_finishes() {
     w.ok(&["resume", "billing"]).await;
     finished_rotation(&mut w, &old, "two SIGTERMs then resume").await;
 }
+
+/// An evidence bundle that cannot be written (its folder cannot be made) does not stop the
+/// emergency rekey: the leaked key is replaced, and the exit code (70) and a warning say the
+/// bundle is missing and how to get one.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_evidence_bundle_that_cannot_be_written_never_stops_an_emergency() {
+    let mut w = billing_world().await;
+    let old = w.current_fingerprint("billing").await;
+    std::fs::write(w.path("not-a-folder"), "").unwrap();
+    let dir = w.path("not-a-folder/evidence");
+    let run = w
+        .rekey(&[
+            "emergency",
+            "billing",
+            "--reason",
+            "leak drill",
+            "--yes",
+            "--evidence-dir",
+            dir.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(run.code, 70, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("cannot write the evidence bundle")
+            && run.stderr.contains("--evidence-dir"),
+        "{}",
+        run.stderr
+    );
+    finished_rotation(&mut w, &old, "emergency without its evidence folder").await;
+}

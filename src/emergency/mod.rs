@@ -189,7 +189,10 @@ pub async fn rekey(
     let evidence = match written {
         Ok(path) => Some(path),
         Err(e) => {
-            warnings.push(e.to_string());
+            warnings.push(match e.hint() {
+                Some(hint) => format!("{e}; {hint}"),
+                None => e.to_string(),
+            });
             if exit == Exit::Ok {
                 exit = Exit::Internal;
             }
