@@ -752,3 +752,61 @@ async fn on_aws_a_laggard_rolls_the_staging_labels_and_the_consumers_back() {
         s.legacy_fingerprint
     );
 }
+
+/// An exec consumer that echoes pieces of the key it was handed to stderr and fails: its stderr
+/// tail is quoted (error, stderr, journal) with every piece elided, whatever its length — whole
+/// body lines, the short last body line alone, and a 9-character run inside other text. The
+/// pieces are chosen on purpose, so the hard case is there on every run whatever the random key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_echoes_the_key_never_gets_a_piece_of_it_quoted() {
+    let mut w = World::new().await;
+    w.drop_credential("billing-eca");
+    w.import_legacy(CRED).await;
+    let dir = w.path("");
+    let dir = dir.display();
+    let script = format!(
+        "#!/bin/sh\n\
+         body() {{ grep -v -- ----- \"$REKEY_KEY_FILE\"; }}\n\
+         last=$(body | tail -1); run=$(body | sed -n 3p | cut -c20-28)\n\
+         printf '%s\\n%s\\n' \"$last\" \"$run\" > {dir}/pieces.txt\n\
+         body | head -2 >&2\n\
+         echo \"$last\" >&2\n\
+         echo \"etl: bad token=$run in the config\" >&2\n\
+         echo 'etl cannot load the key' >&2\n\
+         exit 3\n"
+    );
+    std::fs::write(w.path("leaky.sh"), script).unwrap();
+    std::fs::set_permissions(w.path("leaky.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    w.edit_config(|c| {
+        format!(
+            "{c}
+[[credentials.billing.consumers]]
+name = \"etl\"
+kind = \"exec\"
+command = [\"leaky.sh\"]
+deliver_key = \"file\"
+"
+        )
+    });
+    let run = w.rekey(&["rotate", CRED]).await;
+    assert_eq!(run.code, 5, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("etl cannot load the key") && run.stderr.contains("[elided]"),
+        "the tail is quoted, with the key lines elided:\n{}",
+        run.stderr
+    );
+    let json = w.rekey(&["--json", "journal", CRED]).await;
+    let pieces = std::fs::read_to_string(w.path("pieces.txt")).unwrap();
+    let pieces: Vec<&str> = pieces.lines().collect();
+    assert!(
+        pieces.len() == 2 && pieces[1].len() == 9,
+        "the script printed its pieces: {pieces:?}"
+    );
+    let journal = std::fs::read_to_string(w.path("keys/billing/journal.jsonl")).unwrap();
+    for text in [&run.stdout, &run.stderr, &json.stdout, &journal] {
+        for piece in &pieces {
+            assert!(!text.contains(piece), "{piece:?} quoted in:\n{text}");
+        }
+    }
+    w.assert_no_key_bytes_leaked();
+}

@@ -249,8 +249,9 @@ impl World {
             if entry.extension().is_some_and(|e| e == "key") {
                 let pem = std::fs::read_to_string(&entry).unwrap();
                 secrets.extend(
+                    // The short last line of a body too: it is the piece length heuristics miss.
                     pem.lines()
-                        .filter(|l| !l.starts_with("-----") && l.len() > 20)
+                        .filter(|l| !l.starts_with("-----") && l.len() >= 12)
                         .map(str::to_string),
                 );
             }
