@@ -25,17 +25,9 @@ pub enum KeyAlgorithm {
 }
 
 impl KeyAlgorithm {
-    /// The names accepted in `rekey.toml`.
-    pub const NAMES: [&'static str; 3] = ["rsa-2048", "rsa-3072", "rsa-4096"];
-
     /// Parses a config name.
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "rsa-2048" => Some(KeyAlgorithm::Rsa2048),
-            "rsa-3072" => Some(KeyAlgorithm::Rsa3072),
-            "rsa-4096" => Some(KeyAlgorithm::Rsa4096),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|a| a.name() == name)
     }
 
     fn rsa_size(self) -> rcgen::RsaKeySize {
@@ -47,13 +39,32 @@ impl KeyAlgorithm {
     }
 }
 
-impl fmt::Display for KeyAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl KeyAlgorithm {
+    /// Every algorithm.
+    pub const ALL: [KeyAlgorithm; 3] = [
+        KeyAlgorithm::Rsa2048,
+        KeyAlgorithm::Rsa3072,
+        KeyAlgorithm::Rsa4096,
+    ];
+
+    /// The names accepted in `rekey.toml` and on the command line, for error hints.
+    pub fn names() -> String {
+        Self::ALL.map(Self::name).join(", ")
+    }
+
+    /// Its name in `rekey.toml` and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
             KeyAlgorithm::Rsa2048 => "rsa-2048",
             KeyAlgorithm::Rsa3072 => "rsa-3072",
             KeyAlgorithm::Rsa4096 => "rsa-4096",
-        })
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

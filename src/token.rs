@@ -9,7 +9,7 @@
 //! request, and is reported at once. A token is reused from a per-credential cache file for
 //! `token_cache_secs`, unless the key it was minted with has left the store meanwhile.
 
-use crate::config::{AppKind, Config, CredentialConfig};
+use crate::config::{Config, CredentialConfig};
 use crate::wiring;
 use chrono::{DateTime, Utc};
 use rekey_api::{
@@ -138,11 +138,10 @@ async fn minter(config: &Config, cred: &CredentialConfig) -> Result<Minter> {
 
 /// How messages name a credential: `billing (connected app Billing_Sync in org acme)`.
 fn label(cred: &CredentialConfig) -> String {
-    let kind = match cred.app_kind {
-        AppKind::ConnectedApp => "connected app",
-        AppKind::ExternalClientApp => "external client app",
-    };
-    format!("{} ({kind} {} in org {})", cred.name, cred.app, cred.org)
+    format!(
+        "{} ({} {} in org {})",
+        cred.name, cred.app_kind, cred.app, cred.org
+    )
 }
 
 /// Mints with CURRENT, then PENDING, then PREVIOUS, moving on only when Salesforce does not

@@ -4,13 +4,16 @@
 //! lists, the whole comment (kept verbatim, so its line breaks stay) is what `rekey help CMD`
 //! and `rekey CMD --help` print.
 
+use crate::pki::KeyAlgorithm;
+use clap::builder::PossibleValue;
 use clap::{Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
 use std::path::PathBuf;
 
 /// rekey rotates the JWT-bearer signing key and certificate of Salesforce Connected Apps and
 /// External Client Apps end to end: generate, stage, publish, verify, promote.
 #[derive(Debug, Parser)]
-#[command(name = "rekey", version, about)]
+#[command(name = "rekey", version, about, max_term_width = 80)]
 pub struct Cli {
     /// Configuration file.
     #[arg(
@@ -35,7 +38,39 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show what PEM files hold: certificates, and the public facts of private keys
+    /// Write an annotated starting config (never over an existing file)
+    ///
+    /// Writes the reference configuration: every setting with its default and a line on why
+    /// it matters, the optional ones commented out. Edit the org, credential and store names,
+    /// then validate it with `rekey config check`. An existing file is never replaced.
+    ///
+    /// Exit codes: 0 written; 64 the file exists or cannot be written.
+    ///
+    /// Example:
+    ///   rekey init --path rekey.toml && $EDITOR rekey.toml && rekey config check
+    #[command(verbatim_doc_comment)]
+    Init {
+        /// Where the config goes.
+        #[arg(long, value_name = "FILE", default_value = "rekey.toml")]
+        path: PathBuf,
+    },
+    /// Work with the config file without touching Salesforce or a store
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script
+    ///
+    /// Where to put it:
+    ///   bash        rekey completions bash > ~/.local/share/bash-completion/completions/rekey
+    ///   zsh         rekey completions zsh > "${fpath[1]}/_rekey"
+    ///   fish        rekey completions fish > ~/.config/fish/completions/rekey.fish
+    ///   powershell  rekey completions powershell >> $PROFILE
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Show what PEM files hold: certificates, public facts of private keys
     ///
     /// For each certificate: subject, issuer, serial, notBefore and notAfter, days left, key
     /// algorithm and size, and the SHA-256 fingerprints of the certificate and of its public
@@ -81,9 +116,9 @@ pub enum Command {
         /// Days from now until the certificate's notAfter.
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
         days: u32,
-        /// Key algorithm: rsa-2048, rsa-3072 or rsa-4096 (JWT bearer signs with RS256).
-        #[arg(long, default_value = "rsa-2048")]
-        algorithm: String,
+        /// Key algorithm (JWT bearer signs with RS256).
+        #[arg(long, value_enum, default_value_t = KeyAlgorithm::Rsa2048)]
+        algorithm: KeyAlgorithm,
         /// Replace files that already exist.
         #[arg(long)]
         force: bool,
@@ -141,7 +176,7 @@ pub enum Command {
         /// Credential name from the config.
         credential: String,
     },
-    /// Finish CREDENTIAL's interrupted rotation from its journal, whatever its age
+    /// Finish CREDENTIAL's interrupted rotation from its journal
     ///
     /// Continues with the same rotation id, generation and staged key (never a new one), from
     /// the first step the journal does not show as done; a rotation whose consumers had not yet
@@ -194,7 +229,7 @@ pub enum Command {
         /// Only this credential.
         credential: Option<String>,
     },
-    /// Check expiry, key age and drift against each credential's policy, and alert
+    /// Check expiry, key age and drift against policy, and alert
     ///
     /// Reads the certificate on the app (from Salesforce) and each store's CURRENT, and reports
     /// per credential: days to notAfter per source (warning at warn_days, default 28; critical
@@ -245,7 +280,7 @@ pub enum Command {
         #[arg(long)]
         preflight: bool,
     },
-    /// The cron entrypoint: rotate what is due inside its change window, check the rest
+    /// Rotate what is due inside its change window, check the rest (cron)
     ///
     /// A credential is due when its key is at least rotate_every_days old, a certificate (on
     /// the app or in a store) is within renew_before_days of notAfter, heal_drift = true and
@@ -269,7 +304,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Run `rekey run` every interval and serve Prometheus metrics and a health check
+    /// Run `rekey run` on an interval; serve metrics and a health check
     ///
     /// Runs `rekey run` every [daemon] interval_secs (from the start of one run to the next)
     /// and serves on [daemon] listen (default 127.0.0.1:9817):
@@ -284,7 +319,7 @@ pub enum Command {
     ///   rekey --config /etc/rekey/rekey.toml daemon
     #[command(verbatim_doc_comment)]
     Daemon,
-    /// After a leaked key: rekey, then end every session and grant the old key made
+    /// After a leak: rekey, then end the old key's sessions and grants
     ///
     /// Shows the plan and asks (unless --yes), then: generate and stage → [External Client App
     /// with --kill-switch: OAuth off] → publish → [OAuth on] → verify until Salesforce accepts
@@ -330,7 +365,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         evidence_dir: Option<PathBuf>,
     },
-    /// Put an existing key and certificate (already on the app) under management
+    /// Manage an existing key and certificate (already on the app)
     ///
     /// For an integration that is live already: the key and the certificate the app holds
     /// become generation 1, CURRENT, in every store of the credential (under the primary
@@ -386,7 +421,7 @@ pub enum Command {
         /// Credential name from the config.
         credential: String,
     },
-    /// Print an access token for CREDENTIAL's integration user, for its consumers
+    /// Print an access token for CREDENTIAL's integration user
     ///
     /// For consumers (jobs, CI, the sf CLI) that should never handle the key: the token is
     /// minted by JWT bearer with the key the credential's stores hold.
@@ -415,28 +450,49 @@ pub enum Command {
     ///
     /// Output: the token goes to stdout only, never to stderr, logs or errors. json:
     /// {"access_token", "instance_url", "fingerprint", "generation", "stage", "cached"}; env:
-    /// export SF_ACCESS_TOKEN='...' and export SF_INSTANCE_URL='...', single-quoted. On failure
-    /// stdout stays empty (unless --json asks for errors as JSON there).
+    /// export SF_ACCESS_TOKEN='...' and export SF_INSTANCE_URL='...', single-quoted; sf: the
+    /// export of SF_ACCESS_TOKEN and the `sf org login access-token` command that logs the
+    /// Salesforce CLI in with it under the credential's name as alias. On failure stdout stays
+    /// empty (unless --json asks for errors as JSON there).
     ///
     /// Exit codes: 0 minted; 3 refused; 69 Salesforce unreachable.
     ///
     /// Examples:
     ///   rekey token billing
-    ///   eval "$(rekey token billing --format env)" &&
-    ///     sf org login access-token --instance-url "$SF_INSTANCE_URL" --no-prompt
+    ///   eval "$(rekey token billing --format env)" && ./nightly-load.sh
+    ///   eval "$(rekey token billing --format sf)" && sf data query -o billing -q "…"
     #[command(verbatim_doc_comment)]
     Token {
         /// Credential name from the config.
         credential: String,
         /// `json`: one object with the token, instance URL, and the key's fingerprint,
         /// generation and stage; `env`: `export SF_ACCESS_TOKEN=…` and `SF_INSTANCE_URL=…` lines
-        /// for `eval` (what `sf org login access-token` reads).
+        /// for `eval`; `sf`: the same token and the `sf org login access-token` command.
         #[arg(long, value_enum, default_value_t = TokenFormat::Json)]
         format: TokenFormat,
         /// Mint a new token even if the cache holds one, and do not write the cache.
         #[arg(long)]
         no_cache: bool,
     },
+}
+
+/// `rekey config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config: every problem at once, with file:line:column, no network
+    ///
+    /// Reads and validates the config as every command does (types, ranges, names that must
+    /// refer to each other, paths resolved against the config's folder) without a network
+    /// call, a store or Salesforce: safe in CI and pre-commit hooks. Prints every problem at
+    /// once, each with its file:line:column; when there is none, one line per credential: what
+    /// it rotates and where its key lives.
+    ///
+    /// Exit codes: 0 valid; 64 a problem (each printed; with --json, as a list).
+    ///
+    /// Example:
+    ///   rekey --config /etc/rekey/rekey.toml config check --json
+    #[command(verbatim_doc_comment)]
+    Check,
 }
 
 /// How `rekey token` prints the token.
@@ -446,6 +502,18 @@ pub enum TokenFormat {
     Json,
     /// Shell `export` lines.
     Env,
+    /// `export SF_ACCESS_TOKEN=…` and the `sf org login access-token` command, for `eval`.
+    Sf,
+}
+
+impl ValueEnum for KeyAlgorithm {
+    fn value_variants<'a>() -> &'a [Self] {
+        &KeyAlgorithm::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()))
+    }
 }
 
 /// A stage on the command line.

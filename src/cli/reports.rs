@@ -1,5 +1,5 @@
 //! The reports the CLI assembles itself (`inspect`, `status`, `check --preflight`, `import`,
-//! `verify`), for `render` to print as text or JSON. Plain data: no field could hold key bytes.
+//! `verify`, `config check`), for `render` to print as text or JSON. Plain data: no field could hold key bytes.
 
 use crate::pki;
 use chrono::{DateTime, Utc};
@@ -146,4 +146,17 @@ pub struct VerifyReport {
     pub error: Option<String>,
     /// Salesforce's error text when refused.
     pub error_description: Option<String>,
+}
+
+/// One credential as `config check` describes it.
+#[derive(Serialize)]
+pub struct CredentialLine {
+    /// Its name.
+    pub name: String,
+    /// `org/App (connected app)`.
+    pub rotates: String,
+    /// Each store, `name (kind: where)`, primary first.
+    pub stores: Vec<String>,
+    /// How many consumers are told of a rotation.
+    pub consumers: usize,
 }

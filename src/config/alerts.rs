@@ -67,7 +67,7 @@ pub(super) struct RawAlerts {
 /// apply to a kind are those of its type).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SlackEntry {
+pub(super) struct SlackEntry {
     #[serde(rename = "kind")]
     _kind: serde::de::IgnoredAny,
     min_severity: Option<Spanned<String>>,
@@ -78,7 +78,7 @@ struct SlackEntry {
 /// A `pagerduty` channel's table as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PagerDutyEntry {
+pub(super) struct PagerDutyEntry {
     #[serde(rename = "kind")]
     _kind: serde::de::IgnoredAny,
     min_severity: Option<Spanned<String>>,
@@ -90,7 +90,7 @@ struct PagerDutyEntry {
 /// A `webhook` channel's table as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WebhookEntry {
+pub(super) struct WebhookEntry {
     #[serde(rename = "kind")]
     _kind: serde::de::IgnoredAny,
     min_severity: Option<Spanned<String>>,

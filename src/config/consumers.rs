@@ -76,7 +76,7 @@ pub enum DeliverKey {
 /// apply to a kind are those of its type).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StoreEntry {
+pub(super) struct StoreEntry {
     #[serde(rename = "name")]
     _name: IgnoredAny,
     #[serde(rename = "kind")]
@@ -88,7 +88,7 @@ struct StoreEntry {
 /// A `webhook` consumer's entry as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WebhookEntry {
+pub(super) struct WebhookEntry {
     #[serde(rename = "name")]
     _name: IgnoredAny,
     #[serde(rename = "kind")]
@@ -103,7 +103,7 @@ struct WebhookEntry {
 /// An `exec` consumer's entry as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ExecEntry {
+pub(super) struct ExecEntry {
     #[serde(rename = "name")]
     _name: IgnoredAny,
     #[serde(rename = "kind")]
@@ -116,7 +116,7 @@ struct ExecEntry {
 /// A `file` consumer's entry as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileEntry {
+pub(super) struct FileEntry {
     #[serde(rename = "name")]
     _name: IgnoredAny,
     #[serde(rename = "kind")]

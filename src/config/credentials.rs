@@ -20,6 +20,15 @@ pub enum AppKind {
     ExternalClientApp,
 }
 
+impl std::fmt::Display for AppKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AppKind::ConnectedApp => "connected app",
+            AppKind::ExternalClientApp => "external client app",
+        })
+    }
+}
+
 /// What a rotation does when Salesforce never accepts the new key after it was published.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -326,7 +335,7 @@ pub(super) fn validate_credentials(
                     format!(
                         "unknown key_algorithm '{}'; use one of {}",
                         a.get_ref(),
-                        KeyAlgorithm::NAMES.join(", ")
+                        KeyAlgorithm::names()
                     ),
                 );
                 KeyAlgorithm::Rsa2048

@@ -30,6 +30,10 @@ pub use orgs::{AdminConfig, OrgConfig};
 pub use service::{DaemonConfig, RunConfig};
 pub use stores::StoreConfig;
 
+/// The annotated reference configuration that `rekey init` writes: every key with its default and
+/// why one would set it. A test loads it, so it is always a valid config.
+pub const EXAMPLE: &str = include_str!("rekey.example.toml");
+
 use alerts::{RawAlerts, validate_alerts};
 use credentials::{Known, RawCredential, validate_credentials};
 use orgs::{RawOrg, validate_orgs};
@@ -58,7 +62,7 @@ pub struct Config {
 /// provider's settings type (see `stores`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+pub(super) struct RawConfig {
     #[serde(default)]
     orgs: BTreeMap<String, Spanned<RawOrg>>,
     #[serde(default)]

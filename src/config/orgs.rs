@@ -21,6 +21,9 @@ pub struct OrgConfig {
     pub admin: AdminConfig,
 }
 
+/// The values of `[orgs.NAME.admin] auth`, one per [`AdminConfig`] variant.
+const ADMIN_METHODS: [&str; 3] = ["jwt", "access_token_env", "sf_cli"];
+
 /// rekey's own admin credentials for an org.
 #[derive(Debug)]
 pub enum AdminConfig {
@@ -37,6 +40,13 @@ pub enum AdminConfig {
     },
     /// `SF_ACCESS_TOKEN` and `SF_INSTANCE_URL` from the environment.
     AccessTokenEnv,
+    /// The session of an org the Salesforce CLI (`sf`) is logged in to.
+    SfCli {
+        /// The CLI's alias or username for the org (`--target-org`).
+        target_org: String,
+        /// `file:line:column` of the setting, for errors about the CLI's login.
+        origin: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -55,6 +65,7 @@ pub(super) struct RawAdmin {
     pub(super) consumer_key: Option<String>,
     pub(super) username: Option<String>,
     pub(super) key_file: Option<Spanned<String>>,
+    pub(super) target_org: Option<Spanned<String>>,
 }
 
 pub(super) fn validate_orgs(
@@ -89,7 +100,22 @@ pub(super) fn validate_orgs(
             None => DEFAULT_API_VERSION.to_string(),
         };
         let admin = org.admin.get_ref();
-        let admin = match admin.auth.get_ref().as_str() {
+        // A key of another method is a mistake about which one is in force: say so.
+        let method = admin.auth.get_ref().as_str();
+        for (key, present, method_of_key) in [
+            ("consumer_key", admin.consumer_key.is_some(), "jwt"),
+            ("username", admin.username.is_some(), "jwt"),
+            ("key_file", admin.key_file.is_some(), "jwt"),
+            ("target_org", admin.target_org.is_some(), "sf_cli"),
+        ] {
+            if present && method != method_of_key && ADMIN_METHODS.contains(&method) {
+                v.problem(
+                    admin.auth.span(),
+                    format!("orgs.{name}.admin: {key} applies to auth = \"{method_of_key}\", not \"{method}\"; remove it or change auth"),
+                );
+            }
+        }
+        let admin = match method {
             "jwt" => match (&admin.consumer_key, &admin.username, &admin.key_file) {
                 (Some(consumer_key), Some(username), Some(key_file)) => AdminConfig::Jwt {
                     consumer_key: consumer_key.clone(),
@@ -103,10 +129,23 @@ pub(super) fn validate_orgs(
                 }
             },
             "access_token_env" => AdminConfig::AccessTokenEnv,
+            "sf_cli" => match &admin.target_org {
+                Some(target) if !target.get_ref().trim().is_empty() => AdminConfig::SfCli {
+                    target_org: target.get_ref().trim().to_string(),
+                    origin: v.at(target.span()),
+                },
+                _ => {
+                    v.problem(org.admin.span(), format!("orgs.{name}.admin: auth = \"sf_cli\" needs target_org = \"ALIAS_OR_USERNAME\" (as `sf org list` shows it)"));
+                    continue;
+                }
+            },
             other => {
                 v.problem(
                     admin.auth.span(),
-                    format!("unknown admin auth '{other}'; use \"jwt\" or \"access_token_env\""),
+                    format!(
+                        "unknown admin auth '{other}'; use one of \"{}\"",
+                        ADMIN_METHODS.join("\", \"")
+                    ),
                 );
                 continue;
             }

@@ -69,7 +69,7 @@ pub(super) fn only_keys_of<'de, T: Deserialize<'de>>(
 
 /// The keys a settings type accepts, as its `Deserialize` derive names them: read off the derive
 /// itself, so no list of keys is kept by hand beside the type.
-fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+pub(super) fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
     /// A deserializer that answers nothing, but remembers the fields a struct asks for.
     struct Probe(&'static [&'static str]);
     impl<'de> serde::Deserializer<'de> for &mut Probe {

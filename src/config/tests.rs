@@ -65,7 +65,7 @@ fn a_minimal_config_gets_the_documented_defaults() {
             assert_eq!(key_file, Path::new("/etc/rekey/admin.key"));
             assert_eq!(origin, "/etc/rekey/rekey.toml:8:12");
         }
-        AdminConfig::AccessTokenEnv => panic!("expected jwt"),
+        other => panic!("expected jwt, got {other:?}"),
     }
     assert!(
         matches!(&config.stores["local"], StoreConfig::File(file) if file.path == Path::new("/etc/rekey/keys"))
@@ -520,11 +520,8 @@ fn loopback_http_is_allowed_for_the_emulator_only() {
 /// accepts, showing every kind of store, admin login, consumer and alert channel.
 #[test]
 fn the_annotated_example_config_is_accepted() {
-    let config = parse(
-        include_str!("rekey.example.toml"),
-        Path::new("/etc/rekey/rekey.toml"),
-    )
-    .unwrap_or_else(|e| panic!("the example config is refused: {e}"));
+    let config = parse(super::EXAMPLE, Path::new("/etc/rekey/rekey.toml"))
+        .unwrap_or_else(|e| panic!("the example config is refused: {e}"));
     assert_eq!(
         config.credentials.keys().collect::<Vec<_>>(),
         ["billing", "payments"]
@@ -594,4 +591,79 @@ fn the_annotated_example_config_is_accepted() {
     assert_eq!(channels, ["webhook", "pagerduty", "slack"]);
     assert_eq!(config.run.concurrency, 4);
     assert_eq!(config.daemon.listen.to_string(), "127.0.0.1:9817");
+}
+
+/// Every key rekey accepts, in every section and for every kind, is shown in the example that
+/// `rekey init` writes (set, or commented out as an alternative): the example is the reference,
+/// so a key added without it fails here. Keys are read off the settings types themselves.
+#[test]
+fn every_key_rekey_accepts_appears_in_the_example() {
+    use super::tables::fields_of;
+    let sections: [(&str, &[&str]); 21] = [
+        ("the top level", fields_of::<super::RawConfig>()),
+        ("[orgs.NAME]", fields_of::<super::orgs::RawOrg>()),
+        ("[orgs.NAME.admin]", fields_of::<super::orgs::RawAdmin>()),
+        (
+            "[credentials.NAME]",
+            fields_of::<super::credentials::RawCredential>(),
+        ),
+        ("subject", fields_of::<super::credentials::RawSubject>()),
+        ("policy", fields_of::<super::credentials::RawPolicy>()),
+        ("window", fields_of::<super::credentials::RawWindow>()),
+        ("[run]", fields_of::<super::service::RawRun>()),
+        ("[daemon]", fields_of::<super::service::RawDaemon>()),
+        ("[alerts]", fields_of::<super::alerts::RawAlerts>()),
+        ("a slack channel", fields_of::<super::alerts::SlackEntry>()),
+        (
+            "a pagerduty channel",
+            fields_of::<super::alerts::PagerDutyEntry>(),
+        ),
+        (
+            "a webhook channel",
+            fields_of::<super::alerts::WebhookEntry>(),
+        ),
+        (
+            "a store consumer",
+            fields_of::<super::consumers::StoreEntry>(),
+        ),
+        (
+            "a webhook consumer",
+            fields_of::<super::consumers::WebhookEntry>(),
+        ),
+        (
+            "an exec consumer",
+            fields_of::<super::consumers::ExecEntry>(),
+        ),
+        (
+            "a file consumer",
+            fields_of::<super::consumers::FileEntry>(),
+        ),
+        ("a file store", fields_of::<rekey_file::FileSettings>()),
+        ("a vault store", fields_of::<rekey_vault::VaultSettings>()),
+        (
+            "a vault store's auth",
+            fields_of::<rekey_vault::VaultAuthSettings>(),
+        ),
+        ("an aws store", fields_of::<rekey_aws::AwsSettings>()),
+    ];
+    let mut missing = Vec::new();
+    for (section, keys) in sections {
+        assert!(!keys.is_empty(), "{section}: no keys read off its type");
+        for key in keys {
+            // `key = …` (set, or as `# key = …`), an inline `{ key = … }`, or a table header.
+            let shown = EXAMPLE.lines().any(|line| {
+                let line = line.trim_start_matches(['#', ' ']);
+                line.starts_with(&format!("{key} ="))
+                    || line.contains(&format!(" {key} ="))
+                    || line.contains(&format!("{{ {key} ="))
+                    || line.contains(&format!(".{key}]"))
+                    || line.starts_with(&format!("[{key}]"))
+                    || line.starts_with(&format!("[{key}."))
+            });
+            if !shown {
+                missing.push(format!("{section}: {key}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not in rekey.example.toml: {missing:?}");
 }

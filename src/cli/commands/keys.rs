@@ -64,20 +64,10 @@ pub(super) fn generate(
     cert_out: &Path,
     cn: &str,
     days: u32,
-    algorithm: &str,
+    algorithm: pki::KeyAlgorithm,
     force: bool,
     json: bool,
 ) -> Result<Exit> {
-    let algorithm = pki::KeyAlgorithm::parse(algorithm).ok_or_else(|| {
-        Error::new(
-            ErrorKind::Config,
-            format!("--algorithm: unknown key algorithm '{algorithm}'"),
-        )
-        .with_hint(format!(
-            "use one of {}",
-            pki::KeyAlgorithm::NAMES.join(", ")
-        ))
-    })?;
     if key_out == cert_out {
         return Err(Error::new(
             ErrorKind::Config,

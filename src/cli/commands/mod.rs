@@ -4,10 +4,11 @@ mod emergency;
 mod keys;
 mod rotate;
 mod run;
+mod setup;
 mod status;
 mod token;
 
-use super::args::{Cli, Command};
+use super::args::{Cli, Command, ConfigCommand};
 use super::render;
 use crate::emergency::Which;
 use crate::exit::Exit;
@@ -17,6 +18,9 @@ use crate::rotation::{Emergency, Intent};
 pub async fn dispatch(cli: Cli) -> Exit {
     let json = cli.json;
     let result = match cli.command {
+        Command::Init { path } => setup::init(&path, json),
+        Command::Config(ConfigCommand::Check) => return setup::check(&cli.config, json),
+        Command::Completions { shell } => return setup::completions(shell),
         Command::Inspect { files } => keys::inspect(&files, json),
         Command::Generate {
             key_out,
@@ -25,7 +29,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
             days,
             algorithm,
             force,
-        } => keys::generate(&key_out, &cert_out, &cn, days, &algorithm, force, json),
+        } => keys::generate(&key_out, &cert_out, &cn, days, algorithm, force, json),
         Command::Plan { credential } => rotate::plan(&cli.config, &credential, json).await,
         Command::Rotate { credential } => {
             return rotate::rotate(&cli.config, &credential, &Intent::Rotate, json).await;

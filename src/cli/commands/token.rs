@@ -24,7 +24,7 @@ pub(super) async fn token(
         _ => None,
     };
     match crate::token::issue(&config, cred, cache.as_deref()).await {
-        Ok(issued) => Ok(render::token(&issued, format)),
+        Ok(issued) => Ok(render::token(name, &issued, format)),
         // Salesforce's refusal is the answer, as for `verify`: exit 3, not an internal error.
         Err(error) if error.kind() == ErrorKind::Rejected => {
             render::error(&error, json);

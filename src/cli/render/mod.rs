@@ -24,6 +24,7 @@ mod keys;
 mod lines;
 mod rotation;
 mod run;
+mod setup;
 mod status;
 mod token;
 
@@ -32,6 +33,7 @@ pub use keys::{import, inspect, journal, verify};
 pub use lines::{deliveries, prompt, warning};
 pub use rotation::{RotateProgress, plan};
 pub use run::{daemon, run};
+pub use setup::{config_problems, config_valid, initialized, script};
 pub use status::{check, preflight, status};
 pub use token::token;
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 /// `rekey token`: the only place an access token is printed, and only to stdout. Written
 /// straight to the locked stdout, without building the whole output as a string first.
-pub fn token(token: &IssuedToken, format: TokenFormat) -> Exit {
+pub fn token(credential: &str, token: &IssuedToken, format: TokenFormat) -> Exit {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let secret = token.access_token.expose_secret();
@@ -34,6 +34,20 @@ pub fn token(token: &IssuedToken, format: TokenFormat) -> Exit {
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(out))
         }
+        // `sf org login access-token` reads the token from SF_ACCESS_TOKEN (never from an
+        // argument, which other users could read in the process list).
+        TokenFormat::Sf => (|| {
+            write!(out, "export SF_ACCESS_TOKEN=")?;
+            write_shell_quoted(&mut out, secret)?;
+            write!(
+                out,
+                "\nsf org login access-token --no-prompt --instance-url "
+            )?;
+            write_shell_quoted(&mut out, &token.instance_url)?;
+            write!(out, " --alias ")?;
+            write_shell_quoted(&mut out, credential)?;
+            writeln!(out)
+        })(),
         TokenFormat::Env => [
             ("SF_ACCESS_TOKEN", secret),
             ("SF_INSTANCE_URL", token.instance_url.as_str()),

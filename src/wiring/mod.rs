@@ -9,6 +9,8 @@ use rekey_api::{
 use rekey_salesforce::{AdminAuth, SalesforceConfig, SalesforceTarget};
 use std::path::PathBuf;
 
+mod sf_cli;
+
 /// The credential named on the command line.
 pub fn credential<'c>(config: &'c Config, name: &str) -> Result<&'c CredentialConfig> {
     config.credentials.get(name).ok_or_else(|| {
@@ -110,6 +112,13 @@ pub fn salesforce_target(
             token: SecretString::new(env("SF_ACCESS_TOKEN", &credential.org)?),
             instance_url: env("SF_INSTANCE_URL", &credential.org)?,
         },
+        AdminConfig::SfCli { target_org, origin } => {
+            let session = sf_cli::session(target_org, origin, environment().var("REKEY_SF"))?;
+            AdminAuth::AccessToken {
+                token: session.token,
+                instance_url: session.instance_url,
+            }
+        }
     };
     SalesforceTarget::new(SalesforceConfig {
         org: credential.org.clone(),
