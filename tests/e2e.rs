@@ -473,20 +473,6 @@ async fn inspect_agrees_with_openssl_and_spots_a_key_from_another_pair() {
 
 /// An admin access token obtained the way the sf CLI user got theirs: a JWT grant for the admin
 /// user, made outside rekey.
-async fn admin_access_token(w: &World) -> String {
-    let key = std::fs::read_to_string(w.path("admin.key")).unwrap();
-    world::jwt_grant(
-        w,
-        "3MVG9RekeyAdminConsumerKey0001",
-        "rekey-admin@acme.example",
-        &key,
-    )
-    .await["access_token"]
-        .as_str()
-        .expect("admin token")
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_access_token_from_the_environment_drives_a_rotation_and_is_never_printed() {
     let mut w = World::new().await;
@@ -521,7 +507,7 @@ async fn an_admin_access_token_from_the_environment_drives_a_rotation_and_is_nev
         (1.into(), serde_json::Value::Null)
     );
 
-    let token = admin_access_token(&w).await;
+    let token = world::admin_access_token(&w).await;
     let base = w.sim.base_url();
     let env = [
         ("SF_ACCESS_TOKEN", token.as_str()),

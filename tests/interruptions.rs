@@ -100,18 +100,7 @@ async fn output_that_cannot_be_written_never_stops_a_rotation() {
 async fn closed_standard_descriptors_never_stop_a_rotation_or_reach_a_file() {
     let mut w = billing_world().await;
     let old = w.current_fingerprint("billing").await;
-    let rekey = w.command(&[]);
-    let mut closed = tokio::process::Command::new("bash");
-    closed
-        .args(["-c", r#"exec "$0" -vv rotate billing <&- >&- 2>&-"#])
-        .arg(rekey.as_std().get_program())
-        .current_dir(w.path(""));
-    for (key, value) in rekey.as_std().get_envs() {
-        match value {
-            Some(value) => closed.env(key, value),
-            None => closed.env_remove(key),
-        };
-    }
+    let mut closed = w.shell(r#"exec "$REKEY" -vv rotate billing <&- >&- 2>&-"#);
     let status = closed.status().await.unwrap();
     assert_eq!(status.code(), Some(0), "exit code");
     finished_rotation(&mut w, &old, "rotate >&- 2>&-").await;

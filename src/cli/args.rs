@@ -70,7 +70,7 @@ pub enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
-    /// Show what PEM files hold: certificates, public facts of private keys
+    /// Show what PEM files hold: certificates, public facts of keys
     ///
     /// For each certificate: subject, issuer, serial, notBefore and notAfter, days left, key
     /// algorithm and size, and the SHA-256 fingerprints of the certificate and of its public
@@ -280,7 +280,7 @@ pub enum Command {
         #[arg(long)]
         preflight: bool,
     },
-    /// Rotate what is due inside its change window, check the rest (cron)
+    /// Rotate what is due in its change window, check the rest (cron)
     ///
     /// A credential is due when its key is at least rotate_every_days old, a certificate (on
     /// the app or in a store) is within renew_before_days of notAfter, heal_drift = true and

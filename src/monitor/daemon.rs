@@ -96,7 +96,7 @@ pub async fn serve(
         interval,
     });
     while !shutdown::requested() {
-        let ran = run::cycle(config, notifier, false).await;
+        let ran = run::cycle(config, notifier, false, &|_| {}).await;
         report(DaemonEvent::Ran(&ran));
         record(&daemon, &ran);
         tokio::select! {

@@ -95,12 +95,52 @@ pub struct RunReport {
     pub observed: Vec<(Observation, Severity)>,
 }
 
+/// What a run is doing as it goes, for a progress display (the report says what it did).
+#[derive(Clone, Copy, Debug)]
+pub enum RunEvent<'a> {
+    /// `done` of `total` credentials observed, before anything is decided.
+    Observed {
+        /// How many so far.
+        done: usize,
+        /// How many in all.
+        total: usize,
+    },
+    /// A credential's rotation begins.
+    Rotating {
+        /// The credential.
+        credential: &'a str,
+    },
+    /// A credential's rotation ended.
+    Rotated {
+        /// The credential.
+        credential: &'a str,
+        /// Rotated (not rolled back or stopped).
+        ok: bool,
+    },
+}
+
 /// Runs once over every credential. `--dry-run` decides but neither rotates nor sends.
-pub async fn cycle(config: &Config, notifier: Option<&Notifier>, dry_run: bool) -> RunReport {
+/// `progress` hears what happens as it happens, from rotations running side by side.
+pub async fn cycle(
+    config: &Config,
+    notifier: Option<&Notifier>,
+    dry_run: bool,
+    progress: &(dyn Fn(RunEvent<'_>) + Sync),
+) -> RunReport {
     let started_at = rekey_api::now();
     let limit = config.run.concurrency;
     let creds: Vec<&CredentialConfig> = config.credentials.values().collect();
-    let before = observe_all(config, &creds, limit).await;
+    let total = creds.len();
+    let before: Vec<Observation> = futures_util::stream::iter(&creds)
+        .map(|cred| observe::observe(config, cred))
+        .buffered(limit)
+        .enumerate()
+        .map(|(i, o)| {
+            progress(RunEvent::Observed { done: i + 1, total });
+            o
+        })
+        .collect()
+        .await;
     let decisions: Vec<Decision> = creds
         .iter()
         .zip(&before)
@@ -111,10 +151,17 @@ pub async fn cycle(config: &Config, notifier: Option<&Notifier>, dry_run: bool) 
             .map(|(cred, decision)| async move {
                 if decision.go && !dry_run {
                     let mut log = |event: Progress| tracing::info!(credential = %cred.name, ?event);
-                    Some(
+                    progress(RunEvent::Rotating {
+                        credential: &cred.name,
+                    });
+                    let result =
                         crate::rotation::rotate_credential(config, cred, &Intent::Rotate, &mut log)
-                            .await,
-                    )
+                            .await;
+                    progress(RunEvent::Rotated {
+                        credential: &cred.name,
+                        ok: result.as_ref().is_ok_and(|c| c.ending == Ending::Rotated),
+                    });
+                    Some(result)
                 } else {
                     None
                 }

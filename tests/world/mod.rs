@@ -110,6 +110,25 @@ impl World {
         cmd
     }
 
+    /// `bash -c script` in this world's folder and environment (as [`World::command`] sets it),
+    /// with `$REKEY` the binary: for what only a shell can set up (closed descriptors, a pty).
+    pub(crate) fn shell(&self, script: &str) -> tokio::process::Command {
+        let rekey = self.command(&[]);
+        let mut shell = tokio::process::Command::new("bash");
+        shell
+            .args(["-c", script])
+            .current_dir(self.dir.path())
+            .env("REKEY", rekey.as_std().get_program())
+            .kill_on_drop(true);
+        for (key, value) in rekey.as_std().get_envs() {
+            match value {
+                Some(value) => shell.env(key, value),
+                None => shell.env_remove(key),
+            };
+        }
+        shell
+    }
+
     /// Keeps what a finished command printed, for the key-leak check.
     pub(crate) fn record(&mut self, args: &[&str], out: std::process::Output) -> Run {
         let run = Run {
@@ -278,6 +297,22 @@ impl World {
             }
         }
     }
+}
+
+/// An access token of the org's admin user (rekey's own admin app), minted outside rekey, as an
+/// administrator's other tools (`sf`, an SF_ACCESS_TOKEN export) hold one.
+pub(crate) async fn admin_access_token(w: &World) -> String {
+    let key = std::fs::read_to_string(w.path("admin.key")).unwrap();
+    jwt_grant(
+        w,
+        "3MVG9RekeyAdminConsumerKey0001",
+        "rekey-admin@acme.example",
+        &key,
+    )
+    .await["access_token"]
+        .as_str()
+        .expect("admin token")
+        .to_string()
 }
 
 /// A JWT-bearer grant made outside rekey, as any holder of `key_pem` could: the token endpoint's

@@ -22,7 +22,9 @@ pub(super) async fn run_once(config_path: &Path, dry_run: bool, json: bool) -> R
     let config = config::load(config_path)?;
     let notifier = Notifier::from_config(&config)?;
     shutdown::listen()?;
-    let report = run::cycle(&config, notifier.as_ref(), dry_run).await;
+    let progress = render::RunProgress::new(json);
+    let report = run::cycle(&config, notifier.as_ref(), dry_run, &|e| progress.event(e)).await;
+    progress.finish();
     render::deliveries(&report.deliveries, json);
     render::run(&report, json);
     Ok(report.exit)

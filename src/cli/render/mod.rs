@@ -22,6 +22,7 @@ macro_rules! err {
 mod emergency;
 mod keys;
 mod lines;
+mod progress;
 mod rotation;
 mod run;
 mod setup;
@@ -31,6 +32,7 @@ mod token;
 pub use emergency::emergency;
 pub use keys::{import, inspect, journal, verify};
 pub use lines::{deliveries, prompt, warning};
+pub use progress::RunProgress;
 pub use rotation::{RotateProgress, plan};
 pub use run::{daemon, run};
 pub use setup::{config_problems, config_valid, initialized, script};
