@@ -477,17 +477,7 @@ async fn inspect_agrees_with_openssl_and_spots_a_key_from_another_pair() {
 async fn an_admin_access_token_from_the_environment_drives_a_rotation_and_is_never_printed() {
     let mut w = World::new().await;
     w.import_legacy("billing").await;
-    w.edit_config(|c| {
-        let (start, end) = (
-            c.find("[orgs.acme.admin]").unwrap(),
-            c.find("[stores.local]").unwrap(),
-        );
-        format!(
-            "{}[orgs.acme.admin]\nauth = \"access_token_env\"\n\n{}",
-            &c[..start],
-            &c[end..]
-        )
-    });
+    w.set_admin("auth = \"access_token_env\"");
 
     let missing = w.rekey(&["rotate", "billing"]).await;
     assert_eq!(missing.code, 64, "{}", missing.stderr);

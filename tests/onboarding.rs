@@ -235,17 +235,7 @@ async fn an_admin_session_from_the_salesforce_cli_drives_a_rotation_and_is_never
     let mut w = World::new().await;
     w.drop_credential("billing-eca");
     w.import_legacy("billing").await;
-    w.edit_config(|c| {
-        let (start, end) = (
-            c.find("[orgs.acme.admin]").unwrap(),
-            c.find("[stores.local]").unwrap(),
-        );
-        format!(
-            "{}[orgs.acme.admin]\nauth = \"sf_cli\"\ntarget_org = \"acme-admin\"\n\n{}",
-            &c[..start],
-            &c[end..]
-        )
-    });
+    w.set_admin("auth = \"sf_cli\"\ntarget_org = \"acme-admin\"");
     let before = w.current_fingerprint("billing").await;
     let sf = stand_in_sf(&w, &serde_json::json!({}), 0);
     let sf = sf.to_str().unwrap();

@@ -162,6 +162,17 @@ impl World {
             .await;
     }
 
+    /// Replaces the `[orgs.acme.admin]` table with `table` (its lines, without the header).
+    pub(crate) fn set_admin(&self, table: &str) {
+        self.edit_config(|c| {
+            let (start, end) = (
+                c.find("[orgs.acme.admin]").unwrap(),
+                c.find("[stores.local]").unwrap(),
+            );
+            format!("{}[orgs.acme.admin]\n{table}\n\n{}", &c[..start], &c[end..])
+        });
+    }
+
     /// Rewrites `rekey.toml` through `edit`.
     pub(crate) fn edit_config(&self, edit: impl FnOnce(String) -> String) {
         let path = self.path("rekey.toml");
