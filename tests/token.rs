@@ -598,3 +598,192 @@ async fn token_cache_secs_is_checked_at_load_and_zero_disables_the_cache() {
     assert_eq!(token(&mut w, &[]).await["cached"], false);
     assert!(!cache_file(&w).exists());
 }
+
+/// `rekey token billing`, which must succeed: (cached, the warnings about the cache on stderr).
+async fn token_warned(w: &mut World) -> (Value, Vec<String>) {
+    let run = w.ok(&["token", CRED]).await;
+    let json = parsed(&run);
+    let warnings = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("token cache"))
+        .map(str::to_string)
+        .collect();
+    (json, warnings)
+}
+
+/// Asserts that exactly one warning about the cache was printed, containing every one of
+/// `parts`, and that the token was minted, not read from the cache.
+fn ignored_once(json: &Value, warnings: &[String], parts: &[&str]) {
+    assert_eq!(warnings.len(), 1, "one warning: {warnings:?}");
+    assert!(
+        warnings[0].starts_with("warning: ignoring the token cache"),
+        "{warnings:?}"
+    );
+    for part in parts {
+        assert!(
+            warnings[0].contains(part),
+            "{part:?} missing: {}",
+            warnings[0]
+        );
+    }
+    assert_eq!(json["cached"], false, "{json}");
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[tokio::test]
+async fn a_cache_file_others_could_have_written_is_ignored_once_and_replaced() {
+    let mut w = world().await;
+    let minted = token(&mut w, &[]).await;
+    let file = cache_file(&w);
+    let dir = file.parent().unwrap().to_path_buf();
+
+    // Readable (and so perhaps written) by others.
+    chmod(&file, 0o644);
+    let (json, warnings) = token_warned(&mut w).await;
+    ignored_once(
+        &json,
+        &warnings,
+        &[&file.display().to_string(), "mode is 0644"],
+    );
+    assert_eq!(mode_of(&file), 0o600, "the new token replaced it");
+    let (json, warnings) = token_warned(&mut w).await;
+    assert_eq!((json["cached"].as_bool(), warnings.len()), (Some(true), 0));
+
+    // A planted token for another instance, in a file that passes every other test: the token
+    // would be sent, and everything done with it, elsewhere.
+    let mut planted: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    planted["access_token"] = "00Dplanted!token".into();
+    planted["instance_url"] = "https://evil.example".into();
+    std::fs::write(&file, planted.to_string()).unwrap();
+    assert_eq!(mode_of(&file), 0o600);
+    let (json, warnings) = token_warned(&mut w).await;
+    ignored_once(&json, &warnings, &["instance_url is not the org's"]);
+    assert_ne!(json["access_token"], "00Dplanted!token");
+    assert_eq!(json["instance_url"], w.sim.base_url());
+    let (json, _) = token_warned(&mut w).await;
+    assert_eq!(json["cached"], true, "replaced by the minted token");
+    assert_eq!(json["instance_url"], w.sim.base_url());
+
+    // A symbolic link to a file of ours that would pass: never followed, and replaced by a file.
+    let elsewhere = w.path("elsewhere.json");
+    std::fs::rename(&file, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+    let (json, warnings) = token_warned(&mut w).await;
+    ignored_once(&json, &warnings, &["symbolic link"]);
+    assert!(
+        std::fs::symlink_metadata(&file)
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+
+    // A second name (hard link) another user could have made to a file of ours.
+    std::fs::hard_link(&file, w.path("second-name.json")).unwrap();
+    let (json, warnings) = token_warned(&mut w).await;
+    ignored_once(&json, &warnings, &["2 names"]);
+
+    // Not a file at all: a FIFO is not opened for reading (which would hang).
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (json, warnings) = token_warned(&mut w).await;
+    ignored_once(&json, &warnings, &["not a regular file"]);
+
+    // Owned by another user: only root can make one, so only then is it tried.
+    if rustix::process::geteuid().is_root() {
+        token(&mut w, &[]).await;
+        let chown = |path: &std::path::Path| {
+            let status = std::process::Command::new("chown")
+                .arg("65534")
+                .arg(path)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        chown(&file);
+        let (json, warnings) = token_warned(&mut w).await;
+        ignored_once(
+            &json,
+            &warnings,
+            &["belongs to user id 65534, not to this user (0)"],
+        );
+        chown(&dir);
+        let (json, warnings) = token_warned(&mut w).await;
+        ignored_once(&json, &warnings, &["belongs to user id 65534"]);
+    } else {
+        eprintln!(
+            "skipped: a cache file or folder owned by another user needs root to make (checked by fstat's uid against geteuid)"
+        );
+    }
+    assert!(!minted["access_token"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_cache_folder_others_can_write_is_neither_read_nor_written() {
+    let mut w = world().await;
+    token(&mut w, &[]).await;
+    let file = cache_file(&w);
+    let dir = file.parent().unwrap().to_path_buf();
+    let before = std::fs::read(&file).unwrap();
+
+    for folder in [dir.clone(), dir.parent().unwrap().to_path_buf()] {
+        chmod(&folder, 0o777);
+        for _ in 0..2 {
+            let (json, warnings) = token_warned(&mut w).await;
+            ignored_once(
+                &json,
+                &warnings,
+                &[
+                    &format!("{} is mode 0777", folder.display()),
+                    "caching nothing",
+                ],
+            );
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), before, "not written");
+        // Group-writable is as bad.
+        chmod(&folder, 0o770);
+        let (json, warnings) = token_warned(&mut w).await;
+        ignored_once(&json, &warnings, &["is mode 0770"]);
+        chmod(&folder, 0o700);
+    }
+    // A sticky folder others may write (as /tmp) is fine: there only an entry's owner can
+    // rename or remove it, and the folders below it are checked.
+    let parent = dir.parent().unwrap();
+    chmod(parent, 0o1777);
+    let (json, warnings) = token_warned(&mut w).await;
+    assert_eq!(
+        (json["cached"].as_bool(), warnings.len()),
+        (Some(true), 0),
+        "{warnings:?}"
+    );
+    chmod(parent, 0o700);
+
+    // A folder reached through a symbolic link is judged where it leads, too.
+    let real = w.path("real-cache");
+    std::fs::create_dir(&real).unwrap();
+    chmod(&real, 0o777);
+    w.env.retain(|(k, _)| k != "XDG_CACHE_HOME");
+    let link = w.path("linked-cache");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    w.env
+        .push(("XDG_CACHE_HOME".into(), link.display().to_string()));
+    let (json, warnings) = token_warned(&mut w).await;
+    ignored_once(&json, &warnings, &["is mode 0777"]);
+    assert!(!real.join("rekey").exists(), "nothing written there");
+    w.assert_no_key_bytes_leaked();
+}

@@ -152,7 +152,8 @@ pub enum Command {
     /// 8. promote: the new key becomes CURRENT in every store, the old one PREVIOUS;
     /// 9. activate and adopt (with consumers): tell each to use the new key, wait until each
     ///    shows it does (adopt_timeout_secs);
-    /// 10. finalize: confirm the app's certificate equals CURRENT everywhere, close the journal.
+    /// 10. finalize: confirm the app's certificate equals CURRENT everywhere, destroy the retired
+    ///     keys the stores no longer keep (file store: keep_generations), close the journal.
     ///
     /// A progress line per step with its duration. Each step is journaled before it acts and is
     /// idempotent. An interrupted rotation younger than resume_max_age_hours is finished first;
@@ -166,7 +167,9 @@ pub enum Command {
     /// Exit codes: 0 rotated; 4 failed after the new certificate may have reached the app (the
     /// journal stays open: `rekey resume` or `rekey abort`, runbooks/rollback.md); 5 failed
     /// before the app changed; 6 conflict (the store or app changed under rekey, the lease was
-    /// taken over, or the open rotation is too old); 7 rolled back, the previous key is CURRENT
+    /// taken over, the open rotation is too old, or the journal is damaged: nothing is changed,
+    /// and `rekey journal` names the damaged entry and how to repair it); 7 rolled back, the
+    /// previous key is CURRENT
     /// and on the app again; 75 another rekey holds the lease.
     ///
     /// Example:
@@ -222,6 +225,15 @@ pub enum Command {
     /// open one; the certificate the app holds (read from Salesforce) and each store's CURRENT,
     /// flagging any store that differs from the app. Changes nothing; `rekey check` judges.
     ///
+    /// Each credential is read on its own: one whose stores cannot be read, or whose journal
+    /// is damaged, is marked in its row and named on stderr, and the others are still shown
+    /// (the rotation columns of a damaged journal come from the entries that can be read).
+    ///
+    /// Exit codes: 0 every credential could be read (an app that cannot be read is only shown
+    /// in its row); 6 a credential's journal is damaged (`rekey journal CRED` names the entry
+    /// and how to repair it); else the code of the first credential that could not be read
+    /// (69 unreachable, 77 refused, 70 a stage map rekey did not write), after every row.
+    ///
     /// Example:
     ///   rekey status billing
     #[command(verbatim_doc_comment)]
@@ -235,7 +247,10 @@ pub enum Command {
     /// per credential: days to notAfter per source (warning at warn_days, default 28; critical
     /// at critical_days, default 14), a key older than max_key_age_days, drift (a store's
     /// CURRENT differs from the app: its consumers are refused), a rotation open longer than
-    /// resume_max_age_hours, and any store, org or journal that could not be read. What each
+    /// resume_max_age_hours, any store, org or journal that could not be read, and (file
+    /// store) a key file or credential folder other users of the machine can open
+    /// (exposed/store:NAME: critical when a key file can be read or a folder written, a warning
+    /// when only the folder can be listed). What each
     /// finding means and how to clear it: runbooks/expiry-alert-response.md.
     ///
     /// With an [alerts] section, each finding also goes to the channels, de-duplicated through
@@ -369,12 +384,22 @@ pub enum Command {
     ///
     /// For an integration that is live already: the key and the certificate the app holds
     /// become generation 1, CURRENT, in every store of the credential (under the primary
-    /// store's lock), after proving they belong together. Importing the same certificate again
-    /// changes nothing; a credential that already has another CURRENT is refused (use
-    /// `rotate`). Salesforce is not asked: `rekey verify` afterwards proves the app trusts it.
+    /// store's lock), after proving they belong together and reading from Salesforce that the
+    /// app holds exactly that certificate. Nothing is written when it does not: the error names
+    /// both fingerprints. There is no override: a key the app does not trust would be handed to
+    /// every consumer as CURRENT, and an app without a certificate needs no import (`rekey
+    /// rotate` generates its first key and uploads the certificate). Importing the same
+    /// certificate again changes nothing; a credential that already has another CURRENT is
+    /// refused (use `rotate`). `rekey verify` afterwards proves Salesforce accepts the key.
     ///
-    /// Exit codes: 0 imported; 6 another key is CURRENT; 65 unreadable, or the key does not
-    /// belong to the certificate; 75 another rekey holds the lease.
+    /// Warns (stderr, and "warnings" in --json) when the certificate has expired or expires
+    /// within the credential's warn_days, and when the key file is readable by others (the
+    /// store's copy is 0600: remove or chmod the original). Key age (check, run) counts from
+    /// the certificate's notBefore when that is older than the import.
+    ///
+    /// Exit codes: 0 imported; 6 the app does not hold this certificate, or another key is
+    /// CURRENT; 65 unreadable, or the key does not belong to the certificate; 69 Salesforce
+    /// unreachable; 75 another rekey holds the lease; 77 the admin login was refused.
     ///
     /// Example:
     ///   rekey import billing --key billing.key --cert billing.crt && rekey verify billing
@@ -414,6 +439,15 @@ pub enum Command {
     /// failed, when, and its detail (names, generations, fingerprints; never key bytes). How
     /// to read it when a rotation is stuck: runbooks/rollback.md.
     ///
+    /// A damaged entry (a line that is not a journal entry) does not hide the others: it is
+    /// shown in its place as DAMAGED with where it is (file store: PATH:LINE; Vault and AWS:
+    /// the journal's version and the entry's number) and what is wrong, never its contents;
+    /// stderr says how to repair it; --json lists the readable entries only. Every command
+    /// that writes to the credential (rotate, resume, abort, emergency, import) refuses with
+    /// exit 6 until it is repaired.
+    ///
+    /// Exit codes: 0 read whole; 6 an entry is damaged.
+    ///
     /// Example:
     ///   rekey journal billing --json
     #[command(verbatim_doc_comment)]
@@ -441,7 +475,12 @@ pub enum Command {
     /// admin connection, which a consumer should not hold.
     ///
     /// Cache: $XDG_CACHE_HOME/rekey/tokens/<credential>.json (default ~/.cache/...), 0600 in a
-    /// 0700 directory, written atomically; a file others may write is ignored. A token is
+    /// 0700 directory, written atomically. Trusted as ssh trusts its files: only a regular file
+    /// (no symbolic link) this user owns, mode 0600, in folders up to / each owned by root or
+    /// this user and writable by no one else (a sticky folder such as /tmp excepted), holding
+    /// a token whose instance_url is the org's (login_url's origin; a My Domain for
+    /// login.salesforce.com and test.salesforce.com). Anything else is ignored with one
+    /// warning on stderr and a token is minted; an untrusted folder is not written. A token is
     /// reused for token_cache_secs (Salesforce does not say when a token expires: keep it below
     /// the app's session timeout), for the same user and org only, and never once its key is no
     /// longer CURRENT, PENDING or PREVIOUS. Salesforce hands back the same token while the

@@ -3,7 +3,7 @@
 
 use crate::pki;
 use chrono::{DateTime, Utc};
-use rekey_api::{Generation, RotationId, Stage};
+use rekey_api::{Damage, Generation, RotationId, Stage};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -86,6 +86,39 @@ pub struct StatusRow {
     pub app_error: Option<String>,
     /// Every store's CURRENT, primary first (the fields above are the primary's).
     pub stores: Vec<StoreStatus>,
+    /// The primary's journal entries that could not be read (the rotation fields above come from
+    /// the others); empty when the journal is intact.
+    pub journal_damaged: Vec<Damage>,
+    /// Why the credential's stores could not be read at all, when they could not (every field
+    /// above that comes from a store is then empty).
+    pub error: Option<String>,
+}
+
+impl StatusRow {
+    /// The row of a credential whose stores could not be read at all: its name and why.
+    pub fn unreadable(cred: &crate::config::CredentialConfig, error: &rekey_api::Error) -> Self {
+        StatusRow {
+            credential: cred.name.clone(),
+            app: cred.app.clone(),
+            store: cred.stores.join(", "),
+            generation: None,
+            fingerprint: None,
+            not_after: None,
+            days_left: None,
+            pending_generation: None,
+            previous_generation: None,
+            last_rotation: None,
+            open_rotation: None,
+            app_fingerprint: None,
+            app_error: None,
+            stores: Vec::new(),
+            journal_damaged: Vec::new(),
+            error: Some(match error.hint() {
+                Some(hint) => format!("{error} ({hint})"),
+                None => error.to_string(),
+            }),
+        }
+    }
 }
 
 /// One store's CURRENT for a credential.
@@ -127,6 +160,9 @@ pub struct ImportReport {
     pub fingerprint: String,
     /// Its notAfter.
     pub not_after: DateTime<Utc>,
+    /// What the operator should know about the input (an expired or expiring certificate, a key
+    /// file others can read); also printed on stderr.
+    pub warnings: Vec<String>,
 }
 
 /// What `verify` observed.

@@ -114,6 +114,15 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
             );
         }
     }
+    for (store, found) in exposure_by_store(o) {
+        let severity = if found.iter().any(|x| x.key_exposed) {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        let what: Vec<&str> = found.iter().map(|x| x.message.as_str()).collect();
+        add(format!("exposed/{store}"), severity, what.join("; "));
+    }
     if let Some(e) = &o.journal_error {
         add(
             "unreadable/journal".into(),
@@ -138,6 +147,20 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
     }
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
     findings
+}
+
+/// What each store leaves open to others (`exposed/<store>`: critical when a key itself is,
+/// since a copy may already have been taken and only a human can judge that; a warning when only
+/// names and certificates are), grouped by store in observation order.
+fn exposure_by_store(o: &Observation) -> Vec<(&str, Vec<&rekey_api::Exposure>)> {
+    let mut grouped: Vec<(&str, Vec<&rekey_api::Exposure>)> = Vec::new();
+    for (store, found) in &o.exposure {
+        match grouped.iter_mut().find(|(s, _)| s == store) {
+            Some((_, list)) => list.push(found),
+            None => grouped.push((store, vec![found])),
+        }
+    }
+    grouped
 }
 
 /// The worst severity among `findings` (`Ok` when there are none).
@@ -271,5 +294,27 @@ mod tests {
         assert!(findings[1].message.contains("billing-r9"));
         o.sources[1].read = Ok(None);
         assert_eq!(evaluate(&o, at(202))[0].id, "no-current/store:local");
+    }
+
+    #[test]
+    fn keys_others_can_open_are_critical_and_a_listable_folder_a_warning() {
+        let mut o = observation(held(b"a", at(300), None), held(b"a", at(300), Some(at(0))));
+        let exposure = |key_exposed: bool, message: &str| rekey_api::Exposure {
+            key_exposed,
+            message: message.into(),
+        };
+        o.exposure = vec![("store:local".into(), exposure(false, "folder 0755"))];
+        assert_eq!(
+            ids(&evaluate(&o, at(1))),
+            [("exposed/store:local", Severity::Warning)]
+        );
+        o.exposure
+            .push(("store:local".into(), exposure(true, "key 0644")));
+        let findings = evaluate(&o, at(1));
+        assert_eq!(
+            ids(&findings),
+            [("exposed/store:local", Severity::Critical)]
+        );
+        assert_eq!(findings[0].message, "folder 0755; key 0644");
     }
 }

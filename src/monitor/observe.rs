@@ -17,7 +17,9 @@ pub struct Held {
     pub fingerprint: Fingerprint,
     /// Its notAfter.
     pub not_after: DateTime<Utc>,
-    /// When the store wrote the key (stores only).
+    /// Since when the key exists, which its age counts from (stores only): when the store wrote
+    /// it, or its certificate's notBefore when that is older (an imported key: a 2022 key
+    /// imported today is not 0 days old).
     pub created_at: Option<DateTime<Utc>>,
     /// Its generation (stores only).
     pub generation: Option<Generation>,
@@ -55,6 +57,8 @@ pub struct Observation {
     pub open_rotation: Option<(RotationId, DateTime<Utc>)>,
     /// Why the journal could not be read, if it could not.
     pub journal_error: Option<String>,
+    /// How each store leaves the keys open to others on this machine (`store:<name>`, what).
+    pub exposure: Vec<(String, rekey_api::Exposure)>,
 }
 
 impl Observation {
@@ -88,6 +92,7 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
         }),
     });
     let (mut last_success, mut open_rotation, mut journal_error) = (None, None, None);
+    let mut exposure = Vec::new();
     match wiring::stores(config, cred).await {
         Err(e) => {
             for name in &cred.stores {
@@ -104,7 +109,7 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
                     stages.current.map(|v| Held {
                         fingerprint: v.certificate.fingerprint,
                         not_after: v.certificate.not_after,
-                        created_at: Some(v.created_at),
+                        created_at: Some(v.created_at.min(v.certificate.not_before)),
                         generation: Some(v.generation),
                     })
                 });
@@ -113,6 +118,9 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
                     is_app: false,
                     read: read.map_err(|e| format!("{store}: {e}")),
                 });
+                for found in store.exposure(&cred.name).await {
+                    exposure.push((format!("store:{name}"), found));
+                }
             }
             match stores[0].read_journal(&cred.name).await {
                 Ok(journal) => {
@@ -134,6 +142,7 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
         last_success,
         open_rotation,
         journal_error,
+        exposure,
     }
 }
 
@@ -184,6 +193,7 @@ pub(crate) mod fixtures {
             last_success: None,
             open_rotation: None,
             journal_error: None,
+            exposure: Vec::new(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The steps on the stores: stage the new generation (primary first, adopting a key an interrupted
-//! run staged), confirm at finalize that the app holds CURRENT, revert on undo; and reading this
-//! rotation's keys back, checked against the journal.
+//! run staged), confirm at finalize that the app holds CURRENT and destroy the retired keys the
+//! stores no longer keep, revert on undo; and reading this rotation's keys back, checked against
+//! the journal.
 
 use super::inflight::InFlight;
 use crate::pki;
@@ -88,10 +89,34 @@ impl<'a, 'r> InFlight<'a, 'r> {
                 ));
             }
         }
+        // Store hygiene: the keys the stores' retention no longer keeps go now that no undo can
+        // need them. Idempotent, so a finalize interrupted half-way finishes on resume, and a
+        // cleanup that fails never holds a finished rotation open: it is journaled and logged,
+        // and the next finalize tries again.
+        let mut pruned = Vec::new();
+        for store in r.stores {
+            self.lease.confirm().await?;
+            match store.prune(r.credential).await {
+                Ok(destroyed) if destroyed.is_empty() => {}
+                Ok(destroyed) => {
+                    let list: Vec<String> = destroyed.iter().map(ToString::to_string).collect();
+                    pruned.push(format!(
+                        "; retired generation{} {} destroyed in {store}",
+                        if destroyed.len() == 1 { "" } else { "s" },
+                        list.join(", ")
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(credential = r.credential, %store, error = %e, "could not destroy the retired keys the store no longer keeps; the next rotation tries again");
+                    pruned.push(format!("; retired keys not destroyed in {store}: {e}"));
+                }
+            }
+        }
         Ok(format!(
-            "app certificate equals CURRENT {} in {}",
+            "app certificate equals CURRENT {} in {}{}",
             installed.map_or_else(String::new, |f| f.to_hex()),
-            r.store_names()
+            r.store_names(),
+            pruned.concat()
         ))
     }
 

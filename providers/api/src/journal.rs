@@ -160,6 +160,83 @@ pub struct JournalEntry {
     pub fence: Option<u64>,
 }
 
+/// A journal read back as far as it goes: the entries that parse, in order, and where the ones
+/// that do not are. One damaged entry never hides the others: `status` and `journal` show what
+/// can be read, while everything that writes refuses ([`JournalRead::complete`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JournalRead {
+    /// The readable entries, oldest first.
+    pub entries: Vec<JournalEntry>,
+    /// The entries that could not be read, in journal order.
+    pub damaged: Vec<Damage>,
+    /// How to repair the journal, in the store's own terms; set when `damaged` is not empty.
+    pub repair: Option<String>,
+}
+
+/// One journal entry that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Damage {
+    /// Where it is: `PATH:LINE` in the file store; the store, the credential and the entry's
+    /// number in a remote one.
+    pub location: String,
+    /// What is wrong with it: the parser's verdict and column, never the entry's contents (a
+    /// damaged line may hold anything).
+    pub problem: String,
+    /// How many readable entries come before it, so a listing can show it in place.
+    pub after: usize,
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.problem)
+    }
+}
+
+impl JournalRead {
+    /// The whole journal, or, when an entry is damaged, a `Conflict` naming it, saying that
+    /// nothing was changed and how to repair it. Whatever writes to a credential (a rotation,
+    /// its resume or undo, an emergency rekey, an import) reads the journal this way: a step
+    /// decided on a journal with a hole could repeat or skip what the missing entry recorded.
+    pub fn complete(
+        self,
+        store: &dyn fmt::Display,
+        credential: &str,
+    ) -> crate::Result<Vec<JournalEntry>> {
+        let Some(first) = self.damaged.first() else {
+            return Ok(self.entries);
+        };
+        let more = match self.damaged.len() {
+            1 => String::new(),
+            n => format!(" (and {} more damaged entries)", n - 1),
+        };
+        Err(crate::Error::new(
+            crate::ErrorKind::Conflict,
+            format!("{store}: the rotation journal of '{credential}' is damaged at {first}{more}"),
+        )
+        .with_hint(format!(
+            "nothing was changed. `rekey journal {credential}` shows every entry it can read and where the damaged ones are. {} Then run the command again.",
+            self.repair.as_deref().unwrap_or("Restore the journal from a backup.")
+        )))
+    }
+}
+
+/// What is wrong with a journal entry that did not parse, without quoting it: serde's messages
+/// quote the values they refuse, and a damaged line may hold anything.
+pub fn parse_problem(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "not JSON",
+        Category::Eof => "cut off",
+        Category::Data => "JSON, but not a journal entry",
+        Category::Io => "unreadable",
+    };
+    match e.column() {
+        // Parsed from a value, not from text: there is no column to name.
+        0 => what.to_string(),
+        column => format!("{what} (column {column})"),
+    }
+}
+
 /// The greatest lease fence any entry of `journal` was written under; `None` when none carries
 /// one. A new lease must outnumber it, or the journal would refuse what it writes.
 pub fn greatest_fence(journal: &[JournalEntry]) -> Option<u64> {

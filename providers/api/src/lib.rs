@@ -35,12 +35,14 @@ pub use clock::advance_on_this_thread;
 pub use clock::now;
 pub use endpoint::{Endpoint, endpoint, is_loopback_host};
 pub use error::{Error, ErrorKind, Result};
-pub use journal::{JournalEntry, Phase, Step, check_fence, greatest_fence};
+pub use journal::{
+    Damage, JournalEntry, JournalRead, Phase, Step, check_fence, greatest_fence, parse_problem,
+};
 pub use key::KeyMaterial;
 pub use record::{check_credential_name, key_record, parse_key_record, take_key};
 pub use secret::SecretString;
 pub use severity::Severity;
 pub use source::{Env, SecretSource};
-pub use store::{NewVersion, RotationLock, SecretStore, Stages, StoredKey, VersionInfo};
+pub use store::{Exposure, NewVersion, RotationLock, SecretStore, Stages, StoredKey, VersionInfo};
 pub use target::{CertificateTarget, Installed, Probe, Revoked};
 pub use types::{Generation, RotationId, Stage};

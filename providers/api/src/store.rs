@@ -1,7 +1,9 @@
 //! The secret store contract: where private keys live, with CURRENT / PENDING / PREVIOUS stages,
 //! and where the rotation journal of each credential is kept.
 
-use crate::{Certificate, Generation, JournalEntry, KeyMaterial, Result, RotationId, Stage};
+use crate::{
+    Certificate, Generation, JournalEntry, JournalRead, KeyMaterial, Result, RotationId, Stage,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::fmt;
@@ -61,6 +63,17 @@ pub struct NewVersion<'a> {
     pub certificate: &'a Certificate,
     /// The rotation staging it (the idempotency key).
     pub rotation_id: &'a RotationId,
+}
+
+/// One way a store leaves a credential's keys open to others ([`SecretStore::exposure`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exposure {
+    /// Whether others can read (or replace) a private key itself; otherwise only what surrounds
+    /// it (names, certificates) is open.
+    pub key_exposed: bool,
+    /// What is open and how to close it, e.g. `keys/billing/000002.key is mode 0644 (others can
+    /// read it): chmod 600 …`.
+    pub message: String,
 }
 
 /// The lease on a credential's rotation: only its holder may write the credential's stages,
@@ -181,11 +194,54 @@ pub trait SecretStore: fmt::Display + fmt::Debug + Send + Sync {
     ///   conditional write.
     async fn append_journal(&self, credential: &str, entry: &JournalEntry) -> Result<()>;
 
-    /// The whole journal of `credential`, oldest first.
+    /// The journal of `credential` as far as it can be read, oldest first.
     ///
     /// # Behavior
     /// - Empty when no rotation was ever journaled.
-    async fn read_journal(&self, credential: &str) -> Result<Vec<JournalEntry>>;
+    /// - An entry that cannot be parsed is left out and named in [`JournalRead::damaged`] (with
+    ///   where it is and what is wrong, never its contents), with the store's way to repair it in
+    ///   [`JournalRead::repair`]; the entries around it are returned.
+    /// - Fails only when the journal cannot be read at all (the store is unreachable, or the
+    ///   value holding the journal is not one).
+    async fn scan_journal(&self, credential: &str) -> Result<JournalRead>;
+
+    /// The whole journal of `credential`, oldest first: [`SecretStore::scan_journal`], refused
+    /// with `Conflict` ([`JournalRead::complete`]) when an entry is damaged.
+    ///
+    /// # Behavior
+    /// - Empty when no rotation was ever journaled.
+    async fn read_journal(&self, credential: &str) -> Result<Vec<JournalEntry>> {
+        let read = self.scan_journal(credential).await?;
+        read.complete(&self.to_string(), credential)
+    }
+
+    /// Destroys the keys of `credential` that the store's retention no longer keeps, and returns
+    /// their generations (ascending). Called at the end of every rotation that finished, under
+    /// its lease.
+    ///
+    /// # Behavior
+    /// - Never touches the generations CURRENT, PENDING and PREVIOUS name.
+    /// - Idempotent: a second call destroys nothing; a call interrupted half-way is finished by
+    ///   the next one.
+    /// - The default destroys nothing: for stores whose own retention bounds old versions
+    ///   (Vault, whose KV keeps only `max_versions` versions of each key).
+    async fn prune(&self, credential: &str) -> Result<Vec<Generation>> {
+        let _ = credential;
+        Ok(Vec::new())
+    }
+
+    /// How the store leaves `credential`'s keys open to others on this machine (a key file or a
+    /// folder other users can read), one line each; empty when nothing is. `rekey check` reports
+    /// them.
+    ///
+    /// # Behavior
+    /// - Never writes, and never fails: what cannot be inspected is not reported.
+    /// - The default reports nothing: stores whose access is governed by their own policies
+    ///   (Vault, AWS).
+    async fn exposure(&self, credential: &str) -> Vec<Exposure> {
+        let _ = credential;
+        Vec::new()
+    }
 
     /// Takes the credential's rotation lease for `holder` (a rotation id or an operator label).
     ///

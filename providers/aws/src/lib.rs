@@ -23,8 +23,8 @@ use aws_sdk_secretsmanager::config::{
 };
 use rekey_api::lease::{LeaseRecord, LeaseStore, Leases};
 use rekey_api::{
-    Backoff, Error, ErrorKind, Generation, JournalEntry, NewVersion, Result, RotationLock,
-    SecretStore, Stage, Stages, StoredKey, VersionInfo,
+    Backoff, Damage, Error, ErrorKind, Generation, JournalEntry, JournalRead, NewVersion, Result,
+    RotationLock, SecretStore, Stage, Stages, StoredKey, VersionInfo,
 };
 use secrets::{Current, Secrets, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,9 @@ const DISCARDED_PREFIX: &str = "REKEY_DISCARDED_G";
 /// Discarded generations a key secret can keep: the 20-label quota less AWSCURRENT, AWSPENDING
 /// and AWSPREVIOUS, which the next rotation needs.
 const MAX_DISCARDED: usize = 20 - 3;
+/// Discarded generations `prune` keeps (the newest): as the file store's default
+/// `keep_generations`.
+const KEEP_DISCARDED: usize = 1;
 /// The journal keeps at most this many bytes of JSON: a secret value is limited to 65,536.
 const JOURNAL_MAX_BYTES: usize = 60_000;
 /// Per-attempt and connect timeouts; the SDK's standard retry policy retries throttling, 5xx

@@ -356,6 +356,36 @@ impl SecretStore for AwsStore {
             .map(Some)
     }
 
+    /// Versions without a label are Secrets Manager's to delete (deprecated), so only the
+    /// discarded generations, which keep a `REKEY_DISCARDED_G<n>` label (and a slot of the
+    /// 20-label quota) until destroyed, need pruning: all but the newest one go.
+    async fn prune(&self, credential: &str) -> Result<Vec<Generation>> {
+        let name = self.key_name(credential)?;
+        let Some(snap) = self.secrets().describe(&name).await? else {
+            return Ok(Vec::new());
+        };
+        let stages = self.stages(credential).await?;
+        let staged: Vec<Generation> = Stage::ALL
+            .iter()
+            .filter_map(|&s| stages.get(s).map(|v| v.generation))
+            .collect();
+        let mut discarded: Vec<Generation> = snap
+            .labels()
+            .iter()
+            .filter_map(|l| l.strip_prefix(DISCARDED_PREFIX)?.parse().ok())
+            .map(Generation)
+            .filter(|g| !staged.contains(g))
+            .collect();
+        discarded.sort();
+        discarded.dedup();
+        let keep = discarded.len().saturating_sub(KEEP_DISCARDED);
+        let old: Vec<Generation> = discarded.into_iter().take(keep).collect();
+        for &generation in &old {
+            self.destroy(credential, generation).await?;
+        }
+        Ok(old)
+    }
+
     async fn append_journal(&self, credential: &str, entry: &JournalEntry) -> Result<()> {
         rekey_api::check_credential_name(credential)?;
         let name = self.inner.name(credential, Some("journal"));
@@ -364,9 +394,12 @@ impl SecretStore for AwsStore {
                 &name,
                 credential,
                 |seen| {
-                    let mut journal: Journal = seen
-                        .parse(&name, self.secrets().label())?
-                        .unwrap_or_default();
+                    // Never appended to when an entry is damaged: the next reader could not
+                    // tell what the hole was.
+                    let mut journal = Journal {
+                        entries: scan_journal(self, seen, &name, credential)?
+                            .complete(self, credential)?,
+                    };
                     // Checked against the value this write is conditional on, so a takeover
                     // between the check and the write makes the write lose its race and be
                     // checked again.
@@ -393,14 +426,11 @@ impl SecretStore for AwsStore {
             .await
     }
 
-    async fn read_journal(&self, credential: &str) -> Result<Vec<JournalEntry>> {
+    async fn scan_journal(&self, credential: &str) -> Result<JournalRead> {
         rekey_api::check_credential_name(credential)?;
         let name = self.inner.name(credential, Some("journal"));
         let seen = self.secrets().current(&name).await?;
-        let journal: Journal = seen
-            .parse(&name, self.secrets().label())?
-            .unwrap_or_default();
-        Ok(journal.entries)
+        scan_journal(self, &seen, &name, credential)
     }
 
     async fn lock(&self, credential: &str, holder: &str) -> Result<Box<dyn RotationLock>> {
@@ -408,4 +438,58 @@ impl SecretStore for AwsStore {
         let journal = self.read_journal(credential).await?;
         self.leases.take(credential, holder, &journal).await
     }
+}
+
+/// The journal secret `name`'s AWSCURRENT value as far as it can be read: an entry that is not
+/// one is named (`damaged`), the others are returned; a value that is not a journal at all is
+/// refused with the store's usual error for a value rekey did not write.
+fn scan_journal(
+    store: &AwsStore,
+    seen: &Current,
+    name: &str,
+    credential: &str,
+) -> Result<JournalRead> {
+    #[derive(Default, serde::Deserialize)]
+    struct Raw {
+        entries: Vec<Value>,
+    }
+    let repair = format!(
+        "To repair it, move AWSCURRENT of secret {name} back to a version whose entries are all intact (`aws secretsmanager list-secret-version-ids`, then `update-secret-version-stage`), or put a value without the damaged entry; {credential}'s other secrets are untouched."
+    );
+    let (raw, version): (Raw, &str) = match seen {
+        Current::At { version_id, value } => {
+            // Not through `Current::parse`, whose message may quote the value.
+            let raw = serde_json::from_str(value).map_err(|e| {
+                Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{store}: version {version_id} of secret {name} (the rotation journal of '{credential}') is not a journal: {}",
+                        rekey_api::parse_problem(&e)
+                    ),
+                )
+                .with_hint(repair.clone())
+            })?;
+            (raw, version_id.as_str())
+        }
+        Current::Missing | Current::Empty => return Ok(JournalRead::default()),
+    };
+    let mut read = JournalRead::default();
+    let total = raw.entries.len();
+    for (i, entry) in raw.entries.into_iter().enumerate() {
+        match serde_json::from_value(entry) {
+            Ok(entry) => read.entries.push(entry),
+            Err(e) => read.damaged.push(Damage {
+                location: format!(
+                    "secret {name} version {version}, entry {} of {total}",
+                    i + 1
+                ),
+                problem: rekey_api::parse_problem(&e),
+                after: read.entries.len(),
+            }),
+        }
+    }
+    if !read.damaged.is_empty() {
+        read.repair = Some(repair);
+    }
+    Ok(read)
 }

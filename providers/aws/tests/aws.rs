@@ -451,6 +451,90 @@ async fn the_journal_is_a_secret_readable_from_another_handle() {
 }
 
 #[tokio::test]
+async fn a_damaged_journal_entry_is_named_and_the_others_are_still_read() {
+    let env = Env::new("damaged").await;
+    let store = env.store();
+    let written: Vec<_> = [Step::Generate, Step::Stage, Step::Publish]
+        .iter()
+        .map(|&s| journal_entry(s, None))
+        .collect();
+    for e in &written {
+        store.append_journal(CRED, e).await.unwrap();
+    }
+    // Another tool puts the journal back with its third entry mangled.
+    let name = format!("{}/journal", env.secret());
+    let (old, mut value) = env.consumer_read(&name).await;
+    value["entries"][2] = serde_json::json!("do not print me");
+    let put = env
+        .raw
+        .put_secret_value()
+        .secret_id(&name)
+        .secret_string(value.to_string())
+        .version_stages("tampered")
+        .send()
+        .await
+        .unwrap();
+    let version = put.version_id().unwrap().to_string();
+    env.raw
+        .update_secret_version_stage()
+        .secret_id(&name)
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(&version)
+        .remove_from_version_id(old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(env.consumer_read(&name).await.0, version);
+
+    let read = store.scan_journal(CRED).await.unwrap();
+    assert_eq!(read.entries, written[..2]);
+    assert_eq!(read.damaged.len(), 1);
+    assert_eq!(
+        read.damaged[0].location,
+        format!("secret {name} version {version}, entry 3 of 3")
+    );
+    assert_eq!(read.damaged[0].problem, "JSON, but not a journal entry");
+    assert!(read.repair.unwrap().contains("AWSCURRENT"));
+    for err in [
+        store.read_journal(CRED).await.unwrap_err(),
+        store.append_journal(CRED, &written[0]).await.unwrap_err(),
+        store.lock(CRED, "test").await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(err.to_string().contains("entry 3 of 3"), "{err}");
+        assert!(!err.to_string().contains("do not print me"), "{err}");
+    }
+    assert_eq!(env.consumer_read(&name).await.0, version, "nothing written");
+
+    // A value that is no journal at all is refused whole, without quoting it.
+    let put = env
+        .raw
+        .put_secret_value()
+        .secret_id(&name)
+        .secret_string("do not print me")
+        .version_stages("tampered")
+        .send()
+        .await
+        .unwrap();
+    env.raw
+        .update_secret_version_stage()
+        .secret_id(&name)
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(put.version_id().unwrap())
+        .remove_from_version_id(&version)
+        .send()
+        .await
+        .unwrap();
+    let err = store.scan_journal(CRED).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(
+        err.to_string().contains("is not a journal: not JSON"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("do not print me"), "{err}");
+}
+
+#[tokio::test]
 async fn the_lock_conflicts_releases_and_expires() {
     let env = Env::new("lock").await;
     let short = AwsConfig {
@@ -702,6 +786,41 @@ async fn discard_trades_awspending_for_a_discard_label() {
         "{err:?}"
     );
     assert_eq!(env.holders("AWSPENDING").await, g4, "nothing changed");
+}
+
+#[tokio::test]
+async fn prune_removes_the_labels_of_all_but_the_newest_discarded_generation() {
+    let env = Env::new("prune").await;
+    let store = env.store();
+    rotate(&store, 1).await;
+    for g in [2, 3] {
+        stage(&store, g, &format!("r{g}"), &pair()).await.unwrap();
+        store.discard(CRED, Generation(g)).await.unwrap();
+    }
+    rotate(&store, 4).await;
+    rotate(&store, 5).await;
+    assert_eq!(store.prune(CRED).await.unwrap(), [Generation(2)]);
+    let left: Vec<String> = env.versions().await.into_values().flatten().collect();
+    assert!(!left.iter().any(|l| l == "REKEY_DISCARDED_G2"), "{left:?}");
+    assert!(left.iter().any(|l| l == "REKEY_DISCARDED_G3"), "{left:?}");
+    assert!(
+        store
+            .read_generation(CRED, Generation(2))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .read_generation(CRED, Generation(3))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let stages = store.stages(CRED).await.unwrap();
+    assert_eq!(stages.current.unwrap().generation, Generation(5));
+    assert_eq!(stages.previous.unwrap().generation, Generation(4));
+    assert_eq!(store.prune(CRED).await.unwrap(), [], "idempotent");
 }
 
 #[tokio::test]

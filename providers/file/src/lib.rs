@@ -12,8 +12,9 @@ pub use settings::{FileConfig, FileSettings};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rekey_api::{
-    Certificate, Error, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Result,
-    RotationId, RotationLock, SecretStore, Stage, Stages, StoredKey, VersionInfo,
+    Certificate, Damage, Error, ErrorKind, Exposure, Generation, JournalEntry, JournalRead,
+    KeyMaterial, NewVersion, Result, RotationId, RotationLock, SecretStore, Stage, Stages,
+    StoredKey, VersionInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -35,7 +36,12 @@ const LEASE: &str = "lease";
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: PathBuf,
+    /// Generations kept besides those CURRENT, PENDING and PREVIOUS name ([`SecretStore::prune`]).
+    keep_generations: usize,
 }
+
+/// The older generations a file store keeps by default besides CURRENT, PENDING and PREVIOUS.
+pub const DEFAULT_KEEP_GENERATIONS: usize = 1;
 
 /// Per-generation metadata kept beside the key and certificate.
 #[derive(Serialize, Deserialize)]
@@ -106,7 +112,16 @@ impl RotationLock for FileLock {
 impl FileStore {
     /// A store rooted at `root`. Nothing is created until the first write.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FileStore { root: root.into() }
+        FileStore {
+            root: root.into(),
+            keep_generations: DEFAULT_KEEP_GENERATIONS,
+        }
+    }
+
+    /// The same store keeping `n` generations besides those CURRENT, PENDING and PREVIOUS name.
+    pub fn keeping(mut self, n: usize) -> Self {
+        self.keep_generations = n;
+        self
     }
 
     fn dir(&self, credential: &str) -> Result<PathBuf> {
@@ -208,7 +223,7 @@ impl FileStore {
         let path = dir.join(LEASE);
         // The journal's greatest fence is a floor: with a `lease` file lost or restored from an
         // older backup, a smaller fence would leave the new holder unable to append.
-        let journaled = rekey_api::greatest_fence(&read_journal_at(&dir.join(JOURNAL))?);
+        let journaled = rekey_api::greatest_fence(&self.whole_journal(dir)?);
         let fence = read_lease(&path)?
             .max(journaled)
             .unwrap_or(0)
@@ -224,6 +239,57 @@ impl FileStore {
             })?;
         write_atomic(&path, format!("{fence}\n").as_bytes(), 0o644)?;
         Ok(fence)
+    }
+}
+
+impl FileStore {
+    /// The journal in `dir`, refused (`Conflict`) when an entry is damaged: what writes decides
+    /// on the whole journal or not at all.
+    fn whole_journal(&self, dir: &Path) -> Result<Vec<JournalEntry>> {
+        let credential = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        scan_journal_at(&dir.join(JOURNAL), &credential)?.complete(self, &credential)
+    }
+
+    /// The generations that have any file in `dir`, ascending.
+    fn generations_on_disk(dir: &Path) -> Result<Vec<Generation>> {
+        let mut found = std::collections::BTreeSet::new();
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("list", dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("list", dir, e))?;
+            let name = entry.file_name();
+            let Some((stem, extension)) = name.to_str().and_then(|n| n.split_once('.')) else {
+                continue;
+            };
+            if ["key", "crt", "json"].contains(&extension)
+                && stem.len() >= 6
+                && stem.bytes().all(|b| b.is_ascii_digit())
+                && let Ok(n) = stem.parse()
+            {
+                found.insert(Generation(n));
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    /// Removes the files of `generation` in `dir`, the key first (so a crash half-way leaves a
+    /// generation `read_generation` already calls destroyed).
+    fn remove_generation(dir: &Path, generation: Generation) -> Result<()> {
+        for extension in ["key", "crt", "json"] {
+            let path = dir.join(file_name(generation, extension));
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("remove", &path, e)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -257,6 +323,8 @@ impl SecretStore for FileStore {
         }
         if dir.exists() {
             Self::stages_in(&dir)?;
+            // A rotation decides its steps on the whole journal: refuse before writing anything.
+            self.whole_journal(&dir)?;
         }
         Ok(())
     }
@@ -445,15 +513,94 @@ impl SecretStore for FileStore {
             p.previous = p.previous.filter(|g| *g != generation);
             Self::write_pointers(&dir, &p)?;
         }
-        for extension in ["key", "crt", "json"] {
-            let path = dir.join(file_name(generation, extension));
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error("remove", &path, e)),
+        Self::remove_generation(&dir, generation)?;
+        sync_dir(&dir)
+    }
+
+    async fn prune(&self, credential: &str) -> Result<Vec<Generation>> {
+        let dir = self.dir(credential)?;
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let p = Self::read_pointers(&dir)?;
+        let staged = [p.current, p.pending, p.previous];
+        // The files of every generation no stage names, newest first: the first
+        // `keep_generations` stay (a discarded key, the app may have trusted it; an older
+        // PREVIOUS), the rest go.
+        let unstaged: Vec<Generation> = Self::generations_on_disk(&dir)?
+            .into_iter()
+            .rev()
+            .filter(|g| !staged.contains(&Some(*g)))
+            .collect();
+        let mut destroyed: Vec<Generation> =
+            unstaged.into_iter().skip(self.keep_generations).collect();
+        destroyed.reverse();
+        for &generation in &destroyed {
+            Self::remove_generation(&dir, generation)?;
+        }
+        if !destroyed.is_empty() {
+            sync_dir(&dir)?;
+        }
+        Ok(destroyed)
+    }
+
+    async fn exposure(&self, credential: &str) -> Vec<Exposure> {
+        let Ok(dir) = self.dir(credential) else {
+            return Vec::new();
+        };
+        let mode = |path: &Path| {
+            fs::metadata(path)
+                .ok()
+                .map(|m| m.permissions().mode() & 0o7777)
+        };
+        let mut found = Vec::new();
+        let stages = Self::read_pointers(&dir).unwrap_or_default();
+        if let Ok(generations) = Self::generations_on_disk(&dir) {
+            for generation in generations {
+                let path = dir.join(file_name(generation, "key"));
+                let Some(mode) = mode(&path).filter(|m| m & 0o077 != 0) else {
+                    continue;
+                };
+                let role = match generation {
+                    g if stages.current == Some(g) => "the CURRENT key",
+                    g if stages.pending == Some(g) => "the PENDING key",
+                    g if stages.previous == Some(g) => "the PREVIOUS key",
+                    _ => "a retired key",
+                };
+                found.push(Exposure {
+                    key_exposed: true,
+                    message: format!(
+                        "{} ({role}, generation {generation}) is mode {mode:04o}: other users of this machine can {}; `chmod 600` it, and if someone may have read it, treat it as leaked (`rekey emergency`)",
+                        path.display(),
+                        if mode & 0o022 != 0 { "read or replace it" } else { "read it" }
+                    ),
+                });
             }
         }
-        sync_dir(&dir)
+        for (folder, what) in [
+            (&dir, "the credential's folder"),
+            (&self.root, "the store's folder"),
+        ] {
+            let Some(mode) = mode(folder) else { continue };
+            if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+                found.push(Exposure {
+                    key_exposed: true,
+                    message: format!(
+                        "{} ({what}) is mode {mode:04o}: other users of this machine can replace the keys in it; `chmod 700` it",
+                        folder.display()
+                    ),
+                });
+            } else if mode & 0o044 != 0 && folder == &dir {
+                found.push(Exposure {
+                    key_exposed: false,
+                    message: format!(
+                        "{} ({what}) is mode {mode:04o}: other users of this machine can list it and read its certificates and stage map; `chmod 700` it",
+                        folder.display()
+                    ),
+                });
+            }
+        }
+        found
     }
 
     async fn append_journal(&self, credential: &str, entry: &JournalEntry) -> Result<()> {
@@ -473,15 +620,17 @@ impl SecretStore for FileStore {
         // be one conditional write for anyone: hold the journal's own OS lock across both. It is
         // released when `file` is closed.
         file.lock().map_err(|e| io_error("lock", &path, e))?;
-        let mut text = String::new();
-        file.read_to_string(&mut text)
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)
             .map_err(|e| io_error("read", &path, e))?;
-        let (complete, entries) = parse_journal(&path, &text)?;
+        let (complete, read) = parse_journal(&path, credential, &text);
+        // Never append to a damaged journal: the next reader could not tell what the hole was.
+        let entries = read.complete(self, credential)?;
         rekey_api::check_fence(&entries, entry).map_err(|e| e.context(self))?;
-        if complete.len() < text.len() {
+        if complete < text.len() {
             // A crash tore the last line; appending after it would glue our line to the
             // fragment and make both unreadable. `O_APPEND` writes at the new end.
-            file.set_len(complete.len() as u64)
+            file.set_len(complete as u64)
                 .map_err(|e| io_error("truncate the torn last line of", &path, e))?;
         }
         file.write_all(&line)
@@ -489,8 +638,8 @@ impl SecretStore for FileStore {
             .map_err(|e| io_error("append to", &path, e))
     }
 
-    async fn read_journal(&self, credential: &str) -> Result<Vec<JournalEntry>> {
-        read_journal_at(&self.dir(credential)?.join(JOURNAL))
+    async fn scan_journal(&self, credential: &str) -> Result<JournalRead> {
+        scan_journal_at(&self.dir(credential)?.join(JOURNAL), credential)
     }
 
     async fn lock(&self, credential: &str, holder: &str) -> Result<Box<dyn RotationLock>> {
@@ -507,6 +656,9 @@ impl SecretStore for FileStore {
             .map_err(|e| io_error("open", &path, e))?;
         match file.try_lock() {
             Ok(()) => {
+                // A damaged journal refuses the lease before anything is written: whoever
+                // takes it would decide on a journal with a hole.
+                self.whole_journal(&dir)?;
                 // The note first: until it is replaced, a refused runner would name the
                 // previous holder.
                 let note = format!("{holder} pid {}\n", std::process::id());
@@ -567,31 +719,59 @@ fn read_lease(path: &Path) -> Result<Option<u64>> {
         .transpose()
 }
 
-/// The entries of the journal at `path`, none when it does not exist.
-fn read_journal_at(path: &Path) -> Result<Vec<JournalEntry>> {
-    match read_optional(path)? {
-        Some(text) => parse_journal(path, &text).map(|(_, entries)| entries),
-        None => Ok(Vec::new()),
+/// The journal at `path` as far as it can be read; empty when it does not exist.
+fn scan_journal_at(path: &Path, credential: &str) -> Result<JournalRead> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(parse_journal(path, credential, &bytes).1),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(JournalRead::default()),
+        Err(e) => Err(io_error("read", path, e)),
     }
 }
 
-/// Splits `text`, the journal at `path`, into its complete lines and their entries. A crash
-/// mid-append leaves a last line without its newline: it is left out.
-fn parse_journal<'t>(path: &Path, text: &'t str) -> Result<(&'t str, Vec<JournalEntry>)> {
-    let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
-    let entries = complete
-        .lines()
-        .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|e| {
-                Error::new(
-                    ErrorKind::Unexpected,
-                    format!("{}:{}: not a journal entry: {e}", path.display(), i + 1),
-                )
-            })
-        })
-        .collect::<Result<_>>()?;
-    Ok((complete, entries))
+/// Reads `bytes`, the journal at `path`: how many of them are complete lines, and their entries.
+/// A crash mid-append leaves a last line without its newline: it is left out, not damaged. A
+/// blank line is skipped; any other line that is not an entry (not UTF-8, not JSON, not a
+/// journal entry) is named as `path:line`.
+fn parse_journal(path: &Path, credential: &str, bytes: &[u8]) -> (usize, JournalRead) {
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |end| end + 1);
+    let mut read = JournalRead::default();
+    // Every line up to the last newline (the empty slice after it is not a line).
+    let lines = match complete {
+        0 => None,
+        n => Some(bytes[..n - 1].split(|&b| b == b'\n')),
+    };
+    for (i, line) in lines.into_iter().flatten().enumerate() {
+        let parsed = match std::str::from_utf8(line) {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => serde_json::from_str(text).map_err(|e| rekey_api::parse_problem(&e)),
+            Err(e) => Err(format!("not UTF-8 text (byte {})", e.valid_up_to() + 1)),
+        };
+        match parsed {
+            Ok(entry) => read.entries.push(entry),
+            Err(problem) => read.damaged.push(Damage {
+                location: format!("{}:{}", path.display(), i + 1),
+                problem,
+                after: read.entries.len(),
+            }),
+        }
+    }
+    if !read.damaged.is_empty() {
+        let lines: Vec<String> = read
+            .damaged
+            .iter()
+            .filter_map(|d| d.location.rsplit(':').next().map(|n| format!("{n}d")))
+            .collect();
+        read.repair = Some(format!(
+            "To repair it, put the damaged line back from a backup, or delete it: `sed -i.damaged '{}' '{}'` deletes it and keeps the original as {}.damaged. A deleted line loses the step it recorded: if it belonged to the last rotation, compare `rekey status {credential}` with the lines around it first.",
+            lines.join(";"),
+            path.display(),
+            path.display()
+        ));
+    }
+    (complete, read)
 }
 
 /// The contents of `path`, `None` when it does not exist.

@@ -14,6 +14,8 @@ pub struct FileSettings {
     pub kind: Spanned<String>,
     /// The store's root folder, relative to the config's folder unless absolute.
     pub path: Option<Spanned<String>>,
+    /// Retired generations kept besides CURRENT, PENDING and PREVIOUS (default 1, 0..=1000).
+    pub keep_generations: Option<Spanned<i64>>,
 }
 
 /// A validated file store: where it is.
@@ -21,6 +23,9 @@ pub struct FileSettings {
 pub struct FileConfig {
     /// Its root folder, resolved against the config's folder.
     pub path: PathBuf,
+    /// Retired generations kept besides CURRENT, PENDING and PREVIOUS; older ones are destroyed
+    /// when a rotation finishes.
+    pub keep_generations: usize,
 }
 
 impl FileSettings {
@@ -31,6 +36,12 @@ impl FileSettings {
         if !v.expect_kind(&self.kind, "file", &section) {
             return None;
         }
+        let keep_generations = v.positive(
+            &self.keep_generations,
+            crate::DEFAULT_KEEP_GENERATIONS as i64,
+            0..=1000,
+            "keep_generations",
+        );
         let Some(path) = self.path else {
             v.problem(
                 self.kind.span(),
@@ -40,6 +51,7 @@ impl FileSettings {
         };
         Some(FileConfig {
             path: v.path(path.get_ref()),
+            keep_generations: keep_generations as usize,
         })
     }
 }
@@ -47,7 +59,7 @@ impl FileSettings {
 impl FileStore {
     /// The store a validated config describes. Nothing is created until the first write.
     pub fn from_config(config: &FileConfig) -> FileStore {
-        FileStore::new(&config.path)
+        FileStore::new(&config.path).keeping(config.keep_generations)
     }
 }
 
@@ -63,16 +75,19 @@ mod tests {
     fn a_relative_path_is_the_config_folders_and_a_missing_one_is_named() {
         let (config, problems) = validate("[stores.local]\nkind = \"file\"\npath = \"keys\"\n");
         assert_eq!(problems, Vec::<String>::new());
+        let config = config.unwrap();
         assert_eq!(
-            config.unwrap().path,
+            config.path,
             PathBuf::from("/etc/rekey/keys"),
             "relative to the config's folder"
         );
+        assert_eq!(config.keep_generations, 1, "the default");
         let (config, _) = validate("[stores.local]\nkind = \"file\"\npath = \"/srv/keys\"\n");
         assert_eq!(config.unwrap().path, PathBuf::from("/srv/keys"));
         assert_eq!(
             FileStore::from_config(&FileConfig {
-                path: "/srv/keys".into()
+                path: "/srv/keys".into(),
+                keep_generations: 1,
             })
             .to_string(),
             "file(/srv/keys)"
@@ -93,7 +108,21 @@ mod tests {
         );
         assert_eq!(
             refusal,
-            "/etc/rekey/rekey.toml:4:1: unknown field `address`, expected `kind` or `path`"
+            "/etc/rekey/rekey.toml:4:1: unknown field `address`, expected one of `kind`, `path`, `keep_generations`"
+        );
+    }
+
+    #[test]
+    fn keep_generations_is_a_small_whole_number() {
+        let (config, problems) =
+            validate("[stores.local]\nkind = \"file\"\npath = \"keys\"\nkeep_generations = 0\n");
+        assert_eq!(problems, Vec::<String>::new());
+        assert_eq!(config.unwrap().keep_generations, 0);
+        let (_, problems) =
+            validate("[stores.local]\nkind = \"file\"\npath = \"keys\"\nkeep_generations = -1\n");
+        assert_eq!(
+            problems,
+            ["/etc/rekey/rekey.toml:4:20: keep_generations = -1 is out of range; use 0..=1000"]
         );
     }
 }

@@ -347,3 +347,154 @@ async fn discarded_keys_stay_on_disk_and_are_never_overwritten() {
         resumed.0.expose_secret_pem()
     );
 }
+
+#[tokio::test]
+async fn a_damaged_line_is_named_by_file_and_line_and_everything_that_writes_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let entries: Vec<JournalEntry> = [Phase::Begin, Phase::Done, Phase::Failed]
+        .into_iter()
+        .map(|phase| journal_entry(phase, Some(1)))
+        .collect();
+    for e in &entries {
+        store.append_journal("billing", e).await.unwrap();
+    }
+    let path = dir.path().join("billing/journal.jsonl");
+    let text = std::fs::read(&path).unwrap();
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+    // Line 2 is bytes that are not UTF-8, a blank line follows (harmless), line 4 is cut off.
+    let damaged = [
+        lines[0],
+        b"\xff\xfe {\"secret\": 1}",
+        b"   ",
+        &lines[1][..20],
+        lines[2],
+        b"",
+    ]
+    .join(&b'\n');
+    std::fs::write(&path, &damaged).unwrap();
+    std::fs::write(dir.path().join("billing/lease"), "7\n").unwrap();
+
+    let read = store.scan_journal("billing").await.unwrap();
+    assert_eq!(read.entries, [entries[0].clone(), entries[2].clone()]);
+    let found: Vec<(String, &str, usize)> = read
+        .damaged
+        .iter()
+        .map(|d| (d.location.clone(), d.problem.as_str(), d.after))
+        .collect();
+    let at = |line: usize| format!("{}:{line}", path.display());
+    assert_eq!(
+        found,
+        [
+            (at(2), "not UTF-8 text (byte 1)", 1),
+            (at(4), "cut off (column 20)", 1),
+        ]
+    );
+    assert!(read.repair.unwrap().contains("sed -i.damaged '2d;4d'"));
+
+    for err in [
+        store.read_journal("billing").await.unwrap_err(),
+        store
+            .append_journal("billing", &entries[0])
+            .await
+            .unwrap_err(),
+        store.preflight("billing").await.unwrap_err(),
+        store.lock("billing", "test").await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(err.to_string().contains(&at(2)), "{err}");
+        assert!(err.to_string().contains("and 1 more"), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), damaged, "nothing appended");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("billing/lease")).unwrap(),
+        "7\n",
+        "no lease taken"
+    );
+}
+
+/// The generations with a file in `dir`, ascending.
+fn on_disk(dir: &std::path::Path) -> Vec<u64> {
+    let mut found: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.split_once('.')?.0.parse().ok()
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[tokio::test]
+async fn prune_keeps_the_staged_generations_and_the_newest_retired_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cred = dir.path().join("billing");
+    let store = FileStore::new(dir.path());
+    assert_eq!(store.prune("billing").await.unwrap(), [], "no folder yet");
+    rotate_to(&store, 5).await; // CURRENT 5, PREVIOUS 4
+    stage_as(&store, "billing", 7, "r7", &pair()).await.unwrap(); // PENDING 7
+    // A leftover of 2 without its key (a destroy cut off half-way) and a stray file.
+    std::fs::remove_file(cred.join("000002.key")).unwrap();
+    std::fs::write(cred.join("notes.txt"), "mine").unwrap();
+
+    assert_eq!(
+        store.prune("billing").await.unwrap(),
+        [Generation(1), Generation(2)],
+        "3 is the one retired generation kept"
+    );
+    assert_eq!(on_disk(&cred), [3, 4, 5, 7]);
+    assert!(cred.join("notes.txt").exists(), "only generation files go");
+    assert_eq!(store.prune("billing").await.unwrap(), [], "idempotent");
+    let stages = store.stages("billing").await.unwrap();
+    assert_eq!(stages.current.unwrap().generation, Generation(5));
+    assert_eq!(stages.previous.unwrap().generation, Generation(4));
+    assert_eq!(stages.pending.unwrap().generation, Generation(7));
+
+    let strict = FileStore::new(dir.path()).keeping(0);
+    assert_eq!(strict.prune("billing").await.unwrap(), [Generation(3)]);
+    assert_eq!(on_disk(&cred), [4, 5, 7]);
+}
+
+#[tokio::test]
+async fn exposure_names_key_files_and_folders_others_can_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("keys");
+    let store = FileStore::new(&root);
+    assert_eq!(store.exposure("billing").await, []);
+    rotate_to(&store, 2).await;
+    assert_eq!(store.exposure("billing").await, []);
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let key = root.join("billing/000002.key");
+    chmod(&key, 0o640);
+    let found = store.exposure("billing").await;
+    assert_eq!(found.len(), 1);
+    assert!(found[0].key_exposed);
+    assert!(
+        found[0].message.starts_with(&format!(
+            "{} (the CURRENT key, generation 2) is mode 0640: other users of this machine can read it",
+            key.display()
+        )),
+        "{}",
+        found[0].message
+    );
+    chmod(&key, 0o600);
+    chmod(&root.join("billing"), 0o750);
+    let found = store.exposure("billing").await;
+    assert_eq!(found.len(), 1);
+    assert!(!found[0].key_exposed, "{}", found[0].message);
+    chmod(&root.join("billing"), 0o700);
+    chmod(&root, 0o777);
+    let found = store.exposure("billing").await;
+    assert!(found[0].key_exposed && found[0].message.contains("the store's folder"));
+    chmod(&root, 0o1777);
+    assert_eq!(
+        store.exposure("billing").await,
+        [],
+        "sticky: entries stay their owners'"
+    );
+}

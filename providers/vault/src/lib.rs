@@ -25,8 +25,8 @@ use client::Client;
 use kv::{Kv, Meta, Version, Written};
 use rekey_api::lease::{LeaseRecord, LeaseStore, Leases};
 use rekey_api::{
-    Backoff, Error, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Result,
-    RotationLock, SecretStore, Stage, Stages, StoredKey, VersionInfo,
+    Backoff, Damage, Error, ErrorKind, Generation, JournalEntry, JournalRead, KeyMaterial,
+    NewVersion, Result, RotationLock, SecretStore, Stage, Stages, StoredKey, VersionInfo,
 };
 use serde_json::{Map, Value, json};
 use std::fmt;
@@ -393,26 +393,56 @@ impl VaultStore {
         Ok(found)
     }
 
-    /// The journal entries in `snap`, oldest first.
-    fn journal_of(&self, snap: &Snapshot) -> Result<Vec<JournalEntry>> {
+    /// The journal in `snap` as far as it can be read, oldest first: an entry that is not one is
+    /// named (`damaged`), the others are returned; a value whose `entries` is not a list is not a
+    /// journal at all (`Conflict`).
+    fn scan_of(&self, snap: &Snapshot, credential: &str) -> Result<JournalRead> {
         let Some(version) = &snap.latest else {
-            return Ok(Vec::new());
+            return Ok(JournalRead::default());
         };
-        let entries = version
-            .data
-            .get("entries")
-            .cloned()
-            .unwrap_or(Value::Array(Vec::new()));
-        serde_json::from_value(entries).map_err(|e| {
-            Error::new(
-                ErrorKind::Unexpected,
-                format!(
-                    "{self}: version {} of {} is not a rekey journal: {e}",
-                    version.number,
-                    self.kv().data_path(&snap.key)
-                ),
-            )
-        })
+        let path = self.kv().data_path(&snap.key);
+        let repair = format!(
+            "To repair it, make a version of {path} whose entries are all intact the latest again (`vault kv metadata get` lists the versions, `vault kv rollback -version=N` restores one), or write the latest back without the damaged entry."
+        );
+        let entries = match version.data.get("entries") {
+            None => return Ok(JournalRead::default()),
+            Some(Value::Array(entries)) => entries,
+            Some(_) => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{self}: version {} of {path} (the rotation journal of '{credential}') has no list of entries; nothing was changed",
+                        version.number
+                    ),
+                )
+                .with_hint(repair));
+            }
+        };
+        let mut read = JournalRead::default();
+        for (i, entry) in entries.iter().enumerate() {
+            match serde_json::from_value(entry.clone()) {
+                Ok(entry) => read.entries.push(entry),
+                Err(e) => read.damaged.push(Damage {
+                    location: format!(
+                        "{path} version {}, entry {} of {}",
+                        version.number,
+                        i + 1,
+                        entries.len()
+                    ),
+                    problem: rekey_api::parse_problem(&e),
+                    after: read.entries.len(),
+                }),
+            }
+        }
+        if !read.damaged.is_empty() {
+            read.repair = Some(repair);
+        }
+        Ok(read)
+    }
+
+    /// The whole journal in `snap`, refused (`Conflict`) when an entry is damaged.
+    fn journal_of(&self, snap: &Snapshot, credential: &str) -> Result<Vec<JournalEntry>> {
+        self.scan_of(snap, credential)?.complete(self, credential)
     }
 
     /// Every path and capability a rotation needs.
@@ -485,7 +515,9 @@ impl SecretStore for VaultStore {
             )
             .with_hint("grant the policy shown in the rekey-vault README for this credential"));
         }
-        self.stages(credential).await.map(|_| ())
+        self.stages(credential).await?;
+        // A rotation decides its steps on the whole journal: refuse before writing anything.
+        self.read_journal(credential).await.map(|_| ())
     }
 
     async fn stages(&self, credential: &str) -> Result<Stages> {
@@ -718,7 +750,7 @@ impl SecretStore for VaultStore {
             )
         })?;
         self.read_modify_write(credential, Leaf::Journal, |snap| {
-            rekey_api::check_fence(&self.journal_of(snap)?, entry)
+            rekey_api::check_fence(&self.journal_of(snap, credential)?, entry)
                 .map_err(|e| e.context(format!("{self}: credential '{credential}'")))?;
             // The stored entries are kept as written, so that fields a newer rekey added survive
             // an append by this one.
@@ -737,9 +769,9 @@ impl SecretStore for VaultStore {
         .await
     }
 
-    async fn read_journal(&self, credential: &str) -> Result<Vec<JournalEntry>> {
+    async fn scan_journal(&self, credential: &str) -> Result<JournalRead> {
         let snap = self.snapshot(credential, Leaf::Journal).await?;
-        self.journal_of(&snap)
+        self.scan_of(&snap, credential)
     }
 
     async fn lock(&self, credential: &str, holder: &str) -> Result<Box<dyn RotationLock>> {

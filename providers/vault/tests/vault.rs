@@ -13,7 +13,7 @@ use rekey_testkit::conformance;
 use rekey_testkit::openbao::OpenBao;
 use rekey_testkit::receiver::RefusingPort;
 use rekey_vault::{VaultAuth, VaultConfig, VaultStore};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 const CRED: &str = "billing";
@@ -383,6 +383,56 @@ async fn concurrent_journal_appends_are_not_lost() {
             "each writer's entries, in order"
         );
     }
+}
+
+#[tokio::test]
+async fn a_damaged_journal_entry_is_named_and_the_others_are_still_read() {
+    let bao = OpenBao::shared();
+    let prefix = bao.unique_prefix("damaged");
+    let store = root_store(bao, &prefix);
+    for n in 0..3 {
+        store.append_journal(CRED, &entry(n, "r1")).await.unwrap();
+    }
+    // Someone writes the journal back with its second entry mangled.
+    let path = format!("secret/data/{prefix}/{CRED}/journal");
+    let (status, latest) = as_root(bao, "GET", &path, None).await;
+    assert_eq!(status, 200, "{latest}");
+    let mut entries = latest["data"]["data"]["entries"].clone();
+    entries[1] = json!({"step": "stage", "phase": "sideways", "secret": "do not print me"});
+    let cas = latest["data"]["metadata"]["version"].clone();
+    let body = json!({ "options": { "cas": cas }, "data": { "entries": entries } });
+    let (status, written) = as_root(bao, "POST", &path, Some(body)).await;
+    assert_eq!(status, 200, "{written}");
+    let version = written["data"]["version"].as_u64().unwrap();
+
+    let read = store.scan_journal(CRED).await.unwrap();
+    assert_eq!(read.entries, [entry(0, "r1"), entry(2, "r1")]);
+    assert_eq!(read.damaged.len(), 1);
+    let damage = &read.damaged[0];
+    assert_eq!(
+        damage.location,
+        format!("{path} version {version}, entry 2 of 3")
+    );
+    assert_eq!(damage.problem, "JSON, but not a journal entry");
+    assert_eq!(damage.after, 1);
+    assert!(read.repair.unwrap().contains("vault kv rollback"));
+
+    // Whatever writes refuses, naming the entry and changing nothing.
+    for err in [
+        store.read_journal(CRED).await.unwrap_err(),
+        store
+            .append_journal(CRED, &entry(3, "r1"))
+            .await
+            .unwrap_err(),
+        store.preflight(CRED).await.unwrap_err(),
+        store.lock(CRED, "test").await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(err.to_string().contains("entry 2 of 3"), "{err}");
+        assert!(!err.to_string().contains("do not print me"), "{err}");
+    }
+    let (_, after) = as_root(bao, "GET", &path, None).await;
+    assert_eq!(after["data"]["metadata"]["version"].as_u64(), Some(version));
 }
 
 #[tokio::test]

@@ -112,6 +112,11 @@ pub(super) fn generate(
     inspect(&[key_out.to_path_buf(), cert_out.to_path_buf()], json)
 }
 
+/// `rekey import`: a key and certificate the app holds already become CURRENT. Refused, with
+/// nothing changed, unless the app holds exactly that certificate (read from Salesforce): a key
+/// the app does not trust would be handed to every consumer as CURRENT. Warns (stderr, and in the
+/// JSON report) about a certificate that has expired or expires within `warn_days`, and about a
+/// key file others can read.
 pub(super) async fn import(
     config_path: &Path,
     name: &str,
@@ -136,6 +141,39 @@ pub(super) async fn import(
             cert_path.display()
         ))
     })?;
+    let warnings = import_warnings(cred, key_path, cert_path, &cert);
+    // Before anything is written (the lock included): the app must hold this very certificate.
+    let target = wiring::target(&config, cred)?;
+    let on_app = match target.installed().await {
+        Ok(on_app) => on_app,
+        Err(e) => {
+            warnings.iter().for_each(|w| render::warning(w));
+            return Err(e.context(format!("{name}: reading the certificate the app holds")));
+        }
+    };
+    if on_app.as_ref().map(|c| c.fingerprint) != Some(cert.fingerprint) {
+        warnings.iter().for_each(|w| render::warning(w));
+        let held = match &on_app {
+            Some(c) => format!("holds certificate {}", c.fingerprint),
+            None => "holds no certificate".to_string(),
+        };
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "{name}: {target} {held}, not {} ({}); nothing was imported",
+                cert.fingerprint,
+                cert_path.display()
+            ),
+        )
+        .with_hint(match on_app {
+            Some(_) => format!(
+                "import the key and certificate the app holds (`rekey inspect FILE` shows a certificate's fingerprint); to put a new key on the app, import the one it holds and run `rekey rotate {name}`"
+            ),
+            None => format!(
+                "an app without a certificate needs no import: `rekey rotate {name}` generates a key and uploads its certificate"
+            ),
+        }));
+    }
     let stores = wiring::stores(&config, cred).await?;
     // The primary's lock serializes imports and rotations of this credential.
     let lock = stores[0].lock(name, "rekey import").await?;
@@ -158,9 +196,50 @@ pub(super) async fn import(
         generation,
         fingerprint: cert.fingerprint.to_hex(),
         not_after: cert.not_after,
+        warnings,
     };
     render::import(&report, json);
     Ok(Exit::Ok)
+}
+
+/// What an import should tell the operator about its input: a certificate that has expired or
+/// expires within the credential's `warn_days`, a key file others can read.
+fn import_warnings(
+    cred: &config::CredentialConfig,
+    key_path: &Path,
+    cert_path: &Path,
+    cert: &Certificate,
+) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut warnings = Vec::new();
+    let now = rekey_api::now();
+    let days_left = cert.days_left(now);
+    let until = cert.not_after.format("%Y-%m-%d");
+    let name = &cred.name;
+    if cert.not_after <= now {
+        warnings.push(format!(
+            "{} expired on {until} ({} days ago): rotate right away (`rekey rotate {name}`), before a consumer or Salesforce refuses it",
+            cert_path.display(),
+            -days_left
+        ));
+    } else if days_left <= cred.policy.warn_days {
+        warnings.push(format!(
+            "{} expires on {until}, in {days_left} days (warn_days = {}): rotate soon (`rekey rotate {name}`)",
+            cert_path.display(),
+            cred.policy.warn_days
+        ));
+    }
+    if let Ok(meta) = std::fs::metadata(key_path) {
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            warnings.push(format!(
+                "{} is mode {mode:04o}: other users of this machine can {} the private key; the store's copy is 0600, so remove this file (or `chmod 600` it), and if someone may have read it, treat the key as leaked (`rekey emergency {name}`)",
+                key_path.display(),
+                if mode & 0o044 != 0 { "read" } else { "change" }
+            ));
+        }
+    }
+    warnings
 }
 
 /// Stores `key` as generation 1, CURRENT, unless the credential already has that certificate.
@@ -245,12 +324,18 @@ pub(super) async fn verify(
     })
 }
 
+/// `rekey journal`: every entry that can be read; a damaged one is named where it stands (the
+/// file store: `PATH:LINE`) and makes the exit code 6, as it makes every rotation of the
+/// credential refuse.
 pub(super) async fn journal(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let entries = wiring::stores(&config, cred).await?[0]
-        .read_journal(name)
-        .await?;
-    render::journal(&entries, json);
-    Ok(Exit::Ok)
+    let store = &wiring::stores(&config, cred).await?[0];
+    let read = store.scan_journal(name).await?;
+    render::journal(&read, &store.to_string(), name, json);
+    Ok(if read.damaged.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::of_error(ErrorKind::Conflict)
+    })
 }

@@ -9,7 +9,7 @@ use crate::monitor::alerts::{Notifier, Observed};
 use crate::monitor::findings::{self, CheckRow, check_row};
 use crate::monitor::{metrics, observe};
 use crate::{rotation, wiring};
-use rekey_api::{Error, Result, Severity};
+use rekey_api::{Error, ErrorKind, Result, Severity};
 use std::path::Path;
 
 pub(super) fn selected<'c>(
@@ -22,62 +22,88 @@ pub(super) fn selected<'c>(
     }
 }
 
+/// `rekey status`: one row per credential, each read on its own, so a credential whose store
+/// or journal cannot be read is shown as such and never hides the others. The exit code says
+/// whether every credential could be read: 0, or that of the first one that could not (a
+/// damaged journal: 6), after every row was printed.
 pub(super) async fn status(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
     let now = rekey_api::now();
     let mut rows = Vec::new();
+    let mut exit = Exit::Ok;
     for cred in selected(&config, only)? {
-        let in_context = |e: Error| e.context(&cred.name);
-        let stores = wiring::stores(&config, cred).await.map_err(in_context)?;
-        // The app is read, not assumed; if it cannot be, the row says why instead of failing.
-        let app = match wiring::target(&config, cred) {
-            Ok(target) => target.installed().await,
-            Err(e) => Err(e),
+        let row = status_row(&config, cred, now).await;
+        let problem = match &row {
+            Err(e) => Some(e.kind()),
+            Ok(row) if !row.journal_damaged.is_empty() => Some(ErrorKind::Conflict),
+            Ok(_) => None,
         };
-        let (app_fingerprint, app_error) = match app {
-            Ok(cert) => (cert.map(|c| c.fingerprint), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        let mut per_store = Vec::new();
-        let mut primary = None;
-        for store in &stores {
-            let stages = store.stages(&cred.name).await.map_err(in_context)?;
-            let fingerprint = stages.current.as_ref().map(|v| v.certificate.fingerprint);
-            per_store.push(StoreStatus {
-                store: store.to_string(),
-                generation: stages.current.as_ref().map(|v| v.generation),
-                fingerprint: fingerprint.map(|f| f.to_hex()),
-                matches_app: app_error
-                    .is_none()
-                    .then_some(fingerprint.is_some() && fingerprint == app_fingerprint),
-            });
-            primary.get_or_insert(stages);
+        if let (Some(kind), Exit::Ok) = (problem, exit) {
+            exit = Exit::of_error(kind);
         }
-        let stages = primary.unwrap_or_default();
-        let journal = stores[0]
-            .read_journal(&cred.name)
-            .await
-            .map_err(in_context)?;
-        let current = stages.current.as_ref();
-        rows.push(StatusRow {
-            credential: cred.name.clone(),
-            app: cred.app.clone(),
-            store: stores[0].to_string(),
-            generation: current.map(|v| v.generation),
-            fingerprint: current.map(|v| v.certificate.fingerprint.to_hex()),
-            not_after: current.map(|v| v.certificate.not_after),
-            days_left: current.map(|v| v.certificate.days_left(now)),
-            pending_generation: stages.pending.as_ref().map(|v| v.generation),
-            previous_generation: stages.previous.as_ref().map(|v| v.generation),
-            last_rotation: rotation::last_success(&journal),
-            open_rotation: rotation::open_rotation(&journal).map(|o| o.rotation_id),
-            app_fingerprint: app_fingerprint.map(|f| f.to_hex()),
-            app_error,
-            stores: per_store,
-        });
+        rows.push(row.unwrap_or_else(|e| StatusRow::unreadable(cred, &e)));
     }
     render::status(&rows, json);
-    Ok(Exit::Ok)
+    Ok(exit)
+}
+
+/// The status of one credential; an error when its stores cannot be read at all.
+async fn status_row(
+    config: &Config,
+    cred: &CredentialConfig,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<StatusRow> {
+    let in_context = |e: Error| e.context(&cred.name);
+    let stores = wiring::stores(config, cred).await.map_err(in_context)?;
+    // The app is read, not assumed; if it cannot be, the row says why instead of failing.
+    let app = match wiring::target(config, cred) {
+        Ok(target) => target.installed().await,
+        Err(e) => Err(e),
+    };
+    let (app_fingerprint, app_error) = match app {
+        Ok(cert) => (cert.map(|c| c.fingerprint), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let mut per_store = Vec::new();
+    let mut primary = None;
+    for store in &stores {
+        let stages = store.stages(&cred.name).await.map_err(in_context)?;
+        let fingerprint = stages.current.as_ref().map(|v| v.certificate.fingerprint);
+        per_store.push(StoreStatus {
+            store: store.to_string(),
+            generation: stages.current.as_ref().map(|v| v.generation),
+            fingerprint: fingerprint.map(|f| f.to_hex()),
+            matches_app: app_error
+                .is_none()
+                .then_some(fingerprint.is_some() && fingerprint == app_fingerprint),
+        });
+        primary.get_or_insert(stages);
+    }
+    let stages = primary.unwrap_or_default();
+    // What the journal says as far as it can be read; the damaged entries are named in the row.
+    let journal = stores[0]
+        .scan_journal(&cred.name)
+        .await
+        .map_err(in_context)?;
+    let current = stages.current.as_ref();
+    Ok(StatusRow {
+        credential: cred.name.clone(),
+        app: cred.app.clone(),
+        store: stores[0].to_string(),
+        generation: current.map(|v| v.generation),
+        fingerprint: current.map(|v| v.certificate.fingerprint.to_hex()),
+        not_after: current.map(|v| v.certificate.not_after),
+        days_left: current.map(|v| v.certificate.days_left(now)),
+        pending_generation: stages.pending.as_ref().map(|v| v.generation),
+        previous_generation: stages.previous.as_ref().map(|v| v.generation),
+        last_rotation: rotation::last_success(&journal.entries),
+        open_rotation: rotation::open_rotation(&journal.entries).map(|o| o.rotation_id),
+        app_fingerprint: app_fingerprint.map(|f| f.to_hex()),
+        app_error,
+        stores: per_store,
+        journal_damaged: journal.damaged,
+        error: None,
+    })
 }
 
 pub(super) async fn check(

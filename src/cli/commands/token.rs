@@ -23,7 +23,12 @@ pub(super) async fn token(
         }
         _ => None,
     };
-    match crate::token::issue(&config, cred, cache.as_deref()).await {
+    let mut warnings = Vec::new();
+    let issued = crate::token::issue(&config, cred, cache.as_deref(), &mut warnings).await;
+    for warning in &warnings {
+        render::warning(warning);
+    }
+    match issued {
         Ok(issued) => Ok(render::token(name, &issued, format)),
         // Salesforce's refusal is the answer, as for `verify`: exit 3, not an internal error.
         Err(error) if error.kind() == ErrorKind::Rejected => {

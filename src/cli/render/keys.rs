@@ -2,7 +2,7 @@
 
 use super::lines::print_json;
 use crate::cli::reports::{ImportReport, InspectReport, Inspected, VerifyReport};
-use rekey_api::JournalEntry;
+use rekey_api::JournalRead;
 
 /// `rekey inspect`.
 pub fn inspect(report: &InspectReport, json: bool) {
@@ -50,8 +50,11 @@ pub fn inspect(report: &InspectReport, json: bool) {
     }
 }
 
-/// `rekey import`.
+/// `rekey import`: its warnings on stderr (with `--json` too), the result on stdout.
 pub fn import(report: &ImportReport, json: bool) {
+    for warning in &report.warnings {
+        super::lines::warning(warning);
+    }
     if json {
         return print_json(report);
     }
@@ -84,20 +87,43 @@ pub fn verify(report: &VerifyReport, json: bool) {
     }
 }
 
-/// `rekey journal`.
-pub fn journal(entries: &[JournalEntry], json: bool) {
+/// `rekey journal`: the entries that can be read (`--json`: a list of them, as always), each
+/// damaged one named in its place (text) and on stderr with how to repair it.
+pub fn journal(read: &JournalRead, store: &str, credential: &str, json: bool) {
     if json {
-        return print_json(&entries);
+        print_json(&read.entries);
+    } else {
+        let mut damaged = read.damaged.iter().peekable();
+        for (i, e) in read.entries.iter().enumerate() {
+            while let Some(d) = damaged.next_if(|d| d.after == i) {
+                out!("{d}: DAMAGED, not shown");
+            }
+            out!(
+                "{} {} {:<9} {:<6} gen {} {}",
+                e.at.format("%Y-%m-%dT%H:%M:%SZ"),
+                e.rotation_id,
+                e.step.to_string(),
+                format!("{:?}", e.phase).to_lowercase(),
+                e.generation,
+                e.detail.as_deref().unwrap_or("")
+            );
+        }
+        for d in damaged {
+            out!("{d}: DAMAGED, not shown");
+        }
     }
-    for e in entries {
-        out!(
-            "{} {} {:<9} {:<6} gen {} {}",
-            e.at.format("%Y-%m-%dT%H:%M:%SZ"),
-            e.rotation_id,
-            e.step.to_string(),
-            format!("{:?}", e.phase).to_lowercase(),
-            e.generation,
-            e.detail.as_deref().unwrap_or("")
-        );
+    if read.damaged.is_empty() {
+        return;
+    }
+    for d in &read.damaged {
+        err!("error: {store}: journal entry {d}");
+    }
+    err!(
+        "error: the rotation journal of '{credential}' is damaged ({} of {} entries cannot be read); rotations of {credential} are refused until it is repaired",
+        read.damaged.len(),
+        read.damaged.len() + read.entries.len()
+    );
+    if let Some(repair) = &read.repair {
+        err!("hint: {repair}");
     }
 }

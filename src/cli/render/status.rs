@@ -5,8 +5,26 @@ use crate::cli::reports::{PreflightRow, StatusRow};
 use crate::monitor::findings::CheckRow;
 use rekey_api::Severity;
 
-/// `rekey status`.
+/// `rekey status`. A credential that could not be read, or whose journal is damaged, is also
+/// named on stderr (with `--json` too), so a script sees why the exit code is not 0.
 pub fn status(rows: &[StatusRow], json: bool) {
+    for r in rows {
+        if let Some(error) = &r.error {
+            err!("error: {}: cannot be read: {error}", r.credential);
+        }
+        if let Some(first) = r.journal_damaged.first() {
+            err!(
+                "error: {}: the rotation journal is damaged at {first}{}; `rekey journal {}` shows what can be read and how to repair it; rotations of {} are refused until then",
+                r.credential,
+                match r.journal_damaged.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more entries)", n - 1),
+                },
+                r.credential,
+                r.credential
+            );
+        }
+    }
     if json {
         return print_json(&rows);
     }
@@ -39,6 +57,13 @@ pub fn status(rows: &[StatusRow], json: bool) {
             pending,
             opt(r.last_rotation.map(|t| t.format("%Y-%m-%d %H:%M:%SZ"))),
         );
+        if let Some(error) = &r.error {
+            out!("    UNREADABLE: {error}");
+            continue;
+        }
+        for d in &r.journal_damaged {
+            out!("    journal DAMAGED at {d}");
+        }
         match (&r.app_fingerprint, &r.app_error) {
             (Some(f), _) => out!("    app holds {f}"),
             (None, Some(e)) => out!("    app unreadable: {e}"),

@@ -24,6 +24,7 @@ pub async fn secret_store(open: Open<'_>, prefix: &str) {
     journal_round_trips_in_order(open, &format!("{prefix}-journal")).await;
     the_journal_refuses_entries_from_an_older_lease(open, &format!("{prefix}-fence")).await;
     the_lock_is_exclusive_until_released(open, &format!("{prefix}-lock")).await;
+    prune_never_touches_a_staged_generation(open, &format!("{prefix}-prune")).await;
 }
 
 /// A throwaway key pair. Stores do not care about the algorithm, so P-256 keeps the suite fast.
@@ -590,4 +591,44 @@ async fn the_lock_is_exclusive_until_released(open: Open<'_>, credential: &str) 
         "lock: fences keep increasing across handles"
     );
     third.release().await.expect("lock: release the third");
+}
+
+async fn prune_never_touches_a_staged_generation(open: Open<'_>, credential: &str) {
+    let store = open();
+    let pairs = rotate_to(store.as_ref(), credential, 4).await;
+    let pending = pair();
+    stage(store.as_ref(), credential, 6, &pending)
+        .await
+        .expect("prune: stage");
+    let destroyed = store.prune(credential).await.expect("prune");
+    for g in [4, 3, 6] {
+        assert!(
+            !destroyed.contains(&Generation(g)),
+            "prune: destroyed staged generation {g}: {destroyed:?}"
+        );
+    }
+    for (stage, pem) in [
+        (Stage::Current, pairs[3].0.expose_secret_pem()),
+        (Stage::Previous, pairs[2].0.expose_secret_pem()),
+        (Stage::Pending, pending.0.expose_secret_pem()),
+    ] {
+        assert_eq!(
+            key_at(open().as_ref(), credential, stage).await.as_deref(),
+            Some(pem),
+            "prune: {stage} key kept"
+        );
+    }
+    for g in &destroyed {
+        assert!(
+            generation_key(store.as_ref(), credential, g.0)
+                .await
+                .is_none(),
+            "prune: generation {g} reported destroyed but still readable"
+        );
+    }
+    assert_eq!(
+        store.prune(credential).await.expect("prune: again"),
+        [],
+        "prune: idempotent"
+    );
 }
