@@ -22,7 +22,9 @@ pub fn deliveries(deliveries: &[Delivery], json: bool) {
         match &d.error {
             Some(error) => err!(
                 "warning: {}: {} for {} was not delivered: {error}",
-                d.channel, d.what, d.credential
+                d.channel,
+                d.what,
+                d.credential
             ),
             None if !json => err!("notified {}: {} ({})", d.channel, d.what, d.credential),
             None => {}

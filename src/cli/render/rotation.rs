@@ -12,7 +12,8 @@ pub fn plan(plan: &Plan, json: bool) {
     match &plan.resumes {
         Some(id) => out!(
             "{}: resumes rotation {id} (generation {})",
-            plan.credential, plan.new_generation
+            plan.credential,
+            plan.new_generation
         ),
         None => out!(
             "{}: rotate generation {} -> {}",
