@@ -40,9 +40,11 @@ pub(super) async fn status(config_path: &Path, only: Option<&str>, json: bool) -
         };
         let mut per_store = Vec::new();
         let mut primary = None;
+        let mut held = Vec::new();
         for store in &stores {
             let stages = store.stages(&cred.name).await.map_err(in_context)?;
             let fingerprint = stages.current.as_ref().map(|v| v.certificate.fingerprint);
+            held.push(fingerprint);
             per_store.push(StoreStatus {
                 store: store.to_string(),
                 generation: stages.current.as_ref().map(|v| v.generation),
@@ -50,6 +52,7 @@ pub(super) async fn status(config_path: &Path, only: Option<&str>, json: bool) -
                 matches_app: app_error
                     .is_none()
                     .then_some(fingerprint.is_some() && fingerprint == app_fingerprint),
+                rotation_in_progress: false,
             });
             primary.get_or_insert(stages);
         }
@@ -58,6 +61,13 @@ pub(super) async fn status(config_path: &Path, only: Option<&str>, json: bool) -
             .read_journal(&cred.name)
             .await
             .map_err(in_context)?;
+        let in_flight = observe::InFlight::of(rotation::open_rotation(&journal).as_ref());
+        for (st, held) in per_store.iter_mut().zip(&held) {
+            st.rotation_in_progress = st.matches_app == Some(false)
+                && app_fingerprint
+                    .zip(*held)
+                    .is_some_and(|(app, store)| in_flight.explains(app, store));
+        }
         let current = stages.current.as_ref();
         rows.push(StatusRow {
             credential: cred.name.clone(),

@@ -12,7 +12,13 @@ pub fn status(rows: &[StatusRow], json: bool) {
     }
     out!(
         "{:<20} {:<22} {:>4} {:<16} {:<10} {:>9} {:<10} LAST ROTATION",
-        "CREDENTIAL", "APP", "GEN", "FINGERPRINT", "NOT AFTER", "DAYS LEFT", "PENDING"
+        "CREDENTIAL",
+        "APP",
+        "GEN",
+        "FINGERPRINT",
+        "NOT AFTER",
+        "DAYS LEFT",
+        "PENDING"
     );
     for r in rows {
         let pending = match (&r.open_rotation, r.pending_generation) {
@@ -41,6 +47,7 @@ pub fn status(rows: &[StatusRow], json: bool) {
         for st in &r.stores {
             let verdict = match st.matches_app {
                 Some(true) => "= app",
+                Some(false) if st.rotation_in_progress => "rotation in progress (not drift)",
                 Some(false) => "DIFFERS FROM THE APP",
                 None => "app unknown",
             };
