@@ -157,6 +157,10 @@ pub enum Command {
     Resume {
         /// Credential name from the config.
         credential: String,
+        /// Where an emergency rekey's evidence bundle goes when this ends one (default:
+        /// `evidence/` beside the config file).
+        #[arg(long, value_name = "DIR")]
+        evidence_dir: Option<PathBuf>,
     },
     /// Undo CREDENTIAL's interrupted rotation
     ///
@@ -176,6 +180,10 @@ pub enum Command {
     Abort {
         /// Credential name from the config.
         credential: String,
+        /// Where an emergency rekey's evidence bundle goes when this ends one (default:
+        /// `evidence/` beside the config file).
+        #[arg(long, value_name = "DIR")]
+        evidence_dir: Option<PathBuf>,
         /// Why, for the journal.
         #[arg(long, default_value = "no reason given")]
         reason: String,

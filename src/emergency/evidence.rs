@@ -4,7 +4,7 @@
 //! identifiers, fingerprints, counts and Salesforce's own answers — never key bytes or tokens.
 
 use crate::config::CredentialConfig;
-use crate::rotation::{Closed, Emergency, Stopped};
+use crate::rotation::{Closed, Emergency, Ending, Stopped};
 use chrono::{DateTime, Utc};
 use rekey_api::{JournalEntry, Phase, Revoked, RotationId, Step};
 use serde::Serialize;
@@ -25,7 +25,7 @@ pub(super) struct Evidence<'a> {
     pub org: &'a str,
     /// The rotation, once one was started.
     pub rotation_id: Option<&'a RotationId>,
-    /// `completed` or `failed`.
+    /// `completed`, `aborted` (before its new certificate could reach the app) or `failed`.
     pub outcome: &'static str,
     /// Why it failed, when it did.
     pub error: Option<String>,
@@ -99,10 +99,15 @@ pub(super) fn build<'a>(
         app: &cred.app,
         org: &cred.org,
         rotation_id,
-        outcome: if result.is_ok() {
-            "completed"
-        } else {
-            "failed"
+        outcome: match result {
+            Ok(Closed {
+                ending: Ending::Rotated,
+                ..
+            }) => "completed",
+            // Only before its new certificate could reach the app: an emergency is never rolled
+            // back, and aborting one is refused after that.
+            Ok(_) => "aborted",
+            Err(_) => "failed",
         },
         error: result.as_ref().err().map(|f| f.error.to_string()),
         reason: &emergency.reason,

@@ -7,7 +7,7 @@ mod evidence;
 use crate::config::{AppKind, Config, CredentialConfig};
 use crate::exit::Exit;
 use crate::monitor::alerts::{Delivery, Notifier, RotationNews};
-use crate::rotation::{self, Emergency, Intent, Progress, Unadopted};
+use crate::rotation::{self, Closed, Emergency, Intent, Progress, Stopped, Unadopted};
 use crate::wiring;
 use rekey_api::{Error, ErrorKind, Result, RotationId};
 use serde::Serialize;
@@ -133,6 +133,44 @@ pub struct Rekeyed {
     pub warnings: Vec<String>,
 }
 
+/// Writes the evidence bundle of the rotation `result` ended into `dir` when the journal says it
+/// is an emergency (or, before anything was journaled, when `asked` is one): built from the
+/// journal, so its reason and timeline are the ones journaled when the emergency began, whichever
+/// command ends it. `None`: no emergency, nothing written. What went wrong without stopping the
+/// bundle goes to `warnings`.
+pub async fn evidence_of(
+    config: &Config,
+    cred: &CredentialConfig,
+    result: &std::result::Result<Closed, Stopped>,
+    dir: &Path,
+    asked: Option<&Emergency>,
+    warnings: &mut Vec<String>,
+) -> Option<Result<PathBuf>> {
+    let id = match result {
+        Ok(closed) => Some(&closed.rotation_id),
+        Err(stopped) => stopped.rotation_id.as_ref(),
+    };
+    let journal = match wiring::stores(config, cred).await {
+        Ok(stores) => stores[0].read_journal(&cred.name).await,
+        Err(e) => Err(e),
+    };
+    let journaled = match (&journal, id) {
+        (Ok(journal), Some(id)) => rotation::emergency_in(journal, id),
+        _ => None,
+    };
+    let emergency = journaled.or_else(|| asked.cloned())?;
+    let journal = journal.unwrap_or_else(|e| {
+        // The bundle is still written, so the incident has the outcome and fingerprints.
+        warnings.push(format!(
+            "{}: the evidence bundle has no timeline: the journal could not be read: {e}",
+            cred.name
+        ));
+        Vec::new()
+    });
+    let bundle = evidence::build(cred, &emergency, result, &journal, wiring::operator());
+    Some(evidence::write(dir, &bundle))
+}
+
 /// Rekeys `cred` through the emergency protocol, writes its evidence bundle into `dir` (built
 /// from the journal, so a resumed emergency's covers the interrupted run) and tells the channels.
 pub async fn rekey(
@@ -152,20 +190,17 @@ pub async fn rekey(
         progress,
     )
     .await;
-    let journal = match wiring::stores(config, cred).await {
-        Ok(stores) => stores[0].read_journal(&cred.name).await,
-        Err(e) => Err(e),
-    }
-    .unwrap_or_else(|e| {
-        // The bundle is still written, so the incident has the outcome and fingerprints.
-        warnings.push(format!(
-            "{}: the evidence bundle has no timeline: the journal could not be read: {e}",
-            cred.name
-        ));
-        Vec::new()
-    });
-    let bundle = evidence::build(cred, emergency, &result, &journal, wiring::operator());
-    let written = evidence::write(dir, &bundle);
+    let written = evidence_of(config, cred, &result, dir, Some(emergency), &mut warnings)
+        .await
+        .unwrap_or_else(|| {
+            Err(Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "{}: no rotation was started, so there is no evidence bundle",
+                    cred.name
+                ),
+            ))
+        });
     if let (Some(notifier), Some(mut news)) = (notifier, RotationNews::of(cred, &result)) {
         news.summary = format!("emergency rekey ({}): {}", emergency.reason, news.summary);
         match notifier.rotation(&news, rekey_api::now()).await {

@@ -30,7 +30,7 @@ mod verify;
 mod wired;
 
 pub use emergency::Emergency;
-pub use history::{OpenRotation, last_success, open_rotation};
+pub use history::{OpenRotation, emergency_in, last_success, open_rotation};
 pub use inflight::hostname;
 pub use outcome::{Closed, Ending, Progress, Stopped, Unadopted};
 pub use plan::Plan;

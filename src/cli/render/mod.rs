@@ -29,7 +29,7 @@ mod token;
 
 pub use emergency::emergency;
 pub use keys::{import, inspect, journal, verify};
-pub use lines::{deliveries, prompt, warning};
+pub use lines::{deliveries, note, prompt, warning};
 pub use rotation::{RotateProgress, plan};
 pub use run::{daemon, run};
 pub use status::{check, preflight, status};
