@@ -509,7 +509,8 @@ impl SecretStore for FileStore {
             Ok(()) => {
                 // The note first: until it is replaced, a refused runner would name the
                 // previous holder.
-                let note = format!("{holder} pid {}\n", std::process::id());
+                // The holder names its process (rekey's holders carry their pid).
+                let note = format!("{holder}\n");
                 file.set_len(0)
                     .and_then(|()| file.write_all(note.as_bytes()))
                     .map_err(|e| io_error("write", &path, e))?;
