@@ -52,7 +52,7 @@ pub(super) async fn rotate(
     let evidence = emergency::evidence_of(&config, cred, &result, &dir, None, &mut warnings).await;
     let exit = match result {
         Ok(closed) => progress.finish(&closed),
-        Err(stopped) => render::stopped(&stopped, json),
+        Err(stopped) => render::stopped(name, &stopped, json),
     };
     for warning in &warnings {
         render::warning(warning);
