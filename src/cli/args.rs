@@ -23,8 +23,9 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Log more to stderr: -v for each provider call's outcome, -vv for every request.
-    /// Warnings are always shown.
+    /// Log more to stderr: -v each request to Salesforce, Vault and AWS (method, host, path;
+    /// never a query, token or body) and each provider call's outcome, -vv also each answer's
+    /// status and time. Warnings are always shown.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// What to do.
