@@ -306,6 +306,12 @@ async fn an_interrupted_emergency_resumes_and_completes_the_revocation() {
         .await;
     assert_eq!(abort.code, 6, "{}{}", abort.stdout, abort.stderr);
     assert!(abort.stderr.contains("leaked key"), "{}", abort.stderr);
+    // The refusal points to the one way out, never back to abort.
+    assert!(
+        abort.stderr.contains("`rekey resume billing`") && !abort.stderr.contains("`rekey abort"),
+        "{}",
+        abort.stderr
+    );
 
     let report = w.json(&emergency(&["billing"], &[])).await;
     assert_eq!(report[0]["outcome"], "rekeyed", "{report}");

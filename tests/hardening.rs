@@ -115,3 +115,407 @@ async fn check_and_status_call_rekeys_own_rotation_in_progress_not_drift() {
     assert_eq!(done.code, 0, "{}{}", done.stdout, done.stderr);
     w.assert_no_key_bytes_leaked();
 }
+
+// Item 8: exit codes and words.
+
+/// `name` converted by openssl into `dir/out` with `args` (e.g. DER, or encrypted).
+fn convert(w: &World, args: &[&str], from: &str, out: &str) -> String {
+    let (from, out_path) = (w.path(from), w.path(out));
+    let mut all = args.to_vec();
+    all.extend([
+        "-in",
+        from.to_str().unwrap(),
+        "-out",
+        out_path.to_str().unwrap(),
+    ]);
+    world::openssl(&all);
+    out.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn der_and_encrypted_files_are_named_with_the_command_that_converts_them() {
+    let mut w = World::new().await;
+    let cert_der = convert(
+        &w,
+        &["x509", "-outform", "der"],
+        "billing.crt",
+        "billing.crt.der",
+    );
+    let key_der = convert(
+        &w,
+        &["pkey", "-outform", "der"],
+        "billing.key",
+        "billing.key.der",
+    );
+    let encrypted = convert(
+        &w,
+        &["pkey", "-aes256", "-passout", "pass:secret"],
+        "billing.key",
+        "billing.key.enc",
+    );
+    let legacy = convert(
+        &w,
+        &["rsa", "-aes256", "-passout", "pass:secret", "-traditional"],
+        "billing.key",
+        "billing.key.enc1",
+    );
+    for (args, words) in [
+        (
+            vec!["inspect", cert_der.as_str()],
+            vec![
+                "DER",
+                "openssl x509 -inform der -in billing.crt.der -out billing.crt.der.pem",
+            ],
+        ),
+        (
+            vec!["inspect", key_der.as_str()],
+            vec![
+                "DER",
+                "a private key",
+                "openssl pkey -inform der -in billing.key.der",
+            ],
+        ),
+        (
+            vec![
+                "import",
+                "billing",
+                "--key",
+                "billing.key",
+                "--cert",
+                cert_der.as_str(),
+            ],
+            vec!["DER", "openssl x509 -inform der"],
+        ),
+        (
+            vec![
+                "import",
+                "billing",
+                "--key",
+                key_der.as_str(),
+                "--cert",
+                "billing.crt",
+            ],
+            vec!["DER", "openssl pkey -inform der"],
+        ),
+        (
+            vec![
+                "import",
+                "billing",
+                "--key",
+                encrypted.as_str(),
+                "--cert",
+                "billing.crt",
+            ],
+            vec![
+                "encrypted",
+                "openssl pkey -in billing.key.enc -out billing.key.enc.dec",
+            ],
+        ),
+        (
+            vec!["inspect", legacy.as_str()],
+            vec!["encrypted", "openssl pkey -in billing.key.enc1"],
+        ),
+    ] {
+        let run = w.rekey(&args).await;
+        assert_eq!(
+            run.code, 65,
+            "{args:?}: unreadable input is 65\n{}",
+            run.stderr
+        );
+        for word in words {
+            assert!(
+                run.stderr.contains(word),
+                "{args:?}: says {word}:\n{}",
+                run.stderr
+            );
+        }
+        assert!(!run.stderr.contains("UTF-8"), "{}", run.stderr);
+    }
+    // Nothing was imported.
+    let status = w.json(&["status", CRED]).await;
+    assert!(status[0]["generation"].is_null(), "{status}");
+    // The admin key file too (the org's admin login).
+    w.edit_config(|c| c.replace("key_file = \"admin.key\"", "key_file = \"billing.key.der\""));
+    let run = w.rekey(&["rotate", CRED]).await;
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("admin key file") && run.stderr.contains("DER"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// The deploy path of the emulator's Metadata API.
+const DEPLOY: &str = "/services/data/v67.0/metadata/deployRequest";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_check_only_deploy_changed_nothing_and_says_what_is_left_and_how_to_clear_it() {
+    let mut w = World::new().await;
+    w.import_legacy(CRED).await;
+    let before = w.app_fingerprint("Billing_Sync");
+    // Every deploy answers 503: the check-only one, first, never gets through.
+    w.sim.inject_fault(
+        orgsim::Fault::new(orgsim::FaultKind::ServerError {
+            status: 503,
+            body: "down".into(),
+        })
+        .on_path(DEPLOY),
+    );
+    let run = w.rekey(&["rotate", CRED]).await;
+    assert_eq!(run.code, 5, "nothing reached the app:\n{}", run.stderr);
+    assert!(
+        !run.stderr.contains("may already be on the app"),
+        "{}",
+        run.stderr
+    );
+    for words in [
+        "the app was not changed",
+        "staged as PENDING",
+        "`rekey resume billing`",
+        "`rekey abort billing` clears it",
+    ] {
+        assert!(run.stderr.contains(words), "says {words}:\n{}", run.stderr);
+    }
+    assert_eq!(w.app_fingerprint("Billing_Sync"), before);
+    let status = w.json(&["status", CRED]).await;
+    assert!(status[0]["open_rotation"].is_string(), "{status}");
+    assert_eq!(status[0]["pending_generation"], 2, "{status}");
+    // The command it names clears exactly that.
+    w.sim.clear_faults();
+    w.ok(&["abort", CRED]).await;
+    let status = w.json(&["status", CRED]).await;
+    assert!(status[0]["open_rotation"].is_null(), "{status}");
+    assert!(status[0]["pending_generation"].is_null(), "{status}");
+    assert_eq!(status[0]["generation"], 1, "{status}");
+
+    // A deploy Salesforce refuses (rolled back whole) says the same.
+    w.sim.inject_fault(
+        orgsim::Fault::new(orgsim::FaultKind::DeployFails {
+            problem: "Invalid certificate".into(),
+        })
+        .times(1),
+    );
+    let run = w.rekey(&["rotate", CRED]).await;
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("Invalid certificate"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("nothing was changed"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("staged as PENDING"), "{}", run.stderr);
+    w.ok(&["resume", CRED]).await;
+    assert_eq!(w.json(&["status", CRED]).await[0]["generation"], 3);
+    w.assert_no_key_bytes_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_with_type_and_range_errors_reports_them_all() {
+    let mut w = World::new().await;
+    w.edit_config(|c| {
+        c.replace("verify_timeout_secs = 60", "verify_timeout_secs = \"soon\"")
+            .replace("validity_days = 365", "validity_days = -5")
+            .replace("warn_days = 28", "warn_days = \"x\"")
+    });
+    let run = w.rekey(&["status"]).await;
+    assert_eq!(run.code, 64, "{}", run.stderr);
+    for problem in [
+        "invalid type: string \"soon\"",
+        "invalid type: string \"x\"",
+        "validity_days = -5 is out of range",
+    ] {
+        assert!(
+            run.stderr.contains(problem),
+            "reports {problem}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(!run.stderr.contains("missing field"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_message_names_the_holders_pid_once() {
+    let mut w = World::new().await;
+    w.import_legacy(CRED).await;
+    let held = Held::spawn(&w, &["rotate", CRED], "publish:done")
+        .reached(&mut w)
+        .await;
+    let pid = held.child.id().unwrap();
+    let run = w.rekey(&["rotate", CRED]).await;
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches(&pid.to_string()).count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("(pid {pid})")),
+        "{}",
+        run.stderr
+    );
+    held.release(&mut w).await;
+}
+
+/// With `-v` every request to Salesforce is logged (method, host, path), with `-vv` its answer
+/// too; never a query, a token or a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_logs_each_salesforce_request_without_secrets() {
+    let mut w = World::new().await;
+    w.import_legacy(CRED).await;
+    let host = w.sim.base_url().trim_start_matches("http://").to_string();
+    let quiet = w.ok(&["check", CRED]).await;
+    assert!(!quiet.stderr.contains("request "), "{}", quiet.stderr);
+    let v = w.ok(&["-v", "rotate", CRED]).await;
+    for line in [
+        format!("request POST {host}/services/oauth2/token"),
+        format!("request POST {host}/services/data/v67.0/metadata/deployRequest"),
+        format!("request GET {host}/services/data/v67.0/metadata/deployRequest/"),
+    ] {
+        assert!(v.stderr.contains(&line), "-v logs {line}:\n{}", v.stderr);
+    }
+    assert!(!v.stderr.contains("answer 200"), "{}", v.stderr);
+    assert!(
+        !v.stderr.contains("includeDetails"),
+        "no query: {}",
+        v.stderr
+    );
+    let vv = w.ok(&["-vv", "verify", CRED]).await;
+    assert!(
+        vv.stderr
+            .contains(&format!("answer 200 to POST {host}/services/oauth2/token")),
+        "{}",
+        vv.stderr
+    );
+    for secret in ["assertion=", "access_token", "Bearer "] {
+        assert!(
+            !v.stderr.contains(secret) && !vv.stderr.contains(secret),
+            "{secret}"
+        );
+    }
+    w.assert_no_key_bytes_leaked();
+}
+
+/// An outage of the token endpoint while verifying is no refusal: rekey keeps asking until the
+/// deadline, says it got no answer, and rolls nothing back (that would need the same endpoint);
+/// the rotation stays open and `resume` finishes it once Salesforce answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_outage_while_verifying_is_not_a_refusal_and_rolls_nothing_back() {
+    let mut w = World::new().await;
+    w.import_legacy(CRED).await;
+    w.edit_config(|c| c.replace("verify_timeout_secs = 60", "verify_timeout_secs = 3"));
+    let held = Held::spawn(&w, &["rotate", CRED], "verify:begin")
+        .reached(&mut w)
+        .await;
+    w.sim.inject_fault(
+        orgsim::Fault::new(orgsim::FaultKind::ServerError {
+            status: 503,
+            body: "down".into(),
+        })
+        .on_path("/services/oauth2/token"),
+    );
+    let run = held.release(&mut w).await;
+    assert_eq!(run.code, 4, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("got no answer"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("refused"),
+        "an outage is no refusal:\n{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("rolling back") && !run.stderr.contains("previous key is CURRENT"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.stderr.contains("did not answer"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`rekey resume billing`"),
+        "{}",
+        run.stderr
+    );
+    let journal = w.json(&["journal", CRED]).await;
+    assert!(
+        !journal
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["step"] == "restore"),
+        "nothing was undone: {journal}"
+    );
+    w.sim.clear_faults();
+    w.ok(&["resume", CRED]).await;
+    assert_eq!(w.json(&["status", CRED]).await[0]["generation"], 2);
+}
+
+/// Every key generation `store` holds for `billing`, as PEM, for the leak scan.
+async fn keys_in(store: &dyn rekey_api::SecretStore) -> Vec<String> {
+    let mut pems = Vec::new();
+    for g in 1..=4 {
+        if let Some(k) = store
+            .read_generation(CRED, rekey_api::Generation(g))
+            .await
+            .unwrap()
+        {
+            pems.push(k.key.expose_secret_pem().to_string());
+        }
+    }
+    assert!(pems.len() >= 2, "the rotation's keys are in the store");
+    pems
+}
+
+/// `-v` logs each request to Vault and to AWS (method, host, path; AWS's operation), `-vv`
+/// their answers; and neither, nor anything else rekey printed or journaled, holds a fragment
+/// of the keys generated into Vault or AWS (read back from the servers after the rotation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_logs_vault_and_aws_requests_and_no_key_generated_there_leaks() {
+    use rekey_testkit::{moto::Moto, openbao::OpenBao};
+    let bao = OpenBao::shared();
+    let (mut w, prefix) = world::vault_world(bao).await;
+    w.import_legacy(CRED).await;
+    let v = w.ok(&["-v", "rotate", CRED]).await;
+    let host = bao.addr().trim_start_matches("http://").to_string();
+    let read = format!("request GET {host}/v1/secret/data/{prefix}/billing/");
+    let write = format!("request POST {host}/v1/secret/data/{prefix}/billing/");
+    assert!(
+        v.stderr.contains(&read) && v.stderr.contains(&write),
+        "{read} / {write}:\n{}",
+        v.stderr
+    );
+    let vv = w.ok(&["-vv", "status", CRED]).await;
+    assert!(vv.stderr.contains("success answer to GET"), "{}", vv.stderr);
+    let auth =
+        rekey_vault::VaultAuth::Token(rekey_api::SecretString::new(bao.root_token().to_string()));
+    let mut config = rekey_vault::VaultConfig::new(bao.addr(), auth);
+    config.path_prefix = prefix;
+    let vault = rekey_vault::VaultStore::new(config).unwrap();
+    w.assert_no_key_bytes_leaked_with(&keys_in(&vault).await);
+
+    let moto = Moto::shared();
+    let mut w = World::new().await;
+    let prefix = world::with_aws_store(&mut w, moto);
+    w.edit_config(|c| c.replacen("store = \"local\"", "store = \"aws\"", 1));
+    w.import_legacy(CRED).await;
+    let v = w.ok(&["-v", "rotate", CRED]).await;
+    let host = moto.endpoint().trim_start_matches("http://").to_string();
+    for op in [
+        "GetSecretValue",
+        "PutSecretValue",
+        "UpdateSecretVersionStage",
+    ] {
+        let line = format!("request POST {host}/ ({op})");
+        assert!(v.stderr.contains(&line), "{line}:\n{}", v.stderr);
+    }
+    let vv = w.ok(&["-vv", "rotate", CRED]).await;
+    assert!(vv.stderr.contains("answer 200"), "{}", vv.stderr);
+    let config = rekey_aws::AwsConfig {
+        name_prefix: prefix,
+        ..rekey_aws::AwsConfig::default()
+    };
+    let aws = rekey_aws::AwsStore::with_sdk_config(
+        config,
+        &rekey_testkit::moto::sdk_config(&moto.endpoint()).await,
+    )
+    .unwrap();
+    w.assert_no_key_bytes_leaked_with(&keys_in(&aws).await);
+}
