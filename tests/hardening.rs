@@ -519,3 +519,65 @@ async fn verbose_logs_vault_and_aws_requests_and_no_key_generated_there_leaks() 
     .unwrap();
     w.assert_no_key_bytes_leaked_with(&keys_in(&aws).await);
 }
+
+// Item 10: promises without a test.
+
+/// The modulus size openssl reads from `pem` (a key or a certificate).
+fn rsa_bits(pem: &str, certificate: bool) -> String {
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), pem).unwrap();
+    let path = tmp.path().to_str().unwrap();
+    let out = if certificate {
+        world::openssl(&["x509", "-noout", "-text", "-in", path])
+    } else {
+        world::openssl(&["pkey", "-noout", "-text", "-in", path])
+    };
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("Private-Key: (") || l.contains("Public-Key: ("))
+        .unwrap_or_else(|| panic!("no key size in:\n{text}"));
+    line.split('(')
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// `key_algorithm = "rsa-3072"` and `"rsa-4096"` rotate to keys of that size: the key in the
+/// store and the certificate on the app, as openssl reads them, and Salesforce accepts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_with_rsa_3072_and_rsa_4096_keys() {
+    use rekey_api::SecretStore as _;
+    let mut w = World::new().await;
+    w.import_legacy(CRED).await;
+    for bits in ["3072", "4096"] {
+        w.edit_config(|c| {
+            let start = c.find("key_algorithm = \"rsa-").unwrap();
+            let end = start + "key_algorithm = \"rsa-2048\"".len();
+            format!("{}key_algorithm = \"rsa-{bits}\"{}", &c[..start], &c[end..])
+        });
+        w.ok(&["rotate", CRED]).await;
+        let stored = rekey_file::FileStore::new(w.path("keys"))
+            .read_key(CRED, rekey_api::Stage::Current)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            rsa_bits(stored.key.expose_secret_pem(), false),
+            bits,
+            "the stored key"
+        );
+        assert_eq!(
+            rsa_bits(&stored.info.certificate.pem(), true),
+            bits,
+            "the stored certificate"
+        );
+        let on_app = w.sim.app_certificate_pem("Billing_Sync").unwrap();
+        assert_eq!(rsa_bits(&on_app, true), bits, "the certificate on the app");
+        w.ok(&["verify", CRED]).await;
+    }
+    w.assert_no_key_bytes_leaked();
+}
