@@ -581,3 +581,80 @@ async fn rotations_with_rsa_3072_and_rsa_4096_keys() {
     }
     w.assert_no_key_bytes_leaked();
 }
+
+/// The release build ignores the test-only hooks (hold points, clock offset). Building the
+/// release profile here would take longer than the whole suite, so this checks, in the product
+/// source that build compiles (src/ and every provider's src/, test modules aside), the one
+/// thing that decides it: every read of a `REKEY_TEST_*` variable is inside a function compiled
+/// only `#[cfg(debug_assertions)]`, and a `#[cfg(not(debug_assertions))]` function of the same
+/// name stands in for it, reading nothing. The debug build's hooks work (the fault matrix uses
+/// them), so a hook outside such a function would reach release builds.
+#[test]
+fn the_test_hooks_are_compiled_only_into_debug_builds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("src")];
+    for entry in std::fs::read_dir(root.join("providers")).unwrap() {
+        dirs.push(entry.unwrap().path().join("src"));
+    }
+    let fn_name = |line: &str| -> Option<String> {
+        let rest = line.trim_start();
+        let rest = rest
+            .strip_prefix("pub(crate) ")
+            .or_else(|| rest.strip_prefix("pub(super) "))
+            .or_else(|| rest.strip_prefix("pub "))
+            .unwrap_or(rest);
+        let rest = rest.strip_prefix("async ").unwrap_or(rest);
+        let name = rest.strip_prefix("fn ")?;
+        Some(name.split(['(', '<']).next().unwrap().to_string())
+    };
+    let mut hooks = Vec::new();
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        for file in world::walk(dir)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code = text.split("\n#[cfg(test)]\nmod tests {").next().unwrap();
+            let lines: Vec<&str> = code.lines().collect();
+            for (n, line) in lines.iter().enumerate() {
+                let trimmed = line.trim_start();
+                if trimmed.starts_with("//") || !line.contains("\"REKEY_TEST_") {
+                    continue;
+                }
+                let place = format!("{}:{}", file.display(), n + 1);
+                let (at, name) = lines[..n]
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .find_map(|(i, l)| Some((i, fn_name(l)?)))
+                    .unwrap_or_else(|| panic!("{place}: a test hook outside any function"));
+                let attributes: Vec<&str> = lines[..at]
+                    .iter()
+                    .rev()
+                    .map(|l| l.trim())
+                    .take_while(|l| l.starts_with("#[") || l.starts_with("///"))
+                    .collect();
+                assert!(
+                    attributes.contains(&"#[cfg(debug_assertions)]"),
+                    "{place}: fn {name} reads a test hook but is not #[cfg(debug_assertions)]"
+                );
+                let stand_in = lines.windows(2).any(|w| {
+                    w[0].trim() == "#[cfg(not(debug_assertions))]"
+                        && fn_name(w[1]).as_deref() == Some(name.as_str())
+                });
+                assert!(
+                    stand_in,
+                    "{place}: no #[cfg(not(debug_assertions))] fn {name} for release builds"
+                );
+                hooks.push(format!("{place} {name}"));
+            }
+        }
+    }
+    // The hooks this check exists for: the hold point and the clock offset.
+    for hook in ["hold_point", "offset"] {
+        assert!(
+            hooks.iter().any(|h| h.ends_with(&format!(" {hook}"))),
+            "{hook} not found: {hooks:?}"
+        );
+    }
+}
