@@ -926,3 +926,66 @@ async fn daemon_sigterm_mid_rotation_leaves_the_journal_for_the_next_run_and_met
     );
     w.assert_no_key_bytes_leaked();
 }
+
+/// `/healthz` answers 503 once runs stop finishing (here a rotation hangs at a hold point past
+/// two intervals plus the run allowance, shortened for the test), and 200 again once a run
+/// finishes; the daemon keeps serving meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn healthz_turns_503_when_runs_stop_and_200_when_they_finish_again() {
+    let w = billing_only().await;
+    w.edit_config(|c| format!("{c}\n[daemon]\nlisten = \"127.0.0.1:0\"\ninterval_secs = 1\n"));
+    let hold = w.path("hold");
+    let mut daemon = spawn_logged(
+        &w,
+        &["daemon"],
+        "daemon.log",
+        &[
+            ("REKEY_TEST_HOLD_AT", std::path::Path::new("publish:done")),
+            ("REKEY_TEST_HOLD_FILE", &hold),
+            (
+                "REKEY_TEST_DAEMON_RUN_ALLOWANCE_SECS",
+                std::path::Path::new("3"),
+            ),
+        ],
+    );
+    let ready = "rekey daemon: /metrics and /healthz on ";
+    printed(&w.path("daemon.log"), ready).await;
+    let log_text = || std::fs::read_to_string(w.path("daemon.log")).unwrap();
+    let base = log_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(ready))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::new();
+    let health_until = |want: u16| {
+        let (http, url) = (http.clone(), format!("{base}/healthz"));
+        async move {
+            let mut last = (0, String::new());
+            for _ in 0..600 {
+                let r = http.get(&url).send().await.unwrap();
+                last = (r.status().as_u16(), r.text().await.unwrap());
+                if last.0 == want {
+                    return last.1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("/healthz never answered {want}; last {last:?}");
+        }
+    };
+    let stale = health_until(503).await;
+    assert!(hold.exists(), "the run is the one that hangs");
+    assert!(
+        stale.starts_with("stale: started, first run under way"),
+        "{stale}"
+    );
+    std::fs::remove_file(&hold).unwrap();
+    let ok = health_until(200).await;
+    assert!(ok.starts_with("ok: the last run finished"), "{ok}");
+    sigterm(&daemon);
+    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+        .await
+        .expect("the daemon stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", log_text());
+}
