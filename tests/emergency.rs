@@ -499,3 +499,33 @@ async fn a_rerun_emergency_keeps_the_journaled_reason_in_its_evidence() {
     assert_eq!(bundle["reason"], REASON, "{bundle:#}");
     assert_eq!(bundle["outcome"], "completed");
 }
+
+/// `rekey run` (and so each daemon cycle) continues an interrupted emergency like any young
+/// rotation, and writes its evidence bundle where `rekey emergency` would, with the reason
+/// journaled when it began.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emergency_finished_by_run_leaves_its_evidence() {
+    let mut w = World::new().await;
+    w.drop_credential("billing-eca");
+    w.import_legacy("billing").await;
+    let held = Held::spawn(&w, &emergency(&["billing"], &[]), "verify:begin")
+        .reached(&mut w)
+        .await;
+    held.kill(&mut w).await;
+    let run = w.json_any(&["run"]).await;
+    assert_eq!(run["credentials"][0]["action"], "rotated", "{run}");
+    let journal = w.json(&["journal", "billing"]).await;
+    let rotation = journal.as_array().unwrap().last().unwrap()["rotation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = w.path(&format!("evidence/{rotation}.json"));
+    let bundle = bundle_at(&mut w, &path);
+    assert_eq!(bundle["reason"], REASON, "{bundle:#}");
+    assert_eq!(bundle["outcome"], "completed", "{bundle:#}");
+    assert!(
+        done_steps(&bundle).contains(&"revoke".to_string()),
+        "{bundle:#}"
+    );
+    w.assert_no_key_bytes_leaked();
+}

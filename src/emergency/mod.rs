@@ -2,12 +2,10 @@
 //! credentials, the refusals that change nothing, then one credential at a time — the emergency
 //! protocol, the evidence bundle, the channels told — stopping at the first failure.
 
-mod evidence;
-
 use crate::config::{AppKind, Config, CredentialConfig};
 use crate::exit::Exit;
 use crate::monitor::alerts::{Delivery, Notifier, RotationNews};
-use crate::rotation::{self, Closed, Emergency, Intent, Progress, Stopped, Unadopted};
+use crate::rotation::{self, Emergency, Intent, Progress, Unadopted};
 use crate::wiring;
 use rekey_api::{Error, ErrorKind, Result, RotationId};
 use serde::Serialize;
@@ -108,16 +106,7 @@ pub fn select<'c>(
     Ok(creds)
 }
 
-/// Where evidence bundles go: `given`, else `evidence/` beside the config file.
-pub fn evidence_dir(config: &Config, given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(|| {
-        config
-            .path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("evidence")
-    })
-}
+pub use crate::rotation::evidence::{evidence_dir, evidence_of};
 
 /// One credential rekeyed (or not): its row, its exit code, what the channels were told, and
 /// what the operator should be warned about.
@@ -131,44 +120,6 @@ pub struct Rekeyed {
     /// What went wrong around it without failing it (evidence without a timeline, a notification
     /// that could not be recorded, an evidence bundle that could not be written).
     pub warnings: Vec<String>,
-}
-
-/// Writes the evidence bundle of the rotation `result` ended into `dir` when the journal says it
-/// is an emergency (or, before anything was journaled, when `asked` is one): built from the
-/// journal, so its reason and timeline are the ones journaled when the emergency began, whichever
-/// command ends it. `None`: no emergency, nothing written. What went wrong without stopping the
-/// bundle goes to `warnings`.
-pub async fn evidence_of(
-    config: &Config,
-    cred: &CredentialConfig,
-    result: &std::result::Result<Closed, Stopped>,
-    dir: &Path,
-    asked: Option<&Emergency>,
-    warnings: &mut Vec<String>,
-) -> Option<Result<PathBuf>> {
-    let id = match result {
-        Ok(closed) => Some(&closed.rotation_id),
-        Err(stopped) => stopped.rotation_id.as_ref(),
-    };
-    let journal = match wiring::stores(config, cred).await {
-        Ok(stores) => stores[0].read_journal(&cred.name).await,
-        Err(e) => Err(e),
-    };
-    let journaled = match (&journal, id) {
-        (Ok(journal), Some(id)) => rotation::emergency_in(journal, id),
-        _ => None,
-    };
-    let emergency = journaled.or_else(|| asked.cloned())?;
-    let journal = journal.unwrap_or_else(|e| {
-        // The bundle is still written, so the incident has the outcome and fingerprints.
-        warnings.push(format!(
-            "{}: the evidence bundle has no timeline: the journal could not be read: {e}",
-            cred.name
-        ));
-        Vec::new()
-    });
-    let bundle = evidence::build(cred, &emergency, result, &journal, wiring::operator());
-    Some(evidence::write(dir, &bundle))
 }
 
 /// Rekeys `cred` through the emergency protocol, writes its evidence bundle into `dir` (built

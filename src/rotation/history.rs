@@ -87,7 +87,7 @@ pub(super) fn emergency_of(entries: &[&JournalEntry]) -> Option<Emergency> {
 
 /// The emergency settings journaled with rotation `id`'s first step, if it is an emergency: what
 /// every way of ending one (the first run, `resume`, a rerun) builds its evidence from.
-pub fn emergency_in(journal: &[JournalEntry], id: &RotationId) -> Option<Emergency> {
+pub(super) fn emergency_in(journal: &[JournalEntry], id: &RotationId) -> Option<Emergency> {
     let entries: Vec<&JournalEntry> = journal.iter().filter(|e| &e.rotation_id == id).collect();
     emergency_of(&entries)
 }
