@@ -187,6 +187,10 @@ pub async fn evidence_of(
         Ok(closed) => Some(&closed.rotation_id),
         Err(stopped) => stopped.rotation_id.as_ref(),
     };
+    if id.is_none() && asked.is_none() {
+        // No rotation began and none was asked for as an emergency: nothing to tell.
+        return None;
+    }
     let journal = match wiring::stores(config, cred).await {
         Ok(stores) => stores[0].read_journal(&cred.name).await,
         Err(e) => Err(e),
