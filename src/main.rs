@@ -28,13 +28,34 @@ fn main() -> ExitCode {
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false)
-        // Its own report of a failed write is an `eprintln!`, which panics on a closed pipe; a
-        // log line that cannot be written is dropped like any other output (cli::render).
-        .log_internal_errors(false)
+    // -v/-vv raise rekey's own crates only: their request log names method, host and path and
+    // nothing else, while a dependency's debug output (the AWS SDK's dumps a response, the key
+    // in it) is never rekey's to print. Their warnings still show.
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let ours = [
+        "rekey",
+        "rekey_api",
+        "rekey_http",
+        "rekey_file",
+        "rekey_vault",
+        "rekey_aws",
+        "rekey_salesforce",
+        "rekey_notify",
+    ];
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::WARN)
+        .with_targets(ours.map(|crate_name| (crate_name, level)));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                // Its own report of a failed write is an `eprintln!`, which panics on a closed
+                // pipe; a log line that cannot be written is dropped like any other output.
+                .log_internal_errors(false),
+        )
+        .with(filter)
         .init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

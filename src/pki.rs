@@ -217,6 +217,76 @@ fn pki_error(action: &str, e: impl fmt::Display) -> Error {
     )
 }
 
+/// What a PEM file given to rekey should hold, for the words and the conversion command when it
+/// does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PemFile {
+    /// A private key.
+    Key,
+    /// A certificate.
+    Certificate,
+    /// Either (`inspect`).
+    Either,
+}
+
+/// Reads a key or certificate file, which rekey takes as PEM: a file that cannot be read is a
+/// configuration error; a DER (binary) one and an encrypted key are unreadable input (exit 65)
+/// named as such, with the openssl command that converts them.
+pub fn read_pem(path: &std::path::Path, expected: PemFile) -> Result<String> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::new(ErrorKind::Config, format!("cannot read {shown}")).with_source(e)
+    })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) if text.contains("-----BEGIN ") || !text.starts_with('\u{30}') => text,
+        Ok(text) => return Err(der(path, text.as_bytes(), expected)),
+        Err(e) => return Err(der(path, e.as_bytes(), expected)),
+    };
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidCertificate,
+            format!("{shown}: the private key is encrypted (protected by a passphrase); rekey reads unencrypted PEM keys"),
+        )
+        .with_hint(format!(
+            "decrypt it into a file only you can read and give rekey that one: (umask 077; openssl pkey -in {shown} -out {shown}.dec)"
+        )));
+    }
+    Ok(text)
+}
+
+/// The error for a file that is not text: DER, most likely, which openssl converts to PEM.
+fn der(path: &std::path::Path, bytes: &[u8], expected: PemFile) -> Error {
+    let shown = path.display();
+    let certificate = x509_parser::parse_x509_certificate(bytes).is_ok();
+    let looks_der = bytes.first() == Some(&0x30);
+    let convert_cert = format!("openssl x509 -inform der -in {shown} -out {shown}.pem");
+    let convert_key = format!("openssl pkey -inform der -in {shown} -out {shown}.pem");
+    // PKCS#8 DER parses as a key pair; the pair is dropped (and zeroed) at once.
+    let key = !certificate && rcgen::KeyPair::try_from(bytes).is_ok();
+    let (what, hint) = match (certificate, key, expected) {
+        (true, _, _) | (false, false, PemFile::Certificate) => ("a certificate", convert_cert),
+        (false, true, _) | (false, false, PemFile::Key) => {
+            ("a private key", format!("(umask 077; {convert_key})"))
+        }
+        (false, false, PemFile::Either) => (
+            "a certificate or key",
+            format!("a certificate: {convert_cert}; a key: (umask 077; {convert_key})"),
+        ),
+    };
+    let form = if looks_der {
+        "DER (binary)"
+    } else {
+        "not text"
+    };
+    Error::new(
+        ErrorKind::InvalidCertificate,
+        format!("{shown}: {form}, not PEM; rekey reads {what} in PEM form"),
+    )
+    .with_hint(format!("convert it to PEM: {hint}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

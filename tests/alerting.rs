@@ -719,3 +719,273 @@ async fn an_unreachable_channel_is_reported_and_retried_on_the_next_run() {
         assert_eq!(hook.len(), if attempt == 0 { 2 } else { 0 }, "{hook:?}");
     }
 }
+
+/// Every file under `dir` with its bytes, to prove a command changed none.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = world::walk(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `rekey run --dry-run` decides and reports but sends nothing: no deploy reaches the app, no
+/// channel hears anything (though a critical expiry and a due rotation are there to tell), no
+/// store file or alert state changes. The same run without `--dry-run` does all three.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_dry_run_deploys_notifies_and_writes_nothing() {
+    let mut w = billing_only().await;
+    let mut ch = Channels::attach(&mut w).await;
+    // 20 days on, the legacy certificate has 9 left: critical, and due.
+    w.set_clock(20 * DAY);
+    let keys = snapshot(&w.path("keys"));
+    let calls = w.sim.calls().len();
+    let dry = w.json_any(&["run", "--dry-run"]).await;
+    assert_eq!(dry["credentials"][0]["action"], "would_rotate", "{dry}");
+    assert_eq!(
+        dry["credentials"][0]["check"]["severity"], "critical",
+        "{dry}"
+    );
+    let deploys = |w: &World, from: usize| {
+        w.sim.calls()[from..]
+            .iter()
+            .filter(|c| c.method == "POST" && c.path.ends_with("/metadata/deployRequest"))
+            .count()
+    };
+    assert_eq!(deploys(&w, calls), 0, "a dry run deploys nothing");
+    assert_eq!(
+        ch.received(),
+        (vec![], vec![], vec![]),
+        "a dry run tells no channel"
+    );
+    assert_eq!(
+        snapshot(&w.path("keys")),
+        keys,
+        "a dry run writes no store file"
+    );
+    assert!(!w.path("state").exists(), "nor alert state");
+
+    let run = w.json_any(&["run"]).await;
+    assert_eq!(run["credentials"][0]["action"], "rotated", "{run}");
+    assert!(deploys(&w, calls) >= 1);
+    let (hook, _, _) = ch.received();
+    assert!(!hook.is_empty(), "the real run tells the channels");
+    assert_ne!(snapshot(&w.path("keys")), keys);
+}
+
+/// SIGTERM to the daemon while a run rotates: it stops at the next step boundary with the journal
+/// open, and the next run finishes the rotation. Its `/metrics` meanwhile carry the last run's
+/// time and exit code and count the notifications a channel refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_sigterm_mid_rotation_leaves_the_journal_for_the_next_run_and_metrics_tell_the_runs()
+{
+    let w = billing_only().await;
+    let dead = rekey_testkit::receiver::RefusingPort::bind();
+    let dead_url = dead.url("/hook");
+    w.edit_config(|c| {
+        format!(
+            "{c}\n[daemon]\nlisten = \"127.0.0.1:0\"\ninterval_secs = 1\n\n[alerts]\nstate_file = \"state/alerts.json\"\n\n[alerts.channels.dead]\nkind = \"webhook\"\nurl = \"{dead_url}\"\nsecret_file = \"hook.secret\"\n"
+        )
+    });
+    std::fs::write(w.path("hook.secret"), format!("{HOOK_SECRET}\n")).unwrap();
+    let hold = w.path("hold");
+    // The first run rotates billing (29 days left, renew_before_days 30) and waits after publish.
+    let mut daemon = spawn_logged(
+        &w,
+        &["daemon"],
+        "daemon.log",
+        &[
+            ("REKEY_TEST_HOLD_AT", std::path::Path::new("publish:done")),
+            ("REKEY_TEST_HOLD_FILE", &hold),
+        ],
+    );
+    let ready = "rekey daemon: /metrics and /healthz on ";
+    printed(&w.path("daemon.log"), ready).await;
+    let log_text = || std::fs::read_to_string(w.path("daemon.log")).unwrap();
+    let base = log_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(ready))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_string();
+    for _ in 0..1200 {
+        if hold.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        hold.exists(),
+        "the daemon's run never reached publish:done\n{}",
+        log_text()
+    );
+    // No run has finished yet: the run metrics are not there, the counters are zero.
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric(&metrics, "rekey_runs_total"), Some(0.0), "{metrics}");
+    assert!(
+        metric(&metrics, "rekey_run_last_exit_code").is_none(),
+        "{metrics}"
+    );
+    sigterm(&daemon);
+    printed(
+        &w.path("daemon.log"),
+        "SIGTERM: stopping after the current step",
+    )
+    .await;
+    std::fs::remove_file(&hold).unwrap();
+    // The run ends (stopped before verify), its metrics are recorded, then the daemon stops.
+    let status = tokio::time::timeout(Duration::from_secs(60), daemon.wait())
+        .await
+        .expect("the daemon stops after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", log_text());
+    assert!(
+        log_text().contains("stopped by a shutdown signal before verify"),
+        "{}",
+        log_text()
+    );
+    let mut w = w;
+    let journal = w.json(&["journal", "billing"]).await;
+    let last = journal.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["step"].as_str(), last["phase"].as_str()),
+        (Some("publish"), Some("done")),
+        "{journal}"
+    );
+
+    // A daemon again (no hold): its first run finishes the rotation; the dead channel refuses
+    // the rotation notice, and /metrics say so with the run's time and exit code.
+    let mut daemon = spawn_logged(&w, &["daemon"], "daemon2.log", &[]);
+    printed(&w.path("daemon2.log"), ready).await;
+    let log2 = || std::fs::read_to_string(w.path("daemon2.log")).unwrap();
+    let base = log2()
+        .lines()
+        .find_map(|l| l.strip_prefix(ready))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_string();
+    let mut metrics = String::new();
+    for _ in 0..600 {
+        metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metric(&metrics, "rekey_runs_total").is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        metric(&metrics, "rekey_rotations_total{outcome=\"succeeded\"}"),
+        Some(1.0),
+        "the interrupted rotation was finished\n{metrics}\n{}",
+        log2()
+    );
+    let finished =
+        metric(&metrics, "rekey_run_last_finished_timestamp_seconds").expect("last run time");
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(
+        (now - 600.0..=now + 5.0).contains(&finished),
+        "{finished} vs {now}"
+    );
+    // Nothing is past a threshold any more, but the dead channel is "unknown" (3).
+    assert_eq!(
+        metric(&metrics, "rekey_run_last_exit_code"),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "rekey_notifications_failed_total").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    sigterm(&daemon);
+    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+        .await
+        .expect("the daemon stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", log2());
+    assert_eq!(
+        w.app_fingerprint("Billing_Sync"),
+        w.current_fingerprint("billing").await
+    );
+    w.assert_no_key_bytes_leaked();
+}
+
+/// `/healthz` answers 503 once runs stop finishing (here a rotation hangs at a hold point past
+/// two intervals plus the run allowance, shortened for the test), and 200 again once a run
+/// finishes; the daemon keeps serving meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn healthz_turns_503_when_runs_stop_and_200_when_they_finish_again() {
+    let w = billing_only().await;
+    w.edit_config(|c| format!("{c}\n[daemon]\nlisten = \"127.0.0.1:0\"\ninterval_secs = 1\n"));
+    let hold = w.path("hold");
+    let mut daemon = spawn_logged(
+        &w,
+        &["daemon"],
+        "daemon.log",
+        &[
+            ("REKEY_TEST_HOLD_AT", std::path::Path::new("publish:done")),
+            ("REKEY_TEST_HOLD_FILE", &hold),
+            (
+                "REKEY_TEST_DAEMON_RUN_ALLOWANCE_SECS",
+                std::path::Path::new("3"),
+            ),
+        ],
+    );
+    let ready = "rekey daemon: /metrics and /healthz on ";
+    printed(&w.path("daemon.log"), ready).await;
+    let log_text = || std::fs::read_to_string(w.path("daemon.log")).unwrap();
+    let base = log_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(ready))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::new();
+    let health_until = |want: u16| {
+        let (http, url) = (http.clone(), format!("{base}/healthz"));
+        async move {
+            let mut last = (0, String::new());
+            for _ in 0..600 {
+                let r = http.get(&url).send().await.unwrap();
+                last = (r.status().as_u16(), r.text().await.unwrap());
+                if last.0 == want {
+                    return last.1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("/healthz never answered {want}; last {last:?}");
+        }
+    };
+    let stale = health_until(503).await;
+    assert!(hold.exists(), "the run is the one that hangs");
+    assert!(
+        stale.starts_with("stale: started, first run under way"),
+        "{stale}"
+    );
+    std::fs::remove_file(&hold).unwrap();
+    let ok = health_until(200).await;
+    assert!(ok.starts_with("ok: the last run finished"), "{ok}");
+    sigterm(&daemon);
+    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+        .await
+        .expect("the daemon stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", log_text());
+}

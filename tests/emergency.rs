@@ -6,7 +6,7 @@ mod world;
 
 use rekey_api::{SecretStore, Stage};
 use serde_json::Value;
-use world::World;
+use world::{Held, World};
 
 const API: &str = "v67.0";
 const REASON: &str = "key committed to a public repo";
@@ -306,6 +306,12 @@ async fn an_interrupted_emergency_resumes_and_completes_the_revocation() {
         .await;
     assert_eq!(abort.code, 6, "{}{}", abort.stdout, abort.stderr);
     assert!(abort.stderr.contains("leaked key"), "{}", abort.stderr);
+    // The refusal points to the one way out, never back to abort.
+    assert!(
+        abort.stderr.contains("`rekey resume billing`") && !abort.stderr.contains("`rekey abort"),
+        "{}",
+        abort.stderr
+    );
 
     let report = w.json(&emergency(&["billing"], &[])).await;
     assert_eq!(report[0]["outcome"], "rekeyed", "{report}");
@@ -394,4 +400,132 @@ async fn all_in_org_goes_one_by_one_and_stops_at_the_first_failure() {
     assert_eq!(done[1]["outcome"], "rekeyed", "{done}");
     w.ok(&["verify", "billing"]).await;
     w.ok(&["verify", "billing-eca"]).await;
+}
+
+/// The bundle at `path`, 0600, kept for the key-leak scan.
+fn bundle_at(w: &mut World, path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("no evidence bundle at {}: {e}", path.display()));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", path.display());
+    w.printed.push(text.clone());
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Every way an emergency ends leaves its evidence bundle, built from the journal: killed after
+/// publish and finished by `rekey resume` (with `--evidence-dir`), the bundle holds the reason the
+/// emergency was started with, its whole timeline and the completed revocation; the first run
+/// honours `--evidence-dir` too.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emergency_finished_by_resume_leaves_its_evidence_with_its_reason() {
+    let mut w = World::new().await;
+    w.drop_credential("billing-eca");
+    w.import_legacy("billing").await;
+    let held = Held::spawn(&w, &emergency(&["billing"], &[]), "publish:done")
+        .reached(&mut w)
+        .await;
+    held.kill(&mut w).await;
+    let dir = w.path("incident-42");
+    let dir_arg = dir.to_str().unwrap().to_string();
+    let resumed = w
+        .ok(&["resume", "billing", "--evidence-dir", &dir_arg])
+        .await;
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "resume wrote no evidence into {dir_arg} ({e}):\n{}",
+                resumed.stderr
+            )
+        })
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        resumed.stderr.contains(files[0].to_str().unwrap()),
+        "resume names the bundle:\n{}",
+        resumed.stderr
+    );
+    let bundle = bundle_at(&mut w, &files[0]);
+    assert_eq!(bundle["reason"], REASON, "{bundle:#}");
+    assert_eq!(bundle["outcome"], "completed", "{bundle:#}");
+    let done = done_steps(&bundle);
+    for step in [
+        "generate", "publish", "verify", "revoke", "destroy", "finalize",
+    ] {
+        assert!(done.contains(&step.to_string()), "{step} in {done:?}");
+    }
+    assert!(bundle["revoked"].is_object(), "{bundle:#}");
+    assert!(
+        !w.path("evidence").exists(),
+        "nothing in the default folder when --evidence-dir is given"
+    );
+
+    // A first run with --evidence-dir writes there, named by its rotation.
+    let other = w.path("incident-43");
+    let mut args = emergency(&["billing"], &["--evidence-dir"]);
+    let other_arg = other.to_str().unwrap().to_string();
+    args.insert(args.len() - 1, &other_arg);
+    let report = w.json(&args).await;
+    let path = std::path::PathBuf::from(report[0]["evidence"].as_str().unwrap());
+    assert_eq!(path.parent().unwrap(), other, "{report}");
+    let rotation = report[0]["rotation_id"].as_str().unwrap();
+    assert_eq!(
+        path.file_name().unwrap(),
+        format!("{rotation}.json").as_str()
+    );
+    let bundle = bundle_at(&mut w, &path);
+    assert_eq!(bundle["reason"], REASON);
+    assert_eq!(bundle["outcome"], "completed");
+    w.assert_no_key_bytes_leaked();
+}
+
+/// A rerun of `emergency` that finishes an interrupted one keeps the reason journaled when it
+/// began (the evidence is the incident's, not the rerun's command line).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rerun_emergency_keeps_the_journaled_reason_in_its_evidence() {
+    let mut w = World::new().await;
+    w.drop_credential("billing-eca");
+    w.import_legacy("billing").await;
+    let held = Held::spawn(&w, &emergency(&["billing"], &[]), "verify:begin")
+        .reached(&mut w)
+        .await;
+    held.kill(&mut w).await;
+    let report = w
+        .json(&["emergency", "billing", "--reason", "finishing it", "--yes"])
+        .await;
+    assert_eq!(report[0]["outcome"], "rekeyed", "{report}");
+    let bundle = evidence(&mut w, &report);
+    assert_eq!(bundle["reason"], REASON, "{bundle:#}");
+    assert_eq!(bundle["outcome"], "completed");
+}
+
+/// `rekey run` (and so each daemon cycle) continues an interrupted emergency like any young
+/// rotation, and writes its evidence bundle where `rekey emergency` would, with the reason
+/// journaled when it began.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emergency_finished_by_run_leaves_its_evidence() {
+    let mut w = World::new().await;
+    w.drop_credential("billing-eca");
+    w.import_legacy("billing").await;
+    let held = Held::spawn(&w, &emergency(&["billing"], &[]), "verify:begin")
+        .reached(&mut w)
+        .await;
+    held.kill(&mut w).await;
+    let run = w.json_any(&["run"]).await;
+    assert_eq!(run["credentials"][0]["action"], "rotated", "{run}");
+    let journal = w.json(&["journal", "billing"]).await;
+    let rotation = journal.as_array().unwrap().last().unwrap()["rotation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = w.path(&format!("evidence/{rotation}.json"));
+    let bundle = bundle_at(&mut w, &path);
+    assert_eq!(bundle["reason"], REASON, "{bundle:#}");
+    assert_eq!(bundle["outcome"], "completed", "{bundle:#}");
+    assert!(
+        done_steps(&bundle).contains(&"revoke".to_string()),
+        "{bundle:#}"
+    );
+    w.assert_no_key_bytes_leaked();
 }

@@ -854,6 +854,59 @@ fn runbook_commands(path: &str, credential: &str) -> Vec<Vec<String>> {
     commands
 }
 
+/// What a read-only command must leave as it found it: every store file and the app's
+/// certificate.
+fn looked_at(s: &Scene) -> (Vec<(std::path::PathBuf, Vec<u8>)>, String) {
+    let mut files: Vec<_> = world::walk(&s.w.path("keys"))
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    files.sort();
+    (files, s.w.app_fingerprint(APP))
+}
+
+/// The state a runbook command leaves, by what it is for: a rotation finished (`rotate`,
+/// `resume`, a `run` that found billing due), undone (`abort`), a key put under management
+/// (`import`); anything else only looks, and changes no store file and not the app.
+async fn assert_runbook_state(
+    s: &mut Scene,
+    args: &[&str],
+    before: &(Vec<(std::path::PathBuf, Vec<u8>)>, String),
+    context: &str,
+) {
+    match args {
+        ["rotate", ..] | ["resume", ..] | ["run"] => s.assert_settled(2, context).await,
+        ["abort", ..] => {
+            s.assert_settled(1, context).await;
+            let journal = s.w.json(&["journal", CRED]).await;
+            let close = journal.as_array().unwrap().last().unwrap().clone();
+            let reason = args
+                .iter()
+                .skip_while(|a| **a != "--reason")
+                .nth(1)
+                .unwrap();
+            assert_eq!(close["detail"], format!("aborted: {reason}"), "{context}");
+        }
+        ["import", ..] => {
+            let status = s.w.json(&["status", CRED]).await;
+            assert_eq!(status[0]["generation"], 1, "{context}\n{status}");
+            assert_eq!(
+                status[0]["stores"][0]["matches_app"], true,
+                "{context}\n{status}"
+            );
+            assert!(status[0]["open_rotation"].is_null(), "{context}\n{status}");
+            s.w.ok(&["verify", CRED]).await;
+        }
+        _ => assert!(
+            looked_at(s) == *before,
+            "{context}: changed the store or the app"
+        ),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_command_of_the_rollback_runbook_works_on_a_stuck_rotation() {
     let commands = runbook_commands("runbooks/rollback.md", CRED);
@@ -867,6 +920,7 @@ async fn every_command_of_the_rollback_runbook_works_on_a_stuck_rotation() {
             .await;
         held.kill(&mut s.w).await;
         let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let before = looked_at(&s);
         let run = s.w.rekey(&args).await;
         assert_eq!(run.code, 0, "{context}\n{}{}", run.stdout, run.stderr);
         match args[0] {
@@ -885,6 +939,10 @@ async fn every_command_of_the_rollback_runbook_works_on_a_stuck_rotation() {
                 assert!(
                     status[0]["open_rotation"].is_string(),
                     "{context}: only looks\n{status}"
+                );
+                assert!(
+                    looked_at(&s) == before,
+                    "{context}: changed the store or the app"
                 );
             }
         }
@@ -934,8 +992,10 @@ async fn every_command_of_the_scheduling_and_alert_runbooks_works() {
             _ => {}
         }
         let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let before = looked_at(&s);
         let run = s.w.rekey(&args).await;
         assert_eq!(run.code, 0, "{context}\n{}{}", run.stdout, run.stderr);
+        assert_runbook_state(&mut s, &args, &before, &context).await;
         s.assert_no_leaks(&context);
     });
     run_all(scenarios).await;
@@ -985,11 +1045,68 @@ async fn every_command_of_the_emergency_runbook_works() {
             held.kill(&mut s.w).await;
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let before = looked_at(&s);
         let run = s.w.rekey(&args).await;
         assert_eq!(run.code, 0, "{context}\n{}{}", run.stdout, run.stderr);
+        assert_emergency_state(&mut s, &args, &before, &context).await;
         s.assert_no_leaks(&context);
     });
     run_all(scenarios).await;
+}
+
+/// The state an emergency runbook command leaves: each credential it rekeyed (or, `resume`,
+/// finished) settled on generation 2 with every older key destroyed and its evidence bundle
+/// written; anything else only looks.
+async fn assert_emergency_state(
+    s: &mut Scene,
+    args: &[&str],
+    before: &(Vec<(std::path::PathBuf, Vec<u8>)>, String),
+    context: &str,
+) {
+    let rekeyed: Vec<&str> = match args {
+        ["emergency", "--all-in-org", ..] => vec![CRED, "billing-eca"],
+        ["emergency", cred, ..] | ["resume", cred] => vec![*cred],
+        _ => {
+            assert!(
+                looked_at(s) == *before,
+                "{context}: changed the store or the app"
+            );
+            return;
+        }
+    };
+    for cred in rekeyed {
+        // Not `assert_settled`: an emergency destroys the leaked key the app once held.
+        s.w.ok(&["verify", cred]).await;
+        let status = s.w.json(&["status", cred]).await;
+        let row = &status[0];
+        assert_eq!(row["generation"], 2, "{context}: {cred}\n{status}");
+        assert!(
+            row["previous_generation"].is_null(),
+            "{context}: old keys destroyed\n{status}"
+        );
+        assert!(row["open_rotation"].is_null(), "{context}\n{status}");
+        assert_eq!(row["stores"][0]["matches_app"], true, "{context}\n{status}");
+        let store = rekey_file::FileStore::new(s.w.path("keys"));
+        assert!(
+            store
+                .read_generation(cred, Generation(1))
+                .await
+                .unwrap()
+                .is_none(),
+            "{context}: {cred}'s leaked key is destroyed"
+        );
+        let journal = s.w.json(&["journal", cred]).await;
+        let rotation = journal.as_array().unwrap().last().unwrap()["rotation_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let bundle = s.w.path(&format!("evidence/{rotation}.json"));
+        let text = std::fs::read_to_string(&bundle)
+            .unwrap_or_else(|e| panic!("{context}: no evidence {}: {e}", bundle.display()));
+        let evidence: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(evidence["outcome"], "completed", "{context}");
+        s.w.printed.push(text);
+    }
 }
 
 /// A runner stuck longer than its lease loses the credential to the next runner and, when it

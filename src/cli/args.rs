@@ -26,8 +26,9 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Log more to stderr: -v for each provider call's outcome, -vv for every request.
-    /// Warnings are always shown.
+    /// Log more to stderr: -v each request to Salesforce, Vault and AWS (method, host, path;
+    /// never a query, token or body) and each provider call's outcome, -vv also each answer's
+    /// status and time. Warnings are always shown.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// What to do.
@@ -195,6 +196,10 @@ pub enum Command {
     Resume {
         /// Credential name from the config.
         credential: String,
+        /// Where an emergency rekey's evidence bundle goes when this ends one (default:
+        /// `evidence/` beside the config file).
+        #[arg(long, value_name = "DIR")]
+        evidence_dir: Option<PathBuf>,
     },
     /// Undo CREDENTIAL's interrupted rotation
     ///
@@ -214,6 +219,10 @@ pub enum Command {
     Abort {
         /// Credential name from the config.
         credential: String,
+        /// Where an emergency rekey's evidence bundle goes when this ends one (default:
+        /// `evidence/` beside the config file).
+        #[arg(long, value_name = "DIR")]
+        evidence_dir: Option<PathBuf>,
         /// Why, for the journal.
         #[arg(long, default_value = "no reason given")]
         reason: String,

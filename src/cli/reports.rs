@@ -132,6 +132,8 @@ pub struct StoreStatus {
     pub fingerprint: Option<String>,
     /// Whether that is the certificate the app holds; `None` when the app could not be read.
     pub matches_app: Option<bool>,
+    /// It differs from the app only because the open rotation is between two of its steps.
+    pub rotation_in_progress: bool,
 }
 
 /// One credential's preflight result: `None` means the check passed.

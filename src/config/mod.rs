@@ -100,17 +100,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     let store_tables = document.remove("stores");
     let consumers = consumer_entries(&mut document, &mut v);
     let channels = channel_tables(&mut document, &mut v);
-    let raw = match RawConfig::deserialize(toml::de::Deserializer::from(Spanned::new(
-        0..text.len(),
-        document,
-    ))) {
-        Ok(raw) => raw,
-        Err(e) => {
-            problem(&mut v, &e);
-            return v
-                .finish()
-                .map(|()| unreachable!("a type error is a problem"));
-        }
+    let document = Spanned::new(0..text.len(), DeValue::Table(document));
+    let Some(raw) = tables::read::<RawConfig>(document, &mut v) else {
+        return v
+            .finish()
+            .map(|()| unreachable!("a type error is a problem"));
     };
     let (stores, declared_stores) = stores::validate_stores(store_tables, &mut v);
     let orgs = validate_orgs(&raw.orgs, &mut v);

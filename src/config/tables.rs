@@ -19,18 +19,75 @@ pub(super) struct Kind {
     _rest: BTreeMap<String, IgnoredAny>,
 }
 
-/// `table` as a `T`, or `None` with serde's complaint recorded at its position.
+/// `table` as a `T`, with serde's complaints recorded at their positions. Serde stops at the
+/// first value of the wrong type, so that value is taken out and the table read again, until it
+/// reads: every type error is reported, and the value read without them (`Some`, though the
+/// validator already holds a problem) still gets its range and reference checks, so one run shows
+/// every mistake. `None` when what is left cannot be read (a missing key, or no position).
 pub(super) fn read<'de, T: Deserialize<'de>>(
     table: Spanned<DeValue<'de>>,
     v: &mut Validator,
 ) -> Option<T> {
     let at = table.span();
-    match T::deserialize(ValueDeserializer::from(table)) {
-        Ok(value) => Some(value),
-        Err(e) => {
-            v.problem(e.span().unwrap_or(at), e.message());
-            None
+    let mut table = table;
+    let mut dropped = false;
+    // Bounded: each round removes one value of the file.
+    for _ in 0..64 {
+        match T::deserialize(ValueDeserializer::from(table.clone())) {
+            Ok(value) => return Some(value),
+            Err(e) => {
+                // A key that became missing because its bad value was taken out is no news:
+                // the table that misses it goes too, so the rest is still read.
+                let missing = dropped && e.message().starts_with("missing field");
+                if !missing {
+                    v.problem(e.span().unwrap_or_else(|| at.clone()), e.message());
+                }
+                match e.span() {
+                    Some(span) if drop_value_at(table.get_mut(), &span, missing) => dropped = true,
+                    _ => return None,
+                }
+            }
         }
+    }
+    None
+}
+
+/// Takes out of `value` the key whose scalar value (or whose name) lies around `span`, searching
+/// every nested table and list (a `[a.b]` header's table has no span around its keys); whole
+/// tables and lists stay, so their other keys are still read, unless `whole` and the table or
+/// list is exactly at `span`.
+fn drop_value_at(value: &mut DeValue<'_>, span: &std::ops::Range<usize>, whole: bool) -> bool {
+    let around = |outer: std::ops::Range<usize>| outer.start <= span.start && span.end <= outer.end;
+    // A list of plain values is one value: a bad item takes the whole list out.
+    fn nested(v: &DeValue<'_>) -> bool {
+        match v {
+            DeValue::Table(_) => true,
+            DeValue::Array(items) => items.iter().any(|i| nested(i.get_ref())),
+            _ => false,
+        }
+    }
+    match value {
+        DeValue::Table(table) => {
+            let hit = table
+                .iter()
+                .find(|(k, v)| {
+                    around(k.span())
+                        || (!nested(v.get_ref()) && around(v.span()))
+                        || (whole && v.span() == *span)
+                })
+                .map(|(k, _)| k.clone());
+            if let Some(key) = hit {
+                table.remove(&key);
+                return true;
+            }
+            table
+                .iter_mut()
+                .any(|(_, v)| nested(v.get_ref()) && drop_value_at(v.get_mut(), span, whole))
+        }
+        DeValue::Array(items) => items
+            .iter_mut()
+            .any(|v| nested(v.get_ref()) && drop_value_at(v.get_mut(), span, whole)),
+        _ => false,
     }
 }
 

@@ -2,8 +2,6 @@
 //! credentials, the refusals that change nothing, then one credential at a time — the emergency
 //! protocol, the evidence bundle, the channels told — stopping at the first failure.
 
-mod evidence;
-
 use crate::config::{AppKind, Config, CredentialConfig};
 use crate::exit::Exit;
 use crate::monitor::alerts::{Delivery, Notifier, RotationNews};
@@ -108,16 +106,7 @@ pub fn select<'c>(
     Ok(creds)
 }
 
-/// Where evidence bundles go: `given`, else `evidence/` beside the config file.
-pub fn evidence_dir(config: &Config, given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(|| {
-        config
-            .path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("evidence")
-    })
-}
+pub use crate::rotation::evidence::{evidence_dir, evidence_of};
 
 /// One credential rekeyed (or not): its row, its exit code, what the channels were told, and
 /// what the operator should be warned about.
@@ -152,20 +141,17 @@ pub async fn rekey(
         progress,
     )
     .await;
-    let journal = match wiring::stores(config, cred).await {
-        Ok(stores) => stores[0].read_journal(&cred.name).await,
-        Err(e) => Err(e),
-    }
-    .unwrap_or_else(|e| {
-        // The bundle is still written, so the incident has the outcome and fingerprints.
-        warnings.push(format!(
-            "{}: the evidence bundle has no timeline: the journal could not be read: {e}",
-            cred.name
-        ));
-        Vec::new()
-    });
-    let bundle = evidence::build(cred, emergency, &result, &journal, wiring::operator());
-    let written = evidence::write(dir, &bundle);
+    let written = evidence_of(config, cred, &result, dir, Some(emergency), &mut warnings)
+        .await
+        .unwrap_or_else(|| {
+            Err(Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "{}: no rotation was started, so there is no evidence bundle",
+                    cred.name
+                ),
+            ))
+        });
     if let (Some(notifier), Some(mut news)) = (notifier, RotationNews::of(cred, &result)) {
         news.summary = format!("emergency rekey ({}): {}", emergency.reason, news.summary);
         match notifier.rotation(&news, rekey_api::now()).await {

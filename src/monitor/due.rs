@@ -107,7 +107,8 @@ pub fn due(o: &Observation, s: &Schedule, now: DateTime<Utc>) -> Vec<Reason> {
     }
     let on_app = readable().find(|(src, _)| src.is_app).map(|(_, h)| h);
     if let (true, Some(on_app)) = (s.heal_drift, on_app)
-        && let Some((src, _)) = stores().find(|(_, h)| h.fingerprint != on_app.fingerprint)
+        && let Some((src, _)) = stores()
+            .find(|(_, h)| h.fingerprint != on_app.fingerprint && !o.rotating(h.fingerprint))
     {
         reasons.push(Reason::Drift {
             source: src.name.clone(),

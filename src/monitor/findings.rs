@@ -30,6 +30,8 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
         })
     };
     let on_app = o.on_app().map(|h| h.fingerprint);
+    // Stores that differ from the app only because the open rotation is between two steps.
+    let mut rotating = Vec::new();
     for source in &o.sources {
         let name = &source.name;
         let held = match &source.read {
@@ -104,6 +106,10 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
         if let Some(on_app) = on_app.filter(|_| !source.is_app)
             && on_app != held.fingerprint
         {
+            if o.rotating(held.fingerprint) {
+                rotating.push(name.as_str());
+                continue;
+            }
             add(
                 format!("drift/{name}"),
                 Severity::Critical,
@@ -122,6 +128,12 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
         };
         let what: Vec<&str> = found.iter().map(|x| x.message.as_str()).collect();
         add(format!("exposed/{store}"), severity, what.join("; "));
+    }
+    if let (Some((id, started)), Some(on_app)) = (&o.open_rotation, on_app)
+        && !rotating.is_empty()
+    {
+        let (finding, severity) = in_progress(o, id, *started, on_app, &rotating, now);
+        add("rotation-in-progress".into(), severity, finding);
     }
     if let Some(e) = &o.journal_error {
         add(
@@ -161,6 +173,44 @@ fn exposure_by_store(o: &Observation) -> Vec<(&str, Vec<&rekey_api::Exposure>)> 
         }
     }
     grouped
+}
+
+/// The finding for stores that differ from the app because rotation `id` is between two steps:
+/// no drift, but worth a warning once it has taken longer than verifying may.
+fn in_progress(
+    o: &Observation,
+    id: &rekey_api::RotationId,
+    started: DateTime<Utc>,
+    on_app: rekey_api::Fingerprint,
+    stores: &[&str],
+    now: DateTime<Utc>,
+) -> (String, Severity) {
+    let stores = stores.join(", ");
+    let what = if o.in_flight.undoing {
+        format!(
+            "rotation {id} is being undone: {} holds {on_app}, {stores} will follow",
+            o.app
+        )
+    } else {
+        format!(
+            "rotation {id} is in progress: {} holds its new certificate {on_app}, {stores} will get it when it is promoted",
+            o.app
+        )
+    };
+    let age = (now - started).to_std().unwrap_or_default();
+    if age <= o.verify_timeout {
+        return (format!("{what}; not drift"), Severity::Info);
+    }
+    (
+        format!(
+            "{what}, but it began {}s ago (verify_timeout_secs = {}): if no rekey process is still running it, `rekey resume {}` finishes it or `rekey abort {}` undoes it (runbooks/rollback.md)",
+            age.as_secs(),
+            o.verify_timeout.as_secs(),
+            o.credential,
+            o.credential
+        ),
+        Severity::Warning,
+    )
 }
 
 /// The worst severity among `findings` (`Ok` when there are none).
@@ -274,6 +324,59 @@ mod tests {
             findings[0]
                 .message
                 .contains("consumers reading store:local are refused")
+        );
+    }
+
+    #[test]
+    fn the_open_rotations_own_certificates_are_a_rotation_in_progress_and_any_other_is_drift() {
+        use crate::monitor::observe::InFlight;
+        let mut o = observation(
+            held(b"new", at(300), None),
+            held(b"old", at(300), Some(at(0))),
+        );
+        o.open_rotation = Some((RotationId("billing-r9".into()), at(0)));
+        o.in_flight = InFlight {
+            pending: Some(rekey_api::Fingerprint::of(b"new")),
+            previous: Some(rekey_api::Fingerprint::of(b"old")),
+            undoing: false,
+        };
+        let during = evaluate(&o, at(0));
+        assert_eq!(ids(&during), [("rotation-in-progress", Severity::Info)]);
+        assert!(
+            during[0].message.contains("billing-r9"),
+            "{}",
+            during[0].message
+        );
+        assert_eq!(
+            ids(&evaluate(&o, at(1))),
+            [("rotation-in-progress", Severity::Warning)],
+            "a day is longer than the verify timeout"
+        );
+        // The app back on the previous certificate with the store ahead: only while undoing.
+        let swapped = |undoing| {
+            let mut o = o.clone();
+            o.sources.swap(0, 1);
+            (o.sources[0].name, o.sources[1].name) = ("app".into(), "store:local".into());
+            (o.sources[0].is_app, o.sources[1].is_app) = (true, false);
+            o.in_flight.undoing = undoing;
+            ids(&evaluate(&o, at(0)))
+                .into_iter()
+                .map(|(id, s)| (id.to_string(), s))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            swapped(true),
+            [("rotation-in-progress".to_string(), Severity::Info)]
+        );
+        assert_eq!(
+            swapped(false),
+            [("drift/store:local".to_string(), Severity::Critical)]
+        );
+        // A certificate the rotation never journaled is drift, rotation or not.
+        o.sources[0].read = Ok(held(b"hand-deployed", at(300), None));
+        assert_eq!(
+            ids(&evaluate(&o, at(0))),
+            [("drift/store:local", Severity::Critical)]
         );
     }
 

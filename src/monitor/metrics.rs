@@ -27,7 +27,8 @@ pub fn metrics(observations: &[(Observation, Severity)]) -> String {
                 created.push((labels.clone(), at.timestamp() as f64));
             }
             if let (false, Some(on_app)) = (s.is_app, on_app) {
-                drift.push((labels, f64::from(u8::from(on_app != held.fingerprint))));
+                let drifted = on_app != held.fingerprint && !o.rotating(held.fingerprint);
+                drift.push((labels, f64::from(u8::from(drifted))));
             }
         }
         if let Some(at) = o.last_success {
@@ -53,7 +54,7 @@ pub fn metrics(observations: &[(Observation, Severity)]) -> String {
         ),
         (
             "rekey_drift",
-            "1 when a store's CURRENT certificate differs from the one on the app.",
+            "1 when a store's CURRENT certificate differs from the one on the app, but for an open rotation's own steps.",
             drift,
         ),
         ("rekey_source_up", "1 when the source could be read.", up),

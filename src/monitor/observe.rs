@@ -55,13 +55,59 @@ pub struct Observation {
     pub last_success: Option<DateTime<Utc>>,
     /// The open rotation and when it began.
     pub open_rotation: Option<(RotationId, DateTime<Utc>)>,
+    /// The certificates the open rotation moves between (default when none is open).
+    pub in_flight: InFlight,
+    /// A rotation whose new certificate is on the app longer than this is stuck, not in progress.
+    pub verify_timeout: Duration,
     /// Why the journal could not be read, if it could not.
     pub journal_error: Option<String>,
     /// How each store leaves the keys open to others on this machine (`store:<name>`, what).
     pub exposure: Vec<(String, rekey_api::Exposure)>,
 }
 
+/// What an open rotation may leave on the app and in the stores while it runs: the app holds its
+/// PENDING certificate between publish and promote (and some stores still the PREVIOUS one between
+/// promotions), and while it is undone the app holds the PREVIOUS one again before the stores do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InFlight {
+    /// The open rotation's new certificate, once generated.
+    pub pending: Option<Fingerprint>,
+    /// What the app held when it began.
+    pub previous: Option<Fingerprint>,
+    /// Whether it is being undone.
+    pub undoing: bool,
+}
+
+impl InFlight {
+    /// What the journal's open rotation (if any) moves between.
+    pub fn of(open: Option<&rotation::OpenRotation>) -> InFlight {
+        open.map_or_else(InFlight::default, |o| InFlight {
+            pending: o.new_fingerprint,
+            previous: o.old_fingerprint,
+            undoing: o.undoing.is_some(),
+        })
+    }
+
+    /// Whether the app holding `app` while a store's CURRENT is `store` is this rotation at
+    /// work rather than drift: one is its PENDING certificate and the other its PREVIOUS, and the
+    /// app holds the PREVIOUS one only while the rotation is being undone (restore puts it back
+    /// on the app before revert puts it back in the stores).
+    pub fn explains(&self, app: Fingerprint, store: Fingerprint) -> bool {
+        let (Some(pending), Some(previous)) = (self.pending, self.previous) else {
+            return false;
+        };
+        (app == pending && store == previous)
+            || (self.undoing && app == previous && store == pending)
+    }
+}
+
 impl Observation {
+    /// Whether a store holding `store` differs from the app because of the open rotation.
+    pub fn rotating(&self, store: Fingerprint) -> bool {
+        self.on_app()
+            .is_some_and(|app| self.in_flight.explains(app.fingerprint, store))
+    }
+
     /// The certificate on the app, when it could be read and holds one.
     pub fn on_app(&self) -> Option<&Held> {
         self.sources
@@ -93,6 +139,7 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
     });
     let (mut last_success, mut open_rotation, mut journal_error) = (None, None, None);
     let mut exposure = Vec::new();
+    let mut in_flight = InFlight::default();
     match wiring::stores(config, cred).await {
         Err(e) => {
             for name in &cred.stores {
@@ -125,8 +172,9 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
             match stores[0].read_journal(&cred.name).await {
                 Ok(journal) => {
                     last_success = rotation::last_success(&journal);
-                    open_rotation =
-                        rotation::open_rotation(&journal).map(|o| (o.rotation_id, o.started_at));
+                    let open = rotation::open_rotation(&journal);
+                    in_flight = InFlight::of(open.as_ref());
+                    open_rotation = open.map(|o| (o.rotation_id, o.started_at));
                 }
                 Err(e) => journal_error = Some(e.to_string()),
             }
@@ -141,6 +189,8 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
         sources,
         last_success,
         open_rotation,
+        in_flight,
+        verify_timeout: cred.verify_timeout,
         journal_error,
         exposure,
     }
@@ -192,6 +242,8 @@ pub(crate) mod fixtures {
             sources,
             last_success: None,
             open_rotation: None,
+            in_flight: InFlight::default(),
+            verify_timeout: Duration::from_secs(60),
             journal_error: None,
             exposure: Vec::new(),
         }

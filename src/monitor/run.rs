@@ -9,6 +9,7 @@ use crate::monitor::alerts::{Delivery, Notifier, Observed, RotationNews};
 use crate::monitor::due::{self, Reason};
 use crate::monitor::findings::{self, CheckRow, Finding, check_row};
 use crate::monitor::observe::{self, Observation};
+use crate::rotation::evidence;
 use crate::rotation::{Closed, Ending, Intent, Progress, Stopped};
 use crate::windows::{self, WindowState};
 use chrono::{DateTime, Utc};
@@ -157,6 +158,18 @@ pub async fn cycle(
                     let result =
                         crate::rotation::rotate_credential(config, cred, &Intent::Rotate, &mut log)
                             .await;
+                    // A run continues an open emergency rekey like any young rotation; its
+                    // evidence bundle goes where `rekey emergency` puts it by default.
+                    let dir = evidence::evidence_dir(config, None);
+                    let mut warnings = Vec::new();
+                    match evidence::evidence_of(config, cred, &result, &dir, None, &mut warnings).await {
+                        Some(Ok(path)) => tracing::warn!(credential = %cred.name, evidence = %path.display(), "this run finished an emergency rekey; its evidence bundle is written"),
+                        Some(Err(e)) => warnings.push(e.to_string()),
+                        None => {}
+                    }
+                    for warning in warnings {
+                        tracing::warn!(credential = %cred.name, "{warning}");
+                    }
                     progress(RunEvent::Rotated {
                         credential: &cred.name,
                         ok: result.as_ref().is_ok_and(|c| c.ending == Ending::Rotated),

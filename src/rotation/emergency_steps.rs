@@ -60,7 +60,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
                     .with_hint("waiting will not fix this; correct the app or user setup, then `rekey resume`"));
                 }
                 (Ok(Probe::Accepted { .. }), None) => {
-                    "the new key is accepted but the old one still is too (propagating)".to_string()
+                    "found the new key accepted but the old one still too (propagating)".to_string()
                 }
                 (
                     Ok(Probe::Rejected {
@@ -68,9 +68,9 @@ impl<'a, 'r> InFlight<'a, 'r> {
                     }),
                     _,
                 ) => {
-                    format!("the new key is refused for now ({error}: {description})")
+                    format!("found the new key refused for now ({error}: {description})")
                 }
-                (Err(e), _) => e.clone(),
+                (Err(e), _) => format!("got no answer ({e})"),
             };
             before_next_attempt(r, started, attempt, reason, "the emergency rekey", progress, |last| {
                 Error::new(

@@ -85,6 +85,13 @@ pub(super) fn emergency_of(entries: &[&JournalEntry]) -> Option<Emergency> {
         .and_then(Emergency::from_detail)
 }
 
+/// The emergency settings journaled with rotation `id`'s first step, if it is an emergency: what
+/// every way of ending one (the first run, `resume`, a rerun) builds its evidence from.
+pub(super) fn emergency_in(journal: &[JournalEntry], id: &RotationId) -> Option<Emergency> {
+    let entries: Vec<&JournalEntry> = journal.iter().filter(|e| &e.rotation_id == id).collect();
+    emergency_of(&entries)
+}
+
 /// The last finalized rotation's end time, for `status` and `check`.
 pub fn last_success(journal: &[JournalEntry]) -> Option<DateTime<Utc>> {
     journal

@@ -127,6 +127,7 @@ pub(super) async fn under_lease(
                 rotation_id: Some(open.rotation_id.clone()),
                 step: Some(open.last.0),
                 published: open.begun.contains(&Step::Publish),
+                emergency: false,
             });
         }
         (Some(open), Intent::Abort { .. })
@@ -144,6 +145,7 @@ pub(super) async fn under_lease(
                 rotation_id: Some(open.rotation_id.clone()),
                 step: Some(open.last.0),
                 published: true,
+                emergency: true,
             });
         }
         (Some(open), Intent::Rotate) if age(open.started_at) > rotation.resume_max_age => {
@@ -152,6 +154,7 @@ pub(super) async fn under_lease(
                 rotation_id: Some(open.rotation_id.clone()),
                 step: Some(open.last.0),
                 published: open.begun.contains(&Step::Publish),
+                emergency: open.emergency.is_some(),
             });
         }
         (Some(open), _) => {
@@ -301,16 +304,18 @@ impl<'a, 'r> InFlight<'a, 'r> {
     }
 
     pub(super) fn failure(&self, step: Step, error: Error) -> Stopped {
-        // A deploy Salesforce refused was rolled back whole (rollbackOnError), so only a publish
-        // that failed some other way may have reached the app.
+        // A deploy Salesforce refused was rolled back whole (rollbackOnError), and a check-only
+        // deploy (or a read before the deploy) changes nothing, so only a publish that failed
+        // some other way may have reached the app.
+        let unchanged = error.kind() == ErrorKind::Rejected || error.is_changed_nothing();
         let published = self.done.contains(&Step::Publish)
-            || (self.begun.contains(&Step::Publish)
-                && !(step == Step::Publish && error.kind() == ErrorKind::Rejected));
+            || (self.begun.contains(&Step::Publish) && !(step == Step::Publish && unchanged));
         Stopped {
             error,
             rotation_id: Some(self.id.clone()),
             step: Some(step),
             published,
+            emergency: self.emergency.is_some(),
         }
     }
 
@@ -526,6 +531,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
                 rotation_id: Some(self.id.clone()),
                 step: None,
                 published: self.begun.contains(&Step::Publish),
+                emergency: self.emergency.is_some(),
             })?;
         let current = stages.current;
         let (ending, reason) = match self.undoing.as_deref() {

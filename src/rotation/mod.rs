@@ -17,6 +17,7 @@
 mod consumer_steps;
 mod emergency;
 mod emergency_steps;
+pub mod evidence;
 mod history;
 mod hold;
 mod inflight;
@@ -30,7 +31,7 @@ mod verify;
 mod wired;
 
 pub use emergency::Emergency;
-pub use history::{last_success, open_rotation};
+pub use history::{OpenRotation, last_success, open_rotation};
 pub use inflight::hostname;
 pub use outcome::{Closed, Ending, Progress, Stopped, Unadopted};
 pub use plan::Plan;

@@ -44,11 +44,11 @@ pub enum Progress {
         /// The error.
         reason: String,
     },
-    /// A verification attempt was refused and will be retried.
+    /// A verification attempt was refused, or got no answer, and will be retried.
     VerifyRetry {
         /// Attempt number, from 1.
         attempt: u32,
-        /// Why it was refused.
+        /// `refused (<Salesforce's error>)` or `got no answer (<why>)`.
         reason: String,
     },
     /// Salesforce never accepted the new key: the rotation is being rolled back.
@@ -122,6 +122,8 @@ pub struct Stopped {
     pub step: Option<Step>,
     /// Whether the new certificate may already be on the app (the switchover point passed).
     pub published: bool,
+    /// Whether the open rotation is an emergency rekey (never undone once published).
+    pub emergency: bool,
 }
 
 impl Stopped {
@@ -132,6 +134,7 @@ impl Stopped {
             rotation_id: None,
             step: None,
             published: false,
+            emergency: false,
         }
     }
 }

@@ -21,6 +21,9 @@ pub(super) async fn verify(
     let started = Instant::now();
     for attempt in 1u32.. {
         lease.confirm().await?;
+        // Whether Salesforce answered at all: an outage is no refusal, and only a refusal is a
+        // reason to give the new key up (see the deadline below).
+        let mut answered = true;
         let reason = match r.target.probe(key).await {
             Ok(Probe::Accepted { instance_url }) => {
                 return Ok(format!(
@@ -42,11 +45,28 @@ pub(super) async fn verify(
                 error,
                 description,
                 may_clear: true,
-            }) => format!("{error}: {description}"),
-            Err(e) if e.is_temporary() => e.to_string(),
+            }) => format!("refused ({error}: {description})"),
+            Err(e) if e.is_temporary() => {
+                answered = false;
+                format!("got no answer ({e})")
+            }
             Err(e) => return Err(e),
         };
+        let cred = r.credential;
         before_next_attempt(r, started, attempt, reason, which, progress, |last| {
+            if !answered {
+                // Rolling back would need the same endpoint to prove the previous key, and the
+                // new one may well be trusted already: the rotation stays open instead.
+                return Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "{}'s token endpoint did not answer within {}s ({attempt} attempts; last: {last}): {which} was neither accepted nor refused",
+                        r.target,
+                        r.verify_timeout.as_secs()
+                    ),
+                )
+                .with_hint(format!("nothing is rolled back during an outage: once Salesforce answers again, `rekey resume {cred}` verifies again and finishes (or `rekey abort {cred}` undoes the rotation)"));
+            }
             Error::new(
                 ErrorKind::VerificationFailed,
                 format!(

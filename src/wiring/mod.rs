@@ -89,16 +89,8 @@ pub fn salesforce_target(
             key_file,
             origin,
         } => {
-            let pem = std::fs::read_to_string(key_file).map_err(|e| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "{origin}: cannot read admin key file {}",
-                        key_file.display()
-                    ),
-                )
-                .with_source(e)
-            })?;
+            let pem = crate::pki::read_pem(key_file, crate::pki::PemFile::Key)
+                .map_err(|e| e.context(format!("{origin}: admin key file")))?;
             let key = KeyMaterial::from_pem(pem).map_err(|e| {
                 e.context(format!("{origin}: admin key file {}", key_file.display()))
             })?;

@@ -274,7 +274,21 @@ impl World {
 
     /// Asserts that no private key held anywhere in this world was printed or journaled.
     pub(crate) fn assert_no_key_bytes_leaked(&self) {
-        let mut secrets = Vec::new();
+        self.assert_no_key_bytes_leaked_with(&[]);
+    }
+
+    /// [`World::assert_no_key_bytes_leaked`], also for `remote` keys (PEM) the test read back
+    /// from Vault or AWS, which never touch this world's disk.
+    pub(crate) fn assert_no_key_bytes_leaked_with(&self, remote: &[String]) {
+        let mut secrets: Vec<String> = remote
+            .iter()
+            .flat_map(|pem| {
+                pem.lines()
+                    .filter(|l| !l.starts_with("-----") && l.len() > 20)
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         for entry in walk(self.dir.path()) {
             if entry.extension().is_some_and(|e| e == "key") {
                 let pem = std::fs::read_to_string(&entry).unwrap();

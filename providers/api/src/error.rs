@@ -71,6 +71,7 @@ pub struct Error {
     message: String,
     hint: Option<String>,
     temporary: bool,
+    changed_nothing: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -82,6 +83,7 @@ impl Error {
             message: message.into(),
             hint: None,
             temporary: false,
+            changed_nothing: false,
             source: None,
         }
     }
@@ -96,6 +98,19 @@ impl Error {
     pub fn temporary(mut self) -> Self {
         self.temporary = true;
         self
+    }
+
+    /// Marks the error as one that certainly left the relying party as it was, whatever its kind
+    /// (a check-only deploy, a read before any write): a rotation that stops on it has not
+    /// reached its switchover point.
+    pub fn changed_nothing(mut self) -> Self {
+        self.changed_nothing = true;
+        self
+    }
+
+    /// Whether the failed call certainly changed nothing (see [`Error::changed_nothing`]).
+    pub fn is_changed_nothing(&self) -> bool {
+        self.changed_nothing
     }
 
     /// Attaches the underlying cause.
@@ -153,6 +168,7 @@ impl fmt::Debug for Error {
             .field("message", &self.message)
             .field("hint", &self.hint)
             .field("temporary", &self.temporary)
+            .field("changed_nothing", &self.changed_nothing)
             .field("source", &self.source)
             .finish()
     }

@@ -8,6 +8,7 @@
 
 mod config;
 mod error;
+mod log;
 mod secrets;
 mod settings;
 mod store;
@@ -274,6 +275,7 @@ impl AwsStore {
     pub fn with_sdk_config(config: AwsConfig, sdk: &aws_config::SdkConfig) -> Result<Self> {
         let prefix = config.validate()?;
         let mut builder = aws_sdk_secretsmanager::config::Builder::from(sdk)
+            .interceptor(log::RequestLog)
             .retry_config(RetryConfig::standard())
             .timeout_config(
                 TimeoutConfig::builder()

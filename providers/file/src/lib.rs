@@ -661,7 +661,8 @@ impl SecretStore for FileStore {
                 self.whole_journal(&dir)?;
                 // The note first: until it is replaced, a refused runner would name the
                 // previous holder.
-                let note = format!("{holder} pid {}\n", std::process::id());
+                // The holder names its process (rekey's holders carry their pid).
+                let note = format!("{holder}\n");
                 file.set_len(0)
                     .and_then(|()| file.write_all(note.as_bytes()))
                     .map_err(|e| io_error("write", &path, e))?;
@@ -677,15 +678,16 @@ impl SecretStore for FileStore {
             }
             Err(fs::TryLockError::WouldBlock) => {
                 // The holder writes its note right after taking the lock; a runner refused in
-                // between sees an empty file for a moment.
+                // between sees an empty file for a moment, longer on a loaded machine (up to 2 s
+                // here: a refusal that names its holder is worth the wait).
                 let mut who = String::new();
-                for _ in 0..50 {
+                for _ in 0..100 {
                     who.clear();
                     let _ = file.rewind().and_then(|()| file.read_to_string(&mut who));
                     if !who.trim().is_empty() {
                         break;
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 let who = match who.trim() {
                     "" => "another rekey process",

@@ -131,12 +131,12 @@ async fn journal_survives_a_torn_last_line() {
 async fn the_lock_is_exclusive_names_its_holder_and_is_released_on_drop() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let guard = store.lock("billing", "rotation r7").await.unwrap();
+    let guard = store.lock("billing", "rotation r7 (pid 42)").await.unwrap();
     let err = store.lock("billing", "rotation r8").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Busy);
+    // The holder as given, once: it names its own process.
     assert!(
-        err.to_string()
-            .contains(&format!("locked by rotation r7 pid {}", std::process::id())),
+        err.to_string().ends_with("locked by rotation r7 (pid 42)"),
         "{err}"
     );
     drop(guard);
@@ -188,7 +188,10 @@ async fn a_killed_holder_leaves_a_fence_below_the_next_lease() {
     if let Ok(root) = std::env::var(HOLD_LOCK_IN) {
         // The child: hold the lease until the parent's SIGKILL; never release it.
         let lease = FileStore::new(root)
-            .lock("billing", "doomed child")
+            .lock(
+                "billing",
+                &format!("doomed child (pid {})", std::process::id()),
+            )
             .await
             .unwrap();
         println!("fence {}", lease.fence());
@@ -228,7 +231,7 @@ async fn a_killed_holder_leaves_a_fence_below_the_next_lease() {
     assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
     assert!(
         err.to_string()
-            .contains(&format!("locked by doomed child pid {}", child.id())),
+            .contains(&format!("locked by doomed child (pid {})", child.id())),
         "{err}"
     );
 

@@ -9,9 +9,12 @@
 //!   in a message, bounded, on one line, without secrets.
 //! - [`signature`] and [`verify_signature`]: the webhook signing scheme (module [`signing`]).
 //! - [`post_json`]: one JSON body POSTed until a receiver takes it, retried per a `Backoff`.
+//! - [`log::send`] and [`log::log_request`]: the request log of `-v` (method, host, path) and
+//!   `-vv` (status, time), never a query, header or body.
 //!
 //! Errors are `rekey_api::Error`s; no message built here contains a URL's path or query.
 
+pub mod log;
 pub mod post;
 pub mod signing;
 

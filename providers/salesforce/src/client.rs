@@ -11,6 +11,7 @@ use crate::mint::Refusal;
 use crate::xml::{self, Element};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rekey_api::{Error, ErrorKind, KeyMaterial, Result, SecretString};
+use rekey_http::log::SendLogged as _;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::future::Future;
@@ -273,7 +274,7 @@ impl TokenEndpoint {
             .http
             .post(&url)
             .form(&form)
-            .send()
+            .send_logged()
             .await
             .map_err(|e| transport(&what, e))?;
         drop(jwt);
@@ -535,7 +536,7 @@ impl Client {
                     .header("Content-Type", "text/xml; charset=UTF-8")
                     .header("SOAPAction", "\"\"")
                     .body(envelope)
-                    .send()
+                    .send_logged()
                     .await
                     .map_err(|e| transport(what, e))?;
                 let (status, content_type, text) = read(what, resp).await?;
@@ -570,7 +571,7 @@ impl Client {
         self.http
             .request(method, format!("{}{path}", session.instance_url))
             .bearer_auth(session.token.expose_secret())
-            .send()
+            .send_logged()
             .await
             .map_err(|e| transport(what, e))
     }
@@ -654,7 +655,7 @@ impl Client {
                 .http
                 .post(url)
                 .form(&[("token", token)])
-                .send()
+                .send_logged()
                 .await
                 .map_err(|e| transport(what, e))?;
             let (status, content_type, text) = read(what, resp).await?;
@@ -722,7 +723,7 @@ impl Client {
                 .post(url)
                 .bearer_auth(s.token.expose_secret())
                 .multipart(form)
-                .send()
+                .send_logged()
                 .await
                 .map_err(|e| transport(what, e))?;
             self.json(what, resp).await

@@ -286,7 +286,8 @@ impl SalesforceTarget {
                 ErrorKind::Rejected,
                 format!("{what}: deploy {id} {}: {}", status.status, status.failure_text()),
             )
-            .with_hint("nothing was changed (rollbackOnError); fix the cause Salesforce names and run again"));
+            .with_hint("Salesforce rolled the deploy back whole (rollbackOnError), so the app is unchanged; fix the cause Salesforce names and run again")
+            .changed_nothing());
         }
         tracing::info!(org = %self.org, deploy_id = %id, check_only, "deploy succeeded");
         Ok(id)
@@ -353,7 +354,8 @@ impl CertificateTarget for SalesforceTarget {
         certificate: &Certificate,
         rotation_id: &RotationId,
     ) -> Result<Installed> {
-        let mut app = self.read_app().await?;
+        // Until the real deploy request is sent, nothing on the app changes.
+        let mut app = self.read_app().await.map_err(Error::changed_nothing)?;
         // An unreadable current certificate is no reason to refuse replacing it.
         let current = self.certificate_of(&app).unwrap_or_else(|e| {
             tracing::warn!(target_app = %self, error = %e, "current certificate unreadable; replacing it");
@@ -386,7 +388,10 @@ impl CertificateTarget for SalesforceTarget {
             old = ?current.as_ref().map(|c| c.fingerprint), new = %certificate.fingerprint,
             "deploying certificate"
         );
-        self.deploy(app.type_name, &app.member, &zip, true).await?;
+        // A check-only deploy changes nothing, however it fails.
+        self.deploy(app.type_name, &app.member, &zip, true)
+            .await
+            .map_err(Error::changed_nothing)?;
         let deploy_id = self.deploy(app.type_name, &app.member, &zip, false).await?;
         let now = self.certificate_of(&self.read_app().await?)?;
         if now.as_ref().map(|c| c.fingerprint) != Some(certificate.fingerprint) {

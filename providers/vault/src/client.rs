@@ -123,6 +123,29 @@ pub(crate) fn quiet<F: Future>(call: F) -> WithDispatch<F> {
     call.with_subscriber(NoSubscriber::default())
 }
 
+/// [`quiet`], logged: the request (`METHOD host/v1/path`) at info before, whether it was answered
+/// with success and how long it took at debug after (see `rekey_http::log`).
+pub(crate) async fn logged<T, E, F: Future<Output = std::result::Result<T, E>>>(
+    address: &str,
+    method: &str,
+    path: &str,
+    call: F,
+) -> std::result::Result<T, E> {
+    let line = rekey_http::log::request_line(
+        method,
+        &format!("{}/v1/{path}", address.trim_end_matches('/')),
+    );
+    tracing::info!("request {line}");
+    let started = std::time::Instant::now();
+    let result = quiet(call).await;
+    let millis = started.elapsed().as_millis();
+    match &result {
+        Ok(_) => tracing::debug!("success answer to {line} in {millis} ms"),
+        Err(_) => tracing::debug!("failure answer to {line} after {millis} ms"),
+    }
+    result
+}
+
 /// Vault's `errors` array, joined.
 fn joined(errors: &[String]) -> String {
     errors.join("; ")
@@ -410,10 +433,15 @@ impl Client {
     /// not give at least half of it back (the token hit its max TTL).
     async fn renew(&self, session: &Session) -> Option<Session> {
         let increment = format!("{}s", session.lease.as_secs());
-        let auth = match quiet(vaultrs::token::renew_self(
-            &self.with_token(session.token.expose_secret()),
-            Some(&increment),
-        ))
+        let auth = match logged(
+            &self.address,
+            "POST",
+            "auth/token/renew-self",
+            vaultrs::token::renew_self(
+                &self.with_token(session.token.expose_secret()),
+                Some(&increment),
+            ),
+        )
         .await
         {
             Ok(auth) => auth,
@@ -449,12 +477,17 @@ impl Client {
                 secret_id,
             } => {
                 let mount = mount.trim_matches('/');
-                let result = quiet(vaultrs::auth::approle::login(
-                    &anonymous,
-                    mount,
-                    role_id,
-                    secret_id.expose_secret().trim(),
-                ))
+                let result = logged(
+                    &self.address,
+                    "POST",
+                    &format!("auth/{mount}/login"),
+                    vaultrs::auth::approle::login(
+                        &anonymous,
+                        mount,
+                        role_id,
+                        secret_id.expose_secret().trim(),
+                    ),
+                )
                 .await;
                 (mount, result)
             }
@@ -465,12 +498,12 @@ impl Client {
             } => {
                 let mount = mount.trim_matches('/');
                 let jwt = read_jwt(jwt_path)?;
-                let result = quiet(vaultrs::auth::kubernetes::login(
-                    &anonymous,
-                    mount,
-                    role,
-                    jwt.expose_secret(),
-                ))
+                let result = logged(
+                    &self.address,
+                    "POST",
+                    &format!("auth/{mount}/login"),
+                    vaultrs::auth::kubernetes::login(&anonymous, mount, role, jwt.expose_secret()),
+                )
                 .await;
                 (mount, result)
             }
@@ -526,7 +559,14 @@ impl Client {
     /// Validates a given token and learns its TTL.
     async fn lookup_self(&self, token: &str) -> Result<Session> {
         let what = "token lookup-self";
-        let data = match quiet(vaultrs::token::lookup_self(&self.with_token(token))).await {
+        let data = match logged(
+            &self.address,
+            "GET",
+            "auth/token/lookup-self",
+            vaultrs::token::lookup_self(&self.with_token(token)),
+        )
+        .await
+        {
             Ok(data) => data,
             Err(e) => {
                 let (code, errors) = match self.failure(what, e) {

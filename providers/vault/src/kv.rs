@@ -3,7 +3,7 @@
 //! `sys/` endpoints vaultrs lacks, `sys/capabilities-self` and `sys/internal/ui/mounts/{mount}`,
 //! defined here the way vaultrs defines its own and run through the same client.
 
-use crate::client::{Client, VaultFailure, quiet};
+use crate::client::{Client, VaultFailure, logged};
 use chrono::{DateTime, Utc};
 use rekey_api::{Error, ErrorKind, Result};
 use rustify_derive::Endpoint;
@@ -117,7 +117,14 @@ impl Kv {
     pub(crate) async fn metadata(&self, key: &str) -> Result<Option<Meta>> {
         let what = format!("read {}", self.metadata_path(key));
         let client = self.client.authed().await?;
-        let data = match quiet(kv2::read_metadata(&client, &self.mount, key)).await {
+        let data = match logged(
+            self.client.address(),
+            "GET",
+            &self.metadata_path(key),
+            kv2::read_metadata(&client, &self.mount, key),
+        )
+        .await
+        {
             Ok(data) => data,
             Err(e) => return self.none_if_absent(&what, e),
         };
@@ -162,12 +169,12 @@ impl Kv {
         options
             .cas_required(true)
             .max_versions(u64::from(self.max_versions));
-        quiet(kv2::set_metadata(
-            &client,
-            &self.mount,
-            key,
-            Some(&mut options),
-        ))
+        logged(
+            self.client.address(),
+            "POST",
+            &self.metadata_path(key),
+            kv2::set_metadata(&client, &self.mount, key, Some(&mut options)),
+        )
         .await
         .map_err(|e| self.client.error(&what, e))
     }
@@ -183,7 +190,14 @@ impl Kv {
             path: key.to_string(),
             version: Some(number),
         };
-        let reply = match quiet(api::exec_with_result(&client, endpoint)).await {
+        let reply = match logged(
+            self.client.address(),
+            "GET",
+            &self.data_path(key),
+            api::exec_with_result(&client, endpoint),
+        )
+        .await
+        {
             Ok(reply) => reply,
             Err(e) => return self.none_if_absent(&what, e),
         };
@@ -230,13 +244,12 @@ impl Kv {
             })?,
         };
         let client = self.client.authed().await?;
-        match quiet(kv2::set_with_options(
-            &client,
-            &self.mount,
-            key,
-            data,
-            options,
-        ))
+        match logged(
+            self.client.address(),
+            "POST",
+            &self.data_path(key),
+            kv2::set_with_options(&client, &self.mount, key, data, options),
+        )
         .await
         {
             Ok(written) => Ok(Written::Done(written.version)),
@@ -256,12 +269,12 @@ impl Kv {
     pub(crate) async fn destroy(&self, key: &str, versions: &[u64]) -> Result<()> {
         let what = format!("destroy versions {versions:?} of {}", self.data_path(key));
         let client = self.client.authed().await?;
-        quiet(kv2::destroy_versions(
-            &client,
-            &self.mount,
-            key,
-            versions.to_vec(),
-        ))
+        logged(
+            self.client.address(),
+            "PUT",
+            &self.destroy_path(key),
+            kv2::destroy_versions(&client, &self.mount, key, versions.to_vec()),
+        )
         .await
         .map_err(|e| self.client.error(&what, e))
     }
@@ -278,9 +291,14 @@ impl Kv {
         };
         // Not `exec_with_result`: older servers put the answer at the top level as well as in
         // `data`, so the whole body is parsed and both places are looked at.
-        let body = quiet(api::exec_with_no_result(&client, endpoint))
-            .await
-            .map_err(|e| self.client.error(what, e))?;
+        let body = logged(
+            self.client.address(),
+            "POST",
+            "sys/capabilities/self",
+            api::exec_with_no_result(&client, endpoint),
+        )
+        .await
+        .map_err(|e| self.client.error(what, e))?;
         let list = |v: &Value| -> Option<Vec<String>> {
             v.as_array().map(|caps| {
                 caps.iter()
@@ -308,7 +326,14 @@ impl Kv {
         let endpoint = MountInfoRequest {
             mount: self.mount.clone(),
         };
-        let data = match quiet(api::exec_with_result(&client, endpoint)).await {
+        let data = match logged(
+            self.client.address(),
+            "GET",
+            &format!("sys/internal/ui/mounts/{}", self.mount),
+            api::exec_with_result(&client, endpoint),
+        )
+        .await
+        {
             Ok(data) => data,
             Err(e) => {
                 return match self.client.failure(&what, e) {

@@ -19,9 +19,7 @@ pub(super) fn inspect(files: &[PathBuf], json: bool) -> Result<Exit> {
     };
     let (mut keys, mut certs) = (Vec::new(), Vec::new());
     for path in files {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::new(ErrorKind::Config, format!("cannot read {}", path.display())).with_source(e)
-        })?;
+        let text = pki::read_pem(path, pki::PemFile::Either)?;
         if text.contains("PRIVATE KEY-----") {
             let key = KeyMaterial::from_pem(text).map_err(|e| e.context(path.display()))?;
             let facts = pki::key_facts(&key).map_err(|e| e.context(path.display()))?;
@@ -126,14 +124,10 @@ pub(super) async fn import(
 ) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let read = |path: &Path| {
-        std::fs::read_to_string(path).map_err(|e| {
-            Error::new(ErrorKind::Config, format!("cannot read {}", path.display())).with_source(e)
-        })
-    };
-    let key = KeyMaterial::from_pem(read(key_path)?).map_err(|e| e.context(key_path.display()))?;
-    let cert =
-        Certificate::from_pem(&read(cert_path)?).map_err(|e| e.context(cert_path.display()))?;
+    let key = KeyMaterial::from_pem(pki::read_pem(key_path, pki::PemFile::Key)?)
+        .map_err(|e| e.context(key_path.display()))?;
+    let cert = Certificate::from_pem(&pki::read_pem(cert_path, pki::PemFile::Certificate)?)
+        .map_err(|e| e.context(cert_path.display()))?;
     pki::prove_pair(&key, &cert).map_err(|e| {
         e.context(format!(
             "{} and {}",
@@ -176,7 +170,12 @@ pub(super) async fn import(
     }
     let stores = wiring::stores(&config, cred).await?;
     // The primary's lock serializes imports and rotations of this credential.
-    let lock = stores[0].lock(name, "rekey import").await?;
+    let holder = format!(
+        "rekey import on {} (pid {})",
+        crate::rotation::hostname(),
+        std::process::id()
+    );
+    let lock = stores[0].lock(name, &holder).await?;
     let mut imported = Ok(());
     for store in &stores {
         imported = import_locked(store.as_ref(), name, &key, &cert).await;

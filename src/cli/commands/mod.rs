@@ -32,13 +32,22 @@ pub async fn dispatch(cli: Cli) -> Exit {
         } => keys::generate(&key_out, &cert_out, &cn, days, algorithm, force, json),
         Command::Plan { credential } => rotate::plan(&cli.config, &credential, json).await,
         Command::Rotate { credential } => {
-            return rotate::rotate(&cli.config, &credential, &Intent::Rotate, json).await;
+            return rotate::rotate(&cli.config, &credential, &Intent::Rotate, None, json).await;
         }
-        Command::Resume { credential } => {
-            return rotate::rotate(&cli.config, &credential, &Intent::Resume, json).await;
+        Command::Resume {
+            credential,
+            evidence_dir,
+        } => {
+            let intent = Intent::Resume;
+            return rotate::rotate(&cli.config, &credential, &intent, evidence_dir, json).await;
         }
-        Command::Abort { credential, reason } => {
-            return rotate::rotate(&cli.config, &credential, &Intent::Abort { reason }, json).await;
+        Command::Abort {
+            credential,
+            reason,
+            evidence_dir,
+        } => {
+            let intent = Intent::Abort { reason };
+            return rotate::rotate(&cli.config, &credential, &intent, evidence_dir, json).await;
         }
         Command::Status { credential } => {
             status::status(&cli.config, credential.as_deref(), json).await

@@ -3,12 +3,13 @@
 
 use crate::cli::render;
 use crate::config;
+use crate::emergency;
 use crate::exit::Exit;
 use crate::monitor::alerts::{Notifier, RotationNews};
 use crate::rotation::{self, Intent};
 use crate::wiring;
 use rekey_api::{Error, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub(super) async fn plan(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
@@ -17,7 +18,13 @@ pub(super) async fn plan(config_path: &Path, name: &str, json: bool) -> Result<E
     Ok(Exit::Ok)
 }
 
-pub(super) async fn rotate(config_path: &Path, name: &str, intent: &Intent, json: bool) -> Exit {
+pub(super) async fn rotate(
+    config_path: &Path,
+    name: &str,
+    intent: &Intent,
+    evidence_dir: Option<PathBuf>,
+    json: bool,
+) -> Exit {
     let prepared = async {
         let config = config::load(config_path)?;
         wiring::credential(&config, name)?;
@@ -41,8 +48,26 @@ pub(super) async fn rotate(config_path: &Path, name: &str, intent: &Intent, json
             Err(e) => render::warning(&format!("could not record the notification: {e}")),
         }
     }
-    match result {
+    // Whichever command ends an emergency rekey leaves its evidence bundle.
+    let dir = emergency::evidence_dir(&config, evidence_dir);
+    let mut warnings = Vec::new();
+    let evidence = emergency::evidence_of(&config, cred, &result, &dir, None, &mut warnings).await;
+    let exit = match result {
         Ok(closed) => progress.finish(&closed),
-        Err(stopped) => render::stopped(&stopped, json),
+        Err(stopped) => render::stopped(name, &stopped, json),
+    };
+    for warning in &warnings {
+        render::warning(warning);
     }
+    match evidence {
+        Some(Ok(path)) => render::note(&format!("{name}: evidence bundle {}", path.display())),
+        Some(Err(e)) => {
+            render::warning(&format!("{name}: {e}"));
+            if exit == Exit::Ok {
+                return Exit::Internal;
+            }
+        }
+        None => {}
+    }
+    exit
 }

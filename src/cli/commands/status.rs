@@ -66,9 +66,11 @@ async fn status_row(
     };
     let mut per_store = Vec::new();
     let mut primary = None;
+    let mut held = Vec::new();
     for store in &stores {
         let stages = store.stages(&cred.name).await.map_err(in_context)?;
         let fingerprint = stages.current.as_ref().map(|v| v.certificate.fingerprint);
+        held.push(fingerprint);
         per_store.push(StoreStatus {
             store: store.to_string(),
             generation: stages.current.as_ref().map(|v| v.generation),
@@ -76,6 +78,7 @@ async fn status_row(
             matches_app: app_error
                 .is_none()
                 .then_some(fingerprint.is_some() && fingerprint == app_fingerprint),
+            rotation_in_progress: false,
         });
         primary.get_or_insert(stages);
     }
@@ -85,6 +88,14 @@ async fn status_row(
         .scan_journal(&cred.name)
         .await
         .map_err(in_context)?;
+    // A store behind the app because of the open rotation is a rotation in progress, not drift.
+    let in_flight = observe::InFlight::of(rotation::open_rotation(&journal.entries).as_ref());
+    for (st, held) in per_store.iter_mut().zip(&held) {
+        st.rotation_in_progress = st.matches_app == Some(false)
+            && app_fingerprint
+                .zip(*held)
+                .is_some_and(|(app, store)| in_flight.explains(app, store));
+    }
     let current = stages.current.as_ref();
     Ok(StatusRow {
         credential: cred.name.clone(),

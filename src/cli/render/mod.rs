@@ -31,7 +31,7 @@ mod token;
 
 pub use emergency::emergency;
 pub use keys::{import, inspect, journal, verify};
-pub use lines::{deliveries, prompt, warning};
+pub use lines::{deliveries, note, prompt, warning};
 pub use progress::RunProgress;
 pub use rotation::{RotateProgress, plan};
 pub use run::{daemon, run};
@@ -73,9 +73,10 @@ pub fn error(error: &Error, json: bool) -> Exit {
     Exit::of_error(error.kind())
 }
 
-/// Prints a rotation that stopped: where it stood, whether the app may hold the new certificate,
-/// and what to do; returns its exit code.
-pub fn stopped(stopped: &Stopped, json: bool) -> Exit {
+/// Prints a rotation of `credential` that stopped: where it stood, whether the app may hold the
+/// new certificate, what it left behind, and the command that finishes or clears it; returns its
+/// exit code.
+pub fn stopped(credential: &str, stopped: &Stopped, json: bool) -> Exit {
     let error = &stopped.error;
     if json {
         print_json(&serde_json::json!({ "error": ErrorJson {
@@ -93,18 +94,35 @@ pub fn stopped(stopped: &Stopped, json: bool) -> Exit {
                 "error: rotation {id} failed at step {}: {error}",
                 opt(stopped.step)
             );
-            if stopped.published {
-                err!(
-                    "note: the new certificate may already be on the app; the journal stays open: `rekey resume` finishes the rotation, `rekey abort` undoes it (runbooks/rollback.md)"
-                );
-            } else {
-                err!("note: the app was not changed");
-            }
+            err!("note: {}", left_behind(credential, id, stopped));
         }
         None => err!("error: {error}"),
     }
     hint(error);
     stopped.exit()
+}
+
+/// What a stopped rotation left (the app, PENDING, the journal) and the commands that clear it.
+fn left_behind(cred: &str, id: &rekey_api::RotationId, stopped: &Stopped) -> String {
+    if stopped.published && stopped.emergency {
+        return format!(
+            "the new certificate may already be on the app; emergency rekey {id} stays open in the journal: `rekey resume {cred}` finishes it (it is never undone: that would trust the leaked key again; runbooks/emergency-rekey.md)"
+        );
+    }
+    if stopped.published {
+        return format!(
+            "the new certificate may already be on the app; the journal stays open: `rekey resume {cred}` finishes the rotation, `rekey abort {cred}` undoes it (runbooks/rollback.md)"
+        );
+    }
+    let staged = match stopped.step {
+        Some(Step::Generate) | None => "",
+        Some(Step::Stage) => ", its new key may be staged as PENDING",
+        Some(_) => ", its new key is staged as PENDING",
+    };
+    format!(
+        "the app was not changed, but rotation {id} stays open in the journal{staged}: `rekey resume {cred}` tries again from {}, `rekey abort {cred}` clears it (runbooks/rollback.md)",
+        opt(stopped.step)
+    )
 }
 
 fn hint(error: &Error) {

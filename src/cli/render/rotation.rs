@@ -83,7 +83,7 @@ impl RotateProgress {
                     out!("  adopt     waiting for {}", waiting.join(", "))
                 }
                 Progress::VerifyRetry { attempt, reason } => {
-                    out!("  verify    attempt {attempt} refused ({reason}); retrying")
+                    out!("  verify    attempt {attempt} {reason}; retrying")
                 }
                 Progress::Retry {
                     step,

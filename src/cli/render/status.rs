@@ -72,6 +72,7 @@ pub fn status(rows: &[StatusRow], json: bool) {
         for st in &r.stores {
             let verdict = match st.matches_app {
                 Some(true) => "= app",
+                Some(false) if st.rotation_in_progress => "rotation in progress (not drift)",
                 Some(false) => "DIFFERS FROM THE APP",
                 None => "app unknown",
             };

@@ -154,6 +154,7 @@ pub(super) fn inputs_readable(o: &Observation, finding: &str) -> bool {
         Some(("drift", store)) => source_ok(store) && source_ok("app"),
         Some((_, source)) => source_ok(source),
         None if finding == "open-rotation" => journal_ok(),
+        None if finding == "rotation-in-progress" => journal_ok() && source_ok("app"),
         None => true,
     }
 }
@@ -195,7 +196,7 @@ pub(super) fn details(
             details.insert("app_fingerprint".to_string(), app.fingerprint.to_string());
         }
     }
-    if f.id == "open-rotation"
+    if (f.id == "open-rotation" || f.id == "rotation-in-progress")
         && let Some((id, started)) = &o.open_rotation
     {
         details.insert("rotation_id".to_string(), id.to_string());

@@ -1,18 +1,22 @@
-//! The incident evidence bundle an emergency rekey leaves behind: who, where, why, when each step
+//! The incident evidence bundle an emergency rekey leaves behind, however it ends (`emergency`,
+//! `resume`, `abort` before publish, a rerun, or `run`/`daemon` continuing it): who, where, why, when each step
 //! began and ended, the fingerprints, what was revoked and what each verification saw. Built from
 //! the journal, so a resumed emergency's bundle covers the interrupted run too. It holds
 //! identifiers, fingerprints, counts and Salesforce's own answers — never key bytes or tokens.
 
+use super::{Closed, Emergency, Ending, Stopped};
+use crate::config::Config;
 use crate::config::CredentialConfig;
-use crate::rotation::{Closed, Emergency, Stopped};
+use crate::wiring;
 use chrono::{DateTime, Utc};
+use rekey_api::Result;
 use rekey_api::{JournalEntry, Phase, Revoked, RotationId, Step};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// The bundle, as written to `<dir>/<rotation id>.json`.
 #[derive(Serialize)]
-pub(super) struct Evidence<'a> {
+pub(crate) struct Evidence<'a> {
     /// Always `rekey-emergency-evidence`.
     pub kind: &'static str,
     /// Format version.
@@ -25,7 +29,7 @@ pub(super) struct Evidence<'a> {
     pub org: &'a str,
     /// The rotation, once one was started.
     pub rotation_id: Option<&'a RotationId>,
-    /// `completed` or `failed`.
+    /// `completed`, `aborted` (before its new certificate could reach the app) or `failed`.
     pub outcome: &'static str,
     /// Why it failed, when it did.
     pub error: Option<String>,
@@ -57,7 +61,7 @@ pub(super) struct Evidence<'a> {
 
 /// One journal entry.
 #[derive(Serialize)]
-pub(super) struct Moment<'a> {
+pub(crate) struct Moment<'a> {
     /// When.
     pub at: DateTime<Utc>,
     /// Which step.
@@ -69,7 +73,7 @@ pub(super) struct Moment<'a> {
 }
 
 /// Builds the bundle for `cred`'s emergency from its outcome and its journal.
-pub(super) fn build<'a>(
+fn build<'a>(
     cred: &'a CredentialConfig,
     emergency: &'a Emergency,
     result: &'a std::result::Result<Closed, Stopped>,
@@ -99,16 +103,21 @@ pub(super) fn build<'a>(
         app: &cred.app,
         org: &cred.org,
         rotation_id,
-        outcome: if result.is_ok() {
-            "completed"
-        } else {
-            "failed"
+        outcome: match result {
+            Ok(Closed {
+                ending: Ending::Rotated,
+                ..
+            }) => "completed",
+            // Only before its new certificate could reach the app: an emergency is never rolled
+            // back, and aborting one is refused after that.
+            Ok(_) => "aborted",
+            Err(_) => "failed",
         },
         error: result.as_ref().err().map(|f| f.error.to_string()),
         reason: &emergency.reason,
         kill_switch: emergency.kill_switch,
         operator,
-        host: crate::rotation::hostname(),
+        host: super::hostname(),
         started_at: entries.first().map(|e| e.at),
         finished_at: rekey_api::now(),
         old_fingerprint: fingerprint(entries.iter().find_map(|e| e.old_fingerprint)),
@@ -129,7 +138,7 @@ pub(super) fn build<'a>(
 }
 
 /// Writes `evidence` to `<dir>/<rotation id or credential>.json` (0600, atomic) and returns the path.
-pub(super) fn write(dir: &Path, evidence: &Evidence<'_>) -> rekey_api::Result<PathBuf> {
+fn write(dir: &Path, evidence: &Evidence<'_>) -> rekey_api::Result<PathBuf> {
     let name = evidence.rotation_id.map_or_else(
         || format!("{}-not-started", evidence.credential),
         |id| id.to_string(),
@@ -148,4 +157,57 @@ pub(super) fn write(dir: &Path, evidence: &Evidence<'_>) -> rekey_api::Result<Pa
     text.push(b'\n');
     rekey_api::write_atomic(&path, &text, 0o600).map_err(io)?;
     Ok(path)
+}
+
+/// Where evidence bundles go: `given`, else `evidence/` beside the config file.
+pub fn evidence_dir(config: &Config, given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        config
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("evidence")
+    })
+}
+
+/// Writes the evidence bundle of the rotation `result` ended into `dir` when the journal says it
+/// is an emergency (or, before anything was journaled, when `asked` is one): built from the
+/// journal, so its reason and timeline are the ones journaled when the emergency began, whichever
+/// command ends it. `None`: no emergency, nothing written. What went wrong without stopping the
+/// bundle goes to `warnings`.
+pub async fn evidence_of(
+    config: &Config,
+    cred: &CredentialConfig,
+    result: &std::result::Result<Closed, Stopped>,
+    dir: &Path,
+    asked: Option<&Emergency>,
+    warnings: &mut Vec<String>,
+) -> Option<Result<PathBuf>> {
+    let id = match result {
+        Ok(closed) => Some(&closed.rotation_id),
+        Err(stopped) => stopped.rotation_id.as_ref(),
+    };
+    if id.is_none() && asked.is_none() {
+        // No rotation began and none was asked for as an emergency: nothing to tell.
+        return None;
+    }
+    let journal = match wiring::stores(config, cred).await {
+        Ok(stores) => stores[0].read_journal(&cred.name).await,
+        Err(e) => Err(e),
+    };
+    let journaled = match (&journal, id) {
+        (Ok(journal), Some(id)) => super::history::emergency_in(journal, id),
+        _ => None,
+    };
+    let emergency = journaled.or_else(|| asked.cloned())?;
+    let journal = journal.unwrap_or_else(|e| {
+        // The bundle is still written, so the incident has the outcome and fingerprints.
+        warnings.push(format!(
+            "{}: the evidence bundle has no timeline: the journal could not be read: {e}",
+            cred.name
+        ));
+        Vec::new()
+    });
+    let bundle = build(cred, &emergency, result, &journal, wiring::operator());
+    Some(write(dir, &bundle))
 }
