@@ -17,11 +17,13 @@ mod token;
 mod windows;
 mod wiring;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(exit) => return exit.into(),
+    };
     // Logs go to stderr so stdout stays the command's report (and valid JSON with --json).
     let level = match cli.verbose {
         0 => tracing::Level::WARN,

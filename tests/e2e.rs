@@ -415,7 +415,7 @@ async fn generate_writes_a_pair_openssl_accepts_and_never_overwrites_by_accident
     assert_eq!(bad.code, 64);
     assert!(
         bad.stderr
-            .contains("use one of rsa-2048, rsa-3072, rsa-4096"),
+            .contains("[possible values: rsa-2048, rsa-3072, rsa-4096]"),
         "{}",
         bad.stderr
     );

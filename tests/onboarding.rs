@@ -201,7 +201,7 @@ fn every_help_line_fits_80_columns_and_closed_sets_name_their_choices() {
             "rsa-1024",
         ],
     );
-    assert_eq!(wrong.status.code(), Some(2));
+    assert_eq!(wrong.status.code(), Some(64), "a usage error");
     assert!(
         text(&wrong.stderr).contains("[possible values: rsa-2048, rsa-3072, rsa-4096]"),
         "{}",

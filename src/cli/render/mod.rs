@@ -140,3 +140,15 @@ pub(crate) fn write_line(stderr: bool, line: std::fmt::Arguments<'_>) {
         writeln!(std::io::stdout().lock(), "{line}")
     };
 }
+
+/// What clap says about the command line (help, version, or a usage error) and its exit code.
+/// Written through `print`, whose failure (a closed pipe after `rekey --help | head -1`) is
+/// ignored like every other output's.
+pub fn clap_message(e: &clap::Error) -> Exit {
+    let _ = e.print();
+    if e.use_stderr() {
+        Exit::Config
+    } else {
+        Exit::Ok
+    }
+}
