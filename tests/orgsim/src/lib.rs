@@ -13,11 +13,13 @@ mod control;
 mod deploy;
 mod faults;
 mod query;
+mod records;
 mod rest;
 mod revoke;
 mod seed;
 mod server;
 mod soap;
+mod soql;
 mod state;
 mod token;
 mod xml;
@@ -25,8 +27,8 @@ mod xml;
 pub use control::{GrantInfo, SessionInfo, SessionState};
 pub use faults::{CallRecord, Fault, FaultKind};
 pub use seed::{
-    ApprovalSeed, CertificateFormat, ConnectedAppSeed, EcaSeed, OrgSeed, PermissionSetSeed,
-    ProfileSeed, PropagationMode, Seed, SeedError, Settings, UserSeed,
+    ApprovalSeed, CertificateFormat, ConnectedAppSeed, EcaSeed, IpRangeSeed, OrgSeed,
+    PermissionSetSeed, ProfileSeed, PropagationMode, Seed, SeedError, Settings, UserSeed,
 };
 
 use server::{AppState, Shared};

@@ -3,7 +3,7 @@
 //! ECA token management of Connect REST: `GET /apps/oauth/usage` and `DELETE
 //! /apps/oauth/usage/{appId}/tokens`.
 
-use crate::query::{auth_session_row, user_row};
+use crate::records::{auth_session_row, user_row};
 use crate::rest::{Caller, authenticate_versioned, missing, rest_error};
 use crate::server::{AppState, json_response};
 use crate::state::{ECA, SessionEnd, User, same_id};

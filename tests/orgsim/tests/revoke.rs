@@ -197,7 +197,7 @@ async fn query_errors_are_error_arrays() {
     for (q, status, code) in [
         ("SELEC Id FROM User", 400, "MALFORMED_QUERY"),
         (
-            "SELECT Id FROM User WHERE Id = 'a' OR Id = 'b'",
+            "SELECT Id FROM User WHERE Id = 'a' OR Id = 'b' AND Id = 'c'",
             400,
             "MALFORMED_QUERY",
         ),
@@ -229,7 +229,7 @@ async fn query_errors_are_error_arrays() {
     }
     let r = get(
         &sim,
-        "/services/data/v12.0/query?q=SELECT+Id+FROM+User",
+        "/services/data/v99.0/query?q=SELECT+Id+FROM+User",
         Some(&admin),
     )
     .await;

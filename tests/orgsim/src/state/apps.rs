@@ -273,9 +273,9 @@ impl OrgState {
                 self.cert_changes.insert(app, CertChange { old, at_ms });
             }
         }
-        let (id, created) = match previous {
-            Some(p) => (p.id, p.created),
-            None => (self.new_id(kind.id_prefix), now),
+        let (id, created, created_by) = match previous {
+            Some(p) => (p.id, p.created, p.created_by),
+            None => (self.new_id(kind.id_prefix), now, by.to_string()),
         };
         self.components.insert(
             key,
@@ -284,6 +284,7 @@ impl OrgState {
                 id,
                 created,
                 modified: now,
+                created_by,
                 modified_by: by.to_string(),
             },
         );
@@ -406,9 +407,20 @@ fn consumer_key(element: &Element, kind: MetaType) -> Option<&str> {
     }
 }
 
-/// Maps metadata scope names (`Api`, `RefreshToken`, …) to OAuth scope tokens.
+/// Maps metadata scope names (`Api`, `RefreshToken`, …) to OAuth scope tokens, `api` when none
+/// is set.
 fn token_scope(scopes: &[String]) -> String {
-    let mut out: Vec<&str> = Vec::new();
+    let out = scope_tokens(scopes);
+    if out.is_empty() {
+        "api".into()
+    } else {
+        out.join(" ")
+    }
+}
+
+/// The OAuth scope tokens of metadata scope names, each once, in order.
+pub(crate) fn scope_tokens(scopes: &[String]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
     for s in scopes {
         let token = match s.as_str() {
             "Api" => "api",
@@ -425,11 +437,7 @@ fn token_scope(scopes: &[String]) -> String {
             out.push(token);
         }
     }
-    if out.is_empty() {
-        "api".into()
-    } else {
-        out.join(" ")
-    }
+    out
 }
 
 #[cfg(test)]
