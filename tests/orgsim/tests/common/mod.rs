@@ -45,6 +45,8 @@ pub const LOGIN: &str = "https://login.salesforce.com";
 pub const TEST_HOST: &str = "https://test.salesforce.com";
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub const DEPLOY_REQUEST: &str = "/services/data/v67.0/metadata/deployRequest";
+/// The REST root of the current API version.
+pub const V: &str = "/services/data/v67.0";
 
 /// ConnectedApp XML for the admin-approved test app (certificate from key 0 is added by the seed).
 pub fn billing_ca_xml(extra: &str) -> String {
@@ -507,4 +509,27 @@ pub async fn soap(sim: &OrgSim, session: &str, call: &str) -> (u16, String) {
 /// Default settings, to reference field defaults in assertions.
 pub fn defaults() -> Settings {
     Settings::default()
+}
+
+/// `path` with form-encoded query parameters.
+pub fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse(&format!("http://x{path}")).unwrap();
+    url.query_pairs_mut().extend_pairs(pairs);
+    format!("{}?{}", url.path(), url.query().unwrap_or(""))
+}
+
+/// GET of a path, with a bearer token when given; returns (status, JSON body).
+pub async fn get_json(sim: &OrgSim, path: &str, token: Option<&str>) -> (u16, Value) {
+    let r = get(sim, path, token).await;
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Runs a SOQL query through `GET /services/data/v67.0/query`; returns (status, body).
+pub async fn soql(sim: &OrgSim, token: Option<&str>, q: &str) -> (u16, Value) {
+    get_json(sim, &with_query(&format!("{V}/query"), &[("q", q)]), token).await
+}
+
+/// The `errorCode` of a REST error array.
+pub fn error_code(body: &Value) -> &str {
+    body[0]["errorCode"].as_str().unwrap_or("")
 }
