@@ -5,19 +5,8 @@
 mod common;
 
 use common::*;
-use orgsim::{OrgSim, Seed};
+use orgsim::OrgSim;
 use serde_json::{Value, json};
-
-/// The standard seed plus `n` more users (`user-0001@acme.example`, …).
-fn seed_with_users(settings: &str, n: usize) -> Seed {
-    let mut text = seed_toml(settings);
-    for i in 0..n {
-        text.push_str(&format!(
-            "\n[[users]]\nusername = \"user-{i:04}@acme.example\"\nprofile = \"Standard User\"\n"
-        ));
-    }
-    Seed::from_toml_str(&text, std::path::Path::new(".")).unwrap()
-}
 
 #[tokio::test]
 async fn every_version_from_31_to_67_is_listed_and_served_the_same() {

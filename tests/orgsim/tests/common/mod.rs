@@ -275,6 +275,26 @@ pub fn seed_with(settings: &str) -> Seed {
     Seed::from_toml_str(&seed_toml(settings), std::path::Path::new(".")).unwrap()
 }
 
+/// The standard seed text plus `n` more users (`user-0001@acme.example`, …).
+pub fn seed_toml_with_users(settings: &str, n: usize) -> String {
+    let mut text = seed_toml(settings);
+    for i in 0..n {
+        text.push_str(&format!(
+            "\n[[users]]\nusername = \"user-{i:04}@acme.example\"\nprofile = \"Standard User\"\n"
+        ));
+    }
+    text
+}
+
+/// The standard seed plus `n` more users.
+pub fn seed_with_users(settings: &str, n: usize) -> Seed {
+    Seed::from_toml_str(
+        &seed_toml_with_users(settings, n),
+        std::path::Path::new("."),
+    )
+    .unwrap()
+}
+
 /// Starts an emulator with the standard seed.
 pub async fn start(settings: &str) -> OrgSim {
     OrgSim::start(seed_with(settings)).await.unwrap()
