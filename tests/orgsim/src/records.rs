@@ -6,6 +6,7 @@ use crate::soql::{Dataset, Row, SoqlError};
 use crate::state::{AuditEntry, CONNECTED_APP, Component, Login, OrgState, Session, User, id18};
 use crate::xml::Element;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 /// Salesforce's REST datetime format: `2026-01-01T00:00:00.000+0000`.
 pub(crate) fn sf_datetime(unix: i64) -> String {
@@ -70,7 +71,13 @@ pub(crate) fn rows(st: &OrgState, object: &str, viewer: Option<&Viewer<'_>>) -> 
     let current = viewer.map_or("", |v| v.session.id.as_str());
     match object {
         "Organization" => vec![organization_row(st)],
-        "User" => st.users.iter().map(|u| user_row(st, u)).collect(),
+        "User" => {
+            let last_logins = last_logins(st);
+            st.users
+                .iter()
+                .map(|u| user_fields(st, u, last_logins.get(u.id.as_str()).copied()))
+                .collect()
+        }
         "Profile" => st
             .profiles()
             .into_iter()
@@ -159,18 +166,26 @@ fn organization_row(st: &OrgState) -> Row {
     }))
 }
 
+/// Each user's latest successful login (`User.LastLoginDate`), by user id.
+fn last_logins(st: &OrgState) -> HashMap<&str, i64> {
+    let mut out: HashMap<&str, i64> = HashMap::new();
+    for l in st.logins.iter().filter(|l| l.succeeded()) {
+        let latest = out.entry(l.user_id.as_str()).or_insert(l.time);
+        *latest = (*latest).max(l.time);
+    }
+    out
+}
+
 /// A `User` record with every field the emulator knows.
 pub(crate) fn user_row(st: &OrgState, u: &User) -> Row {
+    user_fields(st, u, last_logins(st).get(u.id.as_str()).copied())
+}
+
+fn user_fields(st: &OrgState, u: &User, last_login: Option<i64>) -> Row {
     let (first, last) = match u.name.split_once(' ') {
         Some((f, l)) => (Value::from(f), Value::from(l)),
         None => (Value::Null, Value::from(u.name.as_str())),
     };
-    let last_login = st
-        .logins
-        .iter()
-        .filter(|l| l.user_id == u.id && l.succeeded())
-        .map(|l| l.time)
-        .max();
     into_map(json!({
         "Id": u.id,
         "Username": u.username,
