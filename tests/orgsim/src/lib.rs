@@ -11,6 +11,7 @@
 mod certs;
 mod control;
 mod deploy;
+mod describe;
 mod faults;
 mod query;
 mod records;

@@ -213,34 +213,6 @@ pub(crate) async fn resources(
     json_response(StatusCode::OK, Value::Object(map))
 }
 
-/// `GET /services/data/vNN.0/sobjects[/]`: describe-global over the objects the emulator
-/// serves.
-pub(crate) async fn describe_global(Path(version): Path<String>, _: Caller) -> Response {
-    let sobjects: Vec<Value> = crate::soql::schema::OBJECTS
-        .iter()
-        .map(|o| {
-            let base = format!("/services/data/{version}/sobjects/{}", o.name);
-            json!({
-                "activateable": false, "createable": false, "custom": false,
-                "customSetting": false, "deletable": o.name == "AuthSession",
-                "deprecatedAndHidden": false, "feedEnabled": false, "hasSubtypes": false,
-                "isSubtype": false, "keyPrefix": o.key_prefix, "label": o.label,
-                "labelPlural": o.label_plural, "layoutable": false, "mergeable": false,
-                "mruEnabled": false, "name": o.name, "queryable": true, "replicateable": false,
-                "retrieveable": true, "searchable": false, "triggerable": false,
-                "undeletable": false, "updateable": false,
-                "urls": {
-                    "rowTemplate": format!("{base}/{{ID}}"),
-                    "describe": format!("{base}/describe"),
-                    "sobject": base,
-                },
-            })
-        })
-        .collect();
-    let body = json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects});
-    json_response(StatusCode::OK, body)
-}
-
 /// `GET /services/data/vNN.0/limits/`.
 pub(crate) async fn limits(State(app): State<AppState>, _: Caller) -> Response {
     let mut st = app.lock();

@@ -3,7 +3,7 @@
 
 use crate::faults::{CallRecord, FaultKind, take_fault};
 use crate::state::OrgState;
-use crate::{control, deploy, query, rest, revoke, soap, token};
+use crate::{control, deploy, describe, query, rest, revoke, soap, token};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -90,13 +90,23 @@ fn routes(app: AppState) -> Router {
         .route("/services/data/", get(rest::versions))
         .route("/services/data/{version}", get(rest::resources))
         .route("/services/data/{version}/", get(rest::resources))
+        .route("/services/data/{version}/sobjects", get(describe::global))
+        .route("/services/data/{version}/sobjects/", get(describe::global))
         .route(
-            "/services/data/{version}/sobjects",
-            get(rest::describe_global),
+            "/services/data/{version}/sobjects/{object}",
+            get(describe::basic),
         )
         .route(
-            "/services/data/{version}/sobjects/",
-            get(rest::describe_global),
+            "/services/data/{version}/sobjects/{object}/",
+            get(describe::basic),
+        )
+        .route(
+            "/services/data/{version}/sobjects/{object}/describe",
+            get(describe::object),
+        )
+        .route(
+            "/services/data/{version}/sobjects/{object}/describe/",
+            get(describe::object),
         )
         .route("/services/data/{version}/limits", get(rest::limits))
         .route("/services/data/{version}/limits/", get(rest::limits))

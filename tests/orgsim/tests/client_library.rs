@@ -74,6 +74,13 @@ async fn simple_salesforce_logs_in_with_jwt_queries_pages_and_reads_limits() {
             "{seen}"
         );
     }
+    assert!(
+        seen["user_fields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Username")),
+        "{seen}"
+    );
     assert_eq!(
         seen["ordered"],
         json!([

@@ -108,6 +108,68 @@ async fn describe_global_lists_every_queryable_object() {
 }
 
 #[tokio::test]
+async fn an_object_describes_its_fields_lookups_and_filters() {
+    let (sim, admin) = start_as_admin("").await;
+    for path in [
+        format!("{V}/sobjects/LoginHistory/describe"),
+        format!("{V}/sobjects/loginhistory/describe/"),
+    ] {
+        let (s, body) = get_json(&sim, &path, Some(&admin)).await;
+        assert_eq!(s, 200, "{path}: {body}");
+        assert_eq!(body["name"], "LoginHistory");
+        let field = |name: &str| {
+            body["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        assert_eq!(field("Status")["filterable"], false);
+        assert_eq!(field("LoginTime")["type"], "datetime");
+        assert_eq!(field("SourceIp")["filterable"], true);
+    }
+    let (_, user) = get_json(&sim, &format!("{V}/sobjects/User/describe"), Some(&admin)).await;
+    let profile_id = user["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "ProfileId")
+        .unwrap();
+    assert_eq!(
+        (
+            &profile_id["type"],
+            &profile_id["referenceTo"],
+            &profile_id["relationshipName"]
+        ),
+        (&json!("reference"), &json!(["Profile"]), &json!("Profile"))
+    );
+    let (s, basic) = get_json(&sim, &format!("{V}/sobjects/SetupAuditTrail"), Some(&admin)).await;
+    assert_eq!(s, 200);
+    assert_eq!(basic["objectDescribe"]["keyPrefix"], "0Ym");
+    let (s, _) = get_json(
+        &sim,
+        &format!("{V}/sobjects/Account/describe"),
+        Some(&admin),
+    )
+    .await;
+    assert_eq!(s, 404);
+    // Records are still read by id under the same prefix.
+    let (s, record) = get_json(
+        &sim,
+        &format!("{V}/sobjects/User/0055g00000ADMINAAA"),
+        Some(&admin),
+    )
+    .await;
+    assert_eq!(
+        (s, record["Username"].clone()),
+        (200, json!("admin@acme.example"))
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn double_slash_paths_are_served_like_single_slash_ones() {
     let (sim, admin) = start_as_admin("").await;
     let single = soql(

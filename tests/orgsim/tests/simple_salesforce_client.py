@@ -48,6 +48,7 @@ def main():
     seen = {"version": sf.sf_version}
 
     seen["resources"] = sorted(sf.restful("").keys())
+    seen["user_fields"] = [f["name"] for f in sf.User.describe()["fields"]]
 
     ordered = sf.query("SELECT Username FROM User ORDER BY Username DESC LIMIT 3")
     seen["ordered"] = [r["Username"] for r in ordered["records"]]
