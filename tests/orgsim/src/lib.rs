@@ -119,6 +119,12 @@ impl OrgSim {
         self.shared.lock().clock_offset = secs;
     }
 
+    /// Sets the address the following requests come from (setting `source_ip`): their
+    /// `LoginHistory` rows and the sessions they open carry it.
+    pub fn set_source_ip(&self, ip: std::net::IpAddr) {
+        self.shared.lock().settings.source_ip = ip;
+    }
+
     /// Sets the certificate propagation window and which certificate verifies during it.
     pub fn set_propagation(&self, secs: u64, mode: PropagationMode) {
         control::set_propagation(&self.shared, secs, mode);

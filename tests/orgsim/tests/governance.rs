@@ -238,6 +238,16 @@ async fn login_history_has_a_row_for_every_token_request_of_a_known_user() {
     )
     .await;
     assert_eq!((s, error_code(&body)), (400, "INVALID_FIELD"), "{body}");
+    // A test can move the caller to another address mid-way.
+    sim.set_source_ip("198.51.100.9".parse().unwrap());
+    token_for(&sim, 0, CA_KEY, "permset@acme.example").await;
+    let moved = records(
+        &sim,
+        &admin,
+        "SELECT SourceIp FROM LoginHistory WHERE SourceIp = '198.51.100.9'",
+    )
+    .await;
+    assert_eq!(moved.len(), 1);
     sim.shutdown().await;
 }
 

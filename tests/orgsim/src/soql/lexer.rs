@@ -126,7 +126,7 @@ fn string(soql: &str, chars: &[char], start: usize) -> Result<(String, usize), S
                 return Err(SoqlError::malformed(
                     soql,
                     start,
-                    "line 1:0 mismatched character '<EOF>' expecting '''",
+                    "mismatched character '<EOF>' expecting '''",
                 ));
             }
             Some('\'') => return Ok((value, i + 1 - start)),
