@@ -15,6 +15,7 @@ mod describe;
 mod faults;
 mod query;
 mod records;
+mod refresh;
 mod rest;
 mod revoke;
 mod seed;

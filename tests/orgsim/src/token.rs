@@ -2,8 +2,10 @@
 //! (providers/salesforce/salesforce-api.md §1).
 //!
 //! Checks run in the fixed order grant_type → iss → aud → signature → exp → user →
-//! authorization, so a request with several problems reports the first one only.
+//! authorization, so a request with several problems reports the first one only. The refresh
+//! token grant is `refresh.rs`'; both get a `LoginHistory` row and the login rate limit here.
 
+use crate::refresh::REFRESH_TOKEN;
 use crate::server::{AppState, json_response};
 use crate::state::{ECA, LOGIN_RATE_EXCEEDED, OrgState};
 use axum::body::Bytes;
@@ -85,8 +87,21 @@ fn logged_grant(
     host: &str,
     params: &HashMap<String, String>,
 ) -> Result<Value, GrantError> {
-    let Some((user_id, application)) = named_login(st, params) else {
-        return grant(st, base_url, params, "");
+    let refresh = params.get("grant_type").map(String::as_str) == Some(REFRESH_TOKEN);
+    let run = |st: &mut OrgState, login_id: &str| {
+        if refresh {
+            crate::refresh::grant(st, base_url, params, login_id)
+        } else {
+            grant(st, base_url, params, login_id)
+        }
+    };
+    let named = if refresh {
+        crate::refresh::named_login(st, params)
+    } else {
+        named_login(st, params)
+    };
+    let Some((user_id, application)) = named else {
+        return run(st, "");
     };
     if st.login_rate_exceeded(&user_id) {
         st.record_login(&user_id, application, LOGIN_RATE_EXCEEDED, host);
@@ -96,7 +111,7 @@ fn logged_grant(
         ));
     }
     let login_id = st.record_login(&user_id, application, "Success", host);
-    let result = grant(st, base_url, params, &login_id);
+    let result = run(st, &login_id);
     if let Err((_, description)) = &result
         && let Some(login) = st.logins.iter_mut().find(|l| l.id == login_id)
     {
@@ -113,7 +128,8 @@ pub(crate) fn token_error(error: &str, description: &str) -> Response {
     )
 }
 
-/// The JWT bearer grant; a new session is created by login `login_id`.
+/// The JWT bearer grant (any grant type but the refresh token's); a new session is created by
+/// login `login_id`.
 fn grant(
     st: &mut OrgState,
     base_url: &str,

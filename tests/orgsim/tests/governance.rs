@@ -167,6 +167,69 @@ async fn oauth_token_use_count_and_last_used_date_move_with_each_grant() {
     sim.shutdown().await;
 }
 
+/// A refresh token request to Billing_Sync with this secret; (status, JSON body).
+async fn refresh(sim: &orgsim::OrgSim, secret: &str, token: &str) -> (u16, Value) {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", token),
+        ("client_id", CA_KEY),
+        ("client_secret", secret),
+    ];
+    let r = post_token(sim, &form).await;
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_refresh_token_buys_a_session_and_counts_as_a_use_of_its_grant() {
+    let (sim, admin) = start_as_admin("").await;
+    let grant = sim.add_grant(INTEG, "Billing_Sync").unwrap();
+    let (s, body) = refresh(&sim, "CASECRET0001", &grant.refresh_token).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["signature"].as_str().is_some_and(|s| !s.is_empty()));
+    let token = body["access_token"].as_str().unwrap();
+    let (s, _) = get_json(&sim, &format!("{V}/limits"), Some(token)).await;
+    assert_eq!(s, 200, "the access token works");
+    let row = records(
+        &sim,
+        &admin,
+        "SELECT UseCount, User.Username FROM OauthToken WHERE AppName = 'Billing Sync'",
+    )
+    .await;
+    assert_eq!(
+        (
+            row[0]["UseCount"].clone(),
+            row[0]["User"]["Username"].clone()
+        ),
+        (json!(1), json!(INTEG))
+    );
+    // The app wants its secret with a refresh token; a revoked grant refreshes nothing.
+    let (s, body) = refresh(&sim, "wrong", &grant.refresh_token).await;
+    assert_eq!(
+        (s, body["error"].clone()),
+        (400, json!("invalid_client")),
+        "{body}"
+    );
+    let (s, body) = refresh(&sim, "CASECRET0001", "5Aep861unknown").await;
+    assert_eq!(
+        (s, body["error"].clone()),
+        (400, json!("invalid_grant")),
+        "{body}"
+    );
+    let statuses = records(
+        &sim,
+        &admin,
+        "SELECT Status FROM LoginHistory ORDER BY LoginTime",
+    )
+    .await;
+    assert_eq!(
+        column(&statuses, "Status"),
+        ["Success", "Success", "Failed: invalid client credentials"],
+        "the unknown refresh token names no user"
+    );
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn login_history_has_a_row_for_every_token_request_of_a_known_user() {
     let (sim, admin) = start_as_admin("source_ip = \"203.0.113.7\"").await;

@@ -353,6 +353,26 @@ impl OrgState {
         )
     }
 
+    /// Whether the app wants its consumer secret with a refresh token request
+    /// (`isSecretRequiredForRefreshToken`, on unless set false), and that secret.
+    pub(crate) fn refresh_secret(&self, app: &AppView) -> (bool, Option<String>) {
+        let holder = match app.kind {
+            CONNECTED_APP => self
+                .component(CONNECTED_APP, &app.name)
+                .and_then(|c| c.element.child("oauthConfig")),
+            _ => self
+                .satellite(ECA_GLOBAL, &app.name)
+                .map(|(_, c)| &c.element),
+        };
+        let required = holder
+            .and_then(|h| h.child_bool("isSecretRequiredForRefreshToken"))
+            .unwrap_or(true);
+        let secret = holder
+            .and_then(|h| h.child_text("consumerSecret"))
+            .map(str::to_string);
+        (required, secret)
+    }
+
     /// The label of an app (`AppName` of its OauthToken rows), by its bookkeeping key.
     pub(crate) fn app_label(&self, key: &str) -> Option<String> {
         let (type_name, name) = key.split_once(':')?;
