@@ -177,10 +177,6 @@ fn last_logins(st: &OrgState) -> HashMap<&str, i64> {
 }
 
 /// A `User` record with every field the emulator knows.
-pub(crate) fn user_row(st: &OrgState, u: &User) -> Row {
-    user_fields(st, u, last_logins(st).get(u.id.as_str()).copied())
-}
-
 fn user_fields(st: &OrgState, u: &User, last_login: Option<i64>) -> Row {
     let (first, last) = match u.name.split_once(' ') {
         Some((f, l)) => (Value::from(f), Value::from(l)),
@@ -294,7 +290,7 @@ fn connected_application_row(c: &Component) -> Row {
 }
 
 /// An `AuthSession` record with every field; `current` is the caller's session id.
-pub(crate) fn auth_session_row(st: &OrgState, s: &Session, current: &str) -> Row {
+fn auth_session_row(st: &OrgState, s: &Session, current: &str) -> Row {
     into_map(json!({
         "Id": s.id,
         "UsersId": s.user_id,

@@ -490,3 +490,43 @@ fn trusted_ip_ranges_are_one_family_start_first() {
         );
     }
 }
+
+#[tokio::test]
+async fn records_are_read_by_id_among_the_rows_the_caller_may_see() {
+    let (sim, admin) = start_as_admin("").await;
+    let integ = token_for(&sim, 0, CA_KEY, INTEG).await;
+    let (s, org) = get_json(
+        &sim,
+        &format!("{V}/sobjects/Organization/{ORG_ID}"),
+        Some(&integ),
+    )
+    .await;
+    assert_eq!((s, org["Name"].clone()), (200, json!("Acme")));
+    assert_eq!(
+        org["attributes"]["url"],
+        format!("{V}/sobjects/Organization/{ORG_ID}")
+    );
+    let logins = records(
+        &sim,
+        &admin,
+        "SELECT Id, UserId FROM LoginHistory ORDER BY LoginTime",
+    )
+    .await;
+    let (admin_login, integ_login) = (
+        logins[0]["Id"].as_str().unwrap(),
+        logins[1]["Id"].as_str().unwrap(),
+    );
+    let path = |id: &str| format!("{V}/sobjects/LoginHistory/{id}");
+    let (s, own) = get_json(&sim, &path(integ_login), Some(&integ)).await;
+    assert_eq!((s, own["Status"].clone()), (200, json!("Success")));
+    // Another user's login is not there for a user without Manage Users.
+    assert_eq!(
+        get_json(&sim, &path(admin_login), Some(&integ)).await.0,
+        404
+    );
+    assert_eq!(
+        get_json(&sim, &path(admin_login), Some(&admin)).await.0,
+        200
+    );
+    sim.shutdown().await;
+}
