@@ -154,7 +154,7 @@ pub struct Settings {
     pub oauth_disabled_description: String,
     /// `error_description` for `unsupported_grant_type`.
     pub unsupported_grant_type_description: String,
-    /// `error_description` for the injected `rate_limit_exceeded` fault.
+    /// `error_description` of `rate_limit_exceeded`: the login rate limit and the injected fault.
     pub rate_limit_description: String,
     /// Records per page of a REST query (Salesforce's default batch size is 2000).
     pub query_page_size: usize,
