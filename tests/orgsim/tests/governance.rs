@@ -402,6 +402,54 @@ async fn setup_audit_trail_records_each_connected_app_change_a_deploy_makes() {
 }
 
 #[tokio::test]
+async fn audit_rows_for_scopes_ip_relaxation_and_an_eca_certificate() {
+    let (sim, admin) = start_as_admin("").await;
+    let relaxed = billing_ca_xml("")
+        .replace("<scopes>RefreshToken</scopes>", "")
+        .replace(
+            "</oauthConfig>",
+            "</oauthConfig><oauthPolicy><ipRelaxation>BYPASS</ipRelaxation><refreshTokenPolicy>infinite</refreshTokenPolicy></oauthPolicy>",
+        );
+    let ca = ca_zip(&with_cert(&relaxed, &keys()[0].cert_pem));
+    let done = deploy(&sim, &admin, default_options(), ca).await;
+    assert_eq!(done["deployResult"]["status"], "Succeeded", "{done}");
+    let global = format!(
+        r#"<ExtlClntAppGlobalOauthSettings xmlns="http://soap.sforce.com/2006/04/metadata"><callbackUrl>https://localhost/unused</callbackUrl><certificate>{}</certificate><externalClientApplication>Billing_ECA</externalClientApplication><label>Billing ECA Global</label></ExtlClntAppGlobalOauthSettings>"#,
+        keys()[2].cert_pem
+    );
+    let done = deploy(&sim, &admin, default_options(), eca_global_zip(&global)).await;
+    assert_eq!(done["deployResult"]["status"], "Succeeded", "{done}");
+    let rows = records(
+        &sim,
+        &admin,
+        "SELECT Action, Display FROM SetupAuditTrail ORDER BY CreatedDate",
+    )
+    .await;
+    assert_eq!(
+        rows[0]["Display"],
+        "Changed connected app Billing Sync scopes from api, refresh_token to api"
+    );
+    assert_eq!(
+        rows[1]["Display"],
+        "Changed connected app Billing Sync IP relaxation setting from Enforce IP restrictions to Relax IP restrictions"
+    );
+    let eca_row = rows[2]["Display"].as_str().unwrap();
+    assert!(
+        eca_row.starts_with("Changed Connected App Certificate from "),
+        "{eca_row}"
+    );
+    assert_eq!(
+        column(&rows, "Action"),
+        [
+            "changeOauthDefaultScope",
+            "changeIpRelaxationPolicy",
+            "changeApplicationCertificate"
+        ]
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn logins_per_user_per_hour_are_limited() {
     let (sim, admin) = start_as_admin("logins_per_user_per_hour = 2").await;
     token_for(&sim, 0, CA_KEY, INTEG).await;
