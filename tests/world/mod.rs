@@ -6,7 +6,7 @@
 // Each test crate that includes this module uses a different subset of it.
 #![allow(dead_code)]
 
-use orgsim::{OrgSim, Seed};
+use orgsim::{OrgSim, PropagationMode, Seed};
 use rekey_testkit::moto::Moto;
 use rekey_testkit::openbao::OpenBao;
 use std::path::{Path, PathBuf};
@@ -72,6 +72,8 @@ impl World {
         let sim = OrgSim::start(Seed::from_path(&dir.path().join("seed.toml")).unwrap())
             .await
             .unwrap();
+        // The demo's propagation window is for people watching; a test that wants one sets it.
+        sim.set_propagation(0, PropagationMode::Either);
         let config = std::fs::read_to_string(demo.join("rekey.toml.in"))
             .unwrap()
             .replace("@LOGIN_URL@", &sim.base_url());

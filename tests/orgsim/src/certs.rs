@@ -62,6 +62,34 @@ impl Cert {
         })
     }
 
+    /// The subject as Salesforce's audit trail prints it: most specific attribute first,
+    /// `EMAILADDRESS=a@x.com, O=DeathStar, C=GE`.
+    pub(crate) fn subject(&self) -> String {
+        let Ok((_, parsed)) = X509Certificate::from_der(&self.der) else {
+            return String::new();
+        };
+        let mut parts: Vec<String> = Vec::new();
+        for rdn in parsed.subject().iter() {
+            for attr in rdn.iter() {
+                let oid = attr.attr_type();
+                let name =
+                    x509_parser::objects::oid2abbrev(oid, x509_parser::objects::oid_registry())
+                        .map(|n| {
+                            if n == "Email" {
+                                "EMAILADDRESS".to_string()
+                            } else {
+                                n.to_string()
+                            }
+                        })
+                        .unwrap_or_else(|_| oid.to_id_string());
+                let value = attr.as_str().map(str::to_string).unwrap_or_default();
+                parts.push(format!("{name}={value}"));
+            }
+        }
+        parts.reverse();
+        parts.join(", ")
+    }
+
     /// Armored PEM with 64-character lines.
     pub(crate) fn pem(&self) -> String {
         let body = STANDARD.encode(&self.der);

@@ -210,8 +210,10 @@ async fn run(app: AppState, id: String, phase: Duration) {
 /// applied), Canceling → Canceled (nothing applied). The new state; `None` for an unknown id.
 fn advance(st: &mut OrgState, id: &str) -> Option<Status> {
     let now = iso_now(st);
+    let blocked = queued_behind(st, id).is_some();
     let d = st.deploys.get_mut(id)?;
     match d.status {
+        Status::Pending if blocked => {}
         Status::Pending => {
             d.status = Status::InProgress;
             d.started = Some(now.clone());
@@ -228,6 +230,24 @@ fn advance(st: &mut OrgState, id: &str) -> Option<Status> {
     st.deploys.get(id).map(|d| d.status)
 }
 
+/// The deploy a pending one waits for: Salesforce runs one deployment at a time per org, the
+/// others wait in the order they were made (setting `deploys_one_at_a_time`). Deploy ids are
+/// made from one increasing counter, so their order is the order they were made in.
+fn queued_behind(st: &OrgState, id: &str) -> Option<String> {
+    if !st.settings.deploys_one_at_a_time {
+        return None;
+    }
+    st.deploys
+        .values()
+        .filter(|d| d.id != id)
+        .find(|d| {
+            let running = d.status == Status::InProgress
+                || (d.status == Status::Canceling && d.started.is_some());
+            running || (d.status == Status::Pending && d.id.as_str() < id)
+        })
+        .map(|d| d.id.clone())
+}
+
 /// Steps a held deploy (setting `hold_deploys`) to its next state, as [`advance`]; the new
 /// status, or why it cannot move.
 pub(crate) fn step(st: &mut OrgState, id: &str) -> Result<&'static str, String> {
@@ -242,6 +262,11 @@ pub(crate) fn step(st: &mut OrgState, id: &str) -> Result<&'static str, String> 
     if !st.settings.hold_deploys {
         // Its own task moves it; a step besides would skip a state under the task's feet.
         return Err("deploys are not held (setting hold_deploys)".into());
+    }
+    if status == Status::Pending
+        && let Some(first) = queued_behind(st, id)
+    {
+        return Err(format!("deploy {id} is queued behind deploy {first}"));
     }
     Ok(advance(st, id).expect("the deploy exists").as_str())
 }
@@ -318,7 +343,10 @@ fn finish(st: &mut OrgState, id: &str) {
     };
     if d.status != Status::Failed && !d.option("checkOnly") {
         for u in good {
-            st.put_component(u.kind, &u.member, u.element, &d.created_by.0);
+            let previous = st.component(u.kind, &u.member).map(|c| c.element.clone());
+            st.put_component(u.kind, &u.member, u.element.clone(), &d.created_by.0);
+            let by = &d.created_by.0;
+            st.audit_change(u.kind, &u.member, previous.as_ref(), &u.element, by);
         }
     }
     if d.status == Status::Failed {

@@ -11,13 +11,17 @@
 mod certs;
 mod control;
 mod deploy;
+mod describe;
 mod faults;
 mod query;
+mod records;
+mod refresh;
 mod rest;
 mod revoke;
 mod seed;
 mod server;
 mod soap;
+mod soql;
 mod state;
 mod token;
 mod xml;
@@ -25,8 +29,8 @@ mod xml;
 pub use control::{GrantInfo, SessionInfo, SessionState};
 pub use faults::{CallRecord, Fault, FaultKind};
 pub use seed::{
-    ApprovalSeed, CertificateFormat, ConnectedAppSeed, EcaSeed, OrgSeed, PermissionSetSeed,
-    ProfileSeed, PropagationMode, Seed, SeedError, Settings, UserSeed,
+    ApprovalSeed, CertificateFormat, ConnectedAppSeed, EcaSeed, IpRangeSeed, OrgSeed,
+    PermissionSetSeed, ProfileSeed, PropagationMode, Seed, SeedError, Settings, UserSeed,
 };
 
 use server::{AppState, Shared};
@@ -114,6 +118,12 @@ impl OrgSim {
     /// Shifts the simulated clock (JWT `exp`, sessions, propagation window) by `secs`.
     pub fn set_clock_offset(&self, secs: i64) {
         self.shared.lock().clock_offset = secs;
+    }
+
+    /// Sets the address the following requests come from (setting `source_ip`): their
+    /// `LoginHistory` rows and the sessions they open carry it.
+    pub fn set_source_ip(&self, ip: std::net::IpAddr) {
+        self.shared.lock().settings.source_ip = ip;
     }
 
     /// Sets the certificate propagation window and which certificate verifies during it.

@@ -10,19 +10,24 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-/// API versions the emulator serves, with their release labels.
-const VERSIONS: [(&str, u32); 10] = [
-    ("Summer '23", 58),
-    ("Winter '24", 59),
-    ("Spring '24", 60),
-    ("Summer '24", 61),
-    ("Winter '25", 62),
-    ("Spring '25", 63),
-    ("Summer '25", 64),
-    ("Winter '26", 65),
-    ("Spring '26", 66),
-    ("Summer '26", 67),
-];
+/// The oldest API version Salesforce still serves (v21–v30 retired in Summer '25).
+const OLDEST_VERSION: u32 = 31;
+/// The current API version (Summer '26).
+pub(crate) const CURRENT_VERSION: u32 = 67;
+
+/// The release of an API version: v31.0 is Summer '14, and three releases a year follow
+/// (Winter, Spring, Summer; Winter carries the next year's number).
+fn release_label(version: u32) -> String {
+    let i = version - OLDEST_VERSION;
+    let season = ["Summer", "Winter", "Spring"][(i % 3) as usize];
+    format!("{season} '{:02}", 14 + i.div_ceil(3))
+}
+
+/// The API version number of a `vNN.0` segment (`NN.0` for SOAP paths).
+fn version_number(segment: &str) -> Option<u32> {
+    let number = segment.strip_prefix('v').unwrap_or(segment);
+    number.strip_suffix(".0")?.parse().ok()
+}
 
 /// A REST error: Salesforce always sends a JSON array of `{message, errorCode}`.
 pub(crate) fn rest_error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -52,13 +57,21 @@ pub(crate) async fn not_found() -> Response {
     missing()
 }
 
-/// Accepts `vNN.0` for the versions in [`VERSIONS`] (`NN` alone for SOAP paths).
+/// Accepts `vNN.0` for the served versions, v31.0 to the current one (`NN.0` for SOAP paths).
 pub(crate) fn known_version(segment: &str) -> bool {
-    let number = segment.strip_prefix('v').unwrap_or(segment);
-    number
-        .strip_suffix(".0")
-        .and_then(|n| n.parse::<u32>().ok())
-        .is_some_and(|n| VERSIONS.iter().any(|(_, v)| *v == n))
+    version_number(segment).is_some_and(|n| (OLDEST_VERSION..=CURRENT_VERSION).contains(&n))
+}
+
+/// 410 for a retired API version (v30.0 and older), 404 for one that never existed.
+pub(crate) fn unknown_version(segment: &str) -> Response {
+    match version_number(segment) {
+        Some(n) if (7..OLDEST_VERSION).contains(&n) => rest_error(
+            StatusCode::GONE,
+            "API_VERSION_RETIRED",
+            &format!("Version {n}.0 of the API has been retired and is no longer supported"),
+        ),
+        _ => missing(),
+    }
 }
 
 /// The access token from `Authorization: Bearer` (or `OAuth`), if any.
@@ -95,7 +108,7 @@ pub(crate) fn authenticate_versioned(
     headers: &HeaderMap,
 ) -> Result<(Session, User), Response> {
     if !known_version(version) {
-        return Err(missing());
+        return Err(unknown_version(version));
     }
     authenticate(app, headers)
 }
@@ -130,20 +143,81 @@ pub(crate) fn insufficient_access() -> Response {
     )
 }
 
-/// `GET /services/data/`: no authentication.
+/// `GET /services/data/`: every served version, oldest first; no authentication.
 pub(crate) async fn versions() -> Response {
-    let list: Vec<Value> = VERSIONS
-        .iter()
-        .map(|(label, v)| json!({"label": label, "url": format!("/services/data/v{v}.0"), "version": format!("{v}.0")}))
+    let list: Vec<Value> = (OLDEST_VERSION..=CURRENT_VERSION)
+        .map(|v| json!({"label": release_label(v), "url": format!("/services/data/v{v}.0"), "version": format!("{v}.0")}))
         .collect();
     json_response(StatusCode::OK, Value::Array(list))
 }
 
+/// `GET /services/data/vNN.0[/]`: the resources of a version, relative URLs except the
+/// absolute identity URL.
+pub(crate) async fn resources(
+    State(app): State<AppState>,
+    Path(version): Path<String>,
+    Caller { user, .. }: Caller,
+) -> Response {
+    let org = app.lock().org.id.clone();
+    let mut map = serde_json::Map::new();
+    for name in [
+        "tooling",
+        "metadata",
+        "eclair",
+        "folders",
+        "prechatForms",
+        "contact-tracing",
+        "jsonxform",
+        "chatter",
+        "tabs",
+        "appMenu",
+        "quickActions",
+        "queryAll",
+        "commerce",
+        "wave",
+        "iot",
+        "analytics",
+        "search",
+        "identity",
+        "composite",
+        "parameterizedSearch",
+        "fingerprint",
+        "theme",
+        "nouns",
+        "domino",
+        "event",
+        "serviceTemplates",
+        "recent",
+        "connect",
+        "licensing",
+        "limits",
+        "process",
+        "dedupe",
+        "async-queries",
+        "query",
+        "match",
+        "emailConnect",
+        "compactLayouts",
+        "knowledgeManagement",
+        "sobjects",
+        "actions",
+        "support",
+    ] {
+        let url = if name == "identity" {
+            format!("{}/id/{org}/{}", app.base_url, user.id)
+        } else {
+            format!("/services/data/{version}/{name}")
+        };
+        map.insert(name.into(), Value::String(url));
+    }
+    json_response(StatusCode::OK, Value::Object(map))
+}
+
 /// `GET /services/data/vNN.0/limits/`.
 pub(crate) async fn limits(State(app): State<AppState>, _: Caller) -> Response {
-    let st = app.lock();
+    let mut st = app.lock();
     let max = st.settings.daily_api_requests;
-    let remaining = max.saturating_sub(st.api_used);
+    let remaining = max.saturating_sub(st.api_used());
     let pair = |max: u64, remaining: u64| json!({"Max": max, "Remaining": remaining});
     let body = json!({
         "ConcurrentAsyncGetReportInstances": pair(200, 200),

@@ -3,9 +3,10 @@
 //! ECA token management of Connect REST: `GET /apps/oauth/usage` and `DELETE
 //! /apps/oauth/usage/{appId}/tokens`.
 
-use crate::query::{auth_session_row, user_row};
+use crate::records::{Viewer, rows};
 use crate::rest::{Caller, authenticate_versioned, missing, rest_error};
 use crate::server::{AppState, json_response};
+use crate::soql::schema;
 use crate::state::{ECA, SessionEnd, User, same_id};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
@@ -101,35 +102,39 @@ fn manages_users(app: &AppState, user: &User) -> bool {
     app.lock().has_permission_or_all_data(user, "ManageUsers")
 }
 
-/// `GET /services/data/vNN.0/sobjects/{object}/{id}`: `AuthSession` (live, visible sessions)
-/// and `User` records; anything else is 404.
+/// `GET /services/data/vNN.0/sobjects/{object}/{id}`: a record of any object the emulator
+/// serves, among the rows the caller may see (`AuthSession`: live sessions); 404 otherwise,
+/// `OauthToken` included (its ids are null).
 pub(crate) async fn sobject_get(
     State(app): State<AppState>,
     Path((version, object, id)): Path<(String, String, String)>,
     Caller { session, user }: Caller,
 ) -> Response {
-    let all = manages_users(&app, &user);
+    let Some(o) = schema::object(&object) else {
+        return missing();
+    };
     let st = app.lock();
-    let now = st.now();
-    if object.eq_ignore_ascii_case("AuthSession") {
-        let found = st
-            .sessions
-            .iter()
-            .find(|s| same_id(&s.id, &id) && s.live_at(now) && (all || s.user_id == user.id));
-        if let Some(s) = found {
-            let row = auth_session_row(&st, s, &session.id);
-            return json_response(
-                StatusCode::OK,
-                sobject_record(row, "AuthSession", &s.id, &version),
-            );
-        }
-    } else if object.eq_ignore_ascii_case("User")
-        && let Some(u) = st.users.iter().find(|u| same_id(&u.id, &id))
+    if o.name == schema::SETUP_AUDIT_TRAIL.name
+        && !st.has_permission_or_all_data(&user, "ViewSetup")
     {
-        let row = user_row(&st, u);
-        return json_response(StatusCode::OK, sobject_record(row, "User", &u.id, &version));
+        return missing();
     }
-    missing()
+    let viewer = Viewer {
+        session: &session,
+        user: &user,
+    };
+    let found = rows(&st, o.name, Some(&viewer)).into_iter().find(|row| {
+        row.get("Id")
+            .and_then(Value::as_str)
+            .is_some_and(|rid| same_id(rid, &id))
+    });
+    match found {
+        Some(row) => {
+            let id = row["Id"].as_str().unwrap_or_default().to_string();
+            json_response(StatusCode::OK, sobject_record(row, o.name, &id, &version))
+        }
+        None => missing(),
+    }
 }
 
 /// `DELETE /services/data/vNN.0/sobjects/{object}/{id}`.

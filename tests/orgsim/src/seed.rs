@@ -48,6 +48,40 @@ pub struct OrgSeed {
     /// Org-wide session timeout, the last fallback after app and profile.
     #[serde(default = "default_session_minutes")]
     pub session_timeout_minutes: u32,
+    /// `Organization.IsSandbox`.
+    #[serde(default)]
+    pub is_sandbox: bool,
+    /// `Organization.InstanceName`.
+    #[serde(default = "default_instance_name")]
+    pub instance_name: String,
+    /// `Organization.OrganizationType`.
+    #[serde(default = "default_organization_type")]
+    pub organization_type: String,
+    /// The org's trusted IP ranges (Setup → Network Access), for IP restriction policies.
+    #[serde(default)]
+    pub trusted_ip_ranges: Vec<IpRangeSeed>,
+}
+
+/// `[[org.trusted_ip_ranges]]`: an inclusive range of addresses of one family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpRangeSeed {
+    /// First address.
+    pub start: std::net::IpAddr,
+    /// Last address.
+    pub end: std::net::IpAddr,
+}
+
+impl IpRangeSeed {
+    /// Whether `ip` lies in the range.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        match (self.start, self.end, ip) {
+            (V4(s), V4(e), V4(i)) => s <= i && i <= e,
+            (V6(s), V6(e), V6(i)) => s <= i && i <= e,
+            _ => false,
+        }
+    }
 }
 
 /// Which certificate the token endpoint trusts while a certificate change propagates.
@@ -120,7 +154,7 @@ pub struct Settings {
     pub oauth_disabled_description: String,
     /// `error_description` for `unsupported_grant_type`.
     pub unsupported_grant_type_description: String,
-    /// `error_description` for the injected `rate_limit_exceeded` fault.
+    /// `error_description` of `rate_limit_exceeded`: the login rate limit and the injected fault.
     pub rate_limit_description: String,
     /// Records per page of a REST query (Salesforce's default batch size is 2000).
     pub query_page_size: usize,
@@ -130,8 +164,19 @@ pub struct Settings {
     pub oauth_token_max_rows: usize,
     /// `AuthSession.SessionType` of a JWT-bearer session (the real value is unverified).
     pub auth_session_type: String,
-    /// `AuthSession.LoginType` of a JWT-bearer session (the real value is unverified).
+    /// `AuthSession.LoginType` of a JWT-bearer session and `LoginHistory.LoginType` of a token
+    /// request (the real value is unverified).
     pub auth_session_login_type: String,
+    /// The address every request comes from (`LoginHistory.SourceIp`, `AuthSession.SourceIp`),
+    /// so IP restrictions can be exercised on loopback.
+    pub source_ip: std::net::IpAddr,
+    /// Token requests a user may make per rolling hour; beyond it the token endpoint answers
+    /// `rate_limit_exceeded` (Salesforce: 3,600).
+    pub logins_per_user_per_hour: u64,
+    /// Metadata deployments run one at a time per org; later ones wait in `Pending`.
+    pub deploys_one_at_a_time: bool,
+    /// `//services/…` is served as `/services/…` (runs of slashes in a path are collapsed).
+    pub collapse_double_slashes: bool,
 }
 
 impl Default for Settings {
@@ -162,6 +207,10 @@ impl Default for Settings {
             oauth_token_max_rows: 2500,
             auth_session_type: "Oauth2".into(),
             auth_session_login_type: "Remote Access 2.0".into(),
+            source_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            logins_per_user_per_hour: 3600,
+            deploys_one_at_a_time: true,
+            collapse_double_slashes: true,
         }
     }
 }
@@ -412,6 +461,14 @@ fn default_audiences() -> Vec<String> {
         "https://login.salesforce.com".into(),
         "https://test.salesforce.com".into(),
     ]
+}
+
+fn default_instance_name() -> String {
+    "EMU1".into()
+}
+
+fn default_organization_type() -> String {
+    "Enterprise Edition".into()
 }
 
 fn default_session_minutes() -> u32 {

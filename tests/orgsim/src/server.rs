@@ -3,7 +3,7 @@
 
 use crate::faults::{CallRecord, FaultKind, take_fault};
 use crate::state::OrgState;
-use crate::{control, deploy, query, rest, revoke, soap, token};
+use crate::{control, deploy, describe, query, rest, revoke, soap, token};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -44,11 +44,43 @@ impl Shared {
 /// Zip uploads may be up to 39 MB on Salesforce.
 const MAX_BODY: usize = 40 * 1024 * 1024;
 
-/// All routes.
+/// All routes, behind the path normalisation (which has to run before routing).
 pub(crate) fn router(app: AppState) -> Router {
-    let deploy_path = "/services/data/{version}/metadata/deployRequest";
     Router::new()
-        .route(token::TOKEN_PATH, post(token::token))
+        .fallback_service(routes(app.clone()))
+        .layer(from_fn_with_state(app, collapse_slashes))
+}
+
+/// `//services/data/…` as `/services/data/…` (setting `collapse_double_slashes`): clients that
+/// join an instance URL ending in `/` with an absolute path send such paths.
+async fn collapse_slashes(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path.contains("//") && app.lock().settings.collapse_double_slashes {
+        let mut collapsed = String::with_capacity(path.len());
+        for c in path.chars() {
+            if !(c == '/' && collapsed.ends_with('/')) {
+                collapsed.push(c);
+            }
+        }
+        if let Some(q) = req.uri().query() {
+            collapsed = format!("{collapsed}?{q}");
+        }
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = collapsed.parse().ok();
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    next.run(req).await
+}
+
+fn routes(app: AppState) -> Router {
+    let deploy_path = "/services/data/{version}/metadata/deployRequest";
+    let mut router = Router::new()
+        .route(
+            token::TOKEN_PATH,
+            post(token::token).fallback(token::not_post),
+        )
         .route(
             "/services/oauth2/userinfo",
             get(rest::userinfo).post(rest::userinfo),
@@ -56,6 +88,26 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/id/{org}/{user}", get(rest::userinfo))
         .route("/services/data", get(rest::versions))
         .route("/services/data/", get(rest::versions))
+        .route("/services/data/{version}", get(rest::resources))
+        .route("/services/data/{version}/", get(rest::resources))
+        .route("/services/data/{version}/sobjects", get(describe::global))
+        .route("/services/data/{version}/sobjects/", get(describe::global))
+        .route(
+            "/services/data/{version}/sobjects/{object}",
+            get(describe::basic),
+        )
+        .route(
+            "/services/data/{version}/sobjects/{object}/",
+            get(describe::basic),
+        )
+        .route(
+            "/services/data/{version}/sobjects/{object}/describe",
+            get(describe::object),
+        )
+        .route(
+            "/services/data/{version}/sobjects/{object}/describe/",
+            get(describe::object),
+        )
         .route("/services/data/{version}/limits", get(rest::limits))
         .route("/services/data/{version}/limits/", get(rest::limits))
         .route(deploy_path, post(deploy::create))
@@ -67,9 +119,6 @@ pub(crate) fn router(app: AppState) -> Router {
             revoke::REVOKE_PATH,
             get(revoke::revoke).post(revoke::revoke),
         )
-        .route("/services/data/{version}/query", get(query::query))
-        .route("/services/data/{version}/query/", get(query::query))
-        .route("/services/data/{version}/query/{locator}", get(query::more))
         .route(
             "/services/data/{version}/sobjects/{object}/{id}",
             get(revoke::sobject_get).delete(revoke::sobject_delete),
@@ -82,7 +131,17 @@ pub(crate) fn router(app: AppState) -> Router {
             "/services/data/{version}/apps/oauth/usage/{app_id}/tokens",
             delete(revoke::delete_app_tokens),
         )
-        .route("/services/Soap/m/{version}", post(soap::metadata))
+        .route("/services/Soap/m/{version}", post(soap::metadata));
+    // The same SOQL over the same objects: REST query, queryAll (the emulator deletes no
+    // records) and the Tooling API's query.
+    for resource in ["query", "queryAll", "tooling/query"] {
+        let base = format!("/services/data/{{version}}/{resource}");
+        router = router
+            .route(&base, get(query::query))
+            .route(&format!("{base}/"), get(query::query))
+            .route(&format!("{base}/{{locator}}"), get(query::more));
+    }
+    router
         .nest("/__orgsim", control::router())
         .fallback(rest::not_found)
         .layer(from_fn_with_state(app.clone(), gate))
@@ -117,14 +176,7 @@ async fn gate(State(app): State<AppState>, req: Request, next: Next) -> Response
     // API calls are REST data calls under a version and SOAP calls; the token endpoint does
     // not count toward the 24-hour allocation.
     let counts = path.starts_with("/services/data/v") || path.starts_with("/services/Soap/");
-    let over_limit = counts && {
-        let mut st = app.lock();
-        let over = st.api_used >= st.settings.daily_api_requests;
-        if !over {
-            st.api_used += 1;
-        }
-        over
-    };
+    let over_limit = counts && !app.lock().take_api_call();
     let mut response = match injected {
         Some(kind) => fault_response(&app, kind),
         None if over_limit => request_limit(),
@@ -134,7 +186,8 @@ async fn gate(State(app): State<AppState>, req: Request, next: Next) -> Response
     if path.starts_with("/services/data") {
         let usage = format!(
             "api-usage={}/{}",
-            st.api_used, st.settings.daily_api_requests
+            st.api_used(),
+            st.settings.daily_api_requests
         );
         if let Ok(value) = HeaderValue::from_str(&usage) {
             response.headers_mut().insert("Sforce-Limit-Info", value);

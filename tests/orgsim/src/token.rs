@@ -2,13 +2,15 @@
 //! (providers/salesforce/salesforce-api.md §1).
 //!
 //! Checks run in the fixed order grant_type → iss → aud → signature → exp → user →
-//! authorization, so a request with several problems reports the first one only.
+//! authorization, so a request with several problems reports the first one only. The refresh
+//! token grant is `refresh.rs`'; both get a `LoginHistory` row and the login rate limit here.
 
+use crate::refresh::REFRESH_TOKEN;
 use crate::server::{AppState, json_response};
-use crate::state::{ECA, OrgState};
+use crate::state::{ECA, LOGIN_RATE_EXCEEDED, OrgState};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -37,18 +39,85 @@ fn invalid_assertion() -> GrantError {
 pub(crate) async fn token(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let mut params = parse_form(query.as_deref().unwrap_or(""));
     params.extend(parse_form(&String::from_utf8_lossy(&body)));
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
     let result = {
         let mut st = app.lock();
-        grant(&mut st, &app.base_url, &params)
+        logged_grant(&mut st, &app.base_url, host, &params)
     };
     match result {
         Ok(body) => json_response(StatusCode::OK, body),
         Err((error, description)) => token_error(&error, &description),
     }
+}
+
+/// Any method but POST on the token endpoint: the JSON error every other token-endpoint
+/// failure uses.
+pub(crate) async fn not_post() -> Response {
+    token_error("invalid_request", "must use HTTP POST")
+}
+
+/// The user and app a token request names, when both its assertion and its user can be read:
+/// (user id, app label).
+fn named_login(
+    st: &OrgState,
+    params: &HashMap<String, String>,
+) -> Option<(String, Option<String>)> {
+    let jws = Jws::parse(params.get("assertion")?)?;
+    let claim = |name: &str| jws.claims.get(name).and_then(Value::as_str);
+    let user = st.user_by_username(claim("prn").or_else(|| claim("sub"))?)?;
+    let app = claim("iss")
+        .and_then(|iss| st.app_by_consumer_key(iss))
+        .and_then(|a| st.app_label(&a.key()));
+    Some((user.id.clone(), app))
+}
+
+/// A grant with its `LoginHistory` row (for requests naming a known user) and the per-user
+/// login rate limit.
+fn logged_grant(
+    st: &mut OrgState,
+    base_url: &str,
+    host: &str,
+    params: &HashMap<String, String>,
+) -> Result<Value, GrantError> {
+    let refresh = params.get("grant_type").map(String::as_str) == Some(REFRESH_TOKEN);
+    let run = |st: &mut OrgState, login_id: &str| {
+        if refresh {
+            crate::refresh::grant(st, base_url, params, login_id)
+        } else {
+            grant(st, base_url, params, login_id)
+        }
+    };
+    let named = if refresh {
+        crate::refresh::named_login(st, params)
+    } else {
+        named_login(st, params)
+    };
+    let Some((user_id, application)) = named else {
+        return run(st, "");
+    };
+    if st.login_rate_exceeded(&user_id) {
+        st.record_login(&user_id, application, LOGIN_RATE_EXCEEDED, host);
+        return Err(err(
+            "rate_limit_exceeded",
+            &st.settings.rate_limit_description,
+        ));
+    }
+    let login_id = st.record_login(&user_id, application, "Success", host);
+    let result = run(st, &login_id);
+    if let Err((_, description)) = &result
+        && let Some(login) = st.logins.iter_mut().find(|l| l.id == login_id)
+    {
+        login.status = format!("Failed: {description}");
+    }
+    result
 }
 
 /// 400 with the `{"error","error_description"}` body every token failure uses.
@@ -59,10 +128,13 @@ pub(crate) fn token_error(error: &str, description: &str) -> Response {
     )
 }
 
+/// The JWT bearer grant (any grant type but the refresh token's); a new session is created by
+/// login `login_id`.
 fn grant(
     st: &mut OrgState,
     base_url: &str,
     params: &HashMap<String, String>,
+    login_id: &str,
 ) -> Result<Value, GrantError> {
     if params.get("grant_type").map(String::as_str) != Some(JWT_BEARER) {
         return Err(err(
@@ -160,7 +232,7 @@ fn grant(
                 "user is not admin approved to access this app",
             ));
         }
-    } else if !st.has_approval(&user, &app) {
+    } else if !st.use_approval(&user, &app) {
         return Err(err("invalid_grant", "user hasn't approved this consumer"));
     }
 
@@ -168,7 +240,7 @@ fn grant(
         .session_timeout_minutes
         .or_else(|| st.profile_timeout(&user))
         .unwrap_or(st.org.session_timeout_minutes);
-    let session = st.session_for(&user.id, &app.key(), i64::from(minutes) * 60);
+    let session = st.session_for(&user.id, &app.key(), i64::from(minutes) * 60, login_id);
     Ok(json!({
         "access_token": session.token,
         "scope": app.scope,

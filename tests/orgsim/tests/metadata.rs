@@ -729,3 +729,36 @@ async fn second_satellite_of_a_type_is_rejected_and_non_multipart_is_400() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn deployments_queue_one_at_a_time_in_the_order_they_were_made() {
+    let (sim, admin) = start_as_admin("hold_deploys = true").await;
+    let mut ids = Vec::new();
+    for key in [1, 2] {
+        let (_, body) = post_deploy(&sim, &admin, default_options(), billing_cert_zip(key)).await;
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    let (first, second) = (&ids[0], &ids[1]);
+    // The second waits while the first has not finished.
+    let queued = sim.step_deploy(second).unwrap_err();
+    assert!(queued.contains("queued behind"), "{queued}");
+    assert_eq!(sim.step_deploy(first).as_deref(), Ok("InProgress"));
+    assert!(sim.step_deploy(second).is_err());
+    let s = deploy_status(&sim, &admin, second).await;
+    assert_eq!(state(&s), ("Pending", false), "{s}");
+    assert_eq!(sim.step_deploy(first).as_deref(), Ok("Succeeded"));
+    assert_app_cert(&sim, "Billing_Sync", 1);
+    assert_eq!(sim.step_deploy(second).as_deref(), Ok("InProgress"));
+    assert_eq!(sim.step_deploy(second).as_deref(), Ok("Succeeded"));
+    assert_app_cert(&sim, "Billing_Sync", 2);
+    sim.shutdown().await;
+
+    // Unqueued, the later deploy may run first.
+    let (sim, admin) = start_as_admin("hold_deploys = true\ndeploys_one_at_a_time = false").await;
+    let (_, a) = post_deploy(&sim, &admin, default_options(), billing_cert_zip(1)).await;
+    let (_, b) = post_deploy(&sim, &admin, default_options(), billing_cert_zip(2)).await;
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    assert_eq!(sim.step_deploy(b).as_deref(), Ok("InProgress"));
+    assert_eq!(sim.step_deploy(a).as_deref(), Ok("InProgress"));
+    sim.shutdown().await;
+}

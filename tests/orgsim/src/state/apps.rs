@@ -273,9 +273,9 @@ impl OrgState {
                 self.cert_changes.insert(app, CertChange { old, at_ms });
             }
         }
-        let (id, created) = match previous {
-            Some(p) => (p.id, p.created),
-            None => (self.new_id(kind.id_prefix), now),
+        let (id, created, created_by) = match previous {
+            Some(p) => (p.id, p.created, p.created_by),
+            None => (self.new_id(kind.id_prefix), now, by.to_string()),
         };
         self.components.insert(
             key,
@@ -284,6 +284,7 @@ impl OrgState {
                 id,
                 created,
                 modified: now,
+                created_by,
                 modified_by: by.to_string(),
             },
         );
@@ -352,6 +353,26 @@ impl OrgState {
         )
     }
 
+    /// Whether the app wants its consumer secret with a refresh token request
+    /// (`isSecretRequiredForRefreshToken`, on unless set false), and that secret.
+    pub(crate) fn refresh_secret(&self, app: &AppView) -> (bool, Option<String>) {
+        let holder = match app.kind {
+            CONNECTED_APP => self
+                .component(CONNECTED_APP, &app.name)
+                .and_then(|c| c.element.child("oauthConfig")),
+            _ => self
+                .satellite(ECA_GLOBAL, &app.name)
+                .map(|(_, c)| &c.element),
+        };
+        let required = holder
+            .and_then(|h| h.child_bool("isSecretRequiredForRefreshToken"))
+            .unwrap_or(true);
+        let secret = holder
+            .and_then(|h| h.child_text("consumerSecret"))
+            .map(str::to_string);
+        (required, secret)
+    }
+
     /// The label of an app (`AppName` of its OauthToken rows), by its bookkeeping key.
     pub(crate) fn app_label(&self, key: &str) -> Option<String> {
         let (type_name, name) = key.split_once(':')?;
@@ -406,9 +427,20 @@ fn consumer_key(element: &Element, kind: MetaType) -> Option<&str> {
     }
 }
 
-/// Maps metadata scope names (`Api`, `RefreshToken`, …) to OAuth scope tokens.
+/// Maps metadata scope names (`Api`, `RefreshToken`, …) to OAuth scope tokens, `api` when none
+/// is set.
 fn token_scope(scopes: &[String]) -> String {
-    let mut out: Vec<&str> = Vec::new();
+    let out = scope_tokens(scopes);
+    if out.is_empty() {
+        "api".into()
+    } else {
+        out.join(" ")
+    }
+}
+
+/// The OAuth scope tokens of metadata scope names, each once, in order.
+pub(crate) fn scope_tokens(scopes: &[String]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
     for s in scopes {
         let token = match s.as_str() {
             "Api" => "api",
@@ -425,11 +457,7 @@ fn token_scope(scopes: &[String]) -> String {
             out.push(token);
         }
     }
-    if out.is_empty() {
-        "api".into()
-    } else {
-        out.join(" ")
-    }
+    out
 }
 
 #[cfg(test)]

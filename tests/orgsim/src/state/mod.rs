@@ -9,10 +9,15 @@ use crate::xml::{Element, METADATA_NS};
 use rand::Rng;
 use std::collections::{BTreeMap, HashMap};
 
+mod activity;
 mod apps;
+mod audit;
 mod ids;
 
-pub(crate) use apps::{certificate, parse_root, set_certificate};
+pub(crate) use activity::{AuditEntry, Login};
+
+pub(crate) use activity::LOGIN_RATE_EXCEEDED;
+pub(crate) use apps::{certificate, parse_root, scope_tokens, set_certificate};
 pub(crate) use ids::{id18, random_token, same_id};
 
 /// The metadata types the emulator understands, with their zip folder and file suffix.
@@ -104,6 +109,8 @@ pub(crate) struct Component {
     pub(crate) id: String,
     pub(crate) created: i64,
     pub(crate) modified: i64,
+    /// User id of who created it (the first deploy, or the seed's first user).
+    pub(crate) created_by: String,
     pub(crate) modified_by: String,
 }
 
@@ -156,8 +163,10 @@ pub(crate) struct Session {
     pub(crate) created: i64,
     pub(crate) last_used: i64,
     pub(crate) timeout_secs: i64,
-    /// `LoginHistoryId` of the AuthSession record.
+    /// `LoginHistoryId` of the AuthSession record: the login that created the session.
     pub(crate) login_history_id: String,
+    /// Address the login came from.
+    pub(crate) source_ip: String,
     /// Set when the session was ended before it timed out.
     pub(crate) ended: Option<SessionEnd>,
 }
@@ -199,6 +208,8 @@ pub(crate) struct Grant {
 pub(crate) struct Cursor {
     /// Every record the query matched, rendered when the query ran.
     pub(crate) records: Vec<serde_json::Value>,
+    /// `totalSize`: the records matched (a `COUNT()` query keeps none).
+    pub(crate) total: usize,
     pub(crate) page_size: usize,
     /// Records past this index are never delivered (OauthToken stops at 2500).
     pub(crate) deliverable: usize,
@@ -222,6 +233,15 @@ pub(crate) enum Check {
     DeployIgnoringWarnings,
 }
 
+/// A user's permission set assignment (`PermissionSetAssignment`), the profile's own
+/// permission set included.
+#[derive(Debug, Clone)]
+pub(crate) struct Assignment {
+    pub(crate) id: String,
+    pub(crate) user_id: String,
+    pub(crate) permission_set_id: String,
+}
+
 /// Whole-org state.
 #[derive(Debug)]
 pub(crate) struct OrgState {
@@ -230,8 +250,19 @@ pub(crate) struct OrgState {
     profiles: HashMap<String, ProfileSeed>,
     /// Profile name → `00e…` id, for `User.ProfileId`.
     profile_ids: HashMap<String, String>,
+    /// Profile name → `0PS…` id of the permission set the profile owns.
+    profile_permission_sets: HashMap<String, String>,
     permission_sets: HashMap<String, PermissionSetSeed>,
+    /// Permission set name → `0PS…` id.
+    permission_set_ids: HashMap<String, String>,
+    pub(crate) assignments: Vec<Assignment>,
     pub(crate) users: Vec<User>,
+    /// `LoginHistory`: every token request that named a known user, oldest first.
+    pub(crate) logins: Vec<Login>,
+    /// `SetupAuditTrail`: every metadata change deploys made, oldest first.
+    pub(crate) audit: Vec<AuditEntry>,
+    /// When the org was seeded (simulated clock): `Organization.CreatedDate`.
+    pub(crate) created: i64,
     pub(crate) grants: Vec<Grant>,
     /// Keyed by (type name, member full name).
     pub(crate) components: BTreeMap<(String, String), Component>,
@@ -244,7 +275,8 @@ pub(crate) struct OrgState {
     pub(crate) faults: Vec<Fault>,
     pub(crate) calls: Vec<CallRecord>,
     pub(crate) clock_offset: i64,
-    pub(crate) api_used: u64,
+    /// Simulated times of the API calls of the last 24 hours, oldest first.
+    api_calls: std::collections::VecDeque<i64>,
     id_counter: u64,
 }
 
@@ -257,6 +289,15 @@ impl OrgState {
                 seed.org.id
             ));
         }
+        for range in &seed.org.trusted_ip_ranges {
+            let same_family = range.start.is_ipv4() == range.end.is_ipv4();
+            if !same_family || range.start > range.end {
+                return Err(format!(
+                    "trusted IP range {}–{} is not a range of one address family, start first",
+                    range.start, range.end
+                ));
+            }
+        }
         let mut state = OrgState {
             org: seed.org.clone(),
             settings: seed.settings.clone(),
@@ -266,6 +307,12 @@ impl OrgState {
                 .map(|p| (p.name.clone(), p.clone()))
                 .collect(),
             profile_ids: HashMap::new(),
+            profile_permission_sets: HashMap::new(),
+            permission_set_ids: HashMap::new(),
+            assignments: Vec::new(),
+            logins: Vec::new(),
+            audit: Vec::new(),
+            created: chrono::Utc::now().timestamp(),
             permission_sets: seed
                 .permission_sets
                 .iter()
@@ -282,12 +329,18 @@ impl OrgState {
             faults: Vec::new(),
             calls: Vec::new(),
             clock_offset: 0,
-            api_used: 0,
+            api_calls: std::collections::VecDeque::new(),
             id_counter: 0,
         };
         for p in &seed.profiles {
             let id = state.new_id("00e");
             state.profile_ids.insert(p.name.clone(), id);
+            let owned = state.new_id("0PS");
+            state.profile_permission_sets.insert(p.name.clone(), owned);
+        }
+        for p in &seed.permission_sets {
+            let id = state.new_id("0PS");
+            state.permission_set_ids.insert(p.name.clone(), id);
         }
         for u in &seed.users {
             if !state.profiles.contains_key(&u.profile) {
@@ -315,6 +368,20 @@ impl OrgState {
                 .name
                 .clone()
                 .unwrap_or_else(|| u.username.split('@').next().unwrap_or("").to_string());
+            let mut sets = vec![state.profile_permission_sets[&u.profile].clone()];
+            sets.extend(
+                u.permission_sets
+                    .iter()
+                    .map(|p| state.permission_set_ids[p].clone()),
+            );
+            for permission_set_id in sets {
+                let assignment = Assignment {
+                    id: state.new_id("0Pa"),
+                    user_id: id.clone(),
+                    permission_set_id,
+                };
+                state.assignments.push(assignment);
+            }
             state.users.push(User {
                 id,
                 username: u.username.clone(),
@@ -493,13 +560,24 @@ impl OrgState {
         self.has_permission(user, "ModifyAllData") || self.has_permission(user, "ModifyMetadata")
     }
 
-    /// Whether the user approved this app (self-authorized model): a refresh-token grant of
-    /// the user for the app still exists.
-    pub(crate) fn has_approval(&self, user: &User, app: &AppView) -> bool {
+    /// Uses the user's approval of this app for a login: its newest grant's `UseCount` and
+    /// `LastUsedDate` move. False when the user has not approved the app.
+    pub(crate) fn use_approval(&mut self, user: &User, app: &AppView) -> bool {
         let key = app.key();
-        self.grants
-            .iter()
-            .any(|g| g.user_id == user.id && g.app_key == key)
+        let now = self.now();
+        match self
+            .grants
+            .iter_mut()
+            .rev()
+            .find(|g| g.user_id == user.id && g.app_key == key)
+        {
+            Some(g) => {
+                g.use_count += 1;
+                g.last_used = now;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether the user holds this permission directly or through Modify All Data, which a
@@ -559,6 +637,44 @@ impl OrgState {
         })
     }
 
+    /// Every profile as (name, `00e…` id), in id order.
+    pub(crate) fn profiles(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = self
+            .profile_ids
+            .iter()
+            .map(|(n, id)| (n.as_str(), id.as_str()))
+            .collect();
+        out.sort_by_key(|(_, id)| *id);
+        out
+    }
+
+    /// The permission names a profile grants.
+    pub(crate) fn profile_permissions(&self, profile: &str) -> &[String] {
+        self.profiles
+            .get(profile)
+            .map_or(&[], |p| p.permissions.as_slice())
+    }
+
+    /// The `0PS…` id of the permission set a profile owns.
+    pub(crate) fn profile_permission_set_id(&self, profile: &str) -> Option<String> {
+        self.profile_permission_sets.get(profile).cloned()
+    }
+
+    /// Every permission set (not owned by a profile) as (name, `0PS…` id, permissions), in id
+    /// order.
+    pub(crate) fn permission_sets(&self) -> Vec<(&str, &str, &[String])> {
+        let mut out: Vec<(&str, &str, &[String])> = self
+            .permission_sets
+            .iter()
+            .map(|(n, p)| {
+                let id = self.permission_set_ids.get(n).map_or("", String::as_str);
+                (n.as_str(), id, p.permissions.as_slice())
+            })
+            .collect();
+        out.sort_by_key(|(_, id, _)| *id);
+        out
+    }
+
     /// `00e…` id of a profile.
     pub(crate) fn profile_id(&self, name: &str) -> Option<&str> {
         self.profile_ids.get(name).map(String::as_str)
@@ -582,13 +698,15 @@ impl OrgState {
         Some(session.clone())
     }
 
-    /// The live session of a user for an app, or a new one (ended and timed-out sessions are
-    /// never reused: a grant after a revocation gets a fresh token).
+    /// The live session of a user for an app, or a new one created by the login `login_id`
+    /// (ended and timed-out sessions are never reused: a grant after a revocation gets a fresh
+    /// token).
     pub(crate) fn session_for(
         &mut self,
         user_id: &str,
         app_key: &str,
         timeout_secs: i64,
+        login_id: &str,
     ) -> Session {
         let now = self.now();
         if let Some(s) = self
@@ -607,7 +725,8 @@ impl OrgState {
             created: now,
             last_used: now,
             timeout_secs,
-            login_history_id: self.new_id("0Ya"),
+            login_history_id: login_id.to_string(),
+            source_ip: self.settings.source_ip.to_string(),
             ended: None,
         };
         self.sessions.push(session.clone());

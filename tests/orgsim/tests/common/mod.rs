@@ -45,6 +45,8 @@ pub const LOGIN: &str = "https://login.salesforce.com";
 pub const TEST_HOST: &str = "https://test.salesforce.com";
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub const DEPLOY_REQUEST: &str = "/services/data/v67.0/metadata/deployRequest";
+/// The REST root of the current API version.
+pub const V: &str = "/services/data/v67.0";
 
 /// ConnectedApp XML for the admin-approved test app (certificate from key 0 is added by the seed).
 pub fn billing_ca_xml(extra: &str) -> String {
@@ -271,6 +273,26 @@ certificate = '''{c1}'''
 /// The standard seed with extra `[settings]` lines.
 pub fn seed_with(settings: &str) -> Seed {
     Seed::from_toml_str(&seed_toml(settings), std::path::Path::new(".")).unwrap()
+}
+
+/// The standard seed text plus `n` more users (`user-0001@acme.example`, …).
+pub fn seed_toml_with_users(settings: &str, n: usize) -> String {
+    let mut text = seed_toml(settings);
+    for i in 0..n {
+        text.push_str(&format!(
+            "\n[[users]]\nusername = \"user-{i:04}@acme.example\"\nprofile = \"Standard User\"\n"
+        ));
+    }
+    text
+}
+
+/// The standard seed plus `n` more users.
+pub fn seed_with_users(settings: &str, n: usize) -> Seed {
+    Seed::from_toml_str(
+        &seed_toml_with_users(settings, n),
+        std::path::Path::new("."),
+    )
+    .unwrap()
 }
 
 /// Starts an emulator with the standard seed.
@@ -507,4 +529,27 @@ pub async fn soap(sim: &OrgSim, session: &str, call: &str) -> (u16, String) {
 /// Default settings, to reference field defaults in assertions.
 pub fn defaults() -> Settings {
     Settings::default()
+}
+
+/// `path` with form-encoded query parameters.
+pub fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse(&format!("http://x{path}")).unwrap();
+    url.query_pairs_mut().extend_pairs(pairs);
+    format!("{}?{}", url.path(), url.query().unwrap_or(""))
+}
+
+/// GET of a path, with a bearer token when given; returns (status, JSON body).
+pub async fn get_json(sim: &OrgSim, path: &str, token: Option<&str>) -> (u16, Value) {
+    let r = get(sim, path, token).await;
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Runs a SOQL query through `GET /services/data/v67.0/query`; returns (status, body).
+pub async fn soql(sim: &OrgSim, token: Option<&str>, q: &str) -> (u16, Value) {
+    get_json(sim, &with_query(&format!("{V}/query"), &[("q", q)]), token).await
+}
+
+/// The `errorCode` of a REST error array.
+pub fn error_code(body: &Value) -> &str {
+    body[0]["errorCode"].as_str().unwrap_or("")
 }
