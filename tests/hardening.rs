@@ -396,56 +396,77 @@ async fn verbose_logs_each_salesforce_request_without_secrets() {
     w.assert_no_key_bytes_leaked();
 }
 
-/// An outage of the token endpoint while verifying is no refusal: rekey keeps asking until the
-/// deadline, says it got no answer, and rolls nothing back (that would need the same endpoint);
-/// the rotation stays open and `resume` finishes it once Salesforce answers again.
+/// An outage of the token endpoint while verifying is no refusal: rekey keeps asking, and once
+/// Salesforce answers within the deadline the rotation finishes. Past the deadline it is a failed
+/// verification like any other: on_verify_failure = "rollback" puts the previous certificate back
+/// (the Metadata API still works), and the proof that the previous key works waits for the token
+/// endpoint, so `resume` finishes the undo once it answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_endpoint_outage_while_verifying_is_not_a_refusal_and_rolls_nothing_back() {
+async fn a_token_endpoint_outage_while_verifying_is_not_a_refusal_and_the_deadline_rolls_back() {
     let mut w = World::new().await;
     w.import_legacy(CRED).await;
+    let old = w.app_fingerprint("Billing_Sync");
     w.edit_config(|c| c.replace("verify_timeout_secs = 60", "verify_timeout_secs = 3"));
-    let held = Held::spawn(&w, &["rotate", CRED], "verify:begin")
-        .reached(&mut w)
-        .await;
-    w.sim.inject_fault(
-        orgsim::Fault::new(orgsim::FaultKind::ServerError {
+    let outage = |times: Option<u32>| {
+        let fault = orgsim::Fault::new(orgsim::FaultKind::ServerError {
             status: 503,
             body: "down".into(),
         })
-        .on_path("/services/oauth2/token"),
-    );
+        .on_path("/services/oauth2/token");
+        match times {
+            Some(n) => fault.times(n),
+            None => fault,
+        }
+    };
+
+    // Two unanswered attempts, then Salesforce is back: no refusal, no rollback.
+    let held = Held::spawn(&w, &["rotate", CRED], "verify:begin")
+        .reached(&mut w)
+        .await;
+    w.sim.inject_fault(outage(Some(2)));
     let run = held.release(&mut w).await;
-    assert_eq!(run.code, 4, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("got no answer"), "{}", run.stdout);
     assert!(
-        !run.stdout.contains("refused"),
+        !run.stdout.contains("refused") && !run.stdout.contains("rolling back"),
         "an outage is no refusal:\n{}",
         run.stdout
     );
+    let rotated = w.current_fingerprint(CRED).await;
+    assert_eq!(w.app_fingerprint("Billing_Sync"), rotated);
+
+    // Down past the deadline: rolled back as the policy says, the undo left open until the
+    // previous key can be proven, then finished by `resume`.
+    let held = Held::spawn(&w, &["rotate", CRED], "verify:begin")
+        .reached(&mut w)
+        .await;
+    w.sim.inject_fault(outage(None));
+    let run = held.release(&mut w).await;
+    assert_eq!(run.code, 4, "{}{}", run.stdout, run.stderr);
     assert!(
-        !run.stdout.contains("rolling back") && !run.stderr.contains("previous key is CURRENT"),
+        run.stdout.contains("got no answer") && !run.stdout.contains("refused ("),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("rolling back") && run.stdout.contains("did not answer"),
         "{}{}",
         run.stdout,
         run.stderr
     );
-    assert!(run.stderr.contains("did not answer"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("`rekey resume billing`"),
-        "{}",
-        run.stderr
+    assert_eq!(
+        w.app_fingerprint("Billing_Sync"),
+        rotated,
+        "the previous certificate is back on the app"
     );
-    let journal = w.json(&["journal", CRED]).await;
-    assert!(
-        !journal
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["step"] == "restore"),
-        "nothing was undone: {journal}"
-    );
+    assert_eq!(w.current_fingerprint(CRED).await, rotated, "not promoted");
     w.sim.clear_faults();
-    w.ok(&["resume", CRED]).await;
-    assert_eq!(w.json(&["status", CRED]).await[0]["generation"], 2);
+    let resumed = w.rekey(&["resume", CRED]).await;
+    assert_eq!(resumed.code, 7, "{}{}", resumed.stdout, resumed.stderr);
+    assert_eq!(w.app_fingerprint("Billing_Sync"), rotated);
+    assert_ne!(rotated, old);
+    let status = w.json(&["status", CRED]).await;
+    assert!(status[0]["open_rotation"].is_null(), "{status}");
 }
 
 /// Every key generation `store` holds for `billing`, as PEM, for the leak scan.

@@ -21,8 +21,7 @@ pub(super) async fn verify(
     let started = Instant::now();
     for attempt in 1u32.. {
         lease.confirm().await?;
-        // Whether Salesforce answered at all: an outage is no refusal, and only a refusal is a
-        // reason to give the new key up (see the deadline below).
+        // Whether Salesforce answered at all: an outage is no refusal (see the deadline below).
         let mut answered = true;
         let reason = match r.target.probe(key).await {
             Ok(Probe::Accepted { instance_url }) => {
@@ -54,28 +53,24 @@ pub(super) async fn verify(
         };
         let cred = r.credential;
         before_next_attempt(r, started, attempt, reason, which, progress, |last| {
-            if !answered {
-                // Rolling back would need the same endpoint to prove the previous key, and the
-                // new one may well be trusted already: the rotation stays open instead.
-                return Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "{}'s token endpoint did not answer within {}s ({attempt} attempts; last: {last}): {which} was neither accepted nor refused",
-                        r.target,
-                        r.verify_timeout.as_secs()
-                    ),
-                )
-                .with_hint(format!("nothing is rolled back during an outage: once Salesforce answers again, `rekey resume {cred}` verifies again and finishes (or `rekey abort {cred}` undoes the rotation)"));
-            }
+            // An outage is retried like a propagation delay, never taken for a refusal; at the
+            // deadline it is as much a failure to verify as a refusal is, so the rotation's
+            // on_verify_failure policy applies: rolling back puts the certificate its consumers
+            // hold back on the app, which its Metadata API may well still accept.
+            let what = if answered {
+                format!("did not accept {which}")
+            } else {
+                format!("did not answer for {which} (neither accepted nor refused)")
+            };
             Error::new(
                 ErrorKind::VerificationFailed,
                 format!(
-                    "{} did not accept {which} within {}s ({attempt} attempts; last answer: {last})",
+                    "{} {what} within {}s ({attempt} attempts; last answer: {last})",
                     r.target,
                     r.verify_timeout.as_secs()
                 ),
             )
-            .with_hint("`rekey resume` keeps verifying (raise verify_timeout_secs if propagation is slow); `rekey abort` undoes the rotation")
+            .with_hint(format!("`rekey resume {cred}` keeps verifying (raise verify_timeout_secs if propagation is slow); `rekey abort {cred}` undoes the rotation"))
         })
         .await?;
     }
