@@ -238,7 +238,7 @@ async fn with_keep_policy_a_verification_that_times_out_leaves_the_rotation_open
     assert!(
         failed
             .stderr
-            .contains("hint: `rekey resume` keeps verifying"),
+            .contains("hint: `rekey resume billing` keeps verifying"),
         "{}",
         failed.stderr
     );
