@@ -156,6 +156,37 @@ async fn printed(log: &std::path::Path, line: &str) {
     }
 }
 
+/// Waits until a process spawned with a hold point reached it (its hold file exists), under a
+/// hang guard; panics with its log otherwise.
+async fn reached_hold(hold: &std::path::Path, log: &std::path::Path) {
+    for _ in 0..1200 {
+        if hold.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "never reached its hold point:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// SIGTERM to a process waiting at its hold point; once it says the stop is in force (the hold
+/// point itself ignores the signal), lets it go on to the next step boundary and waits for it.
+async fn stop_at_the_next_boundary(
+    child: &mut tokio::process::Child,
+    hold: &std::path::Path,
+    log: &std::path::Path,
+) -> std::process::ExitStatus {
+    sigterm(child);
+    printed(log, "SIGTERM: stopping after the current step").await;
+    std::fs::remove_file(hold).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("it stops after SIGTERM")
+        .unwrap()
+}
+
 fn sigterm(child: &tokio::process::Child) {
     let pid = child.id().unwrap().to_string();
     let kill = std::process::Command::new("kill")
@@ -644,26 +675,8 @@ async fn sigterm_stops_a_rotation_at_a_step_boundary_and_the_next_run_finishes_i
             ("REKEY_TEST_HOLD_FILE", &hold),
         ],
     );
-    for _ in 0..600 {
-        if hold.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(hold.exists(), "the run never reached publish:done");
-    sigterm(&run);
-    // The hold point ignores the signal; the run says when the stop is in force, and only then
-    // may it go on to the next step boundary.
-    printed(
-        &w.path("run.log"),
-        "SIGTERM: stopping after the current step",
-    )
-    .await;
-    std::fs::remove_file(&hold).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), run.wait())
-        .await
-        .expect("the run stops after SIGTERM")
-        .unwrap();
+    reached_hold(&hold, &w.path("run.log")).await;
+    let status = stop_at_the_next_boundary(&mut run, &hold, &w.path("run.log")).await;
     let log_text = std::fs::read_to_string(w.path("run.log")).unwrap();
     assert_eq!(status.code(), Some(4), "{log_text}");
     assert!(
@@ -720,19 +733,6 @@ async fn an_unreachable_channel_is_reported_and_retried_on_the_next_run() {
     }
 }
 
-/// Every file under `dir` with its bytes, to prove a command changed none.
-fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut files: Vec<_> = world::walk(dir)
-        .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(&p).unwrap();
-            (p, bytes)
-        })
-        .collect();
-    files.sort();
-    files
-}
-
 /// `rekey run --dry-run` decides and reports but sends nothing: no deploy reaches the app, no
 /// channel hears anything (though a critical expiry and a due rotation are there to tell), no
 /// store file or alert state changes. The same run without `--dry-run` does all three.
@@ -742,7 +742,7 @@ async fn run_dry_run_deploys_notifies_and_writes_nothing() {
     let mut ch = Channels::attach(&mut w).await;
     // 20 days on, the legacy certificate has 9 left: critical, and due.
     w.set_clock(20 * DAY);
-    let keys = snapshot(&w.path("keys"));
+    let keys = world::snapshot(&w.path("keys"));
     let calls = w.sim.calls().len();
     let dry = w.json_any(&["run", "--dry-run"]).await;
     assert_eq!(dry["credentials"][0]["action"], "would_rotate", "{dry}");
@@ -763,7 +763,7 @@ async fn run_dry_run_deploys_notifies_and_writes_nothing() {
         "a dry run tells no channel"
     );
     assert_eq!(
-        snapshot(&w.path("keys")),
+        world::snapshot(&w.path("keys")),
         keys,
         "a dry run writes no store file"
     );
@@ -774,7 +774,7 @@ async fn run_dry_run_deploys_notifies_and_writes_nothing() {
     assert!(deploys(&w, calls) >= 1);
     let (hook, _, _) = ch.received();
     assert!(!hook.is_empty(), "the real run tells the channels");
-    assert_ne!(snapshot(&w.path("keys")), keys);
+    assert_ne!(world::snapshot(&w.path("keys")), keys);
 }
 
 /// SIGTERM to the daemon while a run rotates: it stops at the next step boundary with the journal
@@ -812,17 +812,7 @@ async fn daemon_sigterm_mid_rotation_leaves_the_journal_for_the_next_run_and_met
         .and_then(|rest| rest.split(';').next())
         .unwrap()
         .to_string();
-    for _ in 0..1200 {
-        if hold.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        hold.exists(),
-        "the daemon's run never reached publish:done\n{}",
-        log_text()
-    );
+    reached_hold(&hold, &w.path("daemon.log")).await;
     // No run has finished yet: the run metrics are not there, the counters are zero.
     let http = reqwest::Client::new();
     let metrics = http
@@ -838,18 +828,8 @@ async fn daemon_sigterm_mid_rotation_leaves_the_journal_for_the_next_run_and_met
         metric(&metrics, "rekey_run_last_exit_code").is_none(),
         "{metrics}"
     );
-    sigterm(&daemon);
-    printed(
-        &w.path("daemon.log"),
-        "SIGTERM: stopping after the current step",
-    )
-    .await;
-    std::fs::remove_file(&hold).unwrap();
     // The run ends (stopped before verify), its metrics are recorded, then the daemon stops.
-    let status = tokio::time::timeout(Duration::from_secs(60), daemon.wait())
-        .await
-        .expect("the daemon stops after SIGTERM")
-        .unwrap();
+    let status = stop_at_the_next_boundary(&mut daemon, &hold, &w.path("daemon.log")).await;
     assert_eq!(status.code(), Some(0), "{}", log_text());
     assert!(
         log_text().contains("stopped by a shutdown signal before verify"),

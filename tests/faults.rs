@@ -857,15 +857,7 @@ fn runbook_commands(path: &str, credential: &str) -> Vec<Vec<String>> {
 /// What a read-only command must leave as it found it: every store file and the app's
 /// certificate.
 fn looked_at(s: &Scene) -> (Vec<(std::path::PathBuf, Vec<u8>)>, String) {
-    let mut files: Vec<_> = world::walk(&s.w.path("keys"))
-        .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(&p).unwrap();
-            (p, bytes)
-        })
-        .collect();
-    files.sort();
-    (files, s.w.app_fingerprint(APP))
+    (world::snapshot(&s.w.path("keys")), s.w.app_fingerprint(APP))
 }
 
 /// The state a runbook command leaves, by what it is for: a rotation finished (`rotate`,

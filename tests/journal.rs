@@ -8,8 +8,8 @@
 
 mod world;
 
-use std::path::{Path, PathBuf};
-use world::{Run, World, walk};
+use std::path::PathBuf;
+use world::{Run, World};
 
 const CRED: &str = "billing";
 
@@ -35,19 +35,6 @@ fn damage_line(w: &World, n: usize, bytes: &[u8]) {
     assert!(lines.len() > n, "the journal has fewer than {n} lines");
     lines[n - 1] = bytes;
     std::fs::write(&path, lines.join(&b'\n')).unwrap();
-}
-
-/// Every file of the credential's store folder, with its contents.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files: Vec<_> = walk(dir)
-        .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(&p).unwrap();
-            (p, bytes)
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 fn assert_mentions(run: &Run, parts: &[&str]) {
@@ -159,7 +146,7 @@ async fn every_command_that_writes_refuses_a_damaged_journal_changes_nothing_and
     // Not even UTF-8: a line a disk error or a stray binary write could leave.
     damage_line(&w, 4, b"\xff\xfe\x00garbage\x00");
     let at = format!("{}:4", journal_path(&w).display());
-    let before = snapshot(&w.path("keys/billing"));
+    let before = world::snapshot(&w.path("keys/billing"));
     let on_app = w.app_fingerprint("Billing_Sync");
 
     for args in [
@@ -182,7 +169,7 @@ async fn every_command_that_writes_refuses_a_damaged_journal_changes_nothing_and
             ],
         );
         assert_eq!(
-            snapshot(&w.path("keys/billing")),
+            world::snapshot(&w.path("keys/billing")),
             before,
             "{args:?} changed the store"
         );
