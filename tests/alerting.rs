@@ -114,14 +114,6 @@ min_severity = \"critical\"
     }
 }
 
-/// A world with one credential, `billing`, whose openssl key (on the app) is imported.
-async fn billing_only() -> World {
-    let mut w = World::new().await;
-    w.drop_credential("billing-eca");
-    w.import_legacy("billing").await;
-    w
-}
-
 /// `rekey args` in the background, its output in the file `log` of the world.
 fn spawn_logged(
     w: &World,
@@ -238,7 +230,7 @@ fn resolve(finding: &str) -> (String, String, String) {
 /// has 29 days left: inside policy (warn at 28, critical at 14).
 #[tokio::test(flavor = "multi_thread")]
 async fn check_alerts_on_each_crossing_once_renotifies_after_the_interval_and_resolves() {
-    let mut w = billing_only().await;
+    let mut w = World::billing_only().await;
     let mut ch = Channels::attach(&mut w).await;
 
     check_exits(&mut w, 0).await;
@@ -349,7 +341,7 @@ async fn check_alerts_on_each_crossing_once_renotifies_after_the_interval_and_re
 /// the gap alerts at the severity that holds now, and `--no-notify` sends nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missed_run_never_skips_an_alert() {
-    let mut w = billing_only().await;
+    let mut w = World::billing_only().await;
     let mut ch = Channels::attach(&mut w).await;
     w.set_clock(20 * DAY);
     let quiet = w.rekey(&["check", "--no-notify"]).await;
@@ -579,7 +571,7 @@ async fn drift_and_rotation_outcomes_reach_the_channels() {
 /// with exit 0 on SIGTERM.
 #[tokio::test(flavor = "multi_thread")]
 async fn daemon_serves_metrics_and_health_and_stops_on_sigterm() {
-    let w = billing_only().await;
+    let w = World::billing_only().await;
     // Port 0: the daemon binds a free port itself and says which one when it is ready.
     w.edit_config(|c| format!("{c}\n[daemon]\nlisten = \"127.0.0.1:0\"\ninterval_secs = 1\n"));
     let mut daemon = spawn_logged(&w, &["daemon"], "daemon.log", &[]);
@@ -664,7 +656,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 /// though the credential is no longer due.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_a_rotation_at_a_step_boundary_and_the_next_run_finishes_it() {
-    let mut w = billing_only().await;
+    let mut w = World::billing_only().await;
     let hold = w.path("hold");
     let mut run = spawn_logged(
         &w,
@@ -705,7 +697,7 @@ async fn sigterm_stops_a_rotation_at_a_step_boundary_and_the_next_run_finishes_i
 /// nothing is recorded for it, the next run tries again; the other channels are unaffected.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_channel_is_reported_and_retried_on_the_next_run() {
-    let mut w = billing_only().await;
+    let mut w = World::billing_only().await;
     let mut ch = Channels::attach(&mut w).await;
     // Refuses connections for the whole test, both runs.
     let dead = rekey_testkit::receiver::RefusingPort::bind();
@@ -738,7 +730,7 @@ async fn an_unreachable_channel_is_reported_and_retried_on_the_next_run() {
 /// store file or alert state changes. The same run without `--dry-run` does all three.
 #[tokio::test(flavor = "multi_thread")]
 async fn run_dry_run_deploys_notifies_and_writes_nothing() {
-    let mut w = billing_only().await;
+    let mut w = World::billing_only().await;
     let mut ch = Channels::attach(&mut w).await;
     // 20 days on, the legacy certificate has 9 left: critical, and due.
     w.set_clock(20 * DAY);
@@ -783,7 +775,7 @@ async fn run_dry_run_deploys_notifies_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn daemon_sigterm_mid_rotation_leaves_the_journal_for_the_next_run_and_metrics_tell_the_runs()
 {
-    let w = billing_only().await;
+    let w = World::billing_only().await;
     let dead = rekey_testkit::receiver::RefusingPort::bind();
     let dead_url = dead.url("/hook");
     w.edit_config(|c| {
@@ -912,7 +904,7 @@ async fn daemon_sigterm_mid_rotation_leaves_the_journal_for_the_next_run_and_met
 /// finishes; the daemon keeps serving meanwhile.
 #[tokio::test(flavor = "multi_thread")]
 async fn healthz_turns_503_when_runs_stop_and_200_when_they_finish_again() {
-    let w = billing_only().await;
+    let w = World::billing_only().await;
     w.edit_config(|c| format!("{c}\n[daemon]\nlisten = \"127.0.0.1:0\"\ninterval_secs = 1\n"));
     let hold = w.path("hold");
     let mut daemon = spawn_logged(

@@ -118,9 +118,7 @@ fn done_steps(bundle: &Value) -> Vec<String> {
 /// mints a working token, generations 1 and 2 are gone, and the evidence tells the story.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_command_locks_out_an_attacker_holding_the_leaked_key() {
-    let mut w = World::new().await;
-    w.drop_credential("billing-eca");
-    w.import_legacy("billing").await;
+    let mut w = World::billing_only().await;
     w.ok(&["rotate", "billing"]).await;
     let leaked = key_pem(&w, "billing", Stage::Current).await;
     let leaked_fingerprint = w.app_fingerprint("Billing_Sync");
@@ -272,9 +270,7 @@ async fn the_kill_switch_closes_an_external_client_app_during_the_switch() {
 /// rotation and revokes the attacker's session.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_emergency_resumes_and_completes_the_revocation() {
-    let mut w = World::new().await;
-    w.drop_credential("billing-eca");
-    w.import_legacy("billing").await;
+    let mut w = World::billing_only().await;
     let leaked = std::fs::read_to_string(w.path("billing.key")).unwrap();
     let attacker = Attacker::new(&w, "3MVG9BillingSyncConsumerKey0001");
     let stolen_token = attacker.mint(&w, &leaked).await.unwrap();
@@ -419,9 +415,7 @@ fn bundle_at(w: &mut World, path: &std::path::Path) -> Value {
 /// honours `--evidence-dir` too.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_emergency_finished_by_resume_leaves_its_evidence_with_its_reason() {
-    let mut w = World::new().await;
-    w.drop_credential("billing-eca");
-    w.import_legacy("billing").await;
+    let mut w = World::billing_only().await;
     let held = Held::spawn(&w, &emergency(&["billing"], &[]), "publish:done")
         .reached(&mut w)
         .await;
@@ -484,9 +478,7 @@ async fn an_emergency_finished_by_resume_leaves_its_evidence_with_its_reason() {
 /// began (the evidence is the incident's, not the rerun's command line).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rerun_emergency_keeps_the_journaled_reason_in_its_evidence() {
-    let mut w = World::new().await;
-    w.drop_credential("billing-eca");
-    w.import_legacy("billing").await;
+    let mut w = World::billing_only().await;
     let held = Held::spawn(&w, &emergency(&["billing"], &[]), "verify:begin")
         .reached(&mut w)
         .await;
@@ -505,9 +497,7 @@ async fn a_rerun_emergency_keeps_the_journaled_reason_in_its_evidence() {
 /// journaled when it began.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_emergency_finished_by_run_leaves_its_evidence() {
-    let mut w = World::new().await;
-    w.drop_credential("billing-eca");
-    w.import_legacy("billing").await;
+    let mut w = World::billing_only().await;
     let held = Held::spawn(&w, &emergency(&["billing"], &[]), "verify:begin")
         .reached(&mut w)
         .await;

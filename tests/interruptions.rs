@@ -10,14 +10,6 @@ mod world;
 use std::process::Stdio;
 use world::{Held, World};
 
-/// A world whose `billing` credential holds the openssl-made key that is on its app.
-async fn billing_world() -> World {
-    let mut w = World::new().await;
-    w.drop_credential("billing-eca");
-    w.import_legacy("billing").await;
-    w
-}
-
 /// Asserts the app trusts the store's CURRENT, that it is not `old` (the rotation finished), and
 /// that no rotation is left open.
 async fn finished_rotation(w: &mut World, old: &str, context: &str) {
@@ -56,7 +48,7 @@ fn full_disk() -> Stdio {
 /// (`-vv`, so every step logs too) still finish the rotation; nothing panics on the way.
 #[tokio::test(flavor = "multi_thread")]
 async fn output_that_cannot_be_written_never_stops_a_rotation() {
-    let mut w = billing_world().await;
+    let mut w = World::billing_only().await;
     // `run` first: it rotates only what is due, and the imported openssl key is.
     let cases: [(&str, &[&str], fn() -> Stdio); 4] = [
         (
@@ -98,7 +90,7 @@ async fn output_that_cannot_be_written_never_stops_a_rotation() {
 /// write its report into the next file it opens (which would take descriptor 1 or 2).
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_standard_descriptors_never_stop_a_rotation_or_reach_a_file() {
-    let mut w = billing_world().await;
+    let mut w = World::billing_only().await;
     let old = w.current_fingerprint("billing").await;
     let mut closed = w.shell(r#"exec "$REKEY" -vv rotate billing <&- >&- 2>&-"#);
     let status = closed.status().await.unwrap();
@@ -121,7 +113,7 @@ async fn closed_standard_descriptors_never_stop_a_rotation_or_reach_a_file() {
 /// SIGHUP (the terminal closed) at the switchover point: the rotation goes on and finishes.
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_at_the_switchover_point_changes_nothing() {
-    let mut w = billing_world().await;
+    let mut w = World::billing_only().await;
     let old = w.current_fingerprint("billing").await;
     let held = Held::spawn(&w, &["-v", "rotate", "billing"], "publish:done")
         .reached(&mut w)
@@ -137,7 +129,7 @@ async fn sighup_at_the_switchover_point_changes_nothing() {
 /// (the app may hold the new certificate), the journal open at `publish done`; `resume` finishes.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_or_sigint_stops_rotate_and_emergency_at_the_next_step_boundary() {
-    let mut w = billing_world().await;
+    let mut w = World::billing_only().await;
     let cases: [(&str, &[&str], &str); 2] = [
         ("TERM", &["rotate", "billing"], "SIGTERM"),
         (
@@ -179,7 +171,7 @@ async fn sigterm_or_sigint_stops_rotate_and_emergency_at_the_next_step_boundary(
 /// finishes it and the app trusts the old key again.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_stops_an_abort_at_a_step_boundary_and_abort_again_finishes_it() {
-    let mut w = billing_world().await;
+    let mut w = World::billing_only().await;
     let old = w.current_fingerprint("billing").await;
     Held::spawn(&w, &["rotate", "billing"], "publish:done")
         .reached(&mut w)
@@ -217,7 +209,7 @@ async fn sigint_stops_an_abort_at_a_step_boundary_and_abort_again_finishes_it() 
 /// the journal lets `resume` finish the rotation.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_sigterm_ends_the_process_at_once_and_resume_finishes() {
-    let mut w = billing_world().await;
+    let mut w = World::billing_only().await;
     let old = w.current_fingerprint("billing").await;
     let mut held = Held::spawn(&w, &["rotate", "billing"], "publish:done")
         .reached(&mut w)
@@ -244,7 +236,7 @@ async fn a_second_sigterm_ends_the_process_at_once_and_resume_finishes() {
 /// bundle is missing and how to get one.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_evidence_bundle_that_cannot_be_written_never_stops_an_emergency() {
-    let mut w = billing_world().await;
+    let mut w = World::billing_only().await;
     let old = w.current_fingerprint("billing").await;
     std::fs::write(w.path("not-a-folder"), "").unwrap();
     let dir = w.path("not-a-folder/evidence");

@@ -232,9 +232,7 @@ fn stand_in_sf(w: &World, answer: &Value, exit: i32) -> std::path::PathBuf {
 /// are each refused before anything changes, with the command that fixes it.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_session_from_the_salesforce_cli_drives_a_rotation_and_is_never_printed() {
-    let mut w = World::new().await;
-    w.drop_credential("billing-eca");
-    w.import_legacy("billing").await;
+    let mut w = World::billing_only().await;
     w.set_admin("auth = \"sf_cli\"\ntarget_org = \"acme-admin\"");
     let before = w.current_fingerprint("billing").await;
     let sf = stand_in_sf(&w, &serde_json::json!({}), 0);
@@ -321,9 +319,7 @@ async fn an_admin_session_from_the_salesforce_cli_drives_a_rotation_and_is_never
 /// (read by `sf` from SF_ACCESS_TOKEN, never from its arguments) under the credential's name.
 #[tokio::test(flavor = "multi_thread")]
 async fn token_format_sf_logs_the_salesforce_cli_in_with_the_token() {
-    let mut w = World::new().await;
-    w.drop_credential("billing-eca");
-    w.import_legacy("billing").await;
+    let mut w = World::billing_only().await;
     let json = w.json(&["token", "billing"]).await;
     let token = json["access_token"].as_str().unwrap().to_string();
     let run = w.ok(&["token", "billing", "--format", "sf"]).await;
@@ -372,9 +368,7 @@ async fn token_format_sf_logs_the_salesforce_cli_in_with_the_token() {
 /// plain lines when stderr is a pipe, nothing with `--json`; stdout stays the summary.
 #[tokio::test(flavor = "multi_thread")]
 async fn run_shows_progress_as_a_bar_on_a_terminal_as_lines_in_a_pipe_and_not_with_json() {
-    let mut w = World::new().await;
-    w.drop_credential("billing-eca");
-    w.import_legacy("billing").await;
+    let mut w = World::billing_only().await;
     // The imported openssl key is due: each run below rotates it.
     let piped = w.ok(&["run"]).await;
     assert!(

@@ -86,6 +86,15 @@ impl World {
         }
     }
 
+    /// A world with only the `billing` Connected App's credential, its openssl-made key (already
+    /// on the app) imported.
+    pub(crate) async fn billing_only() -> World {
+        let mut w = World::new().await;
+        w.drop_credential("billing-eca");
+        w.import_legacy("billing").await;
+        w
+    }
+
     pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
