@@ -44,6 +44,20 @@ async fn printed(log: &std::path::Path, line: &str) {
     }
 }
 
+/// Where a daemon logging to `log` serves `/metrics` and `/healthz`: the address it says it bound
+/// (it listens on port 0), once it has said so.
+async fn daemon_address(log: &std::path::Path) -> String {
+    let ready = "rekey daemon: /metrics and /healthz on ";
+    printed(log, ready).await;
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(ready))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_string()
+}
+
 /// Waits until a process spawned with a hold point reached it (its hold file exists), under a
 /// hang guard; panics with its log otherwise.
 async fn reached_hold(hold: &std::path::Path, log: &std::path::Path) {
@@ -92,15 +106,7 @@ async fn daemon_serves_metrics_and_health_and_stops_on_sigterm() {
     // Port 0: the daemon binds a free port itself and says which one when it is ready.
     w.edit_config(|c| format!("{c}\n[daemon]\nlisten = \"127.0.0.1:0\"\ninterval_secs = 1\n"));
     let mut daemon = spawn_logged(&w, &["daemon"], "daemon.log", &[]);
-    let ready = "rekey daemon: /metrics and /healthz on ";
-    printed(&w.path("daemon.log"), ready).await;
-    let log = std::fs::read_to_string(w.path("daemon.log")).unwrap();
-    let base = log
-        .lines()
-        .find_map(|l| l.strip_prefix(ready))
-        .and_then(|rest| rest.split(';').next())
-        .unwrap_or_else(|| panic!("no address in the readiness line:\n{log}"))
-        .to_string();
+    let base = daemon_address(&w.path("daemon.log")).await;
     assert!(
         base.starts_with("http://127.0.0.1:") && !base.ends_with(":0"),
         "the address it bound: {base}"
@@ -236,15 +242,8 @@ async fn daemon_sigterm_mid_rotation_leaves_the_journal_for_the_next_run_and_met
             ("REKEY_TEST_HOLD_FILE", &hold),
         ],
     );
-    let ready = "rekey daemon: /metrics and /healthz on ";
-    printed(&w.path("daemon.log"), ready).await;
     let log_text = || std::fs::read_to_string(w.path("daemon.log")).unwrap();
-    let base = log_text()
-        .lines()
-        .find_map(|l| l.strip_prefix(ready))
-        .and_then(|rest| rest.split(';').next())
-        .unwrap()
-        .to_string();
+    let base = daemon_address(&w.path("daemon.log")).await;
     reached_hold(&hold, &w.path("daemon.log")).await;
     // No run has finished yet: the run metrics are not there, the counters are zero.
     let http = reqwest::Client::new();
@@ -281,14 +280,8 @@ async fn daemon_sigterm_mid_rotation_leaves_the_journal_for_the_next_run_and_met
     // A daemon again (no hold): its first run finishes the rotation; the dead channel refuses
     // the rotation notice, and /metrics say so with the run's time and exit code.
     let mut daemon = spawn_logged(&w, &["daemon"], "daemon2.log", &[]);
-    printed(&w.path("daemon2.log"), ready).await;
     let log2 = || std::fs::read_to_string(w.path("daemon2.log")).unwrap();
-    let base = log2()
-        .lines()
-        .find_map(|l| l.strip_prefix(ready))
-        .and_then(|rest| rest.split(';').next())
-        .unwrap()
-        .to_string();
+    let base = daemon_address(&w.path("daemon2.log")).await;
     let mut metrics = String::new();
     for _ in 0..600 {
         metrics = http
@@ -361,15 +354,8 @@ async fn healthz_turns_503_when_runs_stop_and_200_when_they_finish_again() {
             ),
         ],
     );
-    let ready = "rekey daemon: /metrics and /healthz on ";
-    printed(&w.path("daemon.log"), ready).await;
     let log_text = || std::fs::read_to_string(w.path("daemon.log")).unwrap();
-    let base = log_text()
-        .lines()
-        .find_map(|l| l.strip_prefix(ready))
-        .and_then(|rest| rest.split(';').next())
-        .unwrap()
-        .to_string();
+    let base = daemon_address(&w.path("daemon.log")).await;
     let http = reqwest::Client::new();
     let health_until = |want: u16| {
         let (http, url) = (http.clone(), format!("{base}/healthz"));
