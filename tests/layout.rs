@@ -4,7 +4,7 @@
 //!   of it imports another that (directly or not) imports it back;
 //! - only `src/cli/render/` prints (the tracing subscriber `main` installs writes the log lines);
 //! - no source file of the workspace passes 900 lines, and no inline test module 500 (those move to
-//!   a `tests.rs` of their own).
+//!   a `tests.rs` of their own); no test file passes 900 lines either.
 //!
 //! The checks read the files as text: `crate::a::b` paths, `use crate::{…}` lists and `super::x`
 //! name the modules a file depends on.
@@ -354,4 +354,30 @@ fn the_checks_see_what_they_check() {
         named,
         BTreeSet::from(["a", "a::b::k::K", "a::c", "q::r", "x::y", "z"].map(String::from))
     );
+}
+
+/// Test files follow the same size rule: a test file past 900 lines holds more than one subject.
+#[test]
+fn test_files_stay_small_too() {
+    let workspace = root();
+    let mut files = rust_files(&workspace.join("tests"));
+    for entry in std::fs::read_dir(workspace.join("providers")).unwrap() {
+        let tests = entry.unwrap().path().join("tests");
+        if tests.is_dir() {
+            files.extend(rust_files(&tests));
+        }
+    }
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|file| {
+            let lines = std::fs::read_to_string(file).unwrap().lines().count();
+            (lines > MAX_FILE_LINES).then(|| {
+                format!(
+                    "{}: {lines} lines (at most {MAX_FILE_LINES}: split it by subject)",
+                    file.strip_prefix(&workspace).unwrap().display()
+                )
+            })
+        })
+        .collect();
+    assert!(long.is_empty(), "{}", long.join("\n"));
 }
