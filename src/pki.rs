@@ -242,7 +242,13 @@ pub fn read_pem(path: &std::path::Path, expected: PemFile) -> Result<String> {
         Ok(text) => return Err(der(path, text.as_bytes(), expected)),
         Err(e) => return Err(der(path, e.as_bytes(), expected)),
     };
-    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    // PKCS#8 says so in its block label (`ENCRYPTED …`), the legacy OpenSSL form in a header.
+    let labels = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("-----BEGIN ")?.strip_suffix("-----"));
+    if labels
+        .into_iter()
+        .any(|label| label.starts_with("ENCRYPTED "))
         || text.contains("Proc-Type: 4,ENCRYPTED")
     {
         return Err(Error::new(

@@ -1,4 +1,4 @@
-//! Ending access after a leak (providers/salesforce/salesforce-api.md §4): the External Client
+//! Ending access after a leak (providers/salesforce/platform.md §4): the External Client
 //! App kill switch (`ExtlClntAppConfigurablePolicies.isOauthPluginEnabled`, a read-modify-write
 //! deploy), and revocation of the integration user's sessions (`AuthSession`), the app's refresh-token grants
 //! (`OauthToken` → `/services/oauth2/revoke`) and, for an ECA, all its refresh tokens

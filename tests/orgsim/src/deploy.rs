@@ -1,5 +1,5 @@
 //! REST Metadata deploy: `POST/GET/PATCH /services/data/vNN.0/metadata/deployRequest[/{id}]`
-//! (providers/salesforce/salesforce-api.md §3.1). The zip is unpacked and checked when posted;
+//! (providers/salesforce/platform.md §3.1). The zip is unpacked and checked when posted;
 //! validation against the org and the (all-or-nothing) apply happen when the deploy leaves
 //! InProgress.
 

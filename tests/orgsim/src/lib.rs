@@ -5,7 +5,7 @@
 //! Apps, userinfo/limits, the calls that end access (SOQL over `AuthSession`/`OauthToken`/`User`,
 //! `AuthSession` delete, `/services/oauth2/revoke`, ECA OAuth-usage token delete), and a
 //! test-control API under `/__orgsim/…`, all from one loopback HTTP server. Behaviour follows
-//! `providers/salesforce/salesforce-api.md`; what that reference marks as inferred is a
+//! `providers/salesforce/platform.md`; what that reference marks as inferred is a
 //! [`Settings`] field. See `README.md` for the seed format.
 
 mod certs;

@@ -1,6 +1,6 @@
 //! REST SOQL: `GET /services/data/vNN.0/query?q=…` (also `queryAll` and `tooling/query`, served
 //! the same over the same objects) and the query locator pages `…/query/<01g…>-<offset>`
-//! (providers/salesforce/salesforce-api.md §5.1). Parsing and evaluation are the [`crate::soql`]
+//! (providers/salesforce/platform.md §5.1). Parsing and evaluation are the [`crate::soql`]
 //! engine's; the records are [`crate::records`]'.
 
 use crate::records::{Viewer, dataset};

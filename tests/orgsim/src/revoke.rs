@@ -1,4 +1,4 @@
-//! Ending access (providers/salesforce/salesforce-api.md §4): `/services/oauth2/revoke`,
+//! Ending access (providers/salesforce/platform.md §4): `/services/oauth2/revoke`,
 //! `GET|DELETE /sobjects/AuthSession/{id}` (and the refusals for `OauthToken`/`User`), and the
 //! ECA token management of Connect REST: `GET /apps/oauth/usage` and `DELETE
 //! /apps/oauth/usage/{appId}/tokens`.

@@ -114,7 +114,7 @@ pub enum CertificateFormat {
     Base64,
 }
 
-/// `[settings]`: the knobs for behaviour providers/salesforce/salesforce-api.md marks as inferred.
+/// `[settings]`: the knobs for behaviour providers/salesforce/platform.md marks as inferred.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {

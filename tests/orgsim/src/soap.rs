@@ -1,5 +1,5 @@
 //! SOAP Metadata API (`POST /services/Soap/m/NN.0`): `readMetadata` and `listMetadata` for
-//! ConnectedApp and the ECA types (providers/salesforce/salesforce-api.md §3.2).
+//! ConnectedApp and the ECA types (providers/salesforce/platform.md §3.2).
 
 use crate::certs::Cert;
 use crate::rest::{known_version, missing, session_user};

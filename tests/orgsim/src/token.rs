@@ -1,5 +1,5 @@
 //! `POST /services/oauth2/token`: the OAuth 2.0 JWT bearer grant
-//! (providers/salesforce/salesforce-api.md §1).
+//! (providers/salesforce/platform.md §1).
 //!
 //! Checks run in the fixed order grant_type → iss → aud → signature → exp → user →
 //! authorization, so a request with several problems reports the first one only. The refresh
