@@ -18,6 +18,11 @@ impl Fingerprint {
         Fingerprint(Sha256::digest(bytes).into())
     }
 
+    /// Wraps a SHA-256 digest computed elsewhere (e.g. over more than one value).
+    pub fn from_digest(digest: [u8; 32]) -> Self {
+        Fingerprint(digest)
+    }
+
     /// Parses 64 hex digits (colons allowed, any case), as printed by rekey or `openssl -fingerprint`.
     pub fn parse(text: &str) -> Result<Self> {
         let digits: String = text.chars().filter(|c| *c != ':').collect();

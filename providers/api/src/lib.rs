@@ -14,6 +14,8 @@ mod backoff;
 mod cert;
 mod clock;
 pub mod config;
+mod consumer;
+mod consumer_target;
 mod endpoint;
 mod error;
 mod journal;
@@ -33,16 +35,20 @@ pub use cert::{Certificate, Fingerprint};
 #[cfg(debug_assertions)]
 pub use clock::advance_on_this_thread;
 pub use clock::now;
+pub use consumer::{ConsumerKey, ConsumerSecret, CredentialKind, Material, Public};
+pub use consumer_target::{ConsumerSecretTarget, Proof, Staged, StagedState};
 pub use endpoint::{Endpoint, endpoint, is_loopback_host};
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{
     Damage, JournalEntry, JournalRead, Phase, Step, check_fence, greatest_fence, parse_problem,
 };
 pub use key::KeyMaterial;
-pub use record::{check_credential_name, key_record, parse_key_record, take_key};
+pub use record::{check_credential_name, parse_version_record, take_material, version_record};
 pub use secret::SecretString;
 pub use severity::Severity;
 pub use source::{Env, SecretSource};
-pub use store::{Exposure, NewVersion, RotationLock, SecretStore, Stages, StoredKey, VersionInfo};
+pub use store::{
+    Exposure, NewVersion, RotationLock, SecretStore, Stages, StoredVersion, VersionInfo,
+};
 pub use target::{CertificateTarget, Installed, Probe, Revoked};
 pub use types::{Generation, RotationId, Stage};

@@ -1,20 +1,20 @@
-//! The secret store contract: where private keys live, with CURRENT / PENDING / PREVIOUS stages,
-//! and where the rotation journal of each credential is kept.
+//! The secret store contract: where private keys and consumer secrets live, with CURRENT /
+//! PENDING / PREVIOUS stages, and where the rotation journal of each credential is kept.
 
 use crate::{
-    Certificate, Generation, JournalEntry, JournalRead, KeyMaterial, Result, RotationId, Stage,
+    Generation, JournalEntry, JournalRead, Material, Public, Result, RotationId, Stage,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::fmt;
 
-/// What a store knows about one stored generation; never the key itself.
+/// What a store knows about one stored generation; never its secret half.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VersionInfo {
     /// The generation number.
     pub generation: Generation,
-    /// Its certificate.
-    pub certificate: Certificate,
+    /// Its public half: the certificate of a key, the consumer key of a consumer secret.
+    pub public: Public,
     /// When the store wrote it.
     pub created_at: DateTime<Utc>,
     /// The rotation that introduced it, if it came from one.
@@ -43,13 +43,13 @@ impl Stages {
     }
 }
 
-/// A key read back from a store, with what is known about it.
-#[derive(Debug)] // safe: KeyMaterial's Debug is redacted
-pub struct StoredKey {
+/// A generation read back from a store, with what is known about it.
+#[derive(Debug)] // safe: Material's Debug is redacted
+pub struct StoredVersion {
     /// Version metadata.
     pub info: VersionInfo,
-    /// The private key.
-    pub key: KeyMaterial,
+    /// The private key or consumer secret.
+    pub material: Material,
 }
 
 /// A new generation to stage.
@@ -57,10 +57,10 @@ pub struct StoredKey {
 pub struct NewVersion<'a> {
     /// Its generation number: one more than the current one.
     pub generation: Generation,
-    /// The private key.
-    pub key: &'a KeyMaterial,
-    /// Its certificate, already proven to match `key`.
-    pub certificate: &'a Certificate,
+    /// The private key or consumer secret.
+    pub material: &'a Material,
+    /// Its public half: a certificate already proven to match the key, or the consumer key.
+    pub public: &'a Public,
     /// The rotation staging it (the idempotency key).
     pub rotation_id: &'a RotationId,
 }
@@ -123,20 +123,22 @@ pub trait SecretStore: fmt::Display + fmt::Debug + Send + Sync {
     /// - Never returns key bytes.
     async fn stages(&self, credential: &str) -> Result<Stages>;
 
-    /// The key carrying `stage`.
+    /// The generation carrying `stage`, with its secret half.
     ///
     /// # Behavior
     /// - `Ok(None)` when no version carries `stage`.
-    async fn read_key(&self, credential: &str, stage: Stage) -> Result<Option<StoredKey>>;
+    async fn read_stage(&self, credential: &str, stage: Stage) -> Result<Option<StoredVersion>>;
 
     /// Writes a new generation as PENDING.
     ///
     /// # Behavior
     /// - Idempotent per rotation: if PENDING already holds this generation with the same
-    ///   certificate fingerprint, succeeds and writes nothing.
+    ///   fingerprint, succeeds and writes nothing.
     /// - Fails with `Conflict` if PENDING holds a different generation (another rotation is in
     ///   flight) or if the generation is not greater than CURRENT's.
-    /// - Never changes which version is CURRENT. The key is durable before this returns.
+    /// - Never changes which version is CURRENT. The secret is durable before this returns.
+    /// - Stores every kind of material ([`Material`]): a private key with its certificate, or a
+    ///   consumer key and secret.
     async fn stage(&self, credential: &str, new: &NewVersion<'_>) -> Result<()>;
 
     /// Makes the PENDING `generation` CURRENT; the old CURRENT becomes PREVIOUS, PENDING is cleared.
@@ -174,7 +176,7 @@ pub trait SecretStore: fmt::Display + fmt::Debug + Send + Sync {
         &self,
         credential: &str,
         generation: Generation,
-    ) -> Result<Option<StoredKey>>;
+    ) -> Result<Option<StoredVersion>>;
 
     /// Permanently destroys every stored copy of `generation`'s key (emergency rekey, abort).
     ///
