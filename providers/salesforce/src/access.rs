@@ -47,7 +47,7 @@ fn plugin_enabled(record: &Element) -> bool {
 }
 
 /// Ids from Salesforce go into URL paths: refuse anything but a plain id.
-fn checked_id<'a>(id: &'a str, what: &str) -> Result<&'a str> {
+pub(crate) fn checked_id<'a>(id: &'a str, what: &str) -> Result<&'a str> {
     if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) {
         Ok(id)
     } else {
@@ -175,8 +175,18 @@ impl SalesforceTarget {
             )
             .with_hint("log rekey in as a separate admin user"));
         }
-        let user_id = self.integration_user_id().await?;
-        let sessions = self.delete_sessions(&user_id).await?;
+        let user = &self.integration_username;
+        let user_id = self
+            .user_id(user, "integration user")
+            .await?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("integration user {user} not found in org {}", self.org),
+                )
+                .with_hint("check integration_username: the login name the JWT's sub names")
+            })?;
+        let sessions = self.delete_sessions(user, &user_id).await?;
         let app_name = self.token_app_name().await?;
         let grants = self.revoke_grants(&app_name).await?;
         let app_tokens_deleted = match self.app_kind {
@@ -191,30 +201,23 @@ impl SalesforceTarget {
         })
     }
 
-    /// The integration user's id, from its username.
-    async fn integration_user_id(&self) -> Result<String> {
-        let user = &self.integration_username;
-        let what = format!("looking up integration user {user} in org {}", self.org);
-        let soql = format!("SELECT Id FROM User WHERE Username = {}", soql_string(user));
+    /// The id of the user `username` (the `role` it plays, for messages), or `None` when there
+    /// is no such user.
+    pub(crate) async fn user_id(&self, username: &str, role: &str) -> Result<Option<String>> {
+        let what = format!("looking up {role} {username} in org {}", self.org);
+        let soql = format!("SELECT Id FROM User WHERE Username = {}", soql_string(username));
         let answer = self.client.query(&what, &soql).await?;
-        let id = answer
+        answer
             .records
             .first()
             .and_then(|r| r.get("Id"))
             .and_then(Value::as_str)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    format!("integration user {user} not found in org {}", self.org),
-                )
-                .with_hint("check integration_username: the login name the JWT's sub names")
-            })?;
-        Ok(checked_id(id, &what)?.to_string())
+            .map(|id| checked_id(id, &what).map(str::to_string))
+            .transpose()
     }
 
     /// Deletes every live session of the user except the caller's own; returns how many.
-    async fn delete_sessions(&self, user_id: &str) -> Result<u32> {
-        let user = &self.integration_username;
+    pub(crate) async fn delete_sessions(&self, user: &str, user_id: &str) -> Result<u32> {
         let what = format!("listing sessions of {user} for {}", self.label());
         let soql = format!(
             "SELECT Id, IsCurrent FROM AuthSession WHERE UsersId = {}",
@@ -312,7 +315,7 @@ impl SalesforceTarget {
 
     /// ECA: `DELETE /apps/oauth/usage/{appId}/tokens`. `false` when the app is not in the OAuth
     /// usage list (no OAuth usage, so no refresh token to delete).
-    async fn delete_eca_tokens(&self) -> Result<bool> {
+    pub(crate) async fn delete_eca_tokens(&self) -> Result<bool> {
         let Some(app_id) = self.eca_app_id().await? else {
             tracing::info!(target_app = %self, "not listed in the org's OAuth usage: no refresh tokens to delete");
             return Ok(false);
@@ -332,7 +335,7 @@ impl SalesforceTarget {
 
     /// The ECA's Connect REST id (`identifier`, `0xI…`), from `GET /apps/oauth/usage` by
     /// developer name.
-    async fn eca_app_id(&self) -> Result<Option<String>> {
+    pub(crate) async fn eca_app_id(&self) -> Result<Option<String>> {
         let what = format!(
             "listing the OAuth usage of org {} to find {}",
             self.org, self.app

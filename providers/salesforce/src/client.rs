@@ -1,16 +1,15 @@
-//! HTTP to one org: the JWT-bearer token endpoint, the cached admin session (re-logged in once
-//! when Salesforce calls it invalid), SOAP Metadata calls and REST deployRequest calls, and the
-//! one place where Salesforce's answers become `rekey_api::Error` kinds.
+//! HTTP to one org: the cached admin session (re-logged in once when Salesforce calls it
+//! invalid), SOAP Metadata calls, REST and Connect REST calls, and the one place where
+//! Salesforce's answers become `rekey_api::Error` kinds.
 //!
 //! Tokens, assertions and keys travel only in headers and bodies; no message built here contains
 //! a response body verbatim, only the error codes and texts Salesforce put in it.
 
 use crate::config::{AdminAuth, check_url};
 use crate::metadata;
-use crate::mint::Refusal;
+use crate::token::{TokenAnswer, TokenEndpoint};
 use crate::xml::{self, Element};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rekey_api::{Error, ErrorKind, KeyMaterial, Result, SecretString};
+use rekey_api::{Error, ErrorKind, Result, SecretString};
 use rekey_http::log::SendLogged as _;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -20,10 +19,6 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
-const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-/// Salesforce wants assertions that expire "within 3 minutes".
-const ASSERTION_LIFETIME_SECS: i64 = 180;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A query following more `nextRecordsUrl` pages than this is refused (2000 rows a page).
 const MAX_QUERY_PAGES: usize = 1000;
 
@@ -69,32 +64,15 @@ fn percent_encode(value: &str) -> String {
     out
 }
 
+/// A resource's own reading of an error answer: (what, status, error code, message) → the
+/// error to return instead of the generic one, or `None`.
+pub(crate) type Classify<'a> = dyn Fn(&str, StatusCode, &str, &str) -> Option<Error> + Sync + 'a;
+
 /// A logged-in admin session.
 #[derive(Debug)]
 pub(crate) struct Session {
     token: SecretString,
     instance_url: String,
-}
-
-/// What the token endpoint said to one JWT-bearer request.
-pub(crate) enum TokenAnswer {
-    /// A token was issued.
-    Granted {
-        access_token: SecretString,
-        instance_url: String,
-    },
-    /// A 4xx with Salesforce's OAuth error.
-    Refused(Refusal),
-}
-
-/// One org's OAuth token endpoint: JWT-bearer grants for the admin login, for probes of the
-/// integration keys, and for consumers minting with them (no admin connection needed).
-#[derive(Debug)] // safe: no secret is kept here
-pub(crate) struct TokenEndpoint {
-    http: reqwest::Client,
-    org: String,
-    login_url: String,
-    audience: String,
 }
 
 /// Connection to one org.
@@ -118,51 +96,12 @@ impl std::fmt::Debug for Client {
     }
 }
 
-#[derive(serde::Serialize)]
-struct Claims<'a> {
-    iss: &'a str,
-    sub: &'a str,
-    aud: &'a str,
-    exp: i64,
-}
-
-/// Signs a JWT-bearer assertion. `whose` names the key in errors ("admin key").
-fn assertion(
-    iss: &str,
-    sub: &str,
-    aud: &str,
-    key: &KeyMaterial,
-    whose: &str,
-) -> Result<SecretString> {
-    let encoding = EncodingKey::from_rsa_pem(key.expose_secret_pem().as_bytes()).map_err(|e| {
-        // The jsonwebtoken error names the failure kind only, never key bytes.
-        Error::new(
-            ErrorKind::InvalidCertificate,
-            format!("{whose} is not a usable RSA private key: {e}"),
-        )
-    })?;
-    let claims = Claims {
-        iss,
-        sub,
-        aud,
-        exp: rekey_api::now().timestamp() + ASSERTION_LIFETIME_SECS,
-    };
-    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &encoding)
-        .map(SecretString::new)
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidCertificate,
-                format!("cannot sign a JWT with the {whose}: {e}"),
-            )
-        })
-}
-
 /// A transport failure: connection refused, timeout, reset. Always worth a retry.
-fn transport(what: &str, e: reqwest::Error) -> Error {
+pub(crate) fn transport(what: &str, e: reqwest::Error) -> Error {
     rekey_http::transport_error(what, e)
 }
 
-fn is_html(content_type: &str, body: &str) -> bool {
+pub(crate) fn is_html(content_type: &str, body: &str) -> bool {
     let head = body
         .trim_start()
         .get(..15)
@@ -185,7 +124,7 @@ fn html_title(body: &str) -> Option<String> {
     (!title.is_empty()).then(|| title.chars().take(100).collect())
 }
 
-fn html_error(what: &str, status: StatusCode, body: &str) -> Error {
+pub(crate) fn html_error(what: &str, status: StatusCode, body: &str) -> Error {
     let title = html_title(body).unwrap_or_else(|| "an HTML page".into());
     Error::new(
         ErrorKind::Unavailable,
@@ -225,132 +164,6 @@ fn error_details(body: &str) -> (String, String, bool) {
     (String::new(), String::new(), false)
 }
 
-impl TokenEndpoint {
-    /// The token endpoint of the org at `login_url` (already checked by [`check_url`]); no
-    /// request is made yet.
-    pub(crate) fn new(
-        org: &str,
-        login_url: String,
-        audience: &str,
-        request_timeout: Duration,
-    ) -> Result<Self> {
-        // No redirects: one would be an HTML login page or a misconfigured host; it is surfaced
-        // instead.
-        let http = rekey_http::build_client(
-            rekey_http::client_builder()
-                .timeout(request_timeout)
-                .connect_timeout(CONNECT_TIMEOUT),
-            &format!("salesforce org {org}"),
-        )?;
-        Ok(TokenEndpoint {
-            http,
-            org: org.to_string(),
-            login_url,
-            audience: audience.to_string(),
-        })
-    }
-
-    /// The org's label, for messages.
-    pub(crate) fn org(&self) -> &str {
-        &self.org
-    }
-
-    /// One JWT-bearer token request.
-    pub(crate) async fn request(
-        &self,
-        iss: &str,
-        sub: &str,
-        key: &KeyMaterial,
-        whose: &str,
-    ) -> Result<TokenAnswer> {
-        let what = format!("token request for {sub} in org {}", self.org);
-        let jwt = assertion(iss, sub, &self.audience, key, whose)?;
-        let url = format!("{}/services/oauth2/token", self.login_url);
-        let form = [
-            ("grant_type", JWT_GRANT),
-            ("assertion", jwt.expose_secret()),
-        ];
-        let resp = self
-            .http
-            .post(&url)
-            .form(&form)
-            .send_logged()
-            .await
-            .map_err(|e| transport(&what, e))?;
-        drop(jwt);
-        let status = resp.status();
-        let content_type = content_type(&resp);
-        // The body of a 200 holds the access token: keep it in a zeroed buffer.
-        let body = Zeroizing::new(resp.text().await.map_err(|e| transport(&what, e))?);
-        if is_html(&content_type, &body) {
-            return Err(html_error(&what, status, &body));
-        }
-        if status.is_server_error() {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                format!("{what}: token endpoint answered HTTP {}", status.as_u16()),
-            )
-            .temporary());
-        }
-        // The REST limit answer (403 REQUEST_LIMIT_EXCEEDED, or a plain 429) can come from any
-        // endpoint behind the org's gateway, the token endpoint included.
-        if status == StatusCode::TOO_MANY_REQUESTS || body.contains("REQUEST_LIMIT_EXCEEDED") {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                format!("{what}: HTTP {}: REQUEST_LIMIT_EXCEEDED", status.as_u16()),
-            )
-            .with_hint("the org's API request limit is exhausted; wait for it to recover")
-            .temporary());
-        }
-        let json: Option<Value> = serde_json::from_str(&body).ok();
-        let field = |name: &str| {
-            json.as_ref()
-                .and_then(|v| v.get(name))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        if status.is_success() {
-            return match (
-                field("access_token").map(SecretString::new),
-                field("instance_url"),
-            ) {
-                (Some(token), Some(instance_url)) => Ok(TokenAnswer::Granted {
-                    access_token: token,
-                    instance_url,
-                }),
-                _ => Err(Error::new(
-                    ErrorKind::Unexpected,
-                    format!(
-                        "{what}: token endpoint answered HTTP 200 without access_token and instance_url"
-                    ),
-                )),
-            };
-        }
-        match field("error") {
-            Some(error) if error == "rate_limit_exceeded" => Err(Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "{what}: {error}: {}",
-                    field("error_description").unwrap_or_default()
-                ),
-            )
-            .with_hint("Salesforce is throttling logins for this user; wait a few minutes")
-            .temporary()),
-            Some(error) if status.is_client_error() => Ok(TokenAnswer::Refused(Refusal {
-                error,
-                description: field("error_description").unwrap_or_default(),
-            })),
-            _ => Err(Error::new(
-                ErrorKind::Unexpected,
-                format!(
-                    "{what}: token endpoint answered HTTP {} without an OAuth error",
-                    status.as_u16()
-                ),
-            )),
-        }
-    }
-}
-
 impl Client {
     /// A client for the org; no request is made yet.
     pub(crate) fn new(
@@ -364,7 +177,7 @@ impl Client {
         let endpoint = TokenEndpoint::new(org, login_url, audience, request_timeout)?;
         Ok(Client {
             // One connection pool for the token endpoint and the API calls.
-            http: endpoint.http.clone(),
+            http: endpoint.http(),
             org: org.to_string(),
             endpoint,
             api_version: api_version.to_string(),
@@ -585,6 +398,54 @@ impl Client {
         .await
     }
 
+    /// A REST call with an optional JSON body (sent as `application/json`: Salesforce's
+    /// Connect resources hang on a POST without one), whose answer is kept in a zeroed buffer
+    /// because Connect's credential resources answer consumer secrets. An error answer goes to
+    /// `classify` first (with its status, error code and message), which may name it better than
+    /// the generic mapping (an org setting that is off, a slot that is taken).
+    pub(crate) async fn rest_secret(
+        &self,
+        what: &str,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        classify: &Classify<'_>,
+    ) -> Result<Zeroizing<String>> {
+        self.authed(|s| {
+            let method = method.clone();
+            async move {
+                let mut request = self
+                    .http
+                    .request(method, format!("{}{path}", s.instance_url))
+                    .bearer_auth(s.token.expose_secret());
+                if let Some(body) = body {
+                    request = request
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.to_string());
+                }
+                let resp = request
+                    .send_logged()
+                    .await
+                    .map_err(|e| transport(what, e))?;
+                let status = resp.status();
+                let content_type = content_type(&resp);
+                let text = Zeroizing::new(resp.text().await.map_err(|e| transport(what, e))?);
+                let html = is_html(&content_type, &text);
+                if status.is_success() && !html {
+                    return Ok(text);
+                }
+                if !html {
+                    let (code, message, _) = error_details(&text);
+                    if let Some(e) = classify(what, status, &code, &message) {
+                        return Err(e);
+                    }
+                }
+                Err(self.api_error(what, status, &content_type, &text))
+            }
+        })
+        .await
+    }
+
     /// `DELETE` of a REST path; `NotFound` when Salesforce answers 404.
     pub(crate) async fn rest_delete(&self, what: &str, path: &str) -> Result<()> {
         self.authed(|s| async move {
@@ -746,7 +607,7 @@ impl Client {
     }
 }
 
-fn content_type(resp: &reqwest::Response) -> String {
+pub(crate) fn content_type(resp: &reqwest::Response) -> String {
     resp.headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

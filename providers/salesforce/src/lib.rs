@@ -8,16 +8,22 @@
 
 mod access;
 mod client;
+mod client_credentials;
 mod config;
+mod consumer_secret;
 mod metadata;
 mod mint;
+mod token;
 mod xml;
 
 pub use config::{AdminAuth, AppKind, SalesforceConfig};
-pub use mint::{Mint, MintConfig, Minted, Minter, Refusal};
+pub use mint::{
+    ClientCredentialsConfig, ClientCredentialsMinter, Mint, MintConfig, Minted, Minter, Refusal,
+};
 
 use async_trait::async_trait;
-use client::{Client, TokenAnswer};
+use client::Client;
+use token::TokenAnswer;
 use config::check_url;
 use rekey_api::{
     Certificate, CertificateTarget, Error, ErrorKind, Installed, KeyMaterial, Probe, Result,
@@ -52,6 +58,8 @@ pub struct SalesforceTarget {
     integration_username: String,
     /// Configured, or read from the app's metadata on first probe.
     consumer_key: Mutex<Option<String>>,
+    /// The ECA's Connect REST ids (app, consumer), found once (see `consumer_secret.rs`).
+    consumer_ids: Mutex<Option<consumer_secret::ConsumerIds>>,
     deploy_timeout: Duration,
 }
 
@@ -75,6 +83,7 @@ impl SalesforceTarget {
             app: config.app,
             integration_username: config.integration_username,
             consumer_key: Mutex::new(config.consumer_key.filter(|k| !k.trim().is_empty())),
+            consumer_ids: Mutex::new(None),
             deploy_timeout: config.deploy_timeout,
         })
     }
@@ -293,6 +302,26 @@ impl SalesforceTarget {
         Ok(id)
     }
 
+    /// Refuses rekey's own admin app: rotating `what` of the app rekey logs in through would cut
+    /// rekey off at the switchover, with the rotation half done and no admin session left to
+    /// finish it.
+    fn refuse_admin_app(&self, app: &AppRecord, what: &str) -> Result<()> {
+        let app_key = app.record.text_at(self.consumer_key_path());
+        if let Some(admin_key) = self.client.admin_consumer_key()
+            && app_key.as_deref() == Some(admin_key)
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{} is rekey's own admin app (consumer key {admin_key}); rekey will not rotate {what}",
+                    self.label()
+                ),
+            )
+            .with_hint("rotate it through a second admin app, or with auth = \"access_token_env\" for this org"));
+        }
+        Ok(())
+    }
+
     /// The integration app's consumer key: configured, or read once from its metadata (through
     /// the admin connection).
     pub async fn consumer_key(&self) -> Result<String> {
@@ -326,22 +355,7 @@ impl fmt::Display for SalesforceTarget {
 impl CertificateTarget for SalesforceTarget {
     async fn preflight(&self) -> Result<()> {
         let app = self.read_app().await?;
-        // Rotating the certificate of the app rekey logs in through would cut rekey off at the
-        // switchover, with the rotation half done and no admin session left to finish it.
-        let app_key = app.record.text_at(self.consumer_key_path());
-        if let Some(admin_key) = self.client.admin_consumer_key()
-            && app_key.as_deref() == Some(admin_key)
-        {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "{} is rekey's own admin app (consumer key {admin_key}); rekey will not rotate the certificate it logs in with",
-                    self.label()
-                ),
-            )
-            .with_hint("rotate it through a second admin app, or with auth = \"access_token_env\" for this org"));
-        }
-        Ok(())
+        self.refuse_admin_app(&app, "the certificate it logs in with")
     }
 
     async fn installed(&self) -> Result<Option<Certificate>> {

@@ -1,14 +1,16 @@
-//! Access tokens for the consumers of an integration key: one JWT-bearer grant for the
-//! integration user, signed with a key the caller chose, through the org's token endpoint only
-//! (no admin connection), with temporary failures retried.
+//! Access tokens for the consumers of an integration credential, through the org's token
+//! endpoint only (no admin connection), with temporary failures retried: one JWT-bearer grant
+//! for the integration user signed with a key the caller chose ([`Minter`]), or one client
+//! credentials grant with a consumer key and secret ([`ClientCredentialsMinter`]).
 
-use crate::client::{TokenAnswer, TokenEndpoint};
+use crate::token::{TokenAnswer, TokenEndpoint};
 use crate::config::check_url;
-use rekey_api::{Backoff, Error, ErrorKind, KeyMaterial, Result, SecretString};
+use rekey_api::{Backoff, ConsumerSecret, Error, ErrorKind, KeyMaterial, Result, SecretString};
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
-/// Grants tried per [`Minter::mint`] when Salesforce fails temporarily (5xx, timeout,
+/// Grants tried per mint ([`Minter::mint`], [`ClientCredentialsMinter::mint`]) when Salesforce fails temporarily (5xx, timeout,
 /// `REQUEST_LIMIT_EXCEEDED`, login throttling, a maintenance page): 4, waiting 300 ms (with
 /// jitter, so consumers that failed together spread out) and doubling.
 const MINT_RETRY: Backoff = Backoff::new(4, Duration::from_millis(300), Duration::from_secs(10));
@@ -132,34 +134,82 @@ impl Minter {
     /// Asks for a token signed with `key`. Temporary failures are retried a few times with
     /// backoff; a refusal is an answer, not an error.
     pub async fn mint(&self, key: &KeyMaterial) -> Result<Mint> {
-        let mut attempt = 1;
-        loop {
-            let answer = self
-                .endpoint
+        retrying(&self.endpoint, || {
+            self.endpoint
                 .request(&self.consumer_key, &self.username, key, "integration key")
-                .await;
-            match answer {
-                Ok(TokenAnswer::Granted {
+        })
+        .await
+    }
+}
+
+/// Where [`ClientCredentialsMinter`] asks for tokens. There is no user and no consumer key here:
+/// the consumer key comes with the secret, and Salesforce issues the token for the app's run-as
+/// user.
+#[derive(Debug)]
+pub struct ClientCredentialsConfig {
+    /// Label for messages, e.g. `acme`.
+    pub org: String,
+    /// Token endpoint base: the org's My Domain, e.g. `https://acme.my.salesforce.com` (the
+    /// client credentials flow is refused on login.salesforce.com).
+    pub login_url: String,
+    /// Give up on one HTTP request after this (it is then retried like any temporary failure).
+    pub request_timeout: Duration,
+}
+
+/// Mints access tokens with an External Client App's consumer key and secret (client
+/// credentials flow), for `rekey token`.
+#[derive(Debug)]
+pub struct ClientCredentialsMinter {
+    endpoint: TokenEndpoint,
+}
+
+impl ClientCredentialsMinter {
+    /// Checks the configuration (https) without contacting Salesforce.
+    pub fn new(config: ClientCredentialsConfig) -> Result<Self> {
+        let login_url = check_url("login_url", &config.login_url)?;
+        Ok(ClientCredentialsMinter {
+            // No JWT is signed here: the audience is never used.
+            endpoint: TokenEndpoint::new(&config.org, login_url, "", config.request_timeout)?,
+        })
+    }
+
+    /// Asks for a token with `secret`, with the same retries as [`Minter::mint`]; a refusal
+    /// (e.g. `invalid_client: invalid client credentials`) is an answer, not an error.
+    pub async fn mint(&self, secret: &ConsumerSecret) -> Result<Mint> {
+        retrying(&self.endpoint, || self.endpoint.client_credentials(secret)).await
+    }
+}
+
+/// Runs `grant` until it answers or fails for good: temporary failures are retried per
+/// [`MINT_RETRY`]; a granted instance URL must pass the same check as every configured URL,
+/// since the token is sent there next.
+async fn retrying<F, Fut>(endpoint: &TokenEndpoint, grant: F) -> Result<Mint>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<TokenAnswer>>,
+{
+    let mut attempt = 1;
+    loop {
+        match grant().await {
+            Ok(TokenAnswer::Granted {
+                access_token,
+                instance_url,
+            }) => {
+                let instance_url =
+                    check_url("instance_url returned by the token endpoint", &instance_url)?;
+                return Ok(Mint::Granted(Minted {
                     access_token,
                     instance_url,
-                }) => {
-                    // The token is sent there next: the same rule as for every configured URL.
-                    let instance_url =
-                        check_url("instance_url returned by the token endpoint", &instance_url)?;
-                    return Ok(Mint::Granted(Minted {
-                        access_token,
-                        instance_url,
-                    }));
-                }
-                Ok(TokenAnswer::Refused(refusal)) => return Ok(Mint::Refused(refusal)),
-                Err(e) if e.is_temporary() && attempt < MINT_RETRY.attempts => {
-                    let delay = MINT_RETRY.delay(attempt, None);
-                    tracing::warn!(org = %self.endpoint.org(), attempt, error = %e, "token request failed; retrying in {}ms", delay.as_millis());
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
+                }));
             }
+            Ok(TokenAnswer::Refused(refusal)) => return Ok(Mint::Refused(refusal)),
+            Err(e) if e.is_temporary() && attempt < MINT_RETRY.attempts => {
+                let delay = MINT_RETRY.delay(attempt, None);
+                tracing::warn!(org = %endpoint.org(), attempt, error = %e, "token request failed; retrying in {}ms", delay.as_millis());
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
