@@ -34,16 +34,16 @@ impl TokenEndpoint {
 impl Refusal {
     /// Whether a client credentials refusal can clear by waiting. Salesforce applies a rotation
     /// at once (the old pair keeps working as `Rotated`, the new one works immediately), so a
-    /// pair that is refused is wrong for good: an unknown key (`invalid_client_id`), a wrong
-    /// secret (`invalid_client`), the flow without a run-as user (`no client credentials user
-    /// enabled`), the grant not allowed on the app (`unsupported_grant_type`). Any other refusal
-    /// is not about the pair and is reported as possibly passing (a user or org state that may
-    /// change, a policy still propagating).
+    /// refused pair is wrong for good: an unknown key (`invalid_client_id`), a wrong secret
+    /// (`invalid_client`), no run-as user (`no client credentials user enabled`), the flow off
+    /// on the app (`client credentials flow is not enabled…`), the grant not allowed
+    /// (`unsupported_grant_type`). Any other refusal is not about the pair and may pass (a user
+    /// or org state that may change, a policy still propagating).
     pub fn may_clear_for_consumer_secret(&self) -> bool {
         let description = self.description.to_ascii_lowercase();
         !(self.error.starts_with("invalid_client")
             || self.error == "unsupported_grant_type"
-            || description.contains("client credentials user"))
+            || description.contains("client credentials"))
     }
 }
 
@@ -61,6 +61,7 @@ mod tests {
             ("invalid_client_id", "client identifier invalid"),
             ("invalid_client", "invalid client credentials"),
             ("invalid_grant", "no client credentials user enabled"),
+            ("invalid_grant", "client credentials flow is not enabled for this app"),
             ("unsupported_grant_type", "grant type not supported"),
         ] {
             assert!(

@@ -395,12 +395,14 @@ impl ConsumerSecretTarget for SalesforceTarget {
         }
         self.refuse_admin_app(&app, "the consumer secret it logs in with")
             .map_err(Error::changed_nothing)?;
-        // One read of the credentials surfaces the org setting and the permissions before
-        // anything is written.
+        // A read of the consumer key surfaces the org setting and External Client App
+        // Developer before anything is written; reading the staged slot (which answers
+        // secrets) surfaces View Client Secret, which stage, rotate and delete need too.
         let what = format!("reading the consumer key of {}", self.label());
         let path = format!("{}?part=key", self.consumer_path().await?);
         self.connect(&what, Method::GET, &path, None, &gates)
             .await?;
+        self.staged().await?;
         Ok(())
     }
 

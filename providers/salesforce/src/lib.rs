@@ -1,6 +1,7 @@
-//! rekey's Salesforce certificate target: reads and replaces the JWT-bearer certificate of a
-//! Connected App or an External Client App, probes the token endpoint with a key, and ends
-//! access after a leak (sessions, OAuth grants, the External Client App kill switch).
+//! rekey's Salesforce targets: reads and replaces the JWT-bearer certificate of a Connected App
+//! or an External Client App, probes the token endpoint with a key, and ends access after a leak
+//! (sessions, OAuth grants, the External Client App kill switch); and rotates an External Client
+//! App's consumer key and secret through staged credentials (`consumer_secret.rs`).
 //!
 //! Reads use SOAP `readMetadata` (there is no REST retrieve); writes are read-modify-write
 //! deploys through REST `deployRequest` (check-only first), because a deploy replaces the whole
