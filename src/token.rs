@@ -22,9 +22,11 @@ use crate::config::{Config, CredentialConfig};
 use crate::wiring;
 use chrono::{DateTime, Utc};
 use rekey_api::{
-    Error, ErrorKind, Fingerprint, Generation, Result, SecretStore, SecretString, Stage, Stages,
+    CredentialKind, Error, ErrorKind, Fingerprint, Generation, Material, Result, SecretStore, SecretString, Stage, Stages,
 };
-use rekey_salesforce::{Mint, MintConfig, Minter, Refusal};
+use rekey_salesforce::{
+    ClientCredentialsConfig, ClientCredentialsMinter, Mint, MintConfig, Minter, Refusal,
+};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
@@ -231,15 +233,40 @@ async fn consumer_key(config: &Config, cred: &CredentialConfig) -> Result<String
         .map_err(|e| e.context(&cred.name))
 }
 
-async fn minter(config: &Config, cred: &CredentialConfig) -> Result<Minter> {
+/// How a credential's consumers get tokens: JWT bearer signed with a key, or the client
+/// credentials flow with a consumer key and secret.
+enum Grant {
+    Jwt(Minter),
+    ClientCredentials(ClientCredentialsMinter),
+}
+
+impl Grant {
+    async fn mint(&self, material: &Material) -> Result<Mint> {
+        match self {
+            Grant::Jwt(minter) => minter.mint(material.key()?).await,
+            Grant::ClientCredentials(minter) => minter.mint(material.consumer()?).await,
+        }
+    }
+}
+
+async fn minter(config: &Config, cred: &CredentialConfig) -> Result<Grant> {
     let org = &config.orgs[&cred.org];
-    Minter::new(MintConfig {
-        org: cred.org.clone(),
-        login_url: org.login_url.clone(),
-        audience: org.audience.clone(),
-        consumer_key: consumer_key(config, cred).await?,
-        username: cred.username.clone(),
-        request_timeout: cred.request_timeout,
+    Ok(match cred.kind {
+        CredentialKind::JwtCertificate => Grant::Jwt(Minter::new(MintConfig {
+            org: cred.org.clone(),
+            login_url: org.login_url.clone(),
+            audience: org.audience.clone(),
+            consumer_key: consumer_key(config, cred).await?,
+            username: cred.username.clone(),
+            request_timeout: cred.request_timeout,
+        })?),
+        CredentialKind::ConsumerSecret => {
+            Grant::ClientCredentials(ClientCredentialsMinter::new(ClientCredentialsConfig {
+                org: cred.org.clone(),
+                login_url: org.login_url.clone(),
+                request_timeout: cred.request_timeout,
+            })?)
+        }
     })
 }
 
@@ -256,7 +283,7 @@ fn label(cred: &CredentialConfig) -> String {
 /// disagree while a certificate change propagates.
 async fn mint(
     store: &dyn SecretStore,
-    minter: &Minter,
+    minter: &Grant,
     cred: &CredentialConfig,
 ) -> Result<IssuedToken> {
     let mut untrusted = Vec::new();
@@ -298,7 +325,7 @@ async fn mint(
 /// `untrusted`).
 async fn sweep_stages(
     store: &dyn SecretStore,
-    minter: &Minter,
+    minter: &Grant,
     cred: &CredentialConfig,
     untrusted: &mut Vec<String>,
 ) -> Result<Option<IssuedToken>> {
@@ -307,20 +334,20 @@ async fn sweep_stages(
         let tried_before = tried.len();
         for stage in Stage::ALL {
             let Some(stored) = store
-                .read_key(&cred.name, stage)
+                .read_stage(&cred.name, stage)
                 .await
                 .map_err(|e| e.context(&cred.name))?
             else {
                 continue;
             };
             let (fingerprint, generation) =
-                (stored.info.certificate.fingerprint, stored.info.generation);
+                (stored.info.public.fingerprint(), stored.info.generation);
             if tried.contains(&fingerprint) {
                 continue;
             }
             tried.push(fingerprint);
             let answer = minter
-                .mint(&stored.key)
+                .mint(&stored.material)
                 .await
                 .map_err(|e| e.context(label(cred)))?;
             drop(stored);
@@ -336,7 +363,7 @@ async fn sweep_stages(
                         cached: false,
                     }));
                 }
-                Mint::Refused(refusal) if refusal.untrusted_key() => {
+                Mint::Refused(refusal) if refuses_this_one(&refusal, cred.kind) => {
                     tracing::info!(credential = %cred.name, %stage, %generation, "the app does not trust this key right now ({refusal}); trying the next stage");
                     untrusted.push(format!("{stage} (generation {generation})"));
                 }
@@ -352,6 +379,18 @@ async fn sweep_stages(
     Ok(None)
 }
 
+/// Whether Salesforce refused this key or pair itself (so another stage may work): a key it does
+/// not trust right now, or a consumer key or secret it does not know (deleted, expired, not yet
+/// rotated to primary).
+fn refuses_this_one(refusal: &Refusal, kind: CredentialKind) -> bool {
+    match kind {
+        CredentialKind::JwtCertificate => refusal.untrusted_key(),
+        CredentialKind::ConsumerSecret => {
+            matches!(refusal.error.as_str(), "invalid_client_id" | "invalid_client")
+        }
+    }
+}
+
 /// A refusal another key cannot fix: the app, the user or the request is the problem.
 fn refused(
     cred: &CredentialConfig,
@@ -362,9 +401,16 @@ fn refused(
     Error::new(
         ErrorKind::Rejected,
         format!(
-            "{}: Salesforce refused a token for {} signed with the {stage} key (generation {generation}): {refusal}",
+            "{}: Salesforce refused a token for {} with the {stage} {} (generation {generation}): {refusal}",
             label(cred),
-            cred.username
+            match cred.kind {
+                CredentialKind::JwtCertificate => cred.username.as_str(),
+                CredentialKind::ConsumerSecret => "the client credentials run-as user",
+            },
+            match cred.kind {
+                CredentialKind::JwtCertificate => "key",
+                CredentialKind::ConsumerSecret => "consumer secret",
+            }
         ),
     )
     .with_hint(refusal.hint("integration"))
@@ -464,7 +510,7 @@ fn usable(
     let Some((stage, info)) = Stage::ALL.into_iter().find_map(|stage| {
         stages
             .get(stage)
-            .filter(|v| v.certificate.fingerprint == c.fingerprint)
+            .filter(|v| v.public.fingerprint() == c.fingerprint)
             .map(|v| (stage, v))
     }) else {
         return Ok(None);

@@ -81,11 +81,13 @@ fn file_store(w: &World) -> rekey_file::FileStore {
 /// The PEM of `credential`'s key at `stage` in the file store.
 async fn key_pem(w: &World, credential: &str, stage: Stage) -> String {
     file_store(w)
-        .read_key(credential, stage)
+        .read_stage(credential, stage)
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("{credential} has no {stage:?} key"))
-        .key
+        .material
+        .key()
+        .unwrap()
         .expose_secret_pem()
         .to_string()
 }

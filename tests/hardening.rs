@@ -478,7 +478,7 @@ async fn keys_in(store: &dyn rekey_api::SecretStore) -> Vec<String> {
             .await
             .unwrap()
         {
-            pems.push(k.key.expose_secret_pem().to_string());
+            pems.push(rekey_testkit::conformance::secret_of(&k.material));
         }
     }
     assert!(pems.len() >= 2, "the rotation's keys are in the store");
@@ -582,17 +582,17 @@ async fn rotations_with_rsa_3072_and_rsa_4096_keys() {
         });
         w.ok(&["rotate", CRED]).await;
         let stored = rekey_file::FileStore::new(w.path("keys"))
-            .read_key(CRED, rekey_api::Stage::Current)
+            .read_stage(CRED, rekey_api::Stage::Current)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(
-            rsa_bits(stored.key.expose_secret_pem(), false),
+            rsa_bits(stored.material.key().unwrap().expose_secret_pem(), false),
             bits,
             "the stored key"
         );
         assert_eq!(
-            rsa_bits(&stored.info.certificate.pem(), true),
+            rsa_bits(stored.info.public.certificate().unwrap().pem(), true),
             bits,
             "the stored certificate"
         );

@@ -410,18 +410,34 @@ pub enum Command {
     /// CURRENT; 65 unreadable, or the key does not belong to the certificate; 69 Salesforce
     /// unreachable; 75 another rekey holds the lease; 77 the admin login was refused.
     ///
-    /// Example:
+    /// A consumer secret (kind = "consumer_secret") is imported from Salesforce when the org
+    /// lets the admin read consumer secrets over REST, else from --secret-file or
+    /// --secret-stdin (never from the command line, which other users can see); it must be the
+    /// app's primary pair, proven by a client credentials login (or, without that flow, by
+    /// reading it back).
+    ///
+    /// Examples:
     ///   rekey import billing --key billing.key --cert billing.crt && rekey verify billing
+    ///   rekey import etl-secret
+    ///   rekey import etl-secret --secret-file etl.json
     #[command(verbatim_doc_comment)]
     Import {
         /// Credential name from the config.
         credential: String,
-        /// The private key (PEM).
-        #[arg(long)]
-        key: PathBuf,
+        /// The private key (PEM), for a certificate credential.
+        #[arg(long, requires = "cert", conflicts_with_all = ["secret_file", "secret_stdin"])]
+        key: Option<PathBuf>,
         /// Its certificate (PEM).
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// A consumer secret credential's key and secret, as JSON
+        /// {"consumer_key": "…", "consumer_secret": "…"} (without it, and without
+        /// --secret-stdin, they are read from Salesforce).
+        #[arg(long, conflicts_with = "secret_stdin")]
+        secret_file: Option<PathBuf>,
+        /// Read that JSON from stdin instead.
         #[arg(long)]
-        cert: PathBuf,
+        secret_stdin: bool,
     },
     /// Ask Salesforce for a token signed by one of CREDENTIAL's keys
     ///

@@ -158,10 +158,12 @@ pub struct ImportReport {
     pub credential: String,
     /// The generation it became.
     pub generation: Generation,
-    /// Its certificate's fingerprint.
+    /// Its fingerprint (the certificate's, or the consumer key and secret's).
     pub fingerprint: String,
-    /// Its notAfter.
-    pub not_after: DateTime<Utc>,
+    /// Its certificate's notAfter (`None` for a consumer secret).
+    pub not_after: Option<DateTime<Utc>>,
+    /// The consumer key of an imported consumer secret.
+    pub consumer_key: Option<String>,
     /// What the operator should know about the input (an expired or expiring certificate, a key
     /// file others can read); also printed on stderr.
     pub warnings: Vec<String>,

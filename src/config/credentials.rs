@@ -4,6 +4,7 @@
 use super::consumers::{ConsumerConfig, validate_consumers};
 use crate::pki::{CertSpec, KeyAlgorithm, Subject};
 use crate::windows::{self, Window};
+use rekey_api::CredentialKind;
 use rekey_api::config::{Spanned, Validator};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,18 +73,22 @@ impl Default for Policy {
     }
 }
 
-/// One integration credential: an app's JWT certificate and the key behind it.
+/// One integration credential: an app's JWT certificate and the key behind it, or an External
+/// Client App's consumer key and secret.
 #[derive(Debug)]
 pub struct CredentialConfig {
     /// Its name in the config.
     pub name: String,
+    /// What it rotates (`kind`, default `jwt_certificate`).
+    pub kind: CredentialKind,
     /// The org (key of `orgs`).
     pub org: String,
     /// App kind.
     pub app_kind: AppKind,
     /// App API name.
     pub app: String,
-    /// Integration username that mints tokens.
+    /// Integration username that mints tokens (JWT bearer); empty for a consumer secret, whose
+    /// client credentials run-as user is set on the app.
     pub username: String,
     /// The app's consumer key, when it should not be read from the app's metadata.
     pub consumer_key: Option<String>,
@@ -114,6 +119,9 @@ pub struct CredentialConfig {
     pub consumers: Vec<ConsumerConfig>,
     /// What to do when a consumer has not adopted the new key within its deadline.
     pub on_adoption_failure: OnAdoptionFailure,
+    /// Consumer secrets: how long the previous consumer secret stays valid after a rotation
+    /// when adoption was not proven for every consumer (it is deleted at once when it was).
+    pub revoke_previous_after: Duration,
 }
 
 #[derive(Deserialize)]
@@ -128,9 +136,10 @@ pub(super) struct RawWindow {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCredential {
     pub(super) org: Spanned<String>,
+    pub(super) kind: Option<Spanned<String>>,
     pub(super) app_kind: Spanned<String>,
     pub(super) app: Spanned<String>,
-    pub(super) username: Spanned<String>,
+    pub(super) username: Option<Spanned<String>>,
     pub(super) consumer_key: Option<String>,
     pub(super) store: Option<Spanned<String>>,
     pub(super) stores: Option<Spanned<Vec<Spanned<String>>>>,
@@ -147,11 +156,12 @@ pub(super) struct RawCredential {
     pub(super) heal_drift: Option<bool>,
     #[serde(default)]
     pub(super) windows: Vec<Spanned<RawWindow>>,
-    pub(super) subject: Spanned<RawSubject>,
+    pub(super) subject: Option<Spanned<RawSubject>>,
     #[serde(default)]
     pub(super) policy: Option<Spanned<RawPolicy>>,
     #[serde(default)]
     pub(super) on_adoption_failure: Option<Spanned<String>>,
+    pub(super) revoke_previous_after_hours: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -319,13 +329,22 @@ pub(super) fn validate_credentials(
                 AppKind::ConnectedApp
             }
         };
-        for (field, value) in [
-            ("app", &c.app),
-            ("username", &c.username),
-            ("subject.cn", &c.subject.get_ref().cn),
-        ] {
-            if value.get_ref().trim().is_empty() {
-                v.problem(value.span(), format!("{field} must not be empty"));
+        let kind = validate_kind(name, c, app_kind, v);
+        let mut required = vec![("app", Some(&c.app))];
+        if kind == CredentialKind::JwtCertificate {
+            required.push(("username", c.username.as_ref()));
+            required.push(("subject.cn", c.subject.as_ref().map(|s| &s.get_ref().cn)));
+        }
+        for (field, value) in required {
+            match value {
+                Some(value) if value.get_ref().trim().is_empty() => {
+                    v.problem(value.span(), format!("{field} must not be empty"));
+                }
+                Some(_) => {}
+                None => v.problem(
+                    cred.span(),
+                    format!("credentials.{name}: {field} is required for kind = \"{kind}\""),
+                ),
             }
         }
         let algorithm = match &c.key_algorithm {
@@ -416,26 +435,37 @@ pub(super) fn validate_credentials(
                 }
             },
         };
+        let revoke_previous_after_hours = v.positive(
+            &c.revoke_previous_after_hours,
+            24,
+            0..=720,
+            "revoke_previous_after_hours",
+        );
         if v.problems().len() > before {
             continue;
         }
-        let subject = c.subject.get_ref();
+        let subject = c.subject.as_ref().map(|s| s.get_ref());
         out.insert(
             name.clone(),
             CredentialConfig {
                 name: name.clone(),
+                kind,
                 org: c.org.get_ref().clone(),
                 app_kind,
                 app: c.app.get_ref().clone(),
-                username: c.username.get_ref().clone(),
+                username: c
+                    .username
+                    .as_ref()
+                    .map(|u| u.get_ref().clone())
+                    .unwrap_or_default(),
                 consumer_key: c.consumer_key.clone(),
                 stores: stores.iter().map(|s| s.get_ref().clone()).collect(),
                 cert: CertSpec {
                     algorithm,
                     subject: Subject {
-                        cn: subject.cn.get_ref().clone(),
-                        o: subject.o.clone(),
-                        ou: subject.ou.clone(),
+                        cn: subject.map(|s| s.cn.get_ref().clone()).unwrap_or_default(),
+                        o: subject.and_then(|s| s.o.clone()),
+                        ou: subject.and_then(|s| s.ou.clone()),
                     },
                     validity_days: validity_days as u32,
                 },
@@ -449,10 +479,66 @@ pub(super) fn validate_credentials(
                 schedule,
                 consumers,
                 on_adoption_failure,
+                revoke_previous_after: Duration::from_secs(revoke_previous_after_hours as u64 * 3600),
             },
         );
     }
     out
+}
+
+/// `kind`: what the credential rotates. A Connected App's consumer secret is refused: Salesforce
+/// has no API to rotate it. Certificate settings on a consumer secret are refused too, so a
+/// misplaced `kind` cannot pass silently.
+fn validate_kind(
+    name: &str,
+    c: &RawCredential,
+    app_kind: AppKind,
+    v: &mut Validator,
+) -> CredentialKind {
+    let Some(raw) = &c.kind else {
+        return CredentialKind::JwtCertificate;
+    };
+    let kind = match raw.get_ref().as_str() {
+        "jwt_certificate" => CredentialKind::JwtCertificate,
+        "consumer_secret" => CredentialKind::ConsumerSecret,
+        other => {
+            v.problem(
+                raw.span(),
+                format!("unknown kind '{other}'; use \"jwt_certificate\" or \"consumer_secret\""),
+            );
+            return CredentialKind::JwtCertificate;
+        }
+    };
+    if kind == CredentialKind::ConsumerSecret {
+        if app_kind == AppKind::ConnectedApp {
+            v.problem(
+                raw.span(),
+                format!(
+                    "credentials.{name}: kind = \"consumer_secret\" needs app_kind = \"external_client_app\": Salesforce has no API to rotate a Connected App's consumer secret; rotate it by hand (Setup → App Manager → the app → View → Manage Consumer Details → Generate) or move the integration to an External Client App"
+                ),
+            );
+        }
+        let certificate_only = [
+            ("key_algorithm", c.key_algorithm.as_ref().map(|s| s.span())),
+            ("validity_days", c.validity_days.as_ref().map(|s| s.span())),
+            ("renew_before_days", c.renew_before_days.as_ref().map(|s| s.span())),
+            ("subject", c.subject.as_ref().map(|s| s.span())),
+        ];
+        for (field, span) in certificate_only {
+            if let Some(span) = span {
+                v.problem(
+                    span,
+                    format!("credentials.{name}: {field} applies to certificates, not to kind = \"consumer_secret\"; remove it"),
+                );
+            }
+        }
+    } else if let Some(r) = &c.revoke_previous_after_hours {
+        v.problem(
+            r.span(),
+            format!("credentials.{name}: revoke_previous_after_hours applies to kind = \"consumer_secret\" only; remove it"),
+        );
+    }
+    kind
 }
 
 /// When a credential should be rotated (config: rotate_every_days, renew_before_days, heal_drift,

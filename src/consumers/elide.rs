@@ -2,7 +2,6 @@
 //! errors, on stderr and in the journal, so any line holding a piece of the key rekey handed over
 //! — however short — or anything that looks like key material is elided.
 
-use rekey_api::KeyMaterial;
 use rekey_http::{DETAIL_MAX, one_line};
 
 /// How many of a failed command's last stderr lines are quoted.
@@ -10,9 +9,9 @@ const STDERR_LINES: usize = 5;
 
 /// The last non-empty lines a command wrote to stderr, one line each, joined by ` | `. A line
 /// that could be key material is replaced by `[elided]` (see [`could_be_key`]).
-pub(super) fn stderr_tail(stderr: &[u8], key: Option<&KeyMaterial>) -> String {
+pub(super) fn stderr_tail(stderr: &[u8], key: Option<&str>) -> String {
     let text = String::from_utf8_lossy(stderr);
-    let known = key.map(|k| KnownKey::of(k.expose_secret_pem()));
+    let known = key.map(KnownKey::of);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(STDERR_LINES)..]
         .iter()
@@ -104,8 +103,8 @@ mod tests {
     #[test]
     fn every_piece_of_the_key_handed_over_is_elided_however_short() {
         let key = &pairs().0;
-        let pem = key.expose_secret_pem();
-        let elided = |line: &str| stderr_tail(line.as_bytes(), Some(key)) == "[elided]";
+        let pem = crate::consumers::secret_text(key);
+        let elided = |line: &str| stderr_tail(line.as_bytes(), Some(crate::consumers::secret_text(key))) == "[elided]";
         // Each line alone, as a command that prints the key file line by line would, armour
         // included; indented or not, the comparison is after trimming.
         for line in pem.lines().filter(|l| !l.trim().is_empty()) {
@@ -130,11 +129,11 @@ mod tests {
         // Fewer are not key material: they could be anything.
         let short = &fragment[..KEY_FRAGMENT - 1];
         let seven = format!("saw {short} here");
-        assert_eq!(stderr_tail(seven.as_bytes(), Some(key)), seven);
+        assert_eq!(stderr_tail(seven.as_bytes(), Some(crate::consumers::secret_text(key))), seven);
         // A hex fingerprint is shown, the new one as any other.
         for fingerprint in [pairs().1.fingerprint, pairs().3.fingerprint] {
             let line = format!("fingerprint {fingerprint} not adopted");
-            assert_eq!(stderr_tail(line.as_bytes(), Some(key)), line);
+            assert_eq!(stderr_tail(line.as_bytes(), Some(crate::consumers::secret_text(key))), line);
         }
     }
 
@@ -143,14 +142,14 @@ mod tests {
         let key = &pairs().0;
         let body_line = key_lines()[3].clone();
         // The generated key's own armour line, as a command that cats the key file would print.
-        let armour = key.expose_secret_pem().lines().next().unwrap().to_string();
+        let armour = crate::consumers::secret_text(key).lines().next().unwrap().to_string();
         assert!(armour.starts_with("-----BEGIN"), "{armour}");
         let text = format!(
             "one\n\nfingerprint {}\n{body_line}\nsecret: {}\n{armour}\nsix\nseven\n",
             pairs().1.fingerprint,
             &body_line[5..40]
         );
-        let tail = stderr_tail(text.as_bytes(), Some(key));
+        let tail = stderr_tail(text.as_bytes(), Some(crate::consumers::secret_text(key)));
         assert_eq!(tail, "[elided] | [elided] | [elided] | six | seven");
         let tail = stderr_tail(
             b"fingerprint ok\nQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlq\n",

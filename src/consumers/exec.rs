@@ -10,7 +10,7 @@ use super::{
 };
 use crate::config::DeliverKey;
 use async_trait::async_trait;
-use rekey_api::{Error, ErrorKind, KeyMaterial, Result};
+use rekey_api::{Error, ErrorKind, Material, Result};
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -84,7 +84,7 @@ impl ExecConsumer {
         let program = self.program.display().to_string();
         let key = match self.deliver_key {
             DeliverKey::None => None,
-            DeliverKey::File | DeliverKey::Stdin => Some(p.key.ok_or_else(|| {
+            DeliverKey::File | DeliverKey::Stdin => Some(p.material.ok_or_else(|| {
                 Error::new(
                     ErrorKind::Unexpected,
                     format!(
@@ -169,7 +169,7 @@ impl ExecConsumer {
         let feed = async {
             if let (Some(mut stdin), Some(key)) = (stdin, key) {
                 // A command that exits without reading is judged by its exit status alone.
-                if let Err(e) = stdin.write_all(key.expose_secret_pem().as_bytes()).await {
+                if let Err(e) = stdin.write_all(super::handover(key).as_bytes()).await {
                     tracing::debug!(consumer = %self.id.name, error = %e, "stdin not fully read");
                 }
                 // Dropping it closes the pipe: end of input.
@@ -225,7 +225,7 @@ impl ExecConsumer {
             Ok(Ok(bytes)) => bytes,
             _ => Vec::new(),
         };
-        let said = stderr_tail(&stderr, p.key);
+        let said = stderr_tail(&stderr, p.material.map(super::secret_text));
         let how = match (
             status.code(),
             std::os::unix::process::ExitStatusExt::signal(&status),
@@ -299,7 +299,7 @@ struct KeyFile {
 }
 
 impl KeyFile {
-    fn create(key: &KeyMaterial, label: &str) -> Result<KeyFile> {
+    fn create(key: &Material, label: &str) -> Result<KeyFile> {
         let dir = std::env::temp_dir();
         let mut last = None;
         for _ in 0..8 {
@@ -317,7 +317,7 @@ impl KeyFile {
                 Ok(mut file) => {
                     // From here on the guard removes it, also if writing fails.
                     let guard = KeyFile { path };
-                    file.write_all(key.expose_secret_pem().as_bytes())
+                    file.write_all(super::handover(key).as_bytes())
                         .and_then(|()| file.sync_all())
                         .map_err(|e| file_error(label, &guard.path, e))?;
                     return Ok(guard);
@@ -371,7 +371,7 @@ sha256sum < "$REKEY_KEY_FILE" | cut -d' ' -f1 > "$out/key.sha256""#,
         let (key, cert, _, old) = pairs();
         assert_eq!(
             read(out.join("key.sha256")).trim(),
-            hex::encode(sha2::Sha256::digest(key.expose_secret_pem()))
+            hex::encode(sha2::Sha256::digest(crate::consumers::secret_text(key)))
         );
         assert_eq!(read(out.join("mode")).trim(), "600");
         let key_file = PathBuf::from(read(out.join("path")).trim());
@@ -418,7 +418,7 @@ printf '%s\n' "$0" "$@" > "$1/argv""#,
         let out = dir.path().join("out");
         assert_eq!(
             read(out.join("stdin.sha256")).trim(),
-            hex::encode(sha2::Sha256::digest(pairs().0.expose_secret_pem()))
+            hex::encode(sha2::Sha256::digest(crate::consumers::secret_text(&pairs().0)))
         );
         let env = read(out.join("env"));
         assert!(

@@ -84,18 +84,29 @@ impl FileConsumer {
     fn write_files(&self, p: &Announcement<'_>) -> Result<String> {
         let (key_path, cert_path) = (self.key_path.as_path(), self.cert_path.as_path());
         let label = self.label();
-        let key = p.key.ok_or_else(|| {
+        let material = p.material.ok_or_else(|| {
             Error::new(
                 ErrorKind::Unexpected,
                 format!("{label}: activate was announced without the key"),
             )
             .with_hint("this is a rekey bug; please report it")
         })?;
-        let wrote_key = write_if_changed(key_path, key.expose_secret_pem().as_bytes(), 0o600, true)
-            .map_err(|e| file_error(&label, key_path, e))?;
-        let wrote_cert = write_if_changed(cert_path, p.certificate_pem.as_bytes(), 0o644, false)
-            .map_err(|e| file_error(&label, cert_path, e))?;
         let what = |wrote: bool| if wrote { "wrote" } else { "unchanged" };
+        let handed = super::handover(material);
+        let wrote_key = write_if_changed(key_path, handed.as_bytes(), 0o600, true)
+            .map_err(|e| file_error(&label, key_path, e))?;
+        let Some(certificate_pem) = p.certificate_pem else {
+            // A consumer secret: the one file holds the consumer key and secret as JSON.
+            return Ok(format!(
+                "consumer key and secret {} ({}, 0600): generation {} ({})",
+                key_path.display(),
+                what(wrote_key),
+                p.generation,
+                p.new_fingerprint
+            ));
+        };
+        let wrote_cert = write_if_changed(cert_path, certificate_pem.as_bytes(), 0o644, false)
+            .map_err(|e| file_error(&label, cert_path, e))?;
         Ok(format!(
             "key {} ({}, 0600), certificate {} ({}, 0644): generation {} ({})",
             key_path.display(),
@@ -135,15 +146,15 @@ impl Consumer for FileConsumer {
 }
 
 /// Writes `bytes` atomically with exactly `mode` unless the file already holds them with that
-/// mode; whether it wrote. A key file is read back through [`KeyMaterial`] (zeroed on drop).
+/// mode; whether it wrote. A secret file is read back into a buffer zeroed on drop.
 fn write_if_changed(path: &Path, bytes: &[u8], mode: u32, secret: bool) -> std::io::Result<bool> {
     let same_mode = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o7777 == mode);
     let same_bytes = same_mode
         && if secret {
             std::fs::read_to_string(path)
                 .ok()
-                .and_then(|text| KeyMaterial::from_pem(text).ok())
-                .is_some_and(|held| held.expose_secret_pem().as_bytes() == bytes)
+                .map(zeroize::Zeroizing::new)
+                .is_some_and(|held| held.as_bytes() == bytes)
         } else {
             std::fs::read(path).is_ok_and(|held| held == bytes)
         };
@@ -156,9 +167,51 @@ fn write_if_changed(path: &Path, bytes: &[u8], mode: u32, secret: bool) -> std::
     Ok(true)
 }
 
+/// A consumer secret's file holds the announced pair (compared by fingerprint).
+fn consumer_secret_adoption(key_path: &Path, p: &Announcement<'_>) -> Adoption {
+    let held = std::fs::read_to_string(key_path)
+        .map(zeroize::Zeroizing::new)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|doc| {
+            let field = |name: &str| {
+                doc.get(name)
+                    .and_then(|v| v.as_str())
+                    .map(ToString::to_string)
+            };
+            rekey_api::ConsumerSecret::new(field("consumer_key")?, field("consumer_secret")?).ok()
+        });
+    match held {
+        Some(pair) if pair.fingerprint() == p.new_fingerprint => Adoption::Adopted {
+            detail: format!(
+                "{} holds consumer key {} (generation {})",
+                key_path.display(),
+                pair.key(),
+                p.generation
+            ),
+        },
+        Some(pair) => Adoption::Waiting {
+            detail: format!(
+                "{} holds consumer key {} ({}), not generation {} ({})",
+                key_path.display(),
+                pair.key(),
+                pair.fingerprint(),
+                p.generation,
+                p.new_fingerprint
+            ),
+        },
+        None => Adoption::Waiting {
+            detail: format!("{} holds no readable consumer key and secret", key_path.display()),
+        },
+    }
+}
+
 /// The files hold the announced certificate and a key that belongs to it.
 fn file_adoption(key_path: &Path, cert_path: &Path, p: &Announcement<'_>) -> Adoption {
     let waiting = |detail: String| Adoption::Waiting { detail };
+    if p.certificate_pem.is_none() {
+        return consumer_secret_adoption(key_path, p);
+    }
     let cert = match std::fs::read_to_string(cert_path) {
         Ok(text) => match Certificate::from_pem(&text) {
             Ok(cert) => cert,
@@ -250,7 +303,7 @@ mod tests {
         assert_no_key(&detail);
         let (key, cert, _, _) = pairs();
         let (key_path, cert_path) = (folder.join("key.pem"), folder.join("cert.pem"));
-        assert_eq!(read(key_path.clone()), key.expose_secret_pem());
+        assert_eq!(read(key_path.clone()), crate::consumers::secret_text(key));
         assert_eq!(read(cert_path.clone()), cert.pem());
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!((mode(&key_path), mode(&cert_path)), (0o600, 0o644));

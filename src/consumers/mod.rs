@@ -30,7 +30,7 @@ mod webhook;
 use crate::config::{ConsumerConfig, ConsumerKindSettings, CredentialConfig, OnAdoptionFailure};
 use async_trait::async_trait;
 use rekey_api::{
-    Backoff, Env, Error, ErrorKind, Fingerprint, Generation, KeyMaterial, Result, Stage,
+    Backoff, Env, Error, ErrorKind, Fingerprint, Generation, Material, Result, Stage,
 };
 use std::fmt;
 use std::future::Future;
@@ -51,10 +51,11 @@ pub struct Announcement<'a> {
     /// [`Stage::Pending`] for `prepare`, [`Stage::Current`] for `activate` (the operations refuse
     /// anything else).
     pub stage: Stage,
-    /// The key, for consumers that are handed it (`exec` with `deliver_key`, `file`).
-    pub key: Option<&'a KeyMaterial>,
-    /// The certificate, PEM (public).
-    pub certificate_pem: &'a str,
+    /// The key or consumer secret, for consumers that are handed it (`exec` with
+    /// `deliver_key`, `file`).
+    pub material: Option<&'a Material>,
+    /// The certificate, PEM (public); `None` for a consumer secret.
+    pub certificate_pem: Option<&'a str>,
     /// Where the consumer reads the key: the primary store, the credential and the stage, e.g.
     /// `file(/srv/rekey/keys) billing PENDING` for `prepare`, `… CURRENT` for `activate`. Sent
     /// as `read_from` and `REKEY_READ_FROM`.
@@ -381,5 +382,28 @@ mod tests {
             4,
             "one failure stops nobody else"
         );
+    }
+}
+
+/// What rekey hands a consumer that is given the secret (an `exec` command's file or stdin, a
+/// `file` consumer's key file): a key's PEM, or for a consumer secret a JSON document
+/// `{"consumer_key": "…", "consumer_secret": "…"}`. Zeroed on drop.
+pub(crate) fn handover(material: &Material) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(match material {
+        Material::Key(key) => key.expose_secret_pem().to_string(),
+        Material::Consumer(c) => serde_json::json!({
+            "consumer_key": c.key(),
+            "consumer_secret": c.expose_secret(),
+        })
+        .to_string(),
+    })
+}
+
+/// The part of `material` that must never appear in what a consumer printed: the key's PEM or
+/// the consumer secret (the consumer key is an identifier).
+pub(crate) fn secret_text(material: &Material) -> &str {
+    match material {
+        Material::Key(key) => key.expose_secret_pem(),
+        Material::Consumer(c) => c.expose_secret(),
     }
 }

@@ -37,8 +37,8 @@ pub(super) const FAST: Backoff = Backoff {
 
 /// Two generations, made once: (new key, new cert, old key, old cert). The new key is the
 /// hard case for keeping it out of messages: see [`SHORT_TAIL`].
-pub(super) fn pairs() -> &'static (KeyMaterial, Certificate, KeyMaterial, Certificate) {
-    static PAIRS: OnceLock<(KeyMaterial, Certificate, KeyMaterial, Certificate)> = OnceLock::new();
+pub(super) fn pairs() -> &'static (Material, Certificate, Material, Certificate) {
+    static PAIRS: OnceLock<(Material, Certificate, Material, Certificate)> = OnceLock::new();
     PAIRS.get_or_init(|| {
         let spec = CertSpec {
             algorithm: KeyAlgorithm::Rsa2048,
@@ -51,10 +51,15 @@ pub(super) fn pairs() -> &'static (KeyMaterial, Certificate, KeyMaterial, Certif
         };
         let (new_key, new_cert) = (0..500)
             .map(|_| pki::generate(&spec, rekey_api::now()).unwrap())
-            .find(|(key, _)| last_body_line(key).len() < SHORT_TAIL)
+            .find(|(key, _)| {
+                key.expose_secret_pem()
+                    .lines()
+                    .rfind(|l| !l.trim().is_empty() && !l.starts_with("-----"))
+                    .is_some_and(|l| l.len() < SHORT_TAIL)
+            })
             .expect("none of 500 RSA keys had a PEM body whose last line is short");
         let (old_key, old_cert) = pki::generate(&spec, rekey_api::now()).unwrap();
-        (new_key, new_cert, old_key, old_cert)
+        (Material::Key(new_key), new_cert, Material::Key(old_key), old_cert)
     })
 }
 
@@ -64,8 +69,8 @@ pub(super) fn pairs() -> &'static (KeyMaterial, Certificate, KeyMaterial, Certif
 /// that short, rather than the random key failing the tests now and then.
 pub(super) const SHORT_TAIL: usize = 24;
 
-pub(super) fn last_body_line(key: &KeyMaterial) -> &str {
-    key.expose_secret_pem()
+pub(super) fn last_body_line(key: &Material) -> &str {
+    secret_text(key)
         .lines()
         .rfind(|l| !l.trim().is_empty() && !l.starts_with("-----"))
         .unwrap()
@@ -79,8 +84,8 @@ pub(super) fn announce(stage: Stage) -> Announcement<'static> {
         new_fingerprint: cert.fingerprint,
         old_fingerprint: Some(old.fingerprint),
         stage,
-        key: Some(key),
-        certificate_pem: cert.pem(),
+        material: Some(key),
+        certificate_pem: Some(cert.pem()),
         read_from: "vault secret/rekey/billing/pending".into(),
     }
 }
@@ -94,8 +99,8 @@ pub(super) fn revert() -> Announcement<'static> {
         new_fingerprint: old.fingerprint,
         old_fingerprint: Some(cert.fingerprint),
         stage: Stage::Current,
-        key: Some(key),
-        certificate_pem: old.pem(),
+        material: Some(key),
+        certificate_pem: Some(old.pem()),
         read_from: "vault secret/rekey/billing/current".into(),
     }
 }
@@ -103,9 +108,7 @@ pub(super) fn revert() -> Announcement<'static> {
 /// The key's PEM body lines, the short last one too: none may appear anywhere but where it
 /// is delivered.
 pub(super) fn key_lines() -> Vec<String> {
-    pairs()
-        .0
-        .expose_secret_pem()
+    secret_text(&pairs().0)
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with("-----"))
         .map(str::to_string)

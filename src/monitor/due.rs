@@ -114,8 +114,11 @@ pub fn due(o: &Observation, s: &Schedule, now: DateTime<Utc>) -> Vec<Reason> {
             source: src.name.clone(),
         });
     }
-    if let Some((src, h)) = readable().min_by_key(|(_, h)| h.not_after) {
-        let left = h.not_after - now;
+    if let Some((src, not_after)) = readable()
+        .filter_map(|(src, h)| h.not_after.map(|t| (src, t)))
+        .min_by_key(|(_, t)| *t)
+    {
+        let left = not_after - now;
         if left <= s.renew_before {
             reasons.push(Reason::Expiry {
                 source: src.name.clone(),

@@ -64,16 +64,22 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
             }
             Ok(Some(held)) => held,
         };
-        let days_left = (held.not_after - now).num_days();
         let p = &o.policy;
-        let expiry = if days_left <= p.critical_days {
+        let days_left = held.not_after.map(|t| (t - now).num_days());
+        let expiry = if let Some(days_left) = days_left
+            && days_left <= p.critical_days
+        {
             Some((Severity::Critical, p.critical_days))
-        } else if days_left <= p.warn_days {
+        } else if let Some(days_left) = days_left
+            && days_left <= p.warn_days
+        {
             Some((Severity::Warning, p.warn_days))
         } else {
             None
         };
-        if let Some((severity, threshold)) = expiry {
+        if let (Some((severity, threshold)), Some(days_left), Some(not_after)) =
+            (expiry, days_left, held.not_after)
+        {
             let when = if days_left < 0 {
                 format!("expired {} days ago", -days_left)
             } else {
@@ -85,7 +91,7 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
                 format!(
                     "the certificate in {name} ({}) {when}, on {} (threshold {threshold} days); run `rekey rotate {}`",
                     held.fingerprint,
-                    held.not_after.format("%Y-%m-%d"),
+                    not_after.format("%Y-%m-%d"),
                     o.credential
                 ),
             );
@@ -255,7 +261,9 @@ pub fn check_row(o: &Observation, findings: Vec<Finding>, now: DateTime<Utc>) ->
         app: o.app.clone(),
         org: o.org.clone(),
         severity: worst(&findings),
-        days_left: held().map(|h| (h.not_after - now).num_days()).min(),
+        days_left: held()
+            .filter_map(|h| h.not_after.map(|t| (t - now).num_days()))
+            .min(),
         key_age_days: held()
             .find_map(|h| h.created_at)
             .map(|t| (now - t).num_days()),

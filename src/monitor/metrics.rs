@@ -22,7 +22,9 @@ pub fn metrics(observations: &[(Observation, Severity)]) -> String {
             let labels = format!("{base},source=\"{}\"", escape(&s.name));
             up.push((labels.clone(), f64::from(u8::from(s.read.is_ok()))));
             let Ok(Some(held)) = &s.read else { continue };
-            not_after.push((labels.clone(), held.not_after.timestamp() as f64));
+            if let Some(t) = held.not_after {
+                not_after.push((labels.clone(), t.timestamp() as f64));
+            }
             if let Some(at) = held.created_at {
                 created.push((labels.clone(), at.timestamp() as f64));
             }

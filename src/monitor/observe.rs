@@ -15,8 +15,8 @@ use std::time::Duration;
 pub struct Held {
     /// Its fingerprint.
     pub fingerprint: Fingerprint,
-    /// Its notAfter.
-    pub not_after: DateTime<Utc>,
+    /// Its notAfter; `None` for a consumer secret, which does not expire by itself.
+    pub not_after: Option<DateTime<Utc>>,
     /// Since when the key exists, which its age counts from (stores only): when the store wrote
     /// it, or its certificate's notBefore when that is older (an imported key: a 2022 key
     /// imported today is not 0 days old).
@@ -121,17 +121,17 @@ impl Observation {
 /// Reads every source of `cred`; what cannot be read is recorded, not returned as an error.
 pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
     let mut sources = Vec::new();
-    let app = match wiring::target(config, cred) {
-        Ok(target) => target.installed().await,
+    let app = match wiring::salesforce_target(config, cred) {
+        Ok(target) => rotation::target_of(cred, &target).held().await,
         Err(e) => Err(e),
     };
     sources.push(Source {
         name: "app".into(),
         is_app: true,
-        read: app.map_err(|e| e.to_string()).map(|cert| {
-            cert.map(|c| Held {
-                fingerprint: c.fingerprint,
-                not_after: c.not_after,
+        read: app.map_err(|e| e.to_string()).map(|held| {
+            held.map(|(fingerprint, not_after)| Held {
+                fingerprint,
+                not_after,
                 created_at: None,
                 generation: None,
             })
@@ -154,9 +154,13 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
             for (name, store) in cred.stores.iter().zip(&stores) {
                 let read = store.stages(&cred.name).await.map(|stages| {
                     stages.current.map(|v| Held {
-                        fingerprint: v.certificate.fingerprint,
-                        not_after: v.certificate.not_after,
-                        created_at: Some(v.created_at.min(v.certificate.not_before)),
+                        fingerprint: v.public.fingerprint(),
+                        not_after: v.public.not_after(),
+                        created_at: Some(
+                            v.public
+                                .certificate()
+                                .map_or(v.created_at, |c| v.created_at.min(c.not_before)),
+                        ),
                         generation: Some(v.generation),
                     })
                 });
@@ -215,7 +219,7 @@ pub(crate) mod fixtures {
     ) -> Option<Held> {
         Some(Held {
             fingerprint: Fingerprint::of(fp),
-            not_after,
+            not_after: Some(not_after),
             created_at: created,
             generation: created.map(|_| Generation(1)),
         })

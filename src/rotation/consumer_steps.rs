@@ -6,7 +6,7 @@ use super::inflight::InFlight;
 use super::outcome::{Progress, Unadopted};
 use crate::config::OnAdoptionFailure;
 use crate::consumers::{self, Adoption, Announcement, Consumer};
-use rekey_api::{Error, ErrorKind, Fingerprint, Result, Stage, Step, StoredKey};
+use rekey_api::{Error, ErrorKind, Fingerprint, Result, Stage, Step, StoredVersion};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
     /// What consumers are told about `key` in `stage`: `old` is the certificate it replaces.
     pub(super) fn announcement<'k>(
         &self,
-        key: &'k StoredKey,
+        key: &'k StoredVersion,
         stage: Stage,
         old: Option<Fingerprint>,
     ) -> Announcement<'k>
@@ -34,11 +34,11 @@ impl<'a, 'r> InFlight<'a, 'r> {
         Announcement {
             credential: r.credential,
             generation: key.info.generation,
-            new_fingerprint: key.info.certificate.fingerprint,
+            new_fingerprint: key.info.public.fingerprint(),
             old_fingerprint: old,
             stage,
-            key: Some(&key.key),
-            certificate_pem: key.info.certificate.pem(),
+            material: Some(&key.material),
+            certificate_pem: key.info.public.certificate().map(|c| c.pem()),
             read_from: format!("{} {} {stage}", r.primary(), r.credential),
         }
     }

@@ -29,10 +29,10 @@ impl<'a, 'r> InFlight<'a, 'r> {
                 Err(e) if !e.is_temporary() => Err(e),
                 other => Ok(other.map_err(|e| e.to_string())),
             };
-            let new_answer = answer(r.target.probe(&new.key).await)?;
+            let new_answer = answer(r.target.probe(&new.material).await)?;
             let refused_old = match &old {
                 None => Some("rekey holds no earlier key to probe".to_string()),
-                Some(old) => match answer(r.target.probe(&old.key).await)? {
+                Some(old) => match answer(r.target.probe(&old.material).await)? {
                     Ok(Probe::Rejected {
                         error, description, ..
                     }) => Some(format!("the old key is refused ({error}: {description})")),

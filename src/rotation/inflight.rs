@@ -12,9 +12,10 @@ use super::verify::verify;
 use crate::config::{OnAdoptionFailure, OnVerifyFailure};
 use crate::pki;
 use chrono::{DateTime, Utc};
+use super::secret_steps::rotated_already;
 use rekey_api::{
-    Certificate, Error, ErrorKind, Fingerprint, Generation, Installed, JournalEntry, KeyMaterial,
-    Phase, Result, RotationId, RotationLock, Step,
+    CredentialKind, Error, ErrorKind, Fingerprint, Generation, Installed, JournalEntry, Material,
+    Phase, Public, Result, RotationId, RotationLock, Step,
 };
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -83,8 +84,7 @@ pub(super) async fn under_lease(
             let current = stages.current.as_ref().map(|v| v.generation);
             let old_fingerprint = retrying("reading the app", || rotation.target.installed())
                 .await
-                .map_err(Stopped::before_start)?
-                .map(|c| c.fingerprint);
+                .map_err(Stopped::before_start)?;
             let mut run = InFlight::start(
                 rotation,
                 lease,
@@ -146,6 +146,23 @@ pub(super) async fn under_lease(
                 step: Some(open.last.0),
                 published: true,
                 emergency: true,
+            });
+        }
+        (Some(open), Intent::Abort { .. })
+            if rotation.target.kind() == CredentialKind::ConsumerSecret
+                && open.begun.contains(&Step::Publish)
+                && open.new_fingerprint.is_some()
+                && retrying("reading the app", || rotation.target.installed())
+                    .await
+                    .map_err(Stopped::before_start)?
+                    == open.new_fingerprint =>
+        {
+            return Err(Stopped {
+                error: rotated_already(cred, &rotation.target.to_string()),
+                rotation_id: Some(open.rotation_id.clone()),
+                step: Some(open.last.0),
+                published: true,
+                emergency: open.emergency.is_some(),
             });
         }
         (Some(open), Intent::Rotate) if age(open.started_at) > rotation.resume_max_age => {
@@ -214,6 +231,8 @@ pub(super) struct InFlight<'a, 'r> {
     pub(super) resumed: bool,
     pub(super) emergency: Option<Emergency>,
     pub(super) unadopted: Vec<Unadopted>,
+    /// When the rotation's first entry was (or is about to be) journaled.
+    pub(super) started_at: DateTime<Utc>,
 }
 
 impl<'a, 'r> InFlight<'a, 'r> {
@@ -245,6 +264,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
             resumed: false,
             emergency: None,
             unadopted: Vec::new(),
+            started_at: now,
         }
     }
 
@@ -273,6 +293,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
             resumed: true,
             emergency: open.emergency,
             unadopted: Vec::new(),
+            started_at: open.started_at,
         }
     }
 
@@ -325,7 +346,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
     ) -> std::result::Result<Closed, Stopped> {
         // The key exists only in memory until it is staged; after that it is always re-read from
         // the store, so a resumed run signs with exactly the key that was staged.
-        let mut fresh: Option<(KeyMaterial, Certificate)> = None;
+        let mut fresh: Option<(Material, Public)> = None;
         if self.undoing.is_none() {
             for step in self.rotation.steps(self.emergency.as_ref(), false) {
                 if self.done.contains(&step) {
@@ -345,9 +366,14 @@ impl<'a, 'r> InFlight<'a, 'r> {
                         }
                         _ => false,
                     };
+                    // A consumer secret rotated to primary cannot be made secondary again, and
+                    // the previous pair still works, so there is nothing to roll back to.
+                    let irreversible = self.rotation.target.kind() == CredentialKind::ConsumerSecret
+                        && self.begun.contains(&Step::Publish);
                     let roll_back = policy
                         && error.kind() == ErrorKind::VerificationFailed
-                        && self.emergency.is_none();
+                        && self.emergency.is_none()
+                        && !irreversible;
                     if !roll_back {
                         return Err(self.failure(step, error));
                     }
@@ -388,7 +414,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
     pub(super) async fn step(
         &mut self,
         step: Step,
-        fresh: &mut Option<(KeyMaterial, Certificate)>,
+        fresh: &mut Option<(Material, Public)>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<()> {
         let started = Instant::now();
@@ -442,11 +468,13 @@ impl<'a, 'r> InFlight<'a, 'r> {
     pub(super) async fn act(
         &mut self,
         step: Step,
-        fresh: &mut Option<(KeyMaterial, Certificate)>,
+        fresh: &mut Option<(Material, Public)>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<String> {
         let r = self.rotation;
+        let consumer_secret = r.target.kind() == CredentialKind::ConsumerSecret;
         match step {
+            Step::Generate if consumer_secret => self.generate_consumer(fresh).await,
             Step::Generate => {
                 let (key, cert) = pki::generate(r.spec, rekey_api::now())?;
                 self.new_fingerprint = Some(cert.fingerprint);
@@ -456,7 +484,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
                     cert.fingerprint,
                     cert.not_after.format("%Y-%m-%d")
                 );
-                *fresh = Some((key, cert));
+                *fresh = Some((Material::Key(key), Public::Certificate(cert)));
                 Ok(detail)
             }
             Step::Stage => self.stage(fresh).await,
@@ -467,40 +495,46 @@ impl<'a, 'r> InFlight<'a, 'r> {
             Step::Publish => {
                 let pending = self.pending().await?;
                 self.lease.confirm().await?;
-                match r
-                    .target
-                    .install(&pending.info.certificate, &self.id)
-                    .await?
-                {
-                    Installed::AlreadyPresent => {
-                        Ok(format!("{} already holds the certificate", r.target))
+                let what = if consumer_secret {
+                    "the new consumer secret as primary (the previous one stays valid until retired)"
+                } else {
+                    "the certificate"
+                };
+                match r.target.install(&pending.info.public, &self.id).await? {
+                    Installed::AlreadyPresent => Ok(format!("{} already holds {what}", r.target)),
+                    Installed::Deployed { deploy_id } if consumer_secret => {
+                        Ok(format!("{} holds {what} ({deploy_id})", r.target))
                     }
                     Installed::Deployed { deploy_id } => {
                         Ok(format!("deployed to {} (deploy {deploy_id})", r.target))
                     }
                 }
             }
-            Step::Verify if self.emergency.is_some() => self.verify_switched(progress).await,
+            Step::Verify if self.emergency.is_some() && !consumer_secret => {
+                self.verify_switched(progress).await
+            }
             Step::Verify => {
                 let pending = self.pending().await?;
-                verify(r, self.lease, &pending.key, "the new key", progress).await
+                verify(r, self.lease, &pending.material, "the new key", progress).await
             }
             Step::OauthOff | Step::OauthOn => {
                 let on = step == Step::OauthOn;
                 self.lease.confirm().await?;
-                r.target.set_oauth_enabled(on, &self.id).await?;
+                r.target.certificate()?.set_oauth_enabled(on, &self.id).await?;
                 Ok(if on {
                     format!("OAuth on again for {}", r.target)
                 } else {
                     format!("OAuth off for {}: every token request is refused", r.target)
                 })
             }
+            Step::Revoke if consumer_secret => self.revoke_consumer(progress).await,
             Step::Revoke => {
                 self.lease.confirm().await?;
                 let revoked = r.target.revoke_access().await?;
                 // JSON, so the evidence bundle reads the counts back from the journal.
                 Ok(serde_json::to_string(&revoked).unwrap_or_default())
             }
+            Step::Retire => self.retire().await,
             Step::Destroy => self.destroy_older().await,
             Step::Promote => {
                 for store in r.stores {
@@ -514,6 +548,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
                 ))
             }
             Step::Finalize => self.finalize().await,
+            Step::Restore if consumer_secret => self.unstage().await,
             Step::Restore => self.restore(progress).await,
             Step::Revert => self.revert().await,
             Step::Close => Ok(self.undoing.clone().unwrap_or_default()),
@@ -549,8 +584,8 @@ impl<'a, 'r> InFlight<'a, 'r> {
             ending,
             reason,
             generation: current.as_ref().map(|v| v.generation),
-            fingerprint: current.as_ref().map(|v| v.certificate.fingerprint),
-            not_after: current.as_ref().map(|v| v.certificate.not_after),
+            fingerprint: current.as_ref().map(|v| v.public.fingerprint()),
+            not_after: current.as_ref().and_then(|v| v.public.not_after()),
             old_fingerprint: self.old_fingerprint,
             new_fingerprint: self.new_fingerprint,
             resumed: self.resumed,

@@ -70,7 +70,32 @@ pub async fn plan(rotation: &Rotation<'_>, emergency: Option<&Emergency>) -> Res
         .into_iter()
         .filter(|s| !done.contains(s))
         .map(|step| {
+            let secret = rotation.target.kind() == rekey_api::CredentialKind::ConsumerSecret;
             let (action, mutates) = match step {
+                Step::Generate if secret => (
+                    format!("ask {} to stage a new consumer key and secret (they cannot log in until rotated); a staged credential someone else made stops the rotation", rotation.target),
+                    true,
+                ),
+                Step::Publish if secret => (
+                    format!("rotate the staged credential to primary on {}; the previous consumer secret stays valid until retired, so no consumer is cut off", rotation.target),
+                    true,
+                ),
+                Step::Verify if secret => (
+                    format!("prove the new consumer secret works: a client credentials login (or, without that flow, read it back) within {}s", rotation.verify_timeout.as_secs()),
+                    false,
+                ),
+                Step::Revoke if secret => (
+                    format!("delete the old consumer secret at {} and prove it refused, then end the run-as user's sessions and the app's refresh tokens", rotation.target),
+                    true,
+                ),
+                Step::Retire => (
+                    format!("delete the previous consumer secret at {} once every consumer adopted the new one; else keep it valid for {}h (then `rekey run` deletes it)", rotation.target, rotation.revoke_previous_after.as_secs() / 3600),
+                    true,
+                ),
+                Step::Restore if secret => (
+                    format!("delete the consumer secret this rotation staged at {} (refused once it is primary: `rekey resume` finishes)", rotation.target),
+                    true,
+                ),
                 Step::Generate => (
                     format!(
                         "generate an {} key and a self-signed certificate for CN={} valid {} days; prove they match",

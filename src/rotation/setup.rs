@@ -2,10 +2,11 @@
 //! generate, its timeouts and policies, its consumers — and what the operator asked for.
 
 use super::emergency::Emergency;
+use super::target::Target;
 use crate::config::OnVerifyFailure;
 use crate::consumers::CredentialConsumers;
 use crate::pki::CertSpec;
-use rekey_api::{CertificateTarget, SecretStore, Step};
+use rekey_api::{CredentialKind, SecretStore, Step};
 use std::time::Duration;
 
 /// Everything one rotation needs.
@@ -15,8 +16,8 @@ pub struct Rotation<'a> {
     /// Where its keys live, primary first. The primary also holds the journal and the lease;
     /// every store receives the same generations.
     pub stores: &'a [Box<dyn SecretStore>],
-    /// The app that trusts its certificate.
-    pub target: &'a dyn CertificateTarget,
+    /// The app that trusts its certificate or holds its consumer secret.
+    pub target: Target<'a>,
     /// What to generate.
     pub spec: &'a CertSpec,
     /// How long Salesforce may take to accept the new key.
@@ -27,6 +28,8 @@ pub struct Rotation<'a> {
     pub on_verify_failure: OnVerifyFailure,
     /// Who uses the key, and what to do when one of them does not adopt a new one.
     pub consumers: &'a CredentialConsumers,
+    /// Consumer secrets: how long the previous pair stays valid when adoption was not proven.
+    pub revoke_previous_after: Duration,
 }
 
 impl Rotation<'_> {
@@ -46,9 +49,14 @@ impl Rotation<'_> {
             Step::ALL.to_vec()
         };
         let has_consumers = !self.consumers.consumers.is_empty();
+        let consumer_secret = self.target.kind() == CredentialKind::ConsumerSecret;
         steps
             .into_iter()
             .filter(|s| has_consumers || !s.is_consumer_step())
+            .filter(|s| consumer_secret || *s != Step::Retire)
+            // The kill switch is the certificate emergency's; a consumer secret's old pair is
+            // deleted outright instead.
+            .filter(|s| !consumer_secret || !matches!(s, Step::OauthOff | Step::OauthOn))
             .collect()
     }
 

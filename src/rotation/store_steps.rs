@@ -5,12 +5,12 @@
 
 use super::inflight::InFlight;
 use crate::pki;
-use rekey_api::{Certificate, Error, ErrorKind, KeyMaterial, Result, Stage, StoredKey};
+use rekey_api::{CredentialKind, Error, ErrorKind, Material, Public, Result, Stage, StoredVersion};
 
 impl<'a, 'r> InFlight<'a, 'r> {
     pub(super) async fn stage(
         &mut self,
-        fresh: &mut Option<(KeyMaterial, Certificate)>,
+        fresh: &mut Option<(Material, Public)>,
     ) -> Result<String> {
         let r = self.rotation;
         let primary = r.primary();
@@ -23,28 +23,32 @@ impl<'a, 'r> InFlight<'a, 'r> {
             if let Some(staged) = stages.pending.filter(|p| {
                 p.rotation_id.as_ref() == Some(&self.id) && p.generation == self.generation
             }) {
-                self.new_fingerprint = Some(staged.certificate.fingerprint);
+                self.new_fingerprint = Some(staged.public.fingerprint());
                 adopted = true;
+            } else if r.target.kind() == CredentialKind::ConsumerSecret {
+                // Resumed after Generate: the pair is in Salesforce's staged slot, not in
+                // memory; read it back from there (never staging a second one).
+                self.generate_consumer(fresh).await?;
             } else {
                 // Resumed after Generate but before anything was written: the key never left
                 // memory, so nothing refers to it and a new one is as good.
-                let pair = pki::generate(r.spec, rekey_api::now())?;
-                self.new_fingerprint = Some(pair.1.fingerprint);
-                *fresh = Some(pair);
+                let (key, cert) = pki::generate(r.spec, rekey_api::now())?;
+                self.new_fingerprint = Some(cert.fingerprint);
+                *fresh = Some((Material::Key(key), Public::Certificate(cert)));
             }
         }
         let staged_key;
-        let (key, cert) = match fresh.as_ref() {
-            Some((key, cert)) => (key, cert),
+        let (material, public) = match fresh.as_ref() {
+            Some((material, public)) => (material, public),
             None => {
                 staged_key = self.pending().await?;
-                (&staged_key.key, &staged_key.info.certificate)
+                (&staged_key.material, &staged_key.info.public)
             }
         };
         let new = rekey_api::NewVersion {
             generation: self.generation,
-            key,
-            certificate: cert,
+            material,
+            public,
             rotation_id: &self.id,
         };
         // Primary first: it is where a resumed run finds the key again.
@@ -66,7 +70,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
 
     pub(super) async fn finalize(&self) -> Result<String> {
         let r = self.rotation;
-        let installed = r.target.installed().await?.map(|c| c.fingerprint);
+        let installed = r.target.installed().await?;
         for store in r.stores {
             let current = store.stages(r.credential).await?.current.ok_or_else(|| {
                 Error::new(
@@ -74,14 +78,15 @@ impl<'a, 'r> InFlight<'a, 'r> {
                     format!("{store}: no CURRENT key after promotion"),
                 )
             })?;
-            if installed != Some(current.certificate.fingerprint) {
+            if installed != Some(current.public.fingerprint()) {
                 return Err(Error::new(
                     ErrorKind::Conflict,
                     format!(
-                        "{} now holds certificate {}, not {store}'s CURRENT {}: the app or the store was changed during the rotation",
+                        "{} now holds {} {}, not {store}'s CURRENT {}: the app or the store was changed during the rotation",
                         r.target,
+                        what(r.target.kind()),
                         installed.map_or_else(|| "none".to_string(), |f| f.to_hex()),
-                        current.certificate.fingerprint
+                        current.public.fingerprint()
                     ),
                 )
                 .with_hint(
@@ -113,7 +118,8 @@ impl<'a, 'r> InFlight<'a, 'r> {
             }
         }
         Ok(format!(
-            "app certificate equals CURRENT {} in {}{}",
+            "app {} equals CURRENT {} in {}{}",
+            what(r.target.kind()),
             installed.map_or_else(String::new, |f| f.to_hex()),
             r.store_names(),
             pruned.concat()
@@ -121,15 +127,15 @@ impl<'a, 'r> InFlight<'a, 'r> {
     }
 
     /// The staged key of this rotation, checked against the journal's fingerprint.
-    pub(super) async fn pending(&self) -> Result<StoredKey> {
+    pub(super) async fn pending(&self) -> Result<StoredVersion> {
         let r = self.rotation;
         let primary = r.primary();
-        let stored = primary.read_key(r.credential, Stage::Pending).await?.ok_or_else(|| {
+        let stored = primary.read_stage(r.credential, Stage::Pending).await?.ok_or_else(|| {
             Error::new(ErrorKind::NotFound, format!("{primary}: no PENDING key for rotation {}", self.id))
                 .with_hint("the staged key is gone from the store; inspect `rekey journal` before going further")
         })?;
         if stored.info.generation != self.generation
-            || Some(stored.info.certificate.fingerprint) != self.new_fingerprint
+            || Some(stored.info.public.fingerprint()) != self.new_fingerprint
         {
             return Err(Error::new(
                 ErrorKind::Conflict,
@@ -137,7 +143,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
                     "{}: PENDING holds generation {} ({}), but rotation {} staged generation {}",
                     primary,
                     stored.info.generation,
-                    stored.info.certificate.fingerprint,
+                    stored.info.public.fingerprint(),
                     self.id,
                     self.generation
                 ),
@@ -151,7 +157,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
 
     /// This rotation's generation as a store holds it (PENDING before promotion, CURRENT after),
     /// checked against the journal's fingerprint.
-    pub(super) async fn new_key(&self) -> Result<StoredKey> {
+    pub(super) async fn new_key(&self) -> Result<StoredVersion> {
         let r = self.rotation;
         let primary = r.primary();
         let stored = primary
@@ -164,12 +170,12 @@ impl<'a, 'r> InFlight<'a, 'r> {
                 )
                 .with_hint("the staged key is gone from the store; inspect `rekey journal` before going further")
             })?;
-        if Some(stored.info.certificate.fingerprint) != self.new_fingerprint {
+        if Some(stored.info.public.fingerprint()) != self.new_fingerprint {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
-                    "{primary}: generation {} holds certificate {}, not the one rotation {} staged",
-                    self.generation, stored.info.certificate.fingerprint, self.id
+                    "{primary}: generation {} holds {}, not the one rotation {} staged",
+                    self.generation, stored.info.public.fingerprint(), self.id
                 ),
             )
             .with_hint(
@@ -180,7 +186,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
     }
 
     /// The key consumers used before this rotation, from the first store that still has it.
-    pub(super) async fn previous_key(&self) -> Result<StoredKey> {
+    pub(super) async fn previous_key(&self) -> Result<StoredVersion> {
         let r = self.rotation;
         let cred = r.credential;
         let Some(previous) = self.previous_generation else {
@@ -212,5 +218,13 @@ impl<'a, 'r> InFlight<'a, 'r> {
         .with_hint(format!(
             "the previous key is gone, so the rotation cannot be undone; finish it with `rekey resume {cred}`"
         )))
+    }
+}
+
+/// What the app holds for a credential of `kind`, for messages.
+fn what(kind: CredentialKind) -> &'static str {
+    match kind {
+        CredentialKind::JwtCertificate => "certificate",
+        CredentialKind::ConsumerSecret => "consumer secret",
     }
 }

@@ -21,19 +21,21 @@ impl<'a, 'r> InFlight<'a, 'r> {
             ));
         }
         let previous = self.previous_key().await?;
-        let certificate = &previous.info.certificate;
-        let installed = r.target.installed().await?.map(|c| c.fingerprint);
-        let put_back = if installed == Some(certificate.fingerprint) {
+        let public = &previous.info.public;
+        let installed = r.target.installed().await?;
+        let put_back = if installed == Some(public.fingerprint()) {
             format!("{} still holds", r.target)
         } else {
             self.lease.confirm().await?;
-            r.target.install(certificate, &self.id).await?;
+            r.target.install(public, &self.id).await?;
             format!("redeployed to {}", r.target)
         };
-        let verified = verify(r, self.lease, &previous.key, "the previous key", progress).await?;
+        let verified =
+            verify(r, self.lease, &previous.material, "the previous key", progress).await?;
         Ok(format!(
             "{put_back} generation {}'s certificate {}; {verified}",
-            previous.info.generation, certificate.fingerprint
+            previous.info.generation,
+            public.fingerprint()
         ))
     }
 

@@ -4,7 +4,7 @@
 use super::outcome::Progress;
 use super::retry::RETRY;
 use super::setup::Rotation;
-use rekey_api::{Error, ErrorKind, KeyMaterial, Probe, Result, RotationLock};
+use rekey_api::{Error, ErrorKind, Material, Probe, Result, RotationLock};
 use std::time::{Duration, Instant};
 
 /// Asks Salesforce for a token signed by `key` until it is accepted, a refusal that waiting cannot
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 pub(super) async fn verify(
     r: &Rotation<'_>,
     lease: &dyn RotationLock,
-    key: &KeyMaterial,
+    key: &Material,
     which: &str,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<String> {

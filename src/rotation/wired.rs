@@ -8,8 +8,10 @@ use super::plan::{Plan, plan};
 use super::setup::{Intent, Rotation};
 use crate::config::{Config, CredentialConfig};
 use crate::consumers::CredentialConsumers;
+use super::target::Target;
 use crate::wiring;
-use rekey_api::{Result, SecretStore};
+use rekey_api::{CredentialKind, Result, SecretStore};
+use rekey_salesforce::SalesforceTarget;
 
 /// The plan of `cred`'s next rotation (an `emergency` one when given) from its stores alone.
 pub async fn plan_credential(
@@ -18,10 +20,10 @@ pub async fn plan_credential(
     emergency: Option<&Emergency>,
 ) -> Result<Plan> {
     let stores = wiring::stores(config, cred).await?;
-    let target = wiring::target(config, cred)?;
+    let target = wiring::salesforce_target(config, cred)?;
     let consumers = CredentialConsumers::from_config(cred, wiring::environment())?;
     plan(
-        &rotation_of(cred, &stores, target.as_ref(), &consumers),
+        &rotation_of(cred, &stores, &target, &consumers),
         emergency,
     )
     .await
@@ -30,18 +32,19 @@ pub async fn plan_credential(
 pub(super) fn rotation_of<'a>(
     cred: &'a CredentialConfig,
     stores: &'a [Box<dyn SecretStore>],
-    target: &'a dyn rekey_api::CertificateTarget,
+    target: &'a SalesforceTarget,
     consumers: &'a CredentialConsumers,
 ) -> Rotation<'a> {
     Rotation {
         credential: &cred.name,
         stores,
-        target,
+        target: target_of(cred, target),
         spec: &cred.cert,
         verify_timeout: cred.verify_timeout,
         resume_max_age: cred.resume_max_age,
         on_verify_failure: cred.on_verify_failure,
         consumers,
+        revoke_previous_after: cred.revoke_previous_after,
     }
 }
 
@@ -55,14 +58,22 @@ pub async fn rotate_credential(
     let stores = wiring::stores(config, cred)
         .await
         .map_err(Stopped::before_start)?;
-    let target = wiring::target(config, cred).map_err(Stopped::before_start)?;
+    let target = wiring::salesforce_target(config, cred).map_err(Stopped::before_start)?;
     // Built first: a webhook secret that cannot be read stops the rotation before it starts.
     let consumers = CredentialConsumers::from_config(cred, wiring::environment())
         .map_err(Stopped::before_start)?;
     rotate(
-        &rotation_of(cred, &stores, target.as_ref(), &consumers),
+        &rotation_of(cred, &stores, &target, &consumers),
         intent,
         progress,
     )
     .await
+}
+
+/// What `cred` rotates on its app: the certificate, or the consumer secret.
+pub fn target_of<'a>(cred: &CredentialConfig, target: &'a SalesforceTarget) -> Target<'a> {
+    match cred.kind {
+        CredentialKind::JwtCertificate => Target::Certificate(target),
+        CredentialKind::ConsumerSecret => Target::Consumer(target),
+    }
 }

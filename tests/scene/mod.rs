@@ -204,8 +204,8 @@ impl Scene {
         let mut kept = BTreeSet::new();
         for g in 1..=generation + 2 {
             if let Some(k) = store.read_generation(CRED, Generation(g)).await.unwrap() {
-                kept.insert(k.info.certificate.fingerprint.to_hex());
-                self.secrets.push(k.key.expose_secret_pem().to_string());
+                kept.insert(k.info.public.fingerprint().to_hex());
+                self.secrets.push(rekey_testkit::conformance::secret_of(&k.material));
             }
         }
         for pem in self.w.sim.certificate_history(APP).iter().skip(since) {

@@ -35,6 +35,9 @@ pub enum Step {
     Activate,
     /// Wait until every consumer proves it uses the new key, within its deadline.
     Adopt,
+    /// Consumer secrets: delete the previous consumer key and secret at Salesforce (they stay
+    /// valid after a rotation until deleted), once every consumer adopted the new pair.
+    Retire,
     /// Emergency: destroy every older generation in every store.
     Destroy,
     /// Close the rotation.
@@ -50,8 +53,9 @@ pub enum Step {
 }
 
 impl Step {
-    /// Every step, in protocol order (the consumer steps only when the credential has consumers).
-    pub const ALL: [Step; 9] = [
+    /// Every step, in protocol order (the consumer steps only when the credential has consumers,
+    /// `Retire` only for consumer secrets).
+    pub const ALL: [Step; 10] = [
         Step::Generate,
         Step::Stage,
         Step::Prepare,
@@ -60,6 +64,7 @@ impl Step {
         Step::Promote,
         Step::Activate,
         Step::Adopt,
+        Step::Retire,
         Step::Finalize,
     ];
     /// An emergency rekey's steps, in order (`OauthOff`/`OauthOn` only with the kill switch, the
@@ -111,6 +116,7 @@ impl fmt::Display for Step {
             Step::Promote => "promote",
             Step::Activate => "activate",
             Step::Adopt => "adopt",
+            Step::Retire => "retire",
             Step::Destroy => "destroy",
             Step::Finalize => "finalize",
             Step::Restore => "restore",

@@ -25,7 +25,7 @@ use aws_sdk_secretsmanager::config::{
 use rekey_api::lease::{LeaseRecord, LeaseStore, Leases};
 use rekey_api::{
     Backoff, Damage, Error, ErrorKind, Generation, JournalEntry, JournalRead, NewVersion, Result,
-    RotationLock, SecretStore, Stage, Stages, StoredKey, VersionInfo,
+    RotationLock, SecretStore, Stage, Stages, StoredVersion, VersionInfo,
 };
 use secrets::{Current, Secrets, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -399,16 +399,16 @@ impl AwsStore {
         version_id: &str,
         value: &str,
         info: VersionInfo,
-    ) -> Result<StoredKey> {
+    ) -> Result<StoredVersion> {
         let mut data: Map<String, Value> = serde_json::from_str(value).map_err(|_| {
             Error::new(
                 ErrorKind::Unexpected,
                 format!("{self}: version {version_id} of secret {name} is not a JSON object"),
             )
         })?;
-        let key = rekey_api::take_key(&mut data)
+        let material = rekey_api::take_material(&mut data)
             .map_err(|e| e.context(format!("{self}: version {version_id} of secret {name}")))?;
-        Ok(StoredKey { info, key })
+        Ok(StoredVersion { info, material })
     }
 
     /// Points the `rekey:generation` tag at CURRENT's generation.
@@ -511,14 +511,14 @@ fn token(parts: &[&str]) -> String {
     hex::encode(hash.finalize())
 }
 
-/// The version id of a staged generation: the rotation, the generation and the certificate, so
-/// a retry of the same stage names the same version and a different key never reuses it.
+/// The version id of a staged generation: the rotation, the generation and the fingerprint, so
+/// a retry of the same stage names the same version and a different secret never reuses it.
 fn stage_token(new: &NewVersion<'_>) -> String {
     token(&[
         "stage",
         &new.rotation_id.0,
         &new.generation.0.to_string(),
-        &new.certificate.fingerprint.to_hex(),
+        &new.public.fingerprint().to_hex(),
     ])
 }
 
@@ -533,9 +533,9 @@ fn placeholder(credential: &str) -> String {
         .to_string()
 }
 
-/// The value of a key version: the shared record schema (see the README).
-fn key_value(info: &VersionInfo, key: &rekey_api::KeyMaterial) -> Zeroizing<String> {
-    Zeroizing::new(rekey_api::key_record(info, key).to_string())
+/// The value of a version: the shared record schema (see the README).
+fn version_value(info: &VersionInfo, material: &rekey_api::Material) -> Result<Zeroizing<String>> {
+    Ok(Zeroizing::new(rekey_api::version_record(info, material)?.to_string()))
 }
 
 /// Parses a key version without its key; `None` for a value without `private_key` (the
@@ -550,7 +550,7 @@ fn record(store: &str, name: &str, version_id: &str, value: &str) -> Result<Opti
     };
     let data: Map<String, Value> =
         serde_json::from_str(value).map_err(|_| bad("a value that is not a JSON object"))?;
-    rekey_api::parse_key_record(&data, None).map_err(|what| bad(&what))
+    rekey_api::parse_version_record(&data, None).map_err(|what| bad(&what))
 }
 
 /// The journal secret's value.

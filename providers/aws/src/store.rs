@@ -45,7 +45,7 @@ impl SecretStore for AwsStore {
         })
     }
 
-    async fn read_key(&self, credential: &str, stage: Stage) -> Result<Option<StoredKey>> {
+    async fn read_stage(&self, credential: &str, stage: Stage) -> Result<Option<StoredVersion>> {
         let name = self.key_name(credential)?;
         let label = match stage {
             Stage::Current => CURRENT,
@@ -87,7 +87,7 @@ impl SecretStore for AwsStore {
         let map = self.stage_map(&name, &snap).await?;
         if let Some((pending_id, pending)) = &map.pending {
             if pending.generation == new.generation
-                && pending.certificate.fingerprint == new.certificate.fingerprint
+                && pending.public.fingerprint() == new.public.fingerprint()
             {
                 return Ok(());
             }
@@ -120,11 +120,11 @@ impl SecretStore for AwsStore {
         }
         let info = VersionInfo {
             generation: new.generation,
-            certificate: new.certificate.clone(),
+            public: new.public.clone(),
             created_at: rekey_api::now(),
             rotation_id: Some(new.rotation_id.clone()),
         };
-        let value = key_value(&info, new.key);
+        let value = version_value(&info, new.material)?;
         // A version with our token may exist already (a replay after a crash, or a destroyed
         // generation staged again): then the write is refused or ignored, and the label is
         // moved onto that version explicitly.
@@ -339,7 +339,7 @@ impl SecretStore for AwsStore {
         &self,
         credential: &str,
         generation: Generation,
-    ) -> Result<Option<StoredKey>> {
+    ) -> Result<Option<StoredVersion>> {
         let name = self.key_name(credential)?;
         let Some(snap) = self.secrets().describe(&name).await? else {
             return Ok(None);

@@ -81,10 +81,10 @@ async fn labels_follow_every_step() {
 
     let (version, value) = env.consumer_read(&env.secret()).await;
     assert_eq!(version, g1[0]);
-    assert_eq!(value["private_key"], first.0.expose_secret_pem());
-    assert_eq!(value["certificate"], first.1.pem());
+    assert_eq!(value["private_key"], first.secret());
+    assert_eq!(value["certificate"], first.certificate().pem());
     assert_eq!(value["generation"], "1");
-    assert_eq!(value["fingerprint"], first.1.fingerprint.to_hex());
+    assert_eq!(value["fingerprint"], first.certificate().fingerprint.to_hex());
     assert_eq!(value["rotation_id"], "r1");
     for field in ["not_after", "created_at"] {
         assert!(value[field].is_string(), "{field}: {value}");
@@ -130,8 +130,8 @@ async fn a_foreign_pending_is_a_conflict_naming_its_version_and_a_resume_proceed
     let theirs = pair();
     let foreign = "f0000000-0000-4000-8000-000000000001";
     let value = serde_json::json!({
-        "private_key": theirs.0.expose_secret_pem(), "certificate": theirs.1.pem(),
-        "generation": "2", "fingerprint": theirs.1.fingerprint.to_hex(), "rotation_id": "other",
+        "private_key": theirs.secret(), "certificate": theirs.certificate().pem(),
+        "generation": "2", "fingerprint": theirs.certificate().fingerprint.to_hex(), "rotation_id": "other",
     });
     env.raw
         .put_secret_value()
@@ -179,8 +179,8 @@ async fn a_foreign_pending_is_a_conflict_naming_its_version_and_a_resume_proceed
         before.len(),
         "no second version"
     );
-    let read = store.read_key(CRED, Stage::Pending).await.unwrap().unwrap();
-    assert_eq!(read.key.expose_secret_pem(), ours.0.expose_secret_pem());
+    let read = store.read_stage(CRED, Stage::Pending).await.unwrap().unwrap();
+    assert_eq!(conformance::secret_of(&read.material), ours.secret());
 }
 
 #[tokio::test]
@@ -195,7 +195,7 @@ async fn destroy_strips_every_label_of_the_generation() {
     assert_eq!(labels(&v, &g1[0]), Vec::<String>::new(), "{v:?}");
     assert!(
         store
-            .read_key(CRED, Stage::Previous)
+            .read_stage(CRED, Stage::Previous)
             .await
             .unwrap()
             .is_none()
@@ -428,7 +428,7 @@ async fn discard_trades_awspending_for_a_discard_label() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(read.key.expose_secret_pem(), staged.0.expose_secret_pem());
+    assert_eq!(conformance::secret_of(&read.material), staged.secret());
     store.discard(CRED, Generation(3)).await.unwrap();
     assert_eq!(
         env.versions().await,

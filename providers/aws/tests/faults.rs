@@ -183,7 +183,7 @@ async fn access_denied_names_the_action_and_the_secret() {
     let err = server
         .store()
         .await
-        .read_key(CRED, Stage::Current)
+        .read_stage(CRED, Stage::Current)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");

@@ -12,9 +12,9 @@ pub use settings::{FileConfig, FileSettings};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rekey_api::{
-    Certificate, Damage, Error, ErrorKind, Exposure, Generation, JournalEntry, JournalRead,
-    KeyMaterial, NewVersion, Result, RotationId, RotationLock, SecretStore, Stage, Stages,
-    StoredKey, VersionInfo,
+    Certificate, ConsumerKey, Damage, Error, ErrorKind, Exposure, Fingerprint, Generation,
+    JournalEntry, JournalRead, KeyMaterial, Material, NewVersion, Public, Result, RotationId,
+    RotationLock, SecretStore, Stage, Stages, StoredVersion, VersionInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -48,6 +48,17 @@ pub const DEFAULT_KEEP_GENERATIONS: usize = 1;
 struct Meta {
     created_at: DateTime<Utc>,
     rotation_id: Option<RotationId>,
+    /// A consumer secret's public half (its `.key` file then holds the consumer key and secret
+    /// as JSON, and there is no `.crt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    consumer: Option<ConsumerMeta>,
+}
+
+/// [`ConsumerKey`] as `NNNNNN.json` keeps it.
+#[derive(Serialize, Deserialize)]
+struct ConsumerMeta {
+    key: String,
+    fingerprint: Fingerprint,
 }
 
 /// The stage map, as stored in `stages.json`.
@@ -174,10 +185,6 @@ impl FileStore {
     }
 
     fn version_info(dir: &Path, generation: Generation) -> Result<VersionInfo> {
-        let cert_path = dir.join(file_name(generation, "crt"));
-        let pem = fs::read_to_string(&cert_path).map_err(|e| io_error("read", &cert_path, e))?;
-        let certificate =
-            Certificate::from_pem(&pem).map_err(|e| e.context(cert_path.display()))?;
         let meta = Self::read_meta(dir, generation)?.ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
@@ -187,24 +194,49 @@ impl FileStore {
                 ),
             )
         })?;
+        let public = match meta.consumer {
+            Some(c) => Public::Consumer(ConsumerKey {
+                key: c.key,
+                fingerprint: c.fingerprint,
+            }),
+            None => {
+                let cert_path = dir.join(file_name(generation, "crt"));
+                let pem = fs::read_to_string(&cert_path)
+                    .map_err(|e| io_error("read", &cert_path, e))?;
+                Public::Certificate(
+                    Certificate::from_pem(&pem).map_err(|e| e.context(cert_path.display()))?,
+                )
+            }
+        };
         Ok(VersionInfo {
             generation,
-            certificate,
+            public,
             created_at: meta.created_at,
             rotation_id: meta.rotation_id,
         })
     }
 
     /// The key and metadata of `generation`, read from its files.
-    fn read_version(dir: &Path, generation: Generation) -> Result<StoredKey> {
+    fn read_version(dir: &Path, generation: Generation) -> Result<StoredVersion> {
         let info = Self::version_info(dir, generation)?;
         let key_path = dir.join(file_name(generation, "key"));
-        let mut pem = String::new();
+        let mut text = String::new();
         File::open(&key_path)
-            .and_then(|mut f| f.read_to_string(&mut pem))
+            .and_then(|mut f| f.read_to_string(&mut text))
             .map_err(|e| io_error("read", &key_path, e))?;
-        let key = KeyMaterial::from_pem(pem).map_err(|e| e.context(key_path.display()))?;
-        Ok(StoredKey { info, key })
+        let material = match &info.public {
+            Public::Certificate(_) => KeyMaterial::from_pem(text).map(Material::Key),
+            Public::Consumer(_) => {
+                let text = zeroize::Zeroizing::new(text);
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
+                    .map_err(|_| {
+                        Error::new(ErrorKind::Unexpected, "not a consumer key and secret record")
+                    })
+                    .and_then(|mut record| rekey_api::take_material(&mut record))
+            }
+        }
+        .map_err(|e| e.context(key_path.display()))?;
+        Ok(StoredVersion { info, material })
     }
 
     fn stages_in(dir: &Path) -> Result<Stages> {
@@ -337,7 +369,7 @@ impl SecretStore for FileStore {
         Self::stages_in(&dir)
     }
 
-    async fn read_key(&self, credential: &str, stage: Stage) -> Result<Option<StoredKey>> {
+    async fn read_stage(&self, credential: &str, stage: Stage) -> Result<Option<StoredVersion>> {
         let dir = self.dir(credential)?;
         if !dir.exists() {
             return Ok(None);
@@ -360,7 +392,7 @@ impl SecretStore for FileStore {
         if let Some(pending) = pointers.pending {
             let held = Self::version_info(&dir, pending)?;
             if pending == new.generation
-                && held.certificate.fingerprint == new.certificate.fingerprint
+                && held.public.fingerprint() == new.public.fingerprint()
             {
                 return Ok(());
             }
@@ -399,20 +431,54 @@ impl SecretStore for FileStore {
             )
             .with_hint("stage a generation greater than every stored one; the kept key stays readable until it is destroyed"));
         }
-        let meta = Meta {
+        let mut meta = Meta {
             created_at: rekey_api::now(),
             rotation_id: Some(new.rotation_id.clone()),
+            consumer: None,
         };
-        write_atomic(
-            &dir.join(file_name(new.generation, "key")),
-            new.key.expose_secret_pem().as_bytes(),
-            0o600,
-        )?;
-        write_atomic(
-            &dir.join(file_name(new.generation, "crt")),
-            new.certificate.pem().as_bytes(),
-            0o644,
-        )?;
+        match (new.material, new.public) {
+            (Material::Key(key), Public::Certificate(certificate)) => {
+                write_atomic(
+                    &dir.join(file_name(new.generation, "key")),
+                    key.expose_secret_pem().as_bytes(),
+                    0o600,
+                )?;
+                write_atomic(
+                    &dir.join(file_name(new.generation, "crt")),
+                    certificate.pem().as_bytes(),
+                    0o644,
+                )?;
+            }
+            (Material::Consumer(secret), Public::Consumer(public)) => {
+                let record = zeroize::Zeroizing::new(
+                    serde_json::json!({
+                        "consumerKey": secret.key(),
+                        "consumerSecret": secret.expose_secret(),
+                    })
+                    .to_string(),
+                );
+                write_atomic(
+                    &dir.join(file_name(new.generation, "key")),
+                    record.as_bytes(),
+                    0o600,
+                )?;
+                meta.consumer = Some(ConsumerMeta {
+                    key: public.key.clone(),
+                    fingerprint: public.fingerprint,
+                });
+            }
+            (material, public) => {
+                return Err(Error::new(
+                    ErrorKind::Unexpected,
+                    format!(
+                        "{self}: generation {} of '{credential}' pairs a {} secret with a {} public half",
+                        new.generation,
+                        material.kind(),
+                        public.kind()
+                    ),
+                ));
+            }
+        }
         write_atomic(
             &dir.join(file_name(new.generation, "json")),
             &to_json(&meta)?,
@@ -482,7 +548,7 @@ impl SecretStore for FileStore {
         &self,
         credential: &str,
         generation: Generation,
-    ) -> Result<Option<StoredKey>> {
+    ) -> Result<Option<StoredVersion>> {
         let dir = self.dir(credential)?;
         match Self::read_version(&dir, generation) {
             Ok(stored) => Ok(Some(stored)),

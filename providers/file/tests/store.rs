@@ -14,12 +14,12 @@ use std::process::{Command, Stdio};
 /// Stages and promotes generations `1..=n` of credential `billing`.
 async fn rotate_to(store: &FileStore, n: u64) {
     for generation in 1..=n {
-        let (key, cert) = pair();
+        let p = pair();
         let rotation_id = RotationId(format!("r{generation}"));
         let new = NewVersion {
             generation: Generation(generation),
-            key: &key,
-            certificate: &cert,
+            material: &p.material,
+            public: &p.public,
             rotation_id: &rotation_id,
         };
         store.stage("billing", &new).await.unwrap();
@@ -330,8 +330,8 @@ async fn discarded_keys_stay_on_disk_and_are_never_overwritten() {
         .unwrap()
         .expect("the discarded key");
     assert_eq!(
-        kept.key.expose_secret_pem(),
-        discarded.0.expose_secret_pem()
+        conformance::secret_of(&kept.material),
+        discarded.secret()
     );
 
     // The rotation that wrote those files may rewrite them: that is a stage interrupted before
@@ -341,13 +341,13 @@ async fn discarded_keys_stay_on_disk_and_are_never_overwritten() {
         .await
         .expect("the same rotation resumes");
     let pending = store
-        .read_key("billing", Stage::Pending)
+        .read_stage("billing", Stage::Pending)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
-        pending.key.expose_secret_pem(),
-        resumed.0.expose_secret_pem()
+        conformance::secret_of(&pending.material),
+        resumed.secret()
     );
 }
 

@@ -25,8 +25,8 @@ use client::Client;
 use kv::{Kv, Meta, Version, Written};
 use rekey_api::lease::{LeaseRecord, LeaseStore, Leases};
 use rekey_api::{
-    Backoff, Damage, Error, ErrorKind, Generation, JournalEntry, JournalRead, KeyMaterial,
-    NewVersion, Result, RotationLock, SecretStore, Stage, Stages, StoredKey, VersionInfo,
+    Backoff, Damage, Error, ErrorKind, Generation, JournalEntry, JournalRead, Material,
+    NewVersion, Result, RotationLock, SecretStore, Stage, Stages, StoredVersion, VersionInfo,
 };
 use serde_json::{Map, Value, json};
 use std::fmt;
@@ -238,13 +238,13 @@ impl VaultStore {
     /// Parses a `current`/`pending` version; `None` for a version without a key (a cleared
     /// `pending`).
     fn record(&self, key: &str, version: &Version) -> Result<Option<Record>> {
-        let info = rekey_api::parse_key_record(&version.data, version.created)
+        let info = rekey_api::parse_version_record(&version.data, version.created)
             .map_err(|what| self.inner.not_rekeys(key, version, &what))?;
         Ok(info.map(|info| Record { info }))
     }
 
-    fn key_material(&self, key: &str, version: &mut Version) -> Result<KeyMaterial> {
-        rekey_api::take_key(&mut version.data).map_err(|e| {
+    fn material(&self, key: &str, version: &mut Version) -> Result<Material> {
+        rekey_api::take_material(&mut version.data).map_err(|e| {
             e.context(format!(
                 "{self}: version {} of {}",
                 version.number,
@@ -533,7 +533,7 @@ impl SecretStore for VaultStore {
         })
     }
 
-    async fn read_key(&self, credential: &str, stage: Stage) -> Result<Option<StoredKey>> {
+    async fn read_stage(&self, credential: &str, stage: Stage) -> Result<Option<StoredVersion>> {
         let mut current_snap = self.snapshot(credential, Leaf::Current).await?;
         let current = self.current_of(&current_snap)?;
         let (key_name, found) = match stage {
@@ -555,10 +555,10 @@ impl SecretStore for VaultStore {
         let Some((record, mut version)) = found else {
             return Ok(None);
         };
-        let key = self.key_material(&key_name, &mut version)?;
-        Ok(Some(StoredKey {
+        let material = self.material(&key_name, &mut version)?;
+        Ok(Some(StoredVersion {
             info: record.info,
-            key,
+            material,
         }))
     }
 
@@ -569,7 +569,7 @@ impl SecretStore for VaultStore {
         if let Some(pending) = self.pending_of(&pending_snap, current.as_ref())? {
             let held = pending.info;
             if held.generation == new.generation
-                && held.certificate.fingerprint == new.certificate.fingerprint
+                && held.public.fingerprint() == new.public.fingerprint()
             {
                 return Ok(());
             }
@@ -594,11 +594,11 @@ impl SecretStore for VaultStore {
         }
         let info = VersionInfo {
             generation: new.generation,
-            certificate: new.certificate.clone(),
+            public: new.public.clone(),
             created_at: rekey_api::now(),
             rotation_id: Some(new.rotation_id.clone()),
         };
-        let data = rekey_api::key_record(&info, new.key);
+        let data = rekey_api::version_record(&info, new.material)?;
         let version = self.write(&pending_snap, &data).await?;
         tracing::info!(store = %self, credential, generation = new.generation.0, version, "staged pending key");
         Ok(())
@@ -642,8 +642,8 @@ impl SecretStore for VaultStore {
                 ),
             ));
         };
-        let key = self.key_material(&pending_snap.key, version)?;
-        let data = rekey_api::key_record(&pending.info, &key);
+        let material = self.material(&pending_snap.key, version)?;
+        let data = rekey_api::version_record(&pending.info, &material)?;
         let written = self.write(&current_snap, &data).await?;
         tracing::info!(store = %self, credential, generation = generation.0, version = written, "promoted pending key to current");
         pending_snap.latest = None;
@@ -666,8 +666,8 @@ impl SecretStore for VaultStore {
                 ),
             ));
         };
-        let key = self.key_material(&current_snap.key, &mut version)?;
-        let data = rekey_api::key_record(&record.info, &key);
+        let material = self.material(&current_snap.key, &mut version)?;
+        let data = rekey_api::version_record(&record.info, &material)?;
         let written = self.write(&current_snap, &data).await?;
         tracing::info!(store = %self, credential, generation = to.0, version = written, "reverted current to the previous key");
         Ok(())
@@ -692,7 +692,7 @@ impl SecretStore for VaultStore {
         &self,
         credential: &str,
         generation: Generation,
-    ) -> Result<Option<StoredKey>> {
+    ) -> Result<Option<StoredVersion>> {
         rekey_api::check_credential_name(credential)?;
         // `current` first: if a generation was staged more than once (discarded, then staged
         // again), the copy that was promoted is the one the app trusts.
@@ -701,10 +701,10 @@ impl SecretStore for VaultStore {
             if let Some((record, mut version)) =
                 self.versions_holding(&key, generation).await?.pop()
             {
-                let material = self.key_material(&key, &mut version)?;
-                return Ok(Some(StoredKey {
+                let material = self.material(&key, &mut version)?;
+                return Ok(Some(StoredVersion {
                     info: record.info,
-                    key: material,
+                    material,
                 }));
             }
         }

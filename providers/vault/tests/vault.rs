@@ -33,11 +33,11 @@ async fn layout_is_what_consumers_read() {
     // PENDING sits beside CURRENT and is never what a CURRENT read returns.
     assert_eq!(
         kv_field(bao, &format!("{prefix}/{CRED}/current"), "certificate"),
-        first.1.pem()
+        first.certificate().pem()
     );
     assert_eq!(
         kv_field(bao, &format!("{prefix}/{CRED}/pending"), "certificate"),
-        second.1.pem()
+        second.certificate().pem()
     );
     assert_eq!(
         kv_field(bao, &format!("{prefix}/{CRED}/pending"), "generation"),
@@ -45,14 +45,14 @@ async fn layout_is_what_consumers_read() {
     );
     store.promote(CRED, Generation(2)).await.unwrap();
     let current = format!("{prefix}/{CRED}/current");
-    assert_eq!(kv_field(bao, &current, "certificate"), second.1.pem());
+    assert_eq!(kv_field(bao, &current, "certificate"), second.certificate().pem());
     assert_eq!(
         kv_field(bao, &current, "private_key"),
-        second.0.expose_secret_pem()
+        second.secret()
     );
     assert_eq!(
         kv_field(bao, &current, "fingerprint"),
-        second.1.fingerprint.to_hex()
+        second.certificate().fingerprint.to_hex()
     );
     assert_eq!(kv_field(bao, &current, "rotation_id"), "r2");
     // PREVIOUS comes from the history of `current`.
@@ -69,8 +69,8 @@ async fn layout_is_what_consumers_read() {
     let stages = store.stages(CRED).await.unwrap();
     assert_eq!(stages.current.unwrap().generation, Generation(2));
     assert_eq!(
-        stages.previous.unwrap().certificate.fingerprint,
-        first.1.fingerprint
+        stages.previous.unwrap().public.fingerprint(),
+        first.certificate().fingerprint
     );
     assert!(stages.pending.is_none());
     // The pending key is cleared for its readers once promoted.
@@ -133,7 +133,7 @@ async fn revert_writes_the_previous_version_back() {
     let current = format!("{prefix}/{CRED}/current");
     assert_eq!(
         kv_field(bao, &current, "private_key"),
-        first.0.expose_secret_pem()
+        first.secret()
     );
     let meta = kv_metadata(bao, &format!("secret/{current}"));
     assert_eq!(
@@ -173,7 +173,7 @@ async fn destroy_really_destroys_every_version_holding_the_generation() {
     );
     assert!(
         store
-            .read_key(CRED, Stage::Previous)
+            .read_stage(CRED, Stage::Previous)
             .await
             .unwrap()
             .is_none()
@@ -292,14 +292,14 @@ async fn discard_keeps_the_key_in_the_history_of_pending() {
             "-field=private_key",
             &path
         ]),
-        staged.0.expose_secret_pem()
+        staged.secret()
     );
     let read = store
         .read_generation(CRED, Generation(2))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(read.info.certificate.fingerprint, staged.1.fingerprint);
+    assert_eq!(read.info.public.fingerprint(), staged.certificate().fingerprint);
     assert_eq!(
         kv_field(bao, &format!("{prefix}/{CRED}/current"), "generation"),
         "1",
@@ -338,7 +338,7 @@ async fn the_minimal_policy_is_enough_for_everything() {
         .unwrap();
     assert!(
         store
-            .read_key(CRED, Stage::Current)
+            .read_stage(CRED, Stage::Current)
             .await
             .unwrap()
             .is_some()

@@ -4,10 +4,10 @@ use crate::cli::render;
 use crate::cli::reports::{ImportReport, InspectReport, Inspected, VerifyReport};
 use crate::config;
 use crate::exit::Exit;
-use crate::{pki, wiring};
+use crate::{pki, rotation, wiring};
 use rekey_api::{
-    Certificate, Error, ErrorKind, Generation, KeyMaterial, NewVersion, Probe, Result, RotationId,
-    SecretStore, Stage,
+    Certificate, Error, ErrorKind, Generation, KeyMaterial, Material, NewVersion, Probe, Public,
+    Result, RotationId, SecretStore, Stage,
 };
 use std::path::{Path, PathBuf};
 
@@ -177,8 +177,9 @@ pub(super) async fn import(
     );
     let lock = stores[0].lock(name, &holder).await?;
     let mut imported = Ok(());
+    let (material, public) = (Material::Key(key), Public::Certificate(cert.clone()));
     for store in &stores {
-        imported = import_locked(store.as_ref(), name, &key, &cert).await;
+        imported = import_locked(store.as_ref(), name, &material, &public).await;
         if imported.is_err() {
             break;
         }
@@ -194,7 +195,8 @@ pub(super) async fn import(
         credential: name.to_string(),
         generation,
         fingerprint: cert.fingerprint.to_hex(),
-        not_after: cert.not_after,
+        not_after: Some(cert.not_after),
+        consumer_key: None,
         warnings,
     };
     render::import(&report, json);
@@ -245,12 +247,12 @@ fn import_warnings(
 pub(super) async fn import_locked(
     store: &dyn SecretStore,
     name: &str,
-    key: &KeyMaterial,
-    cert: &Certificate,
+    material: &Material,
+    public: &Public,
 ) -> Result<()> {
     let stages = store.stages(name).await?;
     if let Some(current) = &stages.current {
-        if current.certificate.fingerprint != cert.fingerprint {
+        if current.public.fingerprint() != public.fingerprint() {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!("{store}: credential '{name}' already has CURRENT generation {}", current.generation),
@@ -268,8 +270,8 @@ pub(super) async fn import_locked(
                 name,
                 &NewVersion {
                     generation,
-                    key,
-                    certificate: cert,
+                    material,
+                    public,
                     rotation_id: &rotation_id,
                 },
             )
@@ -289,19 +291,21 @@ pub(super) async fn verify(
     let cred = wiring::credential(&config, name)?;
     let stores = wiring::stores(&config, cred).await?;
     let store = &stores[0];
-    let stored = store.read_key(name, stage).await?.ok_or_else(|| {
+    let stored = store.read_stage(name, stage).await?.ok_or_else(|| {
         Error::new(
             ErrorKind::NotFound,
             format!("{store}: credential '{name}' has no {stage} key"),
         )
     })?;
-    let target = wiring::target(&config, cred)?;
-    let probe = target.probe(&stored.key).await?;
+    let target = wiring::salesforce_target(&config, cred)?;
+    let probe = rotation::target_of(cred, &target)
+        .probe(&stored.material)
+        .await?;
     let mut report = VerifyReport {
         credential: name.to_string(),
         stage,
         generation: stored.info.generation,
-        fingerprint: stored.info.certificate.fingerprint.to_hex(),
+        fingerprint: stored.info.public.fingerprint().to_hex(),
         accepted: false,
         error: None,
         error_description: None,

@@ -1,6 +1,7 @@
 //! One function per subcommand: load what it needs, act, hand a report to `render`.
 
 mod emergency;
+mod import_secret;
 mod keys;
 mod rotate;
 mod run;
@@ -97,7 +98,17 @@ pub async fn dispatch(cli: Cli) -> Exit {
             credential,
             key,
             cert,
-        } => keys::import(&cli.config, &credential, &key, &cert, json).await,
+            secret_file,
+            secret_stdin,
+        } => match (key, cert) {
+            (Some(key), Some(cert)) => {
+                keys::import(&cli.config, &credential, &key, &cert, json).await
+            }
+            _ => {
+                let from = import_secret::From::of(secret_file, secret_stdin);
+                import_secret::import(&cli.config, &credential, from, json).await
+            }
+        },
         Command::Verify { credential, stage } => {
             keys::verify(&cli.config, &credential, stage.into(), json).await
         }

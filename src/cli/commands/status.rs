@@ -56,12 +56,12 @@ async fn status_row(
     let in_context = |e: Error| e.context(&cred.name);
     let stores = wiring::stores(config, cred).await.map_err(in_context)?;
     // The app is read, not assumed; if it cannot be, the row says why instead of failing.
-    let app = match wiring::target(config, cred) {
-        Ok(target) => target.installed().await,
+    let app = match wiring::salesforce_target(config, cred) {
+        Ok(target) => rotation::target_of(cred, &target).installed().await,
         Err(e) => Err(e),
     };
     let (app_fingerprint, app_error) = match app {
-        Ok(cert) => (cert.map(|c| c.fingerprint), None),
+        Ok(fingerprint) => (fingerprint, None),
         Err(e) => (None, Some(e.to_string())),
     };
     let mut per_store = Vec::new();
@@ -69,7 +69,7 @@ async fn status_row(
     let mut held = Vec::new();
     for store in &stores {
         let stages = store.stages(&cred.name).await.map_err(in_context)?;
-        let fingerprint = stages.current.as_ref().map(|v| v.certificate.fingerprint);
+        let fingerprint = stages.current.as_ref().map(|v| v.public.fingerprint());
         held.push(fingerprint);
         per_store.push(StoreStatus {
             store: store.to_string(),
@@ -102,9 +102,9 @@ async fn status_row(
         app: cred.app.clone(),
         store: stores[0].to_string(),
         generation: current.map(|v| v.generation),
-        fingerprint: current.map(|v| v.certificate.fingerprint.to_hex()),
-        not_after: current.map(|v| v.certificate.not_after),
-        days_left: current.map(|v| v.certificate.days_left(now)),
+        fingerprint: current.map(|v| v.public.fingerprint().to_hex()),
+        not_after: current.and_then(|v| v.public.not_after()),
+        days_left: current.and_then(|v| v.public.certificate().map(|c| c.days_left(now))),
         pending_generation: stages.pending.as_ref().map(|v| v.generation),
         previous_generation: stages.previous.as_ref().map(|v| v.generation),
         last_rotation: rotation::last_success(&journal.entries),

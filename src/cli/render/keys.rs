@@ -58,12 +58,16 @@ pub fn import(report: &ImportReport, json: bool) {
     if json {
         return print_json(report);
     }
+    let what = match (&report.not_after, &report.consumer_key) {
+        (Some(t), _) => format!("valid until {}", t.format("%Y-%m-%d")),
+        (None, Some(key)) => format!("consumer key {key}"),
+        (None, None) => String::new(),
+    };
     out!(
-        "{}: generation {} CURRENT ({}), valid until {}",
+        "{}: generation {} CURRENT ({}), {what}",
         report.credential,
         report.generation,
         report.fingerprint,
-        report.not_after.format("%Y-%m-%d")
     );
 }
 

@@ -181,14 +181,16 @@ pub(super) fn details(
         details.insert("source".to_string(), source.to_string());
         if let Some(h) = held(source) {
             details.insert("fingerprint".to_string(), h.fingerprint.to_string());
-            details.insert(
-                "not_after".to_string(),
-                h.not_after.to_rfc3339_opts(SecondsFormat::Secs, true),
-            );
-            details.insert(
-                "days_left".to_string(),
-                (h.not_after - now).num_days().to_string(),
-            );
+            if let Some(not_after) = h.not_after {
+                details.insert(
+                    "not_after".to_string(),
+                    not_after.to_rfc3339_opts(SecondsFormat::Secs, true),
+                );
+                details.insert(
+                    "days_left".to_string(),
+                    (not_after - now).num_days().to_string(),
+                );
+            }
         }
         if f.id.starts_with("drift/")
             && let Some(app) = held("app")

@@ -109,8 +109,12 @@ struct Shared {
 
 /// The store's CURRENT key and the fingerprint of its certificate.
 async fn read_current(store: &FileStore, credential: &str) -> Option<(KeyMaterial, String)> {
-    let stored = store.read_key(credential, Stage::Current).await.ok()??;
-    Some((stored.key, stored.info.certificate.fingerprint.to_hex()))
+    let stored = store.read_stage(credential, Stage::Current).await.ok()??;
+    let fingerprint = stored.info.public.fingerprint().to_hex();
+    match stored.material {
+        rekey_api::Material::Key(key) => Some((key, fingerprint)),
+        rekey_api::Material::Consumer(_) => None,
+    }
 }
 
 /// One grant signed with `held`; the fingerprint if Salesforce issued a token.
@@ -197,10 +201,14 @@ async fn naive_rotation(rekey: &Rekey, world: &World, app: &App) -> Result<(), E
         .ok_or("the store holds no CURRENT key")?;
     let generation = current.generation.next();
     let rotation_id = RotationId("naive-script".into());
+    let (material, public) = (
+        rekey_api::Material::Key(key),
+        rekey_api::Public::Certificate(certificate.clone()),
+    );
     let new = NewVersion {
         generation,
-        key: &key,
-        certificate: &certificate,
+        material: &material,
+        public: &public,
         rotation_id: &rotation_id,
     };
     store.stage(&app.credential, &new).await?;

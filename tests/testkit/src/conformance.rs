@@ -5,39 +5,92 @@
 //! A failed check panics with the check's name and what was expected.
 
 use rekey_api::{
-    Certificate, ErrorKind, Generation, JournalEntry, KeyMaterial, NewVersion, Phase, RotationId,
-    SecretStore, Stage, Step,
+    Certificate, ConsumerSecret, CredentialKind, ErrorKind, Generation, JournalEntry, KeyMaterial,
+    Material, NewVersion, Phase, Public, RotationId, SecretStore, Stage, Step,
 };
 
 /// Opens a new, independent handle on the store under test (a second "process").
 pub type Open<'a> = &'a (dyn Fn() -> Box<dyn SecretStore> + Sync);
 
-/// Runs every check of the contract.
+/// Runs every check of the contract, for private keys and for consumer secrets: a store keeps
+/// both kinds of material under the same rules.
 pub async fn secret_store(open: Open<'_>, prefix: &str) {
     unknown_credentials_are_empty(open, &format!("{prefix}-empty")).await;
-    stage_is_idempotent_per_rotation(open, &format!("{prefix}-stage")).await;
-    promote_moves_current_to_previous(open, &format!("{prefix}-promote")).await;
-    staging_behind_a_moved_current_is_a_conflict(open, &format!("{prefix}-moved")).await;
-    revert_makes_previous_current_again(open, &format!("{prefix}-revert")).await;
-    destroy_removes_a_generation_but_never_current(open, &format!("{prefix}-destroy")).await;
-    discard_clears_pending_but_keeps_the_key(open, &format!("{prefix}-discard")).await;
     journal_round_trips_in_order(open, &format!("{prefix}-journal")).await;
     the_journal_refuses_entries_from_an_older_lease(open, &format!("{prefix}-fence")).await;
     the_lock_is_exclusive_until_released(open, &format!("{prefix}-lock")).await;
-    prune_never_touches_a_staged_generation(open, &format!("{prefix}-prune")).await;
+    checks(open, prefix, CredentialKind::JwtCertificate).await;
+    checks(open, &format!("{prefix}-cs"), CredentialKind::ConsumerSecret).await;
+}
+
+/// The checks of what a store does with one kind of material.
+async fn checks(open: Open<'_>, prefix: &str, kind: CredentialKind) {
+    stage_is_idempotent_per_rotation(open, &format!("{prefix}-stage"), kind).await;
+    promote_moves_current_to_previous(open, &format!("{prefix}-promote"), kind).await;
+    staging_behind_a_moved_current_is_a_conflict(open, &format!("{prefix}-moved"), kind).await;
+    revert_makes_previous_current_again(open, &format!("{prefix}-revert"), kind).await;
+    destroy_removes_a_generation_but_never_current(open, &format!("{prefix}-destroy"), kind).await;
+    discard_clears_pending_but_keeps_the_key(open, &format!("{prefix}-discard"), kind).await;
+    prune_never_touches_a_staged_generation(open, &format!("{prefix}-prune"), kind).await;
+}
+
+/// One generation's secret and public halves, as a rotation would stage them.
+#[derive(Debug)]
+pub struct Pair {
+    /// The private key or consumer secret.
+    pub material: Material,
+    /// The certificate or consumer key.
+    pub public: Public,
+}
+
+impl Pair {
+    /// The secret as a store writes it: the key's PEM or the consumer secret.
+    pub fn secret(&self) -> &str {
+        match &self.material {
+            Material::Key(k) => k.expose_secret_pem(),
+            Material::Consumer(c) => c.expose_secret(),
+        }
+    }
+
+    /// The certificate, for a key pair.
+    pub fn certificate(&self) -> &Certificate {
+        self.public.certificate().expect("a key pair")
+    }
 }
 
 /// A throwaway key pair. Stores do not care about the algorithm, so P-256 keeps the suite fast.
-pub fn pair() -> (KeyMaterial, Certificate) {
+pub fn pair() -> Pair {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
     let cert = rcgen::CertificateParams::new(vec!["conformance".into()])
         .expect("params")
         .self_signed(&key)
         .expect("self-signed certificate");
-    (
-        KeyMaterial::from_pem(key.serialize_pem()).expect("PEM key"),
-        Certificate::from_pem(&cert.pem()).expect("PEM certificate"),
-    )
+    Pair {
+        material: Material::Key(KeyMaterial::from_pem(key.serialize_pem()).expect("PEM key")),
+        public: Public::Certificate(Certificate::from_pem(&cert.pem()).expect("PEM certificate")),
+    }
+}
+
+/// A throwaway consumer key and secret, shaped like Salesforce's (both change on rotation).
+pub fn consumer_pair() -> Pair {
+    let hex = |n: usize| {
+        (0..n)
+            .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
+            .collect::<String>()
+    };
+    let secret = ConsumerSecret::new(format!("3MVG9{}", hex(40)), hex(64)).expect("consumer");
+    Pair {
+        public: Public::Consumer(secret.public()),
+        material: Material::Consumer(secret),
+    }
+}
+
+/// A throwaway generation of `kind`.
+pub fn pair_of(kind: CredentialKind) -> Pair {
+    match kind {
+        CredentialKind::JwtCertificate => pair(),
+        CredentialKind::ConsumerSecret => consumer_pair(),
+    }
 }
 
 /// Stages `pair` as `generation` of `credential` for rotation `rotation`.
@@ -46,13 +99,13 @@ pub async fn stage_as(
     credential: &str,
     generation: u64,
     rotation: &str,
-    (key, cert): &(KeyMaterial, Certificate),
+    pair: &Pair,
 ) -> rekey_api::Result<()> {
     let rotation_id = RotationId(rotation.to_string());
     let new = NewVersion {
         generation: Generation(generation),
-        key,
-        certificate: cert,
+        material: &pair.material,
+        public: &pair.public,
         rotation_id: &rotation_id,
     };
     store.stage(credential, &new).await
@@ -62,7 +115,7 @@ async fn stage(
     store: &dyn SecretStore,
     credential: &str,
     generation: u64,
-    pair: &(KeyMaterial, Certificate),
+    pair: &Pair,
 ) -> rekey_api::Result<()> {
     stage_as(
         store,
@@ -79,10 +132,11 @@ async fn rotate_to(
     store: &dyn SecretStore,
     credential: &str,
     n: u64,
-) -> Vec<(KeyMaterial, Certificate)> {
+    kind: CredentialKind,
+) -> Vec<Pair> {
     let mut pairs = Vec::new();
     for generation in 1..=n {
-        let p = pair();
+        let p = pair_of(kind);
         stage(store, credential, generation, &p)
             .await
             .expect("stage");
@@ -100,9 +154,17 @@ async fn generation_at(store: &dyn SecretStore, credential: &str, stage: Stage) 
     stages.get(stage).map(|v| v.generation.0)
 }
 
+/// The secret a store holds for a generation, as text: the key's PEM or the consumer secret.
+pub fn secret_of(material: &Material) -> String {
+    match material {
+        Material::Key(k) => k.expose_secret_pem().to_string(),
+        Material::Consumer(c) => c.expose_secret().to_string(),
+    }
+}
+
 async fn key_at(store: &dyn SecretStore, credential: &str, stage: Stage) -> Option<String> {
-    let stored = store.read_key(credential, stage).await.expect("read_key");
-    stored.map(|s| s.key.expose_secret_pem().to_string())
+    let stored = store.read_stage(credential, stage).await.expect("read_stage");
+    stored.map(|s| secret_of(&s.material))
 }
 
 async fn unknown_credentials_are_empty(open: Open<'_>, credential: &str) {
@@ -132,9 +194,9 @@ async fn unknown_credentials_are_empty(open: Open<'_>, credential: &str) {
         .expect("empty: check passes before the first write");
 }
 
-async fn stage_is_idempotent_per_rotation(open: Open<'_>, credential: &str) {
+async fn stage_is_idempotent_per_rotation(open: Open<'_>, credential: &str, kind: CredentialKind) {
     let store = open();
-    let first = pair();
+    let first = pair_of(kind);
     stage(store.as_ref(), credential, 1, &first)
         .await
         .expect("stage: first write");
@@ -154,13 +216,13 @@ async fn stage_is_idempotent_per_rotation(open: Open<'_>, credential: &str) {
     let pending = key_at(store.as_ref(), credential, Stage::Pending).await;
     assert_eq!(
         pending.as_deref(),
-        Some(first.0.expose_secret_pem()),
+        Some(first.secret()),
         "stage: PENDING key round trip"
     );
     let stages = store.stages(credential).await.expect("stages");
     let info = stages.pending.expect("pending info");
     assert_eq!(
-        info.certificate.fingerprint, first.1.fingerprint,
+        info.public, first.public,
         "stage: PENDING certificate"
     );
     assert_eq!(
@@ -169,7 +231,7 @@ async fn stage_is_idempotent_per_rotation(open: Open<'_>, credential: &str) {
         "stage: rotation id kept"
     );
 
-    let err = stage(store.as_ref(), credential, 2, &pair())
+    let err = stage(store.as_ref(), credential, 2, &pair_of(kind))
         .await
         .expect_err("stage: a second rotation");
     assert_eq!(
@@ -177,7 +239,7 @@ async fn stage_is_idempotent_per_rotation(open: Open<'_>, credential: &str) {
         ErrorKind::Conflict,
         "stage: another pending generation is a conflict: {err}"
     );
-    let err = stage(open().as_ref(), credential, 1, &pair())
+    let err = stage(open().as_ref(), credential, 1, &pair_of(kind))
         .await
         .expect_err("stage: other key, same generation");
     assert_eq!(
@@ -187,9 +249,9 @@ async fn stage_is_idempotent_per_rotation(open: Open<'_>, credential: &str) {
     );
 }
 
-async fn promote_moves_current_to_previous(open: Open<'_>, credential: &str) {
+async fn promote_moves_current_to_previous(open: Open<'_>, credential: &str, kind: CredentialKind) {
     let store = open();
-    let pairs = rotate_to(store.as_ref(), credential, 2).await;
+    let pairs = rotate_to(store.as_ref(), credential, 2, kind).await;
     assert_eq!(
         generation_at(store.as_ref(), credential, Stage::Current).await,
         Some(2),
@@ -208,13 +270,13 @@ async fn promote_moves_current_to_previous(open: Open<'_>, credential: &str) {
     let current = key_at(store.as_ref(), credential, Stage::Current).await;
     assert_eq!(
         current.as_deref(),
-        Some(pairs[1].0.expose_secret_pem()),
+        Some(pairs[1].secret()),
         "promote: CURRENT key"
     );
     let previous = key_at(open().as_ref(), credential, Stage::Previous).await;
     assert_eq!(
         previous.as_deref(),
-        Some(pairs[0].0.expose_secret_pem()),
+        Some(pairs[0].secret()),
         "promote: PREVIOUS key, other handle"
     );
 
@@ -233,11 +295,11 @@ async fn promote_moves_current_to_previous(open: Open<'_>, credential: &str) {
     );
 }
 
-async fn staging_behind_a_moved_current_is_a_conflict(open: Open<'_>, credential: &str) {
+async fn staging_behind_a_moved_current_is_a_conflict(open: Open<'_>, credential: &str, kind: CredentialKind) {
     let (ours, theirs) = (open(), open());
-    rotate_to(ours.as_ref(), credential, 1).await;
+    rotate_to(ours.as_ref(), credential, 1, kind).await;
     // Another runner rotates to generation 2 after we planned generation 2 from CURRENT 1.
-    let their_pair = pair();
+    let their_pair = pair_of(kind);
     stage(theirs.as_ref(), credential, 2, &their_pair)
         .await
         .expect("moved: their stage");
@@ -245,7 +307,7 @@ async fn staging_behind_a_moved_current_is_a_conflict(open: Open<'_>, credential
         .promote(credential, Generation(2))
         .await
         .expect("moved: their promote");
-    let err = stage(ours.as_ref(), credential, 2, &pair())
+    let err = stage(ours.as_ref(), credential, 2, &pair_of(kind))
         .await
         .expect_err("moved: our stale stage");
     assert_eq!(
@@ -256,14 +318,14 @@ async fn staging_behind_a_moved_current_is_a_conflict(open: Open<'_>, credential
     let current = key_at(ours.as_ref(), credential, Stage::Current).await;
     assert_eq!(
         current.as_deref(),
-        Some(their_pair.0.expose_secret_pem()),
+        Some(their_pair.secret()),
         "moved: their CURRENT kept"
     );
 }
 
-async fn revert_makes_previous_current_again(open: Open<'_>, credential: &str) {
+async fn revert_makes_previous_current_again(open: Open<'_>, credential: &str, kind: CredentialKind) {
     let store = open();
-    let pairs = rotate_to(store.as_ref(), credential, 2).await;
+    let pairs = rotate_to(store.as_ref(), credential, 2, kind).await;
     store
         .revert(credential, Generation(1))
         .await
@@ -281,7 +343,7 @@ async fn revert_makes_previous_current_again(open: Open<'_>, credential: &str) {
     let current = key_at(open().as_ref(), credential, Stage::Current).await;
     assert_eq!(
         current.as_deref(),
-        Some(pairs[0].0.expose_secret_pem()),
+        Some(pairs[0].secret()),
         "revert: CURRENT key"
     );
     store
@@ -299,9 +361,9 @@ async fn revert_makes_previous_current_again(open: Open<'_>, credential: &str) {
     );
 }
 
-async fn destroy_removes_a_generation_but_never_current(open: Open<'_>, credential: &str) {
+async fn destroy_removes_a_generation_but_never_current(open: Open<'_>, credential: &str, kind: CredentialKind) {
     let store = open();
-    rotate_to(store.as_ref(), credential, 2).await;
+    rotate_to(store.as_ref(), credential, 2, kind).await;
     let err = store
         .destroy(credential, Generation(2))
         .await
@@ -335,7 +397,7 @@ async fn destroy_removes_a_generation_but_never_current(open: Open<'_>, credenti
         .await
         .expect("destroy: never existed is fine");
 
-    stage(store.as_ref(), credential, 3, &pair())
+    stage(store.as_ref(), credential, 3, &pair_of(kind))
         .await
         .expect("destroy: stage 3");
     store
@@ -347,14 +409,14 @@ async fn destroy_removes_a_generation_but_never_current(open: Open<'_>, credenti
         None,
         "destroy: PENDING gone"
     );
-    let fresh = pair();
+    let fresh = pair_of(kind);
     stage(store.as_ref(), credential, 3, &fresh)
         .await
         .expect("destroy: a destroyed generation can be staged anew");
     let pending = key_at(store.as_ref(), credential, Stage::Pending).await;
     assert_eq!(
         pending.as_deref(),
-        Some(fresh.0.expose_secret_pem()),
+        Some(fresh.secret()),
         "destroy: the new PENDING key"
     );
     assert_eq!(
@@ -378,14 +440,14 @@ async fn generation_key(
             s.info.generation.0, generation,
             "read_generation: the generation asked for"
         );
-        s.key.expose_secret_pem().to_string()
+        secret_of(&s.material)
     })
 }
 
-async fn discard_clears_pending_but_keeps_the_key(open: Open<'_>, credential: &str) {
+async fn discard_clears_pending_but_keeps_the_key(open: Open<'_>, credential: &str, kind: CredentialKind) {
     let store = open();
-    let pairs = rotate_to(store.as_ref(), credential, 2).await;
-    let staged = pair();
+    let pairs = rotate_to(store.as_ref(), credential, 2, kind).await;
+    let staged = pair_of(kind);
     stage(store.as_ref(), credential, 3, &staged)
         .await
         .expect("discard: stage 3");
@@ -413,21 +475,21 @@ async fn discard_clears_pending_but_keeps_the_key(open: Open<'_>, credential: &s
         generation_key(other.as_ref(), credential, 3)
             .await
             .as_deref(),
-        Some(staged.0.expose_secret_pem()),
+        Some(staged.secret()),
         "discard: the discarded key is still recoverable"
     );
     assert_eq!(
         generation_key(other.as_ref(), credential, 2)
             .await
             .as_deref(),
-        Some(pairs[1].0.expose_secret_pem()),
+        Some(pairs[1].secret()),
         "read_generation: CURRENT's generation"
     );
     assert_eq!(
         generation_key(other.as_ref(), credential, 1)
             .await
             .as_deref(),
-        Some(pairs[0].0.expose_secret_pem()),
+        Some(pairs[0].secret()),
         "read_generation: PREVIOUS's generation"
     );
     assert!(
@@ -449,7 +511,7 @@ async fn discard_clears_pending_but_keeps_the_key(open: Open<'_>, credential: &s
         Some(2),
         "discard: never touches CURRENT"
     );
-    let next = pair();
+    let next = pair_of(kind);
     stage(store.as_ref(), credential, 4, &next)
         .await
         .expect("discard: the next rotation stages after the discarded generation");
@@ -461,7 +523,7 @@ async fn discard_clears_pending_but_keeps_the_key(open: Open<'_>, credential: &s
         generation_key(store.as_ref(), credential, 3)
             .await
             .as_deref(),
-        Some(staged.0.expose_secret_pem()),
+        Some(staged.secret()),
         "discard: still recoverable after the next rotation"
     );
 }
@@ -593,10 +655,10 @@ async fn the_lock_is_exclusive_until_released(open: Open<'_>, credential: &str) 
     third.release().await.expect("lock: release the third");
 }
 
-async fn prune_never_touches_a_staged_generation(open: Open<'_>, credential: &str) {
+async fn prune_never_touches_a_staged_generation(open: Open<'_>, credential: &str, kind: CredentialKind) {
     let store = open();
-    let pairs = rotate_to(store.as_ref(), credential, 4).await;
-    let pending = pair();
+    let pairs = rotate_to(store.as_ref(), credential, 4, kind).await;
+    let pending = pair_of(kind);
     stage(store.as_ref(), credential, 6, &pending)
         .await
         .expect("prune: stage");
@@ -608,9 +670,9 @@ async fn prune_never_touches_a_staged_generation(open: Open<'_>, credential: &st
         );
     }
     for (stage, pem) in [
-        (Stage::Current, pairs[3].0.expose_secret_pem()),
-        (Stage::Previous, pairs[2].0.expose_secret_pem()),
-        (Stage::Pending, pending.0.expose_secret_pem()),
+        (Stage::Current, pairs[3].secret()),
+        (Stage::Previous, pairs[2].secret()),
+        (Stage::Pending, pending.secret()),
     ] {
         assert_eq!(
             key_at(open().as_ref(), credential, stage).await.as_deref(),

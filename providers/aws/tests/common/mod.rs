@@ -6,9 +6,9 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::Client;
-use rekey_api::{Certificate, Generation, JournalEntry, KeyMaterial, Phase, SecretStore, Step};
+use rekey_api::{Generation, JournalEntry, Phase, SecretStore, Step};
 use rekey_aws::{AwsConfig, AwsStore};
-use rekey_testkit::conformance;
+use rekey_testkit::conformance::{self, Pair};
 use rekey_testkit::moto::{Moto, sdk_config, version_labels};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -116,7 +116,7 @@ impl Env {
     }
 }
 
-pub(crate) fn pair() -> (KeyMaterial, Certificate) {
+pub(crate) fn pair() -> Pair {
     conformance::pair()
 }
 
@@ -124,12 +124,12 @@ pub(crate) async fn stage(
     store: &AwsStore,
     generation: u64,
     rotation: &str,
-    p: &(KeyMaterial, Certificate),
+    p: &Pair,
 ) -> rekey_api::Result<()> {
     conformance::stage_as(store, CRED, generation, rotation, p).await
 }
 
-pub(crate) async fn rotate(store: &AwsStore, generation: u64) -> (KeyMaterial, Certificate) {
+pub(crate) async fn rotate(store: &AwsStore, generation: u64) -> Pair {
     let p = pair();
     stage(store, generation, &format!("r{generation}"), &p)
         .await

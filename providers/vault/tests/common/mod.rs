@@ -5,9 +5,9 @@
 #![allow(dead_code)]
 
 use rekey_api::{
-    Certificate, Generation, JournalEntry, KeyMaterial, Phase, SecretStore, SecretString, Step,
+    Generation, JournalEntry, Phase, SecretStore, SecretString, Step,
 };
-use rekey_testkit::conformance;
+use rekey_testkit::conformance::{self, Pair};
 use rekey_testkit::openbao::OpenBao;
 use rekey_vault::{VaultAuth, VaultConfig, VaultStore};
 use serde_json::Value;
@@ -74,7 +74,7 @@ pub(crate) async fn login_tokens(bao: &OpenBao, mount: &str) -> Vec<String> {
     found
 }
 
-pub(crate) fn pair() -> (KeyMaterial, Certificate) {
+pub(crate) fn pair() -> Pair {
     rekey_testkit::conformance::pair()
 }
 
@@ -95,13 +95,13 @@ pub(crate) fn root_store(bao: &OpenBao, prefix: &str) -> VaultStore {
 pub(crate) async fn stage(
     store: &VaultStore,
     generation: u64,
-    p: &(KeyMaterial, Certificate),
+    p: &Pair,
 ) -> rekey_api::Result<()> {
     rekey_testkit::conformance::stage_as(store, CRED, generation, &format!("r{generation}"), p)
         .await
 }
 
-pub(crate) async fn rotate(store: &VaultStore, generation: u64) -> (KeyMaterial, Certificate) {
+pub(crate) async fn rotate(store: &VaultStore, generation: u64) -> Pair {
     let p = pair();
     stage(store, generation, &p).await.unwrap();
     store.promote(CRED, Generation(generation)).await.unwrap();
