@@ -87,11 +87,14 @@ async fn pair_in_body_basic_or_query_logs_the_run_as_user_in() {
     sim.shutdown().await;
 }
 
+/// (case, key, secret, Host header, error, error_description); an empty error means success.
+type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, &'a str, &'a str);
+
 #[tokio::test]
 async fn refusals_come_in_the_documented_order() {
     let (sim, _) = start_credentials("").await;
     let d = defaults();
-    let cases: [(&str, &str, &str, Option<&str>, &str, &str); 9] = [
+    let cases: [Case<'_>; 9] = [
         // The generic login hosts refuse the flow before anything else is looked at.
         (
             "login host",

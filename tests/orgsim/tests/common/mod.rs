@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub mod consumers;
+#[allow(unused_imports)] // only the consumer-credential test binaries use it
 pub use consumers::*;
 
 /// An RSA-2048 key and a self-signed certificate for it.
