@@ -201,6 +201,25 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         evidence_dir: Option<PathBuf>,
     },
+    /// Delete the previous consumer secret of CREDENTIAL at Salesforce now
+    ///
+    /// After a consumer secret rotation Salesforce keeps the previous consumer key and secret
+    /// valid until they are deleted (or after 30 days). A rotation deletes them itself once
+    /// every consumer proved it uses the new pair; otherwise `rekey run` deletes them
+    /// revoke_previous_after_hours after the rotation. This deletes them now: from then on
+    /// Salesforce refuses them. Journaled under the credential's lease; refused while a
+    /// rotation is open. See runbooks/consumer-secret-rotation.md.
+    ///
+    /// Exit codes: 0 retired (or nothing was left to retire); 6 a rotation is open; 64 no
+    /// previous consumer secret; 75 another rekey holds the lease.
+    ///
+    /// Example:
+    ///   rekey retire etl
+    #[command(verbatim_doc_comment)]
+    Retire {
+        /// Credential name from the config (kind = "consumer_secret").
+        credential: String,
+    },
     /// Undo CREDENTIAL's interrupted rotation
     ///
     /// If the new certificate may have reached the app: deploy the previous one again and

@@ -495,13 +495,10 @@ fn validate_kind(
     app_kind: AppKind,
     v: &mut Validator,
 ) -> CredentialKind {
-    let Some(raw) = &c.kind else {
-        return CredentialKind::JwtCertificate;
-    };
-    let kind = match raw.get_ref().as_str() {
-        "jwt_certificate" => CredentialKind::JwtCertificate,
-        "consumer_secret" => CredentialKind::ConsumerSecret,
-        other => {
+    let kind = match c.kind.as_ref().map(|k| (k, k.get_ref().as_str())) {
+        None | Some((_, "jwt_certificate")) => CredentialKind::JwtCertificate,
+        Some((_, "consumer_secret")) => CredentialKind::ConsumerSecret,
+        Some((raw, other)) => {
             v.problem(
                 raw.span(),
                 format!("unknown kind '{other}'; use \"jwt_certificate\" or \"consumer_secret\""),
@@ -509,7 +506,7 @@ fn validate_kind(
             return CredentialKind::JwtCertificate;
         }
     };
-    if kind == CredentialKind::ConsumerSecret {
+    if let (CredentialKind::ConsumerSecret, Some(raw)) = (kind, &c.kind) {
         if app_kind == AppKind::ConnectedApp {
             v.problem(
                 raw.span(),

@@ -524,7 +524,11 @@ fn the_annotated_example_config_is_accepted() {
         .unwrap_or_else(|e| panic!("the example config is refused: {e}"));
     assert_eq!(
         config.credentials.keys().collect::<Vec<_>>(),
-        ["billing", "payments"]
+        ["billing", "etl", "payments"]
+    );
+    assert_eq!(
+        config.credentials["etl"].kind,
+        rekey_api::CredentialKind::ConsumerSecret
     );
     let kinds: Vec<&str> = config
         .stores
@@ -666,4 +670,63 @@ fn every_key_rekey_accepts_appears_in_the_example() {
         }
     }
     assert!(missing.is_empty(), "not in rekey.example.toml: {missing:?}");
+}
+
+/// A consumer secret: an External Client App only (Salesforce has no API for a Connected App's),
+/// without the certificate settings, with its own retention of the previous pair.
+#[test]
+fn a_consumer_secret_credential_is_an_eca_without_certificate_settings() {
+    let secret = |extra: &str| {
+        GOOD.replace(
+            "[credentials.billing]",
+            &format!(
+                "[credentials.etl]\nkind = \"consumer_secret\"\norg = \"acme\"\napp_kind = \"external_client_app\"\napp = \"Nightly_ETL\"\nstore = \"local\"\n{extra}\n[credentials.billing]"
+            ),
+        )
+    };
+    let config = parse(&secret(""), Path::new("r.toml")).unwrap();
+    let etl = &config.credentials["etl"];
+    assert_eq!(etl.kind, rekey_api::CredentialKind::ConsumerSecret);
+    assert_eq!(etl.revoke_previous_after, Duration::from_secs(24 * 3600));
+    assert_eq!(
+        config.credentials["billing"].kind,
+        rekey_api::CredentialKind::JwtCertificate,
+        "the default kind: existing configs change nothing"
+    );
+    let config = parse(&secret("revoke_previous_after_hours = 0"), Path::new("r.toml")).unwrap();
+    assert_eq!(config.credentials["etl"].revoke_previous_after, Duration::ZERO);
+
+    let err = parse(
+        &secret("").replace(
+            "app_kind = \"external_client_app\"\napp = \"Nightly_ETL\"",
+            "app_kind = \"connected_app\"\napp = \"Nightly_ETL\"",
+        ),
+        Path::new("r.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("r.toml:15:"), "the line of `kind`: {err}");
+    assert!(err.contains("no API to rotate a Connected App's consumer secret"), "{err}");
+    assert!(err.contains("Manage Consumer Details"), "the manual path: {err}");
+
+    let err = parse(
+        &secret("validity_days = 30\nsubject = { cn = \"x\" }\nrevoke_previous_after_hours = 721"),
+        Path::new("r.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    for named in ["validity_days applies to certificates", "subject applies to certificates", "revoke_previous_after_hours"] {
+        assert!(err.contains(named), "{named}: {err}");
+    }
+    let err = parse(
+        &GOOD.replace("store = \"local\"", "store = \"local\"\nrevoke_previous_after_hours = 2"),
+        Path::new("r.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("applies to kind = \"consumer_secret\" only"), "{err}");
+    let err = parse(&GOOD.replace("store = \"local\"", "store = \"local\"\nkind = \"password\""), Path::new("r.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown kind 'password'"), "{err}");
 }

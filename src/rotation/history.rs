@@ -92,13 +92,24 @@ pub(super) fn emergency_in(journal: &[JournalEntry], id: &RotationId) -> Option<
     emergency_of(&entries)
 }
 
-/// The last finalized rotation's end time, for `status` and `check`.
+/// The last finalized rotation's end time, for `status` and `check` (a retire of a previous
+/// consumer secret is no rotation: it generated nothing).
 pub fn last_success(journal: &[JournalEntry]) -> Option<DateTime<Utc>> {
     journal
         .iter()
         .rev()
-        .find(|e| e.step == Step::Finalize && e.phase == Phase::Done)
+        .filter(|e| e.step == Step::Finalize && e.phase == Phase::Done)
+        .find(|f| {
+            journal
+                .iter()
+                .any(|e| e.rotation_id == f.rotation_id && e.step == Step::Generate)
+        })
         .map(|e| e.at)
+}
+
+/// Whether the rotation whose entries these are is a retire (nothing generated, a retire begun).
+pub(super) fn is_retire(begun: &BTreeSet<Step>) -> bool {
+    begun.contains(&Step::Retire) && !begun.contains(&Step::Generate)
 }
 
 /// The generation a new rotation introduces: above CURRENT and above every generation the

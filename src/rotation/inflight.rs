@@ -77,6 +77,40 @@ pub(super) async fn under_lease(
     .await
     .map_err(Stopped::before_start)?;
     let mut run = match (open_rotation(&journal), intent) {
+        (None, Intent::Retire) if rotation.target.kind() != CredentialKind::ConsumerSecret => {
+            return Err(Stopped::before_start(Error::new(
+                ErrorKind::Config,
+                format!("{cred} rotates a certificate: the app trusts one at a time, so there is no previous one to retire"),
+            )));
+        }
+        (None, Intent::Retire) => {
+            let stages = retrying("reading the stages", || rotation.primary().stages(cred))
+                .await
+                .map_err(Stopped::before_start)?;
+            let (Some(current), Some(previous)) = (&stages.current, &stages.previous) else {
+                return Err(Stopped::before_start(Error::new(
+                    ErrorKind::NotFound,
+                    format!("{cred}: {} holds no previous consumer secret to retire", rotation.primary()),
+                )));
+            };
+            let mut run = InFlight::start(
+                rotation,
+                lease,
+                Some(previous.generation),
+                current.generation,
+                None,
+            );
+            run.new_fingerprint = Some(current.public.fingerprint());
+            run.retire_only = true;
+            run
+        }
+        (Some(open), Intent::Retire) => {
+            return Err(Stopped::before_start(Error::new(
+                ErrorKind::Conflict,
+                format!("{cred}: rotation {} is open; retire the previous consumer secret after it finished", open.rotation_id),
+            )
+            .with_hint(format!("`rekey resume {cred}` finishes it (and retires the previous secret when every consumer adopted)"))));
+        }
         (None, Intent::Rotate | Intent::Emergency(_)) => {
             let stages = retrying("reading the stages", || rotation.primary().stages(cred))
                 .await
@@ -233,6 +267,8 @@ pub(super) struct InFlight<'a, 'r> {
     pub(super) unadopted: Vec<Unadopted>,
     /// When the rotation's first entry was (or is about to be) journaled.
     pub(super) started_at: DateTime<Utc>,
+    /// A retire of the previous consumer secret: its own two steps, nothing generated.
+    pub(super) retire_only: bool,
 }
 
 impl<'a, 'r> InFlight<'a, 'r> {
@@ -265,6 +301,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
             emergency: None,
             unadopted: Vec::new(),
             started_at: now,
+            retire_only: false,
         }
     }
 
@@ -273,6 +310,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
         lease: &'r dyn RotationLock,
         open: OpenRotation,
     ) -> Self {
+        let retire_only = super::history::is_retire(&open.begun);
         let mut done = open.done;
         // Which consumers refused `activate` lives only in the run that asked them; activating
         // again (idempotent) finds out, so adoption never counts a consumer that refused.
@@ -294,6 +332,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
             emergency: open.emergency,
             unadopted: Vec::new(),
             started_at: open.started_at,
+            retire_only,
         }
     }
 
@@ -348,7 +387,10 @@ impl<'a, 'r> InFlight<'a, 'r> {
         // the store, so a resumed run signs with exactly the key that was staged.
         let mut fresh: Option<(Material, Public)> = None;
         if self.undoing.is_none() {
-            for step in self.rotation.steps(self.emergency.as_ref(), false) {
+            for step in self
+                .rotation
+                .steps_of(self.emergency.as_ref(), false, self.retire_only)
+            {
                 if self.done.contains(&step) {
                     continue;
                 }
@@ -533,6 +575,9 @@ impl<'a, 'r> InFlight<'a, 'r> {
                 let revoked = r.target.revoke_access().await?;
                 // JSON, so the evidence bundle reads the counts back from the journal.
                 Ok(serde_json::to_string(&revoked).unwrap_or_default())
+            }
+            Step::Retire if self.retire_only => {
+                self.delete_previous(super::target::consumer(&r.target)?).await
             }
             Step::Retire => self.retire().await,
             Step::Destroy => self.destroy_older().await,

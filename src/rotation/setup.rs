@@ -41,6 +41,19 @@ impl Rotation<'_> {
     /// The steps a rotation runs, in order: `undoing` one, an `emergency` one, or a plain one;
     /// without consumers, none of the consumer steps.
     pub(super) fn steps(&self, emergency: Option<&Emergency>, undoing: bool) -> Vec<Step> {
+        self.steps_of(emergency, undoing, false)
+    }
+
+    /// [`Rotation::steps`], or a retire's own two steps.
+    pub(super) fn steps_of(
+        &self,
+        emergency: Option<&Emergency>,
+        undoing: bool,
+        retire_only: bool,
+    ) -> Vec<Step> {
+        if retire_only {
+            return vec![Step::Retire, Step::Finalize];
+        }
         let steps = if undoing {
             Step::UNDO.to_vec()
         } else if let Some(e) = emergency {
@@ -94,6 +107,10 @@ pub enum Intent {
     },
     /// `rekey emergency`: a rotation for a leaked key (or the continuation of one).
     Emergency(Emergency),
+    /// `rekey retire` and `rekey run`: delete the consumer secret a finished rotation replaced
+    /// (it stays valid at Salesforce until then). Journaled as a short run of its own: retire,
+    /// finalize.
+    Retire,
 }
 
 impl Intent {
@@ -103,6 +120,7 @@ impl Intent {
             Intent::Resume => "resume",
             Intent::Abort { .. } => "abort",
             Intent::Emergency(_) => "emergency rekey",
+            Intent::Retire => "retire",
         }
     }
 }

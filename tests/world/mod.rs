@@ -95,6 +95,28 @@ impl World {
         w
     }
 
+    /// A world with only the `etl` consumer secret credential (the Nightly_ETL External Client
+    /// App, client credentials flow; tests/demo/etl.toml), its current pair imported from
+    /// Salesforce.
+    pub(crate) async fn etl_only() -> World {
+        let w = World::new().await;
+        w.drop_credential("billing");
+        w.drop_credential("billing-eca");
+        let etl = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/demo/etl.toml"),
+        )
+        .unwrap();
+        w.edit_config(|c| format!("{c}\n{etl}"));
+        let mut w = w;
+        w.ok(&["import", "etl"]).await;
+        w
+    }
+
+    /// The Nightly_ETL app's consumer state as Salesforce holds it.
+    pub(crate) fn etl_consumer(&self) -> orgsim::ConsumerInfo {
+        self.sim.eca_consumer("Nightly_ETL").expect("the demo seed has Nightly_ETL")
+    }
+
     pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }

@@ -61,7 +61,9 @@ pub struct SalesforceConfig {
     pub app_kind: AppKind,
     /// CA full name or ECA name.
     pub app: String,
-    /// The user the integration mints tokens for.
+    /// The user the integration mints tokens for (JWT bearer). Empty for a consumer secret
+    /// credential, whose client credentials run-as user is set on the app; the JWT calls refuse
+    /// an empty one.
     pub integration_username: String,
     /// The integration app's consumer key; `None` = read it from the app's metadata.
     pub consumer_key: Option<String>,
@@ -78,7 +80,6 @@ impl SalesforceConfig {
         let required = [
             ("org", &self.org),
             ("app", &self.app),
-            ("integration_username", &self.integration_username),
             ("audience", &self.audience),
         ];
         for (field, value) in required {

@@ -42,6 +42,9 @@ pub async fn dispatch(cli: Cli) -> Exit {
             let intent = Intent::Resume;
             return rotate::rotate(&cli.config, &credential, &intent, evidence_dir, json).await;
         }
+        Command::Retire { credential } => {
+            return rotate::rotate(&cli.config, &credential, &Intent::Retire, None, json).await;
+        }
         Command::Abort {
             credential,
             reason,

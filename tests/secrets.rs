@@ -1,0 +1,54 @@
+//! Consumer secret credentials through the real binary against the org emulator, on the file
+//! store: an External Client App's consumer key and secret rotated through Salesforce's staged
+//! credentials, the previous pair valid until it is retired, tokens minted with the client
+//! credentials flow.
+
+mod world;
+
+use world::World;
+
+/// Salesforce's answer to a client credentials login with `key`/`secret`: (status, body).
+async fn login(w: &World, key: &str, secret: &str) -> (u16, String) {
+    w.sim.client_credentials_grant(key, secret).await
+}
+
+#[tokio::test]
+async fn a_rotation_makes_the_staged_pair_primary_and_keeps_the_old_one_valid_until_retired() {
+    let mut w = World::etl_only().await;
+    let before = w.etl_consumer();
+    let rotated = w.ok(&["rotate", "etl"]).await;
+    let after = w.etl_consumer();
+    assert_ne!(after.key, before.key, "the key changes with the secret");
+    assert_ne!(after.secret, before.secret);
+    // No consumer proved adoption, so the previous pair stays valid (revoke_previous_after_hours).
+    let slot = after.staged.as_ref().expect("the previous pair sits in the staged slot");
+    assert_eq!((slot.key.as_str(), slot.state.as_str()), (before.key.as_str(), "Rotated"));
+    assert!(rotated.stdout.contains("stays valid for 24h"), "{}", rotated.stdout);
+    assert_eq!(login(&w, &before.key, &before.secret).await.0, 200, "old pair still works");
+    assert_eq!(login(&w, &after.key, &after.secret).await.0, 200, "new pair works");
+
+    // The store's CURRENT is the app's primary pair, PREVIOUS the old one.
+    let status = w.ok(&["status", "etl", "--json"]).await;
+    let row: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let row = &row.as_array().map_or(&row, |a| &a[0]);
+    assert_eq!(row["generation"], 2, "{row}");
+    let current = rekey_api::ConsumerSecret::new(after.key.clone(), after.secret.clone()).unwrap();
+    assert_eq!(row["fingerprint"], current.fingerprint().to_hex(), "{row}");
+
+    // `rekey token` mints with CURRENT through the client credentials flow.
+    let token = w.ok(&["token", "etl", "--json"]).await;
+    let token: serde_json::Value = serde_json::from_str(&token.stdout).unwrap();
+    assert_eq!(token["stage"], "current", "{token}");
+
+    // Retire: the old pair is refused from now on, with Salesforce's own error.
+    w.ok(&["retire", "etl"]).await;
+    let (status, body) = login(&w, &before.key, &before.secret).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("invalid_client_id"), "{body}");
+    assert!(w.etl_consumer().staged.is_none(), "nothing left staged at Salesforce");
+    assert_eq!(login(&w, &after.key, &after.secret).await.0, 200);
+    // Nothing rekey printed holds a secret.
+    for secret in [&before.secret, &after.secret] {
+        assert!(!w.printed.iter().any(|p| p.contains(secret.as_str())), "a secret was printed");
+    }
+}
