@@ -27,6 +27,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/sessions", get(sessions))
         .route("/grants", get(grants).post(add_grant))
         .route("/apps/{name}", get(app))
+        .route("/apps/{name}/consumer", get(consumer))
+        .route("/settings", post(settings))
+        .route("/users/{username}/permissions", post(user_permission))
         .route("/deploys/{id}/step", post(step_deploy))
 }
 
@@ -328,4 +331,135 @@ fn app_info(st: &OrgState, name: &str) -> Option<Value> {
         "metadata_xml": metadata_xml,
         "components": components,
     }))
+}
+
+/// A staged ECA credential as the control API shows it (secrets included: a test channel).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedInfo {
+    /// The staged credential's id (`0Hs…`).
+    pub id: String,
+    /// Its consumer key.
+    pub key: String,
+    /// Its consumer secret.
+    pub secret: String,
+    /// `Active`, `Rotated` or `Expired` (simulated clock).
+    pub state: String,
+    /// User id of who staged or rotated it.
+    pub created_by: String,
+    /// Unix seconds (simulated clock).
+    pub created: i64,
+    /// Unix seconds: 30 days after `created`.
+    pub expires: i64,
+}
+
+/// An ECA's OAuth consumer: primary pair and staged slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerInfo {
+    /// ECA name.
+    pub app: String,
+    /// The ECA's `0xI…` id (Connect REST `appId`).
+    pub app_id: String,
+    /// The consumer's id (Connect REST `consumerId`).
+    pub consumer_id: String,
+    /// Primary consumer key.
+    pub key: String,
+    /// Primary consumer secret.
+    pub secret: String,
+    /// The staged credential, if any (expired ones too).
+    pub staged: Option<StagedInfo>,
+}
+
+/// The consumer of ECA `name`; `None` for an unknown ECA or one without global OAuth settings.
+pub(crate) fn consumer_info(st: &OrgState, name: &str) -> Option<ConsumerInfo> {
+    let (key, secret) = st.eca_primary(name)?;
+    let now = st.now();
+    Some(ConsumerInfo {
+        app: name.to_string(),
+        app_id: st.component(ECA, name)?.id.clone(),
+        consumer_id: st.eca_consumer_id(name)?,
+        key,
+        secret,
+        staged: st.staged_credential(name).map(|s| StagedInfo {
+            id: s.id.clone(),
+            key: s.key.clone(),
+            secret: s.secret.clone(),
+            state: s.state_at(now).to_string(),
+            created_by: s.created_by.clone(),
+            created: s.created,
+            expires: s.expires,
+        }),
+    })
+}
+
+/// `GET /__orgsim/apps/{name}/consumer`: [`ConsumerInfo`], 404 `{"error"}` when the ECA has no
+/// consumer.
+async fn consumer(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+    match consumer_info(&app.lock(), &name) {
+        Some(info) => json_response(StatusCode::OK, json!(info)),
+        None => json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no External Client App consumer named {name}")}),
+        ),
+    }
+}
+
+/// Changes `[settings]` fields at runtime: `patch` is a JSON object of field names and values
+/// (as in a seed); unknown fields or wrong types change nothing.
+pub(crate) fn patch_settings(shared: &Shared, patch: &Value) -> Result<(), String> {
+    let Value::Object(fields) = patch else {
+        return Err("the body must be a JSON object of settings".into());
+    };
+    let mut st = shared.lock();
+    let mut current = serde_json::to_value(&st.settings).map_err(|e| e.to_string())?;
+    if let Value::Object(map) = &mut current {
+        for (k, v) in fields {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    let known: Vec<String> = match &serde_json::to_value(&st.settings) {
+        Ok(Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    if let Some(unknown) = fields.keys().find(|k| !known.contains(k)) {
+        return Err(format!("unknown setting {unknown}"));
+    }
+    st.settings = serde_json::from_value(current).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// `POST /__orgsim/settings {"eca_secrets_over_rest": true, …}`.
+async fn settings(State(app): State<AppState>, body: Bytes) -> Response {
+    let result = serde_json::from_slice::<Value>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|v| patch_settings(&app, &v));
+    match result {
+        Ok(()) => ok(),
+        Err(e) => bad(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PermissionBody {
+    permission: String,
+    granted: bool,
+}
+
+/// `POST /__orgsim/users/{username}/permissions {"permission","granted"}`: grants or takes
+/// away a permission of one user, over what the seed gives.
+async fn user_permission(
+    State(app): State<AppState>,
+    Path(username): Path<String>,
+    body: Bytes,
+) -> Response {
+    let b = match serde_json::from_slice::<PermissionBody>(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(&e.to_string()),
+    };
+    match app
+        .lock()
+        .set_user_permission(&username, &b.permission, b.granted)
+    {
+        Ok(()) => ok(),
+        Err(e) => bad(&e),
+    }
 }

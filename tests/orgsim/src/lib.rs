@@ -9,7 +9,9 @@
 //! [`Settings`] field. See `README.md` for the seed format.
 
 mod certs;
+mod client_credentials;
 mod control;
+mod credentials;
 mod deploy;
 mod describe;
 mod faults;
@@ -26,7 +28,7 @@ mod state;
 mod token;
 mod xml;
 
-pub use control::{GrantInfo, SessionInfo, SessionState};
+pub use control::{ConsumerInfo, GrantInfo, SessionInfo, SessionState, StagedInfo};
 pub use faults::{CallRecord, Fault, FaultKind};
 pub use seed::{
     ApprovalSeed, CertificateFormat, ConnectedAppSeed, EcaSeed, IpRangeSeed, OrgSeed,
@@ -226,6 +228,43 @@ impl OrgSim {
         let form = [
             ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
             ("assertion", assertion),
+        ];
+        status_and_text(reqwest::Client::new().post(url).form(&form)).await
+    }
+
+    /// The OAuth consumer of ECA `eca`: primary key and secret, and the staged credential with
+    /// its state and expiry. `None` for an unknown ECA or one without global OAuth settings.
+    pub fn eca_consumer(&self, eca: &str) -> Option<ConsumerInfo> {
+        control::consumer_info(&self.shared.lock(), eca)
+    }
+
+    /// Turns the org setting "Allow access to External Client App consumer secrets via REST
+    /// API" (`eca_secrets_over_rest`) on or off.
+    pub fn set_eca_secrets_over_rest(&self, on: bool) {
+        self.shared.lock().settings.eca_secrets_over_rest = on;
+    }
+
+    /// Grants (`true`) or takes away (`false`) a permission (`ViewClientSecret`, `ApiUserOnly`,
+    /// …) of one user, over what the seed's profiles and permission sets give.
+    pub fn set_user_permission(
+        &self,
+        username: &str,
+        permission: &str,
+        granted: bool,
+    ) -> Result<(), String> {
+        self.shared
+            .lock()
+            .set_user_permission(username, permission, granted)
+    }
+
+    /// `POST /services/oauth2/token` with `grant_type=client_credentials` and the pair in the
+    /// form body: status and JSON body text.
+    pub async fn client_credentials_grant(&self, key: &str, secret: &str) -> (u16, String) {
+        let url = format!("{}{}", self.base_url(), token::TOKEN_PATH);
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", key),
+            ("client_secret", secret),
         ];
         status_and_text(reqwest::Client::new().post(url).form(&form)).await
     }

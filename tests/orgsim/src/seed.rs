@@ -177,6 +177,13 @@ pub struct Settings {
     pub deploys_one_at_a_time: bool,
     /// `//services/…` is served as `/services/…` (runs of slashes in a path are collapsed).
     pub collapse_double_slashes: bool,
+    /// The org setting "Allow access to External Client App consumer secrets via REST API"
+    /// (`enableClientSecretInRestApiAccess`), off in a new org: while off the Connect REST
+    /// consumer-credential resources answer 403 `FUNCTIONALITY_NOT_ENABLED`.
+    pub eca_secrets_over_rest: bool,
+    /// `error_description` of the client credentials grant when the app does not enable the
+    /// flow (`invalid_grant`; Salesforce's exact text is not documented).
+    pub client_credentials_disabled_description: String,
 }
 
 impl Default for Settings {
@@ -211,6 +218,9 @@ impl Default for Settings {
             logins_per_user_per_hour: 3600,
             deploys_one_at_a_time: true,
             collapse_double_slashes: true,
+            eca_secrets_over_rest: false,
+            client_credentials_disabled_description:
+                "client credentials flow is not enabled for this app".into(),
         }
     }
 }
@@ -293,6 +303,13 @@ pub struct ConnectedAppSeed {
     /// File holding that certificate.
     #[serde(default)]
     pub certificate_file: Option<PathBuf>,
+    /// `oauthConfig/consumerKey` (the XML may carry the same value; generated when neither does).
+    #[serde(default)]
+    pub consumer_key: Option<String>,
+    /// `oauthConfig/consumerSecret` (the XML may carry the same value; generated when neither
+    /// does: 64 hex characters).
+    #[serde(default)]
+    pub consumer_secret: Option<String>,
 }
 
 /// `[[external_client_apps]]`; each XML field also has an `_file` twin.
@@ -340,6 +357,15 @@ pub struct EcaSeed {
     /// File holding that certificate.
     #[serde(default)]
     pub certificate_file: Option<PathBuf>,
+    /// The primary consumer key (global settings `consumerKey`; the XML may carry the same
+    /// value; generated `3MVG9…` when neither does). Giving it creates the global settings
+    /// component when the seed has none.
+    #[serde(default)]
+    pub consumer_key: Option<String>,
+    /// The primary consumer secret (global settings `consumerSecret`; generated when absent:
+    /// 64 hex characters).
+    #[serde(default)]
+    pub consumer_secret: Option<String>,
 }
 
 /// Why a seed could not be loaded.

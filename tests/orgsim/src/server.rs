@@ -3,14 +3,14 @@
 
 use crate::faults::{CallRecord, FaultKind, take_fault};
 use crate::state::OrgState;
-use crate::{control, deploy, describe, query, rest, revoke, soap, token};
+use crate::{control, credentials, deploy, describe, query, rest, revoke, soap, token};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -76,6 +76,7 @@ async fn collapse_slashes(State(app): State<AppState>, mut req: Request, next: N
 
 fn routes(app: AppState) -> Router {
     let deploy_path = "/services/data/{version}/metadata/deployRequest";
+    let creds = "/services/data/{version}/apps/oauth/credentials";
     let mut router = Router::new()
         .route(
             token::TOKEN_PATH,
@@ -130,6 +131,19 @@ fn routes(app: AppState) -> Router {
         .route(
             "/services/data/{version}/apps/oauth/usage/{app_id}/tokens",
             delete(revoke::delete_app_tokens),
+        )
+        .route(&format!("{creds}/{{app_id}}"), get(credentials::list))
+        .route(
+            &format!("{creds}/{{app_id}}/{{consumer_id}}"),
+            get(credentials::read),
+        )
+        .route(
+            &format!("{creds}/{{app_id}}/{{consumer_id}}/staged"),
+            get(credentials::staged).post(credentials::stage),
+        )
+        .route(
+            &format!("{creds}/{{app_id}}/{{consumer_id}}/staged/{{staged_id}}"),
+            patch(credentials::rotate).delete(credentials::delete),
         )
         .route("/services/Soap/m/{version}", post(soap::metadata));
     // The same SOQL over the same objects: REST query, queryAll (the emulator deletes no

@@ -3,8 +3,10 @@
 //!
 //! Checks run in the fixed order grant_type → iss → aud → signature → exp → user →
 //! authorization, so a request with several problems reports the first one only. The refresh
-//! token grant is `refresh.rs`'; both get a `LoginHistory` row and the login rate limit here.
+//! token grant is `refresh.rs`', the client credentials grant `client_credentials.rs`'; all
+//! get a `LoginHistory` row and the login rate limit here.
 
+use crate::client_credentials::CLIENT_CREDENTIALS;
 use crate::refresh::REFRESH_TOKEN;
 use crate::server::{AppState, json_response};
 use crate::state::{ECA, LOGIN_RATE_EXCEEDED, OrgState};
@@ -44,6 +46,9 @@ pub(crate) async fn token(
 ) -> Response {
     let mut params = parse_form(query.as_deref().unwrap_or(""));
     params.extend(parse_form(&String::from_utf8_lossy(&body)));
+    if params.get("grant_type").map(String::as_str) == Some(CLIENT_CREDENTIALS) {
+        crate::client_credentials::add_basic_credentials(&headers, &mut params);
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -87,18 +92,18 @@ fn logged_grant(
     host: &str,
     params: &HashMap<String, String>,
 ) -> Result<Value, GrantError> {
-    let refresh = params.get("grant_type").map(String::as_str) == Some(REFRESH_TOKEN);
-    let run = |st: &mut OrgState, login_id: &str| {
-        if refresh {
-            crate::refresh::grant(st, base_url, params, login_id)
-        } else {
-            grant(st, base_url, params, login_id)
+    let grant_type = params.get("grant_type").map(String::as_str);
+    let run = |st: &mut OrgState, login_id: &str| match grant_type {
+        Some(REFRESH_TOKEN) => crate::refresh::grant(st, base_url, params, login_id),
+        Some(CLIENT_CREDENTIALS) => {
+            crate::client_credentials::grant(st, base_url, host, params, login_id)
         }
+        _ => grant(st, base_url, params, login_id),
     };
-    let named = if refresh {
-        crate::refresh::named_login(st, params)
-    } else {
-        named_login(st, params)
+    let named = match grant_type {
+        Some(REFRESH_TOKEN) => crate::refresh::named_login(st, params),
+        Some(CLIENT_CREDENTIALS) => crate::client_credentials::named_login(st, params),
+        _ => named_login(st, params),
     };
     let Some((user_id, application)) = named else {
         return run(st, "");

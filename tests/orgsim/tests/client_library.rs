@@ -123,3 +123,84 @@ async fn simple_salesforce_logs_in_with_jwt_queries_pages_and_reads_limits() {
     );
     sim.shutdown().await;
 }
+
+/// simple-salesforce's client credentials login: given a consumer key and secret and a My
+/// Domain (`domain="acme.my"`), it posts `grant_type=client_credentials` with the pair in
+/// `Authorization: Basic` to `https://acme.my.salesforce.com/services/oauth2/token` (the adapter
+/// keeps that host in the Host header), then queries as the run-as user. With `domain="login"`
+/// it does not try the flow (it raises `INVALID AUTH` before sending anything).
+#[tokio::test]
+async fn simple_salesforce_logs_in_with_client_credentials_on_my_domain_and_queries() {
+    let python = rekey_testkit::venv::venv_python("simple_salesforce", &[SIMPLE_SALESFORCE]);
+    let (sim, admin) = start_credentials("").await;
+    // The ECA's pair after a rotation, so the library uses a key only the staged API made.
+    let staged = format!("{}/staged", consumer_path(&sim, "Cred_ECA"));
+    let (status, body) = connect(&sim, reqwest::Method::POST, &staged, &admin, None).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["stagedCredentials"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = connect(
+        &sim,
+        reqwest::Method::PATCH,
+        &format!("{staged}/{id}"),
+        &admin,
+        Some(json!({"command": "rotate"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let consumer = sim.eca_consumer("Cred_ECA").unwrap();
+    let before = sim.calls().len();
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/simple_salesforce_client.py"
+    );
+    let out = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg("--client-credentials")
+        .arg(sim.base_url())
+        .args([&consumer.key, &consumer.secret, "acme.my"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the client failed:\n{stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["queried"], json!([RUN_AS]));
+    assert_eq!(seen["org_count"], 1);
+    assert_eq!(seen["login_domain"], "INVALID AUTH");
+    assert_eq!(
+        seen["instance"],
+        sim.base_url().trim_start_matches("http://")
+    );
+
+    // The library's first call was the token request, and it succeeded.
+    let calls = sim.calls();
+    let first = &calls[before];
+    assert_eq!(
+        (first.method.as_str(), first.path.as_str(), first.status),
+        ("POST", "/services/oauth2/token", 200)
+    );
+    assert_eq!(
+        calls[before..]
+            .iter()
+            .filter(|c| c.path == "/services/oauth2/token")
+            .count(),
+        1,
+        "no token request for domain=login"
+    );
+    // It went to the My Domain host, for the run-as user, through the ECA.
+    let (_, rows) = soql(
+        &sim,
+        Some(&admin),
+        "SELECT LoginUrl, Application, Status FROM LoginHistory WHERE LoginUrl = 'acme.my.salesforce.com'",
+    )
+    .await;
+    assert_eq!(rows["totalSize"], 1, "{rows}");
+    assert_eq!(rows["records"][0]["Application"], "Cred ECA");
+    assert_eq!(rows["records"][0]["Status"], "Success");
+    assert_eq!(sim.live_sessions(RUN_AS).len(), 1);
+    sim.shutdown().await;
+}

@@ -318,8 +318,12 @@ impl OrgState {
         let rotate_key = holder.child_bool("shouldRotateConsumerKey") == Some(true);
         let rotate_secret = holder.child_bool("shouldRotateConsumerSecret") == Some(true);
         for (field, rotate, fresh) in [
-            ("consumerKey", rotate_key, random_token(80, "3MVG9")),
-            ("consumerSecret", rotate_secret, random_token(64, "")),
+            ("consumerKey", rotate_key, consumers::fresh_consumer_key()),
+            (
+                "consumerSecret",
+                rotate_secret,
+                consumers::fresh_consumer_secret(),
+            ),
         ] {
             let carried = old_holder
                 .and_then(|o| o.child_text(field))

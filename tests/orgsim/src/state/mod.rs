@@ -12,12 +12,14 @@ use std::collections::{BTreeMap, HashMap};
 mod activity;
 mod apps;
 mod audit;
+mod consumers;
 mod ids;
 
 pub(crate) use activity::{AuditEntry, Login};
 
 pub(crate) use activity::LOGIN_RATE_EXCEEDED;
 pub(crate) use apps::{certificate, parse_root, scope_tokens, set_certificate};
+pub(crate) use consumers::{ConsumerError, StagedCredential};
 pub(crate) use ids::{id18, random_token, same_id};
 
 /// The metadata types the emulator understands, with their zip folder and file suffix.
@@ -275,6 +277,11 @@ pub(crate) struct OrgState {
     pub(crate) faults: Vec<Fault>,
     pub(crate) calls: Vec<CallRecord>,
     pub(crate) clock_offset: i64,
+    /// The staged credential of each ECA consumer (at most one), by ECA name.
+    pub(crate) staged: HashMap<String, StagedCredential>,
+    /// Permissions granted (`true`) or taken away (`false`) at runtime through the control API,
+    /// by (user id, permission); they win over profiles and permission sets.
+    permission_overrides: HashMap<(String, String), bool>,
     /// Simulated times of the API calls of the last 24 hours, oldest first.
     api_calls: std::collections::VecDeque<i64>,
     id_counter: u64,
@@ -329,6 +336,8 @@ impl OrgState {
             faults: Vec::new(),
             calls: Vec::new(),
             clock_offset: 0,
+            staged: HashMap::new(),
+            permission_overrides: HashMap::new(),
             api_calls: std::collections::VecDeque::new(),
             id_counter: 0,
         };
@@ -406,6 +415,18 @@ impl OrgState {
             if let Some(cert) = &ca.certificate {
                 set_certificate(&mut element, CONNECTED_APP, cert);
             }
+            if ca.consumer_key.is_some() || ca.consumer_secret.is_some() {
+                if element.child("oauthConfig").is_none() {
+                    element.children.push(Element::new("oauthConfig"));
+                }
+                let oauth = element.child_mut("oauthConfig").expect("just ensured");
+                seed_credentials(
+                    oauth,
+                    &ca.consumer_key,
+                    &ca.consumer_secret,
+                    &format!("connected app {}", ca.full_name),
+                )?;
+            }
             state.seed_component(CONNECTED_APP, &ca.full_name, element, &admin)?;
         }
         for eca in &seed.external_client_apps {
@@ -448,7 +469,11 @@ impl OrgState {
                         parse_root(xml, kind).map_err(|e| format!("ECA {}: {e}", eca.name))?
                     }
                     // A certificate alone still needs a global settings component to live on.
-                    None if kind == ECA_GLOBAL && eca.certificate.is_some() => {
+                    None if kind == ECA_GLOBAL
+                        && (eca.certificate.is_some()
+                            || eca.consumer_key.is_some()
+                            || eca.consumer_secret.is_some()) =>
+                    {
                         Element::new(kind.name)
                     }
                     None => continue,
@@ -456,6 +481,14 @@ impl OrgState {
                 element.set_child_text("externalClientApplication", &eca.name);
                 if let (ECA_GLOBAL, Some(cert)) = (kind, &eca.certificate) {
                     set_certificate(&mut element, ECA_GLOBAL, cert);
+                }
+                if kind == ECA_GLOBAL {
+                    seed_credentials(
+                        &mut element,
+                        &eca.consumer_key,
+                        &eca.consumer_secret,
+                        &format!("ECA {}", eca.name),
+                    )?;
                 }
                 let member = format!("{}{}", eca.name, kind.seed_suffix);
                 state.seed_component(kind, &member, element, &admin)?;
@@ -543,6 +576,12 @@ impl OrgState {
 
     /// True when the user's profile or a permission set grants this permission.
     pub(crate) fn has_permission(&self, user: &User, permission: &str) -> bool {
+        if let Some(granted) = self
+            .permission_overrides
+            .get(&(user.id.clone(), permission.to_string()))
+        {
+            return *granted;
+        }
         let in_profile = self
             .profiles
             .get(&user.profile)
@@ -622,19 +661,20 @@ impl OrgState {
         gone.len()
     }
 
-    /// Whether `text` is some app's consumer key or consumer secret.
+    /// Whether `text` is some app's consumer key or consumer secret (staged ones included).
     pub(crate) fn is_app_credential(&self, text: &str) -> bool {
-        self.components.iter().any(|((t, _), c)| {
-            let holder = match MetaType::by_name(t) {
-                Some(CONNECTED_APP) => c.element.child("oauthConfig"),
-                Some(ECA_GLOBAL) => Some(&c.element),
-                _ => None,
-            };
-            holder.is_some_and(|h| {
-                h.child_text("consumerKey") == Some(text)
-                    || h.child_text("consumerSecret") == Some(text)
+        self.is_staged_credential(text)
+            || self.components.iter().any(|((t, _), c)| {
+                let holder = match MetaType::by_name(t) {
+                    Some(CONNECTED_APP) => c.element.child("oauthConfig"),
+                    Some(ECA_GLOBAL) => Some(&c.element),
+                    _ => None,
+                };
+                holder.is_some_and(|h| {
+                    h.child_text("consumerKey") == Some(text)
+                        || h.child_text("consumerSecret") == Some(text)
+                })
             })
-        })
     }
 
     /// Every profile as (name, `00e…` id), in id order.
@@ -732,4 +772,27 @@ impl OrgState {
         self.sessions.push(session.clone());
         session
     }
+}
+
+/// Puts a seed's `consumer_key`/`consumer_secret` on the element holding an app's credentials
+/// (CA `oauthConfig`, ECA global settings); the XML may carry the same values, not others.
+fn seed_credentials(
+    holder: &mut Element,
+    key: &Option<String>,
+    secret: &Option<String>,
+    what: &str,
+) -> Result<(), String> {
+    for (field, value) in [("consumerKey", key), ("consumerSecret", secret)] {
+        let Some(value) = value else { continue };
+        match holder.child_text(field) {
+            Some(existing) if existing != value => {
+                return Err(format!(
+                    "{what}: the seed's {field} differs from the one in its XML"
+                ));
+            }
+            Some(_) => {}
+            None => holder.insert_in_wsdl_order(Element::with_text(field, value)),
+        }
+    }
+    Ok(())
 }

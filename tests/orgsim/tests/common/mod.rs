@@ -12,6 +12,10 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod consumers;
+#[allow(unused_imports)] // only the consumer-credential test binaries use it
+pub use consumers::*;
+
 /// An RSA-2048 key and a self-signed certificate for it.
 pub struct KeyCert {
     pub key_pem: String,
