@@ -5,6 +5,7 @@
 mod common;
 
 use common::{ADMIN_USER, CA, ECA, Org};
+use orgsim::{Fault, FaultKind};
 use rekey_api::{
     ConsumerSecret, ConsumerSecretTarget, Error, ErrorKind, Probe, Proof, StagedState,
 };
@@ -67,6 +68,18 @@ oauth_policies = '''<?xml version="1.0" encoding="UTF-8"?>
     <label>Payments ECA Policies</label>
     <permittedUsersPolicyType>AdminApprovedPreAuthorized</permittedUsersPolicyType>
 </ExtlClntAppOauthConfigurablePolicies>
+'''
+
+[[external_client_apps]]
+name = "Vendor_ECA"
+consumer_key = "3MVG9vendorEca.key_0005"
+header = '''<?xml version="1.0" encoding="UTF-8"?>
+<ExternalClientApplication xmlns="http://soap.sforce.com/2006/04/metadata">
+    <contactEmail>vendor@example.test</contactEmail>
+    <distributionState>Packaged</distributionState>
+    <isProtected>false</isProtected>
+    <label>Vendor ECA</label>
+</ExternalClientApplication>
 '''
 "#;
 
@@ -398,5 +411,76 @@ async fn probing_an_app_without_the_client_credentials_flow_is_a_refusal_that_wi
         } => assert!(!may_clear, "{error}"),
         Probe::Accepted { .. } => panic!("an app without the flow issued a token"),
     }
+    org.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_packaged_app_is_refused_by_preflight() {
+    let org = org().await;
+    let err = target(&org, "Vendor_ECA").preflight().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("packaged"), "{err}");
+    assert!(
+        !org.sim
+            .calls()
+            .iter()
+            .any(|c| c.method != "GET" && c.path.contains("/apps/oauth"))
+    );
+    org.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn temporary_failures_are_temporary_and_minting_retries_them() {
+    let org = org().await;
+    let t = target(&org, PAY);
+    t.primary().await.unwrap();
+    org.sim.inject_fault(
+        Fault::new(FaultKind::ServerError {
+            status: 503,
+            body: String::new(),
+        })
+        .on_path("/services/data/v67.0/apps/oauth/credentials")
+        .times(1),
+    );
+    let err = t.stage().await.unwrap_err();
+    assert_eq!(
+        (err.kind(), err.is_temporary()),
+        (ErrorKind::Unavailable, true),
+        "{err}"
+    );
+    assert_eq!(org.sim.eca_consumer(PAY).unwrap().staged, None);
+    org.sim.inject_fault(
+        Fault::new(FaultKind::DataNotAvailable)
+            .on_path("/services/data/v67.0/apps/oauth/credentials")
+            .times(1),
+    );
+    let err = t.primary().await.unwrap_err();
+    assert_eq!(
+        (err.kind(), err.is_temporary()),
+        (ErrorKind::Unavailable, true),
+        "{err}"
+    );
+    assert!(!shown(&err).contains(PAY_SECRET));
+
+    let minter = ClientCredentialsMinter::new(ClientCredentialsConfig {
+        org: "acme".into(),
+        login_url: org.sim.base_url(),
+        request_timeout: Duration::from_secs(60),
+    })
+    .unwrap();
+    let before = org.token_posts();
+    org.sim.inject_fault(
+        Fault::new(FaultKind::ServerError {
+            status: 503,
+            body: String::new(),
+        })
+        .on_path("/services/oauth2/token")
+        .times(2),
+    );
+    assert!(matches!(
+        minter.mint(&pair(PAY_KEY, PAY_SECRET)).await.unwrap(),
+        Mint::Granted(_)
+    ));
+    assert_eq!(org.token_posts() - before, 3, "two 503s, then the grant");
     org.sim.shutdown().await;
 }
