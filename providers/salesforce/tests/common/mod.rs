@@ -232,10 +232,20 @@ impl Org {
         Org::start_seeded("", false).await
     }
 
+    /// A fresh emulator with extra `[settings]` lines and extra seed tables (more users,
+    /// profiles, apps) after the common ones.
+    pub async fn start_with_extra(settings: &str, extra: &str) -> Org {
+        Org::start_full(settings, true, extra).await
+    }
+
     async fn start_seeded(settings: &str, eca_policies: bool) -> Org {
+        Org::start_full(settings, eca_policies, "").await
+    }
+
+    async fn start_full(settings: &str, eca_policies: bool, extra: &str) -> Org {
         let admin = Pair::generate("rekey admin");
         let old = Pair::generate("billing integration 1");
-        let toml = seed_toml(&admin, &old, settings, eca_policies);
+        let toml = seed_toml(&admin, &old, settings, eca_policies) + extra;
         let seed = Seed::from_toml_str(&toml, std::path::Path::new(".")).unwrap();
         let sim = OrgSim::start(seed).await.unwrap();
         Org { sim, admin, old }
