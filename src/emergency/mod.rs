@@ -7,7 +7,7 @@ use crate::exit::Exit;
 use crate::monitor::alerts::{Delivery, Notifier, RotationNews};
 use crate::rotation::{self, Emergency, Intent, Progress, Unadopted};
 use crate::wiring;
-use rekey_api::{Error, ErrorKind, Result, RotationId};
+use rekey_api::{CredentialKind, Error, ErrorKind, Result, RotationId};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -86,6 +86,20 @@ pub fn select<'c>(
             ErrorKind::Config,
             "no credential to rekey in that org",
         ));
+    }
+    if emergency.kill_switch
+        && let Some(cred) = creds
+            .iter()
+            .find(|c| c.kind == CredentialKind::ConsumerSecret)
+    {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "{}: a consumer secret needs no kill switch: its leaked pair is deleted at Salesforce as soon as the new one works",
+                cred.name
+            ),
+        )
+        .with_hint("omit --kill-switch for consumer secret credentials; nothing was changed"));
     }
     if emergency.kill_switch
         && let Some(cred) = creds
