@@ -52,3 +52,34 @@ async fn a_rotation_makes_the_staged_pair_primary_and_keeps_the_old_one_valid_un
         assert!(!w.printed.iter().any(|p| p.contains(secret.as_str())), "a secret was printed");
     }
 }
+
+#[tokio::test]
+async fn run_retires_the_previous_pair_once_its_hours_pass_and_check_warns_if_nobody_does() {
+    let mut w = World::etl_only().await;
+    let before = w.etl_consumer();
+    w.ok(&["rotate", "etl"]).await;
+    // Within revoke_previous_after_hours (24) nothing is due: the old pair stays valid.
+    let run = w.ok(&["run", "--json"]).await;
+    assert!(run.stdout.contains("\"not_due\""), "{}", run.stdout);
+    assert_eq!(w.etl_consumer().staged.unwrap().state, "Rotated");
+    // Long after the hours with no run: check warns (exit 1), naming the command that fixes it.
+    let check = w.rekey_ahead(49 * 3600, &["check", "etl"]).await;
+    assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains("previous consumer secret"), "{}", check.stdout);
+    assert!(check.stdout.contains("rekey retire etl"), "{}", check.stdout);
+    // A dry run says what it would do and does nothing.
+    let dry = w.ok_ahead(25 * 3600, &["run", "--dry-run", "--json"]).await;
+    assert!(dry.stdout.contains("\"would_retire\""), "{}", dry.stdout);
+    assert_eq!(w.etl_consumer().staged.unwrap().state, "Rotated");
+    // Past the hours, a run deletes it: Salesforce refuses it from then on.
+    let run = w.ok_ahead(25 * 3600, &["run", "--json"]).await;
+    assert!(run.stdout.contains("\"retired\""), "{}", run.stdout);
+    assert!(w.etl_consumer().staged.is_none());
+    let (status, body) = login(&w, &before.key, &before.secret).await;
+    assert_eq!((status, body.contains("invalid_client_id")), (400, true), "{body}");
+    let check = w.rekey_ahead(49 * 3600, &["check", "etl"]).await;
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    // The retire is journaled, and it is no rotation: the last success is the rotation's.
+    let journal = w.ok(&["journal", "etl", "--json"]).await;
+    assert!(journal.stdout.contains("\"retire\""), "{}", journal.stdout);
+}

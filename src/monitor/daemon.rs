@@ -140,7 +140,11 @@ fn record(daemon: &Daemon, report: &RunReport) {
             Action::Rotated { .. } => s.rotated += 1,
             Action::RolledBack { .. } => s.rolled_back += 1,
             Action::Failed { .. } => s.failed += 1,
-            Action::NotDue | Action::Waiting { .. } | Action::WouldRotate => {}
+            Action::NotDue
+            | Action::Waiting { .. }
+            | Action::WouldRotate
+            | Action::WouldRetire
+            | Action::Retired { .. } => {}
         }
     }
     s.undelivered += report

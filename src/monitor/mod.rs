@@ -9,3 +9,4 @@ pub mod findings;
 pub mod metrics;
 pub mod observe;
 pub mod run;
+pub mod secret_findings;

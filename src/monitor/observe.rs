@@ -7,7 +7,7 @@
 use crate::config::{Config, CredentialConfig, Policy};
 use crate::{rotation, wiring};
 use chrono::{DateTime, Utc};
-use rekey_api::{Fingerprint, Generation, RotationId};
+use rekey_api::{CredentialKind, Fingerprint, Generation, RotationId, Staged, StagedState};
 use std::time::Duration;
 
 /// A certificate as one source holds it.
@@ -63,6 +63,38 @@ pub struct Observation {
     pub journal_error: Option<String>,
     /// How each store leaves the keys open to others on this machine (`store:<name>`, what).
     pub exposure: Vec<(String, rekey_api::Exposure)>,
+    /// A consumer secret's staged slot at Salesforce (`None` for a certificate).
+    pub consumer: Option<ConsumerSlot>,
+}
+
+/// A consumer secret's state at Salesforce beside its primary pair: the staged slot, which holds
+/// either a pair somebody staged or the previous pair, still valid until it is deleted.
+#[derive(Clone, Debug)]
+pub struct ConsumerSlot {
+    /// The slot as read, or why it could not be.
+    pub staged: std::result::Result<Option<Staged>, String>,
+    /// The consumer key of the primary store's PREVIOUS generation.
+    pub previous_key: Option<String>,
+    /// `revoke_previous_after_hours`.
+    pub revoke_previous_after: Duration,
+}
+
+impl ConsumerSlot {
+    /// The previous pair rekey rotated out, still valid at Salesforce, and since when.
+    pub fn previous_still_valid(&self) -> Option<&Staged> {
+        let staged = self.staged.as_ref().ok()?.as_ref()?;
+        (staged.state == StagedState::Rotated && Some(&staged.key) == self.previous_key.as_ref())
+            .then_some(staged)
+    }
+
+    /// Whether the previous pair is due to be retired at `now`.
+    pub fn retire_due(&self, now: DateTime<Utc>) -> bool {
+        self.previous_still_valid().is_some_and(|s| {
+            s.created_at.is_some_and(|rotated| {
+                (now - rotated).to_std().unwrap_or_default() >= self.revoke_previous_after
+            })
+        })
+    }
 }
 
 /// What an open rotation may leave on the app and in the stores while it runs: the app holds its
@@ -121,10 +153,27 @@ impl Observation {
 /// Reads every source of `cred`; what cannot be read is recorded, not returned as an error.
 pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
     let mut sources = Vec::new();
-    let app = match wiring::salesforce_target(config, cred) {
-        Ok(target) => rotation::target_of(cred, &target).held().await,
-        Err(e) => Err(e),
+    let (app, staged) = match wiring::salesforce_target(config, cred) {
+        Ok(target) => {
+            let relying = rotation::target_of(cred, &target);
+            let staged = match rotation::consumer_target(&relying) {
+                Err(_) => None,
+                // The secret Salesforce returns with the slot is dropped (and zeroed) here.
+                Ok(t) => Some(
+                    t.staged()
+                        .await
+                        .map(|s| s.map(|(slot, _secret)| slot))
+                        .map_err(|e| e.to_string()),
+                ),
+            };
+            (relying.held().await, staged)
+        }
+        Err(e) => {
+            let staged = (cred.kind == CredentialKind::ConsumerSecret).then(|| Err(e.to_string()));
+            (Err(e), staged)
+        }
     };
+    let mut previous_key = None;
     sources.push(Source {
         name: "app".into(),
         is_app: true,
@@ -151,8 +200,14 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
             }
         }
         Ok(stores) => {
-            for (name, store) in cred.stores.iter().zip(&stores) {
+            for (i, (name, store)) in cred.stores.iter().zip(&stores).enumerate() {
                 let read = store.stages(&cred.name).await.map(|stages| {
+                    if i == 0 {
+                        previous_key = stages
+                            .previous
+                            .as_ref()
+                            .and_then(|p| p.public.consumer().map(|c| c.key.clone()));
+                    }
                     stages.current.map(|v| Held {
                         fingerprint: v.public.fingerprint(),
                         not_after: v.public.not_after(),
@@ -197,6 +252,11 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
         verify_timeout: cred.verify_timeout,
         journal_error,
         exposure,
+        consumer: staged.map(|staged| ConsumerSlot {
+            staged,
+            previous_key,
+            revoke_previous_after: cred.revoke_previous_after,
+        }),
     }
 }
 
@@ -250,6 +310,7 @@ pub(crate) mod fixtures {
             verify_timeout: Duration::from_secs(60),
             journal_error: None,
             exposure: Vec::new(),
+            consumer: None,
         }
     }
 

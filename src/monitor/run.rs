@@ -30,6 +30,13 @@ pub enum Action {
     },
     /// `--dry-run`: would rotate now.
     WouldRotate,
+    /// `--dry-run`: would delete the previous consumer secret now.
+    WouldRetire,
+    /// Deleted the previous consumer secret at Salesforce (`revoke_previous_after_hours` passed).
+    Retired {
+        /// The retire's journal id.
+        rotation_id: String,
+    },
     /// Rotated (or finished an interrupted rotation).
     Rotated {
         /// The rotation.
@@ -150,14 +157,15 @@ pub async fn cycle(
     let results: Vec<Option<std::result::Result<Closed, Stopped>>> =
         futures_util::stream::iter(creds.iter().zip(&decisions))
             .map(|(cred, decision)| async move {
-                if decision.go && !dry_run {
+                if (decision.go || decision.retire) && !dry_run {
                     let mut log = |event: Progress| tracing::info!(credential = %cred.name, ?event);
                     progress(RunEvent::Rotating {
                         credential: &cred.name,
                     });
+                    // A due rotation retires the previous pair itself (before staging a new one).
+                    let intent = if decision.go { Intent::Rotate } else { Intent::Retire };
                     let result =
-                        crate::rotation::rotate_credential(config, cred, &Intent::Rotate, &mut log)
-                            .await;
+                        crate::rotation::rotate_credential(config, cred, &intent, &mut log).await;
                     // A run continues an open emergency rekey like any young rotation; its
                     // evidence bundle goes where `rekey emergency` puts it by default.
                     let dir = evidence::evidence_dir(config, None);
@@ -236,7 +244,11 @@ pub async fn cycle(
         let check = check_row(&o, findings, now);
         observed.push((o, check.severity));
         let action = match (&result, &decision.window) {
+            (Some(Ok(closed)), _) if decision.retire && !decision.go => Action::Retired {
+                rotation_id: closed.rotation_id.to_string(),
+            },
             (Some(result), _) => action(result),
+            (None, _) if decision.retire && !decision.go => Action::WouldRetire,
             (None, _) if decision.reasons.is_empty() => Action::NotDue,
             (None, _) if decision.go => Action::WouldRotate,
             (None, WindowState::Closed { opens }) => Action::Waiting { opens: *opens },
@@ -266,6 +278,9 @@ struct Decision {
     reasons: Vec<Reason>,
     window: WindowState,
     go: bool,
+    /// A consumer secret whose previous pair is past `revoke_previous_after_hours`: deleting it
+    /// ends access nobody should have, so it waits for no change window.
+    retire: bool,
 }
 
 fn decide(cred: &CredentialConfig, o: &Observation, now: DateTime<Utc>) -> Decision {
@@ -276,10 +291,13 @@ fn decide(cred: &CredentialConfig, o: &Observation, now: DateTime<Utc>) -> Decis
         .iter()
         .any(|r| matches!(r, Reason::Interrupted { .. }));
     let open = !matches!(window, WindowState::Closed { .. });
+    let retire = o.open_rotation.is_none()
+        && o.consumer.as_ref().is_some_and(|slot| slot.retire_due(now));
     Decision {
         go: !reasons.is_empty() && (open || interrupted),
         reasons,
         window,
+        retire,
     }
 }
 

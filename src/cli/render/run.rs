@@ -34,6 +34,13 @@ pub fn run(report: &RunReport, json: bool) {
                 would += 1;
                 "would rotate".to_string()
             }
+            Action::WouldRetire => {
+                would += 1;
+                "would delete the previous consumer secret".to_string()
+            }
+            Action::Retired { rotation_id } => {
+                format!("previous consumer secret deleted at Salesforce ({rotation_id})")
+            }
             Action::Waiting { opens } => {
                 waiting += 1;
                 match opens {
