@@ -83,3 +83,35 @@ async fn run_retires_the_previous_pair_once_its_hours_pass_and_check_warns_if_no
     let journal = w.ok(&["journal", "etl", "--json"]).await;
     assert!(journal.stdout.contains("\"retire\""), "{}", journal.stdout);
 }
+
+/// Every command of the consumer secret runbooks, as written, exits 0 and leaves what the
+/// runbook is for: a rotation finished with the previous pair deleted; after an emergency, the
+/// leaked pair refused with Salesforce's error.
+#[tokio::test]
+async fn the_consumer_secret_runbooks_work_as_written() {
+    let mut w = World::etl_only().await;
+    let before = w.etl_consumer();
+    for args in world::runbook_commands("runbooks/consumer-secret-rotation.md", "etl") {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        w.ok(&args).await;
+    }
+    let rotated = w.etl_consumer();
+    assert_ne!(rotated.key, before.key);
+    assert!(rotated.staged.is_none(), "retired: nothing left staged");
+    assert_eq!(login(&w, &before.key, &before.secret).await.0, 400);
+
+    for args in world::runbook_commands("runbooks/emergency-secret-revocation.md", "etl") {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        w.ok(&args).await;
+    }
+    let after = w.etl_consumer();
+    assert_ne!(after.key, rotated.key, "a new pair");
+    assert!(after.staged.is_none(), "the leaked pair is deleted, nothing staged");
+    let (status, body) = login(&w, &rotated.key, &rotated.secret).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("invalid_client_id"), "{body}");
+    assert_eq!(login(&w, &after.key, &after.secret).await.0, 200);
+    for secret in [&before.secret, &rotated.secret, &after.secret] {
+        assert!(!w.printed.iter().any(|p| p.contains(secret.as_str())), "a secret was printed");
+    }
+}

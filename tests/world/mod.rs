@@ -608,3 +608,35 @@ pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// The `rekey` commands of a runbook's `sh` blocks, comments stripped, quotes honoured, `CRED`
+/// replaced by `credential`.
+pub(crate) fn runbook_commands(path: &str, credential: &str) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap();
+    let mut in_sh = false;
+    let mut commands = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        let Some(command) = line.strip_prefix("rekey ").filter(|_| in_sh) else {
+            continue;
+        };
+        let command = command.split(" #").next().unwrap();
+        let mut words = Vec::new();
+        for (i, part) in command.split('"').enumerate() {
+            if i % 2 == 1 {
+                words.push(part.to_string());
+            } else {
+                words.extend(part.split_whitespace().map(str::to_string));
+            }
+        }
+        for w in &mut words {
+            *w = w.replace("CRED", credential);
+        }
+        commands.push(words);
+    }
+    commands
+}

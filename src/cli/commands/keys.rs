@@ -124,6 +124,15 @@ pub(super) async fn import(
 ) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
+    if cred.kind == rekey_api::CredentialKind::ConsumerSecret {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("{name} is a consumer secret credential: it has no key or certificate"),
+        )
+        .with_hint(format!(
+            "rekey import {name} (reads the app's pair from Salesforce), or --secret-file FILE / --secret-stdin"
+        )));
+    }
     let key = KeyMaterial::from_pem(pki::read_pem(key_path, pki::PemFile::Key)?)
         .map_err(|e| e.context(key_path.display()))?;
     let cert = Certificate::from_pem(&pki::read_pem(cert_path, pki::PemFile::Certificate)?)

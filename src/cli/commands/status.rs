@@ -180,7 +180,10 @@ pub(super) async fn preflight(config_path: &Path, only: Option<&str>, json: bool
         let stores = wiring::stores(&config, cred)
             .await
             .map_err(|e| e.context(&cred.name))?;
-        let target = wiring::target(&config, cred).map_err(|e| e.context(&cred.name))?;
+        let sf = wiring::salesforce_target(&config, cred).map_err(|e| e.context(&cred.name))?;
+        // The preflight of what this credential rotates: a consumer secret's also proves the
+        // org lets the admin stage and read consumer secrets.
+        let target = rotation::target_of(cred, &sf);
         let mut problem = |result: Result<()>| {
             result.err().map(|e| {
                 if worst == Exit::Ok {
