@@ -557,7 +557,12 @@ impl<'a, 'r> InFlight<'a, 'r> {
             }
             Step::Verify => {
                 let pending = self.pending().await?;
-                verify(r, self.lease, &pending.material, "the new key", progress).await
+                let which = if consumer_secret {
+                    "the new consumer secret"
+                } else {
+                    "the new key"
+                };
+                verify(r, self.lease, &pending.material, which, progress).await
             }
             Step::OauthOff | Step::OauthOn => {
                 let on = step == Step::OauthOn;

@@ -131,6 +131,7 @@ pub async fn plan(rotation: &Rotation<'_>, emergency: Option<&Emergency>) -> Res
                 Step::Revoke => (format!("delete every live session of the integration user and revoke the grants and tokens of {}", rotation.target), true),
                 Step::Destroy => (format!("destroy every generation before {new_generation} in {}", rotation.store_names()), true),
                 Step::Promote => (format!("make generation {new_generation} CURRENT; the old key becomes PREVIOUS"), true),
+                Step::Finalize if secret => ("confirm the app's primary consumer secret equals CURRENT and close the journal".to_string(), true),
                 Step::Finalize => ("confirm the app's certificate equals CURRENT and close the journal".to_string(), true),
                 Step::Restore => (format!("put the previous certificate back on {} and prove the previous key is accepted", rotation.target), true),
                 Step::Revert => (format!("make the previous generation CURRENT again and clear generation {new_generation} from {}", rotation.store_names()), true),

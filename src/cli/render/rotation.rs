@@ -110,11 +110,13 @@ impl RotateProgress {
             print_json(&serde_json::json!({ "outcome": outcome, "events": self.events }));
             return exit;
         }
+        let until = outcome
+            .not_after
+            .map_or_else(String::new, |t| format!(", valid until {}", t.format("%Y-%m-%d")));
         let now = format!(
-            "generation {} ({}), valid until {}",
+            "generation {} ({}){until}",
             opt(outcome.generation),
             opt(outcome.fingerprint),
-            opt(outcome.not_after.map(|t| t.format("%Y-%m-%d")))
         );
         let id = &outcome.rotation_id;
         let reason = outcome.reason.as_deref().unwrap_or("");
