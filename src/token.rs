@@ -22,7 +22,8 @@ use crate::config::{Config, CredentialConfig};
 use crate::wiring;
 use chrono::{DateTime, Utc};
 use rekey_api::{
-    CredentialKind, Error, ErrorKind, Fingerprint, Generation, Material, Result, SecretStore, SecretString, Stage, Stages,
+    CredentialKind, Error, ErrorKind, Fingerprint, Generation, Material, Result, SecretStore,
+    SecretString, Stage, Stages,
 };
 use rekey_salesforce::{
     ClientCredentialsConfig, ClientCredentialsMinter, Mint, MintConfig, Minter, Refusal,
@@ -386,7 +387,10 @@ fn refuses_this_one(refusal: &Refusal, kind: CredentialKind) -> bool {
     match kind {
         CredentialKind::JwtCertificate => refusal.untrusted_key(),
         CredentialKind::ConsumerSecret => {
-            matches!(refusal.error.as_str(), "invalid_client_id" | "invalid_client")
+            matches!(
+                refusal.error.as_str(),
+                "invalid_client_id" | "invalid_client"
+            )
         }
     }
 }

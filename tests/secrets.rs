@@ -21,11 +21,29 @@ async fn a_rotation_makes_the_staged_pair_primary_and_keeps_the_old_one_valid_un
     assert_ne!(after.key, before.key, "the key changes with the secret");
     assert_ne!(after.secret, before.secret);
     // No consumer proved adoption, so the previous pair stays valid (revoke_previous_after_hours).
-    let slot = after.staged.as_ref().expect("the previous pair sits in the staged slot");
-    assert_eq!((slot.key.as_str(), slot.state.as_str()), (before.key.as_str(), "Rotated"));
-    assert!(rotated.stdout.contains("stays valid for 24h"), "{}", rotated.stdout);
-    assert_eq!(login(&w, &before.key, &before.secret).await.0, 200, "old pair still works");
-    assert_eq!(login(&w, &after.key, &after.secret).await.0, 200, "new pair works");
+    let slot = after
+        .staged
+        .as_ref()
+        .expect("the previous pair sits in the staged slot");
+    assert_eq!(
+        (slot.key.as_str(), slot.state.as_str()),
+        (before.key.as_str(), "Rotated")
+    );
+    assert!(
+        rotated.stdout.contains("stays valid for 24h"),
+        "{}",
+        rotated.stdout
+    );
+    assert_eq!(
+        login(&w, &before.key, &before.secret).await.0,
+        200,
+        "old pair still works"
+    );
+    assert_eq!(
+        login(&w, &after.key, &after.secret).await.0,
+        200,
+        "new pair works"
+    );
 
     // The store's CURRENT is the app's primary pair, PREVIOUS the old one.
     let status = w.ok(&["status", "etl", "--json"]).await;
@@ -45,11 +63,17 @@ async fn a_rotation_makes_the_staged_pair_primary_and_keeps_the_old_one_valid_un
     let (status, body) = login(&w, &before.key, &before.secret).await;
     assert_eq!(status, 400);
     assert!(body.contains("invalid_client_id"), "{body}");
-    assert!(w.etl_consumer().staged.is_none(), "nothing left staged at Salesforce");
+    assert!(
+        w.etl_consumer().staged.is_none(),
+        "nothing left staged at Salesforce"
+    );
     assert_eq!(login(&w, &after.key, &after.secret).await.0, 200);
     // Nothing rekey printed holds a secret.
     for secret in [&before.secret, &after.secret] {
-        assert!(!w.printed.iter().any(|p| p.contains(secret.as_str())), "a secret was printed");
+        assert!(
+            !w.printed.iter().any(|p| p.contains(secret.as_str())),
+            "a secret was printed"
+        );
     }
 }
 
@@ -65,8 +89,16 @@ async fn run_retires_the_previous_pair_once_its_hours_pass_and_check_warns_if_no
     // Long after the hours with no run: check warns (exit 1), naming the command that fixes it.
     let check = w.rekey_ahead(49 * 3600, &["check", "etl"]).await;
     assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
-    assert!(check.stdout.contains("previous consumer secret"), "{}", check.stdout);
-    assert!(check.stdout.contains("rekey retire etl"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("previous consumer secret"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains("rekey retire etl"),
+        "{}",
+        check.stdout
+    );
     // A dry run says what it would do and does nothing.
     let dry = w.ok_ahead(25 * 3600, &["run", "--dry-run", "--json"]).await;
     assert!(dry.stdout.contains("\"would_retire\""), "{}", dry.stdout);
@@ -76,7 +108,11 @@ async fn run_retires_the_previous_pair_once_its_hours_pass_and_check_warns_if_no
     assert!(run.stdout.contains("\"retired\""), "{}", run.stdout);
     assert!(w.etl_consumer().staged.is_none());
     let (status, body) = login(&w, &before.key, &before.secret).await;
-    assert_eq!((status, body.contains("invalid_client_id")), (400, true), "{body}");
+    assert_eq!(
+        (status, body.contains("invalid_client_id")),
+        (400, true),
+        "{body}"
+    );
     let check = w.rekey_ahead(49 * 3600, &["check", "etl"]).await;
     assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
     // The retire is journaled, and it is no rotation: the last success is the rotation's.
@@ -106,12 +142,18 @@ async fn the_consumer_secret_runbooks_work_as_written() {
     }
     let after = w.etl_consumer();
     assert_ne!(after.key, rotated.key, "a new pair");
-    assert!(after.staged.is_none(), "the leaked pair is deleted, nothing staged");
+    assert!(
+        after.staged.is_none(),
+        "the leaked pair is deleted, nothing staged"
+    );
     let (status, body) = login(&w, &rotated.key, &rotated.secret).await;
     assert_eq!(status, 400);
     assert!(body.contains("invalid_client_id"), "{body}");
     assert_eq!(login(&w, &after.key, &after.secret).await.0, 200);
     for secret in [&before.secret, &rotated.secret, &after.secret] {
-        assert!(!w.printed.iter().any(|p| p.contains(secret.as_str())), "a secret was printed");
+        assert!(
+            !w.printed.iter().any(|p| p.contains(secret.as_str())),
+            "a secret was printed"
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! `[[credentials.NAME.consumers]]`: who uses a credential's key and how each is told.
 
 use super::tables::{Kind, only_keys_of, read};
-use rekey_api::SecretSource;
 use rekey_api::config::{Spanned, Validator, text};
+use rekey_api::{CredentialKind, SecretSource};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use std::path::PathBuf;
@@ -52,12 +52,13 @@ pub enum ConsumerKindSettings {
         /// How long one run may take.
         timeout: Duration,
     },
-    /// Key and certificate PEMs written to files, for consumers that cannot read a store.
+    /// Key and certificate PEMs written to files, for consumers that cannot read a store (for a
+    /// consumer secret: the key and secret as JSON in `key_path`).
     File {
-        /// Where the private key goes (0600).
+        /// Where the private key (or the consumer key and secret) goes (0600).
         key_path: PathBuf,
-        /// Where the certificate goes (0644).
-        cert_path: PathBuf,
+        /// Where the certificate goes (0644); `None` for a consumer secret, which has none.
+        cert_path: Option<PathBuf>,
     },
 }
 
@@ -133,6 +134,7 @@ const ADOPT_TIMEOUT_SECS: i64 = 300;
 /// URLs https (except loopback), paths resolved against the config's folder.
 pub(super) fn validate_consumers(
     credential: &str,
+    material: CredentialKind,
     entries: Vec<Spanned<DeValue<'_>>>,
     v: &mut Validator,
 ) -> Vec<ConsumerConfig> {
@@ -175,7 +177,7 @@ pub(super) fn validate_consumers(
                 .map(|e| exec(e, &needs, v)),
             "file" => read_as(v)
                 .and_then(|e| read::<FileEntry>(e, v))
-                .map(|e| file(e, &needs, v)),
+                .map(|e| file(e, &needs, material, v)),
             other => {
                 v.problem(
                     head.kind.span(),
@@ -392,8 +394,26 @@ fn exec(e: ExecEntry, needs: &Needs<'_>, v: &mut Validator) -> Settings {
     ))
 }
 
-fn file(e: FileEntry, needs: &Needs<'_>, v: &mut Validator) -> Settings {
+fn file(e: FileEntry, needs: &Needs<'_>, material: CredentialKind, v: &mut Validator) -> Settings {
     let key_path = needs.require(v, &e.key_path, "key_path", "\"PATH\"");
+    if material == CredentialKind::ConsumerSecret {
+        if let Some(cert) = &e.cert_path {
+            v.problem(
+                cert.span(),
+                format!(
+                    "{}: a consumer secret has no certificate; remove cert_path (key_path gets the consumer key and secret as JSON)",
+                    needs.section
+                ),
+            );
+        }
+        return Some((
+            ConsumerKindSettings::File {
+                key_path: v.path(&key_path?),
+                cert_path: None,
+            },
+            ADOPT_TIMEOUT_SECS,
+        ));
+    }
     let cert_path = needs.require(v, &e.cert_path, "cert_path", "\"PATH\"");
     let (key_path, cert_path) = (v.path(&key_path?), v.path(&cert_path?));
     if key_path == cert_path {
@@ -408,7 +428,7 @@ fn file(e: FileEntry, needs: &Needs<'_>, v: &mut Validator) -> Settings {
     Some((
         ConsumerKindSettings::File {
             key_path,
-            cert_path,
+            cert_path: Some(cert_path),
         },
         ADOPT_TIMEOUT_SECS,
     ))

@@ -418,7 +418,8 @@ pub(super) fn validate_credentials(
             }
             policy
         });
-        let consumers = validate_consumers(name, consumers.remove(name).unwrap_or_default(), v);
+        let consumers =
+            validate_consumers(name, kind, consumers.remove(name).unwrap_or_default(), v);
         let on_adoption_failure = match c.on_adoption_failure.as_ref() {
             None => OnAdoptionFailure::Rollback,
             Some(choice) => match choice.get_ref().as_str() {
@@ -479,7 +480,9 @@ pub(super) fn validate_credentials(
                 schedule,
                 consumers,
                 on_adoption_failure,
-                revoke_previous_after: Duration::from_secs(revoke_previous_after_hours as u64 * 3600),
+                revoke_previous_after: Duration::from_secs(
+                    revoke_previous_after_hours as u64 * 3600,
+                ),
             },
         );
     }
@@ -518,7 +521,10 @@ fn validate_kind(
         let certificate_only = [
             ("key_algorithm", c.key_algorithm.as_ref().map(|s| s.span())),
             ("validity_days", c.validity_days.as_ref().map(|s| s.span())),
-            ("renew_before_days", c.renew_before_days.as_ref().map(|s| s.span())),
+            (
+                "renew_before_days",
+                c.renew_before_days.as_ref().map(|s| s.span()),
+            ),
             ("subject", c.subject.as_ref().map(|s| s.span())),
         ];
         for (field, span) in certificate_only {

@@ -403,7 +403,7 @@ adopt_timeout_secs = 30
     assert!(matches!(
         &c[3].kind,
         ConsumerKindSettings::File { key_path, cert_path }
-            if key_path == Path::new("/etc/rekey/legacy/key.pem") && cert_path == Path::new("/srv/legacy/cert.pem")
+            if key_path == Path::new("/etc/rekey/legacy/key.pem") && cert_path.as_deref() == Some(Path::new("/srv/legacy/cert.pem"))
     ));
     assert!(matches!(
         &c[4].kind,
@@ -693,8 +693,37 @@ fn a_consumer_secret_credential_is_an_eca_without_certificate_settings() {
         rekey_api::CredentialKind::JwtCertificate,
         "the default kind: existing configs change nothing"
     );
-    let config = parse(&secret("revoke_previous_after_hours = 0"), Path::new("r.toml")).unwrap();
-    assert_eq!(config.credentials["etl"].revoke_previous_after, Duration::ZERO);
+    let config = parse(
+        &secret("revoke_previous_after_hours = 0"),
+        Path::new("r.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        config.credentials["etl"].revoke_previous_after,
+        Duration::ZERO
+    );
+
+    // A file consumer of a consumer secret gets the pair in key_path; a cert_path is refused.
+    let file_consumer = "[[credentials.etl.consumers]]\nname = \"legacy\"\nkind = \"file\"\nkey_path = \"etl.json\"\n";
+    let config = parse(
+        &format!("{}\n{file_consumer}", secret("")),
+        Path::new("/etc/rekey/r.toml"),
+    )
+    .unwrap();
+    assert!(matches!(
+        &config.credentials["etl"].consumers[0].kind,
+        ConsumerKindSettings::File { key_path, cert_path: None } if key_path == Path::new("/etc/rekey/etl.json")
+    ));
+    let err = parse(
+        &format!("{}\n{file_consumer}cert_path = \"etl.crt\"\n", secret("")),
+        Path::new("r.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("a consumer secret has no certificate; remove cert_path"),
+        "{err}"
+    );
 
     let err = parse(
         &secret("").replace(
@@ -706,8 +735,14 @@ fn a_consumer_secret_credential_is_an_eca_without_certificate_settings() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("r.toml:15:"), "the line of `kind`: {err}");
-    assert!(err.contains("no API to rotate a Connected App's consumer secret"), "{err}");
-    assert!(err.contains("Manage Consumer Details"), "the manual path: {err}");
+    assert!(
+        err.contains("no API to rotate a Connected App's consumer secret"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Manage Consumer Details"),
+        "the manual path: {err}"
+    );
 
     let err = parse(
         &secret("validity_days = 30\nsubject = { cn = \"x\" }\nrevoke_previous_after_hours = 721"),
@@ -715,18 +750,34 @@ fn a_consumer_secret_credential_is_an_eca_without_certificate_settings() {
     )
     .unwrap_err()
     .to_string();
-    for named in ["validity_days applies to certificates", "subject applies to certificates", "revoke_previous_after_hours"] {
+    for named in [
+        "validity_days applies to certificates",
+        "subject applies to certificates",
+        "revoke_previous_after_hours",
+    ] {
         assert!(err.contains(named), "{named}: {err}");
     }
     let err = parse(
-        &GOOD.replace("store = \"local\"", "store = \"local\"\nrevoke_previous_after_hours = 2"),
+        &GOOD.replace(
+            "store = \"local\"",
+            "store = \"local\"\nrevoke_previous_after_hours = 2",
+        ),
         Path::new("r.toml"),
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("applies to kind = \"consumer_secret\" only"), "{err}");
-    let err = parse(&GOOD.replace("store = \"local\"", "store = \"local\"\nkind = \"password\""), Path::new("r.toml"))
-        .unwrap_err()
-        .to_string();
+    assert!(
+        err.contains("applies to kind = \"consumer_secret\" only"),
+        "{err}"
+    );
+    let err = parse(
+        &GOOD.replace(
+            "store = \"local\"",
+            "store = \"local\"\nkind = \"password\"",
+        ),
+        Path::new("r.toml"),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("unknown kind 'password'"), "{err}");
 }

@@ -104,7 +104,9 @@ mod tests {
     fn every_piece_of_the_key_handed_over_is_elided_however_short() {
         let key = &pairs().0;
         let pem = crate::consumers::secret_text(key);
-        let elided = |line: &str| stderr_tail(line.as_bytes(), Some(crate::consumers::secret_text(key))) == "[elided]";
+        let elided = |line: &str| {
+            stderr_tail(line.as_bytes(), Some(crate::consumers::secret_text(key))) == "[elided]"
+        };
         // Each line alone, as a command that prints the key file line by line would, armour
         // included; indented or not, the comparison is after trimming.
         for line in pem.lines().filter(|l| !l.trim().is_empty()) {
@@ -129,11 +131,17 @@ mod tests {
         // Fewer are not key material: they could be anything.
         let short = &fragment[..KEY_FRAGMENT - 1];
         let seven = format!("saw {short} here");
-        assert_eq!(stderr_tail(seven.as_bytes(), Some(crate::consumers::secret_text(key))), seven);
+        assert_eq!(
+            stderr_tail(seven.as_bytes(), Some(crate::consumers::secret_text(key))),
+            seven
+        );
         // A hex fingerprint is shown, the new one as any other.
         for fingerprint in [pairs().1.fingerprint, pairs().3.fingerprint] {
             let line = format!("fingerprint {fingerprint} not adopted");
-            assert_eq!(stderr_tail(line.as_bytes(), Some(crate::consumers::secret_text(key))), line);
+            assert_eq!(
+                stderr_tail(line.as_bytes(), Some(crate::consumers::secret_text(key))),
+                line
+            );
         }
     }
 
@@ -142,7 +150,11 @@ mod tests {
         let key = &pairs().0;
         let body_line = key_lines()[3].clone();
         // The generated key's own armour line, as a command that cats the key file would print.
-        let armour = crate::consumers::secret_text(key).lines().next().unwrap().to_string();
+        let armour = crate::consumers::secret_text(key)
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
         assert!(armour.starts_with("-----BEGIN"), "{armour}");
         let text = format!(
             "one\n\nfingerprint {}\n{body_line}\nsecret: {}\n{armour}\nsix\nseven\n",

@@ -418,7 +418,9 @@ printf '%s\n' "$0" "$@" > "$1/argv""#,
         let out = dir.path().join("out");
         assert_eq!(
             read(out.join("stdin.sha256")).trim(),
-            hex::encode(sha2::Sha256::digest(crate::consumers::secret_text(&pairs().0)))
+            hex::encode(sha2::Sha256::digest(crate::consumers::secret_text(
+                &pairs().0
+            )))
         );
         let env = read(out.join("env"));
         assert!(

@@ -14,24 +14,24 @@ use std::path::{Path, PathBuf};
 pub(super) struct FileConsumer {
     id: Identity,
     key_path: PathBuf,
-    cert_path: PathBuf,
+    /// `None` for a consumer secret, which has no certificate.
+    cert_path: Option<PathBuf>,
 }
 
 impl FileConsumer {
     /// A consumer whose key goes to `key_path` and certificate to `cert_path`.
-    pub(super) fn new(id: Identity, key_path: &Path, cert_path: &Path) -> FileConsumer {
+    pub(super) fn new(id: Identity, key_path: &Path, cert_path: Option<&Path>) -> FileConsumer {
         FileConsumer {
             id,
             key_path: key_path.to_path_buf(),
-            cert_path: cert_path.to_path_buf(),
+            cert_path: cert_path.map(Path::to_path_buf),
         }
     }
 
     /// The folders exist and this user may create files in them; nothing is written.
     fn check_writable(&self) -> Result<String> {
-        let (key_path, cert_path) = (self.key_path.as_path(), self.cert_path.as_path());
         let mut dirs: Vec<&Path> = Vec::new();
-        for path in [key_path, cert_path] {
+        for path in std::iter::once(self.key_path.as_path()).chain(self.cert_path.as_deref()) {
             let dir = parent(path);
             let label = self.label();
             let metadata = std::fs::metadata(dir).map_err(|e| {
@@ -82,7 +82,7 @@ impl FileConsumer {
 
     /// Key first, certificate last: the certificate marks a complete write (adoption reads it).
     fn write_files(&self, p: &Announcement<'_>) -> Result<String> {
-        let (key_path, cert_path) = (self.key_path.as_path(), self.cert_path.as_path());
+        let key_path = self.key_path.as_path();
         let label = self.label();
         let material = p.material.ok_or_else(|| {
             Error::new(
@@ -105,6 +105,12 @@ impl FileConsumer {
                 p.new_fingerprint
             ));
         };
+        let cert_path = self.cert_path.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!("{label}: a certificate was announced but no cert_path is configured"),
+            )
+        })?;
         let wrote_cert = write_if_changed(cert_path, certificate_pem.as_bytes(), 0o644, false)
             .map_err(|e| file_error(&label, cert_path, e))?;
         Ok(format!(
@@ -141,7 +147,7 @@ impl Consumer for FileConsumer {
     }
 
     async fn adopted(&self, p: &Announcement<'_>) -> Result<Adoption> {
-        Ok(file_adoption(&self.key_path, &self.cert_path, p))
+        Ok(file_adoption(&self.key_path, self.cert_path.as_deref(), p))
     }
 }
 
@@ -201,17 +207,20 @@ fn consumer_secret_adoption(key_path: &Path, p: &Announcement<'_>) -> Adoption {
             ),
         },
         None => Adoption::Waiting {
-            detail: format!("{} holds no readable consumer key and secret", key_path.display()),
+            detail: format!(
+                "{} holds no readable consumer key and secret",
+                key_path.display()
+            ),
         },
     }
 }
 
 /// The files hold the announced certificate and a key that belongs to it.
-fn file_adoption(key_path: &Path, cert_path: &Path, p: &Announcement<'_>) -> Adoption {
+fn file_adoption(key_path: &Path, cert_path: Option<&Path>, p: &Announcement<'_>) -> Adoption {
     let waiting = |detail: String| Adoption::Waiting { detail };
-    if p.certificate_pem.is_none() {
+    let (Some(cert_path), Some(_)) = (cert_path, p.certificate_pem) else {
         return consumer_secret_adoption(key_path, p);
-    }
+    };
     let cert = match std::fs::read_to_string(cert_path) {
         Ok(text) => match Certificate::from_pem(&text) {
             Ok(cert) => cert,

@@ -29,9 +29,7 @@ mod webhook;
 
 use crate::config::{ConsumerConfig, ConsumerKindSettings, CredentialConfig, OnAdoptionFailure};
 use async_trait::async_trait;
-use rekey_api::{
-    Backoff, Env, Error, ErrorKind, Fingerprint, Generation, Material, Result, Stage,
-};
+use rekey_api::{Backoff, Env, Error, ErrorKind, Fingerprint, Generation, Material, Result, Stage};
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
@@ -250,7 +248,7 @@ fn build(
         ConsumerKindSettings::File {
             key_path,
             cert_path,
-        } => Box::new(file::FileConsumer::new(id, key_path, cert_path)),
+        } => Box::new(file::FileConsumer::new(id, key_path, cert_path.as_deref())),
     })
 }
 

@@ -59,7 +59,12 @@ pub(super) fn pairs() -> &'static (Material, Certificate, Material, Certificate)
             })
             .expect("none of 500 RSA keys had a PEM body whose last line is short");
         let (old_key, old_cert) = pki::generate(&spec, rekey_api::now()).unwrap();
-        (Material::Key(new_key), new_cert, Material::Key(old_key), old_cert)
+        (
+            Material::Key(new_key),
+            new_cert,
+            Material::Key(old_key),
+            old_cert,
+        )
     })
 }
 

@@ -163,7 +163,7 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
             );
         }
     }
-    findings.extend(super::secret_findings::evaluate(o, now));
+    super::secret_findings::evaluate(o, now, &mut add);
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
     findings
 }

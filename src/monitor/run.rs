@@ -291,8 +291,8 @@ fn decide(cred: &CredentialConfig, o: &Observation, now: DateTime<Utc>) -> Decis
         .iter()
         .any(|r| matches!(r, Reason::Interrupted { .. }));
     let open = !matches!(window, WindowState::Closed { .. });
-    let retire = o.open_rotation.is_none()
-        && o.consumer.as_ref().is_some_and(|slot| slot.retire_due(now));
+    let retire =
+        o.open_rotation.is_none() && o.consumer.as_ref().is_some_and(|slot| slot.retire_due(now));
     Decision {
         go: !reasons.is_empty() && (open || interrupted),
         reasons,

@@ -8,11 +8,11 @@ use super::hold::hold_point;
 use super::outcome::{Closed, Ending, Progress, Stopped, Unadopted};
 use super::retry::{RETRY, retrying};
 use super::setup::{Intent, Rotation};
+use super::target::rotated_already;
 use super::verify::verify;
 use crate::config::{OnAdoptionFailure, OnVerifyFailure};
 use crate::pki;
 use chrono::{DateTime, Utc};
-use super::secret_steps::rotated_already;
 use rekey_api::{
     CredentialKind, Error, ErrorKind, Fingerprint, Generation, Installed, JournalEntry, Material,
     Phase, Public, Result, RotationId, RotationLock, Step,
@@ -80,7 +80,9 @@ pub(super) async fn under_lease(
         (None, Intent::Retire) if rotation.target.kind() != CredentialKind::ConsumerSecret => {
             return Err(Stopped::before_start(Error::new(
                 ErrorKind::Config,
-                format!("{cred} rotates a certificate: the app trusts one at a time, so there is no previous one to retire"),
+                format!(
+                    "{cred} rotates a certificate: the app trusts one at a time, so there is no previous one to retire"
+                ),
             )));
         }
         (None, Intent::Retire) => {
@@ -90,7 +92,10 @@ pub(super) async fn under_lease(
             let (Some(current), Some(previous)) = (&stages.current, &stages.previous) else {
                 return Err(Stopped::before_start(Error::new(
                     ErrorKind::NotFound,
-                    format!("{cred}: {} holds no previous consumer secret to retire", rotation.primary()),
+                    format!(
+                        "{cred}: {} holds no previous consumer secret to retire",
+                        rotation.primary()
+                    ),
                 )));
             };
             let mut run = InFlight::start(
@@ -410,7 +415,8 @@ impl<'a, 'r> InFlight<'a, 'r> {
                     };
                     // A consumer secret rotated to primary cannot be made secondary again, and
                     // the previous pair still works, so there is nothing to roll back to.
-                    let irreversible = self.rotation.target.kind() == CredentialKind::ConsumerSecret
+                    let irreversible = self.rotation.target.kind()
+                        == CredentialKind::ConsumerSecret
                         && self.begun.contains(&Step::Publish);
                     let roll_back = policy
                         && error.kind() == ErrorKind::VerificationFailed
@@ -567,7 +573,10 @@ impl<'a, 'r> InFlight<'a, 'r> {
             Step::OauthOff | Step::OauthOn => {
                 let on = step == Step::OauthOn;
                 self.lease.confirm().await?;
-                r.target.certificate()?.set_oauth_enabled(on, &self.id).await?;
+                r.target
+                    .certificate()?
+                    .set_oauth_enabled(on, &self.id)
+                    .await?;
                 Ok(if on {
                     format!("OAuth on again for {}", r.target)
                 } else {
@@ -582,7 +591,8 @@ impl<'a, 'r> InFlight<'a, 'r> {
                 Ok(serde_json::to_string(&revoked).unwrap_or_default())
             }
             Step::Retire if self.retire_only => {
-                self.delete_previous(super::target::consumer(&r.target)?).await
+                self.delete_previous(super::target::consumer(&r.target)?)
+                    .await
             }
             Step::Retire => self.retire().await,
             Step::Destroy => self.destroy_older().await,

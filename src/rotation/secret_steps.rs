@@ -6,10 +6,7 @@
 use super::inflight::InFlight;
 use super::outcome::Progress;
 use super::target::{consumer, describe_slot};
-use rekey_api::{
-    ConsumerSecretTarget, Error, ErrorKind, Material, Public, Result, Stage, Staged, StagedState,
-    Step,
-};
+use rekey_api::{ConsumerSecretTarget, Material, Public, Result, Stage, Staged, StagedState, Step};
 
 /// How far a staged credential's creation may precede the journal entry before it (clock skew
 /// between this host and Salesforce) and still be recognised as this rotation's own.
@@ -32,7 +29,9 @@ impl<'a, 'r> InFlight<'a, 'r> {
                 note = format!(" (staged before the interruption as {}, adopted)", slot.id);
                 self.keep(fresh, Material::Consumer(secret));
             }
-            Some((slot, _)) if slot.state == StagedState::Rotated && self.is_previous(&slot).await? => {
+            Some((slot, _))
+                if slot.state == StagedState::Rotated && self.is_previous(&slot).await? =>
+            {
                 self.lease.confirm().await?;
                 target.delete_staged(&slot.id).await?;
                 note = format!(
@@ -104,10 +103,15 @@ impl<'a, 'r> InFlight<'a, 'r> {
     }
 
     /// Deletes the pair this rotation replaced, if Salesforce still keeps it.
-    pub(super) async fn delete_previous(&self, target: &dyn ConsumerSecretTarget) -> Result<String> {
+    pub(super) async fn delete_previous(
+        &self,
+        target: &dyn ConsumerSecretTarget,
+    ) -> Result<String> {
         let old_key = self.previous_consumer_key().await?;
         match target.staged().await?.map(|(s, _)| s) {
-            Some(slot) if Some(&slot.key) == old_key.as_ref() && slot.state != StagedState::Active => {
+            Some(slot)
+                if Some(&slot.key) == old_key.as_ref() && slot.state != StagedState::Active =>
+            {
                 self.lease.confirm().await?;
                 target.delete_staged(&slot.id).await?;
                 Ok(format!(
@@ -171,7 +175,10 @@ impl<'a, 'r> InFlight<'a, 'r> {
         }
         let primary = target.primary().await?.fingerprint();
         if Some(primary) == self.new_fingerprint {
-            return Err(rotated_already(r.credential, &r.target.to_string()));
+            return Err(super::target::rotated_already(
+                r.credential,
+                &r.target.to_string(),
+            ));
         }
         match target.staged().await?.map(|(s, _)| s) {
             Some(slot) if slot.state == StagedState::Active && self.staged_here(&slot).await? => {
@@ -197,21 +204,12 @@ impl<'a, 'r> InFlight<'a, 'r> {
         if let Some(pending) = r.primary().read_stage(r.credential, Stage::Pending).await?
             && pending.info.generation == self.generation
         {
-            return Ok(pending.info.public.consumer().is_some_and(|c| c.key == slot.key));
+            return Ok(pending
+                .info
+                .public
+                .consumer()
+                .is_some_and(|c| c.key == slot.key));
         }
         Ok(self.is_ours(slot))
     }
-}
-
-/// The refusal to undo a consumer secret rotation whose new pair is already primary.
-pub(super) fn rotated_already(credential: &str, target: &str) -> Error {
-    Error::new(
-        ErrorKind::Conflict,
-        format!(
-            "{credential}: the new consumer secret is already the primary one of {target}, and Salesforce cannot make the previous one primary again; both pairs work until the previous one is deleted, so no consumer is cut off"
-        ),
-    )
-    .with_hint(format!(
-        "finish the rotation instead: `rekey resume {credential}` (the previous pair stays valid until it is retired)"
-    ))
 }

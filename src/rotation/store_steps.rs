@@ -8,10 +8,7 @@ use crate::pki;
 use rekey_api::{CredentialKind, Error, ErrorKind, Material, Public, Result, Stage, StoredVersion};
 
 impl<'a, 'r> InFlight<'a, 'r> {
-    pub(super) async fn stage(
-        &mut self,
-        fresh: &mut Option<(Material, Public)>,
-    ) -> Result<String> {
+    pub(super) async fn stage(&mut self, fresh: &mut Option<(Material, Public)>) -> Result<String> {
         let r = self.rotation;
         let primary = r.primary();
         let mut adopted = false;
@@ -175,7 +172,9 @@ impl<'a, 'r> InFlight<'a, 'r> {
                 ErrorKind::Conflict,
                 format!(
                     "{primary}: generation {} holds {}, not the one rotation {} staged",
-                    self.generation, stored.info.public.fingerprint(), self.id
+                    self.generation,
+                    stored.info.public.fingerprint(),
+                    self.id
                 ),
             )
             .with_hint(

@@ -73,9 +73,14 @@ impl<'a> Target<'a> {
 
     /// What the app trusts now with its expiry, for `check`: the certificate's fingerprint and
     /// notAfter, or the primary consumer credential's fingerprint (no expiry).
-    pub async fn held(&self) -> Result<Option<(Fingerprint, Option<chrono::DateTime<chrono::Utc>>)>> {
+    pub async fn held(
+        &self,
+    ) -> Result<Option<(Fingerprint, Option<chrono::DateTime<chrono::Utc>>)>> {
         match self {
-            Target::Certificate(t) => Ok(t.installed().await?.map(|c| (c.fingerprint, Some(c.not_after)))),
+            Target::Certificate(t) => Ok(t
+                .installed()
+                .await?
+                .map(|c| (c.fingerprint, Some(c.not_after)))),
             Target::Consumer(t) => Ok(Some((t.primary().await?.fingerprint(), None))),
         }
     }
@@ -160,8 +165,10 @@ pub fn describe_slot(staged: Option<&Staged>) -> String {
             s.created_by
                 .as_ref()
                 .map_or_else(String::new, |u| format!(" by {u}")),
-            s.created_at
-                .map_or_else(String::new, |t| format!(" on {}", t.format("%Y-%m-%d %H:%M UTC")))
+            s.created_at.map_or_else(String::new, |t| format!(
+                " on {}",
+                t.format("%Y-%m-%d %H:%M UTC")
+            ))
         ),
     }
 }
@@ -181,7 +188,11 @@ async fn read_back(target: &dyn ConsumerSecretTarget, secret: &ConsumerSecret) -
     } else {
         Probe::Rejected {
             error: "read_back".into(),
-            description: format!("the app's primary consumer key is {}, not {}", primary.key(), secret.key()),
+            description: format!(
+                "the app's primary consumer key is {}, not {}",
+                primary.key(),
+                secret.key()
+            ),
             may_clear: false,
         }
     })
@@ -196,4 +207,17 @@ fn mismatch(target: &Target<'_>, public: &Public) -> Error {
             public.kind()
         ),
     )
+}
+
+/// The refusal to undo a consumer secret rotation whose new pair is already primary.
+pub fn rotated_already(credential: &str, target: &str) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "{credential}: the new consumer secret is already the primary one of {target}, and Salesforce cannot make the previous one primary again; both pairs work until the previous one is deleted, so no consumer is cut off"
+        ),
+    )
+    .with_hint(format!(
+        "finish the rotation instead: `rekey resume {credential}` (the previous pair stays valid until it is retired)"
+    ))
 }

@@ -30,8 +30,14 @@ impl<'a, 'r> InFlight<'a, 'r> {
             r.target.install(public, &self.id).await?;
             format!("redeployed to {}", r.target)
         };
-        let verified =
-            verify(r, self.lease, &previous.material, "the previous key", progress).await?;
+        let verified = verify(
+            r,
+            self.lease,
+            &previous.material,
+            "the previous key",
+            progress,
+        )
+        .await?;
         Ok(format!(
             "{put_back} generation {}'s certificate {}; {verified}",
             previous.info.generation,

@@ -6,9 +6,9 @@ use super::inflight::rotate;
 use super::outcome::{Closed, Progress, Stopped};
 use super::plan::{Plan, plan};
 use super::setup::{Intent, Rotation};
+use super::target::Target;
 use crate::config::{Config, CredentialConfig};
 use crate::consumers::CredentialConsumers;
-use super::target::Target;
 use crate::wiring;
 use rekey_api::{CredentialKind, Result, SecretStore};
 use rekey_salesforce::SalesforceTarget;
@@ -22,11 +22,7 @@ pub async fn plan_credential(
     let stores = wiring::stores(config, cred).await?;
     let target = wiring::salesforce_target(config, cred)?;
     let consumers = CredentialConsumers::from_config(cred, wiring::environment())?;
-    plan(
-        &rotation_of(cred, &stores, &target, &consumers),
-        emergency,
-    )
-    .await
+    plan(&rotation_of(cred, &stores, &target, &consumers), emergency).await
 }
 
 pub(super) fn rotation_of<'a>(

@@ -205,7 +205,8 @@ impl Scene {
         for g in 1..=generation + 2 {
             if let Some(k) = store.read_generation(CRED, Generation(g)).await.unwrap() {
                 kept.insert(k.info.public.fingerprint().to_hex());
-                self.secrets.push(rekey_testkit::conformance::secret_of(&k.material));
+                self.secrets
+                    .push(rekey_testkit::conformance::secret_of(&k.material));
             }
         }
         for pem in self.w.sim.certificate_history(APP).iter().skip(since) {

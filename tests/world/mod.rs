@@ -114,7 +114,9 @@ impl World {
 
     /// The Nightly_ETL app's consumer state as Salesforce holds it.
     pub(crate) fn etl_consumer(&self) -> orgsim::ConsumerInfo {
-        self.sim.eca_consumer("Nightly_ETL").expect("the demo seed has Nightly_ETL")
+        self.sim
+            .eca_consumer("Nightly_ETL")
+            .expect("the demo seed has Nightly_ETL")
     }
 
     pub(crate) fn path(&self, rel: &str) -> PathBuf {

@@ -187,7 +187,9 @@ impl Material {
                     c.key()
                 ),
             )
-            .with_hint("a credential's `kind` decides what its stores hold; check `kind` in rekey.toml")),
+            .with_hint(
+                "a credential's `kind` decides what its stores hold; check `kind` in rekey.toml",
+            )),
         }
     }
 
@@ -199,7 +201,9 @@ impl Material {
                 ErrorKind::Config,
                 "the store holds a private key, not a consumer secret",
             )
-            .with_hint("a credential's `kind` decides what its stores hold; check `kind` in rekey.toml")),
+            .with_hint(
+                "a credential's `kind` decides what its stores hold; check `kind` in rekey.toml",
+            )),
         }
     }
 
@@ -219,7 +223,10 @@ mod tests {
     #[test]
     fn debug_shows_the_key_never_the_secret_and_the_fingerprint_binds_both() {
         let s = ConsumerSecret::new("3MVGkey", "TOPSECRETVALUE").unwrap();
-        let shown = format!("{s:?} {:?}", Material::Consumer(ConsumerSecret::new("k", "TOPSECRETVALUE").unwrap()));
+        let shown = format!(
+            "{s:?} {:?}",
+            Material::Consumer(ConsumerSecret::new("k", "TOPSECRETVALUE").unwrap())
+        );
         assert!(shown.contains("3MVGkey"));
         assert!(!shown.contains("TOPSECRETVALUE"), "{shown}");
         let other_secret = ConsumerSecret::new("3MVGkey", "TOPSECRETVALUF").unwrap();

@@ -40,7 +40,10 @@ pub fn version_record(info: &VersionInfo, material: &Material) -> Result<Value> 
         (Material::Key(key), Public::Certificate(certificate)) => {
             fields.insert("private_key".into(), key.expose_secret_pem().into());
             fields.insert("certificate".into(), certificate.pem().into());
-            fields.insert("not_after".into(), certificate.not_after.to_rfc3339().into());
+            fields.insert(
+                "not_after".into(),
+                certificate.not_after.to_rfc3339().into(),
+            );
         }
         (Material::Consumer(secret), Public::Consumer(_)) => {
             fields.insert(CONSUMER_KEY.into(), secret.key().into());

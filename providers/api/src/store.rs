@@ -1,9 +1,7 @@
 //! The secret store contract: where private keys and consumer secrets live, with CURRENT /
 //! PENDING / PREVIOUS stages, and where the rotation journal of each credential is kept.
 
-use crate::{
-    Generation, JournalEntry, JournalRead, Material, Public, Result, RotationId, Stage,
-};
+use crate::{Generation, JournalEntry, JournalRead, Material, Public, Result, RotationId, Stage};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::fmt;

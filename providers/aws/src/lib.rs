@@ -535,7 +535,9 @@ fn placeholder(credential: &str) -> String {
 
 /// The value of a version: the shared record schema (see the README).
 fn version_value(info: &VersionInfo, material: &rekey_api::Material) -> Result<Zeroizing<String>> {
-    Ok(Zeroizing::new(rekey_api::version_record(info, material)?.to_string()))
+    Ok(Zeroizing::new(
+        rekey_api::version_record(info, material)?.to_string(),
+    ))
 }
 
 /// Parses a key version without its key; `None` for a value without `private_key` (the

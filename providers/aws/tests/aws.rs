@@ -84,7 +84,10 @@ async fn labels_follow_every_step() {
     assert_eq!(value["private_key"], first.secret());
     assert_eq!(value["certificate"], first.certificate().pem());
     assert_eq!(value["generation"], "1");
-    assert_eq!(value["fingerprint"], first.certificate().fingerprint.to_hex());
+    assert_eq!(
+        value["fingerprint"],
+        first.certificate().fingerprint.to_hex()
+    );
     assert_eq!(value["rotation_id"], "r1");
     for field in ["not_after", "created_at"] {
         assert!(value[field].is_string(), "{field}: {value}");
@@ -179,7 +182,11 @@ async fn a_foreign_pending_is_a_conflict_naming_its_version_and_a_resume_proceed
         before.len(),
         "no second version"
     );
-    let read = store.read_stage(CRED, Stage::Pending).await.unwrap().unwrap();
+    let read = store
+        .read_stage(CRED, Stage::Pending)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(conformance::secret_of(&read.material), ours.secret());
 }
 

@@ -201,8 +201,8 @@ impl FileStore {
             }),
             None => {
                 let cert_path = dir.join(file_name(generation, "crt"));
-                let pem = fs::read_to_string(&cert_path)
-                    .map_err(|e| io_error("read", &cert_path, e))?;
+                let pem =
+                    fs::read_to_string(&cert_path).map_err(|e| io_error("read", &cert_path, e))?;
                 Public::Certificate(
                     Certificate::from_pem(&pem).map_err(|e| e.context(cert_path.display()))?,
                 )
@@ -230,7 +230,10 @@ impl FileStore {
                 let text = zeroize::Zeroizing::new(text);
                 serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
                     .map_err(|_| {
-                        Error::new(ErrorKind::Unexpected, "not a consumer key and secret record")
+                        Error::new(
+                            ErrorKind::Unexpected,
+                            "not a consumer key and secret record",
+                        )
                     })
                     .and_then(|mut record| rekey_api::take_material(&mut record))
             }
@@ -391,9 +394,7 @@ impl SecretStore for FileStore {
         let mut pointers = Self::read_pointers(&dir)?;
         if let Some(pending) = pointers.pending {
             let held = Self::version_info(&dir, pending)?;
-            if pending == new.generation
-                && held.public.fingerprint() == new.public.fingerprint()
-            {
+            if pending == new.generation && held.public.fingerprint() == new.public.fingerprint() {
                 return Ok(());
             }
             return Err(Error::new(

@@ -329,10 +329,7 @@ async fn discarded_keys_stay_on_disk_and_are_never_overwritten() {
         .await
         .unwrap()
         .expect("the discarded key");
-    assert_eq!(
-        conformance::secret_of(&kept.material),
-        discarded.secret()
-    );
+    assert_eq!(conformance::secret_of(&kept.material), discarded.secret());
 
     // The rotation that wrote those files may rewrite them: that is a stage interrupted before
     // its stage map write, resumed with a key that never left memory.
@@ -345,10 +342,7 @@ async fn discarded_keys_stay_on_disk_and_are_never_overwritten() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        conformance::secret_of(&pending.material),
-        resumed.secret()
-    );
+    assert_eq!(conformance::secret_of(&pending.material), resumed.secret());
 }
 
 #[tokio::test]

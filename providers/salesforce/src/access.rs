@@ -205,7 +205,10 @@ impl SalesforceTarget {
     /// is no such user.
     pub(crate) async fn user_id(&self, username: &str, role: &str) -> Result<Option<String>> {
         let what = format!("looking up {role} {username} in org {}", self.org);
-        let soql = format!("SELECT Id FROM User WHERE Username = {}", soql_string(username));
+        let soql = format!(
+            "SELECT Id FROM User WHERE Username = {}",
+            soql_string(username)
+        );
         let answer = self.client.query(&what, &soql).await?;
         answer
             .records

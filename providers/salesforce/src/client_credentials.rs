@@ -61,7 +61,10 @@ mod tests {
             ("invalid_client_id", "client identifier invalid"),
             ("invalid_client", "invalid client credentials"),
             ("invalid_grant", "no client credentials user enabled"),
-            ("invalid_grant", "client credentials flow is not enabled for this app"),
+            (
+                "invalid_grant",
+                "client credentials flow is not enabled for this app",
+            ),
             ("unsupported_grant_type", "grant type not supported"),
         ] {
             assert!(

@@ -24,7 +24,6 @@ pub use mint::{
 
 use async_trait::async_trait;
 use client::Client;
-use token::TokenAnswer;
 use config::check_url;
 use rekey_api::{
     Certificate, CertificateTarget, Error, ErrorKind, Installed, KeyMaterial, Probe, Result,
@@ -32,6 +31,7 @@ use rekey_api::{
 };
 use std::fmt;
 use std::time::Duration;
+use token::TokenAnswer;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use xml::Element;

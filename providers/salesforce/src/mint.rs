@@ -3,8 +3,8 @@
 //! for the integration user signed with a key the caller chose ([`Minter`]), or one client
 //! credentials grant with a consumer key and secret ([`ClientCredentialsMinter`]).
 
-use crate::token::{TokenAnswer, TokenEndpoint};
 use crate::config::check_url;
+use crate::token::{TokenAnswer, TokenEndpoint};
 use rekey_api::{Backoff, ConsumerSecret, Error, ErrorKind, KeyMaterial, Result, SecretString};
 use std::fmt;
 use std::future::Future;

@@ -25,8 +25,8 @@ use client::Client;
 use kv::{Kv, Meta, Version, Written};
 use rekey_api::lease::{LeaseRecord, LeaseStore, Leases};
 use rekey_api::{
-    Backoff, Damage, Error, ErrorKind, Generation, JournalEntry, JournalRead, Material,
-    NewVersion, Result, RotationLock, SecretStore, Stage, Stages, StoredVersion, VersionInfo,
+    Backoff, Damage, Error, ErrorKind, Generation, JournalEntry, JournalRead, Material, NewVersion,
+    Result, RotationLock, SecretStore, Stage, Stages, StoredVersion, VersionInfo,
 };
 use serde_json::{Map, Value, json};
 use std::fmt;

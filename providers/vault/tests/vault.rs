@@ -45,11 +45,11 @@ async fn layout_is_what_consumers_read() {
     );
     store.promote(CRED, Generation(2)).await.unwrap();
     let current = format!("{prefix}/{CRED}/current");
-    assert_eq!(kv_field(bao, &current, "certificate"), second.certificate().pem());
     assert_eq!(
-        kv_field(bao, &current, "private_key"),
-        second.secret()
+        kv_field(bao, &current, "certificate"),
+        second.certificate().pem()
     );
+    assert_eq!(kv_field(bao, &current, "private_key"), second.secret());
     assert_eq!(
         kv_field(bao, &current, "fingerprint"),
         second.certificate().fingerprint.to_hex()
@@ -131,10 +131,7 @@ async fn revert_writes_the_previous_version_back() {
     rotate(&store, 2).await;
     store.revert(CRED, Generation(1)).await.unwrap();
     let current = format!("{prefix}/{CRED}/current");
-    assert_eq!(
-        kv_field(bao, &current, "private_key"),
-        first.secret()
-    );
+    assert_eq!(kv_field(bao, &current, "private_key"), first.secret());
     let meta = kv_metadata(bao, &format!("secret/{current}"));
     assert_eq!(
         meta["data"]["current_version"], 3,
@@ -299,7 +296,10 @@ async fn discard_keeps_the_key_in_the_history_of_pending() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(read.info.public.fingerprint(), staged.certificate().fingerprint);
+    assert_eq!(
+        read.info.public.fingerprint(),
+        staged.certificate().fingerprint
+    );
     assert_eq!(
         kv_field(bao, &format!("{prefix}/{CRED}/current"), "generation"),
         "1",

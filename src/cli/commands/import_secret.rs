@@ -130,8 +130,11 @@ pub(super) async fn import(config_path: &Path, name: &str, from: From, json: boo
 /// no error quotes the input.
 fn parse(text: &str) -> Result<ConsumerSecret> {
     let doc: serde_json::Value = serde_json::from_str(text).map_err(|_| {
-        Error::new(ErrorKind::Config, "not a JSON object with consumer_key and consumer_secret")
-            .with_hint(r#"write {"consumer_key": "…", "consumer_secret": "…"}"#)
+        Error::new(
+            ErrorKind::Config,
+            "not a JSON object with consumer_key and consumer_secret",
+        )
+        .with_hint(r#"write {"consumer_key": "…", "consumer_secret": "…"}"#)
     })?;
     let field = |names: [&str; 2]| {
         names

@@ -110,9 +110,9 @@ impl RotateProgress {
             print_json(&serde_json::json!({ "outcome": outcome, "events": self.events }));
             return exit;
         }
-        let until = outcome
-            .not_after
-            .map_or_else(String::new, |t| format!(", valid until {}", t.format("%Y-%m-%d")));
+        let until = outcome.not_after.map_or_else(String::new, |t| {
+            format!(", valid until {}", t.format("%Y-%m-%d"))
+        });
         let now = format!(
             "generation {} ({}){until}",
             opt(outcome.generation),

@@ -20,7 +20,12 @@ pub async fn secret_store(open: Open<'_>, prefix: &str) {
     the_journal_refuses_entries_from_an_older_lease(open, &format!("{prefix}-fence")).await;
     the_lock_is_exclusive_until_released(open, &format!("{prefix}-lock")).await;
     checks(open, prefix, CredentialKind::JwtCertificate).await;
-    checks(open, &format!("{prefix}-cs"), CredentialKind::ConsumerSecret).await;
+    checks(
+        open,
+        &format!("{prefix}-cs"),
+        CredentialKind::ConsumerSecret,
+    )
+    .await;
 }
 
 /// The checks of what a store does with one kind of material.
@@ -163,7 +168,10 @@ pub fn secret_of(material: &Material) -> String {
 }
 
 async fn key_at(store: &dyn SecretStore, credential: &str, stage: Stage) -> Option<String> {
-    let stored = store.read_stage(credential, stage).await.expect("read_stage");
+    let stored = store
+        .read_stage(credential, stage)
+        .await
+        .expect("read_stage");
     stored.map(|s| secret_of(&s.material))
 }
 
@@ -221,10 +229,7 @@ async fn stage_is_idempotent_per_rotation(open: Open<'_>, credential: &str, kind
     );
     let stages = store.stages(credential).await.expect("stages");
     let info = stages.pending.expect("pending info");
-    assert_eq!(
-        info.public, first.public,
-        "stage: PENDING certificate"
-    );
+    assert_eq!(info.public, first.public, "stage: PENDING certificate");
     assert_eq!(
         info.rotation_id,
         Some(RotationId(format!("{credential}-r1"))),
@@ -295,7 +300,11 @@ async fn promote_moves_current_to_previous(open: Open<'_>, credential: &str, kin
     );
 }
 
-async fn staging_behind_a_moved_current_is_a_conflict(open: Open<'_>, credential: &str, kind: CredentialKind) {
+async fn staging_behind_a_moved_current_is_a_conflict(
+    open: Open<'_>,
+    credential: &str,
+    kind: CredentialKind,
+) {
     let (ours, theirs) = (open(), open());
     rotate_to(ours.as_ref(), credential, 1, kind).await;
     // Another runner rotates to generation 2 after we planned generation 2 from CURRENT 1.
@@ -323,7 +332,11 @@ async fn staging_behind_a_moved_current_is_a_conflict(open: Open<'_>, credential
     );
 }
 
-async fn revert_makes_previous_current_again(open: Open<'_>, credential: &str, kind: CredentialKind) {
+async fn revert_makes_previous_current_again(
+    open: Open<'_>,
+    credential: &str,
+    kind: CredentialKind,
+) {
     let store = open();
     let pairs = rotate_to(store.as_ref(), credential, 2, kind).await;
     store
@@ -361,7 +374,11 @@ async fn revert_makes_previous_current_again(open: Open<'_>, credential: &str, k
     );
 }
 
-async fn destroy_removes_a_generation_but_never_current(open: Open<'_>, credential: &str, kind: CredentialKind) {
+async fn destroy_removes_a_generation_but_never_current(
+    open: Open<'_>,
+    credential: &str,
+    kind: CredentialKind,
+) {
     let store = open();
     rotate_to(store.as_ref(), credential, 2, kind).await;
     let err = store
@@ -444,7 +461,11 @@ async fn generation_key(
     })
 }
 
-async fn discard_clears_pending_but_keeps_the_key(open: Open<'_>, credential: &str, kind: CredentialKind) {
+async fn discard_clears_pending_but_keeps_the_key(
+    open: Open<'_>,
+    credential: &str,
+    kind: CredentialKind,
+) {
     let store = open();
     let pairs = rotate_to(store.as_ref(), credential, 2, kind).await;
     let staged = pair_of(kind);
@@ -655,7 +676,11 @@ async fn the_lock_is_exclusive_until_released(open: Open<'_>, credential: &str) 
     third.release().await.expect("lock: release the third");
 }
 
-async fn prune_never_touches_a_staged_generation(open: Open<'_>, credential: &str, kind: CredentialKind) {
+async fn prune_never_touches_a_staged_generation(
+    open: Open<'_>,
+    credential: &str,
+    kind: CredentialKind,
+) {
     let store = open();
     let pairs = rotate_to(store.as_ref(), credential, 4, kind).await;
     let pending = pair_of(kind);

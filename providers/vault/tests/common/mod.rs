@@ -4,9 +4,7 @@
 // Each test file uses a different subset.
 #![allow(dead_code)]
 
-use rekey_api::{
-    Generation, JournalEntry, Phase, SecretStore, SecretString, Step,
-};
+use rekey_api::{Generation, JournalEntry, Phase, SecretStore, SecretString, Step};
 use rekey_testkit::conformance::{self, Pair};
 use rekey_testkit::openbao::OpenBao;
 use rekey_vault::{VaultAuth, VaultConfig, VaultStore};
@@ -92,11 +90,7 @@ pub(crate) fn root_store(bao: &OpenBao, prefix: &str) -> VaultStore {
     VaultStore::new(config(bao, prefix, token(bao.root_token()))).unwrap()
 }
 
-pub(crate) async fn stage(
-    store: &VaultStore,
-    generation: u64,
-    p: &Pair,
-) -> rekey_api::Result<()> {
+pub(crate) async fn stage(store: &VaultStore, generation: u64, p: &Pair) -> rekey_api::Result<()> {
     rekey_testkit::conformance::stage_as(store, CRED, generation, &format!("r{generation}"), p)
         .await
 }
