@@ -4,14 +4,14 @@
 //! the admin, else from a file or stdin; never from a command-line argument, which every user of
 //! the machine can see.
 
-use super::keys::import_locked;
+use super::keys::import_into;
 use crate::cli::render;
 use crate::cli::reports::ImportReport;
 use crate::config::{self, CredentialConfig};
 use crate::exit::Exit;
 use crate::{rotation, wiring};
 use rekey_api::{
-    ConsumerSecret, CredentialKind, Error, ErrorKind, Generation, Material, Probe, Public, Result,
+    ConsumerSecret, CredentialKind, Error, ErrorKind, Material, Probe, Public, Result,
 };
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -94,26 +94,7 @@ pub(super) async fn import(config_path: &Path, name: &str, from: From, json: boo
     }
     let public = Public::Consumer(material.consumer()?.public());
     let stores = wiring::stores(&config, cred).await?;
-    let holder = format!(
-        "rekey import on {} (pid {})",
-        rotation::hostname(),
-        std::process::id()
-    );
-    let lock = stores[0].lock(name, &holder).await?;
-    let mut imported = Ok(());
-    for store in &stores {
-        imported = import_locked(store.as_ref(), name, &material, &public).await;
-        if imported.is_err() {
-            break;
-        }
-    }
-    lock.release().await?;
-    imported?;
-    let generation = stores[0]
-        .stages(name)
-        .await?
-        .current
-        .map_or(Generation(1), |c| c.generation);
+    let generation = import_into(&stores, name, &material, &public).await?;
     let report = ImportReport {
         credential: name.to_string(),
         generation,

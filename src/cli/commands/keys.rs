@@ -178,28 +178,8 @@ pub(super) async fn import(
         }));
     }
     let stores = wiring::stores(&config, cred).await?;
-    // The primary's lock serializes imports and rotations of this credential.
-    let holder = format!(
-        "rekey import on {} (pid {})",
-        crate::rotation::hostname(),
-        std::process::id()
-    );
-    let lock = stores[0].lock(name, &holder).await?;
-    let mut imported = Ok(());
     let (material, public) = (Material::Key(key), Public::Certificate(cert.clone()));
-    for store in &stores {
-        imported = import_locked(store.as_ref(), name, &material, &public).await;
-        if imported.is_err() {
-            break;
-        }
-    }
-    lock.release().await?;
-    imported?;
-    let generation = stores[0]
-        .stages(name)
-        .await?
-        .current
-        .map_or(Generation(1), |c| c.generation);
+    let generation = import_into(&stores, name, &material, &public).await?;
     let report = ImportReport {
         credential: name.to_string(),
         generation,
@@ -252,8 +232,39 @@ fn import_warnings(
     warnings
 }
 
+/// Stores `material` as generation 1, CURRENT, in every store of `name` under the primary's
+/// lease (which serializes imports and rotations of the credential); the generation CURRENT is
+/// then.
+pub(super) async fn import_into(
+    stores: &[Box<dyn SecretStore>],
+    name: &str,
+    material: &Material,
+    public: &Public,
+) -> Result<Generation> {
+    let holder = format!(
+        "rekey import on {} (pid {})",
+        crate::rotation::hostname(),
+        std::process::id()
+    );
+    let lock = stores[0].lock(name, &holder).await?;
+    let mut imported = Ok(());
+    for store in stores {
+        imported = import_locked(store.as_ref(), name, material, public).await;
+        if imported.is_err() {
+            break;
+        }
+    }
+    lock.release().await?;
+    imported?;
+    Ok(stores[0]
+        .stages(name)
+        .await?
+        .current
+        .map_or(Generation(1), |c| c.generation))
+}
+
 /// Stores `key` as generation 1, CURRENT, unless the credential already has that certificate.
-pub(super) async fn import_locked(
+async fn import_locked(
     store: &dyn SecretStore,
     name: &str,
     material: &Material,
