@@ -56,7 +56,8 @@ pub enum ConsumerKindSettings {
     File {
         /// Where the private key goes (0600).
         key_path: PathBuf,
-        /// Where the certificate goes (0644).
+        /// Where the certificate goes (0644). A consumer secret has none: its one file is
+        /// `key_path`, which this repeats.
         cert_path: PathBuf,
     },
 }
@@ -133,6 +134,7 @@ const ADOPT_TIMEOUT_SECS: i64 = 300;
 /// URLs https (except loopback), paths resolved against the config's folder.
 pub(super) fn validate_consumers(
     credential: &str,
+    credential_kind: rekey_api::CredentialKind,
     entries: Vec<Spanned<DeValue<'_>>>,
     v: &mut Validator,
 ) -> Vec<ConsumerConfig> {
@@ -175,7 +177,7 @@ pub(super) fn validate_consumers(
                 .map(|e| exec(e, &needs, v)),
             "file" => read_as(v)
                 .and_then(|e| read::<FileEntry>(e, v))
-                .map(|e| file(e, &needs, v)),
+                .map(|e| file(e, &needs, credential_kind, v)),
             other => {
                 v.problem(
                     head.kind.span(),
@@ -392,8 +394,33 @@ fn exec(e: ExecEntry, needs: &Needs<'_>, v: &mut Validator) -> Settings {
     ))
 }
 
-fn file(e: FileEntry, needs: &Needs<'_>, v: &mut Validator) -> Settings {
+fn file(
+    e: FileEntry,
+    needs: &Needs<'_>,
+    credential_kind: rekey_api::CredentialKind,
+    v: &mut Validator,
+) -> Settings {
     let key_path = needs.require(v, &e.key_path, "key_path", "\"PATH\"");
+    if credential_kind == rekey_api::CredentialKind::ConsumerSecret {
+        // A consumer secret has no certificate: the one file holds the consumer key and secret.
+        if let Some(cert_path) = &e.cert_path {
+            v.problem(
+                cert_path.span(),
+                format!(
+                    "{}: cert_path is for certificates; a consumer secret's file consumer writes only key_path (JSON with consumer_key and consumer_secret)",
+                    needs.section
+                ),
+            );
+        }
+        let key_path = v.path(&key_path?);
+        return Some((
+            ConsumerKindSettings::File {
+                cert_path: key_path.clone(),
+                key_path,
+            },
+            ADOPT_TIMEOUT_SECS,
+        ));
+    }
     let cert_path = needs.require(v, &e.cert_path, "cert_path", "\"PATH\"");
     let (key_path, cert_path) = (v.path(&key_path?), v.path(&cert_path?));
     if key_path == cert_path {

@@ -418,7 +418,7 @@ pub(super) fn validate_credentials(
             }
             policy
         });
-        let consumers = validate_consumers(name, consumers.remove(name).unwrap_or_default(), v);
+        let consumers = validate_consumers(name, kind, consumers.remove(name).unwrap_or_default(), v);
         let on_adoption_failure = match c.on_adoption_failure.as_ref() {
             None => OnAdoptionFailure::Rollback,
             Some(choice) => match choice.get_ref().as_str() {
