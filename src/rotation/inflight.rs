@@ -12,7 +12,7 @@ use super::verify::verify;
 use crate::config::{OnAdoptionFailure, OnVerifyFailure};
 use crate::pki;
 use chrono::{DateTime, Utc};
-use super::secret_steps::rotated_already;
+use super::secret_steps::{rotated_already, someone_elses};
 use rekey_api::{
     CredentialKind, Error, ErrorKind, Fingerprint, Generation, Installed, JournalEntry, Material,
     Phase, Public, Result, RotationId, RotationLock, Step,
@@ -119,6 +119,17 @@ pub(super) async fn under_lease(
             let old_fingerprint = retrying("reading the app", || rotation.target.installed())
                 .await
                 .map_err(Stopped::before_start)?;
+            // An Active staged pair before this rotation began is someone else's: refused before
+            // anything is journaled, so neither this run nor a resume or abort of it could take
+            // it for the pair this rotation staged (and rotate or delete it).
+            if let Ok(target) = super::target::consumer(&rotation.target)
+                && let Some((slot, _)) = retrying("reading the staged slot", || target.staged())
+                    .await
+                    .map_err(Stopped::before_start)?
+                && slot.state == rekey_api::StagedState::Active
+            {
+                return Err(Stopped::before_start(someone_elses(cred, &rotation.target.to_string(), &slot)));
+            }
             let mut run = InFlight::start(
                 rotation,
                 lease,
