@@ -12,7 +12,7 @@ use super::verify::verify;
 use crate::config::{OnAdoptionFailure, OnVerifyFailure};
 use crate::pki;
 use chrono::{DateTime, Utc};
-use super::secret_steps::{rotated_already, someone_elses};
+use super::target::{rotated_already, someone_elses};
 use rekey_api::{
     CredentialKind, Error, ErrorKind, Fingerprint, Generation, Installed, JournalEntry, Material,
     Phase, Public, Result, RotationId, RotationLock, Step,

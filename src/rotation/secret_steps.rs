@@ -5,11 +5,8 @@
 
 use super::inflight::InFlight;
 use super::outcome::Progress;
-use super::target::{consumer, describe_slot};
-use rekey_api::{
-    ConsumerSecretTarget, Error, ErrorKind, Material, Public, Result, Stage, Staged, StagedState,
-    Step,
-};
+use super::target::{consumer, describe_slot, rotated_already};
+use rekey_api::{ConsumerSecretTarget, Material, Public, Result, Stage, Staged, StagedState, Step};
 
 /// How far a staged credential's creation may precede the journal entry before it (clock skew
 /// between this host and Salesforce) and still be recognised as this rotation's own.
@@ -201,33 +198,4 @@ impl<'a, 'r> InFlight<'a, 'r> {
         }
         Ok(self.is_ours(slot))
     }
-}
-
-/// The refusal to undo a consumer secret rotation whose new pair is already primary.
-pub(super) fn rotated_already(credential: &str, target: &str) -> Error {
-    Error::new(
-        ErrorKind::Conflict,
-        format!(
-            "{credential}: the new consumer secret is already the primary one of {target}, and Salesforce cannot make the previous one primary again; both pairs work until the previous one is deleted, so no consumer is cut off"
-        ),
-    )
-    .with_hint(format!(
-        "finish the rotation instead: `rekey resume {credential}` (the previous pair stays valid until it is retired)"
-    ))
-}
-
-/// The refusal to start a consumer secret rotation while the staged slot holds an Active pair
-/// that no rotation of rekey made (it is never adopted, rotated or deleted).
-pub(super) fn someone_elses(credential: &str, target: &str, slot: &Staged) -> Error {
-    Error::new(
-        ErrorKind::Conflict,
-        format!(
-            "{credential}: the staged slot of {target} is taken by staged credential {}: {}, which this rotation did not make; nothing was changed",
-            slot.id,
-            describe_slot(Some(slot))
-        ),
-    )
-    .with_hint(format!(
-        "someone else may be rotating this app's consumer secret: rekey never deletes or adopts their staged credential. The app's Setup page (Manage Consumer Details) shows it; finish or delete it there, or wait for it to expire, then run `rekey rotate {credential}` again"
-    ))
 }
