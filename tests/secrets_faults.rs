@@ -11,8 +11,10 @@ mod scene;
 mod secret_scene;
 mod world;
 
+use rekey_testkit::receiver::Receiver;
 use scene::{Kind, PAST_LEASE, run_all};
-use secret_scene::{CRED, SecretScene};
+use secret_scene::{CRED, HOOK_SECRET, SecretScene, add_consumers, fingerprint, webhook};
+use serde_json::json;
 use world::Held;
 
 /// The steps of a plain consumer secret rotation without consumers, in order.
@@ -186,4 +188,87 @@ async fn vault_store_killed_at_every_step_then_resumed_or_aborted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aws_store_killed_at_every_step_then_resumed_or_aborted() {
     matrix(Kind::Aws).await;
+}
+
+/// Killed at a consumer step (a `file` consumer), resumed: the consumer ends up with the new
+/// pair, and only then is the previous pair deleted at Salesforce.
+async fn consumer_killed_at(point: &'static str) {
+    let mut s = SecretScene::new(Kind::File).await;
+    let context = format!("with a file consumer, killed at {point}, then resumed");
+    add_consumers(
+        &s.w,
+        "",
+        &["name = \"nightly\"\nkind = \"file\"\nkey_path = \"etl.json\"".to_string()],
+    );
+    let old = s.observe();
+    let held = Held::spawn(&s.w, &["rotate", CRED], point)
+        .reached(&mut s.w)
+        .await;
+    held.kill(&mut s.w).await;
+    s.w.ok(&["resume", CRED]).await;
+    let new = s.observe();
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.w.path("etl.json")).unwrap()).unwrap();
+    assert_eq!(
+        file,
+        json!({"consumer_key": new.key, "consumer_secret": new.secret}),
+        "{context}"
+    );
+    let (status, body) = s.w.sim.client_credentials_grant(&old.key, &old.secret).await;
+    assert_eq!(status, 400, "{context}: the previous pair is deleted: {body}");
+    s.assert_settled(2, false, &context).await;
+    s.assert_no_leaks(&context);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_at_a_consumer_step_resume_deletes_the_old_pair_only_after_adoption() {
+    let points = [
+        "prepare:begin",
+        "prepare:done",
+        "activate:begin",
+        "activate:acted",
+        "activate:done",
+        "adopt:begin",
+        "adopt:done",
+        "retire:begin",
+    ];
+    let n = run_all(points.map(consumer_killed_at)).await;
+    assert_eq!(n, points.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laggard_found_before_a_kill_still_keeps_the_old_pair_valid_after_resume() {
+    let mut s = SecretScene::new(Kind::File).await;
+    let old = s.observe();
+    // Acknowledges every event but keeps reporting the pair it had.
+    let stubborn = Receiver::answering(
+        200,
+        &json!({"fingerprint": fingerprint(&old.key, &old.secret)}).to_string(),
+    )
+    .await;
+    add_consumers(
+        &s.w,
+        "on_adoption_failure = \"alert\"\n",
+        &[webhook("laggard", &stubborn, true)],
+    );
+    s.w.env.push(("ETL_HOOK_SECRET".into(), HOOK_SECRET.into()));
+    // Killed after the adopt step journaled the laggard, before the retire step.
+    let held = Held::spawn(&s.w, &["rotate", CRED], "retire:begin")
+        .reached(&mut s.w)
+        .await;
+    held.kill(&mut s.w).await;
+    let run = s.w.ok(&["resume", CRED]).await;
+    let (status, body) = s.w.sim.client_credentials_grant(&old.key, &old.secret).await;
+    assert_eq!(
+        status, 200,
+        "the laggard still uses the previous pair, which must stay valid: {body}\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("stays valid for 24h (not every consumer adopted the new pair)"),
+        "{}",
+        run.stdout
+    );
+    s.assert_settled(2, true, "laggard, killed before retire").await;
+    s.assert_no_leaks("laggard");
 }

@@ -11,15 +11,15 @@ mod world;
 use rekey_testkit::moto::{Moto, sdk_config, version_labels};
 use rekey_testkit::receiver::Receiver;
 use scene::Kind;
-use secret_scene::{CRED, SecretScene, fingerprint};
+use secret_scene::{CRED, HOOK_SECRET, SecretScene, add_consumers, fingerprint, webhook};
 use serde_json::{Value, json};
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt as _;
 use world::{Held, World, admin_access_token};
 
 const RUN_AS: &str = "etl-runner@acme.example";
 const ADMIN: &str = "rekey-admin@acme.example";
-const HOOK_SECRET: &str = "etl-hook-secret-for-tests";
 
 /// Salesforce's answer to a client credentials login with `key`/`secret`: (status, JSON body).
 async fn login(w: &World, key: &str, secret: &str) -> (u16, Value) {
@@ -65,33 +65,6 @@ fn position(journal: &[(String, String, String)], step: &str, phase: &str) -> us
         .unwrap_or_else(|| panic!("no {step} {phase} in {journal:?}"))
 }
 
-/// Adds `etl` consumers (TOML tables without their header) and `settings` to its table.
-fn add_consumers(w: &World, settings: &str, consumers: &[String]) {
-    w.edit_config(|c| {
-        let mut c = c.replacen(
-            "revoke_previous_after_hours = 24\n",
-            &format!("revoke_previous_after_hours = 24\n{settings}"),
-            1,
-        );
-        for table in consumers {
-            c.push_str(&format!("\n[[credentials.etl.consumers]]\n{table}\n"));
-        }
-        c
-    });
-}
-
-fn webhook(name: &str, hook: &Receiver, status: bool) -> String {
-    let status = if status {
-        format!("status_url = \"{}\"\nadopt_timeout_secs = 1\n", hook.url("/status"))
-    } else {
-        String::new()
-    };
-    format!(
-        "name = \"{name}\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret_env = \"ETL_HOOK_SECRET\"\n{status}",
-        hook.url("/hook")
-    )
-}
-
 /// The events a webhook consumer was told: (event, generation, new_fingerprint).
 fn events(hook: &Receiver) -> Vec<(String, u64, String)> {
     hook.requests()
@@ -118,9 +91,15 @@ async fn consumers_are_told_in_order_and_the_old_pair_is_deleted_only_after_they
         &[
             "name = \"nightly\"\nkind = \"file\"\nkey_path = \"nightly/etl.json\"".to_string(),
             webhook("api", &hook, false),
+            "name = \"loader\"\nkind = \"exec\"\ncommand = [\"loader.sh\"]\ndeliver_key = \"file\"".to_string(),
         ],
     );
     std::fs::create_dir(s.w.path("nightly")).unwrap();
+    // The exec consumer keeps what it was handed (its environment is cleared: absolute paths).
+    let dir = s.w.path("");
+    let script = format!("#!/bin/sh\ncat \"$REKEY_KEY_FILE\" > {}/loader-$REKEY_EVENT.json\n", dir.display());
+    std::fs::write(s.w.path("loader.sh"), script).unwrap();
+    std::fs::set_permissions(s.w.path("loader.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
     s.w.env.push(("ETL_HOOK_SECRET".into(), HOOK_SECRET.into()));
     let before = s.observe();
 
@@ -136,8 +115,12 @@ async fn consumers_are_told_in_order_and_the_old_pair_is_deleted_only_after_they
         file,
         json!({"consumer_key": after.key, "consumer_secret": after.secret})
     );
-    use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    // The exec consumer was handed the same JSON: PENDING at prepare, CURRENT at activate.
+    for event in ["prepare", "activate"] {
+        let handed = std::fs::read_to_string(s.w.path(&format!("loader-{event}.json"))).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&handed).unwrap(), file, "{event}");
+    }
     assert_eq!(
         events(&hook),
         [
@@ -232,7 +215,6 @@ async fn an_emergency_deletes_the_old_pair_ends_its_sessions_and_writes_the_evid
 
     let path = report[0]["evidence"].as_str().expect("an evidence path");
     let text = std::fs::read_to_string(path).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
     s.w.printed.push(text.clone());
     let bundle: Value = serde_json::from_str(&text).unwrap();
@@ -475,7 +457,6 @@ async fn import(w: &mut World, how: &str, key: &str, secret: &str) -> world::Run
     let pair = json!({"consumer_key": key, "consumer_secret": secret}).to_string();
     if how == "file" {
         std::fs::write(w.path("pair.json"), &pair).unwrap();
-        use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(w.path("pair.json"), std::fs::Permissions::from_mode(0o600))
             .unwrap();
         return w.rekey(&["import", CRED, "--secret-file", "pair.json"]).await;

@@ -11,10 +11,13 @@ use crate::world::*;
 use rekey_api::{ConsumerSecret, Generation, SecretStore};
 use rekey_testkit::moto::{Moto, sdk_config};
 use rekey_testkit::openbao::OpenBao;
+use rekey_testkit::receiver::Receiver;
 use std::collections::BTreeSet;
 
 pub(crate) const CRED: &str = "etl";
 pub(crate) const APP: &str = "Nightly_ETL";
+/// The webhook consumers' signing secret (`ETL_HOOK_SECRET`).
+pub(crate) const HOOK_SECRET: &str = "etl-hook-secret-for-tests";
 
 /// SHA-256 fingerprint (hex) of a consumer key and secret, as rekey computes it.
 pub(crate) fn fingerprint(key: &str, secret: &str) -> String {
@@ -240,4 +243,33 @@ impl SecretScene {
             }
         }
     }
+}
+
+/// Adds `etl` consumers (TOML tables without their header) and `settings` to its table.
+pub(crate) fn add_consumers(w: &World, settings: &str, consumers: &[String]) {
+    w.edit_config(|c| {
+        let mut c = c.replacen(
+            "revoke_previous_after_hours = 24\n",
+            &format!("revoke_previous_after_hours = 24\n{settings}"),
+            1,
+        );
+        for table in consumers {
+            c.push_str(&format!("\n[[credentials.etl.consumers]]\n{table}\n"));
+        }
+        c
+    });
+}
+
+/// A webhook consumer's table for `hook` (`/hook`); with `status`, adoption is asked of its
+/// `/status` (1 s to adopt).
+pub(crate) fn webhook(name: &str, hook: &Receiver, status: bool) -> String {
+    let status = if status {
+        format!("status_url = \"{}\"\nadopt_timeout_secs = 1\n", hook.url("/status"))
+    } else {
+        String::new()
+    };
+    format!(
+        "name = \"{name}\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret_env = \"ETL_HOOK_SECRET\"\n{status}",
+        hook.url("/hook")
+    )
 }
