@@ -328,6 +328,17 @@ impl<'a, 'r> InFlight<'a, 'r> {
         if !done.contains(&Step::Adopt) {
             done.remove(&Step::Activate);
         }
+        // Likewise which consumers adopted: a consumer secret's retire deletes the previous pair
+        // only when every consumer adopted the new one, so a run resumed before it retired asks
+        // them again rather than cut off a laggard the interrupted run had found.
+        if rotation.target.kind() == CredentialKind::ConsumerSecret
+            && open.emergency.is_none()
+            && !retire_only
+            && !done.contains(&Step::Retire)
+        {
+            done.remove(&Step::Activate);
+            done.remove(&Step::Adopt);
+        }
         InFlight {
             rotation,
             lease,
