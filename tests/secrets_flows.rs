@@ -624,3 +624,29 @@ async fn on_aws_the_staging_labels_follow_the_rotation() {
     assert!(!labels.values().flatten().any(|l| l == "AWSPENDING"), "{labels:?}");
     s.assert_no_leaks("aws");
 }
+
+// Fails today: the retire step, `rekey retire --help` and the rotation's own output say that
+// `rekey run` deletes the previous pair once revoke_previous_after_hours passed, but
+// src/monitor/run.rs only ever runs Intent::Rotate; nothing but `rekey retire` runs
+// Intent::Retire, so the previous pair stays valid at Salesforce until its staged slot
+// expires (30 days).
+#[ignore = "bug: `rekey run` never retires a consumer secret's previous pair (src/monitor/run.rs has no Intent::Retire)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rekey_run_deletes_the_previous_pair_only_after_revoke_previous_after_hours() {
+    let mut s = SecretScene::new(Kind::File).await;
+    let old = s.observe();
+    s.w.ok(&["rotate", CRED]).await;
+    // 23 hours on, the previous pair is still inside its 24 hours: `rekey run` keeps it.
+    s.w.set_clock(23 * 3600);
+    let run = s.w.rekey(&["run"]).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(login(&s.w, &old.key, &old.secret).await.0, 200, "kept at 23h\n{}", run.stdout);
+    s.assert_settled(2, true, "23h").await;
+    // 25 hours on, it deletes it: refused with Salesforce's own error, nothing left staged.
+    s.w.set_clock(25 * 3600);
+    let run = s.w.rekey(&["run"]).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_refused(&s.w, &old.key, &old.secret, "deleted at 25h").await;
+    s.assert_settled(2, false, "25h").await;
+    s.assert_no_leaks("rekey run");
+}
