@@ -6,6 +6,8 @@
 //! (moto). After every scenario: one CURRENT, equal in every store and to the app's primary pair;
 //! nothing of ours left at Salesforce but the Rotated previous pair (which is the store's
 //! PREVIOUS); the journal closed; no consumer secret in anything rekey printed or journaled.
+//! Also killed at each consumer step (a `file` consumer): resume deletes the previous pair only
+//! once the consumers adopted, and never when the interrupted run had found a laggard.
 
 mod scene;
 mod secret_scene;
