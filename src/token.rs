@@ -405,11 +405,15 @@ fn refused(
     Error::new(
         ErrorKind::Rejected,
         format!(
-            "{}: Salesforce refused a token for {} with the {stage} {} (generation {generation}): {refusal}",
+            "{}: Salesforce refused a token for {} {} the {stage} {} (generation {generation}): {refusal}",
             label(cred),
             match cred.kind {
                 CredentialKind::JwtCertificate => cred.username.as_str(),
                 CredentialKind::ConsumerSecret => "the client credentials run-as user",
+            },
+            match cred.kind {
+                CredentialKind::JwtCertificate => "signed with",
+                CredentialKind::ConsumerSecret => "with",
             },
             match cred.kind {
                 CredentialKind::JwtCertificate => "key",

@@ -41,15 +41,17 @@ fn init_writes_a_config_that_config_check_accepts_and_never_overwrites_one() {
     assert_eq!(check.status.code(), Some(0), "{}", text(&check.stderr));
     let out = text(&check.stdout);
     assert!(
-        out.contains("billing: rotates acme/Billing_Sync (connected app); key in vault")
-            && out.contains("payments: rotates uat/Payments_Gateway (external client app)"),
+        out.contains("billing: rotates acme/Billing_Sync (connected app); kept in vault")
+            && out.contains("payments: rotates uat/Payments_Gateway (external client app)")
+            && out.contains("etl: rotates acme/Nightly_ETL (external client app, consumer secret)"),
         "one line per credential: what it rotates, where its key lives:\n{out}"
     );
     let json: Value =
         serde_json::from_slice(&rekey_in(dir.path(), &["--json", "config", "check"]).stdout)
             .unwrap();
     assert_eq!(json["valid"], true, "{json}");
-    assert_eq!(json["credentials"][1]["name"], "payments", "{json}");
+    assert_eq!(json["credentials"][1]["name"], "etl", "{json}");
+    assert_eq!(json["credentials"][2]["name"], "payments", "{json}");
 
     // A config the user has edited is never replaced, nor is one at another path.
     std::fs::write(dir.path().join("rekey.toml"), "# mine\n").unwrap();

@@ -201,7 +201,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         evidence_dir: Option<PathBuf>,
     },
-    /// Delete the previous consumer secret of CREDENTIAL at Salesforce now
+    /// Delete CREDENTIAL's previous consumer secret at Salesforce now
     ///
     /// After a consumer secret rotation Salesforce keeps the previous consumer key and secret
     /// valid until they are deleted (or after 30 days). A rotation deletes them itself once

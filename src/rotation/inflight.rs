@@ -8,7 +8,7 @@ use super::hold::hold_point;
 use super::outcome::{Closed, Ending, Progress, Stopped, Unadopted};
 use super::retry::{RETRY, retrying};
 use super::setup::{Intent, Rotation};
-use super::target::rotated_already;
+use super::target::{rotated_already, someone_elses};
 use super::verify::verify;
 use crate::config::{OnAdoptionFailure, OnVerifyFailure};
 use crate::pki;
@@ -124,6 +124,21 @@ pub(super) async fn under_lease(
             let old_fingerprint = retrying("reading the app", || rotation.target.installed())
                 .await
                 .map_err(Stopped::before_start)?;
+            // An Active staged pair before this rotation began is someone else's: refused before
+            // anything is journaled, so neither this run nor a resume or abort of it could take
+            // it for the pair this rotation staged (and rotate or delete it).
+            if let Ok(target) = super::target::consumer(&rotation.target)
+                && let Some((slot, _)) = retrying("reading the staged slot", || target.staged())
+                    .await
+                    .map_err(Stopped::before_start)?
+                && slot.state == rekey_api::StagedState::Active
+            {
+                return Err(Stopped::before_start(someone_elses(
+                    cred,
+                    &rotation.target.to_string(),
+                    &slot,
+                )));
+            }
             let mut run = InFlight::start(
                 rotation,
                 lease,
@@ -321,6 +336,17 @@ impl<'a, 'r> InFlight<'a, 'r> {
         // again (idempotent) finds out, so adoption never counts a consumer that refused.
         if !done.contains(&Step::Adopt) {
             done.remove(&Step::Activate);
+        }
+        // Likewise which consumers adopted: a consumer secret's retire deletes the previous pair
+        // only when every consumer adopted the new one, so a run resumed before it retired asks
+        // them again rather than cut off a laggard the interrupted run had found.
+        if rotation.target.kind() == CredentialKind::ConsumerSecret
+            && open.emergency.is_none()
+            && !retire_only
+            && !done.contains(&Step::Retire)
+        {
+            done.remove(&Step::Activate);
+            done.remove(&Step::Adopt);
         }
         InFlight {
             rotation,

@@ -24,8 +24,13 @@ impl<'a, 'r> InFlight<'a, 'r> {
     ) -> Result<String> {
         let target = consumer(&self.rotation.target)?;
         let mut note = String::new();
-        match target.staged().await? {
-            Some((slot, Some(secret))) if self.is_ours(&slot) => {
+        let staged = target.staged().await?;
+        let ours = match &staged {
+            Some((slot, _)) => self.is_ours(slot).await?,
+            None => false,
+        };
+        match staged {
+            Some((slot, Some(secret))) if ours => {
                 note = format!(" (staged before the interruption as {}, adopted)", slot.id);
                 self.keep(fresh, Material::Consumer(secret));
             }
@@ -62,15 +67,25 @@ impl<'a, 'r> InFlight<'a, 'r> {
         *fresh = Some((material, public));
     }
 
-    /// Whether `slot` is the pair this rotation staged: the fingerprint it journaled, or, when
-    /// the stage request may have reached Salesforce before the journal heard of it, an Active
-    /// pair created after this rotation began.
-    fn is_ours(&self, slot: &Staged) -> bool {
-        slot.state == StagedState::Active
-            && self.begun.contains(&Step::Generate)
-            && slot
+    /// Whether an Active `slot` is the pair this rotation's stage request made, when that
+    /// request may have reached Salesforce before the journal heard of it: staged after this
+    /// rotation began, by the user rekey's admin session acts as (when Salesforce says who and
+    /// rekey can tell who it is). A fresh rotation never gets here with a pair in the slot: it
+    /// refuses before journaling anything.
+    async fn is_ours(&self, slot: &Staged) -> Result<bool> {
+        if slot.state != StagedState::Active
+            || !self.begun.contains(&Step::Generate)
+            || !slot
                 .created_at
                 .is_some_and(|created| created + SKEW >= self.started_at)
+        {
+            return Ok(false);
+        }
+        let admin = consumer(&self.rotation.target)?.admin_user_id().await?;
+        Ok(match (&slot.created_by, admin) {
+            (Some(by), Some(admin)) => by.eq_ignore_ascii_case(&admin),
+            _ => true,
+        })
     }
 
     /// Whether a Rotated pair is the one PREVIOUS holds (rekey rotated it out itself).
@@ -210,6 +225,6 @@ impl<'a, 'r> InFlight<'a, 'r> {
                 .consumer()
                 .is_some_and(|c| c.key == slot.key));
         }
-        Ok(self.is_ours(slot))
+        self.is_ours(slot).await
     }
 }

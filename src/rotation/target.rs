@@ -221,3 +221,19 @@ pub fn rotated_already(credential: &str, target: &str) -> Error {
         "finish the rotation instead: `rekey resume {credential}` (the previous pair stays valid until it is retired)"
     ))
 }
+
+/// The refusal to start a consumer secret rotation while the staged slot holds an Active pair
+/// that no rotation of rekey made (it is never adopted, rotated or deleted).
+pub(super) fn someone_elses(credential: &str, target: &str, slot: &Staged) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "{credential}: the staged slot of {target} is taken by staged credential {}: {}, which this rotation did not make; nothing was changed",
+            slot.id,
+            describe_slot(Some(slot))
+        ),
+    )
+    .with_hint(format!(
+        "someone else may be rotating this app's consumer secret: rekey never deletes or adopts their staged credential. The app's Setup page (Manage Consumer Details) shows it; finish or delete it there, or wait for it to expire, then run `rekey rotate {credential}` again"
+    ))
+}

@@ -99,17 +99,23 @@ impl World {
     /// App, client credentials flow; tests/demo/etl.toml), its current pair imported from
     /// Salesforce.
     pub(crate) async fn etl_only() -> World {
-        let w = World::new().await;
-        w.drop_credential("billing");
-        w.drop_credential("billing-eca");
+        let mut w = World::new().await;
+        w.use_etl_only("local");
+        w.ok(&["import", "etl"]).await;
+        w
+    }
+
+    /// Replaces the config's credentials with the `etl` consumer secret credential of
+    /// tests/demo/etl.toml, kept in store `store` (not imported yet).
+    pub(crate) fn use_etl_only(&self, store: &str) {
+        self.drop_credential("billing");
+        self.drop_credential("billing-eca");
         let etl = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/demo/etl.toml"),
         )
-        .unwrap();
-        w.edit_config(|c| format!("{c}\n{etl}"));
-        let mut w = w;
-        w.ok(&["import", "etl"]).await;
-        w
+        .unwrap()
+        .replacen("store = \"local\"", &format!("store = \"{store}\""), 1);
+        self.edit_config(|c| format!("{c}\n{etl}"));
     }
 
     /// The Nightly_ETL app's consumer state as Salesforce holds it.

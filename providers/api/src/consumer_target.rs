@@ -79,6 +79,11 @@ pub trait ConsumerSecretTarget: fmt::Display + fmt::Debug + Send + Sync {
     /// staged.
     async fn staged(&self) -> Result<Option<(Staged, Option<ConsumerSecret>)>>;
 
+    /// The id of the user rekey's admin session acts as (`005…`), to tell a staged credential
+    /// rekey made ([`Staged::created_by`]) from one somebody else made; `None` when it cannot be
+    /// known (an admin session borrowed as a bare access token).
+    async fn admin_user_id(&self) -> Result<Option<String>>;
+
     /// Creates a staged credential (a new key and secret that cannot log in until rotated).
     ///
     /// # Behavior

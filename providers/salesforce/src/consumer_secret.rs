@@ -378,6 +378,13 @@ impl SalesforceTarget {
 
 #[async_trait]
 impl ConsumerSecretTarget for SalesforceTarget {
+    async fn admin_user_id(&self) -> Result<Option<String>> {
+        match self.client.admin_username() {
+            Some(admin) => self.user_id(admin, "admin user").await,
+            None => Ok(None),
+        }
+    }
+
     async fn preflight(&self) -> Result<()> {
         self.credentials_base()?;
         let app = self.read_app().await?;

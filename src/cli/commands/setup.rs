@@ -63,7 +63,14 @@ fn credential_lines(config: &Config) -> Vec<CredentialLine> {
         .values()
         .map(|c| CredentialLine {
             name: c.name.clone(),
-            rotates: format!("{}/{} ({})", c.org, c.app, c.app_kind),
+            rotates: match c.kind {
+                rekey_api::CredentialKind::JwtCertificate => {
+                    format!("{}/{} ({})", c.org, c.app, c.app_kind)
+                }
+                rekey_api::CredentialKind::ConsumerSecret => {
+                    format!("{}/{} ({}, consumer secret)", c.org, c.app, c.app_kind)
+                }
+            },
             stores: c
                 .stores
                 .iter()

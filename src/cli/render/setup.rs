@@ -40,7 +40,7 @@ pub fn config_valid(path: &Path, credentials: &[CredentialLine], json: bool) {
             n => format!("; tells {n} consumer(s)"),
         };
         out!(
-            "  {}: rotates {}; key in {}{consumers}",
+            "  {}: rotates {}; kept in {}{consumers}",
             c.name,
             c.rotates,
             c.stores.join(", ")
