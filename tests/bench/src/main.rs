@@ -10,6 +10,10 @@
 //! - **Key generation**: `rekey generate` against `openssl req -x509 -newkey rsa:2048 -nodes`.
 //! - **Fleet**: one `rekey run` rotating N apps with bounded concurrency, against the
 //!   keygen-only lower bound.
+//! - **Consumer secret**: 50 consumers log in with the client credentials flow through one
+//!   `rekey rotate` of an External Client App's consumer key and secret, the old pair retired
+//!   once all moved, against deleting the old pair right after the rotation. Failed logins,
+//!   the time until the last consumer uses the new pair, the rotation's wall time.
 //!
 //! It drives the real release `rekey` binary (next to this one) as a user would, starts every
 //! emulator in-process on a free 127.0.0.1 port, and stops them all before it exits.
@@ -19,6 +23,7 @@ mod fleet;
 mod keygen;
 mod machine;
 mod org;
+mod secret;
 mod stats;
 mod table;
 
@@ -67,8 +72,16 @@ struct Args {
     /// `[run] concurrency` of the fleet run, and the concurrency of its keygen-only bound.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
+    /// How often a consumer secret consumer reads the store's CURRENT pair again on its own, in
+    /// seconds, before scaling by --scale (it also reads it after a refused login).
+    #[arg(long, default_value_t = 10)]
+    refresh_secs: u64,
     /// Sections to run, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "cutover,keygen,fleet")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cutover,keygen,fleet,secret"
+    )]
     only: Vec<Section>,
     /// Where the Markdown goes besides stdout.
     #[arg(long, default_value = "target/bench/results.md")]
@@ -84,6 +97,7 @@ enum Section {
     Cutover,
     Keygen,
     Fleet,
+    Secret,
 }
 
 impl Args {
@@ -98,7 +112,7 @@ impl Args {
         }
         let windows: Vec<String> = self.windows.iter().map(u64::to_string).collect();
         format!(
-            "--scale {} --windows {} --consumers {} --interval-ms {} --strategies {}{} --keygen {} --fleet {} --concurrency {} --only {}",
+            "--scale {} --windows {} --consumers {} --interval-ms {} --strategies {}{} --keygen {} --fleet {} --concurrency {} --refresh-secs {} --only {}",
             self.scale,
             windows.join(","),
             self.consumers,
@@ -108,6 +122,7 @@ impl Args {
             self.keygen,
             self.fleet,
             self.concurrency,
+            self.refresh_secs,
             list(&self.only),
         )
     }
@@ -181,6 +196,9 @@ async fn bench(args: &Args) -> Result<(), Error> {
             org::DEPLOY_PHASE_MS,
             fleet::table(&fleet)
         ));
+    }
+    if args.only.contains(&Section::Secret) {
+        sections.push(secret_section(&rekey, args).await?);
     }
 
     let header = format!(
@@ -301,6 +319,58 @@ async fn cutover_section(rekey: &Rekey, args: &Args) -> Result<String, Error> {
     ))
 }
 
+/// The consumer secret rotation: each strategy with an emulator and a store of its own, one after
+/// the other.
+async fn secret_section(rekey: &Rekey, args: &Args) -> Result<String, Error> {
+    let interval = Duration::from_millis(args.interval_ms);
+    let refresh = Duration::from_secs(scaled(args.refresh_secs, args.scale));
+    let options = secret::Options {
+        consumers: args.consumers,
+        interval,
+        refresh,
+        warmup: interval.max(Duration::from_secs(2)),
+        settle: Duration::from_secs(2) + interval * 2,
+        adopt_timeout: refresh * 3 + Duration::from_secs(30),
+        verbose: args.verbose,
+    };
+    let mut outcomes = Vec::new();
+    for strategy in secret::Strategy::ALL {
+        eprintln!("secret: {}", strategy.label());
+        let started = Instant::now();
+        let world = secret::prepare(rekey).await?;
+        let outcome = secret::run(rekey, world, strategy, &options).await?;
+        if let Err(e) = &outcome.rotation {
+            eprintln!("  the rotation failed: {e}");
+        }
+        eprintln!(
+            "secret: {} done in {}, CPU bench {:.0} %",
+            strategy.label(),
+            table::secs(started.elapsed()),
+            outcome.load.average * 100.0
+        );
+        outcomes.push(outcome);
+    }
+    Ok(format!(
+        "## Consumer secret rotation\n\n{} consumers log in continuously with the client \
+         credentials flow (a pause of {} ms ± 50 % between logins; each a real token request \
+         over HTTP) with the External Client App's consumer key and secret they hold. Each reads \
+         the store's CURRENT pair at its start, every {} s on its own, and after a refused login \
+         (a refused login counts as failed; the next one uses what it read). `rekey rotate` \
+         rotates the pair through Salesforce's staged credentials: the new pair becomes primary \
+         and Salesforce keeps the old one valid until it is deleted. rekey's way deletes it \
+         (`rekey retire`) once every consumer logs in with the new pair; the naive way deletes \
+         it right after the rotation, as a tool without adoption tracking does. \
+         \"rotation start → last consumer on new pair\": until the last consumer's first login \
+         with the new pair after which it never used the old one. Rotation wall time: \
+         `rekey rotate` (naive: and `rekey retire`). The goal is 0 failed logins. Each strategy \
+         has an emulator and a store of its own; they run one after the other.\n\n{}",
+        args.consumers,
+        args.interval_ms,
+        refresh.as_secs(),
+        secret::table(&outcomes)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,7 +390,7 @@ mod tests {
         let args = Args::parse_from(["rekey-bench"]);
         assert_eq!(
             args.describe(),
-            "--scale 1 --windows 0,5,30 --consumers 50 --interval-ms 2000 --strategies naive,rekey,token --keygen 20 --fleet 100 --concurrency 8 --only cutover,keygen,fleet"
+            "--scale 1 --windows 0,5,30 --consumers 50 --interval-ms 2000 --strategies naive,rekey,token --keygen 20 --fleet 100 --concurrency 8 --refresh-secs 10 --only cutover,keygen,fleet,secret"
         );
         let args = Args::parse_from(["rekey-bench", "--scale", "0.1", "--fleet", "1000"]);
         assert!(args.describe().starts_with("--scale 0.1 "));

@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// The org id every world's emulator uses.
-const ORG_ID: &str = "00D5g000000BENCHAA";
+pub(crate) const ORG_ID: &str = "00D5g000000BENCHAA";
 /// The org's name in `rekey.toml`.
-const ORG: &str = "bench";
-const ADMIN_USER: &str = "rekey-admin@bench.example";
-const ADMIN_CONSUMER_KEY: &str = "3MVG9BenchRekeyAdminConsumerKey0001";
+pub(crate) const ORG: &str = "bench";
+pub(crate) const ADMIN_USER: &str = "rekey-admin@bench.example";
+pub(crate) const ADMIN_CONSUMER_KEY: &str = "3MVG9BenchRekeyAdminConsumerKey0001";
 /// The user every integration app mints tokens for.
 pub(crate) const INTEGRATION_USER: &str = "integration@bench.example";
 /// Deploys spend this long in Pending and then as long in InProgress (the demo's setting).
