@@ -15,12 +15,14 @@ test: tools
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }' target/test-output.log; \
 	exit $$status
 
-## Rotate a Connected App's certificate end to end on the org emulator and the local file store.
+## Rotate a Connected App's certificate and an External Client App's consumer secret end to end on
+## the org emulator and the local file store.
 demo: tools
 	bash tests/demo/demo.sh
 
 ## Benchmark the release build on the org emulator: consumers minting through a rotation under three
-## strategies, key generation against openssl, a fleet rotation. Markdown tables on stdout and in
+## strategies, key generation against openssl, a fleet rotation, client-credentials consumers through
+## a consumer secret rotation. Markdown tables on stdout and in
 ## target/bench/results.md; flags: make bench BENCH_FLAGS="--scale 0.1 --fleet 1000" (see --help).
 bench: tools
 	$(CARGO) build --release -p rekey -p rekey-bench
