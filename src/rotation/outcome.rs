@@ -68,6 +68,8 @@ pub enum Ending {
     Aborted,
     /// Salesforce never accepted the new key, so it was undone automatically.
     RolledBack,
+    /// A consumer secret's previous pair was deleted at Salesforce (`rekey retire`, `rekey run`).
+    Retired,
 }
 
 /// A closed rotation.
@@ -144,7 +146,7 @@ impl Closed {
     /// previous key works again.
     pub fn exit(&self) -> Exit {
         match self.ending {
-            Ending::Rotated | Ending::Aborted => Exit::Ok,
+            Ending::Rotated | Ending::Aborted | Ending::Retired => Exit::Ok,
             Ending::RolledBack => Exit::RolledBack,
         }
     }

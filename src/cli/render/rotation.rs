@@ -122,6 +122,10 @@ impl RotateProgress {
         let reason = outcome.reason.as_deref().unwrap_or("");
         match outcome.ending {
             Ending::Rotated => out!("{}: rotated to {now}; rotation {id}", self.credential),
+            Ending::Retired => out!(
+                "{}: previous consumer secret deleted at Salesforce; CURRENT is {now} ({id})",
+                self.credential
+            ),
             Ending::Aborted => out!(
                 "{}: rotation {id} aborted ({reason}); CURRENT is {now}",
                 self.credential

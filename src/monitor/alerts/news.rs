@@ -66,6 +66,10 @@ impl RotationNews {
                                 .join("; ")
                         ),
                     ),
+                    Ending::Retired => (
+                        rekey_notify::Outcome::Succeeded,
+                        format!("previous consumer secret deleted at Salesforce; {now} is CURRENT"),
+                    ),
                     Ending::Aborted => (
                         rekey_notify::Outcome::RolledBack,
                         format!("rotation aborted ({reason}); {now} is CURRENT again"),
