@@ -13,9 +13,8 @@ mod scene;
 mod secret_scene;
 mod world;
 
-use rekey_testkit::receiver::Receiver;
 use scene::{Kind, PAST_LEASE, run_all};
-use secret_scene::{CRED, HOOK_SECRET, SecretScene, add_consumers, fingerprint, webhook};
+use secret_scene::{CRED, SecretScene, add_consumers, add_laggard};
 use serde_json::json;
 use world::Held;
 
@@ -261,18 +260,7 @@ async fn killed_at_a_consumer_step_resume_deletes_the_old_pair_only_after_adopti
 async fn a_laggard_found_before_a_kill_still_keeps_the_old_pair_valid_after_resume() {
     let mut s = SecretScene::new(Kind::File).await;
     let old = s.observe();
-    // Acknowledges every event but keeps reporting the pair it had.
-    let stubborn = Receiver::answering(
-        200,
-        &json!({"fingerprint": fingerprint(&old.key, &old.secret)}).to_string(),
-    )
-    .await;
-    add_consumers(
-        &s.w,
-        "on_adoption_failure = \"alert\"\n",
-        &[webhook("laggard", &stubborn, true)],
-    );
-    s.w.env.push(("ETL_HOOK_SECRET".into(), HOOK_SECRET.into()));
+    let _stubborn = add_laggard(&mut s, &old).await;
     // Killed after the adopt step journaled the laggard, before the retire step.
     let held = Held::spawn(&s.w, &["rotate", CRED], "retire:begin")
         .reached(&mut s.w)

@@ -11,7 +11,9 @@ mod world;
 use rekey_testkit::moto::{Moto, sdk_config, version_labels};
 use rekey_testkit::receiver::Receiver;
 use scene::Kind;
-use secret_scene::{CRED, HOOK_SECRET, SecretScene, add_consumers, fingerprint, webhook};
+use secret_scene::{
+    CRED, HOOK_SECRET, SecretScene, add_consumers, add_laggard, fingerprint, webhook,
+};
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Stdio;
@@ -179,18 +181,7 @@ async fn consumers_are_told_in_order_and_the_old_pair_is_deleted_only_after_they
 async fn with_a_consumer_that_never_adopts_and_alert_the_old_pair_stays_valid_and_says_so() {
     let mut s = SecretScene::new(Kind::File).await;
     let before = s.observe();
-    // Acknowledges every event but keeps reporting the pair it had.
-    let stubborn = Receiver::answering(
-        200,
-        &json!({"fingerprint": fingerprint(&before.key, &before.secret)}).to_string(),
-    )
-    .await;
-    add_consumers(
-        &s.w,
-        "on_adoption_failure = \"alert\"\n",
-        &[webhook("laggard", &stubborn, true)],
-    );
-    s.w.env.push(("ETL_HOOK_SECRET".into(), HOOK_SECRET.into()));
+    let _stubborn = add_laggard(&mut s, &before).await;
 
     let run = s.w.rekey(&["rotate", CRED]).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);

@@ -331,23 +331,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
         open: OpenRotation,
     ) -> Self {
         let retire_only = super::history::is_retire(&open.begun);
-        let mut done = open.done;
-        // Which consumers refused `activate` lives only in the run that asked them; activating
-        // again (idempotent) finds out, so adoption never counts a consumer that refused.
-        if !done.contains(&Step::Adopt) {
-            done.remove(&Step::Activate);
-        }
-        // Likewise which consumers adopted: a consumer secret's retire deletes the previous pair
-        // only when every consumer adopted the new one, so a run resumed before it retired asks
-        // them again rather than cut off a laggard the interrupted run had found.
-        if rotation.target.kind() == CredentialKind::ConsumerSecret
-            && open.emergency.is_none()
-            && !retire_only
-            && !done.contains(&Step::Retire)
-        {
-            done.remove(&Step::Activate);
-            done.remove(&Step::Adopt);
-        }
+        let done = rotation.done_on_resume(&open);
         InFlight {
             rotation,
             lease,

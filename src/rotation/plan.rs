@@ -45,7 +45,10 @@ pub async fn plan(rotation: &Rotation<'_>, emergency: Option<&Emergency>) -> Res
         || next_generation(&journal, current_generation),
         |o| o.generation,
     );
-    let done = open.as_ref().map(|o| o.done.clone()).unwrap_or_default();
+    let done = open
+        .as_ref()
+        .map(|o| rotation.done_on_resume(o))
+        .unwrap_or_default();
     let undoing = open.as_ref().is_some_and(|o| o.undoing.is_some());
     let emergency = match &open {
         Some(o) => o.emergency.as_ref(),

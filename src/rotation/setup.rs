@@ -2,11 +2,13 @@
 //! generate, its timeouts and policies, its consumers — and what the operator asked for.
 
 use super::emergency::Emergency;
+use super::history::OpenRotation;
 use super::target::Target;
 use crate::config::OnVerifyFailure;
 use crate::consumers::CredentialConsumers;
 use crate::pki::CertSpec;
 use rekey_api::{CredentialKind, SecretStore, Step};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Everything one rotation needs.
@@ -71,6 +73,28 @@ impl Rotation<'_> {
             // deleted outright instead.
             .filter(|s| !consumer_secret || !matches!(s, Step::OauthOff | Step::OauthOn))
             .collect()
+    }
+
+    /// What a resumed run of `open` counts as done: what the journal says, less the consumer
+    /// steps whose answers lived only in the interrupted run. Which consumers refused `activate`
+    /// is known only to the run that asked, so `activate` is asked again (idempotent) until
+    /// adoption is journaled; and a consumer secret's retire deletes the previous pair only when
+    /// every consumer adopted the new one, so before retire a resumed run asks them again rather
+    /// than cut off a laggard the interrupted run had found.
+    pub(super) fn done_on_resume(&self, open: &OpenRotation) -> BTreeSet<Step> {
+        let mut done = open.done.clone();
+        if !done.contains(&Step::Adopt) {
+            done.remove(&Step::Activate);
+        }
+        if self.target.kind() == CredentialKind::ConsumerSecret
+            && open.emergency.is_none()
+            && !super::history::is_retire(&open.begun)
+            && !done.contains(&Step::Retire)
+        {
+            done.remove(&Step::Activate);
+            done.remove(&Step::Adopt);
+        }
+        done
     }
 
     /// The consumers' names, for messages: "etl, billing-api".

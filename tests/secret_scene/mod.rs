@@ -283,3 +283,20 @@ pub(crate) fn webhook(name: &str, hook: &Receiver, status: bool) -> String {
         hook.url("/hook")
     )
 }
+
+/// A webhook consumer `laggard` that acknowledges every event but keeps reporting the pair
+/// `holds` (it never adopts), with `on_adoption_failure = "alert"`; the receiver, to keep alive.
+pub(crate) async fn add_laggard(s: &mut SecretScene, holds: &orgsim::ConsumerInfo) -> Receiver {
+    let stubborn = Receiver::answering(
+        200,
+        &serde_json::json!({"fingerprint": fingerprint(&holds.key, &holds.secret)}).to_string(),
+    )
+    .await;
+    add_consumers(
+        &s.w,
+        "on_adoption_failure = \"alert\"\n",
+        &[webhook("laggard", &stubborn, true)],
+    );
+    s.w.env.push(("ETL_HOOK_SECRET".into(), HOOK_SECRET.into()));
+    stubborn
+}

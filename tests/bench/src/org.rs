@@ -367,23 +367,10 @@ profile = "System Administrator"
 username = "{INTEGRATION_USER}"
 profile = "Bench Integration"
 
-[[connected_apps]]
-full_name = "Rekey_Admin"
-certificate_file = "admin.crt"
-metadata = """<ConnectedApp xmlns="http://soap.sforce.com/2006/04/metadata">
-    <contactEmail>bench@bench.example</contactEmail>
-    <label>rekey admin</label>
-    <oauthConfig>
-        <callbackUrl>https://localhost/unused</callbackUrl>
-        <consumerKey>{ADMIN_CONSUMER_KEY}</consumerKey>
-        <isAdminApproved>true</isAdminApproved>
-        <scopes>Api</scopes>
-        <scopes>Full</scopes>
-    </oauthConfig>
-    <profileName>System Administrator</profileName>
-</ConnectedApp>"""
+{admin_app}
 "#,
         secs = spec.propagation_secs,
+        admin_app = admin_app_seed(),
     );
     for app in apps {
         let _ = write!(
@@ -496,4 +483,26 @@ mod tests {
         }
         assert_eq!(App::new(7).name, "Bench_App_00007");
     }
+}
+
+/// rekey's own admin app in a bench seed: a Connected App whose certificate is `admin.crt`,
+/// pre-authorized for the System Administrator profile.
+pub(crate) fn admin_app_seed() -> String {
+    format!(
+        r#"[[connected_apps]]
+full_name = "Rekey_Admin"
+certificate_file = "admin.crt"
+metadata = """<ConnectedApp xmlns="http://soap.sforce.com/2006/04/metadata">
+    <contactEmail>bench@bench.example</contactEmail>
+    <label>rekey admin</label>
+    <oauthConfig>
+        <callbackUrl>https://localhost/unused</callbackUrl>
+        <consumerKey>{ADMIN_CONSUMER_KEY}</consumerKey>
+        <isAdminApproved>true</isAdminApproved>
+        <scopes>Api</scopes>
+        <scopes>Full</scopes>
+    </oauthConfig>
+    <profileName>System Administrator</profileName>
+</ConnectedApp>""""#
+    )
 }

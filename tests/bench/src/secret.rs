@@ -396,7 +396,7 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
 /// The emulator's seed: rekey's admin app and user (allowed to read and rotate consumer
 /// secrets), and the `Nightly_ETL` app with its run-as user, as in the demo seed.
 fn seed_toml() -> String {
-    let (org_id, admin, admin_key) = (org::ORG_ID, org::ADMIN_USER, org::ADMIN_CONSUMER_KEY);
+    let (org_id, admin) = (org::ORG_ID, org::ADMIN_USER);
     format!(
         r#"[org]
 id = "{org_id}"
@@ -427,21 +427,7 @@ profile = "System Administrator"
 username = "{RUN_AS}"
 profile = "ETL Run-As"
 
-[[connected_apps]]
-full_name = "Rekey_Admin"
-certificate_file = "admin.crt"
-metadata = """<ConnectedApp xmlns="http://soap.sforce.com/2006/04/metadata">
-    <contactEmail>bench@bench.example</contactEmail>
-    <label>rekey admin</label>
-    <oauthConfig>
-        <callbackUrl>https://localhost/unused</callbackUrl>
-        <consumerKey>{admin_key}</consumerKey>
-        <isAdminApproved>true</isAdminApproved>
-        <scopes>Api</scopes>
-        <scopes>Full</scopes>
-    </oauthConfig>
-    <profileName>System Administrator</profileName>
-</ConnectedApp>"""
+{admin_app}
 
 [[external_client_apps]]
 name = "{APP}"
@@ -486,6 +472,7 @@ policies = """<ExtlClntAppConfigurablePolicies xmlns="http://soap.sforce.com/200
 </ExtlClntAppConfigurablePolicies>"""
 "#,
         phase = org::DEPLOY_PHASE_MS,
+        admin_app = org::admin_app_seed(),
     )
 }
 
