@@ -110,26 +110,7 @@ impl Scene {
 
     /// A handle on the credential's store, for checks rekey's own output cannot make.
     pub(crate) async fn store(&self) -> Box<dyn SecretStore> {
-        match self.kind {
-            Kind::File => Box::new(rekey_file::FileStore::new(self.w.path("keys"))),
-            Kind::Vault => {
-                let auth =
-                    rekey_vault::VaultAuth::Token(rekey_api::SecretString::new(self.root.clone()));
-                let mut config = rekey_vault::VaultConfig::new(self.endpoint.clone(), auth);
-                config.path_prefix = self.prefix.clone();
-                Box::new(rekey_vault::VaultStore::new(config).unwrap())
-            }
-            Kind::Aws => {
-                let config = rekey_aws::AwsConfig {
-                    name_prefix: self.prefix.clone(),
-                    ..rekey_aws::AwsConfig::default()
-                };
-                Box::new(
-                    rekey_aws::AwsStore::with_sdk_config(config, &sdk_config(&self.endpoint).await)
-                        .unwrap(),
-                )
-            }
-        }
+        store_of(self.kind, &self.w, &self.endpoint, &self.root, &self.prefix).await
     }
 
     pub(crate) fn set(&self, key: &str, value: &str) {
@@ -307,4 +288,33 @@ where
         finished += 1;
     }
     finished
+}
+
+/// A handle on a store of `kind` as a scene set it up: the world's `keys` folder, or the Vault or
+/// AWS server at `endpoint` (root token `root`, names under `prefix`).
+pub(crate) async fn store_of(
+    kind: Kind,
+    w: &World,
+    endpoint: &str,
+    root: &str,
+    prefix: &str,
+) -> Box<dyn SecretStore> {
+    match kind {
+        Kind::File => Box::new(rekey_file::FileStore::new(w.path("keys"))),
+        Kind::Vault => {
+            let auth = rekey_vault::VaultAuth::Token(rekey_api::SecretString::new(root));
+            let mut config = rekey_vault::VaultConfig::new(endpoint.to_string(), auth);
+            config.path_prefix = prefix.to_string();
+            Box::new(rekey_vault::VaultStore::new(config).unwrap())
+        }
+        Kind::Aws => {
+            let config = rekey_aws::AwsConfig {
+                name_prefix: prefix.to_string(),
+                ..rekey_aws::AwsConfig::default()
+            };
+            Box::new(
+                rekey_aws::AwsStore::with_sdk_config(config, &sdk_config(endpoint).await).unwrap(),
+            )
+        }
+    }
 }

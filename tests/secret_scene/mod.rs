@@ -6,10 +6,10 @@
 // Each test crate that includes this module uses a different subset of it.
 #![allow(dead_code)]
 
-use crate::scene::{Kind, LEASE_SECS, aws_labels};
+use crate::scene::{Kind, LEASE_SECS, aws_labels, store_of};
 use crate::world::*;
 use rekey_api::{ConsumerSecret, Generation, SecretStore};
-use rekey_testkit::moto::{Moto, sdk_config};
+use rekey_testkit::moto::Moto;
 use rekey_testkit::openbao::OpenBao;
 use rekey_testkit::receiver::Receiver;
 use std::collections::BTreeSet;
@@ -98,26 +98,7 @@ impl SecretScene {
 
     /// A handle on the credential's store, for checks rekey's own output cannot make.
     pub(crate) async fn store(&self) -> Box<dyn SecretStore> {
-        match self.kind {
-            Kind::File => Box::new(rekey_file::FileStore::new(self.w.path("keys"))),
-            Kind::Vault => {
-                let auth =
-                    rekey_vault::VaultAuth::Token(rekey_api::SecretString::new(self.root.clone()));
-                let mut config = rekey_vault::VaultConfig::new(self.endpoint.clone(), auth);
-                config.path_prefix = self.prefix.clone();
-                Box::new(rekey_vault::VaultStore::new(config).unwrap())
-            }
-            Kind::Aws => {
-                let config = rekey_aws::AwsConfig {
-                    name_prefix: self.prefix.clone(),
-                    ..rekey_aws::AwsConfig::default()
-                };
-                Box::new(
-                    rekey_aws::AwsStore::with_sdk_config(config, &sdk_config(&self.endpoint).await)
-                        .unwrap(),
-                )
-            }
-        }
+        store_of(self.kind, &self.w, &self.endpoint, &self.root, &self.prefix).await
     }
 
     /// `rekey status etl --json`'s row.

@@ -204,23 +204,7 @@ impl World {
     pub(crate) async fn build(rekey: &Rekey, spec: &Spec) -> Result<World, Error> {
         let dir = tempfile::Builder::new().prefix("rekey-bench-").tempdir()?;
         let root = dir.path();
-        let (admin_key, admin_crt) = (root.join("admin.key"), root.join("admin.crt"));
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=rekey-admin",
-            "-keyout",
-            path_arg(&admin_key)?,
-            "-out",
-            path_arg(&admin_crt)?,
-        ])
-        .await?;
+        admin_pair(root).await?;
         let apps: Vec<App> = (1..=spec.apps).map(App::new).collect();
         let started = Instant::now();
         bounded(apps.len(), spec.concurrency, |i| {
@@ -505,4 +489,25 @@ metadata = """<ConnectedApp xmlns="http://soap.sforce.com/2006/04/metadata">
     <profileName>System Administrator</profileName>
 </ConnectedApp>""""#
     )
+}
+
+/// rekey's admin key and certificate (`admin.key`, `admin.crt` in `root`), made with openssl.
+pub(crate) async fn admin_pair(root: &Path) -> Result<(), Error> {
+    let (admin_key, admin_crt) = (root.join("admin.key"), root.join("admin.crt"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=rekey-admin",
+        "-keyout",
+        path_arg(&admin_key)?,
+        "-out",
+        path_arg(&admin_crt)?,
+    ])
+    .await
 }

@@ -120,23 +120,7 @@ pub(crate) async fn prepare(rekey: &Rekey) -> Result<World, Error> {
         .prefix("rekey-bench-secret-")
         .tempdir()?;
     let root = dir.path();
-    let (admin_key, admin_crt) = (root.join("admin.key"), root.join("admin.crt"));
-    org::openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=rekey-admin",
-        "-keyout",
-        org::path_arg(&admin_key)?,
-        "-out",
-        org::path_arg(&admin_crt)?,
-    ])
-    .await?;
+    org::admin_pair(root).await?;
     std::fs::write(root.join("seed.toml"), seed_toml())?;
     let seed = Seed::from_path(&root.join("seed.toml"))
         .map_err(|e| format!("the bench's consumer secret seed is invalid: {e}"))?;
