@@ -52,6 +52,18 @@ async fn a_rotation_makes_the_staged_pair_primary_and_keeps_the_old_one_valid_un
     assert_eq!(row["generation"], 2, "{row}");
     let current = rekey_api::ConsumerSecret::new(after.key.clone(), after.secret.clone()).unwrap();
     assert_eq!(row["fingerprint"], current.fingerprint().to_hex(), "{row}");
+    // Status says the previous pair still logs in, and how to end that.
+    assert_eq!(row["staged"]["state"], "rotated", "{row}");
+    assert_eq!(row["staged"]["key"], before.key.as_str(), "{row}");
+    let text = w.ok(&["status", "etl"]).await;
+    assert!(
+        text.stdout.contains(&format!(
+            "previous consumer key {} still logs in until",
+            before.key
+        )) && text.stdout.contains("`rekey retire etl` deletes it"),
+        "{}",
+        text.stdout
+    );
 
     // `rekey token` mints with CURRENT through the client credentials flow.
     let token = w.ok(&["token", "etl", "--json"]).await;
@@ -67,6 +79,8 @@ async fn a_rotation_makes_the_staged_pair_primary_and_keeps_the_old_one_valid_un
         w.etl_consumer().staged.is_none(),
         "nothing left staged at Salesforce"
     );
+    let status = w.ok(&["status", "etl", "--json"]).await;
+    assert!(!status.stdout.contains("\"staged\""), "{}", status.stdout);
     assert_eq!(login(&w, &after.key, &after.secret).await.0, 200);
     // Nothing rekey printed holds a secret.
     for secret in [&before.secret, &after.secret] {

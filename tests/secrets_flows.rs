@@ -549,6 +549,17 @@ async fn without_a_run_as_user_verification_reads_the_pair_back() {
     );
     let token = w.rekey(&["token", CRED, "--no-cache"]).await;
     assert_ne!(token.code, 0, "{}", token.stdout);
+    // Salesforce's refusal, and what to change: the app's run-as user.
+    assert!(
+        token.stderr.contains("no client credentials user enabled"),
+        "{}",
+        token.stderr
+    );
+    assert!(
+        token.stderr.contains("client credentials run-as user"),
+        "{}",
+        token.stderr
+    );
     for secret in [&before.secret, &after.secret] {
         assert!(
             !w.printed.iter().any(|p| p.contains(secret.as_str())),

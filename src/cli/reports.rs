@@ -86,6 +86,10 @@ pub struct StatusRow {
     pub app_error: Option<String>,
     /// Every store's CURRENT, primary first (the fields above are the primary's).
     pub stores: Vec<StoreStatus>,
+    /// A consumer secret's staged slot at Salesforce: the previous pair still valid, or a
+    /// staged pair (none for a certificate, or when the slot is empty or unreadable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staged: Option<rekey_api::Staged>,
     /// The primary's journal entries that could not be read (the rotation fields above come from
     /// the others); empty when the journal is intact.
     pub journal_damaged: Vec<Damage>,
@@ -112,6 +116,7 @@ impl StatusRow {
             app_fingerprint: None,
             app_error: None,
             stores: Vec::new(),
+            staged: None,
             journal_damaged: Vec::new(),
             error: Some(match error.hint() {
                 Some(hint) => format!("{error} ({hint})"),

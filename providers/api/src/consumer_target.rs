@@ -31,7 +31,7 @@ impl fmt::Display for StagedState {
 
 /// The staged credential slot as Salesforce describes it; the secret is apart, in a
 /// [`ConsumerSecret`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Staged {
     /// Salesforce's id for it (what rotate and delete name).
     pub id: String,

@@ -74,6 +74,12 @@ impl Refusal {
             _ if self.untrusted_key() => {
                 format!("the {role} key does not match the certificate uploaded to the {role} app")
             }
+            (_, d) if d.contains("no client credentials user") => format!(
+                "give the {role} app a client credentials run-as user, one with the API Only permission (External Client App Manager → the app → Policies → OAuth Policies → Client Credentials Flow → Run As)"
+            ),
+            (_, d) if d.contains("client credentials flow is not enabled") => format!(
+                "enable the client credentials flow on the {role} app (its OAuth settings and its OAuth policies)"
+            ),
             ("app_not_found", _) => "use the org's My Domain URL as login_url and audience (not test.salesforce.com)".into(),
             _ => format!("check the {role} app, the {role} user and the login URL"),
         }

@@ -56,9 +56,18 @@ async fn status_row(
     let in_context = |e: Error| e.context(&cred.name);
     let stores = wiring::stores(config, cred).await.map_err(in_context)?;
     // The app is read, not assumed; if it cannot be, the row says why instead of failing.
-    let app = match wiring::salesforce_target(config, cred) {
-        Ok(target) => rotation::target_of(cred, &target).installed().await,
-        Err(e) => Err(e),
+    let (app, staged) = match wiring::salesforce_target(config, cred) {
+        Ok(target) => {
+            let relying = rotation::target_of(cred, &target);
+            // A consumer secret's staged slot: what still logs in besides the primary pair. A
+            // slot that cannot be read is left out here; `rekey check` reports it.
+            let staged = match rotation::consumer_target(&relying) {
+                Ok(t) => t.staged().await.ok().flatten().map(|(slot, _secret)| slot),
+                Err(_) => None,
+            };
+            (relying.installed().await, staged)
+        }
+        Err(e) => (Err(e), None),
     };
     let (app_fingerprint, app_error) = match app {
         Ok(fingerprint) => (fingerprint, None),
@@ -112,6 +121,7 @@ async fn status_row(
         app_fingerprint: app_fingerprint.map(|f| f.to_hex()),
         app_error,
         stores: per_store,
+        staged,
         journal_damaged: journal.damaged,
         error: None,
     })

@@ -3,7 +3,7 @@
 use super::lines::{opt, print_json};
 use crate::cli::reports::{PreflightRow, StatusRow};
 use crate::monitor::findings::CheckRow;
-use rekey_api::Severity;
+use rekey_api::{Severity, StagedState};
 
 /// `rekey status`. A credential that could not be read, or whose journal is damaged, is also
 /// named on stderr (with `--json` too), so a script sees why the exit code is not 0.
@@ -68,6 +68,26 @@ pub fn status(rows: &[StatusRow], json: bool) {
             (Some(f), _) => out!("    app holds {f}"),
             (None, Some(e)) => out!("    app unreadable: {e}"),
             (None, None) => out!("    app holds no certificate"),
+        }
+        if let Some(s) = &r.staged {
+            let until = s.expires_at.map_or_else(String::new, |t| {
+                format!(" until {}", t.format("%Y-%m-%d %H:%MZ"))
+            });
+            match s.state {
+                StagedState::Rotated => out!(
+                    "    previous consumer key {} still logs in{until}: `rekey retire {}` deletes it",
+                    s.key,
+                    r.credential
+                ),
+                StagedState::Active => out!(
+                    "    staged at Salesforce, not yet primary: consumer key {}{}{until}",
+                    s.key,
+                    s.created_by
+                        .as_ref()
+                        .map_or_else(String::new, |u| format!(", by {u}"))
+                ),
+                StagedState::Expired => out!("    staged slot: consumer key {} (expired)", s.key),
+            }
         }
         for st in &r.stores {
             let verdict = match st.matches_app {
