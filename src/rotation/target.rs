@@ -65,10 +65,7 @@ impl<'a> Target<'a> {
     /// What the app trusts now: its certificate's fingerprint, or its primary consumer
     /// credential's.
     pub async fn installed(&self) -> Result<Option<Fingerprint>> {
-        match self {
-            Target::Certificate(t) => Ok(t.installed().await?.map(|c| c.fingerprint)),
-            Target::Consumer(t) => Ok(Some(t.primary().await?.fingerprint())),
-        }
+        Ok(self.held().await?.map(|(fingerprint, _)| fingerprint))
     }
 
     /// What the app trusts now with its expiry, for `check`: the certificate's fingerprint and
