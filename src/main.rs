@@ -7,8 +7,10 @@
 mod cli;
 mod config;
 mod consumers;
+mod controls;
 mod emergency;
 mod exit;
+mod governance;
 mod monitor;
 mod pki;
 mod rotation;

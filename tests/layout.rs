@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 /// The root crate's top-level modules, lowest layer first. A module may use modules of lower
 /// layers only; the same list, with why, is in ARCHITECTURE.md.
 const LAYERS: &[&[&str]] = &[
-    &["exit", "pki", "shutdown", "windows"],
+    &["controls", "exit", "pki", "shutdown", "windows"],
     &["config"],
     &["wiring", "consumers"],
-    &["rotation"],
+    &["governance", "rotation"],
     &["monitor", "token"],
     &["emergency"],
     &["cli"],

@@ -557,6 +557,136 @@ pub enum Command {
         #[arg(long)]
         no_cache: bool,
     },
+    /// Audit every OAuth app of an org against the hardening checklist
+    ///
+    /// Reads every Connected App and External Client App of the org, whether rekey manages it
+    /// or not (metadata in batches of ten, OAuth grants, login history, the client credentials
+    /// run-as users, the clock), and reports one finding per problem: a stable id, severity,
+    /// org, app, what is wrong, what to change and the control it implements. The ids and
+    /// their conditions: README, "Audit"; why each matters and how to fix it:
+    /// runbooks/hardening-review.md. Changes nothing at Salesforce.
+    ///
+    /// Accepted exceptions live in rekey.toml as [[audit.ignore]] entries (id, app, org,
+    /// reason, until). One without a reason, or past its date, is itself reported; each is
+    /// recorded in the org's governance ledger the first time an audit sees it.
+    ///
+    /// Formats: text; json (one object: findings, suppressed, unreadable); sarif (SARIF 2.1.0,
+    /// one rule per finding id, for code-scanning dashboards). --json is --format json.
+    ///
+    /// Exit codes: 0 nothing at or above --fail-on; 1 a warning; 2 a critical finding; 3
+    /// something could not be read (and nothing worse was found).
+    ///
+    /// Examples:
+    ///   rekey audit
+    ///   rekey audit --org prod --format sarif > rekey.sarif
+    ///   rekey audit --fail-on critical
+    #[command(verbatim_doc_comment)]
+    Audit {
+        /// Only this org (a key of [orgs]); repeat for several. Default: every org.
+        #[arg(long = "org", value_name = "ORG")]
+        orgs: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+        format: AuditFormat,
+        /// The least severity that fails the command (exit 1 or 2); less is reported only.
+        #[arg(long, value_enum, default_value_t = FailOn::Warning)]
+        fail_on: FailOn,
+    },
+    /// List every OAuth app of an org: flows, scopes, certificate, owner, last use
+    ///
+    /// One row per Connected App and External Client App: kind (CA or ECA), flows enabled,
+    /// scopes, permitted users, the JWT certificate's fingerprint and expiry, the consumer
+    /// secret's age where rekey keeps it, which credentials of rekey.toml manage it (and in
+    /// which stores), their owner, the last login through it and how many OAuth grants it has.
+    /// The list a non-human-identity governance process starts from. Changes nothing.
+    ///
+    /// Exit codes: 0 listed; 3 something could not be read (the rest is listed).
+    ///
+    /// Examples:
+    ///   rekey inventory --org prod
+    ///   rekey inventory --format csv > apps.csv
+    #[command(verbatim_doc_comment)]
+    Inventory {
+        /// Only this org; repeat for several. Default: every org.
+        #[arg(long = "org", value_name = "ORG")]
+        orgs: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = InventoryFormat::Text)]
+        format: InventoryFormat,
+    },
+    /// List OAuth grants unused for N days; revoke them with --revoke
+    ///
+    /// An OAuth grant is a refresh token a user approved for an app (an OauthToken row). Lists
+    /// the grants unused for --stale-after-days (user, app, granted, last used, use count).
+    /// A dry run unless --revoke: then it asks for confirmation (--yes in automation) and
+    /// revokes each through its delete token, journaled in the org's governance ledger before
+    /// and after each revocation (`rekey journal --org ORG`). Only the grants go: the users,
+    /// their login history and the app stay. A grant already gone counts as done.
+    ///
+    /// Exit codes: 0 listed or all revoked; 3 a revocation failed (the others went on); 64
+    /// unknown org or app.
+    ///
+    /// Examples:
+    ///   rekey grants --org prod --stale-after-days 90
+    ///   rekey grants --org prod --app Legacy_Portal --stale-after-days 30 --revoke --yes
+    #[command(verbatim_doc_comment)]
+    Grants {
+        /// The org (a key of [orgs]); may be left out when the config has one org.
+        #[arg(long, value_name = "ORG")]
+        org: Option<String>,
+        /// Only this app (API name or label).
+        #[arg(long, value_name = "APP")]
+        app: Option<String>,
+        /// A grant not used for this many days is stale.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        stale_after_days: u32,
+        /// Revoke the stale grants (after confirmation).
+        #[arg(long)]
+        revoke: bool,
+        /// Do not ask for confirmation (automation).
+        #[arg(long, requires = "revoke")]
+        yes: bool,
+    },
+}
+
+/// `rekey audit --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object.
+    Json,
+    /// SARIF 2.1.0.
+    Sarif,
+}
+
+/// `rekey inventory --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InventoryFormat {
+    /// A table for people.
+    Text,
+    /// A JSON array.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// `rekey audit --fail-on`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Warnings and critical findings fail.
+    Warning,
+    /// Only critical findings fail.
+    Critical,
+}
+
+impl From<FailOn> for rekey_api::Severity {
+    fn from(f: FailOn) -> Self {
+        match f {
+            FailOn::Warning => rekey_api::Severity::Warning,
+            FailOn::Critical => rekey_api::Severity::Critical,
+        }
+    }
 }
 
 /// `rekey config …`.

@@ -122,6 +122,9 @@ pub struct CredentialConfig {
     /// Consumer secrets: how long the previous consumer secret stays valid after a rotation
     /// when adoption was not proven for every consumer (it is deleted at once when it was).
     pub revoke_previous_after: Duration,
+    /// Who answers for the integration (a team or a person): whom to ask before a rotation and
+    /// after a leak. `rekey audit` reports a credential without one (`no-owner`).
+    pub owner: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +165,7 @@ pub(super) struct RawCredential {
     #[serde(default)]
     pub(super) on_adoption_failure: Option<Spanned<String>>,
     pub(super) revoke_previous_after_hours: Option<Spanned<i64>>,
+    pub(super) owner: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -281,6 +285,15 @@ pub(super) fn validate_credentials(
     for (name, cred) in credentials {
         let c = cred.get_ref();
         let before = v.problems().len();
+        if name.starts_with(super::audit::LEDGER_PREFIX) {
+            v.problem(
+                cred.span(),
+                format!(
+                    "credentials.{name}: names starting with '{}' are reserved for the orgs' governance ledgers; rename the credential",
+                    super::audit::LEDGER_PREFIX
+                ),
+            );
+        }
         if !known.orgs.contains(c.org.get_ref()) {
             v.problem(
                 c.org.span(),
@@ -442,6 +455,13 @@ pub(super) fn validate_credentials(
             0..=720,
             "revoke_previous_after_hours",
         );
+        let owner = c.owner.as_ref().and_then(|o| {
+            let text = o.get_ref().trim();
+            if text.is_empty() {
+                v.problem(o.span(), "owner is empty; name a team or a person, or leave owner out");
+            }
+            (!text.is_empty()).then(|| text.to_string())
+        });
         if v.problems().len() > before {
             continue;
         }
@@ -483,6 +503,7 @@ pub(super) fn validate_credentials(
                 revoke_previous_after: Duration::from_secs(
                     revoke_previous_after_hours as u64 * 3600,
                 ),
+                owner,
             },
         );
     }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 
 mod alerts;
+mod audit;
 mod consumers;
 mod credentials;
 mod orgs;
@@ -22,6 +23,7 @@ mod tables;
 mod tests;
 
 pub use alerts::{AlertsConfig, ChannelKindSettings, ChannelSettings};
+pub use audit::{AuditConfig, LEDGER_PREFIX, Suppression};
 pub use consumers::{ConsumerConfig, ConsumerKindSettings, DeliverKey};
 pub use credentials::{
     AppKind, CredentialConfig, OnAdoptionFailure, OnVerifyFailure, Policy, Schedule,
@@ -35,6 +37,7 @@ pub use stores::StoreConfig;
 pub const EXAMPLE: &str = include_str!("rekey.example.toml");
 
 use alerts::{RawAlerts, validate_alerts};
+use audit::{RawAudit, validate_audit};
 use credentials::{Known, RawCredential, validate_credentials};
 use orgs::{RawOrg, validate_orgs};
 use service::{RawDaemon, RawRun, validate_daemon};
@@ -56,6 +59,32 @@ pub struct Config {
     pub run: RunConfig,
     /// `rekey daemon`'s settings.
     pub daemon: DaemonConfig,
+    /// `rekey audit`'s thresholds and suppressions.
+    pub audit: AuditConfig,
+}
+
+impl Config {
+    /// The store holding `org`'s governance ledger: `[audit] ledger_store`, else the primary
+    /// store of the org's first credential (by name), else the first store (by name); `None`
+    /// without any store.
+    pub fn ledger_store(&self, org: &str) -> Option<&str> {
+        self.audit
+            .ledger_store
+            .as_deref()
+            .or_else(|| {
+                self.credentials
+                    .values()
+                    .find(|c| c.org == org)
+                    .and_then(|c| c.stores.first())
+                    .map(String::as_str)
+            })
+            .or_else(|| self.stores.keys().next().map(String::as_str))
+    }
+
+    /// The journal name of `org`'s governance ledger.
+    pub fn ledger_name(org: &str) -> String {
+        format!("{LEDGER_PREFIX}{org}")
+    }
 }
 
 /// The root's own sections as written; `[stores.NAME]` tables are read apart, each by its
@@ -70,6 +99,7 @@ pub(super) struct RawConfig {
     alerts: Option<Spanned<RawAlerts>>,
     run: Option<RawRun>,
     daemon: Option<RawDaemon>,
+    audit: Option<RawAudit>,
 }
 
 /// Reads and validates `path`.
@@ -123,6 +153,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         }) as usize,
     };
     let daemon = validate_daemon(raw.daemon.as_ref(), &mut v);
+    let audit = validate_audit(raw.audit.as_ref(), &known.orgs, &known.stores, &mut v);
     v.finish()?;
     Ok(Config {
         path: path.to_path_buf(),
@@ -132,6 +163,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         alerts,
         run,
         daemon,
+        audit,
     })
 }
 

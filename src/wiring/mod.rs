@@ -2,11 +2,11 @@
 //! which config kind, and the only place that reads the process environment for settings and
 //! secrets ([`environment`], which it hands to the providers and secret sources that need it).
 
-use crate::config::{AdminConfig, AppKind, Config, CredentialConfig, StoreConfig};
+use crate::config::{AdminConfig, AppKind, Config, CredentialConfig, OrgConfig, StoreConfig};
 use rekey_api::{
     CertificateTarget, Env, Error, ErrorKind, KeyMaterial, Result, SecretStore, SecretString,
 };
-use rekey_salesforce::{AdminAuth, SalesforceConfig, SalesforceTarget};
+use rekey_salesforce::{AdminAuth, OrgConnection, SalesforceConfig, SalesforceOrg, SalesforceTarget};
 use std::path::PathBuf;
 
 mod sf_cli;
@@ -82,7 +82,28 @@ pub fn salesforce_target(
     credential: &CredentialConfig,
 ) -> Result<SalesforceTarget> {
     let org = &config.orgs[&credential.org];
-    let admin = match &org.admin {
+    let admin = admin_auth(org, &credential.org)?;
+    SalesforceTarget::new(SalesforceConfig {
+        org: credential.org.clone(),
+        login_url: org.login_url.clone(),
+        audience: org.audience.clone(),
+        api_version: org.api_version.clone(),
+        admin,
+        app_kind: match credential.app_kind {
+            AppKind::ConnectedApp => rekey_salesforce::AppKind::ConnectedApp,
+            AppKind::ExternalClientApp => rekey_salesforce::AppKind::ExternalClientApp,
+        },
+        app: credential.app.clone(),
+        integration_username: credential.username.clone(),
+        consumer_key: credential.consumer_key.clone(),
+        deploy_timeout: credential.deploy_timeout,
+        request_timeout: credential.request_timeout,
+    })
+}
+
+/// rekey's admin connection to the org named `name`, its key or token read now.
+fn admin_auth(org: &OrgConfig, name: &str) -> Result<AdminAuth> {
+    Ok(match &org.admin {
         AdminConfig::Jwt {
             consumer_key,
             username,
@@ -101,8 +122,8 @@ pub fn salesforce_target(
             }
         }
         AdminConfig::AccessTokenEnv => AdminAuth::AccessToken {
-            token: SecretString::new(env("SF_ACCESS_TOKEN", &credential.org)?),
-            instance_url: env("SF_INSTANCE_URL", &credential.org)?,
+            token: SecretString::new(env("SF_ACCESS_TOKEN", name)?),
+            instance_url: env("SF_INSTANCE_URL", name)?,
         },
         AdminConfig::SfCli { target_org, origin } => {
             let session = sf_cli::session(target_org, origin, environment().var("REKEY_SF"))?;
@@ -111,24 +132,31 @@ pub fn salesforce_target(
                 instance_url: session.instance_url,
             }
         }
-    };
-    SalesforceTarget::new(SalesforceConfig {
-        org: credential.org.clone(),
+    })
+}
+
+/// The org named `name` as a whole (every OAuth app, grants, logins), through rekey's admin
+/// connection: what `audit`, `inventory` and `grants` read.
+pub fn org(config: &Config, name: &str) -> Result<SalesforceOrg> {
+    let org = config.orgs.get(name).ok_or_else(|| {
+        Error::new(ErrorKind::Config, format!("unknown org '{name}'")).with_hint(format!(
+            "use a key of [orgs] in {}: {}",
+            config.path.display(),
+            config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    SalesforceOrg::new(OrgConnection {
+        org: name.to_string(),
         login_url: org.login_url.clone(),
         audience: org.audience.clone(),
         api_version: org.api_version.clone(),
-        admin,
-        app_kind: match credential.app_kind {
-            AppKind::ConnectedApp => rekey_salesforce::AppKind::ConnectedApp,
-            AppKind::ExternalClientApp => rekey_salesforce::AppKind::ExternalClientApp,
-        },
-        app: credential.app.clone(),
-        integration_username: credential.username.clone(),
-        consumer_key: credential.consumer_key.clone(),
-        deploy_timeout: credential.deploy_timeout,
-        request_timeout: credential.request_timeout,
+        admin: admin_auth(org, name)?,
+        request_timeout: ORG_REQUEST_TIMEOUT,
     })
 }
+
+/// One request to an org outside a rotation (credentials set their own `request_timeout_secs`).
+const ORG_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn env(name: &str, org: &str) -> Result<String> {
     environment().var(name).ok_or_else(|| {

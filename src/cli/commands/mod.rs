@@ -1,6 +1,7 @@
 //! One function per subcommand: load what it needs, act, hand a report to `render`.
 
 mod emergency;
+mod governance;
 mod import_secret;
 mod keys;
 mod rotate;
@@ -121,6 +122,32 @@ pub async fn dispatch(cli: Cli) -> Exit {
             format,
             no_cache,
         } => token::token(&cli.config, &credential, format, !no_cache, json).await,
+        Command::Audit {
+            orgs,
+            format,
+            fail_on,
+        } => governance::audit(&cli.config, &orgs, format, fail_on, json).await,
+        Command::Inventory { orgs, format } => {
+            governance::inventory(&cli.config, &orgs, format, json).await
+        }
+        Command::Grants {
+            org,
+            app,
+            stale_after_days,
+            revoke,
+            yes,
+        } => {
+            governance::grants(
+                &cli.config,
+                org,
+                app.as_deref(),
+                stale_after_days,
+                revoke,
+                yes,
+                json,
+            )
+            .await
+        }
     };
     result.unwrap_or_else(|error| render::error(&error, json))
 }

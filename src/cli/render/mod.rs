@@ -20,16 +20,19 @@ macro_rules! err {
 }
 
 mod emergency;
+mod governance;
 mod keys;
 mod lines;
 mod progress;
 mod rotation;
 mod run;
+mod sarif;
 mod setup;
 mod status;
 mod token;
 
 pub use emergency::emergency;
+pub use governance::{audit, grants, inventory};
 pub use keys::{import, inspect, journal, verify};
 pub use lines::{deliveries, note, prompt, warning};
 pub use progress::RunProgress;
