@@ -7,7 +7,7 @@
 //! No token, delete token or session token ever appears in a message or a log line: messages
 //! name the org, the app, the user and the call.
 
-use crate::client::soql_string;
+use crate::client::{soql_string, with_permission_hint};
 use crate::config::AppKind;
 use crate::xml::{self, Element, METADATA_NS};
 use crate::{SalesforceTarget, metadata};
@@ -26,17 +26,8 @@ const MAX_USAGE_PAGES: usize = 100;
 
 const SESSIONS_HINT: &str =
     "the admin user needs Manage Users to see and delete other users' sessions (AuthSession)";
-const GRANTS_HINT: &str = "the admin user needs Customize Application to see and revoke other users' OAuth tokens (OauthToken)";
+pub(crate) const GRANTS_HINT: &str = "the admin user needs Customize Application to see and revoke other users' OAuth tokens (OauthToken)";
 const ECA_TOKENS_HINT: &str = "the admin user needs Customize Application to manage the OAuth usage of External Client Apps, and api_version must be 59.0 or later";
-
-/// Replaces the generic Metadata-permission hint of a `PermissionDenied` error.
-fn with_permission_hint(e: Error, hint: &str) -> Error {
-    if e.kind() == ErrorKind::PermissionDenied {
-        e.with_hint(hint)
-    } else {
-        e
-    }
-}
 
 /// Whether a policies record has OAuth on. Absent means on, as for an ECA without a policies
 /// component.

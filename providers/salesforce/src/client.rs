@@ -51,6 +51,24 @@ pub(crate) fn soql_string(value: &str) -> String {
     out
 }
 
+/// Salesforce's dates: `2026-12-06T11:42:40.000+0000`, or RFC 3339.
+pub(crate) fn parse_date(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(text))
+        .ok()
+        .map(|d| d.with_timezone(&chrono::Utc))
+}
+
+/// Replaces the generic Metadata-permission hint of a `PermissionDenied` error with one naming
+/// the permission the call at hand needs.
+pub(crate) fn with_permission_hint(e: Error, hint: &str) -> Error {
+    if e.kind() == ErrorKind::PermissionDenied {
+        e.with_hint(hint)
+    } else {
+        e
+    }
+}
+
 /// Percent-encodes a query parameter value (everything but RFC 3986 unreserved characters).
 fn percent_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len() * 3);
@@ -370,6 +388,60 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// `readMetadata` of up to ten `members` of `type_name` (`what` names the read for
+    /// messages); names that do not exist are left out.
+    pub(crate) async fn read_metadata(
+        &self,
+        what: &str,
+        type_name: &str,
+        members: &[String],
+    ) -> Result<Vec<Element>> {
+        let doc = self
+            .soap(what, |session| {
+                metadata::read_request(session, type_name, members)
+            })
+            .await?;
+        Ok(metadata::records(&doc))
+    }
+
+    /// `listMetadata` of one type: every member's full name.
+    pub(crate) async fn list_metadata(&self, what: &str, type_name: &str) -> Result<Vec<String>> {
+        let doc = self
+            .soap(what, |session| {
+                metadata::list_request(session, type_name, &self.api_version)
+            })
+            .await?;
+        Ok(metadata::listed_names(&doc))
+    }
+
+    /// An unauthenticated `GET /services/data/` on the login host, for its `Date` header:
+    /// (local time sent, local time answered, the header's time if it had a readable one).
+    pub(crate) async fn server_date(
+        &self,
+        what: &str,
+    ) -> Result<(
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    )> {
+        let url = format!("{}/services/data/", self.endpoint.login_url());
+        let sent = chrono::Utc::now();
+        let resp = self
+            .http
+            .get(url)
+            .send_logged()
+            .await
+            .map_err(|e| transport(what, e))?;
+        let received = chrono::Utc::now();
+        let date = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|d| d.with_timezone(&chrono::Utc));
+        Ok((sent, received, date))
     }
 
     /// Sends a `method` request for a REST path (starting with `/services/data/…`) to the

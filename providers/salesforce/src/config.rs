@@ -90,18 +90,7 @@ impl SalesforceConfig {
                 ));
             }
         }
-        let version_ok = self.api_version.split_once('.').is_some_and(|(a, b)| {
-            !a.is_empty() && !b.is_empty() && (a.to_owned() + b).bytes().all(|c| c.is_ascii_digit())
-        });
-        if !version_ok {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "salesforce target: api version '{}' is not of the form 67.0",
-                    self.api_version
-                ),
-            ));
-        }
+        check_api_version("salesforce target", &self.api_version)?;
         check_url("login_url", &self.login_url)?;
         match &self.admin {
             AdminAuth::Jwt {
@@ -131,6 +120,21 @@ impl SalesforceConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// Refuses an API version not of the form `67.0` (it goes into URL paths and package.xml).
+pub(crate) fn check_api_version(what: &str, version: &str) -> Result<()> {
+    let ok = version.split_once('.').is_some_and(|(a, b)| {
+        !a.is_empty() && !b.is_empty() && (a.to_owned() + b).bytes().all(|c| c.is_ascii_digit())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Config,
+            format!("{what}: api version '{version}' is not of the form 67.0"),
+        ))
     }
 }
 

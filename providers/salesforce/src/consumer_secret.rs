@@ -8,12 +8,11 @@
 //! users and dates only).
 
 use crate::access::checked_id;
-use crate::client::Classify;
+use crate::client::{Classify, parse_date};
 use crate::config::AppKind;
 use crate::token::TokenAnswer;
 use crate::{SalesforceTarget, metadata};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use rekey_api::{
     ConsumerSecret, ConsumerSecretTarget, Error, ErrorKind, Probe, Proof, Result, Revoked, Staged,
     StagedState,
@@ -116,14 +115,6 @@ fn last_segment(url: &str) -> Option<String> {
         .find(|s| !s.is_empty())
         .filter(|s| *s != "staged")
         .map(str::to_string)
-}
-
-/// Salesforce's dates: `2026-12-06T11:42:40.000+0000`, or RFC 3339.
-fn parse_date(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
-        .or_else(|_| DateTime::parse_from_rfc3339(text))
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
 }
 
 fn parse_state(text: &str) -> Option<StagedState> {

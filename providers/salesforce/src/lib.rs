@@ -12,12 +12,17 @@ mod client;
 mod client_credentials;
 mod config;
 mod consumer_secret;
+pub mod governance;
 mod metadata;
 mod mint;
 mod token;
 mod xml;
 
 pub use config::{AdminAuth, AppKind, SalesforceConfig};
+pub use governance::{
+    ClockReading, IpRelaxation, OAuthApp, OAuthAppKind, OAuthGrant, OrgConnection,
+    RefreshTokenPolicy, SalesforceOrg, UserAccess,
+};
 pub use mint::{
     ClientCredentialsConfig, ClientCredentialsMinter, Mint, MintConfig, Minted, Minter, Refusal,
 };
@@ -40,7 +45,7 @@ use xml::Element;
 const POLL_START: Duration = Duration::from_millis(100);
 const POLL_MAX: Duration = Duration::from_secs(2);
 /// readMetadata takes at most ten names per call.
-const READ_BATCH: usize = 10;
+pub(crate) const READ_BATCH: usize = 10;
 
 /// The app's metadata record as read, with where it lives.
 struct AppRecord {
@@ -122,13 +127,7 @@ impl SalesforceTarget {
             members.join(","),
             self.org
         );
-        let doc = self
-            .client
-            .soap(&what, |session| {
-                metadata::read_request(session, type_name, members)
-            })
-            .await?;
-        Ok(metadata::records(&doc))
+        self.client.read_metadata(&what, type_name, members).await
     }
 
     /// Reads the app's record: the ConnectedApp itself, or the ECA's global OAuth settings,
@@ -177,14 +176,7 @@ impl SalesforceTarget {
     /// members read in batches.
     async fn find_satellite(&self, type_name: &str) -> Result<Option<(String, Element)>> {
         let what = format!("listing {type_name} in org {}", self.org);
-        let api = self.client.api_version().to_string();
-        let doc = self
-            .client
-            .soap(&what, |session| {
-                metadata::list_request(session, type_name, &api)
-            })
-            .await?;
-        let names = metadata::listed_names(&doc);
+        let names = self.client.list_metadata(&what, type_name).await?;
         for batch in names.chunks(READ_BATCH) {
             let records = self.read(type_name, batch).await?;
             let found = records.into_iter().find(|r| {

@@ -13,6 +13,8 @@ pub(crate) const CONNECTED_APP: &str = "ConnectedApp";
 pub(crate) const ECA_GLOBAL_OAUTH: &str = "ExtlClntAppGlobalOauthSettings";
 /// Metadata type of an ECA's header.
 pub(crate) const ECA_HEADER: &str = "ExternalClientApplication";
+/// Metadata type of an ECA's developer OAuth settings (its scopes).
+pub(crate) const ECA_OAUTH_SETTINGS: &str = "ExtlClntAppOauthSettings";
 /// Metadata type of an ECA's OAuth policies (client credentials flow switch and run-as user).
 pub(crate) const ECA_OAUTH_POLICIES: &str = "ExtlClntAppOauthConfigurablePolicies";
 /// Metadata type of an ECA's plugin switches (`isOauthPluginEnabled`: the kill switch).

@@ -112,6 +112,11 @@ impl TokenEndpoint {
         self.http.clone()
     }
 
+    /// The login host (no trailing slash).
+    pub(crate) fn login_url(&self) -> &str {
+        &self.login_url
+    }
+
     /// The org's label, for messages.
     pub(crate) fn org(&self) -> &str {
         &self.org
