@@ -14,10 +14,10 @@ mod read;
 mod rules;
 mod suppress;
 
-pub use grants::{GrantRow, GrantsReport, RevokeOutcome, stale_grants};
+pub use grants::{GrantsReport, RevokeOutcome, stale_grants};
 pub use inventory::{InventoryRow, inventory};
 pub use ledger::record_new_suppressions;
-pub use read::{OrgRead, read_org};
+pub use read::read_org;
 pub use rules::{AuditFinding, evaluate};
 pub use suppress::{Suppressed, apply_suppressions};
 

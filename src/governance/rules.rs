@@ -143,6 +143,19 @@ fn is_admin_app(config: &Config, org: &str, app: &OAuthApp) -> bool {
     }
 }
 
+/// An IP relaxation as Setup words it.
+fn relaxation(r: &IpRelaxation) -> String {
+    match r {
+        IpRelaxation::Enforce => "Enforce IP restrictions".into(),
+        IpRelaxation::Bypass => "Relax IP restrictions".into(),
+        IpRelaxation::BypassTwoFactor => "Relax IP restrictions with second factor".into(),
+        IpRelaxation::EnforceRelaxRefresh => {
+            "Enforce IP restrictions, but relax for refresh tokens".into()
+        }
+        IpRelaxation::Other(value) => format!("'{value}'"),
+    }
+}
+
 fn manages(c: &CredentialConfig, app: &OAuthApp) -> bool {
     let kind = match c.app_kind {
         crate::config::AppKind::ConnectedApp => OAuthAppKind::ConnectedApp,
@@ -202,7 +215,7 @@ fn app_findings(
             format!(
                 "{} is used server to server but its IP relaxation is {}",
                 app.name,
-                app.ip_relaxation.as_str()
+                relaxation(&app.ip_relaxation)
             ),
         );
     }

@@ -132,7 +132,7 @@ fn run_allowance() -> Duration {
 
 fn record(daemon: &Daemon, report: &RunReport) {
     let mut s = daemon.shared.lock().unwrap_or_else(|p| p.into_inner());
-    s.facts = metrics::metrics(&report.observed);
+    s.facts = metrics::metrics(&report.observed) + &report.audit_metrics;
     s.last_finished = Some((Instant::now(), rekey_api::now(), report.exit));
     s.runs += 1;
     for row in &report.credentials {

@@ -91,7 +91,7 @@ pub fn write_textfile(path: &std::path::Path, text: &str) -> rekey_api::Result<(
 }
 
 /// A label value as the Prometheus text format wants it.
-fn escape(value: &str) -> String {
+pub(super) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

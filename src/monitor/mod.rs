@@ -3,6 +3,7 @@
 //! `rekey run` cycle and `rekey daemon` loop built from them.
 
 pub mod alerts;
+pub mod audited;
 pub mod daemon;
 pub mod due;
 pub mod findings;

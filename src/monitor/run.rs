@@ -6,6 +6,7 @@
 use crate::config::{Config, CredentialConfig};
 use crate::exit::Exit;
 use crate::monitor::alerts::{Delivery, Notifier, Observed, RotationNews};
+use crate::monitor::audited;
 use crate::monitor::due::{self, Reason};
 use crate::monitor::findings::{self, CheckRow, Finding, check_row};
 use crate::monitor::observe::{self, Observation};
@@ -92,6 +93,9 @@ pub struct RunReport {
     pub dry_run: bool,
     /// One row per credential, in config order.
     pub credentials: Vec<RunRow>,
+    /// One row per org when `[audit] in_check` is on (`org:<ORG>`, the audit's findings).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<CheckRow>,
     /// Every alert and rotation notice sent, and whether it arrived.
     pub deliveries: Vec<Delivery>,
     /// Why alerting itself failed (the state file), if it did.
@@ -101,6 +105,9 @@ pub struct RunReport {
     /// Every credential's facts after the run, for metrics.
     #[serde(skip)]
     pub observed: Vec<(Observation, Severity)>,
+    /// The org audit's metrics (empty without `[audit] in_check`).
+    #[serde(skip)]
+    pub audit_metrics: String,
 }
 
 /// What a run is doing as it goes, for a progress display (the report says what it did).
@@ -224,10 +231,16 @@ pub async fn cycle(
         .collect();
     let now = rekey_api::now();
     let findings: Vec<Vec<Finding>> = after.iter().map(|o| findings::evaluate(o, now)).collect();
+    let audit = audited::audit_if_asked(config, now).await;
+    let orgs = audit
+        .as_ref()
+        .map(|report| audited::subjects(config, report))
+        .unwrap_or_default();
     if let Some(notifier) = notifier {
         let observed: Vec<Observed<'_>> = after
             .iter()
             .zip(&findings)
+            .chain(orgs.iter().map(|(o, f)| (o, f)))
             .map(|(observation, findings)| Observed {
                 observation,
                 findings,
@@ -260,15 +273,21 @@ pub async fn cycle(
             check,
         });
     }
-    let exit = worst(&rows, &deliveries, alert_error.is_some());
+    let audit_rows: Vec<CheckRow> = orgs
+        .into_iter()
+        .map(|(o, findings)| check_row(&o, findings, now))
+        .collect();
+    let exit = worst(&rows, &audit_rows, &deliveries, alert_error.is_some());
     RunReport {
         started_at,
         dry_run,
         credentials: rows,
+        audit: audit_rows,
         deliveries,
         alert_error,
         exit,
         observed,
+        audit_metrics: audit.as_ref().map(audited::metrics).unwrap_or_default(),
     }
 }
 
@@ -338,7 +357,7 @@ fn action(result: &std::result::Result<Closed, Stopped>) -> Action {
 
 /// The run's exit code: a failed rotation's code first, then a rollback, then the worst check
 /// (an undeliverable alert counts as unknown: nobody was told).
-fn worst(rows: &[RunRow], deliveries: &[Delivery], alert_failed: bool) -> Exit {
+fn worst(rows: &[RunRow], audit: &[CheckRow], deliveries: &[Delivery], alert_failed: bool) -> Exit {
     if let Some(exit) = rows.iter().find_map(|r| match &r.action {
         Action::Failed { exit, .. } => Some(*exit),
         _ => None,
@@ -355,6 +374,7 @@ fn worst(rows: &[RunRow], deliveries: &[Delivery], alert_failed: bool) -> Exit {
     let severity = rows
         .iter()
         .map(|r| r.check.severity)
+        .chain(audit.iter().map(|r| r.severity))
         .chain(undelivered.then_some(Severity::Unknown))
         .max()
         .unwrap_or(Severity::Ok);

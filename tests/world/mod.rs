@@ -61,6 +61,44 @@ pub(crate) fn legacy_pair(dir: &Path, name: &str) {
     ]);
 }
 
+/// `name.key` and a self-signed `name.crt` (RSA of `bits`, valid `days` from now), by openssl.
+pub(crate) fn self_signed(dir: &Path, name: &str, bits: u32, days: u32) {
+    let key = dir.join(format!("{name}.key"));
+    let crt = dir.join(format!("{name}.crt"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        &format!("rsa:{bits}"),
+        "-nodes",
+        "-days",
+        &days.to_string(),
+        "-subj",
+        &format!("/CN={name}"),
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        crt.to_str().unwrap(),
+    ]);
+}
+
+/// `name.key` and `name.crt` whose validity ended ten days ago (openssl cannot date a
+/// certificate in the past, rcgen can).
+pub(crate) fn expired_pair(dir: &Path, name: &str) {
+    let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(400);
+    params.not_after = now - time::Duration::days(10);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+}
+
 impl World {
     pub(crate) async fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
@@ -75,6 +113,33 @@ impl World {
         // The demo's propagation window is for people watching; a test that wants one sets it.
         sim.set_propagation(0, PropagationMode::Either);
         let config = std::fs::read_to_string(demo.join("rekey.toml.in"))
+            .unwrap()
+            .replace("@LOGIN_URL@", &sim.base_url());
+        std::fs::write(dir.path().join("rekey.toml"), config).unwrap();
+        World {
+            dir,
+            sim,
+            printed: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The governance world: the org of tests/governance/seed.toml (apps that trip every audit
+    /// finding and apps that trip none) with certificates made now — RSA-2048 valid a year
+    /// (admin, clean), RSA-1024 (weak), expiring in ten days, expired ten days ago — and
+    /// tests/governance/rekey.toml.in managing Clean_JWT and Clean_ECA.
+    pub(crate) async fn governance() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let gov = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/governance");
+        std::fs::copy(gov.join("seed.toml"), dir.path().join("seed.toml")).unwrap();
+        for (name, bits, days) in [("admin", 2048, 365), ("clean", 2048, 365), ("weak", 1024, 365), ("expiring", 2048, 10)] {
+            self_signed(dir.path(), name, bits, days);
+        }
+        expired_pair(dir.path(), "expired");
+        let sim = OrgSim::start(Seed::from_path(&dir.path().join("seed.toml")).unwrap())
+            .await
+            .unwrap();
+        let config = std::fs::read_to_string(gov.join("rekey.toml.in"))
             .unwrap()
             .replace("@LOGIN_URL@", &sim.base_url());
         std::fs::write(dir.path().join("rekey.toml"), config).unwrap();

@@ -7,7 +7,7 @@ use crate::config::{self, Config, CredentialConfig};
 use crate::exit::Exit;
 use crate::monitor::alerts::{Notifier, Observed};
 use crate::monitor::findings::{self, CheckRow, check_row};
-use crate::monitor::{metrics, observe};
+use crate::monitor::{audited, metrics, observe};
 use crate::{rotation, wiring};
 use rekey_api::{Error, ErrorKind, Result, Severity};
 use std::path::Path;
@@ -147,12 +147,25 @@ pub(super) async fn check(
         let findings = findings::evaluate(&o, now);
         observed.push((o, findings));
     }
+    // The org audit, when asked for, only in a check of everything: a check of one credential
+    // is about that credential.
+    let audit = match only {
+        None => audited::audit_if_asked(&config, now).await,
+        Some(_) => None,
+    };
     if let Some(path) = prometheus_textfile {
         let judged: Vec<_> = observed
             .iter()
             .map(|(o, f)| (o.clone(), findings::worst(f)))
             .collect();
-        metrics::write_textfile(path, &metrics::metrics(&judged))?;
+        let mut text = metrics::metrics(&judged);
+        if let Some(report) = &audit {
+            text.push_str(&audited::metrics(report));
+        }
+        metrics::write_textfile(path, &text)?;
+    }
+    if let Some(report) = &audit {
+        observed.extend(audited::subjects(&config, report));
     }
     // Alerts go out before the report, so a slow channel cannot hide behind a printed table.
     let mut undelivered = false;
