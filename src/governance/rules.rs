@@ -354,3 +354,182 @@ fn app_findings(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{CertSpec, KeyAlgorithm, Subject};
+    use std::collections::BTreeMap;
+
+    const CONFIG: &str = r#"
+[orgs.acme]
+login_url = "https://acme.my.salesforce.com"
+[orgs.acme.admin]
+auth = "jwt"
+consumer_key = "3MVG9admin"
+username = "admin@acme.example"
+key_file = "admin.key"
+
+[stores.local]
+kind = "file"
+path = "keys"
+
+[credentials.billing]
+org = "acme"
+app_kind = "connected_app"
+app = "Billing"
+username = "integration@acme.example"
+store = "local"
+owner = "platform"
+"#;
+
+    fn config() -> Config {
+        crate::config::parse(CONFIG, std::path::Path::new("/rekey.toml")).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2027-03-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn certificate(days: u32) -> rekey_api::Certificate {
+        let spec = CertSpec {
+            algorithm: KeyAlgorithm::Rsa2048,
+            subject: Subject { cn: "t".into(), o: None, ou: None },
+            validity_days: days,
+        };
+        crate::pki::generate(&spec, now()).unwrap().1
+    }
+
+    /// A hardened server-to-server app managed by `billing`: nothing to report.
+    fn clean() -> OAuthApp {
+        OAuthApp {
+            kind: OAuthAppKind::ConnectedApp,
+            name: "Billing".into(),
+            label: "Billing".into(),
+            consumer_key: Some("3MVG9billing".into()),
+            callback_url: None,
+            scopes: vec!["Api".into()],
+            admin_approved: true,
+            profiles: vec!["Integration".into()],
+            permission_sets: vec![],
+            ip_relaxation: IpRelaxation::Enforce,
+            refresh_token: RefreshTokenPolicy::Zero,
+            pkce_required: false,
+            consumer_secret_optional: false,
+            secret_required_for_refresh: true,
+            high_assurance: false,
+            client_credentials_enabled: false,
+            client_credentials_user: None,
+            introspect_all_tokens: false,
+            oauth_enabled: true,
+            certificate: Some(certificate(365)),
+            certificate_problem: None,
+        }
+    }
+
+    fn ids(app: OAuthApp) -> Vec<(&'static str, Severity)> {
+        let logins = BTreeMap::from([(app.name.clone(), now() - Duration::days(1))]);
+        let read = OrgRead {
+            org: "acme".into(),
+            apps: Some(vec![app]),
+            grants: None,
+            logins: Some(logins),
+            run_as: BTreeMap::new(),
+            clock: None,
+            secret_stored: BTreeMap::new(),
+            unreadable: vec![],
+            connection: None,
+        };
+        let mut found: Vec<_> = evaluate(&config(), &read, now())
+            .into_iter()
+            .map(|f| (f.id, f.severity))
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn a_hardened_managed_server_to_server_app_has_no_finding() {
+        assert_eq!(ids(clean()), vec![]);
+    }
+
+    #[test]
+    fn self_authorization_is_critical_only_when_the_app_holds_a_jwt_certificate() {
+        let open = OAuthApp { admin_approved: false, ..clean() };
+        assert_eq!(ids(open), vec![("self-authorize", Severity::Critical)]);
+        let portal = OAuthApp {
+            admin_approved: false,
+            certificate: None,
+            scopes: vec![],
+            ..clean()
+        };
+        assert_eq!(ids(portal), vec![("self-authorize", Severity::Warning)]);
+    }
+
+    #[test]
+    fn relaxed_ip_counts_only_for_server_to_server_apps() {
+        let relaxed = OAuthApp { ip_relaxation: IpRelaxation::EnforceRelaxRefresh, ..clean() };
+        assert_eq!(ids(relaxed), vec![("ip-relaxed", Severity::Warning)]);
+        let interactive = OAuthApp {
+            ip_relaxation: IpRelaxation::Bypass,
+            certificate: None,
+            scopes: vec!["OpenID".into()],
+            ..clean()
+        };
+        assert_eq!(ids(interactive), vec![]);
+    }
+
+    #[test]
+    fn high_assurance_is_asked_of_interactive_api_apps_only() {
+        let interactive = OAuthApp {
+            certificate: None,
+            callback_url: Some("https://x.example/cb".into()),
+            ..clean()
+        };
+        assert_eq!(ids(interactive.clone()), vec![("high-assurance-not-required", Severity::Info)]);
+        assert_eq!(ids(OAuthApp { high_assurance: true, ..interactive }), vec![]);
+    }
+
+    #[test]
+    fn pkce_with_a_required_secret_needs_an_authorization_code_flow() {
+        let both = OAuthApp { pkce_required: true, callback_url: Some("https://x.example/cb".into()), ..clean() };
+        assert_eq!(ids(both.clone()), vec![("pkce-with-required-secret", Severity::Warning)]);
+        assert_eq!(ids(OAuthApp { consumer_secret_optional: true, ..both }), vec![]);
+        assert_eq!(ids(OAuthApp { pkce_required: true, ..clean() }), vec![]);
+    }
+
+    #[test]
+    fn refresh_tokens_that_never_expire_count_only_with_the_refresh_scope() {
+        let infinite = OAuthApp { refresh_token: RefreshTokenPolicy::Infinite, ..clean() };
+        assert_eq!(ids(infinite.clone()), vec![]);
+        let with_scope = OAuthApp { scopes: vec!["Api".into(), "RefreshToken".into()], ..infinite };
+        assert_eq!(ids(with_scope), vec![("refresh-token-infinite", Severity::Warning)]);
+    }
+
+    #[test]
+    fn certificate_expiry_has_a_warning_window_and_the_admin_app_is_not_unmanaged() {
+        let expiring = OAuthApp { certificate: Some(certificate(30)), ..clean() };
+        assert_eq!(ids(expiring), vec![("certificate-expiring", Severity::Warning)]);
+        let fine = OAuthApp { certificate: Some(certificate(31)), ..clean() };
+        assert_eq!(ids(fine), vec![]);
+        let stranger = OAuthApp { name: "Other".into(), ..clean() };
+        assert_eq!(ids(stranger), vec![("unmanaged-certificate", Severity::Warning)]);
+        let admin = OAuthApp {
+            name: "Rekey_Admin".into(),
+            consumer_key: Some("3MVG9admin".into()),
+            ..clean()
+        };
+        assert_eq!(ids(admin), vec![]);
+    }
+
+    #[test]
+    fn client_credentials_without_a_rotated_secret_is_reported() {
+        let cc = OAuthApp {
+            certificate: None,
+            client_credentials_enabled: true,
+            client_credentials_user: Some("runner@acme.example".into()),
+            ..clean()
+        };
+        assert_eq!(ids(cc), vec![("client-credentials-enabled", Severity::Warning)]);
+    }
+}

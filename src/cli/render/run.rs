@@ -93,6 +93,12 @@ pub fn run(report: &RunReport, json: bool) {
             out!("{:<29} - [{:?}] {}", "", f.severity, f.message);
         }
     }
+    for c in &report.audit {
+        out!("{:<20} {:<8} audited", c.credential, severity_label(c.severity));
+        for f in &c.findings {
+            out!("{:<29} - [{:?}] {}", "", f.severity, f.message);
+        }
+    }
     let total = report.credentials.len();
     let verb = if report.dry_run { "dry run" } else { "run" };
     out!(
