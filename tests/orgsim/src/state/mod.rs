@@ -22,9 +22,6 @@ pub(crate) use apps::{certificate, parse_root, scope_tokens, set_certificate};
 pub(crate) use consumers::{ConsumerError, StagedCredential};
 pub(crate) use ids::{id18, random_token, same_id};
 
-/// `LoginHistory.LoginUrl` of a seeded login (the real one is the host the request went to).
-const SEED_LOGIN_HOST: &str = "login.salesforce.com";
-
 /// The metadata types the emulator understands, with their zip folder and file suffix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MetaType {
@@ -497,45 +494,7 @@ impl OrgState {
                 state.seed_component(kind, &member, element, &admin)?;
             }
         }
-        const DAY: i64 = 86_400;
-        let now = state.now();
-        for a in &seed.approvals {
-            let created = now - i64::from(a.created_days_ago.unwrap_or(0)) * DAY;
-            let last_used = a
-                .last_used_days_ago
-                .map_or(created, |d| now - i64::from(d) * DAY);
-            if last_used < created {
-                return Err(format!(
-                    "approval of {} by {}: last used before it was created",
-                    a.app, a.username
-                ));
-            }
-            for _ in 0..a.count {
-                state
-                    .add_grant(&a.username, &a.app)
-                    .map_err(|e| format!("approval: {e}"))?;
-                let grant = state.grants.last_mut().expect("just added");
-                grant.created = created;
-                grant.last_used = last_used;
-                grant.use_count = a.use_count.unwrap_or(0);
-            }
-        }
-        for l in &seed.logins {
-            let user_id = state
-                .user_by_username(&l.username)
-                .ok_or(format!("login: unknown user {}", l.username))?
-                .id
-                .clone();
-            let application = state
-                .app_by_name(&l.app)
-                .and_then(|app| state.app_label(&app.key()))
-                .ok_or(format!("login: unknown app {}", l.app))?;
-            state.record_login(&user_id, Some(application), &l.status, SEED_LOGIN_HOST);
-            let login = state.logins.last_mut().expect("just recorded");
-            login.time = now - i64::from(l.days_ago) * DAY;
-        }
-        // Seeded logins may come in any order; the history is kept oldest first.
-        state.logins.sort_by_key(|l| l.time);
+        state.seed_history(seed)?;
         Ok(state)
     }
 
