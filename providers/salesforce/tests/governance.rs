@@ -473,6 +473,10 @@ fn connections_are_checked_before_any_request() {
         request_timeout: Duration::from_secs(5),
     };
     let org = SalesforceOrg::new(connection("https://gov.my.salesforce.com", "67.0")).unwrap();
+    assert_eq!(
+        (org.org(), org.to_string().as_str()),
+        ("gov", "salesforce org gov")
+    );
     assert!(!format!("{org:?}").contains("secret-session"));
     let err = SalesforceOrg::new(connection("http://gov.my.salesforce.com", "67.0")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);

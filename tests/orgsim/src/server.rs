@@ -299,3 +299,15 @@ pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_are_rfc_9110_imf_fixdate() {
+        // RFC 9110 §5.6.7's own example.
+        assert_eq!(
+            super::http_date(784_111_777),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+    }
+}
