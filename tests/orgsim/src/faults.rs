@@ -116,4 +116,13 @@ pub struct CallRecord {
     pub status: u16,
     /// RFC 3339 UTC time the request arrived (wall clock, not the simulated one).
     pub timestamp: String,
+    /// For a SOAP Metadata call: its operation and first type, e.g. `readMetadata
+    /// ConnectedApp` (so tests can count reads, which all share one path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
 }
+
+/// The SOAP operation a response answered, handed from the SOAP handler to the call log as a
+/// response extension.
+#[derive(Debug, Clone)]
+pub(crate) struct SoapOperation(pub(crate) String);

@@ -31,7 +31,7 @@ mod xml;
 pub use control::{ConsumerInfo, GrantInfo, SessionInfo, SessionState, StagedInfo};
 pub use faults::{CallRecord, Fault, FaultKind};
 pub use seed::{
-    ApprovalSeed, CertificateFormat, ConnectedAppSeed, EcaSeed, IpRangeSeed, OrgSeed,
+    ApprovalSeed, CertificateFormat, ConnectedAppSeed, EcaSeed, IpRangeSeed, LoginSeed, OrgSeed,
     PermissionSetSeed, ProfileSeed, PropagationMode, Seed, SeedError, Settings, UserSeed,
 };
 

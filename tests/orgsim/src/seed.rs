@@ -25,6 +25,9 @@ pub struct Seed {
     /// Self-authorization approvals (a user approved an app and holds a refresh token).
     #[serde(default)]
     pub approvals: Vec<ApprovalSeed>,
+    /// Past logins (`LoginHistory` rows).
+    #[serde(default)]
+    pub logins: Vec<LoginSeed>,
     /// Connected Apps.
     #[serde(default)]
     pub connected_apps: Vec<ConnectedAppSeed>,
@@ -283,6 +286,30 @@ pub struct ApprovalSeed {
     /// How many grants (each with its own refresh and delete token) the user holds.
     #[serde(default = "default_one")]
     pub count: u32,
+    /// `OauthToken.CreatedDate`, in days before the org starts (default: now).
+    #[serde(default)]
+    pub created_days_ago: Option<u32>,
+    /// `OauthToken.LastUsedDate`, in days before the org starts (default: when created).
+    #[serde(default)]
+    pub last_used_days_ago: Option<u32>,
+    /// `OauthToken.UseCount` (default 0).
+    #[serde(default)]
+    pub use_count: Option<u32>,
+}
+
+/// `[[logins]]`: a `LoginHistory` row from before the org started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginSeed {
+    /// Who logged in.
+    pub username: String,
+    /// Through which app: ConnectedApp full name or ECA name (the row shows its label).
+    pub app: String,
+    /// `LoginTime`, in days before the org starts.
+    pub days_ago: u32,
+    /// `Status`: `Success`, or why the login failed.
+    #[serde(default = "default_login_status")]
+    pub status: String,
 }
 
 /// `[[connected_apps]]`.
@@ -507,4 +534,8 @@ fn default_true() -> bool {
 
 fn default_one() -> u32 {
     1
+}
+
+fn default_login_status() -> String {
+    "Success".into()
 }

@@ -1,7 +1,7 @@
 //! The HTTP server: shared state, routing, and the request gate that applies injected
 //! faults, API-usage accounting, the `Sforce-Limit-Info` header and the call log.
 
-use crate::faults::{CallRecord, FaultKind, take_fault};
+use crate::faults::{CallRecord, FaultKind, SoapOperation, take_fault};
 use crate::state::OrgState;
 use crate::{control, credentials, deploy, describe, query, rest, revoke, soap, token};
 use axum::Router;
@@ -48,7 +48,28 @@ const MAX_BODY: usize = 40 * 1024 * 1024;
 pub(crate) fn router(app: AppState) -> Router {
     Router::new()
         .fallback_service(routes(app.clone()))
-        .layer(from_fn_with_state(app, collapse_slashes))
+        .layer(from_fn_with_state(app.clone(), collapse_slashes))
+        .layer(from_fn_with_state(app, date_header))
+}
+
+/// Every response's `Date` (RFC 9110 IMF-fixdate) comes from the emulator's clock, so a test
+/// that moves the clock (`set_clock_offset`) sees a skewed server, as a client measuring its
+/// offset would. hyper adds its own `Date` only when a response has none.
+async fn date_header(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let now = app.lock().now();
+    if let Ok(value) = HeaderValue::from_str(&http_date(now)) {
+        response.headers_mut().insert(header::DATE, value);
+    }
+    response
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` for unix seconds `secs`.
+pub(crate) fn http_date(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
 }
 
 /// `//services/data/…` as `/services/data/…` (setting `collapse_double_slashes`): clients that
@@ -207,11 +228,16 @@ async fn gate(State(app): State<AppState>, req: Request, next: Next) -> Response
             response.headers_mut().insert("Sforce-Limit-Info", value);
         }
     }
+    let operation = response
+        .extensions()
+        .get::<SoapOperation>()
+        .map(|o| o.0.clone());
     st.calls.push(CallRecord {
         method,
         path,
         status: response.status().as_u16(),
         timestamp,
+        operation,
     });
     response
 }
@@ -272,4 +298,16 @@ pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
         HeaderValue::from_static("no-cache,must-revalidate,max-age=0,no-store,private"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_are_rfc_9110_imf_fixdate() {
+        // RFC 9110 §5.6.7's own example.
+        assert_eq!(
+            super::http_date(784_111_777),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+    }
 }

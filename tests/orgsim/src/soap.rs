@@ -2,6 +2,7 @@
 //! ConnectedApp and the ECA types (providers/salesforce/platform.md §3.2).
 
 use crate::certs::Cert;
+use crate::faults::SoapOperation;
 use crate::rest::{known_version, missing, session_user};
 use crate::seed::CertificateFormat;
 use crate::server::AppState;
@@ -48,14 +49,27 @@ pub(crate) async fn metadata(
             "INSUFFICIENT_ACCESS: insufficient access rights on object id: Modify All Data or Modify Metadata required",
         );
     }
-    match call.name.as_str() {
+    let mut response = match call.name.as_str() {
         "readMetadata" => read_metadata(&st, call),
         "listMetadata" => list_metadata(&st, call),
         other => fault(
             "soapenv:Client",
             &format!("No operation available for request {{{METADATA_NS}}}{other}"),
         ),
-    }
+    };
+    response.extensions_mut().insert(operation(call));
+    response
+}
+
+/// `readMetadata ConnectedApp`: the call and the (first) type it names, for the call log.
+fn operation(call: &Element) -> SoapOperation {
+    let type_name = call
+        .child_text("type")
+        .or_else(|| call.child("queries").and_then(|q| q.child_text("type")));
+    SoapOperation(match type_name {
+        Some(t) => format!("{} {t}", call.name),
+        None => call.name.clone(),
+    })
 }
 
 fn read_metadata(st: &OrgState, call: &Element) -> Response {

@@ -249,6 +249,11 @@ impl SalesforceOrg {
         )?;
         Ok(SalesforceOrg { client, org: c.org })
     }
+
+    /// The org's label, as messages name it.
+    pub fn org(&self) -> &str {
+        &self.org
+    }
 }
 
 impl fmt::Display for SalesforceOrg {

@@ -11,6 +11,11 @@ const LOGIN_WINDOW_SECS: i64 = 3_600;
 /// `LoginHistory.Status` of a request refused by the login rate limit.
 pub(crate) const LOGIN_RATE_EXCEEDED: &str = "Login rate exceeded";
 
+/// `LoginHistory.LoginUrl` of a seeded login (the real one is the host the request went to).
+const SEED_LOGIN_HOST: &str = "login.salesforce.com";
+/// A day in seconds, the unit of a seed's history.
+const DAY: i64 = 86_400;
+
 /// A `LoginHistory` row: one token request that named a known user.
 #[derive(Debug, Clone)]
 pub(crate) struct Login {
@@ -48,6 +53,49 @@ pub(crate) struct AuditEntry {
 }
 
 impl OrgState {
+    /// A seed's past: its approvals (`OauthToken` rows, dated and used as the seed says) and
+    /// its `[[logins]]` (`LoginHistory` rows), days before now.
+    pub(super) fn seed_history(&mut self, seed: &Seed) -> Result<(), String> {
+        let now = self.now();
+        for a in &seed.approvals {
+            let created = now - i64::from(a.created_days_ago.unwrap_or(0)) * DAY;
+            let last_used = a
+                .last_used_days_ago
+                .map_or(created, |d| now - i64::from(d) * DAY);
+            if last_used < created {
+                return Err(format!(
+                    "approval of {} by {}: last used before it was created",
+                    a.app, a.username
+                ));
+            }
+            for _ in 0..a.count {
+                self.add_grant(&a.username, &a.app)
+                    .map_err(|e| format!("approval: {e}"))?;
+                let grant = self.grants.last_mut().expect("just added");
+                grant.created = created;
+                grant.last_used = last_used;
+                grant.use_count = a.use_count.unwrap_or(0);
+            }
+        }
+        for l in &seed.logins {
+            let user_id = self
+                .user_by_username(&l.username)
+                .ok_or(format!("login: unknown user {}", l.username))?
+                .id
+                .clone();
+            let application = self
+                .app_by_name(&l.app)
+                .and_then(|app| self.app_label(&app.key()))
+                .ok_or(format!("login: unknown app {}", l.app))?;
+            self.record_login(&user_id, Some(application), &l.status, SEED_LOGIN_HOST);
+            let login = self.logins.last_mut().expect("just recorded");
+            login.time = now - i64::from(l.days_ago) * DAY;
+        }
+        // Seeded logins may come in any order; the history is kept oldest first.
+        self.logins.sort_by_key(|l| l.time);
+        Ok(())
+    }
+
     /// Records a token request of a known user; returns the `LoginHistory` id.
     pub(crate) fn record_login(
         &mut self,

@@ -494,13 +494,7 @@ impl OrgState {
                 state.seed_component(kind, &member, element, &admin)?;
             }
         }
-        for a in &seed.approvals {
-            for _ in 0..a.count {
-                state
-                    .add_grant(&a.username, &a.app)
-                    .map_err(|e| format!("approval: {e}"))?;
-            }
-        }
+        state.seed_history(seed)?;
         Ok(state)
     }
 
