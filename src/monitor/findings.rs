@@ -148,6 +148,16 @@ pub fn evaluate(o: &Observation, now: DateTime<Utc>) -> Vec<Finding> {
             format!("the rotation journal could not be read: {e}"),
         );
     }
+    if let Some((store, broken)) = &o.chain_break {
+        add(
+            format!("journal-chain/{store}"),
+            Severity::Critical,
+            format!(
+                "the rotation journal in {store} was changed outside rekey: {broken}; `rekey journal {} --verify` shows the chain, and the journal exported to your SIEM (`rekey journal --export`) what it held",
+                o.credential
+            ),
+        );
+    }
     if let Some((id, started)) = &o.open_rotation {
         let age = (now - *started).to_std().unwrap_or_default();
         if age > o.open_rotation_limit {
@@ -406,6 +416,33 @@ mod tests {
         assert!(findings[1].message.contains("billing-r9"));
         o.sources[1].read = Ok(None);
         assert_eq!(evaluate(&o, at(202))[0].id, "no-current/store:local");
+    }
+
+    #[test]
+    fn a_broken_journal_chain_is_critical_and_names_the_entry() {
+        let mut o = observation(held(b"a", at(300), None), held(b"a", at(300), Some(at(0))));
+        o.chain_break = Some((
+            "store:local".into(),
+            rekey_api::ChainBreak {
+                number: 7,
+                location: "keys/billing/journal.jsonl:7".into(),
+                rotation_id: Some(RotationId("billing-r2".into())),
+                step: Some(rekey_api::Step::Publish),
+                phase: Some(rekey_api::Phase::Done),
+                problem: rekey_api::ChainProblem::ContentChanged,
+            },
+        ));
+        let findings = evaluate(&o, at(0));
+        assert_eq!(
+            ids(&findings),
+            [("journal-chain/store:local", Severity::Critical)]
+        );
+        let message = &findings[0].message;
+        assert!(
+            message.contains("entry 7 (billing-r2 publish done) at keys/billing/journal.jsonl:7")
+                && message.contains("`rekey journal billing --verify`"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct Observation {
     pub verify_timeout: Duration,
     /// Why the journal could not be read, if it could not.
     pub journal_error: Option<String>,
+    /// The first entry of the journal's hash chain that does not fit, with the store holding it
+    /// (`store:<name>`); `None` when the chain is intact or the journal unread.
+    pub chain_break: Option<(String, rekey_api::ChainBreak)>,
     /// How each store leaves the keys open to others on this machine (`store:<name>`, what).
     pub exposure: Vec<(String, rekey_api::Exposure)>,
     /// A consumer secret's staged slot at Salesforce (`None` for a certificate).
@@ -187,6 +190,7 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
         }),
     });
     let (mut last_success, mut open_rotation, mut journal_error) = (None, None, None);
+    let mut chain_break = None;
     let mut exposure = Vec::new();
     let mut in_flight = InFlight::default();
     match wiring::stores(config, cred).await {
@@ -228,7 +232,18 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
                     exposure.push((format!("store:{name}"), found));
                 }
             }
-            match stores[0].read_journal(&cred.name).await {
+            // One read for both: the chain is judged on what was read, the rotations on the
+            // whole journal (refused when an entry is damaged, as before).
+            let read = stores[0].scan_journal(&cred.name).await.and_then(|read| {
+                let verdict = rekey_api::verify_chain(&read);
+                // A damaged entry is reported as an unreadable journal already.
+                chain_break = verdict
+                    .broken
+                    .filter(|b| b.problem != rekey_api::ChainProblem::Damaged)
+                    .map(|b| (format!("store:{}", cred.stores[0]), b));
+                read.complete(&stores[0].to_string(), &cred.name)
+            });
+            match read {
                 Ok(journal) => {
                     last_success = rotation::last_success(&journal);
                     let open = rotation::open_rotation(&journal);
@@ -251,6 +266,7 @@ pub async fn observe(config: &Config, cred: &CredentialConfig) -> Observation {
         in_flight,
         verify_timeout: cred.verify_timeout,
         journal_error,
+        chain_break,
         exposure,
         consumer: staged.map(|staged| ConsumerSlot {
             staged,
@@ -309,6 +325,7 @@ pub(crate) mod fixtures {
             in_flight: InFlight::default(),
             verify_timeout: Duration::from_secs(60),
             journal_error: None,
+            chain_break: None,
             exposure: Vec::new(),
             consumer: None,
         }

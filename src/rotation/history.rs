@@ -40,10 +40,11 @@ pub struct OpenRotation {
 
 /// The rotation the journal leaves open (the last one, unless it was finalized or closed).
 pub fn open_rotation(journal: &[JournalEntry]) -> Option<OpenRotation> {
-    let last = journal.last()?;
+    // A governance event (an org ledger's) is no rotation, open or not.
+    let last = journal.iter().rev().find(|e| !e.step.is_governance())?;
     let entries: Vec<&JournalEntry> = journal
         .iter()
-        .filter(|e| e.rotation_id == last.rotation_id)
+        .filter(|e| e.rotation_id == last.rotation_id && !e.step.is_governance())
         .collect();
     let steps = |phase: Phase| -> BTreeSet<Step> {
         entries
@@ -117,6 +118,7 @@ pub(super) fn is_retire(begun: &BTreeSet<Step>) -> bool {
 pub(super) fn next_generation(journal: &[JournalEntry], current: Option<Generation>) -> Generation {
     journal
         .iter()
+        .filter(|e| !e.step.is_governance())
         .map(|e| e.generation)
         .chain(current)
         .max()
@@ -140,6 +142,8 @@ mod tests {
             old_fingerprint: Some(Fingerprint::of(b"old")),
             detail: step.is_undo().then(|| format!("{ABORTED}test")),
             fence: Some(1),
+            prev: None,
+            hash: None,
         }
     }
 
@@ -206,5 +210,24 @@ mod tests {
         );
         assert_eq!(next_generation(&[], None), Generation(1));
         assert_eq!(next_generation(&[], Some(Generation(7))), Generation(8));
+    }
+
+    #[test]
+    fn governance_events_are_passed_over() {
+        let mut journal = completed("r1", &Step::ALL);
+        let mut grant = entry("_org.acme-1", Step::RevokeGrant, Phase::Done);
+        grant.generation = Generation(40);
+        journal.extend([grant, entry("_org.acme-2", Step::Suppress, Phase::Done)]);
+        assert_eq!(open_rotation(&journal), None);
+        assert_eq!(last_success(&journal), Some(journal[0].at));
+        assert_eq!(
+            next_generation(&journal, Some(Generation(2))),
+            Generation(3)
+        );
+        journal.extend(completed("r2", &[Step::Generate]));
+        journal.push(entry("_org.acme-3", Step::Suppress, Phase::Done));
+        let open = open_rotation(&journal).unwrap();
+        assert_eq!(open.rotation_id, RotationId("r2".into()));
+        assert_eq!(open.last, (Step::Generate, Phase::Done));
     }
 }

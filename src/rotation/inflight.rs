@@ -369,6 +369,9 @@ impl<'a, 'r> InFlight<'a, 'r> {
             old_fingerprint: self.old_fingerprint,
             detail,
             fence: Some(self.lease.fence()),
+            // Linked by the store's append (`rekey_api::link`), which knows the entry before.
+            prev: None,
+            hash: None,
         };
         retrying("journal write", || {
             self.rotation
@@ -622,6 +625,11 @@ impl<'a, 'r> InFlight<'a, 'r> {
             Step::Restore => self.restore(progress).await,
             Step::Revert => self.revert().await,
             Step::Close => Ok(self.undoing.clone().unwrap_or_default()),
+            // Governance events are journaled by whoever records them, never acted by a rotation.
+            Step::RevokeGrant | Step::Suppress => Err(rekey_api::Error::new(
+                rekey_api::ErrorKind::Unexpected,
+                format!("{step} is a governance event, not a rotation step"),
+            )),
         }
     }
 

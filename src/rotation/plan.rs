@@ -139,6 +139,8 @@ pub async fn plan(rotation: &Rotation<'_>, emergency: Option<&Emergency>) -> Res
                 Step::Restore => (format!("put the previous certificate back on {} and prove the previous key is accepted", rotation.target), true),
                 Step::Revert => (format!("make the previous generation CURRENT again and clear generation {new_generation} from {}", rotation.store_names()), true),
                 Step::Close => ("close the rotation as undone".to_string(), true),
+                // Never among a rotation's steps (`Rotation::steps`); named if ever listed.
+                Step::RevokeGrant | Step::Suppress => (format!("{step}: a governance event, not a rotation step"), false),
             };
             PlannedStep { step, action, mutates }
         })

@@ -50,6 +50,13 @@ pub enum Step {
     Recall,
     /// Undo: close the rotation as aborted or rolled back.
     Close,
+    /// Governance (an org-level ledger, `_org.<ORG>`): grants of an app revoked for a user;
+    /// `detail` names the app, the user and how many. No rotation step.
+    #[serde(rename = "revoke_grant")]
+    RevokeGrant,
+    /// Governance (an org-level ledger): an audit suppression was added; `detail` names its id,
+    /// the app, the reason and until when. No rotation step.
+    Suppress,
 }
 
 impl Step {
@@ -100,6 +107,12 @@ impl Step {
     pub fn is_undo(self) -> bool {
         Step::UNDO.contains(&self)
     }
+
+    /// Whether this entry records a governance event rather than a step of a rotation: what
+    /// reads a credential's rotations back passes over it.
+    pub fn is_governance(self) -> bool {
+        matches!(self, Step::RevokeGrant | Step::Suppress)
+    }
 }
 
 impl fmt::Display for Step {
@@ -123,6 +136,8 @@ impl fmt::Display for Step {
             Step::Revert => "revert",
             Step::Recall => "recall",
             Step::Close => "close",
+            Step::RevokeGrant => "revoke_grant",
+            Step::Suppress => "suppress",
         })
     }
 }
@@ -164,6 +179,15 @@ pub struct JournalEntry {
     /// written before leases carried one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence: Option<u64>,
+    /// The hash ([`crate::chain_hash`]) of the entry before this one in the journal, or
+    /// [`crate::GENESIS`] for the first; set by the store's append ([`crate::link`]), `None` in
+    /// entries written before journals were chained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+    /// The hex SHA-256 of this entry's canonical encoding without `hash` ([`crate::entry_hash`]);
+    /// set with `prev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 /// A journal read back as far as it goes: the entries that parse, in order, and where the ones
@@ -177,6 +201,22 @@ pub struct JournalRead {
     pub damaged: Vec<Damage>,
     /// How to repair the journal, in the store's own terms; set when `damaged` is not empty.
     pub repair: Option<String>,
+    /// Where each readable entry is, in the store's terms, parallel to `entries` (may be shorter
+    /// for a read built in memory).
+    pub locations: Vec<String>,
+    /// The chain hash of the newest entry the store's retention dropped from the front (Vault,
+    /// AWS keep a bounded journal): what the oldest remaining entry's `prev` names. `None` when
+    /// nothing was dropped.
+    pub anchor: Option<String>,
+}
+
+/// One place in a journal read, in journal order: an entry, or one that could not be read.
+#[derive(Clone, Copy, Debug)]
+pub enum Slot<'a> {
+    /// A readable entry, with where it is (empty when unknown).
+    Entry(&'a JournalEntry, &'a str),
+    /// A damaged entry.
+    Damaged(&'a Damage),
 }
 
 /// One journal entry that could not be read.
@@ -199,6 +239,22 @@ impl fmt::Display for Damage {
 }
 
 impl JournalRead {
+    /// Every entry and damaged entry in journal order (a damaged one before the readable entry
+    /// it preceded); its index + 1 is the entry's number.
+    pub fn slots(&self) -> Vec<Slot<'_>> {
+        let mut slots = Vec::with_capacity(self.entries.len() + self.damaged.len());
+        let mut damaged = self.damaged.iter().peekable();
+        for (i, e) in self.entries.iter().enumerate() {
+            while let Some(d) = damaged.next_if(|d| d.after <= i) {
+                slots.push(Slot::Damaged(d));
+            }
+            let at = self.locations.get(i).map_or("", String::as_str);
+            slots.push(Slot::Entry(e, at));
+        }
+        slots.extend(damaged.map(Slot::Damaged));
+        slots
+    }
+
     /// The whole journal, or, when an entry is damaged, a `Conflict` naming it, saying that
     /// nothing was changed and how to repair it. Whatever writes to a credential (a rotation,
     /// its resume or undo, an emergency rekey, an import) reads the journal this way: a step
@@ -292,6 +348,8 @@ mod tests {
             old_fingerprint: None,
             detail: None,
             fence,
+            prev: None,
+            hash: None,
         }
     }
 

@@ -581,6 +581,8 @@ mod tests {
             old_fingerprint: None,
             detail: None,
             fence: Some(fence),
+            prev: None,
+            hash: None,
         });
         let b = leases.take("billing", "runner-b", &journal).await.unwrap();
         assert_eq!(b.fence(), 6);

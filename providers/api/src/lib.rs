@@ -12,6 +12,7 @@
 mod atomic;
 mod backoff;
 mod cert;
+mod chain;
 mod clock;
 pub mod config;
 mod consumer;
@@ -32,6 +33,10 @@ mod types;
 pub use atomic::write_atomic;
 pub use backoff::Backoff;
 pub use cert::{Certificate, Fingerprint};
+pub use chain::{
+    ChainBreak, ChainProblem, ChainState, ChainVerdict, GENESIS, anchor_after, canonical,
+    chain_hash, entry_hash, link, verify_chain,
+};
 #[cfg(debug_assertions)]
 pub use clock::advance_on_this_thread;
 pub use clock::now;
@@ -40,7 +45,8 @@ pub use consumer_target::{ConsumerSecretTarget, Proof, Staged, StagedState};
 pub use endpoint::{Endpoint, endpoint, is_loopback_host};
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{
-    Damage, JournalEntry, JournalRead, Phase, Step, check_fence, greatest_fence, parse_problem,
+    Damage, JournalEntry, JournalRead, Phase, Slot, Step, check_fence, greatest_fence,
+    parse_problem,
 };
 pub use key::KeyMaterial;
 pub use record::{check_credential_name, parse_version_record, take_material, version_record};

@@ -559,4 +559,7 @@ fn record(store: &str, name: &str, version_id: &str, value: &str) -> Result<Opti
 #[derive(Default, Serialize, Deserialize)]
 struct Journal {
     entries: Vec<JournalEntry>,
+    /// The chain hash of the newest entry dropped from the front ([`rekey_api::anchor_after`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    anchor: Option<String>,
 }

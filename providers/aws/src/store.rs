@@ -396,19 +396,24 @@ impl SecretStore for AwsStore {
                 |seen| {
                     // Never appended to when an entry is damaged: the next reader could not
                     // tell what the hole was.
+                    let read = scan_journal(self, seen, &name, credential)?;
+                    let anchor = read.anchor.clone();
                     let mut journal = Journal {
-                        entries: scan_journal(self, seen, &name, credential)?
-                            .complete(self, credential)?,
+                        entries: read.complete(self, credential)?,
+                        anchor,
                     };
-                    // Checked against the value this write is conditional on, so a takeover
-                    // between the check and the write makes the write lose its race and be
-                    // checked again.
-                    rekey_api::check_fence(&journal.entries, entry)
+                    // Checked and linked against the value this write is conditional on, so a
+                    // takeover between the check and the write makes the write lose its race and
+                    // be checked again.
+                    let linked = rekey_api::link(&journal.entries, entry)
                         .map_err(|e| e.context(format!("{self}: secret {name}")))?;
-                    journal.entries.push(entry.clone());
+                    journal.entries.push(linked);
                     let mut value = serde_json::to_string(&journal).expect("a journal serializes");
                     while value.len() > JOURNAL_MAX_BYTES && journal.entries.len() > 1 {
-                        journal.entries.remove(0);
+                        let dropped = journal.entries.remove(0);
+                        // The oldest kept entry names the dropped one as its `prev`.
+                        journal.anchor =
+                            rekey_api::anchor_after(std::slice::from_ref(&dropped), None);
                         value = serde_json::to_string(&journal).expect("a journal serializes");
                     }
                     Ok(value)
@@ -452,6 +457,8 @@ fn scan_journal(
     #[derive(Default, serde::Deserialize)]
     struct Raw {
         entries: Vec<Value>,
+        #[serde(default)]
+        anchor: Option<String>,
     }
     let repair = format!(
         "To repair it, move AWSCURRENT of secret {name} back to a version whose entries are all intact (`aws secretsmanager list-secret-version-ids`, then `update-secret-version-stage`), or put a value without the damaged entry; {credential}'s other secrets are untouched."
@@ -473,16 +480,23 @@ fn scan_journal(
         }
         Current::Missing | Current::Empty => return Ok(JournalRead::default()),
     };
-    let mut read = JournalRead::default();
+    let mut read = JournalRead {
+        anchor: raw.anchor,
+        ..JournalRead::default()
+    };
     let total = raw.entries.len();
     for (i, entry) in raw.entries.into_iter().enumerate() {
+        let location = format!(
+            "secret {name} version {version}, entry {} of {total}",
+            i + 1
+        );
         match serde_json::from_value(entry) {
-            Ok(entry) => read.entries.push(entry),
+            Ok(entry) => {
+                read.entries.push(entry);
+                read.locations.push(location);
+            }
             Err(e) => read.damaged.push(Damage {
-                location: format!(
-                    "secret {name} version {version}, entry {} of {total}",
-                    i + 1
-                ),
+                location,
                 problem: rekey_api::parse_problem(&e),
                 after: read.entries.len(),
             }),

@@ -674,8 +674,6 @@ impl SecretStore for FileStore {
         let dir = self.dir(credential)?;
         self.ensure_dir(&dir)?;
         let path = dir.join(JOURNAL);
-        let mut line = to_json(entry)?;
-        line.push(b'\n');
         let mut file = OpenOptions::new()
             .read(true)
             .create(true)
@@ -693,7 +691,9 @@ impl SecretStore for FileStore {
         let (complete, read) = parse_journal(&path, credential, &text);
         // Never append to a damaged journal: the next reader could not tell what the hole was.
         let entries = read.complete(self, credential)?;
-        rekey_api::check_fence(&entries, entry).map_err(|e| e.context(self))?;
+        let linked = rekey_api::link(&entries, entry).map_err(|e| e.context(self))?;
+        let mut line = to_json(&linked)?;
+        line.push(b'\n');
         if complete < text.len() {
             // A crash tore the last line; appending after it would glue our line to the
             // fragment and make both unreadable. `O_APPEND` writes at the new end.
@@ -819,7 +819,10 @@ fn parse_journal(path: &Path, credential: &str, bytes: &[u8]) -> (usize, Journal
             Err(e) => Err(format!("not UTF-8 text (byte {})", e.valid_up_to() + 1)),
         };
         match parsed {
-            Ok(entry) => read.entries.push(entry),
+            Ok(entry) => {
+                read.entries.push(entry);
+                read.locations.push(format!("{}:{}", path.display(), i + 1));
+            }
             Err(problem) => read.damaged.push(Damage {
                 location: format!("{}:{}", path.display(), i + 1),
                 problem,

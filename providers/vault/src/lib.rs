@@ -418,17 +418,28 @@ impl VaultStore {
                 .with_hint(repair));
             }
         };
-        let mut read = JournalRead::default();
+        let mut read = JournalRead {
+            anchor: version
+                .data
+                .get("anchor")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            ..JournalRead::default()
+        };
         for (i, entry) in entries.iter().enumerate() {
+            let location = format!(
+                "{path} version {}, entry {} of {}",
+                version.number,
+                i + 1,
+                entries.len()
+            );
             match serde_json::from_value(entry.clone()) {
-                Ok(entry) => read.entries.push(entry),
+                Ok(entry) => {
+                    read.entries.push(entry);
+                    read.locations.push(location);
+                }
                 Err(e) => read.damaged.push(Damage {
-                    location: format!(
-                        "{path} version {}, entry {} of {}",
-                        version.number,
-                        i + 1,
-                        entries.len()
-                    ),
+                    location,
                     problem: rekey_api::parse_problem(&e),
                     after: read.entries.len(),
                 }),
@@ -438,11 +449,6 @@ impl VaultStore {
             read.repair = Some(repair);
         }
         Ok(read)
-    }
-
-    /// The whole journal in `snap`, refused (`Conflict`) when an entry is damaged.
-    fn journal_of(&self, snap: &Snapshot, credential: &str) -> Result<Vec<JournalEntry>> {
-        self.scan_of(snap, credential)?.complete(self, credential)
     }
 
     /// Every path and capability a rotation needs.
@@ -743,15 +749,18 @@ impl SecretStore for VaultStore {
     }
 
     async fn append_journal(&self, credential: &str, entry: &JournalEntry) -> Result<()> {
-        let line = serde_json::to_value(entry).map_err(|e| {
-            Error::new(
-                ErrorKind::Unexpected,
-                format!("cannot encode a journal entry: {e}"),
-            )
-        })?;
         self.read_modify_write(credential, Leaf::Journal, |snap| {
-            rekey_api::check_fence(&self.journal_of(snap, credential)?, entry)
+            let read = self.scan_of(snap, credential)?;
+            let anchor = read.anchor.clone();
+            let mut journal = read.complete(self, credential)?;
+            let linked = rekey_api::link(&journal, entry)
                 .map_err(|e| e.context(format!("{self}: credential '{credential}'")))?;
+            let line = serde_json::to_value(&linked).map_err(|e| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("cannot encode a journal entry: {e}"),
+                )
+            })?;
             // The stored entries are kept as written, so that fields a newer rekey added survive
             // an append by this one.
             let mut entries = snap
@@ -761,10 +770,16 @@ impl SecretStore for VaultStore {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            entries.push(line.clone());
+            entries.push(line);
+            journal.push(linked);
             let excess = entries.len().saturating_sub(JOURNAL_CAP);
             entries.drain(..excess);
-            Ok(json!({ "entries": entries }))
+            // The oldest kept entry names a dropped one as its `prev`: keep that hash beside the
+            // entries so the chain can still be checked from there.
+            match rekey_api::anchor_after(&journal[..excess], anchor) {
+                Some(anchor) => Ok(json!({ "entries": entries, "anchor": anchor })),
+                None => Ok(json!({ "entries": entries })),
+            }
         })
         .await
     }

@@ -5,19 +5,28 @@
 //! A failed check panics with the check's name and what was expected.
 
 use rekey_api::{
-    Certificate, ConsumerSecret, CredentialKind, ErrorKind, Generation, JournalEntry, KeyMaterial,
-    Material, NewVersion, Phase, Public, RotationId, SecretStore, Stage, Step,
+    Certificate, ChainProblem, ConsumerSecret, CredentialKind, ErrorKind, Generation, JournalEntry,
+    KeyMaterial, Material, NewVersion, Phase, Public, RotationId, SecretStore, Stage, Step,
 };
+use std::future::Future;
+use std::pin::Pin;
 
 /// Opens a new, independent handle on the store under test (a second "process").
 pub type Open<'a> = &'a (dyn Fn() -> Box<dyn SecretStore> + Sync);
 
+/// Writes a credential's journal as an earlier rekey left it, around the store: `(credential,
+/// entries)`, each entry the JSON object that version wrote (no `prev`, no `hash`).
+pub type WriteLegacy<'a> =
+    &'a (dyn Fn(&str, Vec<serde_json::Value>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Sync);
+
 /// Runs every check of the contract, for private keys and for consumer secrets: a store keeps
 /// both kinds of material under the same rules.
-pub async fn secret_store(open: Open<'_>, prefix: &str) {
+pub async fn secret_store(open: Open<'_>, prefix: &str, legacy: WriteLegacy<'_>) {
     unknown_credentials_are_empty(open, &format!("{prefix}-empty")).await;
     journal_round_trips_in_order(open, &format!("{prefix}-journal")).await;
     the_journal_refuses_entries_from_an_older_lease(open, &format!("{prefix}-fence")).await;
+    appended_entries_form_a_hash_chain(open, &format!("{prefix}-chain")).await;
+    a_journal_from_before_chaining_chains_on(open, legacy, &format!("{prefix}-legacy")).await;
     the_lock_is_exclusive_until_released(open, &format!("{prefix}-lock")).await;
     checks(open, prefix, CredentialKind::JwtCertificate).await;
     checks(
@@ -563,6 +572,8 @@ pub fn journal_entry(rotation: &str, step: Step, phase: Phase, fence: Option<u64
         old_fingerprint: None,
         detail: Some(format!("{step} {phase:?}")),
         fence,
+        prev: None,
+        hash: None,
     }
 }
 
@@ -601,7 +612,7 @@ async fn the_journal_refuses_entries_from_an_older_lease(open: Open<'_>, credent
         .expect("fence: the same lease appends");
     let read = open().read_journal(credential).await.expect("fence: read");
     assert_eq!(
-        read,
+        unchained(read),
         vec![newer, same],
         "fence: the stale entry was not written"
     );
@@ -625,7 +636,126 @@ async fn journal_round_trips_in_order(open: Open<'_>, credential: &str) {
         .read_journal(credential)
         .await
         .expect("journal: read from another handle");
-    assert_eq!(read, written, "journal: every entry, in order");
+    assert_eq!(unchained(read), written, "journal: every entry, in order");
+}
+
+/// `entries` without the chain fields the store's append set, to compare with what was appended.
+pub fn unchained(entries: Vec<JournalEntry>) -> Vec<JournalEntry> {
+    entries
+        .into_iter()
+        .map(|e| JournalEntry {
+            prev: None,
+            hash: None,
+            ..e
+        })
+        .collect()
+}
+
+async fn appended_entries_form_a_hash_chain(open: Open<'_>, credential: &str) {
+    let store = open();
+    let rotation = format!("{credential}-r1");
+    for (step, phase) in [
+        (Step::Generate, Phase::Begin),
+        (Step::Generate, Phase::Done),
+        (Step::Stage, Phase::Begin),
+    ] {
+        // Whatever chain fields a caller sets are replaced by the store's own link.
+        let mut entry = journal_entry(&rotation, step, phase, Some(1));
+        entry.prev = Some("0".repeat(64));
+        store
+            .append_journal(credential, &entry)
+            .await
+            .expect("chain: append");
+    }
+    let read = open().scan_journal(credential).await.expect("chain: read");
+    let e = &read.entries;
+    assert_eq!(e.len(), 3, "chain: three entries");
+    assert_eq!(
+        e[0].prev.as_deref(),
+        Some(rekey_api::GENESIS),
+        "chain: starts at genesis"
+    );
+    for i in 0..3 {
+        assert_eq!(
+            e[i].hash,
+            Some(rekey_api::entry_hash(&e[i])),
+            "chain: entry {} hashed",
+            i + 1
+        );
+    }
+    assert_eq!(e[1].prev, e[0].hash, "chain: entry 2 follows entry 1");
+    assert_eq!(e[2].prev, e[1].hash, "chain: entry 3 follows entry 2");
+    assert_eq!(read.locations.len(), 3, "chain: every entry located");
+    let verdict = rekey_api::verify_chain(&read);
+    assert_eq!(
+        (verdict.entries, verdict.legacy),
+        (3, 0),
+        "chain: {verdict:?}"
+    );
+    assert!(verdict.intact(), "chain: intact {verdict:?}");
+
+    // The same entries with one detail changed, as read back: named at that entry, in place.
+    let mut edited = read.clone();
+    edited.entries[1].detail = Some("edited".into());
+    let broken = rekey_api::verify_chain(&edited)
+        .broken
+        .expect("chain: an edit breaks it");
+    assert_eq!(
+        (broken.number, broken.problem, broken.location.clone()),
+        (2, ChainProblem::ContentChanged, read.locations[1].clone()),
+        "chain: the edited entry named"
+    );
+}
+
+async fn a_journal_from_before_chaining_chains_on(
+    open: Open<'_>,
+    legacy: WriteLegacy<'_>,
+    credential: &str,
+) {
+    let rotation = format!("{credential}-r1");
+    let old: Vec<serde_json::Value> = [
+        (Step::Generate, Phase::Begin),
+        (Step::Generate, Phase::Done),
+    ]
+    .into_iter()
+    .map(|(step, phase)| {
+        serde_json::to_value(journal_entry(&rotation, step, phase, Some(1))).expect("JSON")
+    })
+    .collect();
+    legacy(credential, old).await;
+    let store = open();
+    let before = store.scan_journal(credential).await.expect("legacy: read");
+    assert_eq!(before.entries.len(), 2, "legacy: the old entries read");
+    let verdict = rekey_api::verify_chain(&before);
+    assert!(
+        verdict.intact() && verdict.legacy == 2,
+        "legacy: accepted {verdict:?}"
+    );
+    for phase in [Phase::Begin, Phase::Done] {
+        store
+            .append_journal(
+                credential,
+                &journal_entry(&rotation, Step::Stage, phase, Some(1)),
+            )
+            .await
+            .expect("legacy: append after old entries");
+    }
+    let read = open()
+        .scan_journal(credential)
+        .await
+        .expect("legacy: read again");
+    assert_eq!(
+        read.entries[2].prev,
+        Some(rekey_api::entry_hash(&read.entries[1])),
+        "legacy: the first chained entry follows the last old one"
+    );
+    let verdict = rekey_api::verify_chain(&read);
+    assert_eq!(
+        (verdict.entries, verdict.legacy),
+        (4, 2),
+        "legacy: {verdict:?}"
+    );
+    assert!(verdict.intact(), "legacy: intact {verdict:?}");
 }
 
 async fn the_lock_is_exclusive_until_released(open: Open<'_>, credential: &str) {
