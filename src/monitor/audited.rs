@@ -78,6 +78,7 @@ pub fn subjects(config: &Config, report: &AuditReport) -> Vec<(Observation, Vec<
                 in_flight: InFlight::default(),
                 verify_timeout: Duration::ZERO,
                 journal_error: None,
+                chain_break: None,
                 exposure: Vec::new(),
                 consumer: None,
             };

@@ -192,6 +192,15 @@ impl OrgSim {
             .collect()
     }
 
+    /// Every LoginHistory row, oldest first: (`Id`, user id, app label, status).
+    pub fn login_history(&self) -> Vec<(String, String, Option<String>, String)> {
+        let st = self.shared.lock();
+        st.logins
+            .iter()
+            .map(|l| (l.id.clone(), l.user_id.clone(), l.application.clone(), l.status.clone()))
+            .collect()
+    }
+
     /// The record id of an app: an ECA's `0xI…` id (the Connect REST `appId`, also
     /// `identifier` in `GET /apps/oauth/usage`), a ConnectedApp's `0H4…` id.
     pub fn app_id(&self, app: &str) -> Option<String> {
