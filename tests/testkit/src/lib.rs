@@ -7,5 +7,6 @@ pub mod conformance;
 pub mod moto;
 pub mod openbao;
 pub mod receiver;
+pub mod sarif;
 pub mod settings;
 pub mod venv;
