@@ -56,7 +56,8 @@ pub fn apply_suppressions(
     }
     let mut about = Vec::new();
     for s in suppressions {
-        let org = s.org.clone().unwrap_or_default();
+        // An entry for every org is about the config, not one org.
+        let org = s.org.clone().unwrap_or_else(|| "*".into());
         let what = match &s.app {
             Some(app) => format!("{} on {app}", s.id),
             None => s.id.clone(),

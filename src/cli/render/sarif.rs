@@ -73,7 +73,6 @@ pub fn sarif(report: &AuditReport) -> Value {
             &s.finding,
             Some(json!({
                 "kind": "external",
-                "status": "accepted",
                 "justification": justification,
                 "location": { "physicalLocation": { "artifactLocation": { "uri": s.origin.split(':').next().unwrap_or("rekey.toml") } } },
             })),
