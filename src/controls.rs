@@ -41,7 +41,7 @@ pub const CONTROLS: &[Control] = &[
         control: "HC-2 bounded refresh tokens",
         title: "refresh tokens never expire",
         condition: "the app grants the RefreshToken (refresh_token, offline_access) scope and its refresh token policy is Infinite (\"valid until revoked\", also the default when unset)",
-        remediation: "expire refresh tokens: Manage Connected Apps → Edit Policies → Refresh Token Policy = expire if not used for N days; metadata oauthPolicy/refreshTokenPolicy specific_inactivity:N:DAYS, or ECA refreshTokenPolicyType SpecificInactivity",
+        remediation: "expire refresh tokens: Manage Connected Apps → Edit Policies → Refresh Token Policy = expire if not used for N days; metadata oauthPolicy/refreshTokenPolicy specific_inactivity:N:DAYS, or ECA refreshTokenPolicyType SpecificInactivity with refreshTokenValidityPeriod N and refreshTokenValidityUnit Days",
     },
     Control {
         id: "self-authorize",
@@ -65,7 +65,7 @@ pub const CONTROLS: &[Control] = &[
         control: "HC-4 PKCE or a secret, as the client can keep",
         title: "PKCE is required together with a required consumer secret",
         condition: "the app has a callback URL (authorization code flow), requires PKCE and also requires the consumer secret for the web server flow: the token exchange fails at run time for public clients",
-        remediation: "public clients (mobile, SPA, CLI): keep PKCE and set Require Secret for Web Server Flow off (oauthConfig/isConsumerSecretOptional true); confidential clients: keep the secret and send the PKCE verifier too",
+        remediation: "public clients (mobile, SPA, CLI): keep PKCE and set Require Secret for Web Server Flow off (ConnectedApp oauthConfig/isConsumerSecretOptional or ECA ExtlClntAppGlobalOauthSettings isConsumerSecretOptional true); confidential clients: keep the secret and make sure they send the PKCE verifier too",
     },
     Control {
         id: "high-assurance-not-required",
@@ -81,7 +81,7 @@ pub const CONTROLS: &[Control] = &[
         control: "HC-6 client credentials only with a rotated secret",
         title: "the client credentials flow is on and nobody rotates the secret",
         condition: "the app enables the client credentials flow (its consumer key and secret alone get a token) and no consumer_secret credential in rekey.toml rotates that app's secret",
-        remediation: "manage the secret with rekey: add [credentials.NAME] kind = \"consumer_secret\" for the app (External Client Apps) and `rekey import NAME`; or turn the flow off if nothing uses it (Enable Client Credentials Flow)",
+        remediation: "External Client Apps: add [credentials.NAME] kind = \"consumer_secret\" and `rekey import NAME`; Connected Apps (Salesforce offers no API to rotate their secret): move the integration to an External Client App, or rotate the secret in Setup on a schedule and suppress with the reason; or turn the flow off if nothing uses it (ConnectedApp oauthConfig/isClientCredentialEnabled, ECA isClientCredentialsFlowEnabled)",
     },
     Control {
         id: "client-credentials-privileged-user",
@@ -113,7 +113,7 @@ pub const CONTROLS: &[Control] = &[
         control: "HC-9 key strength",
         title: "the app's JWT certificate has a weak key",
         condition: "the app's JWT certificate carries an RSA key below 2048 bits",
-        remediation: "rotate to a 2048-bit or larger key: `rekey rotate CRED` generates RSA-2048 by default (key_bits in [credentials.NAME])",
+        remediation: "rotate to a 2048-bit or larger key: `rekey rotate CRED` generates RSA-2048 by default (key_algorithm = \"rsa-3072\" or \"rsa-4096\" in [credentials.NAME] for more)",
     },
     Control {
         id: "unmanaged-certificate",
@@ -121,7 +121,7 @@ pub const CONTROLS: &[Control] = &[
         control: "SBS-OAUTH-002 inventory of OAuth apps",
         title: "a JWT certificate no credential rotates",
         condition: "the app holds a JWT certificate and no credential in rekey.toml names the app: a rotation nobody runs",
-        remediation: "add [credentials.NAME] for the app (app_kind, app, username) and `rekey import NAME --key-file …` the key its integration uses; or remove the certificate if nothing uses it",
+        remediation: "add [credentials.NAME] for the app (app_kind, app, username) and `rekey import NAME --key KEY --cert CERT` with the key its integration uses; or remove the certificate if nothing uses it",
     },
     Control {
         id: "consumer-secret-age",
@@ -137,7 +137,7 @@ pub const CONTROLS: &[Control] = &[
         control: "HC-10 no dormant OAuth grants",
         title: "OAuth grants unused for a long time",
         condition: "the app has OAuth grants (OauthToken rows: refresh tokens users approved) not used for [audit] stale_after_days (default 30)",
-        remediation: "`rekey grants --app APP --stale-after-days N --revoke` (dry run without --revoke), or Setup → Connected Apps OAuth Usage → the app → Revoke",
+        remediation: "`rekey grants --app APP --stale-after-days N --revoke` (dry run without --revoke), or in Setup: Connected Apps OAuth Usage (External Client Apps: External Client App Manager → OAuth Usage) → the app → Revoke",
     },
     Control {
         id: "unused-app",
@@ -152,7 +152,7 @@ pub const CONTROLS: &[Control] = &[
         severity: Severity::Warning,
         control: "HC-11 NTP-synced JWT signers",
         title: "this host's clock is off from Salesforce's",
-        condition: "this host's clock differs from Salesforce's Date header by more than [audit] clock_skew_secs (default 30; critical beyond 60): JWT bearer then fails with an unhelpful invalid_grant",
+        condition: "this host's clock differs from Salesforce's Date header by more than [audit] clock_skew_secs (default 30; critical beyond 60), measured less its uncertainty; a signer whose clock drifts further gets an unhelpful invalid_grant from JWT bearer once its exp falls outside what Salesforce accepts, and the finding comes well before that",
         remediation: "sync the clock with NTP (chrony, systemd-timesyncd) on every host that signs assertions: rekey, and every consumer running `rekey token`",
     },
     Control {
@@ -166,7 +166,7 @@ pub const CONTROLS: &[Control] = &[
     Control {
         id: "suppression-without-reason",
         severity: Severity::Warning,
-        control: "SBS-FDNS-001 exceptions documented",
+        control: "SBS-FDNS-001 system of record for exceptions",
         title: "a suppression gives no reason",
         condition: "an [[audit.ignore]] entry has no reason; it still suppresses, but an exception without a justification is itself a finding",
         remediation: "add reason = \"why this is accepted, and who accepted it\" to the entry",
@@ -174,7 +174,7 @@ pub const CONTROLS: &[Control] = &[
     Control {
         id: "suppression-expired",
         severity: Severity::Warning,
-        control: "SBS-FDNS-001 exceptions documented",
+        control: "SBS-FDNS-001 system of record for exceptions",
         title: "a suppression is past its date",
         condition: "an [[audit.ignore]] entry's until date has passed; it no longer suppresses",
         remediation: "fix what it suppressed, or review the exception and move until forward",

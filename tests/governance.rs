@@ -448,3 +448,23 @@ async fn with_in_check_the_audit_reaches_check_metrics_and_exit_code() {
     let rows = w.json_any(&["check"]).await;
     assert!(rows.as_array().unwrap().iter().all(|r| r["credential"] != "org:gov"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_readme_documents_every_finding_with_its_condition_and_control() {
+    let mut w = World::governance().await;
+    let run = w.rekey(&["audit", "--format", "sarif"]).await;
+    let sarif: Value = serde_json::from_str(&run.stdout).unwrap();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let runbook = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/hardening-review.md")).unwrap();
+    for rule in sarif["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap() {
+        let id = rule["id"].as_str().unwrap();
+        let row = format!(
+            "| `{id}` | {} | {} | {} |",
+            rule["properties"]["severity"].as_str().unwrap(),
+            rule["fullDescription"]["text"].as_str().unwrap(),
+            rule["properties"]["control"].as_str().unwrap()
+        );
+        assert!(readme.contains(&row), "README.md lacks, or words differently:\n{row}");
+        assert!(runbook.contains(&format!("`{id}`")), "runbooks/hardening-review.md has no section for {id}");
+    }
+}

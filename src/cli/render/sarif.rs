@@ -29,7 +29,7 @@ fn rule(c: &Control) -> Value {
         "fullDescription": { "text": c.condition },
         "help": { "text": c.remediation },
         "defaultConfiguration": { "level": level(c.severity) },
-        "properties": { "control": c.control, "tags": ["security", "salesforce", "oauth"] },
+        "properties": { "control": c.control, "severity": c.severity.as_str(), "tags": ["security", "salesforce", "oauth"] },
     })
 }
 
