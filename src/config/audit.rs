@@ -27,7 +27,8 @@ pub struct AuditConfig {
     pub certificate_warn_days: u32,
     /// Clock differences beyond this many seconds are reported.
     pub clock_skew_secs: u32,
-    /// The store holding the orgs' governance ledgers; `None`: see [`crate::config::Config::ledger_store`].
+    /// The store holding the orgs' governance ledgers; `None`: the primary store of the org's
+    /// first credential, else the first store (`Config::ledger_store`).
     pub ledger_store: Option<String>,
     /// Accepted exceptions, in config order.
     pub ignore: Vec<Suppression>,
