@@ -494,3 +494,36 @@ async fn every_command_of_the_governance_runbooks_works_as_written() {
     }
     w.assert_no_key_bytes_leaked();
 }
+
+/// With `in_check`, each org's findings are alerted once (per app and finding), not again on the
+/// next check, and resolved when they clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_findings_are_alerted_once_and_resolved_when_they_clear() {
+    let mut w = World::governance().await;
+    let hook = rekey_testkit::receiver::Receiver::answering(200, "ok").await;
+    std::fs::write(w.path("hook.secret"), "s3cret-signing-key\n").unwrap();
+    let url = hook.url("/rekey");
+    w.edit_config(|c| {
+        format!(
+            "{c}\n[audit]\nin_check = true\n\n[alerts]\nstate_file = \"state/alerts.json\"\n\n[alerts.channels.hook]\nkind = \"webhook\"\nurl = \"{url}\"\nsecret_file = \"hook.secret\"\nmin_severity = \"warning\"\n"
+        )
+    });
+    let first = w.rekey(&["check"]).await;
+    assert_eq!(first.code, 2, "{}", first.stderr);
+    let sent: Vec<Value> = hook.requests().iter().map(|r| r.json()).collect();
+    let about_org: Vec<&Value> = sent.iter().filter(|m| m.to_string().contains("org:gov")).collect();
+    let scope_full = about_org
+        .iter()
+        .filter(|m| m.to_string().contains("Risky_Portal grants the full scope"))
+        .count();
+    assert_eq!(scope_full, 1, "{sent:#?}");
+    assert!(about_org.len() >= 10, "{} org alerts", about_org.len());
+    assert_eq!(w.rekey(&["check"]).await.code, 2);
+    assert_eq!(hook.requests().len(), sent.len(), "a second check sends nothing new");
+    // Accepting the full scope clears that finding: one resolve for it.
+    w.edit_config(|c| c + "\n[[audit.ignore]]\nid = \"scope-full\"\napp = \"Risky_Portal\"\nreason = \"vendor\"\n");
+    assert_eq!(w.rekey(&["check"]).await.code, 2);
+    let after: Vec<Value> = hook.requests().iter().skip(sent.len()).map(|r| r.json()).collect();
+    assert_eq!(after.len(), 1, "{after:#?}");
+    assert!(after[0].to_string().contains("scope-full:Risky_Portal/audit"), "{:#}", after[0]);
+}

@@ -346,8 +346,8 @@ fn app_findings(
                         config.audit.unused_after_days
                     ),
                     None => format!(
-                        "no login through {} in the login history Salesforce keeps (more than {} days)",
-                        app.name, config.audit.unused_after_days
+                        "no successful login through {} in LoginHistory (it keeps six months)",
+                        app.name
                     ),
                 },
             ),

@@ -83,26 +83,52 @@ fn owners(r: &InventoryRow) -> String {
 }
 
 fn inventory_text(rows: &[InventoryRow]) {
-    out!(
-        "{:<8} {:<20} {:<4} {:<36} {:<18} {:<14} {:<10} {:<6} {:<10} {:<6} {:<24} OWNER",
-        "ORG", "APP", "KIND", "FLOWS", "SCOPES", "USERS", "CERT", "SECRET", "LAST LOGIN", "GRANTS", "MANAGED BY"
-    );
-    for r in rows {
-        out!(
-            "{:<8} {:<20} {:<4} {:<36} {:<18} {:<14} {:<10} {:<6} {:<10} {:<6} {:<24} {}",
-            r.org,
-            r.app,
-            r.kind,
-            if r.flows.is_empty() { "-".into() } else { r.flows.join(",") },
-            if r.scopes.is_empty() { "-".into() } else { r.scopes.join(",") },
-            r.permitted_users,
-            opt(r.certificate_expires.map(|t| t.format("%Y-%m-%d"))),
-            opt(r.consumer_secret_age_days.map(|d| format!("{d}d"))),
-            opt(r.last_login.map(|t| t.format("%Y-%m-%d"))),
-            opt(r.active_grants),
-            managed(r),
-            owners(r),
-        );
+    let header = [
+        "ORG", "APP", "KIND", "FLOWS", "SCOPES", "USERS", "CERT EXPIRES", "SECRET AGE",
+        "LAST LOGIN", "GRANTS", "MANAGED BY", "OWNER",
+    ];
+    let list = |items: &[String]| if items.is_empty() { "-".to_string() } else { items.join(",") };
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.org.clone(),
+                r.app.clone(),
+                r.kind.to_string(),
+                list(&r.flows.iter().map(|f| f.to_string()).collect::<Vec<_>>()),
+                list(&r.scopes),
+                r.permitted_users.to_string(),
+                opt(r.certificate_expires.map(|t| t.format("%Y-%m-%d"))),
+                opt(r.consumer_secret_age_days.map(|d| format!("{d}d"))),
+                opt(r.last_login.map(|t| t.format("%Y-%m-%d"))),
+                opt(r.active_grants),
+                managed(r),
+                owners(r),
+            ]
+        })
+        .collect();
+    // Each column as wide as its widest cell, so the table stays a table whatever the names.
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            table
+                .iter()
+                .map(|row| row[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join(" ").trim_end().to_string()
+    };
+    out!("{}", line(header.iter().map(|h| h.to_string()).collect()));
+    for row in table {
+        out!("{}", line(row));
     }
 }
 
