@@ -20,6 +20,7 @@ macro_rules! err {
 }
 
 mod emergency;
+mod journal;
 mod keys;
 mod lines;
 mod progress;
@@ -30,7 +31,8 @@ mod status;
 mod token;
 
 pub use emergency::emergency;
-pub use keys::{import, inspect, journal, verify};
+pub use journal::{chain, export, journal};
+pub use keys::{import, inspect, verify};
 pub use lines::{deliveries, note, prompt, warning};
 pub use progress::RunProgress;
 pub use rotation::{RotateProgress, plan};
