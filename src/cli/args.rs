@@ -499,8 +499,8 @@ pub enum Command {
     /// state (ok, legacy, broken); a copy kept elsewhere is what exposes a journal truncated
     /// or rewritten whole by someone who can write the store.
     ///
-    /// Exit codes: 0 read whole (--verify: the chain is intact); 6 an entry is damaged
-    /// (--verify: the chain is broken).
+    /// Exit codes: 0 read whole (--verify: the chain is intact; --export: written, whatever
+    /// the chain states); 6 an entry is damaged (--verify: the chain is broken).
     ///
     /// Examples:
     ///   rekey journal billing --json
