@@ -28,7 +28,7 @@ pub fn journal(read: &JournalRead, chain: &ChainReport, json: bool) {
         for d in damaged {
             out!("{d}: DAMAGED, not shown");
         }
-        err!("{}", chain_line(chain));
+        err!("{}", chain_line(chain, true));
     }
     if read.damaged.is_empty() {
         return;
@@ -52,29 +52,35 @@ pub fn chain(report: &ChainReport, json: bool) {
     if json {
         return print_json(report);
     }
-    let line = chain_line(report);
+    let line = chain_line(report, false);
     if report.intact {
         out!("{line}");
     } else {
         err!("error: {line}");
         err!(
-            "hint: the entry (or the one before it) was changed outside rekey. Compare it with the journal exported to your SIEM (`rekey journal --export`) or a backup of the store; runbooks/rollback.md reads a journal"
+            "hint: the journal was changed outside rekey (an entry edited, removed or inserted). Compare it with the journal exported to your SIEM (`rekey journal --export`) or a backup of the store before trusting what it says; runbooks/rollback.md reads a journal"
         );
     }
 }
 
-/// The chain in one line: intact with its counts, or the first entry that does not fit.
-fn chain_line(report: &ChainReport) -> String {
+/// The chain in one line: intact with its counts, or the first entry that does not fit (and,
+/// with `suggest`, the command that says more).
+fn chain_line(report: &ChainReport, suggest: bool) -> String {
     let v = &report.verdict;
-    match &v.broken {
-        None => format!(
+    let Some(b) = &v.broken else {
+        return format!(
             "chain intact: {} entries ({} before chaining)",
             v.entries, v.legacy
-        ),
-        Some(b) => format!(
-            "chain BROKEN in the journal of '{}' ({} entries) at {b}; `rekey journal {} --verify`",
-            report.credential, v.entries, report.credential
-        ),
+        );
+    };
+    let line = format!(
+        "chain BROKEN in the journal of '{}' ({} entries) at {b}",
+        report.credential, v.entries
+    );
+    if suggest {
+        format!("{line}; `rekey journal {} --verify`", report.credential)
+    } else {
+        line
     }
 }
 
