@@ -477,7 +477,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = StageArg::Current)]
         stage: StageArg,
     },
-    /// Print CREDENTIAL's rotation journal
+    /// Print, verify or export CREDENTIAL's rotation journal
     ///
     /// Every entry from the primary store, oldest first: rotation, step, begun / done /
     /// failed, when, and its detail (names, generations, fingerprints; never key bytes). How
@@ -490,14 +490,36 @@ pub enum Command {
     /// that writes to the credential (rotate, resume, abort, emergency, import) refuses with
     /// exit 6 until it is repaired.
     ///
-    /// Exit codes: 0 read whole; 6 an entry is damaged.
+    /// Every entry carries the hash of the entry before it (SHA-256 over its canonical JSON),
+    /// so an entry changed, removed or inserted no longer fits. --verify checks the chain and
+    /// names the first entry that does not fit (its number, rotation, step and place in the
+    /// store); entries from before chaining are accepted as they are. stderr of a plain
+    /// listing says the same in one line. --export writes every credential's journal (or
+    /// CREDENTIAL's) as JSON lines for a SIEM, each with its credential, store, seq and chain
+    /// state (ok, legacy, broken); a copy kept elsewhere is what exposes a journal truncated
+    /// or rewritten whole by someone who can write the store.
     ///
-    /// Example:
+    /// Exit codes: 0 read whole (--verify: the chain is intact; --export: written, whatever
+    /// the chain states); 6 an entry is damaged (--verify: the chain is broken).
+    ///
+    /// Examples:
     ///   rekey journal billing --json
+    ///   rekey journal billing --verify
+    ///   rekey journal --export --output /var/log/rekey/journal.jsonl
     #[command(verbatim_doc_comment)]
     Journal {
-        /// Credential name from the config.
-        credential: String,
+        /// Credential name from the config (with --export: only this one).
+        #[arg(required_unless_present = "export")]
+        credential: Option<String>,
+        /// Check the journal's hash chain and name the first entry that does not fit.
+        #[arg(long, conflicts_with = "export")]
+        verify: bool,
+        /// Write the journals as JSON lines (one entry a line, with its chain state).
+        #[arg(long)]
+        export: bool,
+        /// With --export: write to FILE (replaced atomically) instead of stdout.
+        #[arg(long, value_name = "FILE", requires = "export")]
+        output: Option<PathBuf>,
     },
     /// Print an access token for CREDENTIAL's integration user
     ///

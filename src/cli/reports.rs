@@ -1,9 +1,9 @@
 //! The reports the CLI assembles itself (`inspect`, `status`, `check --preflight`, `import`,
-//! `verify`, `config check`), for `render` to print as text or JSON. Plain data: no field could hold key bytes.
+//! `verify`, `journal`, `config check`), for `render` to print as text or JSON. Plain data: no field could hold key bytes.
 
 use crate::pki;
 use chrono::{DateTime, Utc};
-use rekey_api::{Damage, Generation, RotationId, Stage};
+use rekey_api::{ChainState, ChainVerdict, Damage, Generation, JournalEntry, RotationId, Stage};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -204,4 +204,34 @@ pub struct CredentialLine {
     pub stores: Vec<String>,
     /// How many consumers are told of a rotation.
     pub consumers: usize,
+}
+
+/// `journal --verify`: a credential's hash chain as its primary store holds it.
+#[derive(Serialize)]
+pub struct ChainReport {
+    /// The credential.
+    pub credential: String,
+    /// Its primary store (the config's name), which holds the journal.
+    pub store: String,
+    /// Whether every entry fits the chain.
+    pub intact: bool,
+    /// How many entries, how many from before chaining, and the first that does not fit.
+    #[serde(flatten)]
+    pub verdict: ChainVerdict,
+}
+
+/// One line of `journal --export`: an entry with where it is from and its place in the chain.
+#[derive(Serialize)]
+pub struct ExportLine<'a> {
+    /// The credential.
+    pub credential: &'a str,
+    /// Its primary store (the config's name).
+    pub store: &'a str,
+    /// The entry's number in its journal, 1-based (a damaged entry's number is skipped).
+    pub seq: usize,
+    /// Whether it fits the chain.
+    pub chain: ChainState,
+    /// The entry's own fields.
+    #[serde(flatten)]
+    pub entry: &'a JournalEntry,
 }

@@ -192,6 +192,10 @@ pub trait SecretStore: fmt::Display + fmt::Debug + Send + Sync {
     /// - Refuses with `LeaseLost`, writing nothing, when the journal holds an entry with a greater
     ///   fence than `entry`'s ([`crate::check_fence`]); the check and the append are one
     ///   conditional write.
+    /// - Stores what [`crate::link`] makes of `entry` in that same write: `prev` naming the
+    ///   journal's last entry and `hash` set, whatever the caller put there. A store that drops
+    ///   old entries keeps the newest dropped one's hash ([`crate::anchor_after`]) and returns
+    ///   it as [`JournalRead::anchor`].
     async fn append_journal(&self, credential: &str, entry: &JournalEntry) -> Result<()>;
 
     /// The journal of `credential` as far as it can be read, oldest first.
@@ -201,6 +205,8 @@ pub trait SecretStore: fmt::Display + fmt::Debug + Send + Sync {
     /// - An entry that cannot be parsed is left out and named in [`JournalRead::damaged`] (with
     ///   where it is and what is wrong, never its contents), with the store's way to repair it in
     ///   [`JournalRead::repair`]; the entries around it are returned.
+    /// - Says where each entry is ([`JournalRead::locations`]), in the same terms as a damaged
+    ///   one's location.
     /// - Fails only when the journal cannot be read at all (the store is unreachable, or the
     ///   value holding the journal is not one).
     async fn scan_journal(&self, credential: &str) -> Result<JournalRead>;

@@ -341,6 +341,36 @@ async fn the_journal_is_a_secret_readable_from_another_handle() {
     assert!(rekey_api::verify_chain(&read).intact(), "{read:?}");
 }
 
+/// Past 60,000 bytes the oldest entries drop off; the hash of the newest dropped one stays as
+/// the value's `anchor`, so the kept entries still verify from their first.
+#[tokio::test]
+async fn a_bounded_journal_keeps_its_anchor_and_still_verifies() {
+    let env = Env::new("bounded").await;
+    let store = env.store();
+    let long = "x".repeat(2_000);
+    let mut n = 0;
+    let read = loop {
+        let mut entry = journal_entry(Step::Stage, None);
+        entry.detail = Some(format!("{n} {long}"));
+        store.append_journal(CRED, &entry).await.unwrap();
+        n += 1;
+        let read = store.scan_journal(CRED).await.unwrap();
+        if read.entries.len() < n {
+            break read;
+        }
+    };
+    assert!(read.anchor.is_some(), "entries dropped, anchor kept");
+    assert_eq!(read.anchor, read.entries[0].prev);
+    assert!(rekey_api::verify_chain(&read).intact(), "{:?}", read.anchor);
+    // One more append drops another and moves the anchor along.
+    let mut entry = journal_entry(Step::Stage, None);
+    entry.detail = Some(format!("{n} {long}"));
+    store.append_journal(CRED, &entry).await.unwrap();
+    let again = store.scan_journal(CRED).await.unwrap();
+    assert_ne!(again.anchor, read.anchor);
+    assert!(rekey_api::verify_chain(&again).intact());
+}
+
 #[tokio::test]
 async fn a_damaged_journal_entry_is_named_and_the_others_are_still_read() {
     let env = Env::new("damaged").await;

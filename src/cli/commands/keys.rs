@@ -1,4 +1,4 @@
-//! Keys and certificates outside a rotation: `inspect`, `generate`, `import`, `verify`, `journal`.
+//! Keys and certificates outside a rotation: `inspect`, `generate`, `import`, `verify`.
 
 use crate::cli::render;
 use crate::cli::reports::{ImportReport, InspectReport, Inspected, VerifyReport};
@@ -344,21 +344,5 @@ pub(super) async fn verify(
         Exit::Ok
     } else {
         Exit::Refused
-    })
-}
-
-/// `rekey journal`: every entry that can be read; a damaged one is named where it stands (the
-/// file store: `PATH:LINE`) and makes the exit code 6, as it makes every rotation of the
-/// credential refuse.
-pub(super) async fn journal(config_path: &Path, name: &str, json: bool) -> Result<Exit> {
-    let config = config::load(config_path)?;
-    let cred = wiring::credential(&config, name)?;
-    let store = &wiring::stores(&config, cred).await?[0];
-    let read = store.scan_journal(name).await?;
-    render::journal(&read, &store.to_string(), name, json);
-    Ok(if read.damaged.is_empty() {
-        Exit::Ok
-    } else {
-        Exit::of_error(ErrorKind::Conflict)
     })
 }

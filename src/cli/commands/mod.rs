@@ -3,6 +3,7 @@
 mod emergency;
 mod governance;
 mod import_secret;
+mod journal;
 mod keys;
 mod rotate;
 mod run;
@@ -116,7 +117,23 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Verify { credential, stage } => {
             keys::verify(&cli.config, &credential, stage.into(), json).await
         }
-        Command::Journal { credential } => keys::journal(&cli.config, &credential, json).await,
+        Command::Journal {
+            credential,
+            verify,
+            export,
+            output,
+        } => match (export, credential) {
+            (true, only) => journal::export(&cli.config, only.as_deref(), output.as_ref()).await,
+            (false, Some(name)) => {
+                let ask = if verify {
+                    journal::Ask::Verify
+                } else {
+                    journal::Ask::List
+                };
+                journal::journal(&cli.config, &name, ask, json).await
+            }
+            (false, None) => unreachable!("clap requires CREDENTIAL without --export"),
+        },
         Command::Token {
             credential,
             format,

@@ -1,8 +1,7 @@
-//! `inspect` (and `generate`), `import`, `verify`, `journal`.
+//! `inspect` (and `generate`), `import`, `verify`.
 
 use super::lines::print_json;
 use crate::cli::reports::{ImportReport, InspectReport, Inspected, VerifyReport};
-use rekey_api::JournalRead;
 
 /// `rekey inspect`.
 pub fn inspect(report: &InspectReport, json: bool) {
@@ -88,46 +87,5 @@ pub fn verify(report: &VerifyReport, json: bool) {
             report.error.as_deref().unwrap_or("?"),
             report.error_description.as_deref().unwrap_or("?")
         );
-    }
-}
-
-/// `rekey journal`: the entries that can be read (`--json`: a list of them, as always), each
-/// damaged one named in its place (text) and on stderr with how to repair it.
-pub fn journal(read: &JournalRead, store: &str, credential: &str, json: bool) {
-    if json {
-        print_json(&read.entries);
-    } else {
-        let mut damaged = read.damaged.iter().peekable();
-        for (i, e) in read.entries.iter().enumerate() {
-            while let Some(d) = damaged.next_if(|d| d.after == i) {
-                out!("{d}: DAMAGED, not shown");
-            }
-            out!(
-                "{} {} {:<9} {:<6} gen {} {}",
-                e.at.format("%Y-%m-%dT%H:%M:%SZ"),
-                e.rotation_id,
-                e.step.to_string(),
-                format!("{:?}", e.phase).to_lowercase(),
-                e.generation,
-                e.detail.as_deref().unwrap_or("")
-            );
-        }
-        for d in damaged {
-            out!("{d}: DAMAGED, not shown");
-        }
-    }
-    if read.damaged.is_empty() {
-        return;
-    }
-    for d in &read.damaged {
-        err!("error: {store}: journal entry {d}");
-    }
-    err!(
-        "error: the rotation journal of '{credential}' is damaged ({} of {} entries cannot be read); rotations of {credential} are refused until it is repaired",
-        read.damaged.len(),
-        read.damaged.len() + read.entries.len()
-    );
-    if let Some(repair) = &read.repair {
-        err!("hint: {repair}");
     }
 }

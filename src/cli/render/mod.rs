@@ -21,6 +21,7 @@ macro_rules! err {
 
 mod emergency;
 mod governance;
+mod journal;
 mod keys;
 mod lines;
 mod progress;
@@ -33,7 +34,8 @@ mod token;
 
 pub use emergency::emergency;
 pub use governance::{audit, grants, inventory};
-pub use keys::{import, inspect, journal, verify};
+pub use journal::{chain, export, journal};
+pub use keys::{import, inspect, verify};
 pub use lines::{deliveries, note, prompt, warning};
 pub use progress::RunProgress;
 pub use rotation::{RotateProgress, plan};

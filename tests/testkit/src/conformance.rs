@@ -675,10 +675,10 @@ async fn appended_entries_form_a_hash_chain(open: Open<'_>, credential: &str) {
         Some(rekey_api::GENESIS),
         "chain: starts at genesis"
     );
-    for i in 0..3 {
+    for (i, entry) in e.iter().enumerate() {
         assert_eq!(
-            e[i].hash,
-            Some(rekey_api::entry_hash(&e[i])),
+            entry.hash,
+            Some(rekey_api::entry_hash(entry)),
             "chain: entry {} hashed",
             i + 1
         );
