@@ -28,6 +28,13 @@ async fn rotated(mut w: World) -> World {
 
 /// What a hand edit does to an entry: a different detail, everything else as it was.
 fn edit(entry: &mut Value) {
+    // Vault keeps each entry as a JSON string: edit what it holds.
+    if let Value::String(text) = entry {
+        let mut inner: Value = serde_json::from_str(text).unwrap();
+        edit(&mut inner);
+        *entry = Value::String(inner.to_string());
+        return;
+    }
     entry["detail"] = Value::String("changed by hand".into());
 }
 

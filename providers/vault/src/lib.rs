@@ -433,7 +433,12 @@ impl VaultStore {
                 i + 1,
                 entries.len()
             );
-            match serde_json::from_value(entry.clone()) {
+            // Entries are stored as one JSON string each; older versions stored objects.
+            let parsed = match entry {
+                Value::String(text) => serde_json::from_str(text),
+                other => serde_json::from_value(other.clone()),
+            };
+            match parsed {
                 Ok(entry) => {
                     read.entries.push(entry);
                     read.locations.push(location);
@@ -755,22 +760,32 @@ impl SecretStore for VaultStore {
             let mut journal = read.complete(self, credential)?;
             let linked = rekey_api::link(&journal, entry)
                 .map_err(|e| e.context(format!("{self}: credential '{credential}'")))?;
-            let line = serde_json::to_value(&linked).map_err(|e| {
+            let line = serde_json::to_string(&linked).map_err(|e| {
                 Error::new(
                     ErrorKind::Unexpected,
                     format!("cannot encode a journal entry: {e}"),
                 )
             })?;
-            // The stored entries are kept as written, so that fields a newer rekey added survive
-            // an append by this one.
-            let mut entries = snap
+            // Each entry is stored as one JSON string: Vault and OpenBao refuse a request whose
+            // JSON holds too many strings (OpenBao: 1,000 by default), and an entry written as
+            // an object counts each of its keys and values, so a journal of objects stops taking
+            // appends after a few rotations. The stored entries are kept as written (an older
+            // version's objects become strings of themselves), so that fields a newer rekey
+            // added survive an append by this one.
+            let mut entries: Vec<Value> = snap
                 .latest
                 .as_ref()
                 .and_then(|v| v.data.get("entries"))
                 .and_then(Value::as_array)
                 .cloned()
-                .unwrap_or_default();
-            entries.push(line);
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| match e {
+                    Value::String(_) => e,
+                    other => Value::String(other.to_string()),
+                })
+                .collect();
+            entries.push(Value::String(line));
             journal.push(linked);
             let excess = entries.len().saturating_sub(JOURNAL_CAP);
             entries.drain(..excess);
