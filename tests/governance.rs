@@ -396,6 +396,26 @@ async fn stale_grants_are_listed_then_revoked_leaving_fresh_grants_and_login_his
     for token in before.iter().map(|g| g.delete_token.as_str()) {
         assert!(!ledger.contains(token) && !run.stdout.contains(token));
     }
+    // The ledger is a journal like a credential's: chained, verified, exported, and an edit
+    // by hand is named at the edited entry.
+    let verdict = w.json(&["journal", "--org", "gov", "--verify"]).await;
+    assert_eq!(verdict["intact"], true, "{verdict}");
+    assert_eq!(verdict["entries"], 4);
+    let export = w.ok(&["journal", "--export"]).await.stdout;
+    let ledger_lines: Vec<Value> = export
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["credential"] == "_org.gov")
+        .collect();
+    assert_eq!(ledger_lines.len(), 4, "{export}");
+    assert!(ledger_lines.iter().all(|l| l["chain"] == "ok"));
+    let path = w.path("keys/_org.gov/journal.jsonl");
+    let edited = ledger.replacen("alice@gov.example", "mallory@gov.example", 1);
+    std::fs::write(&path, edited).unwrap();
+    let broken = w.rekey(&["journal", "--org", "gov", "--verify"]).await;
+    assert_eq!(broken.code, 6, "{}{}", broken.stdout, broken.stderr);
+    assert!(broken.stderr.contains("at entry 1"), "{}", broken.stderr);
+    std::fs::write(&path, &ledger).unwrap();
     // Nothing left: a second run revokes nothing and asks nothing.
     let again = w.ok(&["grants", "--stale-after-days", "30", "--revoke"]).await;
     assert!(again.stdout.contains("0 of 1 grant(s)"), "{}", again.stdout);

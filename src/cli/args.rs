@@ -499,18 +499,27 @@ pub enum Command {
     /// state (ok, legacy, broken); a copy kept elsewhere is what exposes a journal truncated
     /// or rewritten whole by someone who can write the store.
     ///
+    /// --org ORG reads the org's governance ledger instead (`rekey grants --revoke` and
+    /// `rekey audit` write it; [audit] ledger_store says where); --export includes every
+    /// org's ledger.
+    ///
     /// Exit codes: 0 read whole (--verify: the chain is intact; --export: written, whatever
     /// the chain states); 6 an entry is damaged (--verify: the chain is broken).
     ///
     /// Examples:
     ///   rekey journal billing --json
     ///   rekey journal billing --verify
+    ///   rekey journal --org acme --verify
     ///   rekey journal --export --output /var/log/rekey/journal.jsonl
     #[command(verbatim_doc_comment)]
     Journal {
         /// Credential name from the config (with --export: only this one).
-        #[arg(required_unless_present = "export")]
+        #[arg(required_unless_present_any = ["export", "org"])]
         credential: Option<String>,
+        /// Instead of a credential's: the org's governance ledger (OAuth grants revoked, audit
+        /// suppressions added), journal `_org.ORG` in the ledger store.
+        #[arg(long, value_name = "ORG", conflicts_with = "credential")]
+        org: Option<String>,
         /// Check the journal's hash chain and name the first entry that does not fit.
         #[arg(long, conflicts_with = "export")]
         verify: bool,

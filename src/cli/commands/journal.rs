@@ -9,6 +9,14 @@ use crate::wiring;
 use rekey_api::{Error, ErrorKind, JournalRead, Result, Slot};
 use std::path::{Path, PathBuf};
 
+/// Whose journal.
+pub(super) enum Which {
+    /// A credential's rotation journal, in its primary store.
+    Credential(String),
+    /// An org's governance ledger, in the ledger store.
+    Org(String),
+}
+
 /// What `rekey journal` was asked for.
 pub(super) enum Ask {
     /// Every entry that can be read, and a line about the chain.
@@ -20,12 +28,12 @@ pub(super) enum Ask {
 /// `rekey journal CRED [--verify]`: every entry that can be read, a damaged one named where it
 /// stands (the file store: `PATH:LINE`), which makes the exit code 6 as it makes every rotation
 /// of the credential refuse; with `--verify`, the chain's verdict (6 when broken).
-pub(super) async fn journal(config_path: &Path, name: &str, ask: Ask, json: bool) -> Result<Exit> {
+pub(super) async fn journal(config_path: &Path, which: &Which, ask: Ask, json: bool) -> Result<Exit> {
     let config = config::load(config_path)?;
-    let (store_name, read) = read(&config, name).await?;
+    let (name, store_name, read) = read(&config, which).await?;
     let verdict = rekey_api::verify_chain(&read);
     let report = ChainReport {
-        credential: name.to_string(),
+        credential: name,
         store: store_name,
         intact: verdict.intact(),
         verdict,
@@ -53,17 +61,24 @@ pub(super) async fn journal(config_path: &Path, name: &str, ask: Ask, json: bool
 /// part of the journals could not tell what is missing.
 pub(super) async fn export(
     config_path: &Path,
-    only: Option<&str>,
+    only: Option<&Which>,
     output: Option<&PathBuf>,
 ) -> Result<Exit> {
     let config = config::load(config_path)?;
-    let names: Vec<&str> = match only {
-        Some(name) => vec![wiring::credential(&config, name)?.name.as_str()],
-        None => config.credentials.keys().map(String::as_str).collect(),
+    let journals: Vec<Which> = match only {
+        Some(Which::Credential(name)) => vec![Which::Credential(name.clone())],
+        Some(Which::Org(org)) => vec![Which::Org(org.clone())],
+        None => config
+            .credentials
+            .keys()
+            .map(|c| Which::Credential(c.clone()))
+            .chain(config.orgs.keys().map(|o| Which::Org(o.clone())))
+            .collect(),
     };
     let mut text = String::new();
-    for name in names {
-        let (store, read) = read(&config, name).await?;
+    for which in &journals {
+        let (name, store, read) = read(&config, which).await?;
+        let name = name.as_str();
         let verdict = rekey_api::verify_chain(&read);
         for (i, slot) in read.slots().into_iter().enumerate() {
             // A damaged entry has no fields to export; its number stays unused, so the gap shows.
@@ -97,10 +112,32 @@ pub(super) async fn export(
     Ok(Exit::Ok)
 }
 
-/// The primary store's name and `name`'s journal in it.
-async fn read(config: &config::Config, name: &str) -> Result<(String, JournalRead)> {
-    let cred = wiring::credential(config, name)?;
-    let store = &wiring::stores(config, cred).await?[0];
-    let read = store.scan_journal(name).await?;
-    Ok((cred.stores[0].clone(), read))
+/// The journal's name, its store's name and the journal as read: a credential's from its
+/// primary store, an org's ledger from the ledger store.
+async fn read(config: &config::Config, which: &Which) -> Result<(String, String, JournalRead)> {
+    match which {
+        Which::Credential(name) => {
+            let cred = wiring::credential(config, name)?;
+            let store = &wiring::stores(config, cred).await?[0];
+            let read = store.scan_journal(name).await?;
+            Ok((name.clone(), cred.stores[0].clone(), read))
+        }
+        Which::Org(org) => {
+            if !config.orgs.contains_key(org) {
+                return Err(Error::new(ErrorKind::Config, format!("unknown org '{org}'"))
+                    .with_hint(format!(
+                        "use a key of [orgs]: {}",
+                        config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )));
+            }
+            let name = config::Config::ledger_name(org);
+            let store_name = config.ledger_store(org).ok_or_else(|| {
+                Error::new(ErrorKind::Config, format!("org {org}: there is no store for its governance ledger"))
+                    .with_hint("declare a [stores.NAME], or set [audit] ledger_store")
+            })?;
+            let store = wiring::store(config, store_name).await?;
+            let read = store.scan_journal(&name).await?;
+            Ok((name, store_name.to_string(), read))
+        }
+    }
 }

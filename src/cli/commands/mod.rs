@@ -119,21 +119,29 @@ pub async fn dispatch(cli: Cli) -> Exit {
         }
         Command::Journal {
             credential,
+            org,
             verify,
             export,
             output,
-        } => match (export, credential) {
-            (true, only) => journal::export(&cli.config, only.as_deref(), output.as_ref()).await,
-            (false, Some(name)) => {
-                let ask = if verify {
-                    journal::Ask::Verify
-                } else {
-                    journal::Ask::List
-                };
-                journal::journal(&cli.config, &name, ask, json).await
+        } => {
+            let which = match (credential, org) {
+                (Some(name), _) => Some(journal::Which::Credential(name)),
+                (None, Some(org)) => Some(journal::Which::Org(org)),
+                (None, None) => None,
+            };
+            match (export, which) {
+                (true, only) => journal::export(&cli.config, only.as_ref(), output.as_ref()).await,
+                (false, Some(which)) => {
+                    let ask = if verify {
+                        journal::Ask::Verify
+                    } else {
+                        journal::Ask::List
+                    };
+                    journal::journal(&cli.config, &which, ask, json).await
+                }
+                (false, None) => unreachable!("clap requires CREDENTIAL or --org without --export"),
             }
-            (false, None) => unreachable!("clap requires CREDENTIAL without --export"),
-        },
+        }
         Command::Token {
             credential,
             format,
