@@ -59,9 +59,15 @@ fn normalized(finding: &Value) -> Value {
         let core = w.trim_matches(|c: char| "(),.;±".contains(c));
         let replaced = if core.len() == 64 && core.chars().all(|c| c.is_ascii_hexdigit()) {
             w.replace(core, "<fingerprint>")
-        } else if core.len() == 10 && core.chars().filter(|c| *c == '-').count() == 2 && core.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        } else if core.len() == 10
+            && core.chars().filter(|c| *c == '-').count() == 2
+            && core.chars().next().is_some_and(|c| c.is_ascii_digit())
+        {
             w.replace(core, "<date>")
-        } else if !core.is_empty() && core.chars().all(|c| c.is_ascii_digit() || c == '.') && !["1024", "2048"].contains(&core) {
+        } else if !core.is_empty()
+            && core.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && !["1024", "2048"].contains(&core)
+        {
             w.replace(core, "<n>")
         } else if core.contains(".toml:") {
             w.replace(core, "<config position>")
@@ -86,7 +92,8 @@ fn normalized(finding: &Value) -> Value {
 /// Compares the findings of `id` with tests/governance/golden/<id>.json (`REKEY_BLESS=1`
 /// writes it).
 fn golden(id: &str, findings: &[Value]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/governance/golden/{id}.json"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/governance/golden/{id}.json"));
     let actual: Vec<Value> = findings
         .iter()
         .filter(|f| f["id"] == id)
@@ -122,12 +129,28 @@ async fn audit_reports_what_each_seeded_app_trips_and_nothing_on_the_clean_ones(
                 "stale-oauth-grants",
             ]),
         ),
-        ("Weak_Key_App", set(&["certificate-weak-key", "ip-relaxed", "unmanaged-certificate"])),
-        ("Expired_App", set(&["certificate-expired", "unmanaged-certificate", "unused-app"])),
-        ("Expiring_App", set(&["certificate-expiring", "unmanaged-certificate"])),
+        (
+            "Weak_Key_App",
+            set(&[
+                "certificate-weak-key",
+                "ip-relaxed",
+                "unmanaged-certificate",
+            ]),
+        ),
+        (
+            "Expired_App",
+            set(&["certificate-expired", "unmanaged-certificate", "unused-app"]),
+        ),
+        (
+            "Expiring_App",
+            set(&["certificate-expiring", "unmanaged-certificate"]),
+        ),
         (
             "Privileged_CC",
-            set(&["client-credentials-enabled", "client-credentials-privileged-user"]),
+            set(&[
+                "client-credentials-enabled",
+                "client-credentials-privileged-user",
+            ]),
         ),
     ]
     .into_iter()
@@ -159,7 +182,12 @@ async fn every_catalogue_id_is_tripped_by_some_scene_and_has_its_golden_file() {
     w.sim.set_clock_offset(45);
     let (_, skewed) = audit(&mut w, &[]).await;
     w.sim.set_clock_offset(0);
-    let skew: Vec<&Value> = skewed["findings"].as_array().unwrap().iter().filter(|f| f["id"] == "clock-skew").collect();
+    let skew: Vec<&Value> = skewed["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "clock-skew")
+        .collect();
     assert_eq!(skew.len(), 1, "{skewed:#}");
     assert_eq!(skew[0]["severity"], "warning");
     assert!(skew[0]["app"].is_null());
@@ -176,10 +204,20 @@ async fn every_catalogue_id_is_tripped_by_some_scene_and_has_its_golden_file() {
     w.edit_config(|c| c + "\n[audit]\nconsumer_secret_max_age_days = 1\n");
     let days = (3 * 86_400).to_string();
     w.sim.set_clock_offset(3 * 86_400);
-    let run = w.rekey_with_env(&["audit", "--json"], &[("REKEY_TEST_CLOCK_OFFSET_SECS", &days)]).await;
+    let run = w
+        .rekey_with_env(
+            &["audit", "--json"],
+            &[("REKEY_TEST_CLOCK_OFFSET_SECS", &days)],
+        )
+        .await;
     w.sim.set_clock_offset(0);
     let aged: Value = serde_json::from_str(&run.stdout).unwrap();
-    let age: Vec<&Value> = aged["findings"].as_array().unwrap().iter().filter(|f| f["id"] == "consumer-secret-age").collect();
+    let age: Vec<&Value> = aged["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "consumer-secret-age")
+        .collect();
     assert_eq!(age.len(), 1, "{aged:#}");
     assert_eq!(age[0]["credential"], "clean-eca");
     findings.extend(age.into_iter().cloned());
@@ -188,7 +226,13 @@ async fn every_catalogue_id_is_tripped_by_some_scene_and_has_its_golden_file() {
     }
     let missing: Vec<&String> = all.iter().filter(|id| !seen.contains(*id)).collect();
     assert!(missing.is_empty(), "no scene trips {missing:?}");
-    for id in ["clock-skew", "no-owner", "suppression-without-reason", "suppression-expired", "consumer-secret-age"] {
+    for id in [
+        "clock-skew",
+        "no-owner",
+        "suppression-without-reason",
+        "suppression-expired",
+        "consumer-secret-age",
+    ] {
         golden(id, &findings);
     }
 }
@@ -198,10 +242,19 @@ async fn clock_skew_beyond_a_minute_is_critical() {
     let mut w = World::governance().await;
     w.sim.set_clock_offset(-90);
     let (_, report) = audit(&mut w, &[]).await;
-    let skew: Vec<&Value> = report["findings"].as_array().unwrap().iter().filter(|f| f["id"] == "clock-skew").collect();
+    let skew: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "clock-skew")
+        .collect();
     assert_eq!(skew.len(), 1, "{report:#}");
     assert_eq!(skew[0]["severity"], "critical");
-    assert!(skew[0]["message"].as_str().unwrap().contains("ahead of"), "{}", skew[0]["message"]);
+    assert!(
+        skew[0]["message"].as_str().unwrap().contains("ahead of"),
+        "{}",
+        skew[0]["message"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -231,25 +284,45 @@ id = "client-credentials-privileged-user"
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["finding"]["id"].as_str().unwrap().into(), s["finding"]["app"].as_str().unwrap().into()))
+        .map(|s| {
+            (
+                s["finding"]["id"].as_str().unwrap().into(),
+                s["finding"]["app"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         suppressed,
         [
             ("certificate-expired".to_string(), "Expired_App".to_string()),
-            ("client-credentials-privileged-user".into(), "Privileged_CC".into()),
+            (
+                "client-credentials-privileged-user".into(),
+                "Privileged_CC".into()
+            ),
         ],
         "{report:#}"
     );
     assert!(!found["Expired_App"].contains("certificate-expired"));
-    assert!(found["Weak_Key_App"].contains("certificate-weak-key"), "an expired suppression no longer applies");
-    assert!(found["Weak_Key_App"].contains("suppression-expired"), "{report:#}");
-    assert!(found["-"].contains("suppression-without-reason"), "{report:#}");
+    assert!(
+        found["Weak_Key_App"].contains("certificate-weak-key"),
+        "an expired suppression no longer applies"
+    );
+    assert!(
+        found["Weak_Key_App"].contains("suppression-expired"),
+        "{report:#}"
+    );
+    assert!(
+        found["-"].contains("suppression-without-reason"),
+        "{report:#}"
+    );
     assert_eq!(code, 2, "the weak key is critical again");
     // Each suppression is recorded in the org's ledger once, however often audits run.
     audit(&mut w, &[]).await;
     let ledger = std::fs::read_to_string(w.path("keys/_org.gov/journal.jsonl")).unwrap();
-    let added: Vec<&str> = ledger.lines().filter(|l| l.contains("suppression-added")).collect();
+    let added: Vec<&str> = ledger
+        .lines()
+        .filter(|l| l.contains("suppression-added"))
+        .collect();
     assert_eq!(added.len(), 3, "{ledger}");
     assert!(added[0].contains("SEC-1"), "{ledger}");
 }
@@ -283,27 +356,44 @@ reason = "test"
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
     let mut w = World::governance().await;
-    w.edit_config(|c| c + "\n[[audit.ignore]]\nid = \"unused-app\"\nreason = \"archived\"\nuntil = 2099-01-01\n");
+    w.edit_config(|c| {
+        c + "\n[[audit.ignore]]\nid = \"unused-app\"\nreason = \"archived\"\nuntil = 2099-01-01\n"
+    });
     let run = w.rekey(&["audit", "--format", "sarif"]).await;
     assert_eq!(run.code, 2);
-    rekey_testkit::sarif::validate_sarif(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.stdout));
+    rekey_testkit::sarif::validate_sarif(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}\n{}", run.stdout));
     let sarif: Value = serde_json::from_str(&run.stdout).unwrap();
     let results = sarif["runs"][0]["results"].as_array().unwrap();
-    let rules = sarif["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
+    let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap();
     for r in results {
         let index = r["ruleIndex"].as_u64().unwrap() as usize;
         assert_eq!(rules[index]["id"], r["ruleId"]);
     }
-    let suppressed: Vec<&Value> = results.iter().filter(|r| r["suppressions"].is_array()).collect();
+    let suppressed: Vec<&Value> = results
+        .iter()
+        .filter(|r| r["suppressions"].is_array())
+        .collect();
     assert_eq!(suppressed.len(), 1);
     assert_eq!(suppressed[0]["ruleId"], "unused-app");
-    assert!(suppressed[0]["suppressions"][0]["justification"].as_str().unwrap().starts_with("archived"));
+    assert!(
+        suppressed[0]["suppressions"][0]["justification"]
+            .as_str()
+            .unwrap()
+            .starts_with("archived")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -313,21 +403,41 @@ async fn inventory_lists_every_app_managed_or_not_in_json_and_csv() {
     let rows = w.json(&["inventory"]).await;
     let rows = rows.as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["app"].as_str().unwrap()).collect();
-    for app in ["Rekey_Admin", "Clean_JWT", "Clean_ECA", "Risky_Portal", "Weak_Key_App", "Expired_App", "Expiring_App", "Privileged_CC"] {
+    for app in [
+        "Rekey_Admin",
+        "Clean_JWT",
+        "Clean_ECA",
+        "Risky_Portal",
+        "Weak_Key_App",
+        "Expired_App",
+        "Expiring_App",
+        "Privileged_CC",
+    ] {
         assert!(names.contains(&app), "{app} missing from {names:?}");
     }
     let row = |app: &str| rows.iter().find(|r| r["app"] == app).unwrap();
     let ca = row("Clean_JWT");
     assert_eq!(ca["kind"], "CA");
-    assert_eq!(ca["flows"], serde_json::json!(["jwt-bearer", "authorization-code"]));
+    assert_eq!(
+        ca["flows"],
+        serde_json::json!(["jwt-bearer", "authorization-code"])
+    );
     assert_eq!(ca["managed_by"][0]["credential"], "clean-jwt");
     assert_eq!(ca["managed_by"][0]["owner"], "platform-team");
     assert_eq!(ca["managed_by"][0]["stores"], serde_json::json!(["local"]));
-    assert_eq!(ca["certificate_fingerprint"].as_str().unwrap(), w.app_fingerprint("Clean_JWT"));
+    assert_eq!(
+        ca["certificate_fingerprint"].as_str().unwrap(),
+        w.app_fingerprint("Clean_JWT")
+    );
     assert!(ca["last_login"].is_string());
     let eca = row("Clean_ECA");
     assert_eq!(eca["kind"], "ECA");
-    assert!(eca["flows"].as_array().unwrap().contains(&Value::from("client-credentials")));
+    assert!(
+        eca["flows"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("client-credentials"))
+    );
     assert_eq!(eca["run_as"], "etl-runner@gov.example");
     assert_eq!(eca["consumer_secret_age_days"], 0);
     assert_eq!(eca["managed_by"][0]["kind"], "consumer_secret");
@@ -370,20 +480,42 @@ async fn stale_grants_are_listed_then_revoked_leaving_fresh_grants_and_login_his
         assert!(g["idle_days"].as_i64().unwrap() >= 45);
     }
     assert_eq!(listed["dry_run"], true);
-    assert_eq!(w.sim.grants().len(), before.len(), "a dry run revokes nothing");
+    assert_eq!(
+        w.sim.grants().len(),
+        before.len(),
+        "a dry run revokes nothing"
+    );
     let logins_before = w.sim.login_history();
     let run = w
-        .rekey(&["grants", "--app", "Risky_Portal", "--stale-after-days", "30", "--revoke", "--yes"])
+        .rekey(&[
+            "grants",
+            "--app",
+            "Risky_Portal",
+            "--stale-after-days",
+            "30",
+            "--revoke",
+            "--yes",
+        ])
         .await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("revoked 2, already gone 0, failed 0"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("revoked 2, already gone 0, failed 0"),
+        "{}",
+        run.stdout
+    );
     let after = w.sim.grants();
     assert_eq!(after.len(), before.len() - 2);
-    assert!(after.iter().all(|g| g.username != "alice@gov.example"), "{after:?}");
+    assert!(
+        after.iter().all(|g| g.username != "alice@gov.example"),
+        "{after:?}"
+    );
     assert!(after.iter().any(|g| g.username == "bob@gov.example"));
     // LoginHistory is untouched: every row is still there (rekey's own admin login adds one).
     let logins_after = w.sim.login_history();
-    assert!(logins_before.iter().all(|l| logins_after.contains(l)), "{logins_before:?}\n{logins_after:?}");
+    assert!(
+        logins_before.iter().all(|l| logins_after.contains(l)),
+        "{logins_before:?}\n{logins_after:?}"
+    );
     // Journaled before and after each revocation, in the org's ledger.
     let ledger = std::fs::read_to_string(w.path("keys/_org.gov/journal.jsonl")).unwrap();
     let revokes: Vec<Value> = ledger
@@ -417,7 +549,9 @@ async fn stale_grants_are_listed_then_revoked_leaving_fresh_grants_and_login_his
     assert!(broken.stderr.contains("at entry 1"), "{}", broken.stderr);
     std::fs::write(&path, &ledger).unwrap();
     // Nothing left: a second run revokes nothing and asks nothing.
-    let again = w.ok(&["grants", "--stale-after-days", "30", "--revoke"]).await;
+    let again = w
+        .ok(&["grants", "--stale-after-days", "30", "--revoke"])
+        .await;
     assert!(again.stdout.contains("0 of 1 grant(s)"), "{}", again.stdout);
 }
 
@@ -438,35 +572,65 @@ async fn bad_input_names_the_thing_and_changes_nothing() {
     let mut w = World::governance().await;
     let run = w.rekey(&["audit", "--org", "nope"]).await;
     assert_eq!(run.code, 64);
-    assert!(run.stderr.contains("unknown org 'nope'") && run.stderr.contains("gov"), "{}", run.stderr);
-    let run = w.rekey(&["grants", "--app", "Nope", "--stale-after-days", "30"]).await;
+    assert!(
+        run.stderr.contains("unknown org 'nope'") && run.stderr.contains("gov"),
+        "{}",
+        run.stderr
+    );
+    let run = w
+        .rekey(&["grants", "--app", "Nope", "--stale-after-days", "30"])
+        .await;
     assert_eq!(run.code, 64, "{}", run.stderr);
     assert!(run.stderr.contains("'Nope'"), "{}", run.stderr);
     w.edit_config(|c| c + "\n[[audit.ignore]]\nid = \"no-such-finding\"\nreason = \"x\"\n");
     let run = w.rekey(&["audit"]).await;
     assert_eq!(run.code, 64);
-    assert!(run.stderr.contains("rekey.toml:") && run.stderr.contains("unknown finding id 'no-such-finding'"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("rekey.toml:")
+            && run.stderr.contains("unknown finding id 'no-such-finding'"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_in_check_the_audit_reaches_check_metrics_and_exit_code() {
     let mut w = World::governance().await;
     w.edit_config(|c| c + "\n[audit]\nin_check = true\n");
-    let run = w.rekey(&["check", "--json", "--prometheus-textfile", "metrics.prom"]).await;
+    let run = w
+        .rekey(&["check", "--json", "--prometheus-textfile", "metrics.prom"])
+        .await;
     assert_eq!(run.code, 2, "{}", run.stderr);
     let rows: Value = serde_json::from_str(&run.stdout).unwrap();
-    let org = rows.as_array().unwrap().iter().find(|r| r["credential"] == "org:gov").unwrap();
-    let ids: Vec<&str> = org["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    let org = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["credential"] == "org:gov")
+        .unwrap();
+    let ids: Vec<&str> = org["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&"scope-full:Risky_Portal/audit"), "{ids:?}");
     let metrics = std::fs::read_to_string(w.path("metrics.prom")).unwrap();
     assert!(
-        metrics.contains("rekey_audit_findings{id=\"unmanaged-certificate\",severity=\"warning\",org=\"gov\"} 3"),
+        metrics.contains(
+            "rekey_audit_findings{id=\"unmanaged-certificate\",severity=\"warning\",org=\"gov\"} 3"
+        ),
         "{metrics}"
     );
     // Off by default: the same check without it has no org row.
     w.edit_config(|c| c.replace("in_check = true", "in_check = false"));
     let rows = w.json_any(&["check"]).await;
-    assert!(rows.as_array().unwrap().iter().all(|r| r["credential"] != "org:gov"));
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["credential"] != "org:gov")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -474,9 +638,16 @@ async fn the_readme_documents_every_finding_with_its_condition_and_control() {
     let mut w = World::governance().await;
     let run = w.rekey(&["audit", "--format", "sarif"]).await;
     let sarif: Value = serde_json::from_str(&run.stdout).unwrap();
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let runbook = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/hardening-review.md")).unwrap();
-    for rule in sarif["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let runbook = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/hardening-review.md"),
+    )
+    .unwrap();
+    for rule in sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+    {
         let id = rule["id"].as_str().unwrap();
         let row = format!(
             "| `{id}` | {} | {} | {} |",
@@ -484,8 +655,14 @@ async fn the_readme_documents_every_finding_with_its_condition_and_control() {
             rule["fullDescription"]["text"].as_str().unwrap(),
             rule["properties"]["control"].as_str().unwrap()
         );
-        assert!(readme.contains(&row), "README.md lacks, or words differently:\n{row}");
-        assert!(runbook.contains(&format!("\n### {id}\n")), "runbooks/hardening-review.md has no section for {id}");
+        assert!(
+            readme.contains(&row),
+            "README.md lacks, or words differently:\n{row}"
+        );
+        assert!(
+            runbook.contains(&format!("\n### {id}\n")),
+            "runbooks/hardening-review.md has no section for {id}"
+        );
     }
 }
 
@@ -494,21 +671,32 @@ async fn the_readme_documents_every_finding_with_its_condition_and_control() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_command_of_the_governance_runbooks_works_as_written() {
     let mut w = World::billing_only().await;
-    for runbook in ["runbooks/hardening-review.md", "runbooks/jwt-bearer-checklist.md"] {
+    for runbook in [
+        "runbooks/hardening-review.md",
+        "runbooks/jwt-bearer-checklist.md",
+    ] {
         let commands = world::runbook_commands(runbook, "billing");
         assert!(commands.len() >= 5, "{runbook}: {commands:?}");
         for args in commands {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let run = w.rekey(&args).await;
-            let context = format!("{runbook}: rekey {}\n{}{}", args.join(" "), run.stdout, run.stderr);
+            let context = format!(
+                "{runbook}: rekey {}\n{}{}",
+                args.join(" "),
+                run.stdout,
+                run.stderr
+            );
             match args[0] {
                 // The demo org has findings: the audit says how bad, it never fails to read.
-                "audit" if args.contains(&"critical") => assert!([0, 2].contains(&run.code), "{context}"),
+                "audit" if args.contains(&"critical") => {
+                    assert!([0, 2].contains(&run.code), "{context}")
+                }
                 "audit" => assert!([0, 1, 2].contains(&run.code), "{context}"),
                 _ => assert_eq!(run.code, 0, "{context}"),
             }
             if args.contains(&"sarif") {
-                rekey_testkit::sarif::validate_sarif(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{context}"));
+                rekey_testkit::sarif::validate_sarif(&run.stdout)
+                    .unwrap_or_else(|e| panic!("{e}\n{context}"));
             }
         }
     }
@@ -531,7 +719,10 @@ async fn audit_findings_are_alerted_once_and_resolved_when_they_clear() {
     let first = w.rekey(&["check"]).await;
     assert_eq!(first.code, 2, "{}", first.stderr);
     let sent: Vec<Value> = hook.requests().iter().map(|r| r.json()).collect();
-    let about_org: Vec<&Value> = sent.iter().filter(|m| m.to_string().contains("org:gov")).collect();
+    let about_org: Vec<&Value> = sent
+        .iter()
+        .filter(|m| m.to_string().contains("org:gov"))
+        .collect();
     let scope_full = about_org
         .iter()
         .filter(|m| m.to_string().contains("Risky_Portal grants the full scope"))
@@ -539,11 +730,28 @@ async fn audit_findings_are_alerted_once_and_resolved_when_they_clear() {
     assert_eq!(scope_full, 1, "{sent:#?}");
     assert!(about_org.len() >= 10, "{} org alerts", about_org.len());
     assert_eq!(w.rekey(&["check"]).await.code, 2);
-    assert_eq!(hook.requests().len(), sent.len(), "a second check sends nothing new");
+    assert_eq!(
+        hook.requests().len(),
+        sent.len(),
+        "a second check sends nothing new"
+    );
     // Accepting the full scope clears that finding: one resolve for it.
-    w.edit_config(|c| c + "\n[[audit.ignore]]\nid = \"scope-full\"\napp = \"Risky_Portal\"\nreason = \"vendor\"\n");
+    w.edit_config(|c| {
+        c + "\n[[audit.ignore]]\nid = \"scope-full\"\napp = \"Risky_Portal\"\nreason = \"vendor\"\n"
+    });
     assert_eq!(w.rekey(&["check"]).await.code, 2);
-    let after: Vec<Value> = hook.requests().iter().skip(sent.len()).map(|r| r.json()).collect();
+    let after: Vec<Value> = hook
+        .requests()
+        .iter()
+        .skip(sent.len())
+        .map(|r| r.json())
+        .collect();
     assert_eq!(after.len(), 1, "{after:#?}");
-    assert!(after[0].to_string().contains("scope-full:Risky_Portal/audit"), "{:#}", after[0]);
+    assert!(
+        after[0]
+            .to_string()
+            .contains("scope-full:Risky_Portal/audit"),
+        "{:#}",
+        after[0]
+    );
 }

@@ -170,15 +170,23 @@ fn suppression(
     {
         v.problem(
             org.span(),
-            format!("audit.ignore: unknown org '{}'; use a key of [orgs]", org.get_ref()),
+            format!(
+                "audit.ignore: unknown org '{}'; use a key of [orgs]",
+                org.get_ref()
+            ),
         );
     }
     let until = raw.until.as_ref().and_then(|u| {
         let date = u.get_ref();
         match (date.date, date.time) {
-            (Some(d), None) => NaiveDate::from_ymd_opt(i32::from(d.year), d.month.into(), d.day.into()),
+            (Some(d), None) => {
+                NaiveDate::from_ymd_opt(i32::from(d.year), d.month.into(), d.day.into())
+            }
             _ => {
-                v.problem(u.span(), "audit.ignore.until must be a date such as 2027-01-31 (no time)");
+                v.problem(
+                    u.span(),
+                    "audit.ignore.until must be a date such as 2027-01-31 (no time)",
+                );
                 None
             }
         }

@@ -458,7 +458,10 @@ pub(super) fn validate_credentials(
         let owner = c.owner.as_ref().and_then(|o| {
             let text = o.get_ref().trim();
             if text.is_empty() {
-                v.problem(o.span(), "owner is empty; name a team or a person, or leave owner out");
+                v.problem(
+                    o.span(),
+                    "owner is empty; name a team or a person, or leave owner out",
+                );
             }
             (!text.is_empty()).then(|| text.to_string())
         });

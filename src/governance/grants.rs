@@ -131,7 +131,9 @@ impl GrantsReport {
                 "use_count": row.use_count,
                 "stale_after_days": self.stale_after_days,
             });
-            ledger.append(Step::RevokeGrant, Phase::Begin, facts.clone()).await?;
+            ledger
+                .append(Step::RevokeGrant, Phase::Begin, facts.clone())
+                .await?;
             let mut done = facts;
             match self.connection.revoke_grant(grant).await {
                 Ok(true) => {
@@ -149,7 +151,9 @@ impl GrantsReport {
                         .failed
                         .push(format!("{} for {}: {e}", row.user, row.app));
                     done["outcome"] = e.to_string().into();
-                    ledger.append(Step::RevokeGrant, Phase::Failed, done).await?;
+                    ledger
+                        .append(Step::RevokeGrant, Phase::Failed, done)
+                        .await?;
                 }
             }
         }

@@ -36,7 +36,9 @@ impl Ledger {
         })?;
         let name = Config::ledger_name(org);
         rekey_api::check_credential_name(&name).map_err(|e| {
-            e.context(format!("org '{org}': its name cannot name a ledger in a store"))
+            e.context(format!(
+                "org '{org}': its name cannot name a ledger in a store"
+            ))
         })?;
         let store = wiring::store(config, store_name).await?;
         let now = rekey_api::now();
@@ -123,7 +125,9 @@ pub async fn record_new_suppressions(config: &Config) -> Vec<String> {
             continue;
         }
         if let Err(e) = record(config, org, &mine).await {
-            problems.push(format!("org {org}: recording suppressions in its ledger: {e}"));
+            problems.push(format!(
+                "org {org}: recording suppressions in its ledger: {e}"
+            ));
         }
     }
     problems

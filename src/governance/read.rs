@@ -4,9 +4,9 @@
 //! read on its own, so one refused read leaves the others' findings standing.
 
 use crate::config::Config;
-use rekey_api::CredentialKind;
 use crate::wiring;
 use chrono::{DateTime, Duration, Utc};
+use rekey_api::CredentialKind;
 use rekey_salesforce::{ClockReading, OAuthApp, OAuthGrant, SalesforceOrg, UserAccess};
 use std::collections::BTreeMap;
 

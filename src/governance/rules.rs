@@ -81,7 +81,10 @@ pub fn evaluate(config: &Config, read: &OrgRead, now: DateTime<Utc>) -> Vec<Audi
                     "no-owner",
                     org,
                     Some(&c.app),
-                    format!("credential {} (app {}) has no owner in rekey.toml", c.name, c.app),
+                    format!(
+                        "credential {} (app {}) has no owner in rekey.toml",
+                        c.name, c.app
+                    ),
                 )
                 .credential(&c.name),
             );
@@ -109,10 +112,17 @@ pub fn evaluate(config: &Config, read: &OrgRead, now: DateTime<Utc>) -> Vec<Audi
     }
     if let Some(clock) = &read.clock {
         // Only what the measurement is sure of: the offset less its uncertainty.
-        let sure_ms = clock.offset_ms.abs().saturating_sub(clock.uncertainty_ms.abs());
+        let sure_ms = clock
+            .offset_ms
+            .abs()
+            .saturating_sub(clock.uncertainty_ms.abs());
         let limit_ms = i64::from(config.audit.clock_skew_secs) * 1000;
         if sure_ms > limit_ms {
-            let ahead = if clock.offset_ms > 0 { "behind" } else { "ahead of" };
+            let ahead = if clock.offset_ms > 0 {
+                "behind"
+            } else {
+                "ahead of"
+            };
             let finding = AuditFinding::new(
                 "clock-skew",
                 org,
@@ -180,7 +190,14 @@ fn app_findings(
         out.push(AuditFinding::new(id, org, name, message));
     };
     if has("Full") {
-        add("scope-full", format!("{} grants the full scope (scopes: {})", app.name, app.scopes.join(", ")));
+        add(
+            "scope-full",
+            format!(
+                "{} grants the full scope (scopes: {})",
+                app.name,
+                app.scopes.join(", ")
+            ),
+        );
     }
     if has("RefreshToken") && app.refresh_token == RefreshTokenPolicy::Infinite {
         add(
@@ -195,7 +212,10 @@ fn app_findings(
             org,
             name,
             if with_key {
-                format!("all users may self-authorize {}, which holds a JWT certificate: its key can mint tokens for any user who ever approved it", app.name)
+                format!(
+                    "all users may self-authorize {}, which holds a JWT certificate: its key can mint tokens for any user who ever approved it",
+                    app.name
+                )
             } else {
                 format!("all users may self-authorize {}", app.name)
             },
@@ -222,7 +242,10 @@ fn app_findings(
     if app.callback_url.is_some() && app.pkce_required && !app.consumer_secret_optional {
         add(
             "pkce-with-required-secret",
-            format!("{} requires PKCE and the consumer secret for the web server flow", app.name),
+            format!(
+                "{} requires PKCE and the consumer secret for the web server flow",
+                app.name
+            ),
         );
     }
     if !server_to_server && (has("Api") || has("Full")) && !app.high_assurance {
@@ -244,7 +267,9 @@ fn app_findings(
             format!(
                 "{} enables the client credentials flow (run as {}) and no consumer_secret credential rotates its secret",
                 app.name,
-                app.client_credentials_user.as_deref().unwrap_or("nobody set")
+                app.client_credentials_user
+                    .as_deref()
+                    .unwrap_or("nobody set")
             ),
         );
     }
@@ -394,7 +419,11 @@ owner = "platform"
     fn certificate(days: u32) -> rekey_api::Certificate {
         let spec = CertSpec {
             algorithm: KeyAlgorithm::Rsa2048,
-            subject: Subject { cn: "t".into(), o: None, ou: None },
+            subject: Subject {
+                cn: "t".into(),
+                o: None,
+                ou: None,
+            },
             validity_days: days,
         };
         crate::pki::generate(&spec, now()).unwrap().1
@@ -455,7 +484,10 @@ owner = "platform"
 
     #[test]
     fn self_authorization_is_critical_only_when_the_app_holds_a_jwt_certificate() {
-        let open = OAuthApp { admin_approved: false, ..clean() };
+        let open = OAuthApp {
+            admin_approved: false,
+            ..clean()
+        };
         assert_eq!(ids(open), vec![("self-authorize", Severity::Critical)]);
         let portal = OAuthApp {
             admin_approved: false,
@@ -468,7 +500,10 @@ owner = "platform"
 
     #[test]
     fn relaxed_ip_counts_only_for_server_to_server_apps() {
-        let relaxed = OAuthApp { ip_relaxation: IpRelaxation::EnforceRelaxRefresh, ..clean() };
+        let relaxed = OAuthApp {
+            ip_relaxation: IpRelaxation::EnforceRelaxRefresh,
+            ..clean()
+        };
         assert_eq!(ids(relaxed), vec![("ip-relaxed", Severity::Warning)]);
         let interactive = OAuthApp {
             ip_relaxation: IpRelaxation::Bypass,
@@ -486,34 +521,86 @@ owner = "platform"
             callback_url: Some("https://x.example/cb".into()),
             ..clean()
         };
-        assert_eq!(ids(interactive.clone()), vec![("high-assurance-not-required", Severity::Info)]);
-        assert_eq!(ids(OAuthApp { high_assurance: true, ..interactive }), vec![]);
+        assert_eq!(
+            ids(interactive.clone()),
+            vec![("high-assurance-not-required", Severity::Info)]
+        );
+        assert_eq!(
+            ids(OAuthApp {
+                high_assurance: true,
+                ..interactive
+            }),
+            vec![]
+        );
     }
 
     #[test]
     fn pkce_with_a_required_secret_needs_an_authorization_code_flow() {
-        let both = OAuthApp { pkce_required: true, callback_url: Some("https://x.example/cb".into()), ..clean() };
-        assert_eq!(ids(both.clone()), vec![("pkce-with-required-secret", Severity::Warning)]);
-        assert_eq!(ids(OAuthApp { consumer_secret_optional: true, ..both }), vec![]);
-        assert_eq!(ids(OAuthApp { pkce_required: true, ..clean() }), vec![]);
+        let both = OAuthApp {
+            pkce_required: true,
+            callback_url: Some("https://x.example/cb".into()),
+            ..clean()
+        };
+        assert_eq!(
+            ids(both.clone()),
+            vec![("pkce-with-required-secret", Severity::Warning)]
+        );
+        assert_eq!(
+            ids(OAuthApp {
+                consumer_secret_optional: true,
+                ..both
+            }),
+            vec![]
+        );
+        assert_eq!(
+            ids(OAuthApp {
+                pkce_required: true,
+                ..clean()
+            }),
+            vec![]
+        );
     }
 
     #[test]
     fn refresh_tokens_that_never_expire_count_only_with_the_refresh_scope() {
-        let infinite = OAuthApp { refresh_token: RefreshTokenPolicy::Infinite, ..clean() };
+        let infinite = OAuthApp {
+            refresh_token: RefreshTokenPolicy::Infinite,
+            ..clean()
+        };
         assert_eq!(ids(infinite.clone()), vec![]);
-        let with_scope = OAuthApp { scopes: vec!["Api".into(), "RefreshToken".into()], ..infinite };
-        assert_eq!(ids(with_scope), vec![("refresh-token-infinite", Severity::Warning)]);
+        let with_scope = OAuthApp {
+            scopes: vec!["Api".into(), "RefreshToken".into()],
+            ..infinite
+        };
+        assert_eq!(
+            ids(with_scope),
+            vec![("refresh-token-infinite", Severity::Warning)]
+        );
     }
 
     #[test]
     fn certificate_expiry_has_a_warning_window_and_the_admin_app_is_not_unmanaged() {
-        let expiring = OAuthApp { certificate: Some(certificate(30)), ..clean() };
-        assert_eq!(ids(expiring), vec![("certificate-expiring", Severity::Warning)]);
-        let fine = OAuthApp { certificate: Some(certificate(31)), ..clean() };
+        let expiring = OAuthApp {
+            certificate: Some(certificate(30)),
+            ..clean()
+        };
+        assert_eq!(
+            ids(expiring),
+            vec![("certificate-expiring", Severity::Warning)]
+        );
+        let fine = OAuthApp {
+            certificate: Some(certificate(31)),
+            ..clean()
+        };
         assert_eq!(ids(fine), vec![]);
-        let stranger = OAuthApp { name: "Other".into(), ..clean() };
-        assert_eq!(ids(stranger), vec![("unmanaged-certificate", Severity::Warning)]);
+        let stranger = OAuthApp {
+            name: "Other".into(),
+            ..clean()
+        };
+        assert_eq!(
+            ids(stranger),
+            vec![("unmanaged-certificate", Severity::Warning)]
+        );
         let admin = OAuthApp {
             name: "Rekey_Admin".into(),
             consumer_key: Some("3MVG9admin".into()),
@@ -530,6 +617,9 @@ owner = "platform"
             client_credentials_user: Some("runner@acme.example".into()),
             ..clean()
         };
-        assert_eq!(ids(cc), vec![("client-credentials-enabled", Severity::Warning)]);
+        assert_eq!(
+            ids(cc),
+            vec![("client-credentials-enabled", Severity::Warning)]
+        );
     }
 }

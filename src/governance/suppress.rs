@@ -94,7 +94,12 @@ mod tests {
         AuditFinding::new(id, "acme", Some(app), format!("{id} on {app}"))
     }
 
-    fn suppression(id: &str, app: Option<&str>, reason: Option<&str>, until: Option<&str>) -> Suppression {
+    fn suppression(
+        id: &str,
+        app: Option<&str>,
+        reason: Option<&str>,
+        until: Option<&str>,
+    ) -> Suppression {
         Suppression {
             id: id.into(),
             org: None,
@@ -112,8 +117,17 @@ mod tests {
     #[test]
     fn a_valid_suppression_moves_only_its_finding_and_reports_nothing() {
         let (counted, suppressed, about) = apply_suppressions(
-            &[suppression("scope-full", Some("Portal"), Some("vendor needs it"), Some("2027-01-31"))],
-            vec![finding("scope-full", "Portal"), finding("scope-full", "Other"), finding("self-authorize", "Portal")],
+            &[suppression(
+                "scope-full",
+                Some("Portal"),
+                Some("vendor needs it"),
+                Some("2027-01-31"),
+            )],
+            vec![
+                finding("scope-full", "Portal"),
+                finding("scope-full", "Other"),
+                finding("self-authorize", "Portal"),
+            ],
             at("2027-01-31"),
         );
         assert_eq!(suppressed.len(), 1);
@@ -126,7 +140,12 @@ mod tests {
     #[test]
     fn an_expired_suppression_no_longer_applies_and_is_reported() {
         let (counted, suppressed, about) = apply_suppressions(
-            &[suppression("scope-full", Some("Portal"), Some("vendor"), Some("2027-01-31"))],
+            &[suppression(
+                "scope-full",
+                Some("Portal"),
+                Some("vendor"),
+                Some("2027-01-31"),
+            )],
             vec![finding("scope-full", "Portal")],
             at("2027-02-01"),
         );
@@ -134,7 +153,11 @@ mod tests {
         assert_eq!(counted.len(), 1);
         assert_eq!(about.len(), 1);
         assert_eq!(about[0].id, "suppression-expired");
-        assert!(about[0].message.starts_with("rekey.toml:40:1"), "{}", about[0].message);
+        assert!(
+            about[0].message.starts_with("rekey.toml:40:1"),
+            "{}",
+            about[0].message
+        );
     }
 
     #[test]
@@ -146,6 +169,9 @@ mod tests {
         );
         assert!(counted.is_empty());
         assert_eq!(suppressed.len(), 2);
-        assert_eq!(about.iter().map(|f| f.id).collect::<Vec<_>>(), ["suppression-without-reason"]);
+        assert_eq!(
+            about.iter().map(|f| f.id).collect::<Vec<_>>(),
+            ["suppression-without-reason"]
+        );
     }
 }

@@ -61,7 +61,7 @@ pub fn subjects(config: &Config, report: &AuditReport) -> Vec<(Observation, Vec<
                     message: format!("the audit could not read {e}"),
                 });
             }
-            findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+            findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
             let subject = Observation {
                 credential: format!("org:{org}"),
                 app: "*".into(),

@@ -75,9 +75,9 @@ impl<'a, 'r> InFlight<'a, 'r> {
     async fn is_ours(&self, slot: &Staged) -> Result<bool> {
         if slot.state != StagedState::Active
             || !self.begun.contains(&Step::Generate)
-            || !slot
+            || slot
                 .created_at
-                .is_some_and(|created| created + SKEW >= self.started_at)
+                .is_none_or(|created| created + SKEW < self.started_at)
         {
             return Ok(false);
         }

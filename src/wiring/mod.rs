@@ -6,7 +6,9 @@ use crate::config::{AdminConfig, AppKind, Config, CredentialConfig, OrgConfig, S
 use rekey_api::{
     CertificateTarget, Env, Error, ErrorKind, KeyMaterial, Result, SecretStore, SecretString,
 };
-use rekey_salesforce::{AdminAuth, OrgConnection, SalesforceConfig, SalesforceOrg, SalesforceTarget};
+use rekey_salesforce::{
+    AdminAuth, OrgConnection, SalesforceConfig, SalesforceOrg, SalesforceTarget,
+};
 use std::path::PathBuf;
 
 mod sf_cli;

@@ -132,7 +132,12 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let gov = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/governance");
         std::fs::copy(gov.join("seed.toml"), dir.path().join("seed.toml")).unwrap();
-        for (name, bits, days) in [("admin", 2048, 365), ("clean", 2048, 365), ("weak", 1024, 365), ("expiring", 2048, 10)] {
+        for (name, bits, days) in [
+            ("admin", 2048, 365),
+            ("clean", 2048, 365),
+            ("weak", 1024, 365),
+            ("expiring", 2048, 10),
+        ] {
             self_signed(dir.path(), name, bits, days);
         }
         expired_pair(dir.path(), "expired");

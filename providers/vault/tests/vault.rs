@@ -197,18 +197,35 @@ async fn a_long_journal_keeps_taking_appends_and_stays_chained() {
     let prefix = bao.unique_prefix("long-journal");
     let store = root_store(bao, &prefix);
     // An earlier version's journal of objects, as it stood when appends began to fail.
-    let old: Vec<Value> = (0..40).map(|n| serde_json::to_value(entry(n, "old")).unwrap()).collect();
+    let old: Vec<Value> = (0..40)
+        .map(|n| serde_json::to_value(entry(n, "old")).unwrap())
+        .collect();
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), json!({ "entries": old }).to_string()).unwrap();
-    bao.bao_ok(&["kv", "put", &format!("secret/{prefix}/{CRED}/journal"), &format!("@{}", file.path().display())]);
+    bao.bao_ok(&[
+        "kv",
+        "put",
+        &format!("secret/{prefix}/{CRED}/journal"),
+        &format!("@{}", file.path().display()),
+    ]);
     for n in 0..470 {
-        store.append_journal(CRED, &entry(n, "r")).await.unwrap_or_else(|e| panic!("append {n}: {e}"));
+        store
+            .append_journal(CRED, &entry(n, "r"))
+            .await
+            .unwrap_or_else(|e| panic!("append {n}: {e}"));
     }
     let scan = store.scan_journal(CRED).await.unwrap();
     assert!(scan.damaged.is_empty(), "{:?}", scan.damaged);
     assert_eq!(scan.entries.len(), 500, "the newest 500 are kept");
-    assert_eq!(scan.entries.last().unwrap().detail.as_deref(), Some("entry 469"));
-    assert!(rekey_api::verify_chain(&scan).intact(), "{:?}", rekey_api::verify_chain(&scan).broken);
+    assert_eq!(
+        scan.entries.last().unwrap().detail.as_deref(),
+        Some("entry 469")
+    );
+    assert!(
+        rekey_api::verify_chain(&scan).intact(),
+        "{:?}",
+        rekey_api::verify_chain(&scan).broken
+    );
 }
 
 #[tokio::test]

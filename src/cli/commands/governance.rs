@@ -12,15 +12,13 @@ use std::path::Path;
 fn known_orgs(config: &Config, orgs: &[String]) -> Result<()> {
     match orgs.iter().find(|o| !config.orgs.contains_key(*o)) {
         None => Ok(()),
-        Some(unknown) => Err(Error::new(
-            ErrorKind::Config,
-            format!("unknown org '{unknown}'"),
-        )
-        .with_hint(format!(
-            "use a key of [orgs] in {}: {}",
-            config.path.display(),
-            config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))),
+        Some(unknown) => Err(
+            Error::new(ErrorKind::Config, format!("unknown org '{unknown}'")).with_hint(format!(
+                "use a key of [orgs] in {}: {}",
+                config.path.display(),
+                config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
+        ),
     }
 }
 
@@ -59,7 +57,11 @@ pub(super) async fn inventory(
     }
     let format = if json { InventoryFormat::Json } else { format };
     render::inventory(&rows, &unreadable, format);
-    Ok(if unreadable.is_empty() { Exit::Ok } else { Exit::UNKNOWN })
+    Ok(if unreadable.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::UNKNOWN
+    })
 }
 
 /// `rekey grants`.
@@ -77,11 +79,14 @@ pub(super) async fn grants(
         Some(org) => org,
         None if config.orgs.len() == 1 => config.orgs.keys().next().cloned().unwrap_or_default(),
         None => {
-            return Err(Error::new(ErrorKind::Config, "which org? the config has several")
-                .with_hint(format!(
-                    "pass --org, one of: {}",
-                    config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
-                )));
+            return Err(
+                Error::new(ErrorKind::Config, "which org? the config has several").with_hint(
+                    format!(
+                        "pass --org, one of: {}",
+                        config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+            );
         }
     };
     known_orgs(&config, std::slice::from_ref(&org))?;
@@ -103,7 +108,11 @@ pub(super) async fn grants(
     }
     let outcome = report.revoke(&config).await?;
     render::grants(&report, Some(&outcome), true, json);
-    Ok(if outcome.failed.is_empty() { Exit::Ok } else { Exit::UNKNOWN })
+    Ok(if outcome.failed.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::UNKNOWN
+    })
 }
 
 fn confirmed(count: usize, org: &str) -> Result<bool> {

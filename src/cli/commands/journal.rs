@@ -28,7 +28,12 @@ pub(super) enum Ask {
 /// `rekey journal CRED [--verify]`: every entry that can be read, a damaged one named where it
 /// stands (the file store: `PATH:LINE`), which makes the exit code 6 as it makes every rotation
 /// of the credential refuse; with `--verify`, the chain's verdict (6 when broken).
-pub(super) async fn journal(config_path: &Path, which: &Which, ask: Ask, json: bool) -> Result<Exit> {
+pub(super) async fn journal(
+    config_path: &Path,
+    which: &Which,
+    ask: Ask,
+    json: bool,
+) -> Result<Exit> {
     let config = config::load(config_path)?;
     let (name, store_name, read) = read(&config, which).await?;
     let verdict = rekey_api::verify_chain(&read);
@@ -124,16 +129,22 @@ async fn read(config: &config::Config, which: &Which) -> Result<(String, String,
         }
         Which::Org(org) => {
             if !config.orgs.contains_key(org) {
-                return Err(Error::new(ErrorKind::Config, format!("unknown org '{org}'"))
-                    .with_hint(format!(
-                        "use a key of [orgs]: {}",
-                        config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )));
+                return Err(
+                    Error::new(ErrorKind::Config, format!("unknown org '{org}'")).with_hint(
+                        format!(
+                            "use a key of [orgs]: {}",
+                            config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ),
+                );
             }
             let name = config::Config::ledger_name(org);
             let store_name = config.ledger_store(org).ok_or_else(|| {
-                Error::new(ErrorKind::Config, format!("org {org}: there is no store for its governance ledger"))
-                    .with_hint("declare a [stores.NAME], or set [audit] ledger_store")
+                Error::new(
+                    ErrorKind::Config,
+                    format!("org {org}: there is no store for its governance ledger"),
+                )
+                .with_hint("declare a [stores.NAME], or set [audit] ledger_store")
             })?;
             let store = wiring::store(config, store_name).await?;
             let read = store.scan_journal(&name).await?;

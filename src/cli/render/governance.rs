@@ -24,7 +24,12 @@ fn audit_text(report: &AuditReport) {
             Some(app) => format!("{}/{app}", f.org),
             None => f.org.clone(),
         };
-        out!("{:<8} {:<36} {at}: {}", f.severity.as_str().to_uppercase(), f.id, f.message);
+        out!(
+            "{:<8} {:<36} {at}: {}",
+            f.severity.as_str().to_uppercase(),
+            f.id,
+            f.message
+        );
         out!("         fix: {}", f.remediation);
     }
     for s in &report.suppressed {
@@ -78,16 +83,40 @@ fn managed(r: &InventoryRow) -> String {
 }
 
 fn owners(r: &InventoryRow) -> String {
-    let owners: Vec<&str> = r.managed_by.iter().filter_map(|m| m.owner.as_deref()).collect();
-    if owners.is_empty() { "-".into() } else { owners.join(", ") }
+    let owners: Vec<&str> = r
+        .managed_by
+        .iter()
+        .filter_map(|m| m.owner.as_deref())
+        .collect();
+    if owners.is_empty() {
+        "-".into()
+    } else {
+        owners.join(", ")
+    }
 }
 
 fn inventory_text(rows: &[InventoryRow]) {
     let header = [
-        "ORG", "APP", "KIND", "FLOWS", "SCOPES", "USERS", "CERT EXPIRES", "SECRET AGE",
-        "LAST LOGIN", "GRANTS", "MANAGED BY", "OWNER",
+        "ORG",
+        "APP",
+        "KIND",
+        "FLOWS",
+        "SCOPES",
+        "USERS",
+        "CERT EXPIRES",
+        "SECRET AGE",
+        "LAST LOGIN",
+        "GRANTS",
+        "MANAGED BY",
+        "OWNER",
     ];
-    let list = |items: &[String]| if items.is_empty() { "-".to_string() } else { items.join(",") };
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "-".to_string()
+        } else {
+            items.join(",")
+        }
+    };
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -142,12 +171,19 @@ fn csv(field: &str) -> String {
 }
 
 fn inventory_csv(rows: &[InventoryRow]) {
-    out!("org,app,label,kind,flows,scopes,permitted_users,authorized,run_as,certificate_fingerprint,certificate_expires,consumer_secret_age_days,managed_by,owner,last_login,active_grants");
+    out!(
+        "org,app,label,kind,flows,scopes,permitted_users,authorized,run_as,certificate_fingerprint,certificate_expires,consumer_secret_age_days,managed_by,owner,last_login,active_grants"
+    );
     let date = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default()
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
     };
     for r in rows {
-        let managed = if r.managed_by.is_empty() { String::new() } else { managed(r) };
+        let managed = if r.managed_by.is_empty() {
+            String::new()
+        } else {
+            managed(r)
+        };
         let owner = owners(r);
         let fields = [
             r.org.clone(),
@@ -161,13 +197,18 @@ fn inventory_csv(rows: &[InventoryRow]) {
             r.run_as.clone().unwrap_or_default(),
             r.certificate_fingerprint.clone().unwrap_or_default(),
             date(r.certificate_expires),
-            r.consumer_secret_age_days.map(|d| d.to_string()).unwrap_or_default(),
+            r.consumer_secret_age_days
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
             managed,
             if owner == "-" { String::new() } else { owner },
             date(r.last_login),
             r.active_grants.map(|n| n.to_string()).unwrap_or_default(),
         ];
-        out!("{}", fields.iter().map(|f| csv(f)).collect::<Vec<_>>().join(","));
+        out!(
+            "{}",
+            fields.iter().map(|f| csv(f)).collect::<Vec<_>>().join(",")
+        );
     }
 }
 
@@ -190,7 +231,12 @@ pub fn grants(report: &GrantsReport, outcome: Option<&RevokeOutcome>, revoke: bo
     }
     out!(
         "{:<20} {:<28} {:<10} {:<10} {:>5} {:>9}",
-        "APP", "USER", "GRANTED", "LAST USED", "USES", "IDLE DAYS"
+        "APP",
+        "USER",
+        "GRANTED",
+        "LAST USED",
+        "USES",
+        "IDLE DAYS"
     );
     for r in &report.rows {
         out!(

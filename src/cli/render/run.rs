@@ -94,7 +94,11 @@ pub fn run(report: &RunReport, json: bool) {
         }
     }
     for c in &report.audit {
-        out!("{:<20} {:<8} audited", c.credential, severity_label(c.severity));
+        out!(
+            "{:<20} {:<8} audited",
+            c.credential,
+            severity_label(c.severity)
+        );
         for f in &c.findings {
             out!("{:<29} - [{:?}] {}", "", f.severity, f.message);
         }

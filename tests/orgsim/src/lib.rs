@@ -197,7 +197,14 @@ impl OrgSim {
         let st = self.shared.lock();
         st.logins
             .iter()
-            .map(|l| (l.id.clone(), l.user_id.clone(), l.application.clone(), l.status.clone()))
+            .map(|l| {
+                (
+                    l.id.clone(),
+                    l.user_id.clone(),
+                    l.application.clone(),
+                    l.status.clone(),
+                )
+            })
             .collect()
     }
 
