@@ -406,6 +406,7 @@ app = "Billing"
 username = "integration@acme.example"
 store = "local"
 owner = "platform"
+subject = { cn = "billing" }
 "#;
 
     fn config() -> Config {
