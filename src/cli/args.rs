@@ -623,7 +623,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = FailOn::Warning)]
         fail_on: FailOn,
     },
-    /// List every OAuth app of an org: flows, scopes, certificate, owner, last use
+    /// List an org's OAuth apps: flows, certificate, owner, last use
     ///
     /// One row per Connected App and External Client App: kind (CA or ECA), flows enabled,
     /// scopes, permitted users, the JWT certificate's fingerprint and expiry, the consumer
