@@ -755,3 +755,38 @@ async fn audit_findings_are_alerted_once_and_resolved_when_they_clear() {
         after[0]
     );
 }
+
+/// One audit of the org is one admin login, the app metadata read ten names a call, and one
+/// query per governance object: what it costs the org's API budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_audit_logs_in_once_and_reads_metadata_in_batches() {
+    let mut w = World::governance().await;
+    let before = w.sim.calls().len();
+    audit(&mut w, &[]).await;
+    let calls: Vec<orgsim::CallRecord> = w.sim.calls().into_iter().skip(before).collect();
+    let count = |f: &dyn Fn(&orgsim::CallRecord) -> bool| calls.iter().filter(|c| f(c)).count();
+    let logins = count(&|c| c.path.ends_with("/oauth2/token"));
+    let reads = count(&|c| {
+        c.operation
+            .as_deref()
+            .is_some_and(|o| o.starts_with("readMetadata"))
+    });
+    let lists = count(&|c| {
+        c.operation
+            .as_deref()
+            .is_some_and(|o| o.starts_with("listMetadata"))
+    });
+    let queries = count(&|c| c.path.contains("/query"));
+    let summary = format!(
+        "{} calls: {logins} login(s), {lists} listMetadata, {reads} readMetadata, {queries} queries\n{calls:#?}",
+        calls.len()
+    );
+    assert_eq!(logins, 1, "{summary}");
+    // One list per metadata type, then one read per type that has members, ten names a read:
+    // the 5 Connected Apps in one, the 3 External Client Apps' headers in one, and one for each
+    // of the 3 satellite types the seed's apps have.
+    assert_eq!(lists, 6, "{summary}");
+    assert_eq!(reads, 5, "{summary}");
+    assert!(queries <= 6, "{summary}");
+    eprintln!("{}", summary.lines().next().unwrap());
+}
