@@ -790,3 +790,61 @@ async fn an_audit_logs_in_once_and_reads_metadata_in_batches() {
     assert!(queries <= 6, "{summary}");
     eprintln!("{}", summary.lines().next().unwrap());
 }
+
+/// A ledger another runner holds makes the audit say so and record the suppression next time;
+/// it never changes the verdict about the apps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_busy_ledger_delays_recording_a_suppression_but_not_the_audit() {
+    let mut w = World::governance().await;
+    let suppress = |id: &str| format!("\n[[audit.ignore]]\nid = \"{id}\"\nreason = \"accepted\"\n");
+    w.edit_config(|c| c + &suppress("unused-app"));
+    let (code, _) = audit(&mut w, &[]).await;
+    assert_eq!(code, 2);
+    w.edit_config(|c| c + &suppress("scope-full"));
+    let mut holder = std::process::Command::new("flock")
+        // --no-fork: the lock holder is the process killed below, not a child left holding it.
+        .args([
+            "--no-fork",
+            w.path("keys/_org.gov/lock").to_str().unwrap(),
+            "sleep",
+            "60",
+        ])
+        .spawn()
+        .unwrap();
+    // The holder has the lock once the audit's attempt would fail: wait until flock took it.
+    let probe = || {
+        std::process::Command::new("flock")
+            .args(["-n", w.path("keys/_org.gov/lock").to_str().unwrap(), "true"])
+            .status()
+            .unwrap()
+            .success()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while probe() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flock never took the ledger's lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = w.rekey(&["audit", "--json"]).await;
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("warning: org gov: recording suppressions in its ledger"),
+        "{}",
+        run.stderr
+    );
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["unreadable"], Value::Array(vec![]));
+    let ledger =
+        |w: &World| std::fs::read_to_string(w.path("keys/_org.gov/journal.jsonl")).unwrap();
+    assert!(!ledger(&w).contains("scope-full"));
+    audit(&mut w, &[]).await;
+    assert!(
+        ledger(&w).contains("scope-full"),
+        "recorded by the next audit"
+    );
+}

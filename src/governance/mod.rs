@@ -37,6 +37,9 @@ pub struct AuditReport {
     pub suppressed: Vec<Suppressed>,
     /// What could not be read, one line each (org and source named).
     pub unreadable: Vec<String>,
+    /// Suppressions that could not be recorded in an org's ledger this time, one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ledger_warnings: Vec<String>,
 }
 
 impl AuditReport {
@@ -77,14 +80,15 @@ pub async fn audit(config: &Config, orgs: &[String], now: DateTime<Utc>) -> Audi
             .then_with(|| a.app.cmp(&b.app))
             .then_with(|| a.id.cmp(b.id))
     });
-    for problem in record_new_suppressions(config).await {
-        unreadable.push(problem);
-    }
+    // A ledger that cannot be written now (another runner holds its lease, the store is down)
+    // records the suppressions on a later audit; it says nothing about the org's apps.
+    let ledger_warnings = record_new_suppressions(config).await;
     AuditReport {
         at: now,
         findings,
         suppressed,
         unreadable,
+        ledger_warnings,
     }
 }
 

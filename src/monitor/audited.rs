@@ -21,7 +21,11 @@ pub async fn audit_if_asked(config: &Config, now: DateTime<Utc>) -> Option<Audit
     if !config.audit.in_check {
         return None;
     }
-    Some(governance::audit(config, &[], now).await)
+    let report = governance::audit(config, &[], now).await;
+    for warning in &report.ledger_warnings {
+        tracing::warn!("{warning}; the next audit records them");
+    }
+    Some(report)
 }
 
 /// Each org as a subject with its findings, for the notifier and `check`'s rows. A finding's id

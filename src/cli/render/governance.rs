@@ -11,6 +11,9 @@ pub fn audit(report: &AuditReport, format: AuditFormat) {
     for problem in &report.unreadable {
         err!("error: could not read {problem}");
     }
+    for warning in &report.ledger_warnings {
+        err!("warning: {warning}; the next audit records them");
+    }
     match format {
         AuditFormat::Json => print_json(report),
         AuditFormat::Sarif => print_json(&super::sarif::sarif(report)),
