@@ -388,3 +388,43 @@ async fn healthz_turns_503_when_runs_stop_and_200_when_they_finish_again() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "{}", log_text());
 }
+
+/// With `[audit] in_check = true` the daemon audits every org each run and serves the counts as
+/// `rekey_audit_findings{id,severity,org}`.
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_metrics_carry_the_org_audit_when_asked() {
+    let w = World::governance().await;
+    w.drop_credential("clean-jwt");
+    w.drop_credential("clean-eca");
+    w.edit_config(|c| {
+        format!("{c}\n[daemon]\nlisten = \"127.0.0.1:0\"\ninterval_secs = 1\n\n[audit]\nin_check = true\nledger_store = \"local\"\n")
+    });
+    let mut daemon = spawn_logged(&w, &["daemon"], "daemon.log", &[]);
+    let base = daemon_address(&w.path("daemon.log")).await;
+    let http = reqwest::Client::new();
+    let series =
+        "rekey_audit_findings{id=\"unmanaged-certificate\",severity=\"warning\",org=\"gov\"}";
+    let mut metrics = String::new();
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{base}/metrics")).send().await {
+            metrics = r.text().await.unwrap();
+            if metric(&metrics, series).is_some() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sigterm(&daemon);
+    let _ = tokio::time::timeout(Duration::from_secs(20), daemon.wait()).await;
+    let log = std::fs::read_to_string(w.path("daemon.log")).unwrap();
+    // Weak_Key_App, Expired_App, Expiring_App: and with no credential left, Clean_JWT too.
+    assert_eq!(metric(&metrics, series), Some(4.0), "{metrics}\n{log}");
+    assert_eq!(
+        metric(
+            &metrics,
+            "rekey_audit_findings{id=\"certificate-expired\",severity=\"critical\",org=\"gov\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
