@@ -28,7 +28,7 @@ pub struct AuditConfig {
     /// Clock differences beyond this many seconds are reported.
     pub clock_skew_secs: u32,
     /// The store holding the orgs' governance ledgers; `None`: the primary store of the org's
-    /// first credential, else the first store (`Config::ledger_store`).
+    /// first credential, else the first store (`Config::ledger`).
     pub ledger_store: Option<String>,
     /// Accepted exceptions, in config order.
     pub ignore: Vec<Suppression>,

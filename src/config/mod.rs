@@ -64,11 +64,30 @@ pub struct Config {
 }
 
 impl Config {
-    /// The store holding `org`'s governance ledger: `[audit] ledger_store`, else the primary
-    /// store of the org's first credential (by name), else the first store (by name); `None`
-    /// without any store.
-    pub fn ledger_store(&self, org: &str) -> Option<&str> {
-        self.audit
+    /// The org named `name`; a `Config` error naming the orgs there are when there is none.
+    pub fn org(&self, name: &str) -> Result<&OrgConfig> {
+        self.orgs.get(name).ok_or_else(|| {
+            Error::new(ErrorKind::Config, format!("unknown org '{name}'")).with_hint(format!(
+                "use a key of [orgs] in {}: {}",
+                self.path.display(),
+                self.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// Where `org`'s governance ledger lives: its journal name (`_org.<ORG>`) and its store —
+    /// `[audit] ledger_store`, else the primary store of the org's first credential (by name),
+    /// else the first store (by name).
+    pub fn ledger(&self, org: &str) -> Result<(String, &str)> {
+        self.org(org)?;
+        let name = format!("{LEDGER_PREFIX}{org}");
+        rekey_api::check_credential_name(&name).map_err(|e| {
+            e.context(format!(
+                "org '{org}': its name cannot name a ledger in a store"
+            ))
+        })?;
+        let store = self
+            .audit
             .ledger_store
             .as_deref()
             .or_else(|| {
@@ -79,11 +98,14 @@ impl Config {
                     .map(String::as_str)
             })
             .or_else(|| self.stores.keys().next().map(String::as_str))
-    }
-
-    /// The journal name of `org`'s governance ledger.
-    pub fn ledger_name(org: &str) -> String {
-        format!("{LEDGER_PREFIX}{org}")
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("org {org}: there is no store for its governance ledger"),
+                )
+                .with_hint("declare a [stores.NAME] (or set [audit] ledger_store) so grant revocations and suppressions are journaled")
+            })?;
+        Ok((name, store))
     }
 }
 

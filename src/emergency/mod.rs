@@ -64,16 +64,7 @@ pub fn select<'c>(
     let creds: Vec<&CredentialConfig> = match which {
         Which::Credential(name) => vec![wiring::credential(config, name)?],
         Which::Org(org) => {
-            if !config.orgs.contains_key(org) {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "unknown org '{org}'; orgs in {}: {}",
-                        config.path.display(),
-                        config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                ));
-            }
+            config.org(org)?;
             config
                 .credentials
                 .values()

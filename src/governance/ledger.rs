@@ -1,5 +1,5 @@
 //! An org's governance ledger: the journal named `_org.<ORG>` in the ledger store
-//! (`Config::ledger_store`), holding what governance changed or accepted — each OAuth grant
+//! (`Config::ledger`), holding what governance changed or accepted — each OAuth grant
 //! revoked (journaled before the revocation, and again with its outcome) and each audit
 //! suppression the first time an audit saw it. It is a journal like a credential's: written
 //! under the store's lease, hash-chained by the store, verified and exported by `rekey journal`.
@@ -10,8 +10,7 @@
 use crate::config::{Config, Suppression};
 use crate::wiring;
 use rekey_api::{
-    Error, ErrorKind, Generation, JournalEntry, Phase, Result, RotationId, RotationLock,
-    SecretStore, Step,
+    Generation, JournalEntry, Phase, Result, RotationId, RotationLock, SecretStore, Step,
 };
 use serde_json::{Value, json};
 
@@ -27,19 +26,7 @@ pub struct Ledger {
 impl Ledger {
     /// Opens `org`'s ledger for the run named `what` (`grants`, `audit`), taking its lease.
     pub async fn open(config: &Config, org: &str, what: &str) -> Result<Ledger> {
-        let store_name = config.ledger_store(org).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Config,
-                format!("org {org}: there is no store for its governance ledger"),
-            )
-            .with_hint("declare a [stores.NAME] (or set [audit] ledger_store) so grant revocations and suppressions are journaled")
-        })?;
-        let name = Config::ledger_name(org);
-        rekey_api::check_credential_name(&name).map_err(|e| {
-            e.context(format!(
-                "org '{org}': its name cannot name a ledger in a store"
-            ))
-        })?;
+        let (name, store_name) = config.ledger(org)?;
         let store = wiring::store(config, store_name).await?;
         let now = rekey_api::now();
         let run = RotationId(format!(

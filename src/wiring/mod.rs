@@ -140,13 +140,7 @@ fn admin_auth(org: &OrgConfig, name: &str) -> Result<AdminAuth> {
 /// The org named `name` as a whole (every OAuth app, grants, logins), through rekey's admin
 /// connection: what `audit`, `inventory` and `grants` read.
 pub fn org(config: &Config, name: &str) -> Result<SalesforceOrg> {
-    let org = config.orgs.get(name).ok_or_else(|| {
-        Error::new(ErrorKind::Config, format!("unknown org '{name}'")).with_hint(format!(
-            "use a key of [orgs] in {}: {}",
-            config.path.display(),
-            config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
+    let org = config.org(name)?;
     SalesforceOrg::new(OrgConnection {
         org: name.to_string(),
         login_url: org.login_url.clone(),

@@ -10,16 +10,7 @@ use std::path::Path;
 
 /// Refuses an org the config does not define, naming the ones it does.
 fn known_orgs(config: &Config, orgs: &[String]) -> Result<()> {
-    match orgs.iter().find(|o| !config.orgs.contains_key(*o)) {
-        None => Ok(()),
-        Some(unknown) => Err(
-            Error::new(ErrorKind::Config, format!("unknown org '{unknown}'")).with_hint(format!(
-                "use a key of [orgs] in {}: {}",
-                config.path.display(),
-                config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
-            )),
-        ),
-    }
+    orgs.iter().try_for_each(|o| config.org(o).map(|_| ()))
 }
 
 /// `rekey audit`.

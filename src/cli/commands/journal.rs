@@ -128,24 +128,7 @@ async fn read(config: &config::Config, which: &Which) -> Result<(String, String,
             Ok((name.clone(), cred.stores[0].clone(), read))
         }
         Which::Org(org) => {
-            if !config.orgs.contains_key(org) {
-                return Err(
-                    Error::new(ErrorKind::Config, format!("unknown org '{org}'")).with_hint(
-                        format!(
-                            "use a key of [orgs]: {}",
-                            config.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    ),
-                );
-            }
-            let name = config::Config::ledger_name(org);
-            let store_name = config.ledger_store(org).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("org {org}: there is no store for its governance ledger"),
-                )
-                .with_hint("declare a [stores.NAME], or set [audit] ledger_store")
-            })?;
+            let (name, store_name) = config.ledger(org)?;
             let store = wiring::store(config, store_name).await?;
             let read = store.scan_journal(&name).await?;
             Ok((name, store_name.to_string(), read))
