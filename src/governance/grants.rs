@@ -54,6 +54,11 @@ pub struct RevokeOutcome {
     pub failed: Vec<String>,
 }
 
+/// When a grant was last used, or granted if it never was: what staleness counts from.
+pub(super) fn last_activity(g: &OAuthGrant) -> DateTime<Utc> {
+    g.last_used.unwrap_or(g.created)
+}
+
 /// Lists `org`'s grants (of `app` only, when given) unused for `stale_after_days` at `now`.
 pub async fn stale_grants(
     config: &Config,
@@ -82,9 +87,9 @@ pub async fn stale_grants(
     let total = selected.len();
     let mut stale: Vec<OAuthGrant> = selected
         .into_iter()
-        .filter(|g| g.last_used.unwrap_or(g.created) < cutoff)
+        .filter(|g| last_activity(g) < cutoff)
         .collect();
-    stale.sort_by_key(|g| g.last_used.unwrap_or(g.created));
+    stale.sort_by_key(last_activity);
     let rows = stale
         .iter()
         .map(|g| GrantRow {
@@ -93,7 +98,7 @@ pub async fn stale_grants(
             created: g.created,
             last_used: g.last_used,
             use_count: g.use_count,
-            idle_days: (now - g.last_used.unwrap_or(g.created)).num_days(),
+            idle_days: (now - last_activity(g)).num_days(),
         })
         .collect();
     Ok(GrantsReport {

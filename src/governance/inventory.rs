@@ -2,7 +2,7 @@
 //! authoritative list a non-human-identity governance process starts from.
 
 use super::read::OrgRead;
-use crate::config::{AppKind, Config};
+use crate::config::Config;
 use chrono::{DateTime, Utc};
 use rekey_api::CredentialKind;
 use rekey_salesforce::{OAuthApp, OAuthAppKind};
@@ -13,8 +13,8 @@ use serde::Serialize;
 pub struct ManagedBy {
     /// The credential's name.
     pub credential: String,
-    /// `jwt_certificate` or `consumer_secret`.
-    pub kind: &'static str,
+    /// What it rotates (`jwt_certificate` or `consumer_secret`).
+    pub kind: CredentialKind,
     /// Its stores, primary first.
     pub stores: Vec<String>,
     /// Its owner, if set.
@@ -84,20 +84,10 @@ pub fn inventory(config: &Config, read: &OrgRead, now: DateTime<Utc>) -> Vec<Inv
             let managed_by: Vec<ManagedBy> = config
                 .credentials
                 .values()
-                .filter(|c| c.org == read.org && c.app == app.name)
-                .filter(|c| {
-                    matches!(
-                        (c.app_kind, app.kind),
-                        (AppKind::ConnectedApp, OAuthAppKind::ConnectedApp)
-                            | (AppKind::ExternalClientApp, OAuthAppKind::ExternalClientApp)
-                    )
-                })
+                .filter(|c| c.org == read.org && super::rules::manages(c, app))
                 .map(|c| ManagedBy {
                     credential: c.name.clone(),
-                    kind: match c.kind {
-                        CredentialKind::JwtCertificate => "jwt_certificate",
-                        CredentialKind::ConsumerSecret => "consumer_secret",
-                    },
+                    kind: c.kind,
                     stores: c.stores.clone(),
                     owner: c.owner.clone(),
                 })

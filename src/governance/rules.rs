@@ -166,7 +166,8 @@ fn relaxation(r: &IpRelaxation) -> String {
     }
 }
 
-fn manages(c: &CredentialConfig, app: &OAuthApp) -> bool {
+/// Whether credential `c` is about `app` (same name, same kind of app).
+pub(super) fn manages(c: &CredentialConfig, app: &OAuthApp) -> bool {
     let kind = match c.app_kind {
         crate::config::AppKind::ConnectedApp => OAuthAppKind::ConnectedApp,
         crate::config::AppKind::ExternalClientApp => OAuthAppKind::ExternalClientApp,
@@ -338,7 +339,7 @@ fn app_findings(
         let cutoff = now - Duration::days(i64::from(config.audit.stale_after_days));
         let stale: Vec<_> = grants
             .iter()
-            .filter(|g| g.app == app.name && g.last_used.unwrap_or(g.created) < cutoff)
+            .filter(|g| g.app == app.name && super::grants::last_activity(g) < cutoff)
             .collect();
         if !stale.is_empty() {
             let users: std::collections::BTreeSet<&str> = stale
