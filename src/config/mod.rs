@@ -20,7 +20,7 @@ mod service;
 mod stores;
 mod tables;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use alerts::{AlertsConfig, ChannelKindSettings, ChannelSettings};
 pub use audit::{AuditConfig, LEDGER_PREFIX, Suppression};

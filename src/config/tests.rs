@@ -5,7 +5,8 @@ use super::*;
 use crate::pki::KeyAlgorithm;
 use std::time::Duration;
 
-const GOOD: &str = r#"
+/// A minimal valid config (one org, one file store, one Connected App credential).
+pub(crate) const GOOD: &str = r#"
 [orgs.acme]
 login_url = "https://acme.my.salesforce.com"
 [orgs.acme.admin]

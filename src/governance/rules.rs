@@ -387,31 +387,10 @@ mod tests {
     use crate::pki::{CertSpec, KeyAlgorithm, Subject};
     use std::collections::BTreeMap;
 
-    const CONFIG: &str = r#"
-[orgs.acme]
-login_url = "https://acme.my.salesforce.com"
-[orgs.acme.admin]
-auth = "jwt"
-consumer_key = "3MVG9admin"
-username = "admin@acme.example"
-key_file = "admin.key"
-
-[stores.local]
-kind = "file"
-path = "keys"
-
-[credentials.billing]
-org = "acme"
-app_kind = "connected_app"
-app = "Billing"
-username = "integration@acme.example"
-store = "local"
-owner = "platform"
-subject = { cn = "billing" }
-"#;
-
+    /// The config tests' minimal config, its credential given an owner.
     fn config() -> Config {
-        crate::config::parse(CONFIG, std::path::Path::new("/rekey.toml")).unwrap()
+        let text = format!("{}owner = \"platform\"\n", crate::config::tests::GOOD);
+        crate::config::parse(&text, std::path::Path::new("/rekey.toml")).unwrap()
     }
 
     fn now() -> DateTime<Utc> {
@@ -435,8 +414,8 @@ subject = { cn = "billing" }
     fn clean() -> OAuthApp {
         OAuthApp {
             kind: OAuthAppKind::ConnectedApp,
-            name: "Billing".into(),
-            label: "Billing".into(),
+            name: "Billing_Sync".into(),
+            label: "Billing Sync".into(),
             consumer_key: Some("3MVG9billing".into()),
             callback_url: None,
             scopes: vec!["Api".into()],

@@ -41,28 +41,15 @@ pub(crate) fn openssl(args: &[&str]) -> Output {
     out
 }
 
+/// `name.key` and `name.crt` made with openssl as the Salesforce docs tell users to: RSA-2048,
+/// a 30-day certificate, the "existing" key a world starts with.
 pub(crate) fn legacy_pair(dir: &Path, name: &str) {
-    let key = dir.join(format!("{name}.key"));
-    let crt = dir.join(format!("{name}.crt"));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "30",
-        "-subj",
-        &format!("/CN={name}-legacy"),
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        crt.to_str().unwrap(),
-    ]);
+    self_signed(dir, name, &format!("{name}-legacy"), 2048, 30);
 }
 
-/// `name.key` and a self-signed `name.crt` (RSA of `bits`, valid `days` from now), by openssl.
-pub(crate) fn self_signed(dir: &Path, name: &str, bits: u32, days: u32) {
+/// `name.key` and a self-signed `name.crt` for CN `cn` (RSA of `bits`, valid `days` from now),
+/// by openssl.
+pub(crate) fn self_signed(dir: &Path, name: &str, cn: &str, bits: u32, days: u32) {
     let key = dir.join(format!("{name}.key"));
     let crt = dir.join(format!("{name}.crt"));
     openssl(&[
@@ -74,7 +61,7 @@ pub(crate) fn self_signed(dir: &Path, name: &str, bits: u32, days: u32) {
         "-days",
         &days.to_string(),
         "-subj",
-        &format!("/CN={name}"),
+        &format!("/CN={cn}"),
         "-keyout",
         key.to_str().unwrap(),
         "-out",
@@ -102,17 +89,24 @@ pub(crate) fn expired_pair(dir: &Path, name: &str) {
 impl World {
     pub(crate) async fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/demo");
-        std::fs::copy(demo.join("seed.toml"), dir.path().join("seed.toml")).unwrap();
         for name in ["admin", "billing", "billing-eca"] {
             legacy_pair(dir.path(), name);
         }
+        let w = World::from_folder(dir, "tests/demo").await;
+        // The demo's propagation window is for people watching; a test that wants one sets it.
+        w.sim.set_propagation(0, PropagationMode::Either);
+        w
+    }
+
+    /// A world in `dir` (its keys and certificates made) from `folder`'s `seed.toml` and
+    /// `rekey.toml.in`: the emulator started on the seed, the config pointed at it.
+    async fn from_folder(dir: tempfile::TempDir, folder: &str) -> World {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+        std::fs::copy(folder.join("seed.toml"), dir.path().join("seed.toml")).unwrap();
         let sim = OrgSim::start(Seed::from_path(&dir.path().join("seed.toml")).unwrap())
             .await
             .unwrap();
-        // The demo's propagation window is for people watching; a test that wants one sets it.
-        sim.set_propagation(0, PropagationMode::Either);
-        let config = std::fs::read_to_string(demo.join("rekey.toml.in"))
+        let config = std::fs::read_to_string(folder.join("rekey.toml.in"))
             .unwrap()
             .replace("@LOGIN_URL@", &sim.base_url());
         std::fs::write(dir.path().join("rekey.toml"), config).unwrap();
@@ -130,30 +124,16 @@ impl World {
     /// tests/governance/rekey.toml.in managing Clean_JWT and Clean_ECA.
     pub(crate) async fn governance() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let gov = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/governance");
-        std::fs::copy(gov.join("seed.toml"), dir.path().join("seed.toml")).unwrap();
         for (name, bits, days) in [
             ("admin", 2048, 365),
             ("clean", 2048, 365),
             ("weak", 1024, 365),
             ("expiring", 2048, 10),
         ] {
-            self_signed(dir.path(), name, bits, days);
+            self_signed(dir.path(), name, name, bits, days);
         }
         expired_pair(dir.path(), "expired");
-        let sim = OrgSim::start(Seed::from_path(&dir.path().join("seed.toml")).unwrap())
-            .await
-            .unwrap();
-        let config = std::fs::read_to_string(gov.join("rekey.toml.in"))
-            .unwrap()
-            .replace("@LOGIN_URL@", &sim.base_url());
-        std::fs::write(dir.path().join("rekey.toml"), config).unwrap();
-        World {
-            dir,
-            sim,
-            printed: Vec::new(),
-            env: Vec::new(),
-        }
+        World::from_folder(dir, "tests/governance").await
     }
 
     /// A world with only the `billing` Connected App's credential, its openssl-made key (already
