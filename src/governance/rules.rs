@@ -187,31 +187,27 @@ fn app_findings(
     let name = Some(app.name.as_str());
     let has = |scope: &str| app.scopes.iter().any(|s| s.eq_ignore_ascii_case(scope));
     let server_to_server = app.certificate.is_some() || app.client_credentials_enabled;
-    let mut add = |id: &'static str, message: String| {
-        out.push(AuditFinding::new(id, org, name, message));
-    };
+    let finding = |id: &'static str, message: String| AuditFinding::new(id, org, name, message);
     if has("Full") {
-        add(
+        out.push(finding(
             "scope-full",
             format!(
                 "{} grants the full scope (scopes: {})",
                 app.name,
                 app.scopes.join(", ")
             ),
-        );
+        ));
     }
     if has("RefreshToken") && app.refresh_token == RefreshTokenPolicy::Infinite {
-        add(
+        out.push(finding(
             "refresh-token-infinite",
             format!("{} issues refresh tokens valid until revoked", app.name),
-        );
+        ));
     }
     if !app.admin_approved {
         let with_key = app.certificate.is_some();
-        let finding = AuditFinding::new(
+        let found = finding(
             "self-authorize",
-            org,
-            name,
             if with_key {
                 format!(
                     "all users may self-authorize {}, which holds a JWT certificate: its key can mint tokens for any user who ever approved it",
@@ -222,48 +218,45 @@ fn app_findings(
             },
         );
         out.push(if with_key {
-            finding.severity(Severity::Critical)
+            found.severity(Severity::Critical)
         } else {
-            finding
+            found
         });
     }
-    let mut add = |id: &'static str, message: String| {
-        out.push(AuditFinding::new(id, org, name, message));
-    };
     if server_to_server && app.ip_relaxation != IpRelaxation::Enforce {
-        add(
+        out.push(finding(
             "ip-relaxed",
             format!(
                 "{} is used server to server but its IP relaxation is {}",
                 app.name,
                 relaxation(&app.ip_relaxation)
             ),
-        );
+        ));
     }
     if app.callback_url.is_some() && app.pkce_required && !app.consumer_secret_optional {
-        add(
+        out.push(finding(
             "pkce-with-required-secret",
             format!(
                 "{} requires PKCE and the consumer secret for the web server flow",
                 app.name
             ),
-        );
+        ));
     }
     if !server_to_server && (has("Api") || has("Full")) && !app.high_assurance {
-        add(
+        out.push(finding(
             "high-assurance-not-required",
             format!(
                 "{} grants API access to interactive logins without requiring a high-assurance session",
                 app.name
             ),
-        );
+        ));
     }
     if app.client_credentials_enabled
         && !credentials
             .iter()
             .any(|c| c.kind == CredentialKind::ConsumerSecret && manages(c, app))
     {
-        add(
+        out.push(finding(
             "client-credentials-enabled",
             format!(
                 "{} enables the client credentials flow (run as {}) and no consumer_secret credential rotates its secret",
@@ -272,26 +265,26 @@ fn app_findings(
                     .as_deref()
                     .unwrap_or("nobody set")
             ),
-        );
+        ));
     }
     if app.client_credentials_enabled
         && let Some(user) = &app.client_credentials_user
         && let Some(Some(access)) = read.run_as.get(user)
         && !access.privileged.is_empty()
     {
-        add(
+        out.push(finding(
             "client-credentials-privileged-user",
             format!(
                 "{}'s client credentials run-as user {user} holds {}",
                 app.name,
                 access.privileged.join(", ")
             ),
-        );
+        ));
     }
     if let Some(cert) = &app.certificate {
         let days_left = cert.days_left(now);
         if cert.not_after <= now {
-            add(
+            out.push(finding(
                 "certificate-expired",
                 format!(
                     "{}'s JWT certificate expired on {} ({})",
@@ -299,9 +292,9 @@ fn app_findings(
                     cert.not_after.format("%Y-%m-%d"),
                     cert.fingerprint
                 ),
-            );
+            ));
         } else if days_left <= i64::from(config.audit.certificate_warn_days) {
-            add(
+            out.push(finding(
                 "certificate-expiring",
                 format!(
                     "{}'s JWT certificate expires in {days_left} days, on {} ({})",
@@ -309,22 +302,22 @@ fn app_findings(
                     cert.not_after.format("%Y-%m-%d"),
                     cert.fingerprint
                 ),
-            );
+            ));
         }
         if cert.key_algorithm.to_ascii_uppercase().contains("RSA") && cert.key_bits < 2048 {
-            add(
+            out.push(finding(
                 "certificate-weak-key",
                 format!(
                     "{}'s JWT certificate has a {}-bit RSA key ({})",
                     app.name, cert.key_bits, cert.fingerprint
                 ),
-            );
+            ));
         }
         let managed = credentials
             .iter()
             .any(|c| c.kind == CredentialKind::JwtCertificate && manages(c, app));
         if !managed && !is_admin_app(config, org, app) {
-            add(
+            out.push(finding(
                 "unmanaged-certificate",
                 format!(
                     "{} holds a JWT certificate ({}, expires {}) that no credential in rekey.toml rotates",
@@ -332,7 +325,7 @@ fn app_findings(
                     cert.fingerprint,
                     cert.not_after.format("%Y-%m-%d")
                 ),
-            );
+            ));
         }
     }
     if let Some(grants) = &read.grants {
@@ -346,7 +339,7 @@ fn app_findings(
                 .iter()
                 .map(|g| g.username.as_deref().unwrap_or(g.user_id.as_str()))
                 .collect();
-            add(
+            out.push(finding(
                 "stale-oauth-grants",
                 format!(
                     "{} has {} OAuth grant(s) unused for more than {} days, held by {}",
@@ -355,14 +348,14 @@ fn app_findings(
                     config.audit.stale_after_days,
                     users.into_iter().collect::<Vec<_>>().join(", ")
                 ),
-            );
+            ));
         }
     }
     if let Some(logins) = &read.logins {
         let cutoff = now - Duration::days(i64::from(config.audit.unused_after_days));
         match logins.get(&app.name) {
             Some(last) if *last >= cutoff => {}
-            last => add(
+            last => out.push(finding(
                 "unused-app",
                 match last {
                     Some(last) => format!(
@@ -376,7 +369,7 @@ fn app_findings(
                         app.name
                     ),
                 },
-            ),
+            )),
         }
     }
 }
