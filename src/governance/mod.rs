@@ -17,7 +17,7 @@ mod suppress;
 pub use grants::{GrantsReport, RevokeOutcome, stale_grants};
 pub use inventory::{InventoryRow, inventory};
 pub use ledger::record_new_suppressions;
-pub use read::read_org;
+pub use read::{Unreadable, read_org};
 pub use rules::{AuditFinding, evaluate};
 pub use suppress::{Suppressed, apply_suppressions};
 
@@ -36,7 +36,7 @@ pub struct AuditReport {
     /// Findings an `[[audit.ignore]]` entry accepted, with the entry.
     pub suppressed: Vec<Suppressed>,
     /// What could not be read, one line each (org and source named).
-    pub unreadable: Vec<String>,
+    pub unreadable: Vec<Unreadable>,
     /// Suppressions that could not be recorded in an org's ledger this time, one line each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ledger_warnings: Vec<String>,

@@ -13,6 +13,28 @@ use std::collections::BTreeMap;
 /// How far back logins are read: Salesforce keeps six months of LoginHistory.
 const LOGIN_HISTORY_DAYS: i64 = 180;
 
+/// One source of an org that could not be read: the org, and what and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The org (config name).
+    pub org: String,
+    /// The source and the error.
+    pub what: String,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "org {}: {}", self.org, self.what)
+    }
+}
+
+/// Reports show it as its one line.
+impl serde::Serialize for Unreadable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// One org as read; `None` where that source could not be read (named in `unreadable`).
 #[derive(Debug)]
 pub struct OrgRead {
@@ -31,7 +53,7 @@ pub struct OrgRead {
     /// When each consumer secret credential of the org got its CURRENT pair, by credential.
     pub secret_stored: BTreeMap<String, DateTime<Utc>>,
     /// What could not be read, one line each.
-    pub unreadable: Vec<String>,
+    pub unreadable: Vec<Unreadable>,
     /// The connection, for what a command does next (revoking grants).
     pub connection: Option<SalesforceOrg>,
 }
@@ -53,12 +75,18 @@ pub async fn read_org(config: &Config, org: &str, now: DateTime<Utc>) -> OrgRead
     let connection = match wiring::org(config, org) {
         Ok(c) => c,
         Err(e) => {
-            out.unreadable.push(format!("org {org}: {e}"));
+            out.unreadable.push(Unreadable {
+                org: org.to_string(),
+                what: e.to_string(),
+            });
             return out;
         }
     };
     let mut note = |what: &str, e: rekey_api::Error| {
-        out.unreadable.push(format!("org {org}: {what}: {e}"));
+        out.unreadable.push(Unreadable {
+            org: org.to_string(),
+            what: format!("{what}: {e}"),
+        });
     };
     match connection.clock_offset().await {
         Ok(c) => out.clock = Some(c),
@@ -120,10 +148,13 @@ async fn read_secret_ages(config: &Config, out: &mut OrgRead) {
                     out.secret_stored.insert(c.name.clone(), current.created_at);
                 }
             }
-            Err(e) => out.unreadable.push(format!(
-                "credential {}: the consumer secret's age in store {primary}: {e}",
-                c.name
-            )),
+            Err(e) => out.unreadable.push(Unreadable {
+                org: out.org.clone(),
+                what: format!(
+                    "credential {}: the consumer secret's age in store {primary}: {e}",
+                    c.name
+                ),
+            }),
         }
     }
 }

@@ -36,14 +36,9 @@ pub fn subjects(config: &Config, report: &AuditReport) -> Vec<(Observation, Vec<
         .orgs
         .keys()
         .map(|org| {
-            let unreadable: Vec<&String> = report
-                .unreadable
-                .iter()
-                .filter(|u| u.starts_with(&format!("org {org}:")))
-                .collect();
-            let read = match unreadable.first() {
+            let read = match report.unreadable.iter().find(|u| u.org == *org) {
                 None => Ok(None),
-                Some(first) => Err((*first).clone()),
+                Some(first) => Err(first.what.clone()),
             };
             let mut findings: Vec<Finding> = report
                 .findings
@@ -62,7 +57,7 @@ pub fn subjects(config: &Config, report: &AuditReport) -> Vec<(Observation, Vec<
                 findings.push(Finding {
                     id: format!("unreadable/{SOURCE}"),
                     severity: Severity::Unknown,
-                    message: format!("the audit could not read {e}"),
+                    message: format!("the audit could not read org {org}: {e}"),
                 });
             }
             findings.sort_by_key(|f| std::cmp::Reverse(f.severity));

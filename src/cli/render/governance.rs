@@ -2,7 +2,7 @@
 
 use super::lines::{opt, print_json};
 use crate::cli::args::{AuditFormat, InventoryFormat};
-use crate::governance::{AuditReport, GrantsReport, InventoryRow, RevokeOutcome};
+use crate::governance::{AuditReport, GrantsReport, InventoryRow, RevokeOutcome, Unreadable};
 use rekey_api::Severity;
 
 /// `rekey audit`. What could not be read is also named on stderr, so a script sees why the
@@ -63,7 +63,7 @@ fn audit_text(report: &AuditReport) {
 }
 
 /// `rekey inventory`.
-pub fn inventory(rows: &[InventoryRow], unreadable: &[String], format: InventoryFormat) {
+pub fn inventory(rows: &[InventoryRow], unreadable: &[Unreadable], format: InventoryFormat) {
     for problem in unreadable {
         err!("error: could not read {problem}");
     }
