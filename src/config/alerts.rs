@@ -8,11 +8,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 use toml::de::DeValue;
 
+/// The journal (and lease) name of the alerts' state in `[alerts] state_store`; no credential
+/// may take it.
+pub const ALERTS_JOURNAL: &str = "_alerts";
+
 /// `[alerts]`: channels, and the state that de-duplicates what was already sent.
 #[derive(Debug)]
 pub struct AlertsConfig {
-    /// Which findings were sent to which channel, and when.
+    /// Which findings were sent to which channel, and when (unless `state_store` is set; then
+    /// only read once, to seed the store).
     pub state_file: PathBuf,
+    /// The store keeping that state instead (journal `_alerts`, under its lease), shared by
+    /// every machine that alerts: `rekey daemon` replicas.
+    pub state_store: Option<String>,
     /// A finding still open is sent again after this long.
     pub renotify: Duration,
     /// The channels, in config order.
@@ -61,6 +69,7 @@ pub enum ChannelKindSettings {
 pub(super) struct RawAlerts {
     pub(super) state_file: Option<Spanned<String>>,
     pub(super) renotify_hours: Option<Spanned<i64>>,
+    pub(super) state_store: Option<Spanned<String>>,
 }
 
 /// A `slack` channel's table as written (each kind's table is its own type, so the keys that
@@ -104,6 +113,7 @@ pub(super) struct WebhookEntry {
 pub(super) fn validate_alerts(
     raw: &Spanned<RawAlerts>,
     channel_tables: Vec<(String, Spanned<DeValue<'_>>)>,
+    stores: &std::collections::BTreeSet<String>,
     v: &mut Validator,
 ) -> AlertsConfig {
     let a = raw.get_ref();
@@ -208,7 +218,20 @@ pub(super) fn validate_alerts(
             });
         }
     }
+    let state_store = a.state_store.as_ref().map(|s| {
+        if !stores.contains(s.get_ref()) {
+            v.problem(
+                s.span(),
+                format!(
+                    "alerts.state_store: unknown store '{}'; use a key of [stores]",
+                    s.get_ref()
+                ),
+            );
+        }
+        s.get_ref().clone()
+    });
     AlertsConfig {
+        state_store,
         state_file: a
             .state_file
             .as_ref()

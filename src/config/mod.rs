@@ -22,14 +22,14 @@ mod tables;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use alerts::{AlertsConfig, ChannelKindSettings, ChannelSettings};
+pub use alerts::{ALERTS_JOURNAL, AlertsConfig, ChannelKindSettings, ChannelSettings};
 pub use audit::{AuditConfig, LEDGER_PREFIX, Suppression};
 pub use consumers::{ConsumerConfig, ConsumerKindSettings, DeliverKey};
 pub use credentials::{
     AppKind, CredentialConfig, OnAdoptionFailure, OnVerifyFailure, Policy, Schedule,
 };
 pub use orgs::{AdminConfig, OrgConfig};
-pub use service::{DaemonConfig, RunConfig};
+pub use service::{DAEMON_LEASE, DaemonConfig, RunConfig};
 pub use stores::StoreConfig;
 
 /// The annotated reference configuration that `rekey init` writes: every key with its default and
@@ -73,6 +73,22 @@ impl Config {
                 self.orgs.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })
+    }
+
+    /// The store `rekey daemon` replicas take their leader lease (`_daemon`) in: `[daemon]
+    /// coordination_store`, else the primary store of the first credential (by name), else the
+    /// first store (by name); `None` only without stores.
+    pub fn coordination_store(&self) -> Option<&str> {
+        self.daemon
+            .coordination_store
+            .as_deref()
+            .or_else(|| {
+                self.credentials
+                    .values()
+                    .find_map(|c| c.stores.first())
+                    .map(String::as_str)
+            })
+            .or_else(|| self.stores.keys().next().map(String::as_str))
     }
 
     /// Where `org`'s governance ledger lives: its journal name (`_org.<ORG>`) and its store —
@@ -168,13 +184,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     let alerts = raw
         .alerts
         .as_ref()
-        .map(|a| validate_alerts(a, channels, &mut v));
+        .map(|a| validate_alerts(a, channels, &known.stores, &mut v));
     let run = RunConfig {
         concurrency: raw.run.as_ref().map_or(4, |r| {
             v.positive(&r.concurrency, 4, 1..=64, "run.concurrency")
         }) as usize,
     };
-    let daemon = validate_daemon(raw.daemon.as_ref(), &mut v);
+    let daemon = validate_daemon(raw.daemon.as_ref(), &known.stores, &mut v);
     let audit = validate_audit(raw.audit.as_ref(), &known.orgs, &known.stores, &mut v);
     v.finish()?;
     Ok(Config {

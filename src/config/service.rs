@@ -1,9 +1,13 @@
 //! `[run]` and `[daemon]`: how many credentials `rekey run` rotates at once, and where and how often
-//! `rekey daemon` runs.
+//! `rekey daemon` runs, and where its replicas agree which one leads.
 
 use rekey_api::config::{Spanned, Validator};
 use serde::Deserialize;
 use std::time::Duration;
+
+/// The name of the daemon replicas' leader lease in the coordination store; no credential may
+/// take it.
+pub const DAEMON_LEASE: &str = "_daemon";
 
 /// `[run]`.
 #[derive(Debug)]
@@ -19,6 +23,9 @@ pub struct DaemonConfig {
     pub listen: std::net::SocketAddr,
     /// Time from the start of one `run` to the start of the next.
     pub interval: Duration,
+    /// The store holding the leader lease (`_daemon`) replicas take before a cycle; `None`: see
+    /// `Config::coordination_store` for the default.
+    pub coordination_store: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -32,9 +39,14 @@ pub(super) struct RawRun {
 pub(super) struct RawDaemon {
     pub(super) listen: Option<Spanned<String>>,
     pub(super) interval_secs: Option<Spanned<i64>>,
+    pub(super) coordination_store: Option<Spanned<String>>,
 }
 
-pub(super) fn validate_daemon(raw: Option<&RawDaemon>, v: &mut Validator) -> DaemonConfig {
+pub(super) fn validate_daemon(
+    raw: Option<&RawDaemon>,
+    stores: &std::collections::BTreeSet<String>,
+    v: &mut Validator,
+) -> DaemonConfig {
     let default_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 9817));
     let listen = match raw.and_then(|d| d.listen.as_ref()) {
         None => default_listen,
@@ -52,8 +64,21 @@ pub(super) fn validate_daemon(raw: Option<&RawDaemon>, v: &mut Validator) -> Dae
     let interval = raw.map_or(3600, |d| {
         v.positive(&d.interval_secs, 3600, 1..=86_400, "daemon.interval_secs")
     });
+    let coordination_store = raw.and_then(|d| d.coordination_store.as_ref()).map(|s| {
+        if !stores.contains(s.get_ref()) {
+            v.problem(
+                s.span(),
+                format!(
+                    "daemon.coordination_store: unknown store '{}'; use a key of [stores]",
+                    s.get_ref()
+                ),
+            );
+        }
+        s.get_ref().clone()
+    });
     DaemonConfig {
         listen,
         interval: Duration::from_secs(interval as u64),
+        coordination_store,
     }
 }

@@ -12,7 +12,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 /// A secret store, validated by its provider.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum StoreConfig {
     /// The embedded local file store.
     File(FileConfig),

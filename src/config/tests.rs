@@ -782,3 +782,44 @@ fn a_consumer_secret_credential_is_an_eca_without_certificate_settings() {
     .to_string();
     assert!(err.contains("unknown kind 'password'"), "{err}");
 }
+
+/// `[daemon] coordination_store` and `[alerts] state_store` name a declared store (else an error
+/// at the value); the coordination store defaults to the first credential's primary store; the
+/// names of the leader lease and the alerts' state are reserved.
+#[test]
+fn replicas_coordinate_in_a_declared_store_under_reserved_names() {
+    let config = parse(GOOD, Path::new("rekey.toml")).unwrap();
+    assert_eq!(config.coordination_store(), Some("local"));
+    assert!(config.alerts.is_none());
+    let chosen = GOOD.to_string()
+        + "[stores.shared]\nkind = \"file\"\npath = \"shared\"\n[daemon]\ncoordination_store = \"shared\"\n[alerts]\nstate_store = \"shared\"\n";
+    let config = parse(&chosen, Path::new("rekey.toml")).unwrap();
+    assert_eq!(config.coordination_store(), Some("shared"));
+    assert_eq!(
+        config.alerts.unwrap().state_store.as_deref(),
+        Some("shared")
+    );
+    let unknown = GOOD.to_string()
+        + "[daemon]\ncoordination_store = \"nowhere\"\n[alerts]\nstate_store = \"elsewhere\"\n";
+    let err = parse(&unknown, Path::new("rekey.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rekey.toml:22:22: daemon.coordination_store: unknown store 'nowhere'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("rekey.toml:24:15: alerts.state_store: unknown store 'elsewhere'"),
+        "{err}"
+    );
+    for reserved in ["_daemon", "_alerts"] {
+        let text = GOOD.replace("[credentials.billing]", &format!("[credentials.{reserved}]"));
+        let err = parse(&text, Path::new("rekey.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("credentials.{reserved}: '{reserved}' is reserved")),
+            "{err}"
+        );
+    }
+}

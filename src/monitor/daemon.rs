@@ -4,8 +4,13 @@
 //! SIGTERM/SIGINT stop it cleanly: the HTTP server stops accepting, a rotation in flight stops at
 //! its next step boundary with the journal open (the next run resumes it), and the process exits 0.
 //! The config is read once at start; restart the daemon to apply a changed config.
+//!
+//! Several replicas may run with the same config and stores: only the one holding the leader
+//! lease runs cycles (`leader`); the others wait, healthy, and say so (`role` in `/healthz`,
+//! `rekey_daemon_leader` in `/metrics`).
 
 use super::alerts::Notifier;
+use super::leader::{Leadership, Standing};
 use super::metrics;
 use super::run::{self, Action, RunReport};
 use crate::config::Config;
@@ -32,11 +37,14 @@ struct Shared {
     rolled_back: u64,
     failed: u64,
     undelivered: u64,
+    /// This replica holds the leader lease (always, without a coordination store).
+    leader: bool,
+    /// Since when it does.
+    leads_since: Option<Instant>,
 }
 
 struct Daemon {
     shared: Mutex<Shared>,
-    started: Instant,
     /// A run that has not finished within this long means the daemon is stuck.
     stale_after: Duration,
 }
@@ -53,6 +61,16 @@ pub enum DaemonEvent<'a> {
     },
     /// A run finished.
     Ran(&'a RunReport),
+    /// This replica took the leader lease in `store`: it runs the cycles now.
+    Leads {
+        /// The coordination store.
+        store: &'a str,
+    },
+    /// Another replica leads (or this one stood down); this one waits for the lease.
+    Follows {
+        /// Why: who holds the lease, or what failed.
+        why: &'a str,
+    },
     /// Stopped by SIGTERM or SIGINT.
     Stopped,
 }
@@ -78,7 +96,6 @@ pub async fn serve(
     let interval = config.daemon.interval;
     let daemon = Arc::new(Daemon {
         shared: Mutex::new(Shared::default()),
-        started: Instant::now(),
         // Two missed cycles plus the longest a rotation may legitimately take.
         stale_after: interval * 2 + run_allowance(),
     });
@@ -95,14 +112,74 @@ pub async fn serve(
         address: bound,
         interval,
     });
+    let mut leadership = Leadership::new(config).await?;
+    let mut leading = None;
     while !shutdown::requested() {
-        let ran = run::cycle(config, notifier, false, &|_| {}).await;
+        let standing = match leadership.as_mut() {
+            None => Standing::Leads,
+            Some(l) => l.try_lead().await,
+        };
+        let leads = matches!(standing, Standing::Leads);
+        {
+            let mut s = daemon.shared.lock().unwrap_or_else(|p| p.into_inner());
+            if leads && !s.leader {
+                s.leads_since = Some(Instant::now());
+            }
+            s.leader = leads;
+        }
+        if leading != Some(leads) {
+            match (&standing, leadership.as_ref()) {
+                (Standing::Leads, Some(l)) => report(DaemonEvent::Leads {
+                    store: l.store_name(),
+                }),
+                (Standing::Follows(why), _) => {
+                    report(DaemonEvent::Follows { why });
+                    if notifier.is_some_and(|n| !n.state_in_store()) {
+                        tracing::warn!("another replica leads, but the alerts' state is in a file of this machine: a replica that takes over sends every open alert again; set [alerts] state_store");
+                    }
+                }
+                (Standing::Leads, None) => {}
+            }
+            leading = Some(leads);
+        }
+        let Some(l) = leadership.as_mut().filter(|_| leads) else {
+            if let Some(l) = leadership.as_ref().filter(|_| !leads) {
+                tokio::select! {
+                    () = tokio::time::sleep(l.poll(interval)) => {}
+                    () = shutdown::wait() => {}
+                }
+                continue;
+            }
+            // Alone (no coordination store): every cycle is this replica's.
+            let ran = run::cycle(config, notifier, false, &|_| {}).await;
+            report(DaemonEvent::Ran(&ran));
+            record(&daemon, &ran);
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = shutdown::wait() => {}
+            }
+            continue;
+        };
+        // The cycle runs while the lease is kept; once it is lost, the cycle is dropped where it
+        // stands (see `leader`).
+        let ran = tokio::select! {
+            ran = run::cycle(config, notifier, false, &|_| {}) => Some(ran),
+            () = l.keep() => None,
+        };
+        let Some(ran) = ran else {
+            continue;
+        };
         report(DaemonEvent::Ran(&ran));
         record(&daemon, &ran);
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = shutdown::wait() => {}
+            () = l.keep() => {}
         }
+    }
+    // Given back on a clean stop, so another replica leads at once.
+    if let Some(l) = leadership.as_mut() {
+        l.release().await;
     }
     if let Ok(Err(e)) = server.await {
         tracing::warn!(error = %e, "the metrics server stopped with an error");
@@ -178,6 +255,12 @@ async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
         );
     }
     family(
+        "rekey_daemon_leader",
+        "gauge",
+        "1 while this replica holds the leader lease and runs the cycles, 0 while it follows.",
+        &[("", if s.leader { 1.0 } else { 0.0 })],
+    );
+    family(
         "rekey_runs_total",
         "counter",
         "Runs finished since the daemon started.",
@@ -204,11 +287,19 @@ async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
 
 async fn healthz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
     let s = daemon.shared.lock().unwrap_or_else(|p| p.into_inner());
+    // A follower runs nothing by design: it is healthy while it waits for the lease.
+    let Some(leads_since) = s.leads_since.filter(|_| s.leader) else {
+        return (
+            StatusCode::OK,
+            "ok: another replica leads; waiting for the leader lease; role: follower\n".to_string(),
+        );
+    };
+    // A replica that took over is judged from then, not from its last run as the leader before.
     let since = s
         .last_finished
-        .map_or(daemon.started, |(at, _, _)| at)
+        .map_or(leads_since, |(at, _, _)| at.max(leads_since))
         .elapsed();
-    let what = if s.last_finished.is_some() {
+    let what = if s.last_finished.is_some_and(|(at, _, _)| at >= leads_since) {
         "the last run finished"
     } else {
         "started, first run under way,"
@@ -216,13 +307,13 @@ async fn healthz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
     if since <= daemon.stale_after {
         (
             StatusCode::OK,
-            format!("ok: {what} {}s ago\n", since.as_secs()),
+            format!("ok: {what} {}s ago; role: leader\n", since.as_secs()),
         )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "stale: {what} {}s ago (limit {}s)\n",
+                "stale: {what} {}s ago (limit {}s); role: leader\n",
                 since.as_secs(),
                 daemon.stale_after.as_secs()
             ),

@@ -7,6 +7,7 @@ pub mod audited;
 pub mod daemon;
 pub mod due;
 pub mod findings;
+mod leader;
 pub mod metrics;
 pub mod observe;
 pub mod run;

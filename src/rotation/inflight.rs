@@ -626,7 +626,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
             Step::Revert => self.revert().await,
             Step::Close => Ok(self.undoing.clone().unwrap_or_default()),
             // Governance events are journaled by whoever records them, never acted by a rotation.
-            Step::RevokeGrant | Step::Suppress => Err(rekey_api::Error::new(
+            Step::RevokeGrant | Step::Suppress | Step::AlertState => Err(rekey_api::Error::new(
                 rekey_api::ErrorKind::Unexpected,
                 format!("{step} is a governance event, not a rotation step"),
             )),

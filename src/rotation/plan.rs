@@ -140,7 +140,7 @@ pub async fn plan(rotation: &Rotation<'_>, emergency: Option<&Emergency>) -> Res
                 Step::Revert => (format!("make the previous generation CURRENT again and clear generation {new_generation} from {}", rotation.store_names()), true),
                 Step::Close => ("close the rotation as undone".to_string(), true),
                 // Never among a rotation's steps (`Rotation::steps`); named if ever listed.
-                Step::RevokeGrant | Step::Suppress => (format!("{step}: a governance event, not a rotation step"), false),
+                Step::RevokeGrant | Step::Suppress | Step::AlertState => (format!("{step}: a governance event, not a rotation step"), false),
             };
             PlannedStep { step, action, mutates }
         })

@@ -49,7 +49,8 @@ pub async fn store(config: &Config, name: &str) -> Result<Box<dyn SecretStore>> 
     open_store(&config.stores[name]).await
 }
 
-async fn open_store(store: &StoreConfig) -> Result<Box<dyn SecretStore>> {
+/// A store from its settings (for what keeps a store's settings rather than the whole config).
+pub async fn open_store(store: &StoreConfig) -> Result<Box<dyn SecretStore>> {
     Ok(match store {
         StoreConfig::File(file) => Box::new(rekey_file::FileStore::from_config(file)),
         StoreConfig::Vault(vault) => {

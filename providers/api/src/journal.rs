@@ -57,6 +57,10 @@ pub enum Step {
     /// Governance (an org-level ledger): an audit suppression was added; `detail` names its id,
     /// the app, the reason and until when. No rotation step.
     Suppress,
+    /// The alerts' de-duplication state (journal `_alerts`, `[alerts] state_store`): `detail` is
+    /// the whole state after a delivery, the newest entry the one in force. No rotation step.
+    #[serde(rename = "alert_state")]
+    AlertState,
 }
 
 impl Step {
@@ -108,10 +112,10 @@ impl Step {
         Step::UNDO.contains(&self)
     }
 
-    /// Whether this entry records a governance event rather than a step of a rotation: what
-    /// reads a credential's rotations back passes over it.
+    /// Whether this entry records a governance event (or the alerts' state) rather than a step
+    /// of a rotation: what reads a credential's rotations back passes over it.
     pub fn is_governance(self) -> bool {
-        matches!(self, Step::RevokeGrant | Step::Suppress)
+        matches!(self, Step::RevokeGrant | Step::Suppress | Step::AlertState)
     }
 }
 
@@ -138,6 +142,7 @@ impl fmt::Display for Step {
             Step::Close => "close",
             Step::RevokeGrant => "revoke_grant",
             Step::Suppress => "suppress",
+            Step::AlertState => "alert_state",
         })
     }
 }

@@ -16,6 +16,10 @@ pub fn daemon(event: DaemonEvent<'_>) {
             deliveries(&report.deliveries, false);
             run(report, false);
         }
+        DaemonEvent::Leads { store } => note(&format!(
+            "rekey daemon: leading (the leader lease _daemon in store '{store}')"
+        )),
+        DaemonEvent::Follows { why } => note(&format!("rekey daemon: following: {why}")),
         DaemonEvent::Stopped => note("rekey daemon: stopped"),
     }
 }

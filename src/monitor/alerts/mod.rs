@@ -1,18 +1,19 @@
 //! Alerts: findings and rotation outcomes sent to the `[alerts]` channels, de-duplicated.
 //!
-//! A state file remembers, per channel, which finding of which credential was sent at which
+//! A state file (or, with `[alerts] state_store`, a store: `stored`) remembers, per channel, which finding of which credential was sent at which
 //! severity and when, and which channel was told about a failed rotation. With it a finding is
 //! sent once, again when it gets worse or when `renotify` has passed, and resolved once it clears;
 //! a channel that failed is tried again on the next run because nothing is recorded for it.
 //!
 //! Deciding what to send is a pure function of the state, the findings, the channels and the time
-//! (`decide`); only [`Notifier`] touches the network and the file.
+//! (`decide`); only [`Notifier`] touches the network and the file (or the store).
 
 mod decide;
 #[cfg(test)]
 mod delivery_tests;
 mod news;
 mod state;
+mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -27,11 +28,19 @@ use state::{State, load, lock, save};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The configured channels plus the de-duplication state file.
+/// The configured channels plus the de-duplication state.
 pub struct Notifier {
     channels: Vec<Configured>,
-    state_file: PathBuf,
+    home: Home,
     renotify: Duration,
+}
+
+/// Where the de-duplication state lives.
+enum Home {
+    /// `[alerts] state_file`, flocked for each delivery.
+    File(PathBuf),
+    /// `[alerts] state_store`: the journal `_alerts`, under its lease for each delivery.
+    Store(stored::Stored),
 }
 
 /// One channel, ready to send.
@@ -62,11 +71,24 @@ impl Notifier {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let home = match &alerts.state_store {
+            Some(name) => Home::Store(stored::Stored::new(
+                name.clone(),
+                config.stores[name].clone(),
+                alerts.state_file.clone(),
+            )),
+            None => Home::File(alerts.state_file.clone()),
+        };
         Ok(Some(Notifier {
             channels,
-            state_file: alerts.state_file.clone(),
+            home,
             renotify: alerts.renotify,
         }))
+    }
+
+    /// Whether the state lives in a store (`[alerts] state_store`), shared by every machine.
+    pub fn state_in_store(&self) -> bool {
+        matches!(self.home, Home::Store(_))
     }
 
     /// Alerts for the credentials observed in this run, de-duplicated against the state file.
@@ -94,14 +116,22 @@ impl Notifier {
             .collect()
     }
 
-    /// Under the state file's lock: plans with the recorded state, sends everything at once, and
-    /// records what was delivered.
+    /// Under the state's lock (the file's flock, or the store's lease): plans with the recorded
+    /// state, sends everything at once, and records what was delivered.
     async fn deliver(
         &self,
         plan: impl FnOnce(&mut State) -> Vec<Planned>,
     ) -> Result<Vec<Delivery>> {
-        let _lock = lock(&self.state_file).await?;
-        let mut state = load(&self.state_file)?;
+        let (held, mut state) = match &self.home {
+            Home::File(path) => {
+                let lock = lock(path).await?;
+                (Held::File(lock, path), load(path)?)
+            }
+            Home::Store(stored) => {
+                let (held, state) = stored.open().await?;
+                (Held::Store(held), state)
+            }
+        };
         let planned = plan(&mut state);
         let results = futures_util::future::join_all(
             planned
@@ -128,9 +158,18 @@ impl Notifier {
                 error,
             });
         }
-        save(&self.state_file, &state)?;
+        match held {
+            Held::File(_lock, path) => save(path, &state)?,
+            Held::Store(held) => held.save(&state).await?,
+        }
         Ok(deliveries)
     }
+}
+
+/// The state's lock while a delivery runs.
+enum Held<'n> {
+    File(std::fs::File, &'n std::path::Path),
+    Store(stored::Held<'n>),
 }
 
 /// A channel from its settings, with its secret read from the environment or a file.

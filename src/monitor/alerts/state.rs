@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The state file's format; another number is treated like an unreadable file.
-const STATE_VERSION: u32 = 1;
+pub(super) const STATE_VERSION: u32 = 1;
 /// How long to wait for another rekey (a cron `run`, a `check`) to finish with the state file.
 /// Its sends take at most about a minute (4 attempts of 10 s each, plus waits).
-const LOCK_WAIT: Duration = Duration::from_secs(180);
+pub(super) const LOCK_WAIT: Duration = Duration::from_secs(180);
 /// How often a held lock is tried again.
-const LOCK_POLL: Duration = Duration::from_millis(50);
+pub(super) const LOCK_POLL: Duration = Duration::from_millis(50);
 
 /// What was sent where. `channels` → name → records; keyed by name so that a renamed or removed
 /// channel's records can be dropped.
