@@ -813,7 +813,10 @@ fn replicas_coordinate_in_a_declared_store_under_reserved_names() {
         "{err}"
     );
     for reserved in ["_daemon", "_alerts"] {
-        let text = GOOD.replace("[credentials.billing]", &format!("[credentials.{reserved}]"));
+        let text = GOOD.replace(
+            "[credentials.billing]",
+            &format!("[credentials.{reserved}]"),
+        );
         let err = parse(&text, Path::new("rekey.toml"))
             .unwrap_err()
             .to_string();

@@ -135,7 +135,9 @@ pub async fn serve(
                 (Standing::Follows(why), _) => {
                     report(DaemonEvent::Follows { why });
                     if notifier.is_some_and(|n| !n.state_in_store()) {
-                        tracing::warn!("another replica leads, but the alerts' state is in a file of this machine: a replica that takes over sends every open alert again; set [alerts] state_store");
+                        tracing::warn!(
+                            "another replica leads, but the alerts' state is in a file of this machine: a replica that takes over sends every open alert again; set [alerts] state_store"
+                        );
                     }
                 }
                 (Standing::Leads, None) => {}

@@ -99,6 +99,32 @@ webhook_url_file = "slack.url"
     crate::config::parse(&text, &dir.join("rekey.toml")).unwrap()
 }
 
+/// [`config_in`]'s channels (their secret files already beside it) with the state in the file
+/// store `shared` of `dir` (`[alerts] state_store`).
+fn store_config_in(dir: &Path, port: u16) -> crate::config::Config {
+    let text = format!(
+        r#"
+[alerts]
+state_file = "state/alerts.json"
+state_store = "shared"
+
+[alerts.channels.hook]
+kind = "webhook"
+url = "http://127.0.0.1:{port}/hook"
+secret_file = "hook.secret"
+
+[alerts.channels.chat]
+kind = "slack"
+webhook_url_file = "slack.url"
+
+[stores.shared]
+kind = "file"
+path = "shared"
+"#
+    );
+    crate::config::parse(&text, &dir.join("rekey.toml")).unwrap()
+}
+
 /// Now, to the second, so the receiver's signature check agrees with it.
 fn wall_clock() -> DateTime<Utc> {
     DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap()
@@ -343,4 +369,68 @@ fn channel_secrets_come_from_files_or_the_environment_and_errors_name_where() {
         "{text}"
     );
     assert!(!text.contains("s3cretToken"), "{text}");
+}
+
+/// With `[alerts] state_store`, the state moves from the file into the store's `_alerts`
+/// journal (nothing already sent goes out again), two notifiers over the same store (two
+/// replicas) de-duplicate against each other, even sending at the same moment, and the file is
+/// never written again.
+#[tokio::test]
+async fn the_state_in_a_store_is_shared_by_every_notifier_and_starts_from_the_file() {
+    let http = Http::start(200, "").await;
+    let now = wall_clock();
+    assert_eq!(http.check(&expiring(now, 20), now).await.len(), 4);
+    let file = std::fs::read(http.state_file()).unwrap();
+
+    let config = store_config_in(http.dir.path(), http.receiver.port);
+    let replica = || Notifier::from_config(&config).unwrap().unwrap();
+    let (a, b) = (replica(), replica());
+    assert!(a.state_in_store());
+    let check = async |n: &Notifier, o: &Observation| {
+        let findings = crate::monitor::findings::evaluate(o, now);
+        n.findings(&observed(o, &findings), now).await.unwrap()
+    };
+    assert!(
+        check(&a, &expiring(now, 20)).await.is_empty(),
+        "seeded from the file"
+    );
+    assert_eq!(
+        whats(&check(&a, &expiring(now, 10)).await),
+        [
+            "chat: re-alert expiry/app (critical)",
+            "chat: re-alert expiry/store:local (critical)",
+            "hook: re-alert expiry/app (critical)",
+            "hook: re-alert expiry/store:local (critical)"
+        ]
+    );
+    assert!(
+        check(&b, &expiring(now, 10)).await.is_empty(),
+        "b knows what a sent"
+    );
+    let cleared = expiring(now, 300);
+    let (from_a, from_b) = tokio::join!(check(&a, &cleared), check(&b, &cleared));
+    let mut resolves = whats(&from_a);
+    resolves.extend(whats(&from_b));
+    resolves.sort();
+    assert_eq!(
+        resolves,
+        [
+            "chat: resolve expiry/app",
+            "chat: resolve expiry/store:local",
+            "hook: resolve expiry/app",
+            "hook: resolve expiry/store:local"
+        ]
+    );
+    assert_eq!(bodies(&http.receiver, "/hook").len(), 6);
+    assert_eq!(std::fs::read(http.state_file()).unwrap(), file);
+    let journal =
+        std::fs::read_to_string(http.dir.path().join("shared/_alerts/journal.jsonl")).unwrap();
+    // Two deliveries changed the state (the critical alerts, the resolves); nothing else wrote.
+    assert_eq!(journal.lines().count(), 2, "{journal}");
+    assert!(
+        journal
+            .lines()
+            .all(|l| l.contains("\"step\":\"alert_state\"")),
+        "{journal}"
+    );
 }

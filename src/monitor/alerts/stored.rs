@@ -14,8 +14,7 @@ use super::state::{self, LOCK_POLL, LOCK_WAIT, State};
 use crate::config::{ALERTS_JOURNAL, StoreConfig};
 use crate::wiring;
 use rekey_api::{
-    ErrorKind, Generation, JournalEntry, Phase, Result, RotationId, RotationLock, SecretStore,
-    Step,
+    ErrorKind, Generation, JournalEntry, Phase, Result, RotationId, RotationLock, SecretStore, Step,
 };
 use serde_json::Value;
 use std::path::PathBuf;
@@ -66,9 +65,7 @@ impl Stored {
         let lease = loop {
             match store.lock(ALERTS_JOURNAL, &holder).await {
                 Ok(lease) => break lease,
-                Err(e)
-                    if e.kind() == ErrorKind::Busy && tokio::time::Instant::now() < deadline =>
-                {
+                Err(e) if e.kind() == ErrorKind::Busy && tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(LOCK_POLL).await;
                 }
                 Err(e) => return Err(e.context(context())),
