@@ -294,12 +294,12 @@ pub(super) fn validate_credentials(
                 ),
             );
         }
-        if [super::DAEMON_LEASE, super::ALERTS_JOURNAL].contains(&name.as_str()) {
+        if [super::service::DAEMON_LEASE, super::alerts::ALERTS_JOURNAL].contains(&name.as_str()) {
             v.problem(
                 cred.span(),
                 format!(
                     "credentials.{name}: '{name}' is reserved ({}); rename the credential",
-                    if name == super::DAEMON_LEASE {
+                    if name == super::service::DAEMON_LEASE {
                         "the daemon replicas' leader lease"
                     } else {
                         "the alerts' state in [alerts] state_store"

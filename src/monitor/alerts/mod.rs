@@ -40,7 +40,7 @@ enum Home {
     /// `[alerts] state_file`, flocked for each delivery.
     File(PathBuf),
     /// `[alerts] state_store`: the journal `_alerts`, under its lease for each delivery.
-    Store(stored::Stored),
+    Store(Box<stored::Stored>),
 }
 
 /// One channel, ready to send.
@@ -72,11 +72,11 @@ impl Notifier {
             })
             .collect::<Result<Vec<_>>>()?;
         let home = match &alerts.state_store {
-            Some(name) => Home::Store(stored::Stored::new(
+            Some(name) => Home::Store(Box::new(stored::Stored::new(
                 name.clone(),
                 config.stores[name].clone(),
                 alerts.state_file.clone(),
-            )),
+            ))),
             None => Home::File(alerts.state_file.clone()),
         };
         Ok(Some(Notifier {
