@@ -196,8 +196,13 @@ async fn three_replicas_fail_over(w: &mut World, hook: &Receiver) -> Duration {
     // Exactly one leads: the one rotating. The others follow, healthy, and never rotate.
     for (n, r) in replicas.iter().enumerate() {
         let expected = n == leader;
-        until("every replica to know its role", async || {
-            (r.leads(&http).await == expected).then_some(())
+        until("every replica to know and say its role", async || {
+            let said = r.log().contains(if expected {
+                "rekey daemon: leading (the leader lease _daemon in store 'local')"
+            } else {
+                "rekey daemon: following: "
+            });
+            (said && r.leads(&http).await == expected).then_some(())
         })
         .await;
         let (status, body) = r.healthz(&http).await;
@@ -207,10 +212,7 @@ async fn three_replicas_fail_over(w: &mut World, hook: &Receiver) -> Duration {
             body.trim_end().ends_with(&format!("role: {role}")),
             "{body}"
         );
-        if !expected {
-            assert!(r.log().contains("rekey daemon: following: "), "{}", r.log());
-            assert!(!r.hold.exists());
-        }
+        assert_eq!(r.hold.exists(), expected, "only the leader rotates");
     }
     assert_eq!(hook.count(), 0, "nothing is sent before the first run ends");
 
