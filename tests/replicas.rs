@@ -371,3 +371,96 @@ async fn three_daemons_on_the_file_store_fail_over_finish_the_rotation_and_alert
     assert!(state.contains("\"alert_state\""), "{state}");
     eprintln!("file store: another replica led {failover:?} after the leader was killed");
 }
+
+/// A leader whose lease is taken from it (here: someone writes a greater fence into the lock
+/// record by hand, as a replica would after the lease expired) stands down at its next
+/// confirmation, in the middle of a rotation: it follows from then on, and once that lease
+/// expires a replica leads again and finishes the rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_is_taken_stands_down_mid_rotation() {
+    let bao = OpenBao::shared();
+    let (mut w, prefix) = vault_world(bao).await;
+    w.drop_credential("billing-eca");
+    w.import_legacy("billing").await;
+    w.edit_config(|c| {
+        c.replace(
+            &format!("path_prefix = \"{prefix}\""),
+            &format!("path_prefix = \"{prefix}\"\nlock_ttl_secs = 3"),
+        )
+    });
+    let hook = Receiver::answering(200, "ok").await;
+    replicated(&w, &hook);
+    let http = reqwest::Client::new();
+    let replicas = [Replica::spawn(&w, 0).await, Replica::spawn(&w, 1).await];
+    let leader = until("a replica to reach publish:done", async || {
+        replicas.iter().position(|r| r.hold.exists())
+    })
+    .await;
+    let lock = format!("secret/{prefix}/_daemon/lock");
+    // Written as a replica would: a check-and-set on the version read (the leader's renewals
+    // may get in between; then read again).
+    let fence = until("the lock record to be overwritten", async || {
+        let read = bao.bao(&["kv", "get", "-format=json", &lock]);
+        let record: Value = serde_json::from_slice(&read.stdout).ok()?;
+        let version = record["data"]["metadata"]["version"].as_u64()?;
+        let fence: u64 = match &record["data"]["data"]["fence"] {
+            Value::String(s) => s.parse().ok()?,
+            other => other.as_u64()?,
+        };
+        let now = chrono::Utc::now();
+        let expires = now + chrono::Duration::seconds(5);
+        let put = bao.bao(&[
+            "kv",
+            "put",
+            &format!("-cas={version}"),
+            &lock,
+            "holder=intruder",
+            &format!("fence={}", fence + 10),
+            &format!("acquired_at={}", now.to_rfc3339()),
+            &format!("expires_at={}", expires.to_rfc3339()),
+        ]);
+        put.status.success().then_some(fence)
+    })
+    .await;
+    let deposed = &replicas[leader];
+    until("the leader to stand down", async || {
+        let (_, body) = deposed.healthz(&http).await;
+        (body.contains("role: follower") && deposed.log().contains("lost the leader lease"))
+            .then_some(())
+    })
+    .await;
+    // Its rotation stopped where it stood: nobody waits at the hold point any more.
+    std::fs::remove_file(&deposed.hold).unwrap();
+    until(
+        "a replica to lead again and finish the rotation",
+        async || {
+            for r in &replicas {
+                let _ = std::fs::remove_file(&r.hold);
+                let m = r.metrics(&http).await.unwrap_or_default();
+                if metric(&m, "rekey_daemon_leader") == Some(1.0)
+                    && metric(&m, "rekey_rotations_total{outcome=\"succeeded\"}") >= Some(1.0)
+                {
+                    return Some(());
+                }
+            }
+            None
+        },
+    )
+    .await;
+    let journal = w.json(&["journal", "billing"]).await;
+    let last = journal.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (last["step"].as_str(), last["phase"].as_str()),
+        (Some("finalize"), Some("done")),
+        "{journal}"
+    );
+    assert_eq!(
+        w.app_fingerprint("Billing_Sync"),
+        w.current_fingerprint("billing").await
+    );
+    let leases = bao.bao_ok(&["kv", "get", "-field=fence", &lock]);
+    assert!(
+        leases.trim().parse::<u64>().unwrap() > fence + 10,
+        "the lease after the intruder's has a greater fence: {leases}"
+    );
+}

@@ -113,8 +113,13 @@ impl Leadership {
                 tracing::warn!(store = %self.store_name, error = %e, ttl_secs = ttl.as_secs(), "the leader lease could not be confirmed for half its time to live; standing down");
             }
         }
-        // Dropped, not released: its release is refused if another replica took it over.
-        self.lease = None;
+        // Given back if it is still ours after all; refused (and nothing written) when another
+        // replica holds it, which is what stood this one down.
+        if let Some(lease) = self.lease.take()
+            && let Err(e) = lease.release().await
+        {
+            tracing::debug!(store = %self.store_name, error = %e, "the lost leader lease was not released");
+        }
         false
     }
 
