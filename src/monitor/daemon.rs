@@ -41,6 +41,8 @@ struct Shared {
     leader: bool,
     /// Since when it does.
     leads_since: Option<Instant>,
+    /// When this replica last tried to lead (or confirmed that it does).
+    tried: Option<Instant>,
 }
 
 struct Daemon {
@@ -126,6 +128,7 @@ pub async fn serve(
                 s.leads_since = Some(Instant::now());
             }
             s.leader = leads;
+            s.tried = Some(Instant::now());
         }
         if leading != Some(leads) {
             match (&standing, leadership.as_ref()) {
@@ -144,39 +147,39 @@ pub async fn serve(
             }
             leading = Some(leads);
         }
-        let Some(l) = leadership.as_mut().filter(|_| leads) else {
-            if let Some(l) = leadership.as_ref().filter(|_| !leads) {
+        let ran = match leadership.as_mut() {
+            // A follower waits for its next try.
+            Some(l) if !leads => {
                 tokio::select! {
                     () = tokio::time::sleep(l.poll(interval)) => {}
                     () = shutdown::wait() => {}
                 }
                 continue;
             }
+            // The cycle runs while the lease is kept; once it is lost, the cycle is dropped where
+            // it stands (see `leader`).
+            Some(l) => tokio::select! {
+                ran = run::cycle(config, notifier, false, &|_| {}) => Some(ran),
+                () = l.keep() => None,
+            },
             // Alone (no coordination store): every cycle is this replica's.
-            let ran = run::cycle(config, notifier, false, &|_| {}).await;
-            report(DaemonEvent::Ran(&ran));
-            record(&daemon, &ran);
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                () = shutdown::wait() => {}
-            }
-            continue;
-        };
-        // The cycle runs while the lease is kept; once it is lost, the cycle is dropped where it
-        // stands (see `leader`).
-        let ran = tokio::select! {
-            ran = run::cycle(config, notifier, false, &|_| {}) => Some(ran),
-            () = l.keep() => None,
+            None => Some(run::cycle(config, notifier, false, &|_| {}).await),
         };
         let Some(ran) = ran else {
             continue;
         };
         report(DaemonEvent::Ran(&ran));
         record(&daemon, &ran);
+        let keep = async {
+            match leadership.as_mut() {
+                Some(l) => l.keep().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = shutdown::wait() => {}
-            () = l.keep() => {}
+            () = keep => {}
         }
     }
     // Given back on a clean stop, so another replica leads at once.
@@ -289,11 +292,23 @@ async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
 
 async fn healthz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
     let s = daemon.shared.lock().unwrap_or_else(|p| p.into_inner());
-    // A follower runs nothing by design: it is healthy while it waits for the lease.
+    // A follower runs nothing by design: it is healthy while it keeps trying to lead.
     let Some(leads_since) = s.leads_since.filter(|_| s.leader) else {
+        let since = s.tried.map_or(Duration::ZERO, |at| at.elapsed());
+        if since <= daemon.stale_after {
+            return (
+                StatusCode::OK,
+                "ok: another replica leads; waiting for the leader lease; role: follower\n"
+                    .to_string(),
+            );
+        }
         return (
-            StatusCode::OK,
-            "ok: another replica leads; waiting for the leader lease; role: follower\n".to_string(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "stale: the last try to lead was {}s ago (limit {}s); role: follower\n",
+                since.as_secs(),
+                daemon.stale_after.as_secs()
+            ),
         );
     };
     // A replica that took over is judged from then, not from its last run as the leader before.
