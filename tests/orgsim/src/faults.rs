@@ -25,10 +25,14 @@ pub enum FaultKind {
     DataNotAvailable,
     /// Token endpoint answers 400 `rate_limit_exceeded` (login throttling).
     RateLimitExceeded,
-    /// The next deploy ends `Failed` with this problem as a componentFailure.
+    /// The next deploy ends `Failed` with this problem as a componentFailure (of its first
+    /// component, or of `member`'s: then only deploys holding that member are affected).
     DeployFails {
         /// componentFailure problem text.
         problem: String,
+        /// The component (full name) that fails; `None`: the deploy's first.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<String>,
     },
 }
 
