@@ -77,7 +77,11 @@ async fn fleet(orgs: &[&str], per_org: usize, run: &str) -> (World, Vec<Member>)
         )
         .unwrap();
     }
-    write!(config, "[stores.local]\nkind = \"file\"\npath = \"keys\"\n\n[run]\n{run}\n\n").unwrap();
+    write!(
+        config,
+        "[stores.local]\nkind = \"file\"\npath = \"keys\"\n\n[run]\n{run}\n\n"
+    )
+    .unwrap();
     for m in &members {
         let org = m.credential.rsplit_once('-').unwrap().0;
         write!(
@@ -95,7 +99,10 @@ async fn fleet(orgs: &[&str], per_org: usize, run: &str) -> (World, Vec<Member>)
         env: Vec::new(),
     };
     for m in &members {
-        let (key, crt) = (format!("{}.key", m.credential), format!("{}.crt", m.credential));
+        let (key, crt) = (
+            format!("{}.key", m.credential),
+            format!("{}.crt", m.credential),
+        );
         w.ok(&["import", &m.credential, "--key", &key, "--cert", &crt])
             .await;
     }
@@ -244,7 +251,10 @@ async fn a_component_salesforce_refuses_fails_its_credential_alone() {
         row["error"].as_str().unwrap().contains("release freeze"),
         "the refusal names Salesforce's problem: {row}"
     );
-    for m in members.iter().filter(|m| m.credential != refused.credential) {
+    for m in members
+        .iter()
+        .filter(|m| m.credential != refused.credential)
+    {
         assert_eq!(action(&report, &m.credential), "rotated", "{report}");
     }
     // Check-only of all four (refused), check-only of the other three, their deploy.
@@ -255,7 +265,12 @@ async fn a_component_salesforce_refuses_fails_its_credential_alone() {
         "the refused app is unchanged"
     );
     for (i, m) in members.iter().enumerate().filter(|(i, _)| *i != 1) {
-        assert_ne!(w.app_fingerprint(&m.app), before[i], "{} rotated", m.credential);
+        assert_ne!(
+            w.app_fingerprint(&m.app),
+            before[i],
+            "{} rotated",
+            m.credential
+        );
     }
     // Once Salesforce takes it, the next run finishes (or restarts) the refused one.
     w.sim.clear_faults();
@@ -291,8 +306,9 @@ async fn killed_in_a_batch_at(point: &str) {
         // after the deploy (the second deployRequest: the first is check-only) was sent.
         let first = deploys(&w);
         w.sim.inject_fault(
-            Fault::new(FaultKind::Latency { ms: 20_000 })
-                .on_path(&format!("/services/data/v{API_VERSION}/metadata/deployRequest/")),
+            Fault::new(FaultKind::Latency { ms: 20_000 }).on_path(&format!(
+                "/services/data/v{API_VERSION}/metadata/deployRequest/"
+            )),
         );
         let held = Held::spawn(&w, &["run", "-vv"], "never");
         for _ in 0..3000 {
@@ -301,18 +317,25 @@ async fn killed_in_a_batch_at(point: &str) {
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        assert!(deploys(&w) >= first + 2, "{context}: the deploy was never sent");
+        assert!(
+            deploys(&w) >= first + 2,
+            "{context}: the deploy was never sent"
+        );
         held
     } else {
-        Held::spawn(&w, &["run", "-vv"], point).reached(&mut w).await
+        Held::spawn(&w, &["run", "-vv"], point)
+            .reached(&mut w)
+            .await
     };
     let killed = held.kill(&mut w).await;
     assert_eq!(killed.code, -1, "{context}: killed by a signal");
     w.sim.clear_faults();
 
     // Resume each credential: one with nothing open says so (64) and changes nothing.
+    let mut resumed = 0;
     for m in &members {
         let run = w.rekey(&["resume", &m.credential]).await;
+        resumed += usize::from(run.code == 0);
         assert!(
             run.code == 0 || run.code == 64,
             "{context}: resume {}\n{}{}",
@@ -321,6 +344,11 @@ async fn killed_in_a_batch_at(point: &str) {
             run.stderr
         );
     }
+    // Past the lease, each member of the batch journals before it acts: something was open.
+    assert!(
+        point == "leased" || resumed > 0,
+        "{context}: no rotation was open to resume"
+    );
     assert_settled(&mut w, &members, &format!("{context}, resumed")).await;
     // Then the next run rotates whatever was not (still due), as one batch again.
     let (code, report) = run_json(&mut w).await;
@@ -354,7 +382,11 @@ async fn canary_order_stops_at_the_first_org_whose_rotation_failed() {
     let (code, report) = run_json(&mut w).await;
     assert_ne!(code, 0, "{report}");
     assert_eq!(report["canary_stopped_at"], "dev", "{report}");
-    assert_eq!(report["untouched_orgs"], serde_json::json!(["uat", "prod"]), "{report}");
+    assert_eq!(
+        report["untouched_orgs"],
+        serde_json::json!(["uat", "prod"]),
+        "{report}"
+    );
     for m in &members {
         let action = action(&report, &m.credential);
         if m.credential.starts_with("dev-") {
@@ -370,7 +402,10 @@ async fn canary_order_stops_at_the_first_org_whose_rotation_failed() {
         }
     }
     let text = w.rekey(&["run", "--dry-run"]).await;
-    assert!(!text.stdout.contains("canary"), "a dry run rotates nothing, stops nothing");
+    assert!(
+        !text.stdout.contains("canary"),
+        "a dry run rotates nothing, stops nothing"
+    );
 
     // With Salesforce accepting new keys, dev's rotations are finished (or undone) and the next
     // run's canaries pass: every org rotates.
@@ -378,7 +413,12 @@ async fn canary_order_stops_at_the_first_org_whose_rotation_failed() {
     for m in members.iter().filter(|m| m.credential.starts_with("dev-")) {
         let run = w.rekey(&["resume", &m.credential]).await;
         // 0: finished; 7: the undo finished (rolled back); 64: nothing was open.
-        assert!([0, 7, 64].contains(&run.code), "{}{}", run.stdout, run.stderr);
+        assert!(
+            [0, 7, 64].contains(&run.code),
+            "{}{}",
+            run.stdout,
+            run.stderr
+        );
     }
     let run = w.rekey(&["run"]).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
@@ -404,7 +444,12 @@ async fn the_text_report_names_the_untouched_orgs() {
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("held back: the canary order stopped at org dev"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("held back: the canary order stopped at org dev"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test]
@@ -415,8 +460,13 @@ async fn org_order_must_name_defined_orgs() {
     assert_eq!(run.code, 64, "{}{}", run.stdout, run.stderr);
     let said = format!("{}{}", run.stdout, run.stderr);
     assert!(
-        said.contains("rekey.toml:") && said.contains("run.org_order names org 'qa', which is not defined (defined orgs: dev)"),
+        said.contains("rekey.toml:")
+            && said
+                .contains("run.org_order names org 'qa', which is not defined (defined orgs: dev)"),
         "{said}"
     );
-    assert!(said.contains("run.org_order lists org 'dev' twice"), "{said}");
+    assert!(
+        said.contains("run.org_order lists org 'dev' twice"),
+        "{said}"
+    );
 }

@@ -42,8 +42,12 @@ pub(super) fn validate_run(
     orgs: &std::collections::BTreeSet<String>,
     v: &mut Validator,
 ) -> RunConfig {
-    let concurrency = raw.map_or(4, |r| v.positive(&r.concurrency, 4, 1..=64, "run.concurrency"));
-    let max_batch = raw.map_or(50, |r| v.positive(&r.max_batch, 50, 1..=1000, "run.max_batch"));
+    let concurrency = raw.map_or(4, |r| {
+        v.positive(&r.concurrency, 4, 1..=64, "run.concurrency")
+    });
+    let max_batch = raw.map_or(50, |r| {
+        v.positive(&r.max_batch, 50, 1..=1000, "run.max_batch")
+    });
     let mut org_order: Vec<String> = Vec::new();
     for name in raw.and_then(|r| r.org_order.as_ref()).into_iter().flatten() {
         let org = name.get_ref();
@@ -53,11 +57,18 @@ pub(super) fn validate_run(
                 name.span(),
                 format!(
                     "run.org_order names org '{org}', which is not defined (defined orgs: {})",
-                    if defined.is_empty() { "none".into() } else { defined.join(", ") }
+                    if defined.is_empty() {
+                        "none".into()
+                    } else {
+                        defined.join(", ")
+                    }
                 ),
             );
         } else if org_order.contains(org) {
-            v.problem(name.span(), format!("run.org_order lists org '{org}' twice"));
+            v.problem(
+                name.span(),
+                format!("run.org_order lists org '{org}' twice"),
+            );
         } else {
             org_order.push(org.clone());
         }

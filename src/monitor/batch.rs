@@ -185,9 +185,7 @@ fn before_publish(event: &Progress) -> bool {
     let early = |step: &Step| matches!(step, Step::Generate | Step::Stage | Step::Prepare);
     match event {
         Progress::Resuming {
-            last_done,
-            undoing,
-            ..
+            last_done, undoing, ..
         } => undoing.is_none() && last_done.as_ref().is_none_or(early),
         Progress::StepDone { step, .. } | Progress::Retry { step, .. } => early(step),
         _ => false,

@@ -291,7 +291,10 @@ impl SalesforceTarget {
                 };
                 if status.status == "Succeeded" {
                     if !check_only {
-                        outcomes.extend(live.iter().map(|(t, _)| (*t, Outcome::Deployed(id.clone()))));
+                        outcomes.extend(
+                            live.iter()
+                                .map(|(t, _)| (*t, Outcome::Deployed(id.clone()))),
+                        );
                         break 'again;
                     }
                     continue;

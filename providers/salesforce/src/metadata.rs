@@ -131,17 +131,22 @@ pub(crate) fn deploy_zip_of(
     for (type_name, member, _) in components {
         types.entry(type_name).or_default().push(member);
     }
-    let mut package = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Package xmlns=\"{METADATA_NS}\">\n"
-    );
+    let mut package =
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Package xmlns=\"{METADATA_NS}\">\n");
     for (type_name, members) in &types {
         package.push_str("    <types>\n");
         for member in members {
             package.push_str(&format!("        <members>{}</members>\n", escape(*member)));
         }
-        package.push_str(&format!("        <name>{}</name>\n    </types>\n", escape(*type_name)));
+        package.push_str(&format!(
+            "        <name>{}</name>\n    </types>\n",
+            escape(*type_name)
+        ));
     }
-    package.push_str(&format!("    <version>{}</version>\n</Package>\n", escape(api_version)));
+    package.push_str(&format!(
+        "    <version>{}</version>\n</Package>\n",
+        escape(api_version)
+    ));
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
