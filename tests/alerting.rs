@@ -456,7 +456,6 @@ async fn drift_and_rotation_outcomes_reach_the_channels() {
     w.sim.inject_fault(
         Fault::new(FaultKind::DeployFails {
             problem: "Metadata API is read-only during the test".into(),
-            member: None,
         })
         .times(1),
     );

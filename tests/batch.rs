@@ -233,9 +233,9 @@ async fn a_component_salesforce_refuses_fails_its_credential_alone() {
     let (mut w, members) = fleet(&["acme"], 4, "concurrency = 4").await;
     let before = originals(&w, &members);
     let refused = &members[1];
-    w.sim.inject_fault(Fault::new(FaultKind::DeployFails {
+    w.sim.inject_fault(Fault::new(FaultKind::ComponentFails {
         problem: "Cannot change this app's certificate during a release freeze".into(),
-        member: Some(refused.app.clone()),
+        member: refused.app.clone(),
     }));
     let deploys_before = deploys(&w);
     let (code, report) = run_json(&mut w).await;
@@ -432,9 +432,9 @@ async fn canary_order_stops_at_the_first_org_whose_rotation_failed() {
 #[tokio::test]
 async fn the_text_report_names_the_untouched_orgs() {
     let (mut w, members) = fleet(&["dev", "prod"], 1, "org_order = [\"dev\", \"prod\"]").await;
-    w.sim.inject_fault(Fault::new(FaultKind::DeployFails {
+    w.sim.inject_fault(Fault::new(FaultKind::ComponentFails {
         problem: "frozen".into(),
-        member: Some(members[0].app.clone()),
+        member: members[0].app.clone(),
     }));
     let run = w.rekey(&["run"]).await;
     assert_ne!(run.code, 0);

@@ -279,7 +279,6 @@ async fn a_refused_deploy_names_salesforces_problem_and_leaves_the_app_and_curre
     w.sim.inject_fault(
         Fault::new(FaultKind::DeployFails {
             problem: "Cannot change the certificate during a release freeze".into(),
-            member: None,
         })
         .times(1),
     );
@@ -628,7 +627,6 @@ async fn a_crash_between_staging_and_journaling_resumes_with_the_staged_key() {
     w.sim.inject_fault(
         Fault::new(FaultKind::DeployFails {
             problem: "held".into(),
-            member: None,
         })
         .times(1),
     );

@@ -8,7 +8,6 @@
 //! certificate (or for the member to leave) before it deploys them together.
 
 use crate::config::{Config, CredentialConfig};
-use crate::monitor::run::RunEvent;
 use crate::rotation::evidence;
 use crate::rotation::{Closed, Ending, Intent, Progress, Stopped};
 use futures_util::StreamExt as _;
@@ -25,6 +24,30 @@ pub(super) struct Job<'a> {
 }
 
 type Outcome = std::result::Result<Closed, Stopped>;
+
+/// What a run is doing as it goes, for a progress display (the report says what it did).
+#[derive(Clone, Copy, Debug)]
+pub enum RunEvent<'a> {
+    /// `done` of `total` credentials observed, before anything is decided.
+    Observed {
+        /// How many so far.
+        done: usize,
+        /// How many in all.
+        total: usize,
+    },
+    /// A credential's rotation begins.
+    Rotating {
+        /// The credential.
+        credential: &'a str,
+    },
+    /// A credential's rotation ended.
+    Rotated {
+        /// The credential.
+        credential: &'a str,
+        /// Rotated (not rolled back or stopped).
+        ok: bool,
+    },
+}
 
 /// What the rotations came to.
 pub(super) struct Rotations {

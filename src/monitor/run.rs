@@ -8,6 +8,7 @@ use crate::exit::Exit;
 use crate::monitor::alerts::{Delivery, Notifier, Observed, RotationNews};
 use crate::monitor::audited;
 use crate::monitor::batch;
+pub use crate::monitor::batch::RunEvent;
 use crate::monitor::due::{self, Reason};
 use crate::monitor::findings::{self, CheckRow, Finding, check_row};
 use crate::monitor::observe::{self, Observation};
@@ -119,30 +120,6 @@ pub struct RunReport {
     /// The org audit's metrics (empty without `[audit] in_check`).
     #[serde(skip)]
     pub audit_metrics: String,
-}
-
-/// What a run is doing as it goes, for a progress display (the report says what it did).
-#[derive(Clone, Copy, Debug)]
-pub enum RunEvent<'a> {
-    /// `done` of `total` credentials observed, before anything is decided.
-    Observed {
-        /// How many so far.
-        done: usize,
-        /// How many in all.
-        total: usize,
-    },
-    /// A credential's rotation begins.
-    Rotating {
-        /// The credential.
-        credential: &'a str,
-    },
-    /// A credential's rotation ended.
-    Rotated {
-        /// The credential.
-        credential: &'a str,
-        /// Rotated (not rolled back or stopped).
-        ok: bool,
-    },
 }
 
 /// Runs once over every credential. `--dry-run` decides but neither rotates nor sends.

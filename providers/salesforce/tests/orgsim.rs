@@ -206,7 +206,6 @@ async fn a_failed_deploy_is_rejected_verbatim_and_changes_nothing() {
     org.sim.inject_fault(
         Fault::new(FaultKind::DeployFails {
             problem: problem.into(),
-            member: None,
         })
         .times(1),
     );

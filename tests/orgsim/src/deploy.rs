@@ -138,11 +138,9 @@ pub(crate) async fn create(
     let path = format!("/services/data/{version}/metadata/deployRequest");
     let mut st = app.lock();
     let forced = take_fault(&mut st.faults, |f| match &f.kind {
-        FaultKind::DeployFails { member, .. } => {
-            f.path_ok(&path)
-                && member
-                    .as_ref()
-                    .is_none_or(|m| uploads.iter().any(|u| &u.member == m))
+        FaultKind::DeployFails { .. } => f.path_ok(&path),
+        FaultKind::ComponentFails { member, .. } => {
+            f.path_ok(&path) && uploads.iter().any(|u| &u.member == member)
         }
         _ => false,
     });
@@ -161,7 +159,8 @@ pub(crate) async fn create(
         failures,
         successes: Vec::new(),
         forced_failure: match forced {
-            Some(FaultKind::DeployFails { problem, member }) => Some((problem, member)),
+            Some(FaultKind::DeployFails { problem }) => Some((problem, None)),
+            Some(FaultKind::ComponentFails { member, problem }) => Some((problem, Some(member))),
             _ => None,
         },
     };
