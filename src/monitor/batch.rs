@@ -125,9 +125,11 @@ fn succeeded(result: &Outcome) -> bool {
     })
 }
 
-/// One org's jobs: its due JWT-certificate rotations in batches of `[run] max_batch`, one batch
-/// after the other (the org deploys one at a time anyway); beside them, everything else (consumer
-/// secrets, retires) one by one, `[run] concurrency` at a time.
+/// One org's jobs: its due JWT-certificate rotations in batches of `[run] max_batch`, two batches
+/// in flight (one deploying and verifying while the next generates; the org deploys one at a time
+/// anyway), at most `[run] concurrency` rotations of the org generating and staging at once;
+/// beside them, everything else (consumer secrets, retires) one by one, `[run] concurrency` at a
+/// time.
 async fn rotate_org(
     config: &Config,
     jobs: Vec<Job<'_>>,
@@ -136,13 +138,13 @@ async fn rotate_org(
     let (batched, single): (Vec<Job<'_>>, Vec<Job<'_>>) = jobs.into_iter().partition(|j| {
         j.cred.kind == CredentialKind::JwtCertificate && matches!(j.intent, Intent::Rotate)
     });
-    let batches = async {
-        let mut results = Vec::new();
-        for chunk in batched.chunks(config.run.max_batch) {
-            results.extend(rotate_batch(config, chunk, progress).await);
-        }
-        results
-    };
+    // Fair (first come, first served): the first batch's members stage before the second's.
+    let staging = Semaphore::new(config.run.concurrency);
+    let staging = &staging;
+    let batches = futures_util::stream::iter(batched.chunks(config.run.max_batch))
+        .map(|chunk| rotate_batch(config, chunk, staging, progress))
+        .buffered(batches_in_flight(config.run.concurrency))
+        .collect::<Vec<_>>();
     let singles = futures_util::stream::iter(&single)
         .map(|job| async move {
             (
@@ -152,22 +154,27 @@ async fn rotate_org(
         })
         .buffered(config.run.concurrency)
         .collect::<Vec<_>>();
-    let (mut results, others) = futures_util::future::join(batches, singles).await;
-    results.extend(others);
+    let (batches, mut results) = futures_util::future::join(batches, singles).await;
+    results.extend(batches.into_iter().flatten());
     results
 }
 
-/// One batch: every member joins the batch's deployment first, then all rotate at once, at most
-/// `[run] concurrency` of them before their keys are staged (generation is the costly part).
+/// Batches of one org in flight at once: one deploying and verifying, the next generating; one
+/// at `[run] concurrency = 1`, which (with `max_batch = 1`) rotates strictly one at a time.
+fn batches_in_flight(concurrency: usize) -> usize {
+    concurrency.clamp(1, 2)
+}
+
+/// One batch: every member joins the batch's deployment first, then all rotate at once, holding
+/// one of the org's `staging` permits until their key is staged (generation is the costly part).
 async fn rotate_batch(
     config: &Config,
     chunk: &[Job<'_>],
+    staging: &Semaphore,
     progress: &(dyn Fn(RunEvent<'_>) + Sync),
 ) -> Vec<(usize, Outcome)> {
     let batch = DeployBatch::new();
     let members: Vec<BatchMember> = chunk.iter().map(|_| batch.join()).collect();
-    let staging = Semaphore::new(config.run.concurrency);
-    let staging = &staging;
     futures_util::future::join_all(chunk.iter().zip(members).map(|(job, member)| async move {
         let permit = Mutex::new(staging.acquire().await.ok());
         let leaving = member.clone();
