@@ -453,9 +453,14 @@ async fn the_text_report_names_the_untouched_orgs() {
 }
 
 #[tokio::test]
-async fn org_order_must_name_defined_orgs() {
+async fn org_order_must_name_defined_orgs_and_max_batch_is_bounded() {
     let (mut w, _) = fleet(&["dev"], 1, "").await;
-    w.edit_config(|c| c.replace("[run]\n", "[run]\norg_order = [\"dev\", \"qa\", \"dev\"]\n"));
+    w.edit_config(|c| {
+        c.replace(
+            "[run]\n",
+            "[run]\norg_order = [\"dev\", \"qa\", \"dev\"]\nmax_batch = 0\n",
+        )
+    });
     let run = w.rekey(&["config", "check"]).await;
     assert_eq!(run.code, 64, "{}{}", run.stdout, run.stderr);
     let said = format!("{}{}", run.stdout, run.stderr);

@@ -350,6 +350,37 @@ mod tests {
     }
 
     #[test]
+    fn one_zip_holds_every_component_of_a_batch_under_its_type() {
+        let bytes = deploy_zip_of(
+            &[
+                (CONNECTED_APP, "A", "<ConnectedApp/>"),
+                (ECA_GLOBAL_OAUTH, "b_glbl", "<x/>"),
+                (CONNECTED_APP, "C", "<ConnectedApp/>"),
+            ],
+            "67.0",
+        )
+        .unwrap();
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        let names: Vec<String> = zip.file_names().map(String::from).collect();
+        for file in [
+            "connectedApps/A.connectedApp",
+            "connectedApps/C.connectedApp",
+            "extlClntAppGlobalOauthSets/b_glbl.ecaGlblOauth",
+        ] {
+            assert!(names.iter().any(|n| n == file), "{names:?}");
+        }
+        let mut package = String::new();
+        zip.by_name("package.xml")
+            .unwrap()
+            .read_to_string(&mut package)
+            .unwrap();
+        assert_eq!(package.matches("<types>").count(), 2, "{package}");
+        assert!(package.contains(
+            "<members>A</members>\n        <members>C</members>\n        <name>ConnectedApp</name>"
+        ));
+    }
+
+    #[test]
     fn soap_answers_are_read() {
         let read = xml::parse(
             r#"<e:Envelope xmlns:e="s" xmlns:xsi="i"><e:Body><readMetadataResponse><result>
