@@ -308,7 +308,7 @@ async fn run_rotates_only_due_credentials_and_only_inside_their_windows() {
             "[credentials.billing-eca]\n",
             "[credentials.billing-eca]\nrotate_every_days = 1\nrenew_before_days = 7\n",
         ) + &format!(
-            "\n[[credentials.billing.windows]]\ncron = \"{cron}\"\ntimezone = \"Asia/Kolkata\"\nduration_minutes = 60\n\n[run]\nconcurrency = 1\n"
+            "\n[[credentials.billing.windows]]\ncron = \"{cron}\"\ntimezone = \"Asia/Kolkata\"\nduration_minutes = 60\n\n[run]\nconcurrency = 1\nmax_batch = 1\n"
         )
     });
     let journal_len = |w: &World, cred: &str| {
@@ -373,7 +373,7 @@ async fn run_rotates_only_due_credentials_and_only_inside_their_windows() {
     }
     assert_ne!(w.app_fingerprint("Billing_Sync"), old.0);
     assert_ne!(w.app_fingerprint("Billing_Sync_ECA"), old.1);
-    // concurrency = 1: one rotation's journal entries all precede the other's.
+    // concurrency = 1 and max_batch = 1: one rotation's journal entries all precede the other's.
     let mut spans = Vec::new();
     for cred in ["billing", "billing-eca"] {
         let journal = w.json(&["journal", cred]).await;

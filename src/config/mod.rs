@@ -40,7 +40,7 @@ use alerts::{RawAlerts, validate_alerts};
 use audit::{RawAudit, validate_audit};
 use credentials::{Known, RawCredential, validate_credentials};
 use orgs::{RawOrg, validate_orgs};
-use service::{RawDaemon, RawRun, validate_daemon};
+use service::{RawDaemon, RawRun, validate_daemon, validate_run};
 
 /// A validated configuration.
 #[derive(Debug)]
@@ -185,11 +185,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         .alerts
         .as_ref()
         .map(|a| validate_alerts(a, channels, &known.stores, &mut v));
-    let run = RunConfig {
-        concurrency: raw.run.as_ref().map_or(4, |r| {
-            v.positive(&r.concurrency, 4, 1..=64, "run.concurrency")
-        }) as usize,
-    };
+    let run = validate_run(raw.run.as_ref(), &known.orgs, &mut v);
     let daemon = validate_daemon(raw.daemon.as_ref(), &known.stores, &mut v);
     let audit = validate_audit(raw.audit.as_ref(), &known.orgs, &known.stores, &mut v);
     v.finish()?;

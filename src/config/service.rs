@@ -12,8 +12,15 @@ pub const DAEMON_LEASE: &str = "_daemon";
 /// `[run]`.
 #[derive(Debug)]
 pub struct RunConfig {
-    /// How many credentials rotate at once.
+    /// How many credentials rotate at once (in a batch: how many generate and stage at once).
     pub concurrency: usize,
+    /// The most JWT-certificate credentials of one org whose certificates one deployment
+    /// publishes.
+    pub max_batch: usize,
+    /// Canary order: these orgs rotate one after the other, in this order, and a run stops at
+    /// the first whose rotations did not all succeed; orgs not listed follow (empty: every org
+    /// at once).
+    pub org_order: Vec<String>,
 }
 
 /// `[daemon]`.
@@ -32,6 +39,52 @@ pub struct DaemonConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRun {
     pub(super) concurrency: Option<Spanned<i64>>,
+    pub(super) max_batch: Option<Spanned<i64>>,
+    pub(super) org_order: Option<Vec<Spanned<String>>>,
+}
+
+/// `[run]`, its `org_order` checked against the defined `orgs`.
+pub(super) fn validate_run(
+    raw: Option<&RawRun>,
+    orgs: &std::collections::BTreeSet<String>,
+    v: &mut Validator,
+) -> RunConfig {
+    let concurrency = raw.map_or(4, |r| {
+        v.positive(&r.concurrency, 4, 1..=64, "run.concurrency")
+    });
+    let max_batch = raw.map_or(50, |r| {
+        v.positive(&r.max_batch, 50, 1..=1000, "run.max_batch")
+    });
+    let mut org_order: Vec<String> = Vec::new();
+    for name in raw.and_then(|r| r.org_order.as_ref()).into_iter().flatten() {
+        let org = name.get_ref();
+        if !orgs.contains(org) {
+            let defined: Vec<&str> = orgs.iter().map(String::as_str).collect();
+            v.problem(
+                name.span(),
+                format!(
+                    "run.org_order names org '{org}', which is not defined (defined orgs: {})",
+                    if defined.is_empty() {
+                        "none".into()
+                    } else {
+                        defined.join(", ")
+                    }
+                ),
+            );
+        } else if org_order.contains(org) {
+            v.problem(
+                name.span(),
+                format!("run.org_order lists org '{org}' twice"),
+            );
+        } else {
+            org_order.push(org.clone());
+        }
+    }
+    RunConfig {
+        concurrency: concurrency as usize,
+        max_batch: max_batch as usize,
+        org_order,
+    }
 }
 
 #[derive(Deserialize)]

@@ -226,7 +226,8 @@ fn record(daemon: &Daemon, report: &RunReport) {
             | Action::Waiting { .. }
             | Action::WouldRotate
             | Action::WouldRetire
-            | Action::Retired { .. } => {}
+            | Action::Retired { .. }
+            | Action::Held { .. } => {}
         }
     }
     s.undelivered += report

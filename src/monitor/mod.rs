@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod audited;
+mod batch;
 pub mod daemon;
 pub mod due;
 pub mod findings;

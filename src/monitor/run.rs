@@ -7,11 +7,12 @@ use crate::config::{Config, CredentialConfig};
 use crate::exit::Exit;
 use crate::monitor::alerts::{Delivery, Notifier, Observed, RotationNews};
 use crate::monitor::audited;
+use crate::monitor::batch;
+pub use crate::monitor::batch::RunEvent;
 use crate::monitor::due::{self, Reason};
 use crate::monitor::findings::{self, CheckRow, Finding, check_row};
 use crate::monitor::observe::{self, Observation};
-use crate::rotation::evidence;
-use crate::rotation::{Closed, Ending, Intent, Progress, Stopped};
+use crate::rotation::{Closed, Ending, Intent, Stopped};
 use crate::windows::{self, WindowState};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
@@ -57,6 +58,11 @@ pub enum Action {
         /// Why.
         reason: String,
     },
+    /// Due, but not rotated: the canary order (`[run] org_order`) stopped at an earlier org.
+    Held {
+        /// The org whose rotations did not all succeed.
+        stopped_at: String,
+    },
     /// The rotation stopped; see the error and its hint.
     Failed {
         /// The rotation, if one started.
@@ -96,6 +102,12 @@ pub struct RunReport {
     /// One row per org when `[audit] in_check` is on (`org:<ORG>`, the audit's findings).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub audit: Vec<CheckRow>,
+    /// `[run] org_order`: the org whose rotations did not all succeed, where the run stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_stopped_at: Option<String>,
+    /// The orgs whose due credentials the run left untouched because the canary order stopped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untouched_orgs: Vec<String>,
     /// Every alert and rotation notice sent, and whether it arrived.
     pub deliveries: Vec<Delivery>,
     /// Why alerting itself failed (the state file), if it did.
@@ -108,30 +120,6 @@ pub struct RunReport {
     /// The org audit's metrics (empty without `[audit] in_check`).
     #[serde(skip)]
     pub audit_metrics: String,
-}
-
-/// What a run is doing as it goes, for a progress display (the report says what it did).
-#[derive(Clone, Copy, Debug)]
-pub enum RunEvent<'a> {
-    /// `done` of `total` credentials observed, before anything is decided.
-    Observed {
-        /// How many so far.
-        done: usize,
-        /// How many in all.
-        total: usize,
-    },
-    /// A credential's rotation begins.
-    Rotating {
-        /// The credential.
-        credential: &'a str,
-    },
-    /// A credential's rotation ended.
-    Rotated {
-        /// The credential.
-        credential: &'a str,
-        /// Rotated (not rolled back or stopped).
-        ok: bool,
-    },
 }
 
 /// Runs once over every credential. `--dry-run` decides but neither rotates nor sends.
@@ -161,44 +149,31 @@ pub async fn cycle(
         .zip(&before)
         .map(|(cred, o)| decide(cred, o, started_at))
         .collect();
-    let results: Vec<Option<std::result::Result<Closed, Stopped>>> =
-        futures_util::stream::iter(creds.iter().zip(&decisions))
-            .map(|(cred, decision)| async move {
-                if (decision.go || decision.retire) && !dry_run {
-                    let mut log = |event: Progress| tracing::info!(credential = %cred.name, ?event);
-                    progress(RunEvent::Rotating {
-                        credential: &cred.name,
-                    });
-                    // A due rotation retires the previous pair itself (before staging a new one).
-                    let intent = if decision.go { Intent::Rotate } else { Intent::Retire };
-                    let result =
-                        crate::rotation::rotate_credential(config, cred, &intent, &mut log).await;
-                    // A run continues an open emergency rekey like any young rotation; its
-                    // evidence bundle goes where `rekey emergency` puts it by default.
-                    let dir = evidence::evidence_dir(config, None);
-                    let mut warnings = Vec::new();
-                    match evidence::evidence_of(config, cred, &result, &dir, None, &mut warnings).await {
-                        Some(Ok(path)) => tracing::warn!(credential = %cred.name, evidence = %path.display(), "this run finished an emergency rekey; its evidence bundle is written"),
-                        Some(Err(e)) => warnings.push(e.to_string()),
-                        None => {}
-                    }
-                    for warning in warnings {
-                        tracing::warn!(credential = %cred.name, "{warning}");
-                    }
-                    progress(RunEvent::Rotated {
-                        credential: &cred.name,
-                        ok: result
-                            .as_ref()
-                            .is_ok_and(|c| matches!(c.ending, Ending::Rotated | Ending::Retired)),
-                    });
-                    Some(result)
-                } else {
-                    None
-                }
+    let jobs = creds
+        .iter()
+        .zip(&decisions)
+        .enumerate()
+        .filter(|_| !dry_run)
+        .filter_map(|(index, (cred, d))| {
+            // A due rotation retires the previous pair itself (before staging a new one).
+            let intent = match (d.go, d.retire) {
+                (true, _) => Intent::Rotate,
+                (false, true) => Intent::Retire,
+                (false, false) => return None,
+            };
+            Some(batch::Job {
+                index,
+                cred,
+                intent,
             })
-            .buffered(limit)
-            .collect()
-            .await;
+        })
+        .collect();
+    let rotations = batch::rotate_all(config, jobs, progress).await;
+    let mut results: Vec<Option<std::result::Result<Closed, Stopped>>> =
+        creds.iter().map(|_| None).collect();
+    for (index, result) in rotations.results {
+        results[index] = Some(result);
+    }
     let mut deliveries = Vec::new();
     let mut alert_error = None;
     let notifier = notifier.filter(|_| !dry_run);
@@ -260,6 +235,9 @@ pub async fn cycle(
         observed.push((o, check.severity));
         let action = match (&result, &decision.window) {
             (Some(result), _) => action(result),
+            (None, _) if rotations.held.contains(&rows.len()) => Action::Held {
+                stopped_at: rotations.stopped_at.clone().unwrap_or_default(),
+            },
             (None, _) if decision.retire && !decision.go => Action::WouldRetire,
             (None, _) if decision.reasons.is_empty() => Action::NotDue,
             (None, _) if decision.go => Action::WouldRotate,
@@ -283,6 +261,8 @@ pub async fn cycle(
         dry_run,
         credentials: rows,
         audit: audit_rows,
+        canary_stopped_at: rotations.stopped_at,
+        untouched_orgs: rotations.untouched,
         deliveries,
         alert_error,
         exit,
@@ -369,6 +349,10 @@ fn worst(rows: &[RunRow], audit: &[CheckRow], deliveries: &[Delivery], alert_fai
         .any(|r| matches!(r.action, Action::RolledBack { .. }))
     {
         return Exit::RolledBack;
+    }
+    // The canary stopped (on an unadopted rotation): what it held back was not touched.
+    if rows.iter().any(|r| matches!(r.action, Action::Held { .. })) {
+        return Exit::FailedBeforePublish;
     }
     let undelivered = alert_failed || deliveries.iter().any(|d| d.error.is_some());
     let severity = rows

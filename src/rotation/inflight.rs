@@ -537,7 +537,14 @@ impl<'a, 'r> InFlight<'a, 'r> {
         match step {
             Step::Generate if consumer_secret => self.generate_consumer(fresh).await,
             Step::Generate => {
-                let (key, cert) = pki::generate(r.spec, rekey_api::now())?;
+                // Seconds of CPU: on the blocking pool, so rotations side by side (a run's
+                // batch) use every core while this thread keeps serving the others.
+                let (spec, now) = (r.spec.clone(), rekey_api::now());
+                let (key, cert) = tokio::task::spawn_blocking(move || pki::generate(&spec, now))
+                    .await
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Unexpected, "key generation stopped").with_source(e)
+                    })??;
                 self.new_fingerprint = Some(cert.fingerprint);
                 let detail = format!(
                     "{} certificate {} valid until {}",

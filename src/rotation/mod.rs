@@ -39,4 +39,4 @@ pub use outcome::{Closed, Ending, Progress, Stopped, Unadopted};
 pub use plan::Plan;
 pub use setup::Intent;
 pub use target::consumer as consumer_target;
-pub use wired::{plan_credential, rotate_credential, target_of};
+pub use wired::{plan_credential, rotate_credential, rotate_credential_in, target_of};

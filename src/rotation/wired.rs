@@ -11,7 +11,7 @@ use crate::config::{Config, CredentialConfig};
 use crate::consumers::CredentialConsumers;
 use crate::wiring;
 use rekey_api::{CredentialKind, Result, SecretStore};
-use rekey_salesforce::SalesforceTarget;
+use rekey_salesforce::{BatchMember, SalesforceTarget};
 
 /// The plan of `cred`'s next rotation (an `emergency` one when given) from its stores alone.
 pub async fn plan_credential(
@@ -51,10 +51,25 @@ pub async fn rotate_credential(
     intent: &Intent,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> std::result::Result<Closed, Stopped> {
+    rotate_credential_in(config, cred, intent, None, progress).await
+}
+
+/// [`rotate_credential`], its certificate published in the one deployment of `batch` (a member of
+/// it) together with the other members' (`rekey run`'s batches of one org), or alone (`None`).
+pub async fn rotate_credential_in(
+    config: &Config,
+    cred: &CredentialConfig,
+    intent: &Intent,
+    batch: Option<BatchMember>,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> std::result::Result<Closed, Stopped> {
     let stores = wiring::stores(config, cred)
         .await
         .map_err(Stopped::before_start)?;
-    let target = wiring::salesforce_target(config, cred).map_err(Stopped::before_start)?;
+    let mut target = wiring::salesforce_target(config, cred).map_err(Stopped::before_start)?;
+    if let Some(member) = batch {
+        target = target.in_batch(member);
+    }
     // Built first: a webhook secret that cannot be read stops the rotation before it starts.
     let consumers = CredentialConsumers::from_config(cred, wiring::environment())
         .map_err(Stopped::before_start)?;

@@ -8,6 +8,7 @@
 //! component and only the certificate may change.
 
 mod access;
+mod batch;
 mod client;
 mod client_credentials;
 mod config;
@@ -18,6 +19,7 @@ mod mint;
 mod token;
 mod xml;
 
+pub use batch::{BatchMember, DeployBatch};
 pub use config::{AdminAuth, AppKind, SalesforceConfig};
 pub use governance::{
     ClockReading, IpRelaxation, OAuthApp, OAuthAppKind, OAuthGrant, OrgConnection,
@@ -67,6 +69,8 @@ pub struct SalesforceTarget {
     /// The ECA's Connect REST ids (app, consumer), found once (see `consumer_secret.rs`).
     consumer_ids: Mutex<Option<consumer_secret::ConsumerIds>>,
     deploy_timeout: Duration,
+    /// The batch whose one deployment publishes this app's certificate, if any.
+    batch: Option<BatchMember>,
 }
 
 impl SalesforceTarget {
@@ -91,7 +95,16 @@ impl SalesforceTarget {
             consumer_key: Mutex::new(config.consumer_key.filter(|k| !k.trim().is_empty())),
             consumer_ids: Mutex::new(None),
             deploy_timeout: config.deploy_timeout,
+            batch: None,
         })
+    }
+
+    /// This target's certificate is published in `member`'s batch: one deployment with the
+    /// other members' apps.
+    #[must_use]
+    pub fn in_batch(mut self, member: BatchMember) -> Self {
+        self.batch = Some(member);
+        self
     }
 
     /// How messages name the app: "connected app Billing_Sync in org acme".
@@ -240,9 +253,28 @@ impl SalesforceTarget {
             "deploy"
         };
         let what = format!("{mode} of {type_name} {member} in org {}", self.org);
+        let (id, status) = self.deploy_status(&what, zip, check_only).await?;
+        if status.status != "Succeeded" {
+            return Err(Error::new(
+                ErrorKind::Rejected,
+                format!("{what}: deploy {id} {}: {}", status.status, status.failure_text()),
+            )
+            .with_hint("Salesforce rolled the deploy back whole (rollbackOnError), so the app is unchanged; fix the cause Salesforce names and run again")
+            .changed_nothing());
+        }
+        Ok(id)
+    }
+
+    /// Sends the deploy and polls it until it ends: its id and final status, whatever that is.
+    async fn deploy_status(
+        &self,
+        what: &str,
+        zip: &[u8],
+        check_only: bool,
+    ) -> Result<(String, metadata::DeployStatus)> {
         let answer = self
             .client
-            .deploy_request(&what, &metadata::deploy_options(check_only), zip)
+            .deploy_request(what, &metadata::deploy_options(check_only), zip)
             .await?;
         let mut status = metadata::DeployStatus::parse(&answer).ok_or_else(|| {
             Error::new(
@@ -275,7 +307,7 @@ impl SalesforceTarget {
             }
             tokio::time::sleep(delay.min(deadline - now)).await;
             delay = (delay * 2).min(POLL_MAX);
-            let answer = self.client.rest_get(&what, &path).await?;
+            let answer = self.client.rest_get(what, &path).await?;
             status = metadata::DeployStatus::parse(&answer).ok_or_else(|| {
                 Error::new(
                     ErrorKind::Unexpected,
@@ -283,16 +315,10 @@ impl SalesforceTarget {
                 )
             })?;
         }
-        if status.status != "Succeeded" {
-            return Err(Error::new(
-                ErrorKind::Rejected,
-                format!("{what}: deploy {id} {}: {}", status.status, status.failure_text()),
-            )
-            .with_hint("Salesforce rolled the deploy back whole (rollbackOnError), so the app is unchanged; fix the cause Salesforce names and run again")
-            .changed_nothing());
+        if status.status == "Succeeded" {
+            tracing::info!(org = %self.org, deploy_id = %id, check_only, "deploy succeeded");
         }
-        tracing::info!(org = %self.org, deploy_id = %id, check_only, "deploy succeeded");
-        Ok(id)
+        Ok((id, status))
     }
 
     /// Refuses rekey's own admin app: rotating `what` of the app rekey logs in through would cut
@@ -338,25 +364,9 @@ impl SalesforceTarget {
     }
 }
 
-impl fmt::Display for SalesforceTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "salesforce({}/{})", self.org, self.app)
-    }
-}
-
-#[async_trait]
-impl CertificateTarget for SalesforceTarget {
-    async fn preflight(&self) -> Result<()> {
-        let app = self.read_app().await?;
-        self.refuse_admin_app(&app, "the certificate it logs in with")
-    }
-
-    async fn installed(&self) -> Result<Option<Certificate>> {
-        let app = self.read_app().await?;
-        self.certificate_of(&app)
-    }
-
-    async fn install(
+impl SalesforceTarget {
+    /// [`CertificateTarget::install`], alone or in this target's batch.
+    async fn install_now(
         &self,
         certificate: &Certificate,
         rotation_id: &RotationId,
@@ -389,17 +399,30 @@ impl CertificateTarget for SalesforceTarget {
         // Reads never return a secret; never send one even if some future read does.
         app.record.remove(self.consumer_secret_path());
         let body = xml::to_deploy_file(&app.record, app.type_name);
-        let zip = self.deploy_zip(app.type_name, &app.member, &body)?;
         tracing::info!(
             target_app = %self, %rotation_id,
             old = ?current.as_ref().map(|c| c.fingerprint), new = %certificate.fingerprint,
             "deploying certificate"
         );
-        // A check-only deploy changes nothing, however it fails.
-        self.deploy(app.type_name, &app.member, &zip, true)
-            .await
-            .map_err(Error::changed_nothing)?;
-        let deploy_id = self.deploy(app.type_name, &app.member, &zip, false).await?;
+        let deploy_id = match &self.batch {
+            // The batch deploys it with the other members' components (check-only first).
+            Some(member) => {
+                let component = batch::Component {
+                    type_name: app.type_name,
+                    member: app.member.clone(),
+                    body,
+                };
+                member.submit(component, self).await?
+            }
+            None => {
+                let zip = self.deploy_zip(app.type_name, &app.member, &body)?;
+                // A check-only deploy changes nothing, however it fails.
+                self.deploy(app.type_name, &app.member, &zip, true)
+                    .await
+                    .map_err(Error::changed_nothing)?;
+                self.deploy(app.type_name, &app.member, &zip, false).await?
+            }
+        };
         let now = self.certificate_of(&self.read_app().await?)?;
         if now.as_ref().map(|c| c.fingerprint) != Some(certificate.fingerprint) {
             return Err(Error::new(
@@ -417,6 +440,38 @@ impl CertificateTarget for SalesforceTarget {
             .with_hint("someone else may be changing the app; check its certificate in Setup"));
         }
         Ok(Installed::Deployed { deploy_id })
+    }
+}
+
+impl fmt::Display for SalesforceTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "salesforce({}/{})", self.org, self.app)
+    }
+}
+
+#[async_trait]
+impl CertificateTarget for SalesforceTarget {
+    async fn preflight(&self) -> Result<()> {
+        let app = self.read_app().await?;
+        self.refuse_admin_app(&app, "the certificate it logs in with")
+    }
+
+    async fn installed(&self) -> Result<Option<Certificate>> {
+        let app = self.read_app().await?;
+        self.certificate_of(&app)
+    }
+
+    async fn install(
+        &self,
+        certificate: &Certificate,
+        rotation_id: &RotationId,
+    ) -> Result<Installed> {
+        let result = self.install_now(certificate, rotation_id).await;
+        // Whatever came of it, this member hands in nothing more: the batch waits no longer.
+        if let Some(member) = &self.batch {
+            member.leave();
+        }
+        result
     }
 
     async fn probe(&self, key: &KeyMaterial) -> Result<Probe> {

@@ -118,22 +118,46 @@ pub(crate) fn deploy_zip(
     body: &str,
     api_version: &str,
 ) -> std::io::Result<Vec<u8>> {
-    let package = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Package xmlns=\"{METADATA_NS}\">\n    <types>\n        \
-<members>{}</members>\n        <name>{}</name>\n    </types>\n    <version>{}</version>\n</Package>\n",
-        escape(member),
-        escape(type_name),
+    deploy_zip_of(&[(type_name, member, body)], api_version)
+}
+
+/// The deploy zip (single package) of several components, each `(type, member, body)`:
+/// `package.xml` naming every member under its type, then one file per component.
+pub(crate) fn deploy_zip_of(
+    components: &[(&str, &str, &str)],
+    api_version: &str,
+) -> std::io::Result<Vec<u8>> {
+    let mut types: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (type_name, member, _) in components {
+        types.entry(type_name).or_default().push(member);
+    }
+    let mut package =
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Package xmlns=\"{METADATA_NS}\">\n");
+    for (type_name, members) in &types {
+        package.push_str("    <types>\n");
+        for member in members {
+            package.push_str(&format!("        <members>{}</members>\n", escape(*member)));
+        }
+        package.push_str(&format!(
+            "        <name>{}</name>\n    </types>\n",
+            escape(*type_name)
+        ));
+    }
+    package.push_str(&format!(
+        "    <version>{}</version>\n</Package>\n",
         escape(api_version)
-    );
+    ));
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
     zip.start_file("package.xml", options)
         .map_err(std::io::Error::other)?;
     zip.write_all(package.as_bytes())?;
-    zip.start_file(file_name(type_name, member), options)
-        .map_err(std::io::Error::other)?;
-    zip.write_all(body.as_bytes())?;
+    for (type_name, member, body) in components {
+        zip.start_file(file_name(type_name, member), options)
+            .map_err(std::io::Error::other)?;
+        zip.write_all(body.as_bytes())?;
+    }
     Ok(zip.finish().map_err(std::io::Error::other)?.into_inner())
 }
 
@@ -323,6 +347,37 @@ mod tests {
             file_name(ECA_POLICIES, "billing_plcy"),
             "extlClntAppPolicies/billing_plcy.ecaPlcy"
         );
+    }
+
+    #[test]
+    fn one_zip_holds_every_component_of_a_batch_under_its_type() {
+        let bytes = deploy_zip_of(
+            &[
+                (CONNECTED_APP, "A", "<ConnectedApp/>"),
+                (ECA_GLOBAL_OAUTH, "b_glbl", "<x/>"),
+                (CONNECTED_APP, "C", "<ConnectedApp/>"),
+            ],
+            "67.0",
+        )
+        .unwrap();
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        let names: Vec<String> = zip.file_names().map(String::from).collect();
+        for file in [
+            "connectedApps/A.connectedApp",
+            "connectedApps/C.connectedApp",
+            "extlClntAppGlobalOauthSets/b_glbl.ecaGlblOauth",
+        ] {
+            assert!(names.iter().any(|n| n == file), "{names:?}");
+        }
+        let mut package = String::new();
+        zip.by_name("package.xml")
+            .unwrap()
+            .read_to_string(&mut package)
+            .unwrap();
+        assert_eq!(package.matches("<types>").count(), 2, "{package}");
+        assert!(package.contains(
+            "<members>A</members>\n        <members>C</members>\n        <name>ConnectedApp</name>"
+        ));
     }
 
     #[test]

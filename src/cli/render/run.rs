@@ -29,7 +29,8 @@ pub fn run(report: &RunReport, json: bool) {
     if json {
         return print_json(report);
     }
-    let (mut rotated, mut rolled_back, mut failed, mut waiting, mut would) = (0, 0, 0, 0, 0);
+    let (mut rotated, mut rolled_back, mut failed, mut waiting, mut would, mut held) =
+        (0, 0, 0, 0, 0, 0);
     for row in &report.credentials {
         let c = &row.check;
         let action = match &row.action {
@@ -78,6 +79,10 @@ pub fn run(report: &RunReport, json: bool) {
                 failed += 1;
                 format!("FAILED: {error}")
             }
+            Action::Held { stopped_at } => {
+                held += 1;
+                format!("due; held back: the canary order stopped at org {stopped_at}")
+            }
         };
         out!(
             "{:<20} {:<8} {action}",
@@ -113,6 +118,16 @@ pub fn run(report: &RunReport, json: bool) {
         "{verb}: {total} credentials: {rotated} rotated, {would} would rotate, {rolled_back} rolled back, {failed} failed, {waiting} waiting for a window; exit {}",
         report.exit as u8
     );
+    if let Some(org) = &report.canary_stopped_at {
+        out!(
+            "canary: stopped at org {org} (a rotation there did not succeed); {held} due credentials held back; orgs left untouched: {}",
+            if report.untouched_orgs.is_empty() {
+                "none".to_string()
+            } else {
+                report.untouched_orgs.join(", ")
+            }
+        );
+    }
     if let Some(e) = &report.alert_error {
         out!("alerts: {e}");
     }

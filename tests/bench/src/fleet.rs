@@ -1,6 +1,7 @@
-//! Fleet: one `rekey run` rotating N apps of one org, `[run] concurrency` at a time, against the
-//! keygen-only lower bound: N `rekey generate` runs at the same concurrency, on the same machine
-//! in the same bench run.
+//! Fleet: one `rekey run` rotating N apps of one org (in batches of `[run] max_batch`, each batch's
+//! certificates in one deployment of an org that deploys one at a time), `[run] concurrency`
+//! generating at a time, against the keygen-only lower bound: N `rekey generate` runs at the same
+//! concurrency, on the same machine in the same bench run.
 
 use crate::machine::{CpuMeter, Load};
 use crate::org::{Error, Rekey, Spec, World};

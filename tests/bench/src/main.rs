@@ -191,7 +191,8 @@ async fn bench(args: &Args) -> Result<(), Error> {
             "## Fleet\n\nOne `rekey run` rotating every app of one org (all due: certificates \
              ending in 10 days), `[run] concurrency = {concurrency}`; the bound is {} \
              `rekey generate` runs, {concurrency} at a time, measured in the same run. \
-             Emulated deploys take {} ms per phase (Pending, InProgress).\n\n{}",
+             Emulated deploys take {} ms per phase (Pending, InProgress), one at a time in the org; \
+             the run publishes each batch of `[run] max_batch` (default 50) certificates in one.\n\n{}",
             args.fleet,
             org::DEPLOY_PHASE_MS,
             fleet::table(&fleet)

@@ -327,13 +327,13 @@ propagation_secs = {secs}
 propagation_mode = "{mode}"
 # The bench makes more API calls than a day's default allowance of a small org.
 daily_api_requests = 1000000000
-# 50 consumers minting every 2 s log one user in 90,000 times an hour; Salesforce would throttle
-# them at 3,600 (the cutover measures the rotation, not the throttle).
+# 50 consumers minting every 2 s log one user in 90,000 times an hour, and a fleet's verifications
+# log its integration user in once per app (1,000 apps: rekey's admin user several times that);
+# Salesforce would throttle them at 3,600 an hour (the bench measures rotations, not the throttle).
 logins_per_user_per_hour = 1000000000
-# Salesforce runs one deploy at a time per org; the fleet table measures rekey's own concurrency
-# against key generation, so its deploys are not queued (a real org's queue would add about
-# 2 × deploy time per app).
-deploys_one_at_a_time = false
+# Salesforce runs one deploy at a time per org, and so does the emulator: `rekey run` publishes a
+# fleet's certificates in one deployment per batch (`[run] max_batch`), not one per app.
+deploys_one_at_a_time = true
 
 [[profiles]]
 name = "System Administrator"

@@ -74,8 +74,9 @@ pub(crate) struct Deploy {
     uploads: Vec<Upload>,
     failures: Vec<Value>,
     successes: Vec<Value>,
-    /// Problem text from a `DeployFails` fault, applied when the deploy finishes.
-    forced_failure: Option<String>,
+    /// Problem text from a `DeployFails` fault and the member it names (`None`: the first),
+    /// applied when the deploy finishes.
+    forced_failure: Option<(String, Option<String>)>,
 }
 
 impl Deploy {
@@ -136,8 +137,12 @@ pub(crate) async fn create(
 
     let path = format!("/services/data/{version}/metadata/deployRequest");
     let mut st = app.lock();
-    let forced = take_fault(&mut st.faults, |f| {
-        matches!(f.kind, FaultKind::DeployFails { .. }) && f.path_ok(&path)
+    let forced = take_fault(&mut st.faults, |f| match &f.kind {
+        FaultKind::DeployFails { .. } => f.path_ok(&path),
+        FaultKind::ComponentFails { member, .. } => {
+            f.path_ok(&path) && uploads.iter().any(|u| &u.member == member)
+        }
+        _ => false,
     });
     let now = iso_now(&st);
     let deploy = Deploy {
@@ -154,7 +159,8 @@ pub(crate) async fn create(
         failures,
         successes: Vec::new(),
         forced_failure: match forced {
-            Some(FaultKind::DeployFails { problem }) => Some(problem),
+            Some(FaultKind::DeployFails { problem }) => Some((problem, None)),
+            Some(FaultKind::ComponentFails { member, problem }) => Some((problem, Some(member))),
             _ => None,
         },
     };
@@ -298,8 +304,13 @@ fn finish(st: &mut OrgState, id: &str) {
             Check::Deploy
         };
         let mut problems = st.check_component(u.kind, &u.member, &u.element, &pending, check);
-        if i == 0 {
-            problems.extend(d.forced_failure.take());
+        let forced_here = match &d.forced_failure {
+            Some((_, Some(member))) => *member == u.member,
+            Some((_, None)) => i == 0,
+            None => false,
+        };
+        if forced_here {
+            problems.extend(d.forced_failure.take().map(|(p, _)| p));
         }
         if problems.is_empty() {
             let created = st.component(u.kind, &u.member).is_none();
@@ -325,7 +336,7 @@ fn finish(st: &mut OrgState, id: &str) {
         }
     }
     // A forced failure with nothing to attach it to lands on package.xml.
-    if let Some(p) = d.forced_failure.take() {
+    if let Some((p, _)) = d.forced_failure.take() {
         d.failures.push(message(
             "",
             "package.xml",

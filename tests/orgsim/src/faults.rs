@@ -25,8 +25,17 @@ pub enum FaultKind {
     DataNotAvailable,
     /// Token endpoint answers 400 `rate_limit_exceeded` (login throttling).
     RateLimitExceeded,
-    /// The next deploy ends `Failed` with this problem as a componentFailure.
+    /// The next deploy ends `Failed` with this problem as a componentFailure of its first
+    /// component.
     DeployFails {
+        /// componentFailure problem text.
+        problem: String,
+    },
+    /// The next deploy holding component `member` ends `Failed` with this problem as that
+    /// component's failure (deploys without it are not affected): one app of a batch refused.
+    ComponentFails {
+        /// The component's full name.
+        member: String,
         /// componentFailure problem text.
         problem: String,
     },
@@ -73,7 +82,7 @@ impl Fault {
         let kind_ok = match self.kind {
             FaultKind::RateLimitExceeded => path == crate::token::TOKEN_PATH,
             // Consumed by the deploy handler, never by the request filter.
-            FaultKind::DeployFails { .. } => false,
+            FaultKind::DeployFails { .. } | FaultKind::ComponentFails { .. } => false,
             _ => true,
         };
         kind_ok && self.path_ok(path)

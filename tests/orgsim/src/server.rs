@@ -266,7 +266,9 @@ fn fault_response(app: &AppState, kind: FaultKind) -> Response {
             token::token_error("rate_limit_exceeded", &description)
         }
         // Never selected by the gate (see `Fault::matches`), kept exhaustive for the compiler.
-        FaultKind::Latency { .. } | FaultKind::DeployFails { .. } => StatusCode::OK.into_response(),
+        FaultKind::Latency { .. }
+        | FaultKind::DeployFails { .. }
+        | FaultKind::ComponentFails { .. } => StatusCode::OK.into_response(),
     }
 }
 
