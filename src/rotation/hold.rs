@@ -17,7 +17,8 @@ pub(super) async fn hold_point(point: &str) {
     // Written whole, then renamed into place: a test that sees the file reads the point in it,
     // never an empty file that is still being written.
     let partial = file.with_extension("partial");
-    if let Err(e) = std::fs::write(&partial, point).and_then(|()| std::fs::rename(&partial, &file)) {
+    if let Err(e) = std::fs::write(&partial, point).and_then(|()| std::fs::rename(&partial, &file))
+    {
         tracing::warn!(point, error = %e, "cannot write the test hold file");
         return;
     }
