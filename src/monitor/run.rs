@@ -146,6 +146,7 @@ pub async fn cycle(
     let limit = config.run.concurrency;
     let creds: Vec<&CredentialConfig> = config.credentials.values().collect();
     let total = creds.len();
+    crate::wiring::read_ahead(config, &creds).await;
     let before: Vec<Observation> = futures_util::stream::iter(&creds)
         .map(|cred| observe::observe(config, cred))
         .buffered(limit)
@@ -324,6 +325,7 @@ async fn observe_all(
     creds: &[&CredentialConfig],
     limit: usize,
 ) -> Vec<Observation> {
+    crate::wiring::read_ahead(config, creds).await;
     futures_util::stream::iter(creds)
         .map(|cred| observe::observe(config, cred))
         .buffered(limit)

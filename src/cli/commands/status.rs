@@ -31,7 +31,9 @@ pub(super) async fn status(config_path: &Path, only: Option<&str>, json: bool) -
     let now = rekey_api::now();
     let mut rows = Vec::new();
     let mut exit = Exit::Ok;
-    for cred in selected(&config, only)? {
+    let creds = selected(&config, only)?;
+    wiring::read_ahead(&config, &creds).await;
+    for cred in creds {
         let row = status_row(&config, cred, now).await;
         let problem = match &row {
             Err(e) => Some(e.kind()),
@@ -142,7 +144,9 @@ pub(super) async fn check(
     };
     let now = rekey_api::now();
     let mut observed = Vec::new();
-    for cred in selected(&config, only)? {
+    let creds = selected(&config, only)?;
+    wiring::read_ahead(&config, &creds).await;
+    for cred in creds {
         let o = observe::observe(&config, cred).await;
         let findings = findings::evaluate(&o, now);
         observed.push((o, findings));
