@@ -251,3 +251,135 @@ async fn a_daemon_logs_in_once_across_cycles() {
     let logins = admin_logins_since(&w, since);
     assert_eq!(logins, ["Success"], "{metrics}");
 }
+
+/// `name.key` and `name.crt`: RSA-2048, valid from `age_days` ago for `days_left` more days.
+fn aged_pair(dir: &std::path::Path, name: &str, age_days: i64, days_left: i64) {
+    let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(age_days);
+    params.not_after = now + time::Duration::days(days_left);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+}
+
+/// Changes emulator settings (`POST /__orgsim/settings`).
+async fn settings(w: &World, patch: serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/__orgsim/settings", w.sim.base_url()))
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// Spends `n` of the org's daily API requests (any REST data call counts, answered or not).
+async fn spend_api_requests(w: &World, n: usize) {
+    let http = reqwest::Client::new();
+    let url = format!("{}/services/data/v67.0/limits", w.sim.base_url());
+    for _ in 0..n {
+        http.get(&url).send().await.unwrap();
+    }
+}
+
+/// The demo world with `billing` (its certificate expires in 30 days: due for expiry) and
+/// `billing-eca` (a key made 200 days ago, valid 200 more, under `rotate_every_days = 180`:
+/// due for its age only), both imported.
+async fn one_expiring_one_old() -> World {
+    let mut w = World::new().await;
+    aged_pair(w.dir.path(), "billing-eca", 200, 200);
+    w.sim
+        .reseed(&Seed::from_path(&w.path("seed.toml")).unwrap())
+        .unwrap();
+    w.edit_config(|c| {
+        c.replace(
+            "app = \"Billing_Sync_ECA\"\n",
+            "app = \"Billing_Sync_ECA\"\nrotate_every_days = 180\n",
+        )
+    });
+    w.import_legacy("billing").await;
+    w.import_legacy("billing-eca").await;
+    w
+}
+
+/// The run's row of `credential`.
+fn row<'a>(report: &'a serde_json::Value, credential: &str) -> &'a serde_json::Value {
+    report["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"]["credential"] == credential)
+        .unwrap_or_else(|| panic!("no row for {credential}: {report:#}"))
+}
+
+/// Above `api_budget_share` (default 80 %) of the org's daily API requests, a run defers the
+/// rotation that is due only for its key's age — with a warning, a row saying why and the
+/// daemon's `rekey_deferred_total` — and still rotates the certificate that expires. Under the
+/// share, nothing waits.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_org_above_its_api_budget_defers_what_can_wait_but_not_an_expiring_certificate() {
+    let mut w = one_expiring_one_old().await;
+    settings(&w, serde_json::json!({ "daily_api_requests": 2000 })).await;
+    spend_api_requests(&w, 1700).await;
+
+    let run = w.rekey(&["run", "--json"]).await;
+    let report: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout, run.stderr));
+    let old = row(&report, "billing-eca");
+    assert_eq!(old["action"], "deferred", "{report:#}\n{}", run.stderr);
+    let reason = old["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("org acme has used 17") && reason.contains("/2000 API requests")
+            && reason.contains("above api_budget_share = 0.8"),
+        "{reason}"
+    );
+    assert_eq!(old["reasons"][0]["reason"], "key_age", "{old:#}");
+    assert!(run.stderr.contains("rotation deferred"), "{}", run.stderr);
+    assert_eq!(row(&report, "billing")["action"], "rotated", "{report:#}\n{}", run.stderr);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+
+    // The text report says it too.
+    let text = w.rekey(&["run", "--dry-run"]).await;
+    assert!(
+        text.stdout.contains("due; deferred: org acme has used")
+            && text.stdout.contains("1 deferred for the API budget"),
+        "{}",
+        text.stdout
+    );
+
+    // check's metrics carry the org's usage; the daemon's also what it deferred.
+    w.ok(&["check", "--prometheus-textfile", "rekey.prom"]).await;
+    let prom = std::fs::read_to_string(w.path("rekey.prom")).unwrap();
+    let ratio = metric(&prom, "rekey_api_usage_ratio{org=\"acme\"}").unwrap_or_else(|| panic!("{prom}"));
+    assert!(ratio > 0.85 && ratio < 1.0, "{prom}");
+    w.edit_config(|c| format!("{c}\n[daemon]\nlisten = \"127.0.0.1:0\"\ninterval_secs = 3600\n"));
+    let (mut child, base) = daemon(&w).await;
+    let metrics = metrics_when(&base, |m| metric(m, "rekey_runs_total") == Some(1.0)).await;
+    child.kill().await.unwrap();
+    assert_eq!(metric(&metrics, "rekey_deferred_total"), Some(1.0), "{metrics}");
+    assert!(
+        metric(&metrics, "rekey_api_usage_ratio{org=\"acme\"}").is_some_and(|r| r > 0.85),
+        "{metrics}"
+    );
+
+    // The in-check audit waits too: no audit row, a deferral instead.
+    w.edit_config(|c| c + "\n[audit]\nin_check = true\n");
+    let audited = w.rekey(&["run", "--dry-run", "--json"]).await;
+    let report: serde_json::Value = serde_json::from_str(&audited.stdout).unwrap();
+    assert_eq!(report["audit_deferred"][0]["org"], "acme", "{report:#}");
+    assert!(report.get("audit").is_none(), "{report:#}");
+    assert!(audited.stderr.contains("audit deferred"), "{}", audited.stderr);
+
+    // Under the share, the old key is rotated and the org audited.
+    settings(&w, serde_json::json!({ "daily_api_requests": 15000 })).await;
+    let report = w.json_any(&["run", "--dry-run"]).await;
+    assert_eq!(row(&report, "billing-eca")["action"], "would_rotate", "{report:#}");
+    assert_eq!(report["audit"][0]["credential"], "org:acme", "{report:#}");
+    assert!(report.get("audit_deferred").is_none(), "{report:#}");
+}

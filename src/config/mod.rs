@@ -173,6 +173,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         concurrency: raw.run.as_ref().map_or(4, |r| {
             v.positive(&r.concurrency, 4, 1..=64, "run.concurrency")
         }) as usize,
+        api_budget_share: service::validate_api_budget_share(raw.run.as_ref(), &mut v),
     };
     let daemon = validate_daemon(raw.daemon.as_ref(), &mut v);
     let audit = validate_audit(raw.audit.as_ref(), &known.orgs, &known.stores, &mut v);

@@ -10,6 +10,9 @@ use std::time::Duration;
 pub struct RunConfig {
     /// How many credentials rotate at once.
     pub concurrency: usize,
+    /// Above this share of an org's daily API allocation, `run` defers that org's non-urgent
+    /// work (`api_budget_share`, default 0.8).
+    pub api_budget_share: f64,
 }
 
 /// `[daemon]`.
@@ -25,6 +28,26 @@ pub struct DaemonConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRun {
     pub(super) concurrency: Option<Spanned<i64>>,
+    pub(super) api_budget_share: Option<Spanned<f64>>,
+}
+
+/// `run.api_budget_share`: a share of the daily API allocation in (0, 1].
+pub(super) fn validate_api_budget_share(raw: Option<&RawRun>, v: &mut Validator) -> f64 {
+    const DEFAULT: f64 = 0.8;
+    match raw.and_then(|r| r.api_budget_share.as_ref()) {
+        None => DEFAULT,
+        Some(share) if *share.get_ref() > 0.0 && *share.get_ref() <= 1.0 => *share.get_ref(),
+        Some(share) => {
+            v.problem(
+                share.span(),
+                format!(
+                    "run.api_budget_share = {} is out of range; use a share above 0 and at most 1 (0.8 = 80 % of the org's daily API requests)",
+                    share.get_ref()
+                ),
+            );
+            DEFAULT
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -32,6 +32,8 @@ struct Shared {
     rolled_back: u64,
     failed: u64,
     undelivered: u64,
+    /// Rotations and audits deferred for their org's API budget.
+    deferred: u64,
 }
 
 struct Daemon {
@@ -132,14 +134,15 @@ fn run_allowance() -> Duration {
 
 fn record(daemon: &Daemon, report: &RunReport) {
     let mut s = daemon.shared.lock().unwrap_or_else(|p| p.into_inner());
-    s.facts = metrics::metrics(&report.observed) + &report.audit_metrics;
     s.last_finished = Some((Instant::now(), rekey_api::now(), report.exit));
     s.runs += 1;
+    s.deferred += report.audit_deferred.len() as u64;
     for row in &report.credentials {
         match row.action {
             Action::Rotated { .. } => s.rotated += 1,
             Action::RolledBack { .. } => s.rolled_back += 1,
             Action::Failed { .. } => s.failed += 1,
+            Action::Deferred { .. } => s.deferred += 1,
             Action::NotDue
             | Action::Waiting { .. }
             | Action::WouldRotate
@@ -147,6 +150,9 @@ fn record(daemon: &Daemon, report: &RunReport) {
             | Action::Retired { .. } => {}
         }
     }
+    s.facts = metrics::metrics(&report.observed)
+        + &report.audit_metrics
+        + &super::budget::metrics(Some(s.deferred));
     s.undelivered += report
         .deliveries
         .iter()

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod audited;
+pub mod budget;
 pub mod daemon;
 pub mod due;
 pub mod findings;

@@ -122,6 +122,12 @@ pub fn api_usage() -> Vec<(String, ApiUsage)> {
     out
 }
 
+/// The API usage of the org named `name`: as Salesforce reported it in the last minute, else
+/// read from its `limits` resource (one call).
+pub async fn org_api_usage(config: &Config, name: &str) -> Result<ApiUsage> {
+    org(config, name)?.api_usage().await
+}
+
 /// Reads ahead, org by org, the apps `credentials` will observe (see
 /// [`SalesforceOrg::read_ahead`]): a run over N credentials of one org then spends ⌈N/10⌉
 /// metadata reads instead of N.

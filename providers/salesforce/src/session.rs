@@ -77,7 +77,7 @@ struct Prefetched {
 struct Shared {
     admin: AdminAuth,
     session: Mutex<Option<Arc<Session>>>,
-    usage: StdMutex<Option<ApiUsage>>,
+    usage: StdMutex<Option<(ApiUsage, std::time::Instant)>>,
     prefetched: StdMutex<Prefetched>,
     logins: AtomicU64,
     /// A temporary login failure (after its retries), and when it happened.
@@ -128,7 +128,12 @@ impl AdminSession {
     /// The org's API usage as last reported by Salesforce in this process, if any answer
     /// carried it yet.
     pub fn usage(&self) -> Option<ApiUsage> {
-        *lock(&self.0.usage)
+        lock(&self.0.usage).map(|(usage, _)| usage)
+    }
+
+    /// [`AdminSession::usage`], when reported less than `max_age` ago.
+    pub fn usage_within(&self, max_age: std::time::Duration) -> Option<ApiUsage> {
+        lock(&self.0.usage).and_then(|(usage, at)| (at.elapsed() < max_age).then_some(usage))
     }
 
     /// How many admin logins this session made (a new one only when Salesforce refused the
@@ -138,7 +143,7 @@ impl AdminSession {
     }
 
     pub(crate) fn note_usage(&self, usage: ApiUsage) {
-        *lock(&self.0.usage) = Some(usage);
+        *lock(&self.0.usage) = Some((usage, std::time::Instant::now()));
     }
 
     pub(crate) fn note_login(&self) {

@@ -7,7 +7,7 @@ use crate::config::{self, Config, CredentialConfig};
 use crate::exit::Exit;
 use crate::monitor::alerts::{Notifier, Observed};
 use crate::monitor::findings::{self, CheckRow, check_row};
-use crate::monitor::{audited, metrics, observe};
+use crate::monitor::{audited, budget, metrics, observe};
 use crate::{rotation, wiring};
 use rekey_api::{Error, ErrorKind, Result, Severity};
 use std::path::Path;
@@ -158,6 +158,7 @@ pub(super) async fn check(
         Some(_) => None,
     };
     if let Some(path) = prometheus_textfile {
+        budget::read_usage(&config, observed.iter().map(|(o, _)| o.org.as_str())).await;
         let judged: Vec<_> = observed
             .iter()
             .map(|(o, f)| (o.clone(), findings::worst(f)))
@@ -166,6 +167,7 @@ pub(super) async fn check(
         if let Some(report) = &audit {
             text.push_str(&audited::metrics(report));
         }
+        text.push_str(&budget::metrics(None));
         metrics::write_textfile(path, &text)?;
     }
     if let Some(report) = &audit {

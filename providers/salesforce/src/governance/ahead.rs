@@ -9,6 +9,10 @@ use crate::{READ_BATCH, metadata};
 use rekey_api::{Error, ErrorKind, Result};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+/// A usage reported longer ago than this is read again (a daemon's session outlives its cycles).
+const USAGE_MAX_AGE: Duration = Duration::from_secs(60);
 
 impl SalesforceOrg {
     /// Reads the Connected Apps named in `connected_apps` (ten a call) and, with `ecas`, every
@@ -68,10 +72,10 @@ impl SalesforceOrg {
         Ok(())
     }
 
-    /// The org's API usage: as the last answer in this process reported it, else from the
+    /// The org's API usage: as an answer of the last minute reported it, else from the
     /// `limits` resource (one REST call, whose own header is read too).
     pub async fn api_usage(&self) -> Result<ApiUsage> {
-        if let Some(usage) = self.client.shared().usage() {
+        if let Some(usage) = self.client.shared().usage_within(USAGE_MAX_AGE) {
             return Ok(usage);
         }
         let what = format!("reading the API limits of org {}", self.org);
