@@ -383,3 +383,89 @@ async fn an_org_above_its_api_budget_defers_what_can_wait_but_not_an_expiring_ce
     assert_eq!(report["audit"][0]["credential"], "org:acme", "{report:#}");
     assert!(report.get("audit_deferred").is_none(), "{report:#}");
 }
+
+/// The admin user's logins refused by the login rate limit after row `since` of the history.
+fn throttled_since(w: &World, since: usize) -> usize {
+    admin_logins_since(w, since)
+        .iter()
+        .filter(|s| *s == "Login rate exceeded")
+        .count()
+}
+
+/// The demo world (`billing` imported; `billing-eca` too with `with_eca`, else left out) whose admin user has
+/// used up its logins for the hour: the limit (`logins_per_user_per_hour`) set to the logins its
+/// setup made.
+async fn throttled(with_eca: bool) -> World {
+    let mut w = World::new().await;
+    let since = w.sim.login_history().len();
+    if with_eca {
+        w.import_legacy("billing-eca").await;
+    } else {
+        w.drop_credential("billing-eca");
+    }
+    w.import_legacy("billing").await;
+    let used = admin_logins_since(&w, since).len();
+    assert!(used >= 1);
+    settings(&w, serde_json::json!({ "logins_per_user_per_hour": used })).await;
+    w
+}
+
+/// An admin login refused by Salesforce's login rate limit is waited out (bounded backoff), not
+/// a failed run: once a login is free again the run goes on and rotates what is due.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_admin_login_is_waited_out() {
+    let w = throttled(false).await;
+    let since = w.sim.login_history().len();
+    let run = w.command(&["run", "--json"]).output();
+    let run = tokio::spawn(run);
+    // Once rekey met the limit, the hour "passes": logins are free again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while throttled_since(&w, since) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never throttled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    settings(&w, serde_json::json!({ "logins_per_user_per_hour": 3600 })).await;
+    let out = run.await.unwrap().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(row(&report, "billing")["action"], "rotated", "{report:#}");
+    assert!(
+        stderr.contains("admin login refused for now; waiting before trying again"),
+        "{stderr}"
+    );
+    let logins = admin_logins_since(&w, since);
+    assert_eq!(logins.last().map(String::as_str), Some("Success"), "{logins:?}");
+    assert_eq!(logins.iter().filter(|s| *s == "Success").count(), 1, "{logins:?}");
+}
+
+/// A login rate limit that outlasts the bounded wait is a temporary error naming the org: the
+/// app's source is unknown (exit 3), after one series of attempts for the whole run, not one
+/// per credential.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_limit_that_outlasts_the_wait_is_a_temporary_error_naming_the_org() {
+    let mut w = throttled(true).await;
+    let since = w.sim.login_history().len();
+    let run = w.rekey(&["check", "--json"]).await;
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let rows: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    for cred in ["billing", "billing-eca"] {
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["credential"] == cred)
+            .unwrap();
+        let text = row.to_string();
+        assert!(
+            text.contains("admin login as rekey-admin@acme.example to org acme")
+                && text.contains("rate_limit_exceeded"),
+            "{row:#}"
+        );
+    }
+    // Five attempts (the first and four after waits), for both credentials together.
+    assert_eq!(throttled_since(&w, since), 5, "{}", run.stderr);
+}
