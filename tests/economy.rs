@@ -24,11 +24,8 @@ struct Cost {
 /// The calls made since call `since` of the emulator's log, counted.
 fn cost_since(w: &World, since: usize) -> (Cost, Vec<CallRecord>) {
     let calls: Vec<CallRecord> = w.sim.calls().into_iter().skip(since).collect();
-    let op = |c: &CallRecord, name: &str| {
-        c.operation
-            .as_deref()
-            .is_some_and(|o| o.starts_with(name))
-    };
+    let op =
+        |c: &CallRecord, name: &str| c.operation.as_deref().is_some_and(|o| o.starts_with(name));
     let cost = Cost {
         logins: calls
             .iter()
@@ -65,7 +62,10 @@ async fn fleet() -> World {
     for i in 0..FLEET_CAS {
         let name = format!("Fleet_{i:02}");
         more += &ca
-            .replace("3MVG9BillingSyncConsumerKey0001", &format!("3MVG9FleetConsumerKey{i:02}"))
+            .replace(
+                "3MVG9BillingSyncConsumerKey0001",
+                &format!("3MVG9FleetConsumerKey{i:02}"),
+            )
             .replace("Billing_Sync", &name);
         creds += &format!(
             "\n[credentials.fleet-{i:02}]\norg = \"acme\"\napp_kind = \"connected_app\"\napp = \"{name}\"\n\
@@ -75,7 +75,10 @@ async fn fleet() -> World {
     for i in 0..FLEET_ECAS {
         let name = format!("Fleet_ECA_{i}");
         more += &eca
-            .replace("3MVG9BillingSyncEcaConsumerKey01", &format!("3MVG9FleetEcaConsumerKey{i}"))
+            .replace(
+                "3MVG9BillingSyncEcaConsumerKey01",
+                &format!("3MVG9FleetEcaConsumerKey{i}"),
+            )
             .replace("Billing_Sync_ECA", &name);
         creds += &format!(
             "\n[credentials.fleet-eca-{i}]\norg = \"acme\"\napp_kind = \"external_client_app\"\napp = \"{name}\"\n\
@@ -110,7 +113,14 @@ fn batched() -> Cost {
 #[tokio::test(flavor = "multi_thread")]
 async fn observing_a_fleet_logs_in_once_and_reads_apps_ten_at_a_time() {
     let mut w = fleet().await;
-    assert_eq!(batched(), Cost { logins: 1, reads: 4, lists: 1 });
+    assert_eq!(
+        batched(),
+        Cost {
+            logins: 1,
+            reads: 4,
+            lists: 1
+        }
+    );
     for args in [
         &["check", "--json"][..],
         &["status", "--json"],
@@ -130,7 +140,10 @@ async fn observing_a_fleet_logs_in_once_and_reads_apps_ten_at_a_time() {
         // Every credential was read: its app's certificate is in the output.
         let out: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
         let text = out.to_string();
-        assert!(text.contains("fleet-24") && text.contains("fleet-eca-2"), "{text}");
+        assert!(
+            text.contains("fleet-24") && text.contains("fleet-eca-2"),
+            "{text}"
+        );
     }
 }
 
@@ -150,7 +163,11 @@ async fn an_audit_inside_check_shares_its_login() {
     let since = w.sim.calls().len();
     let run = w.rekey(&["audit", "--json"]).await;
     let (cost, calls) = cost_since(&w, since);
-    assert_eq!(cost, audit, "audit (exit {}): {calls:#?}\n{}", run.code, run.stderr);
+    assert_eq!(
+        cost, audit,
+        "audit (exit {}): {calls:#?}\n{}",
+        run.code, run.stderr
+    );
 
     w.edit_config(|c| c + "\n[audit]\nin_check = true\n");
     let since = w.sim.calls().len();
@@ -161,7 +178,11 @@ async fn an_audit_inside_check_shares_its_login() {
         reads: batched().reads + audit.reads,
         lists: batched().lists + audit.lists,
     };
-    assert_eq!(cost, both, "check with the audit (exit {}): {calls:#?}\n{}", run.code, run.stderr);
+    assert_eq!(
+        cost, both,
+        "check with the audit (exit {}): {calls:#?}\n{}",
+        run.code, run.stderr
+    );
     assert!(run.stdout.contains("org:acme"), "{}", run.stdout);
 }
 
@@ -209,7 +230,10 @@ async fn daemon(w: &World) -> (tokio::process::Child, String) {
         {
             return (child, base.to_string());
         }
-        assert!(tokio::time::Instant::now() < deadline, "never ready:\n{text}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -335,13 +359,19 @@ async fn an_org_above_its_api_budget_defers_what_can_wait_but_not_an_expiring_ce
     assert_eq!(old["action"], "deferred", "{report:#}\n{}", run.stderr);
     let reason = old["reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("org acme has used 17") && reason.contains("/2000 API requests")
+        reason.starts_with("org acme has used 17")
+            && reason.contains("/2000 API requests")
             && reason.contains("above api_budget_share = 0.8"),
         "{reason}"
     );
     assert_eq!(old["reasons"][0]["reason"], "key_age", "{old:#}");
     assert!(run.stderr.contains("rotation deferred"), "{}", run.stderr);
-    assert_eq!(row(&report, "billing")["action"], "rotated", "{report:#}\n{}", run.stderr);
+    assert_eq!(
+        row(&report, "billing")["action"],
+        "rotated",
+        "{report:#}\n{}",
+        run.stderr
+    );
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 
     // The text report says it too.
@@ -354,15 +384,21 @@ async fn an_org_above_its_api_budget_defers_what_can_wait_but_not_an_expiring_ce
     );
 
     // check's metrics carry the org's usage; the daemon's also what it deferred.
-    w.ok(&["check", "--prometheus-textfile", "rekey.prom"]).await;
+    w.ok(&["check", "--prometheus-textfile", "rekey.prom"])
+        .await;
     let prom = std::fs::read_to_string(w.path("rekey.prom")).unwrap();
-    let ratio = metric(&prom, "rekey_api_usage_ratio{org=\"acme\"}").unwrap_or_else(|| panic!("{prom}"));
+    let ratio =
+        metric(&prom, "rekey_api_usage_ratio{org=\"acme\"}").unwrap_or_else(|| panic!("{prom}"));
     assert!(ratio > 0.85 && ratio < 1.0, "{prom}");
     w.edit_config(|c| format!("{c}\n[daemon]\nlisten = \"127.0.0.1:0\"\ninterval_secs = 3600\n"));
     let (mut child, base) = daemon(&w).await;
     let metrics = metrics_when(&base, |m| metric(m, "rekey_runs_total") == Some(1.0)).await;
     child.kill().await.unwrap();
-    assert_eq!(metric(&metrics, "rekey_deferred_total"), Some(1.0), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "rekey_deferred_total"),
+        Some(1.0),
+        "{metrics}"
+    );
     assert!(
         metric(&metrics, "rekey_api_usage_ratio{org=\"acme\"}").is_some_and(|r| r > 0.85),
         "{metrics}"
@@ -374,12 +410,20 @@ async fn an_org_above_its_api_budget_defers_what_can_wait_but_not_an_expiring_ce
     let report: serde_json::Value = serde_json::from_str(&audited.stdout).unwrap();
     assert_eq!(report["audit_deferred"][0]["org"], "acme", "{report:#}");
     assert!(report.get("audit").is_none(), "{report:#}");
-    assert!(audited.stderr.contains("audit deferred"), "{}", audited.stderr);
+    assert!(
+        audited.stderr.contains("audit deferred"),
+        "{}",
+        audited.stderr
+    );
 
     // Under the share, the old key is rotated and the org audited.
     settings(&w, serde_json::json!({ "daily_api_requests": 15000 })).await;
     let report = w.json_any(&["run", "--dry-run"]).await;
-    assert_eq!(row(&report, "billing-eca")["action"], "would_rotate", "{report:#}");
+    assert_eq!(
+        row(&report, "billing-eca")["action"],
+        "would_rotate",
+        "{report:#}"
+    );
     assert_eq!(report["audit"][0]["credential"], "org:acme", "{report:#}");
     assert!(report.get("audit_deferred").is_none(), "{report:#}");
 }
@@ -438,8 +482,16 @@ async fn a_throttled_admin_login_is_waited_out() {
         "{stderr}"
     );
     let logins = admin_logins_since(&w, since);
-    assert_eq!(logins.last().map(String::as_str), Some("Success"), "{logins:?}");
-    assert_eq!(logins.iter().filter(|s| *s == "Success").count(), 1, "{logins:?}");
+    assert_eq!(
+        logins.last().map(String::as_str),
+        Some("Success"),
+        "{logins:?}"
+    );
+    assert_eq!(
+        logins.iter().filter(|s| *s == "Success").count(),
+        1,
+        "{logins:?}"
+    );
 }
 
 /// A login rate limit that outlasts the bounded wait is a temporary error naming the org: the

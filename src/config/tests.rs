@@ -94,8 +94,10 @@ fn the_api_budget_share_is_a_share_above_zero_and_at_most_one() {
     for bad in ["0.0", "1.5", "-0.2"] {
         let e = load(bad).unwrap_err().to_string();
         assert!(
-            e.contains(&format!("rekey.toml:23:20: run.api_budget_share = {}", bad.parse::<f64>().unwrap()))
-                && e.contains("above 0 and at most 1"),
+            e.contains(&format!(
+                "rekey.toml:23:20: run.api_budget_share = {}",
+                bad.parse::<f64>().unwrap()
+            )) && e.contains("above 0 and at most 1"),
             "{bad}: {e}"
         );
     }

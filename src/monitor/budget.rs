@@ -212,7 +212,7 @@ mod tests {
         let interrupted = Reason::Interrupted {
             rotation_id: "r".into(),
         };
-        assert!(can_wait(&[age.clone()]));
+        assert!(can_wait(std::slice::from_ref(&age)));
         assert!(can_wait(&[age.clone(), drift.clone()]));
         assert!(!can_wait(&[]));
         assert!(!can_wait(&[age.clone(), expiry]));
@@ -224,8 +224,20 @@ mod tests {
         let budget = Budget {
             share: 0.8,
             usage: BTreeMap::from([
-                ("busy".to_string(), ApiUsage { used: 850, max: 1000 }),
-                ("calm".to_string(), ApiUsage { used: 800, max: 1000 }),
+                (
+                    "busy".to_string(),
+                    ApiUsage {
+                        used: 850,
+                        max: 1000,
+                    },
+                ),
+                (
+                    "calm".to_string(),
+                    ApiUsage {
+                        used: 800,
+                        max: 1000,
+                    },
+                ),
             ]),
         };
         assert_eq!(

@@ -171,7 +171,11 @@ pub async fn cycle(
         .zip(&before)
         .map(|(cred, o)| due::due(o, &cred.schedule, started_at))
         .collect();
-    let budget = Budget::read(config, creds.iter().copied().zip(due.iter().map(Vec::as_slice))).await;
+    let budget = Budget::read(
+        config,
+        creds.iter().copied().zip(due.iter().map(Vec::as_slice)),
+    )
+    .await;
     let decisions: Vec<Decision> = creds
         .iter()
         .zip(&before)

@@ -39,7 +39,12 @@ pub(super) fn all() -> Vec<(String, AdminSession)> {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     sessions
         .iter()
-        .map(|(k, s)| (k.split('\n').next().unwrap_or_default().to_string(), s.clone()))
+        .map(|(k, s)| {
+            (
+                k.split('\n').next().unwrap_or_default().to_string(),
+                s.clone(),
+            )
+        })
         .collect()
 }
 

@@ -100,31 +100,31 @@ impl SalesforceConfig {
 /// Refuses an admin connection without its names or token.
 pub(crate) fn check_admin(admin: &AdminAuth) -> Result<()> {
     match admin {
-            AdminAuth::Jwt {
-                consumer_key,
-                username,
-                ..
-            } => {
-                if consumer_key.trim().is_empty() || username.trim().is_empty() {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        "salesforce target: admin JWT login needs a consumer key and a username",
-                    ));
-                }
+        AdminAuth::Jwt {
+            consumer_key,
+            username,
+            ..
+        } => {
+            if consumer_key.trim().is_empty() || username.trim().is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "salesforce target: admin JWT login needs a consumer key and a username",
+                ));
             }
-            AdminAuth::AccessToken {
-                token,
-                instance_url,
-            } => {
-                check_url("instance_url", instance_url)?;
-                if token.is_blank() {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        "salesforce target: admin access token is empty",
-                    )
-                    .with_hint("set SF_ACCESS_TOKEN, e.g. from `sf org display --json`"));
-                }
+        }
+        AdminAuth::AccessToken {
+            token,
+            instance_url,
+        } => {
+            check_url("instance_url", instance_url)?;
+            if token.is_blank() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "salesforce target: admin access token is empty",
+                )
+                .with_hint("set SF_ACCESS_TOKEN, e.g. from `sf org display --json`"));
             }
+        }
     }
     Ok(())
 }

@@ -20,7 +20,6 @@ mod token;
 mod xml;
 
 pub use config::{AdminAuth, AppKind, SalesforceConfig};
-pub use session::{AdminSession, ApiUsage};
 pub use governance::{
     ClockReading, IpRelaxation, OAuthApp, OAuthAppKind, OAuthGrant, OrgConnection,
     RefreshTokenPolicy, SalesforceOrg, UserAccess,
@@ -28,6 +27,7 @@ pub use governance::{
 pub use mint::{
     ClientCredentialsConfig, ClientCredentialsMinter, Mint, MintConfig, Minted, Minter, Refusal,
 };
+pub use session::{AdminSession, ApiUsage};
 
 use async_trait::async_trait;
 use client::Client;
@@ -396,7 +396,10 @@ impl CertificateTarget for SalesforceTarget {
     ) -> Result<Installed> {
         // Until the real deploy request is sent, nothing on the app changes. Read fresh: the
         // deploy replaces the whole record.
-        let mut app = self.read_app_fresh().await.map_err(Error::changed_nothing)?;
+        let mut app = self
+            .read_app_fresh()
+            .await
+            .map_err(Error::changed_nothing)?;
         // An unreadable current certificate is no reason to refuse replacing it.
         let current = self.certificate_of(&app).unwrap_or_else(|e| {
             tracing::warn!(target_app = %self, error = %e, "current certificate unreadable; replacing it");

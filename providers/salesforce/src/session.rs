@@ -181,7 +181,10 @@ impl AdminSession {
         *lock(&self.0.prefetched) = Prefetched::default();
     }
 
-    pub(crate) fn put_connected_apps(&self, read: impl IntoIterator<Item = (String, Option<Element>)>) {
+    pub(crate) fn put_connected_apps(
+        &self,
+        read: impl IntoIterator<Item = (String, Option<Element>)>,
+    ) {
         lock(&self.0.prefetched).connected_apps.extend(read);
     }
 
@@ -218,7 +221,10 @@ mod tests {
     fn reads_the_api_usage_of_sforce_limit_info() {
         assert_eq!(
             ApiUsage::parse("api-usage=25/15000"),
-            Some(ApiUsage { used: 25, max: 15000 })
+            Some(ApiUsage {
+                used: 25,
+                max: 15000
+            })
         );
         assert_eq!(
             ApiUsage::parse("per-app-api-usage=2/250(appName=x), api-usage= 9 / 10"),
@@ -228,7 +234,10 @@ mod tests {
         assert_eq!(ApiUsage::parse("api-usage=25"), None);
         assert_eq!(ApiUsage::parse("api-usage=x/10"), None);
         assert_eq!(ApiUsage::parse(""), None);
-        let u = ApiUsage { used: 850, max: 1000 };
+        let u = ApiUsage {
+            used: 850,
+            max: 1000,
+        };
         assert!((u.ratio() - 0.85).abs() < 1e-9);
         assert_eq!(u.to_string(), "850/1000 API requests (85 %)");
         assert_eq!(ApiUsage { used: 0, max: 0 }.ratio(), 1.0);

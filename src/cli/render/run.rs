@@ -109,7 +109,12 @@ pub fn run(report: &RunReport, json: bool) {
         }
     }
     for d in &report.audit_deferred {
-        out!("{:<20} {:<8} audit deferred: {}", format!("org:{}", d.org), "", d.reason);
+        out!(
+            "{:<20} {:<8} audit deferred: {}",
+            format!("org:{}", d.org),
+            "",
+            d.reason
+        );
     }
     let total = report.credentials.len();
     let verb = if report.dry_run { "dry run" } else { "run" };

@@ -42,7 +42,9 @@ impl SalesforceOrg {
                     let read = batch.iter().map(|n| (n.clone(), found.remove(n)));
                     self.client.shared().put_connected_apps(read);
                 }
-                Err(e) => tracing::debug!(org = %self.org, error = %e, "reading ahead failed; apps read one by one"),
+                Err(e) => {
+                    tracing::debug!(org = %self.org, error = %e, "reading ahead failed; apps read one by one")
+                }
             }
         }
         if ecas && let Err(e) = self.read_ahead_eca_global_oauth().await {
@@ -58,7 +60,11 @@ impl SalesforceOrg {
         names.dedup();
         let mut by_app = HashMap::new();
         for batch in names.chunks(READ_BATCH) {
-            let what = format!("reading {type_name} {} in org {}", batch.join(","), self.org);
+            let what = format!(
+                "reading {type_name} {} in org {}",
+                batch.join(","),
+                self.org
+            );
             for record in self.client.read_metadata(&what, type_name, batch).await? {
                 if let (Some(app), Some(member)) = (
                     record.text_at(&["externalClientApplication"]),
