@@ -478,7 +478,7 @@ async fn a_throttled_admin_login_is_waited_out() {
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(row(&report, "billing")["action"], "rotated", "{report:#}");
     assert!(
-        stderr.contains("admin login refused for now; waiting before trying again"),
+        stderr.contains("admin login refused for now (login rate limit); retrying after a wait"),
         "{stderr}"
     );
     let logins = admin_logins_since(&w, since);

@@ -25,6 +25,11 @@ use zeroize::Zeroizing;
 const LOGIN_BACKOFF: rekey_api::Backoff =
     rekey_api::Backoff::new(5, Duration::from_secs(1), Duration::from_secs(16));
 
+/// Whether a login failed for Salesforce's login rate limit (`token.rs` words it so).
+fn throttled(e: &Error) -> bool {
+    e.is_temporary() && e.message().contains("rate_limit_exceeded")
+}
+
 /// A query following more `nextRecordsUrl` pages than this is refused (2000 rows a page).
 const MAX_QUERY_PAGES: usize = 1000;
 
@@ -198,7 +203,12 @@ impl Client {
         shared: AdminSession,
         request_timeout: Duration,
     ) -> Result<Self> {
-        let endpoint = TokenEndpoint::new(org, login_url, audience, request_timeout)?;
+        // One HTTP client (and connection pool) per org and request timeout, not per target:
+        // building one loads the TLS roots.
+        let http = shared.http_client(request_timeout, || {
+            TokenEndpoint::client(org, request_timeout)
+        })?;
+        let endpoint = TokenEndpoint::with_client(org, login_url, audience, http);
         Ok(Client {
             // One connection pool for the token endpoint and the API calls.
             http: endpoint.http(),
@@ -274,9 +284,10 @@ impl Client {
             {
                 // Salesforce throttles logins per user (`rate_limit_exceeded`, temporary): wait
                 // a bounded while for the rolling hour to free a login rather than fail the run.
-                Err(e) if e.is_temporary() && attempt < LOGIN_BACKOFF.attempts => {
+                // Other temporary failures are the orchestrator's to retry, as for any call.
+                Err(e) if throttled(&e) && attempt < LOGIN_BACKOFF.attempts => {
                     let wait = LOGIN_BACKOFF.delay(attempt, None);
-                    tracing::warn!(org = %self.org, user = %username, attempt, wait_ms = wait.as_millis() as u64, error = %e, "admin login refused for now; waiting before trying again");
+                    tracing::warn!(org = %self.org, user = %username, attempt, wait_ms = wait.as_millis() as u64, error = %e, "admin login refused for now (login rate limit); retrying after a wait");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
@@ -324,7 +335,7 @@ impl Client {
             Err(e) => {
                 // A throttled login already waited its bounded while: the org's other reads in
                 // this run fail at once with the same temporary error instead of waiting again.
-                if e.is_temporary() {
+                if throttled(&e) {
                     self.shared.note_refusal(&e);
                 }
                 return Err(e);

@@ -80,6 +80,8 @@ struct Shared {
     usage: StdMutex<Option<(ApiUsage, std::time::Instant)>>,
     prefetched: StdMutex<Prefetched>,
     logins: AtomicU64,
+    /// HTTP clients by request timeout.
+    clients: StdMutex<HashMap<std::time::Duration, reqwest::Client>>,
     /// A temporary login failure (after its retries), and when it happened.
     refused: StdMutex<Option<(std::time::Instant, String, Option<String>)>>,
 }
@@ -116,6 +118,7 @@ impl AdminSession {
             usage: StdMutex::new(None),
             prefetched: StdMutex::new(Prefetched::default()),
             logins: AtomicU64::new(0),
+            clients: StdMutex::new(HashMap::new()),
             refused: StdMutex::new(None),
         }))
     }
@@ -140,6 +143,21 @@ impl AdminSession {
     /// last).
     pub fn logins(&self) -> u64 {
         self.0.logins.load(Ordering::Relaxed)
+    }
+
+    /// The org's HTTP client for `timeout`, built by `build` the first time.
+    pub(crate) fn http_client(
+        &self,
+        timeout: std::time::Duration,
+        build: impl FnOnce() -> rekey_api::Result<reqwest::Client>,
+    ) -> rekey_api::Result<reqwest::Client> {
+        let mut clients = lock(&self.0.clients);
+        if let Some(c) = clients.get(&timeout) {
+            return Ok(c.clone());
+        }
+        let c = build()?;
+        clients.insert(timeout, c.clone());
+        Ok(c)
     }
 
     pub(crate) fn note_usage(&self, usage: ApiUsage) {

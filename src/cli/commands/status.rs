@@ -9,6 +9,7 @@ use crate::monitor::alerts::{Notifier, Observed};
 use crate::monitor::findings::{self, CheckRow, check_row};
 use crate::monitor::{audited, budget, metrics, observe};
 use crate::{rotation, wiring};
+use futures_util::StreamExt as _;
 use rekey_api::{Error, ErrorKind, Result, Severity};
 use std::path::Path;
 
@@ -146,8 +147,13 @@ pub(super) async fn check(
     let mut observed = Vec::new();
     let creds = selected(&config, only)?;
     wiring::read_ahead(&config, &creds).await;
-    for cred in creds {
-        let o = observe::observe(&config, cred).await;
+    // Observed side by side (as `run` does), in config order.
+    let observations: Vec<observe::Observation> = futures_util::stream::iter(&creds)
+        .map(|cred| observe::observe(&config, cred))
+        .buffered(config.run.concurrency)
+        .collect()
+        .await;
+    for o in observations {
         let findings = findings::evaluate(&o, now);
         observed.push((o, findings));
     }
