@@ -10,6 +10,8 @@
 //! - **Key generation**: `rekey generate` against `openssl req -x509 -newkey rsa:2048 -nodes`.
 //! - **Fleet**: one `rekey run` rotating N apps with bounded concurrency, against the
 //!   keygen-only lower bound.
+//! - **Check**: one `rekey check` of many credentials over several orgs (each its own emulator):
+//!   wall time, peak memory, and the Salesforce calls counted from the emulators' logs.
 //! - **Consumer secret**: 50 consumers log in with the client credentials flow through one
 //!   `rekey rotate` of an External Client App's consumer key and secret, the old pair retired
 //!   once all moved, against deleting the old pair right after the rotation. Failed logins,
