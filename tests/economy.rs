@@ -521,3 +521,51 @@ async fn a_login_limit_that_outlasts_the_wait_is_a_temporary_error_naming_the_or
     // Five attempts (the first and four after waits), for both credentials together.
     assert_eq!(throttled_since(&w, since), 5, "{}", run.stderr);
 }
+
+/// A daemon's kept session that Salesforce ends (an administrator deleted it) is replaced by
+/// one fresh login on its next call, and that one is kept again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_logs_in_again_once_when_its_session_is_ended() {
+    let w = World::billing_only().await;
+    w.edit_config(|c| format!("{c}\n[daemon]\nlisten = \"127.0.0.1:0\"\ninterval_secs = 1\n"));
+    let since = w.sim.login_history().len();
+    let (mut child, base) = daemon(&w).await;
+    let runs = |m: &str| metric(m, "rekey_runs_total").unwrap_or(0.0);
+    let metrics = metrics_when(&base, |m| runs(m) >= 2.0).await;
+    assert_eq!(admin_logins_since(&w, since), ["Success"], "{metrics}");
+    let live = |w: &World| -> Vec<String> {
+        w.sim
+            .live_sessions("rekey-admin@acme.example")
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
+    };
+    let rekeys = live(&w);
+    assert_eq!(rekeys.len(), 1, "the daemon's one session");
+    // An administrator ends it (through a session of their own).
+    let token = world::admin_access_token(&w).await;
+    let (status, body) = {
+        let r = reqwest::Client::new()
+            .delete(format!(
+                "{}/services/data/v67.0/sobjects/AuthSession/{}",
+                w.sim.base_url(),
+                rekeys[0]
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    assert!(status.is_success(), "{status}: {body}");
+    let ended_after = runs(&metrics_when(&base, |_| true).await);
+    let metrics = metrics_when(&base, |m| runs(m) >= ended_after + 3.0).await;
+    child.kill().await.unwrap();
+    // The daemon's first login, the administrator's, and one fresh login of the daemon.
+    assert_eq!(
+        admin_logins_since(&w, since),
+        ["Success", "Success", "Success"],
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "rekey_run_last_exit_code"), Some(0.0), "{metrics}");
+}

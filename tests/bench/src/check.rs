@@ -29,7 +29,7 @@ pub(crate) struct CheckRun {
 fn seed_toml(k: usize, per_org: usize) -> String {
     let mut seed = format!(
         r#"[org]
-id = "00D5g00000{k:04}CHKAA"
+id = "00D5g0000{k:04}CHKAA"
 name = "Check {k}"
 
 [settings]
