@@ -21,6 +21,9 @@ pub struct RunConfig {
     /// the first whose rotations did not all succeed; orgs not listed follow (empty: every org
     /// at once).
     pub org_order: Vec<String>,
+    /// Above this share of an org's daily API allocation, `run` defers that org's non-urgent
+    /// work (`api_budget_share`, default 0.8).
+    pub api_budget_share: f64,
 }
 
 /// `[daemon]`.
@@ -41,6 +44,7 @@ pub(super) struct RawRun {
     pub(super) concurrency: Option<Spanned<i64>>,
     pub(super) max_batch: Option<Spanned<i64>>,
     pub(super) org_order: Option<Vec<Spanned<String>>>,
+    pub(super) api_budget_share: Option<Spanned<f64>>,
 }
 
 /// `[run]`, its `org_order` checked against the defined `orgs`.
@@ -84,6 +88,26 @@ pub(super) fn validate_run(
         concurrency: concurrency as usize,
         max_batch: max_batch as usize,
         org_order,
+        api_budget_share: validate_api_budget_share(raw, v),
+    }
+}
+
+/// `run.api_budget_share`: a share of the daily API allocation in (0, 1].
+fn validate_api_budget_share(raw: Option<&RawRun>, v: &mut Validator) -> f64 {
+    const DEFAULT: f64 = 0.8;
+    match raw.and_then(|r| r.api_budget_share.as_ref()) {
+        None => DEFAULT,
+        Some(share) if *share.get_ref() > 0.0 && *share.get_ref() <= 1.0 => *share.get_ref(),
+        Some(share) => {
+            v.problem(
+                share.span(),
+                format!(
+                    "run.api_budget_share = {} is out of range; use a share above 0 and at most 1 (0.8 = 80 % of the org's daily API requests)",
+                    share.get_ref()
+                ),
+            );
+            DEFAULT
+        }
     }
 }
 

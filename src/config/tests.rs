@@ -76,8 +76,31 @@ fn a_minimal_config_gets_the_documented_defaults() {
     assert!(!cred.schedule.heal_drift && cred.schedule.windows.is_empty());
     assert!(config.alerts.is_none());
     assert_eq!(config.run.concurrency, 4);
+    assert_eq!(config.run.api_budget_share, 0.8);
     assert_eq!(config.daemon.listen.to_string(), "127.0.0.1:9817");
     assert_eq!(config.daemon.interval, Duration::from_secs(3600));
+}
+
+#[test]
+fn the_api_budget_share_is_a_share_above_zero_and_at_most_one() {
+    let load = |share: &str| {
+        parse(
+            &format!("{GOOD}\n[run]\napi_budget_share = {share}\n"),
+            Path::new("rekey.toml"),
+        )
+    };
+    assert_eq!(load("0.5").unwrap().run.api_budget_share, 0.5);
+    assert_eq!(load("1.0").unwrap().run.api_budget_share, 1.0);
+    for bad in ["0.0", "1.5", "-0.2"] {
+        let e = load(bad).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "rekey.toml:23:20: run.api_budget_share = {}",
+                bad.parse::<f64>().unwrap()
+            )) && e.contains("above 0 and at most 1"),
+            "{bad}: {e}"
+        );
+    }
 }
 
 #[test]

@@ -43,6 +43,8 @@ struct Shared {
     leads_since: Option<Instant>,
     /// When this replica last tried to lead (or confirmed that it does).
     tried: Option<Instant>,
+    /// Rotations and audits deferred for their org's API budget.
+    deferred: u64,
 }
 
 struct Daemon {
@@ -214,14 +216,15 @@ fn run_allowance() -> Duration {
 
 fn record(daemon: &Daemon, report: &RunReport) {
     let mut s = daemon.shared.lock().unwrap_or_else(|p| p.into_inner());
-    s.facts = metrics::metrics(&report.observed) + &report.audit_metrics;
     s.last_finished = Some((Instant::now(), rekey_api::now(), report.exit));
     s.runs += 1;
+    s.deferred += report.audit_deferred.len() as u64;
     for row in &report.credentials {
         match row.action {
             Action::Rotated { .. } => s.rotated += 1,
             Action::RolledBack { .. } => s.rolled_back += 1,
             Action::Failed { .. } => s.failed += 1,
+            Action::Deferred { .. } => s.deferred += 1,
             Action::NotDue
             | Action::Waiting { .. }
             | Action::WouldRotate
@@ -230,6 +233,9 @@ fn record(daemon: &Daemon, report: &RunReport) {
             | Action::Held { .. } => {}
         }
     }
+    s.facts = metrics::metrics(&report.observed)
+        + &report.audit_metrics
+        + &super::budget::metrics(Some(s.deferred));
     s.undelivered += report
         .deliveries
         .iter()

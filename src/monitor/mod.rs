@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod audited;
 mod batch;
+pub mod budget;
 pub mod daemon;
 pub mod due;
 pub mod findings;

@@ -6,9 +6,9 @@
 use crate::config::{Config, CredentialConfig};
 use crate::exit::Exit;
 use crate::monitor::alerts::{Delivery, Notifier, Observed, RotationNews};
-use crate::monitor::audited;
 use crate::monitor::batch;
 pub use crate::monitor::batch::RunEvent;
+use crate::monitor::budget::{Budget, DeferredAudit};
 use crate::monitor::due::{self, Reason};
 use crate::monitor::findings::{self, CheckRow, Finding, check_row};
 use crate::monitor::observe::{self, Observation};
@@ -29,6 +29,12 @@ pub enum Action {
     Waiting {
         /// When the next window opens (`None`: never again).
         opens: Option<DateTime<Utc>>,
+    },
+    /// Due for a reason that can wait (key age, drift), but its org is above
+    /// `api_budget_share` of its daily API requests: a later run rotates it.
+    Deferred {
+        /// The org's usage against its share.
+        reason: String,
     },
     /// `--dry-run`: would rotate now.
     WouldRotate,
@@ -108,6 +114,9 @@ pub struct RunReport {
     /// The orgs whose due credentials the run left untouched because the canary order stopped.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub untouched_orgs: Vec<String>,
+    /// Orgs whose in-check audit waited for a later run (above `api_budget_share`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audit_deferred: Vec<DeferredAudit>,
     /// Every alert and rotation notice sent, and whether it arrived.
     pub deliveries: Vec<Delivery>,
     /// Why alerting itself failed (the state file), if it did.
@@ -134,6 +143,7 @@ pub async fn cycle(
     let limit = config.run.concurrency;
     let creds: Vec<&CredentialConfig> = config.credentials.values().collect();
     let total = creds.len();
+    crate::wiring::read_ahead(config, &creds).await;
     let before: Vec<Observation> = futures_util::stream::iter(&creds)
         .map(|cred| observe::observe(config, cred))
         .buffered(limit)
@@ -144,10 +154,21 @@ pub async fn cycle(
         })
         .collect()
         .await;
+    let due: Vec<Vec<Reason>> = creds
+        .iter()
+        .zip(&before)
+        .map(|(cred, o)| due::due(o, &cred.schedule, started_at))
+        .collect();
+    let budget = Budget::read(
+        config,
+        creds.iter().copied().zip(due.iter().map(Vec::as_slice)),
+    )
+    .await;
     let decisions: Vec<Decision> = creds
         .iter()
         .zip(&before)
-        .map(|(cred, o)| decide(cred, o, started_at))
+        .zip(due)
+        .map(|((cred, o), reasons)| decide(cred, o, reasons, &budget, started_at))
         .collect();
     let jobs = creds
         .iter()
@@ -206,10 +227,10 @@ pub async fn cycle(
         .collect();
     let now = rekey_api::now();
     let findings: Vec<Vec<Finding>> = after.iter().map(|o| findings::evaluate(o, now)).collect();
-    let audit = audited::audit_if_asked(config, now).await;
+    let (audit, audit_deferred) = budget.audit(config, now).await;
     let orgs = audit
         .as_ref()
-        .map(|report| audited::subjects(config, report))
+        .map(|report| Budget::subjects(config, report, &audit_deferred))
         .unwrap_or_default();
     if let Some(notifier) = notifier {
         let observed: Vec<Observed<'_>> = after
@@ -240,6 +261,9 @@ pub async fn cycle(
             },
             (None, _) if decision.retire && !decision.go => Action::WouldRetire,
             (None, _) if decision.reasons.is_empty() => Action::NotDue,
+            (None, _) if decision.deferred.is_some() => Action::Deferred {
+                reason: decision.deferred.clone().unwrap_or_default(),
+            },
             (None, _) if decision.go => Action::WouldRotate,
             (None, WindowState::Closed { opens }) => Action::Waiting { opens: *opens },
             (None, _) => Action::NotDue,
@@ -263,11 +287,15 @@ pub async fn cycle(
         audit: audit_rows,
         canary_stopped_at: rotations.stopped_at,
         untouched_orgs: rotations.untouched,
+        audit_deferred,
         deliveries,
         alert_error,
         exit,
         observed,
-        audit_metrics: audit.as_ref().map(audited::metrics).unwrap_or_default(),
+        audit_metrics: audit
+            .as_ref()
+            .map(crate::monitor::audited::metrics)
+            .unwrap_or_default(),
     }
 }
 
@@ -279,10 +307,17 @@ struct Decision {
     /// A consumer secret whose previous pair is past `revoke_previous_after_hours`: deleting it
     /// ends access nobody should have, so it waits for no change window.
     retire: bool,
+    /// Why a rotation that can wait waits for the org's API budget.
+    deferred: Option<String>,
 }
 
-fn decide(cred: &CredentialConfig, o: &Observation, now: DateTime<Utc>) -> Decision {
-    let reasons = due::due(o, &cred.schedule, now);
+fn decide(
+    cred: &CredentialConfig,
+    o: &Observation,
+    reasons: Vec<Reason>,
+    budget: &Budget,
+    now: DateTime<Utc>,
+) -> Decision {
     let window = windows::window_state(&cred.schedule.windows, now);
     // Finishing an interrupted rotation is not a new change, so it never waits for a window.
     let interrupted = reasons
@@ -291,11 +326,14 @@ fn decide(cred: &CredentialConfig, o: &Observation, now: DateTime<Utc>) -> Decis
     let open = !matches!(window, WindowState::Closed { .. });
     let retire =
         o.open_rotation.is_none() && o.consumer.as_ref().is_some_and(|slot| slot.retire_due(now));
+    let go = !reasons.is_empty() && (open || interrupted);
+    let deferred = go.then(|| budget.defers(cred, &reasons)).flatten();
     Decision {
-        go: !reasons.is_empty() && (open || interrupted),
+        go: go && deferred.is_none(),
         reasons,
         window,
         retire,
+        deferred,
     }
 }
 
@@ -304,6 +342,7 @@ async fn observe_all(
     creds: &[&CredentialConfig],
     limit: usize,
 ) -> Vec<Observation> {
+    crate::wiring::read_ahead(config, creds).await;
     futures_util::stream::iter(creds)
         .map(|cred| observe::observe(config, cred))
         .buffered(limit)

@@ -7,10 +7,12 @@ use rekey_api::{
     CertificateTarget, Env, Error, ErrorKind, KeyMaterial, Result, SecretStore, SecretString,
 };
 use rekey_salesforce::{
-    AdminAuth, OrgConnection, SalesforceConfig, SalesforceOrg, SalesforceTarget,
+    AdminAuth, AdminSession, ApiUsage, OrgConnection, SalesforceConfig, SalesforceOrg,
+    SalesforceTarget,
 };
 use std::path::PathBuf;
 
+mod sessions;
 mod sf_cli;
 
 /// The credential named on the command line.
@@ -85,7 +87,7 @@ pub fn salesforce_target(
     credential: &CredentialConfig,
 ) -> Result<SalesforceTarget> {
     let org = &config.orgs[&credential.org];
-    let admin = admin_auth(org, &credential.org)?;
+    let admin = admin_session(org, &credential.org)?;
     SalesforceTarget::new(SalesforceConfig {
         org: credential.org.clone(),
         login_url: org.login_url.clone(),
@@ -102,6 +104,58 @@ pub fn salesforce_target(
         deploy_timeout: credential.deploy_timeout,
         request_timeout: credential.request_timeout,
     })
+}
+
+/// rekey's admin session to the org named `name`, shared by everything in this process that
+/// talks to that org (its key or token read the first time).
+fn admin_session(org: &OrgConfig, name: &str) -> Result<AdminSession> {
+    sessions::shared(org, name, || admin_auth(org, name).map(AdminSession::new))
+}
+
+/// The org's API usage as Salesforce last reported it to this process, for every org it
+/// talked to (`rekey_api_usage_ratio`).
+pub fn api_usage() -> Vec<(String, ApiUsage)> {
+    let mut out: Vec<(String, ApiUsage)> = sessions::all()
+        .into_iter()
+        .filter_map(|(org, s)| s.usage().map(|u| (org, u)))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The API usage of the org named `name`: as Salesforce reported it in the last minute, else
+/// read from its `limits` resource (one call).
+pub async fn org_api_usage(config: &Config, name: &str) -> Result<ApiUsage> {
+    org(config, name)?.api_usage().await
+}
+
+/// Reads ahead, org by org, the apps `credentials` will observe (see
+/// [`SalesforceOrg::read_ahead`]): a run over N credentials of one org then spends ⌈N/10⌉
+/// metadata reads instead of N.
+pub async fn read_ahead(config: &Config, credentials: &[&CredentialConfig]) {
+    let mut orgs: std::collections::BTreeMap<&str, (Vec<String>, bool)> =
+        std::collections::BTreeMap::new();
+    for cred in credentials {
+        // A consumer secret is read through Connect REST, not its metadata.
+        if cred.kind == rekey_api::CredentialKind::ConsumerSecret {
+            continue;
+        }
+        let entry = orgs.entry(cred.org.as_str()).or_default();
+        match cred.app_kind {
+            AppKind::ConnectedApp => entry.0.push(cred.app.clone()),
+            AppKind::ExternalClientApp => entry.1 = true,
+        }
+    }
+    for (name, (connected_apps, ecas)) in orgs {
+        // Fewer than two apps gain nothing by reading ahead.
+        if connected_apps.len() + usize::from(ecas) < 2 {
+            continue;
+        }
+        match org(config, name) {
+            Ok(org) => org.read_ahead(&connected_apps, ecas).await,
+            Err(e) => tracing::debug!(org = %name, error = %e, "not reading ahead"),
+        }
+    }
 }
 
 /// rekey's admin connection to the org named `name`, its key or token read now.
@@ -147,7 +201,7 @@ pub fn org(config: &Config, name: &str) -> Result<SalesforceOrg> {
         login_url: org.login_url.clone(),
         audience: org.audience.clone(),
         api_version: org.api_version.clone(),
-        admin: admin_auth(org, name)?,
+        admin: admin_session(org, name)?,
         request_timeout: ORG_REQUEST_TIMEOUT,
     })
 }

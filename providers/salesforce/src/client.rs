@@ -7,6 +7,7 @@
 
 use crate::config::{AdminAuth, check_url};
 use crate::metadata;
+use crate::session::{AdminSession, ApiUsage};
 use crate::token::{TokenAnswer, TokenEndpoint};
 use crate::xml::{self, Element};
 use rekey_api::{Error, ErrorKind, Result, SecretString};
@@ -16,8 +17,18 @@ use serde_json::Value;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
 use zeroize::Zeroizing;
+
+/// How long an admin login throttled by Salesforce (or met by a passing outage) is retried: five
+/// tries over about half a minute, so a run waits out a short burst but never hangs for the
+/// hour a login rate limit can last.
+const LOGIN_BACKOFF: rekey_api::Backoff =
+    rekey_api::Backoff::new(5, Duration::from_secs(1), Duration::from_secs(16));
+
+/// Whether a login failed for Salesforce's login rate limit (`token.rs` words it so).
+fn throttled(e: &Error) -> bool {
+    e.is_temporary() && e.message().contains("rate_limit_exceeded")
+}
 
 /// A query following more `nextRecordsUrl` pages than this is refused (2000 rows a page).
 const MAX_QUERY_PAGES: usize = 1000;
@@ -99,8 +110,8 @@ pub(crate) struct Client {
     org: String,
     endpoint: TokenEndpoint,
     api_version: String,
-    admin: AdminAuth,
-    session: Mutex<Option<Arc<Session>>>,
+    /// The org's admin session, shared with every other client of the org in this process.
+    shared: AdminSession,
 }
 
 impl std::fmt::Debug for Client {
@@ -109,7 +120,7 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("endpoint", &self.endpoint)
             .field("api_version", &self.api_version)
-            .field("admin", &self.admin)
+            .field("admin", self.admin())
             .finish_non_exhaustive()
     }
 }
@@ -189,19 +200,50 @@ impl Client {
         login_url: String,
         audience: &str,
         api_version: &str,
-        admin: AdminAuth,
+        shared: AdminSession,
         request_timeout: Duration,
     ) -> Result<Self> {
-        let endpoint = TokenEndpoint::new(org, login_url, audience, request_timeout)?;
+        // One HTTP client (and connection pool) per org and request timeout, not per target:
+        // building one loads the TLS roots.
+        let http = shared.http_client(request_timeout, || {
+            TokenEndpoint::client(org, request_timeout)
+        })?;
+        let endpoint = TokenEndpoint::with_client(org, login_url, audience, http);
         Ok(Client {
             // One connection pool for the token endpoint and the API calls.
             http: endpoint.http(),
             org: org.to_string(),
             endpoint,
             api_version: api_version.to_string(),
-            admin,
-            session: Mutex::new(None),
+            shared,
         })
+    }
+
+    /// How rekey logs in to the org.
+    fn admin(&self) -> &AdminAuth {
+        self.shared.admin()
+    }
+
+    /// The org's shared admin session (and what it read ahead).
+    pub(crate) fn shared(&self) -> &AdminSession {
+        &self.shared
+    }
+
+    /// Keeps the org's API usage from an answer's `Sforce-Limit-Info` header.
+    fn note(&self, resp: &reqwest::Response) {
+        if let Some(usage) = resp
+            .headers()
+            .get("Sforce-Limit-Info")
+            .and_then(|v| v.to_str().ok())
+            .and_then(ApiUsage::parse)
+        {
+            self.shared.note_usage(usage);
+        }
+    }
+
+    /// A request that may change the org: what was read ahead is stale from now on.
+    fn wrote(&self) {
+        self.shared.invalidate();
     }
 
     /// The API version used in paths and package.xml.
@@ -216,7 +258,7 @@ impl Client {
 
     /// Logs the admin in (JWT mode) or wraps the given token.
     async fn login(&self) -> Result<Session> {
-        let (consumer_key, username, key) = match &self.admin {
+        let (consumer_key, username, key) = match self.admin() {
             AdminAuth::Jwt {
                 consumer_key,
                 username,
@@ -233,11 +275,29 @@ impl Client {
             }
         };
         tracing::debug!(org = %self.org, user = %username, "admin JWT login");
-        match self
-            .endpoint
-            .request(consumer_key, username, key, "admin key")
-            .await?
-        {
+        let mut attempt = 1;
+        let answer = loop {
+            match self
+                .endpoint
+                .request(consumer_key, username, key, "admin key")
+                .await
+            {
+                // Salesforce throttles logins per user (`rate_limit_exceeded`, temporary): wait
+                // a bounded while for the rolling hour to free a login rather than fail the run.
+                // Other temporary failures are the orchestrator's to retry, as for any call.
+                Err(e) if throttled(&e) && attempt < LOGIN_BACKOFF.attempts => {
+                    let wait = LOGIN_BACKOFF.delay(attempt, None);
+                    tracing::warn!(org = %self.org, user = %username, attempt, wait_ms = wait.as_millis() as u64, error = %e, "admin login refused for now (login rate limit); retrying after a wait");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(e.context(format!("admin login as {username} to org {}", self.org)));
+                }
+                Ok(answer) => break answer,
+            }
+        };
+        match answer {
             TokenAnswer::Granted {
                 access_token,
                 instance_url,
@@ -260,13 +320,30 @@ impl Client {
         }
     }
 
-    /// The cached session, logging in first if there is none.
+    /// The org's cached session, logging in first if there is none (one login at a time per
+    /// org: the others wait for it and share it).
     async fn session(&self) -> Result<Arc<Session>> {
-        let mut guard = self.session.lock().await;
+        let mut guard = self.shared.session_slot().lock().await;
         if let Some(s) = guard.as_ref() {
             return Ok(s.clone());
         }
-        let s = Arc::new(self.login().await?);
+        if let Some(e) = self.shared.recent_refusal() {
+            return Err(e);
+        }
+        let s = match self.login().await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                // A throttled login already waited its bounded while: the org's other reads in
+                // this run fail at once with the same temporary error instead of waiting again.
+                if throttled(&e) {
+                    self.shared.note_refusal(&e);
+                }
+                return Err(e);
+            }
+        };
+        if matches!(self.admin(), AdminAuth::Jwt { .. }) {
+            self.shared.note_login();
+        }
         *guard = Some(s.clone());
         Ok(s)
     }
@@ -283,11 +360,11 @@ impl Client {
         match op(session.clone()).await {
             Err(e)
                 if e.kind() == ErrorKind::Unauthenticated
-                    && matches!(self.admin, AdminAuth::Jwt { .. }) =>
+                    && matches!(self.admin(), AdminAuth::Jwt { .. }) =>
             {
                 tracing::debug!(org = %self.org, "admin session refused, logging in again");
                 {
-                    let mut guard = self.session.lock().await;
+                    let mut guard = self.shared.session_slot().lock().await;
                     if guard.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)) {
                         *guard = None;
                     }
@@ -317,7 +394,7 @@ impl Client {
                 .temporary();
         }
         if code == "INVALID_SESSION_ID" || status == StatusCode::UNAUTHORIZED {
-            let hint = match self.admin {
+            let hint = match self.admin() {
                 AdminAuth::AccessToken { .. } => {
                     "the access token expired or was revoked: refresh SF_ACCESS_TOKEN (e.g. `sf org display`)"
                 }
@@ -349,7 +426,7 @@ impl Client {
 
     /// The consumer key of rekey's own admin app, when it logs in through one (JWT mode).
     pub(crate) fn admin_consumer_key(&self) -> Option<&str> {
-        match &self.admin {
+        match self.admin() {
             AdminAuth::Jwt { consumer_key, .. } => Some(consumer_key),
             AdminAuth::AccessToken { .. } => None,
         }
@@ -370,6 +447,7 @@ impl Client {
                     .send_logged()
                     .await
                     .map_err(|e| transport(what, e))?;
+                self.note(&resp);
                 let (status, content_type, text) = read(what, resp).await?;
                 if !status.is_success() || is_html(&content_type, &text) {
                     return Err(self.api_error(what, status, &content_type, &text));
@@ -453,12 +531,18 @@ impl Client {
         method: Method,
         path: &str,
     ) -> Result<reqwest::Response> {
-        self.http
+        if method != Method::GET {
+            self.wrote();
+        }
+        let resp = self
+            .http
             .request(method, format!("{}{path}", session.instance_url))
             .bearer_auth(session.token.expose_secret())
             .send_logged()
             .await
-            .map_err(|e| transport(what, e))
+            .map_err(|e| transport(what, e))?;
+        self.note(&resp);
+        Ok(resp)
     }
 
     /// `GET` of a REST path (starting with `/services/data/…`) answering JSON.
@@ -486,6 +570,9 @@ impl Client {
         self.authed(|s| {
             let method = method.clone();
             async move {
+                if method != Method::GET {
+                    self.wrote();
+                }
                 let mut request = self
                     .http
                     .request(method, format!("{}{path}", s.instance_url))
@@ -499,6 +586,7 @@ impl Client {
                     .send_logged()
                     .await
                     .map_err(|e| transport(what, e))?;
+                self.note(&resp);
                 let status = resp.status();
                 let content_type = content_type(&resp);
                 let text = Zeroizing::new(resp.text().await.map_err(|e| transport(what, e))?);
@@ -584,6 +672,7 @@ impl Client {
     pub(crate) async fn revoke_token(&self, what: &str, token: &str) -> Result<bool> {
         self.authed(|s| async move {
             let url = format!("{}/services/oauth2/revoke", s.instance_url);
+            self.wrote();
             let resp = self
                 .http
                 .post(url)
@@ -609,7 +698,7 @@ impl Client {
 
     /// The admin's username, when rekey logs in by JWT.
     pub(crate) fn admin_username(&self) -> Option<&str> {
-        match &self.admin {
+        match self.admin() {
             AdminAuth::Jwt { username, .. } => Some(username),
             AdminAuth::AccessToken { .. } => None,
         }
@@ -659,6 +748,8 @@ impl Client {
                 .send_logged()
                 .await
                 .map_err(|e| transport(what, e))?;
+            self.wrote();
+            self.note(&resp);
             self.json(what, resp).await
         })
         .await
@@ -704,7 +795,7 @@ mod tests {
             "http://127.0.0.1:1".into(),
             "http://127.0.0.1:1",
             "67.0",
-            admin,
+            admin.into(),
             Duration::from_secs(5),
         )
         .unwrap()

@@ -1,6 +1,7 @@
 //! What the CLI hands the Salesforce target: the org, the admin connection, the app, and the
 //! checks that refuse unsafe URLs before any request is made.
 
+use crate::session::AdminSession;
 use rekey_api::{Error, ErrorKind, KeyMaterial, Result, SecretString};
 use std::time::Duration;
 
@@ -55,8 +56,8 @@ pub struct SalesforceConfig {
     pub audience: String,
     /// Metadata and REST API version, e.g. `67.0`.
     pub api_version: String,
-    /// rekey's admin connection.
-    pub admin: AdminAuth,
+    /// rekey's admin connection to the org, shared by every target of the org (one login).
+    pub admin: AdminSession,
     /// Connected App or External Client App.
     pub app_kind: AppKind,
     /// CA full name or ECA name.
@@ -92,35 +93,40 @@ impl SalesforceConfig {
         }
         check_api_version("salesforce target", &self.api_version)?;
         check_url("login_url", &self.login_url)?;
-        match &self.admin {
-            AdminAuth::Jwt {
-                consumer_key,
-                username,
-                ..
-            } => {
-                if consumer_key.trim().is_empty() || username.trim().is_empty() {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        "salesforce target: admin JWT login needs a consumer key and a username",
-                    ));
-                }
-            }
-            AdminAuth::AccessToken {
-                token,
-                instance_url,
-            } => {
-                check_url("instance_url", instance_url)?;
-                if token.is_blank() {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        "salesforce target: admin access token is empty",
-                    )
-                    .with_hint("set SF_ACCESS_TOKEN, e.g. from `sf org display --json`"));
-                }
+        check_admin(self.admin.admin())
+    }
+}
+
+/// Refuses an admin connection without its names or token.
+pub(crate) fn check_admin(admin: &AdminAuth) -> Result<()> {
+    match admin {
+        AdminAuth::Jwt {
+            consumer_key,
+            username,
+            ..
+        } => {
+            if consumer_key.trim().is_empty() || username.trim().is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "salesforce target: admin JWT login needs a consumer key and a username",
+                ));
             }
         }
-        Ok(())
+        AdminAuth::AccessToken {
+            token,
+            instance_url,
+        } => {
+            check_url("instance_url", instance_url)?;
+            if token.is_blank() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "salesforce target: admin access token is empty",
+                )
+                .with_hint("set SF_ACCESS_TOKEN, e.g. from `sf org display --json`"));
+            }
+        }
     }
+    Ok(())
 }
 
 /// Refuses an API version not of the form `67.0` (it goes into URL paths and package.xml).

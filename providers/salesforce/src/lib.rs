@@ -16,6 +16,7 @@ mod consumer_secret;
 pub mod governance;
 mod metadata;
 mod mint;
+mod session;
 mod token;
 mod xml;
 
@@ -28,6 +29,7 @@ pub use governance::{
 pub use mint::{
     ClientCredentialsConfig, ClientCredentialsMinter, Mint, MintConfig, Minted, Minter, Refusal,
 };
+pub use session::{AdminSession, ApiUsage};
 
 use async_trait::async_trait;
 use client::Client;
@@ -143,10 +145,44 @@ impl SalesforceTarget {
         self.client.read_metadata(&what, type_name, members).await
     }
 
-    /// Reads the app's record: the ConnectedApp itself, or the ECA's global OAuth settings,
-    /// whose member name is not predictable and is found by listing and matching
-    /// `externalClientApplication`.
+    /// Reads the app's record, from what the org's session read ahead for this run when it
+    /// holds it (observations), else from Salesforce.
     async fn read_app(&self) -> Result<AppRecord> {
+        let shared = self.client.shared();
+        match self.app_kind {
+            AppKind::ConnectedApp => match shared.connected_app(&self.app) {
+                Some(Some(record)) => {
+                    return Ok(AppRecord {
+                        type_name: metadata::CONNECTED_APP,
+                        member: self.app.clone(),
+                        record,
+                    });
+                }
+                Some(None) => return Err(self.connected_app_not_found()),
+                None => {}
+            },
+            AppKind::ExternalClientApp => {
+                if let Some((member, record)) = shared.eca_global_oauth(&self.app) {
+                    return Ok(AppRecord {
+                        type_name: metadata::ECA_GLOBAL_OAUTH,
+                        member,
+                        record,
+                    });
+                }
+            }
+        }
+        self.read_app_fresh().await
+    }
+
+    fn connected_app_not_found(&self) -> Error {
+        Error::new(ErrorKind::NotFound, format!("{} not found", self.label()))
+            .with_hint("use the app's API name (full name), not its label")
+    }
+
+    /// Reads the app's record from Salesforce: the ConnectedApp itself, or the ECA's global
+    /// OAuth settings, whose member name is not predictable and is found by listing and matching
+    /// `externalClientApplication`.
+    async fn read_app_fresh(&self) -> Result<AppRecord> {
         match self.app_kind {
             AppKind::ConnectedApp => {
                 let records = self
@@ -155,10 +191,7 @@ impl SalesforceTarget {
                 let record = records
                     .into_iter()
                     .find(|r| r.text_at(&["fullName"]).as_deref() == Some(self.app.as_str()))
-                    .ok_or_else(|| {
-                        Error::new(ErrorKind::NotFound, format!("{} not found", self.label()))
-                            .with_hint("use the app's API name (full name), not its label")
-                    })?;
+                    .ok_or_else(|| self.connected_app_not_found())?;
                 Ok(AppRecord {
                     type_name: metadata::CONNECTED_APP,
                     member: self.app.clone(),
@@ -371,8 +404,12 @@ impl SalesforceTarget {
         certificate: &Certificate,
         rotation_id: &RotationId,
     ) -> Result<Installed> {
-        // Until the real deploy request is sent, nothing on the app changes.
-        let mut app = self.read_app().await.map_err(Error::changed_nothing)?;
+        // Until the real deploy request is sent, nothing on the app changes. Read fresh: the
+        // deploy replaces the whole record.
+        let mut app = self
+            .read_app_fresh()
+            .await
+            .map_err(Error::changed_nothing)?;
         // An unreadable current certificate is no reason to refuse replacing it.
         let current = self.certificate_of(&app).unwrap_or_else(|e| {
             tracing::warn!(target_app = %self, error = %e, "current certificate unreadable; replacing it");
@@ -423,7 +460,7 @@ impl SalesforceTarget {
                 self.deploy(app.type_name, &app.member, &zip, false).await?
             }
         };
-        let now = self.certificate_of(&self.read_app().await?)?;
+        let now = self.certificate_of(&self.read_app_fresh().await?)?;
         if now.as_ref().map(|c| c.fingerprint) != Some(certificate.fingerprint) {
             return Err(Error::new(
                 ErrorKind::Unexpected,

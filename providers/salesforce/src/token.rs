@@ -91,20 +91,36 @@ impl TokenEndpoint {
         audience: &str,
         request_timeout: Duration,
     ) -> Result<Self> {
+        let http = Self::client(org, request_timeout)?;
+        Ok(Self::with_client(org, login_url, audience, http))
+    }
+
+    /// The HTTP client of an org's calls with `request_timeout`.
+    pub(crate) fn client(org: &str, request_timeout: Duration) -> Result<reqwest::Client> {
         // No redirects: one would be an HTML login page or a misconfigured host; it is surfaced
         // instead.
-        let http = rekey_http::build_client(
+        rekey_http::build_client(
             rekey_http::client_builder()
                 .timeout(request_timeout)
                 .connect_timeout(CONNECT_TIMEOUT),
             &format!("salesforce org {org}"),
-        )?;
-        Ok(TokenEndpoint {
+        )
+    }
+
+    /// The token endpoint of the org at `login_url`, through `http` (built by
+    /// [`TokenEndpoint::client`]).
+    pub(crate) fn with_client(
+        org: &str,
+        login_url: String,
+        audience: &str,
+        http: reqwest::Client,
+    ) -> Self {
+        TokenEndpoint {
             http,
             org: org.to_string(),
             login_url,
             audience: audience.to_string(),
-        })
+        }
     }
 
     /// The `reqwest` client, shared with the API calls (one connection pool).

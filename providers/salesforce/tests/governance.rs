@@ -98,7 +98,8 @@ impl Gov {
                 consumer_key: ADMIN_KEY.into(),
                 username: ADMIN.into(),
                 key: rekey_api::KeyMaterial::from_pem(self.admin_key.clone()).unwrap(),
-            },
+            }
+            .into(),
             request_timeout: Duration::from_secs(60),
         })
         .unwrap()
@@ -469,7 +470,8 @@ fn connections_are_checked_before_any_request() {
         admin: AdminAuth::AccessToken {
             token: rekey_api::SecretString::new("00Dx!secret-session"),
             instance_url: "https://gov.my.salesforce.com".into(),
-        },
+        }
+        .into(),
         request_timeout: Duration::from_secs(5),
     };
     let org = SalesforceOrg::new(connection("https://gov.my.salesforce.com", "67.0")).unwrap();

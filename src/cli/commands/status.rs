@@ -7,8 +7,9 @@ use crate::config::{self, Config, CredentialConfig};
 use crate::exit::Exit;
 use crate::monitor::alerts::{Notifier, Observed};
 use crate::monitor::findings::{self, CheckRow, check_row};
-use crate::monitor::{audited, metrics, observe};
+use crate::monitor::{audited, budget, metrics, observe};
 use crate::{rotation, wiring};
+use futures_util::StreamExt as _;
 use rekey_api::{Error, ErrorKind, Result, Severity};
 use std::path::Path;
 
@@ -31,7 +32,9 @@ pub(super) async fn status(config_path: &Path, only: Option<&str>, json: bool) -
     let now = rekey_api::now();
     let mut rows = Vec::new();
     let mut exit = Exit::Ok;
-    for cred in selected(&config, only)? {
+    let creds = selected(&config, only)?;
+    wiring::read_ahead(&config, &creds).await;
+    for cred in creds {
         let row = status_row(&config, cred, now).await;
         let problem = match &row {
             Err(e) => Some(e.kind()),
@@ -142,8 +145,15 @@ pub(super) async fn check(
     };
     let now = rekey_api::now();
     let mut observed = Vec::new();
-    for cred in selected(&config, only)? {
-        let o = observe::observe(&config, cred).await;
+    let creds = selected(&config, only)?;
+    wiring::read_ahead(&config, &creds).await;
+    // Observed side by side (as `run` does), in config order.
+    let observations: Vec<observe::Observation> = futures_util::stream::iter(&creds)
+        .map(|cred| observe::observe(&config, cred))
+        .buffered(config.run.concurrency)
+        .collect()
+        .await;
+    for o in observations {
         let findings = findings::evaluate(&o, now);
         observed.push((o, findings));
     }
@@ -154,6 +164,7 @@ pub(super) async fn check(
         Some(_) => None,
     };
     if let Some(path) = prometheus_textfile {
+        budget::read_usage(&config, observed.iter().map(|(o, _)| o.org.as_str())).await;
         let judged: Vec<_> = observed
             .iter()
             .map(|(o, f)| (o.clone(), findings::worst(f)))
@@ -162,6 +173,7 @@ pub(super) async fn check(
         if let Some(report) = &audit {
             text.push_str(&audited::metrics(report));
         }
+        text.push_str(&budget::metrics(None));
         metrics::write_textfile(path, &text)?;
     }
     if let Some(report) = &audit {

@@ -31,10 +31,15 @@ pub fn run(report: &RunReport, json: bool) {
     }
     let (mut rotated, mut rolled_back, mut failed, mut waiting, mut would, mut held) =
         (0, 0, 0, 0, 0, 0);
+    let mut deferred = report.audit_deferred.len();
     for row in &report.credentials {
         let c = &row.check;
         let action = match &row.action {
             Action::NotDue => "not due".to_string(),
+            Action::Deferred { reason } => {
+                deferred += 1;
+                format!("due; deferred: {reason}")
+            }
             Action::WouldRotate => {
                 would += 1;
                 "would rotate".to_string()
@@ -112,10 +117,23 @@ pub fn run(report: &RunReport, json: bool) {
             out!("{:<29} - [{:?}] {}", "", f.severity, f.message);
         }
     }
+    for d in &report.audit_deferred {
+        out!(
+            "{:<20} {:<8} audit deferred: {}",
+            format!("org:{}", d.org),
+            "",
+            d.reason
+        );
+    }
     let total = report.credentials.len();
     let verb = if report.dry_run { "dry run" } else { "run" };
     out!(
-        "{verb}: {total} credentials: {rotated} rotated, {would} would rotate, {rolled_back} rolled back, {failed} failed, {waiting} waiting for a window; exit {}",
+        "{verb}: {total} credentials: {rotated} rotated, {would} would rotate, {rolled_back} rolled back, {failed} failed, {waiting} waiting for a window{}; exit {}",
+        if deferred > 0 {
+            format!(", {deferred} deferred for the API budget")
+        } else {
+            String::new()
+        },
         report.exit as u8
     );
     if let Some(org) = &report.canary_stopped_at {

@@ -10,6 +10,8 @@
 //! - **Key generation**: `rekey generate` against `openssl req -x509 -newkey rsa:2048 -nodes`.
 //! - **Fleet**: one `rekey run` rotating N apps with bounded concurrency, against the
 //!   keygen-only lower bound.
+//! - **Check**: one `rekey check` of many credentials over several orgs (each its own emulator):
+//!   wall time, peak memory, and the Salesforce calls counted from the emulators' logs.
 //! - **Consumer secret**: 50 consumers log in with the client credentials flow through one
 //!   `rekey rotate` of an External Client App's consumer key and secret, the old pair retired
 //!   once all moved, against deleting the old pair right after the rotation. Failed logins,
@@ -18,6 +20,7 @@
 //! It drives the real release `rekey` binary (next to this one) as a user would, starts every
 //! emulator in-process on a free 127.0.0.1 port, and stops them all before it exits.
 
+mod check;
 mod cutover;
 mod fleet;
 mod keygen;
@@ -76,11 +79,17 @@ struct Args {
     /// seconds, before scaling by --scale (it also reads it after a refused login).
     #[arg(long, default_value_t = 10)]
     refresh_secs: u64,
+    /// Orgs (each its own emulator) of the check section.
+    #[arg(long, default_value_t = 10)]
+    check_orgs: usize,
+    /// Credentials per org of the check section.
+    #[arg(long, default_value_t = 1000)]
+    check_per_org: usize,
     /// Sections to run, comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cutover,keygen,fleet,secret"
+        default_value = "cutover,keygen,fleet,secret,check"
     )]
     only: Vec<Section>,
     /// Where the Markdown goes besides stdout.
@@ -98,6 +107,7 @@ enum Section {
     Keygen,
     Fleet,
     Secret,
+    Check,
 }
 
 impl Args {
@@ -112,7 +122,7 @@ impl Args {
         }
         let windows: Vec<String> = self.windows.iter().map(u64::to_string).collect();
         format!(
-            "--scale {} --windows {} --consumers {} --interval-ms {} --strategies {}{} --keygen {} --fleet {} --concurrency {} --refresh-secs {} --only {}",
+            "--scale {} --windows {} --consumers {} --interval-ms {} --strategies {}{} --keygen {} --fleet {} --concurrency {} --refresh-secs {} --check-orgs {} --check-per-org {} --only {}",
             self.scale,
             windows.join(","),
             self.consumers,
@@ -123,6 +133,8 @@ impl Args {
             self.fleet,
             self.concurrency,
             self.refresh_secs,
+            self.check_orgs,
+            self.check_per_org,
             list(&self.only),
         )
     }
@@ -200,6 +212,21 @@ async fn bench(args: &Args) -> Result<(), Error> {
     }
     if args.only.contains(&Section::Secret) {
         sections.push(secret_section(&rekey, args).await?);
+    }
+    if args.only.contains(&Section::Check) {
+        let (orgs, per_org) = (args.check_orgs, args.check_per_org);
+        eprintln!("check: {orgs} orgs x {per_org} credentials");
+        let run = check::run(&rekey, orgs, per_org).await?;
+        sections.push(format!(
+            "## Check
+
+One `rekey check --json` of {} credentials over {orgs} orgs (each its own \
+             emulator, {per_org} Connected Apps, every store holding a key), after one of the \
+             first org's {per_org}; wall time and peak resident memory of each process, and the \
+             Salesforce calls of the large one from the emulators' call logs.\n\n{}",
+            orgs * per_org,
+            check::table(&run)
+        ));
     }
 
     let header = format!(
@@ -391,7 +418,7 @@ mod tests {
         let args = Args::parse_from(["rekey-bench"]);
         assert_eq!(
             args.describe(),
-            "--scale 1 --windows 0,5,30 --consumers 50 --interval-ms 2000 --strategies naive,rekey,token --keygen 20 --fleet 100 --concurrency 8 --refresh-secs 10 --only cutover,keygen,fleet,secret"
+            "--scale 1 --windows 0,5,30 --consumers 50 --interval-ms 2000 --strategies naive,rekey,token --keygen 20 --fleet 100 --concurrency 8 --refresh-secs 10 --check-orgs 10 --check-per-org 1000 --only cutover,keygen,fleet,secret,check"
         );
         let args = Args::parse_from(["rekey-bench", "--scale", "0.1", "--fleet", "1000"]);
         assert!(args.describe().starts_with("--scale 0.1 "));

@@ -285,7 +285,8 @@ impl World {
                 consumer_key: ADMIN_CONSUMER_KEY.into(),
                 username: ADMIN_USER.into(),
                 key,
-            },
+            }
+            .into(),
             app_kind: AppKind::ConnectedApp,
             app: app.name.clone(),
             integration_username: INTEGRATION_USER.into(),

@@ -7,13 +7,15 @@
 //! token, a delete token or a secret: they name the org, the app, the user and the call.
 
 mod activity;
+mod ahead;
 mod apps;
 mod policy;
 
 pub use policy::{IpRelaxation, RefreshTokenPolicy};
 
 use crate::client::Client;
-use crate::config::{AdminAuth, check_api_version, check_url};
+use crate::config::{check_admin, check_api_version, check_url};
+use crate::session::AdminSession;
 use chrono::{DateTime, Utc};
 use rekey_api::{Certificate, Error, ErrorKind, Result, SecretString};
 use serde::Serialize;
@@ -39,8 +41,8 @@ pub struct OrgConnection {
     pub audience: String,
     /// Metadata and REST API version, e.g. `67.0`.
     pub api_version: String,
-    /// rekey's admin connection.
-    pub admin: AdminAuth,
+    /// rekey's admin connection, shared with the org's targets (one login).
+    pub admin: AdminSession,
     /// Give up on one HTTP request after this.
     pub request_timeout: Duration,
 }
@@ -236,9 +238,7 @@ impl SalesforceOrg {
         }
         check_api_version("salesforce org", &c.api_version)?;
         let login_url = check_url("login_url", &c.login_url)?;
-        if let AdminAuth::AccessToken { instance_url, .. } = &c.admin {
-            check_url("instance_url", instance_url)?;
-        }
+        check_admin(c.admin.admin())?;
         let client = Client::new(
             &c.org,
             login_url,

@@ -258,7 +258,7 @@ impl Org {
             login_url: base.clone(),
             audience: base,
             api_version: "67.0".into(),
-            admin,
+            admin: admin.into(),
             app_kind: kind,
             app: match kind {
                 AppKind::ConnectedApp => CA.into(),
