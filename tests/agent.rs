@@ -189,7 +189,12 @@ async fn on_a_unix_socket_it_serves_held_tokens_drops_them_with_their_key_and_st
     assert_eq!(origin(&first), ("current", 1));
     assert_eq!(first["cached"], false);
     assert!(first["expires_at"].as_str().is_some(), "{first}");
-    assert!(first.get("fingerprint").is_none() && first.get("key").is_none());
+    // The certificate's fingerprint, as `rekey token` gives it; nothing of the key.
+    assert_eq!(
+        first["fingerprint"].as_str().unwrap(),
+        w.current_fingerprint(CRED).await
+    );
+    assert!(first.get("key").is_none() && first.get("private_key").is_none());
     // Held in memory: the same token, and no second grant at Salesforce.
     let grants = |w: &World| {
         w.sim

@@ -597,8 +597,8 @@ pub enum Command {
     /// `Authorization: Bearer <secret>`, the secret read at start from [agent] bearer_file,
     /// which must be this user's, mode 0600, in folders no one else can change).
     ///
-    ///   GET /v1/token/CRED  {"access_token", "instance_url", "expires_at", "generation",
-    ///                       "stage", "cached"}; the same fallback as `rekey token` (CURRENT,
+    ///   GET /v1/token/CRED  {"access_token", "instance_url", "expires_at", "fingerprint",
+    ///                       "generation", "stage", "cached"}; the same fallback as `rekey token` (CURRENT,
     ///                       then PENDING, then PREVIOUS; client credentials for consumer
     ///                       secrets). 404 for a credential it does not serve ([agent]
     ///                       credentials, default all), 401 without the bearer, 502 when

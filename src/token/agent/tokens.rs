@@ -24,6 +24,9 @@ pub struct AgentToken {
     /// Until when the agent hands out this token (Salesforce does not say when it expires:
     /// this is `token_cache_secs` after it was minted).
     pub expires_at: DateTime<Utc>,
+    /// The certificate (or consumer secret) fingerprint of what it was minted with, as
+    /// `rekey token` reports it.
+    pub fingerprint: Fingerprint,
     /// The generation of the key or consumer secret it was minted with.
     pub generation: Generation,
     /// The stage that key held when the agent last read the store.
@@ -55,6 +58,7 @@ impl Held {
             instance_url: self.token.instance_url.clone(),
             expires_at: self.minted_at
                 + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::zero()),
+            fingerprint: self.token.fingerprint,
             generation: self.token.generation,
             stage: self.token.stage,
             cached,
