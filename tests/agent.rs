@@ -419,7 +419,15 @@ async fn no_mint_through_the_agent_fails_while_a_rotation_propagates() {
 
 #[tokio::test]
 async fn a_consumer_secret_credential_gets_its_token_through_client_credentials() {
-    let w = World::etl_only().await;
+    let mut w = World::etl_only().await;
+    // Without [agent] it refuses to start, saying what to add.
+    let refused = w.rekey(&["agent"]).await;
+    assert_eq!(refused.code, 64, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("has no [agent] section") && refused.stderr.contains("socket ="),
+        "{}",
+        refused.stderr
+    );
     w.edit_config(|c| format!("{c}\n[agent]\nsocket = \"agent.sock\"\n"));
     let agent = Agent::start_serving(&w, "etl").await;
     let token = agent.token("etl", None).await;
@@ -430,4 +438,68 @@ async fn a_consumer_secret_credential_gets_its_token_through_client_credentials(
         "{log}"
     );
     assert!(!Path::new(&w.path("agent.sock")).exists());
+}
+
+/// A group other than this process's own when it may give one (root may give any), so the
+/// socket's group shows the setting took effect.
+fn another_group() -> u32 {
+    let own = |flag: &str| {
+        let out = std::process::Command::new("id").arg(flag).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let primary: u32 = own("-g").trim().parse().unwrap();
+    if own("-u").trim() == "0" {
+        return if primary == 65534 { 65533 } else { 65534 };
+    }
+    own("-G")
+        .split_whitespace()
+        .filter_map(|g| g.parse().ok())
+        .find(|g| *g != primary)
+        .unwrap_or(primary)
+}
+
+#[tokio::test]
+async fn a_held_token_is_renewed_before_it_lapses_and_the_socket_gets_its_group() {
+    use std::os::unix::fs::MetadataExt as _;
+    let group = another_group();
+    let w = world(&format!(
+        "socket = \"agent.sock\"\ngroup = \"{group}\"\nrefresh_secs = 1"
+    ))
+    .await;
+    w.edit_config(|c| {
+        c.replacen(
+            &format!("consumer_key = \"{CONSUMER_KEY}\"\n"),
+            &format!("consumer_key = \"{CONSUMER_KEY}\"\ntoken_cache_secs = 2\n"),
+            1,
+        )
+    });
+    let agent = Agent::start(&w).await;
+    let socket = std::fs::metadata(w.path("agent.sock")).unwrap();
+    assert_eq!((socket.gid(), socket.mode() & 0o777), (group, 0o660));
+    let first = agent.token(CRED, None).await;
+    assert_eq!(first["cached"], false);
+    // No request in between: the agent mints again on its own once 3/4 of the 2 s have passed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, metrics) = agent.get("/metrics", None).await;
+        if metric(&metrics, "rekey_agent_mints_total{credential=\"billing\"}") >= 2.0 {
+            assert_eq!(
+                metric(
+                    &metrics,
+                    "rekey_agent_cache_hits_total{credential=\"billing\"}"
+                ),
+                0.0
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never renewed:\n{metrics}\n{}",
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = agent.token(CRED, None).await;
+    assert_eq!(origin(&held), ("current", 1));
+    agent.stop().await;
 }
