@@ -161,8 +161,16 @@ impl Agent {
                 .grant
                 .get_or_try_init(|| crate::token::mint::minter(&self.config, cred))
                 .await?;
-            let (store, _) =
-                crate::token::mint::first_readable(cred, |name| self.store(name)).await?;
+            // One store: no stage map to read first, the mint reads the stages it needs (a
+            // request costs a grant, not more store reads than that).
+            let store = match cred.stores.as_slice() {
+                [only] => self.store(only).await.map_err(|e| e.context(&cred.name))?,
+                _ => {
+                    crate::token::mint::first_readable(cred, |name| self.store(name))
+                        .await?
+                        .0
+                }
+            };
             crate::token::mint::mint(store.as_ref(), grant, cred).await
         }
         .await;
