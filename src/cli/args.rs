@@ -588,6 +588,37 @@ pub enum Command {
         #[arg(long)]
         no_cache: bool,
     },
+    /// Serve tokens to local consumers from one long-running process
+    ///
+    /// A local token service, in the spirit of Vault Agent, for consumers that need a token
+    /// often and should not pay a process start per mint (`rekey token`) nor handle the key.
+    /// Listens on [agent] socket (a Unix socket, mode 0660, given to [agent] group: whoever may
+    /// open it may ask) or on [agent] listen (loopback HTTP; each request must carry
+    /// `Authorization: Bearer <secret>`, the secret read at start from [agent] bearer_file,
+    /// which must be this user's, mode 0600, in folders no one else can change).
+    ///
+    ///   GET /v1/token/CRED  {"access_token", "instance_url", "expires_at", "fingerprint",
+    ///                       "generation", "stage", "cached"}; the same fallback as `rekey token` (CURRENT,
+    ///                       then PENDING, then PREVIOUS; client credentials for consumer
+    ///                       secrets). 404 for a credential it does not serve ([agent]
+    ///                       credentials, default all), 401 without the bearer, 502 when
+    ///                       Salesforce refused every key, 503 when a store or Salesforce
+    ///                       cannot be reached.
+    ///   GET /metrics        rekey_agent_mints_total, _mint_failures_total, _fallbacks_total,
+    ///                       _cache_hits_total, _tokens_dropped_total, _tokens_held, by
+    ///                       credential.
+    ///
+    /// Tokens live in memory only, each for its credential's token_cache_secs (0: minted per
+    /// request). Every [agent] refresh_secs (default 5) it reads the stores again: a token whose
+    /// key left the store is dropped, one near the end of its life minted anew, so rotations
+    /// are followed without a restart. SIGTERM or SIGINT stops it: exit 0, the socket removed.
+    ///
+    /// Examples:
+    ///   rekey agent
+    ///   curl -s --unix-socket /run/rekey/agent.sock http://agent/v1/token/billing
+    ///   curl -s -H "Authorization: Bearer $(cat agent.bearer)" http://127.0.0.1:9818/v1/token/billing
+    #[command(verbatim_doc_comment)]
+    Agent,
     /// Audit every OAuth app of an org against the hardening checklist
     ///
     /// Reads every Connected App and External Client App of the org, whether rekey manages it

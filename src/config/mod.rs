@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 
+mod agent;
 mod alerts;
 mod audit;
 mod consumers;
@@ -22,6 +23,7 @@ mod tables;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use agent::{AgentConfig, AgentListen};
 pub use alerts::{ALERTS_JOURNAL, AlertsConfig, ChannelKindSettings, ChannelSettings};
 pub use audit::{AuditConfig, LEDGER_PREFIX, Suppression};
 pub use consumers::{ConsumerConfig, ConsumerKindSettings, DeliverKey};
@@ -36,6 +38,7 @@ pub use stores::StoreConfig;
 /// why one would set it. A test loads it, so it is always a valid config.
 pub const EXAMPLE: &str = include_str!("rekey.example.toml");
 
+use agent::{RawAgent, validate_agent};
 use alerts::{RawAlerts, validate_alerts};
 use audit::{RawAudit, validate_audit};
 use credentials::{Known, RawCredential, validate_credentials};
@@ -61,6 +64,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// `rekey audit`'s thresholds and suppressions.
     pub audit: AuditConfig,
+    /// `rekey agent`'s settings; `None` without an `[agent]` section.
+    pub agent: Option<AgentConfig>,
 }
 
 impl Config {
@@ -138,6 +143,7 @@ pub(super) struct RawConfig {
     run: Option<RawRun>,
     daemon: Option<RawDaemon>,
     audit: Option<RawAudit>,
+    agent: Option<Spanned<RawAgent>>,
 }
 
 /// Reads and validates `path`.
@@ -188,6 +194,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     let run = validate_run(raw.run.as_ref(), &known.orgs, &mut v);
     let daemon = validate_daemon(raw.daemon.as_ref(), &known.stores, &mut v);
     let audit = validate_audit(raw.audit.as_ref(), &known.orgs, &known.stores, &mut v);
+    let agent = raw.agent.as_ref().and_then(|a| {
+        let names = raw.credentials.keys().cloned().collect();
+        validate_agent(a, &names, &mut v)
+    });
     v.finish()?;
     Ok(Config {
         path: path.to_path_buf(),
@@ -198,6 +208,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         run,
         daemon,
         audit,
+        agent,
     })
 }
 

@@ -627,7 +627,7 @@ fn the_annotated_example_config_is_accepted() {
 #[test]
 fn every_key_rekey_accepts_appears_in_the_example() {
     use super::tables::fields_of;
-    let sections: [(&str, &[&str]); 21] = [
+    let sections: [(&str, &[&str]); 22] = [
         ("the top level", fields_of::<super::RawConfig>()),
         ("[orgs.NAME]", fields_of::<super::orgs::RawOrg>()),
         ("[orgs.NAME.admin]", fields_of::<super::orgs::RawAdmin>()),
@@ -640,6 +640,7 @@ fn every_key_rekey_accepts_appears_in_the_example() {
         ("window", fields_of::<super::credentials::RawWindow>()),
         ("[run]", fields_of::<super::service::RawRun>()),
         ("[daemon]", fields_of::<super::service::RawDaemon>()),
+        ("[agent]", fields_of::<super::agent::RawAgent>()),
         ("[alerts]", fields_of::<super::alerts::RawAlerts>()),
         ("a slack channel", fields_of::<super::alerts::SlackEntry>()),
         (
@@ -847,5 +848,76 @@ fn replicas_coordinate_in_a_declared_store_under_reserved_names() {
             err.contains(&format!("credentials.{reserved}: '{reserved}' is reserved")),
             "{err}"
         );
+    }
+}
+
+/// `[agent]`: a socket (with an optional group) or loopback HTTP with a bearer file, never both;
+/// the credentials it serves must be configured ones (default: all).
+#[test]
+fn the_agent_listens_on_a_socket_or_loopback_http_with_a_bearer() {
+    let with = |agent: &str| format!("{GOOD}\n[agent]\n{agent}\n");
+    let config = parse(
+        &with("socket = \"run/agent.sock\"\ngroup = \"integrations\""),
+        Path::new("/etc/rekey/rekey.toml"),
+    )
+    .unwrap();
+    let agent = config.agent.unwrap();
+    assert_eq!(agent.credentials, ["billing"]);
+    assert_eq!(agent.refresh, Duration::from_secs(5));
+    match agent.listen {
+        AgentListen::Socket { path, group } => {
+            assert_eq!(path, Path::new("/etc/rekey/run/agent.sock"));
+            assert_eq!(group.as_deref(), Some("integrations"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let config = parse(
+        &with("listen = \"127.0.0.1:9818\"\nbearer_file = \"agent.bearer\"\ncredentials = [\"billing\"]\nrefresh_secs = 60"),
+        Path::new("/etc/rekey/rekey.toml"),
+    )
+    .unwrap();
+    let agent = config.agent.unwrap();
+    assert_eq!(agent.refresh, Duration::from_secs(60));
+    assert!(matches!(
+        agent.listen,
+        AgentListen::Http { ref bearer_file, .. } if bearer_file == Path::new("/etc/rekey/agent.bearer")
+    ));
+    // [agent] is line 22.
+    for (agent, expected) in [
+        (
+            "group = \"x\"",
+            "rekey.toml:22:1: agent: set exactly one of socket = \"PATH\"",
+        ),
+        (
+            "socket = \"a.sock\"\nlisten = \"127.0.0.1:1\"",
+            "rekey.toml:22:1: agent: set exactly one of socket",
+        ),
+        (
+            "listen = \"10.0.0.1:9818\"\nbearer_file = \"b\"",
+            "rekey.toml:23:10: agent.listen '10.0.0.1:9818' is not a loopback address",
+        ),
+        (
+            "listen = \"127.0.0.1:9818\"",
+            "rekey.toml:23:10: agent.listen needs bearer_file",
+        ),
+        (
+            "listen = \"127.0.0.1:9818\"\nbearer_file = \"b\"\ngroup = \"x\"",
+            "rekey.toml:25:9: agent: 'group' does not apply to HTTP",
+        ),
+        (
+            "socket = \"a.sock\"\nbearer_file = \"b\"",
+            "rekey.toml:24:15: agent: 'bearer_file' does not apply to a Unix socket",
+        ),
+        (
+            "socket = \"a.sock\"\ncredentials = [\"billing\", \"nope\"]",
+            "rekey.toml:24:27: agent.credentials: unknown credential 'nope'",
+        ),
+        (
+            "socket = \"a.sock\"\nrefresh_secs = 0",
+            "rekey.toml:24:16: agent.refresh_secs = 0 is out of range; use 1..=3600",
+        ),
+    ] {
+        let err = parse(&with(agent), Path::new("rekey.toml")).unwrap_err();
+        assert!(err.to_string().contains(expected), "{agent}: {err}");
     }
 }

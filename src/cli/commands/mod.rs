@@ -1,5 +1,6 @@
 //! One function per subcommand: load what it needs, act, hand a report to `render`.
 
+mod agent;
 mod emergency;
 mod governance;
 mod import_secret;
@@ -94,6 +95,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
             emergency::emergency(&cli.config, &which, &emergency, yes, evidence_dir, json).await
         }
         Command::Daemon => run::serve(&cli.config).await,
+        Command::Agent => agent::agent(&cli.config).await,
         Command::Check {
             credential,
             preflight: true,

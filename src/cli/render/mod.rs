@@ -19,6 +19,7 @@ macro_rules! err {
     ($($arg:tt)*) => { $crate::cli::render::write_line(true, format_args!($($arg)*)) };
 }
 
+mod agent;
 mod emergency;
 mod governance;
 mod journal;
@@ -32,6 +33,7 @@ mod setup;
 mod status;
 mod token;
 
+pub use agent::agent;
 pub use emergency::emergency;
 pub use governance::{audit, grants, inventory};
 pub use journal::{chain, export, journal};

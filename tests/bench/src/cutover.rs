@@ -1,6 +1,8 @@
 //! Cutover: consumers minting tokens continuously through one rotation, while the emulator's
-//! propagation window trusts the old or the new certificate at random per request, for three
-//! ways of rotating and consuming the key.
+//! propagation window trusts the old or the new certificate at random per request, for four
+//! ways of rotating and consuming the key — on equal terms: every strategy gets the same warm-up
+//! before its rotation and every consumer the same retry budget ([`ATTEMPTS`] tries over about
+//! 4.5 s, the sweeps `rekey token` makes), and failures are counted inside the window too.
 
 use crate::machine::{CpuMeter, Load};
 use crate::org::{App, Error, Rekey, Spec, World, fingerprint};
@@ -13,7 +15,7 @@ use rekey_api::{
 };
 use rekey_file::FileStore;
 use rekey_salesforce::{Mint, Minter};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,11 +31,19 @@ pub(crate) enum Strategy {
     /// `rekey rotate`; each consumer mint is a `rekey token --no-cache` process.
     #[value(name = "token")]
     TokenHelper,
+    /// `rekey rotate`; each consumer mint is a request to one `rekey agent` over its Unix socket
+    /// (`token_cache_secs = 0`, so every request is a grant at Salesforce).
+    Agent,
 }
 
 impl Strategy {
     /// Every strategy, in table order.
-    pub(crate) const ALL: [Strategy; 3] = [Strategy::Naive, Strategy::Rekey, Strategy::TokenHelper];
+    pub(crate) const ALL: [Strategy; 4] = [
+        Strategy::Naive,
+        Strategy::Rekey,
+        Strategy::TokenHelper,
+        Strategy::Agent,
+    ];
 
     /// How the table names it.
     pub(crate) fn label(self) -> &'static str {
@@ -41,8 +51,34 @@ impl Strategy {
             Strategy::Naive => "(a) naive script + store-pull consumers",
             Strategy::Rekey => "(b) `rekey rotate` + store-pull consumers",
             Strategy::TokenHelper => "(c) `rekey rotate` + `rekey token` consumers",
+            Strategy::Agent => "(d) `rekey rotate` + `rekey agent` consumers",
         }
     }
+
+    /// What its consumers may do to get a token, for the table.
+    pub(crate) fn consumers_may(self) -> &'static str {
+        match self {
+            Strategy::Naive | Strategy::Rekey => {
+                "sign with CURRENT; after a refusal read CURRENT again; ≤ 10 tries in ~4.5 s"
+            }
+            Strategy::TokenHelper => {
+                "a process per mint: CURRENT, PENDING, PREVIOUS; ≤ 10 sweeps in ~4.5 s"
+            }
+            Strategy::Agent => {
+                "a request per mint: CURRENT, PENDING, PREVIOUS; ≤ 10 sweeps in ~4.5 s"
+            }
+        }
+    }
+}
+
+/// Tries a store-pull consumer makes before its mint counts as failed: the sweeps `rekey token`
+/// (and so `rekey agent`) make through the stages before giving up.
+const ATTEMPTS: u32 = 10;
+
+/// The pause after failed try `n` (1-based): `rekey token`'s between sweeps, 0.1 s growing by
+/// 0.1 s up to 1 s (about 4.5 s over all tries).
+fn pause_after(n: u32) -> Duration {
+    (Duration::from_millis(100) * n).min(Duration::from_secs(1))
 }
 
 /// The consumers' behaviour and the phases of one run.
@@ -69,8 +105,11 @@ pub(crate) struct Outcome {
     pub(crate) window: Duration,
     /// Mints in all.
     pub(crate) mints: usize,
-    /// Mints that got no token (after the consumer's own retry, for store-pull consumers).
+    /// Mints that got no token (after every try the retry budget allows).
     pub(crate) failed: usize,
+    /// Mints that ended inside the window (from the certificate change to the window's end),
+    /// and how many of them failed; `None` if the certificate never changed.
+    pub(crate) in_window: Option<(usize, usize)>,
     /// From the app's certificate change ("Salesforce accepts the new certificate") to the
     /// moment every consumer signs with the new key; `None` if the certificate never changed.
     pub(crate) switch: Option<Switch>,
@@ -84,8 +123,8 @@ pub(crate) struct Outcome {
 
 /// How a consumer gets a token.
 enum Consumer {
-    /// Signs with the key it read from the store's CURRENT; after a failed mint it reads CURRENT
-    /// again and retries once.
+    /// Signs with the key it read from the store's CURRENT; after a refused grant it reads
+    /// CURRENT again and tries again, up to [`ATTEMPTS`] tries.
     StorePull {
         store: FileStore,
         minter: Minter,
@@ -97,6 +136,8 @@ enum Consumer {
         dir: PathBuf,
         credential: String,
     },
+    /// `GET /v1/token/CREDENTIAL` to `rekey agent` on its Unix socket per mint.
+    Agent { socket: PathBuf, credential: String },
 }
 
 /// What every consumer shares: the run's start, the stop flag, the record of mints.
@@ -126,6 +167,82 @@ async fn mint_with(minter: &Minter, held: Option<&(KeyMaterial, String)>) -> Opt
     }
 }
 
+/// One `GET /v1/token/CREDENTIAL` to the agent on `socket`: the fingerprint of what signed the
+/// grant if it answered with a token.
+async fn agent_mint(socket: &Path, credential: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::UnixStream::connect(socket).await.ok()?;
+    let request =
+        format!("GET /v1/token/{credential} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.ok()?;
+    let text = String::from_utf8(answer).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if head.split(' ').nth(1) != Some("200") {
+        return None;
+    }
+    // The body holds the token too; only the fingerprint is kept.
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["fingerprint"].as_str().map(str::to_string))
+}
+
+/// `rekey agent` serving `app` in `world` on `agent.sock`, with `token_cache_secs = 0` so every
+/// request is a grant; started once its socket exists.
+async fn start_agent(
+    rekey: &Rekey,
+    world: &World,
+    app: &App,
+) -> Result<(tokio::process::Child, PathBuf), Error> {
+    let config_path = world.path().join("rekey.toml");
+    let config = std::fs::read_to_string(&config_path)?;
+    let header = format!("[credentials.{}]\n", app.credential);
+    if !config.contains(&header) {
+        return Err(format!("rekey.toml has no {header}").into());
+    }
+    let config = config.replacen(&header, &format!("{header}token_cache_secs = 0\n"), 1)
+        + &format!(
+            "\n[agent]\nsocket = \"agent.sock\"\ncredentials = [\"{}\"]\n",
+            app.credential
+        );
+    std::fs::write(&config_path, config)?;
+    let socket = world.path().join("agent.sock");
+    let log = std::fs::File::create(world.path().join("agent.log"))?;
+    let mut child = rekey
+        .command(world.path(), &["agent"])
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(world.path().join("agent.log")).unwrap_or_default();
+            return Err(format!("rekey agent exited with {status}:\n{log}").into());
+        }
+        if Instant::now() > deadline {
+            return Err("rekey agent did not listen within 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok((child, socket))
+}
+
+/// SIGTERM to the agent, which must stop with exit 0.
+async fn stop_agent(mut child: tokio::process::Child) -> Result<(), Error> {
+    let pid = child.id().ok_or("rekey agent already ended")?.to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()?;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .map_err(|_| "rekey agent did not stop within 30 s of SIGTERM")??;
+    if !status.success() {
+        return Err(format!("rekey agent stopped with {status}").into());
+    }
+    Ok(())
+}
+
 /// Mints until told to stop, recording each mint.
 async fn consume(id: usize, consumer: Consumer, interval: Duration, shared: Shared) {
     // Consumers start spread over one interval, as independent jobs would.
@@ -139,18 +256,20 @@ async fn consume(id: usize, consumer: Consumer, interval: Duration, shared: Shar
                 minter,
                 credential,
             } => {
-                if held.is_none() {
-                    held = read_current(store, credential).await;
-                }
-                match mint_with(minter, held.as_ref()).await {
-                    Some(fp) => Some(fp),
-                    None => {
-                        if let Some(fresh) = read_current(store, credential).await {
-                            held = Some(fresh);
-                        }
-                        mint_with(minter, held.as_ref()).await
+                let mut minted = None;
+                for attempt in 1..=ATTEMPTS {
+                    if (held.is_none() || attempt > 1)
+                        && let Some(fresh) = read_current(store, credential).await
+                    {
+                        held = Some(fresh);
                     }
+                    minted = mint_with(minter, held.as_ref()).await;
+                    if minted.is_some() || attempt == ATTEMPTS {
+                        break;
+                    }
+                    tokio::time::sleep(pause_after(attempt)).await;
                 }
+                minted
             }
             Consumer::Helper {
                 rekey,
@@ -168,6 +287,7 @@ async fn consume(id: usize, consumer: Consumer, interval: Duration, shared: Shar
                     _ => None,
                 }
             }
+            Consumer::Agent { socket, credential } => agent_mint(socket, credential).await,
         };
         let record = MintRecord {
             consumer: id,
@@ -250,6 +370,10 @@ pub(crate) async fn run(
         .ok_or("the app holds no certificate")?;
     let window = Duration::from_secs(window_secs);
 
+    let agent = match strategy {
+        Strategy::Agent => Some(start_agent(rekey, &world, &app).await?),
+        _ => None,
+    };
     let shared = Shared {
         start: Instant::now(),
         stop: Arc::new(AtomicBool::new(false)),
@@ -267,6 +391,10 @@ pub(crate) async fn run(
             Strategy::TokenHelper => Consumer::Helper {
                 rekey: rekey.clone(),
                 dir: world.path().to_path_buf(),
+                credential: app.credential.clone(),
+            },
+            Strategy::Agent => Consumer::Agent {
+                socket: agent.as_ref().map(|(_, s)| s.clone()).unwrap_or_default(),
                 credential: app.credential.clone(),
             },
         };
@@ -299,7 +427,7 @@ pub(crate) async fn run(
         let started = Instant::now();
         let result = match strategy {
             Strategy::Naive => naive_rotation(rekey, &world, &app).await,
-            Strategy::Rekey | Strategy::TokenHelper => rekey
+            Strategy::Rekey | Strategy::TokenHelper | Strategy::Agent => rekey
                 .ok(world.path(), &["rotate", &app.credential])
                 .await
                 .map(|out| {
@@ -323,6 +451,9 @@ pub(crate) async fn run(
         consumer.await?;
     }
     let load = meter.stop();
+    if let Some((child, _)) = agent {
+        stop_agent(child).await?;
+    }
 
     let records = std::mem::take(&mut *shared.records.lock().unwrap());
     let new_fingerprint = fingerprint(
@@ -338,6 +469,7 @@ pub(crate) async fn run(
         window,
         mints: records.len(),
         failed: records.iter().filter(|r| !r.ok()).count(),
+        in_window: accepted.map(|at| stats::within(&records, at, at + window)),
         switch,
         rotation,
         latency: (
@@ -355,9 +487,10 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
     let mut t = Table::new(&[
         ("P", Align::Right),
         ("strategy", Align::Left),
+        ("its consumers may", Align::Left),
         ("mints", Align::Right),
-        ("failed", Align::Right),
-        ("failed %", Align::Right),
+        ("failed (%)", Align::Right),
+        ("in the window: mints, failed (%)", Align::Right),
         (
             "accepted → all consumers on new key (median consumer)",
             Align::Right,
@@ -380,12 +513,19 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
             Ok(d) => table::secs(*d),
             Err(_) => "failed".to_string(),
         };
+        let in_window = match o.in_window {
+            None => "n/a".to_string(),
+            Some((mints, failed)) => {
+                format!("{mints}, {failed} ({})", table::percent(failed, mints))
+            }
+        };
         t.row(vec![
             format!("{} s", o.window.as_secs()),
             o.strategy.label().to_string(),
+            o.strategy.consumers_may().to_string(),
             o.mints.to_string(),
-            o.failed.to_string(),
-            table::percent(o.failed, o.mints),
+            format!("{} ({})", o.failed, table::percent(o.failed, o.mints)),
+            in_window,
             switch,
             rotation,
             format!(
@@ -397,4 +537,17 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
         ]);
     }
     t.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_budget_is_the_sweeps_of_rekey_token() {
+        let pauses: Duration = (1..ATTEMPTS).map(pause_after).sum();
+        assert_eq!(pauses, Duration::from_millis(4500));
+        assert_eq!(pause_after(1), Duration::from_millis(100));
+        assert_eq!(pause_after(12), Duration::from_secs(1));
+    }
 }

@@ -3,10 +3,11 @@
 //!
 //! - **Cutover**: 50 consumers mint tokens continuously (real JWT signing and HTTP each time)
 //!   through one rotation while the emulator's propagation window trusts the old or the new
-//!   certificate at random per request, for three strategies: a naive script with store-pull
+//!   certificate at random per request, for four strategies: a naive script with store-pull
 //!   consumers, `rekey rotate` with the same consumers, and `rekey rotate` with consumers that
-//!   run `rekey token`. Failed mints, the time from the app's certificate change until every
-//!   consumer signs with the new key, and the rotation's wall time.
+//!   run `rekey token` or ask `rekey agent`; the same warm-up and retry budget for all. Failed
+//!   mints (in all and inside the window), the time from the app's certificate change until
+//!   every consumer signs with the new key, the rotation's wall time, mint latency.
 //! - **Key generation**: `rekey generate` against `openssl req -x509 -newkey rsa:2048 -nodes`.
 //! - **Fleet**: one `rekey run` rotating N apps with bounded concurrency, against the
 //!   keygen-only lower bound.
@@ -57,8 +58,8 @@ struct Args {
     /// times this).
     #[arg(long, default_value_t = 2000)]
     interval_ms: u64,
-    /// Cutover strategies to run, comma-separated: naive (a), rekey (b), token (c).
-    #[arg(long, value_delimiter = ',', default_value = "naive,rekey,token")]
+    /// Cutover strategies to run, comma-separated: naive (a), rekey (b), token (c), agent (d).
+    #[arg(long, value_delimiter = ',', default_value = "naive,rekey,token,agent")]
     strategies: Vec<cutover::Strategy>,
     /// Run a window's strategies one after another instead of at the same time.
     #[arg(long)]
@@ -140,7 +141,8 @@ impl Args {
     }
 }
 
-/// How far apart the rotations of strategies running at the same time start.
+/// How far apart the runs (consumers and rotation alike) of strategies running at the same time
+/// start.
 const STAGGER: Duration = Duration::from_millis(2500);
 
 /// A window of `secs` scaled by `scale`: whole seconds (the emulator's unit), never 0 for a
@@ -285,14 +287,13 @@ async fn cutover_section(rekey: &Rekey, args: &Args) -> Result<String, Error> {
                 strategies.iter().map(|_| cutover::prepare(rekey, window)),
             )
             .await?;
+            // The whole run starts later, not only its rotation: every strategy gets the same
+            // warm-up, so the same share of mints that cannot fail.
             let options = &options;
             futures_util::future::join_all(strategies.iter().zip(worlds).enumerate().map(
-                |(i, (strategy, world))| {
-                    let options = cutover::Options {
-                        warmup: options.warmup + STAGGER * i as u32,
-                        ..options.clone()
-                    };
-                    async move { cutover::run(rekey, world, *strategy, window, &options).await }
+                |(i, (strategy, world))| async move {
+                    tokio::time::sleep(STAGGER * i as u32).await;
+                    cutover::run(rekey, world, *strategy, window, options).await
                 },
             ))
             .await
@@ -320,21 +321,27 @@ async fn cutover_section(rekey: &Rekey, args: &Args) -> Result<String, Error> {
          each mint a real RS256-signed JWT-bearer grant over HTTP) through one rotation. During \
          the propagation window P after the app's certificate changes, each token request is \
          verified against only the old or only the new certificate, at random (orgsim \
-         `propagation_mode = \"random\"`). Store-pull consumers sign with the store's CURRENT \
-         key and, after a refusal, read CURRENT again and retry once; a mint that still fails \
-         counts as failed. `rekey token` consumers run `rekey token --no-cache` per mint. \
-         \"accepted → all consumers on new key\": from the app's certificate change (polled \
-         every 10 ms) until the last consumer's first new-key mint after which it never used \
-         the old key again. Rotation wall time: the script, or `rekey rotate`. Each strategy \
-         has an emulator and a store of its own; {}. CPU: this bench process (emulators, \
-         in-process consumers) and its `rekey` processes, as a share of all CPUs{}.\n\n{}",
+         `propagation_mode = \"random\"`). Every strategy gets the same warm-up before its \
+         rotation and every consumer the same retry budget: up to 10 tries over about 4.5 s \
+         (pauses of 0.1 s growing to 1 s), the sweeps `rekey token` makes. Store-pull consumers \
+         sign with the store's CURRENT key and, after a refusal, read CURRENT again and try \
+         again; `rekey token` consumers run `rekey token --no-cache` per mint; agent consumers \
+         send one request per mint to a `rekey agent` on a Unix socket, with \
+         `token_cache_secs = 0` so each request is a grant. A mint fails when its budget is \
+         spent without a token. \"in the window\": mints that ended from the certificate change \
+         to the window's end. \"accepted → all consumers on new key\": from the app's \
+         certificate change (polled every 10 ms) until the last consumer's first new-key mint \
+         after which it never used the old key again. Mint p50 / p99: one mint, all its tries. \
+         Rotation wall time: the script, or `rekey rotate`. Each strategy has an emulator and a \
+         store of its own; {}. CPU: this bench process (emulators, in-process consumers) and its \
+         `rekey` processes (the agent included), as a share of all CPUs{}.\n\n{}",
         args.consumers,
         args.interval_ms,
         if args.one_by_one {
             "they run one after another".to_string()
         } else {
             format!(
-                "a window's strategies run at the same time, their rotations starting {} apart",
+                "a window's strategies run at the same time, each run starting {} after the last",
                 table::secs(STAGGER)
             )
         },
@@ -418,7 +425,7 @@ mod tests {
         let args = Args::parse_from(["rekey-bench"]);
         assert_eq!(
             args.describe(),
-            "--scale 1 --windows 0,5,30 --consumers 50 --interval-ms 2000 --strategies naive,rekey,token --keygen 20 --fleet 100 --concurrency 8 --refresh-secs 10 --check-orgs 10 --check-per-org 1000 --only cutover,keygen,fleet,secret,check"
+            "--scale 1 --windows 0,5,30 --consumers 50 --interval-ms 2000 --strategies naive,rekey,token,agent --keygen 20 --fleet 100 --concurrency 8 --refresh-secs 10 --check-orgs 10 --check-per-org 1000 --only cutover,keygen,fleet,secret,check"
         );
         let args = Args::parse_from(["rekey-bench", "--scale", "0.1", "--fleet", "1000"]);
         assert!(args.describe().starts_with("--scale 0.1 "));

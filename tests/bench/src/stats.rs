@@ -53,6 +53,15 @@ impl MintRecord {
     }
 }
 
+/// Of the mints that ended from `from` to `to` (both included): how many, and how many failed.
+pub(crate) fn within(records: &[MintRecord], from: Duration, to: Duration) -> (usize, usize) {
+    let inside: Vec<&MintRecord> = records
+        .iter()
+        .filter(|r| (from..=to).contains(&r.at))
+        .collect();
+    (inside.len(), inside.iter().filter(|r| !r.ok()).count())
+}
+
 /// When every consumer had switched to the key with `new_fingerprint`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Switch {
@@ -201,6 +210,20 @@ mod tests {
                 median: ms(80)
             }
         );
+    }
+
+    #[test]
+    fn mints_within_a_window_are_counted_with_their_failures() {
+        let records = [
+            mint(0, 100, Some("old")),
+            mint(0, 200, None),
+            mint(1, 250, Some("new")),
+            mint(1, 300, None),
+            mint(0, 301, None),
+        ];
+        assert_eq!(within(&records, ms(200), ms(300)), (3, 2));
+        assert_eq!(within(&records, ms(0), ms(99)), (0, 0));
+        assert_eq!(within(&records, ms(0), ms(1000)), (5, 3));
     }
 
     #[test]
