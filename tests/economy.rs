@@ -567,5 +567,9 @@ async fn a_daemon_logs_in_again_once_when_its_session_is_ended() {
         ["Success", "Success", "Success"],
         "{metrics}"
     );
-    assert_eq!(metric(&metrics, "rekey_run_last_exit_code"), Some(0.0), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "rekey_run_last_exit_code"),
+        Some(0.0),
+        "{metrics}"
+    );
 }

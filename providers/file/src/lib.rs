@@ -76,12 +76,25 @@ struct Pointers {
 struct FileLock {
     /// Holding the open file is holding the OS lock; closing it (drop, or the process dying)
     /// releases it.
-    _locked: File,
+    _locked: HeldLock,
     /// The credential's `lease` file, read again by `confirm`.
     lease: PathBuf,
     fence: u64,
     /// `file(<root>): credential '<name>'`, for messages.
     owner: String,
+}
+
+/// The `lock` file while its OS lock is held. Its holder note is cleared when the lease ends
+/// (released, or dropped on an error), so a runner refused later never names a holder that is
+/// gone; only a process that died holding it leaves its note, until the next holder's replaces it.
+#[derive(Debug)]
+struct HeldLock(File);
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // Before the file closes and the OS lock with it.
+        let _ = self.0.set_len(0);
+    }
 }
 
 #[async_trait]
@@ -723,16 +736,17 @@ impl SecretStore for FileStore {
             .map_err(|e| io_error("open", &path, e))?;
         match file.try_lock() {
             Ok(()) => {
-                // A damaged journal refuses the lease before anything is written: whoever
-                // takes it would decide on a journal with a hole.
-                self.whole_journal(&dir)?;
-                // The note first: until it is replaced, a refused runner would name the
-                // previous holder.
-                // The holder names its process (rekey's holders carry their pid).
+                // The note first, so a runner refused from now on names this holder (rekey's
+                // holders carry their pid). A lease that ended cleared its note; only a holder
+                // that died leaves one behind, until this write replaces it.
                 let note = format!("{holder}\n");
                 file.set_len(0)
                     .and_then(|()| file.write_all(note.as_bytes()))
                     .map_err(|e| io_error("write", &path, e))?;
+                let file = HeldLock(file);
+                // A damaged journal refuses the lease before anything is written: whoever
+                // takes it would decide on a journal with a hole.
+                self.whole_journal(&dir)?;
                 // Written durably before the lease is handed out, so it survives this process
                 // dying with the lock held: the next holder's fence is greater.
                 let fence = self.next_fence(&dir)?;

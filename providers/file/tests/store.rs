@@ -146,6 +146,37 @@ async fn the_lock_is_exclusive_names_its_holder_and_is_released_on_drop() {
         .expect("the lock is free once the holder is gone");
 }
 
+/// A lease that ended leaves no holder behind: a runner refused while the next holder has taken
+/// the OS lock but not yet written its note (forced here by holding the lock from outside) says
+/// "another rekey process", never the holder that is gone.
+#[tokio::test]
+async fn a_refused_runner_never_names_a_holder_whose_lease_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let lease = store
+        .lock("billing", "rekey import (pid 41)")
+        .await
+        .unwrap();
+    lease.release().await.unwrap();
+    let dropped = store
+        .lock("billing", "rekey rotate (pid 42)")
+        .await
+        .unwrap();
+    drop(dropped);
+    let lock_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join("billing").join("lock"))
+        .unwrap();
+    lock_file.try_lock().expect("nobody holds the lock");
+    let err = store.lock("billing", "rekey run").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Busy);
+    assert!(
+        err.to_string().ends_with("locked by another rekey process"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn credential_names_cannot_escape_the_store() {
     let store = FileStore::new("/tmp/rekey-never-created");
