@@ -362,11 +362,25 @@ fn test_files_stay_small_too() {
     let workspace = root();
     let mut files = rust_files(&workspace.join("tests"));
     for entry in std::fs::read_dir(workspace.join("providers")).unwrap() {
-        let tests = entry.unwrap().path().join("tests");
+        let provider = entry.unwrap().path();
+        let tests = provider.join("tests");
         if tests.is_dir() {
             files.extend(rust_files(&tests));
         }
+        // Test modules beside the code (`tests.rs`, `*_tests.rs`) are test files too.
+        if provider.join("src").is_dir() {
+            files.extend(
+                rust_files(&provider.join("src"))
+                    .into_iter()
+                    .filter(|f| test_only(f)),
+            );
+        }
     }
+    files.extend(
+        rust_files(&workspace.join("src"))
+            .into_iter()
+            .filter(|f| test_only(f)),
+    );
     let long: Vec<String> = files
         .iter()
         .filter_map(|file| {

@@ -18,6 +18,8 @@ mod consumers;
 mod credentials;
 mod orgs;
 mod service;
+#[cfg(test)]
+mod service_tests;
 mod stores;
 mod tables;
 #[cfg(test)]

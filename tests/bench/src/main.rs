@@ -71,7 +71,7 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     keygen: usize,
     /// Apps rotated by the fleet run.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 1000)]
     fleet: usize,
     /// `[run] concurrency` of the fleet run, and the concurrency of its keygen-only bound.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -425,10 +425,10 @@ mod tests {
         let args = Args::parse_from(["rekey-bench"]);
         assert_eq!(
             args.describe(),
-            "--scale 1 --windows 0,5,30 --consumers 50 --interval-ms 2000 --strategies naive,rekey,token,agent --keygen 20 --fleet 100 --concurrency 8 --refresh-secs 10 --check-orgs 10 --check-per-org 1000 --only cutover,keygen,fleet,secret,check"
+            "--scale 1 --windows 0,5,30 --consumers 50 --interval-ms 2000 --strategies naive,rekey,token,agent --keygen 20 --fleet 1000 --concurrency 8 --refresh-secs 10 --check-orgs 10 --check-per-org 1000 --only cutover,keygen,fleet,secret,check"
         );
-        let args = Args::parse_from(["rekey-bench", "--scale", "0.1", "--fleet", "1000"]);
+        let args = Args::parse_from(["rekey-bench", "--scale", "0.1", "--fleet", "100"]);
         assert!(args.describe().starts_with("--scale 0.1 "));
-        assert_eq!(args.fleet, 1000);
+        assert_eq!(args.fleet, 100);
     }
 }
