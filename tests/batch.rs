@@ -10,6 +10,7 @@
 mod world;
 
 use orgsim::{Fault, FaultKind, OrgSim, PropagationMode, Seed};
+use rekey_testkit::receiver::Receiver;
 use std::fmt::Write as _;
 use world::{Held, World, legacy_pair, rekey_api_fingerprint, self_signed};
 
@@ -427,6 +428,40 @@ async fn canary_order_stops_at_the_first_org_whose_rotation_failed() {
     for (b, a) in before.iter().zip(&after) {
         assert_ne!(b, a);
     }
+}
+
+/// A rotation its consumer never adopted (`on_adoption_failure = "alert"`: the new key stays)
+/// stops the canary order too: the next org is left untouched.
+#[tokio::test]
+async fn canary_order_stops_at_an_org_whose_rotation_was_not_adopted() {
+    let (mut w, members) = fleet(&["dev", "prod"], 1, "org_order = [\"dev\", \"prod\"]").await;
+    let before = originals(&w, &members);
+    // dev's consumer keeps reporting the certificate it had: it never adopts the new one.
+    let status = Receiver::answering(200, &format!("{{\"fingerprint\": \"{}\"}}", before[0])).await;
+    let url = status.url("/status");
+    w.edit_config(|c| {
+        let c = c.replacen(
+            "[credentials.dev-1]\n",
+            "[credentials.dev-1]\non_adoption_failure = \"alert\"\n",
+            1,
+        );
+        format!("{c}[[credentials.dev-1.consumers]]\nname = \"laggard\"\nkind = \"store\"\nstatus_url = \"{url}\"\nadopt_timeout_secs = 1\n")
+    });
+    let (code, report) = run_json(&mut w).await;
+    assert_ne!(code, 0, "{report}");
+    assert_eq!(action(&report, "dev-1"), "rotated", "{report}");
+    assert_eq!(report["canary_stopped_at"], "dev", "{report}");
+    assert_eq!(
+        report["untouched_orgs"],
+        serde_json::json!(["prod"]),
+        "{report}"
+    );
+    assert_eq!(action(&report, "prod-1"), "held", "{report}");
+    assert_eq!(
+        w.app_fingerprint(&members[1].app),
+        before[1],
+        "prod untouched"
+    );
 }
 
 #[tokio::test]
