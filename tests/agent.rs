@@ -315,18 +315,6 @@ async fn request_until(
     answers
 }
 
-/// Waits until `answered` grew by `more`.
-async fn answered_more(answered: &AtomicUsize, more: usize) {
-    let target = answered.load(Ordering::SeqCst) + more;
-    for _ in 0..1200 {
-        if answered.load(Ordering::SeqCst) >= target {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the consumers stopped asking");
-}
-
 /// Waits until the held `rotation` waits at `point`.
 async fn held_at(rotation: &mut Held, point: &str) {
     for _ in 0..3000 {
@@ -361,13 +349,13 @@ async fn no_mint_through_the_agent_fails_while_a_rotation_propagates() {
     let consumers =
         futures_util::future::join_all((0..2).map(|_| request_until(&agent, &stop, &answered)));
     let rotating = async {
-        answered_more(&answered, 6).await;
+        world::grew_by(&answered, 6, "asking").await;
         let mut rotation = Held::spawn(&w, &["rotate", CRED], "publish:done,promote:done");
         held_at(&mut rotation, "publish:done").await;
-        answered_more(&answered, 30).await;
+        world::grew_by(&answered, 30, "asking").await;
         std::fs::remove_file(&rotation.file).unwrap();
         held_at(&mut rotation, "promote:done").await;
-        answered_more(&answered, 30).await;
+        world::grew_by(&answered, 30, "asking").await;
         std::fs::remove_file(&rotation.file).unwrap();
         rotation
     };
@@ -375,7 +363,7 @@ async fn no_mint_through_the_agent_fails_while_a_rotation_propagates() {
         let rotation = rotating.await;
         let status = rotation.child.wait_with_output();
         let out = status.await.unwrap();
-        answered_more(&answered, 6).await;
+        world::grew_by(&answered, 6, "asking").await;
         stop.store(true, Ordering::SeqCst);
         out
     });

@@ -322,11 +322,9 @@ async fn three_replicas_fail_over(w: &mut World, hook: &Receiver) -> Duration {
     failover
 }
 
-/// With the keys, the journal, the leases and the alerts' state in OpenBao: the dead leader's
-/// lease expires after `lock_ttl_secs` (3 here) and a follower takes it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_daemons_on_vault_fail_over_finish_the_rotation_and_alert_once() {
-    let bao = OpenBao::shared();
+/// The billing credential alone on OpenBao, its legacy key imported, with leases of 3 s so a dead
+/// holder's lease expires within the test.
+async fn billing_on_vault(bao: &OpenBao) -> (World, String) {
     let (mut w, prefix) = vault_world(bao).await;
     w.drop_credential("billing-eca");
     w.import_legacy("billing").await;
@@ -336,6 +334,15 @@ async fn three_daemons_on_vault_fail_over_finish_the_rotation_and_alert_once() {
             &format!("path_prefix = \"{prefix}\"\nlock_ttl_secs = 3"),
         )
     });
+    (w, prefix)
+}
+
+/// With the keys, the journal, the leases and the alerts' state in OpenBao: the dead leader's
+/// lease expires after `lock_ttl_secs` (3 here) and a follower takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_on_vault_fail_over_finish_the_rotation_and_alert_once() {
+    let bao = OpenBao::shared();
+    let (mut w, prefix) = billing_on_vault(bao).await;
     let hook = Receiver::answering(200, "ok").await;
     replicated(&w, &hook);
     let failover = three_replicas_fail_over(&mut w, &hook).await;
@@ -379,15 +386,7 @@ async fn three_daemons_on_the_file_store_fail_over_finish_the_rotation_and_alert
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_lease_is_taken_stands_down_mid_rotation() {
     let bao = OpenBao::shared();
-    let (mut w, prefix) = vault_world(bao).await;
-    w.drop_credential("billing-eca");
-    w.import_legacy("billing").await;
-    w.edit_config(|c| {
-        c.replace(
-            &format!("path_prefix = \"{prefix}\""),
-            &format!("path_prefix = \"{prefix}\"\nlock_ttl_secs = 3"),
-        )
-    });
+    let (mut w, prefix) = billing_on_vault(bao).await;
     let hook = Receiver::answering(200, "ok").await;
     replicated(&w, &hook);
     let http = reqwest::Client::new();

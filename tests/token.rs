@@ -417,18 +417,6 @@ async fn mint_until(
     runs
 }
 
-/// Waits until `minted` grew by `more`.
-async fn minted_more(minted: &AtomicUsize, more: usize) {
-    let target = minted.load(Ordering::SeqCst) + more;
-    for _ in 0..600 {
-        if minted.load(Ordering::SeqCst) >= target {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the consumers stopped minting");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_consumers_never_fail_while_each_request_reaches_a_random_node() {
     // Each token request is checked against only the old or only the new certificate, at
@@ -439,16 +427,16 @@ async fn three_consumers_never_fail_while_each_request_reaches_a_random_node() {
     let minted = AtomicUsize::new(0);
     let consumers = futures_util::future::join_all((0..3).map(|_| mint_until(&w, &stop, &minted)));
     let rotating = async {
-        minted_more(&minted, 6).await;
+        world::grew_by(&minted, 6, "minting").await;
         let mut rotation = Paused::spawn(&w, &["rotate", CRED], "publish:done,promote:done");
         rotation.held_at("publish:done").await;
-        minted_more(&minted, 30).await;
+        world::grew_by(&minted, 30, "minting").await;
         rotation.go_on();
         rotation.held_at("promote:done").await;
-        minted_more(&minted, 30).await;
+        world::grew_by(&minted, 30, "minting").await;
         rotation.go_on();
         let finished = rotation.finish().await;
-        minted_more(&minted, 6).await;
+        world::grew_by(&minted, 6, "minting").await;
         stop.store(true, Ordering::SeqCst);
         finished
     };

@@ -698,3 +698,17 @@ pub(crate) fn runbook_commands(path: &str, credential: &str) -> Vec<Vec<String>>
     }
     commands
 }
+
+/// Waits until `count` (consumers' answers or mints, counted as they come) grew by `more`: a
+/// minute at most, then the consumers have stopped (`what` says doing what).
+pub(crate) async fn grew_by(count: &std::sync::atomic::AtomicUsize, more: usize, what: &str) {
+    use std::sync::atomic::Ordering;
+    let target = count.load(Ordering::SeqCst) + more;
+    for _ in 0..1200 {
+        if count.load(Ordering::SeqCst) >= target {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the consumers stopped {what}");
+}

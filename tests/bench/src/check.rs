@@ -35,25 +35,9 @@ name = "Check {k}"
 [settings]
 daily_api_requests = 1000000000
 
-[[profiles]]
-name = "System Administrator"
-permissions = ["ModifyAllData", "ModifyMetadata", "CustomizeApplication", "ViewSetup", "ApiEnabled"]
-
-[[profiles]]
-name = "Bench Integration"
-permissions = ["ApiEnabled"]
-
-[[users]]
-username = "{ADMIN_USER}"
-profile = "System Administrator"
-
-[[users]]
-username = "{INTEGRATION_USER}"
-profile = "Bench Integration"
-
-{admin_app}
+{people}
 "#,
-        admin_app = org::admin_app_seed(),
+        people = org::people_seed(),
     );
     for i in 0..per_org {
         let _ = write!(

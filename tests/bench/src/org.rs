@@ -336,26 +336,10 @@ logins_per_user_per_hour = 1000000000
 # fleet's certificates in one deployment per batch (`[run] max_batch`), not one per app.
 deploys_one_at_a_time = true
 
-[[profiles]]
-name = "System Administrator"
-permissions = ["ModifyAllData", "ModifyMetadata", "CustomizeApplication", "ViewSetup", "ApiEnabled"]
-
-[[profiles]]
-name = "Bench Integration"
-permissions = ["ApiEnabled"]
-
-[[users]]
-username = "{ADMIN_USER}"
-profile = "System Administrator"
-
-[[users]]
-username = "{INTEGRATION_USER}"
-profile = "Bench Integration"
-
-{admin_app}
+{people}
 "#,
         secs = spec.propagation_secs,
-        admin_app = admin_app_seed(),
+        people = people_seed(),
     );
     for app in apps {
         let _ = write!(
@@ -468,6 +452,32 @@ mod tests {
         }
         assert_eq!(App::new(7).name, "Bench_App_00007");
     }
+}
+
+/// The profiles, users and rekey's admin app every bench org has: the admin (System
+/// Administrator) and the integration user its apps log in as.
+pub(crate) fn people_seed() -> String {
+    format!(
+        r#"[[profiles]]
+name = "System Administrator"
+permissions = ["ModifyAllData", "ModifyMetadata", "CustomizeApplication", "ViewSetup", "ApiEnabled"]
+
+[[profiles]]
+name = "Bench Integration"
+permissions = ["ApiEnabled"]
+
+[[users]]
+username = "{ADMIN_USER}"
+profile = "System Administrator"
+
+[[users]]
+username = "{INTEGRATION_USER}"
+profile = "Bench Integration"
+
+{admin_app}
+"#,
+        admin_app = admin_app_seed(),
+    )
 }
 
 /// rekey's own admin app in a bench seed: a Connected App whose certificate is `admin.crt`,
