@@ -103,9 +103,9 @@ mod tests {
     #[test]
     fn every_piece_of_the_key_handed_over_is_elided_however_short() {
         let key = &pairs().0;
-        let pem = crate::consumers::secret_text(key);
+        let pem = crate::consumers::secret_text(key).unwrap();
         let elided = |line: &str| {
-            stderr_tail(line.as_bytes(), Some(crate::consumers::secret_text(key))) == "[elided]"
+            stderr_tail(line.as_bytes(), crate::consumers::secret_text(key)) == "[elided]"
         };
         // Each line alone, as a command that prints the key file line by line would, armour
         // included; indented or not, the comparison is after trimming.
@@ -132,14 +132,14 @@ mod tests {
         let short = &fragment[..KEY_FRAGMENT - 1];
         let seven = format!("saw {short} here");
         assert_eq!(
-            stderr_tail(seven.as_bytes(), Some(crate::consumers::secret_text(key))),
+            stderr_tail(seven.as_bytes(), crate::consumers::secret_text(key)),
             seven
         );
         // A hex fingerprint is shown, the new one as any other.
         for fingerprint in [pairs().1.fingerprint, pairs().3.fingerprint] {
             let line = format!("fingerprint {fingerprint} not adopted");
             assert_eq!(
-                stderr_tail(line.as_bytes(), Some(crate::consumers::secret_text(key))),
+                stderr_tail(line.as_bytes(), crate::consumers::secret_text(key)),
                 line
             );
         }
@@ -151,6 +151,7 @@ mod tests {
         let body_line = key_lines()[3].clone();
         // The generated key's own armour line, as a command that cats the key file would print.
         let armour = crate::consumers::secret_text(key)
+            .unwrap()
             .lines()
             .next()
             .unwrap()
@@ -161,7 +162,7 @@ mod tests {
             pairs().1.fingerprint,
             &body_line[5..40]
         );
-        let tail = stderr_tail(text.as_bytes(), Some(crate::consumers::secret_text(key)));
+        let tail = stderr_tail(text.as_bytes(), crate::consumers::secret_text(key));
         assert_eq!(tail, "[elided] | [elided] | [elided] | six | seven");
         let tail = stderr_tail(
             b"fingerprint ok\nQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlq\n",

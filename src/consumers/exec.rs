@@ -119,6 +119,11 @@ impl ExecConsumer {
         if let Some(old) = p.old_fingerprint {
             command.env("REKEY_OLD_FINGERPRINT", old.to_hex());
         }
+        // Refused before anything runs when the key is one that is never handed out.
+        let stdin_key = match (self.deliver_key, key) {
+            (DeliverKey::Stdin, Some(key)) => Some(super::handover(key)?),
+            _ => None,
+        };
         // Removed when this function returns, whatever happens.
         let key_file = match (self.deliver_key, key) {
             (DeliverKey::File, Some(key)) => Some(KeyFile::create(key, &label)?),
@@ -167,9 +172,9 @@ impl ExecConsumer {
         });
         let stdin = child.stdin.take();
         let feed = async {
-            if let (Some(mut stdin), Some(key)) = (stdin, key) {
+            if let (Some(mut stdin), Some(key)) = (stdin, &stdin_key) {
                 // A command that exits without reading is judged by its exit status alone.
-                if let Err(e) = stdin.write_all(super::handover(key).as_bytes()).await {
+                if let Err(e) = stdin.write_all(key.as_bytes()).await {
                     tracing::debug!(consumer = %self.id.name, error = %e, "stdin not fully read");
                 }
                 // Dropping it closes the pipe: end of input.
@@ -225,7 +230,7 @@ impl ExecConsumer {
             Ok(Ok(bytes)) => bytes,
             _ => Vec::new(),
         };
-        let said = stderr_tail(&stderr, p.material.map(super::secret_text));
+        let said = stderr_tail(&stderr, p.material.and_then(super::secret_text));
         let how = match (
             status.code(),
             std::os::unix::process::ExitStatusExt::signal(&status),
@@ -300,6 +305,7 @@ struct KeyFile {
 
 impl KeyFile {
     fn create(key: &Material, label: &str) -> Result<KeyFile> {
+        let handed = super::handover(key)?;
         let dir = std::env::temp_dir();
         let mut last = None;
         for _ in 0..8 {
@@ -317,7 +323,7 @@ impl KeyFile {
                 Ok(mut file) => {
                     // From here on the guard removes it, also if writing fails.
                     let guard = KeyFile { path };
-                    file.write_all(super::handover(key).as_bytes())
+                    file.write_all(handed.as_bytes())
                         .and_then(|()| file.sync_all())
                         .map_err(|e| file_error(label, &guard.path, e))?;
                     return Ok(guard);
@@ -371,7 +377,9 @@ sha256sum < "$REKEY_KEY_FILE" | cut -d' ' -f1 > "$out/key.sha256""#,
         let (key, cert, _, old) = pairs();
         assert_eq!(
             read(out.join("key.sha256")).trim(),
-            hex::encode(sha2::Sha256::digest(crate::consumers::secret_text(key)))
+            hex::encode(sha2::Sha256::digest(
+                crate::consumers::secret_text(key).unwrap()
+            ))
         );
         assert_eq!(read(out.join("mode")).trim(), "600");
         let key_file = PathBuf::from(read(out.join("path")).trim());
@@ -418,9 +426,9 @@ printf '%s\n' "$0" "$@" > "$1/argv""#,
         let out = dir.path().join("out");
         assert_eq!(
             read(out.join("stdin.sha256")).trim(),
-            hex::encode(sha2::Sha256::digest(crate::consumers::secret_text(
-                &pairs().0
-            )))
+            hex::encode(sha2::Sha256::digest(
+                crate::consumers::secret_text(&pairs().0).unwrap()
+            ))
         );
         let env = read(out.join("env"));
         assert!(

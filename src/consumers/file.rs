@@ -92,7 +92,7 @@ impl FileConsumer {
             .with_hint("this is a rekey bug; please report it")
         })?;
         let what = |wrote: bool| if wrote { "wrote" } else { "unchanged" };
-        let handed = super::handover(material);
+        let handed = super::handover(material)?;
         let wrote_key = write_if_changed(key_path, handed.as_bytes(), 0o600, true)
             .map_err(|e| file_error(&label, key_path, e))?;
         let Some(certificate_pem) = p.certificate_pem else {
@@ -312,7 +312,10 @@ mod tests {
         assert_no_key(&detail);
         let (key, cert, _, _) = pairs();
         let (key_path, cert_path) = (folder.join("key.pem"), folder.join("cert.pem"));
-        assert_eq!(read(key_path.clone()), crate::consumers::secret_text(key));
+        assert_eq!(
+            Some(read(key_path.clone()).as_str()),
+            crate::consumers::secret_text(key)
+        );
         assert_eq!(read(cert_path.clone()), cert.pem());
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!((mode(&key_path), mode(&cert_path)), (0o600, 0o644));

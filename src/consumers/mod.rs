@@ -385,23 +385,27 @@ mod tests {
 
 /// What rekey hands a consumer that is given the secret (an `exec` command's file or stdin, a
 /// `file` consumer's key file): a key's PEM, or for a consumer secret a JSON document
-/// `{"consumer_key": "…", "consumer_secret": "…"}`. Zeroed on drop.
-pub(crate) fn handover(material: &Material) -> zeroize::Zeroizing<String> {
-    zeroize::Zeroizing::new(match material {
+/// `{"consumer_key": "…", "consumer_secret": "…"}`. Zeroed on drop. A key in custody is never
+/// handed out (configuration refuses such consumers; this refuses again).
+pub(crate) fn handover(material: &Material) -> rekey_api::Result<zeroize::Zeroizing<String>> {
+    Ok(zeroize::Zeroizing::new(match material {
         Material::Key(key) => key.expose_secret_pem().to_string(),
         Material::Consumer(c) => serde_json::json!({
             "consumer_key": c.key(),
             "consumer_secret": c.expose_secret(),
         })
         .to_string(),
-    })
+        Material::Custody(_) => return material.key().map(|_| zeroize::Zeroizing::default()),
+    }))
 }
 
 /// The part of `material` that must never appear in what a consumer printed: the key's PEM or
-/// the consumer secret (the consumer key is an identifier).
-pub(crate) fn secret_text(material: &Material) -> &str {
+/// the consumer secret (the consumer key is an identifier); nothing for a key in custody, which
+/// is never here.
+pub(crate) fn secret_text(material: &Material) -> Option<&str> {
     match material {
-        Material::Key(key) => key.expose_secret_pem(),
-        Material::Consumer(c) => c.expose_secret(),
+        Material::Key(key) => Some(key.expose_secret_pem()),
+        Material::Consumer(c) => Some(c.expose_secret()),
+        Material::Custody(_) => None,
     }
 }

@@ -76,6 +76,7 @@ pub(super) const SHORT_TAIL: usize = 24;
 
 pub(super) fn last_body_line(key: &Material) -> &str {
     secret_text(key)
+        .unwrap()
         .lines()
         .rfind(|l| !l.trim().is_empty() && !l.starts_with("-----"))
         .unwrap()
@@ -114,6 +115,7 @@ pub(super) fn revert() -> Announcement<'static> {
 /// is delivered.
 pub(super) fn key_lines() -> Vec<String> {
     secret_text(&pairs().0)
+        .unwrap()
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with("-----"))
         .map(str::to_string)

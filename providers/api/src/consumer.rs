@@ -2,7 +2,7 @@
 //! credentials and web-server flows) as a type that cannot leak by accident, and what a
 //! generation of either kind of credential holds.
 
-use crate::{Certificate, Error, ErrorKind, Fingerprint, KeyMaterial, Result};
+use crate::{Certificate, CustodyKey, Error, ErrorKind, Fingerprint, KeyMaterial, Result, Signer};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -173,10 +173,14 @@ pub enum Material {
     Key(KeyMaterial),
     /// A consumer key and secret.
     Consumer(ConsumerSecret),
+    /// A private key kept by a key-management service, which signs with it and never hands it
+    /// out: only its handle is here.
+    Custody(CustodyKey),
 }
 
 impl Material {
-    /// The private key, or a `Config` error naming what is held instead.
+    /// The private key itself, or a `Config` error naming what is held instead (a consumer
+    /// secret, or a key in custody, which is never handed out).
     pub fn key(&self) -> Result<&KeyMaterial> {
         match self {
             Material::Key(k) => Ok(k),
@@ -190,6 +194,29 @@ impl Material {
             .with_hint(
                 "a credential's `kind` decides what its stores hold; check `kind` in rekey.toml",
             )),
+            Material::Custody(k) => Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "the private key is in custody ({}) and never leaves it",
+                    k.handle()
+                ),
+            )
+            .with_hint("consumers of a key in custody get tokens: `rekey token` or `rekey agent`")),
+        }
+    }
+
+    /// What signs with this generation's key: the key itself, or its service.
+    pub fn signer(&self) -> Result<Signer<'_>> {
+        match self {
+            Material::Key(k) => Ok(Signer::Local(k)),
+            Material::Custody(k) => Ok(Signer::Custody(k)),
+            Material::Consumer(_) => Err(Error::new(
+                ErrorKind::Config,
+                "the store holds a consumer secret, not a private key",
+            )
+            .with_hint(
+                "a credential's `kind` decides what its stores hold; check `kind` in rekey.toml",
+            )),
         }
     }
 
@@ -197,7 +224,7 @@ impl Material {
     pub fn consumer(&self) -> Result<&ConsumerSecret> {
         match self {
             Material::Consumer(c) => Ok(c),
-            Material::Key(_) => Err(Error::new(
+            Material::Key(_) | Material::Custody(_) => Err(Error::new(
                 ErrorKind::Config,
                 "the store holds a private key, not a consumer secret",
             )
@@ -210,7 +237,7 @@ impl Material {
     /// Which kind of credential it belongs to.
     pub fn kind(&self) -> CredentialKind {
         match self {
-            Material::Key(_) => CredentialKind::JwtCertificate,
+            Material::Key(_) | Material::Custody(_) => CredentialKind::JwtCertificate,
             Material::Consumer(_) => CredentialKind::ConsumerSecret,
         }
     }

@@ -17,6 +17,7 @@ mod clock;
 pub mod config;
 mod consumer;
 mod consumer_target;
+mod custody;
 mod endpoint;
 mod error;
 mod journal;
@@ -42,6 +43,9 @@ pub use clock::advance_on_this_thread;
 pub use clock::now;
 pub use consumer::{ConsumerKey, ConsumerSecret, CredentialKind, Material, Public};
 pub use consumer_target::{ConsumerSecretTarget, Proof, Staged, StagedState};
+pub use custody::{
+    CreatedKey, CustodyKey, CustodyService, CustodyStore, KeyCustody, KeyHandle, KeyState, Signer,
+};
 pub use endpoint::{Endpoint, endpoint, is_loopback_host};
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{

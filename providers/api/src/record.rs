@@ -7,6 +7,9 @@
 //!   "rotation_id": "<id>", "created_at": "<RFC 3339>" }
 //! ```
 //!
+//! A key in custody: `custody` (a [`crate::KeyHandle`]: `service`, `key_id`, `version`,
+//! `algorithm`) in place of `private_key`, the rest as for a key.
+//!
 //! A consumer secret (the field names AWS's managed Salesforce secret uses for the pair):
 //!
 //! ```json
@@ -16,14 +19,15 @@
 //! ```
 
 use crate::{
-    Certificate, ConsumerSecret, Error, ErrorKind, Generation, KeyMaterial, Material, Public,
-    Result, RotationId, VersionInfo,
+    Certificate, ConsumerSecret, CustodyKey, Error, ErrorKind, Generation, KeyHandle, KeyMaterial,
+    Material, Public, Result, RotationId, VersionInfo,
 };
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 const CONSUMER_KEY: &str = "consumerKey";
 const CONSUMER_SECRET: &str = "consumerSecret";
+const CUSTODY: &str = "custody";
 
 /// The record for a version. The returned value holds the secret: callers send it to their
 /// store and drop it; they never log or print it. `Unexpected` when the material and the public
@@ -39,6 +43,20 @@ pub fn version_record(info: &VersionInfo, material: &Material) -> Result<Value> 
     match (material, &info.public) {
         (Material::Key(key), Public::Certificate(certificate)) => {
             fields.insert("private_key".into(), key.expose_secret_pem().into());
+            fields.insert("certificate".into(), certificate.pem().into());
+            fields.insert(
+                "not_after".into(),
+                certificate.not_after.to_rfc3339().into(),
+            );
+        }
+        (Material::Custody(key), Public::Certificate(certificate)) => {
+            let handle = serde_json::to_value(key.handle()).map_err(|e| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("cannot encode a key handle: {e}"),
+                )
+            })?;
+            fields.insert(CUSTODY.into(), handle);
             fields.insert("certificate".into(), certificate.pem().into());
             fields.insert(
                 "not_after".into(),
@@ -72,7 +90,7 @@ pub fn parse_version_record(
     data: &Map<String, Value>,
     created_fallback: Option<DateTime<Utc>>,
 ) -> std::result::Result<Option<VersionInfo>, String> {
-    let is_key = data.contains_key("private_key");
+    let is_key = data.contains_key("private_key") || data.contains_key(CUSTODY);
     if !is_key && !data.contains_key(CONSUMER_SECRET) {
         return Ok(None);
     }
@@ -134,6 +152,15 @@ pub fn take_material(data: &mut Map<String, Value>) -> Result<Material> {
             v.take();
         }
         return Ok(Material::Consumer(secret));
+    }
+    if let Some(handle) = data.get(CUSTODY) {
+        let handle: KeyHandle = serde_json::from_value(handle.clone()).map_err(|e| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("the record's 'custody' is not a key handle: {e}"),
+            )
+        })?;
+        return Ok(Material::Custody(CustodyKey::new(handle)));
     }
     match data.get_mut("private_key").map(Value::take) {
         Some(Value::String(pem)) => KeyMaterial::from_pem(pem).map(Material::Key),

@@ -1,10 +1,13 @@
 //! The secret store contract: where private keys and consumer secrets live, with CURRENT /
 //! PENDING / PREVIOUS stages, and where the rotation journal of each credential is kept.
 
-use crate::{Generation, JournalEntry, JournalRead, Material, Public, Result, RotationId, Stage};
+use crate::{
+    Generation, JournalEntry, JournalRead, KeyCustody, Material, Public, Result, RotationId, Stage,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::fmt;
+use std::sync::Arc;
 
 /// What a store knows about one stored generation; never its secret half.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,6 +250,15 @@ pub trait SecretStore: fmt::Display + fmt::Debug + Send + Sync {
     async fn exposure(&self, credential: &str) -> Vec<Exposure> {
         let _ = credential;
         Vec::new()
+    }
+
+    /// The key-management service that holds this store's keys, when it keeps keys in custody
+    /// ([`crate::CustodyStore`]): generation happens there, and only it signs.
+    ///
+    /// # Behavior
+    /// - The default: `None`, the store holds private keys itself.
+    fn custody(&self) -> Option<Arc<dyn KeyCustody>> {
+        None
     }
 
     /// Takes the credential's rotation lease for `holder` (a rotation id or an operator label).

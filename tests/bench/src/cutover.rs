@@ -154,7 +154,7 @@ async fn read_current(store: &FileStore, credential: &str) -> Option<(KeyMateria
     let fingerprint = stored.info.public.fingerprint().to_hex();
     match stored.material {
         rekey_api::Material::Key(key) => Some((key, fingerprint)),
-        rekey_api::Material::Consumer(_) => None,
+        rekey_api::Material::Consumer(_) | rekey_api::Material::Custody(_) => None,
     }
 }
 

@@ -141,7 +141,7 @@ async fn read_current(store: &FileStore) -> Option<ConsumerSecret> {
     let stored = store.read_stage(CREDENTIAL, Stage::Current).await.ok()??;
     match stored.material {
         rekey_api::Material::Consumer(pair) => Some(pair),
-        rekey_api::Material::Key(_) => None,
+        rekey_api::Material::Key(_) | rekey_api::Material::Custody(_) => None,
     }
 }
 

@@ -58,11 +58,13 @@ pub struct Pair {
 }
 
 impl Pair {
-    /// The secret as a store writes it: the key's PEM or the consumer secret.
+    /// The secret as a store writes it: the key's PEM or the consumer secret (a key in custody:
+    /// which key it is).
     pub fn secret(&self) -> &str {
         match &self.material {
             Material::Key(k) => k.expose_secret_pem(),
             Material::Consumer(c) => c.expose_secret(),
+            Material::Custody(k) => &k.handle().key_id,
         }
     }
 
@@ -168,11 +170,13 @@ async fn generation_at(store: &dyn SecretStore, credential: &str, stage: Stage) 
     stages.get(stage).map(|v| v.generation.0)
 }
 
-/// The secret a store holds for a generation, as text: the key's PEM or the consumer secret.
+/// The secret a store holds for a generation, as text: the key's PEM or the consumer secret (a
+/// key in custody: which key it is).
 pub fn secret_of(material: &Material) -> String {
     match material {
         Material::Key(k) => k.expose_secret_pem().to_string(),
         Material::Consumer(c) => c.expose_secret().to_string(),
+        Material::Custody(k) => k.handle().key_id.clone(),
     }
 }
 
