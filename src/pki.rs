@@ -1,14 +1,19 @@
 //! Key pairs and self-signed certificates for JWT bearer (RS256), and the proof that a key and a
 //! certificate belong together.
 //!
-//! rcgen generates (its aws-lc-rs backend is the one that can make RSA keys); x509-parser reads
+//! rcgen generates (its aws-lc-rs backend is the one that can make RSA keys), or signs the
+//! certificate of a key in custody through its service; x509-parser reads
 //! back through `rekey_api::Certificate`; jsonwebtoken signs and verifies the probe exactly the way
 //! a Salesforce token request is signed, so a pair that passes here is a pair Salesforce can use.
 
 use chrono::{DateTime, Duration, Utc};
-use rekey_api::{Certificate, Error, ErrorKind, Fingerprint, KeyMaterial, Result};
+use rekey_api::{
+    Certificate, CreatedKey, CustodyKey, Error, ErrorKind, Fingerprint, Generation, KeyCustody,
+    KeyMaterial, Result, Signer,
+};
 use serde::Serialize;
 use std::fmt;
+use std::sync::Arc;
 
 /// The key algorithms JWT bearer accepts: RSA with SHA-256 signatures (RS256).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -28,6 +33,15 @@ impl KeyAlgorithm {
     /// Parses a config name.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// Its modulus size in bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            KeyAlgorithm::Rsa2048 => 2048,
+            KeyAlgorithm::Rsa3072 => 3072,
+            KeyAlgorithm::Rsa4096 => 4096,
+        }
     }
 
     fn rsa_size(self) -> rcgen::RsaKeySize {
@@ -95,6 +109,52 @@ pub struct CertSpec {
 pub fn generate(spec: &CertSpec, now: DateTime<Utc>) -> Result<(KeyMaterial, Certificate)> {
     let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, spec.algorithm.rsa_size())
         .map_err(|e| pki_error("generate an RSA key", e))?;
+    let cert = params(spec, now)?
+        .self_signed(&key)
+        .map_err(|e| pki_error("sign the certificate", e))?;
+    let material = KeyMaterial::from_pem(key.serialize_pem())?;
+    let certificate = Certificate::from_der(cert.der().to_vec())?;
+    prove_pair(&material, &certificate)?;
+    Ok((material, certificate))
+}
+
+/// Has `custody` generate the key of `credential`'s `generation` (or find the one it made for
+/// it before), signs a self-signed certificate for it with the service, then proves the two
+/// belong together with a signature the service makes and this process verifies.
+pub async fn generate_in_custody(
+    spec: &CertSpec,
+    now: DateTime<Utc>,
+    custody: Arc<dyn KeyCustody>,
+    credential: &str,
+    generation: Generation,
+) -> Result<(CustodyKey, Certificate)> {
+    let created = custody
+        .create_key(credential, generation, spec.algorithm.bits())
+        .await?;
+    let remote = RemoteKey::new(&created, Arc::clone(&custody))?;
+    let params = params(spec, now)?;
+    // rcgen signs synchronously: on the blocking pool, where the service's answer can be
+    // awaited without stalling the runtime's own threads.
+    let cert = tokio::task::spawn_blocking(move || {
+        params
+            .self_signed(&remote)
+            .map_err(|e| match remote.failure() {
+                Some(failure) => failure,
+                None => pki_error("sign the certificate", e),
+            })
+    })
+    .await
+    .map_err(|e| {
+        Error::new(ErrorKind::Unexpected, "certificate signing stopped").with_source(e)
+    })??;
+    let certificate = Certificate::from_der(cert.der().to_vec())?;
+    let key = CustodyKey::new(created.handle).held_by(custody);
+    prove_in_custody(&key, &certificate).await?;
+    Ok((key, certificate))
+}
+
+/// The certificate rekey issues for `spec` from `now`, before it is signed.
+fn params(spec: &CertSpec, now: DateTime<Utc>) -> Result<rcgen::CertificateParams> {
     let mut params = rcgen::CertificateParams::default();
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(rcgen::DnType::CommonName, spec.subject.cn.as_str());
@@ -115,19 +175,71 @@ pub fn generate(spec: &CertSpec, now: DateTime<Utc>) -> Result<(KeyMaterial, Cer
     // rcgen 0.14 writes no extensions at all (key usage included) unless one of a few others is
     // set; an explicit CA:FALSE is right for this leaf certificate and makes key usage appear.
     params.is_ca = rcgen::IsCa::ExplicitNoCa;
-    let cert = params
-        .self_signed(&key)
-        .map_err(|e| pki_error("sign the certificate", e))?;
-
-    let material = KeyMaterial::from_pem(key.serialize_pem())?;
-    let certificate = Certificate::from_der(cert.der().to_vec())?;
-    prove_pair(&material, &certificate)?;
-    Ok((material, certificate))
+    Ok(params)
 }
 
-/// Proves that `key` is the private half of `certificate` by signing an RS256 probe with the key
-/// and verifying it with the certificate's public key. Also refuses keys Salesforce would refuse.
-pub fn prove_pair(key: &KeyMaterial, certificate: &Certificate) -> Result<()> {
+/// A key in custody as rcgen's signing key: its public half from the service, its signatures
+/// made by the service (awaited from the blocking pool thread rcgen runs on).
+struct RemoteKey {
+    public_key: Vec<u8>,
+    custody: Arc<dyn KeyCustody>,
+    handle: rekey_api::KeyHandle,
+    runtime: tokio::runtime::Handle,
+    /// The service's own error, kept because rcgen's error type cannot carry it.
+    failed: std::sync::Mutex<Option<Error>>,
+}
+
+impl RemoteKey {
+    fn new(created: &CreatedKey, custody: Arc<dyn KeyCustody>) -> Result<Self> {
+        let (_, spki) =
+            <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<_>>::from_der(
+                &created.spki_der,
+            )
+            .map_err(|e| pki_error(&format!("read the public key of {}", created.handle), e))?;
+        Ok(RemoteKey {
+            public_key: spki.subject_public_key.data.to_vec(),
+            custody,
+            handle: created.handle.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            failed: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn failure(&self) -> Option<Error> {
+        self.failed.lock().ok()?.take()
+    }
+}
+
+impl rcgen::PublicKeyData for RemoteKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_RSA_SHA256
+    }
+}
+
+impl rcgen::SigningKey for RemoteKey {
+    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
+        self.runtime
+            .block_on(self.custody.sign(&self.handle, msg))
+            .map_err(|e| {
+                if let Ok(mut failed) = self.failed.lock() {
+                    *failed = Some(e);
+                }
+                rcgen::Error::RemoteKeyError
+            })
+    }
+}
+
+/// The claims of the proof that a key and a certificate belong together.
+fn probe_claims() -> serde_json::Value {
+    serde_json::json!({ "probe": "rekey key/certificate match", "exp": u32::MAX })
+}
+
+/// Refuses certificates whose key Salesforce would refuse.
+fn check_usable(certificate: &Certificate) -> Result<()> {
     if certificate.key_algorithm != "RSA" || certificate.key_bits < 2048 {
         return Err(Error::new(
             ErrorKind::InvalidCertificate,
@@ -137,6 +249,33 @@ pub fn prove_pair(key: &KeyMaterial, certificate: &Certificate) -> Result<()> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// Verifies the probe `token` with `certificate`'s public key; `signer` names what signed it.
+fn verify_probe(token: &str, certificate: &Certificate, signer: &str) -> Result<()> {
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(certificate.pem().as_bytes())
+        .map_err(|e| pki_error("read the certificate's public key", e))?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    jsonwebtoken::decode::<serde_json::Value>(token, &decoding, &validation).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidCertificate,
+            format!(
+                "{signer} does not belong to certificate {}",
+                certificate.fingerprint
+            ),
+        )
+        .with_hint("Salesforce would answer 'invalid assertion'; use the key the certificate was issued for")
+    })?;
+    Ok(())
+}
+
+/// Proves that `key` is the private half of `certificate` by signing an RS256 probe with the key
+/// and verifying it with the certificate's public key. Also refuses keys Salesforce would refuse.
+pub fn prove_pair(key: &KeyMaterial, certificate: &Certificate) -> Result<()> {
+    check_usable(certificate)?;
     let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(key.expose_secret_pem().as_bytes())
         .map_err(|_| {
             Error::new(
@@ -144,27 +283,22 @@ pub fn prove_pair(key: &KeyMaterial, certificate: &Certificate) -> Result<()> {
                 "the private key is not a usable RSA key",
             )
         })?;
-    let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(certificate.pem().as_bytes())
-        .map_err(|e| pki_error("read the certificate's public key", e))?;
-    let claims = serde_json::json!({ "probe": "rekey key/certificate match", "exp": u32::MAX });
     let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    let token = jsonwebtoken::encode(&header, &claims, &encoding).map_err(|_| {
+    let token = jsonwebtoken::encode(&header, &probe_claims(), &encoding).map_err(|_| {
         Error::new(
             ErrorKind::InvalidCertificate,
             "the private key cannot sign with RS256",
         )
     })?;
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.validate_exp = false;
-    validation.required_spec_claims.clear();
-    jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidCertificate,
-            format!("the private key does not belong to certificate {}", certificate.fingerprint),
-        )
-        .with_hint("Salesforce would answer 'invalid assertion'; use the key the certificate was issued for")
-    })?;
-    Ok(())
+    verify_probe(&token, certificate, "the private key")
+}
+
+/// [`prove_pair`] for a key in custody: the service signs the probe, this process verifies it.
+pub async fn prove_in_custody(key: &CustodyKey, certificate: &Certificate) -> Result<()> {
+    check_usable(certificate)?;
+    let signer = Signer::Custody(key);
+    let token = signer.jwt(&probe_claims()).await?;
+    verify_probe(token.expose_secret(), certificate, &signer.describe())
 }
 
 /// Public facts about a private key, for `rekey inspect`; never the key itself.

@@ -79,17 +79,29 @@ pub enum Command {
     /// itself. Given exactly one key and one certificate, also whether they belong together.
     /// Needs no config, no store and no network.
     ///
+    /// With --credential instead of files: the certificate of that credential's stage in its
+    /// primary store and its key's public facts; a key in custody as its service describes it
+    /// (id, version, algorithm, non-exportable, state), with a signature the service makes
+    /// checked against the certificate here.
+    ///
     /// Exit codes: 0 read; 65 a file is not a readable certificate or key, or the key does not
-    /// belong to the certificate; 64 a file cannot be read.
+    /// belong to the certificate; 64 a file cannot be read, or no key at that stage.
     ///
     /// Examples:
     ///   rekey inspect billing.crt
     ///   rekey inspect billing.key billing.crt
+    ///   rekey inspect --credential billing
     #[command(verbatim_doc_comment)]
     Inspect {
         /// PEM files.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "credential", conflicts_with = "credential")]
         files: Vec<PathBuf>,
+        /// A credential from the config, read from its primary store instead of files.
+        #[arg(long)]
+        credential: Option<String>,
+        /// With --credential: which stage.
+        #[arg(long, value_enum, default_value_t = StageArg::Current, requires = "credential")]
+        stage: StageArg,
     },
     /// Generate a key pair and a self-signed certificate into two files
     ///

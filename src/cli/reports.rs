@@ -44,6 +44,14 @@ pub enum Inspected {
         #[serde(flatten)]
         facts: pki::KeyFacts,
     },
+    /// A key in custody: what its service says, never more.
+    KeyInCustody {
+        /// Which credential's stage it is, e.g. `billing current (generation 3)`.
+        path: PathBuf,
+        /// The key.
+        #[serde(flatten)]
+        state: rekey_api::KeyState,
+    },
 }
 
 /// `inspect`'s whole report.
@@ -139,6 +147,12 @@ pub struct StoreStatus {
     pub matches_app: Option<bool>,
     /// It differs from the app only because the open rotation is between two of its steps.
     pub rotation_in_progress: bool,
+    /// CURRENT's key as its service describes it, when the store keeps keys in custody.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custody: Option<rekey_api::KeyState>,
+    /// Why the service could not describe it, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custody_error: Option<String>,
 }
 
 /// One credential's preflight result: `None` means the check passed.

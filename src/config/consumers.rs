@@ -2,7 +2,7 @@
 
 use super::tables::{Kind, only_keys_of, read};
 use rekey_api::config::{Spanned, Validator, text};
-use rekey_api::{CredentialKind, SecretSource};
+use rekey_api::{CredentialKind, CustodyService, SecretSource};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use std::path::PathBuf;
@@ -135,6 +135,7 @@ const ADOPT_TIMEOUT_SECS: i64 = 300;
 pub(super) fn validate_consumers(
     credential: &str,
     material: CredentialKind,
+    custody: Option<(&str, CustodyService)>,
     entries: Vec<Spanned<DeValue<'_>>>,
     v: &mut Validator,
 ) -> Vec<ConsumerConfig> {
@@ -186,6 +187,27 @@ pub(super) fn validate_consumers(
                 continue;
             }
         };
+        if let (Some(Some((kind, _))), Some((store, service))) = (&settings, custody) {
+            let needs_key = match kind {
+                ConsumerKindSettings::File { .. } => {
+                    Some("a file consumer writes the private key to a file")
+                }
+                ConsumerKindSettings::Exec { deliver_key, .. }
+                    if *deliver_key != DeliverKey::None =>
+                {
+                    Some("an exec consumer with deliver_key is handed the private key")
+                }
+                _ => None,
+            };
+            if let Some(why) = needs_key {
+                v.problem(
+                    at.clone(),
+                    format!(
+                        "{section}: {why}, but the keys of '{credential}' are in custody (store '{store}', kind = \"{service}\") and keys in custody are never handed out; let this consumer get tokens instead from `rekey agent` (a Unix socket or loopback HTTP) or `rekey token {credential}`, which sign through the service, and declare it as kind = \"store\" (with its status_url) or as an exec consumer with deliver_key = \"none\""
+                    ),
+                );
+            }
+        }
         if let (Some(Some((kind, adopt_timeout))), true) = (settings, v.problems().len() == before)
         {
             out.push(ConsumerConfig {

@@ -4,8 +4,8 @@
 use super::consumers::{ConsumerConfig, validate_consumers};
 use crate::pki::{CertSpec, KeyAlgorithm, Subject};
 use crate::windows::{self, Window};
-use rekey_api::CredentialKind;
 use rekey_api::config::{Spanned, Validator};
+use rekey_api::{CredentialKind, CustodyService};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -264,6 +264,8 @@ pub(super) struct Known {
     /// `[stores.NAME]`, every one declared (a broken one is reported at its own table, not
     /// again at each credential naming it).
     pub(super) stores: BTreeSet<String>,
+    /// The stores that keep keys in custody, and where.
+    pub(super) custody: BTreeMap<String, CustodyService>,
 }
 
 /// `a, b, c`, or `none`.
@@ -347,6 +349,20 @@ pub(super) fn validate_credentials(
                 );
             }
         }
+        let custody = stores.iter().find_map(|s| {
+            known
+                .custody
+                .get(s.get_ref())
+                .map(|service| (s.get_ref().as_str(), *service))
+        });
+        if let (Some((store, service)), true) = (custody, stores.len() > 1) {
+            v.problem(
+                c.stores.as_ref().map_or_else(|| cred.span(), Spanned::span),
+                format!(
+                    "credentials.{name}: store '{store}' keeps the keys in custody (kind = \"{service}\"), where they stay: list that store alone (stores = [\"{store}\"])"
+                ),
+            );
+        }
         let app_kind = match c.app_kind.get_ref().as_str() {
             "connected_app" => AppKind::ConnectedApp,
             "external_client_app" => AppKind::ExternalClientApp,
@@ -356,6 +372,14 @@ pub(super) fn validate_credentials(
             }
         };
         let kind = validate_kind(name, c, app_kind, v);
+        if let (Some((store, service)), CredentialKind::ConsumerSecret) = (custody, kind) {
+            v.problem(
+                cred.span(),
+                format!(
+                    "credentials.{name}: store '{store}' (kind = \"{service}\") keeps private keys of certificates in custody; a consumer secret cannot be kept there: use a \"vault\", \"aws\" or \"file\" store"
+                ),
+            );
+        }
         let mut required = vec![("app", Some(&c.app))];
         if kind == CredentialKind::JwtCertificate {
             required.push(("username", c.username.as_ref()));
@@ -444,8 +468,13 @@ pub(super) fn validate_credentials(
             }
             policy
         });
-        let consumers =
-            validate_consumers(name, kind, consumers.remove(name).unwrap_or_default(), v);
+        let consumers = validate_consumers(
+            name,
+            kind,
+            custody,
+            consumers.remove(name).unwrap_or_default(),
+            v,
+        );
         let on_adoption_failure = match c.on_adoption_failure.as_ref() {
             None => OnAdoptionFailure::Rollback,
             Some(choice) => match choice.get_ref().as_str() {

@@ -187,6 +187,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     let known = Known {
         orgs: raw.orgs.keys().cloned().collect(),
         stores: declared_stores,
+        custody: stores
+            .iter()
+            .filter_map(|(name, store)| Some((name.clone(), store.custody()?)))
+            .collect(),
     };
     let credentials = validate_credentials(&raw.credentials, consumers, &known, &mut v);
     let alerts = raw

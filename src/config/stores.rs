@@ -24,6 +24,15 @@ pub enum StoreConfig {
     Aws(AwsConfig),
 }
 
+impl StoreConfig {
+    /// The key-management service that keeps this store's keys, when it keeps them in custody.
+    pub fn custody(&self) -> Option<rekey_api::CustodyService> {
+        match self {
+            StoreConfig::File(_) | StoreConfig::Vault(_) | StoreConfig::Aws(_) => None,
+        }
+    }
+}
+
 /// Every `[stores.NAME]` table of `tables` (the document's `stores` value, when it has one),
 /// each validated by its provider; a store with a problem is left out (and the problem recorded),
 /// and the name of every store declared, usable or not.

@@ -98,10 +98,18 @@ impl<'a, 'r> InFlight<'a, 'r> {
                 store.destroy(r.credential, Generation(g)).await?;
             }
         }
+        // A key in custody is destroyed by its service; the evidence says what that means there.
+        let custody: Vec<String> = r
+            .stores
+            .iter()
+            .filter_map(|s| s.custody())
+            .map(|c| format!("; in {c}: {}", c.destroy_means()))
+            .collect();
         Ok(format!(
-            "generations 1 to {} destroyed in {}",
+            "generations 1 to {} destroyed in {}{}",
             self.generation.0 - 1,
-            r.store_names()
+            r.store_names(),
+            custody.concat()
         ))
     }
 }

@@ -11,7 +11,6 @@ use super::setup::{Intent, Rotation};
 use super::target::{rotated_already, someone_elses};
 use super::verify::verify;
 use crate::config::{OnAdoptionFailure, OnVerifyFailure};
-use crate::pki;
 use chrono::{DateTime, Utc};
 use rekey_api::{
     CredentialKind, Error, ErrorKind, Fingerprint, Generation, Installed, JournalEntry, Material,
@@ -536,25 +535,7 @@ impl<'a, 'r> InFlight<'a, 'r> {
         let consumer_secret = r.target.kind() == CredentialKind::ConsumerSecret;
         match step {
             Step::Generate if consumer_secret => self.generate_consumer(fresh).await,
-            Step::Generate => {
-                // Seconds of CPU: on the blocking pool, so rotations side by side (a run's
-                // batch) use every core while this thread keeps serving the others.
-                let (spec, now) = (r.spec.clone(), rekey_api::now());
-                let (key, cert) = tokio::task::spawn_blocking(move || pki::generate(&spec, now))
-                    .await
-                    .map_err(|e| {
-                        Error::new(ErrorKind::Unexpected, "key generation stopped").with_source(e)
-                    })??;
-                self.new_fingerprint = Some(cert.fingerprint);
-                let detail = format!(
-                    "{} certificate {} valid until {}",
-                    r.spec.algorithm,
-                    cert.fingerprint,
-                    cert.not_after.format("%Y-%m-%d")
-                );
-                *fresh = Some((Material::Key(key), Public::Certificate(cert)));
-                Ok(detail)
-            }
+            Step::Generate => self.generate_key(fresh).await,
             Step::Stage => self.stage(fresh).await,
             Step::Prepare => self.prepare().await,
             Step::Activate => self.activate().await,

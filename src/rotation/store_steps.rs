@@ -8,6 +8,48 @@ use crate::pki;
 use rekey_api::{CredentialKind, Error, ErrorKind, Material, Public, Result, Stage, StoredVersion};
 
 impl<'a, 'r> InFlight<'a, 'r> {
+    /// The new generation's key and certificate, into `fresh`: made here, or by the primary
+    /// store's key-management service when it keeps the keys in custody. Returns what the
+    /// journal says of it.
+    pub(super) async fn generate_key(
+        &mut self,
+        fresh: &mut Option<(Material, Public)>,
+    ) -> Result<String> {
+        let r = self.rotation;
+        let (spec, now) = (r.spec.clone(), rekey_api::now());
+        let (material, cert) = match r.primary().custody() {
+            Some(custody) => {
+                let (key, cert) =
+                    pki::generate_in_custody(&spec, now, custody, r.credential, self.generation)
+                        .await?;
+                (Material::Custody(key), cert)
+            }
+            None => {
+                // Seconds of CPU: on the blocking pool, so rotations side by side (a run's
+                // batch) use every core while this thread keeps serving the others.
+                let (key, cert) = tokio::task::spawn_blocking(move || pki::generate(&spec, now))
+                    .await
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Unexpected, "key generation stopped").with_source(e)
+                    })??;
+                (Material::Key(key), cert)
+            }
+        };
+        self.new_fingerprint = Some(cert.fingerprint);
+        let held = match &material {
+            Material::Custody(key) => format!(" in custody ({})", key.handle()),
+            _ => String::new(),
+        };
+        let detail = format!(
+            "{} certificate {} valid until {}{held}",
+            r.spec.algorithm,
+            cert.fingerprint,
+            cert.not_after.format("%Y-%m-%d")
+        );
+        *fresh = Some((material, Public::Certificate(cert)));
+        Ok(detail)
+    }
+
     pub(super) async fn stage(&mut self, fresh: &mut Option<(Material, Public)>) -> Result<String> {
         let r = self.rotation;
         let primary = r.primary();
@@ -28,10 +70,9 @@ impl<'a, 'r> InFlight<'a, 'r> {
                 self.generate_consumer(fresh).await?;
             } else {
                 // Resumed after Generate but before anything was written: the key never left
-                // memory, so nothing refers to it and a new one is as good.
-                let (key, cert) = pki::generate(r.spec, rekey_api::now())?;
-                self.new_fingerprint = Some(cert.fingerprint);
-                *fresh = Some((Material::Key(key), Public::Certificate(cert)));
+                // memory, so nothing refers to it and a new one is as good (a key in custody is
+                // the one the service made for this generation, with a new certificate).
+                self.generate_key(fresh).await?;
             }
         }
         let staged_key;

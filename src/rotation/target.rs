@@ -87,7 +87,7 @@ impl<'a> Target<'a> {
     /// it is this pair, refused (for good) otherwise.
     pub async fn probe(&self, material: &Material) -> Result<Probe> {
         match self {
-            Target::Certificate(t) => t.probe(material.key()?).await,
+            Target::Certificate(t) => t.probe(material.signer()?).await,
             Target::Consumer(t) => {
                 let secret = material.consumer()?;
                 match t.proof().await? {

@@ -107,7 +107,7 @@ pub(crate) enum Grant {
 impl Grant {
     async fn mint(&self, material: &Material) -> Result<Mint> {
         match self {
-            Grant::Jwt(minter) => minter.mint(material.key()?).await,
+            Grant::Jwt(minter) => minter.mint(material.signer()?).await,
             Grant::ClientCredentials(minter) => minter.mint(material.consumer()?).await,
         }
     }

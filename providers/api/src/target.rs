@@ -1,7 +1,7 @@
 //! The certificate target contract: an app that trusts exactly one certificate and can be asked
 //! whether it accepts a token signed by a given key.
 
-use crate::{Certificate, KeyMaterial, Result, RotationId};
+use crate::{Certificate, Result, RotationId, Signer};
 use async_trait::async_trait;
 use std::fmt;
 
@@ -81,12 +81,13 @@ pub trait CertificateTarget: fmt::Display + fmt::Debug + Send + Sync {
         rotation_id: &RotationId,
     ) -> Result<Installed>;
 
-    /// Requests one token signed with `key` for the configured integration user.
+    /// Requests one token signed by `signer` (the new key, here or in its service) for the
+    /// configured integration user.
     ///
     /// # Behavior
     /// - Never changes anything on the app. A refusal is `Ok(Probe::Rejected)`, not an error;
     ///   errors are transport or server failures.
-    async fn probe(&self, key: &KeyMaterial) -> Result<Probe>;
+    async fn probe(&self, signer: Signer<'_>) -> Result<Probe>;
 
     /// Whether the app's OAuth is switched on: `Some` for an External Client App
     /// (`ExtlClntAppConfigurablePolicies.isOauthPluginEnabled`), `None` for a Connected App, which

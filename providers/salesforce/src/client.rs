@@ -279,7 +279,12 @@ impl Client {
         let answer = loop {
             match self
                 .endpoint
-                .request(consumer_key, username, key, "admin key")
+                .request(
+                    consumer_key,
+                    username,
+                    rekey_api::Signer::Local(key),
+                    "admin key",
+                )
                 .await
             {
                 // Salesforce throttles logins per user (`rate_limit_exceeded`, temporary): wait

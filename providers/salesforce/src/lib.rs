@@ -35,8 +35,8 @@ use async_trait::async_trait;
 use client::Client;
 use config::check_url;
 use rekey_api::{
-    Certificate, CertificateTarget, Error, ErrorKind, Installed, KeyMaterial, Probe, Result,
-    Revoked, RotationId,
+    Certificate, CertificateTarget, Error, ErrorKind, Installed, Probe, Result, Revoked,
+    RotationId, Signer,
 };
 use std::fmt;
 use std::time::Duration;
@@ -511,7 +511,7 @@ impl CertificateTarget for SalesforceTarget {
         result
     }
 
-    async fn probe(&self, key: &KeyMaterial) -> Result<Probe> {
+    async fn probe(&self, signer: Signer<'_>) -> Result<Probe> {
         let consumer_key = self.consumer_key().await?;
         let answer = self
             .client
@@ -519,7 +519,7 @@ impl CertificateTarget for SalesforceTarget {
             .request(
                 &consumer_key,
                 &self.integration_username,
-                key,
+                signer,
                 "key being probed",
             )
             .await?;

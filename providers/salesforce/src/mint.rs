@@ -5,7 +5,7 @@
 
 use crate::config::check_url;
 use crate::token::{TokenAnswer, TokenEndpoint};
-use rekey_api::{Backoff, ConsumerSecret, Error, ErrorKind, KeyMaterial, Result, SecretString};
+use rekey_api::{Backoff, ConsumerSecret, Error, ErrorKind, Result, SecretString, Signer};
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
@@ -137,12 +137,16 @@ impl Minter {
         })
     }
 
-    /// Asks for a token signed with `key`. Temporary failures are retried a few times with
-    /// backoff; a refusal is an answer, not an error.
-    pub async fn mint(&self, key: &KeyMaterial) -> Result<Mint> {
+    /// Asks for a token signed by `signer` (a key here, or its service). Temporary failures are
+    /// retried a few times with backoff; a refusal is an answer, not an error.
+    pub async fn mint(&self, signer: Signer<'_>) -> Result<Mint> {
         retrying(&self.endpoint, || {
-            self.endpoint
-                .request(&self.consumer_key, &self.username, key, "integration key")
+            self.endpoint.request(
+                &self.consumer_key,
+                &self.username,
+                signer,
+                "integration key",
+            )
         })
         .await
     }

@@ -7,8 +7,7 @@
 
 use crate::client::{content_type, html_error, is_html, transport};
 use crate::mint::Refusal;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rekey_api::{Error, ErrorKind, KeyMaterial, Result, SecretString};
+use rekey_api::{Error, ErrorKind, Result, SecretString, Signer};
 use rekey_http::log::SendLogged as _;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -51,35 +50,25 @@ struct Claims<'a> {
     exp: i64,
 }
 
-/// Signs a JWT-bearer assertion. `whose` names the key in errors ("admin key").
-fn assertion(
+/// Signs a JWT-bearer assertion, here or in the key's service. `whose` names the key in errors
+/// ("admin key").
+async fn assertion(
     iss: &str,
     sub: &str,
     aud: &str,
-    key: &KeyMaterial,
+    signer: Signer<'_>,
     whose: &str,
 ) -> Result<SecretString> {
-    let encoding = EncodingKey::from_rsa_pem(key.expose_secret_pem().as_bytes()).map_err(|e| {
-        // The jsonwebtoken error names the failure kind only, never key bytes.
-        Error::new(
-            ErrorKind::InvalidCertificate,
-            format!("{whose} is not a usable RSA private key: {e}"),
-        )
-    })?;
     let claims = Claims {
         iss,
         sub,
         aud,
         exp: rekey_api::now().timestamp() + ASSERTION_LIFETIME_SECS,
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &encoding)
-        .map(SecretString::new)
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidCertificate,
-                format!("cannot sign a JWT with the {whose}: {e}"),
-            )
-        })
+    signer
+        .jwt(&claims)
+        .await
+        .map_err(|e| e.context(format!("cannot sign a JWT with the {whose}")))
 }
 
 impl TokenEndpoint {
@@ -143,11 +132,11 @@ impl TokenEndpoint {
         &self,
         iss: &str,
         sub: &str,
-        key: &KeyMaterial,
+        signer: Signer<'_>,
         whose: &str,
     ) -> Result<TokenAnswer> {
         let what = format!("token request for {sub} in org {}", self.org);
-        let jwt = assertion(iss, sub, &self.audience, key, whose)?;
+        let jwt = assertion(iss, sub, &self.audience, signer, whose).await?;
         let form = [
             ("grant_type", JWT_GRANT),
             ("assertion", jwt.expose_secret()),

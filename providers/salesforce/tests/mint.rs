@@ -40,14 +40,22 @@ fn refused(mint: Mint) -> Refusal {
 async fn the_trusted_key_mints_a_working_token_and_any_other_key_is_untrusted() {
     let org = Org::start().await;
     let m = minter(&org, CA_KEY, INTEGRATION_USER);
-    let minted = granted(m.mint(&org.old.key()).await.unwrap());
+    let minted = granted(
+        m.mint(rekey_api::Signer::Local(&org.old.key()))
+            .await
+            .unwrap(),
+    );
     assert_eq!(minted.instance_url, org.sim.base_url());
     let (status, _) = org.sim.limits(minted.access_token.expose_secret()).await;
     assert_eq!(status, 200);
     assert!(!format!("{minted:?}").contains(minted.access_token.expose_secret()));
 
     let stranger = Pair::generate("not on the app");
-    let refusal = refused(m.mint(&stranger.key()).await.unwrap());
+    let refusal = refused(
+        m.mint(rekey_api::Signer::Local(&stranger.key()))
+            .await
+            .unwrap(),
+    );
     assert!(refusal.untrusted_key(), "{refusal}");
     // One grant per mint and the test's own limits call: no admin login, no metadata read.
     let paths: Vec<String> = org.sim.calls().into_iter().map(|c| c.path).collect();
@@ -67,7 +75,7 @@ async fn refusals_about_the_app_or_user_are_not_blamed_on_the_key() {
     let org = Org::start().await;
     let wrong_app = refused(
         minter(&org, "3MVG9NoSuchApp", INTEGRATION_USER)
-            .mint(&org.old.key())
+            .mint(rekey_api::Signer::Local(&org.old.key()))
             .await
             .unwrap(),
     );
@@ -76,7 +84,7 @@ async fn refusals_about_the_app_or_user_are_not_blamed_on_the_key() {
     // The auditor exists but is not pre-authorized on the integration app.
     let not_allowed = refused(
         minter(&org, CA_KEY, common::AUDITOR_USER)
-            .mint(&org.old.key())
+            .mint(rekey_api::Signer::Local(&org.old.key()))
             .await
             .unwrap(),
     );
@@ -97,12 +105,19 @@ async fn temporary_failures_are_retried_and_a_lasting_one_is_unavailable() {
         .on_path("/services/oauth2/token")
         .times(2),
     );
-    granted(m.mint(&org.old.key()).await.unwrap());
+    granted(
+        m.mint(rekey_api::Signer::Local(&org.old.key()))
+            .await
+            .unwrap(),
+    );
     assert_eq!(org.sim.calls().len(), 3, "two 503s, then the grant");
 
     org.sim
         .inject_fault(Fault::new(FaultKind::RateLimitExceeded));
-    let err = m.mint(&org.old.key()).await.unwrap_err();
+    let err = m
+        .mint(rekey_api::Signer::Local(&org.old.key()))
+        .await
+        .unwrap_err();
     assert_eq!(
         (err.kind(), err.is_temporary()),
         (ErrorKind::Unavailable, true),

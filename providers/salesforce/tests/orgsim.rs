@@ -151,7 +151,10 @@ async fn eca_install_replaces_only_the_global_settings_certificate() {
     assert_eq!(installed(&target).await, Some(new.cert().fingerprint));
     // The probe reads the consumer key from the global settings.
     assert!(matches!(
-        target.probe(&new.key()).await.unwrap(),
+        target
+            .probe(rekey_api::Signer::Local(&new.key()))
+            .await
+            .unwrap(),
         Probe::Accepted { .. }
     ));
     org.sim.shutdown().await;
@@ -231,16 +234,27 @@ async fn probe_accepts_the_new_key_and_rejects_the_old_one_after_install() {
     let org = Org::start().await;
     let target = org.target(AppKind::ConnectedApp);
     assert!(matches!(
-        target.probe(&org.old.key()).await.unwrap(),
+        target
+            .probe(rekey_api::Signer::Local(&org.old.key()))
+            .await
+            .unwrap(),
         Probe::Accepted { .. }
     ));
     let new = Pair::generate("billing integration 2");
     target.install(&new.cert(), &rid()).await.unwrap();
-    match target.probe(&new.key()).await.unwrap() {
+    match target
+        .probe(rekey_api::Signer::Local(&new.key()))
+        .await
+        .unwrap()
+    {
         Probe::Accepted { instance_url } => assert_eq!(instance_url, org.sim.base_url()),
         other => panic!("new key refused: {other:?}"),
     }
-    match target.probe(&org.old.key()).await.unwrap() {
+    match target
+        .probe(rekey_api::Signer::Local(&org.old.key()))
+        .await
+        .unwrap()
+    {
         Probe::Rejected {
             error,
             description,
@@ -258,12 +272,19 @@ async fn probe_accepts_the_new_key_and_rejects_the_old_one_after_install() {
     org.sim.set_propagation(600, PropagationMode::Old);
     let newer = Pair::generate("billing integration 3");
     target.install(&newer.cert(), &rid()).await.unwrap();
-    match target.probe(&newer.key()).await.unwrap() {
+    match target
+        .probe(rekey_api::Signer::Local(&newer.key()))
+        .await
+        .unwrap()
+    {
         Probe::Rejected { may_clear, .. } => assert!(may_clear),
         other => panic!("new key accepted before propagation: {other:?}"),
     }
     assert!(matches!(
-        target.probe(&new.key()).await.unwrap(),
+        target
+            .probe(rekey_api::Signer::Local(&new.key()))
+            .await
+            .unwrap(),
         Probe::Accepted { .. }
     ));
     org.sim.shutdown().await;
@@ -276,7 +297,11 @@ async fn a_refusal_that_waiting_will_not_fix_is_not_marked_may_clear() {
         c.integration_username = "nobody@acme.test".into();
         c.consumer_key = Some(common::CA_KEY.into());
     });
-    match target.probe(&org.old.key()).await.unwrap() {
+    match target
+        .probe(rekey_api::Signer::Local(&org.old.key()))
+        .await
+        .unwrap()
+    {
         Probe::Rejected {
             may_clear, error, ..
         } => assert!(!may_clear, "{error}"),
@@ -405,7 +430,10 @@ async fn outages_and_limits_are_temporary_unavailable() {
     }
     org.sim
         .inject_fault(Fault::new(FaultKind::RateLimitExceeded).times(1));
-    let err = target.probe(&org.old.key()).await.unwrap_err();
+    let err = target
+        .probe(rekey_api::Signer::Local(&org.old.key()))
+        .await
+        .unwrap_err();
     assert_eq!(
         (err.kind(), err.is_temporary()),
         (ErrorKind::Unavailable, true),

@@ -99,7 +99,7 @@ async fn revoke_error_in_outage(
 
 /// Whether the app gives `key` a token now (accepted) or refuses it (rejected).
 async fn accepts(target: &SalesforceTarget, key: &KeyMaterial) -> bool {
-    match target.probe(key).await.unwrap() {
+    match target.probe(rekey_api::Signer::Local(key)).await.unwrap() {
         Probe::Accepted { .. } => true,
         Probe::Rejected { .. } => false,
     }
@@ -316,7 +316,7 @@ async fn kill_switch_off_blocks_a_valid_key_and_on_restores_it() {
     target.set_oauth_enabled(false, &rid()).await.unwrap();
     assert_eq!(deploy_posts(&org), deploys + 1, "one deploy, no check-only");
     assert_eq!(target.oauth_enabled().await.unwrap(), Some(false));
-    match target.probe(&key).await.unwrap() {
+    match target.probe(rekey_api::Signer::Local(&key)).await.unwrap() {
         Probe::Rejected {
             error, may_clear, ..
         } => assert_eq!((error.as_str(), may_clear), ("invalid_client_id", false)),

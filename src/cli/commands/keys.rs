@@ -30,24 +30,93 @@ pub(super) fn inspect(files: &[PathBuf], json: bool) -> Result<Exit> {
             keys.push(key);
         } else {
             let cert = Certificate::from_pem(&text).map_err(|e| e.context(path.display()))?;
-            report.files.push(Inspected::Certificate {
-                path: path.clone(),
-                subject: cert.subject.clone(),
-                issuer: cert.issuer.clone(),
-                serial: cert.serial.clone(),
-                not_before: cert.not_before,
-                not_after: cert.not_after,
-                days_left: cert.days_left(now),
-                key_algorithm: cert.key_algorithm.clone(),
-                key_bits: cert.key_bits,
-                fingerprint_sha256: cert.fingerprint.to_hex(),
-                spki_sha256: cert.spki_fingerprint.to_hex(),
-            });
+            report.files.push(described(path.clone(), &cert, now));
             certs.push(cert);
         }
     }
     if let ([key], [cert]) = (keys.as_slice(), certs.as_slice()) {
         report.key_matches_certificate = Some(pki::prove_pair(key, cert).is_ok());
+    }
+    render::inspect(&report, json);
+    Ok(match report.key_matches_certificate {
+        Some(false) => Exit::BadInput,
+        _ => Exit::Ok,
+    })
+}
+
+/// What `inspect` shows of a certificate, found at `path`.
+fn described(path: PathBuf, cert: &Certificate, now: chrono::DateTime<chrono::Utc>) -> Inspected {
+    Inspected::Certificate {
+        path,
+        subject: cert.subject.clone(),
+        issuer: cert.issuer.clone(),
+        serial: cert.serial.clone(),
+        not_before: cert.not_before,
+        not_after: cert.not_after,
+        days_left: cert.days_left(now),
+        key_algorithm: cert.key_algorithm.clone(),
+        key_bits: cert.key_bits,
+        fingerprint_sha256: cert.fingerprint.to_hex(),
+        spki_sha256: cert.spki_fingerprint.to_hex(),
+    }
+}
+
+/// `rekey inspect --credential`: the stage's certificate in the primary store and its key, as
+/// `inspect` describes files; a key in custody as its service describes it, and proven to belong
+/// to the certificate by a signature the service makes.
+pub(super) async fn inspect_credential(
+    config_path: &Path,
+    name: &str,
+    stage: Stage,
+    json: bool,
+) -> Result<Exit> {
+    let config = config::load(config_path)?;
+    let cred = wiring::credential(&config, name)?;
+    let stores = wiring::stores(&config, cred).await?;
+    let store = &stores[0];
+    let stored = store.read_stage(name, stage).await?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("{store}: credential '{name}' has no {stage} key"),
+        )
+        .with_hint(format!(
+            "`rekey status {name}` shows which stages hold a key"
+        ))
+    })?;
+    let Some(cert) = stored.info.public.certificate() else {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "credential '{name}' is a consumer secret: it has no key or certificate to inspect"
+            ),
+        )
+        .with_hint(format!("`rekey status {name}` shows its consumer key")));
+    };
+    let label = PathBuf::from(format!(
+        "{name} {stage} (generation {})",
+        stored.info.generation
+    ));
+    let now = rekey_api::now();
+    let mut report = InspectReport {
+        files: vec![described(label.clone(), cert, now)],
+        key_matches_certificate: None,
+    };
+    match &stored.material {
+        Material::Custody(key) => {
+            let state = key.custody()?.describe(key.handle()).await?;
+            report
+                .files
+                .push(Inspected::KeyInCustody { path: label, state });
+            report.key_matches_certificate = Some(pki::prove_in_custody(key, cert).await.is_ok());
+        }
+        material => {
+            let key = material.key()?;
+            let facts = pki::key_facts(key)?;
+            report
+                .files
+                .push(Inspected::PrivateKey { path: label, facts });
+            report.key_matches_certificate = Some(pki::prove_pair(key, cert).is_ok());
+        }
     }
     render::inspect(&report, json);
     Ok(match report.key_matches_certificate {

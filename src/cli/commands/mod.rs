@@ -25,7 +25,12 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Init { path } => setup::init(&path, json),
         Command::Config(ConfigCommand::Check) => return setup::check(&cli.config, json),
         Command::Completions { shell } => return setup::completions(shell),
-        Command::Inspect { files } => keys::inspect(&files, json),
+        Command::Inspect {
+            credential: Some(credential),
+            stage,
+            ..
+        } => keys::inspect_credential(&cli.config, &credential, stage.into(), json).await,
+        Command::Inspect { files, .. } => keys::inspect(&files, json),
         Command::Generate {
             key_out,
             cert_out,

@@ -83,6 +83,10 @@ async fn status_row(
         let stages = store.stages(&cred.name).await.map_err(in_context)?;
         let fingerprint = stages.current.as_ref().map(|v| v.public.fingerprint());
         held.push(fingerprint);
+        let (custody, custody_error) = match custody_of(store.as_ref(), &cred.name).await {
+            Ok(state) => (state, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
         per_store.push(StoreStatus {
             store: store.to_string(),
             generation: stages.current.as_ref().map(|v| v.generation),
@@ -91,6 +95,8 @@ async fn status_row(
                 .is_none()
                 .then_some(fingerprint.is_some() && fingerprint == app_fingerprint),
             rotation_in_progress: false,
+            custody,
+            custody_error,
         });
         primary.get_or_insert(stages);
     }
@@ -246,4 +252,25 @@ pub(super) async fn preflight(config_path: &Path, only: Option<&str>, json: bool
     }
     render::preflight(&rows, json);
     Ok(worst)
+}
+
+/// CURRENT's key as its service describes it (id, version, algorithm, whether it is exportable),
+/// when `store` keeps keys in custody; `None` otherwise.
+async fn custody_of(
+    store: &dyn rekey_api::SecretStore,
+    credential: &str,
+) -> rekey_api::Result<Option<rekey_api::KeyState>> {
+    if store.custody().is_none() {
+        return Ok(None);
+    }
+    match store
+        .read_stage(credential, rekey_api::Stage::Current)
+        .await?
+    {
+        Some(rekey_api::StoredVersion {
+            material: rekey_api::Material::Custody(key),
+            ..
+        }) => Ok(Some(key.custody()?.describe(key.handle()).await?)),
+        _ => Ok(None),
+    }
 }

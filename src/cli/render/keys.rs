@@ -33,6 +33,23 @@ pub fn inspect(report: &InspectReport, json: bool) {
                 out!("  sha256:          {fingerprint_sha256}");
                 out!("  public key sha256: {spki_sha256}");
             }
+            Inspected::KeyInCustody { path, state } => {
+                out!(
+                    "{}: key in custody (never leaves its service)",
+                    path.display()
+                );
+                out!("  key:             {}", state.handle);
+                out!("  algorithm:       {}", state.handle.algorithm);
+                out!(
+                    "  exportable:      {}",
+                    if state.exportable {
+                        "YES (someone changed the key's settings)"
+                    } else {
+                        "no"
+                    }
+                );
+                out!("  state:           {}", state.state);
+            }
             Inspected::PrivateKey { path, facts } => {
                 out!("{}: private key (contents not shown)", path.display());
                 out!("  key:             {} {} bits", facts.algorithm, facts.bits);

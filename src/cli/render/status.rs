@@ -102,6 +102,22 @@ pub fn status(rows: &[StatusRow], json: bool) {
                 opt(st.generation),
                 st.fingerprint.as_deref().unwrap_or("-")
             );
+            if let Some(k) = &st.custody {
+                out!(
+                    "      key in custody: {} ({}, {}, {})",
+                    k.handle,
+                    k.handle.algorithm,
+                    if k.exportable {
+                        "EXPORTABLE"
+                    } else {
+                        "non-exportable"
+                    },
+                    k.state
+                );
+            }
+            if let Some(e) = &st.custody_error {
+                out!("      key in custody: cannot be described: {e}");
+            }
         }
     }
 }

@@ -161,7 +161,7 @@ async fn read_current(store: &FileStore, credential: &str) -> Option<(KeyMateria
 /// One grant signed with `held`; the fingerprint if Salesforce issued a token.
 async fn mint_with(minter: &Minter, held: Option<&(KeyMaterial, String)>) -> Option<String> {
     let (key, fp) = held?;
-    match minter.mint(key).await {
+    match minter.mint(rekey_api::Signer::Local(key)).await {
         Ok(Mint::Granted(_token)) => Some(fp.clone()),
         _ => None,
     }
