@@ -2,8 +2,10 @@
 //! (mode 0660) and over loopback HTTP with a bearer secret (401 without it), rotations followed
 //! without a restart (a token whose key left the store dropped, no failed mint while a
 //! certificate change propagates), a consumer secret through client credentials, and SIGTERM
-//! stopping it with exit 0 and its socket removed, no token or key in its logs.
+//! stopping it with exit 0 and its socket removed, no token or key in its logs; with the key in
+//! custody (OpenBao transit, moto KMS) too.
 
+mod scene;
 mod world;
 
 use orgsim::PropagationMode;
@@ -28,6 +30,13 @@ const WINDOW_SECS: u64 = 3600;
 async fn world(agent: &str) -> World {
     let mut w = World::new().await;
     w.import_legacy(CRED).await;
+    serve(&w, agent);
+    w
+}
+
+/// `w`'s config with billing's consumer key and `[agent]` as `agent` (its lines) serving billing
+/// only.
+fn serve(w: &World, agent: &str) {
     w.edit_config(|c| {
         c.replacen(
             &format!("app = \"{APP}\"\n"),
@@ -35,7 +44,6 @@ async fn world(agent: &str) -> World {
             1,
         ) + &format!("\n[agent]\ncredentials = [\"{CRED}\"]\n{agent}\n")
     });
-    w
 }
 
 /// A running `rekey -vv agent`, its stdout and stderr in `agent.log`.
@@ -332,8 +340,28 @@ async fn held_at(rotation: &mut Held, point: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_mint_through_the_agent_fails_while_a_rotation_propagates() {
+    no_mint_fails_while_a_rotation_propagates(world("socket = \"agent.sock\"").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_mint_fails_while_a_rotation_of_a_key_in_transit_propagates() {
+    let w = scene::Scene::new(scene::Kind::VaultTransit).await.w;
+    serve(&w, "socket = \"agent.sock\"");
+    no_mint_fails_while_a_rotation_propagates(w).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_mint_fails_while_a_rotation_of_a_key_in_kms_propagates() {
+    let w = scene::Scene::new(scene::Kind::AwsKms).await.w;
+    serve(&w, "socket = \"agent.sock\"");
+    no_mint_fails_while_a_rotation_propagates(w).await;
+}
+
+/// Two consumers ask the agent of `w` (serving billing on a socket) for tokens every 20 ms while
+/// billing rotates through a propagation window in which Salesforce checks each grant against
+/// the old or the new certificate at random: not one mint fails, and all three stages sign.
+async fn no_mint_fails_while_a_rotation_propagates(mut w: World) {
     // token_cache_secs = 0: every request is a mint, so every request meets the rotation.
-    let mut w = world("socket = \"agent.sock\"").await;
     w.edit_config(|c| {
         c.replacen(
             &format!("consumer_key = \"{CONSUMER_KEY}\"\n"),

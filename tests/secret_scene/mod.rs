@@ -72,6 +72,9 @@ impl SecretScene {
                 w.use_etl_only("aws");
                 (prefix, moto.endpoint(), String::new())
             }
+            Kind::VaultTransit | Kind::AwsKms => {
+                panic!("a consumer secret is never kept in custody (config refuses it)")
+            }
         };
         w.ok(&["import", CRED]).await;
         let mut s = SecretScene {

@@ -202,6 +202,18 @@ pub(super) async fn import(
             "rekey import {name} (reads the app's pair from Salesforce), or --secret-file FILE / --secret-stdin"
         )));
     }
+    if let Some(service) = config.stores[&cred.stores[0]].custody() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "{name} keeps its keys in custody (store '{}', kind = \"{service}\"): a private key that exists outside the service cannot be put there; nothing was imported",
+                cred.stores[0]
+            ),
+        )
+        .with_hint(format!(
+            "rotate instead: `rekey rotate {name}` has the service make a key that never leaves it and publishes its certificate; the current key keeps working until then"
+        )));
+    }
     let key = KeyMaterial::from_pem(pki::read_pem(key_path, pki::PemFile::Key)?)
         .map_err(|e| e.context(key_path.display()))?;
     let cert = Certificate::from_pem(&pki::read_pem(cert_path, pki::PemFile::Certificate)?)
