@@ -725,6 +725,103 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[test]
+    fn vault_transit_takes_every_vault_key_plus_where_its_keys_are() {
+        let (config, problems) = validate(
+            "[stores.local]\nkind = \"vault_transit\"\naddress = \"https://vault.example:8200\"\n\
+             mount = \"kv\"\nlock_ttl_secs = 60\nauth = { method = \"kubernetes\", role = \"rekey\" }\n\
+             transit_mount = \"/keys/team-a/\"\nkey_prefix = \"sf-\"\n",
+        );
+        assert_eq!(problems, Vec::<String>::new());
+        let config = config.unwrap();
+        assert_eq!(
+            config.transit,
+            Some(TransitConfig {
+                mount: "keys/team-a".into(),
+                key_prefix: "sf-".into(),
+            })
+        );
+        assert_eq!(
+            (config.mount.as_str(), config.lock_ttl),
+            ("kv", Duration::from_secs(60))
+        );
+        // The defaults, and the resolved configuration carries them to the store.
+        let (config, _) = validate("[stores.local]\nkind = \"vault_transit\"\n");
+        let config = config.unwrap();
+        assert_eq!(config.transit, Some(TransitConfig::default()));
+        assert_eq!(
+            config.transit,
+            Some(TransitConfig {
+                mount: "transit".into(),
+                key_prefix: "rekey-".into(),
+            })
+        );
+        let resolved = config
+            .resolve(&env(&[
+                ("VAULT_ADDR", "http://127.0.0.1:8200"),
+                ("VAULT_TOKEN", "s.x"),
+            ]))
+            .unwrap();
+        assert_eq!(resolved.transit, Some(TransitConfig::default()));
+        let store = VaultStore::new(resolved).unwrap();
+        assert_eq!(
+            store.transit().unwrap().to_string(),
+            "transit(http://127.0.0.1:8200 transit/)"
+        );
+        // A plain vault store has no custody.
+        let (config, _) = validate("[stores.local]\nkind = \"vault\"\n");
+        let config = config.unwrap();
+        assert_eq!(config.transit, None);
+        let resolved = config
+            .resolve(&env(&[
+                ("VAULT_ADDR", "http://127.0.0.1:8200"),
+                ("VAULT_TOKEN", "s.x"),
+            ]))
+            .unwrap();
+        assert!(VaultStore::new(resolved).unwrap().transit().is_none());
+    }
+
+    #[test]
+    fn transit_keys_are_refused_on_a_plain_vault_store_and_checked_on_a_transit_one() {
+        let (config, problems) = validate(
+            "[stores.local]\nkind = \"vault\"\ntransit_mount = \"transit\"\nkey_prefix = \"x-\"\n",
+        );
+        assert_eq!(config, None);
+        assert_eq!(
+            problems,
+            [
+                "/etc/rekey/rekey.toml:3:17: stores.local: 'transit_mount' does not apply to kind = \"vault\" (keys in custody are kind = \"vault_transit\")",
+                "/etc/rekey/rekey.toml:4:14: stores.local: 'key_prefix' does not apply to kind = \"vault\" (keys in custody are kind = \"vault_transit\")",
+            ]
+        );
+        let (config, problems) = validate(
+            "[stores.local]\nkind = \"vault_transit\"\ntransit_mount = \"../sys\"\nkey_prefix = \"a/b-\"\n",
+        );
+        assert_eq!(config, None);
+        assert_eq!(
+            problems,
+            [
+                "/etc/rekey/rekey.toml:3:17: stores.local: transit_mount '../sys' is not a usable Vault path (letters, digits, '-', '_', '.' and '/' only)",
+                "/etc/rekey/rekey.toml:4:14: stores.local: key_prefix 'a/b-' is not usable in a transit key name (letters, digits, '-', '_' and '.' only)",
+            ]
+        );
+        let (config, problems) = validate("[stores.local]\nkind = \"vaults\"\n");
+        assert_eq!(config, None);
+        assert_eq!(
+            problems,
+            ["/etc/rekey/rekey.toml:2:8: stores.local: kind = \"vaults\" where \"vault\" was expected"]
+        );
+        // Of another store kind entirely, serde names the key and the keys that do apply.
+        let foreign = refusal::<VaultSettings>(
+            "[stores.local]\nkind = \"vault_transit\"\nkey_alias_prefix = \"x\"\n",
+        );
+        assert!(
+            foreign.starts_with("/etc/rekey/rekey.toml:3:1: unknown field `key_alias_prefix`")
+                && foreign.contains("`transit_mount`, `key_prefix`"),
+            "{foreign}"
+        );
+    }
+
     fn mine_with_mount(config: &VaultStoreConfig, mount: &str) -> VaultStoreConfig {
         VaultStoreConfig {
             mount: mount.into(),
