@@ -809,7 +809,9 @@ mod tests {
         assert_eq!(config, None);
         assert_eq!(
             problems,
-            ["/etc/rekey/rekey.toml:2:8: stores.local: kind = \"vaults\" where \"vault\" was expected"]
+            [
+                "/etc/rekey/rekey.toml:2:8: stores.local: kind = \"vaults\" where \"vault\" was expected"
+            ]
         );
         // Of another store kind entirely, serde names the key and the keys that do apply.
         let foreign = refusal::<VaultSettings>(
