@@ -6,6 +6,10 @@
 //! needs no access beyond the credential's own keys; a discarded key stays in the history of
 //! `pending`. Every write is check-and-set. See this crate's README for the layout and the
 //! minimal policy.
+//!
+//! With `kind = "vault_transit"` the keys are in custody in the transit engine of the same server
+//! ([`TransitCustody`], [`VaultStore::transit`]): the KV records hold key handles instead of
+//! private keys.
 
 mod client;
 mod config;

@@ -79,6 +79,8 @@ struct TransitKey {
     key_type: String,
     exportable: bool,
     deletion_allowed: bool,
+    /// OpenBao's soft deletion: the key is kept but signs no more until restored.
+    soft_deleted: bool,
     latest_version: u64,
     data: Value,
 }
@@ -93,6 +95,7 @@ impl TransitKey {
             key_type: data["type"].as_str().unwrap_or_default().to_string(),
             exportable: data["exportable"].as_bool().unwrap_or(false),
             deletion_allowed: data["deletion_allowed"].as_bool().unwrap_or(false),
+            soft_deleted: data["soft_deleted"].as_bool().unwrap_or(false),
             latest_version: data["latest_version"]
                 .as_u64()
                 .or(versions)
@@ -466,8 +469,10 @@ impl KeyCustody for TransitCustody {
             });
         };
         let version = key.version.unwrap_or(found.latest_version);
-        let enabled = found.has_version(version);
-        let mut state = if enabled {
+        let enabled = !found.soft_deleted && found.has_version(version);
+        let mut state = if found.soft_deleted {
+            "soft-deleted (restorable; signs no more)".to_string()
+        } else if enabled {
             format!(
                 "enabled ({}, version {version} of {})",
                 found.key_type, found.latest_version
@@ -508,14 +513,27 @@ impl KeyCustody for TransitCustody {
                 deletion_allowed: Some(true),
                 ..UpdateKeyConfigurationRequest::default()
             };
-            logged(
+            match logged(
                 self.client.address(),
                 "POST",
                 &path,
                 api::exec_with_empty(&client, endpoint),
             )
             .await
-            .map_err(|e| self.error(&what, self.client.failure(&what, e)))?;
+            {
+                Ok(()) => {}
+                // Deleted by someone else since the read.
+                Err(e) => match self.client.failure(&what, e) {
+                    VaultFailure::Status { code: 400, errors }
+                        if errors.contains("could be found") =>
+                    {
+                        return Ok(format!(
+                            "transit key {name} in {mount}/ was already deleted"
+                        ));
+                    }
+                    failure => return Err(self.error(&what, failure)),
+                },
+            }
         }
         let path = self.path(&format!("keys/{name}"));
         let what = format!("delete {path}");

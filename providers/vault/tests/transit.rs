@@ -371,6 +371,15 @@ async fn preflight_names_each_transit_path_and_capability_the_token_lacks() {
         "only sign is missing: {text}"
     );
     assert!(err.hint().unwrap().contains("README"), "{err:?}");
+    // What the missing capability does to a signature: refused, naming the path.
+    let err = transit.sign(&current, b"m").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert!(
+        err.to_string().contains(&format!(
+            "sign with transit/sign/{key_prefix}{CRED}-1: HTTP 403"
+        )),
+        "{err}"
+    );
 
     // Through the custody store too, after the KV preflight passed.
     let custody = CustodyStore::new(Box::new(store), transit);
