@@ -232,18 +232,24 @@ pub(crate) fn check_path(label: &str, field: &str, value: &str, may_be_empty: bo
 }
 
 /// A transit key-name prefix: letters, digits, '-', '_' and '.' (a key name is one path
-/// segment), possibly empty. `label` starts the message: the store, or its config section.
+/// segment), not starting with '-' or '.', possibly empty. `label` starts the message: the store, or its config section.
 pub(crate) fn check_key_prefix(label: &str, prefix: &str) -> Result<()> {
-    if prefix
+    // Transit key names start and end with a word character.
+    let starts_well = prefix
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .next()
+        .is_none_or(|c| c.is_ascii_alphanumeric() || c == '_');
+    if starts_well
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         Ok(())
     } else {
         Err(Error::new(
             ErrorKind::Config,
             format!(
-                "{label}: key_prefix '{prefix}' is not usable in a transit key name (letters, digits, '-', '_' and '.' only)"
+                "{label}: key_prefix '{prefix}' is not usable in a transit key name (letters, digits, '-', '_' and '.', starting with a letter, digit or '_')"
             ),
         ))
     }
@@ -315,6 +321,11 @@ mod tests {
         c.transit = Some(TransitConfig {
             mount: "transit".into(),
             key_prefix: "a/b".into(),
+        });
+        assert!(c.validate().is_err());
+        c.transit = Some(TransitConfig {
+            mount: "transit".into(),
+            key_prefix: "-rekey-".into(),
         });
         assert!(c.validate().is_err());
         c.transit = Some(TransitConfig {

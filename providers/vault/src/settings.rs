@@ -802,7 +802,7 @@ mod tests {
             problems,
             [
                 "/etc/rekey/rekey.toml:3:17: stores.local: transit_mount '../sys' is not a usable Vault path (letters, digits, '-', '_', '.' and '/' only)",
-                "/etc/rekey/rekey.toml:4:14: stores.local: key_prefix 'a/b-' is not usable in a transit key name (letters, digits, '-', '_' and '.' only)",
+                "/etc/rekey/rekey.toml:4:14: stores.local: key_prefix 'a/b-' is not usable in a transit key name (letters, digits, '-', '_' and '.', starting with a letter, digit or '_')",
             ]
         );
         let (config, problems) = validate("[stores.local]\nkind = \"vaults\"\n");

@@ -440,6 +440,17 @@ impl KeyCustody for TransitCustody {
                             "the key of this generation is gone; rotate to a new generation (`rekey rotate`)",
                         )
                     }
+                    // OpenBao answers it with a 500.
+                    VaultFailure::Status { errors, .. } if errors.contains("soft-deleted") => {
+                        Error::new(
+                            ErrorKind::Conflict,
+                            format!("{self}: transit key {name} is soft-deleted, so it cannot sign"),
+                        )
+                        .with_hint(format!(
+                            "restore it (DELETE {}/keys/{name}/soft-delete-restore) or rotate to a new generation",
+                            self.mount
+                        ))
+                    }
                     failure => self.error(&what, failure).context(format!("{key}")),
                 });
             }

@@ -245,6 +245,38 @@ async fn a_destroyed_key_signs_no_more_and_destroying_it_again_succeeds() {
         again,
         format!("transit key {name} in transit/ was already deleted")
     );
+
+    // OpenBao's soft deletion: the key is there but signs no more, and destroy still deletes it.
+    let soft = transit.create_key(CRED, Generation(4), 2048).await.unwrap();
+    let soft_name = &soft.handle.key_id;
+    let (status, answer) = as_root(
+        bao,
+        "DELETE",
+        &format!("transit/keys/{soft_name}/soft-delete"),
+        None,
+    )
+    .await;
+    assert!(matches!(status, 200 | 204), "{answer}");
+    let state = transit.describe(&soft.handle).await.unwrap();
+    assert!(!state.enabled);
+    assert!(state.state.starts_with("soft-deleted"), "{}", state.state);
+    let err = transit.sign(&soft.handle, b"x").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(
+        err.to_string()
+            .contains(&format!("transit key {soft_name} is soft-deleted")),
+        "{err}"
+    );
+    transit.destroy_key(&soft.handle).await.unwrap();
+    assert_eq!(
+        transit.describe(&soft.handle).await.unwrap().state,
+        "deleted"
+    );
+    let again = transit.destroy_key(&created.handle).await.unwrap();
+    assert_eq!(
+        again,
+        format!("transit key {name} in transit/ was already deleted")
+    );
 }
 
 #[tokio::test]
