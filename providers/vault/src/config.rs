@@ -16,6 +16,29 @@ pub const DEFAULT_MAX_VERSIONS: u32 = 10;
 /// holder does not block the next scheduled run for long.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30 * 60);
 
+/// Default transit mount of a `vault_transit` store.
+pub const DEFAULT_TRANSIT_MOUNT: &str = "transit";
+/// Default start of the transit key names of a `vault_transit` store (`rekey-billing-3`).
+pub const DEFAULT_KEY_PREFIX: &str = "rekey-";
+
+/// Where a `vault_transit` store keeps its keys: the transit mount, and how key names start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransitConfig {
+    /// The transit engine's mount, default `transit`.
+    pub mount: String,
+    /// Every key is `{key_prefix}{credential}-{generation}`; default `rekey-`.
+    pub key_prefix: String,
+}
+
+impl Default for TransitConfig {
+    fn default() -> Self {
+        TransitConfig {
+            mount: DEFAULT_TRANSIT_MOUNT.to_string(),
+            key_prefix: DEFAULT_KEY_PREFIX.to_string(),
+        }
+    }
+}
+
 /// How rekey logs in to Vault.
 #[derive(Debug)] // safe: SecretString redacts itself
 pub enum VaultAuth {
@@ -78,6 +101,9 @@ pub struct VaultConfig {
     pub lock_ttl: Duration,
     /// How to log in.
     pub auth: VaultAuth,
+    /// Keys in custody in a transit engine of the same server (`kind = "vault_transit"`);
+    /// `None`: private keys are kept in KV.
+    pub transit: Option<TransitConfig>,
 }
 
 impl VaultConfig {
@@ -95,6 +121,7 @@ impl VaultConfig {
             max_versions: DEFAULT_MAX_VERSIONS,
             lock_ttl: DEFAULT_LOCK_TTL,
             auth,
+            transit: None,
         }
     }
 
@@ -137,6 +164,10 @@ impl VaultConfig {
                 }
             }
             VaultAuth::Token(_) => {}
+        }
+        if let Some(transit) = &self.transit {
+            check_path(LABEL, "transit_mount", &transit.mount, false)?;
+            check_key_prefix(LABEL, &transit.key_prefix)?;
         }
         Ok(address)
     }
@@ -200,6 +231,30 @@ pub(crate) fn check_path(label: &str, field: &str, value: &str, may_be_empty: bo
     }
 }
 
+/// A transit key-name prefix: letters, digits, '-', '_' and '.' (a key name is one path
+/// segment), not starting with '-' or '.', possibly empty. `label` starts the message: the store, or its config section.
+pub(crate) fn check_key_prefix(label: &str, prefix: &str) -> Result<()> {
+    // Transit key names start and end with a word character.
+    let starts_well = prefix
+        .chars()
+        .next()
+        .is_none_or(|c| c.is_ascii_alphanumeric() || c == '_');
+    if starts_well
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "{label}: key_prefix '{prefix}' is not usable in a transit key name (letters, digits, '-', '_' and '.', starting with a letter, digit or '_')"
+            ),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +314,24 @@ mod tests {
         c.path_prefix = String::new();
         assert!(c.validate().is_ok());
         c.max_versions = 1;
+        assert!(c.validate().is_err());
+        c.max_versions = 2;
+        c.transit = Some(TransitConfig::default());
+        assert!(c.validate().is_ok());
+        c.transit = Some(TransitConfig {
+            mount: "transit".into(),
+            key_prefix: "a/b".into(),
+        });
+        assert!(c.validate().is_err());
+        c.transit = Some(TransitConfig {
+            mount: "transit".into(),
+            key_prefix: "-rekey-".into(),
+        });
+        assert!(c.validate().is_err());
+        c.transit = Some(TransitConfig {
+            mount: "..".into(),
+            key_prefix: String::new(),
+        });
         assert!(c.validate().is_err());
     }
 }

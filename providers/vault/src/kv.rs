@@ -1,36 +1,16 @@
 //! The KV v2 calls the store is built from: metadata (versions, `cas_required`, `max_versions`),
-//! versioned reads, check-and-set writes, destroy (all vaultrs's own endpoints), and the two
-//! `sys/` endpoints vaultrs lacks, `sys/capabilities-self` and `sys/internal/ui/mounts/{mount}`,
-//! defined here the way vaultrs defines its own and run through the same client.
+//! versioned reads, check-and-set writes and destroy, all vaultrs's own endpoints.
 
 use crate::client::{Client, VaultFailure, logged};
 use chrono::{DateTime, Utc};
 use rekey_api::{Error, ErrorKind, Result};
-use rustify_derive::Endpoint;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use vaultrs::api::kv2::requests::{
     ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequestOptions,
 };
 use vaultrs::{api, kv2};
-
-/// `POST sys/capabilities-self`: the calling token's capabilities on each path. Part of the
-/// `default` policy; vaultrs 0.8 has no endpoint for it.
-#[derive(Debug, Endpoint)]
-#[endpoint(path = "sys/capabilities-self", method = "POST", response = "Value")]
-struct CapabilitiesSelfRequest {
-    paths: Vec<String>,
-}
-
-/// `GET sys/internal/ui/mounts/{mount}`: a mount's engine type and options, readable with only
-/// a policy on paths inside it (`sys/mounts` would need `sudo`-like access). vaultrs 0.8 has no
-/// endpoint for it.
-#[derive(Debug, Endpoint)]
-#[endpoint(path = "sys/internal/ui/mounts/{self.mount}", response = "Value")]
-struct MountInfoRequest {
-    #[endpoint(skip)]
-    mount: String,
-}
 
 /// One version as listed in a key's metadata.
 #[derive(Clone, Debug)]
@@ -86,13 +66,13 @@ fn absent(failure: &VaultFailure) -> bool {
 /// KV v2 access under one mount.
 #[derive(Debug)]
 pub(crate) struct Kv {
-    pub(crate) client: Client,
+    pub(crate) client: Arc<Client>,
     pub(crate) mount: String,
     max_versions: u32,
 }
 
 impl Kv {
-    pub(crate) fn new(client: Client, mount: &str, max_versions: u32) -> Kv {
+    pub(crate) fn new(client: Arc<Client>, mount: &str, max_versions: u32) -> Kv {
         Kv {
             client,
             mount: mount.trim_matches('/').to_string(),
@@ -277,83 +257,5 @@ impl Kv {
         )
         .await
         .map_err(|e| self.client.error(&what, e))
-    }
-
-    /// The token's capabilities on each path (`sys/capabilities-self`).
-    pub(crate) async fn capabilities(
-        &self,
-        paths: &[String],
-    ) -> Result<BTreeMap<String, Vec<String>>> {
-        let what = "sys/capabilities-self";
-        let client = self.client.authed().await?;
-        let endpoint = CapabilitiesSelfRequest {
-            paths: paths.to_vec(),
-        };
-        // Not `exec_with_result`: older servers put the answer at the top level as well as in
-        // `data`, so the whole body is parsed and both places are looked at.
-        let body = logged(
-            self.client.address(),
-            "POST",
-            "sys/capabilities/self",
-            api::exec_with_no_result(&client, endpoint),
-        )
-        .await
-        .map_err(|e| self.client.error(what, e))?;
-        let list = |v: &Value| -> Option<Vec<String>> {
-            v.as_array().map(|caps| {
-                caps.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-        };
-        Ok(paths
-            .iter()
-            .map(|p| {
-                let caps = list(&body["data"][p])
-                    .or_else(|| list(&body[p]))
-                    .unwrap_or_default();
-                (p.clone(), caps)
-            })
-            .collect())
-    }
-
-    /// The mount's engine as `sys/internal/ui/mounts/{mount}` reports it: `(type, version)`.
-    /// `None` when the mount does not exist or the token may not use it.
-    pub(crate) async fn mount_info(&self) -> Result<Option<(String, String)>> {
-        let what = format!("read sys/internal/ui/mounts/{}", self.mount);
-        let client = self.client.authed().await?;
-        let endpoint = MountInfoRequest {
-            mount: self.mount.clone(),
-        };
-        let data = match logged(
-            self.client.address(),
-            "GET",
-            &format!("sys/internal/ui/mounts/{}", self.mount),
-            api::exec_with_result(&client, endpoint),
-        )
-        .await
-        {
-            Ok(data) => data,
-            Err(e) => {
-                return match self.client.failure(&what, e) {
-                    VaultFailure::Status { code, errors }
-                        if matches!(code, 400 | 403 | 404) && !errors.contains("sealed") =>
-                    {
-                        Ok(None)
-                    }
-                    VaultFailure::Status { code, errors } => {
-                        Err(self.client.status_error(&what, code, &errors))
-                    }
-                    VaultFailure::Other(err) => Err(err),
-                };
-            }
-        };
-        let kind = data["type"].as_str().unwrap_or_default().to_string();
-        let version = data["options"]["version"]
-            .as_str()
-            .unwrap_or("1")
-            .to_string();
-        Ok(Some((kind, version)))
     }
 }

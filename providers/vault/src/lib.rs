@@ -6,19 +6,26 @@
 //! needs no access beyond the credential's own keys; a discarded key stays in the history of
 //! `pending`. Every write is check-and-set. See this crate's README for the layout and the
 //! minimal policy.
+//!
+//! With `kind = "vault_transit"` the keys are in custody in the transit engine of the same server
+//! ([`TransitCustody`], [`VaultStore::transit`]): the KV records hold key handles instead of
+//! private keys.
 
 mod client;
 mod config;
 mod kv;
 mod settings;
+mod sys;
+mod transit;
 
 pub use config::{
-    DEFAULT_LOCK_TTL, DEFAULT_MAX_VERSIONS, DEFAULT_MOUNT, DEFAULT_PATH_PREFIX, VaultAuth,
-    VaultConfig,
+    DEFAULT_KEY_PREFIX, DEFAULT_LOCK_TTL, DEFAULT_MAX_VERSIONS, DEFAULT_MOUNT, DEFAULT_PATH_PREFIX,
+    DEFAULT_TRANSIT_MOUNT, TransitConfig, VaultAuth, VaultConfig,
 };
 pub use settings::{
     DEFAULT_JWT_PATH, VaultAuthConfig, VaultAuthSettings, VaultSettings, VaultStoreConfig,
 };
+pub use transit::TransitCustody;
 
 use async_trait::async_trait;
 use client::Client;
@@ -201,6 +208,7 @@ impl Cleared {
 pub struct VaultStore {
     inner: Arc<Inner>,
     leases: Leases<LockKeys>,
+    transit: Option<Arc<TransitCustody>>,
 }
 
 impl VaultStore {
@@ -215,7 +223,15 @@ impl VaultStore {
             None => format!("vault({address} {mount}/{prefix})"),
         };
         let (max_versions, lock_ttl) = (config.max_versions, config.lock_ttl);
-        let client = Client::new(config, address)?;
+        let transit = config.transit.clone();
+        let client = Arc::new(Client::new(config, address)?);
+        let transit = transit.map(|t| {
+            Arc::new(TransitCustody::new(
+                Arc::clone(&client),
+                t,
+                namespace.as_deref(),
+            ))
+        });
         let inner = Arc::new(Inner {
             kv: Kv::new(client, &mount, max_versions),
             prefix,
@@ -224,7 +240,15 @@ impl VaultStore {
         Ok(VaultStore {
             leases: Leases::new(LockKeys(Arc::clone(&inner)), lock_ttl),
             inner,
+            transit,
         })
+    }
+
+    /// The transit engine that keeps this store's keys in custody, on the same connection and
+    /// login, when it was configured with one (`kind = "vault_transit"`). The store itself keeps
+    /// the records, journal and lease: wrap it as `CustodyStore::new(Box::new(store), transit)`.
+    pub fn transit(&self) -> Option<Arc<TransitCustody>> {
+        self.transit.clone()
     }
 
     fn kv(&self) -> &Kv {
@@ -457,7 +481,7 @@ impl VaultStore {
     }
 
     /// Every path and capability a rotation needs.
-    fn required_capabilities(&self, credential: &str) -> Vec<(String, &'static [&'static str])> {
+    fn required_capabilities(&self, credential: &str) -> sys::Needed {
         const RW: &[&str] = &["create", "read", "update"];
         const DESTROY: &[&str] = &["update"];
         let mut needed = Vec::new();
@@ -484,7 +508,7 @@ impl SecretStore for VaultStore {
     async fn preflight(&self, credential: &str) -> Result<()> {
         rekey_api::check_credential_name(credential)?;
         let mount = &self.kv().mount;
-        match self.kv().mount_info().await? {
+        match sys::mount_info(&self.kv().client, mount).await? {
             None => {
                 return Err(Error::new(
                     ErrorKind::NotFound,
@@ -504,21 +528,7 @@ impl SecretStore for VaultStore {
             Some(_) => {}
         }
         let needed = self.required_capabilities(credential);
-        let paths: Vec<String> = needed.iter().map(|(p, _)| p.clone()).collect();
-        let held = self.kv().capabilities(&paths).await?;
-        let mut missing = Vec::new();
-        for (path, caps) in &needed {
-            let have = held.get(path).cloned().unwrap_or_default();
-            if have.iter().any(|c| c == "root") {
-                continue;
-            }
-            let deny = have.iter().any(|c| c == "deny");
-            for cap in *caps {
-                if deny || !have.iter().any(|c| c == cap) {
-                    missing.push(format!("token lacks '{cap}' on {path}"));
-                }
-            }
-        }
+        let missing = sys::missing_capabilities(&self.kv().client, &needed).await?;
         if !missing.is_empty() {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,

@@ -2,10 +2,10 @@
 //! one place that completes it from the `VAULT_*` environment the way the vault CLI does and
 //! reads its secrets.
 
-use crate::config::{check_address, check_path};
+use crate::config::{check_address, check_key_prefix, check_path};
 use crate::{
-    DEFAULT_LOCK_TTL, DEFAULT_MAX_VERSIONS, DEFAULT_MOUNT, DEFAULT_PATH_PREFIX, VaultAuth,
-    VaultConfig, VaultStore,
+    DEFAULT_KEY_PREFIX, DEFAULT_LOCK_TTL, DEFAULT_MAX_VERSIONS, DEFAULT_MOUNT, DEFAULT_PATH_PREFIX,
+    DEFAULT_TRANSIT_MOUNT, TransitConfig, VaultAuth, VaultConfig, VaultStore,
 };
 use rekey_api::config::{Spanned, Validator, span, text};
 use rekey_api::{Env, Error, ErrorKind, Result, SecretSource, SecretString};
@@ -16,13 +16,14 @@ use std::time::Duration;
 /// Where Kubernetes mounts a pod's service-account token.
 pub const DEFAULT_JWT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
-/// A `[stores.NAME]` table of `kind = "vault"`, as written. Keys of other store kinds are
-/// refused by serde, naming the key and the ones that apply. Connection settings left out come
+/// A `[stores.NAME]` table of `kind = "vault"` or `kind = "vault_transit"` (the same store with
+/// its keys in custody in a transit engine), as written. Keys of other store kinds are refused
+/// by serde, naming the key and the ones that apply. Connection settings left out come
 /// from the `VAULT_*` environment when the store is opened ([`VaultStoreConfig::resolve`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultSettings {
-    /// `"vault"`.
+    /// `"vault"`, or `"vault_transit"` for keys in custody.
     pub kind: Spanned<String>,
     /// Server address; unset: `$VAULT_ADDR`.
     pub address: Option<Spanned<String>>,
@@ -44,6 +45,10 @@ pub struct VaultSettings {
     pub lock_ttl_secs: Option<Spanned<i64>>,
     /// How rekey logs in; unset: a token.
     pub auth: Option<Spanned<VaultAuthSettings>>,
+    /// `vault_transit` only: the transit engine's mount; default `transit`.
+    pub transit_mount: Option<Spanned<String>>,
+    /// `vault_transit` only: how key names start (`rekey-billing-3`); default `rekey-`.
+    pub key_prefix: Option<Spanned<String>>,
 }
 
 /// The `auth = { method = …, … }` of a Vault store, as written: one table for the three
@@ -95,6 +100,8 @@ pub struct VaultStoreConfig {
     pub lock_ttl: Duration,
     /// How rekey logs in.
     pub auth: VaultAuthConfig,
+    /// `kind = "vault_transit"`: where the keys are kept in custody; `None` for `kind = "vault"`.
+    pub transit: Option<TransitConfig>,
     /// `file:line:column` of the store's `kind`, starting errors found when it is opened (a
     /// variable not set, a file that cannot be read).
     pub origin: String,
@@ -133,7 +140,8 @@ impl VaultSettings {
     /// cannot make a store. Defaults as documented on the fields.
     pub fn validate(self, name: &str, v: &mut Validator) -> Option<VaultStoreConfig> {
         let section = format!("stores.{name}");
-        if !v.expect_kind(&self.kind, "vault", &section) {
+        let in_custody = self.kind.get_ref() == "vault_transit";
+        if !in_custody && !v.expect_kind(&self.kind, "vault", &section) {
             return None;
         }
         let before = v.problems().len();
@@ -157,6 +165,30 @@ impl VaultSettings {
             .namespace
             .is_some()
             .then(|| path(&self.namespace, "namespace", ""));
+        let transit = if in_custody {
+            let transit_mount = path(&self.transit_mount, "transit_mount", DEFAULT_TRANSIT_MOUNT);
+            let key_prefix = match &self.key_prefix {
+                Some(prefix) => {
+                    v.check(prefix.span(), check_key_prefix(&section, prefix.get_ref()));
+                    prefix.get_ref().clone()
+                }
+                None => DEFAULT_KEY_PREFIX.to_string(),
+            };
+            Some(TransitConfig {
+                mount: transit_mount.trim_matches('/').to_string(),
+                key_prefix,
+            })
+        } else {
+            v.does_not_apply(
+                &section,
+                "kind = \"vault\" (keys in custody are kind = \"vault_transit\")",
+                &[
+                    ("transit_mount", span(&self.transit_mount)),
+                    ("key_prefix", span(&self.key_prefix)),
+                ],
+            );
+            None
+        };
         // Rollback reads PREVIOUS from the KV history, so at least two versions are kept.
         let max_versions = v.positive(
             &self.max_versions,
@@ -187,6 +219,7 @@ impl VaultSettings {
             max_versions: max_versions as u32,
             lock_ttl: Duration::from_secs(lock_ttl as u64),
             auth,
+            transit,
             origin: v.at(self.kind.span()),
         })
     }
@@ -384,6 +417,7 @@ impl VaultStoreConfig {
             max_versions: self.max_versions,
             lock_ttl: self.lock_ttl,
             auth,
+            transit: self.transit.clone(),
         })
     }
 }
@@ -450,6 +484,7 @@ mod tests {
                     role_id: "r-1".into(),
                     secret_id: SecretSource::Env("SID".into()),
                 },
+                transit: None,
                 origin: "/etc/rekey/rekey.toml:2:8".into(),
             }
         );
@@ -688,6 +723,105 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn vault_transit_takes_every_vault_key_plus_where_its_keys_are() {
+        let (config, problems) = validate(
+            "[stores.local]\nkind = \"vault_transit\"\naddress = \"https://vault.example:8200\"\n\
+             mount = \"kv\"\nlock_ttl_secs = 60\nauth = { method = \"kubernetes\", role = \"rekey\" }\n\
+             transit_mount = \"/keys/team-a/\"\nkey_prefix = \"sf-\"\n",
+        );
+        assert_eq!(problems, Vec::<String>::new());
+        let config = config.unwrap();
+        assert_eq!(
+            config.transit,
+            Some(TransitConfig {
+                mount: "keys/team-a".into(),
+                key_prefix: "sf-".into(),
+            })
+        );
+        assert_eq!(
+            (config.mount.as_str(), config.lock_ttl),
+            ("kv", Duration::from_secs(60))
+        );
+        // The defaults, and the resolved configuration carries them to the store.
+        let (config, _) = validate("[stores.local]\nkind = \"vault_transit\"\n");
+        let config = config.unwrap();
+        assert_eq!(config.transit, Some(TransitConfig::default()));
+        assert_eq!(
+            config.transit,
+            Some(TransitConfig {
+                mount: "transit".into(),
+                key_prefix: "rekey-".into(),
+            })
+        );
+        let resolved = config
+            .resolve(&env(&[
+                ("VAULT_ADDR", "http://127.0.0.1:8200"),
+                ("VAULT_TOKEN", "s.x"),
+            ]))
+            .unwrap();
+        assert_eq!(resolved.transit, Some(TransitConfig::default()));
+        let store = VaultStore::new(resolved).unwrap();
+        assert_eq!(
+            store.transit().unwrap().to_string(),
+            "transit(http://127.0.0.1:8200 transit/)"
+        );
+        // A plain vault store has no custody.
+        let (config, _) = validate("[stores.local]\nkind = \"vault\"\n");
+        let config = config.unwrap();
+        assert_eq!(config.transit, None);
+        let resolved = config
+            .resolve(&env(&[
+                ("VAULT_ADDR", "http://127.0.0.1:8200"),
+                ("VAULT_TOKEN", "s.x"),
+            ]))
+            .unwrap();
+        assert!(VaultStore::new(resolved).unwrap().transit().is_none());
+    }
+
+    #[test]
+    fn transit_keys_are_refused_on_a_plain_vault_store_and_checked_on_a_transit_one() {
+        let (config, problems) = validate(
+            "[stores.local]\nkind = \"vault\"\ntransit_mount = \"transit\"\nkey_prefix = \"x-\"\n",
+        );
+        assert_eq!(config, None);
+        assert_eq!(
+            problems,
+            [
+                "/etc/rekey/rekey.toml:3:17: stores.local: 'transit_mount' does not apply to kind = \"vault\" (keys in custody are kind = \"vault_transit\")",
+                "/etc/rekey/rekey.toml:4:14: stores.local: 'key_prefix' does not apply to kind = \"vault\" (keys in custody are kind = \"vault_transit\")",
+            ]
+        );
+        let (config, problems) = validate(
+            "[stores.local]\nkind = \"vault_transit\"\ntransit_mount = \"../sys\"\nkey_prefix = \"a/b-\"\n",
+        );
+        assert_eq!(config, None);
+        assert_eq!(
+            problems,
+            [
+                "/etc/rekey/rekey.toml:3:17: stores.local: transit_mount '../sys' is not a usable Vault path (letters, digits, '-', '_', '.' and '/' only)",
+                "/etc/rekey/rekey.toml:4:14: stores.local: key_prefix 'a/b-' is not usable in a transit key name (letters, digits, '-', '_' and '.', starting with a letter, digit or '_')",
+            ]
+        );
+        let (config, problems) = validate("[stores.local]\nkind = \"vaults\"\n");
+        assert_eq!(config, None);
+        assert_eq!(
+            problems,
+            [
+                "/etc/rekey/rekey.toml:2:8: stores.local: kind = \"vaults\" where \"vault\" was expected"
+            ]
+        );
+        // Of another store kind entirely, serde names the key and the keys that do apply.
+        let foreign = refusal::<VaultSettings>(
+            "[stores.local]\nkind = \"vault_transit\"\nkey_alias_prefix = \"x\"\n",
+        );
+        assert!(
+            foreign.starts_with("/etc/rekey/rekey.toml:3:1: unknown field `key_alias_prefix`")
+                && foreign.contains("`transit_mount`, `key_prefix`"),
+            "{foreign}"
+        );
     }
 
     fn mine_with_mount(config: &VaultStoreConfig, mount: &str) -> VaultStoreConfig {

@@ -35,7 +35,8 @@ kill "$child" 2>/dev/null
 wait "$child"
 "#;
 
-/// A running OpenBao dev server on 127.0.0.1 with KV v2 mounted at `secret/`.
+/// A running OpenBao dev server on 127.0.0.1 with KV v2 mounted at `secret/` and the transit
+/// engine at `transit/` (keys in custody).
 #[derive(Debug)]
 pub struct OpenBao {
     child: Child,
@@ -90,7 +91,7 @@ impl OpenBao {
                 bao: bao.clone(),
                 log: log.clone(),
             };
-            if server.wait_healthy() {
+            if server.wait_healthy() && server.enable_transit() {
                 return server;
             }
             last_log = log;
@@ -157,6 +158,35 @@ impl OpenBao {
         format!("t-{name}-{n}-{}", std::process::id())
     }
 
+    /// Mounts the transit engine at `transit/`, once per server (a dev server starts with KV
+    /// only). Idempotent: a mount already there (400, "path is already in use") counts as done.
+    fn enable_transit(&self) -> bool {
+        let port = self.addr.rsplit(':').next().unwrap_or_default();
+        let status = http_status(
+            port,
+            "POST",
+            "sys/mounts/transit",
+            &[
+                ("X-Vault-Token", &self.root_token),
+                ("Content-Type", "application/json"),
+            ],
+            r#"{"type":"transit"}"#,
+        );
+        match status {
+            Some(200 | 204) => true,
+            Some(400) => self
+                .bao_ok(&["secrets", "list", "-format=json"])
+                .contains("\"transit/\""),
+            other => {
+                eprintln!(
+                    "OpenBao did not mount transit/ (HTTP {other:?}); log: {}",
+                    self.log.display()
+                );
+                false
+            }
+        }
+    }
+
     /// Polls `GET /v1/sys/health` until it answers 200 (unsealed and active), the server exits,
     /// or [`START_TIMEOUT`] passes.
     fn wait_healthy(&mut self) -> bool {
@@ -186,16 +216,32 @@ impl Drop for OpenBao {
     }
 }
 
-/// The HTTP status of `GET /v1/sys/health`, spoken by hand to keep this crate free of an HTTP
-/// client.
+/// The HTTP status of `GET /v1/sys/health`.
 fn health_status(port: &str) -> Option<u16> {
+    http_status(port, "GET", "sys/health", &[], "")
+}
+
+/// The HTTP status of one request to `/v1/{path}`, spoken by hand to keep this crate free of an
+/// HTTP client (a request in the dev server's first moments, a few milliseconds).
+fn http_status(
+    port: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<u16> {
     let mut stream = TcpStream::connect(format!("127.0.0.1:{port}")).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET /v1/sys/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut request = format!(
+        "{method} /v1/{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).ok()?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
@@ -233,6 +279,12 @@ mod tests {
         let path = format!("secret/{}", server.unique_prefix("harness"));
         server.bao_ok(&["kv", "put", &path, "k=v"]);
         assert_eq!(server.bao_ok(&["kv", "get", "-field=k", &path]), "v");
+        let mounts = server.bao_ok(&["secrets", "list", "-format=json"]);
+        assert!(mounts.contains("\"transit/\""), "{mounts}");
+        assert!(
+            server.enable_transit(),
+            "mounting transit again changes nothing"
+        );
         let port = server.addr().rsplit(':').next().unwrap().to_string();
         drop(server);
         assert_eq!(health_status(&port), None, "the server is gone after drop");
