@@ -64,7 +64,11 @@ async fn kms(s: &Scene) -> aws_sdk_kms::Client {
 async fn service_state(s: &Scene, key: &KeyHandle) -> (bool, String) {
     match s.kind {
         Kind::VaultTransit => {
-            let read = OpenBao::shared().bao(&["read", "-format=json", &format!("transit/keys/{}", key.key_id)]);
+            let read = OpenBao::shared().bao(&[
+                "read",
+                "-format=json",
+                &format!("transit/keys/{}", key.key_id),
+            ]);
             if read.status.success() {
                 (true, "present".into())
             } else {
@@ -72,7 +76,13 @@ async fn service_state(s: &Scene, key: &KeyHandle) -> (bool, String) {
             }
         }
         Kind::AwsKms => {
-            let described = kms(s).await.describe_key().key_id(&key.key_id).send().await.unwrap();
+            let described = kms(s)
+                .await
+                .describe_key()
+                .key_id(&key.key_id)
+                .send()
+                .await
+                .unwrap();
             let meta = described.key_metadata().unwrap();
             (meta.enabled(), format!("{:?}", meta.key_state().unwrap()))
         }
@@ -90,23 +100,36 @@ async fn assert_not_exportable(s: &Scene, key: &KeyHandle) {
             ]);
             let said = String::from_utf8_lossy(&export.stderr);
             assert!(!export.status.success(), "transit exported the key");
-            assert!(said.contains("not exportable") || said.contains("exportable"), "{said}");
+            assert!(
+                said.contains("not exportable") || said.contains("exportable"),
+                "{said}"
+            );
             assert!(!String::from_utf8_lossy(&export.stdout).contains("PRIVATE KEY"));
         }
         Kind::AwsKms => {
             // KMS has no operation that returns an asymmetric private key; what it hands out is
             // the public key, and the key was made inside it (never imported).
             let client = kms(s).await;
-            let meta = client.describe_key().key_id(&key.key_id).send().await.unwrap();
+            let meta = client
+                .describe_key()
+                .key_id(&key.key_id)
+                .send()
+                .await
+                .unwrap();
             let meta = meta.key_metadata().unwrap();
             assert_eq!(meta.origin().unwrap().as_str(), "AWS_KMS");
             assert_eq!(meta.key_usage().unwrap().as_str(), "SIGN_VERIFY");
-            let public = client.get_public_key().key_id(&key.key_id).send().await.unwrap();
+            let public = client
+                .get_public_key()
+                .key_id(&key.key_id)
+                .send()
+                .await
+                .unwrap();
             let der = public.public_key().unwrap().as_ref().to_vec();
             assert!(
-                x509_parser::prelude::FromDer::from_der(&der[..]).map(
-                    |(_, _spki): (_, x509_parser::x509::SubjectPublicKeyInfo)| ()
-                ).is_ok(),
+                x509_parser::prelude::FromDer::from_der(&der[..])
+                    .map(|(_, _spki): (_, x509_parser::x509::SubjectPublicKeyInfo)| ())
+                    .is_ok(),
                 "GetPublicKey answers a SubjectPublicKeyInfo"
             );
         }
@@ -122,14 +145,22 @@ async fn a_rotation_keeps_the_key_in_the_service(kind: Kind) {
     let first = current_key(&s).await;
     let record = current_record(&s).await;
     assert!(record.get("private_key").is_none(), "{context}: {record}");
-    assert_eq!(record["custody"]["key_id"], first.key_id.as_str(), "{record}");
+    assert_eq!(
+        record["custody"]["key_id"],
+        first.key_id.as_str(),
+        "{record}"
+    );
     assert_not_exportable(&s, &first).await;
 
     let status = s.w.json(&["status", CRED]).await;
     let custody = &status[0]["stores"][0]["custody"];
     assert_eq!(custody["exportable"], false, "{status}");
     assert_eq!(custody["enabled"], true, "{status}");
-    assert_eq!(custody["handle"]["key_id"], first.key_id.as_str(), "{status}");
+    assert_eq!(
+        custody["handle"]["key_id"],
+        first.key_id.as_str(),
+        "{status}"
+    );
     assert_eq!(custody["handle"]["algorithm"], "rsa-2048", "{status}");
     let text = s.w.ok(&["status", CRED]).await;
     assert!(text.stdout.contains("non-exportable"), "{}", text.stdout);
@@ -137,7 +168,10 @@ async fn a_rotation_keeps_the_key_in_the_service(kind: Kind) {
     let inspected = s.w.json(&["inspect", "--credential", CRED]).await;
     assert_eq!(inspected["key_matches_certificate"], true, "{inspected}");
     assert_eq!(inspected["files"][1]["exportable"], false, "{inspected}");
-    assert_eq!(inspected["files"][1]["handle"]["key_id"], first.key_id.as_str());
+    assert_eq!(
+        inspected["files"][1]["handle"]["key_id"],
+        first.key_id.as_str()
+    );
 
     // A consumer's token, signed by the service.
     let token = s.w.json(&["token", CRED]).await;
@@ -148,13 +182,25 @@ async fn a_rotation_keeps_the_key_in_the_service(kind: Kind) {
     s.assert_settled(2, &context).await;
     let second = current_key(&s).await;
     assert_ne!(second.key_id, first.key_id);
-    assert_eq!(handle_at(s.store().await.as_ref(), Stage::Previous).await, first);
-    assert!(service_state(&s, &first).await.0, "{context}: PREVIOUS still signs");
+    assert_eq!(
+        handle_at(s.store().await.as_ref(), Stage::Previous).await,
+        first
+    );
+    assert!(
+        service_state(&s, &first).await.0,
+        "{context}: PREVIOUS still signs"
+    );
     s.w.ok(&["rotate", CRED]).await;
     s.assert_settled(3, &context).await;
     let (enabled, state) = service_state(&s, &first).await;
-    assert!(!enabled, "{context}: generation 1's key was pruned: {state}");
-    assert!(service_state(&s, &second).await.0, "{context}: PREVIOUS still signs");
+    assert!(
+        !enabled,
+        "{context}: generation 1's key was pruned: {state}"
+    );
+    assert!(
+        service_state(&s, &second).await.0,
+        "{context}: PREVIOUS still signs"
+    );
     s.assert_no_leaks(&context);
 }
 
@@ -171,9 +217,14 @@ async fn rotations_with_keys_in_aws_kms_never_let_the_key_out() {
 async fn an_emergency_destroys_the_leaked_key_in_the_service(kind: Kind) {
     let mut s = Scene::new(kind).await;
     let leaked = current_key(&s).await;
-    let report = s
-        .w
-        .json(&["emergency", CRED, "--reason", "key in custody misused", "--yes"])
+    let report =
+        s.w.json(&[
+            "emergency",
+            CRED,
+            "--reason",
+            "key in custody misused",
+            "--yes",
+        ])
         .await;
     let path = report[0]["evidence"].as_str().expect("an evidence path");
     let bundle: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -183,7 +234,8 @@ async fn an_emergency_destroys_the_leaked_key_in_the_service(kind: Kind) {
         _ => "KMS keys disabled and scheduled for deletion in 7 days",
     };
     assert!(destroyed.contains(means), "{kind:?}: {bundle}");
-    s.assert_settled(2, &format!("{kind:?} after the emergency")).await;
+    s.assert_settled(2, &format!("{kind:?} after the emergency"))
+        .await;
     let (enabled, state) = service_state(&s, &leaked).await;
     assert!(!enabled, "{kind:?}: the leaked key is disabled: {state}");
     let store = s.store().await;
@@ -198,7 +250,13 @@ async fn an_emergency_destroys_the_leaked_key_in_the_service(kind: Kind) {
             // moto 5.2.5 still signs with a key pending deletion (AWS refuses: the key state is
             // the proof here); its deletion is a week out, AWS's shortest window.
             assert_eq!(state, format!("{:?}", AwsKeyState::PendingDeletion));
-            let meta = kms(&s).await.describe_key().key_id(&leaked.key_id).send().await.unwrap();
+            let meta = kms(&s)
+                .await
+                .describe_key()
+                .key_id(&leaked.key_id)
+                .send()
+                .await
+                .unwrap();
             let when = meta.key_metadata().unwrap().deletion_date().unwrap().secs();
             let days = (when - chrono::Utc::now().timestamp()) as f64 / 86_400.0;
             assert!((6.9..=7.1).contains(&days), "deletion in {days} days");
@@ -233,13 +291,27 @@ async fn what_would_hand_a_key_in_custody_out_is_refused_with_nothing_changed() 
     let config = std::fs::read_to_string(s.w.path("rekey.toml")).unwrap();
 
     // A key from outside cannot be put in custody.
-    let import = s
-        .w
-        .rekey(&["import", CRED, "--key", "billing.key", "--cert", "billing.crt"])
+    let import =
+        s.w.rekey(&[
+            "import",
+            CRED,
+            "--key",
+            "billing.key",
+            "--cert",
+            "billing.crt",
+        ])
         .await;
     assert_eq!(import.code, 64, "{}", import.stderr);
-    assert!(import.stderr.contains("keeps its keys in custody"), "{}", import.stderr);
-    assert!(import.stderr.contains("rekey rotate billing"), "{}", import.stderr);
+    assert!(
+        import.stderr.contains("keeps its keys in custody"),
+        "{}",
+        import.stderr
+    );
+    assert!(
+        import.stderr.contains("rekey rotate billing"),
+        "{}",
+        import.stderr
+    );
 
     // Consumers that would be handed the key are refused at load, where they are declared.
     for (consumer, why) in [
@@ -258,9 +330,19 @@ async fn what_would_hand_a_key_in_custody_out_is_refused_with_nothing_changed() 
         let check = s.w.rekey(&["config", "check"]).await;
         assert_eq!(check.code, 64, "{}", check.stderr);
         let line = config.lines().count() + 2;
-        assert!(check.stderr.contains(&format!("rekey.toml:{line}:")), "{}", check.stderr);
+        assert!(
+            check.stderr.contains(&format!("rekey.toml:{line}:")),
+            "{}",
+            check.stderr
+        );
         assert!(check.stderr.contains(why), "{}", check.stderr);
-        assert!(check.stderr.contains("keys in custody are never handed out"), "{}", check.stderr);
+        assert!(
+            check
+                .stderr
+                .contains("keys in custody are never handed out"),
+            "{}",
+            check.stderr
+        );
         assert!(check.stderr.contains("rekey agent"), "{}", check.stderr);
     }
     // A consumer that reads the store (through `rekey token` / `rekey agent`) is fine.
@@ -305,6 +387,12 @@ async fn preflight_names_the_transit_permission_a_token_lacks() {
         .and_then(|r| r["store_problem"].as_str())
         .unwrap_or_else(|| panic!("no store problem: {rows}"))
         .to_string();
-    assert!(problem.contains("lacks 'update' on transit/sign/"), "{problem}");
-    assert!(!problem.contains("secret/"), "only what is missing: {problem}");
+    assert!(
+        problem.contains("lacks 'update' on transit/sign/"),
+        "{problem}"
+    );
+    assert!(
+        !problem.contains("secret/"),
+        "only what is missing: {problem}"
+    );
 }

@@ -16,6 +16,8 @@ mod alerts;
 mod audit;
 mod consumers;
 mod credentials;
+#[cfg(test)]
+mod custody_tests;
 mod orgs;
 mod service;
 #[cfg(test)]

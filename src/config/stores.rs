@@ -16,8 +16,9 @@ use toml::de::DeValue;
 pub enum StoreConfig {
     /// The embedded local file store.
     File(FileConfig),
-    /// HashiCorp Vault (or OpenBao) KV v2; unset connection settings come from the `VAULT_*`
-    /// environment when the store is opened.
+    /// HashiCorp Vault (or OpenBao) KV v2 (with `transit`: keys in custody in its transit
+    /// engine); unset connection settings come from the `VAULT_*` environment when the store is
+    /// opened.
     Vault(Box<VaultStoreConfig>),
     /// AWS Secrets Manager; credentials and, unless set here, the region come from the AWS
     /// default chain.
@@ -28,6 +29,9 @@ impl StoreConfig {
     /// The key-management service that keeps this store's keys, when it keeps them in custody.
     pub fn custody(&self) -> Option<rekey_api::CustodyService> {
         match self {
+            StoreConfig::Vault(vault) if vault.transit.is_some() => {
+                Some(rekey_api::CustodyService::VaultTransit)
+            }
             StoreConfig::File(_) | StoreConfig::Vault(_) | StoreConfig::Aws(_) => None,
         }
     }
@@ -49,7 +53,7 @@ pub(super) fn validate_stores(
     let DeValue::Table(tables) = tables.into_inner() else {
         v.problem(
             span,
-            "stores must be tables: [stores.NAME] with kind = \"file\", \"vault\" or \"aws\"",
+            "stores must be tables: [stores.NAME] with kind = \"file\", \"vault\", \"aws\", \"vault_transit\" or \"aws_kms\"",
         );
         return (out, declared);
     };
@@ -75,8 +79,8 @@ fn validate_store(
             let table = only_keys_of::<FileSettings>(table, &section, "file", v);
             StoreConfig::File(read::<FileSettings>(table, v)?.validate(name, v)?)
         }
-        "vault" => {
-            let table = only_keys_of::<VaultSettings>(table, &section, "vault", v);
+        kind @ ("vault" | "vault_transit") => {
+            let table = only_keys_of::<VaultSettings>(table, &section, kind, v);
             StoreConfig::Vault(Box::new(
                 read::<VaultSettings>(table, v)?.validate(name, v)?,
             ))
@@ -88,7 +92,7 @@ fn validate_store(
         other => {
             v.problem(
                 kind.span(),
-                format!("unknown store kind '{other}'; use \"file\", \"vault\" or \"aws\""),
+                format!("unknown store kind '{other}'; use \"file\", \"vault\", \"aws\", or for keys in custody \"vault_transit\" or \"aws_kms\""),
             );
             return None;
         }

@@ -305,7 +305,7 @@ fn vault_settings_that_do_not_fit_are_named_not_ignored() {
     assert_eq!(
         lines,
         [
-            "rekey.toml:12:1: stores.local: 'path' does not apply to vault; its keys are kind, address, mount, path_prefix, namespace, ca_cert, ca_path, tls_skip_verify, max_versions, lock_ttl_secs, auth",
+            "rekey.toml:12:1: stores.local: 'path' does not apply to vault; its keys are kind, address, mount, path_prefix, namespace, ca_cert, ca_path, tls_skip_verify, max_versions, lock_ttl_secs, auth, transit_mount, key_prefix",
             "rekey.toml:13:11: stores.local: address must use https (plain http is allowed only for loopback hosts)",
             "rekey.toml:14:56: stores.local: 'jwt_path' does not apply to approle auth",
             "rekey.toml:14:8: stores.local.auth: set exactly one of secret_id_env = \"VARIABLE\" or secret_id_file = \"PATH\" (secrets are never written into rekey.toml)",
@@ -535,13 +535,14 @@ fn the_annotated_example_config_is_accepted() {
     let kinds: Vec<&str> = config
         .stores
         .values()
-        .map(|s| match s {
-            StoreConfig::File { .. } => "file",
-            StoreConfig::Vault(_) => "vault",
-            StoreConfig::Aws(_) => "aws",
+        .map(|s| match (s, s.custody()) {
+            (_, Some(custody)) => custody.name(),
+            (StoreConfig::File { .. }, None) => "file",
+            (StoreConfig::Vault(_), None) => "vault",
+            (StoreConfig::Aws(_), None) => "aws",
         })
         .collect();
-    assert_eq!(kinds, ["aws", "file", "vault"]);
+    assert_eq!(kinds, ["aws", "file", "vault_transit", "vault"]);
     assert!(
         matches!(&config.stores["local"], StoreConfig::File(file) if file.path == Path::new("/etc/rekey/keys"))
     );

@@ -4,7 +4,8 @@
 
 use crate::config::{AdminConfig, AppKind, Config, CredentialConfig, OrgConfig, StoreConfig};
 use rekey_api::{
-    CertificateTarget, Env, Error, ErrorKind, KeyMaterial, Result, SecretStore, SecretString,
+    CertificateTarget, CustodyStore, Env, Error, ErrorKind, KeyMaterial, Result, SecretStore,
+    SecretString,
 };
 use rekey_salesforce::{
     AdminAuth, AdminSession, ApiUsage, OrgConnection, SalesforceConfig, SalesforceOrg,
@@ -56,7 +57,11 @@ pub async fn open_store(store: &StoreConfig) -> Result<Box<dyn SecretStore>> {
     Ok(match store {
         StoreConfig::File(file) => Box::new(rekey_file::FileStore::from_config(file)),
         StoreConfig::Vault(vault) => {
-            Box::new(rekey_vault::VaultStore::from_config(vault, environment())?)
+            let store = rekey_vault::VaultStore::from_config(vault, environment())?;
+            match store.transit() {
+                Some(transit) => Box::new(CustodyStore::new(Box::new(store), transit)),
+                None => Box::new(store),
+            }
         }
         StoreConfig::Aws(aws) => Box::new(rekey_aws::AwsStore::connect(aws.clone()).await?),
     })

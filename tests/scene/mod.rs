@@ -74,7 +74,7 @@ impl Scene {
     }
 
     pub(crate) async fn vault_transit(bao: &OpenBao) -> Scene {
-        let (mut w, prefix) = vault_world(bao).await;
+        let (w, prefix) = vault_world(bao).await;
         let line = format!("path_prefix = \"{prefix}\"");
         w.edit_config(|c| {
             c.replacen("kind = \"vault\"", "kind = \"vault_transit\"", 1)
