@@ -16,13 +16,14 @@ use rekey_api::{
     CreatedKey, CustodyService, Error, ErrorKind, Generation, KeyCustody, KeyHandle, KeyState,
     Result,
 };
-use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// The shortest pending window AWS allows before deleting a key (7–30 days).
 const PENDING_WINDOW_DAYS: i32 = 7;
-/// The longest message `Sign` takes with `MessageType = RAW`; a longer one is sent as its
-/// SHA-256 digest (`MessageType = DIGEST`), which gives the same signature.
+/// The longest message `Sign` takes with `MessageType = RAW`. What rekey signs (a JWT's signing
+/// input, a certificate's TBS part) stays far below. A longer message could be sent as its
+/// SHA-256 digest (`MessageType = DIGEST`), which moto 5.2.5 does not implement (it hashes the
+/// digest again), so rekey refuses it here instead of sending something untested.
 const RAW_MESSAGE_MAX: usize = 4096;
 /// What preflight asks KMS to sign (with `DryRun`, so nothing is signed on AWS).
 const PROBE: &[u8] = b"rekey preflight";
@@ -415,17 +416,21 @@ impl KeyCustody for KmsCustody {
 
     async fn sign(&self, key: &KeyHandle, message: &[u8]) -> Result<Vec<u8>> {
         let arn = self.check_handle(key)?;
-        let (message, kind) = if message.len() <= RAW_MESSAGE_MAX {
-            (message.to_vec(), MessageType::Raw)
-        } else {
-            (Sha256::digest(message).to_vec(), MessageType::Digest)
-        };
+        if message.len() > RAW_MESSAGE_MAX {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "{self}: a message of {} bytes is longer than the {RAW_MESSAGE_MAX} bytes KMS signs as it is (key {arn})",
+                    message.len()
+                ),
+            ));
+        }
         let out = self
             .client
             .sign()
             .key_id(arn)
             .message(Blob::new(message))
-            .message_type(kind)
+            .message_type(MessageType::Raw)
             .signing_algorithm(SigningAlgorithmSpec::RsassaPkcs1V15Sha256)
             .send()
             .await
