@@ -133,8 +133,14 @@ where
                     Error::new(ErrorKind::NotFound, message)
                 }
                 (_, "AccessDeniedException" | "AccessDenied") => {
+                    // A key that does not exist yet cannot be named in a policy.
+                    let resource = if (service, action) == (Service::Kms, "CreateKey") {
+                        "\"*\" (it cannot be limited to a key)"
+                    } else {
+                        name
+                    };
                     Error::new(ErrorKind::PermissionDenied, message).with_hint(format!(
-                        "grant {iam}:{action} on {name} (see the minimal IAM policy in rekey-aws's README)"
+                        "grant {iam}:{action} on {resource} (see the minimal IAM policy in rekey-aws's README)"
                     ))
                 }
                 (

@@ -71,7 +71,7 @@ fn day(date: Option<&DateTime>) -> String {
 
 /// The key id (the last part) of a key ARN.
 fn key_id_of(arn: &str) -> &str {
-    arn.rsplit_once("key/").map_or(arn, |(_, id)| id)
+    arn.split_once(":key/").map_or(arn, |(_, id)| id)
 }
 
 impl KmsCustody {
