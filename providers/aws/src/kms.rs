@@ -179,6 +179,20 @@ impl KmsCustody {
             )
             .with_hint("that generation was made with another key size; rotate again to make a new generation"));
         }
+        // A destroy interrupted before it deleted the alias leaves it on a key that signs no
+        // more: that generation is spent.
+        if metadata.key_state() != Some(&KmsKeyState::Enabled) {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{self}: {alias} names key {arn}, which is {} (the generation was destroyed)",
+                    metadata
+                        .key_state()
+                        .map_or("in an unknown state", KmsKeyState::as_str)
+                ),
+            )
+            .with_hint("rotate again to make a new generation"));
+        }
         Ok(CreatedKey {
             spki_der: self.public_key(arn).await?,
             handle: KeyHandle {

@@ -383,6 +383,22 @@ async fn destroy_disables_schedules_deletion_in_seven_days_and_drops_the_alias()
     // moto 5.2.5 still signs with a key pending deletion (AWS answers KMSInvalidStateException),
     // so what proves the key signs no more is its state above, not a refused Sign.
 
+    // A destroy interrupted before it deleted the alias: the generation cannot be made again.
+    env.raw
+        .create_alias()
+        .alias_name(env.alias(CRED, Some(1)))
+        .target_key_id(arn)
+        .send()
+        .await
+        .unwrap();
+    let err = kms.create_key(CRED, Generation(1), 2048).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(
+        err.message()
+            .contains("PendingDeletion (the generation was destroyed)"),
+        "{err}"
+    );
+
     let twice = kms.destroy_key(&created.handle).await.unwrap();
     assert_eq!(
         twice,
