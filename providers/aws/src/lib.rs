@@ -5,6 +5,9 @@
 //! `GetSecretValue`. The journal and the lock are two more secrets beside it, each written with a
 //! compare-and-set label move. See this crate's README for the schema, the IAM policy and the
 //! design of the journal and the lock.
+//!
+//! With `kind = "aws_kms"`, the keys themselves are in custody in AWS KMS ([`KmsCustody`], from
+//! [`AwsStore::kms`]): the secret keeps each generation's key handle beside its certificate.
 
 mod config;
 mod error;
