@@ -2,10 +2,13 @@
 //! configuration before any request is made.
 
 use rekey_api::{Error, ErrorKind, Result};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Default prefix of the secret names.
 pub const DEFAULT_NAME_PREFIX: &str = "rekey";
+/// Default start of the KMS aliases of keys in custody (`alias/rekey/billing/3`).
+pub const DEFAULT_KMS_ALIAS_PREFIX: &str = "rekey/";
 /// Default lease of the rotation lock: longer than a rotation, short enough that a crashed
 /// holder does not block the next scheduled run for long.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30 * 60);
@@ -27,6 +30,85 @@ pub struct AwsConfig {
     pub create_missing: bool,
     /// Lease of the rotation lock; a crashed holder's lock expires after it.
     pub lock_ttl: Duration,
+    /// Keys in custody in KMS (`kind = "aws_kms"`); `None` for keys kept in the secrets.
+    pub kms: Option<KmsConfig>,
+}
+
+/// Where keys in custody live in KMS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KmsConfig {
+    /// Aliases are `alias/<alias_prefix><credential>/<generation>`; default `rekey/`.
+    pub alias_prefix: String,
+    /// The key policy every key rekey creates gets; `None` leaves KMS's default policy.
+    pub key_policy: Option<KeyPolicy>,
+}
+
+impl Default for KmsConfig {
+    fn default() -> Self {
+        KmsConfig {
+            alias_prefix: DEFAULT_KMS_ALIAS_PREFIX.to_string(),
+            key_policy: None,
+        }
+    }
+}
+
+/// A key policy read from `kms_key_policy_file` when the configuration was loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPolicy {
+    /// Where it was read from, for messages.
+    pub path: PathBuf,
+    /// The JSON document, as KMS takes it.
+    pub document: String,
+}
+
+impl KeyPolicy {
+    /// Reads `path`: it must be readable and hold a JSON object. A problem names the path and
+    /// what is wrong, never the document.
+    pub fn read(path: PathBuf, label: &str) -> Result<KeyPolicy> {
+        let document = std::fs::read_to_string(&path).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{label}: kms_key_policy_file {} cannot be read: {e}",
+                    path.display()
+                ),
+            )
+        })?;
+        match serde_json::from_str::<serde_json::Value>(&document) {
+            Ok(serde_json::Value::Object(_)) => Ok(KeyPolicy { path, document }),
+            Ok(_) => Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{label}: kms_key_policy_file {} is not a JSON object (a key policy is {{\"Version\": …, \"Statement\": […]}})",
+                    path.display()
+                ),
+            )),
+            Err(e) => Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{label}: kms_key_policy_file {} is not valid JSON: {}",
+                    path.display(),
+                    rekey_api::parse_problem(&e)
+                ),
+            )),
+        }
+    }
+}
+
+/// `prefix` if it can start a KMS alias name after `alias/`: letters, digits, `/_-`, not
+/// `aws/` (reserved for AWS managed keys), no empty path segment.
+pub(crate) fn check_alias_prefix(prefix: &str, label: &str) -> Result<String> {
+    let chars_ok = prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/_-".contains(c));
+    if !chars_ok || prefix.starts_with('/') || prefix.contains("//") || prefix.starts_with("aws/") {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("{label}: kms_alias_prefix '{prefix}' cannot start a KMS alias name"),
+        )
+        .with_hint("use letters, digits and /_- only, without empty path segments, and not aws/ (e.g. \"rekey/\")"));
+    }
+    Ok(prefix.to_string())
 }
 
 impl Default for AwsConfig {
@@ -38,6 +120,7 @@ impl Default for AwsConfig {
             kms_key_id: None,
             create_missing: true,
             lock_ttl: DEFAULT_LOCK_TTL,
+            kms: None,
         }
     }
 }
@@ -55,6 +138,9 @@ impl AwsConfig {
                 ErrorKind::Config,
                 format!("{LABEL}: lock_ttl must be positive"),
             ));
+        }
+        if let Some(kms) = &self.kms {
+            check_alias_prefix(&kms.alias_prefix, LABEL)?;
         }
         Ok(prefix)
     }

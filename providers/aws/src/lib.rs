@@ -5,15 +5,23 @@
 //! `GetSecretValue`. The journal and the lock are two more secrets beside it, each written with a
 //! compare-and-set label move. See this crate's README for the schema, the IAM policy and the
 //! design of the journal and the lock.
+//!
+//! With `kind = "aws_kms"`, the keys themselves are in custody in AWS KMS ([`KmsCustody`], from
+//! [`AwsStore::kms`]): the secret keeps each generation's key handle beside its certificate.
 
 mod config;
 mod error;
+mod kms;
 mod log;
 mod secrets;
 mod settings;
 mod store;
 
-pub use config::{AwsConfig, DEFAULT_LOCK_TTL, DEFAULT_NAME_PREFIX};
+pub use config::{
+    AwsConfig, DEFAULT_KMS_ALIAS_PREFIX, DEFAULT_LOCK_TTL, DEFAULT_NAME_PREFIX, KeyPolicy,
+    KmsConfig,
+};
+pub use kms::KmsCustody;
 pub use settings::AwsSettings;
 
 use async_trait::async_trait;
@@ -253,6 +261,7 @@ impl LeaseStore for LockSecrets {
 pub struct AwsStore {
     inner: Arc<Inner>,
     leases: Leases<LockSecrets>,
+    kms: Option<Arc<KmsCustody>>,
 }
 
 impl AwsStore {
@@ -272,17 +281,17 @@ impl AwsStore {
     /// Like [`AwsStore::connect`], with an SDK configuration the caller built (tests give static
     /// credentials and a region this way, so nothing probes the EC2 metadata address).
     /// `config.region` and `config.endpoint_url`, when set, override the SDK configuration's.
+    /// With `config.kms`, the KMS client of [`AwsStore::kms`] is built from the same.
     pub fn with_sdk_config(config: AwsConfig, sdk: &aws_config::SdkConfig) -> Result<Self> {
         let prefix = config.validate()?;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .build();
         let mut builder = aws_sdk_secretsmanager::config::Builder::from(sdk)
             .interceptor(log::RequestLog)
             .retry_config(RetryConfig::standard())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .build(),
-            );
+            .timeout_config(timeouts.clone());
         if let Some(region) = &config.region {
             builder = builder.region(Region::new(region.clone()));
         }
@@ -301,6 +310,26 @@ impl AwsStore {
             Some(url) => format!("aws({region} {url} {prefix}/)"),
             None => format!("aws({region} {prefix}/)"),
         };
+        let kms = config.kms.as_ref().map(|kms| {
+            let mut builder = aws_sdk_kms::config::Builder::from(sdk)
+                .interceptor(log::RequestLog)
+                .retry_config(RetryConfig::standard())
+                .timeout_config(timeouts)
+                .region(Region::new(region.clone()));
+            if let Some(url) = &config.endpoint_url {
+                builder = builder.endpoint_url(url.clone());
+            }
+            let label = match &config.endpoint_url {
+                Some(url) => format!("kms({region} {url} alias/{})", kms.alias_prefix),
+                None => format!("kms({region} alias/{})", kms.alias_prefix),
+            };
+            Arc::new(KmsCustody::new(
+                aws_sdk_kms::Client::from_conf(builder.build()),
+                label,
+                kms.alias_prefix.clone(),
+                kms.key_policy.as_ref().map(|p| p.document.clone()),
+            ))
+        });
         let inner = Arc::new(Inner {
             secrets: Secrets::new(aws_sdk_secretsmanager::Client::from_conf(service), label),
             prefix,
@@ -311,7 +340,16 @@ impl AwsStore {
         Ok(AwsStore {
             leases: Leases::new(LockSecrets(Arc::clone(&inner)), config.lock_ttl),
             inner,
+            kms,
         })
+    }
+
+    /// The KMS custody of a `kind = "aws_kms"` store (its keys), sharing this store's SDK
+    /// configuration; `None` for a plain Secrets Manager store. The store keeps the stages,
+    /// records (a key handle instead of the key), journal and lease:
+    /// `CustodyStore::new(Box::new(store), kms)`.
+    pub fn kms(&self) -> Option<Arc<KmsCustody>> {
+        self.kms.clone()
     }
 
     fn secrets(&self) -> &Secrets {

@@ -1,7 +1,7 @@
 //! The few Secrets Manager calls the store makes, with errors converted at this edge and values
 //! kept in zeroizing buffers.
 
-use crate::error::{SdkFailure, failure};
+use crate::error::{SdkFailure, Service, failure};
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::Tag;
 use rekey_api::{Error, ErrorKind, Result};
@@ -125,7 +125,13 @@ impl Secrets {
             + Sync
             + 'static,
     {
-        failure(&self.label, action, name, err)
+        failure(
+            Service::SecretsManager,
+            &self.label,
+            action,
+            ("secret", name),
+            err,
+        )
     }
 
     /// The label map; `None` when the secret does not exist.

@@ -7,6 +7,12 @@
 //! label map, to reach `GetSecretValue`). Everything else about the store is tested against
 //! moto in `aws.rs`.
 //!
+//! KMS custody (`kind = "aws_kms"`) goes through the same server for the answers moto does not
+//! give as AWS does: `DryRunOperationException` to a dry-run `Sign` (moto ignores `DryRun`),
+//! `DisabledException` / `KMSInvalidStateException` to a `Sign` with a destroyed key (moto still
+//! signs), and `AccessDeniedException` in AWS's JSON form (moto's IAM answers an XML
+//! `AccessDenied`, tested in `kms.rs`).
+//!
 //! The store goes through the real SDK (signing, its standard retry policy, its JSON error
 //! parsing) with static dummy credentials, so the tests also prove that the SDK retried the
 //! retryable faults and that no message carries the secret access key. The crate exposes no
@@ -21,8 +27,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use rekey_api::{CustodyService, KeyCustody, KeyHandle};
 use rekey_api::{Error, ErrorKind, SecretStore, Stage};
-use rekey_aws::{AwsConfig, AwsStore};
+use rekey_aws::{AwsConfig, AwsStore, KmsConfig};
 use std::sync::{Arc, Mutex};
 
 const CRED: &str = "billing";
@@ -93,6 +100,15 @@ impl FaultServer {
 
     /// A store with static dummy credentials whose endpoint is this server.
     async fn store(&self) -> AwsStore {
+        self.store_with(None).await
+    }
+
+    /// The same, with keys in custody in KMS (this server answers KMS too).
+    async fn custody_store(&self) -> AwsStore {
+        self.store_with(Some(KmsConfig::default())).await
+    }
+
+    async fn store_with(&self, kms: Option<KmsConfig>) -> AwsStore {
         let sdk: SdkConfig = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new(
@@ -106,6 +122,7 @@ impl FaultServer {
             .await;
         let config = AwsConfig {
             endpoint_url: Some(self.endpoint.clone()),
+            kms,
             ..AwsConfig::default()
         };
         AwsStore::with_sdk_config(config, &sdk).unwrap()
@@ -332,5 +349,113 @@ async fn rejected_credentials_are_unauthenticated_with_a_hint() {
         assert!(hint.contains("credentials were rejected"), "{hint}");
         assert_no_secret_key(&err);
         assert_eq!(server.seen(), [request("DescribeSecret", SECRET)], "{code}");
+    }
+}
+
+const KEY_ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+fn kms_handle() -> KeyHandle {
+    KeyHandle {
+        service: CustodyService::AwsKms,
+        key_id: KEY_ARN.to_string(),
+        version: None,
+        algorithm: "rsa-2048".to_string(),
+    }
+}
+
+/// ListAliases, DescribeKey (an enabled key) and GetPublicKey answered as AWS does, so that
+/// preflight reaches Sign.
+fn kms_reads(fault: Fault) -> Fault {
+    fault
+        .answering(
+            "TrentService.ListAliases",
+            serde_json::json!({ "Aliases": [], "Truncated": false }),
+        )
+        .answering(
+            "TrentService.DescribeKey",
+            serde_json::json!({ "KeyMetadata": {
+                "KeyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "Arn": KEY_ARN,
+                "Enabled": true, "KeyState": "Enabled", "KeySpec": "RSA_2048",
+                "KeyUsage": "SIGN_VERIFY", "Origin": "AWS_KMS",
+            }}),
+        )
+        .answering(
+            "TrentService.GetPublicKey",
+            serde_json::json!({ "KeyId": KEY_ARN, "PublicKey": "MA==" }),
+        )
+}
+
+fn kms_targets(server: &FaultServer) -> Vec<String> {
+    server.seen().into_iter().map(|s| s.target).collect()
+}
+
+#[tokio::test]
+async fn a_dry_run_sign_that_aws_would_have_done_passes_preflight() {
+    let server = FaultServer::start(kms_reads(Fault::new(
+        412,
+        "DryRunOperationException",
+        "The request would have succeeded, but the DryRun option is set.",
+    )))
+    .await;
+    let kms = server.custody_store().await.kms().unwrap();
+    kms.preflight(CRED, &[kms_handle()]).await.unwrap();
+    assert_eq!(
+        kms_targets(&server),
+        [
+            "TrentService.ListAliases",
+            "TrentService.DescribeKey",
+            "TrentService.GetPublicKey",
+            "TrentService.Sign"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn kms_access_denied_names_the_kms_action_and_the_key() {
+    let server = FaultServer::start(kms_reads(Fault::new(
+        400,
+        "AccessDeniedException",
+        "User: arn:aws:iam::123456789012:user/x is not authorized to perform: kms:Sign",
+    )))
+    .await;
+    let kms = server.custody_store().await.kms().unwrap();
+    let err = kms.preflight(CRED, &[kms_handle()]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(
+        err.message().contains(&format!(
+            "kms:Sign on key {KEY_ARN} failed (AccessDeniedException: User:"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.hint()
+            .unwrap()
+            .contains(&format!("grant kms:Sign on {KEY_ARN}")),
+        "{err:?}"
+    );
+    assert_no_secret_key(&err);
+}
+
+#[tokio::test]
+async fn signing_with_a_destroyed_key_is_refused_naming_the_key() {
+    for (code, message) in [
+        ("DisabledException", "arn is disabled."),
+        ("KMSInvalidStateException", "arn is pending deletion."),
+    ] {
+        let server = FaultServer::start(Fault::new(400, code, message)).await;
+        let kms = server.custody_store().await.kms().unwrap();
+        let err = kms.sign(&kms_handle(), b"input").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(!err.is_temporary(), "{err}");
+        assert!(
+            err.message()
+                .contains(&format!("kms:Sign on key {KEY_ARN} failed ({code}: ")),
+            "{err}"
+        );
+        assert!(
+            err.hint().unwrap().contains("cancel-key-deletion"),
+            "{err:?}"
+        );
+        assert_eq!(kms_targets(&server), ["TrentService.Sign"], "not retried");
     }
 }

@@ -1,6 +1,6 @@
-//! A real moto server (the AWS Secrets Manager API) for tests: no fakes.
+//! A real moto server (the AWS Secrets Manager, KMS and IAM APIs) for tests: no fakes.
 //!
-//! `moto_server` comes from PyPI (`moto[secretsmanager]==5.2.5` with flask and flask-cors), installed
+//! `moto_server` comes from PyPI (`moto[secretsmanager,kms]==5.2.5` with flask and flask-cors), installed
 //! once into the workspace's git-ignored `.venv` that OpenBao uses too (or taken from
 //! `REKEY_MOTO_SERVER`). The server binds a port of its own choosing (`-p 0`, race-free) and
 //! prints it on stderr, which goes to a log file under `target/moto/`: werkzeug logs every request
@@ -18,8 +18,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The pinned moto release and the two packages its server mode needs.
-const MOTO_PACKAGES: [&str; 3] = ["moto[secretsmanager]==5.2.5", "flask", "flask-cors"];
+/// The pinned moto release and the two packages its server mode needs. The `kms` extra (like
+/// `secretsmanager`) requires no package of its own in 5.2.5: a venv installed before it was
+/// named here serves KMS already, so the `moto_server` check of [`venv_tool`] is enough.
+const MOTO_PACKAGES: [&str; 3] = ["moto[secretsmanager,kms]==5.2.5", "flask", "flask-cors"];
 /// How long the server may take to print its port and answer `/moto-api/` with 200.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -135,6 +137,136 @@ pub async fn version_labels(
             let mut labels = v.version_stages().to_vec();
             labels.sort();
             (v.version_id().unwrap_or_default().to_string(), labels)
+        })
+        .collect()
+}
+
+/// Access keys of an IAM user made on a moto server.
+#[derive(Clone, Debug)]
+pub struct IamKeys {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+}
+
+impl IamKeys {
+    /// An SDK configuration for the server at `endpoint` that signs as this user.
+    pub async fn sdk_config(&self, endpoint: &str) -> aws_config::SdkConfig {
+        use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(
+                &self.access_key_id,
+                &self.secret_access_key,
+                None,
+                None,
+                "static",
+            ))
+            .endpoint_url(endpoint)
+            .load()
+            .await
+    }
+}
+
+impl Moto {
+    /// Makes IAM user `name` with the inline identity policy `policy` (a JSON document) and
+    /// returns its access keys. Call it before [`Moto::enforce_iam`]: moto checks nothing until
+    /// then, so these IAM calls go unsigned.
+    pub fn iam_user(&self, name: &str, policy: &str) -> IamKeys {
+        self.iam_call(&[("Action", "CreateUser"), ("UserName", name)]);
+        self.iam_call(&[
+            ("Action", "PutUserPolicy"),
+            ("UserName", name),
+            ("PolicyName", "rekey-test"),
+            ("PolicyDocument", policy),
+        ]);
+        let answer = self.iam_call(&[("Action", "CreateAccessKey"), ("UserName", name)]);
+        let field = |tag: &str| {
+            let open = format!("<{tag}>");
+            let start = answer.find(&open).map(|i| i + open.len());
+            let end = answer.find(&format!("</{tag}>"));
+            match (start, end) {
+                (Some(s), Some(e)) => answer[s..e].to_string(),
+                _ => panic!("no {tag} in CreateAccessKey's answer: {answer}"),
+            }
+        };
+        IamKeys {
+            access_key_id: field("AccessKeyId"),
+            secret_access_key: field("SecretAccessKey"),
+        }
+    }
+
+    /// From now on every request must be signed by an IAM user's keys and be allowed by its
+    /// policies (moto's `INITIAL_NO_AUTH_ACTION_COUNT`, set to 0 through `/moto-api/reset-auth`
+    /// rather than at start, so that [`Moto::iam_user`] can make the users first). For a server
+    /// of its own ([`Moto::start`]): the setting is the whole server's.
+    pub fn enforce_iam(&self) {
+        let (status, body) = self.post("/moto-api/reset-auth", "text/plain", None, "0");
+        assert_eq!(status, 200, "reset-auth: {body}");
+    }
+
+    /// One IAM query call, unsigned (moto picks the service from the credential scope).
+    fn iam_call(&self, params: &[(&str, &str)]) -> String {
+        let mut form = String::from("Version=2010-05-08");
+        for (key, value) in params {
+            form.push('&');
+            form.push_str(key);
+            form.push('=');
+            form.push_str(&form_encode(value));
+        }
+        let auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0";
+        let (status, body) = self.post("/", "application/x-www-form-urlencoded", Some(auth), &form);
+        assert_eq!(status, 200, "IAM {params:?}: {body}");
+        body
+    }
+
+    /// POSTs `body` by hand (this crate has no HTTP client); the status and the answer.
+    fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        authorization: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        let authority = self
+            .endpoint
+            .strip_prefix("http://")
+            .expect("http endpoint");
+        let mut stream = TcpStream::connect(authority).expect("connect to moto");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let auth = authorization.map_or_else(String::new, |a| format!("Authorization: {a}\r\n"));
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: {content_type}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write to moto");
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .expect("read moto's answer");
+        let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_string());
+        (status, body)
+    }
+}
+
+/// `application/x-www-form-urlencoded` of `value`: unreserved characters as they are, every
+/// other byte as `%XX`.
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
         })
         .collect()
 }
