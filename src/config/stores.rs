@@ -20,8 +20,8 @@ pub enum StoreConfig {
     /// engine); unset connection settings come from the `VAULT_*` environment when the store is
     /// opened.
     Vault(Box<VaultStoreConfig>),
-    /// AWS Secrets Manager; credentials and, unless set here, the region come from the AWS
-    /// default chain.
+    /// AWS Secrets Manager (with `kms`: keys in custody in KMS); credentials and, unless set
+    /// here, the region come from the AWS default chain.
     Aws(AwsConfig),
 }
 
@@ -32,6 +32,7 @@ impl StoreConfig {
             StoreConfig::Vault(vault) if vault.transit.is_some() => {
                 Some(rekey_api::CustodyService::VaultTransit)
             }
+            StoreConfig::Aws(aws) if aws.kms.is_some() => Some(rekey_api::CustodyService::AwsKms),
             StoreConfig::File(_) | StoreConfig::Vault(_) | StoreConfig::Aws(_) => None,
         }
     }
@@ -85,8 +86,8 @@ fn validate_store(
                 read::<VaultSettings>(table, v)?.validate(name, v)?,
             ))
         }
-        "aws" => {
-            let table = only_keys_of::<AwsSettings>(table, &section, "aws", v);
+        kind @ ("aws" | "aws_kms") => {
+            let table = only_keys_of::<AwsSettings>(table, &section, kind, v);
             StoreConfig::Aws(read::<AwsSettings>(table, v)?.validate(name, v)?)
         }
         other => {

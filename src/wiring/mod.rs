@@ -63,7 +63,13 @@ pub async fn open_store(store: &StoreConfig) -> Result<Box<dyn SecretStore>> {
                 None => Box::new(store),
             }
         }
-        StoreConfig::Aws(aws) => Box::new(rekey_aws::AwsStore::connect(aws.clone()).await?),
+        StoreConfig::Aws(aws) => {
+            let store = rekey_aws::AwsStore::connect(aws.clone()).await?;
+            match store.kms() {
+                Some(kms) => Box::new(CustodyStore::new(Box::new(store), kms)),
+                None => Box::new(store),
+            }
+        }
     })
 }
 
