@@ -542,7 +542,7 @@ fn the_annotated_example_config_is_accepted() {
             (StoreConfig::Aws(_), None) => "aws",
         })
         .collect();
-    assert_eq!(kinds, ["aws", "file", "aws_kms", "vault_transit", "vault"]);
+    assert_eq!(kinds, ["aws", "aws_kms", "file", "vault_transit", "vault"]);
     assert!(
         matches!(&config.stores["local"], StoreConfig::File(file) if file.path == Path::new("/etc/rekey/keys"))
     );

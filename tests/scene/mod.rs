@@ -60,6 +60,9 @@ pub(crate) struct Scene {
     pub(crate) root: String,
     /// Every private key this scene ever held, for the leak scan.
     pub(crate) secrets: Vec<String>,
+    /// The certificates the app held before rekey managed its key (with keys in custody, the
+    /// legacy one its first rotation replaced): no store keeps their keys.
+    unmanaged: usize,
 }
 
 impl Scene {
@@ -159,6 +162,7 @@ impl Scene {
             endpoint,
             root,
             secrets,
+            unmanaged: usize::from(kind.custody()),
         }
     }
 
@@ -247,7 +251,13 @@ impl Scene {
                 }
             }
         }
-        for pem in self.w.sim.certificate_history(APP).iter().skip(since) {
+        for pem in self
+            .w
+            .sim
+            .certificate_history(APP)
+            .iter()
+            .skip(since.max(self.unmanaged))
+        {
             let fp = rekey_api_fingerprint(pem);
             assert!(
                 kept.contains(&fp),
