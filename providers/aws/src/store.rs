@@ -53,29 +53,46 @@ impl SecretStore for AwsStore {
             Stage::Previous => PREVIOUS,
         };
         // Read with an explicit stage, never the stage-less default (stale on moto after a
-        // label move), and judge the result against the same stage map `stages` uses.
-        let Some(snap) = self.secrets().describe(&name).await? else {
-            return Ok(None);
-        };
-        let map = self.stage_map(&name, &snap).await?;
-        let expected = match stage {
-            Stage::Current => map.current,
-            Stage::Pending => map.pending,
-            Stage::Previous => map.previous,
-        };
-        let Some((version_id, info)) = expected else {
-            return Ok(None);
-        };
-        let Some(read) = self.secrets().value_by_stage(&name, label).await? else {
-            return Ok(None);
-        };
-        if read.version_id != version_id {
+        // label move), and judge the result against the same stage map `stages` uses. A
+        // promotion may move the label between the two reads: then both are made again, so a
+        // reader (`rekey token`, the agent) sees one stage map or the next, never an error.
+        let read = Backoff::STALE_WRITE
+            .retry_stale(|| async {
+                let Some(snap) = self.secrets().describe(&name).await? else {
+                    return Ok(Some(None));
+                };
+                let map = self.stage_map(&name, &snap).await?;
+                let expected = match stage {
+                    Stage::Current => map.current,
+                    Stage::Pending => map.pending,
+                    Stage::Previous => map.previous,
+                };
+                let Some((version_id, info)) = expected else {
+                    return Ok(Some(None));
+                };
+                let Some(read) = self.secrets().value_by_stage(&name, label).await? else {
+                    return Ok(Some(None));
+                };
+                if read.version_id != version_id {
+                    return Ok(None);
+                }
+                Ok(Some(Some((version_id, read, info))))
+            })
+            .await?;
+        let Some(read) = read else {
             return Err(Error::new(
                 ErrorKind::Conflict,
-                format!("{self}: {label} of secret {name} moved while rekey read it"),
+                format!(
+                    "{self}: {label} of secret {name} moved while rekey read it, {} times in a row",
+                    Backoff::STALE_WRITE.attempts
+                ),
             )
-            .with_hint("retry"));
-        }
+            .with_hint("another writer keeps moving this credential's labels; retry when it is done")
+            .temporary());
+        };
+        let Some((version_id, read, info)) = read else {
+            return Ok(None);
+        };
         self.stored_key(&name, &version_id, &read.value, info)
             .map(Some)
     }
