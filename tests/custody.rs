@@ -173,6 +173,11 @@ async fn a_rotation_keeps_the_key_in_the_service(kind: Kind) {
         first.key_id.as_str()
     );
 
+    // `check` reads the app and the store as for any store: the same certificate, nothing due.
+    let check = s.w.rekey(&["check", CRED]).await;
+    assert_eq!(check.code, 0, "{context}: {}{}", check.stdout, check.stderr);
+    assert!(check.stdout.starts_with("OK "), "{}", check.stdout);
+
     // A consumer's token, signed by the service.
     let token = s.w.json(&["token", CRED]).await;
     assert_eq!(token["generation"], 1, "{token}");
