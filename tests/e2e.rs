@@ -466,6 +466,28 @@ async fn inspect_agrees_with_openssl_and_spots_a_key_from_another_pair() {
         "{}",
         import.stderr
     );
+
+    // A credential's stage, read from its store, is described the same way.
+    w.import_legacy("billing").await;
+    let stored = w.json(&["inspect", "--credential", "billing"]).await;
+    assert_eq!(stored["files"][0]["path"], "billing CURRENT (generation 1)");
+    assert_eq!(
+        stored["files"][0]["fingerprint_sha256"],
+        file["fingerprint_sha256"]
+    );
+    assert_eq!(stored["files"][1]["kind"], "private_key");
+    assert_eq!(stored["files"][1]["spki_fingerprint"], file["spki_sha256"]);
+    assert_eq!(stored["key_matches_certificate"], true);
+    let none = w
+        .rekey(&["inspect", "--credential", "billing", "--stage", "pending"])
+        .await;
+    assert_eq!(none.code, 64, "{}", none.stderr);
+    assert!(
+        none.stderr
+            .contains("credential 'billing' has no PENDING key"),
+        "{}",
+        none.stderr
+    );
     w.assert_no_key_bytes_leaked();
 }
 

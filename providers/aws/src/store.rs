@@ -87,7 +87,9 @@ impl SecretStore for AwsStore {
                     Backoff::STALE_WRITE.attempts
                 ),
             )
-            .with_hint("another writer keeps moving this credential's labels; retry when it is done")
+            .with_hint(
+                "another writer keeps moving this credential's labels; retry when it is done",
+            )
             .temporary());
         };
         let Some((version_id, read, info)) = read else {
