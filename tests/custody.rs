@@ -167,7 +167,10 @@ async fn a_rotation_keeps_the_key_in_the_service(kind: Kind) {
 
     let inspected = s.w.json(&["inspect", "--credential", CRED]).await;
     assert_eq!(inspected["key_matches_certificate"], true, "{inspected}");
-    assert_eq!(inspected["files"][1]["kind"], "key_in_custody", "{inspected}");
+    assert_eq!(
+        inspected["files"][1]["kind"], "key_in_custody",
+        "{inspected}"
+    );
     assert_eq!(inspected["files"][1]["exportable"], false, "{inspected}");
     assert_eq!(
         inspected["files"][1]["handle"]["key_id"],

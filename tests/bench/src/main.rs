@@ -22,6 +22,7 @@
 //! emulator in-process on a free 127.0.0.1 port, and stops them all before it exits.
 
 mod check;
+mod custody;
 mod cutover;
 mod fleet;
 mod keygen;
@@ -86,11 +87,17 @@ struct Args {
     /// Credentials per org of the check section.
     #[arg(long, default_value_t = 1000)]
     check_per_org: usize,
+    /// Signatures each way (transit, here) in the custody section.
+    #[arg(long, default_value_t = 500)]
+    custody_signs: usize,
+    /// Keys each way (transit, `rekey generate`) in the custody section.
+    #[arg(long, default_value_t = 10)]
+    custody_keys: usize,
     /// Sections to run, comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cutover,keygen,fleet,secret,check"
+        default_value = "cutover,keygen,fleet,secret,check,custody"
     )]
     only: Vec<Section>,
     /// Where the Markdown goes besides stdout.
@@ -109,6 +116,7 @@ enum Section {
     Fleet,
     Secret,
     Check,
+    Custody,
 }
 
 impl Args {
@@ -123,7 +131,7 @@ impl Args {
         }
         let windows: Vec<String> = self.windows.iter().map(u64::to_string).collect();
         format!(
-            "--scale {} --windows {} --consumers {} --interval-ms {} --strategies {}{} --keygen {} --fleet {} --concurrency {} --refresh-secs {} --check-orgs {} --check-per-org {} --only {}",
+            "--scale {} --windows {} --consumers {} --interval-ms {} --strategies {}{} --keygen {} --fleet {} --concurrency {} --refresh-secs {} --check-orgs {} --check-per-org {} --custody-signs {} --custody-keys {} --only {}",
             self.scale,
             windows.join(","),
             self.consumers,
@@ -136,6 +144,8 @@ impl Args {
             self.refresh_secs,
             self.check_orgs,
             self.check_per_org,
+            self.custody_signs,
+            self.custody_keys,
             list(&self.only),
         )
     }
@@ -228,6 +238,20 @@ One `rekey check --json` of {} credentials over {orgs} orgs (each its own \
              Salesforce calls of the large one from the emulators' call logs.\n\n{}",
             orgs * per_org,
             check::table(&run)
+        ));
+    }
+    if args.only.contains(&Section::Custody) {
+        let (signs, keys) = (args.custody_signs, args.custody_keys);
+        eprintln!("custody: {signs} signatures and {keys} keys each way");
+        let timings = custody::run(&rekey, signs, keys).await?;
+        sections.push(format!(
+            "## Custody\n\nWhat a key in custody costs: {signs} RS256 signatures of a \
+             300-byte input (an assertion's size) by OpenBao's transit engine (a dev server on \
+             loopback, the release `rekey-vault` client) and here with a key in memory, \
+             interleaved; {keys} RSA-2048 keys made in transit and by `rekey generate` (a process \
+             that also signs and writes a certificate). Every mint, probe and proof of a key in \
+             custody makes one transit signature.\n\n{}",
+            custody::table(&timings)
         ));
     }
 
@@ -425,7 +449,7 @@ mod tests {
         let args = Args::parse_from(["rekey-bench"]);
         assert_eq!(
             args.describe(),
-            "--scale 1 --windows 0,5,30 --consumers 50 --interval-ms 2000 --strategies naive,rekey,token,agent --keygen 20 --fleet 1000 --concurrency 8 --refresh-secs 10 --check-orgs 10 --check-per-org 1000 --only cutover,keygen,fleet,secret,check"
+            "--scale 1 --windows 0,5,30 --consumers 50 --interval-ms 2000 --strategies naive,rekey,token,agent --keygen 20 --fleet 1000 --concurrency 8 --refresh-secs 10 --check-orgs 10 --check-per-org 1000 --custody-signs 500 --custody-keys 10 --only cutover,keygen,fleet,secret,check,custody"
         );
         let args = Args::parse_from(["rekey-bench", "--scale", "0.1", "--fleet", "100"]);
         assert!(args.describe().starts_with("--scale 0.1 "));
