@@ -418,42 +418,6 @@ subject = {{ cn = "{cred}" }}
     config
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_seed_and_config_name_every_app_once() {
-        let apps: Vec<App> = (1..=3).map(App::new).collect();
-        let spec = Spec {
-            apps: 3,
-            days: 10,
-            propagation_secs: 5,
-            propagation_mode: PropagationMode::Random,
-            concurrency: 2,
-        };
-        let seed = seed_toml(&spec, &apps);
-        assert!(seed.contains("propagation_mode = \"random\""));
-        assert!(seed.contains("propagation_secs = 5\n"));
-        let config = config_toml("http://127.0.0.1:1", 2, &apps);
-        assert!(config.contains("concurrency = 2\n"));
-        for app in &apps {
-            assert_eq!(seed.matches(&format!(">{}<", app.consumer_key)).count(), 1);
-            assert_eq!(
-                config.matches(&format!("\"{}\"", app.consumer_key)).count(),
-                1
-            );
-            assert_eq!(
-                config
-                    .matches(&format!("[credentials.{}]", app.credential))
-                    .count(),
-                1
-            );
-        }
-        assert_eq!(App::new(7).name, "Bench_App_00007");
-    }
-}
-
 /// The profiles, users and rekey's admin app every bench org has: the admin (System
 /// Administrator) and the integration user its apps log in as.
 pub(crate) fn people_seed() -> String {
@@ -521,4 +485,40 @@ pub(crate) async fn admin_pair(root: &Path) -> Result<(), Error> {
         path_arg(&admin_crt)?,
     ])
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_and_config_name_every_app_once() {
+        let apps: Vec<App> = (1..=3).map(App::new).collect();
+        let spec = Spec {
+            apps: 3,
+            days: 10,
+            propagation_secs: 5,
+            propagation_mode: PropagationMode::Random,
+            concurrency: 2,
+        };
+        let seed = seed_toml(&spec, &apps);
+        assert!(seed.contains("propagation_mode = \"random\""));
+        assert!(seed.contains("propagation_secs = 5\n"));
+        let config = config_toml("http://127.0.0.1:1", 2, &apps);
+        assert!(config.contains("concurrency = 2\n"));
+        for app in &apps {
+            assert_eq!(seed.matches(&format!(">{}<", app.consumer_key)).count(), 1);
+            assert_eq!(
+                config.matches(&format!("\"{}\"", app.consumer_key)).count(),
+                1
+            );
+            assert_eq!(
+                config
+                    .matches(&format!("[credentials.{}]", app.credential))
+                    .count(),
+                1
+            );
+        }
+        assert_eq!(App::new(7).name, "Bench_App_00007");
+    }
 }
