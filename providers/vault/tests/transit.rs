@@ -26,14 +26,26 @@ fn transit_store(
     token: &str,
 ) -> (VaultStore, Arc<TransitCustody>, String) {
     let prefix = bao.unique_prefix(name);
-    let mut config = common::config(bao, &prefix, common::token(token));
+    let (store, transit) = store_at(bao, &prefix, token, "transit");
+    (store, transit, prefix)
+}
+
+/// A store under the KV prefix `prefix` whose keys are in `mount` under the key prefix
+/// `<prefix>-`, as `token` sees them.
+fn store_at(
+    bao: &OpenBao,
+    prefix: &str,
+    token: &str,
+    mount: &str,
+) -> (VaultStore, Arc<TransitCustody>) {
+    let mut config = common::config(bao, prefix, common::token(token));
     config.transit = Some(TransitConfig {
-        mount: "transit".into(),
+        mount: mount.into(),
         key_prefix: format!("{prefix}-"),
     });
     let store = VaultStore::new(config).unwrap();
     let transit = store.transit().expect("configured with transit");
-    (store, transit, prefix)
+    (store, transit)
 }
 
 fn root_transit_store(bao: &OpenBao, name: &str) -> (VaultStore, Arc<TransitCustody>, String) {
@@ -379,13 +391,7 @@ async fn preflight_names_each_transit_path_and_capability_the_token_lacks() {
             Some(&format!("transit/sign/{key_prefix}{CRED}-*")),
         ),
     );
-    let mut config = common::config(bao, &prefix, common::token(&token));
-    config.transit = Some(TransitConfig {
-        mount: "transit".into(),
-        key_prefix: key_prefix.clone(),
-    });
-    let store = VaultStore::new(config).unwrap();
-    let transit = store.transit().unwrap();
+    let (store, transit) = store_at(bao, &prefix, &token, "transit");
     let err = transit
         .preflight(CRED, std::slice::from_ref(&current))
         .await
@@ -423,12 +429,7 @@ async fn preflight_names_each_transit_path_and_capability_the_token_lacks() {
         ("secret", ErrorKind::Config),
         ("no-such-transit", ErrorKind::NotFound),
     ] {
-        let mut config = common::config(bao, &prefix, common::token(bao.root_token()));
-        config.transit = Some(TransitConfig {
-            mount: mount.into(),
-            key_prefix: key_prefix.clone(),
-        });
-        let transit = VaultStore::new(config).unwrap().transit().unwrap();
+        let (_, transit) = store_at(bao, &prefix, bao.root_token(), mount);
         let err = transit.preflight(CRED, &[]).await.unwrap_err();
         assert_eq!(err.kind(), kind, "{mount}: {err}");
         assert!(
@@ -475,16 +476,7 @@ async fn a_custody_store_stages_signs_promotes_and_destroys_with_the_readme_poli
     let prefix = bao.unique_prefix("custody");
     let key_prefix = format!("{prefix}-");
     let token = token_with_transit_policy(bao, &prefix, &transit_policy(&key_prefix, None));
-    let (store, transit, _) = {
-        let mut config = common::config(bao, &prefix, common::token(&token));
-        config.transit = Some(TransitConfig {
-            mount: "transit".into(),
-            key_prefix: key_prefix.clone(),
-        });
-        let store = VaultStore::new(config).unwrap();
-        let transit = store.transit().unwrap();
-        (store, transit, ())
-    };
+    let (store, transit) = store_at(bao, &prefix, &token, "transit");
     let custody = CustodyStore::new(Box::new(store), transit.clone());
     custody.preflight(CRED).await.unwrap();
     assert!(custody.custody().is_some());
