@@ -13,6 +13,15 @@ impl Generation {
     pub fn next(self) -> Generation {
         Generation(self.0 + 1)
     }
+
+    /// The generation `text` names when it is decimal digits and nothing else (no sign, no
+    /// space), as stores write it into file, key and alias names.
+    pub fn from_digits(text: &str) -> Option<Generation> {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        text.parse().ok().map(Generation)
+    }
 }
 
 impl fmt::Display for Generation {
@@ -57,5 +66,19 @@ pub struct RotationId(pub String);
 impl fmt::Display for RotationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_digits_name_a_generation() {
+        assert_eq!(Generation::from_digits("000012"), Some(Generation(12)));
+        assert_eq!(Generation::from_digits("3"), Some(Generation(3)));
+        for not in ["", "+3", "-3", " 3", "3a", "eu-2", "99999999999999999999999"] {
+            assert_eq!(Generation::from_digits(not), None, "{not}");
+        }
     }
 }

@@ -283,15 +283,13 @@ impl KmsCustody {
 
     /// The generation `alias` names for `credential`, if it is one of its generation aliases.
     fn generation_of(&self, credential: &str, alias: &str) -> Option<Generation> {
-        let rest = alias
-            .strip_prefix("alias/")?
-            .strip_prefix(&self.alias_prefix)?
-            .strip_prefix(credential)?
-            .strip_prefix('/')?;
-        if rest.is_empty() || !rest.chars().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        rest.parse().ok().map(Generation)
+        Generation::from_digits(
+            alias
+                .strip_prefix("alias/")?
+                .strip_prefix(&self.alias_prefix)?
+                .strip_prefix(credential)?
+                .strip_prefix('/')?,
+        )
     }
 }
 
@@ -512,7 +510,7 @@ impl KeyCustody for KmsCustody {
                 .strip_prefix("alias/")
                 .and_then(|n| n.strip_prefix(&self.alias_prefix))
                 .and_then(|n| n.rsplit_once('/'))
-                .is_some_and(|(_, g)| !g.is_empty() && g.chars().all(|c| c.is_ascii_digit()));
+                .is_some_and(|(_, g)| Generation::from_digits(g).is_some());
             if generation_alias {
                 self.delete_alias(name).await?;
             }

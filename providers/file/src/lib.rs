@@ -317,10 +317,9 @@ impl FileStore {
             };
             if ["key", "crt", "json"].contains(&extension)
                 && stem.len() >= 6
-                && stem.bytes().all(|b| b.is_ascii_digit())
-                && let Ok(n) = stem.parse()
+                && let Some(generation) = Generation::from_digits(stem)
             {
-                found.insert(Generation(n));
+                found.insert(generation);
             }
         }
         Ok(found.into_iter().collect())

@@ -160,14 +160,11 @@ impl TransitCustody {
     /// The generation `name` holds for `credential`: `{key_prefix}{credential}-<digits>` only,
     /// so `billing` never takes `billing-eu`'s keys (`rekey-billing-eu-2`).
     fn generation_in(&self, credential: &str, name: &str) -> Option<Generation> {
-        let digits = name
-            .strip_prefix(&self.key_prefix)?
-            .strip_prefix(credential)?
-            .strip_prefix('-')?;
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse().ok().map(Generation)
+        Generation::from_digits(
+            name.strip_prefix(&self.key_prefix)?
+                .strip_prefix(credential)?
+                .strip_prefix('-')?,
+        )
     }
 
     /// `{mount}/{tail}`, as policies name it.
