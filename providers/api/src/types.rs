@@ -77,7 +77,15 @@ mod tests {
     fn only_plain_digits_name_a_generation() {
         assert_eq!(Generation::from_digits("000012"), Some(Generation(12)));
         assert_eq!(Generation::from_digits("3"), Some(Generation(3)));
-        for not in ["", "+3", "-3", " 3", "3a", "eu-2", "99999999999999999999999"] {
+        for not in [
+            "",
+            "+3",
+            "-3",
+            " 3",
+            "3a",
+            "eu-2",
+            "99999999999999999999999",
+        ] {
             assert_eq!(Generation::from_digits(not), None, "{not}");
         }
     }

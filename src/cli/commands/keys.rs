@@ -61,6 +61,27 @@ fn described(path: PathBuf, cert: &Certificate, now: chrono::DateTime<chrono::Ut
     }
 }
 
+/// What `cred`'s primary store holds at `stage`; `NotFound` naming the store and the stage when
+/// nothing does.
+async fn primary_stage(
+    config: &config::Config,
+    cred: &config::CredentialConfig,
+    stage: Stage,
+) -> Result<rekey_api::StoredVersion> {
+    let stores = wiring::stores(config, cred).await?;
+    let store = &stores[0];
+    let name = &cred.name;
+    store.read_stage(name, stage).await?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("{store}: credential '{name}' has no {stage} key"),
+        )
+        .with_hint(format!(
+            "`rekey status {name}` shows which stages hold a key"
+        ))
+    })
+}
+
 /// `rekey inspect --credential`: the stage's certificate in the primary store and its key, as
 /// `inspect` describes files; a key in custody as its service describes it, and proven to belong
 /// to the certificate by a signature the service makes.
@@ -72,17 +93,7 @@ pub(super) async fn inspect_credential(
 ) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let stores = wiring::stores(&config, cred).await?;
-    let store = &stores[0];
-    let stored = store.read_stage(name, stage).await?.ok_or_else(|| {
-        Error::new(
-            ErrorKind::NotFound,
-            format!("{store}: credential '{name}' has no {stage} key"),
-        )
-        .with_hint(format!(
-            "`rekey status {name}` shows which stages hold a key"
-        ))
-    })?;
+    let stored = primary_stage(&config, cred, stage).await?;
     let Some(cert) = stored.info.public.certificate() else {
         return Err(Error::new(
             ErrorKind::Config,
@@ -390,14 +401,7 @@ pub(super) async fn verify(
 ) -> Result<Exit> {
     let config = config::load(config_path)?;
     let cred = wiring::credential(&config, name)?;
-    let stores = wiring::stores(&config, cred).await?;
-    let store = &stores[0];
-    let stored = store.read_stage(name, stage).await?.ok_or_else(|| {
-        Error::new(
-            ErrorKind::NotFound,
-            format!("{store}: credential '{name}' has no {stage} key"),
-        )
-    })?;
+    let stored = primary_stage(&config, cred, stage).await?;
     let target = wiring::salesforce_target(&config, cred)?;
     let probe = rotation::target_of(cred, &target)
         .probe(&stored.material)
